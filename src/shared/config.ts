@@ -1,0 +1,119 @@
+// Link settings, their defaults for each kind of host, and their validation.
+// Every setting comes from outside (flags, board settings), so a bad one is
+// refused with a message that names it and says what would be accepted.
+
+import { LinkError } from "./errors.js"
+
+export type OnFull = "pause" | "drop"
+
+export interface LinkOptions {
+    timeout?: number // ms; the same on the server and every client
+    maxLineBytes?: number // longest payload, in UTF-8 bytes
+    window?: number // un-ACKed ids per link
+    maxInflightBytes?: number
+    maxQueuedLines?: number // writes waiting for the link (e.g. in an outage)
+    maxQueuedBytes?: number
+    maxReceivedLines?: number // received lines the application has not read
+    maxReceivedBytes?: number
+    maxWriteBytes?: number // bytes handed to the socket per pollTransmit
+    warmup?: number // ms the server waits before messaging a v1 client
+    onFull?: OnFull // full receive queue: stop reading (Node) or drop un-ACKed (board)
+    keepaliveEvents?: boolean // report each keepalive received (heartbeat LED)
+}
+
+export interface LinkConfig {
+    timeout: number
+    maxLineBytes: number
+    window: number
+    maxInflightBytes: number
+    maxQueuedLines: number
+    maxQueuedBytes: number
+    maxReceivedLines: number
+    maxReceivedBytes: number
+    maxWriteBytes: number
+    warmup: number
+    onFull: OnFull
+    keepaliveEvents: boolean
+}
+
+// Node has memory to spare and can stop reading a socket; the board has a
+// 64 KB heap and a runtime that reads the socket whatever the app does.
+export function nodeDefaults(): LinkConfig {
+    return {
+        timeout: 2000,
+        maxLineBytes: 65536,
+        window: 64,
+        maxInflightBytes: 1048576,
+        maxQueuedLines: 4096,
+        maxQueuedBytes: 4194304,
+        maxReceivedLines: 1024,
+        maxReceivedBytes: 1048576,
+        maxWriteBytes: 65536,
+        warmup: 200,
+        onFull: "pause",
+        keepaliveEvents: false,
+    }
+}
+
+export function boardDefaults(): LinkConfig {
+    return {
+        timeout: 2000,
+        maxLineBytes: 2048,
+        window: 16,
+        maxInflightBytes: 4096,
+        maxQueuedLines: 32,
+        maxQueuedBytes: 4096,
+        maxReceivedLines: 32,
+        maxReceivedBytes: 4096,
+        maxWriteBytes: 1024,
+        warmup: 200,
+        onFull: "drop",
+        keepaliveEvents: true,
+    }
+}
+
+// Fills in defaults and checks every value; throws LinkError("ECONFIG").
+export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): LinkConfig {
+    const o: LinkOptions = opts ? opts : {}
+    const c: LinkConfig = {
+        timeout: intIn("timeout", o.timeout, base.timeout, 100, 3600000),
+        maxLineBytes: intIn("maxLineBytes", o.maxLineBytes, base.maxLineBytes, 16, 16777216),
+        window: intIn("window", o.window, base.window, 1, 120),
+        maxInflightBytes: intIn("maxInflightBytes", o.maxInflightBytes, base.maxInflightBytes, 16, 1073741824),
+        maxQueuedLines: intIn("maxQueuedLines", o.maxQueuedLines, base.maxQueuedLines, 1, 16777216),
+        maxQueuedBytes: intIn("maxQueuedBytes", o.maxQueuedBytes, base.maxQueuedBytes, 16, 1073741824),
+        maxReceivedLines: intIn("maxReceivedLines", o.maxReceivedLines, base.maxReceivedLines, 1, 16777216),
+        maxReceivedBytes: intIn("maxReceivedBytes", o.maxReceivedBytes, base.maxReceivedBytes, 16, 1073741824),
+        maxWriteBytes: intIn("maxWriteBytes", o.maxWriteBytes, base.maxWriteBytes, 64, 16777216),
+        warmup: intIn("warmup", o.warmup, base.warmup, 0, 60000),
+        onFull: base.onFull,
+        keepaliveEvents: base.keepaliveEvents,
+    }
+    if (o.onFull !== undefined) {
+        if (o.onFull !== "pause" && o.onFull !== "drop")
+            throw new LinkError("ECONFIG", 'onFull must be "pause" or "drop", got ' + show(o.onFull))
+        c.onFull = o.onFull
+    }
+    if (o.keepaliveEvents !== undefined) c.keepaliveEvents = !!o.keepaliveEvents
+    if (c.maxQueuedBytes < c.maxLineBytes)
+        throw new LinkError("ECONFIG", "maxQueuedBytes (" + c.maxQueuedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
+    if (c.maxReceivedBytes < c.maxLineBytes)
+        throw new LinkError("ECONFIG", "maxReceivedBytes (" + c.maxReceivedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
+    return c
+}
+
+export function intIn(name: string, v: unknown, dflt: number, min: number, max: number): number {
+    if (v === undefined) return dflt
+    if (typeof v !== "number" || v !== v || Math.floor(v) !== v || v < min || v > max)
+        throw new LinkError("ECONFIG", name + " must be a whole number from " + min + " to " + max + ", got " + show(v))
+    return v
+}
+
+// "" + value differs between DeviceScript and Node for objects: format by type.
+export function show(v: unknown): string {
+    if (typeof v === "string") return '"' + v + '"'
+    if (typeof v === "number" || typeof v === "boolean") return "" + v
+    if (v === null) return "null"
+    if (v === undefined) return "undefined"
+    return typeof v
+}

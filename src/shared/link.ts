@@ -1,0 +1,455 @@
+// One end of a devs-iot link, as a pure state machine (h11 / quinn-proto
+// style): bytes and `now` go in; bytes to send, events for the application
+// and the next deadline come out. No sockets, timers or platform calls.
+//
+// A Link lives as long as the logical connection (a client process, or a
+// server's Connection for one client id). Each TCP socket gets a fresh `Conn`
+// with its own framer, timers and handshake, so nothing of a dead socket
+// leaks into the next one (fault 2). Kept across sockets: the send window and
+// queue, the id sequence, the set of seen ids, the receive queue.
+//
+// Driving it: open() when a socket is up (on the server, after the id line);
+// receive() each chunk, then step() until it returns false (yield between
+// steps on the board); after any call, pollTransmit() until undefined and
+// pollEvent() until undefined; arm one timer for pollTimeout() and call
+// handleTimeout() when it fires. When wantsRead() is false, stop reading the
+// socket until read() frees room.
+
+import { parseLine, ackLine, KEEPALIVE_LINE } from "./codec.js"
+import { LinkConfig } from "./config.js"
+import { SeenIds } from "./dedup.js"
+import { LinkError } from "./errors.js"
+import { LineFramer } from "./framer.js"
+import { previewBytes } from "./hex.js"
+import { helloLine, parseHello, probeBlanks, PROBE_BLANKS } from "./hello.js"
+import { Fifo } from "./queue.js"
+import { Sender } from "./sender.js"
+
+export type Role = "client" | "server"
+export type Peer = "v1" | "devs-iot"
+
+export type NoticeCode =
+    | "bad-line" // not a keepalive, ACK, message or known extension (fault 4)
+    | "too-long" // a line over the maximum was skipped
+    | "dropped" // receive queue full on the board: not kept, not ACKed (fault 6)
+    | "duplicate" // a message id already seen: ACKed, not delivered
+    | "resend" // a qos message sent again
+    | "stray-ack" // an ACK for no un-ACKed message
+    | "no-hello" // a devs-iot client did not finish the extension handshake
+
+export type LinkEvent =
+    | { type: "up"; peer: Peer }
+    | { type: "down"; reason: string }
+    | { type: "readable" }
+    | { type: "written"; ticket: number }
+    | { type: "failed"; ticket: number; error: LinkError }
+    | { type: "close"; reason: string } // the driver must close the socket
+    | { type: "keepalive" }
+    | { type: "notice"; code: NoticeCode; detail: string }
+
+export interface LinkStats {
+    received: number // messages delivered to the receive queue
+    duplicates: number
+    dropped: number
+    badLines: number
+    tooLong: number
+    resent: number
+}
+
+// Handshake phases of one socket (PROTOCOL.md, "Handshake"):
+// client: "first-line" until the server's first line, then "up".
+// server: "probe" (counting blank lines, nothing sent yet), then "warmup" for
+// a v1 client (no messages until `warmup` ms after its first byte) or "hello"
+// for a devs-iot client (hello sent, waiting for the client's), then "up".
+type Phase = "first-line" | "probe" | "warmup" | "hello" | "up"
+
+class Conn {
+    framer: LineFramer
+    phase: Phase
+    peer: Peer = "v1"
+    exact = false // the peer's epoch is known: restarts are exact (fault 1)
+    zeroSeen = false // v1 rule: only the first 00 on a socket clears the set
+    lastRecv: number
+    lastSend: number
+    gotLine: boolean
+    firstByteAt = -1 // server: first byte after the id line
+    blanks = 0 // server: blank lines counted in "probe"
+    helloAt = -1 // server: when the hello went out
+    out = "" // control lines to send: id, probe, hello, ACKs, keepalive
+    parked: Buffer | undefined = undefined // a line waiting for room (pause mode)
+
+    constructor(role: Role, now: number, maxLineBytes: number) {
+        this.framer = new LineFramer(maxLineBytes + 2)
+        this.phase = role === "client" ? "first-line" : "probe"
+        this.lastRecv = now
+        this.lastSend = now
+        // The server opens a socket once it has read the id, which is a line.
+        this.gotLine = role === "server"
+    }
+}
+
+export class Link {
+    readonly cfg: LinkConfig
+    readonly role: Role
+    readonly epoch: string
+    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0 }
+    connects = 0 // sockets that completed the handshake
+    private clientId: string
+    private conn: Conn | undefined = undefined
+    private up = false
+    private closed = false
+    private seen = new SeenIds()
+    private peerEpoch: string | undefined = undefined
+    private sender: Sender
+    private inbox = new Fifo<string>()
+    private inboxSizes = new Fifo<number>()
+    private inboxBytes = 0
+    private events = new Fifo<LinkEvent>()
+    private written: number[] = []
+
+    // `epoch`: a random token drawn by the driver when this id sequence
+    // starts; `clientId`: the id a client sends (unused on the server).
+    constructor(role: Role, cfg: LinkConfig, epoch: string, clientId: string) {
+        this.role = role
+        this.cfg = cfg
+        this.epoch = epoch
+        this.clientId = clientId
+        this.sender = new Sender({
+            timeout: cfg.timeout,
+            maxLineBytes: cfg.maxLineBytes,
+            window: cfg.window,
+            maxInflightBytes: cfg.maxInflightBytes,
+            maxQueuedLines: cfg.maxQueuedLines,
+            maxQueuedBytes: cfg.maxQueuedBytes,
+        })
+    }
+
+    // ---- the application's side
+
+    // Queues a line; returns the ticket a "written" or "failed" event names.
+    write(line: string, qos: boolean, wait: boolean): number {
+        if (this.closed) throw new LinkError("ECLOSED", "link is closed")
+        return this.sender.enqueue(line, qos, wait)
+    }
+
+    // The next received line, or undefined.
+    read(): string | undefined {
+        const s = this.inbox.shift()
+        if (s === undefined) return undefined
+        this.inboxBytes -= this.inboxSizes.shift() as number
+        return s
+    }
+
+    readable(): number {
+        return this.inbox.size()
+    }
+
+    status(): boolean {
+        return this.up
+    }
+
+    isClosed(): boolean {
+        return this.closed
+    }
+
+    queuedWrites(): number {
+        return this.sender.queued() + this.sender.inflightCount()
+    }
+
+    // False while a received line waits for room: the driver stops reading.
+    wantsRead(): boolean {
+        return this.conn !== undefined && this.conn.parked === undefined
+    }
+
+    // Closes the link for good: writes not yet complete fail with ECLOSED.
+    close(now: number): void {
+        if (this.closed) return
+        this.closed = true
+        if (this.conn) this.lose(now, "closed by the application", true)
+        const tickets = this.sender.failAll()
+        for (let i = 0; i < tickets.length; i++)
+            this.events.push({ type: "failed", ticket: tickets[i], error: new LinkError("ECLOSED", "link closed before the write completed") })
+    }
+
+    // ---- the driver's side
+
+    // A new socket is up. A socket still open is forgotten: the driver closes it.
+    open(now: number): void {
+        if (this.closed) return
+        if (this.conn) this.lose(now, "replaced by a new connection", false)
+        const c = new Conn(this.role, now, this.cfg.maxLineBytes)
+        this.conn = c
+        if (this.role === "client") c.out = this.clientId + "\n" + probeBlanks()
+    }
+
+    receive(chunk: Buffer, now: number): void {
+        const c = this.conn
+        if (!c || chunk.length === 0) return
+        c.framer.push(chunk)
+        c.lastRecv = now
+        if (c.firstByteAt < 0) c.firstByteAt = now
+    }
+
+    // Handles at most one received line; true when it should be called again.
+    step(now: number): boolean {
+        const c = this.conn
+        if (!c) return false
+        let line = c.parked
+        if (line !== undefined) {
+            if (!this.hasRoom(line.length - 2)) return false
+            c.parked = undefined
+            c.lastRecv = now // reading was paused, not the peer
+        } else {
+            const f = c.framer.next()
+            if (f === undefined) return false
+            if (f.kind === "too-long") {
+                this.stats.tooLong++
+                this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
+                return true
+            }
+            line = f.line
+        }
+        c.gotLine = true
+        if (!this.handleLine(c, line, now)) {
+            c.parked = line
+            return false
+        }
+        return this.conn === c
+    }
+
+    // The socket closed (peer FIN/RST, error, or the driver closed it).
+    socketClosed(now: number, reason: string): void {
+        if (this.conn) this.lose(now, reason, false)
+    }
+
+    handleTimeout(now: number): void {
+        const c = this.conn
+        if (!c) return
+        if (c.parked === undefined) {
+            const limit = c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout
+            if (now >= c.lastRecv + limit) {
+                this.lose(now, "nothing received for " + limit + " ms", true)
+                return
+            }
+        }
+        if (c.phase === "hello" && now >= c.helloAt + this.cfg.timeout) {
+            this.notice("no-hello", "client sent the devs-iot probe but no hello")
+            this.lose(now, "no hello from a devs-iot client", true)
+            return
+        }
+        if (c.phase === "warmup" && c.firstByteAt >= 0 && now >= c.firstByteAt + this.cfg.warmup) this.goUp(c)
+        if (this.up) {
+            const ids = this.sender.expire(now)
+            for (let i = 0; i < ids.length; i++) {
+                this.stats.resent++
+                this.notice("resend", "no ACK for message " + ids[i] + " within " + this.cfg.timeout + " ms")
+            }
+        }
+        if (c.out.length === 0 && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) {
+            if (c.phase === "probe") this.endProbe(c)
+            c.out = KEEPALIVE_LINE
+        }
+    }
+
+    // When handleTimeout next has work, or -1 (no socket).
+    pollTimeout(): number {
+        const c = this.conn
+        if (!c) return -1
+        let t = c.lastSend + this.keepaliveEvery()
+        if (c.parked === undefined) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
+        if (c.phase === "warmup" && c.firstByteAt >= 0) t = min(t, c.firstByteAt + this.cfg.warmup)
+        if (c.phase === "hello") t = min(t, c.helloAt + this.cfg.timeout)
+        if (this.up) {
+            const e = this.sender.nextExpiry()
+            if (e >= 0) t = min(t, e)
+        }
+        return t
+    }
+
+    // Bytes to write, or undefined: control lines first, then messages.
+    pollTransmit(now: number): Buffer | undefined {
+        const c = this.conn
+        if (!c) return undefined
+        const parts: Buffer[] = []
+        let total = 0
+        if (c.out.length > 0) {
+            const b = Buffer.from(c.out)
+            c.out = ""
+            parts.push(b)
+            total += b.length
+        }
+        if (this.up) {
+            this.sender.admit()
+            while (total < this.cfg.maxWriteBytes) {
+                const b = this.sender.nextLine(now, this.written)
+                if (b === undefined) break
+                parts.push(b)
+                total += b.length
+            }
+            for (let i = 0; i < this.written.length; i++) this.events.push({ type: "written", ticket: this.written[i] })
+            this.written = []
+        }
+        if (parts.length === 0) return undefined
+        c.lastSend = now
+        if (parts.length === 1) return parts[0]
+        const out = Buffer.alloc(total)
+        let off = 0
+        for (let i = 0; i < parts.length; i++) {
+            out.set(parts[i], off)
+            off += parts[i].length
+        }
+        return out
+    }
+
+    pollEvent(): LinkEvent | undefined {
+        return this.events.shift()
+    }
+
+    // ---- inside
+
+    private keepaliveEvery(): number {
+        return Math.floor(this.cfg.timeout / 4)
+    }
+
+    // false: the line must wait for room in the receive queue (pause mode).
+    private handleLine(c: Conn, line: Buffer, now: number): boolean {
+        const l = parseLine(line)
+        if (c.phase === "probe") {
+            if (l.kind === "keepalive") {
+                c.blanks++
+                if (c.blanks >= PROBE_BLANKS) {
+                    c.peer = "devs-iot"
+                    c.phase = "hello"
+                    c.helloAt = now
+                    c.out += helloLine(this.epoch)
+                }
+                return true
+            }
+            this.endProbe(c)
+        } else if (c.phase === "first-line") {
+            const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
+            if (epoch !== undefined) {
+                c.peer = "devs-iot"
+                this.peerStarted(c, epoch)
+                c.out += helloLine(this.epoch)
+                this.goUp(c)
+                return true
+            }
+            this.goUp(c)
+        } else if (c.phase === "hello") {
+            const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
+            if (epoch !== undefined) {
+                this.peerStarted(c, epoch)
+                this.goUp(c)
+                return true
+            }
+            if (l.kind !== "keepalive") {
+                // Not what a devs-iot client sends: fall back to v1 rules.
+                c.peer = "v1"
+                this.notice("no-hello", "expected a hello, got another line: using v1 rules")
+                this.goUp(c)
+            }
+        }
+        switch (l.kind) {
+            case "keepalive":
+                if (this.cfg.keepaliveEvents) this.events.push({ type: "keepalive" })
+                return true
+            case "ack": {
+                const t = this.sender.ack(l.id)
+                if (t > 0) this.events.push({ type: "written", ticket: t })
+                else if (t < 0) this.notice("stray-ack", "ACK " + l.id + " matches no message awaiting one")
+                return true
+            }
+            case "message":
+                return this.handleMessage(c, l.id, l.payload, line.length - 2)
+            case "ext":
+                // Only hellos are defined, and only during the handshake.
+                this.bad("extension line out of place", line)
+                return true
+            case "bad":
+                this.bad(l.reason, line)
+                return true
+        }
+        return true
+    }
+
+    private handleMessage(c: Conn, id: number, payload: string, bytes: number): boolean {
+        // Fault 1. With a known epoch a restart is a new epoch, so 00 is an
+        // ordinary id. A v1 peer gives no such marker: the first 00 on a socket
+        // is taken as a restart, a later one on the same socket as a resend.
+        if (!c.exact && id === 0 && !c.zeroSeen) {
+            c.zeroSeen = true
+            this.seen.clear()
+        }
+        if (this.seen.has(id)) {
+            this.stats.duplicates++
+            c.out += ackLine(id)
+            this.notice("duplicate", "message " + id + " seen before: ACKed, not delivered")
+            return true
+        }
+        if (!this.hasRoom(bytes)) {
+            if (this.cfg.onFull === "pause") return false
+            // Board: the runtime keeps reading, so drop it un-ACKed; the
+            // sender's resend brings it back (fault 6).
+            this.stats.dropped++
+            this.notice("dropped", "receive queue full: message " + id + " dropped without ACK")
+            return true
+        }
+        this.seen.mark(id)
+        this.inbox.push(payload)
+        this.inboxSizes.push(bytes)
+        this.inboxBytes += bytes
+        this.stats.received++
+        c.out += ackLine(id)
+        if (this.inbox.size() === 1) this.events.push({ type: "readable" })
+        return true
+    }
+
+    private hasRoom(bytes: number): boolean {
+        return this.inbox.size() < this.cfg.maxReceivedLines && this.inboxBytes + bytes <= this.cfg.maxReceivedBytes
+    }
+
+    private peerStarted(c: Conn, epoch: string): void {
+        if (epoch === "") return // a hello without an epoch: v1 rules
+        c.exact = true
+        if (epoch !== this.peerEpoch) {
+            this.seen.clear()
+            this.peerEpoch = epoch
+        }
+    }
+
+    private endProbe(c: Conn): void {
+        c.peer = "v1"
+        c.phase = "warmup"
+    }
+
+    private goUp(c: Conn): void {
+        c.phase = "up"
+        this.up = true
+        this.connects++
+        this.events.push({ type: "up", peer: c.peer })
+    }
+
+    private lose(now: number, reason: string, tellDriver: boolean): void {
+        this.conn = undefined
+        this.sender.socketLost()
+        if (tellDriver) this.events.push({ type: "close", reason: reason })
+        if (this.up) {
+            this.up = false
+            this.events.push({ type: "down", reason: reason })
+        }
+    }
+
+    private bad(reason: string, line: Buffer): void {
+        this.stats.badLines++
+        this.notice("bad-line", reason + ": " + previewBytes(line, 40))
+    }
+
+    private notice(code: NoticeCode, detail: string): void {
+        this.events.push({ type: "notice", code: code, detail: detail })
+    }
+}
+
+function min(a: number, b: number): number {
+    return a < b ? a : b
+}

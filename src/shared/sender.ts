@@ -1,0 +1,250 @@
+// The sending half of a link: the queue of writes, message ids, the send
+// window, ACK matching and retransmission (PROTOCOL.md, "Quality of service").
+//
+// Rules, each named where it is applied:
+// - window: the ids from the oldest un-ACKed one to the next one to assign
+//   span fewer than `window` (< 120), so a receiver's dedup set still holds
+//   any id this sender may resend; un-ACKed bytes stay under `maxInflightBytes`.
+// - wait: a qos write with wait is sent only when no qos message is un-ACKed
+//   and no earlier wait write is still queued, so wait writes arrive in order.
+// - fault 5: a non-qos message is forgotten when its ACK has not come within
+//   `timeout`, or when its socket closes; it never blocks anything for longer.
+// - resend: a qos message is sent again after `timeout` without ACK, and
+//   after every reconnect, with the same id, until ACKed.
+
+import { LinkError } from "./errors.js"
+import { hexByte } from "./hex.js"
+import { Fifo } from "./queue.js"
+import { wireId, SEQ_LIMIT, SEQ_SHIFT } from "./ids.js"
+
+export interface Outgoing {
+    ticket: number
+    qos: boolean
+    wait: boolean
+    payload: Buffer // UTF-8 bytes of the line, without "\n"
+    seq: number // -1 until admitted into the window
+    id: number
+    sentAt: number // -1: to be sent (again)
+}
+
+export interface SenderLimits {
+    timeout: number
+    maxLineBytes: number
+    window: number
+    maxInflightBytes: number
+    maxQueuedLines: number
+    maxQueuedBytes: number
+}
+
+export class Sender {
+    private queue = new Fifo<Outgoing>()
+    private queuedBytes = 0
+    private queuedNoWait = 0 // queued writes that may overtake a blocked wait write
+    private inflight = new Fifo<Outgoing>() // in seq order
+    private inflightBytes = 0
+    private inflightQos = 0
+    private nextSeq = 0
+    private nextTicket = 1
+
+    constructor(private limits: SenderLimits) {}
+
+    // For tests of long-running links: continue as if `n` messages had been sent.
+    skipTo(n: number): void {
+        this.nextSeq = n
+    }
+
+    // Validates and queues a line; returns its ticket. Throws LinkError.
+    enqueue(line: string, qos: boolean, wait: boolean): number {
+        const payload = checkLine(line, this.limits.maxLineBytes)
+        if (this.queue.size() >= this.limits.maxQueuedLines || this.queuedBytes + payload.length > this.limits.maxQueuedBytes)
+            throw new LinkError(
+                "EQUEUEFULL",
+                "write queue full (" + this.queue.size() + " lines, " + this.queuedBytes + " bytes waiting for the link)"
+            )
+        if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
+        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1 }
+        this.queue.push(o)
+        this.queuedBytes += payload.length
+        if (!o.wait) this.queuedNoWait++
+        return o.ticket
+    }
+
+    queued(): number {
+        return this.queue.size()
+    }
+
+    inflightCount(): number {
+        return this.inflight.size()
+    }
+
+    // Moves queued writes into the window as far as the rules allow.
+    admit(): void {
+        while (this.queue.size() > 0) {
+            const o = this.queue.peek() as Outgoing
+            if (!this.windowHasRoom(o)) return
+            if (o.wait && this.inflightQos > 0) break
+            this.queue.shift()
+            this.take(o)
+        }
+        if (this.queuedNoWait === 0 || this.queue.size() === 0) return
+        // The head is a blocked wait write: later non-wait writes may go past it.
+        let stop = false
+        const self = this
+        this.queue.retain(function (o: Outgoing) {
+            if (stop || o.wait || !self.windowHasRoom(o)) {
+                if (!o.wait) stop = true // keep non-wait writes in order too
+                return true
+            }
+            self.take(o)
+            return false
+        })
+    }
+
+    // The next message line to put on the wire, or undefined. `written`
+    // receives the tickets of non-qos writes, complete once on the wire.
+    nextLine(now: number, written: number[]): Buffer | undefined {
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.sentAt >= 0) continue
+            o.sentAt = now
+            if (!o.qos) written.push(o.ticket)
+            return encode(o)
+        }
+        return undefined
+    }
+
+    // Resends qos messages un-ACKed for `timeout`; forgets non-qos ones (fault
+    // 5). Returns the ids marked for resending.
+    expire(now: number): number[] {
+        const resend: number[] = []
+        let forget = false
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.sentAt < 0 || now < o.sentAt + this.limits.timeout) continue
+            if (o.qos) {
+                o.sentAt = -1
+                resend.push(o.id)
+            } else forget = true
+        }
+        if (forget) {
+            const self = this
+            this.inflight.retain(function (o: Outgoing) {
+                if (o.qos || o.sentAt < 0 || now < o.sentAt + self.limits.timeout) return true
+                self.inflightBytes -= o.payload.length
+                return false
+            })
+        }
+        return resend
+    }
+
+    // Earliest time expire() has work, or -1.
+    nextExpiry(): number {
+        let t = -1
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.sentAt < 0) continue
+            const due = o.sentAt + this.limits.timeout
+            if (t < 0 || due < t) t = due
+        }
+        return t
+    }
+
+    hasUnsent(): boolean {
+        for (let i = 0; i < this.inflight.size(); i++) if (this.inflight.at(i).sentAt < 0) return true
+        return false
+    }
+
+    // An ACK arrived: returns the ticket of the qos write it completes, 0 for
+    // a non-qos one, or -1 when no un-ACKed message has that id (a duplicate
+    // ACK, or one for a forgotten non-qos message).
+    ack(id: number): number {
+        let found: Outgoing | undefined = undefined
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.id === id && o.sentAt >= 0) {
+                found = o
+                break
+            }
+        }
+        if (!found) return -1
+        const hit = found
+        this.inflight.retain(function (o: Outgoing) {
+            return o !== hit
+        })
+        this.inflightBytes -= hit.payload.length
+        if (hit.qos) this.inflightQos--
+        return hit.qos ? hit.ticket : 0
+    }
+
+    // The socket closed: non-qos messages on it are gone, qos ones go again.
+    socketLost(): void {
+        const self = this
+        this.inflight.retain(function (o: Outgoing) {
+            if (o.qos) {
+                o.sentAt = -1
+                return true
+            }
+            self.inflightBytes -= o.payload.length
+            return false
+        })
+    }
+
+    // The link is closed for good: every write not yet complete fails.
+    failAll(): number[] {
+        const tickets: number[] = []
+        for (let i = 0; i < this.inflight.size(); i++) if (this.inflight.at(i).qos) tickets.push(this.inflight.at(i).ticket)
+        while (this.queue.size() > 0) tickets.push((this.queue.shift() as Outgoing).ticket)
+        this.inflight.clear()
+        this.inflightBytes = 0
+        this.inflightQos = 0
+        this.queuedBytes = 0
+        this.queuedNoWait = 0
+        return tickets
+    }
+
+    private windowHasRoom(o: Outgoing): boolean {
+        const oldest = this.inflight.peek()
+        if (oldest === undefined) return true
+        if (this.nextSeq - oldest.seq >= this.limits.window) return false
+        return this.inflightBytes + o.payload.length <= this.limits.maxInflightBytes
+    }
+
+    private take(o: Outgoing): void {
+        if (this.nextSeq >= SEQ_LIMIT) {
+            this.nextSeq -= SEQ_SHIFT
+            for (let i = 0; i < this.inflight.size(); i++) this.inflight.at(i).seq -= SEQ_SHIFT
+        }
+        this.queuedBytes -= o.payload.length
+        if (!o.wait) this.queuedNoWait--
+        o.seq = this.nextSeq++
+        o.id = wireId(o.seq)
+        o.sentAt = -1
+        this.inflight.push(o)
+        this.inflightBytes += o.payload.length
+        if (o.qos) this.inflightQos++
+    }
+}
+
+// write()'s checks (PROTOCOL.md: a payload is never empty, has no inner
+// "\n", and fits the maximum). One trailing "\n" is allowed and removed.
+export function checkLine(line: string, maxLineBytes: number): Buffer {
+    let text = line
+    if (typeof text !== "string") throw new LinkError("ETYPE", "write() takes a string, got " + typeof text)
+    if (text.length > 0 && text.charCodeAt(text.length - 1) === 10) text = text.slice(0, text.length - 1)
+    if (text.length === 0) throw new LinkError("EEMPTY", "cannot write an empty line (it would look like an ACK)")
+    if (text.indexOf("\n") >= 0) throw new LinkError("ENEWLINE", "a line cannot contain \\n except at its end")
+    const bytes = Buffer.from(text)
+    if (bytes.length > maxLineBytes)
+        throw new LinkError("ETOOLONG", "line is " + bytes.length + " bytes, more than maxLineBytes (" + maxLineBytes + ")")
+    return bytes
+}
+
+function encode(o: Outgoing): Buffer {
+    const h = hexByte(o.id)
+    const out = Buffer.alloc(o.payload.length + 3)
+    out[0] = h.charCodeAt(0)
+    out[1] = h.charCodeAt(1)
+    out.set(o.payload, 2)
+    out[out.length - 1] = 10
+    return out
+}

@@ -1,0 +1,47 @@
+// The shared suites compiled by DeviceScript and run in its VM: one set of
+// cases, two runtimes. The image is built by `npm run build` (pretest).
+import assert from "node:assert/strict"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { suites } from "../shared/all.js"
+import { plain, ROOT, runTestImage } from "./support/devs.js"
+
+const IMAGE = "build/devs/shared-tests.devs"
+
+describe("shared core (DeviceScript VM)", function () {
+    this.timeout(660000)
+    const results = new Map<string, string>() // "suite :: case" -> "pass" | failure message
+    let vmLines: string[] = []
+    let exitCode: number | null = null
+
+    before(async function () {
+        assert.ok(existsSync(join(ROOT, IMAGE)), `${IMAGE} is missing: run "npm run build" first`)
+        const r = await runTestImage(IMAGE, 600000)
+        exitCode = r.code
+        vmLines = plain(r.output)
+        for (const l of vmLines) {
+            const m = /^VMCASE (pass|fail) (.*?) :: (.*?) :: (.*)$/.exec(l)
+            if (m) results.set(`${m[2]} :: ${m[3]}`, m[1] === "pass" ? "pass" : m[4])
+        }
+    })
+
+    const expected = suites.reduce((n, s) => n + s.cases.length, 0)
+
+    it(`ran the same ${expected} cases as Node, and exited 0`, function () {
+        const tail = vmLines.filter((l) => l.trim() !== "").slice(-15).join("\n")
+        assert.equal(results.size, expected, `the VM reported ${results.size} of ${expected} cases; its output ended:\n${tail}`)
+        assert.equal(exitCode, 0, `the VM exited ${exitCode}; its output ended:\n${tail}`)
+    })
+
+    for (const s of suites) {
+        describe(s.name, function () {
+            for (const c of s.cases) {
+                it(c.name, () => {
+                    const r = results.get(`${s.name} :: ${c.name}`)
+                    assert.ok(r !== undefined, "the VM did not report this case")
+                    assert.equal(r, "pass", r)
+                })
+            }
+        })
+    }
+})

@@ -1,0 +1,10 @@
+// Every shared suite, in the order both runners use.
+import { codecSuite } from "./codec.cases.js"
+import { framerSuite } from "./framer.cases.js"
+import { dedupSuite } from "./dedup.cases.js"
+import { linkSuite } from "./link.cases.js"
+import { pairSuite } from "./pair.cases.js"
+import { watchdogSuite } from "./watchdog.cases.js"
+import { Suite } from "./harness.js"
+
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, pairSuite, watchdogSuite]

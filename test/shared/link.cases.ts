@@ -1,0 +1,413 @@
+import { IdReader, Link, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { blanks, boardCfg, clientDrive, Drive, nodeCfg, serverDrive } from "./drive.js"
+import { eq, eqList, ok, suite, throwsCode } from "./harness.js"
+
+// A server link whose v1 client has sent a keepalive and been let in.
+function v1Server(o: object): Drive {
+    const d = serverDrive(o)
+    d.feed("\n")
+    d.advance(500)
+    ok(d.link.status(), "v1 server link up")
+    d.take()
+    return d
+}
+
+// A client link whose (v1) server has sent its first line.
+function v1Client(o: object): Drive {
+    const d = clientDrive(o)
+    d.feed("\n")
+    ok(d.link.status(), "client up")
+    d.take()
+    return d
+}
+
+function noExtension(d: Drive, what: string): void {
+    const all = d.sent.join("")
+    ok(all.indexOf("!") < 0, what + ": a v1 peer was sent an extension line: " + all)
+}
+
+export const linkSuite = suite("link", function (test) {
+    // ---- handshake
+    test("handshake: the client sends its id and the probe, then only keepalives until the first server line", async function () {
+        const d = clientDrive({})
+        eq(d.take(), "board-1\n" + blanks(10), "id line and probe")
+        d.link.write("x", true, true)
+        d.advance(499)
+        eq(d.take(), "", "nothing before timeout/4")
+        d.advance(1)
+        eq(d.take(), "\n", "keepalive")
+        eq(d.link.status(), false, "not up before a line from the server")
+        d.feed("\n")
+        eq(d.link.status(), true, "up on the first line")
+        eq(d.take(), "00x\n", "message goes once up")
+        noExtension(d, "client")
+    })
+    test("handshake: the server sends only keepalives to a v1 client, and messages 200 ms after its first byte", async function () {
+        const d = serverDrive({})
+        d.link.write("hi", true, true)
+        d.advance(100)
+        eq(d.take(), "", "silent after the id")
+        d.feed("\n")
+        d.advance(399)
+        eq(d.take(), "", "still silent")
+        d.advance(1)
+        eq(d.take(), "\n00hi\n", "keepalive ends the probe; warmup over: message")
+        eq(d.count("up"), 1, "up once")
+        const up = d.events[0]
+        eq(up.type === "up" ? up.peer : "", "v1", "peer kind")
+        d.advance(5000)
+        noExtension(d, "server")
+    })
+    test("handshake: warmup holds messages until 200 ms after the v1 client's first byte", async function () {
+        const d = serverDrive({ timeout: 400 })
+        d.link.write("hi", true, true)
+        d.advance(100) // keepalive at 100 (timeout/4) ends the probe
+        eq(d.take(), "\n", "keepalive")
+        d.feed("\n") // first byte at 100
+        d.advance(199)
+        ok(d.take().indexOf("hi") < 0, "no message during warmup")
+        d.advance(1)
+        ok(d.take().indexOf("00hi\n") >= 0, "message at 300")
+    })
+    test("handshake: a devs-iot probe gets a hello at once, and the client's hello brings the link up", async function () {
+        const d = serverDrive({})
+        d.feed(blanks(10))
+        eq(d.take(), "!hello epoch=srv\n", "hello")
+        eq(d.link.status(), false, "not up before the client's hello")
+        d.link.write("m", true, true)
+        d.feed("!hello epoch=c1\n")
+        eq(d.link.status(), true, "up")
+        eq(d.take(), "00m\n", "message")
+        const up = d.events[0]
+        eq(up.type === "up" ? up.peer : "", "devs-iot", "peer kind")
+    })
+    test("handshake: a client that answers a hello is up with a devs-iot peer", async function () {
+        const d = clientDrive({})
+        d.take()
+        d.feed("!hello epoch=S\n")
+        eq(d.take(), "!hello epoch=cli\n", "client hello")
+        eq(d.link.status(), true, "up")
+    })
+    test("handshake: nine blank lines and a message are a v1 client", async function () {
+        const d = serverDrive({})
+        d.feed(blanks(9) + "00a\n")
+        eq(d.take(), "00\n", "ACK only, no hello")
+        d.advance(3000)
+        noExtension(d, "server")
+    })
+    test("handshake: a devs-iot client that never sends its hello is dropped after timeout", async function () {
+        const d = serverDrive({})
+        d.feed(blanks(10))
+        for (let t = 0; t < 4; t++) {
+            d.advance(500)
+            d.feed("\n")
+        }
+        eq(d.count("close"), 1, "closed")
+        eq(d.notices("no-hello"), 1, "notice")
+    })
+
+    // ---- keepalive and outage
+    test("keepalive: a line goes out whenever nothing was written for timeout/4", async function () {
+        const d = v1Client({})
+        d.advance(1000)
+        d.feed("\n")
+        d.advance(1000)
+        eq(d.take(), "\n\n\n\n", "four keepalives in 2 s")
+        d.link.write("a", false, false)
+        d.advance(0)
+        d.advance(499)
+        eq(d.take(), "00a\n", "a message resets the keepalive clock")
+    })
+    test("outage: 2 x timeout allowed before the first line, timeout after", async function () {
+        const d = clientDrive({})
+        d.advance(3999)
+        eq(d.count("close"), 0, "not yet")
+        d.advance(1)
+        eq(d.count("close"), 1, "closed at 2 x timeout")
+        const e = v1Client({})
+        e.advance(1999)
+        eq(e.count("close"), 0, "not yet")
+        e.advance(1)
+        eq(e.count("close"), 1, "closed at timeout")
+        eq(e.count("down"), 1, "status down")
+        eq(e.link.status(), false, "status false")
+    })
+    test("outage: keepalives from the peer keep the link up", async function () {
+        const d = v1Client({})
+        for (let i = 0; i < 40; i++) {
+            d.advance(500)
+            d.feed("\n")
+        }
+        eq(d.count("close"), 0, "no outage in 20 s of keepalives")
+    })
+    test("outage: a paused reader is not an outage", async function () {
+        const d = v1Server({ maxReceivedLines: 2 })
+        d.reads = false
+        d.feed("01a\n02b\n03c\n")
+        eq(d.link.wantsRead(), false, "reading paused")
+        d.advance(20000)
+        eq(d.count("close"), 0, "no outage while paused")
+        d.reads = true
+        d.pump()
+        d.pump()
+        eqList(d.rx, ["a", "b", "c"], "all delivered")
+        eq(d.link.wantsRead(), true, "reading again")
+    })
+
+    // ---- receiving
+    test("ACK: a message is ACKed once kept; a duplicate is ACKed and not delivered", async function () {
+        const d = v1Server({})
+        d.feed("05a\n")
+        eqList(d.rx, ["a"], "delivered")
+        eq(d.take(), "05\n", "ACK")
+        d.feed("05a\n")
+        eqList(d.rx, ["a"], "not delivered twice")
+        eq(d.take(), "05\n", "duplicate ACKed")
+        eq(d.link.stats.duplicates, 1, "counted")
+    })
+    test("fault 1, v1 peer: a 00 repeated on one socket is a duplicate; a 00 opening a socket is a restart", async function () {
+        const d = v1Server({})
+        d.feed("00a\n")
+        d.feed("00a\n")
+        eqList(d.rx, ["a"], "resent 00 on the same socket dropped")
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed("\n")
+        d.advance(500)
+        d.feed("00b\n")
+        eqList(d.rx, ["a", "b"], "00 that opens a socket: a restarted peer")
+    })
+    test("fault 1, devs-iot peer: a resent 00 stays a duplicate across sockets; a new epoch is a restart", async function () {
+        const d = serverDrive({})
+        d.feed(blanks(10) + "!hello epoch=A\n00a\n")
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed(blanks(10) + "!hello epoch=A\n00a\n01b\n")
+        eqList(d.rx, ["a", "b"], "resend of 00 on a new socket is a duplicate")
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed(blanks(10) + "!hello epoch=B\n00c\n")
+        eqList(d.rx, ["a", "b", "c"], "new epoch: 00 delivered")
+    })
+    test("fault 2: a line cut by an outage is not joined to the next socket's bytes", async function () {
+        const d = v1Server({})
+        d.feed("05hal")
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed("\n")
+        d.advance(500)
+        d.feed("06full\n")
+        eqList(d.rx, ["full"], "only the whole line")
+        eq(d.link.stats.badLines, 0, "no garbage")
+    })
+    test("fault 3: a UTF-8 character split across reads arrives whole", async function () {
+        const d = v1Server({})
+        const b = Buffer.from("07\u20ac\n")
+        d.link.receive(b.slice(0, 3), d.now)
+        d.pump()
+        d.link.receive(b.slice(3), d.now)
+        d.pump()
+        eqList(d.rx, ["\u20ac"], "delivered")
+    })
+    test("fault 4: bad lines are reported and dropped; the link goes on", async function () {
+        const d = v1Server({})
+        d.feed("zz\nzzhello\n\u0001\nq\n05ok\n")
+        eqList(d.rx, ["ok"], "good line delivered")
+        eq(d.take(), "05\n", "and ACKed")
+        eq(d.notices("bad-line"), 4, "four bad lines reported")
+        d.advance(500)
+        eq(d.take(), "\n", "keepalives go on")
+    })
+    test("fault 5: an un-ACKed non-qos message does not block later wait writes", async function () {
+        const d = v1Client({})
+        d.link.write("n", false, false)
+        d.link.write("q", true, true)
+        d.advance(0)
+        eq(d.take(), "00n\n01q\n", "qos write not held by the non-qos one")
+        eq(d.count("written"), 1, "non-qos complete once on the wire")
+    })
+    test("fault 5: un-ACKed non-qos ids leave the window after timeout", async function () {
+        const d = v1Client({ window: 2 })
+        d.link.write("a", false, false)
+        d.link.write("b", false, false)
+        d.link.write("c", true, true)
+        d.advance(0)
+        eq(d.take(), "00a\n01b\n", "window of 2 full")
+        d.advance(1000)
+        d.feed("\n")
+        d.advance(1000)
+        ok(d.take().indexOf("02c\n") >= 0, "freed after timeout")
+    })
+    test("fault 6, board: a full receive queue drops without ACK; the resend is delivered once", async function () {
+        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2 }), "srv", "")).open()
+        d.feed("\n")
+        d.advance(500)
+        d.take()
+        d.reads = false
+        d.feed("01a\n02b\n03c\n")
+        eq(d.take(), "01\n02\n", "only kept lines ACKed")
+        eq(d.link.stats.dropped, 1, "drop counted")
+        d.reads = true
+        d.pump()
+        d.feed("03c\n")
+        eq(d.take(), "03\n", "resend ACKed")
+        eqList(d.rx, ["a", "b", "c"], "each once")
+    })
+    test("fault 6, Node: a full receive queue stops reading; nothing is ACKed until read", async function () {
+        const d = v1Server({ maxReceivedLines: 2 })
+        d.reads = false
+        d.feed("01a\n02b\n03c\n04d\n")
+        eq(d.take(), "01\n02\n", "two kept and ACKed")
+        eq(d.link.wantsRead(), false, "paused")
+        d.reads = true
+        d.pump()
+        d.pump()
+        eq(d.take(), "03\n04\n", "rest ACKed once read")
+        eqList(d.rx, ["a", "b", "c", "d"], "in order, none lost")
+    })
+    test("too long: an over-long message is skipped with a notice, the next is delivered", async function () {
+        const d = v1Server({ maxLineBytes: 16 })
+        d.feed("05xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n06ok\n")
+        eqList(d.rx, ["ok"], "next line")
+        eq(d.take(), "06\n", "only it ACKed")
+        eq(d.notices("too-long"), 1, "notice")
+    })
+
+    // ---- sending
+    test("write: refuses an empty line, an inner newline, an over-long line, a non-string", async function () {
+        const d = v1Client({ maxLineBytes: 16 })
+        throwsCode(function () { d.link.write("", true, true) }, "EEMPTY", "empty")
+        throwsCode(function () { d.link.write("\n", true, true) }, "EEMPTY", "lone newline")
+        throwsCode(function () { d.link.write("a\nb", true, true) }, "ENEWLINE", "inner newline")
+        throwsCode(function () { d.link.write("01234567890123456", true, true) }, "ETOOLONG", "17 bytes")
+        throwsCode(function () { d.link.write("\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9", true, true) }, "ETOOLONG", "18 UTF-8 bytes")
+        throwsCode(function () { d.link.write(5 as unknown as string, true, true) }, "ETYPE", "number")
+        d.link.write("x\n", true, true)
+        d.advance(0)
+        eq(d.take(), "00x\n", "one trailing newline is dropped")
+    })
+    test("write: the queue for a down link is capped; beyond it write fails with EQUEUEFULL", async function () {
+        const d = clientDrive({ maxQueuedLines: 2 })
+        d.link.write("a", true, true)
+        d.link.write("b", true, true)
+        throwsCode(function () { d.link.write("c", true, true) }, "EQUEUEFULL", "third write")
+    })
+    test("wait: one qos message in flight at a time, in order", async function () {
+        const d = v1Client({})
+        d.link.write("a", true, true)
+        d.link.write("b", true, true)
+        d.link.write("c", true, true)
+        d.advance(0)
+        eq(d.take(), "00a\n", "only the first")
+        d.feed("00\n")
+        eq(d.take(), "01b\n", "second after the first ACK")
+        d.feed("01\n")
+        eq(d.take(), "02c\n", "third")
+        d.feed("02\n")
+        eq(d.count("written"), 3, "all complete")
+    })
+    test("window: wait=false sends at most `window` un-ACKed ids", async function () {
+        const d = v1Client({ window: 4 })
+        for (let i = 0; i < 10; i++) d.link.write("m" + i, true, false)
+        d.advance(0)
+        eq(d.take(), "00m0\n01m1\n02m2\n03m3\n", "four in flight")
+        d.feed("00\n")
+        eq(d.take(), "04m4\n", "one more per ACK")
+        d.feed("02\n")
+        eq(d.take(), "", "window counts from the oldest un-ACKed id")
+    })
+    test("window: un-ACKed bytes are capped too", async function () {
+        const d = v1Client({ maxInflightBytes: 20 })
+        d.link.write("0123456789", true, false)
+        d.link.write("abcdefghij", true, false)
+        d.link.write("ABCDEFGHIJ", true, false)
+        d.advance(0)
+        eq(d.take(), "000123456789\n01abcdefghij\n", "20 bytes in flight")
+        d.feed("00\n")
+        eq(d.take(), "02ABCDEFGHIJ\n", "room again")
+    })
+    test("resend: a qos message without ACK goes again after timeout, same id", async function () {
+        const d = v1Client({})
+        d.link.write("a", true, true)
+        d.advance(0)
+        eq(d.take(), "00a\n", "sent")
+        d.advance(1999)
+        eq(d.take().indexOf("00a"), -1, "not yet")
+        d.feed("\n")
+        d.advance(1)
+        ok(d.take().indexOf("00a\n") >= 0, "resent")
+        d.feed("00\n")
+        d.advance(1000)
+        d.feed("\n")
+        d.advance(1500)
+        eq(d.take().indexOf("00a"), -1, "no resend after the ACK")
+        eq(d.count("written"), 1, "written once")
+    })
+    test("resend: un-ACKed qos messages go again first after a reconnect; non-qos do not", async function () {
+        const d = v1Client({})
+        d.link.write("q", true, false)
+        d.link.write("n", false, false)
+        d.advance(0)
+        eq(d.take(), "00q\n01n\n", "sent")
+        d.link.socketClosed(d.now, "cut")
+        d.link.write("later", true, false)
+        d.link.open(d.now)
+        d.pump()
+        d.take()
+        d.feed("\n")
+        eq(d.take(), "00q\n02later\n", "resend, then new")
+    })
+    test("close: writes not complete fail with ECLOSED; later writes throw", async function () {
+        const d = v1Client({})
+        d.link.write("a", true, true)
+        d.link.write("b", true, true)
+        d.advance(0)
+        d.link.close(d.now)
+        d.pump()
+        eq(d.count("failed"), 2, "both failed")
+        const f = d.events[d.events.length - 1]
+        eq(f.type === "failed" ? f.error.code : "", "ECLOSED", "code")
+        throwsCode(function () { d.link.write("c", true, true) }, "ECLOSED", "after close")
+    })
+
+    // ---- the server's id line, and configuration
+    test("handshake: the id line and the bytes after it", async function () {
+        const r = new IdReader(MAX_ID_BYTES)
+        r.push(Buffer.from("dev"))
+        eq(r.next(), undefined, "partial id")
+        r.push(Buffer.from("-1\n\n\n01"))
+        const x = r.next()
+        eq(x && x.kind === "id" ? x.id : "", "dev-1", "id")
+        let rest = ""
+        if (x && x.kind === "id") for (let i = 0; i < x.rest.length; i++) rest += x.rest[i].toString("utf-8")
+        eq(rest, "\n\n01", "rest for the link")
+    })
+    test("handshake: an empty, over-long or control-character id is refused", async function () {
+        const cases = ["\n", "a\u0001b\n"]
+        for (let i = 0; i < cases.length; i++) {
+            const r = new IdReader(MAX_ID_BYTES)
+            r.push(Buffer.from(cases[i]))
+            const x = r.next()
+            eq(x ? x.kind : "", "bad", "refused: " + i)
+        }
+        const r = new IdReader(8)
+        r.push(Buffer.from("0123456789\n"))
+        const x = r.next()
+        eq(x ? x.kind : "", "bad", "too long")
+    })
+    test("config: a bad value is refused with the setting's name", async function () {
+        const bad: object[] = [{ timeout: -1 }, { timeout: 2.5 }, { window: 121 }, { window: 0 }, { maxLineBytes: "big" }, { onFull: "x" }]
+        const names = ["timeout", "timeout", "window", "window", "maxLineBytes", "onFull"]
+        for (let i = 0; i < bad.length; i++) {
+            let msg = ""
+            try {
+                resolveConfig(bad[i], nodeDefaults())
+            } catch (e) {
+                msg = (e as LinkError).message
+                eq((e as LinkError).code, "ECONFIG", "code")
+            }
+            ok(msg.indexOf(names[i]) === 0, "message names " + names[i] + ": " + msg)
+        }
+        eq(nodeCfg({ timeout: 1000 }).timeout, 1000, "good value kept")
+    })
+})

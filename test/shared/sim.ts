@@ -1,0 +1,444 @@
+// Two links joined by an in-memory network with a virtual clock (the
+// quinn-proto test pair). Time jumps to the next deadline or delivery; a
+// bounded drive catches livelock. The network keeps TCP's promises (bytes in
+// order per socket) and breaks the ones a fault proxy breaks: it drops or
+// duplicates whole message/ACK lines, splits writes into small chunks, delays,
+// and cuts sockets, telling both ends (FIN) or neither (a stall until an end
+// sees the outage). Written in the DeviceScript subset: it runs in the VM too.
+
+import { Backoff, IdReader, Link, LinkConfig, LinkEvent, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { hexDigit } from "../../src/shared/hex.js"
+import { hooks, Rng } from "./harness.js"
+
+export interface Faults {
+    lossPct: number // message and ACK lines dropped
+    dupPct: number // message and ACK lines delivered twice
+    cutEvery: number // mean ms between socket cuts; 0 for none
+    silentPct: number // cuts that neither end is told of
+    latency: number // one-way ms
+    maxChunk: number // bytes per delivered chunk; 0 for whole writes
+    until: number // no faults after this time (ms)
+}
+
+export function noFaults(): Faults {
+    return { lossPct: 0, dupPct: 0, cutEvery: 0, silentPct: 0, latency: 1, maxChunk: 0, until: 0 }
+}
+
+interface Packet {
+    at: number
+    sock: number
+    toServer: boolean
+    data: Buffer
+    chunk: number // delivered this many bytes at a time; 0 for all at once
+}
+
+// Writes `total` lines through a link, at most `window` outstanding, and
+// records which completed. Payloads are "<tag>-<n>" so a checker can parse them.
+export class Writer {
+    sent = 0
+    done: string[] = []
+    failed = 0
+    private pending: string[] = [] // payloads by ticket - first ticket
+    private byTicket: { [t: string]: string } = {}
+    private outstanding = 0
+
+    constructor(readonly tag: string, readonly total: number, readonly qos: boolean, readonly wait: boolean, readonly window: number) {}
+
+    pump(link: Link | undefined): void {
+        if (!link) return
+        while (this.sent < this.total && this.outstanding < this.window) {
+            const p = this.tag + "-" + this.sent
+            let t = 0
+            try {
+                t = link.write(p, this.qos, this.wait)
+            } catch (e) {
+                return // queue full: try again later
+            }
+            this.byTicket["" + t] = p
+            this.sent++
+            this.outstanding++
+        }
+    }
+
+    event(e: LinkEvent): void {
+        if (e.type === "written" || e.type === "failed") {
+            const p = this.byTicket["" + e.ticket]
+            if (p === undefined) return
+            delete this.byTicket["" + e.ticket]
+            this.outstanding--
+            if (e.type === "written") this.done.push(p)
+            else this.failed++
+        }
+    }
+
+    finished(): boolean {
+        return this.sent === this.total && this.outstanding === 0
+    }
+}
+
+export class Sim {
+    now = 0
+    rng: Rng
+    faults: Faults
+    client: Link
+    server: Link | undefined = undefined
+    clientWriter: Writer | undefined = undefined
+    serverWriter: Writer | undefined = undefined
+    clientRx: string[] = []
+    serverRx: string[] = []
+    serverReads = true // false: the server application stops reading
+    clientPeers = "" // the peer kind of each "up" the client saw
+    counts: { [k: string]: number } = {} // "client up", "server notice", ...
+    cuts = 0
+    connects = 0
+    wire: string[] = [] // every write, when recording
+    record = false
+
+    private packets: Packet[] = []
+    private nextSock = 1
+    private sock = 0 // the client's current socket, 0 for none
+    private serverSock = 0 // the socket the server link is attached to
+    private live: { [s: string]: boolean } = {}
+    private idReaders: { [s: string]: IdReader } = {}
+    private lastAt: { [k: string]: number } = {}
+    private reconnectAt = 0
+    private nextCut = -1
+    private backoff = new Backoff(100, 1000)
+    private epochs = 0
+
+    constructor(readonly clientCfg: LinkConfig, readonly serverCfg: LinkConfig, faults: Faults, seed: number) {
+        this.rng = new Rng(seed)
+        this.faults = faults
+        this.client = new Link("client", clientCfg, this.newEpoch(), "board-1")
+        this.scheduleCut()
+    }
+
+    // ---- faults a test can apply
+
+    cut(silent: boolean): void {
+        if (this.sock === 0) return
+        this.cuts++
+        const s = this.sock
+        this.live["" + s] = false
+        this.packets = this.packets.filter(function (p: Packet) {
+            return p.sock !== s
+        })
+        if (silent) return
+        this.clientLost("cut")
+        if (this.serverSock === s && this.server) {
+            this.server.socketClosed(this.now, "cut")
+            this.serverSock = 0
+        }
+    }
+
+    restartServer(): void {
+        this.server = undefined
+        this.serverSock = 0
+        if (this.sock !== 0) {
+            this.live["" + this.sock] = false
+            this.clientLost("server restarted")
+        }
+    }
+
+    restartClient(): void {
+        if (this.sock !== 0) this.cut(false)
+        this.client = new Link("client", this.clientCfg, this.newEpoch(), "board-1")
+        this.reconnectAt = this.now
+    }
+
+    // ---- driving
+
+    async run(done: () => boolean, limitMs: number): Promise<boolean> {
+        const end = this.now + limitMs
+        for (let iter = 0; iter < 2000000; iter++) {
+            await this.pump()
+            if (done()) return true
+            const t = this.nextTime()
+            if (t < 0 || t > end) return false
+            if (t > this.now) this.now = t
+            this.deliver()
+            await hooks.pause()
+        }
+        throw new Error("simulation did not settle: livelock")
+    }
+
+    async runFor(ms: number): Promise<void> {
+        const self = this
+        const end = this.now + ms
+        await this.run(function () {
+            return false
+        }, ms)
+        if (self.now < end) self.now = end
+    }
+
+    // ---- inside
+
+    // Counts, not a log: a log of every event would outgrow the VM's heap.
+    private tally(end: string, e: LinkEvent): void {
+        const k = end + " " + e.type
+        const n = this.counts[k]
+        this.counts[k] = n === undefined ? 1 : n + 1
+    }
+
+    private newEpoch(): string {
+        this.epochs++
+        return "e" + this.epochs
+    }
+
+    private scheduleCut(): void {
+        const f = this.faults
+        if (f.cutEvery <= 0) {
+            this.nextCut = -1
+            return
+        }
+        const t = this.now + 1 + this.rng.int(2 * f.cutEvery)
+        this.nextCut = t <= f.until ? t : -1
+    }
+
+    private clientLost(reason: string): void {
+        this.client.socketClosed(this.now, reason)
+        this.sock = 0
+        this.reconnectAt = this.now + this.backoff.next(this.rng.next())
+    }
+
+    private nextTime(): number {
+        let t = -1
+        if (this.packets.length > 0) t = this.packets[0].at
+        t = earliest(t, this.client.pollTimeout())
+        if (this.server) t = earliest(t, this.server.pollTimeout())
+        if (this.sock === 0) t = earliest(t, this.reconnectAt)
+        t = earliest(t, this.nextCut)
+        return t
+    }
+
+    // At most a few packets per call, so the VM can yield between calls.
+    private deliver(): void {
+        for (let n = 0; n < 4 && this.packets.length > 0 && this.packets[0].at <= this.now; n++) {
+            let p = this.packets.shift() as Packet
+            if (!this.live["" + p.sock]) continue
+            if (p.chunk > 0 && p.data.length > p.chunk) {
+                // Cut chunks off as they are delivered: one packet object per write.
+                const rest: Packet = { at: p.at, sock: p.sock, toServer: p.toServer, data: p.data.slice(p.chunk), chunk: p.chunk }
+                p = { at: p.at, sock: p.sock, toServer: p.toServer, data: p.data.slice(0, p.chunk), chunk: 0 }
+                this.packets.unshift(rest)
+            }
+            if (!p.toServer) {
+                if (p.sock === this.sock) this.client.receive(p.data, this.now)
+                continue
+            }
+            this.serverReceive(p.sock, p.data)
+        }
+        if (this.nextCut >= 0 && this.now >= this.nextCut) {
+            this.cut(this.rng.chance(this.faults.silentPct))
+            this.scheduleCut()
+        }
+        if (this.sock === 0 && this.now >= this.reconnectAt) this.connect()
+    }
+
+    private connect(): void {
+        const s = this.nextSock++
+        this.sock = s
+        this.live["" + s] = true
+        this.idReaders["" + s] = new IdReader(MAX_ID_BYTES)
+        this.client.open(this.now)
+    }
+
+    private serverReceive(sock: number, data: Buffer): void {
+        const r = this.idReaders["" + sock]
+        if (r !== undefined) {
+            r.push(data)
+            const res = r.next()
+            if (res === undefined) return
+            delete this.idReaders["" + sock]
+            if (res.kind === "bad") {
+                this.live["" + sock] = false
+                return
+            }
+            if (!this.server) this.server = new Link("server", this.serverCfg, this.newEpoch(), "")
+            if (this.serverSock !== 0 && this.serverSock !== sock) this.live["" + this.serverSock] = false
+            this.serverSock = sock
+            this.server.open(this.now)
+            for (let i = 0; i < res.rest.length; i++) this.server.receive(res.rest[i], this.now)
+            return
+        }
+        if (sock === this.serverSock && this.server) this.server.receive(data, this.now)
+    }
+
+    // Rounds of bounded work until nothing moves, yielding between rounds.
+    private async pump(): Promise<void> {
+        for (let round = 0; round < 100000; round++) {
+            let moved = this.pumpClient()
+            if (this.pumpServer()) moved = true
+            if (!moved) return
+            await hooks.pause()
+        }
+        throw new Error("simulation did not settle: livelock in pump")
+    }
+
+    private pumpClient(): boolean {
+        const l = this.client
+        let moved = false
+        if (this.sock !== 0) for (let n = 0; n < 8 && l.step(this.now); n++) moved = true
+        const t = l.pollTimeout()
+        if (t >= 0 && t <= this.now) l.handleTimeout(this.now)
+        if (this.clientWriter) this.clientWriter.pump(l)
+        while (true) {
+            const b = l.pollTransmit(this.now)
+            if (b === undefined) break
+            moved = true
+            this.send(this.sock, true, b)
+        }
+        while (true) {
+            const e = l.pollEvent()
+            if (e === undefined) break
+            moved = true
+            this.tally("client", e)
+            if (this.clientWriter) this.clientWriter.event(e)
+            if (e.type === "close") {
+                // The client closes its socket; a live one carries the FIN.
+                const s = this.sock
+                if (this.live["" + s] && this.serverSock === s && this.server) {
+                    this.server.socketClosed(this.now, "client closed")
+                    this.serverSock = 0
+                }
+                this.live["" + s] = false
+                this.sock = 0
+                this.reconnectAt = this.now + this.backoff.next(this.rng.next())
+            } else if (e.type === "up") {
+                this.clientPeers += e.peer
+                this.connects++
+                this.backoff.reset()
+            }
+        }
+        while (true) {
+            const s = l.read()
+            if (s === undefined) break
+            moved = true
+            this.clientRx.push(s)
+        }
+        return moved
+    }
+
+    private pumpServer(): boolean {
+        const l = this.server
+        if (!l) return false
+        let moved = false
+        if (this.serverSock !== 0) for (let n = 0; n < 8 && l.step(this.now); n++) moved = true
+        const t = l.pollTimeout()
+        if (t >= 0 && t <= this.now) l.handleTimeout(this.now)
+        if (this.serverWriter) this.serverWriter.pump(l)
+        while (true) {
+            const b = l.pollTransmit(this.now)
+            if (b === undefined) break
+            moved = true
+            this.send(this.serverSock, false, b)
+        }
+        while (true) {
+            const e = l.pollEvent()
+            if (e === undefined) break
+            moved = true
+            this.tally("server", e)
+            if (this.serverWriter) this.serverWriter.event(e)
+            if (e.type === "close") {
+                const s = this.serverSock
+                this.serverSock = 0
+                if (this.live["" + s] && s === this.sock) {
+                    this.live["" + s] = false
+                    this.clientLost("server closed")
+                }
+                this.live["" + s] = false
+            }
+        }
+        while (this.serverReads) {
+            const s = l.read()
+            if (s === undefined) break
+            moved = true
+            this.serverRx.push(s)
+        }
+        return moved
+    }
+
+    private send(sock: number, toServer: boolean, data: Buffer): void {
+        if (this.record) this.wire.push((toServer ? ">" : "<") + data.toString("utf-8"))
+        if (sock === 0 || !this.live["" + sock]) return
+        const f = this.faults
+        let out = data
+        if (this.now < f.until && (f.lossPct > 0 || f.dupPct > 0)) out = this.mangle(data)
+        const key = sock + (toServer ? ">" : "<")
+        const prev = this.lastAt[key]
+        let at = this.now + f.latency
+        if (prev !== undefined && prev > at) at = prev
+        this.lastAt[key] = at
+        const chunk = f.maxChunk > 0 && this.now < f.until ? f.maxChunk : 0
+        if (out.length > 0) this.queue({ at: at, sock: sock, toServer: toServer, data: out, chunk: chunk })
+    }
+
+    // Drops or doubles message and ACK lines, never handshake lines.
+    private mangle(data: Buffer): Buffer {
+        const keep: Buffer[] = []
+        let total = 0
+        let start = 0
+        while (start < data.length) {
+            let nl = data.indexOf(10, start)
+            if (nl < 0) nl = data.length - 1
+            const line = data.slice(start, nl + 1)
+            start = nl + 1
+            let copies = 1
+            if (line.length >= 3 && hexDigit(line[0]) >= 0 && hexDigit(line[1]) >= 0) {
+                if (this.rng.chance(this.faults.lossPct)) copies = 0
+                else if (this.rng.chance(this.faults.dupPct)) copies = 2
+            }
+            for (let i = 0; i < copies; i++) {
+                keep.push(line)
+                total += line.length
+            }
+        }
+        const out = Buffer.alloc(total)
+        let off = 0
+        for (let i = 0; i < keep.length; i++) {
+            out.set(keep[i], off)
+            off += keep[i].length
+        }
+        return out
+    }
+
+    private queue(p: Packet): void {
+        // Stable insert by time: equal times keep their order.
+        let i = this.packets.length
+        while (i > 0 && this.packets[i - 1].at > p.at) i--
+        if (i === this.packets.length) this.packets.push(p)
+        else {
+            const rest = this.packets.slice(i)
+            this.packets = this.packets.slice(0, i)
+            this.packets.push(p)
+            for (let j = 0; j < rest.length; j++) this.packets.push(rest[j])
+        }
+    }
+}
+
+function earliest(a: number, b: number): number {
+    if (b < 0) return a
+    if (a < 0) return b
+    return a < b ? a : b
+}
+
+// Exactly-once check of the lines a Writer with tag `tag` completed against
+// what the other end received. Returns "" or the first problem found.
+export function checkDelivery(w: Writer, received: string[], inOrder: boolean): string {
+    const count: { [p: string]: number } = {}
+    const prefix = w.tag + "-"
+    let last = -1
+    for (let i = 0; i < received.length; i++) {
+        const p = received[i]
+        if (p.indexOf(prefix) !== 0) continue
+        const c = count[p]
+        count[p] = c === undefined ? 1 : c + 1
+        if (count[p] > 1) return "duplicate " + p
+        const n = +p.slice(prefix.length)
+        if (inOrder && n < last) return "out of order: " + p + " after " + w.tag + "-" + last
+        if (n > last) last = n
+    }
+    if (!w.qos) return ""
+    for (let i = 0; i < w.done.length; i++) if (count[w.done[i]] === undefined) return "lost " + w.done[i]
+    return ""
+}
