@@ -1,5 +1,5 @@
 import { LineFramer, Frame } from "../../src/shared/framer.js"
-import { bytes, eq, eqList, ok, suite } from "./harness.js"
+import { bytes, eq, eqList, hooks, ok, suite } from "./harness.js"
 
 function drain(f: LineFramer): string[] {
     const out: string[] = []
@@ -84,6 +84,26 @@ export const framerSuite = suite("framer", function (test) {
         let n = 0
         while (f.next() !== undefined) n++
         eq(n, 200, "200 calls for 200 lines")
+    })
+    test("bounded steps: a 48 KB chunk of 1,000 lines is framed one line per step, yielding between", async function () {
+        const line = bytes("05" + "0123456789012345678901234567890123456789012345\n") // 49 bytes
+        const n = 1000
+        const chunk = Buffer.alloc(line.length * n)
+        for (let i = 0; i < n; i++) {
+            chunk.set(line, i * line.length)
+            if (i % 100 === 99) await hooks.pause()
+        }
+        const f = new LineFramer(64)
+        f.push(chunk)
+        let lines = 0
+        while (true) {
+            const x = f.next()
+            if (x === undefined) break
+            if (x.kind === "line" && x.line.length === line.length - 1) lines++
+            if (lines % 50 === 0) await hooks.pause()
+        }
+        eq(lines, n, "lines")
+        eq(f.buffered(), 0, "all consumed")
     })
     test("takeRest: the bytes after a line, partial line included", async function () {
         const f = new LineFramer(100)
