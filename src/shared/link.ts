@@ -156,6 +156,19 @@ export class Link {
         return this.sender.queued() + this.sender.inflightCount()
     }
 
+    hasSocket(): boolean {
+        return this.conn !== undefined
+    }
+
+    // Fault 9: a newcomer with this id takes over when no socket is open or
+    // the open one has been silent for more than timeout/2; otherwise it is
+    // refused as a duplicate, so a stranger cannot steal a live link by
+    // sending an id. (With keys, issue 9, authenticating also qualifies.)
+    mayTakeOver(now: number): boolean {
+        const c = this.conn
+        return c === undefined || now - c.lastRecv > this.cfg.timeout / 2
+    }
+
     // False while a received line waits for room: the driver stops reading.
     wantsRead(): boolean {
         return this.conn !== undefined && this.conn.parked === undefined

@@ -370,6 +370,20 @@ export const linkSuite = suite("link", function (test) {
         throwsCode(function () { d.link.write("c", true, true) }, "ECLOSED", "after close")
     })
 
+    test("fault 9: a newcomer takes over only a closed socket or one silent for more than timeout/2", async function () {
+        const d = v1Server({})
+        d.feed("\n")
+        eq(d.link.mayTakeOver(d.now), false, "live socket")
+        d.advance(1000)
+        eq(d.link.mayTakeOver(d.now), false, "silent for exactly timeout/2")
+        d.advance(1)
+        eq(d.link.mayTakeOver(d.now), true, "silent for longer")
+        d.feed("\n")
+        eq(d.link.mayTakeOver(d.now), false, "alive again")
+        d.link.socketClosed(d.now, "FIN")
+        eq(d.link.mayTakeOver(d.now), true, "closed")
+    })
+
     // ---- the server's id line, and configuration
     test("handshake: the id line and the bytes after it", async function () {
         const r = new IdReader(MAX_ID_BYTES)

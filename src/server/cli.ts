@@ -1,0 +1,278 @@
+// The devs-iot command line: `devs-iot server ...` and `devs-iot client ...`.
+// Every flag can also come from the environment (DEVS_IOT_<FLAG>); a flag
+// wins over the environment. A bad flag or value exits 2 with a message that
+// names it.
+import { createInterface } from "node:readline"
+import { parseArgs } from "node:util"
+import { checkClientId } from "../shared/index.js"
+import { Client } from "./client.js"
+import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
+import { Server } from "./server.js"
+import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
+
+class UsageError extends Error {}
+
+interface Opt {
+    type: "string" | "boolean"
+    help: string
+    arg?: string
+}
+
+const COMMON: Record<string, Opt> = {
+    timeout: { type: "string", arg: "MS", help: "outage detection time; the same at both ends (default 2000)" },
+    "log-level": { type: "string", arg: "LEVEL", help: `${LEVELS.join("|")} (default info)` },
+    json: { type: "boolean", help: "logs as JSON lines instead of readable text" },
+    help: { type: "boolean", help: "show this help" },
+}
+
+const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }> = {
+    server: {
+        summary: "run a devs-iot server",
+        options: {
+            port: { type: "string", arg: "N", help: "TCP port (default 8123; 0 picks a free one)" },
+            host: { type: "string", arg: "ADDR", help: "address to listen on (default 0.0.0.0)" },
+            expect: { type: "string", arg: "ID,ID", help: "client ids the server expects (others get a warning)" },
+            "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
+            app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
+            interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
+            ...COMMON,
+        },
+    },
+    client: {
+        summary: "connect as a client: stdin lines are sent, received lines go to stdout",
+        options: {
+            id: { type: "string", arg: "ID", help: "this client's id (required)" },
+            host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
+            port: { type: "string", arg: "N", help: "server port (default 8123)" },
+            "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
+            "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
+            ...COMMON,
+        },
+    },
+}
+
+const USAGE = `Usage: devs-iot <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+    .map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`)
+    .join("\n")}
+
+Run 'devs-iot <command> --help' for its options. Every option can also be set
+in the environment as DEVS_IOT_<OPTION> (e.g. DEVS_IOT_PORT=9000).`
+
+function envName(flag: string): string {
+    return "DEVS_IOT_" + flag.toUpperCase().replace(/-/g, "_")
+}
+
+function help(cmd: string): string {
+    const c = COMMANDS[cmd]!
+    const rows = Object.entries(c.options).map(([name, o]) => {
+        const left = `  --${name}${o.arg ? " " + o.arg : ""}`
+        return name === "help" ? `${left.padEnd(26)} ${o.help}` : `${left.padEnd(26)} ${o.help}\n${"".padEnd(27)}env ${envName(name)}`
+    })
+    return `Usage: devs-iot ${cmd} [options]\n\n${c.summary}.\n\nOptions:\n${rows.join("\n")}`
+}
+
+type Values = Record<string, string | boolean | undefined>
+
+// Flags, then the environment for anything not given as a flag.
+function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { values: Values; source: Record<string, string> } {
+    const spec = COMMANDS[cmd]!.options
+    let parsed: Values
+    try {
+        parsed = parseArgs({ args, options: Object.fromEntries(Object.entries(spec).map(([k, o]) => [k, { type: o.type }])), strict: true, allowPositionals: false }).values as Values
+    } catch (e) {
+        throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""))
+    }
+    const values: Values = {}
+    const source: Record<string, string> = {}
+    for (const [name, o] of Object.entries(spec)) {
+        if (parsed[name] !== undefined) {
+            values[name] = parsed[name]
+            source[name] = `--${name}`
+            continue
+        }
+        const raw = env[envName(name)]
+        if (raw === undefined || name === "help") continue
+        source[name] = envName(name)
+        if (o.type === "boolean") {
+            const v = raw.trim().toLowerCase()
+            if (["1", "true", "yes", "on"].includes(v)) values[name] = true
+            else if (["0", "false", "no", "off", ""].includes(v)) values[name] = false
+            else throw new UsageError(`${envName(name)} must be true or false (1/0, yes/no), got ${JSON.stringify(raw)}`)
+        } else values[name] = raw
+    }
+    return { values, source }
+}
+
+function int(values: Values, source: Record<string, string>, name: string, dflt: number, min: number, max: number): number {
+    const raw = values[name]
+    if (raw === undefined) return dflt
+    const s = String(raw).trim()
+    const n = /^\d+$/.test(s) ? Number(s) : NaN
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+        throw new UsageError(`${source[name]} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+    return n
+}
+
+function str(values: Values, name: string): string | undefined {
+    const v = values[name]
+    return typeof v === "string" ? v : undefined
+}
+
+function level(values: Values, source: Record<string, string>): Level {
+    const v = str(values, "log-level") ?? "info"
+    if (!(LEVELS as readonly string[]).includes(v)) throw new UsageError(`${source["log-level"]} must be one of ${LEVELS.join(", ")}, got ${JSON.stringify(v)}`)
+    return v as Level
+}
+
+function id(name: string, value: string): string {
+    const p = checkClientId(value)
+    if (p !== "") throw new UsageError(`${name}: ${p}`)
+    return value
+}
+
+function host(values: Values, source: Record<string, string>, dflt: string): string {
+    const h = str(values, "host") ?? dflt
+    if (h.trim() === "") throw new UsageError(`${source["host"]} must not be empty`)
+    return h
+}
+
+// Runs until SIGINT/SIGTERM; resolves with the exit code.
+async function runServer(values: Values, source: Record<string, string>): Promise<number> {
+    const app = (str(values, "app") ?? "none") as AppName
+    if (!APPS.includes(app)) throw new UsageError(`${source["app"]} must be one of ${APPS.join(", ")}, got ${JSON.stringify(app)}`)
+    const expected = str(values, "expect") !== undefined
+        ? str(values, "expect")!.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["expect"]!, s))
+        : appExpects(app)
+    const strictIds = values["strict-ids"] === true
+    if (strictIds && expected.length === 0) throw new UsageError(`${source["strict-ids"]} needs a list of ids (--expect a,b)`)
+    const opts = {
+        port: int(values, source, "port", 8123, 0, 65535),
+        host: host(values, source, "0.0.0.0"),
+        timeout: int(values, source, "timeout", 2000, 100, 3600000),
+        expected,
+        strictIds,
+    }
+    const interval = int(values, source, "interval", 5000, 100, 3600000)
+    const log = makeLogger(level(values, source), values["json"] === true)
+    const server = new Server({ ...opts, logger: log })
+    try {
+        await server.listen()
+    } catch (e) {
+        const err = e as NodeJS.ErrnoException
+        log.fatal({ code: err.code }, `cannot listen on ${opts.host}:${opts.port}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+        return 1
+    }
+    const running = startApp(app, server, log, interval)
+    log.info({ app, expected }, "ready")
+    return await shutdownOnSignal(log, async () => {
+        running.stop()
+        await server.close()
+    })
+}
+
+async function runClient(values: Values, source: Record<string, string>): Promise<number> {
+    const cid = str(values, "id")
+    if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
+    const log = makeLogger(level(values, source), values["json"] === true)
+    const client = new Client({
+        id: id(source["id"]!, cid),
+        host: host(values, source, "127.0.0.1"),
+        port: int(values, source, "port", 8123, 1, 65535),
+        timeout: int(values, source, "timeout", 2000, 100, 3600000),
+        logger: log,
+    }).start()
+    const qos = values["no-qos"] !== true
+    const wait = values["no-wait"] !== true
+    const reading = (async () => {
+        try {
+            for await (const line of client) process.stdout.write(line + "\n")
+        } catch (e) {
+            log.error({ err: (e as Error).message }, "read failed")
+        }
+    })()
+    const input = createInterface({ input: process.stdin, crlfDelay: Infinity })
+    let failed = 0
+    const sending = (async () => {
+        const pending = new Set<Promise<void>>()
+        for await (const line of input) {
+            if (line === "") continue // an empty line cannot be sent (it would look like an ACK)
+            const p = client.write(line, { qos, wait }).catch((e: Error & { code?: string }) => {
+                failed++
+                log.error({ code: e.code }, `not sent: ${e.message}`)
+            })
+            if (wait && qos) await p
+            else {
+                pending.add(p)
+                void p.finally(() => pending.delete(p))
+                if (pending.size >= 1024) await Promise.race(pending) // bounded, like the link's queue
+            }
+        }
+        await Promise.all(pending)
+    })()
+    const stop = async () => {
+        await client.close()
+        await reading
+    }
+    const byStdin = sending.then(async () => {
+        await stop()
+        return failed > 0 ? 1 : 0
+    })
+    return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
+}
+
+// Resolves with 0 after `stop` has run on SIGINT or SIGTERM (forced after 3 s).
+function shutdownOnSignal(log: Logger, stop: () => Promise<void>): Promise<number> {
+    return new Promise((resolve) => {
+        const onSignal = (sig: NodeJS.Signals) => {
+            process.off("SIGINT", onSignal)
+            process.off("SIGTERM", onSignal)
+            log.info({ signal: sig }, "shutting down")
+            const force = setTimeout(() => {
+                log.warn("shutdown took over 3 s: exiting anyway")
+                resolve(0)
+            }, 3000)
+            force.unref()
+            stop().then(
+                () => {
+                    clearTimeout(force)
+                    resolve(0)
+                },
+                (e) => {
+                    log.error({ err: (e as Error).message }, "shutdown failed")
+                    resolve(1)
+                }
+            )
+        }
+        process.on("SIGINT", onSignal)
+        process.on("SIGTERM", onSignal)
+    })
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+    const [cmd, ...args] = argv
+    if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+        process.stdout.write(USAGE + "\n")
+        return cmd === undefined ? 2 : 0
+    }
+    if (COMMANDS[cmd] === undefined) {
+        process.stderr.write(`devs-iot: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}\n`)
+        return 2
+    }
+    try {
+        const { values, source } = readOptions(cmd, args, env)
+        if (values["help"]) {
+            process.stdout.write(help(cmd) + "\n")
+            return 0
+        }
+        return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
+    } catch (e) {
+        if (e instanceof UsageError || (e as { code?: string }).code === "ECONFIG") {
+            process.stderr.write(`devs-iot ${cmd}: ${(e as Error).message}\nRun 'devs-iot ${cmd} --help' for usage.\n`)
+            return 2
+        }
+        throw e
+    }
+}

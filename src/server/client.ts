@@ -1,0 +1,122 @@
+// The Node client: the board's API on Linux, for gateways, tests and
+// benchmarks. It connects, and after any outage reconnects forever with
+// capped, jittered back-off (fault 7).
+import { randomBytes } from "node:crypto"
+import { connect, type Socket } from "node:net"
+import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions } from "../shared/index.js"
+import { intIn } from "../shared/config.js"
+import { Endpoint } from "./endpoint.js"
+import { silentLogger, type Logger } from "./log.js"
+
+export interface ClientOptions extends LinkOptions {
+    id: string
+    host?: string // default "127.0.0.1"
+    port?: number // default 8123
+    onStatus?: (up: boolean) => void
+    logger?: Logger
+    backoffFirst?: number // ms before the first retry (default 100), doubling...
+    backoffCap?: number // ...up to this (default 2000)
+}
+
+export class Client extends Endpoint {
+    readonly id: string
+    readonly host: string
+    readonly port: number
+    private backoff: Backoff
+    private started = false
+    private closed = false
+    private connecting: Socket | undefined
+    private retry: NodeJS.Timeout | undefined
+    private failures = 0
+
+    constructor(opts: ClientOptions) {
+        const problem = checkClientId(opts?.id)
+        if (problem !== "") throw new LinkError("ECONFIG", `id: ${problem}`)
+        const cfg = resolveConfig(opts, nodeDefaults())
+        const log = opts.logger ?? silentLogger()
+        // A new epoch per client process: its id sequence starts at 00 here.
+        super(new Link("client", cfg, randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
+        this.id = opts.id
+        if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
+            throw new LinkError("ECONFIG", "host must be a non-empty string")
+        this.host = opts.host ?? "127.0.0.1"
+        this.port = intIn("port", opts.port, 8123, 1, 65535)
+        const first = intIn("backoffFirst", opts.backoffFirst, 100, 1, 600000)
+        this.backoff = new Backoff(first, intIn("backoffCap", opts.backoffCap, 2000, first, 600000))
+        if (opts.onStatus) this.on("status", opts.onStatus)
+        this.on("status", (up: boolean) => {
+            if (up) {
+                this.backoff.reset()
+                this.failures = 0
+                this.log.info({ host: this.host, port: this.port, peer: this.peer, connects: this.connects }, "connected")
+            }
+        })
+    }
+
+    // Starts connecting; returns at once (await connected() for the link).
+    start(): this {
+        if (this.started || this.closed) return this
+        this.started = true
+        this.connect()
+        return this
+    }
+
+    // Stops reconnecting and closes the link; pending writes and reads reject
+    // with ECLOSED.
+    async close(): Promise<void> {
+        if (this.closed) return
+        this.closed = true
+        if (this.retry) clearTimeout(this.retry)
+        this.connecting?.destroy()
+        // Detach first, so the core's "close" event does not reset the socket:
+        // a graceful close sends FIN.
+        const s = this.socket
+        this.socket = undefined
+        this.closeLink()
+        if (s && !s.destroyed) {
+            s.end()
+            const t = setTimeout(() => s.destroy(), 500)
+            await new Promise<void>((resolve) => s.once("close", () => resolve()))
+            clearTimeout(t)
+        }
+    }
+
+    protected socketGone(): void {
+        this.scheduleRetry("link lost")
+    }
+
+    private connect(): void {
+        if (this.closed) return
+        const s = connect({ host: this.host, port: this.port, noDelay: true })
+        this.connecting = s
+        let error = ""
+        const limit = setTimeout(() => s.destroy(new Error("ETIMEDOUT")), this.link.cfg.timeout)
+        s.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message))
+        s.once("connect", () => {
+            clearTimeout(limit)
+            this.connecting = undefined
+            if (this.closed) return void s.destroy()
+            this.attach(s)
+        })
+        s.once("close", () => {
+            clearTimeout(limit)
+            if (this.connecting !== s) return // attached: the Endpoint handles it
+            this.connecting = undefined
+            this.scheduleRetry(`connect to ${this.host}:${this.port} failed: ${error || "closed"}`)
+        })
+    }
+
+    private scheduleRetry(why: string): void {
+        if (this.closed || this.retry) return
+        const delay = this.backoff.next(Math.random())
+        this.failures++
+        // The first failure in a row at info, the rest at debug: a server down
+        // for an hour should not fill the log.
+        const level = this.failures === 1 ? "info" : "debug"
+        this.log[level]({ retryIn: delay, failures: this.failures }, why)
+        this.retry = setTimeout(() => {
+            this.retry = undefined
+            this.connect()
+        }, delay)
+    }
+}

@@ -1,0 +1,71 @@
+// The devs-iot CLI as users run it: child processes, stopped by pid.
+import assert from "node:assert/strict"
+import { cli, within, type Cli } from "./support/util.js"
+
+describe("devs-iot CLI", function () {
+    this.timeout(30000)
+    let running: Cli[] = []
+    const run = (args: string[], env: Record<string, string> = {}) => {
+        const c = cli(args, env)
+        running.push(c)
+        return c
+    }
+    afterEach(() => {
+        for (const c of running) c.stop()
+        running = []
+    })
+
+    const BAD: Array<[string[], Record<string, string>, RegExp]> = [
+        [["server", "--prot", "1"], {}, /Unknown option '--prot'/],
+        [["server", "--port", "abc"], {}, /--port must be a whole number from 0 to 65535, got "abc"/],
+        [["server"], { DEVS_IOT_PORT: "99999" }, /DEVS_IOT_PORT must be a whole number from 0 to 65535, got "99999"/],
+        [["server", "--timeout", "5"], {}, /--timeout must be a whole number from 100 to 3600000/],
+        [["server", "--app", "nope"], {}, /--app must be one of demo, echo, none, got "nope"/],
+        [["server", "--log-level", "loud"], {}, /--log-level must be one of/],
+        [["server", "--strict-ids"], {}, /--strict-ids needs a list of ids/],
+        [["server"], { DEVS_IOT_JSON: "maybe" }, /DEVS_IOT_JSON must be true or false/],
+        [["client"], {}, /--id is required/],
+        [["client", "--id", ""], {}, /--id: empty id/],
+        [["client", "--id", "a", "--port", "0"], {}, /--port must be a whole number from 1 to 65535/],
+        [["frobnicate"], {}, /unknown command "frobnicate"/],
+    ]
+    for (const [args, env, re] of BAD) {
+        it(`exit 2 and a message naming the problem: ${[...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...args].join(" ")}`, async function () {
+            const c = run(args, env)
+            assert.equal(await within(c.exited, 10000, "exit"), 2)
+            assert.match(c.stderr, re)
+        })
+    }
+
+    it("--help for each command exits 0 and lists every option with its variable", async function () {
+        for (const cmd of ["server", "client"]) {
+            const c = run([cmd, "--help"])
+            assert.equal(await within(c.exited, 10000, "exit"), 0)
+            assert.match(c.stdout, /--port N/)
+            assert.match(c.stdout, /env DEVS_IOT_TIMEOUT/)
+        }
+    })
+
+    it("the demo server (npm start) serves a board id, and `devs-iot client` talks to it; SIGTERM exits 0", async function () {
+        const server = run(["server", "--app", "demo", "--port", "0", "--host", "127.0.0.1", "--interval", "200", "--json"])
+        const port = (await server.waitFor(/"port":(\d+)/, 10000))[1]!
+        const client = run(["client", "--id", "1", "--port", port])
+        await client.waitFor(/^\[0,\d+\]$/m, 10000, "stdout")
+        client.child.stdin!.write('[1,0,30000]\n')
+        await server.waitFor(/demo: got \[1,0,30000\] from 1/, 10000)
+        process.kill(server.child.pid!, "SIGTERM")
+        assert.equal(await within(server.exited, 5000, "server exit"), 0)
+        assert.match(server.stderr, /shutting down/)
+    })
+
+    it("echo app: the client's stdin comes back on its stdout; settings from the environment", async function () {
+        const server = run(["server", "--json"], { DEVS_IOT_APP: "echo", DEVS_IOT_PORT: "0", DEVS_IOT_HOST: "127.0.0.1", DEVS_IOT_TIMEOUT: "1000" })
+        const port = (await server.waitFor(/"port":(\d+)/, 10000))[1]!
+        assert.match(server.stderr, /"timeout":1000/)
+        const client = run(["client", "--id", "x", "--timeout", "1000"], { DEVS_IOT_PORT: port })
+        client.child.stdin!.write("one\ntwo\n")
+        await client.waitFor(/one\ntwo\n/, 10000, "stdout")
+        process.kill(client.child.pid!, "SIGINT")
+        assert.equal(await within(client.exited, 5000, "client exit"), 0)
+    })
+})

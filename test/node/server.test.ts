@@ -1,0 +1,413 @@
+// The Node server and Node client over loopback: the API, both directions,
+// restarts, take-over, ids, back-pressure, and faults 2-9 at this end.
+import assert from "node:assert/strict"
+import { once } from "node:events"
+import { connect, type Socket } from "node:net"
+import { Client, Server, type Warning } from "../../src/server/index.js"
+import { freePort, within } from "./support/util.js"
+
+const T = 400 // a short timeout keeps outage tests quick
+
+let closers: Array<() => Promise<void> | void> = []
+function cleanup<T extends { close(): Promise<void> | void }>(x: T): T {
+    closers.push(() => x.close())
+    return x
+}
+afterEach(async function () {
+    const list = closers.reverse()
+    closers = []
+    for (const c of list) await c()
+})
+
+async function startServer(opts: ConstructorParameters<typeof Server>[0] = {}): Promise<Server> {
+    const s = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T, ...opts }))
+    await s.listen()
+    return s
+}
+
+function startClient(server: Server | number, id: string, opts: Partial<ConstructorParameters<typeof Client>[0]> = {}): Client {
+    const port = typeof server === "number" ? server : server.port
+    return cleanup(new Client({ id, port, timeout: T, ...opts })).start()
+}
+
+// A raw socket that speaks bytes by hand, as a v1 board would.
+async function raw(port: number, first: string): Promise<Socket & { text: string }> {
+    const s = connect({ port, host: "127.0.0.1" }) as Socket & { text: string }
+    s.text = ""
+    s.on("data", (b) => (s.text += b.toString()))
+    s.on("error", () => {})
+    closers.push(() => void s.destroy())
+    await once(s, "connect")
+    s.write(first)
+    return s
+}
+
+function warnings(server: Server): Warning[] {
+    const list: Warning[] = []
+    server.on("warning", (w) => list.push(w))
+    return list
+}
+
+function nextWarning(server: Server, code: Warning["code"]): Promise<Warning> {
+    return new Promise((resolve) => {
+        const on = (w: Warning) => {
+            if (w.code !== code) return
+            server.off("warning", on)
+            resolve(w)
+        }
+        server.on("warning", on)
+    })
+}
+
+function textArrives(s: Socket & { text: string }, needle: string): Promise<void> {
+    return new Promise((resolve) => {
+        const check = () => {
+            if (!s.text.includes(needle)) return
+            s.off("data", check)
+            resolve()
+        }
+        s.on("data", check)
+        check()
+    })
+}
+
+describe("server and Node client over loopback", function () {
+    this.timeout(30000)
+
+    describe("API", function () {
+        it("listen() on port 0 reports the bound port; connection(), connections(), clientConn()", async function () {
+            const server = await startServer()
+            assert.ok(server.port > 0)
+            assert.equal(server.connection("a"), undefined)
+            const c = startClient(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            assert.equal(conn.id, "a")
+            assert.equal(server.connection("a"), conn)
+            assert.deepEqual(server.connections().map((x) => x.id), ["a"])
+            await within(c.connected(), 5000, "client up")
+            assert.equal(c.status(), true)
+            assert.equal(conn.status(), true)
+            assert.equal(c.peer, "devs-iot")
+            assert.equal(c.connects, 1)
+        })
+
+        it("write/readline both ways with qos+wait, qos without wait, and no qos", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            await c.write("q1")
+            await c.write("q2", { wait: false })
+            await c.write("n1", { qos: false })
+            assert.deepEqual([await conn.readline(), await conn.readline(), await conn.readline()], ["q1", "q2", "n1"])
+            await conn.write("Q1")
+            await conn.write("Q2", { wait: false })
+            await conn.write("N1", { qos: false })
+            assert.deepEqual([await c.readline(), await c.readline(), await c.readline()], ["Q1", "Q2", "N1"])
+        })
+
+        it("for await over a connection and a client", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            const got: string[] = []
+            const reading = (async () => {
+                for await (const l of conn) {
+                    got.push(l)
+                    if (got.length === 3) return
+                }
+            })()
+            for (const l of ["a", "b", "c"]) await c.write(l)
+            await within(reading, 5000, "three lines")
+            assert.deepEqual(got, ["a", "b", "c"])
+        })
+
+        it("status events and onStatus on a cut, then connected() again", async function () {
+            const server = await startServer()
+            const seen: boolean[] = []
+            const c = startClient(server, "a", { onStatus: (up) => seen.push(up) })
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            await c.connected()
+            const down = once(c, "status")
+            conn["socket"]!.destroy() // FIN/RST from the server side
+            assert.deepEqual(await within(down, 2000, "status false"), [false, "closed by peer"])
+            await within(c.connected(), 3000, "reconnected")
+            assert.deepEqual(seen, [true, false, true])
+            assert.equal(c.connects, 2)
+        })
+
+        it("write refuses bad lines with named errors", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a", { maxLineBytes: 16 })
+            await assert.rejects(c.write(""), { code: "EEMPTY" })
+            await assert.rejects(c.write("a\nb"), { code: "ENEWLINE" })
+            await assert.rejects(c.write("x".repeat(17)), { code: "ETOOLONG" })
+            await assert.rejects(c.write(7 as unknown as string), { code: "ETYPE" })
+        })
+
+        it("bad options are refused with the option's name", function () {
+            assert.throws(() => new Server({ port: 70000 }), /port must be a whole number from 0 to 65535/)
+            assert.throws(() => new Server({ timeout: 10 }), /timeout must be/)
+            assert.throws(() => new Server({ strictIds: true }), /strictIds needs a list/)
+            assert.throws(() => new Server({ expected: [""] }), /expected id "": empty id/)
+            assert.throws(() => new Client({ id: "" }), /id: empty id/)
+            assert.throws(() => new Client({ id: "a\nb" }), /control byte/)
+            assert.throws(() => new Client({ id: "a", window: 500 }), /window must be/)
+        })
+
+        it("close(): pending reads and writes reject with ECLOSED; the server stops listening", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            const read = assert.rejects(conn.readline(), { code: "ECLOSED" })
+            await server.close()
+            await read
+            await assert.rejects(conn.write("x"), { code: "ECLOSED" })
+            const s = connect({ port: server.port, host: "127.0.0.1" })
+            const [err] = await within(once(s, "error"), 2000, "refused")
+            assert.equal((err as NodeJS.ErrnoException).code, "ECONNREFUSED")
+            await c.close()
+            await assert.rejects(c.readline(), { code: "ECLOSED" })
+        })
+
+        it("waitAll() resolves once every expected id has connected", async function () {
+            const server = await startServer({ expected: ["a", "b"] })
+            let done = false
+            const all = server.waitAll().then(() => (done = true))
+            startClient(server, "a")
+            await server.clientConn("a")
+            assert.equal(done, false)
+            startClient(server, "b")
+            await within(all, 5000, "waitAll")
+        })
+    })
+
+    describe("many clients, restarts, ids", function () {
+        it("100 clients at once exchange qos messages both ways", async function () {
+            const server = await startServer({ timeout: 2000 })
+            const ids = Array.from({ length: 100 }, (_, i) => `c${i}`)
+            const clients = ids.map((id) => startClient(server, id, { timeout: 2000 }))
+            await within(server.waitAll(ids), 10000, "all connected")
+            await within(
+                Promise.all(
+                    clients.map(async (c, i) => {
+                        const conn = server.connection(ids[i]!)!
+                        await c.write(`hello from ${c.id}`)
+                        assert.equal(await conn.readline(), `hello from ${c.id}`)
+                        await conn.write(`hello to ${c.id}`)
+                        assert.equal(await c.readline(), `hello to ${c.id}`)
+                    })
+                ),
+                10000,
+                "exchange"
+            )
+        })
+
+        it("server restart while a client writes: every qos line is delivered exactly once", async function () {
+            const port = await freePort()
+            let server = await startServer({ port })
+            const c = startClient(port, "a", { backoffCap: 200 })
+            const got: string[] = []
+            const drain = async (s: Server) => {
+                const conn = await s.clientConn("a")
+                try {
+                    for await (const l of conn) got.push(l)
+                } catch {}
+            }
+            void drain(server)
+            const writing = (async () => {
+                for (let i = 0; i < 200; i++) await c.write(`m${i}`)
+            })()
+            await within(
+                new Promise<void>((r) => {
+                    const t = setInterval(() => got.length >= 50 && (clearInterval(t), r()), 2)
+                }),
+                5000,
+                "50 lines before the restart"
+            )
+            await server.close()
+            server = await startServer({ port })
+            void drain(server)
+            await within(writing, 10000, "all writes complete")
+            await within(
+                new Promise<void>((r) => {
+                    const t = setInterval(() => got.length >= 200 && (clearInterval(t), r()), 2)
+                }),
+                5000,
+                "all lines delivered"
+            )
+            assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => `m${i}`))
+        })
+
+        it("client restart: its ids start again at 00 and its lines are delivered", async function () {
+            const server = await startServer()
+            const a = startClient(server, "a")
+            const conn = await server.clientConn("a")
+            for (const l of ["1", "2", "3"]) await a.write(l)
+            await a.close()
+            const b = startClient(server, "a")
+            for (const l of ["4", "5"]) await b.write(l)
+            const got = []
+            for (let i = 0; i < 5; i++) got.push(await within(conn.readline(), 2000, "line"))
+            assert.deepEqual(got, ["1", "2", "3", "4", "5"])
+        })
+
+        it("fault 9: a second connection with a live id is refused as a duplicate", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            await server.clientConn("a")
+            const refused = nextWarning(server, "duplicate-id")
+            const s = await raw(server.port, "a\n")
+            await within(refused, 2000, "duplicate-id warning")
+            await within(once(s, "close"), 2000, "newcomer closed")
+            assert.equal(c.status(), true)
+            await c.write("still here")
+            assert.equal(await server.connection("a")!.readline(), "still here")
+        })
+
+        it("fault 9: a newcomer takes over a link silent for more than timeout/2", async function () {
+            const server = await startServer({ timeout: 2000 })
+            const first = await raw(server.port, "a\n\n") // a v1 board that then goes quiet
+            await server.clientConn("a")
+            first.write("\n")
+            // Silent for more than timeout/2 but less than timeout: the condition under test.
+            await new Promise((r) => setTimeout(r, 1200))
+            const took = nextWarning(server, "take-over")
+            const c = startClient(server, "a", { timeout: 2000 })
+            await within(took, 2000, "take-over warning")
+            await within(c.connected(), 2000, "newcomer up")
+            await within(once(first, "close"), 2000, "old socket closed")
+        })
+
+        it("fault 9: a clean close is an outage at once, and the next connection takes the id", async function () {
+            const server = await startServer({ timeout: 5000 })
+            const c = startClient(server, "a", { timeout: 5000 })
+            const conn = await server.clientConn("a")
+            const down = once(conn, "status")
+            const t0 = Date.now()
+            await c.close()
+            await within(down, 1000, "server sees the close at once")
+            assert.ok(Date.now() - t0 < 1000)
+            const c2 = startClient(server, "a", { timeout: 5000 })
+            await within(c2.connected(), 2000, "same id back at once")
+        })
+
+        it("an unexpected id gets a warning; with strictIds it is refused", async function () {
+            const loose = await startServer({ expected: ["a"] })
+            const w = nextWarning(loose, "unexpected-id")
+            const c = startClient(loose, "zz")
+            await within(w, 2000, "warning")
+            await within(c.connected(), 2000, "accepted")
+            const strict = await startServer({ expected: ["a"], strictIds: true })
+            const r = nextWarning(strict, "refused-id")
+            const s = await raw(strict.port, "zz\n")
+            await within(r, 2000, "refused-id")
+            await within(once(s, "close"), 2000, "closed")
+            assert.equal(strict.connection("zz"), undefined)
+        })
+
+        it("a bad or missing id line is refused and logged; others are not affected", async function () {
+            const server = await startServer()
+            const list = warnings(server)
+            const c = startClient(server, "good")
+            await server.clientConn("good")
+            const empty = await raw(server.port, "\n")
+            await within(once(empty, "close"), 2000, "empty id closed")
+            const long = await raw(server.port, "x".repeat(300) + "\n")
+            await within(once(long, "close"), 2000, "long id closed")
+            const silent = await raw(server.port, "")
+            await within(once(silent, "close"), 3 * T, "silent socket closed after 2 x timeout")
+            assert.deepEqual(list.map((w) => w.code).sort(), ["bad-id", "bad-id", "id-timeout"])
+            await c.write("fine")
+            assert.equal(await server.connection("good")!.readline(), "fine")
+        })
+    })
+
+    describe("flow control", function () {
+        it("back-pressure: a slow reader loses nothing, and the pause is not an outage (fault 6)", async function () {
+            const server = await startServer({ maxReceivedLines: 16 })
+            const c = startClient(server, "a")
+            const conn = await server.clientConn("a")
+            let downs = 0
+            conn.on("status", (up: boolean) => !up && downs++)
+            const writes = Array.from({ length: 500 }, (_, i) => c.write(`m${i}`, { wait: false }))
+            const got: string[] = []
+            // Read slowly, and stop for 3 x timeout halfway: the link must stay up.
+            for (let i = 0; i < 500; i++) {
+                got.push(await within(conn.readline(), 5000, `line ${i}`))
+                if (i === 250) await new Promise((r) => setTimeout(r, 3 * T))
+            }
+            await within(Promise.all(writes), 5000, "all ACKed")
+            assert.deepEqual(got, Array.from({ length: 500 }, (_, i) => `m${i}`))
+            assert.equal(downs, 0, "no outage")
+            assert.equal(conn.stats.dropped, 0)
+        })
+
+        it("the queue of writes waiting for a link is capped: EQUEUEFULL beyond it", async function () {
+            const port = await freePort() // nothing listens: the link stays down
+            const c = startClient(port, "a", { maxQueuedLines: 3 })
+            const pending = [c.write("1"), c.write("2"), c.write("3")]
+            await assert.rejects(c.write("4"), { code: "EQUEUEFULL" })
+            const server = await startServer({ port })
+            const conn = await within(server.clientConn("a"), 5000, "connects when the server appears")
+            await within(Promise.all(pending), 5000, "queued writes delivered")
+            assert.deepEqual([await conn.readline(), await conn.readline(), await conn.readline()], ["1", "2", "3"])
+        })
+    })
+
+    describe("faults of the original, at this end", function () {
+        it("fault 2: a line cut by an outage is not joined to the next socket's bytes", async function () {
+            const server = await startServer()
+            const s1 = await raw(server.port, "a\n\n")
+            const conn = await server.clientConn("a")
+            await within(textArrives(s1, "\n"), 2000, "server keepalive") // v1 link up
+            s1.write("00hal")
+            await new Promise<void>((r) => s1.end(() => r()))
+            await within(once(conn, "status"), 2000, "down")
+            const s2 = await raw(server.port, "a\n\n")
+            await within(textArrives(s2, "\n"), 2000, "up again")
+            s2.write("01full\n")
+            assert.equal(await within(conn.readline(), 2000, "line"), "full")
+            assert.equal(conn.stats.badLines, 0)
+        })
+
+        it("fault 3: a UTF-8 character split across two TCP writes arrives whole", async function () {
+            const server = await startServer()
+            const s = await raw(server.port, "a\n\n")
+            const conn = await server.clientConn("a")
+            const line = Buffer.from("00\u20ac\u00e9\n")
+            s.write(line.subarray(0, 3))
+            await new Promise((r) => setTimeout(r, 20))
+            s.write(line.subarray(3))
+            assert.equal(await within(conn.readline(), 2000, "line"), "\u20ac\u00e9")
+        })
+
+        it("fault 4: garbage lines are reported and dropped; ACKs and keepalives go on", async function () {
+            const server = await startServer()
+            const s = await raw(server.port, "a\n\n")
+            const conn = await server.clientConn("a")
+            const bad = nextWarning(server, "bad-line")
+            s.write("zz\nzzhello\n05ok\n")
+            await within(bad, 2000, "bad-line warning")
+            assert.equal(await within(conn.readline(), 2000, "good line"), "ok")
+            await within(textArrives(s, "05\n"), 2000, "ACK of the good line")
+        })
+
+        it("fault 7: a client whose first connect is refused keeps trying and gets in", async function () {
+            const port = await freePort()
+            const c = startClient(port, "a", { backoffCap: 300 })
+            await new Promise((r) => setTimeout(r, 600)) // several refused attempts: the condition under test
+            const server = await startServer({ port })
+            await within(c.connected(), 3000, "connected once the server exists")
+        })
+
+        it("fault 8: 1,000 clients that start together all connect, and a silent socket delays no one", async function () {
+            this.timeout(60000)
+            const server = await startServer({ timeout: 2000 })
+            await raw(server.port, "") // connects and never sends its id
+            const ids = Array.from({ length: 1000 }, (_, i) => `b${i}`)
+            for (const id of ids) startClient(server, id, { timeout: 2000 })
+            await within(server.waitAll(ids), 30000, "1,000 clients connected")
+            assert.equal(server.connections().filter((c) => c.status()).length, 1000)
+        })
+    })
+})

@@ -1,0 +1,78 @@
+// Helpers for tests over loopback: bounded waits, free ports, child processes
+// stopped by pid.
+import { spawn, type ChildProcess } from "node:child_process"
+import { createServer } from "node:net"
+import { join } from "node:path"
+import { ROOT } from "./devs.js"
+
+// Rejects with `what` when `p` has not settled within `ms`.
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+    let t: NodeJS.Timeout
+    const limit = new Promise<never>((_, reject) => {
+        t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+    })
+    return Promise.race([p, limit]).finally(() => clearTimeout(t))
+}
+
+// Polls `cond` (for state that has no event) until true, or rejects after `ms`.
+export async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+    const end = Date.now() + ms
+    while (!cond()) {
+        if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what}`)
+        await new Promise((r) => setTimeout(r, 5))
+    }
+}
+
+export async function freePort(): Promise<number> {
+    const s = createServer()
+    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
+    const a = s.address()
+    await new Promise<void>((r) => s.close(() => r()))
+    return typeof a === "object" && a ? a.port : 0
+}
+
+export interface Cli {
+    child: ChildProcess
+    stdout: string
+    stderr: string
+    exited: Promise<number | null>
+    waitFor(re: RegExp, ms: number, stream?: "stdout" | "stderr"): Promise<RegExpMatchArray>
+    stop(): void
+}
+
+// Runs bin/devs-iot.js; the test must stop() it (by pid) in a finally/after.
+export function cli(args: string[], env: Record<string, string> = {}): Cli {
+    const child = spawn(process.execPath, [join(ROOT, "bin/devs-iot.js"), ...args], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, NO_COLOR: "1" },
+        stdio: ["pipe", "pipe", "pipe"],
+    })
+    const c: Cli = {
+        child,
+        stdout: "",
+        stderr: "",
+        exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
+        waitFor: (re, ms, stream = "stderr") =>
+            within(
+                new Promise<RegExpMatchArray>((resolve) => {
+                    const check = () => {
+                        const m = c[stream].match(re)
+                        if (m) {
+                            child[stream]!.off("data", check)
+                            resolve(m)
+                        }
+                    }
+                    child[stream]!.on("data", check)
+                    check()
+                }),
+                ms,
+                `${re} in the CLI's ${stream}:\n${c[stream]}`
+            ),
+        stop: () => {
+            if (child.exitCode === null && child.pid) process.kill(child.pid, "SIGKILL")
+        },
+    }
+    child.stdout!.on("data", (b: Buffer) => (c.stdout += b.toString()))
+    child.stderr!.on("data", (b: Buffer) => (c.stderr += b.toString()))
+    return c
+}
