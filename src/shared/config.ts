@@ -18,6 +18,7 @@ export interface LinkOptions {
     maxWriteBytes?: number // bytes handed to the socket per pollTransmit
     warmup?: number // ms the server waits before messaging a v1 client
     onFull?: OnFull // full receive queue: stop reading (Node) or drop un-ACKed (board)
+    maxBacklogBytes?: number // board: unread bytes held while the queue is full, before dropping
     keepaliveEvents?: boolean // report each keepalive received (heartbeat LED)
 }
 
@@ -33,6 +34,7 @@ export interface LinkConfig {
     maxWriteBytes: number
     warmup: number
     onFull: OnFull
+    maxBacklogBytes: number
     keepaliveEvents: boolean
 }
 
@@ -51,6 +53,7 @@ export function nodeDefaults(): LinkConfig {
         maxWriteBytes: 65536,
         warmup: 200,
         onFull: "pause",
+        maxBacklogBytes: 65536,
         keepaliveEvents: false,
     }
 }
@@ -68,6 +71,7 @@ export function boardDefaults(): LinkConfig {
         maxWriteBytes: 1024,
         warmup: 200,
         onFull: "drop",
+        maxBacklogBytes: 4096,
         keepaliveEvents: true,
     }
 }
@@ -87,6 +91,7 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
         maxWriteBytes: intIn("maxWriteBytes", o.maxWriteBytes, base.maxWriteBytes, 64, 16777216),
         warmup: intIn("warmup", o.warmup, base.warmup, 0, 60000),
         onFull: base.onFull,
+        maxBacklogBytes: intIn("maxBacklogBytes", o.maxBacklogBytes, base.maxBacklogBytes, 0, 1073741824),
         keepaliveEvents: base.keepaliveEvents,
     }
     if (o.onFull !== undefined) {

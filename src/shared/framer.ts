@@ -4,14 +4,21 @@
 // before anything decodes it (fault 3). `push` only queues; each `next` call
 // returns at most one line, so a large chunk is framed in bounded steps the
 // caller can yield between (the DeviceScript VM kills a fiber that runs ~128K
-// opcodes). Each byte is scanned once by the native indexOf and copied at most
-// once, when its line is complete. A line over `maxLineBytes` is reported and
-// skipped without being stored, so memory stays bounded whatever arrives.
-// One framer belongs to one socket: a new socket gets a new framer (fault 2).
+// opcodes). Each byte is scanned by the native indexOf and copied at most
+// once, when its line is complete.
+//
+// A line over `maxLineBytes` is reported once ("too-long") where it stood and
+// skipped. `push` tracks the line the queued bytes end in, so once that line
+// passes the limit its bytes are dropped as they arrive instead of being
+// queued: whatever a peer sends, the framer holds at most the limit plus the
+// chunks not yet framed. One framer belongs to one socket (fault 2).
 
 import { NEWLINE } from "./codec.js"
 
 export type Frame = { kind: "line"; line: Buffer } | { kind: "too-long"; limit: number }
+
+// Marks, in the queue, where an over-long line stood.
+const CUT = Buffer.alloc(0)
 
 export class LineFramer {
     private chunks: Buffer[] = []
@@ -19,15 +26,40 @@ export class LineFramer {
     private pos = 0 // offset in chunks[head]
     private parts: Buffer[] = [] // the line read so far
     private partBytes = 0
-    private skipping = false // inside an over-long line, until its "\n"
+    private skipping = false // next(): inside an over-long line, until its "\n"
     private queued = 0 // bytes pushed and not yet consumed
+    private tail = 0 // push(): bytes of the line the queued bytes end in
+    private dropping = false // push(): dropping an over-long line, until its "\n"
 
-    constructor(readonly maxLineBytes: number) {}
+    // `early`: recognise over-long lines in push() (false for a reader that
+    // takes only the first line, whose limit does not apply to the rest).
+    constructor(readonly maxLineBytes: number, readonly early: boolean = true) {}
 
     push(chunk: Buffer): void {
-        if (chunk.length === 0) return
-        this.chunks.push(chunk)
-        this.queued += chunk.length
+        let c = chunk
+        if (c.length === 0) return
+        if (!this.early) return this.enqueue(c)
+        if (this.dropping) {
+            const nl = c.indexOf(NEWLINE)
+            if (nl < 0) return
+            this.dropping = false
+            this.tail = 0
+            c = c.slice(nl + 1)
+            if (c.length === 0) return
+        }
+        const last = c.lastIndexOf(NEWLINE)
+        const tail = last < 0 ? this.tail + c.length : c.length - last - 1
+        if (tail > this.maxLineBytes) {
+            // The line this chunk ends in is over-long: queue what precedes
+            // it, mark it, and drop its bytes up to its "\n".
+            if (last >= 0) this.enqueue(c.slice(0, last + 1))
+            this.chunks.push(CUT)
+            this.dropping = true
+            this.tail = 0
+            return
+        }
+        this.tail = tail
+        this.enqueue(c)
     }
 
     // Bytes pushed but not yet framed (includes a partial line).
@@ -38,6 +70,12 @@ export class LineFramer {
     next(): Frame | undefined {
         while (this.head < this.chunks.length) {
             const c = this.chunks[this.head]
+            if (c === CUT) {
+                this.nextChunk(0)
+                this.parts = []
+                this.partBytes = 0
+                return { kind: "too-long", limit: this.maxLineBytes }
+            }
             const start = this.pos
             const nl = c.indexOf(NEWLINE, start)
             if (nl < 0) {
@@ -73,6 +111,7 @@ export class LineFramer {
         const rest: Buffer[] = this.skipping ? [] : this.parts.slice(0)
         for (let i = this.head; i < this.chunks.length; i++) {
             const c = this.chunks[i]
+            if (c === CUT) continue
             rest.push(i === this.head && this.pos > 0 ? c.slice(this.pos) : c)
         }
         this.chunks = []
@@ -81,7 +120,13 @@ export class LineFramer {
         this.parts = []
         this.partBytes = 0
         this.queued = 0
+        this.tail = 0
         return rest
+    }
+
+    private enqueue(c: Buffer): void {
+        this.chunks.push(c)
+        this.queued += c.length
     }
 
     private startSkipping(): Frame {

@@ -13,7 +13,7 @@ export class IdReader {
     private framer: LineFramer
 
     constructor(maxIdBytes: number) {
-        this.framer = new LineFramer(maxIdBytes)
+        this.framer = new LineFramer(maxIdBytes, false)
     }
 
     push(chunk: Buffer): void {

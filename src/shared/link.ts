@@ -31,7 +31,7 @@ export type Peer = "v1" | "devs-iot"
 export type NoticeCode =
     | "bad-line" // not a keepalive, ACK, message or known extension (fault 4)
     | "too-long" // a line over the maximum was skipped
-    | "dropped" // receive queue full on the board: not kept, not ACKed (fault 6)
+    | "dropped" // receive queue and backlog full on the board: not kept, not ACKed (fault 6)
     | "duplicate" // a message id already seen: ACKed, not delivered
     | "resend" // a qos message sent again
     | "stray-ack" // an ACK for no un-ACKed message
@@ -76,7 +76,12 @@ class Conn {
     blanks = 0 // server: blank lines counted in "probe"
     helloAt = -1 // server: when the hello went out
     out = "" // control lines to send: id, probe, hello, ACKs, keepalive
-    parked: Buffer | undefined = undefined // a line waiting for room (pause mode)
+    // Message lines waiting, un-ACKed and in order, for room in the receive
+    // queue. Lines behind them that are not messages (ACKs above all) are
+    // still handled, so a full queue never hides the ACK its own application
+    // is waiting for.
+    backlog = new Fifo<Buffer>()
+    backlogBytes = 0
 
     constructor(role: Role, now: number, maxLineBytes: number) {
         this.framer = new LineFramer(maxLineBytes + 2)
@@ -156,6 +161,11 @@ export class Link {
         return this.sender.queued() + this.sender.inflightCount()
     }
 
+    // Received bytes not yet cut into lines (the board caps this).
+    unframed(): number {
+        return this.conn ? this.conn.framer.buffered() : 0
+    }
+
     hasSocket(): boolean {
         return this.conn !== undefined
     }
@@ -169,9 +179,10 @@ export class Link {
         return c === undefined || now - c.lastRecv > this.cfg.timeout / 2
     }
 
-    // False while a received line waits for room: the driver stops reading.
+    // False when the backlog is full in pause mode: the driver stops reading.
     wantsRead(): boolean {
-        return this.conn !== undefined && this.conn.parked === undefined
+        const c = this.conn
+        return c !== undefined && !this.paused(c)
     }
 
     // Closes the link for good: writes not yet complete fail with ECLOSED.
@@ -207,26 +218,25 @@ export class Link {
     step(now: number): boolean {
         const c = this.conn
         if (!c) return false
-        let line = c.parked
-        if (line !== undefined) {
-            if (!this.hasRoom(line.length - 2)) return false
-            c.parked = undefined
-            c.lastRecv = now // reading was paused, not the peer
-        } else {
-            const f = c.framer.next()
-            if (f === undefined) return false
-            if (f.kind === "too-long") {
-                this.stats.tooLong++
-                this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
-                return true
-            }
-            line = f.line
+        const head = c.backlog.peek()
+        if (head !== undefined && this.hasRoom(head.length - 2)) {
+            if (this.paused(c)) c.lastRecv = now // reading was paused, not the peer
+            c.backlog.shift()
+            c.backlogBytes -= head.length
+            const m = parseLine(head)
+            if (m.kind === "message") this.handleMessage(c, m.id, m.payload, head.length - 2)
+            return true
+        }
+        if (this.paused(c)) return false
+        const f = c.framer.next()
+        if (f === undefined) return false
+        if (f.kind === "too-long") {
+            this.stats.tooLong++
+            this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
+            return true
         }
         c.gotLine = true
-        if (!this.handleLine(c, line, now)) {
-            c.parked = line
-            return false
-        }
+        this.handleLine(c, f.line, now)
         return this.conn === c
     }
 
@@ -238,7 +248,7 @@ export class Link {
     handleTimeout(now: number): void {
         const c = this.conn
         if (!c) return
-        if (c.parked === undefined) {
+        if (!this.paused(c)) {
             const limit = c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout
             if (now >= c.lastRecv + limit) {
                 this.lose(now, "nothing received for " + limit + " ms", true)
@@ -268,8 +278,11 @@ export class Link {
     pollTimeout(): number {
         const c = this.conn
         if (!c) return -1
-        let t = c.lastSend + this.keepaliveEvery()
-        if (c.parked === undefined) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
+        // No keepalive deadline while something waits to be sent: the driver
+        // flushes when the socket can take it (a deadline in the past would
+        // only spin its timer).
+        let t = c.out.length > 0 || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
+        if (!this.paused(c)) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
         if (c.phase === "warmup" && c.firstByteAt >= 0) t = min(t, c.firstByteAt + this.cfg.warmup)
         if (c.phase === "hello") t = min(t, c.helloAt + this.cfg.timeout)
         if (this.up) {
@@ -324,8 +337,7 @@ export class Link {
         return Math.floor(this.cfg.timeout / 4)
     }
 
-    // false: the line must wait for room in the receive queue (pause mode).
-    private handleLine(c: Conn, line: Buffer, now: number): boolean {
+    private handleLine(c: Conn, line: Buffer, now: number): void {
         const l = parseLine(line)
         if (c.phase === "probe") {
             if (l.kind === "keepalive") {
@@ -336,7 +348,7 @@ export class Link {
                     c.helloAt = now
                     c.out += helloLine(this.epoch)
                 }
-                return true
+                return
             }
             this.endProbe(c)
         } else if (c.phase === "first-line") {
@@ -346,7 +358,7 @@ export class Link {
                 this.peerStarted(c, epoch)
                 c.out += helloLine(this.epoch)
                 this.goUp(c)
-                return true
+                return
             }
             this.goUp(c)
         } else if (c.phase === "hello") {
@@ -354,7 +366,7 @@ export class Link {
             if (epoch !== undefined) {
                 this.peerStarted(c, epoch)
                 this.goUp(c)
-                return true
+                return
             }
             if (l.kind !== "keepalive") {
                 // Not what a devs-iot client sends: fall back to v1 rules.
@@ -366,27 +378,48 @@ export class Link {
         switch (l.kind) {
             case "keepalive":
                 if (this.cfg.keepaliveEvents) this.events.push({ type: "keepalive" })
-                return true
+                return
             case "ack": {
-                const t = this.sender.ack(l.id)
+                const resent: number[] = []
+                const t = this.sender.ack(l.id, resent)
                 if (t > 0) this.events.push({ type: "written", ticket: t })
                 else if (t < 0) this.notice("stray-ack", "ACK " + l.id + " matches no message awaiting one")
-                return true
+                for (let i = 0; i < resent.length; i++) {
+                    this.stats.resent++
+                    this.notice("resend", "message " + resent[i] + " was not ACKed before " + l.id + ": dropped by the peer")
+                }
+                return
             }
             case "message":
-                return this.handleMessage(c, l.id, l.payload, line.length - 2)
+                if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
+                else this.handleMessage(c, l.id, l.payload, line.length - 2)
+                return
             case "ext":
                 // Only hellos are defined, and only during the handshake.
                 this.bad("extension line out of place", line)
-                return true
+                return
             case "bad":
                 this.bad(l.reason, line)
-                return true
+                return
         }
-        return true
     }
 
-    private handleMessage(c: Conn, id: number, payload: string, bytes: number): boolean {
+    // A message that finds the receive queue full (or others waiting) waits
+    // in the backlog, un-ACKed. Past the backlog, Node stops reading (see
+    // paused()); the board, whose runtime reads the socket whatever we do,
+    // drops it un-ACKed, and the sender's resend brings it back (fault 6).
+    private wait(c: Conn, line: Buffer): void {
+        if (this.cfg.onFull === "drop" && c.backlogBytes + line.length > this.cfg.maxBacklogBytes) {
+            this.stats.dropped++
+            this.notice("dropped", "receive queue and backlog full: a message dropped without ACK")
+            return
+        }
+        c.backlog.push(line)
+        c.backlogBytes += line.length
+    }
+
+    // Called only when the receive queue has room.
+    private handleMessage(c: Conn, id: number, payload: string, bytes: number): void {
         // Fault 1. With a known epoch a restart is a new epoch, so 00 is an
         // ordinary id. A v1 peer gives no such marker: the first 00 on a socket
         // is taken as a restart, a later one on the same socket as a resend.
@@ -398,15 +431,7 @@ export class Link {
             this.stats.duplicates++
             c.out += ackLine(id)
             this.notice("duplicate", "message " + id + " seen before: ACKed, not delivered")
-            return true
-        }
-        if (!this.hasRoom(bytes)) {
-            if (this.cfg.onFull === "pause") return false
-            // Board: the runtime keeps reading, so drop it un-ACKed; the
-            // sender's resend brings it back (fault 6).
-            this.stats.dropped++
-            this.notice("dropped", "receive queue full: message " + id + " dropped without ACK")
-            return true
+            return
         }
         this.seen.mark(id)
         this.inbox.push(payload)
@@ -415,7 +440,12 @@ export class Link {
         this.stats.received++
         c.out += ackLine(id)
         if (this.inbox.size() === 1) this.events.push({ type: "readable" })
-        return true
+    }
+
+    // Node: a full backlog stops reading the socket (back-pressure); that
+    // pause is not an outage.
+    private paused(c: Conn): boolean {
+        return this.cfg.onFull === "pause" && c.backlog.size() > 0 && c.backlogBytes >= this.cfg.maxBacklogBytes
     }
 
     private hasRoom(bytes: number): boolean {
@@ -437,6 +467,11 @@ export class Link {
     }
 
     private goUp(c: Conn): void {
+        // An original receiver clears its whole set of seen ids on every 00
+        // (fault 1). Toward a peer without the restart marker, send nothing
+        // after 00 until 00 is ACKed: a resent 00 then cannot take later
+        // ids with it.
+        this.sender.holdAfterZero(!c.exact)
         c.phase = "up"
         this.up = true
         this.connects++
@@ -463,6 +498,9 @@ export class Link {
     }
 }
 
+// The earlier of two deadlines, where -1 means none.
 function min(a: number, b: number): number {
+    if (a < 0) return b
+    if (b < 0) return a
     return a < b ? a : b
 }

@@ -11,6 +11,14 @@
 //   `timeout`, or when its socket closes; it never blocks anything for longer.
 // - resend: a qos message is sent again after `timeout` without ACK, and
 //   after every reconnect, with the same id, until ACKed.
+// - fast resend: a receiver handles lines in order and ACKs each one it keeps
+//   in that order, so an ACK for a later transmission on the same socket
+//   means an earlier un-ACKed one was dropped (full receive queue, fault 6):
+//   it is resent at once instead of after `timeout`. A spurious resend (an
+//   ACK lost in transit) is only a duplicate, which the receiver drops.
+// - congestion: a receiver that drops is slower than the sender, so each
+//   fast resend halves the number of messages in flight (`cwnd`), and each
+//   clean ACK adds one back, up to `window` (AIMD, as TCP does).
 
 import { LinkError } from "./errors.js"
 import { hexByte } from "./hex.js"
@@ -25,6 +33,7 @@ export interface Outgoing {
     seq: number // -1 until admitted into the window
     id: number
     sentAt: number // -1: to be sent (again)
+    txOrder: number // position of its last transmission on the current socket
 }
 
 export interface SenderLimits {
@@ -45,8 +54,17 @@ export class Sender {
     private inflightQos = 0
     private nextSeq = 0
     private nextTicket = 1
+    private txCount = 0 // transmissions on the current socket
+    private cwnd: number // messages in flight allowed now (<= window)
+    private zeroFirst = false // nothing after 00 until 00 is ACKed (v1 peers)
 
-    constructor(private limits: SenderLimits) {}
+    constructor(private limits: SenderLimits) {
+        this.cwnd = limits.window
+    }
+
+    holdAfterZero(on: boolean): void {
+        this.zeroFirst = on
+    }
 
     // For tests of long-running links: continue as if `n` messages had been sent.
     skipTo(n: number): void {
@@ -62,7 +80,7 @@ export class Sender {
                 "write queue full (" + this.queue.size() + " lines, " + this.queuedBytes + " bytes waiting for the link)"
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
-        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1 }
+        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1 }
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -107,6 +125,7 @@ export class Sender {
             const o = this.inflight.at(i)
             if (o.sentAt >= 0) continue
             o.sentAt = now
+            o.txOrder = this.txCount++
             if (!o.qos) written.push(o.ticket)
             return encode(o)
         }
@@ -156,8 +175,9 @@ export class Sender {
 
     // An ACK arrived: returns the ticket of the qos write it completes, 0 for
     // a non-qos one, or -1 when no un-ACKed message has that id (a duplicate
-    // ACK, or one for a forgotten non-qos message).
-    ack(id: number): number {
+    // ACK, or one for a forgotten non-qos message). `resent` receives the ids
+    // of earlier messages the receiver must have dropped (fast resend).
+    ack(id: number, resent: number[]): number {
         let found: Outgoing | undefined = undefined
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
@@ -168,9 +188,22 @@ export class Sender {
         }
         if (!found) return -1
         const hit = found
+        const self = this
+        const before = resent.length
         this.inflight.retain(function (o: Outgoing) {
-            return o !== hit
+            if (o === hit) return false
+            if (o.sentAt < 0 || o.txOrder > hit.txOrder) return true
+            // Sent before the ACKed one, and not ACKed: the receiver dropped it.
+            if (!o.qos) {
+                self.inflightBytes -= o.payload.length
+                return false
+            }
+            o.sentAt = -1
+            resent.push(o.id)
+            return true
         })
+        if (resent.length > before) this.cwnd = this.cwnd > 1 ? Math.floor(this.cwnd / 2) : 1
+        else if (this.cwnd < this.limits.window) this.cwnd++
         this.inflightBytes -= hit.payload.length
         if (hit.qos) this.inflightQos--
         return hit.qos ? hit.ticket : 0
@@ -178,6 +211,7 @@ export class Sender {
 
     // The socket closed: non-qos messages on it are gone, qos ones go again.
     socketLost(): void {
+        this.txCount = 0
         const self = this
         this.inflight.retain(function (o: Outgoing) {
             if (o.qos) {
@@ -206,6 +240,8 @@ export class Sender {
         const oldest = this.inflight.peek()
         if (oldest === undefined) return true
         if (this.nextSeq - oldest.seq >= this.limits.window) return false
+        if (this.inflight.size() >= this.cwnd) return false
+        if (this.zeroFirst && oldest.seq === 0) return false
         return this.inflightBytes + o.payload.length <= this.limits.maxInflightBytes
     }
 

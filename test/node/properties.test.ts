@@ -46,7 +46,7 @@ describe("properties (fast-check)", function () {
         )
     })
 
-    it("framer: buffered bytes never exceed the line limit plus the unread input", function () {
+    it("framer: buffered bytes never exceed the line limit once framed", function () {
         fc.assert(
             fc.property(fc.array(lineBytes, { maxLength: 20 }), fc.integer({ min: 1, max: 32 }), (chunks, max) => {
                 const f = new LineFramer(max)
@@ -57,6 +57,37 @@ describe("properties (fast-check)", function () {
                 }
             }),
             { numRuns: 1000 }
+        )
+    })
+
+    it("framer: without framing, a long run of bytes with no newline is never held beyond the limit", function () {
+        fc.assert(
+            fc.property(fc.array(fc.uint8Array({ minLength: 1, maxLength: 500 }).map((a) => a.map((b) => (b === 10 ? 11 : b))), { maxLength: 20 }), fc.integer({ min: 1, max: 64 }), fc.uint8Array({ maxLength: 40 }), (chunks, max, prefix) => {
+                const f = new LineFramer(max)
+                f.push(Buffer.from(prefix))
+                const before = f.buffered()
+                for (const c of chunks) {
+                    f.push(Buffer.from(c))
+                    assert.ok(f.buffered() <= before + max, `buffered ${f.buffered()} > ${before} + ${max}`)
+                }
+            }),
+            { numRuns: 1000 }
+        )
+    })
+
+    it("framer: early (push-time) and late (next-time) detection frame the same lines", function () {
+        fc.assert(
+            fc.property(lineBytes, fc.array(fc.nat(), { maxLength: 40 }), fc.integer({ min: 1, max: 64 }), (data, cuts, max) => {
+                const early = frameAll(cutAt(data, cuts), max)
+                const f = new LineFramer(max, false)
+                const late: string[] = []
+                for (const c of cutAt(data, cuts)) {
+                    f.push(Buffer.from(c))
+                    for (let x = f.next(); x; x = f.next()) late.push(x.kind === "line" ? "L" + x.line.toString("hex") : "TOO-LONG")
+                }
+                assert.deepEqual(early, late)
+            }),
+            { numRuns: 2000 }
         )
     })
 

@@ -70,7 +70,7 @@ export const codecSuite = suite("codec", function (test) {
             eq(id, wireId(SEQ_LIMIT - 3 + i), "id " + i)
             if (prev >= 0) eq(id, prev === 255 ? 1 : prev + 1, "consecutive")
             prev = id
-            eq(s.ack(id) > 0, true, "ACK matches")
+            eq(s.ack(id, []) > 0, true, "ACK matches")
         }
     })
     test("hello: epoch parsed; other ! lines are not hellos", async function () {

@@ -70,6 +70,16 @@ export const framerSuite = suite("framer", function (test) {
         f.push(bytes("yy\n02next\n"))
         eqList(drain(f), ["02next"], "resumes")
     })
+    test("over-long line: its bytes are dropped as they are pushed, before any next()", async function () {
+        const f = new LineFramer(100)
+        const chunk = Buffer.alloc(4000)
+        for (let i = 0; i < 4; i++) {
+            f.push(chunk) // zeros: no newline
+            ok(f.buffered() <= 100, "push " + i + ": buffered " + f.buffered())
+        }
+        f.push(bytes("tail\n05ok\n"))
+        eqList(drain(f), ["<too-long>", "05ok"], "reported once, then the next line")
+    })
     test("a line of exactly the maximum is delivered", async function () {
         const f = new LineFramer(4)
         f.push(bytes("abcd\nabcde\nab"))

@@ -21,6 +21,18 @@ function v1Client(o: object): Drive {
     return d
 }
 
+// A v1 client link whose first message (00) is already ACKed: toward a v1
+// peer nothing else goes until then (fault 1).
+function past00(o: object): Drive {
+    const d = v1Client(o)
+    d.link.write("first", true, true)
+    d.advance(0)
+    d.feed("00\n")
+    d.take()
+    d.events = []
+    return d
+}
+
 function noExtension(d: Drive, what: string): void {
     const all = d.sent.join("")
     ok(all.indexOf("!") < 0, what + ": a v1 peer was sent an extension line: " + all)
@@ -141,7 +153,7 @@ export const linkSuite = suite("link", function (test) {
         eq(d.count("close"), 0, "no outage in 20 s of keepalives")
     })
     test("outage: a paused reader is not an outage", async function () {
-        const d = v1Server({ maxReceivedLines: 2 })
+        const d = v1Server({ maxReceivedLines: 2, maxBacklogBytes: 0 })
         d.reads = false
         d.feed("01a\n02b\n03c\n")
         eq(d.link.wantsRead(), false, "reading paused")
@@ -219,32 +231,63 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "\n", "keepalives go on")
     })
     test("fault 5: an un-ACKed non-qos message does not block later wait writes", async function () {
-        const d = v1Client({})
+        const d = past00({})
         d.link.write("n", false, false)
         d.link.write("q", true, true)
         d.advance(0)
-        eq(d.take(), "00n\n01q\n", "qos write not held by the non-qos one")
+        eq(d.take(), "01n\n02q\n", "qos write not held by the non-qos one")
         eq(d.count("written"), 1, "non-qos complete once on the wire")
     })
     test("fault 5: un-ACKed non-qos ids leave the window after timeout", async function () {
-        const d = v1Client({ window: 2 })
+        const d = past00({ window: 2 })
         d.link.write("a", false, false)
         d.link.write("b", false, false)
         d.link.write("c", true, true)
         d.advance(0)
-        eq(d.take(), "00a\n01b\n", "window of 2 full")
+        eq(d.take(), "01a\n02b\n", "window of 2 full")
         d.advance(1000)
         d.feed("\n")
         d.advance(1000)
-        ok(d.take().indexOf("02c\n") >= 0, "freed after timeout")
+        ok(d.take().indexOf("03c\n") >= 0, "freed after timeout")
     })
-    test("fault 6, board: a full receive queue drops without ACK; the resend is delivered once", async function () {
-        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2 }), "srv", "")).open()
+    test("fault 6, board: a full receive queue holds a bounded backlog un-ACKed, and delivers it once read", async function () {
+        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 64 }), "srv", "")).open()
+        d.feed("\n")
+        d.advance(500)
+        d.take()
+        d.reads = false
+        d.feed("01a\n02b\n03c\n04d\n")
+        eq(d.take(), "01\n02\n", "kept lines ACKed; the rest waits un-ACKed")
+        eq(d.link.stats.dropped, 0, "nothing dropped within the backlog")
+        d.reads = true
+        d.pump()
+        d.pump()
+        eq(d.take(), "03\n04\n", "ACKed once read")
+        eqList(d.rx, ["a", "b", "c", "d"], "in order")
+    })
+    test("full queue: ACKs behind waiting messages are still handled (no deadlock of two echoing ends)", async function () {
+        const d = v1Client({ maxReceivedLines: 1 })
+        d.reads = false
+        d.link.write("mine", true, true)
+        d.advance(0)
+        eq(d.take(), "00mine\n", "sent")
+        d.feed("05a\n06b\n00\n") // queue holds a; b waits; then the ACK of our line
+        eq(d.count("written"), 1, "our write completed although b is waiting")
+        eq(d.take(), "05\n", "b not ACKed yet")
+        d.reads = true
+        d.pump()
+        d.pump()
+        eqList(d.rx, ["a", "b"], "both delivered")
+        eq(d.take(), "06\n", "b ACKed once kept")
+    })
+    test("fault 6, board: past the backlog a message is dropped without ACK; the resend is delivered once", async function () {
+        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 0 }), "srv", "")).open()
         d.feed("\n")
         d.advance(500)
         d.take()
         d.reads = false
         d.feed("01a\n02b\n03c\n")
+        d.feed("\n") // more bytes arrive while full: over the backlog
         eq(d.take(), "01\n02\n", "only kept lines ACKed")
         eq(d.link.stats.dropped, 1, "drop counted")
         d.reads = true
@@ -253,8 +296,8 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "03\n", "resend ACKed")
         eqList(d.rx, ["a", "b", "c"], "each once")
     })
-    test("fault 6, Node: a full receive queue stops reading; nothing is ACKed until read", async function () {
-        const d = v1Server({ maxReceivedLines: 2 })
+    test("fault 6, Node: a full receive queue and backlog stop reading; nothing is ACKed until read", async function () {
+        const d = v1Server({ maxReceivedLines: 2, maxBacklogBytes: 0 })
         d.reads = false
         d.feed("01a\n02b\n03c\n04d\n")
         eq(d.take(), "01\n02\n", "two kept and ACKed")
@@ -306,25 +349,45 @@ export const linkSuite = suite("link", function (test) {
         d.feed("02\n")
         eq(d.count("written"), 3, "all complete")
     })
+    test("fault 1 toward a v1 peer: nothing after 00 is sent until 00 is ACKed", async function () {
+        const d = v1Client({})
+        d.link.write("a", true, false)
+        d.link.write("b", true, false)
+        d.advance(0)
+        eq(d.take(), "00a\n", "only 00: a resent 00 would clear a v1 receiver's whole set")
+        d.feed("00\n")
+        eq(d.take(), "01b\n", "the rest once 00 is ACKed")
+    })
+    test("keepalive: no deadline in the past while a line waits for the socket", async function () {
+        const d = v1Client({})
+        d.link.write("a", true, false)
+        d.advance(600) // not flushed by the test: the socket is 'blocked'
+        const t = d.link.pollTimeout()
+        ok(t < 0 || t > d.now - 600, "deadline " + t + " is not stuck in the past")
+    })
     test("window: wait=false sends at most `window` un-ACKed ids", async function () {
         const d = v1Client({ window: 4 })
+        d.link.write("m", true, true)
+        d.advance(0)
+        d.feed("00\n") // 00 ACKed: a v1 peer gets the rest
+        d.take()
         for (let i = 0; i < 10; i++) d.link.write("m" + i, true, false)
         d.advance(0)
-        eq(d.take(), "00m0\n01m1\n02m2\n03m3\n", "four in flight")
-        d.feed("00\n")
-        eq(d.take(), "04m4\n", "one more per ACK")
-        d.feed("02\n")
-        eq(d.take(), "", "window counts from the oldest un-ACKed id")
+        eq(d.take(), "01m0\n02m1\n03m2\n04m3\n", "four in flight")
+        d.feed("01\n")
+        eq(d.take(), "05m4\n", "one more per ACK")
+        d.feed("03\n")
+        eq(d.take(), "02m1\n", "02 resent at once (fast resend); no new id: the window counts from the oldest un-ACKed id")
     })
     test("window: un-ACKed bytes are capped too", async function () {
-        const d = v1Client({ maxInflightBytes: 20 })
+        const d = past00({ maxInflightBytes: 20 })
         d.link.write("0123456789", true, false)
         d.link.write("abcdefghij", true, false)
         d.link.write("ABCDEFGHIJ", true, false)
         d.advance(0)
-        eq(d.take(), "000123456789\n01abcdefghij\n", "20 bytes in flight")
-        d.feed("00\n")
-        eq(d.take(), "02ABCDEFGHIJ\n", "room again")
+        eq(d.take(), "010123456789\n02abcdefghij\n", "20 bytes in flight")
+        d.feed("01\n")
+        eq(d.take(), "03ABCDEFGHIJ\n", "room again")
     })
     test("resend: a qos message without ACK goes again after timeout, same id", async function () {
         const d = v1Client({})
@@ -343,19 +406,32 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take().indexOf("00a"), -1, "no resend after the ACK")
         eq(d.count("written"), 1, "written once")
     })
+    test("fast resend: an ACK for a later message resends an earlier un-ACKed one at once (the peer dropped it)", async function () {
+        const d = past00({})
+        d.link.write("a", true, false)
+        d.link.write("b", true, false)
+        d.link.write("c", true, false)
+        d.advance(0)
+        eq(d.take(), "01a\n02b\n03c\n", "three in flight")
+        d.feed("01\n03\n")
+        eq(d.take(), "02b\n", "b resent without waiting for timeout")
+        eq(d.link.stats.resent, 1, "counted")
+        d.feed("02\n")
+        eq(d.count("written"), 3, "all written")
+    })
     test("resend: un-ACKed qos messages go again first after a reconnect; non-qos do not", async function () {
-        const d = v1Client({})
+        const d = past00({})
         d.link.write("q", true, false)
         d.link.write("n", false, false)
         d.advance(0)
-        eq(d.take(), "00q\n01n\n", "sent")
+        eq(d.take(), "01q\n02n\n", "sent")
         d.link.socketClosed(d.now, "cut")
         d.link.write("later", true, false)
         d.link.open(d.now)
         d.pump()
         d.take()
         d.feed("\n")
-        eq(d.take(), "00q\n02later\n", "resend, then new")
+        eq(d.take(), "01q\n03later\n", "resend, then new")
     })
     test("close: writes not complete fail with ECLOSED; later writes throw", async function () {
         const d = v1Client({})

@@ -1,8 +1,42 @@
 import { Backoff } from "../../src/shared/backoff.js"
 import { Watchdog } from "../../src/shared/watchdog.js"
+import { RejoinPolicy } from "../../src/shared/rejoin.js"
+import { QosCheck } from "../../src/shared/qoscheck.js"
 import { eq, ok, Rng, suite } from "./harness.js"
 
-export const watchdogSuite = suite("watchdog and back-off", function (test) {
+export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (test) {
+    test("qos demo checker: in order, duplicates, gaps, out of order, sender restart", async function () {
+        const a = new QosCheck(true)
+        const lines = ["0", "1", "1", "3", "4", "0", "1"]
+        const problems: string[] = []
+        for (let i = 0; i < lines.length; i++) problems.push(a.add(lines[i]))
+        eq(problems.join("|"), "||duplicate 1|missing 2|||", "wait mode")
+        eq(a.report(), "received 7, duplicates 1, missing 1, sender restarts 1", "report")
+        const b = new QosCheck(false)
+        const order = ["1", "0", "3", "2", "2", "4"]
+        for (let i = 0; i < order.length; i++) b.add(order[i])
+        eq(b.report(), "received 6, duplicates 1, missing 0", "no-wait: out of order is fine")
+        eq(b.outOfOrder, 2, "counted")
+    })
+    test("WiFi rejoin: on lostIp at once; after K failed connects in a row; a success resets the count", async function () {
+        const r = new RejoinPolicy(3)
+        eq(r.shouldRejoin(), false, "fresh")
+        r.connectFailed()
+        r.connectFailed()
+        eq(r.shouldRejoin(), false, "two failures: the server may just be down")
+        r.connectFailed()
+        eq(r.shouldRejoin(), true, "third failure")
+        r.rejoined()
+        eq(r.shouldRejoin(), false, "after a rejoin")
+        r.connectFailed()
+        r.connectFailed()
+        r.connected()
+        r.connectFailed()
+        r.connectFailed()
+        eq(r.shouldRejoin(), false, "count reset by a connect")
+        r.lostIp()
+        eq(r.shouldRejoin(), true, "lostIp")
+    })
     test("watchdog: a 60 s outage with reconnect attempts never reboots", async function () {
         const w = new Watchdog(20000)
         const b = new Backoff(250, 3000)
