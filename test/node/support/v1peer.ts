@@ -1,0 +1,545 @@
+// Raw-socket peers that behave like the ORIGINAL micropython-iot ends (wire
+// protocol v1), written from /work/shared/PROTOCOL.md alone, not from devs-iot's
+// code. They copy the original's quirks on purpose (ACK told by length, the
+// server dropping bytes after the id on a reconnect, `wait` waiting on every id
+// ever sent: fault 5), but where the original's reader would die (a line that
+// does not start with two hex digits, faults 3 and 4) they count the line
+// instead, so a test can assert that it never happened.
+//
+//   V1Client: an original MicroPython board.   V1Server: the original Python server.
+//
+// Everything a peer opens (sockets, timers) is released by its close().
+import { connect, createServer, type Server as NetServer, type Socket } from "node:net"
+
+export interface V1WriteOptions {
+    qos?: boolean // default true: resolves once the peer ACKed (resends until then)
+    wait?: boolean // default true: with qos, first waits until EVERY earlier id is ACKed (fault 5)
+}
+
+const hex = (mid: number) => mid.toString(16).padStart(2, "0")
+const HEX2 = /^[0-9a-fA-F]{2}/
+
+// Wakes every waiter at once; a waiter may also give up after `ms`.
+class Signal {
+    private waiters = new Set<() => void>()
+    next(ms?: number): Promise<void> {
+        return new Promise((resolve) => {
+            let t: NodeJS.Timeout | undefined
+            const done = () => {
+                if (t) clearTimeout(t)
+                this.waiters.delete(done)
+                resolve()
+            }
+            this.waiters.add(done)
+            if (ms !== undefined) t = setTimeout(done, Math.max(1, ms))
+        })
+    }
+    fire(): void {
+        for (const w of [...this.waiters]) w()
+    }
+}
+
+// Bytes to lines at "\n"; a UTF-8 character cut between reads is joined
+// because lines are decoded only once complete.
+class LineSplitter {
+    private buf = Buffer.alloc(0)
+    push(b: Buffer): string[] {
+        this.buf = Buffer.concat([this.buf, b])
+        const lines: string[] = []
+        for (let i = this.buf.indexOf(10); i >= 0; i = this.buf.indexOf(10)) {
+            lines.push(this.buf.subarray(0, i).toString("utf8"))
+            this.buf = this.buf.subarray(i + 1)
+        }
+        return lines
+    }
+}
+
+// The 256-bit set of seen ids with v1's clearing rule.
+class SeenSet {
+    private bits = new Uint8Array(32)
+    clear(): void {
+        this.bits.fill(0)
+    }
+    has(m: number): boolean {
+        return (this.bits[m >> 3] & (1 << (m & 7))) !== 0
+    }
+    mark(m: number): void {
+        this.bits[m >> 3] |= 1 << (m & 7)
+        this.bits[((m >> 3) + 16) & 31] = 0 // the byte 16 ahead: ids 121..135 ahead become new
+    }
+}
+
+// Handle a promise's rejection for Node (no "unhandled rejection" when a test
+// gave up on it) while the caller still sees it.
+function quiet<T>(p: Promise<T>): Promise<T> {
+    p.catch(() => {})
+    return p
+}
+
+// One v1 end of a link: ids, seen set, un-ACKed ids, received queue. The
+// socket handling (handshake, keepalive, outage) is the subclass's.
+export class V1Link {
+    sock: Socket | undefined
+    ready = false // messages may go out on `sock`
+    connects = 0 // sockets adopted (server) or connected (client)
+    drops = 0 // sockets lost: closed by the peer, outage, or refused
+    duplicates = 0 // messages ACKed and dropped as already seen
+    closed = false
+    readonly rawLines: string[] = [] // every line received, keepalives included
+    readonly bangLines: string[] = [] // lines starting with "!" (devs-iot extensions): must stay empty
+    readonly badLines: string[] = [] // lines the original's reader would have died on
+    readonly sentLines: string[] = [] // message lines written, resends included
+    // Tests set this to keep an ACK back (the message is still received).
+    withholdAck: ((mid: number, payload: string) => boolean) | undefined
+    protected readonly sig = new Signal()
+    protected readonly pend = new Set<number>() // every id sent and not ACKed, qos or not (fault 5)
+    private epoch = 0 // bumped per socket: a qos line is resent after a reconnect
+    private mid = 0 // 00 first, then 01..ff, 01..
+    private readonly seen = new SeenSet()
+    private readonly queue: string[] = []
+    private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
+    private readonly timers = new Set<NodeJS.Timeout>()
+    private held: Array<string | Buffer> | undefined // writes kept back while a line goes out in two halves
+
+    constructor(readonly timeout: number) {}
+
+    write(line: string, opts: V1WriteOptions = {}): Promise<void> {
+        return quiet(this.doWrite(line, opts.qos ?? true, opts.wait ?? true))
+    }
+
+    readline(): Promise<string> {
+        const l = this.queue.shift()
+        if (l !== undefined) return Promise.resolve(l)
+        if (this.closed) return Promise.reject(new Error("v1 peer closed"))
+        return quiet(new Promise((resolve, reject) => this.readers.push({ resolve, reject })))
+    }
+
+    // Received messages not read yet.
+    get queued(): number {
+        return this.queue.length
+    }
+
+    // Resolves when the link is up (messages may go out).
+    connected(): Promise<void> {
+        return this.waitFor(() => this.ready)
+    }
+
+    // Resolves once `cond` holds; re-checked on every received line and state change.
+    waitFor(cond: () => boolean): Promise<void> {
+        return quiet(this.until(cond))
+    }
+
+    waitAcked(mid: number): Promise<void> {
+        return this.waitFor(() => !this.pend.has(mid))
+    }
+
+    // Bytes straight onto the socket (garbage, hand-made lines).
+    sendRaw(data: string | Buffer): void {
+        if (!this.sock || !this.ready) throw new Error("v1 peer: link not up")
+        this.out(data)
+    }
+
+    // A non-qos message whose bytes go out in two writes, cut at byte `at` of
+    // the whole line (id included), `gapMs` apart. Resolves with its id.
+    async writeSplit(payload: string, at: number, gapMs = 30): Promise<number> {
+        await this.until(() => this.ready)
+        const s = this.sock!
+        const mid = this.takeMid()
+        this.pend.add(mid)
+        const bytes = Buffer.from(hex(mid) + payload + "\n")
+        s.write(bytes.subarray(0, at))
+        this.held = [] // no keepalive or ACK may land inside the line
+        try {
+            const end = Date.now() + gapMs
+            while (Date.now() < end) {
+                this.check()
+                await this.sig.next(end - Date.now())
+            }
+            if (this.sock !== s) throw new Error("v1 peer: socket lost between the two halves")
+            s.write(bytes.subarray(at))
+            this.sentLines.push(bytes.toString())
+        } finally {
+            const held = this.held
+            this.held = undefined
+            for (const b of held) this.out(b)
+        }
+        return mid
+    }
+
+    // ---- for the subclasses
+
+    // Every write to the socket goes here (a split line holds the others back).
+    protected out(data: string | Buffer): void {
+        if (this.held) this.held.push(data)
+        else this.sock?.write(data)
+    }
+
+    // A new socket: a qos line not ACKed yet goes again once it is ready.
+    protected newSocket(s: Socket): void {
+        this.sock = s
+        this.ready = false
+        this.connects++
+        this.epoch++
+        this.sig.fire()
+    }
+
+    protected setReady(): void {
+        this.ready = true
+        this.sig.fire()
+    }
+
+    protected lostSocket(s: Socket): boolean {
+        if (this.sock !== s) return false
+        this.sock = undefined
+        this.ready = false
+        this.clearTimers()
+        s.destroy()
+        this.drops++
+        this.sig.fire()
+        return true
+    }
+
+    // One received line.
+    protected receive(line: string): void {
+        this.rawLines.push(line)
+        this.sig.fire()
+        if (line.startsWith("!")) this.bangLines.push(line)
+        if (line === "") return // keepalive
+        if (!HEX2.test(line)) return void this.badLines.push(line)
+        const mid = parseInt(line.slice(0, 2), 16)
+        if (line.length === 2) {
+            this.pend.delete(mid) // an ACK, told by length alone
+            return
+        }
+        const payload = line.slice(2)
+        if (!this.withholdAck?.(mid, payload)) this.out(hex(mid) + "\n") // duplicates too
+        if (mid === 0) this.seen.clear() // "the peer restarted" (fault 1 lives here)
+        if (this.seen.has(mid)) return void this.duplicates++
+        this.seen.mark(mid)
+        const r = this.readers.shift()
+        if (r) r.resolve(payload)
+        else this.queue.push(payload)
+    }
+
+    protected later(fn: () => void, ms: number): void {
+        const t = setTimeout(() => {
+            this.timers.delete(t)
+            fn()
+        }, ms)
+        this.timers.add(t)
+    }
+
+    protected every(fn: () => void, ms: number): void {
+        this.timers.add(setInterval(fn, ms))
+    }
+
+    protected clearTimers(): void {
+        for (const t of this.timers) clearTimeout(t) // clears intervals too
+        this.timers.clear()
+    }
+
+    protected shut(): void {
+        this.closed = true
+        this.clearTimers()
+        const err = new Error("v1 peer closed")
+        for (const r of this.readers.splice(0)) r.reject(err)
+        this.sig.fire()
+        const s = this.sock
+        this.sock = undefined
+        this.ready = false
+        s?.destroy()
+    }
+
+    // ---- inside
+
+    private takeMid(): number {
+        const m = this.mid
+        this.mid = m === 255 ? 1 : m + 1
+        return m
+    }
+
+    private check(): void {
+        if (this.closed) throw new Error("v1 peer closed")
+    }
+
+    private async until(cond: () => boolean): Promise<void> {
+        while (!cond()) {
+            this.check()
+            await this.sig.next()
+        }
+    }
+
+    private async doWrite(line: string, qos: boolean, wait: boolean): Promise<void> {
+        // The original's fault 5: wait for every earlier id, qos or not.
+        while (qos && wait && this.pend.size > 0) {
+            this.check()
+            await this.sig.next()
+        }
+        const mid = this.takeMid()
+        const text = hex(mid) + (line.endsWith("\n") ? line : line + "\n")
+        this.pend.add(mid)
+        await this.until(() => this.ready)
+        this.out(text)
+        this.sentLines.push(text)
+        if (!qos) return
+        let sentAt = Date.now()
+        let epoch = this.epoch
+        while (this.pend.has(mid)) {
+            this.check()
+            if (!this.ready) {
+                await this.sig.next()
+            } else if (epoch !== this.epoch || Date.now() - sentAt >= this.timeout) {
+                this.out(text) // same id: after a reconnect, or no ACK within timeout
+                this.sentLines.push(text)
+                sentAt = Date.now()
+                epoch = this.epoch
+            } else {
+                await this.sig.next(sentAt + this.timeout - Date.now())
+            }
+        }
+    }
+}
+
+export interface V1ClientOptions {
+    id: string
+    port: number
+    host?: string // loopback only in tests
+    timeout: number
+    idDelay?: number // ms from connect to the id line (original: about 50)
+    reconnectDelay?: number // ms from losing a socket to the next connect (original: 2 x timeout, then 3 s for WiFi; default 2 x timeout)
+}
+
+// An original MicroPython board: sends its id line alone (no probe), a
+// keepalive every timeout/4, ACKs every message, and reconnects after an outage.
+export class V1Client extends V1Link {
+    readonly id: string
+    ups = 0 // sockets on which a first line arrived
+    private readonly host: string
+    private readonly port: number
+    private readonly idDelay: number
+    private readonly reconnectDelay: number
+    private retry: NodeJS.Timeout | undefined
+
+    constructor(opts: V1ClientOptions) {
+        super(opts.timeout)
+        this.id = opts.id
+        this.host = opts.host ?? "127.0.0.1"
+        this.port = opts.port
+        this.idDelay = opts.idDelay ?? 50
+        this.reconnectDelay = opts.reconnectDelay ?? 2 * opts.timeout
+    }
+
+    start(): this {
+        this.dial()
+        return this
+    }
+
+    async close(): Promise<void> {
+        if (this.closed) return
+        if (this.retry) clearTimeout(this.retry)
+        const s = this.sock
+        this.shut()
+        if (s && !s.closed) await new Promise((resolve) => s.once("close", resolve))
+    }
+
+    private dial(): void {
+        this.retry = undefined
+        if (this.closed) return
+        const s = connect({ host: this.host, port: this.port })
+        s.setNoDelay(true)
+        s.on("error", () => {}) // "close" follows
+        this.sock = s
+        const lines = new LineSplitter()
+        let lastRx = Date.now()
+        let gotLine = false
+        s.once("connect", () => {
+            if (this.sock !== s) return
+            this.newSocket(s)
+            lastRx = Date.now()
+            this.later(() => {
+                s.write(this.id + "\n") // the id line alone: no probe
+                this.every(() => {
+                    if (Date.now() - lastRx > (gotLine ? this.timeout : 2 * this.timeout)) return this.lost(s)
+                    this.out("\n")
+                }, this.timeout / 4)
+            }, this.idDelay)
+        })
+        s.on("data", (b: Buffer) => {
+            if (this.sock !== s) return
+            lastRx = Date.now()
+            for (const line of lines.push(b)) {
+                if (this.sock !== s) return
+                if (!gotLine) {
+                    gotLine = true // a complete line from the server: connected
+                    this.ups++
+                    this.setReady()
+                }
+                this.receive(line)
+            }
+        })
+        s.once("close", () => this.lost(s))
+    }
+
+    private lost(s: Socket): void {
+        if (!this.lostSocket(s) || this.closed) return
+        this.retry = setTimeout(() => this.dial(), this.reconnectDelay)
+    }
+}
+
+export interface V1ServerOptions {
+    timeout: number
+    port?: number // default 0: a free port
+    settle?: number // ms after the first byte past the id before messages go out (original: 200)
+}
+
+// One client id's link at the V1Server: it outlives sockets (one id sequence
+// and one seen set per id).
+export class V1ServerLink extends V1Link {
+    constructor(
+        readonly id: string,
+        timeout: number,
+        private readonly settle: number
+    ) {
+        super(timeout)
+    }
+
+    /** @internal */
+    adopt(s: Socket, rest: Buffer): void {
+        this.newSocket(s)
+        const lines = new LineSplitter()
+        let lastRx = Date.now()
+        let gotByte = false
+        // A keepalive every timeout/4 regardless; an outage after timeout of silence.
+        this.every(() => {
+            if (Date.now() - lastRx > this.timeout) return void this.lostSocket(s)
+            this.out("\n")
+        }, this.timeout / 4)
+        const onData = (b: Buffer) => {
+            if (this.sock !== s) return
+            lastRx = Date.now()
+            if (!gotByte && b.length > 0) {
+                gotByte = true // "let the board get out of bed"
+                this.later(() => this.setReady(), this.settle)
+            }
+            for (const line of lines.push(b)) {
+                if (this.sock !== s) return
+                this.receive(line)
+            }
+        }
+        s.on("data", onData)
+        s.once("close", () => this.lostSocket(s))
+        if (rest.length > 0) onData(rest)
+    }
+
+    /** @internal */
+    kill(): void {
+        if (this.sock) this.lostSocket(this.sock)
+    }
+
+    /** @internal */
+    shutdown(): void {
+        this.shut()
+    }
+}
+
+// The original Python server.
+export class V1Server {
+    port = 0
+    refused = 0 // connections closed because their id's link was up
+    droppedAfterId = 0 // bytes dropped after the id line on reconnects (the quirk)
+    private readonly timeout: number
+    private readonly settle: number
+    private readonly wantedPort: number
+    private readonly net: NetServer
+    private readonly links = new Map<string, V1ServerLink>()
+    private readonly sockets = new Set<Socket>()
+    private closed = false
+
+    constructor(opts: V1ServerOptions) {
+        this.timeout = opts.timeout
+        this.settle = opts.settle ?? 200
+        this.wantedPort = opts.port ?? 0
+        this.net = createServer((s) => this.accept(s))
+    }
+
+    async listen(): Promise<void> {
+        await new Promise<void>((resolve, reject) => {
+            this.net.once("error", reject)
+            this.net.listen(this.wantedPort, "127.0.0.1", () => resolve())
+        })
+        const a = this.net.address()
+        this.port = typeof a === "object" && a ? a.port : 0
+    }
+
+    // The link of `id` (created empty if that id has not connected yet).
+    link(id: string): V1ServerLink {
+        let l = this.links.get(id)
+        if (!l) {
+            l = new V1ServerLink(id, this.timeout, this.settle)
+            this.links.set(id, l)
+        }
+        return l
+    }
+
+    readline(id: string): Promise<string> {
+        return this.link(id).readline()
+    }
+
+    write(id: string, line: string, opts?: V1WriteOptions): Promise<void> {
+        return this.link(id).write(line, opts)
+    }
+
+    connected(id: string): Promise<void> {
+        return this.link(id).connected()
+    }
+
+    // Force-closes the client's current socket (an outage at this end).
+    kill(id: string): void {
+        this.links.get(id)?.kill()
+    }
+
+    // Every line received from every client, keepalives included.
+    rawLines(): string[] {
+        return [...this.links.values()].flatMap((l) => l.rawLines)
+    }
+
+    async close(): Promise<void> {
+        if (this.closed) return
+        this.closed = true
+        const done = new Promise<void>((resolve) => this.net.close(() => resolve()))
+        for (const l of this.links.values()) l.shutdown()
+        for (const s of this.sockets) s.destroy()
+        await done
+    }
+
+    private accept(s: Socket): void {
+        if (this.closed) return void s.destroy()
+        this.sockets.add(s)
+        s.setNoDelay(true)
+        s.on("error", () => {})
+        s.once("close", () => this.sockets.delete(s))
+        // Read the id line; send nothing before it.
+        let head = Buffer.alloc(0)
+        const onId = (b: Buffer) => {
+            head = Buffer.concat([head, b])
+            const nl = head.indexOf(10)
+            if (nl < 0) return
+            s.off("data", onId)
+            this.route(s, head.subarray(0, nl).toString("utf8"), head.subarray(nl + 1))
+        }
+        s.on("data", onId)
+    }
+
+    private route(s: Socket, id: string, rest: Buffer): void {
+        const l = this.link(id)
+        if (l.sock) {
+            this.refused++ // the id's link is up: refused
+            return void s.destroy()
+        }
+        if (l.connects > 0 && rest.length > 0) {
+            this.droppedAfterId += rest.length // the quirk: a reconnect loses what came with the id
+            rest = Buffer.alloc(0)
+        }
+        l.adopt(s, rest)
+    }
+}
