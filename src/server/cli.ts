@@ -9,6 +9,7 @@ import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
+import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
 
 class UsageError extends Error {}
 
@@ -47,6 +48,21 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
             "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
             ...COMMON,
+        },
+    },
+    sim: {
+        summary: "build the board firmware and run it in the DeviceScript simulator as a board with this id",
+        options: {
+            id: { type: "string", arg: "ID", help: "the simulated board's id (required)" },
+            host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
+            port: { type: "string", arg: "N", help: "server port (default 8123)" },
+            app: { type: "string", arg: "NAME", help: `firmware app: ${SIM_APPS.join("|")} (default demo)` },
+            interval: { type: "string", arg: "MS", help: "ms between the app's messages (default 5000)" },
+            role: { type: "string", arg: "ROLE", help: "remote app: button, led, or both (default both)" },
+            watchdog: { type: "string", arg: "MS", help: "reboot (restart) after this long without progress; 0 = off" },
+            verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
+            timeout: COMMON["timeout"]!,
+            help: COMMON["help"]!,
         },
     },
 }
@@ -223,6 +239,35 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
 }
 
+async function runSimCommand(values: Values, source: Record<string, string>): Promise<number> {
+    const cid = str(values, "id")
+    if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
+    const app = (str(values, "app") ?? "demo") as SimApp
+    if (!SIM_APPS.includes(app)) throw new UsageError(`${source["app"]} must be one of ${SIM_APPS.join(", ")}, got ${JSON.stringify(app)}`)
+    const role = str(values, "role") ?? ""
+    if (!["", "button", "led", "both"].includes(role)) throw new UsageError(`${source["role"]} must be button, led or both, got ${JSON.stringify(role)}`)
+    const cfg = {
+        app,
+        id: id(source["id"]!, cid),
+        host: host(values, source, "127.0.0.1"),
+        port: int(values, source, "port", 8123, 1, 65535),
+        timeout: int(values, source, "timeout", 2000, 100, 3600000),
+        interval: int(values, source, "interval", 5000, 10, 3600000),
+        watchdog: int(values, source, "watchdog", 0, 0, 3600000),
+        verbose: values["verbose"] === true,
+        role: role === "both" ? "" : role,
+    }
+    process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
+    const image = await buildSimImage(cfg)
+    const run = await runSim(image.image, (line) => process.stdout.write(line + "\n"))
+    const code = await Promise.race([
+        run.exited.then((c) => (c === 0 ? 0 : 1)),
+        shutdownOnSignal(makeLogger("warn", false), () => run.stop()),
+    ])
+    image.remove()
+    return code
+}
+
 // Resolves with 0 after `stop` has run on SIGINT or SIGTERM (forced after 3 s).
 function shutdownOnSignal(log: Logger, stop: () => Promise<void>): Promise<number> {
     return new Promise((resolve) => {
@@ -267,6 +312,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             process.stdout.write(help(cmd) + "\n")
             return 0
         }
+        if (cmd === "sim") return await runSimCommand(values, source)
         return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
     } catch (e) {
         if (e instanceof UsageError || (e as { code?: string }).code === "ECONFIG") {

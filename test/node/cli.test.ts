@@ -20,7 +20,7 @@ describe("devs-iot CLI", function () {
         [["server", "--port", "abc"], {}, /--port must be a whole number from 0 to 65535, got "abc"/],
         [["server"], { DEVS_IOT_PORT: "99999" }, /DEVS_IOT_PORT must be a whole number from 0 to 65535, got "99999"/],
         [["server", "--timeout", "5"], {}, /--timeout must be a whole number from 100 to 3600000/],
-        [["server", "--app", "nope"], {}, /--app must be one of demo, echo, none, got "nope"/],
+        [["server", "--app", "nope"], {}, /--app must be one of demo, remote, qos, qos-fast, echo, none, got "nope"/],
         [["server", "--log-level", "loud"], {}, /--log-level must be one of/],
         [["server", "--strict-ids"], {}, /--strict-ids needs a list of ids/],
         [["server"], { DEVS_IOT_JSON: "maybe" }, /DEVS_IOT_JSON must be true or false/],

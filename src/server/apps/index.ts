@@ -3,12 +3,14 @@ import type { Server } from "../server.js"
 import type { Logger } from "../log.js"
 import { demoApp, DEMO_IDS } from "./demo.js"
 import { echoApp } from "./echo.js"
+import { qosApp } from "./qos.js"
+import { remoteApp } from "./remote.js"
 
 export interface App {
     stop(): void
 }
 
-export const APPS = ["demo", "echo", "none"] as const
+export const APPS = ["demo", "remote", "qos", "qos-fast", "echo", "none"] as const
 export type AppName = (typeof APPS)[number]
 
 // Ids an app expects, used when --expect is not given.
@@ -20,6 +22,12 @@ export function startApp(name: AppName, server: Server, log: Logger, interval: n
     switch (name) {
         case "demo":
             return demoApp(server, log, interval)
+        case "remote":
+            return remoteApp(server, log)
+        case "qos":
+            return qosApp(server, log, interval, false)
+        case "qos-fast":
+            return qosApp(server, log, interval, true)
         case "echo":
             return echoApp(server, log)
         case "none":

@@ -1,0 +1,54 @@
+// Builds the Client an app runs on, from its configuration.
+import * as ds from "@devicescript/core"
+import { Client } from "../client.js"
+import { AppConfig } from "../config.js"
+import { SimNetwork, WifiNetwork } from "../network.js"
+
+// The board entry's heartbeat LED (pins.LED of the board definition).
+let boardLed: ds.OutputPin | undefined = undefined
+export function setBoardLed(pin: ds.OutputPin | undefined): void {
+    boardLed = pin
+}
+
+export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void): Client {
+    return new Client({
+        id: c.id,
+        host: c.host,
+        port: c.port,
+        timeout: c.timeout,
+        network: c.sim ? new SimNetwork() : new WifiNetwork(),
+        led: c.sim ? undefined : boardLed,
+        watchdog: c.watchdog,
+        verbose: c.verbose,
+        onStatus: onStatus,
+        // A watchdog reboot halts the simulator's VM: restart the program there.
+        onWatchdog: c.sim
+            ? function () {
+                  ds.restart()
+              }
+            : undefined,
+    })
+}
+
+// Integer seconds since start: the device prints non-integers with 6 digits.
+export function uptime(): number {
+    return Math.floor(ds.millis() / 1000)
+}
+
+export interface Pending {
+    n: number // writes not complete yet
+    failed: number
+}
+
+// Starts a write in its own fiber, so several can be in flight (wait=false).
+export function spawnWrite(client: Client, line: string, wait: boolean, pending: Pending): void {
+    pending.n++
+    setTimeout(async function () {
+        try {
+            await client.write(line, { wait: wait })
+        } catch (e) {
+            pending.failed++
+        }
+        pending.n--
+    }, 0)
+}

@@ -1,0 +1,25 @@
+// Starts a firmware app on a board, with its settings. A bad setting is
+// printed with its name and the board waits (no reboot loop), because only a
+// new deploy can fix it.
+import * as ds from "@devicescript/core"
+import { readSetting } from "@devicescript/settings"
+import { AppConfig, boardConfig } from "./config.js"
+import { setBoardLed } from "./apps/start.js"
+
+// `led`: the heartbeat LED pin of the board definition (pins.LED).
+export async function startBoard(name: string, app: (c: AppConfig, role: string) => Promise<void>, led?: ds.OutputPin): Promise<void> {
+    setBoardLed(led)
+    let ok = false
+    try {
+        const c = await boardConfig()
+        const role = await readSetting("IOT_ROLE", "")
+        ok = true
+        console.log("devs-iot: " + name + " as " + c.id + " -> " + c.host + ":" + c.port)
+        await app(c, role)
+    } catch (e) {
+        if (ok) throw e
+        const m = (e as { message?: unknown }).message
+        console.log("devs-iot: configuration error: " + (typeof m === "string" ? m : "unknown"))
+        while (true) await ds.sleep(60000)
+    }
+}

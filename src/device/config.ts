@@ -1,0 +1,59 @@
+// What a firmware app needs to know, and where a board gets it: DeviceScript
+// settings (.env.defaults / .env.local, deployed with the bytecode). Keys are
+// at most 13 characters. Every value is checked, and a bad one stops the
+// firmware with a message that names the setting.
+import * as ds from "@devicescript/core"
+import { readSetting } from "@devicescript/settings"
+import { checkClientId } from "../shared/index.js"
+
+export interface AppConfig {
+    id: string
+    host: string
+    port: number
+    timeout: number
+    interval: number // ms between demo messages
+    watchdog: number // ms; 0 = off
+    verbose: boolean
+    sim: boolean // running in the simulator: no WiFi, no GPIO
+}
+
+export class ConfigError extends Error {
+    constructor(message: string) {
+        super(message)
+        this.name = "ConfigError"
+    }
+}
+
+function num(name: string, v: unknown, min: number, max: number): number {
+    const n = typeof v === "string" ? +v : v
+    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < min || n > max)
+        throw new ConfigError("setting " + name + " must be a whole number from " + min + " to " + max)
+    return n
+}
+
+export function checkConfig(c: AppConfig): AppConfig {
+    const p = checkClientId(c.id)
+    if (p !== "") throw new ConfigError("setting IOT_ID: " + p)
+    if (typeof c.host !== "string" || c.host === "") throw new ConfigError("setting IOT_HOST is missing: set it to the server's address in .env.local")
+    num("IOT_PORT", c.port, 1, 65535)
+    num("IOT_TIMEOUT", c.timeout, 100, 3600000)
+    num("IOT_INTERVAL", c.interval, 10, 3600000)
+    num("IOT_WATCHDOG", c.watchdog, 0, 3600000)
+    return c
+}
+
+// The board's configuration, from settings. IOT_ID defaults to the device id.
+export async function boardConfig(): Promise<AppConfig> {
+    const id = await readSetting("IOT_ID", "")
+    const c: AppConfig = {
+        id: id !== "" ? id : ds.deviceIdentifier("self"),
+        host: await readSetting("IOT_HOST", ""),
+        port: num("IOT_PORT", await readSetting("IOT_PORT", 8123), 1, 65535),
+        timeout: num("IOT_TIMEOUT", await readSetting("IOT_TIMEOUT", 2000), 100, 3600000),
+        interval: num("IOT_INTERVAL", await readSetting("IOT_INTERVAL", 5000), 10, 3600000),
+        watchdog: num("IOT_WATCHDOG", await readSetting("IOT_WATCHDOG", 0), 0, 3600000),
+        verbose: (await readSetting("IOT_VERBOSE", 0)) ? true : false,
+        sim: false,
+    }
+    return checkConfig(c)
+}

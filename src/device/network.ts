@@ -1,0 +1,93 @@
+// The board's network, behind one interface so the simulator (where the WiFi
+// role never binds and its reads hang) can stand in. Every await here has a
+// deadline.
+import * as ds from "@devicescript/core"
+
+export interface Network {
+    readonly name: string
+    // Waits up to `ms` for an IP address; true when the network is up.
+    waitUp(ms: number): Promise<boolean>
+    // Drops and rejoins the network, within about `ms`.
+    rejoin(ms: number): Promise<void>
+    // `lost` runs when the network reports losing its IP address.
+    onLost(lost: () => void): void
+}
+
+// The simulator's network: sockets ignore WiFi there, so it is always up.
+export class SimNetwork implements Network {
+    readonly name = "simulator"
+    async waitUp(ms: number): Promise<boolean> {
+        return true
+    }
+    async rejoin(ms: number): Promise<void> {}
+    onLost(lost: () => void): void {}
+}
+
+// Runs `work` in its own fiber; true when it finished within `ms`. A Jacdac
+// register read or command can hang: this bounds it.
+export async function within(work: () => Promise<void>, ms: number): Promise<boolean> {
+    let done = false
+    setTimeout(async function () {
+        try {
+            await work()
+        } catch (e) {
+            // a failed step is a step that did not finish
+        }
+        done = true
+    }, 0)
+    const end = ds.millis() + ms
+    while (!done && ds.millis() < end) await ds.sleep(50)
+    return done
+}
+
+// The board's WiFi service. The runtime keeps one network (WIFI_SSID /
+// WIFI_PWD, sent at deploy), scans every 10 s while disconnected and
+// reconnects by itself; this adds the rejoin the link asks for.
+export class WifiNetwork implements Network {
+    readonly name = "wifi"
+    private wifi: ds.Wifi
+    private up = false
+    private lost: () => void = function () {}
+
+    constructor() {
+        this.wifi = new ds.Wifi()
+        const self = this
+        this.wifi.gotIp.subscribe(function () {
+            self.up = true
+        })
+        this.wifi.lostIp.subscribe(function () {
+            self.up = false
+            self.lost()
+        })
+    }
+
+    onLost(lost: () => void): void {
+        this.lost = lost
+    }
+
+    async waitUp(ms: number): Promise<boolean> {
+        const end = ds.millis() + ms
+        if (!this.up) {
+            const self = this
+            await within(async function () {
+                const ip = await self.wifi.ipAddress.read()
+                if (ip && ip.length === 4 && (ip[0] | ip[1] | ip[2] | ip[3]) !== 0) self.up = true
+            }, ms)
+        }
+        while (!this.up && ds.millis() < end) await ds.sleep(100)
+        return this.up
+    }
+
+    async rejoin(ms: number): Promise<void> {
+        const self = this
+        this.up = false
+        await within(async function () {
+            await self.wifi.enabled.write(false)
+        }, ms / 4)
+        await ds.sleep(500)
+        await within(async function () {
+            await self.wifi.enabled.write(true)
+        }, ms / 4)
+        await this.waitUp(ms / 2)
+    }
+}

@@ -1,0 +1,9 @@
+// Board firmware: the qos app, configured by settings (see README, "Flashing a board").
+import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
+import { AppConfig } from "./device/config.js"
+import { startBoard } from "./device/board.js"
+import { qos } from "./device/apps/qos.js"
+
+await startBoard("qos", async function (c: AppConfig, role: string) {
+    await qos(c, false)
+}, pins.LED)

@@ -1,0 +1,9 @@
+// Board firmware: the remote app, configured by settings (see README, "Flashing a board").
+import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
+import { AppConfig } from "./device/config.js"
+import { startBoard } from "./device/board.js"
+import { remote } from "./device/apps/remote.js"
+
+await startBoard("remote", async function (c: AppConfig, role: string) {
+    await remote(c, role)
+}, pins.LED)

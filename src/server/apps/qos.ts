@@ -1,0 +1,60 @@
+// --app qos / qos-fast: the server side of the qos demo. For each board it
+// checks that the numbered lines the board sends arrive exactly once (and in
+// order for qos), logs a report every 20 lines, and sends numbered lines of
+// its own: one at a time (qos) or 20 in flight at once (qos-fast).
+import { QosCheck } from "../../shared/qoscheck.js"
+import type { Server } from "../server.js"
+import type { Connection } from "../connection.js"
+import type { Logger } from "../log.js"
+import type { App } from "./index.js"
+
+export function qosApp(server: Server, log: Logger, interval: number, fast: boolean): App {
+    const name = fast ? "qos-fast" : "qos"
+    const serving = new Set<Connection>()
+    let stopped = false
+    const timers = new Set<NodeJS.Timeout>()
+    const sleep = (ms: number) =>
+        new Promise<void>((resolve) => {
+            const t = setTimeout(() => (timers.delete(t), resolve()), ms)
+            timers.add(t)
+        })
+
+    const check = async (conn: Connection) => {
+        const c = new QosCheck(!fast)
+        try {
+            for await (const line of conn) {
+                const problem = c.add(line)
+                if (problem !== "") log.warn({ client: conn.id }, `${name}: from ${conn.id}: ${problem}`)
+                if (c.received % 20 === 0) log.info({ client: conn.id, received: c.received, duplicates: c.duplicates, missing: c.missing }, `${name}: from ${conn.id}: ${c.report()}`)
+            }
+        } catch {
+            // ECLOSED at shutdown
+        }
+    }
+    const send = async (conn: Connection) => {
+        let n = 0
+        try {
+            while (!stopped) {
+                if (fast) await Promise.all(Array.from({ length: 20 }, () => conn.write(String(n++), { wait: false })))
+                else await conn.write(String(n++))
+                await sleep(fast ? interval : Math.floor(interval / 10))
+            }
+        } catch {
+            // ECLOSED at shutdown
+        }
+    }
+    const onConnect = (c: Connection) => {
+        if (serving.has(c)) return
+        serving.add(c)
+        void check(c)
+        void send(c)
+    }
+    server.on("connect", onConnect)
+    return {
+        stop: () => {
+            stopped = true
+            server.off("connect", onConnect)
+            for (const t of timers) clearTimeout(t)
+        },
+    }
+}

@@ -1,0 +1,36 @@
+// --app remote: every line a board sends goes to every other connected board,
+// with "from" added, so a button on one board switches LEDs on the others.
+import type { Server } from "../server.js"
+import type { Connection } from "../connection.js"
+import type { Logger } from "../log.js"
+import type { App } from "./index.js"
+
+export function remoteApp(server: Server, log: Logger): App {
+    const serving = new Set<Connection>()
+    const relay = async (from: Connection) => {
+        try {
+            for await (const line of from) {
+                let out: string
+                try {
+                    const o = JSON.parse(line)
+                    out = JSON.stringify(o && typeof o === "object" && !Array.isArray(o) ? { ...o, from: from.id } : { from: from.id, data: o })
+                } catch {
+                    out = JSON.stringify({ from: from.id, line })
+                }
+                const to = server.connections().filter((c) => c !== from && c.status())
+                log.info({ client: from.id, to: to.map((c) => c.id) }, `remote: ${line} from ${from.id}`)
+                // qos=false: a button state is stale once the next one is sent.
+                await Promise.all(to.map((c) => c.write(out, { qos: false }).catch(() => {})))
+            }
+        } catch {
+            // ECLOSED at shutdown
+        }
+    }
+    const onConnect = (c: Connection) => {
+        if (serving.has(c)) return
+        serving.add(c)
+        void relay(c)
+    }
+    server.on("connect", onConnect)
+    return { stop: () => void server.off("connect", onConnect) }
+}

@@ -1,0 +1,275 @@
+// The real board firmware (bytecode compiled by DeviceScript) in the
+// simulator VM, against the real Node server over loopback. Faults are
+// injected on real sockets: a proxy that stalls or refuses, a raw server that
+// speaks early or sends garbage, a server restart.
+import assert from "node:assert/strict"
+import { once } from "node:events"
+import { createServer, type Server as NetServer, type Socket } from "node:net"
+import { Server } from "../../src/server/index.js"
+import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { FaultProxy } from "./support/proxy.js"
+import { V1Server } from "./support/v1peer.js"
+import { freePort, within } from "./support/util.js"
+
+const TIMEOUT = 1000
+
+describe("board firmware in the DeviceScript simulator", function () {
+    this.timeout(120000)
+    let port = 0
+    const images = new Map<string, SimImage>()
+    let running: SimRun[] = []
+    let closers: Array<() => Promise<void> | void> = []
+
+    async function image(key: string, c: Omit<SimConfig, "host" | "port">): Promise<SimImage> {
+        const img = await buildSimImage({ host: "127.0.0.1", port, timeout: TIMEOUT, verbose: true, ...c })
+        images.set(key, img)
+        return img
+    }
+
+    before(async function () {
+        this.timeout(300000)
+        port = await freePort()
+        // Built one after another: parallel devs builds compete for 2 cores.
+        await image("tb1", { app: "testbed", id: "tb1" })
+        await image("tb2", { app: "testbed", id: "tb2" })
+        await image("tb3", { app: "testbed", id: "tb3" })
+        await image("wd", { app: "testbed", id: "wd1", watchdog: 3000 })
+    })
+
+    after(function () {
+        for (const img of images.values()) img.remove()
+    })
+
+    afterEach(async function () {
+        for (const r of running.splice(0)) await r.stop()
+        for (const c of closers.splice(0).reverse()) await c()
+    })
+
+    async function board(key: string): Promise<SimRun> {
+        const r = await runSim(images.get(key)!.image)
+        running.push(r)
+        return r
+    }
+
+    async function server(p = port): Promise<Server> {
+        const s = new Server({ port: p, host: "127.0.0.1", timeout: TIMEOUT })
+        await s.listen()
+        closers.push(() => s.close())
+        return s
+    }
+
+    async function readN(conn: { readline(): Promise<string> }, n: number, ms: number): Promise<string[]> {
+        const out: string[] = []
+        await within(
+            (async () => {
+                while (out.length < n) out.push(await conn.readline())
+            })(),
+            ms,
+            `${n} lines (got ${out.length})`
+        )
+        return out
+    }
+
+    const range = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}${i}`)
+
+    it("connects, and lines go both ways with qos+wait, qos without wait, and no qos", async function () {
+        const s = await server()
+        const vm = await board("tb1")
+        const conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        assert.equal(conn.peer, "devs-iot")
+        await conn.write("hello")
+        assert.equal(await within(conn.readline(), 5000, "echo"), "hello")
+        await conn.write("fast", { qos: false })
+        assert.equal(await within(conn.readline(), 5000, "echo of a no-qos line"), "fast")
+        for (const [qos, wait, prefix] of [[true, true, "w"], [true, false, "n"], [false, false, "q"]] as const) {
+            await conn.write(JSON.stringify({ cmd: "send", n: 20, prefix, qos, wait }))
+            const got = await readN(conn, 21, 20000)
+            const lines = got.slice(0, 20)
+            if (wait) assert.deepEqual(lines, range(20, prefix))
+            else assert.deepEqual([...lines].sort(), range(20, prefix).sort())
+            assert.deepEqual(JSON.parse(got[20]!), { sent: 20, failed: 0 })
+        }
+        await vm.waitFor(/link up \(server speaks devs-iot/, 1000)
+    })
+
+    it("a burst of 1,000 lines to the board: nothing lost, nothing twice (fault 6)", async function () {
+        const s = await server()
+        await board("tb1")
+        const conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        const writes = Promise.all(range(1000, "b").map((l) => conn.write(l, { wait: false })))
+        const echoes = await readN(conn, 1000, 90000)
+        await within(writes, 10000, "every write ACKed")
+        assert.deepEqual([...echoes].sort(), range(1000, "b").sort())
+        await conn.write(JSON.stringify({ cmd: "stats" }))
+        const stats = JSON.parse(await within(conn.readline(), 5000, "stats"))
+        assert.equal(stats.duplicates, 0)
+        this.test!.title += ` (board dropped ${stats.dropped}, server resent ${conn.stats.resent})`
+    })
+
+    it("server restart while the board writes: every line arrives exactly once", async function () {
+        let s = await server()
+        await board("tb1")
+        let conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        const got: string[] = []
+        await conn.write(JSON.stringify({ cmd: "send", n: 60, prefix: "r" }))
+        got.push(...(await readN(conn, 20, 20000)))
+        await s.close()
+        s = await server()
+        conn = await within(s.clientConn("tb1"), 30000, "board back")
+        while (got.length < 61) got.push(await within(conn.readline(), 20000, `line ${got.length}`))
+        assert.deepEqual(JSON.parse(got.pop()!), { sent: 60, failed: 0 })
+        assert.deepEqual(got, range(60, "r"))
+    })
+
+    it("three boards at once, each with its own id", async function () {
+        const s = await server()
+        await Promise.all(["tb1", "tb2", "tb3"].map((k) => board(k)))
+        await within(s.waitAll(["tb1", "tb2", "tb3"]), 60000, "all three connected")
+        for (const id of ["tb1", "tb2", "tb3"]) {
+            const conn = s.connection(id)!
+            await conn.write(`hi ${id}`)
+            assert.equal(await within(conn.readline(), 5000, `echo from ${id}`), `hi ${id}`)
+        }
+    })
+
+    // A raw server: `onAccept` writes first, then the test drives the socket.
+    async function rawServer(onAccept: (s: Socket) => void): Promise<{ sockets: Socket[]; next: () => Promise<Socket> }> {
+        const sockets: Socket[] = []
+        const waiting: Array<(s: Socket) => void> = []
+        const srv: NetServer = createServer((s) => {
+            s.on("error", () => {})
+            sockets.push(s)
+            onAccept(s)
+            waiting.shift()?.(s)
+        })
+        await new Promise<void>((r) => srv.listen(port, "127.0.0.1", r))
+        closers.push(
+            () =>
+                new Promise<void>((r) => {
+                    for (const s of sockets) s.destroy()
+                    srv.close(() => r())
+                })
+        )
+        return {
+            sockets,
+            next: () => new Promise<Socket>((resolve) => (sockets.length > 0 ? resolve(sockets.shift()!) : waiting.push(resolve))),
+        }
+    }
+
+    // Waits for `needle` in what the board sent on `s`.
+    function sent(s: Socket, needle: string, ms: number): Promise<void> {
+        let text = ""
+        return within(
+            new Promise<void>((resolve) => {
+                const on = (b: Buffer) => {
+                    text += b.toString()
+                    if (text.includes(needle)) {
+                        s.off("data", on)
+                        resolve()
+                    }
+                }
+                s.on("data", on)
+            }),
+            ms,
+            `${JSON.stringify(needle)} from the board`
+        )
+    }
+
+    it("a server that speaks within 10 ms of accept does not break the connect", async function () {
+        const raw = await rawServer((s) => s.write("\n")) // a keepalive at once, before the id
+        const vm = await board("tb1")
+        const s = await within(raw.next(), 30000, "board connected")
+        await sent(s, "tb1\n", 5000)
+        await vm.waitFor(/testbed: status up/, 5000)
+        const echo = sent(s, "hello", 5000)
+        s.write("00hello\n")
+        await echo
+    })
+
+    it("a line longer than the board's maximum, in 16 KB writes: dropped and logged; the next line arrives; the heap holds", async function () {
+        const raw = await rawServer(() => {})
+        const vm = await board("tb1")
+        const s = await within(raw.next(), 30000, "board connected")
+        await sent(s, "tb1\n", 5000)
+        s.write("\n") // v1 server: the first line brings the board up
+        await vm.waitFor(/testbed: status up/, 5000)
+        const big = "00" + "x".repeat(40000) + "\n"
+        for (let i = 0; i < big.length; i += 16384) {
+            s.write(big.slice(i, i + 16384))
+            await new Promise((r) => setImmediate(r))
+        }
+        const echo = sent(s, "after", 10000)
+        s.write("01after\n")
+        await echo.catch((e) => {
+            throw new Error(`${e.message}; the board printed:\n${vm.output.split("\n").slice(-15).join("\n")}`)
+        })
+        await vm.waitFor(/too-long: skipped a line longer than 2048 bytes/, 1000)
+        assert.doesNotMatch(vm.output, /OutOfMemory|PANIC/)
+    })
+
+    it("garbage lines are logged and dropped; the link goes on (fault 4)", async function () {
+        const raw = await rawServer(() => {})
+        const vm = await board("tb1")
+        const s = await within(raw.next(), 30000, "board connected")
+        await sent(s, "tb1\n", 5000)
+        s.write("\n")
+        await vm.waitFor(/testbed: status up/, 5000)
+        const echo = sent(s, "ok", 5000)
+        s.write("zz\nzzhello\n\x01\n05ok\n")
+        await echo
+        await vm.waitFor(/bad-line: line does not start with a two-digit hex id: zzhello/, 1000)
+    })
+
+    it("against an original (v1) server written from PROTOCOL.md: connects as v1, lines both ways, no extension line", async function () {
+        const v1 = new V1Server({ timeout: TIMEOUT, port })
+        await v1.listen()
+        closers.push(() => v1.close())
+        const vm = await board("tb1")
+        await within(v1.connected("tb1"), 30000, "board connected to the V1Server")
+        await vm.waitFor(/link up \(server speaks v1/, 5000)
+        await v1.write("tb1", "hello")
+        assert.equal(await within(v1.readline("tb1"), 5000, "echo"), "hello")
+        await v1.write("tb1", JSON.stringify({ cmd: "send", n: 10, prefix: "v", wait: false }))
+        const got: string[] = []
+        while (got.length < 11) got.push(await within(v1.readline("tb1"), 10000, `line ${got.length}`))
+        assert.deepEqual(got.slice(0, 10).sort(), range(10, "v").sort())
+        assert.equal(v1.rawLines().filter((l) => l.startsWith("!")).length, 0)
+    })
+
+    it("network loss: a stall is seen within timeout, a refused reconnect is retried, nothing is lost", async function () {
+        const backend = await freePort()
+        const s = await server(backend)
+        const proxy = new FaultProxy(backend)
+        await proxy.listen(port)
+        closers.push(() => proxy.close())
+        const vm = await board("tb1")
+        const conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        await conn.write(JSON.stringify({ cmd: "send", n: 40, prefix: "s" }))
+        const got = await readN(conn, 5, 10000)
+        let mark = vm.output.length
+        proxy.stall(true)
+        await vm.waitFor(/link down: nothing received for 1000 ms/, 5000, mark)
+        proxy.refuse(true)
+        proxy.stall(false)
+        proxy.cut("rst")
+        mark = vm.output.length
+        await vm.waitFor(/connect to 127\.0\.0\.1:\d+ failed/, 10000, mark)
+        proxy.refuse(false)
+        while (got.length < 41) got.push(await within(conn.readline(), 30000, `line ${got.length}`))
+        assert.deepEqual(JSON.parse(got.pop()!), { sent: 40, failed: 0 })
+        assert.deepEqual(got, range(40, "s"))
+    })
+
+    it("watchdog: no reboot while the server is down for 8 s; a reboot when the client's tasks hang", async function () {
+        const vm = await board("wd")
+        await vm.waitFor(/testbed: started wd1/, 30000)
+        await new Promise((r) => setTimeout(r, 8000)) // the server is down: the condition under test
+        assert.doesNotMatch(vm.output, /watchdog/)
+        const s = await server()
+        const conn = await within(s.clientConn("wd1"), 30000, "board connected")
+        const mark = vm.output.length
+        await conn.write(JSON.stringify({ cmd: "hang" }))
+        await vm.waitFor(/watchdog: no progress for 3000 ms, rebooting/, 15000, mark)
+        await vm.waitFor(/testbed: started wd1/, 15000, mark)
+    })
+})
