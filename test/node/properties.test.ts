@@ -183,7 +183,7 @@ describe("properties (fast-check)", function () {
         )
     })
 
-    it("exactly-once: any loss, duplication, chunking and cut pattern, both directions", async function () {
+    it("exactly-once: any loss, duplication, chunking, cut pattern and slow reader, both directions", async function () {
         await fc.assert(
             fc.asyncProperty(
                 fc.record({
@@ -193,6 +193,7 @@ describe("properties (fast-check)", function () {
                     cutEvery: fc.integer({ min: 200, max: 5000 }),
                     silent: fc.integer({ min: 0, max: 100 }),
                     chunk: fc.integer({ min: 0, max: 9 }),
+                    slow: fc.integer({ min: 0, max: 90 }),
                     wait: fc.boolean(),
                     board: fc.boolean(),
                 }),
@@ -204,6 +205,7 @@ describe("properties (fast-check)", function () {
                     f.silentPct = p.silent
                     f.maxChunk = p.chunk
                     f.latency = 1 + (p.seed % 5)
+                    f.slowReadPct = p.slow
                     f.until = 15000
                     const sim = new Sim(p.board ? boardCfg({}) : nodeCfg({}), nodeCfg({}), f, p.seed)
                     const cw = (sim.clientWriter = new Writer("c", 30, true, p.wait, p.wait ? 3 : 12))
@@ -217,7 +219,7 @@ describe("properties (fast-check)", function () {
                     assert.equal(sim.clientRx.length, 30)
                 }
             ),
-            { numRuns: 200 }
+            { numRuns: 500 }
         )
     })
 })

@@ -18,6 +18,7 @@ export interface Faults {
     latency: number // one-way ms
     maxChunk: number // bytes per delivered chunk; 0 for whole writes
     until: number // no faults after this time (ms)
+    slowReadPct?: number // chance that an application leaves its lines unread for a while
 }
 
 export function noFaults(): Faults {
@@ -173,6 +174,15 @@ export class Sim {
 
     // ---- inside
 
+    // A slow application: now and then it leaves its lines unread until the
+    // next 50 ms tick (while faults last).
+    private appReads(): boolean {
+        const p = this.faults.slowReadPct
+        if (p === undefined || p <= 0 || this.now >= this.faults.until) return true
+        if (this.now % 50 < 25) return true
+        return !this.rng.chance(p)
+    }
+
     // Counts, not a log: a log of every event would outgrow the VM's heap.
     private tally(end: string, e: LinkEvent): void {
         const k = end + " " + e.type
@@ -310,7 +320,7 @@ export class Sim {
                 this.backoff.reset()
             }
         }
-        while (true) {
+        while (this.appReads()) {
             const s = l.read()
             if (s === undefined) break
             moved = true
@@ -349,7 +359,7 @@ export class Sim {
                 this.live["" + s] = false
             }
         }
-        while (this.serverReads) {
+        while (this.serverReads && this.appReads()) {
             const s = l.read()
             if (s === undefined) break
             moved = true

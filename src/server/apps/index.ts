@@ -1,5 +1,6 @@
 // Server applications the CLI can run (--app).
 import type { Server } from "../server.js"
+import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
 import { demoApp, DEMO_IDS } from "./demo.js"
 import { echoApp } from "./echo.js"
@@ -12,6 +13,23 @@ export interface App {
 
 export const APPS = ["demo", "remote", "qos", "qos-fast", "echo", "none"] as const
 export type AppName = (typeof APPS)[number]
+
+// --app none: no application logic; each received line is read, so the
+// receive queue never fills, and logged at debug.
+function noneApp(server: Server, log: Logger): App {
+    const serving = new Set<Connection>()
+    const onConnect = (conn: Connection) => {
+        if (serving.has(conn)) return
+        serving.add(conn)
+        void (async () => {
+            try {
+                for await (const line of conn) log.debug({ client: conn.id, line }, "received")
+            } catch {}
+        })()
+    }
+    server.on("connect", onConnect)
+    return { stop: () => void server.off("connect", onConnect) }
+}
 
 // Ids an app expects, used when --expect is not given.
 export function appExpects(name: AppName): string[] {
@@ -31,6 +49,6 @@ export function startApp(name: AppName, server: Server, log: Logger, interval: n
         case "echo":
             return echoApp(server, log)
         case "none":
-            return { stop: () => {} }
+            return noneApp(server, log)
     }
 }
