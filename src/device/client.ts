@@ -11,6 +11,7 @@ import { Backoff, boardDefaults, checkClientId, Link, LinkError, LinkErrorCode, 
 import { Heartbeat } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 import { TcpSocket } from "./socket.js"
+import { randomHex, randomUnit } from "./random.js"
 
 export interface WriteOptions {
     qos?: boolean
@@ -248,7 +249,7 @@ export class Client {
                 sock = await TcpSocket.connect(this.host, this.port, timeout, RAW_CAP, this.onSocket)
             } catch (e) {
                 this.rejoin.connectFailed()
-                const delay = this.backoff.next(Math.random())
+                const delay = this.backoff.next(randomUnit())
                 this.say(errorText(e) + "; retry in " + delay + " ms")
                 if (this.opts.badServer) await this.opts.badServer()
                 await this.pause(delay)
@@ -271,7 +272,7 @@ export class Client {
                 this.rejoin.connected()
             } else this.rejoin.connectFailed()
             if (this.closed) break
-            const delay = this.backoff.next(Math.random())
+            const delay = this.backoff.next(randomUnit())
             this.say("link down (" + (sock.error !== "" ? sock.error : "closed") + "); reconnect in " + delay + " ms")
             await this.pause(delay)
         }
@@ -367,8 +368,5 @@ function errorText(e: unknown): string {
 }
 
 function randomEpoch(): string {
-    const hex = "0123456789abcdef"
-    let s = ""
-    for (let i = 0; i < 8; i++) s += hex.charAt(Math.floor(Math.random() * 16))
-    return s
+    return randomHex(4)
 }

@@ -4,9 +4,10 @@ import { AppConfig } from "../config.js"
 import { demo } from "./demo.js"
 import { qos } from "./qos.js"
 import { remote } from "./remote.js"
+import { soak } from "./soak.js"
 import { testbed } from "./testbed.js"
 
-export const APP_NAMES = ["demo", "remote", "qos", "qos-fast", "testbed"]
+export const APP_NAMES = ["demo", "remote", "qos", "qos-fast", "testbed", "soak"]
 
 export async function runApp(name: string, c: AppConfig, role: string): Promise<void> {
     if (name === "demo") await demo(c)
@@ -14,5 +15,6 @@ export async function runApp(name: string, c: AppConfig, role: string): Promise<
     else if (name === "qos") await qos(c, false)
     else if (name === "qos-fast") await qos(c, true)
     else if (name === "testbed") await testbed(c)
+    else if (name === "soak") await soak(c)
     else console.log("devs-iot: unknown app " + name + " (one of " + APP_NAMES.join(", ") + ")")
 }

@@ -1,0 +1,50 @@
+// The soak's exactly-once checker, on fixed logs.
+import assert from "node:assert/strict"
+import { check, failures, type LogRecord } from "../soak/checker.js"
+
+let t = 0
+function rec(who: string, kind: "S" | "R", text: string, life = 0): LogRecord {
+    return { t: t++, who, life, kind, text }
+}
+
+describe("soak checker", function () {
+    const cases: Array<{ name: string; log: LogRecord[]; want: Partial<Record<string, number>>; fails: number }> = [
+        {
+            name: "each line sent and read once",
+            log: [rec("n1", "S", "w.n1.srv.7.0"), rec("srv", "R", "w.n1.srv.7.0"), rec("srv", "S", "f.srv.n1.9.0"), rec("n1", "R", "f.srv.n1.9.0")],
+            want: { "qos.up.delivered": 1, "qos.down.delivered": 1 },
+            fails: 0,
+        },
+        { name: "a completed write never read is lost", log: [rec("n1", "S", "w.n1.srv.7.0")], want: { "qos.up.lost": 1 }, fails: 1 },
+        {
+            name: "read twice by one life is a duplicate",
+            log: [rec("srv", "R", "f.n1.srv.7.0"), rec("srv", "R", "f.n1.srv.7.0"), rec("n1", "S", "f.n1.srv.7.0")],
+            want: { "qos.up.duplicated": 1 },
+            fails: 1,
+        },
+        {
+            name: "read again by a restarted receiver is counted apart",
+            log: [rec("srv", "R", "w.n1.srv.7.0", 0), rec("srv", "R", "w.n1.srv.7.0", 1), rec("n1", "S", "w.n1.srv.7.0")],
+            want: { "qos.up.crashDuplicated": 1, "qos.up.duplicated": 0 },
+            fails: 0,
+        },
+        {
+            name: "wait lines out of order; per sender run and receiver",
+            log: [rec("n1", "R", "w.srv.n1.5.1"), rec("n1", "R", "w.srv.n1.5.0"), rec("b1", "R", "w.srv.b1.5.0")],
+            want: { "qos.down.outOfOrder": 1, "qos.down.unconfirmed": 3 },
+            fails: 1,
+        },
+        { name: "no-qos lines may be lost", log: [rec("n1", "S", "n.n1.srv.7.0")], want: { "noQos.up.lost": 1 }, fails: 0 },
+        { name: "a line no end wrote, or read by the wrong end", log: [rec("srv", "R", "hello"), rec("n1", "R", "w.srv.b1.5.0")], want: { bad: 2 }, fails: 2 },
+    ]
+    for (const c of cases) {
+        it(c.name, function () {
+            const r = check(c.log)
+            for (const [path, v] of Object.entries(c.want)) {
+                const got = path.split(".").reduce((o: any, k) => o[k], r)
+                assert.equal(got, v, path)
+            }
+            assert.equal(failures(r), c.fails)
+        })
+    }
+})

@@ -1,0 +1,119 @@
+// The exactly-once checker over the logs of both ends of the soak. Lines are
+// "<stream>.<from>.<to>.<run>.<n>": stream "w" (qos, wait: in order), "f"
+// (qos, no wait), "n" (no qos). Each end logs "S" once a write completed and
+// "R" for each line its application read.
+
+export interface LogRecord {
+    t: number // ms, when the runner got the log line
+    who: string // the end that logged it: "srv" or a client id
+    life: number // which start of that end (0, 1, ...): a restart is a new life
+    kind: "S" | "R" | "I"
+    text: string
+}
+
+export interface Tally {
+    sent: number // writes completed (qos: ACKed)
+    delivered: number // distinct lines read
+    lost: number // completed, never read
+    duplicated: number // read twice or more by one life of the receiver
+    crashDuplicated: number // read again only by a later life of the receiver (memory-only state lost)
+    outOfOrder: number // "w" lines read after a later one of the same sender run
+    unconfirmed: number // read, but the writer never saw its write complete (killed, or still pending)
+}
+
+interface Pairs {
+    qos: { up: Tally; down: Tally } // up: clients to server; down: server to clients
+    noQos: { up: Tally; down: Tally }
+}
+
+export interface Report extends Pairs {
+    v1: Pairs // pairs with an original micropython-iot client, apart
+    bad: number // lines read that are not soak lines
+    examples: { lost: string[]; duplicated: string[]; crashDuplicated: string[]; outOfOrder: string[] } // up to 20 lines each
+}
+
+function tally(): Tally {
+    return { sent: 0, delivered: 0, lost: 0, duplicated: 0, crashDuplicated: 0, outOfOrder: 0, unconfirmed: 0 }
+}
+
+interface Line {
+    stream: string
+    from: string
+    to: string
+    run: string
+    n: number
+}
+
+export function parseSoakLine(s: string): Line | undefined {
+    const m = /^([wfn])\.([^.]+)\.([^.]+)\.([0-9a-f]+)\.(\d+)$/.exec(s)
+    if (!m) return undefined
+    return { stream: m[1]!, from: m[2]!, to: m[3]!, run: m[4]!, n: Number(m[5]) }
+}
+
+function pairs(): Pairs {
+    return { qos: { up: tally(), down: tally() }, noQos: { up: tally(), down: tally() } }
+}
+
+// `v1Ids`: the clients that are original micropython-iot boards.
+export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> = new Set()): Report {
+    const report: Report = { ...pairs(), v1: pairs(), bad: 0, examples: { lost: [], duplicated: [], crashDuplicated: [], outOfOrder: [] } }
+    const note = (k: keyof Report["examples"], s: string) => void (report.examples[k].length < 20 && report.examples[k].push(s))
+    const sent = new Set<string>()
+    const reads = new Map<string, number[]>() // line -> lives of the receiver that read it
+    const lastW = new Map<string, number>() // sender run, receiver and its life -> last "w" number read
+    const pick = (l: Line) => {
+        const p = v1Ids.has(l.from === "srv" ? l.to : l.from) ? report.v1 : report
+        return (l.stream === "n" ? p.noQos : p.qos)[l.from === "srv" ? "down" : "up"]
+    }
+    for (const r of records) {
+        if (r.kind === "I") continue
+        const l = parseSoakLine(r.text)
+        if (!l || (r.kind === "R" && l.to !== r.who) || (r.kind === "S" && l.from !== r.who)) {
+            if (r.kind === "R") report.bad++
+            continue
+        }
+        if (r.kind === "S") {
+            if (!sent.has(r.text)) pick(l).sent++
+            sent.add(r.text)
+            continue
+        }
+        const lives = reads.get(r.text) ?? []
+        const t = pick(l)
+        if (lives.length === 0) t.delivered++
+        else if (lives.includes(r.life)) (t.duplicated++, note("duplicated", r.text))
+        else (t.crashDuplicated++, note("crashDuplicated", r.text))
+        lives.push(r.life)
+        reads.set(r.text, lives)
+        if (l.stream === "w" && lives.length === 1) {
+            const k = `${l.from}.${l.to}.${l.run}.${r.life}`
+            const last = lastW.get(k) ?? -1
+            if (l.n < last) (t.outOfOrder++, note("outOfOrder", `${r.text} after ${last}`))
+            else lastW.set(k, l.n)
+        }
+    }
+    for (const s of sent) {
+        if (reads.has(s)) continue
+        const l = parseSoakLine(s)!
+        pick(l).lost++
+        if (l.stream !== "n") note("lost", s)
+    }
+    for (const [s] of reads) {
+        if (!sent.has(s)) pick(parseSoakLine(s)!).unconfirmed++
+    }
+    return report
+}
+
+// Anything a qos promise forbids: lost, duplicated (within one life), out of
+// order. With a v1 peer a duplicate can be the original's (fault 1): counted
+// in the report, not here.
+export function failures(r: Report): number {
+    const q = (t: Tally) => t.lost + t.duplicated + t.outOfOrder
+    const v1 = (t: Tally) => t.lost + t.outOfOrder
+    return q(r.qos.up) + q(r.qos.down) + r.noQos.up.duplicated + r.noQos.down.duplicated + v1(r.v1.qos.up) + v1(r.v1.qos.down) + r.bad
+}
+
+export function median(xs: readonly number[]): number {
+    if (xs.length === 0) return NaN
+    const s = [...xs].sort((a, b) => a - b)
+    return s[(s.length - 1) >> 1]!
+}

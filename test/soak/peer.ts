@@ -1,0 +1,142 @@
+// One end of the fault soak as its own process: a devs-iot Server or a Node
+// Client, with the same traffic and logs as the board's soak firmware
+// (src/device/apps/soak.ts): streams "w" (qos, wait), "f" (qos, no wait, up to
+// 8 in flight), "n" (no qos), one line every `interval` ms each; "@S <line>"
+// once a write completed, "@R <line>" per line read, "@I ..." for events.
+// Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
+//
+//   node peer.js server --port P [--timeout T] [--interval I]
+//   node peer.js client --id X --port P [--timeout T] [--interval I]
+//   node peer.js v1client ...   the same, as an original micropython-iot board
+//                               (the compatibility peer, test/node/support/v1peer.ts)
+// The server stops its writers on "stop" from stdin, then sends "stop" to
+// every client; a client stops on that line. Each prints "@I done" when
+// nothing it wrote is pending.
+import { randomBytes } from "node:crypto"
+import { writeSync } from "node:fs"
+import { createInterface } from "node:readline"
+import { parseArgs } from "node:util"
+import { Client, Server, type Connection } from "../../src/server/index.js"
+import { V1Client } from "../node/support/v1peer.js"
+
+interface End {
+    write(line: string, opts: { qos?: boolean; wait?: boolean }): Promise<void>
+    readline(): Promise<string>
+}
+
+function log(s: string): void {
+    writeSync(1, s + "\n")
+}
+
+const IN_FLIGHT = 8
+
+class Flow {
+    stopping = false
+    pending = 0
+    failed = 0
+    private idle: Array<() => void> = []
+
+    constructor(private readonly end: End, private readonly head: string, private readonly interval: number) {}
+
+    start(): void {
+        void this.stream("w", { qos: true, wait: true }, true)
+        void this.stream("n", { qos: false }, true)
+        void this.stream("f", { qos: true, wait: false }, false)
+    }
+
+    // Resolves once the writers stopped and nothing is pending.
+    async stop(): Promise<void> {
+        this.stopping = true
+        if (this.pending > 0) await new Promise<void>((r) => this.idle.push(r))
+    }
+
+    private async stream(kind: string, opts: { qos: boolean; wait?: boolean }, one: boolean): Promise<void> {
+        let n = 0
+        while (!this.stopping) {
+            const line = kind + this.head + n++
+            if (one) await this.send(line, opts)
+            else if (this.pending < IN_FLIGHT + 2) void this.send(line, opts)
+            await new Promise((r) => setTimeout(r, this.interval))
+        }
+    }
+
+    private async send(line: string, opts: { qos: boolean; wait?: boolean }): Promise<void> {
+        this.pending++
+        try {
+            await this.end.write(line, opts)
+            log("@S " + line)
+        } catch {
+            this.failed++
+        }
+        if (--this.pending === 0) for (const r of this.idle.splice(0)) r()
+    }
+}
+
+async function readAll(end: End, onStop: () => void): Promise<void> {
+    try {
+        while (true) {
+            const line = await end.readline()
+            if (line === "stop") onStop()
+            else log("@R " + line)
+        }
+    } catch {
+        // ECLOSED
+    }
+}
+
+async function main(): Promise<void> {
+    const { positionals, values } = parseArgs({
+        allowPositionals: true,
+        options: {
+            id: { type: "string" },
+            port: { type: "string" },
+            timeout: { type: "string", default: "2000" },
+            interval: { type: "string", default: "100" },
+        },
+    })
+    const role = positionals[0]
+    const port = Number(values.port)
+    const timeout = Number(values.timeout)
+    const interval = Number(values.interval)
+    const run = randomBytes(4).readUInt32BE(0) % 1000000000
+    if (role === "server") {
+        const server = new Server({ port, host: "127.0.0.1", timeout })
+        const flows: Flow[] = []
+        const conns: Connection[] = []
+        server.on("connect", (conn) => {
+            if (conns.includes(conn)) return
+            conns.push(conn)
+            log(`@I connect ${conn.id}`)
+            const flow = new Flow(conn, `.srv.${conn.id}.${run}.`, interval)
+            flows.push(flow)
+            void readAll(conn, () => {})
+            flow.start()
+        })
+        await server.listen()
+        log(`@I listening ${server.port} run ${run}`)
+        createInterface({ input: process.stdin }).on("line", async (l) => {
+            if (l.trim() !== "stop") return
+            await Promise.all(flows.map((f) => f.stop()))
+            await Promise.all(conns.map((c) => c.write("stop").catch(() => {})))
+            log(`@I done failed ${flows.reduce((s, f) => s + f.failed, 0)}`)
+        })
+    } else if (role === "client" || role === "v1client") {
+        const id = values.id ?? ""
+        const client =
+            role === "client"
+                ? new Client({ id, port, host: "127.0.0.1", timeout, onStatus: (up) => log(`@I ${up ? "up" : "down"}`) })
+                : new V1Client({ id, port, timeout })
+        const flow = new Flow(client, `.${id}.srv.${run}.`, interval)
+        client.start()
+        log(`@I start ${run}`)
+        void readAll(client, () => {
+            void flow.stop().then(() => log(`@I done failed ${flow.failed}`))
+        })
+        flow.start()
+    } else {
+        process.stderr.write("usage: peer.js server|client ...\n")
+        process.exit(2)
+    }
+}
+
+void main()
