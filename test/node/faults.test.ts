@@ -6,13 +6,7 @@
 // once within each life of the receiver, "w" lines in order. Recovery times are printed, never asserted.
 import assert from "node:assert/strict"
 import { check, failures, median } from "../soak/checker.js"
-import { FAULT_KINDS, Soak, type Fault } from "../soak/harness.js"
-
-// A fixed sequence, so a failure can be replayed.
-function seeded(seed: number): () => number {
-    let s = seed >>> 0
-    return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32)
-}
+import { FAULT_KINDS, Soak, seeded, type Fault } from "../soak/harness.js"
 
 describe("faults on real sockets and processes (short soak)", function () {
     this.timeout(300000)

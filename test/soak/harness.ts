@@ -45,6 +45,12 @@ interface End {
     done: boolean
 }
 
+// A fixed random sequence from a seed (an LCG), so a fault sequence can be replayed.
+export function seeded(seed: number): () => number {
+    let s = seed >>> 0
+    return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32)
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 export class Soak {
@@ -195,7 +201,11 @@ export class Soak {
         this.server.proc?.stdin?.write("stop\n")
         const ok = await this.until(() => this.server.done && [...this.ends.values()].every((e) => e.done), ms, "every end done").then(
             () => true,
-            (e: Error) => (this.o.log?.(e.message), false)
+            (e: Error) => {
+                const late = [this.server, ...this.ends.values()].filter((x) => !x.done).map((x) => x.id)
+                this.o.log?.(`${e.message}; not done: ${late.join(", ")}`)
+                return false
+            }
         )
         await this.quiet(300)
         await this.close()
@@ -273,6 +283,7 @@ export class Soak {
         const kind = m[1] as "S" | "R" | "I"
         this.records.push({ t: Date.now(), who, life, kind, text: m[2]! })
         if (kind === "I" && m[2]!.startsWith("done")) (who === "srv" ? this.server : this.ends.get(who)!).done = true
+        if (kind === "I" && m[2]!.startsWith("stopping")) this.o.log?.(`${who}: ${m[2]}`)
         for (const w of [...this.waiters]) w()
     }
 

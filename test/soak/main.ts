@@ -7,19 +7,20 @@
 import { writeFileSync, mkdirSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { check, failures, median, type Tally } from "./checker.js"
-import { FAULT_KINDS, Soak, type FaultKind } from "./harness.js"
+import { FAULT_KINDS, Soak, seeded, type FaultKind } from "./harness.js"
 
 const HELP = `usage: npm run soak -- [options]
   --faults N      faults to inject (default 100)
   --minutes M     and run at least this long (default 0)
   --nodes K       Node client processes (default 2)
   --boards K      boards in the simulator (default 2)
-  --v1 K          original micropython-iot boards, the compatibility peer (default 1)
+  --v1 K          original micropython-iot boards, the compatibility peer (default 0)
   --timeout MS    every end's link timeout (default 2000)
   --interval MS   between lines of each stream, per end (default 100)
   --kinds LIST    comma-separated fault kinds (default all: ${FAULT_KINDS.join(",")})
   --seed S        fault sequence seed (default: random, printed)
-  --json FILE     also write the report as JSON`
+  --json FILE     also write the report as JSON
+  --records FILE  also write every end's log, one JSON record a line`
 
 function int(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
     if (v === undefined) return dflt
@@ -29,11 +30,6 @@ function int(name: string, v: string | undefined, dflt: number, min: number, max
         process.exit(2)
     }
     return n
-}
-
-function seeded(seed: number): () => number {
-    let s = seed >>> 0
-    return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32)
 }
 
 function line(name: string, t: Tally, qos: boolean): string {
@@ -57,6 +53,7 @@ async function main(): Promise<number> {
                 kinds: { type: "string" },
                 seed: { type: "string" },
                 json: { type: "string" },
+                records: { type: "string" },
                 help: { type: "boolean" },
             },
         }).values
@@ -69,7 +66,7 @@ async function main(): Promise<number> {
     const minutes = int("minutes", a.minutes, 0, 0, 100000)
     const nodes = int("nodes", a.nodes, 2, 0, 100)
     const boards = int("boards", a.boards, 2, 0, 8)
-    const v1 = int("v1", a.v1, 1, 0, 100)
+    const v1 = int("v1", a.v1, 0, 0, 100)
     const timeout = int("timeout", a.timeout, 2000, 200, 60000)
     const interval = int("interval", a.interval, 100, 10, 60000)
     const seed = int("seed", a.seed, Math.floor(Math.random() * 1e9), 0, 2 ** 32 - 1)
@@ -129,6 +126,7 @@ async function main(): Promise<number> {
     }
     out.push(line("qos clients -> server", r.qos.up, true), line("qos server -> clients", r.qos.down, true))
     console.log(out.join("\n"))
+    if (a.records) writeFileSync(a.records, soak.records.map((x) => JSON.stringify(x)).join("\n") + "\n")
     if (a.json) {
         const rec = Object.fromEntries([...recovery].map(([k, xs]) => [k, { n: xs.length, median: median(xs), max: Math.max(...xs) }]))
         mkdirSync(new URL(".", `file://${a.json}`).pathname, { recursive: true })

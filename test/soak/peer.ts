@@ -130,6 +130,7 @@ async function main(): Promise<void> {
         client.start()
         log(`@I start ${run}`)
         void readAll(client, () => {
+            log(`@I stopping, ${flow.pending} writes pending`)
             void flow.stop().then(() => log(`@I done failed ${flow.failed}`))
         })
         flow.start()

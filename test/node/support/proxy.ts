@@ -15,6 +15,8 @@ interface Pipe {
     started: boolean // a whole line went through (the first one up is the id)
     midLine: boolean // the last byte forwarded was not "\n"
     line: Buffer[] // the current line, held while a line fault is armed
+    out: Array<{ due: number; b: Buffer }> // bytes on their way, in order (TCP never reorders)
+    timer: NodeJS.Timeout | undefined
 }
 
 interface Pair {
@@ -49,7 +51,6 @@ export class FaultProxy {
     private pairs = new Set<Pair>()
     private stalled = false
     private refusing = false
-    private held: Array<() => void> = []
     private split = false
     private latency = 0
     private dropAcks = { up: 0, down: 0 } // ACK lines still to drop
@@ -70,7 +71,7 @@ export class FaultProxy {
     // Forward nothing (both ways) until stall(false); sockets stay open.
     stall(on: boolean): void {
         this.stalled = on
-        if (!on) for (const f of this.held.splice(0)) f()
+        if (!on) for (const p of this.pairs) (this.flush(p.up), this.flush(p.down))
     }
 
     // Close new connections at once until refuse(false).
@@ -82,7 +83,6 @@ export class FaultProxy {
     cut(kind: CutKind): void {
         for (const p of this.pairs) this.closePair(p, kind)
         this.pairs.clear()
-        this.held = []
     }
 
     // Forward the first half of the next message line going `dir`, then cut.
@@ -141,7 +141,7 @@ export class FaultProxy {
         }
         const server = connect({ port: this.targetPort, host: this.targetHost })
         server.on("error", () => {})
-        const pipe = (dir: Direction, to: Socket): Pipe => ({ dir, to, started: false, midLine: false, line: [] })
+        const pipe = (dir: Direction, to: Socket): Pipe => ({ dir, to, started: false, midLine: false, line: [], out: [], timer: undefined })
         const pair: Pair = { client, server, up: pipe("up", server), down: pipe("down", client) }
         this.pairs.add(pair)
         if (this.split) {
@@ -152,6 +152,7 @@ export class FaultProxy {
         server.on("data", (b: Buffer) => this.take(pair, pair.down, b))
         const drop = () => {
             this.pairs.delete(pair)
+            this.dropQueued(pair)
             client.destroy()
             server.destroy()
         }
@@ -159,7 +160,15 @@ export class FaultProxy {
         server.on("close", drop)
     }
 
+    private dropQueued(p: Pair): void {
+        for (const pipe of [p.up, p.down]) {
+            pipe.out = []
+            if (pipe.timer) clearTimeout(pipe.timer)
+        }
+    }
+
     private closePair(p: Pair, kind: CutKind): void {
+        this.dropQueued(p)
         if (kind === "rst") {
             p.client.resetAndDestroy()
             p.server.resetAndDestroy()
@@ -224,14 +233,26 @@ export class FaultProxy {
     private forward(pipe: Pipe, b: Buffer): void {
         if (b.length === 0) return
         pipe.midLine = b[b.length - 1] !== NL
+        pipe.out.push({ due: Date.now() + this.latency, b })
+        this.flush(pipe)
+    }
+
+    // Sends what is due, in order; stalled, sends nothing.
+    private flush(pipe: Pipe): void {
+        if (pipe.timer) clearTimeout(pipe.timer)
+        pipe.timer = undefined
         const to = pipe.to
-        const send = () => {
-            if (!to.writable) return
-            if (!this.split) return void to.write(b)
-            for (let i = 0; i < b.length; i++) to.write(b.subarray(i, i + 1))
+        while (!this.stalled && pipe.out.length > 0) {
+            const next = pipe.out[0]!
+            const wait = next.due - Date.now()
+            if (wait > 0) {
+                pipe.timer = setTimeout(() => this.flush(pipe), wait)
+                return
+            }
+            pipe.out.shift()
+            if (!to.writable) continue
+            if (!this.split) to.write(next.b)
+            else for (let i = 0; i < next.b.length; i++) to.write(next.b.subarray(i, i + 1))
         }
-        const go = () => (this.stalled ? this.held.push(send) : send())
-        if (this.latency > 0) setTimeout(go, this.latency)
-        else go()
     }
 }
