@@ -174,8 +174,8 @@ export class Sim {
 
     // ---- inside
 
-    // A slow application: now and then it leaves its lines unread until the
-    // next 50 ms tick (while faults last).
+    // A slow application (while faults last): in the second half of every
+    // 50 ms, each read is skipped with chance slowReadPct.
     private appReads(): boolean {
         const p = this.faults.slowReadPct
         if (p === undefined || p <= 0 || this.now >= this.faults.until) return true

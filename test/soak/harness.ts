@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
 import { FaultProxy, type Direction } from "../node/support/proxy.js"
 import { freePort } from "../node/support/util.js"
-import type { LogRecord } from "./checker.js"
+import { check, parseSoakLine, type LogRecord } from "./checker.js"
 
 const PEER = join(dirname(fileURLToPath(import.meta.url)), "peer.js")
 
@@ -121,21 +121,12 @@ export class Soak {
             case "reset":
                 proxy!.cut("rst")
                 break
-            case "midline": {
-                f.detail = dir
-                const cut = proxy!.cutMidLine(dir, "fin")
-                const ok = await Promise.race([cut.then(() => true), sleep(3 * T).then(() => false)])
-                if (!ok) (proxy!.clear(), (f.detail += ", no line passed"))
-                break
-            }
+            case "midline":
             case "ackloss": {
                 f.detail = dir
-                const before = proxy!.dropped[dir]
-                proxy!.dropAck(dir)
-                await this.until(() => proxy!.dropped[dir] > before, 3 * T, "an ACK to drop").catch(() => {
-                    proxy!.clear()
-                    f.detail += ", no ACK passed"
-                })
+                const done = kind === "midline" ? proxy!.cutMidLine(dir, "fin") : proxy!.dropAck(dir)
+                const ok = await Promise.race([done.then(() => true), sleep(3 * T).then(() => false)])
+                if (!ok) (proxy!.clear(), (f.detail += kind === "midline" ? ", no line passed" : ", no ACK passed"))
                 break
             }
             case "stall": // shorter than timeout: the link may survive
@@ -188,7 +179,7 @@ export class Soak {
     firstDelivery(id: string, since: number): number | undefined {
         for (const r of this.records) {
             if (r.t < since || r.kind !== "R") continue
-            if (r.who === id || (r.who === "srv" && r.text.split(".")[1] === id)) return r.t
+            if (r.who === id || (r.who === "srv" && parseSoakLine(r.text)?.from === id)) return r.t
         }
         return undefined
     }
@@ -207,7 +198,9 @@ export class Soak {
                 return false
             }
         )
-        await this.quiet(300)
+        // Every completed write is read by now, unless lost: their logs may
+        // still be on their way through the pipes.
+        await this.until(() => this.allRead(), 2000, "").catch(() => {})
         await this.close()
         return ok
     }
@@ -294,6 +287,11 @@ export class Soak {
         this.started.set(who, this.records.find(mine)!.t)
     }
 
+    private allRead(): boolean {
+        const r = check(this.records)
+        return r.qos.up.lost + r.qos.down.lost + r.v1.qos.up.lost + r.v1.qos.down.lost === 0
+    }
+
     private deliveredAfter(id: string, since: number, kind: "S" | "R"): boolean {
         for (let i = this.records.length - 1; i >= 0 && this.records[i]!.t >= since; i--) {
             const r = this.records[i]!
@@ -302,31 +300,19 @@ export class Soak {
         return false
     }
 
-    // Resolves when `cond` holds, checked at each log line and every 50 ms.
+    // Resolves when `cond` holds, checked at each log line (every condition
+    // here is about the logs).
     private until(cond: () => boolean, ms: number, what: string): Promise<void> {
         return new Promise((resolve, reject) => {
             if (cond()) return resolve()
-            const check = () => {
+            const test = () => {
                 if (!cond()) return
-                done()
+                this.waiters.delete(test)
+                clearTimeout(limit)
                 resolve()
             }
-            const tick = setInterval(check, 50)
-            const limit = setTimeout(() => (done(), reject(new Error(`timed out after ${ms} ms: ${what}`))), ms)
-            const done = () => {
-                clearInterval(tick)
-                clearTimeout(limit)
-                this.waiters.delete(check)
-            }
-            this.waiters.add(check)
+            const limit = setTimeout(() => (this.waiters.delete(test), reject(new Error(`timed out after ${ms} ms: ${what}`))), ms)
+            this.waiters.add(test)
         })
-    }
-
-    private async quiet(ms: number): Promise<void> {
-        let n = -1
-        while (n !== this.records.length) {
-            n = this.records.length
-            await sleep(ms)
-        }
     }
 }

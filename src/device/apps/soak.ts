@@ -44,6 +44,15 @@ async function send(client: Client, line: string, qos: boolean, flow: Flow): Pro
     flow.pending--
 }
 
+// One line every `interval` ms, each written after the last completed.
+async function stream(client: Client, prefix: string, qos: boolean, flow: Flow, interval: number): Promise<void> {
+    let n = 0
+    while (!flow.stopping) {
+        await send(client, prefix + n++, qos, flow)
+        await ds.sleep(interval)
+    }
+}
+
 export async function soak(c: AppConfig): Promise<void> {
     const client = makeClient(c, function (up: boolean) {
         console.log("@I " + (up ? "up" : "down"))
@@ -61,18 +70,10 @@ export async function soak(c: AppConfig): Promise<void> {
         }
     }, 0)
     setTimeout(async function () {
-        let n = 0
-        while (!flow.stopping) {
-            await send(client, "w" + head + n++, true, flow)
-            await ds.sleep(c.interval)
-        }
+        await stream(client, "w" + head, true, flow, c.interval)
     }, 0)
     setTimeout(async function () {
-        let n = 0
-        while (!flow.stopping) {
-            await send(client, "n" + head + n++, false, flow)
-            await ds.sleep(c.interval)
-        }
+        await stream(client, "n" + head, false, flow, c.interval)
     }, 0)
     let n = 0
     while (!flow.stopping) {

@@ -4,6 +4,7 @@ import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
 import { demoApp, DEMO_IDS } from "./demo.js"
 import { echoApp } from "./echo.js"
+import { eachConnection } from "./each.js"
 import { qosApp } from "./qos.js"
 import { remoteApp } from "./remote.js"
 
@@ -17,18 +18,14 @@ export type AppName = (typeof APPS)[number]
 // --app none: no application logic; each received line is read, so the
 // receive queue never fills, and logged at debug.
 function noneApp(server: Server, log: Logger): App {
-    const serving = new Set<Connection>()
-    const onConnect = (conn: Connection) => {
-        if (serving.has(conn)) return
-        serving.add(conn)
-        void (async () => {
-            try {
-                for await (const line of conn) log.debug({ client: conn.id, line }, "received")
-            } catch {}
-        })()
+    const serve = async (conn: Connection) => {
+        try {
+            for await (const line of conn) log.debug({ client: conn.id, line }, "received")
+        } catch {
+            // ECLOSED at shutdown
+        }
     }
-    server.on("connect", onConnect)
-    return { stop: () => void server.off("connect", onConnect) }
+    return { stop: eachConnection(server, (conn) => void serve(conn)) }
 }
 
 // Ids an app expects, used when --expect is not given.

@@ -7,10 +7,10 @@ import type { Server } from "../server.js"
 import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
 import type { App } from "./index.js"
+import { eachConnection } from "./each.js"
 
 export function qosApp(server: Server, log: Logger, interval: number, fast: boolean): App {
     const name = fast ? "qos-fast" : "qos"
-    const serving = new Set<Connection>()
     let stopped = false
     const timers = new Set<NodeJS.Timeout>()
     const sleep = (ms: number) =>
@@ -43,17 +43,14 @@ export function qosApp(server: Server, log: Logger, interval: number, fast: bool
             // ECLOSED at shutdown
         }
     }
-    const onConnect = (c: Connection) => {
-        if (serving.has(c)) return
-        serving.add(c)
+    const unsubscribe = eachConnection(server, (c) => {
         void check(c)
         void send(c)
-    }
-    server.on("connect", onConnect)
+    })
     return {
         stop: () => {
             stopped = true
-            server.off("connect", onConnect)
+            unsubscribe()
             for (const t of timers) clearTimeout(t)
         },
     }

@@ -4,9 +4,9 @@ import type { Server } from "../server.js"
 import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
 import type { App } from "./index.js"
+import { eachConnection } from "./each.js"
 
 export function remoteApp(server: Server, log: Logger): App {
-    const serving = new Set<Connection>()
     const relay = async (from: Connection) => {
         try {
             for await (const line of from) {
@@ -26,11 +26,5 @@ export function remoteApp(server: Server, log: Logger): App {
             // ECLOSED at shutdown
         }
     }
-    const onConnect = (c: Connection) => {
-        if (serving.has(c)) return
-        serving.add(c)
-        void relay(c)
-    }
-    server.on("connect", onConnect)
-    return { stop: () => void server.off("connect", onConnect) }
+    return { stop: eachConnection(server, (c) => void relay(c)) }
 }

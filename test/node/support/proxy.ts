@@ -45,8 +45,6 @@ function isMessage(line: Buffer): boolean {
 export class FaultProxy {
     port = 0
     accepted = 0
-    refused = 0
-    dropped = { up: 0, down: 0 } // ACK lines dropped
     private net: Server
     private pairs = new Set<Pair>()
     private stalled = false
@@ -56,6 +54,7 @@ export class FaultProxy {
     private dropAcks = { up: 0, down: 0 } // ACK lines still to drop
     private cutNext: { dir: Direction; kind: CutKind } | undefined
     private cutWaiters: Array<() => void> = []
+    private dropWaiters: Array<() => void> = []
 
     constructor(readonly targetPort: number, readonly targetHost = "127.0.0.1") {
         this.net = createServer((c) => this.accept(c))
@@ -92,9 +91,11 @@ export class FaultProxy {
         return new Promise((r) => this.cutWaiters.push(r))
     }
 
-    // Drop the next `n` ACK lines going `dir` (ACK loss).
-    dropAck(dir: Direction, n = 1): void {
-        this.dropAcks[dir] += n
+    // Drop the next ACK line going `dir` (ACK loss). Resolves once it was
+    // dropped, or when clear() gives up on it.
+    dropAck(dir: Direction): Promise<void> {
+        this.dropAcks[dir]++
+        return new Promise((r) => this.dropWaiters.push(r))
     }
 
     // Every write goes on as 1-byte writes until splitBytes(false).
@@ -120,10 +121,7 @@ export class FaultProxy {
         this.dropAcks = { up: 0, down: 0 }
         this.cutNext = undefined
         for (const r of this.cutWaiters.splice(0)) r()
-    }
-
-    get connections(): number {
-        return this.pairs.size
+        for (const r of this.dropWaiters.splice(0)) r()
     }
 
     async close(): Promise<void> {
@@ -135,10 +133,7 @@ export class FaultProxy {
     private accept(client: Socket): void {
         this.accepted++
         client.on("error", () => {})
-        if (this.refusing) {
-            this.refused++
-            return void client.resetAndDestroy()
-        }
+        if (this.refusing) return void client.resetAndDestroy()
         const server = connect({ port: this.targetPort, host: this.targetHost })
         server.on("error", () => {})
         const pipe = (dir: Direction, to: Socket): Pipe => ({ dir, to, started: false, midLine: false, line: [], out: [], timer: undefined })
@@ -210,7 +205,7 @@ export class FaultProxy {
         pipe.started = true
         if (this.dropAcks[pipe.dir] > 0 && isAck(line)) {
             this.dropAcks[pipe.dir]--
-            this.dropped[pipe.dir]++
+            this.dropWaiters.shift()?.()
             return
         }
         const cut = this.cutNext
