@@ -14,11 +14,23 @@ import type { Context, SectionResult } from "./lib/context.js"
 import { machine, type Machine } from "./lib/machine.js"
 import { stopAll } from "./lib/proc.js"
 import { markdown } from "./lib/table.js"
+import { board } from "./sections/board.js"
+import { footprint } from "./sections/footprint.js"
 import { latency } from "./sections/latency.js"
+import { recovery } from "./sections/recovery.js"
+import { scale } from "./sections/scale.js"
+import { storm } from "./sections/storm.js"
+import { throughput } from "./sections/throughput.js"
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..")
 const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     latency,
+    throughput,
+    board,
+    storm,
+    scale,
+    recovery,
+    footprint,
 }
 
 interface Results {

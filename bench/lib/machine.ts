@@ -35,3 +35,16 @@ export function machine(): Machine {
         ephemeralPorts: read("/proc/sys/net/ipv4/ip_local_port_range").replace(/\s+/, "-"),
     }
 }
+
+// The kernel's count of connections dropped because a listen queue was full
+// (this network namespace, every process: other work on the machine counts too).
+export function listenOverflows(): number {
+    const lines = read("/proc/net/netstat").split("\n")
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+        const names = lines[i]!.split(/\s+/)
+        const values = lines[i + 1]!.split(/\s+/)
+        const k = names.indexOf("ListenOverflows")
+        if (k > 0) return Number(values[k])
+    }
+    return NaN
+}

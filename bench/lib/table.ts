@@ -26,8 +26,9 @@ export function int(x: number): string {
     return Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a"
 }
 
+// KB of 1,000 bytes, as the README's firmware figures.
 export function kb(bytes: number): string {
-    return Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(1)} KB` : "n/a"
+    return Number.isFinite(bytes) ? `${(bytes / 1000).toFixed(1)} KB` : "n/a"
 }
 
 // "yes" / "**no**" against a target, or "" when there is none.

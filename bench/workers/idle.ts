@@ -5,6 +5,7 @@
 import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { serveRequests } from "../lib/rpc.js"
+import { percentile } from "../lib/stats.js"
 
 const clients: Client[] = []
 let up = 0
@@ -41,32 +42,37 @@ function startOne(id: string, port: number, timeout: number, onUp: () => void): 
 serveRequests(
     {
         ping: () => "pong",
-        // Starts `count` clients, `batch` every `everyMs` (batch >= count: all
-        // in one go), and answers once all are up or after `limitMs`: how long
-        // that took, and how many retried or never came up.
-        async start(a: { port: number; prefix: string; count: number; timeout: number; batch: number; everyMs: number; limitMs: number }) {
+        // Starts `count` clients in batches of `batch` (batch >= count: all in
+        // the same tick). With `paced`, a batch starts only once the previous
+        // one is up, so a ramp never overloads this process or the server.
+        // Answers once all are up or after `limitMs`: how long that took, and
+        // how many retried or never came up.
+        async start(a: { port: number; prefix: string; count: number; timeout: number; batch: number; paced: boolean; limitMs: number }) {
             const before = clients.length
             let firstUps = 0
+            let started = 0
+            const upTimes: number[] = []
             const t0 = performance.now()
             let allUpMs = NaN
             await new Promise<void>((resolve) => {
                 const limit = setTimeout(resolve, a.limitMs)
+                const batch = () => {
+                    const end = Math.min(a.count, started + a.batch)
+                    for (; started < end; started++) startOne(`${a.prefix}${before + started}`, a.port, a.timeout, onUp)
+                }
                 const onUp = () => {
+                    upTimes.push(performance.now() - t0)
                     if (++firstUps === a.count) {
                         allUpMs = performance.now() - t0
                         clearTimeout(limit)
                         resolve()
-                    }
-                }
-                let started = 0
-                const batch = () => {
-                    const end = Math.min(a.count, started + a.batch)
-                    for (; started < end; started++) startOne(`${a.prefix}${before + started}`, a.port, a.timeout, onUp)
-                    if (started < a.count) setTimeout(batch, a.everyMs)
+                    } else if (firstUps === started) batch()
                 }
                 batch()
+                if (!a.paced) while (started < a.count) batch()
             })
-            return { allUpMs, up: firstUps, neverUp: a.count - firstUps, retried: retried.size }
+            const sorted = Float64Array.from(upTimes).sort()
+            return { allUpMs, up: firstUps, neverUp: a.count - firstUps, retried: retried.size, upMedianMs: percentile(sorted, 0.5), upP90Ms: percentile(sorted, 0.9) }
         },
         status() {
             const cpu = process.cpuUsage()
@@ -80,3 +86,5 @@ serveRequests(
     },
     Number(process.argv[2])
 )
+
+process.on("SIGTERM", () => process.exit(0))

@@ -78,6 +78,7 @@ serveRequests(
             const r = {
                 cpuPercent: ((cpu.user + cpu.system) / 1000 / ms) * 100,
                 rssMB: process.memoryUsage().rss / 1048576,
+                peakRssMB: process.resourceUsage().maxRSS / 1024,
                 heapMB: process.memoryUsage().heapUsed / 1048576,
                 readBytesPerSec: ((rchar - readMark) / ms) * 1000,
                 up: server ? server.connections().filter((c) => c.status()).length : 0,
