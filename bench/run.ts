@@ -108,7 +108,7 @@ async function main(): Promise<number> {
 }
 
 function machineLine(m: Machine): string {
-    return `Machine: ${m.nproc} x ${m.cpu}, ${m.memGB} GB, Node ${m.node}, ${m.os}`
+    return `Machine: nproc ${m.nproc}, CPU "${m.cpu}" (/proc/cpuinfo), ${m.memGB} GB RAM, Node ${m.node}, ${m.os}`
 }
 
 // Replaces what stands between the bench markers in README.md.
