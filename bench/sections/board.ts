@@ -103,7 +103,7 @@ export async function board(ctx: Context): Promise<SectionResult> {
                 head: ["", "bytes"],
                 rows: [
                     ["free with no client (the bench firmware before it starts one)", kb(data.freeNoClient)],
-                    [`free with the client connected, after ${n * 2 + 20} round trips`, kb(data.freeClientUp)],
+                    [`free with the client connected, after ${2 * n + 40} round trips (warm-ups included)`, kb(data.freeClientUp)],
                     ["the client's share: the difference", kb(data.freeNoClient - data.freeClientUp)],
                 ],
             },
