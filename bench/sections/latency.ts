@@ -16,7 +16,7 @@ export const RTT_P99_TARGET = 1
 
 export async function latency(ctx: Context): Promise<SectionResult> {
     const n = ctx.quick ? 2000 : 20000
-    const warmup = ctx.quick ? 500 : 2000
+    const warmup = 2000
     const data = await withWorkers(async (keep) => {
         const server = keep(await startWorker("server", 600000))
         const client = keep(await startWorker("client", 600000))
