@@ -33,6 +33,7 @@ export abstract class Endpoint extends EventEmitter {
     private timer: NodeJS.Timeout | undefined
     private timerAt = -1
     private blocked = false // socket.write returned false: wait for "drain"
+    private corked: Socket | undefined // corked until the next tick
     private pumping = false
     private again = false
     private writes = new Map<number, Waiter>()
@@ -197,6 +198,7 @@ export abstract class Endpoint extends EventEmitter {
         if (due >= 0 && due <= now) link.handleTimeout(now)
         const s = this.socket
         if (s && !this.blocked) {
+            this.cork(s)
             while (true) {
                 const b = link.pollTransmit(now)
                 if (b === undefined) break
@@ -218,6 +220,19 @@ export abstract class Endpoint extends EventEmitter {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
+    }
+
+    // Lines written in one turn of the event loop (a burst of write() calls,
+    // or writes made as earlier ones resolve) leave in one system call
+    // instead of one each: the socket is corked until the next tick.
+    private cork(s: Socket): void {
+        if (this.corked === s) return
+        this.corked = s
+        s.cork()
+        process.nextTick(() => {
+            if (this.corked === s) this.corked = undefined
+            s.uncork()
+        })
     }
 
     private dispatch(e: LinkEvent): void {

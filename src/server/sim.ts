@@ -14,7 +14,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..")
-export const SIM_APPS = ["demo", "remote", "qos", "qos-fast", "testbed", "soak"] as const
+export const SIM_APPS = ["demo", "remote", "qos", "qos-fast", "testbed", "soak", "bench"] as const
 export type SimApp = (typeof SIM_APPS)[number]
 
 export interface SimConfig {

@@ -1,0 +1,49 @@
+// One Node devs-iot Client in its own process: the client end of the
+// latency, throughput and recovery benchmarks.
+import { Client } from "../../src/server/index.js"
+import { Counter, roundTrips, sendMany, type SendMode } from "./ops.js"
+import { serveRequests } from "../lib/rpc.js"
+
+let client: Client | undefined
+let counter: Counter | undefined
+
+function the(): Client {
+    if (!client) throw new Error("not connected")
+    return client
+}
+
+serveRequests(
+    {
+        ping: () => "pong",
+        async connect(a: { id: string; port: number; timeout?: number; window?: number }) {
+            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}) })
+            counter = new Counter(client, a.id)
+            client.start()
+            await client.connected()
+            return null
+        },
+        rtt: (a: { n: number; warmup: number }) => roundTrips(the(), a.n, a.warmup),
+        send: (a: { n: number; mode: SendMode }) => sendMany(the(), a.n, a.mode),
+        // Starts a qos write and answers at once (recovery times its arrival at the server).
+        write(a: { line: string }) {
+            void the()
+                .write(a.line)
+                .catch(() => {})
+            return null
+        },
+        arm(a: { n: number }) {
+            counter!.arm(a.n)
+            return null
+        },
+        finished: () => counter!.finished(),
+        async close() {
+            await client?.close()
+            return null
+        },
+    },
+    Number(process.argv[2])
+)
+
+process.on("SIGTERM", () => {
+    void (client?.close() ?? Promise.resolve()).finally(() => process.exit(0))
+})

@@ -1,0 +1,95 @@
+// What a benchmark does with one end of a link, the same at the server (a
+// Connection) and at a Node client: timed round trips, sending N lines in a
+// given mode, and counting what arrives.
+import type { WriteOptions } from "../../src/server/index.js"
+import { emit, wallMs } from "../lib/rpc.js"
+import { summarize, type Summary } from "../lib/stats.js"
+import { isControl, PAYLOAD } from "../lib/payload.js"
+
+export interface LineEnd extends AsyncIterable<string> {
+    write(line: string, opts?: WriteOptions): Promise<void>
+}
+
+export interface SendMode {
+    qos: boolean
+    wait: boolean
+    inflight: number // writes outstanding at once (1 with wait)
+}
+
+// Reads every line as it arrives, so the peer's qos writes are never held
+// back by this end, and counts them. Control lines are passed on to the
+// runner as "line" events.
+export class Counter {
+    count = 0
+    private target = Infinity
+    private lastAt = 0
+    private done: ((at: number) => void) | undefined
+
+    constructor(end: LineEnd, readonly id: string) {
+        void this.run(end)
+    }
+
+    // The next `n` lines are awaited by finished().
+    arm(n: number): void {
+        this.target = this.count + n
+    }
+
+    // Resolves with the wall-clock ms at which the armed count was reached.
+    finished(): Promise<number> {
+        if (this.count >= this.target) return Promise.resolve(this.lastAt)
+        return new Promise((resolve) => (this.done = resolve))
+    }
+
+    private async run(end: LineEnd): Promise<void> {
+        try {
+            for await (const line of end) {
+                this.lastAt = wallMs()
+                if (isControl(line)) {
+                    emit({ event: "line", id: this.id, line, at: this.lastAt })
+                    continue
+                }
+                if (++this.count === this.target && this.done) {
+                    this.done(this.lastAt)
+                    this.done = undefined
+                }
+            }
+        } catch {}
+    }
+}
+
+// `n` qos writes with wait, one after another, each timed from the call to
+// its resolution (the peer's ACK), after `warmup` untimed ones.
+export async function roundTrips(end: LineEnd, n: number, warmup: number): Promise<Summary> {
+    for (let i = 0; i < warmup; i++) await end.write(PAYLOAD)
+    const samples = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+        const t0 = performance.now()
+        await end.write(PAYLOAD)
+        samples[i] = performance.now() - t0
+    }
+    return summarize(samples)
+}
+
+// Writes `n` lines, keeping `mode.inflight` writes outstanding. Returns the
+// wall-clock ms of the first write and the sender's own elapsed ms (until
+// every write resolved).
+export async function sendMany(end: LineEnd, n: number, mode: SendMode): Promise<{ start: number; ms: number }> {
+    const opts: WriteOptions = { qos: mode.qos, wait: mode.wait }
+    const start = wallMs()
+    const t0 = performance.now()
+    await new Promise<void>((resolve, reject) => {
+        let next = 0
+        let done = 0
+        const launch = () => {
+            while (next < n && next - done < mode.inflight) {
+                next++
+                end.write(PAYLOAD, opts).then(() => {
+                    if (++done === n) resolve()
+                    else launch()
+                }, reject)
+            }
+        }
+        launch()
+    })
+    return { start, ms: performance.now() - t0 }
+}

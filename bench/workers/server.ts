@@ -1,0 +1,106 @@
+// A devs-iot Server in its own process. It reads every line of every client
+// (so clients' writes are never held back), and on request runs a benchmark
+// op on one client's Connection or reports its own CPU and memory.
+import { readFileSync } from "node:fs"
+import { Server, type Connection } from "../../src/server/index.js"
+import { Counter, roundTrips, sendMany, type SendMode } from "./ops.js"
+import { serveRequests } from "../lib/rpc.js"
+
+let server: Server | undefined
+const counters = new Map<string, Counter>()
+let disconnects = 0
+let connects = 0
+let cpuMark = process.cpuUsage()
+let wallMark = performance.now()
+let readMark = readBytes()
+
+function conn(id: string): Promise<Connection> {
+    if (!server) throw new Error("not listening")
+    return server.clientConn(id)
+}
+
+function counter(id: string): Counter {
+    const c = counters.get(id)
+    if (!c) throw new Error(`no client ${id}`)
+    return c
+}
+
+// Bytes this process read by read(2) and friends, sockets included.
+function readBytes(): number {
+    try {
+        const m = /rchar:\s*(\d+)/.exec(readFileSync("/proc/self/io", "utf8"))
+        return m ? Number(m[1]) : NaN
+    } catch {
+        return NaN
+    }
+}
+
+serveRequests(
+    {
+        ping: () => "pong",
+        async listen(a: { port?: number; timeout?: number; window?: number }) {
+            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}) })
+            server.on("connect", (c: Connection) => {
+                connects++
+                if (!counters.has(c.id)) counters.set(c.id, new Counter(c, c.id))
+            })
+            server.on("disconnect", () => disconnects++)
+            await server.listen()
+            return { port: server.port }
+        },
+        async waitFor(a: { id: string }) {
+            await conn(a.id)
+            return null
+        },
+        async rtt(a: { id: string; n: number; warmup: number }) {
+            return roundTrips(await conn(a.id), a.n, a.warmup)
+        },
+        async send(a: { id: string; n: number; mode: SendMode }) {
+            return sendMany(await conn(a.id), a.n, a.mode)
+        },
+        async write(a: { id: string; line: string }) {
+            await (await conn(a.id)).write(a.line)
+            return null
+        },
+        arm(a: { id: string; n: number }) {
+            counter(a.id).arm(a.n)
+            return null
+        },
+        finished(a: { id: string }) {
+            return counter(a.id).finished()
+        },
+        // CPU % of one core, RSS and bytes read since the last mark; links up.
+        usage(a: { mark?: boolean }) {
+            const now = performance.now()
+            const cpu = process.cpuUsage(cpuMark)
+            const rchar = readBytes()
+            const ms = now - wallMark
+            const r = {
+                cpuPercent: ((cpu.user + cpu.system) / 1000 / ms) * 100,
+                rssMB: process.memoryUsage().rss / 1048576,
+                peakRssMB: process.resourceUsage().maxRSS / 1024,
+                heapMB: process.memoryUsage().heapUsed / 1048576,
+                readBytesPerSec: ((rchar - readMark) / ms) * 1000,
+                up: server ? server.connections().filter((c) => c.status()).length : 0,
+                connects,
+                disconnects,
+                ms,
+            }
+            if (a.mark) {
+                cpuMark = process.cpuUsage()
+                wallMark = now
+                readMark = rchar
+            }
+            return r
+        },
+        async close() {
+            await server?.close()
+            return null
+        },
+    },
+    Number(process.argv[2])
+)
+
+process.on("SIGTERM", () => {
+    void (server?.close() ?? Promise.resolve()).finally(() => process.exit(0))
+})
