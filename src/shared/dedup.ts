@@ -6,6 +6,7 @@
 
 export class SeenIds {
     private bits: number[] = []
+    private newest = -1 // byte of the newest id marked; -1: none since clear()
 
     constructor() {
         this.clear()
@@ -15,6 +16,7 @@ export class SeenIds {
         const b: number[] = []
         for (let i = 0; i < 32; i++) b.push(0)
         this.bits = b
+        this.newest = -1
     }
 
     has(id: number): boolean {
@@ -24,6 +26,14 @@ export class SeenIds {
     mark(id: number): void {
         const i = id >> 3
         this.bits[i] = this.bits[i] | (1 << (id & 7))
+        const step = this.newest < 0 ? 0 : (i - this.newest) & 31
+        if (step > 0 && step < 16) {
+            for (let k = 1; k <= step; k++) this.bits[(this.newest + k + 16) & 31] = 0
+            this.newest = i
+            return
+        }
+        // Same byte, or an older id resent: v1's rule.
         this.bits[(i + 16) & 31] = 0
+        if (this.newest < 0) this.newest = i
     }
 }

@@ -47,7 +47,16 @@ export class LineFramer {
             c = c.slice(nl + 1)
             if (c.length === 0) return
         }
-        const last = c.lastIndexOf(NEWLINE)
+        let last = c.lastIndexOf(NEWLINE)
+        if (last >= 0 && this.tail + last > this.maxLineBytes) {
+            // The chunk may hold whole over-long lines (a simulator can hand
+            // over 40 KB at once): drop them now, not when framed.
+            this.queueLines(c.slice(0, last + 1))
+            this.tail = 0
+            c = c.slice(last + 1)
+            if (c.length === 0) return
+            last = -1
+        }
         const tail = last < 0 ? this.tail + c.length : c.length - last - 1
         if (tail > this.maxLineBytes) {
             // The line this chunk ends in is over-long: queue what precedes
@@ -122,6 +131,25 @@ export class LineFramer {
         this.queued = 0
         this.tail = 0
         return rest
+    }
+
+    // Queues lines that end in c, each over-long one replaced by a CUT. The
+    // first may have begun in earlier chunks (this.tail bytes).
+    private queueLines(c: Buffer): void {
+        let from = 0
+        let start = 0
+        let before = this.tail
+        while (start < c.length) {
+            const nl = c.indexOf(NEWLINE, start)
+            if (before + nl - start > this.maxLineBytes) {
+                if (start > from) this.enqueue(c.slice(from, start))
+                this.chunks.push(CUT)
+                from = nl + 1
+            }
+            before = 0
+            start = nl + 1
+        }
+        if (from < c.length) this.enqueue(c.slice(from))
     }
 
     private enqueue(c: Buffer): void {

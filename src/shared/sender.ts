@@ -9,6 +9,13 @@
 //   and no earlier wait write is still queued, so wait writes arrive in order.
 // - fault 5: a non-qos message is forgotten when its ACK has not come within
 //   `timeout`, or when its socket closes; it never blocks anything for longer.
+// - gaps: a forgotten message may never have arrived, so its id keeps its
+//   place in the window until an ACK for a later id shows the receiver got
+//   past it. New ids thus stay within `window` of an id the receiver marked,
+//   which its de-duplication set needs (dedup.ts). When forgotten ids fill
+//   the window and nothing is in flight, the newest forgotten one is sent
+//   again as a probe: the receiver delivers it at most once, and its ACK
+//   opens the window.
 // - resend: a qos message is sent again after `timeout` without ACK, and
 //   after every reconnect, with the same id, until ACKed.
 // - fast resend: a receiver handles lines in order and ACKs each one it keeps
@@ -34,6 +41,7 @@ export interface Outgoing {
     id: number
     sentAt: number // -1: to be sent (again)
     txOrder: number // position of its last transmission on the current socket
+    gone: boolean // a forgotten non-qos message holding its id's place
 }
 
 export interface SenderLimits {
@@ -49,7 +57,9 @@ export class Sender {
     private queue = new Fifo<Outgoing>()
     private queuedBytes = 0
     private queuedNoWait = 0 // queued writes that may overtake a blocked wait write
-    private inflight = new Fifo<Outgoing>() // in seq order
+    private inflight = new Fifo<Outgoing>() // in seq order, forgotten ones too
+    private live = 0 // entries of inflight not gone
+    private probe: Outgoing | undefined = undefined // the newest gone entry, payload kept
     private inflightBytes = 0
     private inflightQos = 0
     private nextSeq = 0
@@ -80,7 +90,7 @@ export class Sender {
                 "write queue full (" + this.queue.size() + " lines, " + this.queuedBytes + " bytes waiting for the link)"
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
-        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1 }
+        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, gone: false }
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -92,11 +102,12 @@ export class Sender {
     }
 
     inflightCount(): number {
-        return this.inflight.size()
+        return this.live
     }
 
     // Moves queued writes into the window as far as the rules allow.
     admit(): void {
+        this.probeIfStuck()
         while (this.queue.size() > 0) {
             const o = this.queue.peek() as Outgoing
             if (!this.windowHasRoom(o)) return
@@ -123,10 +134,10 @@ export class Sender {
     nextLine(now: number, written: number[]): Buffer | undefined {
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
-            if (o.sentAt >= 0) continue
+            if (o.sentAt >= 0 || o.gone) continue
             o.sentAt = now
             o.txOrder = this.txCount++
-            if (!o.qos) written.push(o.ticket)
+            if (!o.qos && o.ticket > 0) written.push(o.ticket)
             return encode(o)
         }
         return undefined
@@ -136,22 +147,13 @@ export class Sender {
     // 5). Returns the ids marked for resending.
     expire(now: number): number[] {
         const resend: number[] = []
-        let forget = false
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
-            if (o.sentAt < 0 || now < o.sentAt + this.limits.timeout) continue
+            if (o.sentAt < 0 || o.gone || now < o.sentAt + this.limits.timeout) continue
             if (o.qos) {
                 o.sentAt = -1
                 resend.push(o.id)
-            } else forget = true
-        }
-        if (forget) {
-            const self = this
-            this.inflight.retain(function (o: Outgoing) {
-                if (o.qos || o.sentAt < 0 || now < o.sentAt + self.limits.timeout) return true
-                self.inflightBytes -= o.payload.length
-                return false
-            })
+            } else this.forget(o)
         }
         return resend
     }
@@ -161,7 +163,7 @@ export class Sender {
         let t = -1
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
-            if (o.sentAt < 0) continue
+            if (o.sentAt < 0 || o.gone) continue
             const due = o.sentAt + this.limits.timeout
             if (t < 0 || due < t) t = due
         }
@@ -169,7 +171,10 @@ export class Sender {
     }
 
     hasUnsent(): boolean {
-        for (let i = 0; i < this.inflight.size(); i++) if (this.inflight.at(i).sentAt < 0) return true
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.sentAt < 0 && !o.gone) return true
+        }
         return false
     }
 
@@ -181,7 +186,7 @@ export class Sender {
         let found: Outgoing | undefined = undefined
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
-            if (o.id === id && o.sentAt >= 0) {
+            if (o.id === id && o.sentAt >= 0 && !o.gone) {
                 found = o
                 break
             }
@@ -192,19 +197,25 @@ export class Sender {
         const before = resent.length
         this.inflight.retain(function (o: Outgoing) {
             if (o === hit) return false
-            if (o.sentAt < 0 || o.txOrder > hit.txOrder) return true
-            // Sent before the ACKed one, and not ACKed: the receiver dropped it.
-            if (!o.qos) {
-                self.inflightBytes -= o.payload.length
-                return false
+            if (!o.gone && (o.sentAt < 0 || o.txOrder > hit.txOrder)) return true
+            if (!o.gone) {
+                // Sent before the ACKed one, and not ACKed: the receiver dropped it.
+                if (o.qos) {
+                    o.sentAt = -1
+                    resent.push(o.id)
+                    return true
+                }
+                self.forget(o)
             }
-            o.sentAt = -1
-            resent.push(o.id)
-            return true
+            // The receiver got past an earlier gone id.
+            if (o.seq > hit.seq) return true
+            if (self.probe === o) self.probe = undefined
+            return false
         })
         if (resent.length > before) this.cwnd = this.cwnd > 1 ? Math.floor(this.cwnd / 2) : 1
         else if (this.cwnd < this.limits.window) this.cwnd++
         this.inflightBytes -= hit.payload.length
+        this.live--
         if (hit.qos) this.inflightQos--
         return hit.qos ? hit.ticket : 0
     }
@@ -212,15 +223,12 @@ export class Sender {
     // The socket closed: non-qos messages on it are gone, qos ones go again.
     socketLost(): void {
         this.txCount = 0
-        const self = this
-        this.inflight.retain(function (o: Outgoing) {
-            if (o.qos) {
-                o.sentAt = -1
-                return true
-            }
-            self.inflightBytes -= o.payload.length
-            return false
-        })
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.gone) continue
+            if (o.qos) o.sentAt = -1
+            else this.forget(o)
+        }
     }
 
     // The link is closed for good: every write not yet complete fails.
@@ -229,6 +237,8 @@ export class Sender {
         for (let i = 0; i < this.inflight.size(); i++) if (this.inflight.at(i).qos) tickets.push(this.inflight.at(i).ticket)
         while (this.queue.size() > 0) tickets.push((this.queue.shift() as Outgoing).ticket)
         this.inflight.clear()
+        this.live = 0
+        this.probe = undefined
         this.inflightBytes = 0
         this.inflightQos = 0
         this.queuedBytes = 0
@@ -240,8 +250,8 @@ export class Sender {
         const oldest = this.inflight.peek()
         if (oldest === undefined) return true
         if (this.nextSeq - oldest.seq >= this.limits.window) return false
-        if (this.inflight.size() >= this.cwnd) return false
-        if (this.zeroFirst && oldest.seq === 0) return false
+        if (this.live >= this.cwnd) return false
+        if (this.zeroFirst && oldest.seq === 0 && !oldest.gone) return false
         return this.inflightBytes + o.payload.length <= this.limits.maxInflightBytes
     }
 
@@ -256,8 +266,36 @@ export class Sender {
         o.id = wireId(o.seq)
         o.sentAt = -1
         this.inflight.push(o)
+        this.live++
         this.inflightBytes += o.payload.length
         if (o.qos) this.inflightQos++
+    }
+
+    // A non-qos message is done with, but its id may not have arrived.
+    private forget(o: Outgoing): void {
+        this.inflightBytes -= o.payload.length
+        this.live--
+        o.gone = true
+        o.sentAt = -1
+        const p = this.probe
+        if (p !== undefined && p.seq > o.seq) {
+            o.payload = NOTHING
+            return
+        }
+        if (p !== undefined) p.payload = NOTHING
+        this.probe = o
+    }
+
+    private probeIfStuck(): void {
+        const p = this.probe
+        if (p === undefined || this.live > 0 || this.queue.size() === 0) return
+        const oldest = this.inflight.peek() as Outgoing
+        if (this.nextSeq - oldest.seq < this.limits.window) return
+        this.probe = undefined
+        p.gone = false
+        p.ticket = 0 // its write completed when it was first sent
+        this.live++
+        this.inflightBytes += p.payload.length
     }
 }
 
@@ -274,6 +312,8 @@ export function checkLine(line: string, maxLineBytes: number): Buffer {
         throw new LinkError("ETOOLONG", "line is " + bytes.length + " bytes, more than maxLineBytes (" + maxLineBytes + ")")
     return bytes
 }
+
+const NOTHING = Buffer.alloc(0)
 
 function encode(o: Outgoing): Buffer {
     const h = hexByte(o.id)

@@ -80,6 +80,21 @@ export const framerSuite = suite("framer", function (test) {
         f.push(bytes("tail\n05ok\n"))
         eqList(drain(f), ["<too-long>", "05ok"], "reported once, then the next line")
     })
+    test("over-long lines whole inside one chunk are dropped as they are pushed", async function () {
+        const f = new LineFramer(100)
+        const big = "01" + "x".repeat(4000)
+        f.push(bytes("00a\n" + big + "\n02b\n" + big + "\n" + big + "\n03c\n04"))
+        ok(f.buffered() < 30, "buffered " + f.buffered())
+        f.push(bytes("d\n"))
+        eqList(drain(f), ["00a", "<too-long>", "02b", "<too-long>", "<too-long>", "03c", "04d"], "lines")
+    })
+    test("an over-long line begun in an earlier chunk and ended in a big one is dropped", async function () {
+        const f = new LineFramer(100)
+        f.push(bytes("00a\n01" + "y".repeat(60)))
+        f.push(bytes("z".repeat(300) + "\n02b\n"))
+        ok(f.buffered() < 80, "buffered " + f.buffered())
+        eqList(drain(f), ["00a", "<too-long>", "02b"], "lines")
+    })
     test("a line of exactly the maximum is delivered", async function () {
         const f = new LineFramer(4)
         f.push(bytes("abcd\nabcde\nab"))

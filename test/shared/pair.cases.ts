@@ -38,6 +38,40 @@ async function exchange(seed: number, n: number, qos: boolean, wait: boolean, bo
     return ""
 }
 
+// A wrap of qos lines (every id seen once), then `gap` non-qos lines each
+// batch followed by a silent cut, then 600 qos lines over a clean network.
+// Before the fix a receiver took new ids 128 past the gap for duplicates.
+async function afterGap(gap: number): Promise<string> {
+    const sim = new Sim(nodeCfg({}), nodeCfg({}), noFaults(), 7)
+    const a = new Writer("a", 260, true, false, 16)
+    if (!(await writeAll(sim, a, 60000))) return "first lines not written"
+    let p = checkDelivery(a, sim.serverRx, false)
+    if (p !== "") return p
+    let written = 0
+    for (let batch = 0; written < gap && batch < 200; batch++) {
+        sim.serverRx = [] // the VM's heap is small
+        const n = new Writer("n" + batch, 20, false, false, 20)
+        await writeAll(sim, n, 20000)
+        written += n.done.length
+        sim.cut(true)
+    }
+    if (written < gap) return "only " + written + " non-qos lines written"
+    sim.serverRx = []
+    const b = new Writer("b", 300, true, false, 16)
+    if (!(await writeAll(sim, b, 120000))) return "last lines not written (" + b.done.length + ")"
+    await sim.runFor(3000)
+    p = checkDelivery(b, sim.serverRx, false)
+    if (p === "" && sim.serverRx.length !== 300) return "delivered " + sim.serverRx.length + " of 300"
+    return p
+}
+
+async function writeAll(sim: Sim, w: Writer, limitMs: number): Promise<boolean> {
+    sim.clientWriter = w
+    return await sim.run(function () {
+        return w.finished()
+    }, limitMs)
+}
+
 export const pairSuite = suite("two links over a faulty network", function (test) {
     test("exactly-once and order, wait=true, both directions: loss, duplication, cuts, 1-7 byte chunks", async function () {
         for (let seed = 1; seed <= 3; seed++) eq(await exchange(seed, 30, true, true, false), "", "problem")
@@ -47,6 +81,9 @@ export const pairSuite = suite("two links over a faulty network", function (test
     })
     test("qos=false: never duplicated; losses allowed", async function () {
         eq(await exchange(21, 40, false, false, false), "", "problem")
+    })
+    test("non-qos lines lost in silent cuts leave no stale ids: every later qos line arrives once", async function () {
+        for (let gap = 40; gap <= 400; gap += 360) eq(await afterGap(gap), "", "gap of " + gap + " lines")
     })
     test("devs-iot peers: both ends negotiate the extension, and no bad line is seen", async function () {
         const sim = new Sim(nodeCfg({}), nodeCfg({}), noFaults(), 1)
