@@ -48,13 +48,13 @@ export class LineFramer {
             if (c.length === 0) return
         }
         let last = c.lastIndexOf(NEWLINE)
-        if (last >= 0 && this.tail + last > this.maxLineBytes) {
-            // The chunk may hold whole over-long lines (a simulator can hand
+        if (last >= 0 && this.tail + last > this.maxLineBytes && this.hasLongLine(c, last)) {
+            // Whole over-long lines inside one chunk (a simulator can hand
             // over 40 KB at once): drop them now, not when framed.
-            this.queueLines(c.slice(0, last + 1))
+            this.queueLines(c, last + 1)
             this.tail = 0
+            if (last + 1 === c.length) return
             c = c.slice(last + 1)
-            if (c.length === 0) return
             last = -1
         }
         const tail = last < 0 ? this.tail + c.length : c.length - last - 1
@@ -133,13 +133,27 @@ export class LineFramer {
         return rest
     }
 
-    // Queues lines that end in c, each over-long one replaced by a CUT. The
-    // first may have begun in earlier chunks (this.tail bytes).
-    private queueLines(c: Buffer): void {
+    // True when a line ending in c[0, last] is over-long (the first may have
+    // begun in earlier chunks: this.tail bytes). Scans without copying: on
+    // DeviceScript, slice copies.
+    private hasLongLine(c: Buffer, last: number): boolean {
+        let start = 0
+        let before = this.tail
+        while (start <= last) {
+            const nl = c.indexOf(NEWLINE, start)
+            if (before + nl - start > this.maxLineBytes) return true
+            before = 0
+            start = nl + 1
+        }
+        return false
+    }
+
+    // Queues the lines in c[0, end), each over-long one replaced by a CUT.
+    private queueLines(c: Buffer, end: number): void {
         let from = 0
         let start = 0
         let before = this.tail
-        while (start < c.length) {
+        while (start < end) {
             const nl = c.indexOf(NEWLINE, start)
             if (before + nl - start > this.maxLineBytes) {
                 if (start > from) this.enqueue(c.slice(from, start))
@@ -149,7 +163,7 @@ export class LineFramer {
             before = 0
             start = nl + 1
         }
-        if (from < c.length) this.enqueue(c.slice(from))
+        if (from < end) this.enqueue(c.slice(from, end))
     }
 
     private enqueue(c: Buffer): void {

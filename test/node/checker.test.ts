@@ -3,7 +3,7 @@ import assert from "node:assert/strict"
 import { check, failures, type LogRecord } from "../soak/checker.js"
 
 let t = 0
-function rec(who: string, kind: "S" | "R", text: string, life = 0): LogRecord {
+function rec(who: string, kind: "S" | "R" | "I", text: string, life = 0): LogRecord {
     return { t: t++, who, life, kind, text }
 }
 
@@ -32,6 +32,12 @@ describe("soak checker", function () {
             name: "wait lines out of order; per sender run and receiver",
             log: [rec("n1", "R", "w.srv.n1.5.1"), rec("n1", "R", "w.srv.n1.5.0"), rec("b1", "R", "w.srv.b1.5.0")],
             want: { "qos.down.outOfOrder": 1, "qos.down.unconfirmed": 3 },
+            fails: 1,
+        },
+        {
+            name: "lost because the receiver was killed soon after the ACK: counted apart, still a failure",
+            log: [rec("srv", "R", "w.n1.srv.7.0", 0), rec("n1", "S", "w.n1.srv.7.1"), rec("srv", "I", "up", 0), rec("srv", "I", "up", 1)],
+            want: { "qos.up.lost": 1, "qos.up.lostInCrash": 1, "qos.up.unconfirmed": 1 },
             fails: 1,
         },
         { name: "no-qos lines may be lost", log: [rec("n1", "S", "n.n1.srv.7.0")], want: { "noQos.up.lost": 1 }, fails: 0 },

@@ -38,7 +38,12 @@ describe("faults on real sockets and processes (short soak)", function () {
         console.log(`      recovery (fault cleared -> next line read): median ${median(recovery.map((x) => x.ms))} ms\n        ${lines.join("\n        ")}`)
         console.log(`      qos up ${JSON.stringify(r.qos.up)}\n      qos down ${JSON.stringify(r.qos.down)}\n      no qos up ${JSON.stringify(r.noQos.up)}, down ${JSON.stringify(r.noQos.down)}`)
         assert.ok(ok, `not every end finished its writes:\n${notes.join("\n")}`)
-        assert.equal(failures(r), 0, `qos lines lost, duplicated or out of order: ${JSON.stringify(r)}`)
+        // A line its receiver's link kept and ACKed, whose process was then
+        // killed before the application read it, is lost by design (ACK on
+        // keep; README, "Soak figures"): printed, not asserted.
+        const crash = r.qos.up.lostInCrash + r.qos.down.lostInCrash
+        if (crash > 0) console.log(`      lost in a receiver's kill -9 before its application read them: ${JSON.stringify(r.examples.lostInCrash)}`)
+        assert.equal(failures(r) - crash, 0, `qos lines lost, duplicated or out of order: ${JSON.stringify(r)}`)
         // r.qos.*.crashDuplicated: a line read before a kill -9 and again by the
         // restarted process (its memory of ids is gone). Counted, not a failure.
         assert.ok(r.qos.up.delivered > 100 && r.qos.down.delivered > 100, "too little traffic to prove anything")

@@ -15,6 +15,7 @@ export interface Tally {
     sent: number // writes completed (qos: ACKed)
     delivered: number // distinct lines read
     lost: number // completed, never read
+    lostInCrash: number // of lost: the receiver was killed within CRASH_WINDOW ms after the write completed
     duplicated: number // read twice or more by one life of the receiver
     crashDuplicated: number // read again only by a later life of the receiver (memory-only state lost)
     outOfOrder: number // "w" lines read after a later one of the same sender run
@@ -29,11 +30,11 @@ interface Pairs {
 export interface Report extends Pairs {
     v1: Pairs // pairs with an original micropython-iot client, apart
     bad: number // lines read that are not soak lines
-    examples: { lost: string[]; duplicated: string[]; crashDuplicated: string[]; outOfOrder: string[] } // up to 20 lines each
+    examples: { lost: string[]; lostInCrash: string[]; duplicated: string[]; crashDuplicated: string[]; outOfOrder: string[] } // up to 20 lines each
 }
 
 function tally(): Tally {
-    return { sent: 0, delivered: 0, lost: 0, duplicated: 0, crashDuplicated: 0, outOfOrder: 0, unconfirmed: 0 }
+    return { sent: 0, delivered: 0, lost: 0, lostInCrash: 0, duplicated: 0, crashDuplicated: 0, outOfOrder: 0, unconfirmed: 0 }
 }
 
 interface Line {
@@ -54,11 +55,14 @@ function pairs(): Pairs {
     return { qos: { up: tally(), down: tally() }, noQos: { up: tally(), down: tally() } }
 }
 
+export const CRASH_WINDOW = 1000
+
 // `v1Ids`: the clients that are original micropython-iot boards.
 export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> = new Set()): Report {
-    const report: Report = { ...pairs(), v1: pairs(), bad: 0, examples: { lost: [], duplicated: [], crashDuplicated: [], outOfOrder: [] } }
+    const report: Report = { ...pairs(), v1: pairs(), bad: 0, examples: { lost: [], lostInCrash: [], duplicated: [], crashDuplicated: [], outOfOrder: [] } }
     const note = (k: keyof Report["examples"], s: string) => void (report.examples[k].length < 20 && report.examples[k].push(s))
-    const sent = new Set<string>()
+    const sent = new Map<string, number>() // line -> when its write completed
+    const lives = new Map<string, Array<{ life: number; last: number }>>() // end -> its lives in order, with their last record
     const reads = new Map<string, number[]>() // line -> lives of the receiver that read it
     const lastW = new Map<string, number>() // sender run, receiver and its life -> last "w" number read
     const pick = (l: Line) => {
@@ -66,6 +70,10 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
         return (l.stream === "n" ? p.noQos : p.qos)[l.from === "srv" ? "down" : "up"]
     }
     for (const r of records) {
+        const ls = lives.get(r.who) ?? []
+        if (ls.length === 0 || ls[ls.length - 1]!.life !== r.life) ls.push({ life: r.life, last: r.t })
+        else ls[ls.length - 1]!.last = r.t
+        lives.set(r.who, ls)
         if (r.kind === "I") continue
         const l = parseSoakLine(r.text)
         if (!l || (r.kind === "R" && l.to !== r.who) || (r.kind === "S" && l.from !== r.who)) {
@@ -74,28 +82,35 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
         }
         if (r.kind === "S") {
             if (!sent.has(r.text)) pick(l).sent++
-            sent.add(r.text)
+            sent.set(r.text, r.t)
             continue
         }
-        const lives = reads.get(r.text) ?? []
+        const readers = reads.get(r.text) ?? []
         const t = pick(l)
-        if (lives.length === 0) t.delivered++
-        else if (lives.includes(r.life)) (t.duplicated++, note("duplicated", r.text))
+        if (readers.length === 0) t.delivered++
+        else if (readers.includes(r.life)) (t.duplicated++, note("duplicated", r.text))
         else (t.crashDuplicated++, note("crashDuplicated", r.text))
-        lives.push(r.life)
-        reads.set(r.text, lives)
-        if (l.stream === "w" && lives.length === 1) {
+        readers.push(r.life)
+        reads.set(r.text, readers)
+        if (l.stream === "w" && readers.length === 1) {
             const k = `${l.from}.${l.to}.${l.run}.${r.life}`
             const last = lastW.get(k) ?? -1
             if (l.n < last) (t.outOfOrder++, note("outOfOrder", `${r.text} after ${last}`))
             else lastW.set(k, l.n)
         }
     }
-    for (const s of sent) {
+    for (const [s, at] of sent) {
         if (reads.has(s)) continue
         const l = parseSoakLine(s)!
-        pick(l).lost++
-        if (l.stream !== "n") note("lost", s)
+        const t = pick(l)
+        t.lost++
+        if (l.stream === "n") continue
+        note("lost", s)
+        // The receiver's life at `at` ended soon after: the line was kept and
+        // ACKed by its link, and the process died before its application read it.
+        const ls = lives.get(l.to) ?? []
+        const i = ls.findIndex((x) => x.last >= at)
+        if (i >= 0 && i < ls.length - 1 && ls[i]!.last - at <= CRASH_WINDOW) (t.lostInCrash++, note("lostInCrash", s))
     }
     for (const [s] of reads) {
         if (!sent.has(s)) pick(parseSoakLine(s)!).unconfirmed++

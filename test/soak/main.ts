@@ -35,7 +35,8 @@ function int(name: string, v: string | undefined, dflt: number, min: number, max
 function line(name: string, t: Tally, qos: boolean): string {
     const dup = qos ? `duplicated ${t.duplicated} (+${t.crashDuplicated} read again by a restarted receiver)` : `duplicated ${t.duplicated}`
     const extra = qos ? `, out of order ${t.outOfOrder}` : ""
-    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}, ${dup}${extra}`
+    const crash = qos && t.lostInCrash > 0 ? ` (${t.lostInCrash} of them kept by a receiver killed within 1 s, before its application read them)` : ""
+    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}, ${dup}${extra}`
 }
 
 async function main(): Promise<number> {
