@@ -233,10 +233,9 @@ export class Link {
         if (f.kind === "too-long") {
             this.stats.tooLong++
             this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
-            // Still a line for the handshake: not blank, not a hello.
-            c.gotLine = true
+            // The server's handshake counts it as a line (not blank, not a
+            // hello). A client waits for a complete line it can read.
             if (c.phase === "probe") this.endProbe(c)
-            else if (c.phase === "first-line") this.goUp(c)
             else if (c.phase === "hello") this.noHello(c)
             return true
         }
