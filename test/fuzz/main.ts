@@ -12,12 +12,12 @@ import { linkTarget } from "./link.js"
 
 // Inputs per target in a full run (at least 1,000,000 in total).
 export const FULL: { target: Target<any>; count: number }[] = [
-    { target: framerTarget, count: 300000 },
+    { target: framerTarget, count: 400000 },
     { target: codecTarget, count: 300000 },
-    { target: dedupTarget, count: 10000 },
+    { target: dedupTarget, count: 20000 },
     { target: idlineTarget, count: 200000 },
     { target: helloTarget, count: 200000 },
-    { target: linkTarget, count: 50000 },
+    { target: linkTarget, count: 200000 },
 ]
 const QUICK_DIVISOR = 20
 
