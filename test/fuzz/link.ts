@@ -115,6 +115,7 @@ function genLink(r: Rng): LinkInput {
 interface Sock {
     fed: Buffer[]
     fedBytes: number
+    lines: number // "\n" fed
     sent: { b: Buffer; linesFed: number; bytesFed: number }[]
 }
 
@@ -140,17 +141,13 @@ function runLink(x: LinkInput): void {
     const open = () => {
         link.open(now)
         if (link.hasSocket()) {
-            sock = { fed: [], fedBytes: 0, sent: [] }
+            sock = { fed: [], fedBytes: 0, lines: 0, sent: [] }
             socks.push(sock)
         }
         held = []
         allowance = 0
     }
-    const linesFed = (s: Sock) => {
-        let n = 0
-        for (const b of s.fed) for (let i = 0; i < b.length; i++) if (b[i] === 0x0a) n++
-        return n
-    }
+    const linesFed = (s: Sock) => s.lines
     const event = (e: LinkEvent) => {
         switch (e.type) {
             case "up":
@@ -241,6 +238,7 @@ function runLink(x: LinkInput): void {
         const s = sock as Sock
         s.fed.push(b)
         s.fedBytes += b.length
+        for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) s.lines++
         allowance += b.length
         link.receive(b, now)
     }
@@ -336,7 +334,17 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
     const messages: string[] = []
     for (let si = 0; si < socks.length; si++) {
         const s = socks[si]
-        const rx = refSplit(Buffer.concat(s.fed)).lines
+        const all = Buffer.concat(s.fed)
+        const rx = refSplit(all).lines
+        // end offset of each readable line (<= lim bytes), for "a complete line had arrived"
+        const readableEnds: number[] = []
+        {
+            let off = 0
+            for (const l of rx) {
+                off += l.length + 1
+                if (l.length <= lim) readableEnds.push(off)
+            }
+        }
         const rxIds = new Map<number, number>() // message lines received per id
         for (const l of rx) {
             if (l.length < 3 || l.length > lim) continue
@@ -346,7 +354,6 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
             messages.push(l.subarray(2).toString("utf-8"))
         }
         const acks = new Map<number, number>()
-        let out = Buffer.alloc(0)
         let sentAny = false
         let hellos = 0
         for (let ti = 0; ti < s.sent.length; ti++) {
@@ -370,7 +377,7 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                     must(text === "!hello epoch=" + EPOCH, where + "extension line " + JSON.stringify(text))
                     hellos++
                     must(hellos === 1, where + "second hello on a socket")
-                    const fed = refSplit(Buffer.concat(s.fed)).lines
+                    const fed = rx
                     if (x.role === "server") {
                         must(!sentAny, where + "hello after the server had sent something")
                         must(t.linesFed >= 10, where + "hello after " + t.linesFed + " lines")
@@ -384,7 +391,7 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                     continue
                 }
                 must(/^[0-9a-f]{2}/.test(l.subarray(0, 2).toString("latin1")), where + "line without a lowercase hex id: " + toHex(l))
-                if (x.role === "client") must(fedLinesUpTo(s, t.bytesFed, lim) >= 1, where + "message or ACK before any complete line from the server")
+                if (x.role === "client") must(readableEnds.length > 0 && readableEnds[0] <= t.bytesFed, where + "message or ACK before any complete line from the server")
                 if (x.role === "server") must(t.bytesFed >= 1, where + "message or ACK before any byte from the client")
                 sentAny = true
                 if (l.length === 2) {
@@ -393,7 +400,6 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                     must((acks.get(id) as number) <= (rxIds.get(id) ?? 0), where + "ACK " + text + " sent " + acks.get(id) + " times for " + (rxIds.get(id) ?? 0) + " message lines received")
                 } else must(written.has(l.subarray(2).toString("utf-8")), where + "message not written by the application: " + toHex(l.subarray(0, 40)))
             }
-            out = Buffer.concat([out, t.b])
         }
     }
     // delivered: a subsequence of the message lines received
@@ -403,11 +409,6 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
         must(j < messages.length, "delivered line " + i + " " + JSON.stringify(delivered[i].slice(0, 40)) + " was not received as a message, or out of order")
         j++
     }
-}
-
-// Complete lines of at most `lim` bytes among the first `n` bytes fed.
-function fedLinesUpTo(s: Sock, n: number, lim: number): number {
-    return refSplit(Buffer.concat(s.fed).subarray(0, n)).lines.filter((l) => l.length <= lim).length
 }
 
 function feedBytes(x: LinkInput): Buffer {
