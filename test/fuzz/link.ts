@@ -34,6 +34,7 @@ type Op =
 interface LinkInput {
     role: "server" | "client"
     board: boolean
+    clean: boolean // valid transcripts only, resends within 60 ids: nothing may be delivered twice
     opts: LinkOptions
     ops: Op[]
 }
@@ -44,14 +45,15 @@ const CLIENT_ID = "board-1"
 const EPOCH = "self"
 
 // What the peer of `role` sends on one socket, as valid lines.
-function transcript(r: Rng, role: "server" | "client", maxLine: number, seq: { n: number; acked: number }): Buffer {
+function transcript(r: Rng, role: "server" | "client", maxLine: number, seq: { n: number; acked: number }, clean: string | undefined): Buffer {
     const lines: string[] = []
-    const peerDevs = r.chance(60)
+    // a clean peer is one program: devs-iot (with its one epoch) on every socket, or v1
+    const peerDevs = clean !== undefined ? clean !== "v1" : r.chance(60)
     if (role === "server") {
         if (peerDevs) for (let i = 0; i < 10; i++) lines.push("")
-        if (peerDevs && r.chance(85)) lines.push("!hello epoch=" + r.pick(EPOCHS))
+        if (peerDevs && (clean !== undefined || r.chance(85))) lines.push("!hello epoch=" + (clean ?? r.pick(EPOCHS)))
     } else {
-        if (peerDevs) lines.push("!hello epoch=" + r.pick(EPOCHS))
+        if (peerDevs) lines.push("!hello epoch=" + (clean ?? r.pick(EPOCHS)))
         else lines.push("")
     }
     const n = r.skewed(60)
@@ -59,7 +61,13 @@ function transcript(r: Rng, role: "server" | "client", maxLine: number, seq: { n
         const a = r.int(10)
         if (a < 4) {
             const len = r.chance(10) ? maxLine - 2 + r.int(5) : 1 + r.skewed(Math.min(maxLine, 40))
-            const s = r.chance(10) ? seq.n - r.int(Math.min(seq.n, 130) + 1) : seq.n++
+            const resend = r.chance(10)
+            let s = resend ? seq.n - r.int(Math.min(seq.n, 130) + 1) : seq.n++
+            if (clean !== undefined && resend) {
+                // a clean sender resends within its window, and never its 00
+                // (a v1 receiver takes a 00 that opens a socket for a restart: documented, fault 1)
+                s = seq.n > 1 ? seq.n - 1 - r.int(Math.min(seq.n - 1, 60)) : seq.n++
+            }
             lines.push(hex2(wireId(Math.max(0, s))) + "p" + s + "-" + "x".repeat(Math.max(0, len - 3 - ("" + s).length)))
         } else if (a < 7) lines.push(hex2(wireId(r.chance(80) ? seq.acked++ : r.int(300))))
         else if (a < 9) lines.push("")
@@ -90,10 +98,12 @@ function genLink(r: Rng): LinkInput {
     const ops: Op[] = []
     const seq = { n: r.chance(70) ? 0 : r.int(600), acked: 0 }
     const sockets = 1 + r.skewed(3)
+    const clean = r.chance(30)
+    const epoch = r.chance(40) ? "v1" : r.pick(EPOCHS)
     for (let s = 0; s < sockets; s++) {
         if (s > 0) ops.push(r.chance(50) ? { k: "reopen" } : { k: "sockclose" })
-        let b = r.chance(8) ? randomBytes(r, r.skewed(300)) : transcript(r, role, maxLineBytes, seq)
-        if (r.chance(75)) b = mutate(r, b, maxLineBytes + 2, 1 + r.skewed(8))
+        let b = !clean && r.chance(8) ? randomBytes(r, r.skewed(300)) : transcript(r, role, maxLineBytes, seq, clean ? epoch : undefined)
+        if (!clean && r.chance(75)) b = mutate(r, b, maxLineBytes + 2, 1 + r.skewed(8))
         for (const c of chunksOf(b, randomCuts(r, b.length))) {
             ops.push({ k: "feed", b: c })
             const extra = r.skewed(3)
@@ -109,7 +119,7 @@ function genLink(r: Rng): LinkInput {
     }
     if (r.chance(10)) ops.push({ k: "close" })
     ops.push({ k: "adv", ms: 3 * (opts.timeout as number) })
-    return { role: role, board: board, opts: opts, ops: ops }
+    return { role: role, board: board, clean: clean, opts: opts, ops: ops }
 }
 
 interface Sock {
@@ -402,6 +412,15 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
             }
         }
     }
+    if (x.clean) {
+        const once = new Set<string>()
+        for (const d of delivered) {
+            const m = /^p(\d+)-/.exec(d)
+            if (!m) continue
+            must(!once.has(m[1]), "message of seq " + m[1] + " delivered twice from a clean transcript")
+            once.add(m[1])
+        }
+    }
     // delivered: a subsequence of the message lines received
     let j = 0
     for (let i = 0; i < delivered.length; i++) {
@@ -440,6 +459,6 @@ export const linkTarget: Target<LinkInput> = {
     },
     show(x) {
         const ops = x.ops.map((o) => (o.k === "feed" ? "feed " + toHex(o.b) : o.k === "adv" ? "adv " + o.ms : o.k === "write" ? "write " + o.n + (o.qos ? " qos" : "") + (o.wait ? " wait" : "") + (o.bad >= 0 ? " bad" + o.bad : "") : o.k === "read" ? "read " + o.n : o.k === "reads" ? "reads " + o.on : o.k))
-        return x.role + (x.board ? " (board defaults)" : " (node defaults)") + " opts " + JSON.stringify(x.opts) + "; ops: " + ops.join("; ") + "; all bytes fed " + toHex(feedBytes(x))
+        return x.role + (x.clean ? " clean" : "") + (x.board ? " (board defaults)" : " (node defaults)") + " opts " + JSON.stringify(x.opts) + "; ops: " + ops.join("; ") + "; all bytes fed " + toHex(feedBytes(x))
     },
 }
