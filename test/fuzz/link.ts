@@ -24,6 +24,7 @@ import { refSplit } from "./targets.js"
 type Op =
     | { k: "feed"; b: Buffer }
     | { k: "adv"; ms: number }
+    | { k: "tick"; ms: number } // a timer that fires late (or early): now += ms, one handleTimeout
     | { k: "write"; n: number; qos: boolean; wait: boolean; bad: number }
     | { k: "read"; n: number }
     | { k: "reads"; on: boolean }
@@ -109,7 +110,8 @@ function genLink(r: Rng): LinkInput {
             const extra = r.skewed(3)
             for (let i = 0; i < extra; i++) {
                 const a = r.int(10)
-                if (a < 4) ops.push({ k: "adv", ms: r.chance(20) ? r.int(3 * (opts.timeout as number)) : r.skewed(300) })
+                if (a < 3) ops.push({ k: "adv", ms: r.chance(20) ? r.int(3 * (opts.timeout as number)) : r.skewed(300) })
+                else if (a < 4) ops.push({ k: "tick", ms: r.skewed(3 * (opts.timeout as number)) })
                 else if (a < 7) ops.push({ k: "write", n: 1 + r.skewed(maxLineBytes + 2), qos: r.chance(70), wait: r.chance(50), bad: r.chance(5) ? r.int(3) : -1 })
                 else if (a < 9) ops.push({ k: "read", n: r.skewed(8) })
                 else ops.push({ k: "reads", on: r.chance(50) })
@@ -280,6 +282,10 @@ function runLink(x: LinkInput): void {
                 break
             case "adv":
                 advance(op.ms)
+                break
+            case "tick":
+                now += op.ms
+                link.handleTimeout(now)
                 break
             case "write": {
                 let p = "w" + counter++ + "-"
@@ -458,7 +464,7 @@ export const linkTarget: Target<LinkInput> = {
         return cur
     },
     show(x) {
-        const ops = x.ops.map((o) => (o.k === "feed" ? "feed " + toHex(o.b) : o.k === "adv" ? "adv " + o.ms : o.k === "write" ? "write " + o.n + (o.qos ? " qos" : "") + (o.wait ? " wait" : "") + (o.bad >= 0 ? " bad" + o.bad : "") : o.k === "read" ? "read " + o.n : o.k === "reads" ? "reads " + o.on : o.k))
+        const ops = x.ops.map((o) => (o.k === "feed" ? "feed " + toHex(o.b) : o.k === "adv" ? "adv " + o.ms : o.k === "tick" ? "tick " + o.ms : o.k === "write" ? "write " + o.n + (o.qos ? " qos" : "") + (o.wait ? " wait" : "") + (o.bad >= 0 ? " bad" + o.bad : "") : o.k === "read" ? "read " + o.n : o.k === "reads" ? "reads " + o.on : o.k))
         return x.role + (x.clean ? " clean" : "") + (x.board ? " (board defaults)" : " (node defaults)") + " opts " + JSON.stringify(x.opts) + "; ops: " + ops.join("; ") + "; all bytes fed " + toHex(feedBytes(x))
     },
 }
