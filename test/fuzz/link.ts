@@ -72,7 +72,8 @@ function transcript(r: Rng, role: "server" | "client", maxLine: number, seq: { n
             lines.push(hex2(wireId(Math.max(0, s))) + "p" + s + "-" + "x".repeat(Math.max(0, len - 3 - ("" + s).length)))
         } else if (a < 7) lines.push(hex2(wireId(r.chance(80) ? seq.acked++ : r.int(300))))
         else if (a < 9) lines.push("")
-        else lines.push(r.pick(["!hello epoch=" + r.pick(EPOCHS), "zz", "0", "!x", "0A\u00e9"]))
+        // bad lines; "0A\u00e9" is a message with an id out of the sender's window (not clean)
+        else lines.push(r.pick(["!hello epoch=" + r.pick(EPOCHS), "zz", "0", "!x", clean === undefined ? "0A\u00e9" : "zz\u00e9"]))
     }
     return Buffer.from(lines.join("\n") + "\n")
 }
