@@ -48,7 +48,7 @@ export class LineFramer {
             if (c.length === 0) return
         }
         let last = c.lastIndexOf(NEWLINE)
-        if (last >= 0 && this.tail + last > this.maxLineBytes) {
+        if (last >= 0 && this.tail + last > this.maxLineBytes && this.hasLongLine(c, last)) {
             // The chunk may hold whole over-long lines (a simulator can hand
             // over 40 KB at once): drop them now, not when framed.
             this.queueLines(c.slice(0, last + 1))
@@ -131,6 +131,21 @@ export class LineFramer {
         this.queued = 0
         this.tail = 0
         return rest
+    }
+
+    // Whether a line that ends in c (at or before `last`) is over-long. Only
+    // then is the chunk cut up: copying it per line (slice copies on
+    // DeviceScript) ran a 48 KB chunk of short lines out of memory.
+    private hasLongLine(c: Buffer, last: number): boolean {
+        let start = 0
+        let before = this.tail
+        while (start <= last) {
+            const nl = c.indexOf(NEWLINE, start)
+            if (before + nl - start > this.maxLineBytes) return true
+            before = 0
+            start = nl + 1
+        }
+        return false
     }
 
     // Queues lines that end in c, each over-long one replaced by a CUT. The

@@ -95,6 +95,11 @@ export const framerSuite = suite("framer", function (test) {
         ok(f.buffered() < 80, "buffered " + f.buffered())
         eqList(drain(f), ["00a", "<too-long>", "02b"], "lines")
     })
+    test("a chunk of short lines longer than the maximum is queued whole, not cut per line", async function () {
+        const f = new LineFramer(8)
+        f.push(bytes("00a\n01b\n02c\n03d\n04e"))
+        eq(f.takeRest().length, 1, "one buffer queued")
+    })
     test("a line of exactly the maximum is delivered", async function () {
         const f = new LineFramer(4)
         f.push(bytes("abcd\nabcde\nab"))
