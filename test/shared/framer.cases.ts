@@ -10,6 +10,13 @@ function drain(f: LineFramer): string[] {
     }
 }
 
+// No String.repeat on DeviceScript.
+function rep(c: string, n: number): string {
+    let s = ""
+    for (let i = 0; i < n; i++) s += c
+    return s
+}
+
 const SAMPLE = "00h\u00e9llo\n\n0a\n01\u20ac \ud83d\ude00\nzz\n"
 const SAMPLE_LINES = ["00h\u00e9llo", "", "0a", "01\u20ac \ud83d\ude00", "zz"]
 
@@ -82,7 +89,7 @@ export const framerSuite = suite("framer", function (test) {
     })
     test("over-long lines whole inside one chunk are dropped as they are pushed", async function () {
         const f = new LineFramer(100)
-        const big = "01" + "x".repeat(4000)
+        const big = "01" + rep("x", 4000)
         f.push(bytes("00a\n" + big + "\n02b\n" + big + "\n" + big + "\n03c\n04"))
         ok(f.buffered() < 30, "buffered " + f.buffered())
         f.push(bytes("d\n"))
@@ -90,8 +97,8 @@ export const framerSuite = suite("framer", function (test) {
     })
     test("an over-long line begun in an earlier chunk and ended in a big one is dropped", async function () {
         const f = new LineFramer(100)
-        f.push(bytes("00a\n01" + "y".repeat(60)))
-        f.push(bytes("z".repeat(300) + "\n02b\n"))
+        f.push(bytes("00a\n01" + rep("y", 60)))
+        f.push(bytes(rep("z", 300) + "\n02b\n"))
         ok(f.buffered() < 80, "buffered " + f.buffered())
         eqList(drain(f), ["00a", "<too-long>", "02b"], "lines")
     })
