@@ -49,9 +49,10 @@ export function failure<I>(t: Target<I>, input: I): string | undefined {
     }
 }
 
-// A finding's class, to shrink each kind only once: its message without numbers.
+// A finding's class, to shrink each kind only once: its message without
+// quoted values, hex and numbers.
 function kind(msg: string): string {
-    return msg.replace(/[0-9a-f]{2,}|\d+/g, "#").slice(0, 80)
+    return msg.replace(/"(?:[^"\\]|\\.)*"|'[^']*'/g, "S").replace(/[0-9a-f]{2,}|\d+/g, "#").slice(0, 80)
 }
 
 export function runTarget<I>(t: Target<I>, seed: number, count: number, maxReports = 3): TargetResult {
