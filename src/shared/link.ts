@@ -233,6 +233,10 @@ export class Link {
         if (f.kind === "too-long") {
             this.stats.tooLong++
             this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
+            // The server's handshake counts it as a line (not blank, not a
+            // hello). A client waits for a complete line it can read.
+            if (c.phase === "probe") this.endProbe(c)
+            else if (c.phase === "hello") this.noHello(c)
             return true
         }
         c.gotLine = true
@@ -368,12 +372,7 @@ export class Link {
                 this.goUp(c)
                 return
             }
-            if (l.kind !== "keepalive") {
-                // Not what a devs-iot client sends: fall back to v1 rules.
-                c.peer = "v1"
-                this.notice("no-hello", "expected a hello, got another line: using v1 rules")
-                this.goUp(c)
-            }
+            if (l.kind !== "keepalive") this.noHello(c)
         }
         switch (l.kind) {
             case "keepalive":
@@ -459,6 +458,13 @@ export class Link {
             this.seen.clear()
             this.peerEpoch = epoch
         }
+    }
+
+    // Not what a devs-iot client sends after a hello: fall back to v1 rules.
+    private noHello(c: Conn): void {
+        c.peer = "v1"
+        this.notice("no-hello", "expected a hello, got another line: using v1 rules")
+        this.goUp(c)
     }
 
     private endProbe(c: Conn): void {

@@ -10,11 +10,11 @@ function drain(f: LineFramer): string[] {
     }
 }
 
-// String.repeat does not exist in DeviceScript.
-function times(s: string, n: number): string {
-    let out = ""
-    for (let i = 0; i < n; i++) out += s
-    return out
+// No String.repeat on DeviceScript.
+function rep(c: string, n: number): string {
+    let s = ""
+    for (let i = 0; i < n; i++) s += c
+    return s
 }
 
 const SAMPLE = "00h\u00e9llo\n\n0a\n01\u20ac \ud83d\ude00\nzz\n"
@@ -89,7 +89,7 @@ export const framerSuite = suite("framer", function (test) {
     })
     test("over-long lines whole inside one chunk are dropped as they are pushed", async function () {
         const f = new LineFramer(100)
-        const big = "01" + times("x", 4000)
+        const big = "01" + rep("x", 4000)
         f.push(bytes("00a\n" + big + "\n02b\n" + big + "\n" + big + "\n03c\n04"))
         ok(f.buffered() < 30, "buffered " + f.buffered())
         f.push(bytes("d\n"))
@@ -97,10 +97,15 @@ export const framerSuite = suite("framer", function (test) {
     })
     test("an over-long line begun in an earlier chunk and ended in a big one is dropped", async function () {
         const f = new LineFramer(100)
-        f.push(bytes("00a\n01" + times("y", 60)))
-        f.push(bytes(times("z", 300) + "\n02b\n"))
+        f.push(bytes("00a\n01" + rep("y", 60)))
+        f.push(bytes(rep("z", 300) + "\n02b\n"))
         ok(f.buffered() < 80, "buffered " + f.buffered())
         eqList(drain(f), ["00a", "<too-long>", "02b"], "lines")
+    })
+    test("a chunk of short lines longer than the maximum is queued whole, not cut per line", async function () {
+        const f = new LineFramer(8)
+        f.push(bytes("00a\n01b\n02c\n03d\n04e"))
+        eq(f.takeRest().length, 1, "one buffer queued")
     })
     test("a line of exactly the maximum is delivered", async function () {
         const f = new LineFramer(4)
