@@ -132,6 +132,13 @@ async function main(): Promise<void> {
         void readAll(client, () => {
             log(`@I stopping, ${flow.pending} writes pending`)
             void flow.stop().then(() => log(`@I done failed ${flow.failed}`))
+            // An original board whose non-qos line was lost never completes
+            // a later qos+wait write (its fault 5): say so rather than hang.
+            if (client instanceof V1Client)
+                setTimeout(() => {
+                    const ids = client.unackedNoQos()
+                    if (flow.pending > 0 && ids.length > 0) log(`@I stuck fault5 ${flow.pending} writes wait for non-qos ids ${ids.join(",")} never ACKed`)
+                }, 3 * timeout).unref()
         })
         flow.start()
     } else {

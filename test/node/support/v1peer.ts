@@ -93,6 +93,7 @@ export class V1Link {
     withholdAck: ((mid: number, payload: string) => boolean) | undefined
     protected readonly sig = new Signal()
     protected readonly pend = new Set<number>() // every id sent and not ACKed, qos or not (fault 5)
+    private readonly pendNoQos = new Set<number>() // of pend: the non-qos ones, never resent
     private epoch = 0 // bumped per socket: a qos line is resent after a reconnect
     private mid = 0 // 00 first, then 01..ff, 01..
     private readonly seen = new SeenSet()
@@ -127,6 +128,12 @@ export class V1Link {
     // Resolves once `cond` holds; re-checked on every received line and state change.
     waitFor(cond: () => boolean): Promise<void> {
         return quiet(this.until(cond))
+    }
+
+    // Non-qos ids sent and never ACKed (lost in an outage): as in the
+    // original, every later qos+wait write waits for them forever (fault 5).
+    unackedNoQos(): number[] {
+        return [...this.pendNoQos]
     }
 
     waitAcked(mid: number): Promise<void> {
@@ -209,6 +216,7 @@ export class V1Link {
         const mid = parseInt(line.slice(0, 2), 16)
         if (line.length === 2) {
             this.pend.delete(mid) // an ACK, told by length alone
+            this.pendNoQos.delete(mid)
             return
         }
         const payload = line.slice(2)
@@ -278,6 +286,7 @@ export class V1Link {
         const mid = this.takeMid()
         const text = hex(mid) + (line.endsWith("\n") ? line : line + "\n")
         this.pend.add(mid)
+        if (!qos) this.pendNoQos.add(mid)
         await this.until(() => this.ready)
         this.out(text)
         this.sentLines.push(text)
