@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto"
 import { writeSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { Client, Server, type Connection } from "../../src/server/index.js"
+import { Client, makeLogger, Server, type Connection } from "../../src/server/index.js"
 import { V1Client } from "../node/support/v1peer.js"
 
 interface End {
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
             port: { type: "string" },
             timeout: { type: "string", default: "2000" },
             interval: { type: "string", default: "100" },
+            "warn-log": { type: "boolean" }, // server: warnings as JSON lines on stderr
         },
     })
     const role = positionals[0]
@@ -100,7 +101,8 @@ async function main(): Promise<void> {
     const interval = Number(values.interval)
     const run = randomBytes(4).readUInt32BE(0) % 1000000000
     if (role === "server") {
-        const server = new Server({ port, host: "127.0.0.1", timeout })
+        const logger = values["warn-log"] ? makeLogger("warn", true) : undefined
+        const server = new Server({ port, host: "127.0.0.1", timeout, logger })
         const flows: Flow[] = []
         const conns: Connection[] = []
         server.on("connect", (conn) => {
