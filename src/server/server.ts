@@ -5,7 +5,8 @@
 //
 // Hostile input (issue 9): until its link is up, a socket is unauthenticated
 // and bounded: its id line in length (maxIdBytes) and time (idTimeout, from
-// accept, whatever bytes arrive), its lines per second (maxEarlyLineRate),
+// accept, whatever bytes arrive), its lines per second until the server
+// first writes to it (maxEarlyLineRate),
 // and how many such sockets one address and all addresses may hold
 // (admission.ts). An offender is cut and logged once; warning logs are
 // rate-limited (maxWarningsPerSecond) so a flood cannot flood the log.
@@ -32,7 +33,7 @@ export interface ServerOptions extends LinkOptions {
 export interface HostileLimits {
     idTimeout?: number // ms from accept to a complete id line (default 2 x timeout); bytes do not extend it
     maxIdBytes?: number // longest id line (default 256 = MAX_ID_BYTES, the most any devs-iot client sends; up to 65536)
-    maxEarlyLineRate?: number // lines per second a socket may send before its link is up (default 64)
+    maxEarlyLineRate?: number // lines per second a socket may send before the server's first byte (default 64)
     maxPending?: number // unauthenticated sockets in all (default 8192)
     maxPendingPerSource?: number // ... per source address (default 2048)
     penaltyOffences?: number // offences in a window that penalize a source (default 10)
@@ -234,10 +235,14 @@ export class Server extends EventEmitter {
         this.early.delete(e.socket)
         this.admission.remove(e.source, e)
         if (e.timer) clearTimeout(e.timer)
+        this.stopCounting(e)
+        if (e.conn && this.earlyConn.get(e.conn) === e) this.earlyConn.delete(e.conn)
+    }
+
+    private stopCounting(e: Early): void {
         const count = this.counters.get(e)
         if (count) e.socket.off("data", count)
         this.counters.delete(e)
-        if (e.conn && this.earlyConn.get(e.conn) === e) this.earlyConn.delete(e.conn)
     }
 
     private counters = new Map<Early, (b: Buffer) => void>()
@@ -298,7 +303,7 @@ export class Server extends EventEmitter {
             }
             for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) e.lines++
             if (e.lines > this.limits.maxEarlyLineRate)
-                this.offend(e, { code: "flood", id: e.conn?.id, address, detail: `more than ${this.limits.maxEarlyLineRate} lines in a second before the link was up` })
+                this.offend(e, { code: "flood", id: e.conn?.id, address, detail: `more than ${this.limits.maxEarlyLineRate} lines in a second before the server's first line` })
         }
         this.counters.set(e, count)
         socket.on("data", count)
@@ -326,6 +331,16 @@ export class Server extends EventEmitter {
         }
         e.conn = conn
         this.earlyConn.set(conn, e)
+        // Before the server's first byte an honest client sends only its id,
+        // the probe's blank lines and keepalives (PROTOCOL.md, "Handshake");
+        // after it, it may send its queued messages at once (a window of 64
+        // and more). So lines are counted until the server first writes.
+        const write = socket.write
+        socket.write = ((...args: Parameters<Socket["write"]>) => {
+            socket.write = write
+            this.stopCounting(e)
+            return write.apply(socket, args)
+        }) as Socket["write"]
         conn.adopt(socket, rest)
         // A Connection whose link never came up holds nothing an application
         // saw: forget it with its socket, so ids sent by strangers (garbage

@@ -131,6 +131,9 @@ async function main(): Promise<number> {
         for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) process.kill(p.pid, "SIGKILL")
     }
     process.on("exit", killAll)
+    // SIGINT/SIGTERM: exit, so the exit handlers (here and the soak
+    // harness's) kill every child by pid.
+    for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(1))
 
     let phase: Phase = "before"
     const rtt: Record<Phase, number[]> = { before: [], attack: [], after: [] }
@@ -139,6 +142,7 @@ async function main(): Promise<number> {
     const counts = new Map<number, Counts>()
     const attackerTicks = new Map<number, { first: number; last: number; t0: number; t1: number }>() // pid -> CPU ticks
     let probeDowns = 0
+    let attackStart = 0
     let probeWriting = true
     let report: Record<string, unknown> = {}
     let code = 0
@@ -188,6 +192,7 @@ async function main(): Promise<number> {
 
         await sleep(calm)
         phase = "attack"
+        attackStart = Date.now()
         say(`attack starts`)
         const exits: Promise<void>[] = []
         for (let i = 0; i < attackers; i++) {
@@ -237,7 +242,10 @@ async function main(): Promise<number> {
             return ((xs.at(-1)!.ticks - xs[0]!.ticks) / 100 / ((xs.at(-1)!.t - xs[0]!.t) / 1000)) * 100
         }
         const attackersCpu = [...attackerTicks.values()].reduce((s, x) => s + (x.t1 > x.t0 ? ((x.last - x.first) / 100 / ((x.t1 - x.t0) / 1000)) * 100 : 0), 0)
-        const downs = soak.records.filter((x) => x.kind === "I" && x.text === "down").length
+        const downRecs = soak.records.filter((x) => x.kind === "I" && (x.text.startsWith("down") || x.text.startsWith("disconnect")))
+        const attackAt = attackStart
+        const downList = downRecs.map((x) => `${x.who} ${x.text} at ${((x.t - attackAt) / 1000).toFixed(1)} s`)
+        const downs = downRecs.filter((x) => x.text.startsWith("down")).length
         const q = (t: Tally) => `sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}, duplicated ${t.duplicated}, out of order ${t.outOfOrder}`
         const rt = (ph: Phase) => `${rtt[ph].length} round trips: median ${pct(rtt[ph], 0.5).toFixed(2)} ms, p99 ${pct(rtt[ph], 0.99).toFixed(2)} ms, max ${Math.max(...rtt[ph]).toFixed(1)} ms`
         const bounded = peak("attack") < 1024 && secondHalf <= firstHalf * 1.25 + 16
@@ -249,7 +257,7 @@ async function main(): Promise<number> {
             failures: failures(r),
             serverCrashes: soak.serverCrashes,
             everyEndDone: done,
-            honestLinkDrops: { nodeClients: downs, probe: probeDowns },
+            honestLinkDrops: { nodeClients: downs, probe: probeDowns, events: downList },
             rssMB: { before: peak("before"), attackPeak: peak("attack"), attackFirstHalfPeak: firstHalf, attackSecondHalfPeak: secondHalf, after: rss.after.at(-1)?.[1], bounded },
             serverCpuPercent: { before: cpuPct("before"), attack: cpuPct("attack"), after: cpuPct("after") },
             attackersCpuPercent: attackersCpu,
@@ -267,7 +275,7 @@ async function main(): Promise<number> {
             `qos server -> clients: ${q(r.qos.down)}`,
             `no qos: up lost ${r.noQos.up.lost} of ${r.noQos.up.sent}, down lost ${r.noQos.down.lost} of ${r.noQos.down.sent}`,
             `server crashes: ${soak.serverCrashes.length}${soak.serverCrashes.length ? ` (${soak.serverCrashes.join(", ")})` : ""}; every end finished: ${done}`,
-            `honest link drops: Node clients ${downs}, probe ${probeDowns}`,
+            `honest link drops: Node clients ${downs}, probe ${probeDowns}${downList.length ? ` (times from the attack's start: ${downList.join("; ")})` : ""}`,
             `server RSS: ${peak("before").toFixed(0)} MB before, peak ${peak("attack").toFixed(0)} MB during (first half ${firstHalf.toFixed(0)}, second half ${secondHalf.toFixed(0)}), ${rss.after.at(-1)?.[1].toFixed(0)} MB after: ${bounded ? "bounded" : "NOT bounded"}`,
             `server CPU (% of a core): ${cpuPct("before").toFixed(0)} before, ${cpuPct("attack").toFixed(0)} during, ${cpuPct("after").toFixed(0)} after; attacker processes ${attackersCpu.toFixed(0)} % during; load average ${readFileSync("/proc/loadavg", "utf-8").trim()}`,
             `probe qos round trip before: ${rt("before")}`,

@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net"
 import { pino } from "pino"
 import { Admission, LogBudget } from "../../src/server/admission.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
-import { within } from "./support/util.js"
+import { freePort, within } from "./support/util.js"
 
 const T = 1000
 
@@ -223,6 +223,29 @@ describe("hostile input (issue 9)", function () {
             assert.equal(mine.filter((w) => w.code === "flood").length, 1, "logged once")
             assert.equal(server.connection("flooder"), undefined)
             await exchange(server, honest, 20)
+        })
+
+        it("not a flood: a client that connects with a full window of queued writes, and a v1 board that sends 200 lines once the server spoke", async function () {
+            const port = await freePort()
+            const c = new Client({ id: "queued", port, timeout: T })
+            closers.push(() => c.close())
+            c.start()
+            const writes = Array.from({ length: 300 }, (_, i) => c.write(`q${i}`, { wait: false }))
+            const server = await startServer({}, { port })
+            const list = collect(server)
+            const conn = await within(server.clientConn("queued"), 5000, "queued client up")
+            await within(Promise.all(writes), 10000, "300 queued writes ACKed")
+            for (let i = 0; i < 300; i++) await conn.readline()
+            const v1 = await attacker(server, "127.0.0.1")
+            let text = ""
+            const spoke = new Promise<void>((r) => v1.on("data", (b: Buffer) => ((text += b.toString()), r())))
+            v1.write("v1board\n\n")
+            await within(spoke, 5000, "server's first line")
+            v1.write(Array.from({ length: 200 }, (_, i) => `${(i + 1).toString(16).padStart(2, "0")}m${i}\n`).join(""))
+            const vconn = await within(server.clientConn("v1board"), 5000, "v1 up")
+            for (let i = 0; i < 200; i++) assert.equal(await within(vconn.readline(), 5000, `v1 line ${i}`), `m${i}`)
+            assert.deepEqual(list.filter((w) => w.code === "flood"), [])
+            assert.equal(c.connects, 1)
         })
 
         it("many pending connections from one address: capped; the address is penalized after its offences; 127.0.0.1 unaffected", async function () {

@@ -114,6 +114,7 @@ async function main(): Promise<void> {
             void readAll(conn, () => {})
             flow.start()
         })
+        server.on("disconnect", (conn, reason) => log(`@I disconnect ${conn.id} ${reason}`))
         await server.listen()
         log(`@I listening ${server.port} run ${run}`)
         createInterface({ input: process.stdin }).on("line", async (l) => {
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
         const id = values.id ?? ""
         const client =
             role === "client"
-                ? new Client({ id, port, host: "127.0.0.1", timeout, onStatus: (up) => log(`@I ${up ? "up" : "down"}`) })
+                ? new Client({ id, port, host: "127.0.0.1", timeout, onStatus: (up, reason?: string) => log(`@I ${up ? "up" : `down ${reason ?? ""}`}`) })
                 : new V1Client({ id, port, timeout })
         const flow = new Flow(client, `.${id}.srv.${run}.`, interval)
         client.start()
