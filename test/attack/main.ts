@@ -222,6 +222,7 @@ async function main(): Promise<number> {
 
         probeWriting = false
         await writing
+        const stopAt = Date.now() // from here on the run stops every end: drops are its own doing
         say("stopping the soak writers; waiting for every pending write")
         const done = await soak.stop()
         await p.close()
@@ -242,7 +243,7 @@ async function main(): Promise<number> {
             return ((xs.at(-1)!.ticks - xs[0]!.ticks) / 100 / ((xs.at(-1)!.t - xs[0]!.t) / 1000)) * 100
         }
         const attackersCpu = [...attackerTicks.values()].reduce((s, x) => s + (x.t1 > x.t0 ? ((x.last - x.first) / 100 / ((x.t1 - x.t0) / 1000)) * 100 : 0), 0)
-        const downRecs = soak.records.filter((x) => x.kind === "I" && (x.text.startsWith("down") || x.text.startsWith("disconnect")))
+        const downRecs = soak.records.filter((x) => x.t < stopAt && x.kind === "I" && (x.text.startsWith("down") || x.text.startsWith("disconnect")))
         const attackAt = attackStart
         const downList = downRecs.map((x) => `${x.who} ${x.text} at ${((x.t - attackAt) / 1000).toFixed(1)} s`)
         const downs = downRecs.filter((x) => x.text.startsWith("down")).length
