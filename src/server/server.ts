@@ -6,10 +6,10 @@
 // Hostile input (issue 9): until its link is up, a socket is unauthenticated
 // and bounded: its id line in length (maxIdBytes) and time (idTimeout, from
 // accept, whatever bytes arrive), its lines per second until the server
-// first writes to it (maxEarlyLineRate),
-// and how many such sockets one address and all addresses may hold
-// (admission.ts). An offender is cut and logged once; warning logs are
-// rate-limited (maxWarningsPerSecond) so a flood cannot flood the log.
+// first writes to it (maxEarlyLineRate), and how many such sockets one
+// address and all addresses may hold (admission.ts). An offender is cut and
+// logged once; warning logs are rate-limited (maxWarningsPerSecond) so a
+// flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, type LinkConfig, type LinkOptions } from "../shared/index.js"
@@ -293,8 +293,8 @@ export class Server extends EventEmitter {
             if (e.cut) return
             this.route(r.id, socket, r.rest, address, e)
         }
-        // Counts lines until the link is up; registered first, so a flood is
-        // cut before its chunk is framed.
+        // Counts lines until the server first writes (see route); registered
+        // first, so a flood is cut before its chunk is framed.
         const count = (b: Buffer) => {
             const now = clock()
             if (now - e.linesAt >= 1000) {
