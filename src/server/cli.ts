@@ -36,6 +36,15 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
             interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
+            "id-timeout": { type: "string", arg: "MS", help: "a connection's id line must be complete this long after accept (default 2 x timeout)" },
+            "max-id-bytes": { type: "string", arg: "N", help: "longest id line, 256 to 65536 (default 256)" },
+            "max-early-lines": { type: "string", arg: "N", help: "lines per second a connection may send before its link is up (default 64)" },
+            "max-pending": { type: "string", arg: "N", help: "unauthenticated connections (link not up yet) in all (default 8192)" },
+            "max-pending-per-source": { type: "string", arg: "N", help: "unauthenticated connections per source address (default 2048)" },
+            "penalty-offences": { type: "string", arg: "N", help: "offences (bad id, no id in time, flood) that penalize an address (default 10)" },
+            "penalty-window": { type: "string", arg: "MS", help: "the window those offences are counted in (default 60000)" },
+            "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
+            "max-warnings": { type: "string", arg: "N", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
             ...COMMON,
         },
     },
@@ -132,6 +141,11 @@ function int(values: Values, source: Record<string, string>, name: string, dflt:
     return n
 }
 
+// A whole number when given, else undefined (the library's default applies).
+function optInt(values: Values, source: Record<string, string>, name: string, min: number, max: number): number | undefined {
+    return values[name] === undefined ? undefined : int(values, source, name, 0, min, max)
+}
+
 function str(values: Values, name: string): string | undefined {
     const v = values[name]
     return typeof v === "string" ? v : undefined
@@ -170,6 +184,17 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         timeout: int(values, source, "timeout", 2000, 100, 3600000),
         expected,
         strictIds,
+        limits: {
+            idTimeout: optInt(values, source, "id-timeout", 100, 3600000),
+            maxIdBytes: optInt(values, source, "max-id-bytes", 256, 65536),
+            maxEarlyLineRate: optInt(values, source, "max-early-lines", 16, 1000000),
+            maxPending: optInt(values, source, "max-pending", 1, 1000000),
+            maxPendingPerSource: optInt(values, source, "max-pending-per-source", 1, 1000000),
+            penaltyOffences: optInt(values, source, "penalty-offences", 1, 1000000),
+            penaltyWindow: optInt(values, source, "penalty-window", 1000, 86400000),
+            penalizedPending: optInt(values, source, "penalized-pending", 1, 1000000),
+            maxWarningsPerSecond: optInt(values, source, "max-warnings", 1, 1000000),
+        },
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)
     const log = makeLogger(level(values, source), values["json"] === true)

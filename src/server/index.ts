@@ -1,5 +1,5 @@
 // devs-iot for Node: the server, its per-client Connection, and the Node client.
-export { Server, type ServerOptions, type Warning } from "./server.js"
+export { Server, type ServerOptions, type Warning, type HostileLimits } from "./server.js"
 export { Connection } from "./connection.js"
 export { Client, type ClientOptions } from "./client.js"
 export type { WriteOptions } from "./endpoint.js"

@@ -2,11 +2,21 @@
 // nothing before it has), and hands the socket to that id's persistent
 // Connection. Sockets are read as events, one per callback, so a silent or
 // slow socket never holds up another (fault 8).
+//
+// Hostile input (issue 9): until its link is up, a socket is unauthenticated
+// and bounded: its id line in length (maxIdBytes) and time (idTimeout, from
+// accept, whatever bytes arrive), its lines per second until the server
+// first writes to it (maxEarlyLineRate), and how many such sockets one
+// address and all addresses may hold (admission.ts). An offender is cut and
+// logged once; warning logs are rate-limited (maxWarningsPerSecond) so a
+// flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
+import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
+import { clock } from "./endpoint.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface ServerOptions extends LinkOptions {
@@ -15,10 +25,58 @@ export interface ServerOptions extends LinkOptions {
     expected?: string[] // ids the application expects (waitAll's default)
     strictIds?: boolean // refuse ids not in `expected`
     logger?: Logger
+    limits?: HostileLimits
+}
+
+// Limits on unauthenticated sockets (README, "Hostile input"). Each is
+// checked like the link options: a bad value throws ECONFIG naming it.
+export interface HostileLimits {
+    idTimeout?: number // ms from accept to a complete id line (default 2 x timeout); bytes do not extend it
+    maxIdBytes?: number // longest id line (default 256 = MAX_ID_BYTES, the most any devs-iot client sends; up to 65536)
+    maxEarlyLineRate?: number // lines per second a socket may send before the server's first byte (default 64)
+    maxPending?: number // unauthenticated sockets in all (default 8192)
+    maxPendingPerSource?: number // ... per source address (default 2048)
+    penaltyOffences?: number // offences in a window that penalize a source (default 10)
+    penaltyWindow?: number // ms (default 60000)
+    penalizedPending?: number // a penalized source's cap (default 16)
+    maxWarningsPerSecond?: number // warning log lines per second; the rest are counted in a summary (default 20)
+}
+
+export type ResolvedLimits = Required<HostileLimits>
+
+export function resolveLimits(l: HostileLimits | undefined, timeout: number): ResolvedLimits {
+    const o = l ?? {}
+    if (typeof o !== "object") throw new LinkError("ECONFIG", "limits must be an object")
+    const r: ResolvedLimits = {
+        idTimeout: intIn("idTimeout", o.idTimeout, 2 * timeout, 100, 3600000),
+        maxIdBytes: intIn("maxIdBytes", o.maxIdBytes, MAX_ID_BYTES, MAX_ID_BYTES, 65536),
+        maxEarlyLineRate: intIn("maxEarlyLineRate", o.maxEarlyLineRate, 64, 16, 1000000),
+        maxPending: intIn("maxPending", o.maxPending, 8192, 1, 1000000),
+        maxPendingPerSource: intIn("maxPendingPerSource", o.maxPendingPerSource, 2048, 1, 1000000),
+        penaltyOffences: intIn("penaltyOffences", o.penaltyOffences, 10, 1, 1000000),
+        penaltyWindow: intIn("penaltyWindow", o.penaltyWindow, 60000, 1000, 86400000),
+        penalizedPending: intIn("penalizedPending", o.penalizedPending, 16, 1, 1000000),
+        maxWarningsPerSecond: intIn("maxWarningsPerSecond", o.maxWarningsPerSecond, 20, 1, 1000000),
+    }
+    if (r.penalizedPending > r.maxPendingPerSource)
+        throw new LinkError("ECONFIG", `penalizedPending (${r.penalizedPending}) must be at most maxPendingPerSource (${r.maxPendingPerSource})`)
+    return r
+}
+
+// One unauthenticated socket: accepted, its link not up yet.
+interface Early {
+    socket: Socket
+    source: string
+    address: string
+    conn?: Connection // once its id line is read
+    lines: number // in the current second
+    linesAt: number
+    timer?: NodeJS.Timeout // the id deadline
+    cut: boolean
 }
 
 export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello"
+    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized"
     id?: string
     address?: string
     detail: string
@@ -36,12 +94,19 @@ export class Server extends EventEmitter {
     readonly host: string
     readonly expected: readonly string[]
     readonly strictIds: boolean
+    readonly limits: ResolvedLimits
     private wantedPort: number
     private boundPort = -1
     private log: Logger
     private net: NetServer
     private conns = new Map<string, Connection>()
     private pending = new Set<Socket>() // sockets whose id line is not read yet
+    private early = new Map<Socket, Early>() // unauthenticated: link not up yet (includes `pending`)
+    private admission: Admission<Early>
+    private logBudget: LogBudget
+    private summaryTimer: NodeJS.Timeout | undefined
+    private sweeper: NodeJS.Timeout | undefined
+    private hostile = { cut: 0, refused: 0 } // offenders cut, sockets refused at accept
     private arrivals = new Map<string, Array<(c: Connection) => void>>()
     private closing = false
 
@@ -61,6 +126,9 @@ export class Server extends EventEmitter {
         this.expected = [...expected]
         this.strictIds = opts.strictIds ?? false
         if (this.strictIds && expected.length === 0) throw new LinkError("ECONFIG", "strictIds needs a list of expected ids")
+        this.limits = resolveLimits(opts.limits, this.cfg.timeout)
+        this.admission = new Admission<Early>(this.limits as AdmissionLimits)
+        this.logBudget = new LogBudget(this.limits.maxWarningsPerSecond)
         this.log = opts.logger ?? silentLogger()
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
@@ -77,6 +145,14 @@ export class Server extends EventEmitter {
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
         this.log.info({ host: this.host, port: this.boundPort, timeout: this.cfg.timeout }, "listening")
         this.emit("listening", this.boundPort)
+        this.sweeper = setInterval(() => this.admission.sweep(clock()), this.limits.penaltyWindow)
+        this.sweeper.unref()
+    }
+
+    // Counters of the hostile-input limits: unauthenticated sockets now,
+    // offenders cut and sockets refused at accept since start.
+    hostileStats(): { pending: number; unauthenticated: number; sources: number; cut: number; refused: number } {
+        return { pending: this.pending.size, unauthenticated: this.early.size, sources: this.admission.tracked, ...this.hostile }
     }
 
     // The Connection of `id`, once that id has connected (original: client_conn).
@@ -109,6 +185,8 @@ export class Server extends EventEmitter {
         if (this.closing) return
         this.closing = true
         const closed = new Promise<void>((resolve) => this.net.close(() => resolve()))
+        if (this.sweeper) clearInterval(this.sweeper)
+        if (this.summaryTimer) clearTimeout(this.summaryTimer)
         for (const s of this.pending) s.destroy()
         this.pending.clear()
         for (const c of this.conns.values()) c.shutdown()
@@ -119,21 +197,88 @@ export class Server extends EventEmitter {
     // ---- inside
 
     private warn(w: Warning): void {
-        this.log.warn({ code: w.code, client: w.id, address: w.address }, w.detail)
         this.emit("warning", w)
+        if (!this.logBudget.take(w.code, clock())) {
+            this.armSummary()
+            return
+        }
+        this.log.warn({ code: w.code, client: w.id, address: w.address }, w.detail)
     }
+
+    // Warnings the budget refused are logged as one line of counts, at most
+    // every 5 s.
+    private armSummary(): void {
+        if (this.summaryTimer) return
+        this.summaryTimer = setTimeout(() => {
+            this.summaryTimer = undefined
+            const skipped = this.logBudget.takeSkipped()
+            if (skipped) this.log.warn({ code: "warnings-skipped", skipped }, `${Object.values(skipped).reduce((a, b) => a + b, 0)} warnings not logged (over ${this.limits.maxWarningsPerSecond}/s)`)
+        }, 5000)
+        this.summaryTimer.unref()
+    }
+
+    // An unauthenticated socket broke a rule: cut it, log it once, and count
+    // an offence against its address.
+    private offend(e: Early, w: Warning): void {
+        if (e.cut) return
+        e.cut = true
+        this.hostile.cut++
+        this.warn(w)
+        e.socket.destroy()
+        if (this.admission.offence(e.source, clock()))
+            this.warn({ code: "penalized", address: e.source, detail: `${this.limits.penaltyOffences} offences within ${this.limits.penaltyWindow} ms: at most ${this.limits.penalizedPending} unauthenticated connections from this address` })
+    }
+
+    // The socket's link came up, or it closed: it no longer counts.
+    private settle(e: Early): void {
+        if (this.early.get(e.socket) !== e) return
+        this.early.delete(e.socket)
+        this.admission.remove(e.source, e)
+        if (e.timer) clearTimeout(e.timer)
+        this.stopCounting(e)
+        if (e.conn && this.earlyConn.get(e.conn) === e) this.earlyConn.delete(e.conn)
+    }
+
+    private stopCounting(e: Early): void {
+        const count = this.counters.get(e)
+        if (count) e.socket.off("data", count)
+        this.counters.delete(e)
+    }
+
+    private counters = new Map<Early, (b: Buffer) => void>()
+    private earlyConn = new Map<Connection, Early>() // the unauthenticated socket a Connection was handed
 
     private accept(socket: Socket): void {
         if (this.closing) return void socket.destroy()
-        const address = `${socket.remoteAddress}:${socket.remotePort}`
-        const reader = new IdReader(MAX_ID_BYTES)
+        const ra = socket.remoteAddress
+        if (ra === undefined) return void socket.destroy() // gone already
+        const source = ra.startsWith("::ffff:") ? ra.slice(7) : ra
+        const address = `${ra}:${socket.remotePort}`
+        socket.on("error", () => {}) // "close" follows; the Connection logs link errors
+        const e: Early = { socket, source, address, lines: 0, linesAt: clock(), cut: false }
+        const a = this.admission.add(source, e, clock())
+        if (!a.ok) {
+            this.hostile.refused++
+            this.warn({ code: "pending-limit", address, detail: `refused: ${a.reason}` })
+            return void socket.destroy()
+        }
+        if (a.evicted) {
+            const old = a.evicted
+            this.warn({ code: "evicted", address: old.address, detail: `closed to make room: ${this.limits.maxPending} unauthenticated connections and this address misbehaved` })
+            old.cut = true
+            this.settle(old)
+            old.socket.destroy()
+        }
+        this.early.set(socket, e)
+        const reader = new IdReader(this.limits.maxIdBytes)
         this.pending.add(socket)
-        const deadline = setTimeout(() => {
-            this.warn({ code: "id-timeout", address, detail: `no id line within ${2 * this.cfg.timeout} ms` })
-            socket.destroy()
-        }, 2 * this.cfg.timeout)
-        const done = () => {
-            clearTimeout(deadline)
+        e.timer = setTimeout(() => {
+            e.timer = undefined
+            this.offend(e, { code: "id-timeout", address, detail: `no id line within ${this.limits.idTimeout} ms` })
+        }, this.limits.idTimeout)
+        const idDone = () => {
+            if (e.timer) clearTimeout(e.timer)
+            e.timer = undefined
             this.pending.delete(socket)
             socket.off("data", onData)
         }
@@ -141,24 +286,37 @@ export class Server extends EventEmitter {
             reader.push(b)
             const r = reader.next()
             if (r === undefined) return
-            done()
-            if (r.kind === "bad") {
-                this.warn({ code: "bad-id", address, detail: r.reason })
-                return void socket.destroy()
-            }
-            this.route(r.id, socket, r.rest, address)
+            idDone()
+            if (r.kind === "bad") return void this.offend(e, { code: "bad-id", address, detail: r.reason })
+            // An original board's id is a MicroPython str, so valid UTF-8.
+            if (r.id.includes("\uFFFD")) return void this.offend(e, { code: "bad-id", address, detail: "id is not valid UTF-8" })
+            if (e.cut) return
+            this.route(r.id, socket, r.rest, address, e)
         }
+        // Counts lines until the server first writes (see route); registered
+        // first, so a flood is cut before its chunk is framed.
+        const count = (b: Buffer) => {
+            const now = clock()
+            if (now - e.linesAt >= 1000) {
+                e.linesAt = now
+                e.lines = 0
+            }
+            for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) e.lines++
+            if (e.lines > this.limits.maxEarlyLineRate)
+                this.offend(e, { code: "flood", id: e.conn?.id, address, detail: `more than ${this.limits.maxEarlyLineRate} lines in a second before the server's first line` })
+        }
+        this.counters.set(e, count)
+        socket.on("data", count)
         socket.on("data", onData)
-        socket.on("error", () => {}) // "close" follows; the Connection logs link errors
-        socket.once("close", done)
+        socket.once("close", () => {
+            idDone()
+            this.settle(e)
+        })
     }
 
-    private route(id: string, socket: Socket, rest: Buffer[], address: string): void {
+    private route(id: string, socket: Socket, rest: Buffer[], address: string, e: Early): void {
         if (this.expected.length > 0 && !this.expected.includes(id)) {
-            if (this.strictIds) {
-                this.warn({ code: "refused-id", id, address, detail: "id not in the expected list: refused" })
-                return void socket.destroy()
-            }
+            if (this.strictIds) return void this.offend(e, { code: "refused-id", id, address, detail: "id not in the expected list: refused" })
             this.warn({ code: "unexpected-id", id, address, detail: "id not in the expected list: accepted" })
         }
         let conn = this.conns.get(id)
@@ -171,7 +329,29 @@ export class Server extends EventEmitter {
             }
             this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
         }
+        e.conn = conn
+        this.earlyConn.set(conn, e)
+        // Before the server's first byte an honest client sends only its id,
+        // the probe's blank lines and keepalives (PROTOCOL.md, "Handshake");
+        // after it, it may send its queued messages at once (a window of 64
+        // and more). So lines are counted until the server first writes.
+        const write = socket.write
+        socket.write = ((...args: Parameters<Socket["write"]>) => {
+            socket.write = write
+            this.stopCounting(e)
+            return write.apply(socket, args)
+        }) as Socket["write"]
         conn.adopt(socket, rest)
+        // A Connection whose link never came up holds nothing an application
+        // saw: forget it with its socket, so ids sent by strangers (garbage
+        // lines, port scanners) do not pile up.
+        const c = conn
+        socket.once("close", () => {
+            if (c.connects === 0 && !c.hasSocket() && this.conns.get(id) === c) {
+                this.conns.delete(id)
+                c.shutdown()
+            }
+        })
     }
 
     private newConnection(id: string): Connection {
@@ -179,6 +359,8 @@ export class Server extends EventEmitter {
         this.conns.set(id, conn)
         conn.on("status", (up: boolean, reason?: string) => {
             if (up) {
+                const e = this.earlyConn.get(conn)
+                if (e) this.settle(e)
                 this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "client connected")
                 for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
                 this.emit("connect", conn)

@@ -30,6 +30,7 @@ export interface SoakOptions {
     boards: number // boards in the simulator
     timeout: number // every end's link timeout, ms
     interval: number // ms between lines of each stream
+    serverArgs?: string[] // more arguments for the server process (peer.js server)
     log?: (s: string) => void
 }
 
@@ -68,6 +69,17 @@ export class Soak {
 
     constructor(readonly o: SoakOptions) {
         process.on("exit", this.onExit)
+    }
+
+    // Server exits the harness did not cause (crashes), with their code or signal.
+    readonly serverCrashes: string[] = []
+
+    get port(): number {
+        return this.serverPort
+    }
+
+    serverPid(): number | undefined {
+        return this.server.proc?.pid
     }
 
     ids(): string[] {
@@ -221,8 +233,12 @@ export class Soak {
         e.life++
         e.done = false
         const life = e.life
-        const args = ["server", "--port", String(this.serverPort), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval)]
-        e.proc = this.spawnPeer(args, "srv", life)
+        const args = ["server", "--port", String(this.serverPort), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval), ...(this.o.serverArgs ?? [])]
+        const p = this.spawnPeer(args, "srv", life)
+        e.proc = p
+        p.on("exit", (code, signal) => {
+            if (e.proc === p) this.serverCrashes.push(`exit ${code ?? signal}`)
+        })
         await this.startedLife("srv", life, "listening", 20000)
     }
 

@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto"
 import { writeSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { Client, Server, type Connection } from "../../src/server/index.js"
+import { Client, makeLogger, Server, type Connection } from "../../src/server/index.js"
 import { V1Client } from "../node/support/v1peer.js"
 
 interface End {
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
             port: { type: "string" },
             timeout: { type: "string", default: "2000" },
             interval: { type: "string", default: "100" },
+            "warn-log": { type: "boolean" }, // server: warnings as JSON lines on stderr
         },
     })
     const role = positionals[0]
@@ -100,7 +101,8 @@ async function main(): Promise<void> {
     const interval = Number(values.interval)
     const run = randomBytes(4).readUInt32BE(0) % 1000000000
     if (role === "server") {
-        const server = new Server({ port, host: "127.0.0.1", timeout })
+        const logger = values["warn-log"] ? makeLogger("warn", true) : undefined
+        const server = new Server({ port, host: "127.0.0.1", timeout, logger })
         const flows: Flow[] = []
         const conns: Connection[] = []
         server.on("connect", (conn) => {
@@ -112,6 +114,7 @@ async function main(): Promise<void> {
             void readAll(conn, () => {})
             flow.start()
         })
+        server.on("disconnect", (conn, reason) => log(`@I disconnect ${conn.id} ${reason}`))
         await server.listen()
         log(`@I listening ${server.port} run ${run}`)
         createInterface({ input: process.stdin }).on("line", async (l) => {
@@ -124,7 +127,7 @@ async function main(): Promise<void> {
         const id = values.id ?? ""
         const client =
             role === "client"
-                ? new Client({ id, port, host: "127.0.0.1", timeout, onStatus: (up) => log(`@I ${up ? "up" : "down"}`) })
+                ? new Client({ id, port, host: "127.0.0.1", timeout, onStatus: (up, reason?: string) => log(`@I ${up ? "up" : `down ${reason ?? ""}`}`) })
                 : new V1Client({ id, port, timeout })
         const flow = new Flow(client, `.${id}.srv.${run}.`, interval)
         client.start()
