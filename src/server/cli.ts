@@ -8,6 +8,8 @@ import { checkClientId } from "../shared/index.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
+import { KeyFileError, loadKeys } from "./keys.js"
+import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
 
@@ -36,6 +38,9 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
             interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
+            keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
+            "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
+            encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
             ...COMMON,
         },
     },
@@ -47,8 +52,14 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             port: { type: "string", arg: "N", help: "server port (default 8123)" },
             "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
             "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
+            key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not" },
+            encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs --key)" },
             ...COMMON,
         },
+    },
+    keygen: {
+        summary: "print a new random key (64 hex digits) for a --keys file, a client's --key or a board's IOT_KEY",
+        options: { help: COMMON["help"]! },
     },
     sim: {
         summary: "build the board firmware and run it in the DeviceScript simulator as a board with this id",
@@ -173,7 +184,31 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)
     const log = makeLogger(level(values, source), values["json"] === true)
-    const server = new Server({ ...opts, logger: log })
+    const keyFile = str(values, "keys")
+    let keys = new Map<string, Buffer>()
+    if (keyFile !== undefined) {
+        try {
+            keys = loadKeys(keyFile)
+        } catch (e) {
+            if (e instanceof KeyFileError) throw new UsageError(e.message)
+            throw e
+        }
+    }
+    const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
+    const server = new Server({ ...opts, logger: log, keys, allowPlain, encrypt: values["encrypt"] === true })
+    if (keyFile !== undefined) log.info({ file: keyFile, ids: keys.size }, "keys loaded")
+    // SIGHUP reloads the key file; a bad file keeps the keys in use.
+    const onHup = () => {
+        if (keyFile === undefined) return void log.warn("SIGHUP: no --keys file to reload")
+        try {
+            const next = loadKeys(keyFile)
+            server.setKeys(next)
+            log.info({ file: keyFile, ids: next.size }, "keys reloaded")
+        } catch (e) {
+            log.error({ file: keyFile }, `keys not reloaded, the old ones stay in use: ${(e as Error).message}`)
+        }
+    }
+    process.on("SIGHUP", onHup)
     try {
         await server.listen()
     } catch (e) {
@@ -199,6 +234,8 @@ async function runClient(values: Values, source: Record<string, string>): Promis
         port: int(values, source, "port", 8123, 1, 65535),
         timeout: int(values, source, "timeout", 2000, 100, 3600000),
         logger: log,
+        ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!) } : {}),
+        encrypt: values["encrypt"] === true,
     }).start()
     const qos = values["no-qos"] !== true
     const wait = values["no-wait"] !== true
@@ -237,6 +274,11 @@ async function runClient(values: Values, source: Record<string, string>): Promis
         return failed > 0 ? 1 : 0
     })
     return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
+}
+
+function clientKey(v: string, name: string): string {
+    if (!/^[0-9a-fA-F]{64}$/.test(v.trim())) throw new UsageError(`${name} must be 64 hex digits (32 bytes), got ${v.trim().length} characters`)
+    return v.trim()
 }
 
 async function runSimCommand(values: Values, source: Record<string, string>): Promise<number> {
@@ -313,6 +355,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             return 0
         }
         if (cmd === "sim") return await runSimCommand(values, source)
+        if (cmd === "keygen") {
+            process.stdout.write(randomBytes(32).toString("hex") + "\n")
+            return 0
+        }
         return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
     } catch (e) {
         if (e instanceof UsageError || (e as { code?: string }).code === "ECONFIG") {

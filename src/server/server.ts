@@ -4,9 +4,12 @@
 // slow socket never holds up another (fault 8).
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { Connection } from "./connection.js"
+import { clock } from "./endpoint.js"
+import { keyFrom } from "./keys.js"
+import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface ServerOptions extends LinkOptions {
@@ -15,10 +18,26 @@ export interface ServerOptions extends LinkOptions {
     expected?: string[] // ids the application expects (waitAll's default)
     strictIds?: boolean // refuse ids not in `expected`
     logger?: Logger
+    // Issue 9: per-client keys (32 bytes or 64 hex digits). A keyed id must
+    // authenticate (README, "Security"), unless it is in allowPlain.
+    keys?: Map<string, Buffer | string> | Record<string, Buffer | string>
+    allowPlain?: string[] // keyed ids that may still connect without authenticating
+    encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
 }
 
 export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello"
+    code:
+        | "unexpected-id"
+        | "refused-id"
+        | "duplicate-id"
+        | "take-over"
+        | "bad-id"
+        | "id-timeout"
+        | "bad-line"
+        | "too-long"
+        | "no-hello"
+        | "auth-failed" // wrong key, bad answer, or a sealed line that did not verify: closed
+        | "auth-refused" // a keyed id connected without authenticating and is not allowed plain
     id?: string
     address?: string
     detail: string
@@ -44,6 +63,9 @@ export class Server extends EventEmitter {
     private pending = new Set<Socket>() // sockets whose id line is not read yet
     private arrivals = new Map<string, Array<(c: Connection) => void>>()
     private closing = false
+    private keys = new Map<string, Buffer>()
+    private allowPlain: Set<string>
+    readonly encrypt: boolean
 
     constructor(opts: ServerOptions = {}) {
         super()
@@ -62,6 +84,9 @@ export class Server extends EventEmitter {
         this.strictIds = opts.strictIds ?? false
         if (this.strictIds && expected.length === 0) throw new LinkError("ECONFIG", "strictIds needs a list of expected ids")
         this.log = opts.logger ?? silentLogger()
+        if (opts.keys !== undefined) this.setKeys(opts.keys)
+        this.allowPlain = new Set(opts.allowPlain ?? [])
+        this.encrypt = opts.encrypt ?? false
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
 
@@ -116,6 +141,25 @@ export class Server extends EventEmitter {
         this.log.info("closed")
     }
 
+    // Replaces the keys (a reload): new connections use them; links already
+    // up keep their session until they reconnect. Throws ECONFIG for a bad key.
+    setKeys(keys: Map<string, Buffer | string> | Record<string, Buffer | string>): void {
+        const next = new Map<string, Buffer>()
+        const entries = keys instanceof Map ? [...keys.entries()] : Object.entries(keys)
+        for (const [id, k] of entries) {
+            try {
+                next.set(id, keyFrom(k, `key of ${JSON.stringify(id)}`))
+            } catch (e) {
+                throw new LinkError("ECONFIG", (e as Error).message)
+            }
+        }
+        this.keys = next
+    }
+
+    keyedIds(): string[] {
+        return [...this.keys.keys()]
+    }
+
     // ---- inside
 
     private warn(w: Warning): void {
@@ -161,6 +205,8 @@ export class Server extends EventEmitter {
             }
             this.warn({ code: "unexpected-id", id, address, detail: "id not in the expected list: accepted" })
         }
+        const key = this.keys.get(id)
+        if (key !== undefined) return this.authenticate(id, key, socket, rest, address)
         let conn = this.conns.get(id)
         if (!conn) {
             conn = this.newConnection(id)
@@ -172,6 +218,74 @@ export class Server extends EventEmitter {
             this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
         }
         conn.adopt(socket, rest)
+    }
+
+    // A keyed id: the challenge runs on the new socket before it reaches the
+    // id's Connection, so a newcomer takes over a live link only once it has
+    // proved the key (fault 9).
+    private authenticate(id: string, key: Buffer, socket: Socket, rest: Buffer[], address: string): void {
+        const conn = this.conns.get(id) ?? this.newConnection(id)
+        const auth = new ServerAuth(nodeCrypto, id, key, conn.epoch, this.cfg.timeout, this.encrypt, clock())
+        this.pending.add(socket)
+        let timer: NodeJS.Timeout | undefined
+        let finished = false
+        const finish = (o: AuthOutcome) => {
+            finished = true
+            if (timer) clearTimeout(timer)
+            this.pending.delete(socket)
+            socket.off("data", onData)
+            this.authDone(id, conn, socket, o, address)
+        }
+        const drive = () => {
+            if (finished) return
+            const now = clock()
+            const o = auth.step(now) ?? auth.handleTimeout(now)
+            for (let b = auth.pollTransmit(); b !== undefined; b = auth.pollTransmit()) socket.write(b)
+            if (o !== undefined) return finish(o)
+            if (timer) clearTimeout(timer)
+            const due = auth.pollTimeout()
+            if (due >= 0) timer = setTimeout(drive, Math.max(0, due - clock()))
+        }
+        const onData = (b: Buffer) => {
+            auth.push(b)
+            drive()
+        }
+        socket.on("data", onData)
+        socket.once("close", () => {
+            if (finished) return
+            finished = true
+            if (timer) clearTimeout(timer)
+            this.pending.delete(socket)
+        })
+        for (const b of rest) auth.push(b)
+        drive()
+    }
+
+    private authDone(id: string, conn: Connection, socket: Socket, o: AuthOutcome, address: string): void {
+        if (socket.destroyed || this.closing) return void socket.destroy()
+        if (o.kind === "fail") {
+            this.warn({ code: "auth-failed", id, address, detail: `authentication failed: ${o.reason}: connection closed` })
+            return void socket.destroy()
+        }
+        if (o.kind === "auth") {
+            if (conn.hasSocket()) this.warn({ code: "take-over", id, address, detail: `an authenticated connection replaces the one from ${conn.address}` })
+            this.log.info({ client: id, address }, "client authenticated")
+            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest)
+        }
+        const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
+        if (!this.allowPlain.has(id)) {
+            this.warn({ code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` })
+            return void socket.destroy()
+        }
+        if (conn.hasSocket()) {
+            if (!conn.mayTakeOver()) {
+                this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
+                return void socket.destroy()
+            }
+            this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
+        }
+        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
+        else conn.adopt(socket, o.rest)
     }
 
     private newConnection(id: string): Connection {
