@@ -72,6 +72,8 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             role: { type: "string", arg: "ROLE", help: "remote app: button, led, or both (default both)" },
             watchdog: { type: "string", arg: "MS", help: "reboot (restart) after this long without progress; 0 = off" },
             verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
+            key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits)" },
+            encrypt: { type: "boolean", help: "the board encrypts the messages it sends (IOT_ENCRYPT; needs --key)" },
             timeout: COMMON["timeout"]!,
             help: COMMON["help"]!,
         },
@@ -298,6 +300,8 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         watchdog: int(values, source, "watchdog", 0, 0, 3600000),
         verbose: values["verbose"] === true,
         role: role === "both" ? "" : role,
+        ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
+        encrypt: values["encrypt"] === true,
     }
     process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
     const image = await buildSimImage(cfg)

@@ -22,8 +22,8 @@ export class Mitm {
         this.net = createServer((c) => this.accept(c))
     }
 
-    async listen(): Promise<void> {
-        await new Promise<void>((r) => this.net.listen(0, "127.0.0.1", r))
+    async listen(port = 0): Promise<void> {
+        await new Promise<void>((r) => this.net.listen(port, "127.0.0.1", r))
         const a = this.net.address()
         this.port = typeof a === "object" && a ? a.port : 0
     }
