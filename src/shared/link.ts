@@ -340,7 +340,9 @@ export class Link {
                 this.notice("resend", "no ACK for message " + ids[i] + " within " + this.cfg.timeout + " ms")
             }
         }
-        if (c.out.length === 0 && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) {
+        // No keepalive while a keyed client waits for the server's proof: the
+        // server's next reader is sealed, and a plain line would close it.
+        if (c.out.length === 0 && c.phase !== "auth" && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) {
             if (c.phase === "probe") this.endProbe(c)
             c.out = KEEPALIVE_LINE
         }
@@ -353,7 +355,7 @@ export class Link {
         // No keepalive deadline while something waits to be sent: the driver
         // flushes when the socket can take it (a deadline in the past would
         // only spin its timer).
-        let t = c.out.length > 0 || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
+        let t = c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
         if (!this.paused(c)) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
         if (c.phase === "warmup" && c.firstByteAt >= 0) t = min(t, c.firstByteAt + this.cfg.warmup)
         if (c.phase === "hello") t = min(t, c.helloAt + this.cfg.timeout)

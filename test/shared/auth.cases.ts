@@ -221,6 +221,9 @@ export const authSuite = suite("authentication and sealed lines", function (test
         d.take()
         d.feed(challengeLine("es1", "00112233445566778899aabbccddeeff"))
         ok(d.take().indexOf("!hello epoch=ec1 auth=") === 0, "answers the challenge")
+        d.advance(1500) // the server is slow to prove: no plain keepalive meanwhile
+        eq(d.take(), "", "nothing sent while waiting for the proof")
+        eq(d.count("close"), 0, "still waiting")
         d.feed(proofLine("aa" + FIX_SERVER_PROOF.slice(2)))
         eq(d.count("close"), 1, "closed")
         eq(d.count("up"), 0, "never up")
