@@ -265,7 +265,10 @@ export class Server extends EventEmitter {
         if (socket.destroyed || this.closing) return void socket.destroy()
         if (o.kind === "fail") {
             this.warn({ code: "auth-failed", id, address, detail: `authentication failed: ${o.reason}: connection closed` })
-            return void socket.destroy()
+            // end, not destroy: a refusal line may still be on its way.
+            socket.end()
+            setTimeout(() => socket.destroy(), 500).unref()
+            return
         }
         if (o.kind === "auth") {
             if (conn.hasSocket()) this.warn({ code: "take-over", id, address, detail: `an authenticated connection replaces the one from ${conn.address}` })

@@ -16,6 +16,8 @@ import { LineFramer } from "./framer.js"
 import { parseHello, PROBE_BLANKS } from "./hello.js"
 import { Session } from "./seal.js"
 
+export const REFUSED_LINE = "!auth refused\n"
+
 export type AuthOutcome =
     | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[] }
     | { kind: "hello"; peerEpoch: string; rest: Buffer[] }
@@ -79,7 +81,12 @@ export class ServerAuth {
             if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest() })
             if (!validNonce(nc)) return this.end({ kind: "fail", reason: "bad client nonce in the answer" })
             const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec }
-            if (!proofOk(this.crypto, this.key, "client", t, mac)) return this.end({ kind: "fail", reason: "wrong key: the client's proof does not verify" })
+            if (!proofOk(this.crypto, this.key, "client", t, mac)) {
+                // Tells the client why, so a board's log says so. Forging it
+                // only closes a handshake, which an attacker can do anyway.
+                this.out += REFUSED_LINE
+                return this.end({ kind: "fail", reason: "wrong key: the client's proof does not verify" })
+            }
             this.out += proofLine(proof(this.crypto, this.key, "server", t))
             const session = deriveSession(this.crypto, this.key, "server", t, this.encrypt)
             return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest() })

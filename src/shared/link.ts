@@ -477,6 +477,10 @@ export class Link {
             const a = this.auth as LinkAuth
             const key = a.key as Buffer
             const t = this.transcript(c)
+            if (l.kind === "ext" && l.text === "!auth refused") {
+                this.authFail(now, "the server refused this client's key (wrong key?)")
+                return
+            }
             if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, key, "server", t, helloField(l.text, "mac"))) {
                 this.authFail(now, "wrong key: the server's proof does not verify")
                 return

@@ -136,8 +136,14 @@ describe("authentication (issue 9) over loopback", function () {
     it("wrong key: refused with one warning naming the id and 'wrong key'; nothing delivered", async function () {
         const server = await startServer()
         const warned = nextWarning(server, "auth-failed")
-        const client = startClient(server.port, "k1", { key: OTHER })
+        const logged: string[] = []
+        let onLog = () => {}
+        const said = new Promise<void>((r) => (onLog = r))
+        const logger = pino({ level: "warn" }, { write: (s: string) => (logged.push(s), onLog()) })
+        const client = startClient(server.port, "k1", { key: OTHER, logger })
         void client.write("never").catch(() => {})
+        await within(said, 3000, "the client's log line")
+        assert.match(logged[0]!, /authentication failed: the server refused this client's key \(wrong key\?\)/)
         const w = await warned
         assert.equal(w.id, "k1")
         assert.match(w.detail, /wrong key: the client's proof does not verify/)

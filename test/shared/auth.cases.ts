@@ -209,6 +209,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
         await sim.runFor(3000)
         ok(sim.outcomes.length >= 2, "retried")
         eq(sim.outcomes[0], "fail: wrong key: the client's proof does not verify", "reason")
+        ok((sim.counts["client notice"] || 0) >= 1, "the client was told (!auth refused)")
         eq(sim.serverRx.length, 0, "nothing delivered")
         eq(sim.server !== undefined && sim.server.connects, 0, "server link never up")
         eq(sim.clientPeers, "", "client never up")

@@ -340,6 +340,9 @@ export class Sim {
     private authDone(sock: number, o: AuthOutcome): void {
         const l = this.server as Link
         this.outcomes.push(o.kind === "fail" ? "fail: " + o.reason : o.kind)
+        // A wrong key is answered with "!auth refused" (the server ends the
+        // socket gracefully): the client reads it and closes.
+        if (o.kind === "fail" && o.reason.indexOf("wrong key") === 0) return
         if (o.kind === "fail" || (o.kind !== "auth" && !(this.keys as SimKeys).allowPlain)) {
             this.live["" + sock] = false
             if (sock === this.sock) this.clientLost("refused")
