@@ -7,6 +7,7 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
+import { boardCrypto } from "./crypto.js"
 import { Backoff, boardDefaults, checkClientId, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, resolveConfig, Watchdog } from "../shared/index.js"
 import { Heartbeat } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
@@ -35,6 +36,8 @@ export interface ClientOptions {
     backoffFirst?: number // default 250 ms, doubling...
     backoffCap?: number // ...up to 3000 ms
     link?: LinkOptions // limits (board defaults: see README)
+    key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not (issue 9)
+    encrypt?: boolean // encrypt the messages the board sends (AES-256-CCM); needs key
 }
 
 export class Client {
@@ -80,6 +83,10 @@ export class Client {
         this.port = port
         // A new epoch per run: this id sequence starts at 00.
         this.link = new Link("client", cfg, randomEpoch(), opts.id)
+        if (opts.key !== undefined) {
+            if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
+            this.link.setAuth({ crypto: boardCrypto, key: opts.key, encrypt: opts.encrypt === true })
+        }
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
         this.led = new Heartbeat(opts.led)
@@ -349,7 +356,9 @@ export class Client {
             } else if (e.type === "close") {
                 if (this.sock) this.sock.close()
             } else if (e.type === "notice") {
-                this.say(e.code + ": " + e.detail)
+                // A failed authentication is always logged, verbose or not.
+                if (e.code === "auth") console.log("devs-iot " + this.id + ": authentication failed: " + e.detail)
+                else this.say(e.code + ": " + e.detail)
             }
         }
         if (app) this.changed.emit(0)

@@ -4,7 +4,7 @@
 // firmware with a message that names the setting.
 import * as ds from "@devicescript/core"
 import { readSetting } from "@devicescript/settings"
-import { checkClientId } from "../shared/index.js"
+import { checkClientId, isHex } from "../shared/index.js"
 
 export interface AppConfig {
     id: string
@@ -15,6 +15,8 @@ export interface AppConfig {
     watchdog: number // ms; 0 = off
     verbose: boolean
     sim: boolean // running in the simulator: no WiFi, no GPIO
+    key?: string // IOT_KEY: 64 hex digits (32 bytes), or "" for none (issue 9)
+    encrypt?: boolean // IOT_ENCRYPT: encrypt the messages the board sends
 }
 
 export class ConfigError extends Error {
@@ -39,6 +41,9 @@ export function checkConfig(c: AppConfig): AppConfig {
     num("IOT_TIMEOUT", c.timeout, 100, 3600000)
     num("IOT_INTERVAL", c.interval, 10, 3600000)
     num("IOT_WATCHDOG", c.watchdog, 0, 3600000)
+    const k = c.key === undefined ? "" : c.key
+    if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
+    if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
     return c
 }
 
@@ -54,6 +59,8 @@ export async function boardConfig(): Promise<AppConfig> {
         watchdog: num("IOT_WATCHDOG", await readSetting("IOT_WATCHDOG", 0), 0, 3600000),
         verbose: (await readSetting("IOT_VERBOSE", 0)) ? true : false,
         sim: false,
+        key: await readSetting("IOT_KEY", ""),
+        encrypt: (await readSetting("IOT_ENCRYPT", 0)) ? true : false,
     }
     return checkConfig(c)
 }

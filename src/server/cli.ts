@@ -8,6 +8,8 @@ import { checkClientId } from "../shared/index.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
+import { KeyFileError, loadKeys } from "./keys.js"
+import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
 
@@ -45,6 +47,9 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             "penalty-window": { type: "string", arg: "MS", help: "the window those offences are counted in (default 60000)" },
             "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
             "max-warnings": { type: "string", arg: "N", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
+            keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
+            "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
+            encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
             ...COMMON,
         },
     },
@@ -56,8 +61,14 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             port: { type: "string", arg: "N", help: "server port (default 8123)" },
             "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
             "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
+            key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not" },
+            encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs --key)" },
             ...COMMON,
         },
+    },
+    keygen: {
+        summary: "print a new random key (64 hex digits) for a --keys file, a client's --key or a board's IOT_KEY",
+        options: { help: COMMON["help"]! },
     },
     sim: {
         summary: "build the board firmware and run it in the DeviceScript simulator as a board with this id",
@@ -70,6 +81,8 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             role: { type: "string", arg: "ROLE", help: "remote app: button, led, or both (default both)" },
             watchdog: { type: "string", arg: "MS", help: "reboot (restart) after this long without progress; 0 = off" },
             verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
+            key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits)" },
+            encrypt: { type: "boolean", help: "the board encrypts the messages it sends (IOT_ENCRYPT; needs --key)" },
             timeout: COMMON["timeout"]!,
             help: COMMON["help"]!,
         },
@@ -198,7 +211,31 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)
     const log = makeLogger(level(values, source), values["json"] === true)
-    const server = new Server({ ...opts, logger: log })
+    const keyFile = str(values, "keys")
+    let keys = new Map<string, Buffer>()
+    if (keyFile !== undefined) {
+        try {
+            keys = loadKeys(keyFile)
+        } catch (e) {
+            if (e instanceof KeyFileError) throw new UsageError(e.message)
+            throw e
+        }
+    }
+    const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
+    const server = new Server({ ...opts, logger: log, keys, allowPlain, encrypt: values["encrypt"] === true })
+    if (keyFile !== undefined) log.info({ file: keyFile, ids: keys.size }, "keys loaded")
+    // SIGHUP reloads the key file; a bad file keeps the keys in use.
+    const onHup = () => {
+        if (keyFile === undefined) return void log.warn("SIGHUP: no --keys file to reload")
+        try {
+            const next = loadKeys(keyFile)
+            server.setKeys(next)
+            log.info({ file: keyFile, ids: next.size }, "keys reloaded")
+        } catch (e) {
+            log.error({ file: keyFile }, `keys not reloaded, the old ones stay in use: ${(e as Error).message}`)
+        }
+    }
+    process.on("SIGHUP", onHup)
     try {
         await server.listen()
     } catch (e) {
@@ -224,6 +261,8 @@ async function runClient(values: Values, source: Record<string, string>): Promis
         port: int(values, source, "port", 8123, 1, 65535),
         timeout: int(values, source, "timeout", 2000, 100, 3600000),
         logger: log,
+        ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!) } : {}),
+        encrypt: values["encrypt"] === true,
     }).start()
     const qos = values["no-qos"] !== true
     const wait = values["no-wait"] !== true
@@ -264,6 +303,11 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
 }
 
+function clientKey(v: string, name: string): string {
+    if (!/^[0-9a-fA-F]{64}$/.test(v.trim())) throw new UsageError(`${name} must be 64 hex digits (32 bytes), got ${v.trim().length} characters`)
+    return v.trim()
+}
+
 async function runSimCommand(values: Values, source: Record<string, string>): Promise<number> {
     const cid = str(values, "id")
     if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
@@ -281,6 +325,8 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         watchdog: int(values, source, "watchdog", 0, 0, 3600000),
         verbose: values["verbose"] === true,
         role: role === "both" ? "" : role,
+        ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
+        encrypt: values["encrypt"] === true,
     }
     process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
     const image = await buildSimImage(cfg)
@@ -338,6 +384,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             return 0
         }
         if (cmd === "sim") return await runSimCommand(values, source)
+        if (cmd === "keygen") {
+            process.stdout.write(randomBytes(32).toString("hex") + "\n")
+            return 0
+        }
         return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
     } catch (e) {
         if (e instanceof UsageError || (e as { code?: string }).code === "ECONFIG") {

@@ -6,6 +6,8 @@ import { connect, type Socket } from "node:net"
 import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { Endpoint } from "./endpoint.js"
+import { keyFrom } from "./keys.js"
+import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface ClientOptions extends LinkOptions {
@@ -16,6 +18,10 @@ export interface ClientOptions extends LinkOptions {
     logger?: Logger
     backoffFirst?: number // ms before the first retry (default 100), doubling...
     backoffCap?: number // ...up to this (default 2000)
+    // Issue 9: this client's key (32 bytes or 64 hex digits). With a key the
+    // client authenticates, and refuses a server that does not.
+    key?: Buffer | string
+    encrypt?: boolean // encrypt the messages this client sends (needs key)
 }
 
 export class Client extends Endpoint {
@@ -37,6 +43,15 @@ export class Client extends Endpoint {
         // A new epoch per client process: its id sequence starts at 00 here.
         super(new Link("client", cfg, randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
         this.id = opts.id
+        if (opts.key !== undefined) {
+            let key: Buffer
+            try {
+                key = keyFrom(opts.key, "key")
+            } catch (e) {
+                throw new LinkError("ECONFIG", (e as Error).message)
+            }
+            this.link.setAuth({ crypto: nodeCrypto, key, encrypt: opts.encrypt ?? false })
+        } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "host must be a non-empty string")
         this.host = opts.host ?? "127.0.0.1"
@@ -79,6 +94,11 @@ export class Client extends Endpoint {
             await new Promise<void>((resolve) => s.once("close", () => resolve()))
             clearTimeout(t)
         }
+    }
+
+    protected override onNotice(code: string, detail: string): void {
+        if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
+        else super.onNotice(code, detail)
     }
 
     protected socketGone(): void {

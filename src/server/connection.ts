@@ -3,7 +3,7 @@
 // un-ACKed messages and set of seen ids.
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
-import { Link, type LinkConfig } from "../shared/index.js"
+import { Link, type LinkConfig, type Session } from "../shared/index.js"
 import { clock, Endpoint } from "./endpoint.js"
 import type { Logger } from "./log.js"
 
@@ -22,6 +22,11 @@ export class Connection extends Endpoint {
         return this.remote
     }
 
+    // The epoch of this Connection's id sequence (sent in the hello).
+    get epoch(): string {
+        return this.link.epoch
+    }
+
     // Fault 9: may a newcomer with this id take this link over?
     mayTakeOver(): boolean {
         return this.link.mayTakeOver(clock())
@@ -36,6 +41,20 @@ export class Connection extends Endpoint {
         if (this.socket) this.dropSocket("taken over by a new connection")
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
         this.attach(socket, rest)
+    }
+
+    /** @internal A socket whose client proved its key (the server's proof is written). */
+    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[]): void {
+        if (this.socket) this.dropSocket("taken over by an authenticated connection")
+        this.remote = `${socket.remoteAddress}:${socket.remotePort}`
+        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch))
+    }
+
+    /** @internal A devs-iot client without a key, on a keyed id allowed plain. */
+    adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[]): void {
+        if (this.socket) this.dropSocket("taken over by a new connection")
+        this.remote = `${socket.remoteAddress}:${socket.remotePort}`
+        this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch))
     }
 
     /** @internal */
@@ -56,5 +75,6 @@ export class Connection extends Endpoint {
         super.onNotice(code, detail)
         if (code === "bad-line" || code === "too-long" || code === "no-hello")
             this.emit("warning", { code, id: this.id, detail })
+        else if (code === "auth") this.emit("warning", { code: "auth-failed", id: this.id, address: this.remote, detail: `${detail}: connection closed` })
     }
 }

@@ -116,12 +116,14 @@ export abstract class Endpoint extends EventEmitter {
 
     // ---- for subclasses
 
-    protected attach(socket: Socket, rest: Buffer[] = []): void {
+    // `open`: how the link starts on this socket (default: link.open).
+    protected attach(socket: Socket, rest: Buffer[] = [], open?: (now: number) => void): void {
         const now = clock()
         this.socket = socket
         this.blocked = false
         socket.setNoDelay(true)
-        this.link.open(now)
+        if (open) open(now)
+        else this.link.open(now)
         for (const b of rest) this.link.receive(b, now)
         socket.on("data", (b: Buffer) => {
             if (this.socket !== socket) return

@@ -12,11 +12,13 @@
 // flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
 import { clock } from "./endpoint.js"
+import { keyFrom } from "./keys.js"
+import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface ServerOptions extends LinkOptions {
@@ -25,6 +27,11 @@ export interface ServerOptions extends LinkOptions {
     expected?: string[] // ids the application expects (waitAll's default)
     strictIds?: boolean // refuse ids not in `expected`
     logger?: Logger
+    // Issue 9: per-client keys (32 bytes or 64 hex digits). A keyed id must
+    // authenticate (README, "Security"), unless it is in allowPlain.
+    keys?: Map<string, Buffer | string> | Record<string, Buffer | string>
+    allowPlain?: string[] // keyed ids that may still connect without authenticating
+    encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
     limits?: HostileLimits
 }
 
@@ -76,7 +83,7 @@ interface Early {
 }
 
 export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized"
+    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "auth-failed" | "auth-refused"
     id?: string
     address?: string
     detail: string
@@ -109,6 +116,9 @@ export class Server extends EventEmitter {
     private hostile = { cut: 0, refused: 0 } // offenders cut, sockets refused at accept
     private arrivals = new Map<string, Array<(c: Connection) => void>>()
     private closing = false
+    private keys = new Map<string, Buffer>()
+    private allowPlain: Set<string>
+    readonly encrypt: boolean
 
     constructor(opts: ServerOptions = {}) {
         super()
@@ -130,6 +140,9 @@ export class Server extends EventEmitter {
         this.admission = new Admission<Early>(this.limits as AdmissionLimits)
         this.logBudget = new LogBudget(this.limits.maxWarningsPerSecond)
         this.log = opts.logger ?? silentLogger()
+        if (opts.keys !== undefined) this.setKeys(opts.keys)
+        this.allowPlain = new Set(opts.allowPlain ?? [])
+        this.encrypt = opts.encrypt ?? false
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
 
@@ -194,6 +207,25 @@ export class Server extends EventEmitter {
         this.log.info("closed")
     }
 
+    // Replaces the keys (a reload): new connections use them; links already
+    // up keep their session until they reconnect. Throws ECONFIG for a bad key.
+    setKeys(keys: Map<string, Buffer | string> | Record<string, Buffer | string>): void {
+        const next = new Map<string, Buffer>()
+        const entries = keys instanceof Map ? [...keys.entries()] : Object.entries(keys)
+        for (const [id, k] of entries) {
+            try {
+                next.set(id, keyFrom(k, `key of ${JSON.stringify(id)}`))
+            } catch (e) {
+                throw new LinkError("ECONFIG", (e as Error).message)
+            }
+        }
+        this.keys = next
+    }
+
+    keyedIds(): string[] {
+        return [...this.keys.keys()]
+    }
+
     // ---- inside
 
     private warn(w: Warning): void {
@@ -225,6 +257,11 @@ export class Server extends EventEmitter {
         this.hostile.cut++
         this.warn(w)
         e.socket.destroy()
+        this.offence(e)
+    }
+
+    // Counts an offence against the socket's address; enough of them penalize it.
+    private offence(e: Early): void {
         if (this.admission.offence(e.source, clock()))
             this.warn({ code: "penalized", address: e.source, detail: `${this.limits.penaltyOffences} offences within ${this.limits.penaltyWindow} ms: at most ${this.limits.penalizedPending} unauthenticated connections from this address` })
     }
@@ -319,6 +356,18 @@ export class Server extends EventEmitter {
             if (this.strictIds) return void this.offend(e, { code: "refused-id", id, address, detail: "id not in the expected list: refused" })
             this.warn({ code: "unexpected-id", id, address, detail: "id not in the expected list: accepted" })
         }
+        // Before the server's first byte an honest client sends only its id,
+        // the probe's blank lines and keepalives (PROTOCOL.md, "Handshake");
+        // after it, it may send its queued messages at once (a window of 64
+        // and more). So lines are counted until the server first writes.
+        const write = socket.write
+        socket.write = ((...args: Parameters<Socket["write"]>) => {
+            socket.write = write
+            this.stopCounting(e)
+            return write.apply(socket, args)
+        }) as Socket["write"]
+        const key = this.keys.get(id)
+        if (key !== undefined) return this.authenticate(id, key, socket, rest, address, e)
         let conn = this.conns.get(id)
         if (!conn) {
             conn = this.newConnection(id)
@@ -331,16 +380,6 @@ export class Server extends EventEmitter {
         }
         e.conn = conn
         this.earlyConn.set(conn, e)
-        // Before the server's first byte an honest client sends only its id,
-        // the probe's blank lines and keepalives (PROTOCOL.md, "Handshake");
-        // after it, it may send its queued messages at once (a window of 64
-        // and more). So lines are counted until the server first writes.
-        const write = socket.write
-        socket.write = ((...args: Parameters<Socket["write"]>) => {
-            socket.write = write
-            this.stopCounting(e)
-            return write.apply(socket, args)
-        }) as Socket["write"]
         conn.adopt(socket, rest)
         // A Connection whose link never came up holds nothing an application
         // saw: forget it with its socket, so ids sent by strangers (garbage
@@ -352,6 +391,79 @@ export class Server extends EventEmitter {
                 c.shutdown()
             }
         })
+    }
+
+    // A keyed id: the challenge runs on the new socket before it reaches the
+    // id's Connection, so a newcomer takes over a live link only once it has
+    // proved the key (fault 9).
+    private authenticate(id: string, key: Buffer, socket: Socket, rest: Buffer[], address: string, e: Early): void {
+        const conn = this.conns.get(id) ?? this.newConnection(id)
+        const auth = new ServerAuth(nodeCrypto, id, key, conn.epoch, this.cfg.timeout, this.encrypt, clock())
+        this.pending.add(socket)
+        let timer: NodeJS.Timeout | undefined
+        let finished = false
+        const finish = (o: AuthOutcome) => {
+            finished = true
+            if (timer) clearTimeout(timer)
+            this.pending.delete(socket)
+            socket.off("data", onData)
+            this.authDone(id, conn, socket, o, address, e)
+        }
+        const drive = () => {
+            if (finished) return
+            const now = clock()
+            const o = auth.step(now) ?? auth.handleTimeout(now)
+            for (let b = auth.pollTransmit(); b !== undefined; b = auth.pollTransmit()) socket.write(b)
+            if (o !== undefined) return finish(o)
+            if (timer) clearTimeout(timer)
+            const due = auth.pollTimeout()
+            if (due >= 0) timer = setTimeout(drive, Math.max(0, due - clock()))
+        }
+        const onData = (b: Buffer) => {
+            auth.push(b)
+            drive()
+        }
+        socket.on("data", onData)
+        socket.once("close", () => {
+            if (finished) return
+            finished = true
+            if (timer) clearTimeout(timer)
+            this.pending.delete(socket)
+        })
+        for (const b of rest) auth.push(b)
+        drive()
+    }
+
+    private authDone(id: string, conn: Connection, socket: Socket, o: AuthOutcome, address: string, e: Early): void {
+        if (socket.destroyed || this.closing) return void socket.destroy()
+        if (o.kind === "fail") {
+            this.warn({ code: "auth-failed", id, address, detail: `authentication failed: ${o.reason}: connection closed` })
+            this.offence(e)
+            // end, not destroy: a refusal line may still be on its way.
+            socket.end()
+            setTimeout(() => socket.destroy(), 500).unref()
+            return
+        }
+        if (o.kind === "auth") {
+            if (conn.hasSocket()) this.warn({ code: "take-over", id, address, detail: `an authenticated connection replaces the one from ${conn.address}` })
+            this.log.info({ client: id, address }, "client authenticated")
+            e.conn = conn
+            this.earlyConn.set(conn, e)
+            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest)
+        }
+        const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
+        if (!this.allowPlain.has(id)) return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` })
+        if (conn.hasSocket()) {
+            if (!conn.mayTakeOver()) {
+                this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
+                return void socket.destroy()
+            }
+            this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
+        }
+        e.conn = conn
+        this.earlyConn.set(conn, e)
+        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
+        else conn.adopt(socket, o.rest)
     }
 
     private newConnection(id: string): Connection {

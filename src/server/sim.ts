@@ -27,6 +27,8 @@ export interface SimConfig {
     watchdog?: number // ms, 0 = off
     verbose?: boolean
     role?: string // remote: "button", "led" or "" (both)
+    key?: string // IOT_KEY: 64 hex digits (issue 9)
+    encrypt?: boolean // IOT_ENCRYPT
 }
 
 export interface SimImage {
@@ -70,6 +72,8 @@ await runApp(${lit(c.app)}, checkConfig({
     watchdog: ${(c.watchdog ?? 0) | 0},
     verbose: ${c.verbose ? "true" : "false"},
     sim: true,
+    key: ${lit(c.key ?? "")},
+    encrypt: ${c.encrypt ? "true" : "false"},
 }), ${lit(c.role ?? "")})
 `
         )

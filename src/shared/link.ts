@@ -24,6 +24,9 @@ import { previewBytes } from "./hex.js"
 import { helloLine, parseHello, probeBlanks, PROBE_BLANKS } from "./hello.js"
 import { Fifo } from "./queue.js"
 import { Sender } from "./sender.js"
+import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
+import { Crypto } from "./crypto.js"
+import { Session } from "./seal.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -36,6 +39,7 @@ export type NoticeCode =
     | "resend" // a qos message sent again
     | "stray-ack" // an ACK for no un-ACKed message
     | "no-hello" // a devs-iot client did not finish the extension handshake
+    | "auth" // authentication failed, or a sealed line did not verify: the connection is closed
 
 export type LinkEvent =
     | { type: "up"; peer: Peer }
@@ -61,7 +65,16 @@ export interface LinkStats {
 // server: "probe" (counting blank lines, nothing sent yet), then "warmup" for
 // a v1 client (no messages until `warmup` ms after its first byte) or "hello"
 // for a devs-iot client (hello sent, waiting for the client's), then "up".
-type Phase = "first-line" | "probe" | "warmup" | "hello" | "up"
+// A keyed client: "first-line", then "auth" (answer sent, waiting for the
+// server's proof), then "up" with every line sealed.
+type Phase = "first-line" | "probe" | "warmup" | "hello" | "auth" | "up"
+
+// Authentication settings of a client Link (README, "Security").
+export interface LinkAuth {
+    crypto: Crypto
+    key: Buffer | undefined // undefined: no key; a challenge is answered plain
+    encrypt: boolean // encrypt the messages this end sends
+}
 
 class Conn {
     framer: LineFramer
@@ -82,9 +95,14 @@ class Conn {
     // is waiting for.
     backlog = new Fifo<Buffer>()
     backlogBytes = 0
+    session: Session | undefined = undefined // set: every line is sealed (seal.ts)
+    pre = "" // plain lines still to send when the session started
+    ns = "" // client: the server's nonce
+    nc = "" // client: its own nonce
+    es = "" // client: the server's epoch, from the challenge
 
-    constructor(role: Role, now: number, maxLineBytes: number) {
-        this.framer = new LineFramer(maxLineBytes + 2)
+    constructor(role: Role, now: number, frameLimit: number) {
+        this.framer = new LineFramer(frameLimit)
         this.phase = role === "client" ? "first-line" : "probe"
         this.lastRecv = now
         this.lastSend = now
@@ -111,6 +129,7 @@ export class Link {
     private inboxBytes = 0
     private events = new Fifo<LinkEvent>()
     private written: number[] = []
+    private auth: LinkAuth | undefined = undefined
 
     // `epoch`: a random token drawn by the driver when this id sequence
     // starts; `clientId`: the id a client sends (unused on the server).
@@ -127,6 +146,16 @@ export class Link {
             maxQueuedLines: cfg.maxQueuedLines,
             maxQueuedBytes: cfg.maxQueuedBytes,
         })
+    }
+
+    // A client's key (issue 9): with a key it authenticates, and refuses a
+    // server that does not; without one it answers a challenge plain.
+    setAuth(auth: LinkAuth): void {
+        this.auth = auth
+    }
+
+    isSealed(): boolean {
+        return this.conn !== undefined && this.conn.session !== undefined
     }
 
     // ---- the application's side
@@ -173,7 +202,8 @@ export class Link {
     // Fault 9: a newcomer with this id takes over when no socket is open or
     // the open one has been silent for more than timeout/2; otherwise it is
     // refused as a duplicate, so a stranger cannot steal a live link by
-    // sending an id. (With keys, issue 9, authenticating also qualifies.)
+    // sending an id. For a keyed id, a newcomer that authenticates also takes
+    // over (the server decides that after authserver.ts).
     mayTakeOver(now: number): boolean {
         const c = this.conn
         return c === undefined || now - c.lastRecv > this.cfg.timeout / 2
@@ -201,16 +231,44 @@ export class Link {
     open(now: number): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by a new connection", false)
-        const c = new Conn(this.role, now, this.cfg.maxLineBytes)
+        const keyed = this.auth !== undefined && this.auth.key !== undefined
+        const c = new Conn(this.role, now, keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
         this.conn = c
         if (this.role === "client") c.out = this.clientId + "\n" + probeBlanks()
+    }
+
+    // Server: a socket whose client proved its key (authserver.ts); the
+    // server's proof has been written. Every line is sealed from here on.
+    openAuthenticated(now: number, session: Session, peerEpoch: string): void {
+        if (this.closed) return
+        if (this.conn) this.lose(now, "replaced by an authenticated connection", false)
+        const c = new Conn(this.role, now, sealedLimit(this.cfg.maxLineBytes))
+        this.conn = c
+        c.session = session
+        c.peer = "devs-iot"
+        this.peerStarted(c, peerEpoch)
+        this.goUp(c)
+    }
+
+    // Server: a devs-iot client without a key answered a keyed id's challenge
+    // with a plain hello, and the id may stay plain.
+    openHelloed(now: number, peerEpoch: string): void {
+        if (this.closed) return
+        if (this.conn) this.lose(now, "replaced by a new connection", false)
+        const c = new Conn(this.role, now, this.cfg.maxLineBytes + 2)
+        this.conn = c
+        c.peer = "devs-iot"
+        this.peerStarted(c, peerEpoch)
+        this.goUp(c)
     }
 
     receive(chunk: Buffer, now: number): void {
         const c = this.conn
         if (!c || chunk.length === 0) return
         c.framer.push(chunk)
-        c.lastRecv = now
+        // On a sealed link only a line that verifies shows the peer alive:
+        // injected bytes must not keep a dead link looking up.
+        if (c.session === undefined) c.lastRecv = now
         if (c.firstByteAt < 0) c.firstByteAt = now
     }
 
@@ -231,6 +289,10 @@ export class Link {
         const f = c.framer.next()
         if (f === undefined) return false
         if (f.kind === "too-long") {
+            if (c.session !== undefined) {
+                this.authFail(now, "over-long line on an authenticated link")
+                return false
+            }
             this.stats.tooLong++
             this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
             // The server's handshake counts it as a line (not blank, not a
@@ -240,7 +302,17 @@ export class Link {
             return true
         }
         c.gotLine = true
-        this.handleLine(c, f.line, now)
+        let line = f.line
+        if (c.session !== undefined) {
+            const o = c.session.open(line)
+            if (!o.ok) {
+                this.authFail(now, o.reason)
+                return false
+            }
+            line = o.body
+            c.lastRecv = now
+        }
+        this.handleLine(c, line, now)
         return this.conn === c
     }
 
@@ -272,7 +344,9 @@ export class Link {
                 this.notice("resend", "no ACK for message " + ids[i] + " within " + this.cfg.timeout + " ms")
             }
         }
-        if (c.out.length === 0 && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) {
+        // No keepalive while a keyed client waits for the server's proof: the
+        // server's next reader is sealed, and a plain line would close it.
+        if (c.out.length === 0 && c.phase !== "auth" && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) {
             if (c.phase === "probe") this.endProbe(c)
             c.out = KEEPALIVE_LINE
         }
@@ -285,7 +359,7 @@ export class Link {
         // No keepalive deadline while something waits to be sent: the driver
         // flushes when the socket can take it (a deadline in the past would
         // only spin its timer).
-        let t = c.out.length > 0 || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
+        let t = c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
         if (!this.paused(c)) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
         if (c.phase === "warmup" && c.firstByteAt >= 0) t = min(t, c.firstByteAt + this.cfg.warmup)
         if (c.phase === "hello") t = min(t, c.helloAt + this.cfg.timeout)
@@ -302,17 +376,37 @@ export class Link {
         if (!c) return undefined
         const parts: Buffer[] = []
         let total = 0
+        const s = c.session
+        if (c.pre.length > 0) {
+            const b = Buffer.from(c.pre)
+            c.pre = ""
+            parts.push(b)
+            total += b.length
+        }
         if (c.out.length > 0) {
             const b = Buffer.from(c.out)
             c.out = ""
-            parts.push(b)
-            total += b.length
+            if (s === undefined) {
+                parts.push(b)
+                total += b.length
+            } else {
+                // One sealed line per control line.
+                let from = 0
+                while (from < b.length) {
+                    const nl = b.indexOf(10, from)
+                    const sealed = s.seal(b.slice(from, nl))
+                    parts.push(sealed)
+                    total += sealed.length
+                    from = nl + 1
+                }
+            }
         }
         if (this.up) {
             this.sender.admit()
             while (total < this.cfg.maxWriteBytes) {
-                const b = this.sender.nextLine(now, this.written)
+                let b = this.sender.nextLine(now, this.written)
                 if (b === undefined) break
+                if (s !== undefined) b = s.seal(b.slice(0, b.length - 1))
                 parts.push(b)
                 total += b.length
             }
@@ -357,6 +451,23 @@ export class Link {
             this.endProbe(c)
         } else if (c.phase === "first-line") {
             const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
+            const a = this.auth
+            if (a !== undefined && a.key !== undefined) {
+                // A keyed client never goes on plain: a server (or someone in
+                // between) that does not challenge is refused.
+                const ns = epoch !== undefined && l.kind === "ext" ? helloField(l.text, "auth") : ""
+                if (epoch === undefined || epoch === "" || !validNonce(ns)) {
+                    this.authFail(now, "the server did not ask this keyed client to authenticate")
+                    return
+                }
+                c.peer = "devs-iot"
+                c.ns = ns
+                c.nc = newNonce(a.crypto)
+                c.es = epoch
+                c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)))
+                c.phase = "auth"
+                return
+            }
             if (epoch !== undefined) {
                 c.peer = "devs-iot"
                 this.peerStarted(c, epoch)
@@ -365,6 +476,25 @@ export class Link {
                 return
             }
             this.goUp(c)
+        } else if (c.phase === "auth") {
+            if (l.kind === "keepalive") return
+            const a = this.auth as LinkAuth
+            const key = a.key as Buffer
+            const t = this.transcript(c)
+            if (l.kind === "ext" && l.text === "!auth refused") {
+                this.authFail(now, "the server refused this client's key (wrong key?)")
+                return
+            }
+            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, key, "server", t, helloField(l.text, "mac"))) {
+                this.authFail(now, "wrong key: the server's proof does not verify")
+                return
+            }
+            c.session = deriveSession(a.crypto, key, "client", t, a.encrypt)
+            c.pre = c.out
+            c.out = ""
+            this.peerStarted(c, c.es)
+            this.goUp(c)
+            return
         } else if (c.phase === "hello") {
             const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
             if (epoch !== undefined) {
@@ -494,6 +624,17 @@ export class Link {
         }
     }
 
+    private transcript(c: Conn): Transcript {
+        return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch }
+    }
+
+    // Authentication failed or a sealed line did not verify: nothing more of
+    // this connection is used, and the driver closes it.
+    private authFail(now: number, reason: string): void {
+        this.notice("auth", reason)
+        this.lose(now, "authentication: " + reason, true)
+    }
+
     private bad(reason: string, line: Buffer): void {
         this.stats.badLines++
         this.notice("bad-line", reason + ": " + previewBytes(line, 40))
@@ -502,6 +643,12 @@ export class Link {
     private notice(code: NoticeCode, detail: string): void {
         this.events.push({ type: "notice", code: code, detail: detail })
     }
+}
+
+// The framer's limit on a sealed connection: an encrypted message is hex,
+// twice its bytes, plus the tag and the header.
+function sealedLimit(maxLineBytes: number): number {
+    return 2 * maxLineBytes + 64
 }
 
 // The earlier of two deadlines, where -1 means none.

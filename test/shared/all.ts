@@ -5,6 +5,7 @@ import { dedupSuite } from "./dedup.cases.js"
 import { linkSuite } from "./link.cases.js"
 import { pairSuite } from "./pair.cases.js"
 import { watchdogSuite } from "./watchdog.cases.js"
+import { authSuite } from "./auth.cases.js"
 import { Suite } from "./harness.js"
 
-export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, pairSuite, watchdogSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, pairSuite, watchdogSuite]

@@ -159,3 +159,4 @@ export const framerSuite = suite("framer", function (test) {
         eq(f2.next(), undefined, "framer empty after takeRest")
     })
 })
+

@@ -3,6 +3,7 @@
 // VM (test/vm/main.ts). Written in the DeviceScript subset, like src/shared.
 
 import { show } from "../../src/shared/config.js"
+import type { Crypto } from "../../src/shared/crypto.js"
 
 export type CaseFn = () => Promise<void>
 
@@ -26,8 +27,16 @@ export function suite(name: string, define: (test: (name: string, fn: CaseFn) =>
 
 // Long simulations yield now and then: the VM kills a fiber that runs ~128K
 // opcodes without yielding. The VM entry installs ds.sleep(0).
+// Each runner also installs its platform's crypto (node:crypto, or the
+// board's native primitives): the auth cases run on both.
 export const hooks = {
     pause: async function (): Promise<void> {},
+    crypto: undefined as Crypto | undefined,
+}
+
+export function crypto(): Crypto {
+    if (hooks.crypto === undefined) throw new AssertionFailed("no crypto installed by the runner")
+    return hooks.crypto
 }
 
 export class AssertionFailed extends Error {

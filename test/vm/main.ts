@@ -4,10 +4,12 @@
 import * as ds from "@devicescript/core"
 import { suites } from "../shared/all.js"
 import { hooks } from "../shared/harness.js"
+import { boardCrypto } from "../../src/device/crypto.js"
 
 hooks.pause = async function () {
     await ds.sleep(0)
 }
+hooks.crypto = boardCrypto
 
 function message(e: unknown): string {
     // DeviceScript's JSON.parse errors are not Error instances: read .message.

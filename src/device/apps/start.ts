@@ -21,6 +21,8 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void): Clie
         watchdog: c.watchdog,
         verbose: c.verbose,
         onStatus: onStatus,
+        key: c.key !== undefined && c.key !== "" ? Buffer.from(c.key, "hex") : undefined,
+        encrypt: c.encrypt === true,
         // A watchdog reboot halts the simulator's VM: restart the program there.
         onWatchdog: c.sim
             ? function () {

@@ -1,0 +1,99 @@
+// The authentication handshake of a keyed id (README, "Security"): an
+// HMAC-SHA256 challenge-response with fresh nonces from both ends, mutual
+// (the server proves the key too), and the per-direction session keys
+// derived with HKDF-SHA256. It runs inside the devs-iot extension handshake
+// (hello.ts), so a v1 peer never sees any of it:
+//
+//   client: <id>\n + 10 blank lines                        (the probe, as ever)
+//   server: !hello epoch=<Es> auth=<Ns>\n                  (the challenge)
+//   client: !hello epoch=<Ec> auth=<Nc> mac=<client proof>\n
+//   server: !auth mac=<server proof>\n
+//   then sealed lines both ways (seal.ts)
+//
+// Ns, Nc: 16 random bytes each, as 32 lowercase hex digits. A proof is the
+// 64-hex-digit HMAC-SHA256(K, transcript(role)), where
+//   transcript(role) = "devs-iot/1 " + role + " " + Ns + " " + Nc + " "
+//                      + bytes(id) + ":" + id + " " + bytes(Es) + ":" + Es + " " + Ec
+// (role "client" or "server"; bytes(x): UTF-8 length in decimal). The session
+// keys: HKDF-SHA256(ikm K, salt Ns|Nc as 32 bytes, info "devs-iot/1 <dir> <use> " + id)
+// for dir "c2s" / "s2c" and use "mac" / "enc".
+//
+// A devs-iot client without a key answers the challenge with a plain
+// `!hello epoch=<Ec>`; the server then refuses it unless the id may stay plain.
+
+import { Crypto, isHex, sameBytes } from "./crypto.js"
+import { DirectionKeys, Session } from "./seal.js"
+
+export const NONCE_HEX = 32
+export const PROOF_HEX = 64
+export const KEY_BYTES = 32
+
+// The value of ` name=value` in a hello or auth line, or "" when absent.
+export function helloField(text: string, name: string): string {
+    const at = text.indexOf(" " + name + "=")
+    if (at < 0) return ""
+    const start = at + name.length + 2
+    let end = text.indexOf(" ", start)
+    if (end < 0) end = text.length
+    return text.slice(start, end)
+}
+
+export function challengeLine(epoch: string, ns: string): string {
+    return "!hello epoch=" + epoch + " auth=" + ns + "\n"
+}
+
+export function answerLine(epoch: string, nc: string, proof: string): string {
+    return "!hello epoch=" + epoch + " auth=" + nc + " mac=" + proof + "\n"
+}
+
+export function proofLine(proof: string): string {
+    return "!auth mac=" + proof + "\n"
+}
+
+export function newNonce(crypto: Crypto): string {
+    return crypto.random(NONCE_HEX / 2).toString("hex")
+}
+
+export function validNonce(s: string): boolean {
+    return isHex(s, NONCE_HEX)
+}
+
+export interface Transcript {
+    id: string
+    ns: string
+    nc: string
+    es: string // the server's epoch
+    ec: string // the client's epoch
+}
+
+export function proof(crypto: Crypto, key: Buffer, role: string, t: Transcript): string {
+    const text =
+        "devs-iot/1 " + role + " " + t.ns + " " + t.nc + " " + Buffer.from(t.id).length + ":" + t.id + " " + Buffer.from(t.es).length + ":" + t.es + " " + t.ec
+    return crypto.hmac(key, Buffer.from(text)).toString("hex")
+}
+
+export function proofOk(crypto: Crypto, key: Buffer, role: string, t: Transcript, got: string): boolean {
+    if (!isHex(got, PROOF_HEX)) return false
+    return sameBytes(Buffer.from(proof(crypto, key, role, t)), Buffer.from(got))
+}
+
+function dirKeys(crypto: Crypto, key: Buffer, salt: Buffer, dir: string, id: string): DirectionKeys {
+    return {
+        mac: crypto.hkdf(key, salt, Buffer.from("devs-iot/1 " + dir + " mac " + id)),
+        enc: crypto.hkdf(key, salt, Buffer.from("devs-iot/1 " + dir + " enc " + id)),
+    }
+}
+
+// The session of one connection, for one end.
+export function deriveSession(crypto: Crypto, key: Buffer, role: string, t: Transcript, encrypt: boolean): Session {
+    const salt = Buffer.from(t.ns + t.nc, "hex")
+    const c2s = dirKeys(crypto, key, salt, "c2s", t.id)
+    const s2c = dirKeys(crypto, key, salt, "s2c", t.id)
+    return role === "client" ? new Session(crypto, c2s, s2c, encrypt) : new Session(crypto, s2c, c2s, encrypt)
+}
+
+// Why a key cannot be used, or "".
+export function keyProblem(key: Buffer): string {
+    if (key.length !== KEY_BYTES) return "a key must be " + KEY_BYTES + " bytes, got " + key.length
+    return ""
+}

@@ -1,0 +1,121 @@
+// The server's side of a keyed id's handshake (auth.ts), run on a new socket
+// after its id line and before the socket reaches the id's Link. Kept apart
+// from the Link so that a newcomer for a keyed id whose link is live can
+// prove the key without touching that link: only once it has authenticated
+// does it take the link over (fault 9).
+//
+// Outcomes: "auth" (the client proved the key; the server's proof is the last
+// line this sends), "hello" (a devs-iot client without a key: plain, if the
+// id may stay plain), "v1" (no probe: a v1 client; plain likewise), "fail"
+// (wrong key, a bad answer, or no answer in time: close the socket).
+
+import { answerLine, challengeLine, deriveSession, helloField, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
+import { parseLine } from "./codec.js"
+import { Crypto } from "./crypto.js"
+import { LineFramer } from "./framer.js"
+import { parseHello, PROBE_BLANKS } from "./hello.js"
+import { Session } from "./seal.js"
+
+export const REFUSED_LINE = "!auth refused\n"
+
+export type AuthOutcome =
+    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[] }
+    | { kind: "hello"; peerEpoch: string; rest: Buffer[] }
+    | { kind: "v1"; rest: Buffer[] }
+    | { kind: "fail"; reason: string }
+
+export class ServerAuth {
+    private framer = new LineFramer(512)
+    private phase: "probe" | "answer" | "done" = "probe"
+    private blanks = 0
+    private ns = ""
+    private out = ""
+    private deadline: number
+
+    constructor(
+        readonly crypto: Crypto,
+        readonly id: string,
+        readonly key: Buffer,
+        readonly epoch: string, // the server's epoch for this id (its Link's)
+        readonly timeout: number,
+        readonly encrypt: boolean,
+        now: number,
+    ) {
+        // A v1 client sends a blank line per timeout/4; a devs-iot probe comes with the id.
+        this.deadline = now + Math.floor(timeout / 4)
+    }
+
+    push(chunk: Buffer): void {
+        this.framer.push(chunk)
+    }
+
+    // Handles the lines received so far; an outcome ends the handshake.
+    step(now: number): AuthOutcome | undefined {
+        while (this.phase !== "done") {
+            const f = this.framer.next()
+            if (f === undefined) return undefined
+            if (f.kind === "too-long") return this.end({ kind: "fail", reason: "over-long line during the handshake" })
+            const l = parseLine(f.line)
+            if (this.phase === "probe") {
+                if (l.kind !== "keepalive") {
+                    const rest = this.framer.takeRest()
+                    const all: Buffer[] = [Buffer.from(f.line.toString("utf-8") + "\n")]
+                    for (let i = 0; i < rest.length; i++) all.push(rest[i])
+                    return this.end({ kind: "v1", rest: all })
+                }
+                this.blanks++
+                if (this.blanks >= PROBE_BLANKS) {
+                    this.ns = newNonce(this.crypto)
+                    this.out += challengeLine(this.epoch, this.ns)
+                    this.phase = "answer"
+                    this.deadline = now + this.timeout
+                }
+                continue
+            }
+            if (l.kind === "keepalive") continue
+            const text = l.kind === "ext" ? l.text : ""
+            const ec = parseHello(text)
+            if (ec === undefined || ec === "") return this.end({ kind: "fail", reason: "expected a hello answering the challenge" })
+            const nc = helloField(text, "auth")
+            const mac = helloField(text, "mac")
+            if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest() })
+            if (!validNonce(nc)) return this.end({ kind: "fail", reason: "bad client nonce in the answer" })
+            const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec }
+            if (!proofOk(this.crypto, this.key, "client", t, mac)) {
+                // Tells the client why, so a board's log says so. Forging it
+                // only closes a handshake, which an attacker can do anyway.
+                this.out += REFUSED_LINE
+                return this.end({ kind: "fail", reason: "wrong key: the client's proof does not verify" })
+            }
+            this.out += proofLine(proof(this.crypto, this.key, "server", t))
+            const session = deriveSession(this.crypto, this.key, "server", t, this.encrypt)
+            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest() })
+        }
+        return undefined
+    }
+
+    handleTimeout(now: number): AuthOutcome | undefined {
+        if (this.phase === "done" || now < this.deadline) return undefined
+        if (this.phase === "probe") return this.end({ kind: "v1", rest: this.framer.takeRest() })
+        return this.end({ kind: "fail", reason: "no answer to the challenge within " + this.timeout + " ms" })
+    }
+
+    pollTimeout(): number {
+        return this.phase === "done" ? -1 : this.deadline
+    }
+
+    pollTransmit(): Buffer | undefined {
+        if (this.out.length === 0) return undefined
+        const b = Buffer.from(this.out)
+        this.out = ""
+        return b
+    }
+
+    private end(o: AuthOutcome): AuthOutcome {
+        this.phase = "done"
+        return o
+    }
+}
+
+// Re-exported for tests that play a client by hand.
+export { answerLine }

@@ -1,0 +1,131 @@
+// Line framing of an authenticated link (README, "Security"). After the
+// handshake every line, in both directions, is sealed: messages, ACKs and
+// keepalives alike, each with a per-direction sequence number that starts at
+// 0 on every connection (whose keys are fresh).
+//
+//   !m<seq><mac><body>\n    body: the v1 line (empty: keepalive, "hh": ACK,
+//                           "hh<payload>": message), as is
+//   !e<seq><hex>\n          a message only, encrypted: hex of
+//                           AES-256-CCM(key, nonce(seq), body) with a 16-byte tag
+//
+// <seq>: 8 lowercase hex digits. <mac>: 32 lowercase hex digits, the first 16
+// bytes of HMAC-SHA256(macKey, ascii(<seq>) + body). nonce(seq): 13 bytes,
+// 9 zero bytes then seq as 4 bytes big-endian. Each direction has its own
+// keys, so a line cannot be reflected back to its sender.
+//
+// A receiver accepts only the next sequence number. A line that is not sealed,
+// has another sequence number (replayed, reordered, dropped before it), or does
+// not verify is an error that closes the connection: nothing in it is used.
+
+import { Crypto, isHex, sameBytes } from "./crypto.js"
+import { hexByte, hexDigit } from "./hex.js"
+
+export const MAC_HEX = 32
+export const SEQ_HEX = 8
+// Closes the connection before a sequence number could wrap; the next one has new keys.
+export const SEQ_MAX = 2147483647
+
+export interface DirectionKeys {
+    mac: Buffer
+    enc: Buffer
+}
+
+// ok: body is the v1 line; else reason says why the line was refused.
+export interface Opened {
+    ok: boolean
+    body: Buffer
+    reason: string
+}
+
+function refuse(reason: string): Opened {
+    return { ok: false, body: Buffer.alloc(0), reason: reason }
+}
+
+export class Session {
+    txSeq = 0
+    rxSeq = 0
+    constructor(
+        readonly crypto: Crypto,
+        readonly tx: DirectionKeys,
+        readonly rx: DirectionKeys,
+        readonly encrypt: boolean,
+    ) {}
+
+    // The wire line (with "\n") for a v1 line body (without "\n").
+    seal(body: Buffer): Buffer {
+        const seq = seqHex(this.txSeq)
+        const nonce = nonceOf(this.txSeq)
+        this.txSeq++
+        if (this.encrypt && body.length > 2) {
+            const hex = this.crypto.encrypt(this.tx.enc, nonce, body).toString("hex")
+            return Buffer.from("!e" + seq + hex + "\n")
+        }
+        const mac = macHex(this.crypto, this.tx.mac, seq, body)
+        const out = Buffer.alloc(2 + SEQ_HEX + MAC_HEX + body.length + 1)
+        out.set(Buffer.from("!m" + seq + mac), 0)
+        out.set(body, 2 + SEQ_HEX + MAC_HEX)
+        out[out.length - 1] = 10
+        return out
+    }
+
+    // The v1 body of a received wire line (without "\n"), or why it is refused.
+    open(line: Buffer): Opened {
+        const n = line.length
+        if (n < 2 + SEQ_HEX || line[0] !== 33 || (line[1] !== 109 && line[1] !== 101))
+            return refuse("unauthenticated line on an authenticated link")
+        const seqText = line.slice(2, 2 + SEQ_HEX).toString("utf-8")
+        const seq = parseSeq(seqText)
+        if (seq < 0) return refuse("bad sequence number")
+        if (seq !== this.rxSeq)
+            return refuse("sequence " + seq + " where " + this.rxSeq + " was due (replayed, reordered or lost line)")
+        let body: Buffer
+        if (line[1] === 109) {
+            if (n < 2 + SEQ_HEX + MAC_HEX) return refuse("bad MAC: line too short")
+            const mac = line.slice(2 + SEQ_HEX, 2 + SEQ_HEX + MAC_HEX)
+            body = line.slice(2 + SEQ_HEX + MAC_HEX)
+            if (!sameBytes(mac, Buffer.from(macHex(this.crypto, this.rx.mac, seqText, body))))
+                return refuse("bad MAC on line " + seq)
+        } else {
+            const hex = line.slice(2 + SEQ_HEX).toString("utf-8")
+            if (hex.length < 34 || !isHex(hex, hex.length) || (hex.length & 1) !== 0)
+                return refuse("bad encrypted line " + seq)
+            const plain = this.crypto.decrypt(this.rx.enc, nonceOf(seq), Buffer.from(hex, "hex"))
+            if (plain === undefined || plain.length < 3) return refuse("bad MAC (AES-CCM tag) on line " + seq)
+            body = plain
+        }
+        if (this.rxSeq >= SEQ_MAX) return refuse("sequence limit reached: reconnect for new keys")
+        this.rxSeq++
+        return { ok: true, body: body, reason: "" }
+    }
+}
+
+export function seqHex(n: number): string {
+    const hi = Math.floor(n / 65536)
+    const lo = n - hi * 65536
+    return hexByte(hi >> 8) + hexByte(hi & 255) + hexByte(lo >> 8) + hexByte(lo & 255)
+}
+
+function parseSeq(s: string): number {
+    if (!isHex(s, SEQ_HEX)) return -1
+    let v = 0
+    for (let i = 0; i < SEQ_HEX; i++) v = v * 16 + hexDigit(s.charCodeAt(i))
+    return v
+}
+
+function nonceOf(seq: number): Buffer {
+    const b = Buffer.alloc(13)
+    const hi = Math.floor(seq / 65536)
+    const lo = seq - hi * 65536
+    b[9] = hi >> 8
+    b[10] = hi & 255
+    b[11] = lo >> 8
+    b[12] = lo & 255
+    return b
+}
+
+function macHex(crypto: Crypto, key: Buffer, seq: string, body: Buffer): string {
+    const data = Buffer.alloc(SEQ_HEX + body.length)
+    data.set(Buffer.from(seq), 0)
+    data.set(body, SEQ_HEX)
+    return crypto.hmac(key, data).slice(0, MAC_HEX / 2).toString("hex")
+}

@@ -1,0 +1,83 @@
+// Issue 9 on the board: the real firmware in the DeviceScript simulator, with
+// a key (IOT_KEY) and encryption (IOT_ENCRYPT), against the Node server with
+// the same key, through an on-path proxy that records the wire.
+import assert from "node:assert/strict"
+import { Server, type Warning } from "../../src/server/index.js"
+import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { Mitm } from "./support/mitm.js"
+import { freePort, within } from "./support/util.js"
+
+const TIMEOUT = 1000
+const KEY = "3c".repeat(32)
+
+describe("board firmware with a key, in the DeviceScript simulator", function () {
+    this.timeout(120000)
+    let serverPort = 0
+    let mitmPort = 0
+    let img: SimImage | undefined
+    let vm: SimRun | undefined
+    let server: Server | undefined
+    let mitm: Mitm | undefined
+
+    before(async function () {
+        this.timeout(300000)
+        serverPort = await freePort()
+        mitmPort = await freePort()
+        img = await buildSimImage({ app: "testbed", id: "kb1", host: "127.0.0.1", port: mitmPort, timeout: TIMEOUT, verbose: true, key: KEY, encrypt: true })
+    })
+
+    after(async function () {
+        await vm?.stop()
+        await mitm?.close()
+        await server?.close()
+        img?.remove()
+    })
+
+    it("authenticates, exchanges qos lines both ways, every line sealed and payloads encrypted both ways", async function () {
+        server = new Server({ port: serverPort, host: "127.0.0.1", timeout: TIMEOUT, keys: { kb1: KEY }, encrypt: true })
+        const warnings: Warning[] = []
+        server.on("warning", (w) => warnings.push(w))
+        await server.listen()
+        mitm = new Mitm(serverPort)
+        let wire = ""
+        mitm.rewrite = (l, dir) => {
+            wire += (dir === "up" ? ">" : "<") + l.toString() + "\n"
+            return [l]
+        }
+        await mitm.listen(mitmPort)
+        const t0 = performance.now()
+        vm = await runSim(img!.image)
+        const conn = await within(server.clientConn("kb1"), 30000, "board connected")
+        await vm.waitFor(/link up \(server speaks devs-iot/, 5000)
+        const handshake = performance.now() - t0
+        const got: string[] = []
+        for (let i = 0; i < 10; i++) {
+            await within(conn.write(`secret-${i}`), 5000, `write ${i}`)
+            got.push(await within(conn.readline(), 5000, `echo ${i}`))
+        }
+        assert.deepEqual(got, Array.from({ length: 10 }, (_, i) => `secret-${i}`))
+        await conn.write(JSON.stringify({ cmd: "send", n: 20, prefix: "b" }))
+        const lines: string[] = []
+        while (lines.length < 21) lines.push(await within(conn.readline(), 10000, `line ${lines.length}`))
+        assert.deepEqual(lines.slice(0, 20), Array.from({ length: 20 }, (_, i) => `b${i}`))
+        assert.deepEqual(JSON.parse(lines[20]!), { sent: 20, failed: 0 })
+        assert.deepEqual(warnings, [])
+        assert.ok(!wire.includes("secret"), "no payload in clear")
+        assert.ok(wire.includes("\n>!e") && wire.includes("\n<!e"), "encrypted lines both ways")
+        const after = wire.slice(wire.indexOf("<!auth mac="))
+        for (const l of after.split("\n").slice(1)) if (l !== "") assert.match(l, /^[<>]!(m|e)[0-9a-f]{8}/, "sealed: " + l)
+        this.test!.title += ` (simulator start to link up ${(handshake / 1000).toFixed(1)} s)`
+    })
+
+    it("a server with another key: the board is refused and says why; the server logs the id", async function () {
+        await server?.close()
+        server = new Server({ port: serverPort, host: "127.0.0.1", timeout: TIMEOUT, keys: { kb1: "00".repeat(32) } })
+        const w = new Promise<Warning>((r) => server!.on("warning", (x) => x.code === "auth-failed" && r(x)))
+        await server.listen()
+        const warning = await within(w, 20000, "auth-failed")
+        assert.equal(warning.id, "kb1")
+        assert.match(warning.detail, /wrong key/)
+        assert.equal(server.connection("kb1")!.connects, 0)
+        await vm!.waitFor(/authentication failed: the server refused this client's key/, 5000)
+    })
+})
