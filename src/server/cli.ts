@@ -47,6 +47,7 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             "penalty-window": { type: "string", arg: "MS", help: "the window those offences are counted in (default 60000)" },
             "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
             "max-warnings": { type: "string", arg: "N", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
+            "max-clients": { type: "string", arg: "N", help: "client ids kept; new ids beyond are refused unless in --expect or --keys (default 20000)" },
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
@@ -207,6 +208,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
             penaltyWindow: optInt(values, source, "penalty-window", 1000, 86400000),
             penalizedPending: optInt(values, source, "penalized-pending", 1, 1000000),
             maxWarningsPerSecond: optInt(values, source, "max-warnings", 1, 1000000),
+            maxClients: optInt(values, source, "max-clients", 1, 10000000),
         },
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)

@@ -47,6 +47,7 @@ export interface HostileLimits {
     penaltyWindow?: number // ms (default 60000)
     penalizedPending?: number // a penalized source's cap (default 16)
     maxWarningsPerSecond?: number // warning log lines per second; the rest are counted in a summary (default 20)
+    maxClients?: number // Connections (ids) kept; a new id beyond it is refused unless expected or keyed (default 20000)
 }
 
 export type ResolvedLimits = Required<HostileLimits>
@@ -64,6 +65,7 @@ export function resolveLimits(l: HostileLimits | undefined, timeout: number): Re
         penaltyWindow: intIn("penaltyWindow", o.penaltyWindow, 60000, 1000, 86400000),
         penalizedPending: intIn("penalizedPending", o.penalizedPending, 16, 1, 1000000),
         maxWarningsPerSecond: intIn("maxWarningsPerSecond", o.maxWarningsPerSecond, 20, 1, 1000000),
+        maxClients: intIn("maxClients", o.maxClients, 20000, 1, 10000000),
     }
     if (r.penalizedPending > r.maxPendingPerSource)
         throw new LinkError("ECONFIG", `penalizedPending (${r.penalizedPending}) must be at most maxPendingPerSource (${r.maxPendingPerSource})`)
@@ -83,7 +85,7 @@ interface Early {
 }
 
 export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "auth-failed" | "auth-refused"
+    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused"
     id?: string
     address?: string
     detail: string
@@ -370,6 +372,11 @@ export class Server extends EventEmitter {
         if (key !== undefined) return this.authenticate(id, key, socket, rest, address, e)
         let conn = this.conns.get(id)
         if (!conn) {
+            // Each id keeps a Connection for good (an application may hold
+            // it): ids nobody configured are capped, or a stranger speaking
+            // v1 under ever new ids would grow the table without bound.
+            if (this.conns.size >= this.limits.maxClients && !this.expected.includes(id))
+                return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients): a new id refused` })
             conn = this.newConnection(id)
         } else if (conn.hasSocket()) {
             if (!conn.mayTakeOver()) {

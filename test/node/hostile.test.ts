@@ -178,6 +178,28 @@ describe("hostile input (issue 9)", function () {
             await within(server.clientConn(id), 5000, "long id accepted")
         })
 
+        it("client ids are capped (maxClients): a stranger's new id beyond it is refused; known ids and expected ones still come in", async function () {
+            const server = await startServer({ maxClients: 3 }, { expected: ["a", "b", "vip"] })
+            for (const id of ["a", "b"]) {
+                const s = await attacker(server, "127.0.0.1")
+                s.write(id + "\n\n")
+                await within(server.clientConn(id), 5000, `${id} up`)
+            }
+            const x = await attacker(server, "127.0.0.3")
+            x.write("x1\n\n")
+            await within(server.clientConn("x1"), 5000, "x1 fills the table")
+            const refused = warningFrom(server, "127.0.0.3", "too-many-clients")
+            const y = await attacker(server, "127.0.0.3")
+            y.write("x2\n\n")
+            const w = await within(refused, 5000, "too-many-clients warning")
+            assert.equal(w.id, "x2")
+            await within(y.gone, 5000, "x2 cut")
+            assert.equal(server.connection("x2"), undefined)
+            const v = await attacker(server, "127.0.0.1")
+            v.write("vip\n\n")
+            await within(server.clientConn("vip"), 5000, "an expected id still comes in")
+        })
+
         it("garbage bytes: control bytes, invalid UTF-8, an empty line are each cut as bad-id", async function () {
             const server = await startServer()
             const list = collect(server)
