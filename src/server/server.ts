@@ -378,13 +378,7 @@ export class Server extends EventEmitter {
             if (this.conns.size >= this.limits.maxClients && !this.expected.includes(id))
                 return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients): a new id refused` })
             conn = this.newConnection(id)
-        } else if (conn.hasSocket()) {
-            if (!conn.mayTakeOver()) {
-                this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
-                return void socket.destroy()
-            }
-            this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
-        }
+        } else if (!this.mayReplace(conn, id, socket, address)) return
         e.conn = conn
         this.earlyConn.set(conn, e)
         conn.adopt(socket, rest)
@@ -460,17 +454,24 @@ export class Server extends EventEmitter {
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
         if (!this.allowPlain.has(id)) return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` })
-        if (conn.hasSocket()) {
-            if (!conn.mayTakeOver()) {
-                this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
-                return void socket.destroy()
-            }
-            this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
-        }
+        if (!this.mayReplace(conn, id, socket, address)) return
         e.conn = conn
         this.earlyConn.set(conn, e)
         if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
         else conn.adopt(socket, o.rest)
+    }
+
+    // Fault 9: a plain newcomer for an id whose link has a socket takes over
+    // only a silent one; otherwise it is refused (and its socket closed).
+    private mayReplace(conn: Connection, id: string, socket: Socket, address: string): boolean {
+        if (!conn.hasSocket()) return true
+        if (!conn.mayTakeOver()) {
+            this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
+            socket.destroy()
+            return false
+        }
+        this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
+        return true
     }
 
     private newConnection(id: string): Connection {

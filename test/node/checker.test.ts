@@ -40,6 +40,18 @@ describe("soak checker", function () {
             want: { "qos.up.lost": 1, "qos.up.lostInCrash": 1, "qos.up.unconfirmed": 1 },
             fails: 1,
         },
+        {
+            name: "lost in a crash also when the receiver's last log came just before the ACK",
+            log: [rec("b1", "I", "start", 0), rec("srv", "S", "f.srv.b1.7.3"), rec("b1", "I", "start", 1)],
+            want: { "qos.down.lost": 1, "qos.down.lostInCrash": 1 },
+            fails: 1,
+        },
+        {
+            name: "not a crash loss when the receiver lived on for long after",
+            log: [rec("srv", "S", "f.srv.b1.7.4"), { t: 5000, who: "b1", life: 0, kind: "I", text: "x" }, { t: 5001, who: "b1", life: 1, kind: "I", text: "start" }],
+            want: { "qos.down.lost": 1, "qos.down.lostInCrash": 0 },
+            fails: 1,
+        },
         { name: "no-qos lines may be lost", log: [rec("n1", "S", "n.n1.srv.7.0")], want: { "noQos.up.lost": 1 }, fails: 0 },
         { name: "a line no end wrote, or read by the wrong end", log: [rec("srv", "R", "hello"), rec("n1", "R", "w.srv.b1.5.0")], want: { bad: 2 }, fails: 2 },
     ]

@@ -62,7 +62,7 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
     const report: Report = { ...pairs(), v1: pairs(), bad: 0, examples: { lost: [], lostInCrash: [], duplicated: [], crashDuplicated: [], outOfOrder: [] } }
     const note = (k: keyof Report["examples"], s: string) => void (report.examples[k].length < 20 && report.examples[k].push(s))
     const sent = new Map<string, number>() // line -> when its write completed
-    const lives = new Map<string, Array<{ life: number; last: number }>>() // end -> its lives in order, with their last record
+    const lives = new Map<string, Array<{ life: number; first: number; last: number }>>() // end -> its lives in order, first and last record
     const reads = new Map<string, number[]>() // line -> lives of the receiver that read it
     const lastW = new Map<string, number>() // sender run, receiver and its life -> last "w" number read
     const pick = (l: Line) => {
@@ -71,7 +71,7 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
     }
     for (const r of records) {
         const ls = lives.get(r.who) ?? []
-        if (ls.length === 0 || ls[ls.length - 1]!.life !== r.life) ls.push({ life: r.life, last: r.t })
+        if (ls.length === 0 || ls[ls.length - 1]!.life !== r.life) ls.push({ life: r.life, first: r.t, last: r.t })
         else ls[ls.length - 1]!.last = r.t
         lives.set(r.who, ls)
         if (r.kind === "I") continue
@@ -106,11 +106,14 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
         t.lost++
         if (l.stream === "n") continue
         note("lost", s)
-        // The receiver's life at `at` ended soon after: the line was kept and
-        // ACKed by its link, and the process died before its application read it.
+        // The receiver's life that ACKed it (the last to start before `at`)
+        // was killed within CRASH_WINDOW of `at`: its link kept the line and
+        // the process died before its application read it. Its last record
+        // is the latest sign of life; the kill came after it.
         const ls = lives.get(l.to) ?? []
-        const i = ls.findIndex((x) => x.last >= at)
-        if (i >= 0 && i < ls.length - 1 && ls[i]!.last - at <= CRASH_WINDOW) (t.lostInCrash++, note("lostInCrash", s))
+        let i = -1
+        for (let k = 0; k < ls.length; k++) if (ls[k]!.first <= at) i = k
+        if (i >= 0 && i < ls.length - 1 && Math.abs(ls[i]!.last - at) <= CRASH_WINDOW) (t.lostInCrash++, note("lostInCrash", s))
     }
     for (const [s] of reads) {
         if (!sent.has(s)) pick(parseSoakLine(s)!).unconfirmed++
