@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Client, Server, parseKeys, type Warning } from "../../src/server/index.js"
-import { cli, within } from "./support/util.js"
+import { cleanup, cli, closeAll, onCleanup, within } from "./support/util.js"
 import { pino } from "pino"
 import { isSealedMessage, Mitm } from "./support/mitm.js"
 
@@ -17,16 +17,7 @@ const T = 400
 const KEY = "11".repeat(32)
 const OTHER = "22".repeat(32)
 
-let closers: Array<() => Promise<void> | void> = []
-function cleanup<X extends { close(): Promise<void> | void }>(x: X): X {
-    closers.push(() => x.close())
-    return x
-}
-afterEach(async function () {
-    const list = closers.reverse()
-    closers = []
-    for (const c of list) await c()
-})
+afterEach(closeAll)
 
 async function startServer(opts: ConstructorParameters<typeof Server>[0] = {}): Promise<Server> {
     const s = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T, keys: { k1: KEY }, ...opts }))
@@ -70,7 +61,7 @@ async function raw(port: number, first: string): Promise<Socket & { text: string
     s.text = ""
     s.on("data", (b) => (s.text += b.toString()))
     s.on("error", () => {})
-    closers.push(() => void s.destroy())
+    onCleanup(() => void s.destroy())
     await once(s, "connect")
     s.write(first)
     return s

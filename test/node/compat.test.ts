@@ -6,6 +6,7 @@ import assert from "node:assert/strict"
 import type { EventEmitter } from "node:events"
 import { Client, Server, type Warning } from "../../src/server/index.js"
 import { V1Client, V1Server } from "./support/v1peer.js"
+import { cleanup, closeAll } from "./support/util.js"
 
 const T = 400 // timeout on every end: short, so outages and resends are quick
 const BOUND = 5000 // the limit for anything that should take well under a second
@@ -62,16 +63,7 @@ function assertPlainV1(lines: string[], who: string): void {
 describe("compatibility with the original micropython-iot ends (v1 peers)", function () {
     this.timeout(20000)
 
-    let closers: Array<() => Promise<void>> = []
-    function cleanup<X extends { close(): Promise<void> }>(x: X): X {
-        closers.push(() => x.close())
-        return x
-    }
-    afterEach(async function () {
-        const list = closers.reverse()
-        closers = []
-        for (const c of list) await c()
-    })
+    afterEach(closeAll)
 
     async function startServer(): Promise<Server> {
         const s = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T }))

@@ -8,27 +8,22 @@ import { connect, type Socket } from "node:net"
 import { pino } from "pino"
 import { Admission, LogBudget } from "../../src/server/admission.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
-import { freePort, within } from "./support/util.js"
+import { closeAll, freePort, onCleanup, within } from "./support/util.js"
 
 const T = 1000
 
-let closers: Array<() => Promise<void> | void> = []
-afterEach(async function () {
-    const list = closers.reverse()
-    closers = []
-    for (const c of list) await c()
-})
+afterEach(closeAll)
 
 async function startServer(limits: HostileLimits = {}, extra: Partial<ConstructorParameters<typeof Server>[0]> = {}): Promise<Server> {
     const s = new Server({ port: 0, host: "127.0.0.1", timeout: T, limits, ...extra })
-    closers.push(() => s.close())
+    onCleanup(() => s.close())
     await s.listen()
     return s
 }
 
 function startClient(server: Server, id: string): Client {
     const c = new Client({ id, port: server.port, timeout: T })
-    closers.push(() => c.close())
+    onCleanup(() => c.close())
     return c.start()
 }
 
@@ -42,7 +37,7 @@ async function attacker(server: Server, from: string): Promise<Attacker> {
     s.gone = new Promise((r) => s.once("close", () => r()))
     s.on("error", () => {})
     s.on("data", () => {})
-    closers.push(() => void s.destroy())
+    onCleanup(() => void s.destroy())
     await within(Promise.race([once(s, "connect"), s.gone]), 5000, `connect from ${from}`)
     return s
 }
@@ -250,7 +245,7 @@ describe("hostile input (issue 9)", function () {
         it("not a flood: a client that connects with a full window of queued writes, and a v1 board that sends 200 lines once the server spoke", async function () {
             const port = await freePort()
             const c = new Client({ id: "queued", port, timeout: T })
-            closers.push(() => c.close())
+            onCleanup(() => c.close())
             c.start()
             const writes = Array.from({ length: 300 }, (_, i) => c.write(`q${i}`, { wait: false }))
             const server = await startServer({}, { port })
@@ -353,7 +348,7 @@ describe("hostile input (issue 9)", function () {
             this.timeout(60000)
             const server = await startServer({ idTimeout: 800 }, { timeout: 2000 })
             const honest = new Client({ id: "honest", port: server.port, timeout: 2000 })
-            closers.push(() => honest.close())
+            onCleanup(() => honest.close())
             honest.start()
             await within(server.clientConn("honest"), 5000, "honest up")
             let stop = false
@@ -380,7 +375,7 @@ describe("hostile input (issue 9)", function () {
             const storm = (async () => {
                 for (const id of ids) {
                     const c = new Client({ id, port: server.port, timeout: 2000 })
-                    closers.push(() => c.close())
+                    onCleanup(() => c.close())
                     c.start()
                 }
                 await server.waitAll(ids)

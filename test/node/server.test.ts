@@ -4,20 +4,11 @@ import assert from "node:assert/strict"
 import { once } from "node:events"
 import { connect, type Socket } from "node:net"
 import { Client, Server, type Warning } from "../../src/server/index.js"
-import { freePort, within } from "./support/util.js"
+import { cleanup, closeAll, freePort, onCleanup, within } from "./support/util.js"
 
 const T = 400 // a short timeout keeps outage tests quick
 
-let closers: Array<() => Promise<void> | void> = []
-function cleanup<T extends { close(): Promise<void> | void }>(x: T): T {
-    closers.push(() => x.close())
-    return x
-}
-afterEach(async function () {
-    const list = closers.reverse()
-    closers = []
-    for (const c of list) await c()
-})
+afterEach(closeAll)
 
 async function startServer(opts: ConstructorParameters<typeof Server>[0] = {}): Promise<Server> {
     const s = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T, ...opts }))
@@ -36,7 +27,7 @@ async function raw(port: number, first: string): Promise<Socket & { text: string
     s.text = ""
     s.on("data", (b) => (s.text += b.toString()))
     s.on("error", () => {})
-    closers.push(() => void s.destroy())
+    onCleanup(() => void s.destroy())
     await once(s, "connect")
     s.write(first)
     return s

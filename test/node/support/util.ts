@@ -5,6 +5,23 @@ import { createServer } from "node:net"
 import { join } from "node:path"
 import { ROOT } from "./devs.js"
 
+// What a test opened, closed after it in reverse order: a file registers
+// afterEach(closeAll) and passes servers, clients and sockets to cleanup().
+const opened: Array<() => Promise<void> | void> = []
+
+export function onCleanup(close: () => Promise<void> | void): void {
+    opened.push(close)
+}
+
+export function cleanup<X extends { close(): Promise<void> | void }>(x: X): X {
+    opened.push(() => x.close())
+    return x
+}
+
+export async function closeAll(): Promise<void> {
+    for (const c of opened.splice(0).reverse()) await c()
+}
+
 // Rejects with `what` when `p` has not settled within `ms`.
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     let t: NodeJS.Timeout
