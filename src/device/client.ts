@@ -170,7 +170,7 @@ export class Client {
     // The next line from the server, without "\n"; waits across outages.
     async readline(): Promise<string> {
         while (true) {
-            const s = this.link.read()
+            const s = this.link.read(ds.millis())
             if (s !== undefined) {
                 this.kick() // room again
                 return s
@@ -314,6 +314,9 @@ export class Client {
 
     private async flush(sock: TcpSocket): Promise<void> {
         const now = ds.millis()
+        // Lines the app took with readline() have been handled by now: its
+        // fiber ran until it waited again. ACK them.
+        this.link.release()
         while (sock.state === "open") {
             const b = this.link.pollTransmit(now)
             if (b === undefined) break

@@ -83,6 +83,7 @@ export class Client extends Endpoint {
         this.closed = true
         if (this.retry) clearTimeout(this.retry)
         this.connecting?.destroy()
+        this.releaseRead()
         // Detach first, so the core's "close" event does not reset the socket:
         // a graceful close sends FIN.
         const s = this.socket

@@ -59,6 +59,7 @@ export class Connection extends Endpoint {
 
     /** @internal */
     shutdown(): void {
+        this.releaseRead()
         // Detach first so the socket ends with FIN, not a reset.
         const s = this.socket
         this.socket = undefined

@@ -34,6 +34,7 @@ export abstract class Endpoint extends EventEmitter {
     private timerAt = -1
     private blocked = false // socket.write returned false: wait for "drain"
     private corked: Socket | undefined // corked until the next tick
+    private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
     private again = false
     private writes = new Map<number, Waiter>()
@@ -69,9 +70,10 @@ export abstract class Endpoint extends EventEmitter {
 
     // The next received line, without its "\n"; waits across outages.
     readline(): Promise<string> {
-        const s = this.link.read()
+        const s = this.link.read(clock())
         if (s !== undefined) {
-            this.pump() // room again: unpark, resume reading, send ACKs
+            this.pump() // room again: unpark, resume reading
+            this.releaseSoon()
             return Promise.resolve(s)
         }
         if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
@@ -157,6 +159,13 @@ export abstract class Endpoint extends EventEmitter {
         this.pump()
     }
 
+    // Before a graceful close: ACK the lines the application has read, while
+    // the socket is still attached, so the peer does not send them again.
+    protected releaseRead(): void {
+        this.link.release()
+        this.pump()
+    }
+
     // Closes the link for good: pending writes and reads reject with ECLOSED.
     protected closeLink(): void {
         this.link.close(clock())
@@ -212,16 +221,31 @@ export abstract class Endpoint extends EventEmitter {
         }
         for (let e = link.pollEvent(); e !== undefined; e = link.pollEvent()) this.dispatch(e)
         while (this.readers.length > 0) {
-            const line = link.read()
+            const line = link.read(now)
             if (line === undefined) break
             this.readers.shift()!.resolve(line)
-            this.again = true // room freed: unpark and ACK
+            this.again = true // room freed: unpark
+            this.releaseSoon()
         }
         if (s && this.socket === s) {
             if (link.wantsRead()) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
+    }
+
+    // A line is ACKed only after the code awaiting readline() has run: its
+    // continuation is a microtask, and setImmediate comes after every
+    // microtask and nextTick of this turn. ACKed earlier (at the uncork), a
+    // line read by an application that is then killed would be lost.
+    private releaseSoon(): void {
+        if (this.releasing) return
+        this.releasing = true
+        setImmediate(() => {
+            this.releasing = false
+            this.link.release()
+            this.pump()
+        })
     }
 
     // Lines written in one turn of the event loop (a burst of write() calls,

@@ -20,6 +20,7 @@ export interface LinkOptions {
     onFull?: OnFull // full receive queue: stop reading (Node) or drop un-ACKed (board)
     maxBacklogBytes?: number // board: unread bytes held while the queue is full, before dropping
     keepaliveEvents?: boolean // report each keepalive received (heartbeat LED)
+    ackDelay?: number // ms a received line may wait unread before it is ACKed anyway (0: ACK on receipt, as v1)
 }
 
 export interface LinkConfig {
@@ -36,6 +37,7 @@ export interface LinkConfig {
     onFull: OnFull
     maxBacklogBytes: number
     keepaliveEvents: boolean
+    ackDelay: number
 }
 
 // Node has memory to spare and can stop reading a socket; the board has a
@@ -55,6 +57,7 @@ export function nodeDefaults(): LinkConfig {
         onFull: "pause",
         maxBacklogBytes: 65536,
         keepaliveEvents: false,
+        ackDelay: 100,
     }
 }
 
@@ -73,6 +76,7 @@ export function boardDefaults(): LinkConfig {
         onFull: "drop",
         maxBacklogBytes: 4096,
         keepaliveEvents: true,
+        ackDelay: 100,
     }
 }
 
@@ -93,6 +97,7 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
         onFull: base.onFull,
         maxBacklogBytes: intIn("maxBacklogBytes", o.maxBacklogBytes, base.maxBacklogBytes, 0, 1073741824),
         keepaliveEvents: base.keepaliveEvents,
+        ackDelay: intIn("ackDelay", o.ackDelay, base.ackDelay, 0, 900000),
     }
     if (o.onFull !== undefined) {
         if (o.onFull !== "pause" && o.onFull !== "drop")
@@ -102,6 +107,10 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
     if (o.keepaliveEvents !== undefined) c.keepaliveEvents = !!o.keepaliveEvents
     if (c.maxQueuedBytes < c.maxLineBytes)
         throw new LinkError("ECONFIG", "maxQueuedBytes (" + c.maxQueuedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
+    // Later than timeout/4, a peer would resend lines that are only unread.
+    if (o.ackDelay === undefined && c.ackDelay > Math.floor(c.timeout / 4)) c.ackDelay = Math.floor(c.timeout / 4)
+    if (c.ackDelay > c.timeout / 4)
+        throw new LinkError("ECONFIG", "ackDelay (" + c.ackDelay + ") must be at most timeout/4 (" + Math.floor(c.timeout / 4) + ")")
     if (c.maxReceivedBytes < c.maxLineBytes)
         throw new LinkError("ECONFIG", "maxReceivedBytes (" + c.maxReceivedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
     return c

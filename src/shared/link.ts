@@ -76,6 +76,26 @@ export interface LinkAuth {
     encrypt: boolean // encrypt the messages this end sends
 }
 
+// A message kept for the application. Its ACK waits until the application
+// has taken it (read, then release): a line ACKed before its reader ran would
+// be lost if this process died in between. An application that has not read
+// for ackDelay ms gets its unread lines ACKed anyway, so two ends that both
+// write before they read do not wait for each other.
+class Kept {
+    payload: string
+    bytes: number
+    id: number
+    at: number // when it was kept
+    acked = false
+
+    constructor(payload: string, bytes: number, id: number, at: number) {
+        this.payload = payload
+        this.bytes = bytes
+        this.id = id
+        this.at = at
+    }
+}
+
 class Conn {
     framer: LineFramer
     phase: Phase
@@ -124,9 +144,12 @@ export class Link {
     private seen = new SeenIds()
     private peerEpoch: string | undefined = undefined
     private sender: Sender
-    private inbox = new Fifo<string>()
-    private inboxSizes = new Fifo<number>()
+    private inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
     private inboxBytes = 0
+    private unacked = 0
+    private taken = new Fifo<Kept>() // read, ACK not yet released
+    private lastRead = -1 // when the application last read
+    private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
     private events = new Fifo<LinkEvent>()
     private written: number[] = []
     private auth: LinkAuth | undefined = undefined
@@ -166,12 +189,24 @@ export class Link {
         return this.sender.enqueue(line, qos, wait)
     }
 
-    // The next received line, or undefined.
-    read(): string | undefined {
-        const s = this.inbox.shift()
-        if (s === undefined) return undefined
-        this.inboxBytes -= this.inboxSizes.shift() as number
-        return s
+    // The next received line, or undefined. Its ACK is owed until release().
+    read(now: number): string | undefined {
+        this.lastRead = now
+        const k = this.inbox.shift()
+        if (k === undefined) return undefined
+        this.inboxBytes -= k.bytes
+        if (!k.acked) {
+            this.unacked--
+            this.taken.push(k)
+        }
+        return k.payload
+    }
+
+    // The application has handled the lines it read: ACK them. Drivers call
+    // this once the reader's code has run (Node: setImmediate; the board: its
+    // next flush), so a crash before that loses no ACKed line.
+    release(): void {
+        for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) this.ack(k)
     }
 
     readable(): number {
@@ -282,7 +317,7 @@ export class Link {
             c.backlog.shift()
             c.backlogBytes -= head.length
             const m = parseLine(head)
-            if (m.kind === "message") this.handleMessage(c, m.id, m.payload, head.length - 2)
+            if (m.kind === "message") this.handleMessage(c, m.id, m.payload, head.length - 2, now)
             return true
         }
         if (this.paused(c)) return false
@@ -324,6 +359,7 @@ export class Link {
     handleTimeout(now: number): void {
         const c = this.conn
         if (!c) return
+        this.ackDue(now)
         if (!this.paused(c)) {
             const limit = c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout
             if (now >= c.lastRecv + limit) {
@@ -367,7 +403,7 @@ export class Link {
             const e = this.sender.nextExpiry()
             if (e >= 0) t = min(t, e)
         }
-        return t
+        return min(t, this.ackDeadline())
     }
 
     // Bytes to write, or undefined: control lines first, then messages.
@@ -521,7 +557,7 @@ export class Link {
             }
             case "message":
                 if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
-                else this.handleMessage(c, l.id, l.payload, line.length - 2)
+                else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
             case "ext":
                 // Only hellos are defined, and only during the handshake.
@@ -548,27 +584,87 @@ export class Link {
     }
 
     // Called only when the receive queue has room.
-    private handleMessage(c: Conn, id: number, payload: string, bytes: number): void {
+    private handleMessage(c: Conn, id: number, payload: string, bytes: number, now: number): void {
         // Fault 1. With a known epoch a restart is a new epoch, so 00 is an
         // ordinary id. A v1 peer gives no such marker: the first 00 on a socket
         // is taken as a restart, a later one on the same socket as a resend.
         if (!c.exact && id === 0 && !c.zeroSeen) {
             c.zeroSeen = true
-            this.seen.clear()
+            this.forget()
         }
         if (this.seen.has(id)) {
             this.stats.duplicates++
+            // A resend of a line whose ACK is still owed gets that ACK later.
+            if (this.owing[id] > 0) {
+                this.notice("duplicate", "message " + id + " seen before: not delivered, ACK when it is read")
+                return
+            }
             c.out += ackLine(id)
             this.notice("duplicate", "message " + id + " seen before: ACKed, not delivered")
             return
         }
         this.seen.mark(id)
-        this.inbox.push(payload)
-        this.inboxSizes.push(bytes)
+        const k = new Kept(payload, bytes, id, now)
+        this.inbox.push(k)
         this.inboxBytes += bytes
         this.stats.received++
-        c.out += ackLine(id)
+        if (this.cfg.ackDelay === 0) {
+            k.acked = true
+            c.out += ackLine(id)
+        } else {
+            this.unacked++
+            if (this.owing[id] < 255) this.owing[id]++
+        }
         if (this.inbox.size() === 1) this.events.push({ type: "readable" })
+    }
+
+    // The ACK of a kept line. Sent only on a link that is up (or in a v1
+    // client's warm-up, where the original ACKs too); without one it is
+    // dropped, and the peer's resend is then ACKed as a duplicate.
+    private ack(k: Kept): void {
+        if (k.acked) return
+        k.acked = true
+        if (this.owing[k.id] > 0) this.owing[k.id]--
+        const c = this.conn
+        if (c !== undefined && (c.phase === "up" || c.phase === "warmup")) c.out += ackLine(k.id)
+    }
+
+    // ACKs lines taken ackDelay ms after they arrived and not yet released,
+    // and unread lines once the application has not read for ackDelay ms.
+    private ackDue(now: number): void {
+        const d = this.cfg.ackDelay
+        for (let k = this.taken.peek(); k !== undefined && k.at + d <= now; k = this.taken.peek()) {
+            this.taken.shift()
+            this.ack(k)
+        }
+        while (this.unacked > 0) {
+            const k = this.inbox.at(this.inbox.size() - this.unacked)
+            if (later(k.at, this.lastRead) + d > now) break
+            this.ack(k)
+            this.unacked--
+        }
+    }
+
+    // When ackDue() next has work, or -1. Taken lines came before unread ones.
+    private ackDeadline(): number {
+        const k = this.taken.peek()
+        if (k !== undefined) return k.at + this.cfg.ackDelay
+        if (this.unacked === 0) return -1
+        return later(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
+    }
+
+    // The peer restarted: ACKs owed to its earlier life are never sent.
+    private forget(): void {
+        this.seen.clear()
+        this.dropOwed()
+    }
+
+    // ACKs owed are not sent: the peer's resends are ACKed as duplicates.
+    private dropOwed(): void {
+        for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) k.acked = true
+        for (let i = this.inbox.size() - this.unacked; i < this.inbox.size(); i++) this.inbox.at(i).acked = true
+        this.unacked = 0
+        this.owing = Buffer.alloc(256)
     }
 
     // Node: a full backlog stops reading the socket (back-pressure); that
@@ -585,7 +681,7 @@ export class Link {
         if (epoch === "") return // a hello without an epoch: v1 rules
         c.exact = true
         if (epoch !== this.peerEpoch) {
-            this.seen.clear()
+            this.forget()
             this.peerEpoch = epoch
         }
     }
@@ -608,6 +704,9 @@ export class Link {
         // after 00 until 00 is ACKed: a resent 00 then cannot take later
         // ids with it.
         this.sender.holdAfterZero(!c.exact)
+        // ACKs owed from an earlier socket go on this one only to the same
+        // life of the peer, which only an epoch proves.
+        if (!c.exact) this.dropOwed()
         c.phase = "up"
         this.up = true
         this.connects++
@@ -649,6 +748,10 @@ export class Link {
 // twice its bytes, plus the tag and the header.
 function sealedLimit(maxLineBytes: number): number {
     return 2 * maxLineBytes + 64
+}
+
+function later(a: number, b: number): number {
+    return a > b ? a : b
 }
 
 // The earlier of two deadlines, where -1 means none.

@@ -21,8 +21,10 @@
 // - fast resend: a receiver handles lines in order and ACKs each one it keeps
 //   in that order, so an ACK for a later transmission on the same socket
 //   means an earlier un-ACKed one was dropped (full receive queue, fault 6):
-//   it is resent at once instead of after `timeout`. A spurious resend (an
-//   ACK lost in transit) is only a duplicate, which the receiver drops.
+//   it is resent at once instead of after `timeout`. An ACK for a line sent
+//   more than once may answer its first transmission, so only lines sent
+//   before that one count as dropped: a slow reader's ACK arriving just
+//   after a timeout resend must not send the whole window again.
 // - congestion: a receiver that drops is slower than the sender, so each
 //   fast resend halves the number of messages in flight (`cwnd`), and each
 //   clean ACK adds one back, up to `window` (AIMD, as TCP does).
@@ -41,6 +43,7 @@ export interface Outgoing {
     id: number
     sentAt: number // -1: to be sent (again)
     txOrder: number // position of its last transmission on the current socket
+    firstTx: number // position of its first transmission on the current socket, or -1
     gone: boolean // a forgotten non-qos message holding its id's place
 }
 
@@ -90,7 +93,7 @@ export class Sender {
                 "write queue full (" + this.queue.size() + " lines, " + this.queuedBytes + " bytes waiting for the link)"
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
-        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, gone: false }
+        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false }
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -137,6 +140,7 @@ export class Sender {
             if (o.sentAt >= 0 || o.gone) continue
             o.sentAt = now
             o.txOrder = this.txCount++
+            if (o.firstTx < 0) o.firstTx = o.txOrder
             if (!o.qos && o.ticket > 0) written.push(o.ticket)
             return encode(o)
         }
@@ -197,7 +201,9 @@ export class Sender {
         const before = resent.length
         this.inflight.retain(function (o: Outgoing) {
             if (o === hit) return false
-            if (!o.gone && (o.sentAt < 0 || o.txOrder > hit.txOrder)) return true
+            // The ACK may answer the hit's first transmission on this socket,
+            // not a resend: only lines sent before that one were dropped.
+            if (!o.gone && (o.sentAt < 0 || o.txOrder > hit.firstTx)) return true
             if (!o.gone) {
                 // Sent before the ACKed one, and not ACKed: the receiver dropped it.
                 if (o.qos) {
@@ -225,6 +231,7 @@ export class Sender {
         this.txCount = 0
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
+            o.firstTx = -1
             if (o.gone) continue
             if (o.qos) o.sentAt = -1
             else this.forget(o)

@@ -6,7 +6,8 @@
 // - bounded: receive queue (lines, bytes), backlog, framer, send queue and window;
 // - delivered lines are a subsequence of the valid message lines received;
 // - every line sent is a keepalive, an ACK of a message received on that
-//   socket (at most once per received line), a message the application wrote,
+//   socket or an earlier one (at most once per received line: an ACK owed
+//   when a socket closes may go on the next), a message the application wrote,
 //   or our hello where the extension handshake allows it (a v1 peer never
 //   sees one); the client sends its id and probe first and no message or ACK
 //   before a complete line arrived;
@@ -239,10 +240,11 @@ function runLink(x: LinkInput): void {
                 held = []
             }
             while (reads) {
-                const s = link.read()
+                const s = link.read(now)
                 if (s === undefined) break
                 delivered.push(s)
             }
+            link.release()
             bounds()
             if (!(sock && held.length > 0 && link.wantsRead())) break
         }
@@ -315,10 +317,11 @@ function runLink(x: LinkInput): void {
             }
             case "read":
                 for (let i = 0; i < op.n; i++) {
-                    const s = link.read()
+                    const s = link.read(now)
                     if (s === undefined) break
                     delivered.push(s)
                 }
+                link.release()
                 break
             case "reads":
                 reads = op.on
@@ -340,7 +343,7 @@ function runLink(x: LinkInput): void {
         pump()
     }
     while (true) {
-        const s = link.read()
+        const s = link.read(now)
         if (s === undefined) break
         delivered.push(s)
     }
@@ -349,6 +352,8 @@ function runLink(x: LinkInput): void {
 
 function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, delivered: string[], lim: number): void {
     const messages: string[] = []
+    const rxIds = new Map<number, number>() // message lines received per id, on this socket and earlier ones
+    const acks = new Map<number, number>()
     for (let si = 0; si < socks.length; si++) {
         const s = socks[si]
         const all = Buffer.concat(s.fed)
@@ -362,7 +367,6 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                 if (l.length <= lim) readableEnds.push(off)
             }
         }
-        const rxIds = new Map<number, number>() // message lines received per id
         for (const l of rx) {
             if (l.length < 3 || l.length > lim) continue
             const id = parseInt(l.subarray(0, 2).toString("latin1"), 16)
@@ -370,7 +374,6 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
             rxIds.set(id, (rxIds.get(id) ?? 0) + 1)
             messages.push(l.subarray(2).toString("utf-8"))
         }
-        const acks = new Map<number, number>()
         let sentAny = false
         let hellos = 0
         for (let ti = 0; ti < s.sent.length; ti++) {

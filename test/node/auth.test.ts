@@ -183,7 +183,7 @@ describe("authentication (issue 9) over loopback", function () {
         const writes = [0, 1, 2, 3].map((i) => client.write(`r-${i}`))
         const w = await warned
         assert.equal(w.id, "k1")
-        assert.match(w.detail, /sequence 0 where 2 was due/)
+        assert.match(w.detail, /sequence 0 where [1-9][0-9]* was due/)
         await within(Promise.all(writes), 5000, "writes complete after reconnect")
         const got: string[] = []
         for (let i = 0; i < 4; i++) got.push(await within(conn.readline(), 3000, "read"))

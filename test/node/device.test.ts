@@ -268,7 +268,10 @@ describe("board firmware in the DeviceScript simulator", function () {
         const s = await server()
         const conn = await within(s.clientConn("wd1"), 30000, "board connected")
         const mark = vm.output.length
-        await conn.write(JSON.stringify({ cmd: "hang" }))
+        // Not awaited: a hung board never ACKs the command it read (ACK on
+        // read; the tasks that would send the ACK are stopped).
+        conn.write(JSON.stringify({ cmd: "hang" })).catch(() => {})
+        await vm.waitFor(/testbed: hanging the client's tasks/, 15000, mark)
         await vm.waitFor(/watchdog: no progress for 3000 ms, rebooting/, 15000, mark)
         await vm.waitFor(/testbed: started wd1/, 15000, mark)
     })

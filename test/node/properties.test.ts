@@ -131,7 +131,7 @@ describe("properties (fast-check)", function () {
                     link.handleTimeout(now)
                     while (link.pollTransmit(now)) {}
                     while (link.pollEvent()) {}
-                    if (now % 3 === 0) while (link.read() !== undefined) {}
+                    if (now % 3 === 0) while (link.read(now) !== undefined) {}
                 }
                 assert.ok(link.readable() <= cfg.maxReceivedLines)
             }),

@@ -39,6 +39,12 @@ export class Drive {
 
     pump(): void {
         while (this.link.step(this.now)) {}
+        while (this.reads) {
+            const s = this.link.read(this.now)
+            if (s === undefined) break
+            this.rx.push(s)
+        }
+        if (this.reads) this.link.release()
         while (true) {
             const b = this.link.pollTransmit(this.now)
             if (b === undefined) break
@@ -48,11 +54,6 @@ export class Drive {
             const e = this.link.pollEvent()
             if (e === undefined) break
             this.events.push(e)
-        }
-        while (this.reads) {
-            const s = this.link.read()
-            if (s === undefined) break
-            this.rx.push(s)
         }
     }
 

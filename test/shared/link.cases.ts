@@ -190,6 +190,98 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "05\n", "duplicate ACKed")
         eq(d.link.stats.duplicates, 1, "counted")
     })
+    test("ACK on read: a kept line is ACKed once the application has read it and released it", async function () {
+        const d = v1Server({})
+        d.reads = false
+        d.feed("05a\n06b\n")
+        eq(d.take(), "", "nothing ACKed on receipt")
+        eq(d.link.read(d.now), "a", "a read")
+        d.link.release()
+        d.pump()
+        eq(d.take(), "05\n", "a ACKed once released; b still unread")
+        d.link.read(d.now)
+        d.advance(1)
+        eq(d.take(), "", "a read line waits for release too")
+        d.link.release()
+        d.pump()
+        eq(d.take(), "06\n", "b ACKed")
+    })
+    test("ACK on read: an unread line is ACKed ackDelay ms after it arrived (two ends that write before reading do not deadlock)", async function () {
+        const d = v1Server({ ackDelay: 100 })
+        d.reads = false
+        d.feed("05a\n")
+        d.advance(50)
+        d.feed("06b\n")
+        d.advance(49)
+        eq(d.take(), "", "not before 100 ms")
+        d.advance(1)
+        eq(d.take(), "05\n", "a at 100 ms")
+        d.advance(50)
+        eq(d.take(), "06\n", "b at 100 ms after its own arrival")
+        d.reads = true
+        d.pump()
+        eqList(d.rx, ["a", "b"], "both delivered")
+        eq(d.take(), "", "not ACKed again when read")
+    })
+    test("ACK on read: while the application reads, unread lines wait for their read, not for ackDelay", async function () {
+        const d = v1Server({ ackDelay: 100 })
+        d.reads = false
+        d.feed("05a\n06b\n07c\n")
+        const ids = ["05", "06", "07"]
+        for (let i = 0; i < 3; i++) {
+            d.advance(90)
+            d.link.read(d.now)
+            d.link.release()
+            d.pump()
+            eq(d.take(), ids[i] + "\n", "ACKed as it was read, not 100 ms after it arrived")
+        }
+        d.feed("08d\n")
+        d.advance(99)
+        eq(d.take(), "", "not before 100 ms after the last read")
+        d.advance(1)
+        eq(d.take(), "08\n", "ACKed once the application has not read for 100 ms")
+    })
+    test("ACK on read: a resend of a line not yet read is neither delivered nor ACKed before the read", async function () {
+        const d = v1Server({})
+        d.reads = false
+        d.feed("05a\n05a\n")
+        eq(d.take(), "", "no ACK for the resend either")
+        eq(d.link.stats.duplicates, 1, "a duplicate")
+        d.reads = true
+        d.pump()
+        eqList(d.rx, ["a"], "once")
+        eq(d.take(), "05\n", "one ACK once read")
+        d.feed("05a\n")
+        eq(d.take(), "05\n", "a later resend is ACKed at once")
+    })
+    test("ACK on read: an ACK owed across a reconnect goes on the new socket; a restarted peer is owed none", async function () {
+        const d = serverDrive({})
+        d.reads = false
+        d.feed(blanks(10) + "!hello epoch=A\n01a\n")
+        d.take()
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed(blanks(10) + "!hello epoch=A\n01a\n02b\n")
+        ok(d.take().indexOf("01\n") < 0, "the resend of a is not ACKed: a is unread")
+        d.link.read(d.now)
+        d.link.release()
+        d.pump()
+        eq(d.take(), "01\n", "a's ACK on the new socket")
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed(blanks(10) + "!hello epoch=B\n")
+        d.take()
+        d.link.read(d.now)
+        d.link.release()
+        d.advance(200)
+        ok(d.take().indexOf("02\n") < 0, "no ACK of b to the restarted peer")
+    })
+    test("ACK on read: ackDelay 0 ACKs on receipt, as v1 does", async function () {
+        const d = v1Server({ ackDelay: 0 })
+        d.reads = false
+        d.feed("05a\n")
+        eq(d.take(), "05\n", "ACK at once")
+    })
     test("fault 1, v1 peer: a 00 repeated on one socket is a duplicate; a 00 opening a socket is a restart", async function () {
         const d = v1Server({})
         d.feed("00a\n")
@@ -284,7 +376,7 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "03c\n", "01 forgotten and 02 ACKed: c goes")
     })
     test("fault 6, board: a full receive queue holds a bounded backlog un-ACKed, and delivers it once read", async function () {
-        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 64 }), "srv", "")).open()
+        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 64, ackDelay: 0 }), "srv", "")).open()
         d.feed("\n")
         d.advance(500)
         d.take()
@@ -299,7 +391,7 @@ export const linkSuite = suite("link", function (test) {
         eqList(d.rx, ["a", "b", "c", "d"], "in order")
     })
     test("full queue: ACKs behind waiting messages are still handled (no deadlock of two echoing ends)", async function () {
-        const d = v1Client({ maxReceivedLines: 1 })
+        const d = v1Client({ maxReceivedLines: 1, ackDelay: 0 })
         d.reads = false
         d.link.write("mine", true, true)
         d.advance(0)
@@ -314,7 +406,7 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "06\n", "b ACKed once kept")
     })
     test("fault 6, board: past the backlog a message is dropped without ACK; the resend is delivered once", async function () {
-        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 0 }), "srv", "")).open()
+        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 0, ackDelay: 0 }), "srv", "")).open()
         d.feed("\n")
         d.advance(500)
         d.take()
@@ -330,7 +422,7 @@ export const linkSuite = suite("link", function (test) {
         eqList(d.rx, ["a", "b", "c"], "each once")
     })
     test("fault 6, Node: a full receive queue and backlog stop reading; nothing is ACKed until read", async function () {
-        const d = v1Server({ maxReceivedLines: 2, maxBacklogBytes: 0 })
+        const d = v1Server({ maxReceivedLines: 2, maxBacklogBytes: 0, ackDelay: 0 })
         d.reads = false
         d.feed("01a\n02b\n03c\n04d\n")
         eq(d.take(), "01\n02\n", "two kept and ACKed")
@@ -452,6 +544,25 @@ export const linkSuite = suite("link", function (test) {
         d.feed("02\n")
         eq(d.count("written"), 3, "all written")
     })
+    test("fast resend: a late ACK for a line resent after timeout resends nothing sent in between (a slow reader)", async function () {
+        const d = past00({ timeout: 2000 })
+        d.link.write("a", true, false)
+        d.advance(0)
+        d.advance(400)
+        d.feed("\n")
+        d.link.write("b", true, false)
+        d.link.write("c", true, false)
+        d.advance(0)
+        eq(d.take(), "01a\n02b\n03c\n", "three in flight")
+        d.advance(1000)
+        d.feed("\n")
+        d.advance(600)
+        ok(d.take().indexOf("01a\n") >= 0, "a resent after timeout")
+        d.feed("01\n") // the ACK of a's first transmission, late
+        eq(d.take(), "", "b and c not taken for dropped")
+        d.feed("02\n03\n")
+        eq(d.count("written"), 3, "all written")
+    })
     test("resend: un-ACKed qos messages go again first after a reconnect; non-qos do not", async function () {
         const d = past00({})
         d.link.write("q", true, false)
@@ -532,5 +643,14 @@ export const linkSuite = suite("link", function (test) {
             ok(msg.indexOf(names[i]) === 0, "message names " + names[i] + ": " + msg)
         }
         eq(nodeCfg({ timeout: 1000 }).timeout, 1000, "good value kept")
+        let m = ""
+        try {
+            nodeCfg({ timeout: 2000, ackDelay: 501 })
+        } catch (e) {
+            m = (e as LinkError).message
+        }
+        eq(m, "ackDelay (501) must be at most timeout/4 (500)", "ackDelay above timeout/4")
+        eq(nodeCfg({ timeout: 200 }).ackDelay, 50, "the default ackDelay shrinks with a short timeout")
+        eq(nodeCfg({}).ackDelay, 100, "default ackDelay")
     })
 })

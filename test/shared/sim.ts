@@ -375,6 +375,7 @@ export class Sim {
         const t = l.pollTimeout()
         if (t >= 0 && t <= this.now) l.handleTimeout(this.now)
         if (this.clientWriter) this.clientWriter.pump(l)
+        l.release() // lines read in the last round
         while (true) {
             const b = l.pollTransmit(this.now)
             if (b === undefined) break
@@ -404,7 +405,7 @@ export class Sim {
             }
         }
         while (this.appReads()) {
-            const s = l.read()
+            const s = l.read(this.now)
             if (s === undefined) break
             moved = true
             this.clientRx.push(s)
@@ -420,6 +421,7 @@ export class Sim {
         const t = l.pollTimeout()
         if (t >= 0 && t <= this.now) l.handleTimeout(this.now)
         if (this.serverWriter) this.serverWriter.pump(l)
+        l.release() // lines read in the last round
         while (true) {
             const b = l.pollTransmit(this.now)
             if (b === undefined) break
@@ -443,7 +445,7 @@ export class Sim {
             }
         }
         while (this.serverReads && this.appReads()) {
-            const s = l.read()
+            const s = l.read(this.now)
             if (s === undefined) break
             moved = true
             this.serverRx.push(s)

@@ -35,7 +35,7 @@ function int(name: string, v: string | undefined, dflt: number, min: number, max
 function line(name: string, t: Tally, qos: boolean): string {
     const dup = qos ? `duplicated ${t.duplicated} (+${t.crashDuplicated} read again by a restarted receiver)` : `duplicated ${t.duplicated}`
     const extra = qos ? `, out of order ${t.outOfOrder}` : ""
-    const crash = qos && t.lostInCrash > 0 ? ` (${t.lostInCrash} of them kept by a receiver killed within 1 s, before its application read them)` : ""
+    const crash = qos && t.lostInCrash > 0 ? ` (${t.lostInCrash} of them within 1 s of a kill of the receiver)` : ""
     return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}, ${dup}${extra}`
 }
 
