@@ -13,7 +13,8 @@
 // steps on the board); after any call, pollTransmit() until undefined and
 // pollEvent() until undefined; arm one timer for pollTimeout() and call
 // handleTimeout() when it fires. When wantsRead() is false, stop reading the
-// socket until read() frees room.
+// socket until read() frees room. The application's read(now) takes a line;
+// call release() once its code for that line has run, which sends the ACK.
 
 import { parseLine, ackLine, KEEPALIVE_LINE } from "./codec.js"
 import { LinkConfig } from "./config.js"
