@@ -18,6 +18,7 @@ export interface BoardData {
     imageBytes: number
     freeNoClient: number // bytes of ballast allocated before running out
     freeClientUp: number
+    freeBurst: number // the client up, a 1,000-line burst arrived and not read
     simHeapNote: string
 }
 
@@ -66,6 +67,17 @@ export async function board(ctx: Context): Promise<SectionResult> {
         await vm.waitFor(/OutOfMemory/, 60000, mark)
         const freeClientUp = ballast(vm.output.slice(mark))
         await vm.stop()
+        ctx.log("board: heap left while it holds a 1,000-line burst unread")
+        const vmB = await runSim(img.image)
+        vms.push(vmB)
+        await server.call("waitFor", { id: "bench1" }, 60000)
+        await vmB.waitFor(/bench: started/, 60000)
+        await server.call("write", { id: "bench1", line: JSON.stringify({ cmd: "hold", ms: 3000 }) })
+        await vmB.waitFor(/bench: holding/, 30000)
+        await server.call("burst", { id: "bench1", n: 1000 })
+        await vmB.waitFor(/OutOfMemory/, 60000)
+        const freeBurst = ballast(vmB.output)
+        await vmB.stop()
         ctx.log("board: heap left with no client")
         const img0 = await buildSimImage({ app: "bench", id: "bench0", host: "127.0.0.1", port, role: "ballast" })
         images.push(img0)
@@ -79,6 +91,7 @@ export async function board(ctx: Context): Promise<SectionResult> {
             imageBytes: img.bytes,
             freeNoClient,
             freeClientUp,
+            freeBurst,
             simHeapNote: "the simulator's VM heap, not an ESP32's; 1 KB blocks, so within about 1 KB",
         }
     } finally {
@@ -105,6 +118,8 @@ export async function board(ctx: Context): Promise<SectionResult> {
                     ["free with no client (the bench firmware before it starts one)", kb(data.freeNoClient)],
                     [`free with the client connected, after ${2 * n + 40} round trips (warm-ups included)`, kb(data.freeClientUp)],
                     ["the client's share: the difference", kb(data.freeNoClient - data.freeClientUp)],
+                    ["free with the client connected, holding a 1,000-line burst unread (receive queue and backlog full)", kb(data.freeBurst)],
+                    ["the client's share then", kb(data.freeNoClient - data.freeBurst)],
                 ],
             },
         ],

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs"
 import { Server, type Connection } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
+import { PAYLOAD } from "../lib/payload.js"
 
 let server: Server | undefined
 const counters = new Map<string, Counter>()
@@ -60,6 +61,12 @@ serveRequests(
         },
         async write(a: { id: string; line: string }) {
             await (await conn(a.id)).write(a.line)
+            return null
+        },
+        // n qos writes without wait, not awaited: a burst the client holds.
+        async burst(a: { id: string; n: number }) {
+            const c = await conn(a.id)
+            for (let i = 0; i < a.n; i++) c.write(PAYLOAD, { wait: false }).catch(() => {})
             return null
         },
         arm(a: { id: string; n: number }) {

@@ -7,6 +7,7 @@
 // printed is the answer).
 //   {"cmd":"rtt","n":N}   N qos writes with wait, timed; then {"rtt":{"n":N,"total":MS,"hist":[[ms,count],...]}}
 //   {"cmd":"ballast"}     allocate 1 KB blocks until out of memory, printing "bench: ballast BYTES"
+//   {"cmd":"hold","ms":M} stop reading for M ms (a burst fills the receive queue and backlog), then ballast
 // Mode "ballast" (the role argument) fills the heap at once, before any client exists.
 import * as ds from "@devicescript/core"
 import { AppConfig } from "../config.js"
@@ -35,6 +36,11 @@ export async function bench(c: AppConfig, mode: string): Promise<void> {
         }
         if (o.cmd === "rtt") await client.write(await roundTrips(client, o.n))
         else if (o.cmd === "ballast") await ballast()
+        else if (o.cmd === "hold") {
+            console.log("bench: holding")
+            await ds.sleep(o.ms)
+            await ballast()
+        }
     }
 }
 
