@@ -115,18 +115,19 @@ async function main(): Promise<number> {
     const out: string[] = []
     out.push("", `soak report: ${injected} faults in ${((Date.now() - t0) / 60000).toFixed(1)} min, seed ${seed}`)
     const perKind = FAULT_KINDS.map((k) => [k, soak.faults.filter((f) => f.kind === k).length] as const).filter(([, n]) => n > 0)
+    out.push(line("no-qos clients -> server", r.noQos.up, false), line("no-qos server -> clients", r.noQos.down, false))
+    if (r.bad > 0) out.push(`lines read that no end wrote: ${r.bad}`)
+    for (const u of unrecovered) out.push(`not recovered: ${u}`)
+    for (const x of soak.stuck) out.push(`v1 board blocked by the original's fault 5 (a lost non-qos line; not counted as a failure): ${x}`)
+    // The end, in the order issue 7 asks: qos per direction, faults per kind, recovery per kind.
+    out.push(line("qos clients -> server", r.qos.up, true), line("qos server -> clients", r.qos.down, true))
+    if (v1 > 0) {
+        out.push(line("v1 boards: qos boards -> server", r.v1.qos.up, true), line("v1 boards: qos server -> boards", r.v1.qos.down, true))
+        out.push(line("v1 boards: no-qos boards -> server", r.v1.noQos.up, false), line("v1 boards: no-qos server -> boards", r.v1.noQos.down, false))
+    }
     out.push(`faults: ${perKind.map(([k, n]) => `${k} ${n}`).join(", ")}`)
     out.push("recovery, fault cleared -> next line read (ms):")
     for (const [k, xs] of recovery) out.push(`  ${k.padEnd(15)} median ${String(median(xs)).padStart(5)}  max ${String(Math.max(...xs)).padStart(5)}  (${xs.length})`)
-    for (const u of unrecovered) out.push(`not recovered: ${u}`)
-    for (const x of soak.stuck) out.push(`v1 board blocked by the original's fault 5 (a lost non-qos line; not counted as a failure): ${x}`)
-    out.push(line("no-qos clients -> server", r.noQos.up, false), line("no-qos server -> clients", r.noQos.down, false))
-    if (r.bad > 0) out.push(`lines read that no end wrote: ${r.bad}`)
-    if (v1 > 0) {
-        out.push(line("v1 boards: no-qos boards -> server", r.v1.noQos.up, false), line("v1 boards: no-qos server -> boards", r.v1.noQos.down, false))
-        out.push(line("v1 boards: qos boards -> server", r.v1.qos.up, true), line("v1 boards: qos server -> boards", r.v1.qos.down, true))
-    }
-    out.push(line("qos clients -> server", r.qos.up, true), line("qos server -> clients", r.qos.down, true))
     console.log(out.join("\n"))
     if (a.records) writeFileSync(a.records, soak.records.map((x) => JSON.stringify(x)).join("\n") + "\n")
     if (a.json) {
