@@ -4,12 +4,12 @@
 // peers and un-keyed devs-iot clients are unaffected.
 import assert from "node:assert/strict"
 import { once } from "node:events"
-import { connect, type Socket } from "node:net"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Client, Server, parseKeys, type Warning } from "../../src/server/index.js"
-import { cleanup, cli, closeAll, onCleanup, within } from "./support/util.js"
+import { cleanup, cli, closeAll, within } from "./support/util.js"
+import { nextWarning, raw, warnings } from "./support/sockets.js"
 import { pino } from "pino"
 import { isSealedMessage, Mitm } from "./support/mitm.js"
 
@@ -33,38 +33,6 @@ async function startMitm(server: Server): Promise<Mitm> {
     const m = cleanup(new Mitm(server.port))
     await m.listen()
     return m
-}
-
-function nextWarning(server: Server, code: Warning["code"], ms = 3000): Promise<Warning> {
-    return within(
-        new Promise((resolve) => {
-            const on = (w: Warning) => {
-                if (w.code !== code) return
-                server.off("warning", on)
-                resolve(w)
-            }
-            server.on("warning", on)
-        }),
-        ms,
-        `a ${code} warning`
-    )
-}
-
-function warnings(server: Server): Warning[] {
-    const list: Warning[] = []
-    server.on("warning", (w) => list.push(w))
-    return list
-}
-
-async function raw(port: number, first: string): Promise<Socket & { text: string }> {
-    const s = connect({ port, host: "127.0.0.1" }) as Socket & { text: string }
-    s.text = ""
-    s.on("data", (b) => (s.text += b.toString()))
-    s.on("error", () => {})
-    onCleanup(() => void s.destroy())
-    await once(s, "connect")
-    s.write(first)
-    return s
 }
 
 // Writes n qos lines from the client and checks the server read each once, in order.

@@ -9,6 +9,7 @@ import { pino } from "pino"
 import { Admission, LogBudget } from "../../src/server/admission.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
 import { closeAll, freePort, onCleanup, within } from "./support/util.js"
+import { warnings } from "./support/sockets.js"
 
 const T = 1000
 
@@ -40,12 +41,6 @@ async function attacker(server: Server, from: string): Promise<Attacker> {
     onCleanup(() => void s.destroy())
     await within(Promise.race([once(s, "connect"), s.gone]), 5000, `connect from ${from}`)
     return s
-}
-
-function collect(server: Server): Warning[] {
-    const list: Warning[] = []
-    server.on("warning", (w) => list.push(w))
-    return list
 }
 
 function warningFrom(server: Server, from: string, code?: Warning["code"]): Promise<Warning> {
@@ -153,7 +148,7 @@ describe("hostile input (issue 9)", function () {
     describe("offenders are cut and logged once; others do not notice", function () {
         it("an oversized id line (100 KB, no newline) is cut as bad-id", async function () {
             const server = await startServer()
-            const list = collect(server)
+            const list = warnings(server)
             const honest = startClient(server, "honest")
             await within(server.clientConn("honest"), 5000, "honest up")
             const a = await attacker(server, "127.0.0.2")
@@ -197,7 +192,7 @@ describe("hostile input (issue 9)", function () {
 
         it("garbage bytes: control bytes, invalid UTF-8, an empty line are each cut as bad-id", async function () {
             const server = await startServer()
-            const list = collect(server)
+            const list = warnings(server)
             const inputs = [Buffer.from([0x01, 0x02, 0xff, 0x0a]), Buffer.from([0x41, 0xc3, 0x28, 0x42, 0x0a]), Buffer.from("\n"), Buffer.from("\x1b[2J\r\n")]
             for (const b of inputs) {
                 const a = await attacker(server, "127.0.0.3")
@@ -230,7 +225,7 @@ describe("hostile input (issue 9)", function () {
 
         it("a line flood right after the id is cut before the link is up, and its Connection forgotten", async function () {
             const server = await startServer()
-            const list = collect(server)
+            const list = warnings(server)
             const honest = startClient(server, "honest")
             await within(server.clientConn("honest"), 5000, "honest up")
             const a = await attacker(server, "127.0.0.5")
@@ -249,7 +244,7 @@ describe("hostile input (issue 9)", function () {
             c.start()
             const writes = Array.from({ length: 300 }, (_, i) => c.write(`q${i}`, { wait: false }))
             const server = await startServer({}, { port })
-            const list = collect(server)
+            const list = warnings(server)
             const conn = await within(server.clientConn("queued"), 5000, "queued client up")
             await within(Promise.all(writes), 10000, "300 queued writes ACKed")
             for (let i = 0; i < 300; i++) await conn.readline()
@@ -269,7 +264,7 @@ describe("hostile input (issue 9)", function () {
             // idTimeout well above the time 50 connects take on a loaded machine:
             // the 20 admitted must still be pending when the other 30 arrive.
             const server = await startServer({ maxPendingPerSource: 20, penalizedPending: 2, penaltyOffences: 5, idTimeout: 3000 })
-            const list = collect(server)
+            const list = warnings(server)
             const socks = await Promise.all(Array.from({ length: 50 }, () => attacker(server, "127.0.0.6")))
             // 30 are refused at accept; the 20 admitted time out (20 offences).
             await within(Promise.all(socks.map((s) => s.gone)), 10000, "all 50 closed")

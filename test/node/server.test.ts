@@ -2,9 +2,10 @@
 // restarts, take-over, ids, back-pressure, and faults 2-9 at this end.
 import assert from "node:assert/strict"
 import { once } from "node:events"
-import { connect, type Socket } from "node:net"
+import { connect } from "node:net"
 import { Client, Server, type Warning } from "../../src/server/index.js"
-import { cleanup, closeAll, freePort, onCleanup, within } from "./support/util.js"
+import { cleanup, closeAll, freePort, within } from "./support/util.js"
+import { nextWarning, raw, warnings, type RawSocket } from "./support/sockets.js"
 
 const T = 400 // a short timeout keeps outage tests quick
 
@@ -21,36 +22,7 @@ function startClient(server: Server | number, id: string, opts: Partial<Construc
     return cleanup(new Client({ id, port, timeout: T, ...opts })).start()
 }
 
-// A raw socket that speaks bytes by hand, as a v1 board would.
-async function raw(port: number, first: string): Promise<Socket & { text: string }> {
-    const s = connect({ port, host: "127.0.0.1" }) as Socket & { text: string }
-    s.text = ""
-    s.on("data", (b) => (s.text += b.toString()))
-    s.on("error", () => {})
-    onCleanup(() => void s.destroy())
-    await once(s, "connect")
-    s.write(first)
-    return s
-}
-
-function warnings(server: Server): Warning[] {
-    const list: Warning[] = []
-    server.on("warning", (w) => list.push(w))
-    return list
-}
-
-function nextWarning(server: Server, code: Warning["code"]): Promise<Warning> {
-    return new Promise((resolve) => {
-        const on = (w: Warning) => {
-            if (w.code !== code) return
-            server.off("warning", on)
-            resolve(w)
-        }
-        server.on("warning", on)
-    })
-}
-
-function textArrives(s: Socket & { text: string }, needle: string): Promise<void> {
+function textArrives(s: RawSocket, needle: string): Promise<void> {
     return new Promise((resolve) => {
         const check = () => {
             if (!s.text.includes(needle)) return
