@@ -3,17 +3,18 @@
 // same identity, so each instance's configuration is compiled into its own
 // entry, built in its own temporary folder (builds in one folder race).
 // The VM runs in device-like mode (`--tcp`: no GC stress, restarts after a
-// panic like a board), which needs a listener on 127.0.0.1:8082; one that
-// accepts and discards is started when none is there.
+// panic like a board), which needs a Jacdac listener; each runner starts its
+// own on a free port (see tools/jacdac-port.cjs).
 import { spawn, execFile, type ChildProcess } from "node:child_process"
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs"
-import { createServer, connect, type Server as NetServer } from "node:net"
+import { createServer, type AddressInfo, type Server as NetServer } from "node:net"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..")
+const JACDAC_PRELOAD = join(REPO, "tools/jacdac-port.cjs")
 export const SIM_APPS = ["demo", "remote", "qos", "qos-fast", "testbed", "soak", "bench"] as const
 export type SimApp = (typeof SIM_APPS)[number]
 
@@ -93,13 +94,16 @@ await runApp(${lit(c.app)}, checkConfig({
     }
 }
 
-const JACDAC_PORT = 8082
+// The simulator's Jacdac transport goes to a sink of this process on a free
+// port (tools/jacdac-port.cjs redirects the CLI's fixed 127.0.0.1:8082).
 let jacdac: NetServer | undefined
+let jacdacPort = 0
 let jacdacUsers = 0
 let jacdacStarting: Promise<void> = Promise.resolve()
 
-// Makes sure something accepts the simulator's Jacdac connection on 8082.
-export async function holdJacdacPort(): Promise<() => void> {
+// Starts (once) the sink that accepts and discards the simulator's Jacdac
+// traffic; resolves with its port and a release function.
+export async function holdJacdacPort(): Promise<{ port: number; release: () => void }> {
     // One caller at a time: concurrent callers would all try to listen.
     const prev = jacdacStarting
     let done = () => {}
@@ -112,7 +116,7 @@ export async function holdJacdacPort(): Promise<() => void> {
     }
 }
 
-async function holdJacdacPortNow(): Promise<() => void> {
+async function holdJacdacPortNow(): Promise<{ port: number; release: () => void }> {
     jacdacUsers++
     const release = () => {
         if (--jacdacUsers === 0 && jacdac) {
@@ -120,24 +124,24 @@ async function holdJacdacPortNow(): Promise<() => void> {
             jacdac = undefined
         }
     }
-    if (jacdac) return release
-    const inUse = await new Promise<boolean>((resolve) => {
-        const s = connect({ port: JACDAC_PORT, host: "127.0.0.1" })
-        s.on("connect", () => (s.destroy(), resolve(true)))
-        s.on("error", () => resolve(false))
-    })
-    if (inUse) return release // someone (another runner) already accepts there
+    if (jacdac) return { port: jacdacPort, release }
     const srv = createServer((s) => {
         s.on("data", () => {})
         s.on("error", () => {})
     })
-    await new Promise<void>((resolve, reject) => {
-        srv.once("error", reject)
-        srv.listen(JACDAC_PORT, "127.0.0.1", () => resolve())
-    })
+    try {
+        await new Promise<void>((resolve, reject) => {
+            srv.once("error", reject)
+            srv.listen(0, "127.0.0.1", () => resolve())
+        })
+    } catch (e) {
+        jacdacUsers--
+        throw e
+    }
     srv.unref()
     jacdac = srv
-    return release
+    jacdacPort = (srv.address() as AddressInfo).port
+    return { port: jacdacPort, release }
 }
 
 export interface SimRun {
@@ -152,9 +156,9 @@ export interface SimRun {
 
 // Runs an image in device-like mode; `onLine` sees each line the VM prints.
 export async function runSim(image: string, onLine?: (line: string) => void): Promise<SimRun> {
-    const release = await holdJacdacPort()
-    const child = spawn(process.execPath, [devsCli(), "run", image, "--tcp"], {
-        env: { ...process.env, NO_UPDATE_NOTIFIER: "1" },
+    const { port, release } = await holdJacdacPort()
+    const child = spawn(process.execPath, ["--require", JACDAC_PRELOAD, devsCli(), "run", image, "--tcp"], {
+        env: { ...process.env, NO_UPDATE_NOTIFIER: "1", DEVS_IOT_JACDAC_PORT: String(port) },
         stdio: ["ignore", "pipe", "pipe"],
     })
     const listeners = new Set<() => void>()
