@@ -1,10 +1,10 @@
-// npm run bench [-- --quick] [--only latency,throughput,...] [--readme]
+// npm run bench [-- --quick] [--only latency,throughput,...] [--docs]
 //
 // Runs each benchmark section with the server and clients as separate
 // processes on loopback, prints the tables, and writes the figures to
-// bench/results/<date>.json (a quick or partial run to <date>-quick.json /
-// <date>-partial.json, which git ignores). --readme puts the tables of a full
-// run into README.md. Every worker process is bounded in time and killed by
+// results/bench/<date>.json (a quick or partial run to <date>-quick.json /
+// <date>-partial.json, which git ignores). --docs puts the tables of a full
+// run into docs/benchmarks.md. Every worker process is bounded in time and killed by
 // pid at the end or at the run's deadline.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
@@ -47,11 +47,11 @@ interface Results {
 
 async function main(): Promise<number> {
     const { values } = parseArgs({
-        options: { quick: { type: "boolean" }, only: { type: "string" }, readme: { type: "boolean" }, help: { type: "boolean" } },
+        options: { quick: { type: "boolean" }, only: { type: "string" }, docs: { type: "boolean" }, help: { type: "boolean" } },
         strict: true,
     })
     if (values.help) {
-        console.log(`npm run bench [-- --quick] [--only ${Object.keys(SECTIONS).join(",")}] [--readme]`)
+        console.log(`npm run bench [-- --quick] [--only ${Object.keys(SECTIONS).join(",")}] [--docs]`)
         return 0
     }
     const quick = values.quick ?? false
@@ -94,15 +94,15 @@ async function main(): Promise<number> {
         errors,
         tables,
     }
-    const dir = join(REPO, "bench/results")
+    const dir = join(REPO, "results/bench")
     mkdirSync(dir, { recursive: true })
     const file = join(dir, `${date}${quick ? "-quick" : partial ? "-partial" : ""}.json`)
     writeFileSync(file, JSON.stringify(out, null, 2) + "\n")
     console.log(`\n${tables}\n\n${machineLine(m)}; ${out.seconds} s\n`)
     ctx.log(`figures written to ${file}`)
-    if (values.readme) {
-        if (quick || partial || Object.keys(errors).length > 0) ctx.log("--readme: only a complete full run goes into the README; not updated")
-        else updateReadme(out)
+    if (values.docs) {
+        if (quick || partial || Object.keys(errors).length > 0) ctx.log("--docs: only a complete full run goes into docs/benchmarks.md; not updated")
+        else updateDocs(out)
     }
     return Object.keys(errors).length > 0 ? 1 : 0
 }
@@ -111,16 +111,16 @@ function machineLine(m: Machine): string {
     return `Machine: nproc ${m.nproc}, CPU "${m.cpu}" (/proc/cpuinfo), ${m.memGB} GB RAM, Node ${m.node}, ${m.os}`
 }
 
-// Replaces what stands between the bench markers in README.md.
-function updateReadme(r: Results): void {
-    const path = join(REPO, "README.md")
+// Replaces what stands between the bench markers in docs/benchmarks.md.
+function updateDocs(r: Results): void {
+    const path = join(REPO, "docs/benchmarks.md")
     const text = readFileSync(path, "utf8")
     const begin = "<!-- bench:begin -->"
     const end = "<!-- bench:end -->"
     const a = text.indexOf(begin)
     const b = text.indexOf(end)
-    if (a < 0 || b < a) throw new Error(`README.md has no ${begin} ... ${end} markers`)
-    const body = `\n${machineLine(r.machine)}. Run of ${r.date} (\`bench/results/${r.date}.json\`), ${r.seconds} s, load average ${r.machine.loadBefore[0]} before and ${r.loadAfter[0]} after.\n\n${r.tables}\n`
+    if (a < 0 || b < a) throw new Error(`docs/benchmarks.md has no ${begin} ... ${end} markers`)
+    const body = `\n${machineLine(r.machine)}. Run of ${r.date} (\`results/bench/${r.date}.json\`), ${r.seconds} s, load average ${r.machine.loadBefore[0]} before and ${r.loadAfter[0]} after.\n\n${r.tables}\n`
     writeFileSync(path, text.slice(0, a + begin.length) + body + text.slice(b))
 }
 

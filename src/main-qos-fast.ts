@@ -1,4 +1,4 @@
-// Board firmware: the qos-fast app, configured by settings (see README, "Flashing a board").
+// Board firmware: the qos-fast app, configured by settings (see README, "A first board").
 import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
 import { AppConfig } from "./device/config.js"
 import { startBoard } from "./device/board.js"

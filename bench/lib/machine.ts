@@ -1,4 +1,4 @@
-// What the run ran on: the README's table is only meaningful with it.
+// What the run ran on: docs/benchmarks.md's tables are only meaningful with it.
 import { cpus, loadavg, totalmem } from "node:os"
 import { readFileSync } from "node:fs"
 

@@ -1,4 +1,4 @@
-// The tables a run prints and the README carries: Markdown, one per section.
+// The tables a run prints and docs/benchmarks.md carries: Markdown, one per section.
 
 export interface Table {
     title: string
@@ -26,7 +26,7 @@ export function int(x: number): string {
     return Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a"
 }
 
-// KB of 1,000 bytes, as the README's firmware figures.
+// KB of 1,000 bytes, as the firmware figures in docs/benchmarks.md.
 export function kb(bytes: number): string {
     return Number.isFinite(bytes) ? `${(bytes / 1000).toFixed(1)} KB` : "n/a"
 }

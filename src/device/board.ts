@@ -12,7 +12,7 @@ export async function startBoard(name: string, app: (c: AppConfig, role: string)
     let ok = false
     try {
         const c = await boardConfig()
-        const role = await readSetting("IOT_ROLE", "")
+        const role = await readSetting("IOT_ROLE", "") // remote demo: button, led, or "" for both
         ok = true
         console.log("devs-iot: " + name + " as " + c.id + " -> " + c.host + ":" + c.port)
         await app(c, role)

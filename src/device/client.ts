@@ -35,8 +35,8 @@ export interface ClientOptions {
     rejoinAfter?: number // failed connects in a row before a WiFi rejoin (default 3)
     backoffFirst?: number // default 250 ms, doubling...
     backoffCap?: number // ...up to 3000 ms
-    link?: LinkOptions // limits (board defaults: see README)
-    key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not (issue 9)
+    link?: LinkOptions // limits (board defaults: see docs/settings.md)
+    key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not
     encrypt?: boolean // encrypt the messages the board sends (AES-256-CCM); needs key
 }
 

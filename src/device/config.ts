@@ -13,9 +13,9 @@ export interface AppConfig {
     timeout: number
     interval: number // ms between demo messages
     watchdog: number // ms; 0 = off
-    verbose: boolean
+    verbose: boolean // log each step of the link: WiFi, connect, outage, resend
     sim: boolean // running in the simulator: no WiFi, no GPIO
-    key?: string // IOT_KEY: 64 hex digits (32 bytes), or "" for none (issue 9)
+    key?: string // IOT_KEY: 64 hex digits (32 bytes), or "" for none (no authentication)
     encrypt?: boolean // IOT_ENCRYPT: encrypt the messages the board sends
 }
 

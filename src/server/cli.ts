@@ -15,10 +15,11 @@ import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
 
 class UsageError extends Error {}
 
-interface Opt {
+export interface Opt {
     type: "string" | "boolean"
     help: string
     arg?: string
+    option?: string // the library option it sets, where its name is not the flag's in camelCase (docs/settings.md)
 }
 
 const COMMON: Record<string, Opt> = {
@@ -28,25 +29,25 @@ const COMMON: Record<string, Opt> = {
     help: { type: "boolean", help: "show this help" },
 }
 
-const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }> = {
+export const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }> = {
     server: {
         summary: "run a devs-iot server",
         options: {
             port: { type: "string", arg: "N", help: "TCP port (default 8123; 0 picks a free one)" },
             host: { type: "string", arg: "ADDR", help: "address to listen on (default 0.0.0.0)" },
-            expect: { type: "string", arg: "ID,ID", help: "client ids the server expects (others get a warning)" },
+            expect: { type: "string", arg: "ID,ID", option: "expected", help: "client ids the server expects (others get a warning)" },
             "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
             interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
             "id-timeout": { type: "string", arg: "MS", help: "a connection's id line must be complete this long after accept (default 2 x timeout)" },
             "max-id-bytes": { type: "string", arg: "N", help: "longest id line, 256 to 65536 (default 256)" },
-            "max-early-lines": { type: "string", arg: "N", help: "lines per second a connection may send before its link is up (default 64)" },
+            "max-early-lines": { type: "string", arg: "N", option: "maxEarlyLineRate", help: "lines per second a connection may send before its link is up (default 64)" },
             "max-pending": { type: "string", arg: "N", help: "unauthenticated connections (link not up yet) in all (default 8192)" },
             "max-pending-per-source": { type: "string", arg: "N", help: "unauthenticated connections per source address (default 2048)" },
             "penalty-offences": { type: "string", arg: "N", help: "offences (bad id, no id in time, flood) that penalize an address (default 10)" },
             "penalty-window": { type: "string", arg: "MS", help: "the window those offences are counted in (default 60000)" },
             "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
-            "max-warnings": { type: "string", arg: "N", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
+            "max-warnings": { type: "string", arg: "N", option: "maxWarningsPerSecond", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
             "max-clients": { type: "string", arg: "N", help: "client ids kept; new ids beyond are refused unless in --expect or --keys (default 20000)" },
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
@@ -100,7 +101,7 @@ ${Object.entries(COMMANDS)
 Run 'devs-iot <command> --help' for its options. Every option can also be set
 in the environment as DEVS_IOT_<OPTION> (e.g. DEVS_IOT_PORT=9000).`
 
-function envName(flag: string): string {
+export function envName(flag: string): string {
     return "DEVS_IOT_" + flag.toUpperCase().replace(/-/g, "_")
 }
 

@@ -11,14 +11,14 @@ import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface ClientOptions extends LinkOptions {
-    id: string
-    host?: string // default "127.0.0.1"
-    port?: number // default 8123
+    id: string // unique per client: the server tells links apart by it
+    host?: string // the server's address (default "127.0.0.1")
+    port?: number // the server's port (default 8123)
     onStatus?: (up: boolean) => void
     logger?: Logger
     backoffFirst?: number // ms before the first retry (default 100), doubling...
     backoffCap?: number // ...up to this (default 2000)
-    // Issue 9: this client's key (32 bytes or 64 hex digits). With a key the
+    // Authentication: this client's key (32 bytes or 64 hex digits). With a key the
     // client authenticates, and refuses a server that does not.
     key?: Buffer | string
     encrypt?: boolean // encrypt the messages this client sends (needs key)

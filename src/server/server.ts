@@ -3,7 +3,7 @@
 // Connection. Sockets are read as events, one per callback, so a silent or
 // slow socket never holds up another (fault 8).
 //
-// Hostile input (issue 9): until its link is up, a socket is unauthenticated
+// Hostile input: until its link is up, a socket is unauthenticated
 // and bounded: its id line in length (maxIdBytes) and time (idTimeout, from
 // accept, whatever bytes arrive), its lines per second until the server
 // first writes to it (maxEarlyLineRate), and how many such sockets one
@@ -22,29 +22,29 @@ import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface ServerOptions extends LinkOptions {
-    port?: number // default 8123; 0 picks a free port (see server.port)
-    host?: string // default "0.0.0.0"
+    port?: number // the port to listen on (default 8123); 0 picks a free one (see server.port)
+    host?: string // the address to listen on (default "0.0.0.0")
     expected?: string[] // ids the application expects (waitAll's default)
     strictIds?: boolean // refuse ids not in `expected`
     logger?: Logger
-    // Issue 9: per-client keys (32 bytes or 64 hex digits). A keyed id must
-    // authenticate (README, "Security"), unless it is in allowPlain.
+    // Per-client keys (32 bytes or 64 hex digits). A keyed id must
+    // authenticate (docs/security.md), unless it is in allowPlain.
     keys?: Map<string, Buffer | string> | Record<string, Buffer | string>
     allowPlain?: string[] // keyed ids that may still connect without authenticating
     encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
     limits?: HostileLimits
 }
 
-// Limits on unauthenticated sockets (README, "Hostile input"). Each is
+// Limits on unauthenticated sockets (docs/security.md, "Hostile input"). Each is
 // checked like the link options: a bad value throws ECONFIG naming it.
 export interface HostileLimits {
     idTimeout?: number // ms from accept to a complete id line (default 2 x timeout); bytes do not extend it
     maxIdBytes?: number // longest id line (default 256 = MAX_ID_BYTES, the most any devs-iot client sends; up to 65536)
     maxEarlyLineRate?: number // lines per second a socket may send before the server's first byte (default 64)
     maxPending?: number // unauthenticated sockets in all (default 8192)
-    maxPendingPerSource?: number // ... per source address (default 2048)
+    maxPendingPerSource?: number // unauthenticated sockets per source address (default 2048)
     penaltyOffences?: number // offences in a window that penalize a source (default 10)
-    penaltyWindow?: number // ms (default 60000)
+    penaltyWindow?: number // ms in which penaltyOffences are counted (default 60000)
     penalizedPending?: number // a penalized source's cap (default 16)
     maxWarningsPerSecond?: number // warning log lines per second; the rest are counted in a summary (default 20)
     maxClients?: number // Connections (ids) kept; a new id beyond it is refused unless expected or keyed (default 20000)
@@ -359,7 +359,7 @@ export class Server extends EventEmitter {
             this.warn({ code: "unexpected-id", id, address, detail: "id not in the expected list: accepted" })
         }
         // Before the server's first byte an honest client sends only its id,
-        // the probe's blank lines and keepalives (PROTOCOL.md, "Handshake");
+        // the probe's blank lines and keepalives (docs/protocol.md, "Handshake");
         // after it, it may send its queued messages at once (a window of 64
         // and more). So lines are counted until the server first writes.
         const write = socket.write

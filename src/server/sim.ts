@@ -28,7 +28,7 @@ export interface SimConfig {
     watchdog?: number // ms, 0 = off
     verbose?: boolean
     role?: string // remote: "button", "led" or "" (both)
-    key?: string // IOT_KEY: 64 hex digits (issue 9)
+    key?: string // IOT_KEY: 64 hex digits (authentication)
     encrypt?: boolean // IOT_ENCRYPT
 }
 

@@ -1,4 +1,4 @@
-// The authentication handshake of a keyed id (README, "Security"): an
+// The authentication handshake of a keyed id (docs/security.md): an
 // HMAC-SHA256 challenge-response with fresh nonces from both ends, mutual
 // (the server proves the key too), and the per-direction session keys
 // derived with HKDF-SHA256. It runs inside the devs-iot extension handshake

@@ -1,4 +1,4 @@
-// The v1 line codec (PROTOCOL.md, "Lines after the handshake"), plus the
+// The v1 line codec (docs/protocol.md, "Lines after the handshake"), plus the
 // extension lines devs-iot peers exchange once both have said they speak them.
 // Lines arrive without their "\n"; a bad line is a value, never an exception.
 

@@ -10,11 +10,11 @@ export interface LinkOptions {
     timeout?: number // ms; the same on the server and every client
     maxLineBytes?: number // longest payload, in UTF-8 bytes
     window?: number // un-ACKed ids per link
-    maxInflightBytes?: number
+    maxInflightBytes?: number // un-ACKed bytes per link
     maxQueuedLines?: number // writes waiting for the link (e.g. in an outage)
-    maxQueuedBytes?: number
+    maxQueuedBytes?: number // bytes of those writes
     maxReceivedLines?: number // received lines the application has not read
-    maxReceivedBytes?: number
+    maxReceivedBytes?: number // bytes of those lines
     maxWriteBytes?: number // bytes handed to the socket per pollTransmit
     warmup?: number // ms the server waits before messaging a v1 client
     onFull?: OnFull // full receive queue: stop reading (Node) or drop un-ACKed (board)

@@ -1,4 +1,4 @@
-// The receiver's set of seen message ids (PROTOCOL.md, "De-duplication").
+// The receiver's set of seen message ids (docs/protocol.md, "De-duplication").
 //
 // 256 bits, as v1. Marking id m also clears the byte 16 bytes (128 ids) ahead
 // of m's byte, so ids become new again after the sender's sequence wraps.

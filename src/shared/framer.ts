@@ -1,4 +1,4 @@
-// Cuts a byte stream into lines at "\n" (PROTOCOL.md, "Transport").
+// Cuts a byte stream into lines at "\n" (docs/protocol.md, "Transport").
 //
 // Framing is on bytes, so a UTF-8 character split across reads is joined
 // before anything decodes it (fault 3). `push` only queues; each `next` call

@@ -1,4 +1,4 @@
-// The devs-iot extension handshake (PROTOCOL.md, "Extensions").
+// The devs-iot extension handshake (docs/protocol.md, "Extensions").
 //
 // A v1 peer must never see an extension line, and blank lines are the only
 // bytes both original ends skip. So a devs-iot client sends PROBE_BLANKS

@@ -1,4 +1,4 @@
-// The server's first read on a socket: the client's id line (PROTOCOL.md,
+// The server's first read on a socket: the client's id line (docs/protocol.md,
 // "Handshake", step 1-2). The server sends nothing until it has it. Bytes
 // after the id belong to the stream that follows and go to the link, on every
 // connection (the original dropped them on a reconnect).

@@ -1,4 +1,4 @@
-// Outgoing message ids (PROTOCOL.md, "Message ids"): 00 first, then 01..ff,
+// Outgoing message ids (docs/protocol.md, "Message ids"): 00 first, then 01..ff,
 // 01..; 00 is never reused because it means "I have restarted". Internally a
 // sender counts a plain sequence number; this maps it to the wire id.
 

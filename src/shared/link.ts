@@ -61,7 +61,7 @@ export interface LinkStats {
     resent: number
 }
 
-// Handshake phases of one socket (PROTOCOL.md, "Handshake"):
+// Handshake phases of one socket (docs/protocol.md, "Handshake"):
 // client: "first-line" until the server's first line, then "up".
 // server: "probe" (counting blank lines, nothing sent yet), then "warmup" for
 // a v1 client (no messages until `warmup` ms after its first byte) or "hello"
@@ -70,7 +70,7 @@ export interface LinkStats {
 // server's proof), then "up" with every line sealed.
 type Phase = "first-line" | "probe" | "warmup" | "hello" | "auth" | "up"
 
-// Authentication settings of a client Link (README, "Security").
+// Authentication settings of a client Link (docs/security.md).
 export interface LinkAuth {
     crypto: Crypto
     key: Buffer | undefined // undefined: no key; a challenge is answered plain
@@ -172,7 +172,7 @@ export class Link {
         })
     }
 
-    // A client's key (issue 9): with a key it authenticates, and refuses a
+    // A client's key (authentication): with a key it authenticates, and refuses a
     // server that does not; without one it answers a challenge plain.
     setAuth(auth: LinkAuth): void {
         this.auth = auth

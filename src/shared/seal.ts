@@ -1,4 +1,4 @@
-// Line framing of an authenticated link (README, "Security"). After the
+// Line framing of an authenticated link (docs/security.md). After the
 // handshake every line, in both directions, is sealed: messages, ACKs and
 // keepalives alike, each with a per-direction sequence number that starts at
 // 0 on every connection (whose keys are fresh).

@@ -1,5 +1,5 @@
 // The sending half of a link: the queue of writes, message ids, the send
-// window, ACK matching and retransmission (PROTOCOL.md, "Quality of service").
+// window, ACK matching and retransmission (docs/protocol.md, "Quality of service").
 //
 // Rules, each named where it is applied:
 // - window: the ids from the oldest un-ACKed one to the next one to assign
@@ -306,7 +306,7 @@ export class Sender {
     }
 }
 
-// write()'s checks (PROTOCOL.md: a payload is never empty, has no inner
+// write()'s checks (docs/protocol.md: a payload is never empty, has no inner
 // "\n", and fits the maximum). One trailing "\n" is allowed and removed.
 export function checkLine(line: string, maxLineBytes: number): Buffer {
     let text = line

@@ -1,5 +1,5 @@
 // npm run attack -- [--seconds S] [--attackers K] [--slots N] [--quick] [--json FILE]
-// The live attack run (issue 9): the real server process (the soak's server,
+// The live attack run: the real server process (the soak's server,
 // with default limits), Node client processes and a board in the simulator
 // exchanging qos traffic through the soak harness, a probe client in this
 // process timing qos round trips, and attacker processes (attacker.ts) making
@@ -30,7 +30,7 @@ const HELP = `usage: npm run attack -- [options]
   --nodes K       Node client processes with soak traffic (default 2)
   --boards K      boards in the simulator (default 1)
   --quick         a short run: 10 s of attack, no board, 1 Node client
-  --json FILE     also write the report as JSON`
+  --json FILE     where to write the report as JSON (default results/soak/<date>-attack-<S>s.json)`
 
 interface Counts {
     connections: number
@@ -292,9 +292,11 @@ async function main(): Promise<number> {
         await probe?.close()
         await soak.close()
     }
-    if (a.json) {
-        mkdirSync(dirname(a.json), { recursive: true })
-        writeFileSync(a.json, JSON.stringify(report, null, 2) + "\n")
+    {
+        const file = a.json ?? `results/soak/${new Date().toISOString().slice(0, 10)}-attack${quick ? "-quick" : `-${seconds}s`}.json`
+        mkdirSync(dirname(file), { recursive: true })
+        writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
+        console.log(`report written to ${file}`)
     }
     return code
 }

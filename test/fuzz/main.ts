@@ -1,7 +1,7 @@
 // npm run fuzz [-- --quick] [--seed N] [--target a,b] [--count N] [--out file]
 //
 // Fuzzes the protocol core (src/shared) with generated and mutated inputs,
-// each target against its own oracle (see README, "Fuzzing"). Prints a table
+// each target against its own oracle (see docs/testing.md, "Fuzzing"). Prints a table
 // per target and writes a JSON result; exits 1 on findings.
 
 import { mkdirSync, writeFileSync } from "node:fs"
@@ -93,7 +93,7 @@ function main(argv: string[]): number {
         }
     const partial = quick || targets !== undefined || count !== undefined
     const day = new Date().toISOString().slice(0, 10)
-    const file = outFile ?? "fuzz-results/" + day + (quick ? "-quick" : partial ? "-partial" : "") + ".json"
+    const file = outFile ?? "results/fuzz/" + day + (quick ? "-quick" : partial ? "-partial" : "") + ".json"
     mkdirSync(dirname(file), { recursive: true })
     writeFileSync(
         file,

@@ -1,4 +1,4 @@
-// Issue 9 over real loopback sockets: keyed clients and server, each attack of
+// Authentication over real loopback sockets: keyed clients and server, each attack of
 // an on-path attacker (wrong key, replayed, injected and reordered lines, a
 // forged take-over, a keyed id connecting plain), the key file, and that v1
 // peers and un-keyed devs-iot clients are unaffected.
@@ -47,7 +47,7 @@ async function exchange(server: Server, client: Client, tag: string, n: number):
     assert.deepEqual(got, Array.from({ length: n }, (_, i) => `${tag}-${i}`))
 }
 
-describe("authentication (issue 9) over loopback", function () {
+describe("authentication over loopback", function () {
     it("keyed client and server: authenticate, qos lines both ways, the link is devs-iot", async function () {
         const server = await startServer()
         const w = warnings(server)

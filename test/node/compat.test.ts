@@ -1,6 +1,6 @@
 // Compatibility: devs-iot's Node server and Node client against peers that
 // behave like the ORIGINAL micropython-iot ends (support/v1peer.ts, written
-// from PROTOCOL.md alone). A v1 peer must get a working link, every message
+// from docs/protocol.md alone). A v1 peer must get a working link, every message
 // (exactly once with qos), and never a devs-iot extension line ("!...").
 import assert from "node:assert/strict"
 import type { EventEmitter } from "node:events"
@@ -226,7 +226,7 @@ describe("compatibility with the original micropython-iot ends (v1 peers)", func
         // A v1 receiver clears its seen set on every 00 (the original's fault
         // 1). So devs-iot sends nothing after 00 to a v1 peer until 00 is
         // ACKed: a resent 00 can then not take later lines with it. Only 00
-        // itself stays exposed, as README says (found by this test).
+        // itself stays exposed, as docs/protocol.md says (found by this test).
         it("fault 1 toward a v1 board: a resent 00 is the only line it can take twice", async function () {
             const { v, conn } = await linked("b7")
             const lines = [0, 1, 2, 3, 4].map((i) => `m${i}`)

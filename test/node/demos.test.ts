@@ -1,4 +1,4 @@
-// The four demos of micropython-iot, as README shows them: `devs-iot server
+// The four demos of micropython-iot, as the README shows them: `devs-iot server
 // --app X` and the firmware of each demo in the simulator (`npm run sim`).
 // Checks the lines both sides print.
 import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/sim.js"

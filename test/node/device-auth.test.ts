@@ -1,4 +1,4 @@
-// Issue 9 on the board: the real firmware in the DeviceScript simulator, with
+// Authentication on the board: the real firmware in the DeviceScript simulator, with
 // a key (IOT_KEY) and encryption (IOT_ENCRYPT), against the Node server with
 // the same key, through an on-path proxy that records the wire.
 import assert from "node:assert/strict"

@@ -220,7 +220,7 @@ describe("board firmware in the DeviceScript simulator", function () {
         await vm.waitFor(/bad-line: line does not start with a two-digit hex id: zzhello/, 1000)
     })
 
-    it("against an original (v1) server written from PROTOCOL.md: connects as v1, lines both ways, no extension line", async function () {
+    it("against an original (v1) server written from docs/protocol.md: connects as v1, lines both ways, no extension line", async function () {
         const v1 = new V1Server({ timeout: TIMEOUT, port })
         await v1.listen()
         closers.push(() => v1.close())

@@ -1,4 +1,4 @@
-// Hostile input (issue 9): strangers on the LAN. Attackers connect from
+// Hostile input: strangers on the LAN. Attackers connect from
 // other loopback addresses (127.0.0.2, ...: net.connect's localAddress) so the
 // per-address limits see them apart from the honest clients on 127.0.0.1.
 // Every wait is on an event with a deadline; nothing asserts a speed.
@@ -88,7 +88,7 @@ async function exchange(server: Server, c: Client, n: number): Promise<void> {
     assert.deepEqual(gotDown, Array.from({ length: n }, (_, i) => `d${i}`))
 }
 
-describe("hostile input (issue 9)", function () {
+describe("hostile input", function () {
     this.timeout(40000)
 
     describe("admission bookkeeping (pure)", function () {

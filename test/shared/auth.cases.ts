@@ -1,4 +1,4 @@
-// Authentication (issue 9): the crypto primitives against reference vectors,
+// Authentication: the crypto primitives against reference vectors,
 // the sealed line format byte for byte, each attack on a sealed link, the
 // handshake's outcomes, and two keyed links through the in-memory network.
 // Run on Node and in the DeviceScript VM, each with its own crypto.

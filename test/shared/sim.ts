@@ -125,7 +125,7 @@ export class Sim {
         this.scheduleCut()
     }
 
-    // Keys (issue 9): the client's, and the one the server holds for its id
+    // Keys: the client's, and the one the server holds for its id
     // (undefined: none). Applies to the client Link now and after restarts.
     useKeys(k: SimKeys): void {
         this.keys = k

@@ -5,6 +5,7 @@
 // was read exactly once. Exit 1 when a line was lost, duplicated or out of
 // order; 2 on a bad flag.
 import { writeFileSync, mkdirSync } from "node:fs"
+import { dirname } from "node:path"
 import { parseArgs } from "node:util"
 import { check, failures, median, type Tally } from "./checker.js"
 import { FAULT_KINDS, Soak, seeded, type FaultKind } from "./harness.js"
@@ -19,7 +20,7 @@ const HELP = `usage: npm run soak -- [options]
   --interval MS   between lines of each stream, per end (default 100)
   --kinds LIST    comma-separated fault kinds (default all: ${FAULT_KINDS.join(",")})
   --seed S        fault sequence seed (default: random, printed)
-  --json FILE     also write the report as JSON
+  --json FILE     where to write the report as JSON (default results/soak/<date>-seed<S>.json)
   --records FILE  also write every end's log, one JSON record a line`
 
 function int(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
@@ -119,7 +120,7 @@ async function main(): Promise<number> {
     if (r.bad > 0) out.push(`lines read that no end wrote: ${r.bad}`)
     for (const u of unrecovered) out.push(`not recovered: ${u}`)
     for (const x of soak.stuck) out.push(`v1 board blocked by the original's fault 5 (a lost non-qos line; not counted as a failure): ${x}`)
-    // The end, in the order issue 7 asks: qos per direction, faults per kind, recovery per kind.
+    // The end, in the order readers look for it: qos per direction, faults per kind, recovery per kind.
     out.push(line("qos clients -> server", r.qos.up, true), line("qos server -> clients", r.qos.down, true))
     if (v1 > 0) {
         out.push(line("v1 boards: qos boards -> server", r.v1.qos.up, true), line("v1 boards: qos server -> boards", r.v1.qos.down, true))
@@ -130,10 +131,12 @@ async function main(): Promise<number> {
     for (const [k, xs] of recovery) out.push(`  ${k.padEnd(15)} median ${String(median(xs)).padStart(5)}  max ${String(Math.max(...xs)).padStart(5)}  (${xs.length})`)
     console.log(out.join("\n"))
     if (a.records) writeFileSync(a.records, soak.records.map((x) => JSON.stringify(x)).join("\n") + "\n")
-    if (a.json) {
+    {
         const rec = Object.fromEntries([...recovery].map(([k, xs]) => [k, { n: xs.length, median: median(xs), max: Math.max(...xs) }]))
-        mkdirSync(new URL(".", `file://${a.json}`).pathname, { recursive: true })
-        writeFileSync(a.json, JSON.stringify({ seed, faults: soak.faults, recovery: rec, unrecovered, v1Fault5: soak.stuck, report: r, options: { nodes, boards, v1, timeout, interval } }, null, 2) + "\n")
+        const file = a.json ?? `results/soak/${new Date().toISOString().slice(0, 10)}-seed${seed}.json`
+        mkdirSync(dirname(file), { recursive: true })
+        console.log(`report written to ${file}`)
+        writeFileSync(file, JSON.stringify({ seed, faults: soak.faults, recovery: rec, unrecovered, v1Fault5: soak.stuck, report: r, options: { nodes, boards, v1, timeout, interval } }, null, 2) + "\n")
     }
     return failures(r) > 0 || unrecovered.length > 0 ? 1 : 0
 }

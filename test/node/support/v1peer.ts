@@ -1,5 +1,5 @@
 // Raw-socket peers that behave like the ORIGINAL micropython-iot ends (wire
-// protocol v1), written from /work/shared/PROTOCOL.md alone, not from devs-iot's
+// protocol v1), written from docs/protocol.md alone, not from devs-iot's
 // code. They copy the original's quirks on purpose (ACK told by length, the
 // server dropping bytes after the id on a reconnect, `wait` waiting on every id
 // ever sent: fault 5), but where the original's reader would die (a line that

@@ -1,0 +1,91 @@
+// The docs stay true to the code and the repository stands alone: the
+// settings table is what tools/settings-doc.mjs generates from the code,
+// every relative link resolves inside the repository, every protocol section
+// the code cites exists, and no text names a tracker's issue number.
+import assert from "node:assert/strict"
+import { execFileSync } from "node:child_process"
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { dirname, join, relative, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
+const SKIP = new Set(["node_modules", "dist", "build", ".devicescript", ".git", "results"])
+
+function files(dir: string, keep: (p: string) => boolean): string[] {
+    const out: string[] = []
+    for (const name of readdirSync(dir)) {
+        if (SKIP.has(name)) continue
+        const p = join(dir, name)
+        if (statSync(p).isDirectory()) out.push(...files(p, keep))
+        else if (keep(p)) out.push(p)
+    }
+    return out
+}
+
+const docs = () => [join(ROOT, "README.md"), ...files(join(ROOT, "docs"), (p) => p.endsWith(".md"))]
+const slug = (h: string) => h.trim().toLowerCase().replace(/[^\w\- ]/g, "").replace(/ /g, "-")
+
+describe("docs", function () {
+    it("the settings table in docs/settings.md is the one tools/settings-doc.mjs generates from the code", function () {
+        this.timeout(30000)
+        execFileSync(process.execPath, [join(ROOT, "tools/settings-doc.mjs"), "--check"], { cwd: ROOT, stdio: "pipe" })
+    })
+
+    it("every relative link in README.md and docs/ resolves inside the repository, anchors included", function () {
+        const bad: string[] = []
+        for (const file of docs()) {
+            const text = readFileSync(file, "utf8").replace(/```[\s\S]*?```/g, "")
+            for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+                const link = m[1]!
+                if (/^[a-z]+:/.test(link)) continue
+                const [path, anchor] = link.split("#") as [string, string | undefined]
+                const target = path === "" ? file : resolve(dirname(file), path)
+                const where = `${relative(ROOT, file)}: ${link}`
+                if (!target.startsWith(ROOT + "/") && target !== ROOT) bad.push(`${where} (outside the repository)`)
+                else if (!existsSync(target)) bad.push(`${where} (no such file)`)
+                else if (anchor !== undefined && target.endsWith(".md")) {
+                    const heads = [...readFileSync(target, "utf8").matchAll(/^#+ (.*)$/gm)].map((h) => slug(h[1]!))
+                    if (!heads.includes(anchor)) bad.push(`${where} (no heading #${anchor})`)
+                }
+            }
+        }
+        assert.deepEqual(bad, [])
+    })
+
+    it("every protocol section the code cites exists in docs/protocol.md", function () {
+        const heads = new Set([...readFileSync(join(ROOT, "docs/protocol.md"), "utf8").matchAll(/^#+ (.*)$/gm)].map((h) => h[1]!.trim()))
+        const bad: string[] = []
+        let cited = 0
+        for (const file of files(join(ROOT, "src"), (p) => p.endsWith(".ts"))) {
+            const text = readFileSync(file, "utf8")
+            if (/PROTOCOL\.md/.test(text)) bad.push(`${relative(ROOT, file)}: cites PROTOCOL.md, which is docs/protocol.md`)
+            for (const m of text.matchAll(/docs\/protocol\.md[,:]\s*(?:\/\/\s*)?"([^"]+)"/g)) {
+                cited++
+                if (!heads.has(m[1]!)) bad.push(`${relative(ROOT, file)}: "${m[1]}"`)
+            }
+        }
+        assert.deepEqual(bad, [])
+        assert.ok(cited >= 5, `only ${cited} citations found: the pattern no longer matches the code`)
+    })
+
+    it("no file name or text names an issue number: things are named for what they are", function () {
+        const pattern = new RegExp(["issue", "[ _-]?#?[0-9]+"].join(""), "i")
+        const bad: string[] = []
+        const all = files(ROOT, (p) => /\.(ts|js|mjs|md|json|txt|service|sh)$|Dockerfile$|\/run$/.test(p) && !p.endsWith("package-lock.json"))
+        for (const file of all) {
+            const rel = relative(ROOT, file)
+            if (pattern.test(rel)) bad.push(`${rel} (file name)`)
+            readFileSync(file, "utf8")
+                .split("\n")
+                .forEach((line, i) => {
+                    if (pattern.test(line)) bad.push(`${rel}:${i + 1}: ${line.trim().slice(0, 100)}`)
+                })
+        }
+        assert.deepEqual(bad, [])
+    })
+
+    it("the README is a user guide of at most about 20 KB", function () {
+        const size = statSync(join(ROOT, "README.md")).size
+        assert.ok(size <= 20 * 1024, `README.md is ${size} bytes: move detail to docs/`)
+    })
+})
