@@ -4,7 +4,10 @@
 // argument handling and the devs commands it would run (--dry-run: flashing
 // needs a board and internet).
 import assert from "node:assert/strict"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { dirname, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
 import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -47,6 +50,7 @@ function recorder(): { logger: Logger; records: Rec[]; next(re: RegExp, ms: numb
     return { logger, records, next }
 }
 
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
 const jsonLines = (s: string) => s.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Rec)
 
 describe("operations: logs, shutdown, version, flash", function () {
@@ -220,5 +224,38 @@ describe("operations: logs, shutdown, version, flash", function () {
                 rmSync(d, { recursive: true, force: true })
             }
         })
+    })
+})
+
+describe("package scripts", function () {
+    this.timeout(30000)
+    // tools/prepare.mjs alone in a folder without node_modules: what a clone sees after `npm ci --omit=dev`.
+    function prepareIn(withBuild: boolean): { code: number | null; stderr: string } {
+        const d = mkdtempSync(join(tmpdir(), "devs-iot-prepare-"))
+        try {
+            mkdirSync(join(d, "tools"))
+            copyFileSync(join(ROOT, "tools/prepare.mjs"), join(d, "tools/prepare.mjs"))
+            writeFileSync(join(d, "package.json"), JSON.stringify({ name: "x", version: "0.0.0", type: "module" }))
+            if (withBuild) {
+                mkdirSync(join(d, "dist/src/server"), { recursive: true })
+                writeFileSync(join(d, "dist/src/server/cli.js"), "")
+            }
+            const r = spawnSync(process.execPath, [join(d, "tools/prepare.mjs")], { cwd: d, encoding: "utf8", timeout: 20000 })
+            return { code: r.status, stderr: r.stderr }
+        } finally {
+            rmSync(d, { recursive: true, force: true })
+        }
+    }
+
+    it("prepare without dev dependencies keeps an existing build (npm ci --omit=dev in a built clone succeeds)", function () {
+        const r = prepareIn(true)
+        assert.equal(r.code, 0, r.stderr)
+        assert.match(r.stderr, /keeping the build/)
+    })
+
+    it("prepare without dev dependencies and without a build says what to do", function () {
+        const r = prepareIn(false)
+        assert.equal(r.code, 1)
+        assert.match(r.stderr, /run `npm ci` \(with dev dependencies\) once, or install the packed package/)
     })
 })
