@@ -2,6 +2,7 @@
 #   docker build -t devs-iot .
 #   docker run -d --name devs-iot -p 8123:8123 devs-iot
 #   docker run -d -p 8123:8123 -v /etc/devs-iot:/etc/devs-iot:ro -e DEVS_IOT_KEYS=/etc/devs-iot/keys.txt devs-iot
+# The server runs as uid 1000 (user node): a mounted key file must be readable by it.
 # Settings are DEVS_IOT_* variables (docs/settings.md). `docker kill -s HUP`
 # reloads the key file; `docker stop` closes every link and exits 0.
 
