@@ -116,7 +116,7 @@ const known = new Set([
     ...Object.keys(fieldDocs("src/server/client.ts", "ClientOptions")),
 ])
 for (const [cmd, c] of Object.entries(COMMANDS)) {
-    if (cmd === "sim") continue // the simulator's flags are the board settings, listed with them
+    if (cmd === "sim" || cmd === "flash") continue // board commands: their flags are in the README; the board settings are listed below
     for (const [flag, o] of Object.entries(c.options)) {
         if (flag === "help") continue
         const option = o.option ?? camel(flag)

@@ -13,14 +13,14 @@ let retried = new Set<string>()
 let lost = 0
 
 // A pino logger that only counts: clients log "connect to ... failed" once
-// per run of failures, and "link lost" when an up link drops.
+// per run of failures, and "link down" when an up link drops.
 const log = pino(
     { level: "info", base: undefined, timestamp: false },
     {
         write(s: string) {
             const m = JSON.parse(s) as { msg?: string; client?: string }
             if (m.msg?.startsWith("connect to") && m.client) retried.add(m.client)
-            else if (m.msg === "link lost") lost++
+            else if (m.msg === "link down") lost++
         },
     }
 )

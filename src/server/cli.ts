@@ -12,6 +12,11 @@ import { KeyFileError, loadKeys } from "./keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
+import { packageVersion } from "./package.js"
+import { DEFAULT_BOARD, FLASH_APPS, FlashError, flashPlan, newWorkDir, runFlash, type FlashOptions } from "./flash.js"
+import { rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve as resolvePath } from "node:path"
 
 class UsageError extends Error {}
 
@@ -52,6 +57,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
+            "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default 3000)" },
             ...COMMON,
         },
     },
@@ -66,6 +72,18 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not" },
             encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs --key)" },
             ...COMMON,
+        },
+    },
+    flash: {
+        summary: "put a board into service over USB: an app's firmware, the settings in .env.defaults/.env.local and the pinned DeviceScript runtime in one image; then tail the board's log",
+        options: {
+            app: { type: "string", arg: "NAME", help: `firmware app: ${Object.keys(FLASH_APPS).join("|")} (default demo)` },
+            board: { type: "string", arg: "ID", help: `DeviceScript board id (default ${DEFAULT_BOARD}, this package's ESP32 DevKitC)` },
+            serial: { type: "string", arg: "PATH", help: "the board's USB serial port, e.g. /dev/ttyUSB0 (default: found by devs)" },
+            settings: { type: "string", arg: "DIR", help: "the folder with .env.defaults and .env.local (default: the current folder)" },
+            "no-monitor": { type: "boolean", help: "do not tail the board's log after flashing" },
+            "dry-run": { type: "boolean", help: "print the devs commands and the folder they would run in; change nothing" },
+            help: COMMON["help"]!,
         },
     },
     keygen: {
@@ -98,7 +116,7 @@ ${Object.entries(COMMANDS)
     .map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`)
     .join("\n")}
 
-Run 'devs-iot <command> --help' for its options. Every option can also be set
+Run 'devs-iot <command> --help' for its options, 'devs-iot --version' for the version. Every option can also be set
 in the environment as DEVS_IOT_<OPTION> (e.g. DEVS_IOT_PORT=9000).`
 
 export function envName(flag: string): string {
@@ -213,6 +231,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         },
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)
+    const shutdownMs = int(values, source, "shutdown-timeout", 3000, 100, 600000)
     const log = makeLogger(level(values, source), values["json"] === true)
     const keyFile = str(values, "keys")
     let keys = new Map<string, Buffer>()
@@ -248,10 +267,14 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     }
     const running = startApp(app, server, log, interval)
     log.info({ app, expected }, "ready")
+    // SIGTERM: stop accepting, ACK what the application has read, close every
+    // link (FIN), and exit within shutdownMs whatever the peers do.
     return await shutdownOnSignal(log, async () => {
+        const up = server.connections().filter((c) => c.status()).length
+        log.info({ links: up }, `no longer accepting; closing ${up} link${up === 1 ? "" : "s"}`)
         running.stop()
         await server.close()
-    })
+    }, shutdownMs)
 }
 
 async function runClient(values: Values, source: Record<string, string>): Promise<number> {
@@ -342,17 +365,59 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
     return code
 }
 
-// Resolves with 0 after `stop` has run on SIGINT or SIGTERM (forced after 3 s).
-function shutdownOnSignal(log: Logger, stop: () => Promise<void>): Promise<number> {
+async function runFlashCommand(values: Values): Promise<number> {
+    const dryRun = values["dry-run"] === true
+    const o: FlashOptions = {
+        app: str(values, "app") ?? "demo",
+        board: str(values, "board") ?? DEFAULT_BOARD,
+        ...(str(values, "serial") !== undefined ? { serial: str(values, "serial")! } : {}),
+        settingsDir: resolvePath(str(values, "settings") ?? "."),
+        monitor: values["no-monitor"] !== true,
+        workDir: dryRun ? join(tmpdir(), "devs-iot-flash-XXXXXX") : newWorkDir(),
+    }
+    let steps
+    try {
+        steps = flashPlan(o)
+    } catch (e) {
+        if (!dryRun) rmSync(o.workDir, { recursive: true, force: true })
+        if (e instanceof FlashError) throw new UsageError(e.message)
+        throw e
+    }
+    if (dryRun) {
+        process.stdout.write(`# in ${o.workDir}: this package's firmware sources and boards, and the settings files of ${o.settingsDir}\n`)
+        for (const s of steps) process.stdout.write(`# ${s.what}\nnpx devs ${s.args.map((a) => (/^[\w./:=@-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}\n`)
+        return 0
+    }
+    const stop = new AbortController()
+    const onSignal = () => stop.abort()
+    process.once("SIGINT", onSignal)
+    process.once("SIGTERM", onSignal)
+    try {
+        return await runFlash(o, steps, (s) => process.stderr.write(s + "\n"), stop.signal)
+    } catch (e) {
+        if (e instanceof FlashError || /DeviceScript tools/.test((e as Error).message)) {
+            process.stderr.write(`devs-iot flash: ${(e as Error).message}\n`)
+            return 1
+        }
+        throw e
+    } finally {
+        process.off("SIGINT", onSignal)
+        process.off("SIGTERM", onSignal)
+    }
+}
+
+// Resolves with 0 after `stop` has run on SIGINT or SIGTERM, or with 1 when
+// it took longer than `ms`.
+function shutdownOnSignal(log: Logger, stop: () => Promise<void>, ms = 3000): Promise<number> {
     return new Promise((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => {
             process.off("SIGINT", onSignal)
             process.off("SIGTERM", onSignal)
             log.info({ signal: sig }, "shutting down")
             const force = setTimeout(() => {
-                log.warn("shutdown took over 3 s: exiting anyway")
-                resolve(0)
-            }, 3000)
+                log.error(`shutdown took over ${ms} ms: exiting anyway`)
+                resolve(1)
+            }, ms)
             force.unref()
             stop().then(
                 () => {
@@ -372,6 +437,10 @@ function shutdownOnSignal(log: Logger, stop: () => Promise<void>): Promise<numbe
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     const [cmd, ...args] = argv
+    if (cmd === "--version" || cmd === "-v" || cmd === "version") {
+        process.stdout.write(packageVersion() + "\n")
+        return 0
+    }
     if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
         process.stdout.write(USAGE + "\n")
         return cmd === undefined ? 2 : 0
@@ -387,6 +456,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             return 0
         }
         if (cmd === "sim") return await runSimCommand(values, source)
+        if (cmd === "flash") return await runFlashCommand(values)
         if (cmd === "keygen") {
             process.stdout.write(randomBytes(32).toString("hex") + "\n")
             return 0

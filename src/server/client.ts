@@ -34,6 +34,7 @@ export class Client extends Endpoint {
     private connecting: Socket | undefined
     private retry: NodeJS.Timeout | undefined
     private failures = 0
+    private failingSince = 0
 
     constructor(opts: ClientOptions) {
         const problem = checkClientId(opts?.id)
@@ -59,12 +60,12 @@ export class Client extends Endpoint {
         const first = intIn("backoffFirst", opts.backoffFirst, 100, 1, 600000)
         this.backoff = new Backoff(first, intIn("backoffCap", opts.backoffCap, 2000, first, 600000))
         if (opts.onStatus) this.on("status", opts.onStatus)
-        this.on("status", (up: boolean) => {
+        this.on("status", (up: boolean, reason?: string) => {
             if (up) {
                 this.backoff.reset()
                 this.failures = 0
-                this.log.info({ host: this.host, port: this.port, peer: this.peer, connects: this.connects }, "connected")
-            }
+                this.log.info({ server: `${this.host}:${this.port}`, peer: this.peer, connects: this.connects }, "link up")
+            } else this.log.info({ server: `${this.host}:${this.port}`, reason: reason ?? "" }, "link down")
         })
     }
 
@@ -131,10 +132,16 @@ export class Client extends Endpoint {
         if (this.closed || this.retry) return
         const delay = this.backoff.next(Math.random())
         this.failures++
-        // The first failure in a row at info, the rest at debug: a server down
-        // for an hour should not fill the log.
-        const level = this.failures === 1 ? "info" : "debug"
-        this.log[level]({ retryIn: delay, failures: this.failures }, why)
+        if (this.failures === 1) this.failingSince = Date.now()
+        // The first failure in a row at info, then "still retrying" at info on
+        // failures 8, 16, 32, ... and every 300th (about 10 min at the cap): a
+        // server down for an hour shows in the log without filling it.
+        const f = this.failures
+        const still = f >= 8 && ((f & (f - 1)) === 0 || f % 300 === 0)
+        const fields = { retryIn: delay, failures: f, failingFor: Date.now() - this.failingSince }
+        if (f === 1) this.log.info(fields, `${why}; retrying in ${delay} ms`)
+        else if (still) this.log.info(fields, `still retrying: ${why}; next attempt in ${delay} ms`)
+        else this.log.debug(fields, why)
         this.retry = setTimeout(() => {
             this.retry = undefined
             this.connect()

@@ -288,7 +288,7 @@ export abstract class Endpoint extends EventEmitter {
                 const s = this.socket
                 this.socket = undefined
                 s?.destroy()
-                this.log.info({ reason: e.reason }, "link lost")
+                this.log.debug({ reason: e.reason }, "socket closed") // the "link down" line says why
                 if (s) queueMicrotask(() => this.socketGone())
                 break
             }

@@ -1,4 +1,12 @@
-// devs-iot for Node: the server, its per-client Connection, and the Node client.
+// devs-iot for Node, the package's one entry point (`import ... from "devs-iot"`):
+// - Server: accepts boards and Node clients; one Connection per client id.
+// - Connection, Client: the same socket-like interface (readline, write with
+//   qos and wait, status, connected, for await); Client reconnects forever.
+// - LinkError: every error the library throws, with a `code`.
+// - makeLogger, silentLogger: the pino loggers the CLI uses; pass `logger`.
+// - parseKeys, loadKeys, KeyFileError: the per-client key file.
+// Documented in the README ("The API"), with every option in docs/settings.md;
+// runnable examples in examples/.
 export { Server, type ServerOptions, type Warning, type HostileLimits } from "./server.js"
 export { Connection } from "./connection.js"
 export { Client, type ClientOptions } from "./client.js"

@@ -13,8 +13,9 @@ export function silentLogger(): Logger {
 }
 
 // Logs go to stderr: the client CLI's stdout carries received lines only.
+// Every line carries the date and time in UTC (ISO 8601), readable or JSON.
 export function makeLogger(level: Level, json: boolean): Logger {
-    if (json) return pino({ level, base: undefined }, pino.destination({ fd: 2, sync: true }))
-    const stream = pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname", singleLine: true })
+    if (json) return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
+    const stream = pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'", ignore: "pid,hostname", singleLine: true })
     return pino({ level, base: undefined }, stream)
 }

@@ -481,11 +481,12 @@ export class Server extends EventEmitter {
             if (up) {
                 const e = this.earlyConn.get(conn)
                 if (e) this.settle(e)
-                this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "client connected")
+                this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "link up")
                 for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
                 this.emit("connect", conn)
             } else {
-                this.log.info({ client: id, reason }, "client disconnected")
+                const why = this.closing ? "server shutting down" : reason
+                this.log.info({ client: id, address: conn.address, reason: why }, "link down")
                 this.emit("disconnect", conn, reason ?? "")
             }
         })

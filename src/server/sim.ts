@@ -8,10 +8,10 @@
 import { spawn, execFile, type ChildProcess } from "node:child_process"
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs"
 import { createServer, type AddressInfo, type Server as NetServer } from "node:net"
-import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { devsCli } from "./package.js"
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..")
 const JACDAC_PRELOAD = join(REPO, "tools/jacdac-port.cjs")
@@ -37,10 +37,6 @@ export interface SimImage {
     image: string // the .devs file
     bytes: number
     remove(): void
-}
-
-function devsCli(): string {
-    return createRequire(import.meta.url).resolve("@devicescript/cli/built/devicescript-cli.cjs")
 }
 
 // A string literal both compilers accept: JSON's escapes are TypeScript's.

@@ -1,0 +1,140 @@
+// The package as a user gets it: `npm pack`, then the tarball installed into
+// an empty folder without dev dependencies, then `npx devs-iot server` on a
+// free port and `npx devs-iot client` against it, a qos line there and back.
+// Needs the build (`npm run build`, which the test commands run first) and
+// the runtime dependencies in npm's cache (`npm ci` puts them there).
+import assert from "node:assert/strict"
+import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { freePort, within } from "../node/support/util.js"
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
+const NPM_ENV = { ...process.env, NO_UPDATE_NOTIFIER: "1", npm_config_update_notifier: "false", NO_COLOR: "1" }
+
+function sh(cmd: string, args: string[], cwd: string, ms: number): Promise<string> {
+    return new Promise((done, fail) =>
+        execFile(cmd, args, { cwd, env: NPM_ENV, timeout: ms, killSignal: "SIGKILL", maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+            err ? fail(new Error(`${cmd} ${args.join(" ")} failed: ${err.message}\n${stdout}${stderr}`)) : done(stdout)
+        )
+    )
+}
+
+interface Proc {
+    child: ChildProcess
+    out: { stdout: string; stderr: string }
+    exited: Promise<number | null>
+    waitFor(re: RegExp, stream: "stdout" | "stderr", ms: number): Promise<void>
+    kill(): void
+}
+
+function start(cmd: string, args: string[], cwd: string): Proc {
+    const child = spawn(cmd, args, { cwd, env: NPM_ENV, stdio: ["pipe", "pipe", "pipe"] })
+    const out = { stdout: "", stderr: "" }
+    const waiters: Array<() => void> = []
+    for (const s of ["stdout", "stderr"] as const)
+        child[s]!.on("data", (b: Buffer) => {
+            out[s] += b.toString()
+            for (const w of [...waiters]) w()
+        })
+    return {
+        child,
+        out,
+        exited: new Promise((r) => child.on("exit", (code) => r(code))),
+        waitFor: (re, stream, ms) =>
+            within(
+                new Promise<void>((r) => {
+                    const check = () => {
+                        if (re.test(out[stream])) {
+                            waiters.splice(waiters.indexOf(check), 1)
+                            r()
+                        }
+                    }
+                    waiters.push(check)
+                    check()
+                }),
+                ms,
+                `${re} in ${cmd} ${args.join(" ")}'s ${stream}:\n${out[stream]}`
+            ),
+        kill: () => {
+            if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, "SIGKILL")
+        },
+    }
+}
+
+describe("the packed package, installed without dev dependencies", function () {
+    this.timeout(300000)
+    let tmp = ""
+    let app = ""
+    let tarball = ""
+    const procs: Proc[] = []
+
+    before(async function () {
+        tmp = mkdtempSync(join(tmpdir(), "devs-iot-pack-"))
+        // The build ran before the tests; --ignore-scripts keeps `prepare` from building it again.
+        const json = await sh("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", tmp], ROOT, 120000)
+        const info = JSON.parse(json) as Array<{ filename: string; files: Array<{ path: string }> }>
+        tarball = join(tmp, info[0]!.filename)
+        files = info[0]!.files.map((f) => f.path)
+        app = join(tmp, "app")
+        await sh("mkdir", ["-p", app], tmp, 5000)
+        writeFileSync(join(app, "package.json"), JSON.stringify({ name: "an-app", version: "1.0.0", private: true }) + "\n")
+        await sh("npm", ["install", "--omit=dev", "--prefer-offline", "--no-audit", "--no-fund", tarball], app, 240000)
+    })
+
+    after(async function () {
+        for (const p of procs) p.kill()
+        if (tmp) rmSync(tmp, { recursive: true, force: true })
+    })
+
+    let files: string[] = []
+
+    it("holds what runs and what a user reads, and no tests or sources of the server", function () {
+        for (const f of ["dist/src/server/index.js", "dist/src/server/index.d.ts", "dist/src/server/cli.js", "bin/devs-iot.js", "build/devs/demo.devs", "boards/devs_iot_esp32_devkit_c.board.json", "LICENSE", "README.md", "docs/protocol.md", "examples/server-and-client.mjs", "package.json"])
+            assert.ok(files.includes(f), `${f} is not in the package`)
+        const stray = files.filter((f) => f.startsWith("dist/test/") || f.startsWith("dist/bench/") || f.startsWith("test/") || f.startsWith("src/server/") || f.endsWith(".map") || f.startsWith("build/devs/shared-tests"))
+        assert.deepEqual(stray, [])
+    })
+
+    it("installs no dev dependency and runs no build script at install", function () {
+        const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string>; private?: boolean }
+        assert.equal(pkg.scripts["postinstall"], undefined, "postinstall would run tsc, a dev dependency, at the user's install")
+        assert.equal(pkg.private, undefined)
+        const lock = JSON.parse(readFileSync(join(app, "package-lock.json"), "utf8")) as { packages: Record<string, unknown> }
+        const installed = Object.keys(lock.packages).filter((p) => p !== "")
+        for (const dev of ["typescript", "mocha", "fast-check", "@devicescript/cli"])
+            assert.ok(!installed.includes(`node_modules/${dev}`), `${dev} was installed`)
+        assert.ok(installed.includes("node_modules/pino"))
+    })
+
+    it("`npx devs-iot --version` prints the package's version", async function () {
+        const out = await sh("npx", ["--no", "--", "devs-iot", "--version"], app, 60000)
+        const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }
+        assert.equal(out.trim(), version)
+    })
+
+    it("`devs-iot server` answers `npx devs-iot client`: a qos line there and back", async function () {
+        const port = await freePort()
+        // What `npx devs-iot` runs, started directly: npx does not pass SIGTERM on, and the pid must be the server's.
+        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo"], app)
+        procs.push(server)
+        await server.waitFor(/ready/, "stderr", 60000)
+        const client = start("npx", ["--no", "--", "devs-iot", "client", "--id", "pack-test", "--host", "127.0.0.1", "--port", String(port)], app)
+        procs.push(client)
+        client.child.stdin!.write("hello from the packed package\n")
+        await client.waitFor(/^hello from the packed package$/m, "stdout", 60000)
+        client.child.stdin!.end() // the client exits once stdin has ended and its lines are delivered
+        assert.equal(await within(client.exited, 30000, "the client's exit"), 0, client.out.stderr)
+        process.kill(server.child.pid!, "SIGTERM")
+        assert.equal(await within(server.exited, 30000, "the server's exit after SIGTERM"), 0, server.out.stderr)
+    })
+
+    it("the installed library imports by its name, with its types", async function () {
+        const out = await sh(process.execPath, ["--input-type=module", "-e", 'const m = await import("devs-iot"); console.log(typeof m.Server, typeof m.Client, typeof m.LinkError)'], app, 30000)
+        assert.equal(out.trim(), "function function function")
+        const types = readFileSync(join(app, "node_modules/devs-iot/dist/src/server/index.d.ts"), "utf8")
+        assert.match(types, /export \{ Server/)
+    })
+})
