@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
 import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
-import { Endpoint } from "./endpoint.js"
+import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
@@ -29,11 +29,12 @@ export class Client extends Endpoint {
     readonly host: string
     readonly port: number
     private backoff: Backoff
+    private encrypt = false
     private started = false
     private closed = false
     private connecting: Socket | undefined
     private retry: NodeJS.Timeout | undefined
-    private failures = 0
+    private refusal = "" // what the server's last refusal said, logged with the retry
 
     constructor(opts: ClientOptions) {
         const problem = checkClientId(opts?.id)
@@ -51,6 +52,7 @@ export class Client extends Endpoint {
                 throw new LinkError("ECONFIG", (e as Error).message)
             }
             this.link.setAuth({ crypto: nodeCrypto, key, encrypt: opts.encrypt ?? false })
+            this.encrypt = opts.encrypt ?? false
         } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "host must be a non-empty string")
@@ -61,8 +63,7 @@ export class Client extends Endpoint {
         if (opts.onStatus) this.on("status", opts.onStatus)
         this.on("status", (up: boolean) => {
             if (up) {
-                this.backoff.reset()
-                this.failures = 0
+                this.backoff.linkUp(clock())
                 this.log.info({ host: this.host, port: this.port, peer: this.peer, connects: this.connects }, "connected")
             }
         })
@@ -97,8 +98,24 @@ export class Client extends Endpoint {
         }
     }
 
+    // Replaces this client's key (a rotation: README, "Security"). A live
+    // link is closed so that the next connection authenticates with it.
+    setKey(key: Buffer | string): void {
+        let k: Buffer
+        try {
+            k = keyFrom(key, "key")
+        } catch (e) {
+            throw new LinkError("ECONFIG", (e as Error).message)
+        }
+        this.link.setAuth({ crypto: nodeCrypto, key: k, encrypt: this.encrypt })
+        if (!this.socket) return
+        this.dropSocket("key replaced: reconnecting with the new key")
+        this.scheduleRetry("key replaced: reconnecting with the new key")
+    }
+
     protected override onNotice(code: string, detail: string): void {
-        if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
+        if (code === "refused") this.refusal = detail
+        else if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
         else super.onNotice(code, detail)
     }
 
@@ -129,12 +146,16 @@ export class Client extends Endpoint {
 
     private scheduleRetry(why: string): void {
         if (this.closed || this.retry) return
+        this.backoff.linkDown(clock(), this.link.cfg.timeout)
         const delay = this.backoff.next(Math.random())
-        this.failures++
-        // The first failure in a row at info, the rest at debug: a server down
-        // for an hour should not fill the log.
-        const level = this.failures === 1 ? "info" : "debug"
-        this.log[level]({ retryIn: delay, failures: this.failures }, why)
+        const failures = this.backoff.failures()
+        const refusal = this.refusal
+        this.refusal = ""
+        // A refusal at warn on the 1st, 2nd, 4th, 8th... in a row; other
+        // failures: the first in a row at info, the rest at debug. A server
+        // down for an hour should not fill the log.
+        if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ retryIn: delay, failures, code: "refused" }, refusal)
+        else this.log[failures === 1 ? "info" : "debug"]({ retryIn: delay, failures }, why)
         this.retry = setTimeout(() => {
             this.retry = undefined
             this.connect()
