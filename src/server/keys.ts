@@ -58,12 +58,10 @@ export function parseKeyFile(text: string, file: string): KeyFile {
             if (last === "revoked") out.revoked.push(id)
             else out.open.push(id)
         } else {
-            // The fields start at the first key with only fields after it.
-            let at = -1
-            for (let j = 1; j < words.length && at < 0; j++) {
-                if (!KEY_RE.test(words[j]!)) continue
-                if (words.slice(j + 1).every((w) => KEY_RE.test(w) || w === "encrypt")) at = j
-            }
+            // The fields start at the first key (an id has no word of 64 hex
+            // digits: a line of keys alone must not name an id after a key).
+            const first = words.findIndex((w) => KEY_RE.test(w))
+            const at = first > 0 && words.slice(first + 1).every((w) => KEY_RE.test(w) || w === "encrypt") ? first : -1
             if (at < 0) {
                 const k = words.findIndex((w) => KEY_RE.test(w))
                 const before = k > 0 ? line.slice(0, starts[k]).trimEnd() : words.length >= 2 ? line.slice(0, starts[words.length - 1]).trimEnd() : ""

@@ -565,9 +565,8 @@ export class Server extends EventEmitter {
             this.log.info({ client: id, address, key: o.keyIndex + 1 }, "client authenticated")
             e.conn = conn
             this.earlyConn.set(conn, e)
-            conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt)
             this.sessionKeys.set(conn, { key: used, mustEncrypt: o.mustEncrypt })
-            return
+            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt)
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
         if (!this.allowPlain.has(id))
