@@ -63,6 +63,9 @@ interface KeyEntry {
     encrypt: boolean
 }
 
+// What the server knows of a socket's client when it refuses it.
+type PeerKind = "devs-iot" | "v1" | "unknown"
+
 // The key a live authenticated socket proved, and what it was told to do.
 interface SessionKey {
     key: Buffer
@@ -323,25 +326,26 @@ export class Server extends EventEmitter {
     // An unauthenticated socket broke a rule: cut it, log it once, and count
     // an offence against its address.
     // `tell`: a refusal reason a devs-iot client is told (see refuseSocket).
-    private offend(e: Early, w: Warning, tell?: { reason: string; rest: Buffer[]; v2: boolean }): void {
+    private offend(e: Early, w: Warning, tell?: { reason: string; rest: Buffer[]; peer: PeerKind }): void {
         if (e.cut) return
         e.cut = true
         this.hostile.cut++
         this.warn(w)
-        if (tell) this.refuseSocket(e.socket, tell.rest, tell.reason, tell.v2)
+        if (tell) this.refuseSocket(e.socket, tell.rest, tell.reason, tell.peer)
         else e.socket.destroy()
         this.offence(e)
     }
 
     // Closes a socket whose id line was read, telling a devs-iot client why
-    // (refusal.ts); a v1 peer sees the socket close and nothing else. `v2`:
-    // it answered a hello; otherwise its probe decides, within timeout/4.
-    private refuseSocket(socket: Socket, rest: Buffer[], reason: string, v2: boolean): void {
+    // (refusal.ts); a v1 peer sees the socket close and nothing else. `peer`:
+    // known from its handshake, or "unknown": its probe decides, within timeout/4.
+    private refuseSocket(socket: Socket, rest: Buffer[], reason: string, peer: PeerKind): void {
         const endWith = (b: Buffer) => {
             socket.end(b)
             setTimeout(() => socket.destroy(), 500).unref()
         }
-        if (v2) return endWith(Buffer.from(refusalLine(reason)))
+        if (peer === "devs-iot") return endWith(Buffer.from(refusalLine(reason)))
+        if (peer === "v1") return void socket.destroy()
         const r = new ProbeRefusal(reason, this.cfg.timeout, clock())
         let timer: NodeJS.Timeout | undefined
         const drive = () => {
@@ -459,10 +463,10 @@ export class Server extends EventEmitter {
     private route(id: string, socket: Socket, rest: Buffer[], address: string, e: Early): void {
         if (this.revoked.has(id)) {
             this.warn({ code: "revoked", id, address, detail: "id revoked by the key file: refused" })
-            return this.refuseSocket(socket, rest, "revoked", false)
+            return this.refuseSocket(socket, rest, "revoked", "unknown")
         }
         if (this.expected.length > 0 && !this.expected.includes(id)) {
-            if (this.strictIds) return void this.offend(e, { code: "refused-id", id, address, detail: "id not in the expected list: refused" }, { reason: "unknown-id", rest, v2: false })
+            if (this.strictIds) return void this.offend(e, { code: "refused-id", id, address, detail: "id not in the expected list: refused" }, { reason: "unknown-id", rest, peer: "unknown" })
             this.warn({ code: "unexpected-id", id, address, detail: "id not in the expected list: accepted" })
         }
         // Before the server's first byte an honest client sends only its id,
@@ -485,7 +489,7 @@ export class Server extends EventEmitter {
             if (this.conns.size >= this.limits.maxClients && !this.expected.includes(id))
                 return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients): a new id refused` })
             conn = this.newConnection(id)
-        } else if (!this.mayReplace(conn, id, socket, address, rest, false)) return
+        } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return
         e.conn = conn
         this.earlyConn.set(conn, e)
         this.sessionKeys.delete(conn)
@@ -559,7 +563,9 @@ export class Server extends EventEmitter {
             const now = this.keys.get(id)
             if (this.revoked.has(id) || now === undefined || !now.keys.some((k) => k.equals(used))) {
                 this.warn({ code: "revoked", id, address, detail: "authenticated with a key a reload removed: refused" })
-                return this.refuseSocket(socket, [], "revoked", true)
+                // Its proof is sent: the client reads sealed lines from here on.
+                socket.end(o.session.seal(Buffer.from("!refused revoked")))
+                return void setTimeout(() => socket.destroy(), 500).unref()
             }
             if (conn.hasSocket()) this.warn({ code: "take-over", id, address, detail: `an authenticated connection replaces the one from ${conn.address}` })
             this.log.info({ client: id, address, key: o.keyIndex + 1 }, "client authenticated")
@@ -570,8 +576,8 @@ export class Server extends EventEmitter {
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
         if (!this.allowPlain.has(id))
-            return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` }, { reason: "auth-required", rest: o.rest, v2: o.kind === "hello" })
-        if (!this.mayReplace(conn, id, socket, address, o.rest, o.kind === "hello")) return
+            return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` }, { reason: "auth-required", rest: o.rest, peer: o.kind === "hello" ? "devs-iot" : "v1" })
+        if (!this.mayReplace(conn, id, socket, address, o.rest, o.kind === "hello" ? "devs-iot" : "v1")) return
         this.sessionKeys.delete(conn)
         e.conn = conn
         this.earlyConn.set(conn, e)
@@ -581,11 +587,11 @@ export class Server extends EventEmitter {
 
     // Fault 9: a plain newcomer for an id whose link has a socket takes over
     // only a silent one; otherwise it is refused (and its socket closed).
-    private mayReplace(conn: Connection, id: string, socket: Socket, address: string, rest: Buffer[], v2: boolean): boolean {
+    private mayReplace(conn: Connection, id: string, socket: Socket, address: string, rest: Buffer[], peer: PeerKind): boolean {
         if (!conn.hasSocket()) return true
         if (!conn.mayTakeOver()) {
             this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
-            this.refuseSocket(socket, rest, "id-in-use", v2)
+            this.refuseSocket(socket, rest, "id-in-use", peer)
             return false
         }
         this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })

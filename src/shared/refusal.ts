@@ -15,7 +15,8 @@ import { parseLine } from "./codec.js"
 import { LineFramer } from "./framer.js"
 import { PROBE_BLANKS } from "./hello.js"
 
-export const REFUSAL_REASONS = ["auth-required", "wrong-key", "id-in-use", "revoked", "unknown-id", "server-full", "encryption-required"]
+// Reasons: auth-required, wrong-key, id-in-use, revoked, unknown-id,
+// server-full, encryption-required (see refusalText).
 
 export function refusalLine(reason: string): string {
     return "!refused " + reason + "\n"

@@ -14,9 +14,16 @@ function fill(n: number, v: number): Buffer {
     return b
 }
 
-const KEY = fill(32, 0x11)
-const NEXT = fill(32, 0x33)
-const OTHER = fill(32, 0x22)
+// Made when a case runs: the VM's 64 KB heap is shared by every suite.
+function key(): Buffer {
+    return fill(32, 0x11)
+}
+function nextKey(): Buffer {
+    return fill(32, 0x33)
+}
+function otherKey(): Buffer {
+    return fill(32, 0x22)
+}
 const NS = "00112233445566778899aabbccddeeff"
 
 function noticeText(d: Drive, code: string): string {
@@ -104,7 +111,7 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
     test("a keyed client given a refusal before the server's proof: a hint, never 'wrong key' as fact", async function () {
         const forms = ["!auth refused\n", "!refused wrong-key\n", "!refused revoked\n"]
         for (let i = 0; i < forms.length; i++) {
-            const d = client(KEY, false)
+            const d = client(key(), false)
             d.feed(challengeLine("es1", NS))
             d.take()
             d.feed(forms[i])
@@ -114,26 +121,26 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
             eq(d.notices("auth"), 0, "not reported as an authentication failure")
         }
         // Before even the challenge (anyone on the path can send it).
-        const e = client(KEY, false)
+        const e = client(key(), false)
         e.feed("!refused id-in-use\n")
         eq(e.count("close"), 1, "closed")
         ok(noticeText(e, "refused").indexOf("only a hint") >= 0, "a hint")
     })
 
     test("two keys for an id (rotation): either authenticates and the outcome names it; a third key is refused", async function () {
-        let h = handshake(KEY, [KEY, NEXT], false)
+        let h = handshake(key(), [key(), nextKey()], false)
         eq(h.outcome, "auth 0", "the current key")
         eq(h.d.count("up"), 1, "client up")
-        h = handshake(NEXT, [KEY, NEXT], false)
+        h = handshake(nextKey(), [key(), nextKey()], false)
         eq(h.outcome, "auth 1", "the next key")
         eq(h.d.count("up"), 1, "client up (the server proved the key the client holds)")
-        h = handshake(OTHER, [KEY, NEXT], false)
+        h = handshake(otherKey(), [key(), nextKey()], false)
         eq(h.outcome, "fail: wrong key: the client's proof does not verify", "another key")
         eq(h.d.count("up"), 0, "never up")
     })
 
     test("an id that must encrypt: the server asks (enc=1), a client that knows it encrypts; a message only MACed closes the link", async function () {
-        const h = handshake(KEY, [KEY], true)
+        const h = handshake(key(), [key()], true)
         eq(h.outcome, "auth 0 must-encrypt", "outcome")
         // The client, set not to encrypt, encrypts what it sends now.
         h.d.take()
@@ -143,9 +150,9 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
         ok(wire.indexOf("!e") === 0 && wire.indexOf("secret") < 0, "encrypted: " + wire)
         // The server's side: a client that ignores enc=1 sends "!m" messages.
         const t: Transcript = { id: "board-1", ns: NS, nc: "ffeeddccbbaa99887766554433221100", es: "es1", ec: "ec1" }
-        const plainClient = deriveSession(crypto(), KEY, "client", t, false)
+        const plainClient = deriveSession(crypto(), key(), "client", t, false)
         const s = new Drive(new Link("server", nodeCfg({}), "es1", ""))
-        s.link.openAuthenticated(0, deriveSession(crypto(), KEY, "server", t, false), "ec1", true)
+        s.link.openAuthenticated(0, deriveSession(crypto(), key(), "server", t, false), "ec1", true)
         s.pump()
         s.feed(plainClient.seal(Buffer.alloc(0)).toString("utf-8"))
         eq(s.count("close"), 0, "a MACed keepalive is fine")
@@ -157,7 +164,7 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
     })
 
     test("the server ends a session it no longer admits: a sealed refusal for a keyed client, which reports it as the server's", async function () {
-        const h = handshake(KEY, [KEY], false)
+        const h = handshake(key(), [key()], false)
         const d = h.d
         const s = new Link("server", nodeCfg({}), "es1", "")
         s.openAuthenticated(0, h.session as Session, d.link.epoch)
