@@ -141,6 +141,7 @@ export class Server extends EventEmitter {
     private keys = new Map<string, KeyEntry>()
     private revoked = new Set<string>() // refused: listed as revoked, or removed by a reload
     private removed = new Set<string>() // ids a reload removed (revoked until listed again or "open")
+    private listedRevoked = new Set<string>() // ids the keys list as revoked
     private sessionKeys = new Map<Connection, SessionKey>() // for connections on an authenticated socket
     private allowPlain: Set<string>
     readonly encrypt: boolean
@@ -236,8 +237,8 @@ export class Server extends EventEmitter {
     // them at once, and every live connection they no longer admit is ended
     // (its client, if devs-iot, told why): one authenticated with a key no
     // longer listed, one on an id now revoked, a plain one on an id now keyed.
-    // An id that had a key and is no longer listed stays refused (revoked)
-    // until it is listed again or listed in `open`. Returns the ids revoked by
+    // An id that had a key or was revoked, and is no longer listed, stays
+    // refused (revoked) until it is listed again or listed in `open`. Returns the ids revoked by
     // this reload because they were removed, and the ids whose live
     // connection was ended. Throws ECONFIG for a bad key (nothing changes).
     setKeys(keys: KeyTable, revoked: string[] = [], open: string[] = []): { removed: string[]; ended: string[] } {
@@ -248,7 +249,7 @@ export class Server extends EventEmitter {
             if (next.has(id)) throw new LinkError("ECONFIG", `id ${JSON.stringify(id)} is both keyed and ${revoked.includes(id) ? "revoked" : "open"}`)
         const removed = new Set(this.removed)
         const fresh: string[] = []
-        for (const id of this.keys.keys())
+        for (const id of [...this.keys.keys(), ...this.listedRevoked])
             if (!next.has(id) && !open.includes(id) && !revoked.includes(id) && !removed.has(id)) {
                 removed.add(id)
                 fresh.push(id)
@@ -256,6 +257,7 @@ export class Server extends EventEmitter {
         for (const id of [...next.keys(), ...open, ...revoked]) removed.delete(id)
         this.keys = next
         this.removed = removed
+        this.listedRevoked = new Set(revoked)
         this.revoked = new Set([...revoked, ...removed])
         const ended: string[] = []
         for (const conn of this.conns.values()) {

@@ -138,7 +138,9 @@ describe("keys that mean what they say", function () {
             await within(client.connected(), 3000, "up")
             let downs = 0
             client.on("status", (up: boolean) => !up && downs++)
-            assert.deepEqual(server.setKeys({ k1: { keys: [KEY, NEXT] } }).ended, [], "a next key ends nothing")
+            const r = server.setKeys({ k1: { keys: [KEY, NEXT] } })
+            assert.deepEqual(r, { removed: ["gone"], ended: [] }, "a next key ends nothing")
+            assert.deepEqual(server.revokedIds(), ["gone"], "a revoked line deleted: still revoked until 'open'")
             await exchange(server, client, "still", 3)
             assert.equal(downs, 0)
             assert.equal(server.keyInUse("k1"), 1)
