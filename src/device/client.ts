@@ -64,6 +64,7 @@ export class Client {
     private changed = ds.emitter<number>() // app-visible: written, readable, status
     private onSocket: () => void
     private onData: (b: Buffer) => void
+    private refusal = "" // the server's last refusal, logged with the retry
     private results: { [ticket: string]: string } = {} // "" ok, else error code
     private messages: { [ticket: string]: string } = {}
 
@@ -274,12 +275,15 @@ export class Client {
             this.sock = undefined
             this.link.socketClosed(ds.millis(), sock.error !== "" ? sock.error : "closed")
             this.drainEvents()
-            if (this.link.connects > before) {
-                this.backoff.reset()
-                this.rejoin.connected()
-            } else this.rejoin.connectFailed()
+            // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
+            this.backoff.linkDown(ds.millis(), timeout)
+            if (this.link.connects > before) this.rejoin.connected()
+            else this.rejoin.connectFailed()
             if (this.closed) break
             const delay = this.backoff.next(randomUnit())
+            // A refusal is always logged, on the 1st, 2nd, 4th... in a row.
+            if (this.refusal !== "" && this.backoff.shouldReport()) console.log("devs-iot " + this.id + ": " + this.refusal + "; retry in " + delay + " ms")
+            this.refusal = ""
             this.say("link down (" + (sock.error !== "" ? sock.error : "closed") + "); reconnect in " + delay + " ms")
             await this.pause(delay)
         }
@@ -348,6 +352,7 @@ export class Client {
             } else if (e.type === "readable") {
                 app = true
             } else if (e.type === "up") {
+                this.backoff.linkUp(ds.millis())
                 this.connects = this.link.connects
                 this.say("link up (server speaks " + e.peer + ", connect " + this.link.connects + ")")
                 if (this.opts.onStatus) this.opts.onStatus(true)
@@ -360,7 +365,8 @@ export class Client {
                 if (this.sock) this.sock.close()
             } else if (e.type === "notice") {
                 // A failed authentication is always logged, verbose or not.
-                if (e.code === "auth") console.log("devs-iot " + this.id + ": authentication failed: " + e.detail)
+                if (e.code === "refused") this.refusal = e.detail
+                else if (e.code === "auth") console.log("devs-iot " + this.id + ": authentication failed: " + e.detail)
                 else this.say(e.code + ": " + e.detail)
             }
         }

@@ -8,7 +8,7 @@ import { checkClientId } from "../shared/index.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
-import { KeyFileError, loadKeys } from "./keys.js"
+import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "./keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
@@ -54,7 +54,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
             "max-warnings": { type: "string", arg: "N", option: "maxWarningsPerSecond", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
             "max-clients": { type: "string", arg: "N", help: "client ids kept; new ids beyond are refused unless in --expect or --keys (default 20000)" },
-            keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
+            keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
             "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default 3000)" },
@@ -69,8 +69,9 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             port: { type: "string", arg: "N", help: "server port (default 8123)" },
             "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
             "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
-            key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not" },
-            encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs --key)" },
+            key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not; prefer the environment or --key-file (a flag is visible to every user)" },
+            "key-file": { type: "string", arg: "FILE", help: "a file holding this client's key (64 hex digits); SIGHUP re-reads it and reconnects" },
+            encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs a key)" },
             ...COMMON,
         },
     },
@@ -101,7 +102,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             role: { type: "string", arg: "ROLE", help: "remote app: button, led, or both (default both)" },
             watchdog: { type: "string", arg: "MS", help: "reboot (restart) after this long without progress; 0 = off" },
             verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
-            key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits)" },
+            key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits); prefer the environment (a flag is visible to every user)" },
             encrypt: { type: "boolean", help: "the board encrypts the messages it sends (IOT_ENCRYPT; needs --key)" },
             timeout: COMMON["timeout"]!,
             help: COMMON["help"]!,
@@ -234,25 +235,34 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const shutdownMs = int(values, source, "shutdown-timeout", 3000, 100, 600000)
     const log = makeLogger(level(values, source), values["json"] === true)
     const keyFile = str(values, "keys")
-    let keys = new Map<string, Buffer>()
+    let keys: KeyFile = { keys: new Map(), revoked: [], open: [] }
     if (keyFile !== undefined) {
         try {
-            keys = loadKeys(keyFile)
+            keys = loadKeyFile(keyFile)
         } catch (e) {
             if (e instanceof KeyFileError) throw new UsageError(e.message)
             throw e
         }
     }
     const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
-    const server = new Server({ ...opts, logger: log, keys, allowPlain, encrypt: values["encrypt"] === true })
-    if (keyFile !== undefined) log.info({ file: keyFile, ids: keys.size }, "keys loaded")
-    // SIGHUP reloads the key file; a bad file keeps the keys in use.
+    const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true })
+    if (keyFile !== undefined) {
+        log.info({ file: keyFile, ids: keys.keys.size, revoked: keys.revoked.length }, "keys loaded")
+        const w = modeWarning(keyFile, "key file")
+        if (w !== "") log.warn({ file: keyFile }, w)
+    }
+    // SIGHUP reloads the key file; a bad file keeps the keys in use. Live
+    // connections the new file no longer admits are ended (Server.setKeys).
     const onHup = () => {
         if (keyFile === undefined) return void log.warn("SIGHUP: no --keys file to reload")
         try {
-            const next = loadKeys(keyFile)
-            server.setKeys(next)
-            log.info({ file: keyFile, ids: next.size }, "keys reloaded")
+            const next = loadKeyFile(keyFile)
+            const r = server.setKeys(next.keys, next.revoked, next.open)
+            log.info({ file: keyFile, ids: next.keys.size, revoked: next.revoked.length, ended: r.ended.length }, "keys reloaded")
+            for (const rid of r.removed)
+                log.warn({ client: rid }, `id ${JSON.stringify(rid)} was removed from the key file: refused until the server restarts; add the line '${rid} revoked' to keep it refused after a restart, or '${rid} open' to let it connect without a key`)
+            const w = modeWarning(keyFile, "key file")
+            if (w !== "") log.warn({ file: keyFile }, w)
         } catch (e) {
             log.error({ file: keyFile }, `keys not reloaded, the old ones stay in use: ${(e as Error).message}`)
         }
@@ -281,15 +291,38 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     const cid = str(values, "id")
     if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
     const log = makeLogger(level(values, source), values["json"] === true)
+    const keyFile = str(values, "key-file")
+    if (keyFile !== undefined && str(values, "key") !== undefined) throw new UsageError(`give the key once: ${source["key"]} or ${source["key-file"]}, not both`)
+    const readKeyFile = (file: string): Buffer => {
+        try {
+            return parseClientKey(readSecret(file, "key file"), file)
+        } catch (e) {
+            if (e instanceof KeyFileError) throw new UsageError(e.message)
+            throw e
+        }
+    }
+    const key = keyFile !== undefined ? readKeyFile(keyFile) : str(values, "key") !== undefined ? clientKey(str(values, "key")!, source["key"]!) : undefined
+    keyWarnings(log, source, keyFile)
     const client = new Client({
         id: id(source["id"]!, cid),
         host: host(values, source, "127.0.0.1"),
         port: int(values, source, "port", 8123, 1, 65535),
         timeout: int(values, source, "timeout", 2000, 100, 3600000),
         logger: log,
-        ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!) } : {}),
+        ...(key !== undefined ? { key } : {}),
         encrypt: values["encrypt"] === true,
     }).start()
+    // SIGHUP re-reads --key-file (a key rotation): the link reconnects with the new key.
+    const onHup = () => {
+        if (keyFile === undefined) return void log.warn("SIGHUP: no --key-file to re-read")
+        try {
+            client.setKey(readKeyFile(keyFile))
+            log.info({ file: keyFile }, "key re-read: reconnecting with it")
+        } catch (e) {
+            log.error({ file: keyFile }, `key not re-read, the old one stays in use: ${(e as Error).message}`)
+        }
+    }
+    process.on("SIGHUP", onHup)
     const qos = values["no-qos"] !== true
     const wait = values["no-wait"] !== true
     const reading = (async () => {
@@ -329,6 +362,17 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
 }
 
+// A key given as a flag is visible to every user of the machine (ps,
+// /proc/<pid>/cmdline); a key file should be the owner's only.
+function keyWarnings(log: Logger, source: Record<string, string>, keyFile: string | undefined): void {
+    if (source["key"] === "--key")
+        log.warn("--key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment or use --key-file FILE instead")
+    if (keyFile !== undefined) {
+        const w = modeWarning(keyFile, "key file")
+        if (w !== "") log.warn({ file: keyFile }, w)
+    }
+}
+
 function clientKey(v: string, name: string): string {
     if (!/^[0-9a-fA-F]{64}$/.test(v.trim())) throw new UsageError(`${name} must be 64 hex digits (32 bytes), got ${v.trim().length} characters`)
     return v.trim()
@@ -354,6 +398,7 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
         encrypt: values["encrypt"] === true,
     }
+    if (source["key"] === "--key") process.stderr.write("devs-iot sim: warning: --key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment instead\n")
     process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
     const image = await buildSimImage(cfg)
     const run = await runSim(image.image, (line) => process.stdout.write(line + "\n"))

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
 import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
-import { Endpoint } from "./endpoint.js"
+import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
@@ -29,12 +29,14 @@ export class Client extends Endpoint {
     readonly host: string
     readonly port: number
     private backoff: Backoff
+    private encrypt = false
     private started = false
     private closed = false
     private connecting: Socket | undefined
     private retry: NodeJS.Timeout | undefined
     private failures = 0
     private failingSince = 0
+    private refusal = "" // what the server's last refusal said, logged with the retry
 
     constructor(opts: ClientOptions) {
         const problem = checkClientId(opts?.id)
@@ -52,6 +54,7 @@ export class Client extends Endpoint {
                 throw new LinkError("ECONFIG", (e as Error).message)
             }
             this.link.setAuth({ crypto: nodeCrypto, key, encrypt: opts.encrypt ?? false })
+            this.encrypt = opts.encrypt ?? false
         } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "host must be a non-empty string")
@@ -62,7 +65,7 @@ export class Client extends Endpoint {
         if (opts.onStatus) this.on("status", opts.onStatus)
         this.on("status", (up: boolean, reason?: string) => {
             if (up) {
-                this.backoff.reset()
+                this.backoff.linkUp(clock())
                 this.failures = 0
                 this.log.info({ server: `${this.host}:${this.port}`, peer: this.peer, connects: this.connects }, "link up")
             } else this.log.info({ server: `${this.host}:${this.port}`, reason: reason ?? "" }, "link down")
@@ -98,8 +101,24 @@ export class Client extends Endpoint {
         }
     }
 
+    // Replaces this client's key (a rotation: README, "Security"). A live
+    // link is closed so that the next connection authenticates with it.
+    setKey(key: Buffer | string): void {
+        let k: Buffer
+        try {
+            k = keyFrom(key, "key")
+        } catch (e) {
+            throw new LinkError("ECONFIG", (e as Error).message)
+        }
+        this.link.setAuth({ crypto: nodeCrypto, key: k, encrypt: this.encrypt })
+        if (!this.socket) return
+        this.dropSocket("key replaced: reconnecting with the new key")
+        this.scheduleRetry("key replaced: reconnecting with the new key")
+    }
+
     protected override onNotice(code: string, detail: string): void {
-        if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
+        if (code === "refused") this.refusal = detail
+        else if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
         else super.onNotice(code, detail)
     }
 
@@ -130,16 +149,21 @@ export class Client extends Endpoint {
 
     private scheduleRetry(why: string): void {
         if (this.closed || this.retry) return
+        this.backoff.linkDown(clock(), this.link.cfg.timeout)
         const delay = this.backoff.next(Math.random())
         this.failures++
         if (this.failures === 1) this.failingSince = Date.now()
-        // The first failure in a row at info, then "still retrying" at info on
-        // failures 8, 16, 32, ... and every 300th (about 10 min at the cap): a
-        // server down for an hour shows in the log without filling it.
+        // A refusal at warn on the 1st, 2nd, 4th, 8th... in a row. Other
+        // failures: the first in a row at info, then "still retrying" at info
+        // on failures 8, 16, 32, ... and every 300th (about 10 min at the
+        // cap): a server down for an hour shows in the log without filling it.
         const f = this.failures
         const still = f >= 8 && ((f & (f - 1)) === 0 || f % 300 === 0)
         const fields = { retryIn: delay, failures: f, failingFor: Date.now() - this.failingSince }
-        if (f === 1) this.log.info(fields, `${why}; retrying in ${delay} ms`)
+        const refusal = this.refusal
+        this.refusal = ""
+        if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ ...fields, code: "refused" }, refusal)
+        else if (f === 1) this.log.info(fields, `${why}; retrying in ${delay} ms`)
         else if (still) this.log.info(fields, `still retrying: ${why}; next attempt in ${delay} ms`)
         else this.log.debug(fields, why)
         this.retry = setTimeout(() => {

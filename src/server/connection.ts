@@ -44,10 +44,10 @@ export class Connection extends Endpoint {
     }
 
     /** @internal A socket whose client proved its key (the server's proof is written). */
-    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[]): void {
+    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[], mustEncrypt = false): void {
         if (this.socket) this.dropSocket("taken over by an authenticated connection")
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch))
+        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, mustEncrypt))
     }
 
     /** @internal A devs-iot client without a key, on a keyed id allowed plain. */
@@ -55,6 +55,19 @@ export class Connection extends Endpoint {
         if (this.socket) this.dropSocket("taken over by a new connection")
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
         this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch))
+    }
+
+    /** @internal Ends the current socket: this client is refused now (its id
+     * or key was revoked). A devs-iot client is told why; the link lives on. */
+    revoke(reason: string): void {
+        const s = this.socket
+        if (!s) return
+        const b = this.link.refuse(clock(), reason)
+        this.socket = undefined
+        if (b) s.end(b)
+        else s.end()
+        setTimeout(() => s.destroy(), 500).unref()
+        this.pump()
     }
 
     /** @internal */

@@ -4,13 +4,13 @@
 //   qos and wait, status, connected, for await); Client reconnects forever.
 // - LinkError: every error the library throws, with a `code`.
 // - makeLogger, silentLogger: the pino loggers the CLI uses; pass `logger`.
-// - parseKeys, loadKeys, KeyFileError: the per-client key file.
+// - parseKeys, loadKeyFile, KeyFileError: the per-client key file.
 // Documented in the README ("The API"), with every option in docs/settings.md;
 // runnable examples in examples/.
-export { Server, type ServerOptions, type Warning, type HostileLimits } from "./server.js"
+export { Server, type ServerOptions, type Warning, type HostileLimits, type KeyTable, type KeyValue } from "./server.js"
 export { Connection } from "./connection.js"
 export { Client, type ClientOptions } from "./client.js"
 export type { WriteOptions } from "./endpoint.js"
 export { LinkError, type LinkErrorCode, type LinkOptions } from "../shared/index.js"
 export { makeLogger, silentLogger, type Logger } from "./log.js"
-export { parseKeys, loadKeys, KeyFileError } from "./keys.js"
+export { parseKeys, parseKeyFile, loadKeyFile, parseClientKey, modeWarning, KeyFileError, type KeyFile, type KeySpec } from "./keys.js"

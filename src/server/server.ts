@@ -12,7 +12,7 @@
 // flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
@@ -29,7 +29,8 @@ export interface ServerOptions extends LinkOptions {
     logger?: Logger
     // Per-client keys (32 bytes or 64 hex digits). A keyed id must
     // authenticate (docs/security.md), unless it is in allowPlain.
-    keys?: Map<string, Buffer | string> | Record<string, Buffer | string>
+    keys?: KeyTable
+    revoked?: string[] // ids refused whatever they send (the key file's "<id> revoked")
     allowPlain?: string[] // keyed ids that may still connect without authenticating
     encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
     limits?: HostileLimits
@@ -51,6 +52,25 @@ export interface HostileLimits {
 }
 
 export type ResolvedLimits = Required<HostileLimits>
+
+// An id's key: one key, or `keys` (two during a rotation, either
+// authenticates) with `encrypt` (the id must encrypt, both directions).
+export type KeyValue = Buffer | string | { keys: Array<Buffer | string>; encrypt?: boolean }
+export type KeyTable = Map<string, KeyValue> | Record<string, KeyValue>
+
+interface KeyEntry {
+    keys: Buffer[]
+    encrypt: boolean
+}
+
+// What the server knows of a socket's client when it refuses it.
+type PeerKind = "devs-iot" | "v1" | "unknown"
+
+// The key a live authenticated socket proved, and what it was told to do.
+interface SessionKey {
+    key: Buffer
+    mustEncrypt: boolean
+}
 
 export function resolveLimits(l: HostileLimits | undefined, timeout: number): ResolvedLimits {
     const o = l ?? {}
@@ -85,7 +105,7 @@ interface Early {
 }
 
 export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused"
+    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused" | "revoked"
     id?: string
     address?: string
     detail: string
@@ -118,7 +138,11 @@ export class Server extends EventEmitter {
     private hostile = { cut: 0, refused: 0 } // offenders cut, sockets refused at accept
     private arrivals = new Map<string, Array<(c: Connection) => void>>()
     private closing = false
-    private keys = new Map<string, Buffer>()
+    private keys = new Map<string, KeyEntry>()
+    private revoked = new Set<string>() // refused: listed as revoked, or removed by a reload
+    private removed = new Set<string>() // ids a reload removed (revoked until listed again or "open")
+    private listedRevoked = new Set<string>() // ids the keys list as revoked
+    private sessionKeys = new Map<Connection, SessionKey>() // for connections on an authenticated socket
     private allowPlain: Set<string>
     readonly encrypt: boolean
 
@@ -142,8 +166,8 @@ export class Server extends EventEmitter {
         this.admission = new Admission<Early>(this.limits as AdmissionLimits)
         this.logBudget = new LogBudget(this.limits.maxWarningsPerSecond)
         this.log = opts.logger ?? silentLogger()
-        if (opts.keys !== undefined) this.setKeys(opts.keys)
         this.allowPlain = new Set(opts.allowPlain ?? [])
+        if (opts.keys !== undefined || opts.revoked !== undefined) this.setKeys(opts.keys ?? {}, opts.revoked)
         this.encrypt = opts.encrypt ?? false
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
@@ -209,23 +233,73 @@ export class Server extends EventEmitter {
         this.log.info("closed")
     }
 
-    // Replaces the keys (a reload): new connections use them; links already
-    // up keep their session until they reconnect. Throws ECONFIG for a bad key.
-    setKeys(keys: Map<string, Buffer | string> | Record<string, Buffer | string>): void {
-        const next = new Map<string, Buffer>()
+    // Replaces the keys (a reload; README, "Security"). New connections use
+    // them at once, and every live connection they no longer admit is ended
+    // (its client, if devs-iot, told why): one authenticated with a key no
+    // longer listed, one on an id now revoked, a plain one on an id now keyed.
+    // An id that had a key or was revoked, and is no longer listed, stays
+    // refused (revoked) until it is listed again or listed in `open`. Returns the ids revoked by
+    // this reload because they were removed, and the ids whose live
+    // connection was ended. Throws ECONFIG for a bad key (nothing changes).
+    setKeys(keys: KeyTable, revoked: string[] = [], open: string[] = []): { removed: string[]; ended: string[] } {
+        const next = new Map<string, KeyEntry>()
         const entries = keys instanceof Map ? [...keys.entries()] : Object.entries(keys)
-        for (const [id, k] of entries) {
-            try {
-                next.set(id, keyFrom(k, `key of ${JSON.stringify(id)}`))
-            } catch (e) {
-                throw new LinkError("ECONFIG", (e as Error).message)
+        for (const [id, v] of entries) next.set(id, keyEntry(id, v))
+        for (const id of [...revoked, ...open])
+            if (next.has(id)) throw new LinkError("ECONFIG", `id ${JSON.stringify(id)} is both keyed and ${revoked.includes(id) ? "revoked" : "open"}`)
+        const removed = new Set(this.removed)
+        const fresh: string[] = []
+        for (const id of [...this.keys.keys(), ...this.listedRevoked])
+            if (!next.has(id) && !open.includes(id) && !revoked.includes(id) && !removed.has(id)) {
+                removed.add(id)
+                fresh.push(id)
             }
-        }
+        for (const id of [...next.keys(), ...open, ...revoked]) removed.delete(id)
         this.keys = next
+        this.removed = removed
+        this.listedRevoked = new Set(revoked)
+        this.revoked = new Set([...revoked, ...removed])
+        const ended: string[] = []
+        for (const conn of this.conns.values()) {
+            if (!conn.hasSocket()) continue
+            const why = this.refusalNow(conn)
+            if (why === "") continue
+            ended.push(conn.id)
+            this.warn({ code: "revoked", id: conn.id, address: conn.address, detail: `live connection ended by a key reload: ${why}` })
+            conn.revoke(why)
+        }
+        return { removed: fresh, ended }
     }
 
     keyedIds(): string[] {
         return [...this.keys.keys()]
+    }
+
+    revokedIds(): string[] {
+        return [...this.revoked]
+    }
+
+    // Which of its id's keys (1 or 2) the live connection of `id` proved, or
+    // 0 when it is not on an authenticated socket: the operator's check that a
+    // board has switched to its new key before the old one is removed.
+    keyInUse(id: string): number {
+        const c = this.conns.get(id)
+        const sk = c && c.hasSocket() ? this.sessionKeys.get(c) : undefined
+        if (sk === undefined) return 0
+        const e = this.keys.get(id)
+        const i = e ? e.keys.findIndex((k) => k.equals(sk.key)) : -1
+        return i + 1
+    }
+
+    // Why the live connection of `conn` is no longer admitted by the keys, or "".
+    private refusalNow(conn: Connection): string {
+        if (this.revoked.has(conn.id)) return "revoked"
+        const e = this.keys.get(conn.id)
+        const sk = this.sessionKeys.get(conn)
+        if (sk === undefined) return e !== undefined && !this.allowPlain.has(conn.id) ? "auth-required" : ""
+        if (e === undefined || !e.keys.some((k) => k.equals(sk.key))) return "revoked"
+        if (e.encrypt && !sk.mustEncrypt) return "encryption-required"
+        return ""
     }
 
     // ---- inside
@@ -253,13 +327,48 @@ export class Server extends EventEmitter {
 
     // An unauthenticated socket broke a rule: cut it, log it once, and count
     // an offence against its address.
-    private offend(e: Early, w: Warning): void {
+    // `tell`: a refusal reason a devs-iot client is told (see refuseSocket).
+    private offend(e: Early, w: Warning, tell?: { reason: string; rest: Buffer[]; peer: PeerKind }): void {
         if (e.cut) return
         e.cut = true
         this.hostile.cut++
         this.warn(w)
-        e.socket.destroy()
+        if (tell) this.refuseSocket(e.socket, tell.rest, tell.reason, tell.peer)
+        else e.socket.destroy()
         this.offence(e)
+    }
+
+    // Closes a socket whose id line was read, telling a devs-iot client why
+    // (refusal.ts); a v1 peer sees the socket close and nothing else. `peer`:
+    // known from its handshake, or "unknown": its probe decides, within timeout/4.
+    private refuseSocket(socket: Socket, rest: Buffer[], reason: string, peer: PeerKind): void {
+        const endWith = (b: Buffer) => {
+            socket.end(b)
+            setTimeout(() => socket.destroy(), 500).unref()
+        }
+        if (peer === "devs-iot") return endWith(Buffer.from(refusalLine(reason)))
+        if (peer === "v1") return void socket.destroy()
+        const r = new ProbeRefusal(reason, this.cfg.timeout, clock())
+        let timer: NodeJS.Timeout | undefined
+        const drive = () => {
+            if (timer) clearTimeout(timer)
+            timer = undefined
+            const now = clock()
+            const o = r.step(now)
+            if (o === undefined) return void (timer = setTimeout(drive, Math.max(0, r.pollTimeout() - now)))
+            socket.off("data", onData)
+            const b = r.pollTransmit()
+            if (o === "told" && b) endWith(b)
+            else socket.destroy()
+        }
+        const onData = (b: Buffer) => {
+            r.push(b)
+            drive()
+        }
+        socket.on("data", onData)
+        socket.once("close", () => timer && clearTimeout(timer))
+        for (const b of rest) r.push(b)
+        drive()
     }
 
     // Counts an offence against the socket's address; enough of them penalize it.
@@ -354,8 +463,12 @@ export class Server extends EventEmitter {
     }
 
     private route(id: string, socket: Socket, rest: Buffer[], address: string, e: Early): void {
+        if (this.revoked.has(id)) {
+            this.warn({ code: "revoked", id, address, detail: "id revoked by the key file: refused" })
+            return this.refuseSocket(socket, rest, "revoked", "unknown")
+        }
         if (this.expected.length > 0 && !this.expected.includes(id)) {
-            if (this.strictIds) return void this.offend(e, { code: "refused-id", id, address, detail: "id not in the expected list: refused" })
+            if (this.strictIds) return void this.offend(e, { code: "refused-id", id, address, detail: "id not in the expected list: refused" }, { reason: "unknown-id", rest, peer: "unknown" })
             this.warn({ code: "unexpected-id", id, address, detail: "id not in the expected list: accepted" })
         }
         // Before the server's first byte an honest client sends only its id,
@@ -378,9 +491,10 @@ export class Server extends EventEmitter {
             if (this.conns.size >= this.limits.maxClients && !this.expected.includes(id))
                 return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients): a new id refused` })
             conn = this.newConnection(id)
-        } else if (!this.mayReplace(conn, id, socket, address)) return
+        } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return
         e.conn = conn
         this.earlyConn.set(conn, e)
+        this.sessionKeys.delete(conn)
         conn.adopt(socket, rest)
         // A Connection whose link never came up holds nothing an application
         // saw: forget it with its socket, so ids sent by strangers (garbage
@@ -397,9 +511,9 @@ export class Server extends EventEmitter {
     // A keyed id: the challenge runs on the new socket before it reaches the
     // id's Connection, so a newcomer takes over a live link only once it has
     // proved the key (fault 9).
-    private authenticate(id: string, key: Buffer, socket: Socket, rest: Buffer[], address: string, e: Early): void {
+    private authenticate(id: string, key: KeyEntry, socket: Socket, rest: Buffer[], address: string, e: Early): void {
         const conn = this.conns.get(id) ?? this.newConnection(id)
-        const auth = new ServerAuth(nodeCrypto, id, key, conn.epoch, this.cfg.timeout, this.encrypt, clock())
+        const auth = new ServerAuth(nodeCrypto, id, key.keys, conn.epoch, this.cfg.timeout, this.encrypt, clock(), key.encrypt)
         this.pending.add(socket)
         let timer: NodeJS.Timeout | undefined
         let finished = false
@@ -408,7 +522,7 @@ export class Server extends EventEmitter {
             if (timer) clearTimeout(timer)
             this.pending.delete(socket)
             socket.off("data", onData)
-            this.authDone(id, conn, socket, o, address, e)
+            this.authDone(id, conn, socket, o, address, e, key.keys)
         }
         const drive = () => {
             if (finished) return
@@ -435,7 +549,7 @@ export class Server extends EventEmitter {
         drive()
     }
 
-    private authDone(id: string, conn: Connection, socket: Socket, o: AuthOutcome, address: string, e: Early): void {
+    private authDone(id: string, conn: Connection, socket: Socket, o: AuthOutcome, address: string, e: Early, keys: Buffer[]): void {
         if (socket.destroyed || this.closing) return void socket.destroy()
         if (o.kind === "fail") {
             this.warn({ code: "auth-failed", id, address, detail: `authentication failed: ${o.reason}: connection closed` })
@@ -446,15 +560,27 @@ export class Server extends EventEmitter {
             return
         }
         if (o.kind === "auth") {
+            const used = keys[o.keyIndex]!
+            // The keys were reloaded while it authenticated: that key may be gone.
+            const now = this.keys.get(id)
+            if (this.revoked.has(id) || now === undefined || !now.keys.some((k) => k.equals(used))) {
+                this.warn({ code: "revoked", id, address, detail: "authenticated with a key a reload removed: refused" })
+                // Its proof is sent: the client reads sealed lines from here on.
+                socket.end(o.session.seal(Buffer.from("!refused revoked")))
+                return void setTimeout(() => socket.destroy(), 500).unref()
+            }
             if (conn.hasSocket()) this.warn({ code: "take-over", id, address, detail: `an authenticated connection replaces the one from ${conn.address}` })
-            this.log.info({ client: id, address }, "client authenticated")
+            this.log.info({ client: id, address, key: o.keyIndex + 1 }, "client authenticated")
             e.conn = conn
             this.earlyConn.set(conn, e)
-            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest)
+            this.sessionKeys.set(conn, { key: used, mustEncrypt: o.mustEncrypt })
+            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt)
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
-        if (!this.allowPlain.has(id)) return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` })
-        if (!this.mayReplace(conn, id, socket, address)) return
+        if (!this.allowPlain.has(id))
+            return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` }, { reason: "auth-required", rest: o.rest, peer: o.kind === "hello" ? "devs-iot" : "v1" })
+        if (!this.mayReplace(conn, id, socket, address, o.rest, o.kind === "hello" ? "devs-iot" : "v1")) return
+        this.sessionKeys.delete(conn)
         e.conn = conn
         this.earlyConn.set(conn, e)
         if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
@@ -463,11 +589,11 @@ export class Server extends EventEmitter {
 
     // Fault 9: a plain newcomer for an id whose link has a socket takes over
     // only a silent one; otherwise it is refused (and its socket closed).
-    private mayReplace(conn: Connection, id: string, socket: Socket, address: string): boolean {
+    private mayReplace(conn: Connection, id: string, socket: Socket, address: string, rest: Buffer[], peer: PeerKind): boolean {
         if (!conn.hasSocket()) return true
         if (!conn.mayTakeOver()) {
             this.warn({ code: "duplicate-id", id, address, detail: `id already connected from ${conn.address}: refused` })
-            socket.destroy()
+            this.refuseSocket(socket, rest, "id-in-use", peer)
             return false
         }
         this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
@@ -492,5 +618,18 @@ export class Server extends EventEmitter {
         })
         conn.on("warning", (w: Warning) => this.warn(w))
         return conn
+    }
+}
+
+function keyEntry(id: string, v: KeyValue): KeyEntry {
+    const what = `key of ${JSON.stringify(id)}`
+    try {
+        if (typeof v === "object" && !Buffer.isBuffer(v) && v !== null) {
+            if (!Array.isArray(v.keys) || v.keys.length < 1 || v.keys.length > 2) throw new Error(`${what}: keys must list one or two keys`)
+            return { keys: v.keys.map((k, i) => keyFrom(k, `${what} #${i + 1}`)), encrypt: v.encrypt === true }
+        }
+        return { keys: [keyFrom(v, what)], encrypt: false }
+    } catch (e) {
+        throw new LinkError("ECONFIG", (e as Error).message)
     }
 }

@@ -46,8 +46,10 @@ export function answerLine(epoch: string, nc: string, proof: string): string {
     return "!hello epoch=" + epoch + " auth=" + nc + " mac=" + proof + "\n"
 }
 
-export function proofLine(proof: string): string {
-    return "!auth mac=" + proof + "\n"
+// `encrypt`: the server's key file says this id must encrypt (" enc=1"; a
+// client that knows the field then encrypts what it sends).
+export function proofLine(proof: string, encrypt?: boolean): string {
+    return "!auth mac=" + proof + (encrypt === true ? " enc=1" : "") + "\n"
 }
 
 export function newNonce(crypto: Crypto): string {

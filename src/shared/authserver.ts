@@ -8,6 +8,10 @@
 // line this sends), "hello" (a devs-iot client without a key: plain, if the
 // id may stay plain), "v1" (no probe: a v1 client; plain likewise), "fail"
 // (wrong key, a bad answer, or no answer in time: close the socket).
+//
+// An id may have two keys while its key is changed (rotation): a proof by
+// either authenticates, and the outcome says which (keyIndex), so that the
+// session ends when that key is removed.
 
 import { answerLine, challengeLine, deriveSession, helloField, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
 import { parseLine } from "./codec.js"
@@ -19,7 +23,7 @@ import { Session } from "./seal.js"
 export const REFUSED_LINE = "!auth refused\n"
 
 export type AuthOutcome =
-    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[] }
+    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[]; keyIndex: number; mustEncrypt: boolean }
     | { kind: "hello"; peerEpoch: string; rest: Buffer[] }
     | { kind: "v1"; rest: Buffer[] }
     | { kind: "fail"; reason: string }
@@ -35,11 +39,12 @@ export class ServerAuth {
     constructor(
         readonly crypto: Crypto,
         readonly id: string,
-        readonly key: Buffer,
+        readonly keys: Buffer[], // one, or two during a rotation
         readonly epoch: string, // the server's epoch for this id (its Link's)
         readonly timeout: number,
-        readonly encrypt: boolean,
+        readonly encrypt: boolean, // encrypt the messages the server sends
         now: number,
+        readonly mustEncrypt?: boolean, // the id must encrypt: asked of the client, checked per line
     ) {
         // A v1 client sends a blank line per timeout/4; a devs-iot probe comes with the id.
         this.deadline = now + Math.floor(timeout / 4)
@@ -81,15 +86,18 @@ export class ServerAuth {
             if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest() })
             if (!validNonce(nc)) return this.end({ kind: "fail", reason: "bad client nonce in the answer" })
             const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec }
-            if (!proofOk(this.crypto, this.key, "client", t, mac)) {
+            let k = -1
+            for (let i = 0; i < this.keys.length && k < 0; i++) if (proofOk(this.crypto, this.keys[i], "client", t, mac)) k = i
+            if (k < 0) {
                 // Tells the client why, so a board's log says so. Forging it
                 // only closes a handshake, which an attacker can do anyway.
                 this.out += REFUSED_LINE
                 return this.end({ kind: "fail", reason: "wrong key: the client's proof does not verify" })
             }
-            this.out += proofLine(proof(this.crypto, this.key, "server", t))
-            const session = deriveSession(this.crypto, this.key, "server", t, this.encrypt)
-            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest() })
+            const must = this.mustEncrypt === true
+            this.out += proofLine(proof(this.crypto, this.keys[k], "server", t), must)
+            const session = deriveSession(this.crypto, this.keys[k], "server", t, this.encrypt || must)
+            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest(), keyIndex: k, mustEncrypt: must })
         }
         return undefined
     }

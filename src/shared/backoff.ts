@@ -2,10 +2,16 @@
 // boards that lost the server together do not return in lockstep. Retries
 // never stop (fault 7): the link is back within `cap` (+ connect time) of the
 // server returning. `random` is a number in [0, 1) from the driver.
+//
+// Only a link that stayed up resets it: a server that accepts a connection
+// and then refuses it (or a link that drops at once) counts as a failure,
+// so a refused client backs off to the cap instead of reconnecting many
+// times a second.
 
 export class Backoff {
     private delay: number
     private count = 0
+    private upAt = -1
 
     constructor(readonly first: number, readonly cap: number) {
         this.delay = first
@@ -25,8 +31,27 @@ export class Backoff {
         return this.count
     }
 
+    // True on the 1st, 2nd, 4th, 8th, ... failure in a row: when a problem
+    // that repeats deserves a log line, without one per attempt.
+    shouldReport(): boolean {
+        const n = this.count
+        return n > 0 && (n & (n - 1)) === 0
+    }
+
     reset(): void {
         this.delay = this.first
         this.count = 0
+    }
+
+    // The link came up at `now`.
+    linkUp(now: number): void {
+        this.upAt = now
+    }
+
+    // The link (or a connection that never came up) ended at `now`: a link
+    // up for at least `stable` ms resets the back-off.
+    linkDown(now: number, stable: number): void {
+        if (this.upAt >= 0 && now - this.upAt >= stable) this.reset()
+        this.upAt = -1
     }
 }

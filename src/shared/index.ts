@@ -25,3 +25,4 @@ export { answerLine, challengeLine, deriveSession, helloField, keyProblem, KEY_B
 export type { Transcript } from "./auth.js"
 export { ServerAuth } from "./authserver.js"
 export type { AuthOutcome } from "./authserver.js"
+export { parseRefusal, ProbeRefusal, refusalLine, refusalNotice, refusalText } from "./refusal.js"

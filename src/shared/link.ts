@@ -16,7 +16,7 @@
 // socket until read() frees room. The application's read(now) takes a line;
 // call release() once its code for that line has run, which sends the ACK.
 
-import { parseLine, ackLine, KEEPALIVE_LINE } from "./codec.js"
+import { parseLine, ackLine, KEEPALIVE_LINE, Line } from "./codec.js"
 import { LinkConfig } from "./config.js"
 import { SeenIds } from "./dedup.js"
 import { LinkError } from "./errors.js"
@@ -28,6 +28,7 @@ import { Sender } from "./sender.js"
 import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
 import { Crypto } from "./crypto.js"
 import { Session } from "./seal.js"
+import { parseRefusal, refusalLine, refusalNotice } from "./refusal.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -41,6 +42,7 @@ export type NoticeCode =
     | "stray-ack" // an ACK for no un-ACKed message
     | "no-hello" // a devs-iot client did not finish the extension handshake
     | "auth" // authentication failed, or a sealed line did not verify: the connection is closed
+    | "refused" // the server refused this client (refusal.ts): the connection is closed
 
 export type LinkEvent =
     | { type: "up"; peer: Peer }
@@ -67,8 +69,10 @@ export interface LinkStats {
 // a v1 client (no messages until `warmup` ms after its first byte) or "hello"
 // for a devs-iot client (hello sent, waiting for the client's), then "up".
 // A keyed client: "first-line", then "auth" (answer sent, waiting for the
-// server's proof), then "up" with every line sealed.
-type Phase = "first-line" | "probe" | "warmup" | "hello" | "auth" | "up"
+// server's proof), then "up" with every line sealed. A client without a key
+// that was challenged: "asked" (plain hello sent) until the server's next
+// line, which is a refusal or shows it was let in.
+type Phase = "first-line" | "probe" | "warmup" | "hello" | "auth" | "asked" | "up"
 
 // Authentication settings of a client Link (docs/security.md).
 export interface LinkAuth {
@@ -121,6 +125,7 @@ class Conn {
     ns = "" // client: the server's nonce
     nc = "" // client: its own nonce
     es = "" // client: the server's epoch, from the challenge
+    mustEncrypt = false // server: the key file says this id's messages come encrypted
 
     constructor(role: Role, now: number, frameLimit: number) {
         this.framer = new LineFramer(frameLimit)
@@ -275,12 +280,14 @@ export class Link {
 
     // Server: a socket whose client proved its key (authserver.ts); the
     // server's proof has been written. Every line is sealed from here on.
-    openAuthenticated(now: number, session: Session, peerEpoch: string): void {
+    // `mustEncrypt`: a message that comes only MACed closes the connection.
+    openAuthenticated(now: number, session: Session, peerEpoch: string, mustEncrypt?: boolean): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by an authenticated connection", false)
         const c = new Conn(this.role, now, sealedLimit(this.cfg.maxLineBytes))
         this.conn = c
         c.session = session
+        c.mustEncrypt = mustEncrypt === true
         c.peer = "devs-iot"
         this.peerStarted(c, peerEpoch)
         this.goUp(c)
@@ -296,6 +303,24 @@ export class Link {
         c.peer = "devs-iot"
         this.peerStarted(c, peerEpoch)
         this.goUp(c)
+        // The client waits for a line after its plain answer: it was let in.
+        c.out = KEEPALIVE_LINE
+    }
+
+    // Server: ends the current connection because the client is refused now
+    // (its id or key was revoked). Returns the bytes to send before closing:
+    // the refusal for a devs-iot client (sealed on a sealed link), nothing for
+    // a v1 one. The driver writes them and closes the socket.
+    refuse(now: number, reason: string): Buffer | undefined {
+        const c = this.conn
+        if (c === undefined) return undefined
+        let b: Buffer | undefined = undefined
+        if (c.peer === "devs-iot") {
+            const line = refusalLine(reason)
+            b = c.session !== undefined ? c.session.seal(Buffer.from(line.slice(0, line.length - 1))) : Buffer.from(line)
+        }
+        this.lose(now, "refused: " + reason, false)
+        return b
     }
 
     receive(chunk: Buffer, now: number): void {
@@ -343,6 +368,10 @@ export class Link {
             const o = c.session.open(line)
             if (!o.ok) {
                 this.authFail(now, o.reason)
+                return false
+            }
+            if (c.mustEncrypt && line[1] === 109 && parseLine(o.body).kind === "message") {
+                this.authFail(now, "a message not encrypted, from an id that must encrypt")
                 return false
             }
             line = o.body
@@ -487,6 +516,7 @@ export class Link {
             }
             this.endProbe(c)
         } else if (c.phase === "first-line") {
+            if (this.refusedBy(c, l, now)) return
             const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
             const a = this.auth
             if (a !== undefined && a.key !== undefined) {
@@ -507,26 +537,34 @@ export class Link {
             }
             if (epoch !== undefined) {
                 c.peer = "devs-iot"
-                this.peerStarted(c, epoch)
                 c.out += helloLine(this.epoch)
+                if (l.kind === "ext" && helloField(l.text, "auth") !== "") {
+                    // Challenged without a key: up only if the server lets us in.
+                    c.es = epoch
+                    c.phase = "asked"
+                    return
+                }
+                this.peerStarted(c, epoch)
                 this.goUp(c)
                 return
             }
+            this.goUp(c)
+        } else if (c.phase === "asked") {
+            if (this.refusedBy(c, l, now)) return
+            this.peerStarted(c, c.es)
             this.goUp(c)
         } else if (c.phase === "auth") {
             if (l.kind === "keepalive") return
             const a = this.auth as LinkAuth
             const key = a.key as Buffer
             const t = this.transcript(c)
-            if (l.kind === "ext" && l.text === "!auth refused") {
-                this.authFail(now, "the server refused this client's key (wrong key?)")
-                return
-            }
+            if (this.refusedBy(c, l, now)) return
             if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, key, "server", t, helloField(l.text, "mac"))) {
                 this.authFail(now, "wrong key: the server's proof does not verify")
                 return
             }
-            c.session = deriveSession(a.crypto, key, "client", t, a.encrypt)
+            // A server whose key file says this id must encrypt asks for it.
+            c.session = deriveSession(a.crypto, key, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
             c.pre = c.out
             c.out = ""
             this.peerStarted(c, c.es)
@@ -561,6 +599,7 @@ export class Link {
                 else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
             case "ext":
+                if (this.refusedBy(c, l, now)) return
                 // Only hellos are defined, and only during the handshake.
                 this.bad("extension line out of place", line)
                 return
@@ -726,6 +765,17 @@ export class Link {
 
     private transcript(c: Conn): Transcript {
         return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch }
+    }
+
+    // A client given a refusal (refusal.ts) closes, and its driver retries.
+    private refusedBy(c: Conn, l: Line, now: number): boolean {
+        if (this.role !== "client" || l.kind !== "ext") return false
+        const r = parseRefusal(l.text)
+        if (r === undefined) return false
+        const authenticated = c.session !== undefined
+        this.notice("refused", refusalNotice(r, authenticated))
+        this.lose(now, "refused by the server: " + r, true)
+        return true
     }
 
     // Authentication failed or a sealed line did not verify: nothing more of

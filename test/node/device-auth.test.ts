@@ -9,12 +9,14 @@ import { freePort, within } from "./support/util.js"
 
 const TIMEOUT = 1000
 const KEY = "3c".repeat(32)
+const NEXT = "4d".repeat(32)
 
 describe("board firmware with a key, in the DeviceScript simulator", function () {
     this.timeout(120000)
     let serverPort = 0
     let mitmPort = 0
     let img: SimImage | undefined
+    let next: SimImage | undefined
     let vm: SimRun | undefined
     let server: Server | undefined
     let mitm: Mitm | undefined
@@ -31,6 +33,7 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         await mitm?.close()
         await server?.close()
         img?.remove()
+        next?.remove()
     })
 
     it("authenticates, exchanges qos lines both ways, every line sealed and payloads encrypted both ways", async function () {
@@ -78,6 +81,25 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         assert.equal(warning.id, "kb1")
         assert.match(warning.detail, /wrong key/)
         assert.equal(server.connection("kb1")!.connects, 0)
-        await vm!.waitFor(/authentication failed: the server refused this client's key/, 5000)
+        await vm!.waitFor(/the server refused this connection: the server did not accept this client's key .*not authenticated, so only a hint/, 5000)
+    })
+
+    it("key rotation: both keys on the server, the board redeployed with the next key, the old key removed; nothing ended", async function () {
+        await server?.close()
+        server = new Server({ port: serverPort, host: "127.0.0.1", timeout: TIMEOUT, keys: { kb1: { keys: [KEY, NEXT] } }, encrypt: true })
+        await server.listen()
+        // The running board (old key) is back once both keys are accepted.
+        const old = await within(server.clientConn("kb1"), 20000, "board back with its old key")
+        assert.equal(server.keyInUse("kb1"), 1)
+        // Redeploy with IOT_KEY = the next key (the board restarts).
+        next = await buildSimImage({ app: "testbed", id: "kb1", host: "127.0.0.1", port: mitmPort, timeout: TIMEOUT, verbose: true, key: NEXT, encrypt: true })
+        const switched = new Promise<void>((r) => server!.on("connect", (c) => c.id === "kb1" && server!.keyInUse("kb1") === 2 && r()))
+        await vm!.stop()
+        vm = await runSim(next.image)
+        await within(switched, 30000, "the board authenticated with the next key")
+        assert.deepEqual(server.setKeys({ kb1: { keys: [NEXT] } }).ended, [], "the old key removed: no session on it")
+        assert.equal(server.keyInUse("kb1"), 1, "the next key is now the only one")
+        await within(old.write("after"), 5000, "a line to the switched board")
+        assert.equal(await within(old.readline(), 5000, "its echo"), "after")
     })
 })

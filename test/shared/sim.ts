@@ -6,6 +6,7 @@
 // and cuts sockets, telling both ends (FIN) or neither (a stall until an end
 // sees the outage). Written in the DeviceScript subset: it runs in the VM too.
 
+import { refusalLine } from "../../src/shared/refusal.js"
 import { AuthOutcome, Backoff, Crypto, IdReader, Link, LinkConfig, LinkEvent, MAX_ID_BYTES, ServerAuth } from "../../src/shared/index.js"
 import { hexDigit } from "../../src/shared/hex.js"
 import { hooks, Rng } from "./harness.js"
@@ -294,7 +295,7 @@ export class Sim {
             if (!this.server) this.server = new Link("server", this.serverCfg, this.newEpoch(), "")
             const k = this.keys
             if (k !== undefined && k.serverKey !== undefined) {
-                const a = new ServerAuth(k.crypto, res.id, k.serverKey, this.server.epoch, this.serverCfg.timeout, k.encrypt, this.now)
+                const a = new ServerAuth(k.crypto, res.id, [k.serverKey], this.server.epoch, this.serverCfg.timeout, k.encrypt, this.now)
                 this.auths["" + sock] = a
                 for (let i = 0; i < res.rest.length; i++) a.push(res.rest[i])
                 return
@@ -343,6 +344,11 @@ export class Sim {
         // A wrong key is answered with "!auth refused" (the server ends the
         // socket gracefully): the client reads it and closes.
         if (o.kind === "fail" && o.reason.indexOf("wrong key") === 0) return
+        // A devs-iot client without the key is told why (refusal.ts), and closes.
+        if (o.kind === "hello" && !(this.keys as SimKeys).allowPlain) {
+            this.send(sock, false, Buffer.from(refusalLine("auth-required")))
+            return
+        }
         if (o.kind === "fail" || (o.kind !== "auth" && !(this.keys as SimKeys).allowPlain)) {
             this.live["" + sock] = false
             if (sock === this.sock) this.clientLost("refused")
