@@ -2,7 +2,7 @@ import { Backoff } from "../../src/shared/backoff.js"
 import { isProgress, Watchdog, WATCHDOG_DEFAULT } from "../../src/shared/watchdog.js"
 import { RejoinPolicy } from "../../src/shared/rejoin.js"
 import { QosCheck } from "../../src/shared/qoscheck.js"
-import { eq, ok, Rng, suite } from "./harness.js"
+import { eq, hooks, ok, Rng, suite } from "./harness.js"
 
 export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (test) {
     test("qos demo checker: in order, duplicates, gaps, out of order, sender restart", async function () {
@@ -72,7 +72,9 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         const rng = new Rng(3)
         w.start(0)
         let now = 0
+        let steps = 0
         while (now < 3600000) {
+            if (++steps % 100 === 0) await hooks.pause()
             w.note("refused", now)
             w.note("backoff", now)
             now += b.next(rng.next()) + 100
