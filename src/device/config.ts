@@ -1,6 +1,7 @@
 // What a firmware app needs to know, and where a board gets it: DeviceScript
 // settings (.env.defaults / .env.local, deployed with the bytecode). Every
-// board setting is defined once in SETTINGS (name, kind, range, default, doc).
+// board setting is defined once in boardSettingDefs() (name, kind, range,
+// default, doc).
 // DeviceScript's .env parser turns a value that reads as JSON into that JSON
 // value (IOT_ID=1 arrives as the number 1), so each kind says what it accepts.
 // A setting that is present but unusable stops the firmware with a message
@@ -41,7 +42,10 @@ export interface SettingDef {
     doc: string
 }
 
-export const SETTINGS: SettingDef[] = [
+// A function, not a module-level table: the table is needed once at start,
+// and a resident one costs heap for the whole run.
+export function boardSettingDefs(): SettingDef[] {
+    return [
     { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required)" },
     { name: "IOT_PORT", kind: "int", min: 1, max: 65535, dflt: 8123, doc: "the server's port" },
     { name: "IOT_ID", kind: "id", min: 0, max: 0, dflt: "", doc: "the board's id (default: its device id)" },
@@ -52,7 +56,8 @@ export const SETTINGS: SettingDef[] = [
     { name: "IOT_ROLE", kind: "text", min: 0, max: 0, dflt: "", doc: "remote demo: button, led, or empty for both" },
     { name: "IOT_KEY", kind: "text", min: 0, max: 0, dflt: "", doc: "64 hex digits: authenticate (secret: .env.local)" },
     { name: "IOT_ENCRYPT", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = encrypt what the board sends (needs IOT_KEY)" },
-]
+    ]
+}
 
 function kindName(v: unknown): string {
     if (v === null) return "null"
@@ -90,7 +95,8 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
 }
 
 function def(name: string): SettingDef {
-    for (let i = 0; i < SETTINGS.length; i++) if (SETTINGS[i].name === name) return SETTINGS[i]
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) if (defs[i].name === name) return defs[i]
     throw new ConfigError("no setting " + name)
 }
 
@@ -121,7 +127,8 @@ export interface BoardSettings {
 // ones undefined); `deviceId` stands in for a missing IOT_ID.
 export function parseSettings(raw: { [name: string]: unknown }, deviceId: string): BoardSettings {
     const v: { [name: string]: string | number } = {}
-    for (let i = 0; i < SETTINGS.length; i++) v[SETTINGS[i].name] = settingValue(SETTINGS[i], raw[SETTINGS[i].name])
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) v[defs[i].name] = settingValue(defs[i], raw[defs[i].name])
     const role = v["IOT_ROLE"] as string
     if (role !== "" && role !== "button" && role !== "led") throw new ConfigError('setting IOT_ROLE must be "button", "led" or absent, got "' + role + '"')
     const id = v["IOT_ID"] as string
@@ -143,6 +150,7 @@ export function parseSettings(raw: { [name: string]: unknown }, deviceId: string
 // The board's configuration, from its settings.
 export async function boardSettings(): Promise<BoardSettings> {
     const raw: { [name: string]: unknown } = {}
-    for (let i = 0; i < SETTINGS.length; i++) raw[SETTINGS[i].name] = await readSetting(SETTINGS[i].name)
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) raw[defs[i].name] = await readSetting(defs[i].name)
     return parseSettings(raw, ds.deviceIdentifier("self"))
 }
