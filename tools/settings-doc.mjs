@@ -80,14 +80,27 @@ function addFlag(option, cmd, flag) {
     ;(flags[option] ??= []).push({ cmd, flag, env: envName(flag) })
 }
 
-// Board settings: IOT_X -> { name, default, range }, read from the firmware's source.
+// Board settings: IOT_X -> { name, default, range, doc }, from the one table
+// in the firmware's source (boardSettingDefs() in src/device/config.ts).
+const shared = await dist("src/shared/index.js")
+const watchdog = await dist("src/shared/watchdog.js")
+const constants = { ...shared, ...watchdog }
 const board = {}
-for (const file of ["src/device/config.ts", "src/device/board.ts"]) {
-    const text = src(file)
-    for (const m of text.matchAll(/readSetting\("(\w+)", ([^)]*)\)/g)) {
-        const r = new RegExp(`num\\("${m[1]}", [^\\n]*?, (\\d+), (\\d+)\\)`).exec(text)
-        board[m[1]] ??= { name: m[1], dflt: m[2], range: r ? `${Number(r[1]).toLocaleString("en")} to ${Number(r[2]).toLocaleString("en")}` : "" }
+{
+    const text = src("src/device/config.ts")
+    const re = /\{ name: "(\w+)", kind: "(\w+)", min: (\d+), max: (\d+), dflt: ([^,]+), doc: "([^"]*)" \}/g
+    for (const m of text.matchAll(re)) {
+        const [, name, kind, min, max, d, doc] = m
+        const value = /^[A-Z_][A-Z0-9_]*$/.test(d) ? constants[d] : JSON.parse(d)
+        if (value === undefined) throw new Error(`src/device/config.ts: ${name}'s default ${d} is not an exported constant of src/shared`)
+        board[name] = {
+            name,
+            dflt: typeof value === "string" ? JSON.stringify(value) : String(value),
+            range: kind === "int" ? `${Number(min).toLocaleString("en")} to ${Number(max).toLocaleString("en")}` : kind === "flag" ? "0 or 1" : "",
+            doc,
+        }
     }
+    if (Object.keys(board).length === 0) throw new Error("src/device/config.ts: no board settings found in boardSettingDefs()")
 }
 const boardFor = (option) => board[`IOT_${option.toUpperCase()}`]
 const usedBoard = new Set()
@@ -212,13 +225,9 @@ const out = [
     table(cliTable),
 ].join("\n")
 
-// A board setting's doc: the comment on its AppConfig field, or on the line that reads it.
+// A board setting's doc, from its row in boardSettingDefs().
 function boardDoc(name) {
-    const text = src("src/device/config.ts") + "\n" + src("src/device/board.ts")
-    const n = name.replace(/`/g, "")
-    const field = n.replace(/^IOT_/, "").toLowerCase()
-    const m = new RegExp(`\\n\\s*${field}\\??: [^/\\n]*//\\s*(.*)`).exec(text) ?? new RegExp(`readSetting\\("${n}"[^\\n]*//\\s*(.*)`).exec(text)
-    return m ? m[1] : ""
+    return board[name.replace(/`/g, "")]?.doc ?? ""
 }
 
 const text = readFileSync(DOC, "utf8")

@@ -1,9 +1,8 @@
-// Starts a firmware app on a board, with its settings. A bad setting is
-// printed with its name and the board waits (no reboot loop), because only a
-// new deploy can fix it.
+// Starts a firmware app on a board, with its settings. A setting that is
+// present but unusable (or a missing IOT_HOST) is printed with its name and
+// the board waits (no reboot loop), because only a new deploy can fix it.
 import * as ds from "@devicescript/core"
-import { readSetting } from "@devicescript/settings"
-import { AppConfig, boardConfig } from "./config.js"
+import { AppConfig, boardSettings } from "./config.js"
 import { setBoardLed } from "./apps/start.js"
 
 // `led`: the heartbeat LED pin of the board definition (pins.LED).
@@ -11,11 +10,11 @@ export async function startBoard(name: string, app: (c: AppConfig, role: string)
     setBoardLed(led)
     let ok = false
     try {
-        const c = await boardConfig()
-        const role = await readSetting("IOT_ROLE", "") // remote demo: button, led, or "" for both
+        const s = await boardSettings()
+        const c = s.config
         ok = true
-        console.log("devs-iot: " + name + " as " + c.id + " -> " + c.host + ":" + c.port)
-        await app(c, role)
+        console.log("devs-iot: " + name + " as " + c.id + " -> " + c.host + ":" + c.port + (c.watchdog ? ", watchdog " + c.watchdog + " ms" : ", watchdog off"))
+        await app(c, s.role)
     } catch (e) {
         if (ok) throw e
         const m = (e as { message?: unknown }).message

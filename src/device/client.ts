@@ -1,17 +1,19 @@
 // The board's client: the DeviceScript driver of the shared Link. It keeps
 // the network up, connects (retrying forever with capped, jittered back-off),
 // moves bytes between the socket and the core one line per step (yielding,
-// so the VM's opcode limit is never met), toggles the heartbeat LED, and runs
-// the opt-in watchdog. Protocol decisions all live in src/shared.
+// so the VM's opcode limit is never met), blinks the heartbeat LED while the
+// link is healthy, and runs the watchdog (on by default). Protocol decisions
+// all live in src/shared.
 //
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
 import { boardCrypto } from "./crypto.js"
 import { Backoff, boardDefaults, checkClientId, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, resolveConfig, Watchdog } from "../shared/index.js"
-import { Heartbeat } from "./heartbeat.js"
+import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
+import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
-import { TcpSocket } from "./socket.js"
+import { ConnectError, ConnectKind, TcpSocket } from "./socket.js"
 import { randomHex, randomUnit } from "./random.js"
 
 export interface WriteOptions {
@@ -27,12 +29,13 @@ export interface ClientOptions {
     onStatus?: (up: boolean) => void
     network?: Network // default: the board's WiFi
     led?: ds.OutputPin // heartbeat LED (a board's pins.LED); default: the status light
-    watchdog?: number // ms without progress before a reboot; 0 (default) = off
+    heartbeat?: boolean // default true; false when the app drives the LED itself
+    watchdog?: number // ms without progress before a reboot (default WATCHDOG_DEFAULT); 0 = off
     onWatchdog?: () => void // default ds.reboot(); tests use ds.restart()
     verbose?: boolean // log each step: WiFi, connect, outage, resend
     badWifi?: () => Promise<void> // optional hooks of the original
     badServer?: () => Promise<void>
-    rejoinAfter?: number // failed connects in a row before a WiFi rejoin (default 3)
+    rejoinAfter?: number // connects in a row without an answer before a WiFi rejoin (default 3)
     backoffFirst?: number // default 250 ms, doubling...
     backoffCap?: number // ...up to 3000 ms
     link?: LinkOptions // limits (board defaults: see docs/settings.md)
@@ -49,7 +52,7 @@ export class Client {
     private host: string
     private port: number
     private net: Network
-    private led: Heartbeat
+    private heart: Heartbeat
     private backoff: Backoff
     private rejoin: RejoinPolicy
     private wd: Watchdog | undefined = undefined
@@ -90,7 +93,7 @@ export class Client {
         }
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
-        this.led = new Heartbeat(opts.led)
+        this.heart = new Heartbeat(opts.heartbeat === false ? undefined : new Light(opts.led))
         const first = opts.backoffFirst ? opts.backoffFirst : 250
         this.backoff = new Backoff(first, opts.backoffCap ? opts.backoffCap : 3000)
         this.rejoin = new RejoinPolicy(opts.rejoinAfter ? opts.rejoinAfter : 3)
@@ -110,13 +113,15 @@ export class Client {
                 return
             }
             self.link.receive(b, ds.millis())
+            self.note("received")
             self.kick()
         }
         this.net.onLost(function () {
             self.rejoin.lostIp()
-            self.say("network: lost IP")
+            console.log("devs-iot " + self.id + ": network: WiFi lost its IP address")
         })
-        if (opts.watchdog) this.wd = new Watchdog(opts.watchdog)
+        const wd = opts.watchdog === undefined ? WATCHDOG_DEFAULT : opts.watchdog
+        if (wd) this.wd = new Watchdog(wd)
     }
 
     // Starts the link's fibers; returns at once.
@@ -126,6 +131,13 @@ export class Client {
         const self = this
         setTimeout(async function () {
             await self.run()
+        }, 0)
+        setTimeout(async function () {
+            while (!self.closed) {
+                self.heart.beat(self.link.status())
+                await ds.sleep(HEARTBEAT_MS)
+            }
+            self.heart.beat(false)
         }, 0)
         if (this.wd) {
             this.wd.start(ds.millis())
@@ -137,6 +149,11 @@ export class Client {
 
     status(): boolean {
         return this.link.status()
+    }
+
+    // Heartbeat blinks so far.
+    beats(): number {
+        return this.heart.beats
     }
 
 
@@ -204,8 +221,10 @@ export class Client {
         if (this.opts.verbose) console.log("devs-iot " + this.id + ": " + s)
     }
 
-    private progress(): void {
-        if (this.wd && !this.hung) this.wd.progress(ds.millis())
+    // Tells the watchdog what happened; only real progress counts (see
+    // src/shared/watchdog.ts).
+    private note(e: WatchdogEvent): void {
+        if (this.wd && !this.hung) this.wd.note(e, ds.millis())
     }
 
     private kick(): void {
@@ -225,11 +244,11 @@ export class Client {
         }
     }
 
-    // Sleeps `ms`, feeding the watchdog: waiting out a back-off is progress.
+    // Sleeps `ms` (a back-off: not progress), waking early on close().
     private async pause(ms: number): Promise<void> {
         const end = ds.millis() + ms
+        this.note("backoff")
         while (!this.closed && ds.millis() < end) {
-            this.progress()
             const left = end - ds.millis()
             await ds.sleep(left < 500 ? left : 500)
         }
@@ -238,27 +257,29 @@ export class Client {
     private async run(): Promise<void> {
         const timeout = this.link.cfg.timeout
         while (!this.closed) {
-            this.progress()
             if (this.rejoin.shouldRejoin()) {
-                this.say("network: rejoining " + this.net.name)
+                // Always logged: the board drops WiFi only for a reason.
+                console.log("devs-iot " + this.id + ": network: " + this.rejoin.reason() + ": rejoining " + this.net.name)
+                this.note("rejoin")
                 await this.net.rejoin(4 * timeout)
                 this.rejoin.rejoined()
-                this.progress()
             }
             if (!(await this.net.waitUp(2 * timeout))) {
+                this.note("waitingForWifi")
                 this.say("network: no IP yet")
                 if (this.opts.badWifi) await this.opts.badWifi()
                 continue
             }
-            this.progress()
             this.say("connecting to " + this.host + ":" + this.port)
             let sock: TcpSocket | undefined = undefined
             try {
                 sock = await TcpSocket.connect(this.host, this.port, timeout, RAW_CAP, this.onSocket)
             } catch (e) {
-                this.rejoin.connectFailed()
+                const kind: ConnectKind = e instanceof ConnectError ? e.kind : "noAnswer"
+                this.rejoin.failed(kind)
+                this.note(kind === "refused" ? "refused" : "noAnswer")
                 const delay = this.backoff.next(randomUnit())
-                this.say(errorText(e) + "; retry in " + delay + " ms")
+                this.say(errorText(e) + (kind === "refused" ? " (the server is down, WiFi is fine)" : kind === "noAnswer" ? " (no answer)" : "") + "; retry in " + delay + " ms")
                 if (this.opts.badServer) await this.opts.badServer()
                 await this.pause(delay)
                 continue
@@ -277,8 +298,9 @@ export class Client {
             this.drainEvents()
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
             this.backoff.linkDown(ds.millis(), timeout)
+            // A socket that opened proves the network works, handshake or not.
             if (this.link.connects > before) this.rejoin.connected()
-            else this.rejoin.connectFailed()
+            else this.rejoin.failed("refused")
             if (this.closed) break
             const delay = this.backoff.next(randomUnit())
             // A refusal is always logged, on the 1st, 2nd, 4th... in a row.
@@ -298,7 +320,6 @@ export class Client {
             this.dirty = false
             let now = ds.millis()
             while (link.step(now)) {
-                this.progress()
                 if (++steps % 8 === 0) {
                     await this.flush(sock)
                     await ds.sleep(0)
@@ -340,8 +361,7 @@ export class Client {
             const e = this.link.pollEvent()
             if (e === undefined) break
             if (e.type === "keepalive") {
-                this.led.toggle()
-                this.progress()
+                // the heartbeat follows link.status(), whatever the traffic
             } else if (e.type === "written") {
                 this.results["" + e.ticket] = ""
                 app = true
@@ -354,6 +374,7 @@ export class Client {
             } else if (e.type === "up") {
                 this.backoff.linkUp(ds.millis())
                 this.connects = this.link.connects
+                this.note("linkUp")
                 this.say("link up (server speaks " + e.peer + ", connect " + this.link.connects + ")")
                 if (this.opts.onStatus) this.opts.onStatus(true)
                 app = true
@@ -379,6 +400,9 @@ export class Client {
 // up to ~57 KB in the simulator). Over-long lines hardly count: the framer
 // drops their bytes as they arrive.
 const RAW_CAP = 16384
+
+// The heartbeat LED changes every HEARTBEAT_MS while the link is up.
+const HEARTBEAT_MS = 500
 
 function errorText(e: unknown): string {
     const m = (e as { message?: unknown }).message

@@ -1,10 +1,15 @@
 // What a firmware app needs to know, and where a board gets it: DeviceScript
-// settings (.env.defaults / .env.local, deployed with the bytecode). Keys are
-// at most 13 characters. Every value is checked, and a bad one stops the
-// firmware with a message that names the setting.
+// settings (.env.defaults / .env.local, deployed with the bytecode). Every
+// board setting is defined once in boardSettingDefs() (name, kind, range,
+// default, doc).
+// DeviceScript's .env parser turns a value that reads as JSON into that JSON
+// value (IOT_ID=1 arrives as the number 1), so each kind says what it accepts.
+// A setting that is present but unusable stops the firmware with a message
+// that names it: never a silent default.
 import * as ds from "@devicescript/core"
 import { readSetting } from "@devicescript/settings"
 import { checkClientId, isHex } from "../shared/index.js"
+import { WATCHDOG_DEFAULT } from "../shared/watchdog.js"
 
 export interface AppConfig {
     id: string
@@ -26,41 +31,126 @@ export class ConfigError extends Error {
     }
 }
 
-function num(name: string, v: unknown, min: number, max: number): number {
-    const n = typeof v === "string" ? +v : v
-    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < min || n > max)
-        throw new ConfigError("setting " + name + " must be a whole number from " + min + " to " + max)
+// kind: "text" (a string), "id" (text or a whole number), "int" (whole number
+// in [min, max]), "flag" (0/1 or false/true).
+export interface SettingDef {
+    name: string
+    kind: string
+    min: number
+    max: number
+    dflt: string | number
+    doc: string
+}
+
+// A function, not a module-level table: the table is needed once at start,
+// and a resident one costs heap for the whole run.
+export function boardSettingDefs(): SettingDef[] {
+    return [
+    { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required)" },
+    { name: "IOT_PORT", kind: "int", min: 1, max: 65535, dflt: 8123, doc: "the server's port" },
+    { name: "IOT_ID", kind: "id", min: 0, max: 0, dflt: "", doc: "the board's id (default: its device id)" },
+    { name: "IOT_TIMEOUT", kind: "int", min: 100, max: 3600000, dflt: 2000, doc: "ms; the same as the server's --timeout" },
+    { name: "IOT_INTERVAL", kind: "int", min: 10, max: 3600000, dflt: 5000, doc: "demo apps: ms between messages" },
+    { name: "IOT_WATCHDOG", kind: "int", min: 0, max: 3600000, dflt: WATCHDOG_DEFAULT, doc: "ms without progress before a reboot; 0 = off" },
+    { name: "IOT_VERBOSE", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = log each step" },
+    { name: "IOT_ROLE", kind: "text", min: 0, max: 0, dflt: "", doc: "remote demo: button, led, or empty for both" },
+    { name: "IOT_KEY", kind: "text", min: 0, max: 0, dflt: "", doc: "64 hex digits: authenticate (secret: .env.local)" },
+    { name: "IOT_ENCRYPT", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = encrypt what the board sends (needs IOT_KEY)" },
+    ]
+}
+
+function kindName(v: unknown): string {
+    if (v === null) return "null"
+    if (typeof v === "object") return Array.isArray(v) ? "a list" : "an object"
+    return typeof v === "number" ? "the number " + v : typeof v === "boolean" ? (v ? "true" : "false") : typeof v
+}
+
+// The value of one setting as read (undefined: absent), checked against its
+// definition; throws ConfigError naming the setting.
+export function settingValue(d: SettingDef, v: unknown): string | number {
+    if (v === undefined) return d.dflt
+    const bad = "setting " + d.name + " "
+    if (d.kind === "text") {
+        if (typeof v !== "string")
+            throw new ConfigError(bad + "must be text, got " + kindName(v) + ' (write it as a JSON string: ' + d.name + '="...")')
+        if (v.length > 0 && (v.charCodeAt(v.length - 1) === 32 || v.charCodeAt(0) === 32))
+            throw new ConfigError(bad + "has a space at its start or end (the .env parser keeps it): remove it")
+        return v
+    }
+    if (d.kind === "id") {
+        if (typeof v === "number" && Math.floor(v) === v && v >= 0 && v < 1e15) return "" + v
+        if (typeof v !== "string")
+            throw new ConfigError(bad + "must be text or a whole number, got " + kindName(v) + ' (write it as a JSON string: ' + d.name + '="...")')
+        return v
+    }
+    if (d.kind === "flag") {
+        if (v === 0 || v === false) return 0
+        if (v === 1 || v === true) return 1
+        throw new ConfigError(bad + "must be 0 or 1, got " + kindName(v))
+    }
+    const n = typeof v === "string" && v !== "" ? +v : v
+    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < d.min || n > d.max)
+        throw new ConfigError(bad + "must be a whole number from " + d.min + " to " + d.max + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
     return n
+}
+
+function def(name: string): SettingDef {
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) if (defs[i].name === name) return defs[i]
+    throw new ConfigError("no setting " + name)
+}
+
+function num(name: string, v: unknown): number {
+    return settingValue(def(name), v) as number
 }
 
 export function checkConfig(c: AppConfig): AppConfig {
     const p = checkClientId(c.id)
     if (p !== "") throw new ConfigError("setting IOT_ID: " + p)
     if (typeof c.host !== "string" || c.host === "") throw new ConfigError("setting IOT_HOST is missing: set it to the server's address in .env.local")
-    num("IOT_PORT", c.port, 1, 65535)
-    num("IOT_TIMEOUT", c.timeout, 100, 3600000)
-    num("IOT_INTERVAL", c.interval, 10, 3600000)
-    num("IOT_WATCHDOG", c.watchdog, 0, 3600000)
+    num("IOT_PORT", c.port)
+    num("IOT_TIMEOUT", c.timeout)
+    num("IOT_INTERVAL", c.interval)
+    num("IOT_WATCHDOG", c.watchdog)
     const k = c.key === undefined ? "" : c.key
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
     return c
 }
 
-// The board's configuration, from settings. IOT_ID defaults to the device id.
-export async function boardConfig(): Promise<AppConfig> {
-    const id = await readSetting("IOT_ID", "")
+export interface BoardSettings {
+    config: AppConfig
+    role: string
+}
+
+// The configuration from raw setting values (name -> value as read, absent
+// ones undefined); `deviceId` stands in for a missing IOT_ID.
+export function parseSettings(raw: { [name: string]: unknown }, deviceId: string): BoardSettings {
+    const v: { [name: string]: string | number } = {}
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) v[defs[i].name] = settingValue(defs[i], raw[defs[i].name])
+    const role = v["IOT_ROLE"] as string
+    if (role !== "" && role !== "button" && role !== "led") throw new ConfigError('setting IOT_ROLE must be "button", "led" or absent, got "' + role + '"')
+    const id = v["IOT_ID"] as string
     const c: AppConfig = {
-        id: id !== "" ? id : ds.deviceIdentifier("self"),
-        host: await readSetting("IOT_HOST", ""),
-        port: num("IOT_PORT", await readSetting("IOT_PORT", 8123), 1, 65535),
-        timeout: num("IOT_TIMEOUT", await readSetting("IOT_TIMEOUT", 2000), 100, 3600000),
-        interval: num("IOT_INTERVAL", await readSetting("IOT_INTERVAL", 5000), 10, 3600000),
-        watchdog: num("IOT_WATCHDOG", await readSetting("IOT_WATCHDOG", 0), 0, 3600000),
-        verbose: (await readSetting("IOT_VERBOSE", 0)) ? true : false,
+        id: id !== "" ? id : deviceId,
+        host: v["IOT_HOST"] as string,
+        port: v["IOT_PORT"] as number,
+        timeout: v["IOT_TIMEOUT"] as number,
+        interval: v["IOT_INTERVAL"] as number,
+        watchdog: v["IOT_WATCHDOG"] as number,
+        verbose: v["IOT_VERBOSE"] === 1,
         sim: false,
-        key: await readSetting("IOT_KEY", ""),
-        encrypt: (await readSetting("IOT_ENCRYPT", 0)) ? true : false,
+        key: v["IOT_KEY"] as string,
+        encrypt: v["IOT_ENCRYPT"] === 1,
     }
-    return checkConfig(c)
+    return { config: checkConfig(c), role: role }
+}
+
+// The board's configuration, from its settings.
+export async function boardSettings(): Promise<BoardSettings> {
+    const raw: { [name: string]: unknown } = {}
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) raw[defs[i].name] = await readSetting(defs[i].name)
+    return parseSettings(raw, ds.deviceIdentifier("self"))
 }

@@ -23,21 +23,40 @@ export class SimNetwork implements Network {
     onLost(lost: () => void): void {}
 }
 
-// Runs `work` in its own fiber; true when it finished within `ms`. A Jacdac
-// register read or command can hang: this bounds it.
-export async function within(work: () => Promise<void>, ms: number): Promise<boolean> {
-    let done = false
-    setTimeout(async function () {
-        try {
-            await work()
-        } catch (e) {
-            // a failed step is a step that did not finish
+// One operation that can hang (a Jacdac register read or command, which on a
+// board waiting for WiFi may never answer), bounded in time. The work runs in
+// its own fiber; at most one such fiber exists per Bounded: a call while an
+// earlier run still hangs starts no new fiber and waits on that one, so hung
+// fibers never pile up on the heap however often the caller times out.
+export class Bounded {
+    private running = false
+    private finished = 0 // runs completed so far
+
+    // True when a run (this one, or the earlier one it joined) finished within `ms`.
+    async run(work: () => Promise<void>, ms: number): Promise<boolean> {
+        const end = ds.millis() + ms
+        const before = this.finished
+        if (!this.running) {
+            this.running = true
+            const self = this
+            setTimeout(async function () {
+                try {
+                    await work()
+                } catch (e) {
+                    // a failed step is a step that finished: the caller checks its result
+                }
+                self.running = false
+                self.finished++
+            }, 0)
         }
-        done = true
-    }, 0)
-    const end = ds.millis() + ms
-    while (!done && ds.millis() < end) await ds.sleep(50)
-    return done
+        while (this.finished === before && ds.millis() < end) await ds.sleep(ms < 50 ? 10 : 50)
+        return this.finished !== before
+    }
+
+    // A run is still going (hung, or not finished yet).
+    busy(): boolean {
+        return this.running
+    }
 }
 
 // The board's WiFi service. The runtime keeps one network (WIFI_SSID /
@@ -48,6 +67,9 @@ export class WifiNetwork implements Network {
     private wifi: ds.Wifi
     private up = false
     private lost: () => void = function () {}
+    private readIp = new Bounded()
+    private disable = new Bounded()
+    private enable = new Bounded()
 
     constructor() {
         this.wifi = new ds.Wifi()
@@ -69,7 +91,7 @@ export class WifiNetwork implements Network {
         const end = ds.millis() + ms
         if (!this.up) {
             const self = this
-            await within(async function () {
+            await this.readIp.run(async function () {
                 const ip = await self.wifi.ipAddress.read()
                 if (ip && ip.length === 4 && (ip[0] | ip[1] | ip[2] | ip[3]) !== 0) self.up = true
             }, ms)
@@ -81,11 +103,11 @@ export class WifiNetwork implements Network {
     async rejoin(ms: number): Promise<void> {
         const self = this
         this.up = false
-        await within(async function () {
+        await this.disable.run(async function () {
             await self.wifi.enabled.write(false)
         }, ms / 4)
         await ds.sleep(500)
-        await within(async function () {
+        await this.enable.run(async function () {
             await self.wifi.enabled.write(true)
         }, ms / 4)
         await this.waitUp(ms / 2)

@@ -12,22 +12,82 @@
 // Received chunks go to the consumer given to attach() as they arrive (before
 // that, they wait in a queue of at most `maxQueued` bytes; beyond it the
 // socket is closed as an outage: dropping raw bytes would splice two lines).
+//
+// Late results. The ESP32 runtime runs opens one after another in a worker
+// with no connect timeout, and each open ends in exactly one result event
+// ("open" or "error") that carries no socket id. The firmware gives up on a
+// connect after `timeout` ms, but the runtime's result comes anyway, later.
+// So every open the runtime still owes a result for is remembered (at most
+// one: no new open is issued while one is owed, which also keeps opens from
+// queueing up), the next result goes to it, and a result for an abandoned
+// connect never reaches the current socket. Data goes only to an open socket.
 import * as ds from "@devicescript/core"
 
-type SocketEvent = "open" | "close" | "data" | "error"
-type Primitives = typeof ds & {
+export type SocketEvent = "open" | "close" | "data" | "error"
+export interface Primitives {
     _socketOpen(host: string, port: number): number
     _socketClose(): number
-    _socketWrite(buf: Buffer | string): number
+    _socketWrite(buf: Buffer): number
     _socketOnEvent: (event: SocketEvent, arg?: Buffer | string) => void
 }
-const rt = ds as Primitives
+let rt = ds as any as Primitives
+
+// Tests drive the socket layer with stand-in primitives.
+export function usePrimitives(p: Primitives): void {
+    rt = p
+    current = undefined
+    owed = undefined
+    owedSince = 0
+}
+
+// How long an abandoned open may stay owed before it is written off (the
+// runtime's own TCP connect gives up well before this).
+const OWED_MAX = 60000
 
 let current: TcpSocket | undefined = undefined
+let owed: TcpSocket | undefined = undefined // the open whose result has not come yet
+let owedSince = 0
 
 function onEvent(event: SocketEvent, arg?: Buffer | string): void {
     const s = current
-    if (s) s.handle(event, arg)
+    if (event !== "data" && owed) {
+        // The result of the open the runtime owed.
+        const o = owed
+        owed = undefined
+        if (o === s && o.state === "connecting") {
+            o.handle(event, arg)
+            return
+        }
+        // The result of an abandoned connect: it must not act on the current
+        // socket. An open that succeeded late holds the runtime's socket
+        // (no newer open has been issued: at most one is owed): close it.
+        if (event === "open") rt._socketClose()
+        return
+    }
+    // Anything else belongs to the open socket, if there is one.
+    if (s && s.state === "open") s.handle(event, arg)
+}
+
+export type ConnectKind = "refused" | "noAnswer" | "noNetwork"
+
+// Why a connect failed: "refused" when the network answered (the runtime
+// reported an error such as "can't connect" or ECONNREFUSED), "noAnswer" when
+// nothing came back in time or the host could not be resolved, "noNetwork"
+// when the runtime has no network at all.
+export class ConnectError extends Error {
+    constructor(readonly kind: ConnectKind, message: string) {
+        super(message)
+        this.name = "ConnectError"
+    }
+}
+
+function errorText(e: unknown): string {
+    const m = (e as { message?: unknown }).message
+    return typeof m === "string" ? m : "error"
+}
+
+function contains(s: string, part: string): boolean {
+    return s.indexOf(part) >= 0
 }
 
 export class TcpSocket {
@@ -40,28 +100,51 @@ export class TcpSocket {
     // `changed` runs on every state change and chunk: the owner's wake-up.
     private constructor(readonly name: string, readonly maxQueued: number, private changed: () => void) {}
 
-    // Opens a socket and waits up to `timeout` ms for it; throws an Error
-    // naming the cause (the runtime's "can't connect", ECONNREFUSED, timeout).
+    // Opens a socket and waits up to `timeout` ms for it; throws a
+    // ConnectError naming the cause (the runtime's "can't connect",
+    // ECONNREFUSED, timeout).
     static async connect(host: string, port: number, timeout: number, maxQueued: number, changed: () => void): Promise<TcpSocket> {
         if (current) current.close()
-        const s = new TcpSocket(host + ":" + port, maxQueued, changed)
+        const name = host + ":" + port
+        const end = ds.millis() + timeout
+        // An abandoned open is still running in the runtime: wait for its
+        // result rather than queue another behind it.
+        while (owed && ds.millis() < end) await ds.sleep(20)
+        if (owed) {
+            if (ds.millis() - owedSince < OWED_MAX)
+                throw new ConnectError("noAnswer", "connect to " + name + ": the previous connect has had no answer yet")
+            owed = undefined
+        }
+        const s = new TcpSocket(name, maxQueued, changed)
         rt._socketOnEvent = onEvent
         current = s
-        const r = rt._socketOpen(host, port)
+        let r = 0
+        try {
+            r = rt._socketOpen(host, port)
+        } catch (e) {
+            current = undefined
+            const m = errorText(e)
+            throw new ConnectError(contains(m, "network") ? "noNetwork" : "noAnswer", "connect to " + name + " failed: " + m)
+        }
         if (r !== 0) {
             current = undefined
-            throw new Error("connect to " + s.name + " failed: code " + r)
+            throw new ConnectError("noAnswer", "connect to " + name + " failed: code " + r)
         }
-        const end = ds.millis() + timeout
+        owed = s
+        owedSince = ds.millis()
         while (s.state === "connecting") {
             const left = end - ds.millis()
             if (left <= 0) {
                 s.close()
-                throw new Error("connect to " + s.name + " timed out after " + timeout + " ms")
+                throw new ConnectError("noAnswer", "connect to " + name + " timed out after " + timeout + " ms")
             }
             await ds.sleep(left < 20 ? left : 20)
         }
-        if (s.state === "closed") throw new Error("connect to " + s.name + " failed: " + (s.error !== "" ? s.error : "closed"))
+        if (s.state === "closed") {
+            const why = s.error !== "" ? s.error : "closed"
+            const unresolved = contains(why, "resolve") || contains(why, "ENOTFOUND") || contains(why, "EAI_AGAIN")
+            throw new ConnectError(unresolved ? "noAnswer" : "refused", "connect to " + name + " failed: " + why)
+        }
         return s
     }
 
@@ -91,10 +174,13 @@ export class TcpSocket {
 
     close(): void {
         if (this.state === "closed") return
+        const wasOpen = this.state === "open"
         this.state = "closed"
         if (current === this) {
             current = undefined
-            rt._socketClose()
+            // A connecting socket is not open in the runtime yet; its late
+            // result is handled by onEvent.
+            if (wasOpen) rt._socketClose()
         }
         this.changed()
     }

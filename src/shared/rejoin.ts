@@ -1,35 +1,57 @@
-// When the board should drop and rejoin WiFi (the original dropped it on every
-// outage; here only when WiFi itself looks at fault): on `lostIp`, or after
-// `maxFailures` connects in a row failed while WiFi claimed to be up (a
-// half-dead association). A server that is merely down costs failed connects
-// but no rejoin until then, and a rejoin resets the count.
+// When the board should drop and rejoin WiFi. Only when WiFi itself looks
+// lost: the runtime reported losing its IP, opening a socket said the network
+// is not available, or `maxFailures` connects in a row got no answer at all
+// (timed out or could not resolve the host: a half-dead association, or an
+// unreachable gateway, looks like this). A connect the network answered with
+// a refusal proves WiFi works and only the server is down: it never leads to
+// a rejoin and clears the count. A rejoin that did not help doubles the count
+// needed for the next one (up to 8x), so a server host that is switched off
+// does not make the board cycle WiFi every few attempts.
+
+export type ConnectOutcome = "refused" | "noAnswer" | "noNetwork"
 
 export class RejoinPolicy {
-    private failures = 0
-    private lost = false
+    private noAnswer = 0
+    private lost = ""
+    private needed: number
 
-    constructor(readonly maxFailures: number) {}
-
-    lostIp(): void {
-        this.lost = true
+    constructor(readonly maxFailures: number) {
+        this.needed = maxFailures
     }
 
-    connectFailed(): void {
-        this.failures++
+    lostIp(): void {
+        this.lost = "lost its IP address"
+    }
+
+    // After a connect attempt that failed.
+    failed(o: ConnectOutcome): void {
+        if (o === "refused") {
+            this.noAnswer = 0
+            this.needed = this.maxFailures
+        } else if (o === "noNetwork") this.lost = "network not available"
+        else this.noAnswer++
     }
 
     connected(): void {
-        this.failures = 0
-        this.lost = false
+        this.noAnswer = 0
+        this.lost = ""
+        this.needed = this.maxFailures
     }
 
     // True when the next attempt should first rejoin WiFi.
     shouldRejoin(): boolean {
-        return this.lost || this.failures >= this.maxFailures
+        return this.lost !== "" || this.noAnswer >= this.needed
+    }
+
+    // Why shouldRejoin() is true, for the log.
+    reason(): string {
+        if (this.lost !== "") return "WiFi " + this.lost
+        return this.noAnswer + " connects in a row got no answer"
     }
 
     rejoined(): void {
-        this.failures = 0
-        this.lost = false
+        if (this.lost === "" && this.needed < this.maxFailures * 8) this.needed *= 2
+        this.noAnswer = 0
+        this.lost = ""
     }
 }

@@ -1,7 +1,29 @@
-// The board's watchdog decision. The firmware feeds it progress: a line
-// received, and each step of reconnecting (WiFi attempt, connect attempt,
-// back-off). A board whose server or WiFi is down keeps making progress, so it
-// is never rebooted for that; one whose tasks stopped moving for `limit` ms is.
+// The board's watchdog decision. The firmware reports what happens; only real
+// progress moves the deadline: the link heard from the server (a line, a
+// keepalive, a completed handshake), or a connect the network answered (a
+// refusal: WiFi and the IP stack work, only the server is down, and a reboot
+// would not help). Waiting for WiFi, rejoining it, back-off sleeps and
+// connects that got no answer are not progress: a board stuck there for
+// `limit` ms is rebooted, which also resets a wedged WiFi stack.
+
+// On by default, and far above any normal reconnect: a WiFi rejoin plus the
+// runtime's 10 s scans take well under a minute, an access point that
+// restarts comes back in one to three.
+export const WATCHDOG_DEFAULT = 300000
+
+export type WatchdogEvent =
+    | "received" // a line or keepalive from the server
+    | "linkUp" // handshake completed
+    | "refused" // a connect the network answered with a refusal
+    | "waitingForWifi" // no IP yet
+    | "rejoin" // WiFi dropped and rejoined
+    | "noAnswer" // a connect that timed out, or could not resolve / reach the host
+    | "backoff" // sleeping before the next attempt
+
+// Whether an event is progress (the one rule; see the cases).
+export function isProgress(e: WatchdogEvent): boolean {
+    return e === "received" || e === "linkUp" || e === "refused"
+}
 
 export class Watchdog {
     private last = -1 // -1: stopped
@@ -10,6 +32,11 @@ export class Watchdog {
 
     start(now: number): void {
         this.last = now
+    }
+
+    // Reports an event; moves the deadline only when it is progress.
+    note(e: WatchdogEvent, now: number): void {
+        if (isProgress(e)) this.progress(now)
     }
 
     progress(now: number): void {

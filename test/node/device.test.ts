@@ -260,6 +260,42 @@ describe("board firmware in the DeviceScript simulator", function () {
         assert.deepEqual(got, range(40, "s"))
     })
 
+    it("only the server down: refused connects are retried without ever cycling WiFi, and the log says why", async function () {
+        const vm = await board("tb1") // nothing listens on `port`: every connect is refused
+        let from = 0
+        for (let i = 0; i < 6; i++) {
+            const m = await vm.waitFor(/connect to 127\.0\.0\.1:\d+ failed/, 30000, from)
+            from += m.index! + m[0].length
+        }
+        assert.match(vm.output, /failed: [^\n]*\(the server is down, WiFi is fine\)/)
+        assert.doesNotMatch(vm.output, /rejoining/)
+        const s = await server()
+        await within(s.clientConn("tb1"), 30000, "board connected once the server is up")
+    })
+
+    it("the heartbeat blinks on a busy link (no keepalives are sent while lines flow)", async function () {
+        const s = await server()
+        await board("tb1")
+        const conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        const stats = async () => {
+            await conn.write(JSON.stringify({ cmd: "stats" }))
+            while (true) {
+                const l = await within(conn.readline(), 10000, "stats")
+                if (l.startsWith('{"connects"')) return JSON.parse(l)
+            }
+        }
+        const before = (await stats()).beats as number
+        // Lines both ways without a pause for 3 timeouts: the board echoes each.
+        const until = Date.now() + 3 * TIMEOUT
+        let n = 0
+        while (Date.now() < until) {
+            await conn.write(`busy${n++}`)
+            await within(conn.readline(), 10000, "echo")
+        }
+        const after = (await stats()).beats as number
+        assert.ok(after - before >= 3, `heartbeat blinks during ${n} echoed lines: ${before} -> ${after}`)
+    })
+
     it("watchdog: no reboot while the server is down for 8 s; a reboot when the client's tasks hang", async function () {
         const vm = await board("wd")
         await vm.waitFor(/testbed: started wd1/, 30000)

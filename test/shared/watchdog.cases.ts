@@ -1,8 +1,8 @@
 import { Backoff } from "../../src/shared/backoff.js"
-import { Watchdog } from "../../src/shared/watchdog.js"
+import { isProgress, Watchdog, WATCHDOG_DEFAULT } from "../../src/shared/watchdog.js"
 import { RejoinPolicy } from "../../src/shared/rejoin.js"
 import { QosCheck } from "../../src/shared/qoscheck.js"
-import { eq, ok, Rng, suite } from "./harness.js"
+import { eq, hooks, ok, Rng, suite } from "./harness.js"
 
 export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (test) {
     test("qos demo checker: in order, duplicates, gaps, out of order, sender restart", async function () {
@@ -18,37 +18,101 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         eq(b.report(), "received 6, duplicates 1, missing 0", "no-wait: out of order is fine")
         eq(b.outOfOrder, 2, "counted")
     })
-    test("WiFi rejoin: on lostIp at once; after K failed connects in a row; a success resets the count", async function () {
+    test("WiFi rejoin: never for refused connects (only the server is down); at once on lost IP or no network", async function () {
         const r = new RejoinPolicy(3)
         eq(r.shouldRejoin(), false, "fresh")
-        r.connectFailed()
-        r.connectFailed()
-        eq(r.shouldRejoin(), false, "two failures: the server may just be down")
-        r.connectFailed()
-        eq(r.shouldRejoin(), true, "third failure")
-        r.rejoined()
-        eq(r.shouldRejoin(), false, "after a rejoin")
-        r.connectFailed()
-        r.connectFailed()
-        r.connected()
-        r.connectFailed()
-        r.connectFailed()
-        eq(r.shouldRejoin(), false, "count reset by a connect")
+        for (let i = 0; i < 50; i++) r.failed("refused")
+        eq(r.shouldRejoin(), false, "50 refusals: the network answered, WiFi is fine")
         r.lostIp()
         eq(r.shouldRejoin(), true, "lostIp")
+        eq(r.reason(), "WiFi lost its IP address", "reason")
+        r.rejoined()
+        eq(r.shouldRejoin(), false, "after a rejoin")
+        r.failed("noNetwork")
+        eq(r.shouldRejoin(), true, "network not available")
+        eq(r.reason(), "WiFi network not available", "reason")
     })
-    test("watchdog: a 60 s outage with reconnect attempts never reboots", async function () {
-        const w = new Watchdog(20000)
+    test("WiFi rejoin: after K connects in a row with no answer; a refusal or a connect clears the count; a rejoin that did not help doubles K", async function () {
+        const r = new RejoinPolicy(3)
+        r.failed("noAnswer")
+        r.failed("noAnswer")
+        r.failed("refused")
+        r.failed("noAnswer")
+        r.failed("noAnswer")
+        eq(r.shouldRejoin(), false, "a refusal in between proves the network works")
+        r.failed("noAnswer")
+        eq(r.shouldRejoin(), true, "three without an answer in a row")
+        eq(r.reason(), "3 connects in a row got no answer", "reason")
+        r.rejoined()
+        for (let i = 0; i < 5; i++) r.failed("noAnswer")
+        eq(r.shouldRejoin(), false, "after a rejoin that did not help, 6 are needed")
+        r.failed("noAnswer")
+        eq(r.shouldRejoin(), true, "6")
+        r.rejoined()
+        for (let i = 0; i < 11; i++) r.failed("noAnswer")
+        eq(r.shouldRejoin(), false, "then 12")
+        r.connected()
+        r.failed("noAnswer")
+        r.failed("noAnswer")
+        r.failed("noAnswer")
+        eq(r.shouldRejoin(), true, "a connect starts over at 3")
+    })
+    test("watchdog: progress is the server heard from or a refused connect; waiting for WiFi, rejoins, back-off and unanswered connects are not", async function () {
+        eq(isProgress("received"), true, "received")
+        eq(isProgress("linkUp"), true, "linkUp")
+        eq(isProgress("refused"), true, "refused")
+        eq(isProgress("waitingForWifi"), false, "waitingForWifi")
+        eq(isProgress("rejoin"), false, "rejoin")
+        eq(isProgress("backoff"), false, "backoff")
+        eq(isProgress("noAnswer"), false, "noAnswer")
+    })
+    test("watchdog: a server down for an hour (refused connects with back-off) never reboots", async function () {
+        const w = new Watchdog(WATCHDOG_DEFAULT)
         const b = new Backoff(250, 3000)
         const rng = new Rng(3)
         w.start(0)
         let now = 0
-        while (now < 60000) {
-            // WiFi attempt, connect attempt (refused), back-off: each is progress.
-            w.progress(now)
+        let steps = 0
+        while (now < 3600000) {
+            if (++steps % 100 === 0) await hooks.pause()
+            w.note("refused", now)
+            w.note("backoff", now)
             now += b.next(rng.next()) + 100
             eq(w.expired(now), false, "expired at " + now)
         }
+    })
+    test("watchdog: a board stuck waiting for WiFi is rebooted after the limit", async function () {
+        const w = new Watchdog(WATCHDOG_DEFAULT)
+        w.start(0)
+        w.note("received", 1000)
+        let now = 1000
+        while (now < 1000 + WATCHDOG_DEFAULT - 4000) {
+            now += 4000 // waitUp(2 * timeout) at the default timeout
+            w.note("waitingForWifi", now)
+            w.note("rejoin", now)
+            eq(w.expired(now), false, "not yet at " + now)
+        }
+        eq(w.expired(1000 + WATCHDOG_DEFAULT), true, "reboot " + WATCHDOG_DEFAULT + " ms after the server was last heard")
+    })
+    test("watchdog: the default is far above a normal reconnect (lost IP, rejoin, an access point restarting for 3 minutes)", async function () {
+        const w = new Watchdog(WATCHDOG_DEFAULT)
+        w.start(0)
+        w.note("received", 0)
+        // WiFi gone for 180 s: rejoins and waits, none of it progress...
+        let now = 0
+        while (now < 180000) {
+            now += 8000
+            w.note("rejoin", now)
+            w.note("waitingForWifi", now)
+        }
+        // ...then a few unanswered connects while the server's ARP entry comes back, and the link.
+        for (let i = 0; i < 5; i++) {
+            now += 2000 + 3000
+            w.note("noAnswer", now)
+        }
+        eq(w.expired(now), false, "no reboot at " + now)
+        w.note("linkUp", now)
+        eq(w.deadline(), now + WATCHDOG_DEFAULT, "fresh deadline once the link is up")
     })
     test("watchdog: a client whose tasks stop is rebooted after the limit", async function () {
         const w = new Watchdog(20000)

@@ -20,9 +20,15 @@ export async function demo(c: AppConfig): Promise<void> {
     let count = 0
     while (true) {
         const data = "[" + client.connects + "," + count + "," + uptime() + "]"
-        await client.write(data)
-        console.log("demo: sent " + data)
-        count++
+        try {
+            await client.write(data)
+            console.log("demo: sent " + data)
+            count++
+        } catch (e) {
+            // Refused (e.g. EQUEUEFULL in a long outage): skip this one, keep going.
+            const o = e as { code?: unknown; message?: unknown }
+            console.log("demo: write refused: " + (typeof o.code === "string" ? o.code + " " : "") + (typeof o.message === "string" ? o.message : ""))
+        }
         await ds.sleep(c.interval)
     }
 }

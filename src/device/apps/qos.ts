@@ -27,7 +27,16 @@ export async function qos(c: AppConfig, fast: boolean): Promise<void> {
             // A burst of 20 writes in flight at once (wait=false), then a pause.
             for (let i = 0; i < 20; i++) spawnWrite(client, "" + n++, false, pending)
             while (pending.n > 0) await ds.sleep(10)
-        } else await client.write("" + n++)
+        } else {
+            try {
+                await client.write("" + n)
+                n++
+            } catch (e) {
+                // Refused (queue full in a long outage): send the same number again later.
+                const m = (e as { message?: unknown }).message
+                console.log(name + ": write refused: " + (typeof m === "string" ? m : "error"))
+            }
+        }
         await ds.sleep(fast ? c.interval : Math.floor(c.interval / 10))
     }
 }

@@ -2,15 +2,23 @@
 import * as ds from "@devicescript/core"
 import { Client } from "../client.js"
 import { AppConfig } from "../config.js"
+import { Light } from "../heartbeat.js"
 import { SimNetwork, WifiNetwork } from "../network.js"
 
-// The board entry's heartbeat LED (pins.LED of the board definition).
+// The board entry's LED (pins.LED of the board definition).
 let boardLed: ds.OutputPin | undefined = undefined
 export function setBoardLed(pin: ds.OutputPin | undefined): void {
     boardLed = pin
 }
 
-export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void): Client {
+// The board's LED for an app that shows its own state on it. The client of
+// that app must be made with `heartbeat` false: one owner per light.
+export function appLight(c: AppConfig): Light {
+    return new Light(c.sim ? undefined : boardLed)
+}
+
+// `heartbeat` false: the app owns the LED (see appLight).
+export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean): Client {
     return new Client({
         id: c.id,
         host: c.host,
@@ -18,6 +26,7 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void): Clie
         timeout: c.timeout,
         network: c.sim ? new SimNetwork() : new WifiNetwork(),
         led: c.sim ? undefined : boardLed,
+        heartbeat: heartbeat !== false,
         watchdog: c.watchdog,
         verbose: c.verbose,
         onStatus: onStatus,

@@ -49,7 +49,7 @@ export async function testbed(c: AppConfig): Promise<void> {
             const s = client.stats
             await client.write(
                 '{"connects":' + client.connects + ',"received":' + s.received + ',"duplicates":' + s.duplicates + ',"dropped":' + s.dropped +
-                    ',"badLines":' + s.badLines + ',"tooLong":' + s.tooLong + ',"resent":' + s.resent + "}"
+                    ',"badLines":' + s.badLines + ',"tooLong":' + s.tooLong + ',"resent":' + s.resent + ',"beats":' + client.beats() + "}"
             )
         } else if (cmd === "pause") {
             console.log("testbed: pausing reads for " + o.ms + " ms")
