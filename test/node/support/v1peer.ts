@@ -133,6 +133,17 @@ export class V1Link {
         return quiet(new Promise((resolve, reject) => this.readers.push({ resolve, reject })))
     }
 
+    // Every received line, until the peer is closed.
+    async *[Symbol.asyncIterator](): AsyncIterator<string> {
+        while (!this.closed) {
+            try {
+                yield await this.readline()
+            } catch {
+                return
+            }
+        }
+    }
+
     // Received messages not read yet.
     get queued(): number {
         return this.queue.length
