@@ -21,6 +21,7 @@ import { recovery } from "./sections/recovery.js"
 import { scale } from "./sections/scale.js"
 import { storm } from "./sections/storm.js"
 import { throughput } from "./sections/throughput.js"
+import { v1peer } from "./sections/v1peer.js"
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..")
 const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     scale,
     recovery,
     footprint,
+    v1peer,
 }
 
 interface Results {

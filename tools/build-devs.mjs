@@ -22,6 +22,7 @@ const APPS = { demo: "demo", remote: "remote", qos: "qos", "qos-fast": "qos-fast
 const DEVKIT = "devs_iot_esp32_devkit_c"
 const ENTRIES = {
     "shared-tests": "test/vm/main.ts",
+    "link-tests": "test/vm/link.ts",
     "device-tests": "test/vm/device.ts",
     // Board firmware, one image per demo (flash with the board in boards/).
     demo: "src/main.ts",

@@ -1,7 +1,7 @@
 // One Node devs-iot Client in its own process: the client end of the
 // latency, throughput and recovery benchmarks.
 import { Client } from "../../src/server/index.js"
-import { Counter, roundTrips, sendMany, type SendMode } from "./ops.js"
+import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 
 let client: Client | undefined
@@ -24,6 +24,8 @@ serveRequests(
         },
         rtt: (a: { n: number; warmup: number }) => roundTrips(the(), a.n, a.warmup),
         send: (a: { n: number; mode: SendMode }) => sendMany(the(), a.n, a.mode),
+        sendTimed: (a: { n: number; mode: SendMode; cold?: number }) => sendTimed(the(), a.n, a.mode, a.cold),
+        stats: () => the().stats,
         // Starts a qos write and answers at once (recovery times its arrival at the server).
         write(a: { line: string }) {
             void the()

@@ -93,3 +93,31 @@ export async function sendMany(end: LineEnd, n: number, mode: SendMode): Promise
     })
     return { start, ms: performance.now() - t0 }
 }
+
+// sendMany, timing each write from its call to its resolution (the peer's
+// ACK with qos). The first `cold` writes are summarized apart: on a fresh
+// link they show what the handshake costs the first window.
+export async function sendTimed(end: LineEnd, n: number, mode: SendMode, cold = 0): Promise<{ start: number; ms: number; latency: Summary; cold: Summary | undefined }> {
+    const opts: WriteOptions = { qos: mode.qos, wait: mode.wait }
+    const samples = new Float64Array(n)
+    const start = wallMs()
+    const t0 = performance.now()
+    await new Promise<void>((resolve, reject) => {
+        let next = 0
+        let done = 0
+        const launch = () => {
+            while (next < n && next - done < mode.inflight) {
+                const i = next++
+                const at = performance.now()
+                end.write(PAYLOAD, opts).then(() => {
+                    samples[i] = performance.now() - at
+                    if (++done === n) resolve()
+                    else launch()
+                }, reject)
+            }
+        }
+        launch()
+    })
+    const ms = performance.now() - t0
+    return { start, ms, latency: summarize(samples.subarray(cold)), cold: cold > 0 ? summarize(samples.subarray(0, cold)) : undefined }
+}

@@ -3,7 +3,7 @@
 // op on one client's Connection or reports its own CPU and memory.
 import { readFileSync } from "node:fs"
 import { Server, type Connection } from "../../src/server/index.js"
-import { Counter, roundTrips, sendMany, type SendMode } from "./ops.js"
+import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { PAYLOAD } from "../lib/payload.js"
 
@@ -58,6 +58,13 @@ serveRequests(
         },
         async send(a: { id: string; n: number; mode: SendMode }) {
             return sendMany(await conn(a.id), a.n, a.mode)
+        },
+        async sendTimed(a: { id: string; n: number; mode: SendMode }) {
+            return sendTimed(await conn(a.id), a.n, a.mode)
+        },
+        // One client's link counters (resent, duplicates, ...).
+        async stats(a: { id: string }) {
+            return (await conn(a.id)).stats
         },
         async write(a: { id: string; line: string }) {
             await (await conn(a.id)).write(a.line)

@@ -6,6 +6,15 @@ import { LinkError } from "./errors.js"
 
 export type OnFull = "pause" | "drop"
 
+// The send window toward a v1 peer (one that has not announced the devs-iot
+// extension): at most this many messages un-ACKed, whatever `window` says.
+// The original client ACKs a line on receipt and keeps up to 20 unread lines
+// in its receive queue; one more is lost (though ACKed) and the client
+// reconnects (docs/protocol.md, "The send window toward a v1 peer"). Its ACKs say nothing of its reads, so
+// no sender can know how full that queue is: 20 in flight is the most that
+// can never overflow it while its application keeps up with the link.
+export const V1_WINDOW = 20
+
 export interface LinkOptions {
     timeout?: number // ms; the same on the server and every client
     maxLineBytes?: number // longest payload, in UTF-8 bytes

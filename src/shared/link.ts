@@ -17,7 +17,7 @@
 // call release() once its code for that line has run, which sends the ACK.
 
 import { parseLine, ackLine, KEEPALIVE_LINE, Line } from "./codec.js"
-import { LinkConfig } from "./config.js"
+import { LinkConfig, V1_WINDOW } from "./config.js"
 import { SeenIds } from "./dedup.js"
 import { LinkError } from "./errors.js"
 import { LineFramer } from "./framer.js"
@@ -86,22 +86,30 @@ export interface LinkAuth {
 // be lost if this process died in between. An application that has not read
 // for ackDelay ms gets its unread lines ACKed anyway, so two ends that both
 // write before they read do not wait for each other.
+//
+// Once due, the ACK leaves at once on the socket the line came on, whatever
+// its phase. On a later socket it leaves only once the peer has proved the
+// same epoch; toward a peer that cannot (v1), it is dropped when that socket
+// comes up, and the peer's resend is ACKed as a duplicate.
 class Kept {
     payload: string
     bytes: number
     id: number
     at: number // when it was kept
-    acked = false
+    sock: number // the socket it came on (Conn.serial)
+    acked = false // released, or due after ackDelay: the ACK is sent, held or dropped
 
-    constructor(payload: string, bytes: number, id: number, at: number) {
+    constructor(payload: string, bytes: number, id: number, at: number, sock: number) {
         this.payload = payload
         this.bytes = bytes
         this.id = id
         this.at = at
+        this.sock = sock
     }
 }
 
 class Conn {
+    serial: number // this socket's number within the Link
     framer: LineFramer
     phase: Phase
     peer: Peer = "v1"
@@ -109,6 +117,7 @@ class Conn {
     zeroSeen = false // v1 rule: only the first 00 on a socket clears the set
     lastRecv: number
     lastSend: number
+    wrote = false // a line went out on this socket
     gotLine: boolean
     firstByteAt = -1 // server: first byte after the id line
     blanks = 0 // server: blank lines counted in "probe"
@@ -127,7 +136,8 @@ class Conn {
     es = "" // client: the server's epoch, from the challenge
     mustEncrypt = false // server: the key file says this id's messages come encrypted
 
-    constructor(role: Role, now: number, frameLimit: number) {
+    constructor(serial: number, role: Role, now: number, frameLimit: number) {
+        this.serial = serial
         this.framer = new LineFramer(frameLimit)
         this.phase = role === "client" ? "first-line" : "probe"
         this.lastRecv = now
@@ -156,6 +166,8 @@ export class Link {
     private taken = new Fifo<Kept>() // read, ACK not yet released
     private lastRead = -1 // when the application last read
     private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
+    private held = new Fifo<Kept>() // due ACKs of lines from an earlier socket, until this one's peer is known
+    private sockets = 0 // sockets opened: the next Conn's serial
     private events = new Fifo<LinkEvent>()
     private written: number[] = []
     private auth: LinkAuth | undefined = undefined
@@ -273,7 +285,7 @@ export class Link {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by a new connection", false)
         const keyed = this.auth !== undefined && this.auth.key !== undefined
-        const c = new Conn(this.role, now, keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
+        const c = new Conn(this.sockets++, this.role, now, keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
         this.conn = c
         if (this.role === "client") c.out = this.clientId + "\n" + probeBlanks()
     }
@@ -284,7 +296,7 @@ export class Link {
     openAuthenticated(now: number, session: Session, peerEpoch: string, mustEncrypt?: boolean): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by an authenticated connection", false)
-        const c = new Conn(this.role, now, sealedLimit(this.cfg.maxLineBytes))
+        const c = new Conn(this.sockets++, this.role, now, sealedLimit(this.cfg.maxLineBytes))
         this.conn = c
         c.session = session
         c.mustEncrypt = mustEncrypt === true
@@ -298,7 +310,7 @@ export class Link {
     openHelloed(now: number, peerEpoch: string): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by a new connection", false)
-        const c = new Conn(this.role, now, this.cfg.maxLineBytes + 2)
+        const c = new Conn(this.sockets++, this.role, now, this.cfg.maxLineBytes + 2)
         this.conn = c
         c.peer = "devs-iot"
         this.peerStarted(c, peerEpoch)
@@ -481,6 +493,7 @@ export class Link {
         }
         if (parts.length === 0) return undefined
         c.lastSend = now
+        c.wrote = true
         if (parts.length === 1) return parts[0]
         const out = Buffer.alloc(total)
         let off = 0
@@ -578,6 +591,11 @@ export class Link {
                 return
             }
             if (l.kind !== "keepalive") this.noHello(c)
+        } else if (c.phase === "warmup" && l.kind === "message" && c.wrote) {
+            // A v1 client sends messages only once it has read a line from
+            // this end: it is awake, and the warm-up (kept for its sake) is
+            // over. Up now, its application reads the line at once.
+            this.goUp(c)
         }
         switch (l.kind) {
             case "keepalive":
@@ -630,7 +648,7 @@ export class Link {
         // is taken as a restart, a later one on the same socket as a resend.
         if (!c.exact && id === 0 && !c.zeroSeen) {
             c.zeroSeen = true
-            this.forget()
+            this.forget(c)
         }
         if (this.seen.has(id)) {
             this.stats.duplicates++
@@ -644,7 +662,7 @@ export class Link {
             return
         }
         this.seen.mark(id)
-        const k = new Kept(payload, bytes, id, now)
+        const k = new Kept(payload, bytes, id, now, c.serial)
         this.inbox.push(k)
         this.inboxBytes += bytes
         this.stats.received++
@@ -658,15 +676,27 @@ export class Link {
         if (this.inbox.size() === 1) this.events.push({ type: "readable" })
     }
 
-    // The ACK of a kept line. Sent only on a link that is up (or in a v1
-    // client's warm-up, where the original ACKs too); without one it is
-    // dropped, and the peer's resend is then ACKed as a duplicate.
+    // The ACK of a kept line is due: sent at once when this socket may carry
+    // it (see Kept), held otherwise until the socket comes up.
     private ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
-        if (this.owing[k.id] > 0) this.owing[k.id]--
         const c = this.conn
-        if (c !== undefined && (c.phase === "up" || c.phase === "warmup")) c.out += ackLine(k.id)
+        if (c !== undefined && this.mayAck(c, k)) this.sendAck(c, k)
+        else this.held.push(k)
+    }
+
+    // Messages arrive only in "warmup" and "up", so a line's own socket is
+    // always in one of them. A line from an earlier socket needs the peer's
+    // proof of the same epoch, which comes with "up".
+    private mayAck(c: Conn, k: Kept): boolean {
+        if (k.sock === c.serial) return c.phase === "up" || c.phase === "warmup"
+        return c.phase === "up" && c.exact
+    }
+
+    private sendAck(c: Conn, k: Kept): void {
+        if (this.owing[k.id] > 0) this.owing[k.id]--
+        c.out += ackLine(k.id)
     }
 
     // ACKs lines taken ackDelay ms after they arrived and not yet released,
@@ -694,17 +724,41 @@ export class Link {
     }
 
     // The peer restarted: ACKs owed to its earlier life are never sent.
-    private forget(): void {
+    private forget(c: Conn): void {
         this.seen.clear()
-        this.dropOwed()
+        this.dropOwed(c)
     }
 
-    // ACKs owed are not sent: the peer's resends are ACKed as duplicates.
-    private dropOwed(): void {
-        for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) k.acked = true
-        for (let i = this.inbox.size() - this.unacked; i < this.inbox.size(); i++) this.inbox.at(i).acked = true
-        this.unacked = 0
-        this.owing = Buffer.alloc(256)
+    // ACKs owed for lines that came on an earlier socket than `c` are not
+    // sent: the peer's resends are ACKed as duplicates. Lines that came on
+    // `c` are from the peer's present life, and keep theirs.
+    private dropOwed(c: Conn): void {
+        const self = this
+        const earlier = function (k: Kept): boolean {
+            return k.sock !== c.serial
+        }
+        this.taken.retain(function (k: Kept) {
+            if (!earlier(k)) return true
+            self.unowe(k)
+            return false
+        })
+        // Unread un-ACKed lines are the inbox's suffix, oldest socket first.
+        while (this.unacked > 0) {
+            const k = this.inbox.at(this.inbox.size() - this.unacked)
+            if (!earlier(k)) break
+            this.unowe(k)
+            this.unacked--
+        }
+        this.held.retain(function (k: Kept) {
+            if (!earlier(k)) return true
+            if (self.owing[k.id] > 0) self.owing[k.id]--
+            return false
+        })
+    }
+
+    private unowe(k: Kept): void {
+        k.acked = true
+        if (this.owing[k.id] > 0) this.owing[k.id]--
     }
 
     // Node: a full backlog stops reading the socket (back-pressure); that
@@ -721,7 +775,7 @@ export class Link {
         if (epoch === "") return // a hello without an epoch: v1 rules
         c.exact = true
         if (epoch !== this.peerEpoch) {
-            this.forget()
+            this.forget(c)
             this.peerEpoch = epoch
         }
     }
@@ -744,10 +798,14 @@ export class Link {
         // after 00 until 00 is ACKed: a resent 00 then cannot take later
         // ids with it.
         this.sender.holdAfterZero(!c.exact)
+        // A v1 peer ACKs on receipt and keeps what it has not read in a
+        // queue of V1_WINDOW lines: more in flight would overflow it.
+        this.sender.setWindow(c.peer === "v1" && this.cfg.window > V1_WINDOW ? V1_WINDOW : this.cfg.window)
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
-        if (!c.exact) this.dropOwed()
+        if (!c.exact) this.dropOwed(c)
         c.phase = "up"
+        for (let k = this.held.shift(); k !== undefined; k = this.held.shift()) this.sendAck(c, k)
         this.up = true
         this.connects++
         this.events.push({ type: "up", peer: c.peer })

@@ -5,6 +5,9 @@
 // - window: the ids from the oldest un-ACKed one to the next one to assign
 //   span fewer than `window` (< 120), so a receiver's dedup set still holds
 //   any id this sender may resend; un-ACKed bytes stay under `maxInflightBytes`.
+//   The link narrows the window per peer (setWindow: toward a v1 peer, what
+//   its receive queue holds); lines admitted under a wider one wait to be
+//   sent until fewer than `window` are on the wire.
 // - wait: a qos write with wait is sent only when no qos message is un-ACKed
 //   and no earlier wait write is still queued, so wait writes arrive in order.
 // - fault 5: a non-qos message is forgotten when its ACK has not come within
@@ -68,11 +71,19 @@ export class Sender {
     private nextSeq = 0
     private nextTicket = 1
     private txCount = 0 // transmissions on the current socket
+    private window: number // the window in force (<= limits.window)
     private cwnd: number // messages in flight allowed now (<= window)
     private zeroFirst = false // nothing after 00 until 00 is ACKed (v1 peers)
 
     constructor(private limits: SenderLimits) {
+        this.window = limits.window
         this.cwnd = limits.window
+    }
+
+    // The window toward the present peer, at most `limits.window`.
+    setWindow(n: number): void {
+        this.window = n < this.limits.window ? n : this.limits.window
+        if (this.cwnd > this.window) this.cwnd = this.window
     }
 
     holdAfterZero(on: boolean): void {
@@ -135,16 +146,14 @@ export class Sender {
     // The next message line to put on the wire, or undefined. `written`
     // receives the tickets of non-qos writes, complete once on the wire.
     nextLine(now: number, written: number[]): Buffer | undefined {
-        for (let i = 0; i < this.inflight.size(); i++) {
-            const o = this.inflight.at(i)
-            if (o.sentAt >= 0 || o.gone) continue
-            o.sentAt = now
-            o.txOrder = this.txCount++
-            if (o.firstTx < 0) o.firstTx = o.txOrder
-            if (!o.qos && o.ticket > 0) written.push(o.ticket)
-            return encode(o)
-        }
-        return undefined
+        const i = this.nextToSend()
+        if (i < 0) return undefined
+        const o = this.inflight.at(i)
+        o.sentAt = now
+        o.txOrder = this.txCount++
+        if (o.firstTx < 0) o.firstTx = o.txOrder
+        if (!o.qos && o.ticket > 0) written.push(o.ticket)
+        return encode(o)
     }
 
     // Resends qos messages un-ACKed for `timeout`; forgets non-qos ones (fault
@@ -174,12 +183,9 @@ export class Sender {
         return t
     }
 
+    // A line nextLine() would send now.
     hasUnsent(): boolean {
-        for (let i = 0; i < this.inflight.size(); i++) {
-            const o = this.inflight.at(i)
-            if (o.sentAt < 0 && !o.gone) return true
-        }
-        return false
+        return this.nextToSend() >= 0
     }
 
     // An ACK arrived: returns the ticket of the qos write it completes, 0 for
@@ -219,7 +225,7 @@ export class Sender {
             return false
         })
         if (resent.length > before) this.cwnd = this.cwnd > 1 ? Math.floor(this.cwnd / 2) : 1
-        else if (this.cwnd < this.limits.window) this.cwnd++
+        else if (this.cwnd < this.window) this.cwnd++
         this.inflightBytes -= hit.payload.length
         this.live--
         if (hit.qos) this.inflightQos--
@@ -253,10 +259,28 @@ export class Sender {
         return tickets
     }
 
+    // The inflight index of the next line to send, or -1. More than `window`
+    // are live only after setWindow() narrowed it: then no more than
+    // `window` go on the wire.
+    private nextToSend(): number {
+        let first = -1
+        let onWire = 0
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.gone) continue
+            if (o.sentAt >= 0) onWire++
+            else if (first < 0) {
+                first = i
+                if (this.live <= this.window) return first
+            }
+        }
+        return onWire < this.window ? first : -1
+    }
+
     private windowHasRoom(o: Outgoing): boolean {
         const oldest = this.inflight.peek()
         if (oldest === undefined) return true
-        if (this.nextSeq - oldest.seq >= this.limits.window) return false
+        if (this.nextSeq - oldest.seq >= this.window) return false
         if (this.live >= this.cwnd) return false
         if (this.zeroFirst && oldest.seq === 0 && !oldest.gone) return false
         return this.inflightBytes + o.payload.length <= this.limits.maxInflightBytes
@@ -297,7 +321,7 @@ export class Sender {
         const p = this.probe
         if (p === undefined || this.live > 0 || this.queue.size() === 0) return
         const oldest = this.inflight.peek() as Outgoing
-        if (this.nextSeq - oldest.seq < this.limits.window) return
+        if (this.nextSeq - oldest.seq < this.window) return
         this.probe = undefined
         p.gone = false
         p.ticket = 0 // its write completed when it was first sent

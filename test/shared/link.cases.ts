@@ -33,6 +33,12 @@ function past00(o: object): Drive {
     return d
 }
 
+function lineCount(s: string): number {
+    let n = 0
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 10) n++
+    return n
+}
+
 function noExtension(d: Drive, what: string): void {
     const all = d.sent.join("")
     ok(all.indexOf("!") < 0, what + ": a v1 peer was sent an extension line: " + all)
@@ -80,6 +86,17 @@ export const linkSuite = suite("link", function (test) {
         ok(d.take().indexOf("hi") < 0, "no message during warmup")
         d.advance(1)
         ok(d.take().indexOf("00hi\n") >= 0, "message at 300")
+    })
+    test("handshake: a v1 client's first message ends the warm-up at once (it has read this end's line)", async function () {
+        const d = serverDrive({})
+        d.link.write("hi", true, true)
+        d.advance(500)
+        eq(d.take(), "\n", "keepalive: the probe is over, warm-up")
+        eq(d.link.status(), false, "not up yet")
+        d.feed("00a\n")
+        eq(d.link.status(), true, "up on the message")
+        eqList(d.rx, ["a"], "delivered")
+        eq(d.take(), "00\n00hi\n", "its ACK at once, then this end's message")
     })
     test("handshake: a devs-iot probe gets a hello at once, and the client's hello brings the link up", async function () {
         const d = serverDrive({})
@@ -281,6 +298,53 @@ export const linkSuite = suite("link", function (test) {
         d.reads = false
         d.feed("05a\n")
         eq(d.take(), "05\n", "ACK at once")
+    })
+    test("ACK on read, v1 client: lines kept in the warm-up keep their ACK when the link comes up", async function () {
+        const d = serverDrive({ warmup: 200, ackDelay: 300 })
+        d.reads = false
+        d.feed("\n05a\n06b\n") // messages before this end wrote a line: warm-up from the first byte
+        eq(d.link.status(), false, "warm-up")
+        d.advance(200)
+        eq(d.link.status(), true, "up")
+        ok(d.take().indexOf("05") < 0, "nothing ACKed before it is read")
+        d.link.read(d.now)
+        d.link.release()
+        d.pump()
+        eq(d.take(), "05\n", "a: ACKed once read, on the socket it came on")
+        d.advance(299)
+        eq(d.take(), "", "b, unread: not while the application has read within ackDelay")
+        d.advance(1)
+        eq(d.take(), "06\n", "b: ACKed once the application has not read for ackDelay")
+    })
+    test("ACK on read: an ACK due while no socket is open goes on the next one once the peer proves the same epoch", async function () {
+        const d = serverDrive({})
+        d.reads = false
+        d.feed(blanks(10) + "!hello epoch=A\n01a\n")
+        d.take()
+        d.link.socketClosed(d.now, "cut")
+        eq(d.link.read(d.now), "a", "read in the outage")
+        d.link.release()
+        d.link.open(d.now)
+        d.feed(blanks(10))
+        ok(d.take().indexOf("01\n") < 0, "not before the peer's hello")
+        d.feed("!hello epoch=A\n")
+        eq(d.take(), "01\n", "sent once the same epoch is proven")
+    })
+    test("ACK on read: an ACK owed from an earlier socket is dropped toward a v1 peer; its resend is ACKed as a duplicate", async function () {
+        const d = v1Server({})
+        d.reads = false
+        d.feed("05a\n")
+        d.link.socketClosed(d.now, "cut")
+        d.link.read(d.now)
+        d.link.release()
+        d.link.open(d.now)
+        d.feed("\n")
+        d.advance(500)
+        ok(d.link.status(), "up again")
+        ok(d.take().indexOf("05\n") < 0, "no ACK from an earlier socket to a peer that cannot prove its epoch")
+        d.feed("05a\n")
+        eq(d.take(), "05\n", "the resend: ACKed at once")
+        eq(d.link.stats.duplicates, 1, "and not delivered again")
     })
     test("fault 1, v1 peer: a 00 repeated on one socket is a duplicate; a 00 opening a socket is a restart", async function () {
         const d = v1Server({})
@@ -513,6 +577,40 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "010123456789\n02abcdefghij\n", "20 bytes in flight")
         d.feed("01\n")
         eq(d.take(), "03ABCDEFGHIJ\n", "room again")
+    })
+    test("window toward a v1 peer: at most 20 un-ACKed (the original client's receive queue), whatever `window` says", async function () {
+        const d = past00({ window: 64 })
+        for (let i = 0; i < 30; i++) d.link.write("m" + i, true, false)
+        d.advance(0)
+        eq(lineCount(d.take()), 20, "20 in flight")
+        d.feed("01\n")
+        eq(d.take(), "15m20\n", "one more per ACK")
+        const c = clientDrive({ window: 64 })
+        c.take()
+        c.feed("!hello epoch=S\n")
+        c.take()
+        for (let i = 0; i < 30; i++) c.link.write("m" + i, true, false)
+        c.advance(0)
+        eq(lineCount(c.take()), 30, "a devs-iot peer gets the whole window")
+    })
+    test("window: lines sent to a devs-iot peer go again to a v1 peer on the next socket, 20 at a time", async function () {
+        const d = clientDrive({ window: 64 })
+        d.take()
+        d.feed("!hello epoch=S\n")
+        for (let i = 0; i < 30; i++) d.link.write("m" + i, true, false)
+        d.advance(0)
+        d.feed("00\n")
+        d.take()
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.pump()
+        d.take()
+        d.feed("\n") // a v1 server's first line
+        eq(lineCount(d.take()), 20, "20 of the 29 un-ACKed")
+        d.feed("01\n")
+        eq(d.take(), "15m21\n", "one more per ACK")
+        d.advance(500)
+        eq(d.take(), "\n", "lines held by the window do not stop keepalives")
     })
     test("resend: a qos message without ACK goes again after timeout, same id", async function () {
         const d = v1Client({})

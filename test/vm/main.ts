@@ -1,44 +1,10 @@
-// Runs the shared suites inside the DeviceScript VM. Prints one line per case
-// for the mocha wrapper (test/node/vm.test.ts) to read, then exits 0 through
-// ds.restart() when all passed (`devs run --test --test-self-exit`).
-import * as ds from "@devicescript/core"
-import { suites } from "../shared/all.js"
-import { hooks } from "../shared/harness.js"
-import { boardCrypto } from "../../src/device/crypto.js"
+// The VM image of the shared suites other than the link's (test/vm/link.ts).
+import { codecSuite } from "../shared/codec.cases.js"
+import { framerSuite } from "../shared/framer.cases.js"
+import { dedupSuite } from "../shared/dedup.cases.js"
+import { watchdogSuite } from "../shared/watchdog.cases.js"
+import { authSuite } from "../shared/auth.cases.js"
+import { keysSuite } from "../shared/keys.cases.js"
+import { runSuites } from "./run.js"
 
-hooks.pause = async function () {
-    await ds.sleep(0)
-}
-hooks.crypto = boardCrypto
-
-function message(e: unknown): string {
-    // DeviceScript's JSON.parse errors are not Error instances: read .message.
-    const m = (e as { message?: unknown }).message
-    return typeof m === "string" ? m : "non-Error thrown"
-}
-
-async function runAll(): Promise<void> {
-    let passed = 0
-    let failed = 0
-    for (let i = 0; i < suites.length; i++) {
-        const s = suites[i]
-        for (let j = 0; j < s.cases.length; j++) {
-            const c = s.cases[j]
-            const t0 = ds.millis()
-            try {
-                await c.fn()
-                passed++
-                console.log("VMCASE pass " + s.name + " :: " + c.name + " :: " + (ds.millis() - t0) + " ms")
-            } catch (e) {
-                failed++
-                console.log("VMCASE fail " + s.name + " :: " + c.name + " :: " + message(e))
-            }
-            await ds.sleep(0)
-        }
-    }
-    console.log("VMDONE " + passed + " passed, " + failed + " failed")
-    if (failed === 0) ds.restart()
-    else throw new Error(failed + " shared cases failed in the VM")
-}
-
-await runAll()
+await runSuites([codecSuite, framerSuite, dedupSuite, authSuite, keysSuite, watchdogSuite])

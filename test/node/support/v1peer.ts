@@ -6,6 +6,14 @@
 // does not start with two hex digits, faults 3 and 4) they count the line
 // instead, so a test can assert that it never happened.
 //
+// As in the original, a message is ACKed on receipt, before the application
+// reads it, and ids are 8 bits (00 first, then 01..ff, 01..). The client keeps
+// at most 20 received lines unread (docs/protocol.md, "The send window toward a v1 peer"): one more is lost,
+// although ACKed, and the client treats it as an outage and reconnects. A
+// line goes into the queue first and wakes the reader afterwards, so every
+// line of one TCP read is queued before the application runs (the worst case
+// of the original's scheduling).
+//
 //   V1Client: an original MicroPython board.   V1Server: the original Python server.
 //
 // Everything a peer opens (sockets, timers) is released by its close().
@@ -17,6 +25,9 @@ export interface V1WriteOptions {
 }
 
 const hex = (mid: number) => mid.toString(16).padStart(2, "0")
+
+// Received lines the original client keeps unread (its server: no limit).
+export const V1_CLIENT_QUEUE = 20
 const HEX2 = /^[0-9a-fA-F]{2}/
 
 // Wakes every waiter at once; a waiter may also give up after `ms`.
@@ -84,6 +95,8 @@ export class V1Link {
     connects = 0 // sockets adopted (server) or connected (client)
     drops = 0 // sockets lost: closed by the peer, outage, or refused
     duplicates = 0 // messages ACKed and dropped as already seen
+    resends = 0 // message lines sent again with the same id (after timeout or a reconnect)
+    overflows = 0 // lines lost (ACKed) because the receive queue was full
     closed = false
     readonly rawLines: string[] = [] // every line received, keepalives included
     readonly bangLines: string[] = [] // lines starting with "!" (devs-iot extensions): must stay empty
@@ -99,10 +112,15 @@ export class V1Link {
     private readonly seen = new SeenSet()
     private readonly queue: string[] = []
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
+    private waking = false // a microtask will hand queued lines to waiting readers
     private readonly timers = new Set<NodeJS.Timeout>()
     private held: Array<string | Buffer> | undefined // writes kept back while a line goes out in two halves
 
-    constructor(readonly timeout: number) {}
+    // `queueLimit`: received lines kept unread before an overflow (none: no limit).
+    constructor(
+        readonly timeout: number,
+        private readonly queueLimit?: number
+    ) {}
 
     write(line: string, opts: V1WriteOptions = {}): Promise<void> {
         return quiet(this.doWrite(line, opts.qos ?? true, opts.wait ?? true))
@@ -113,6 +131,17 @@ export class V1Link {
         if (l !== undefined) return Promise.resolve(l)
         if (this.closed) return Promise.reject(new Error("v1 peer closed"))
         return quiet(new Promise((resolve, reject) => this.readers.push({ resolve, reject })))
+    }
+
+    // Every received line, until the peer is closed.
+    async *[Symbol.asyncIterator](): AsyncIterator<string> {
+        while (!this.closed) {
+            try {
+                yield await this.readline()
+            } catch {
+                return
+            }
+        }
     }
 
     // Received messages not read yet.
@@ -220,13 +249,28 @@ export class V1Link {
             return
         }
         const payload = line.slice(2)
-        if (!this.withholdAck?.(mid, payload)) this.out(hex(mid) + "\n") // duplicates too
+        if (!this.withholdAck?.(mid, payload)) this.out(hex(mid) + "\n") // on receipt, duplicates too
         if (mid === 0) this.seen.clear() // "the peer restarted" (fault 1 lives here)
         if (this.seen.has(mid)) return void this.duplicates++
         this.seen.mark(mid)
-        const r = this.readers.shift()
-        if (r) r.resolve(payload)
-        else this.queue.push(payload)
+        if (this.queueLimit !== undefined && this.queue.length >= this.queueLimit) {
+            this.overflows++ // ACKed and lost (fault 6)
+            return this.overflowed()
+        }
+        this.queue.push(payload)
+        this.wake()
+    }
+
+    // The receive queue overflowed: the original client takes it for an outage.
+    protected overflowed(): void {}
+
+    private wake(): void {
+        if (this.waking || this.readers.length === 0) return
+        this.waking = true
+        queueMicrotask(() => {
+            this.waking = false
+            while (this.readers.length > 0 && this.queue.length > 0) this.readers.shift()!.resolve(this.queue.shift()!)
+        })
     }
 
     protected later(fn: () => void, ms: number): void {
@@ -300,6 +344,7 @@ export class V1Link {
             } else if (epoch !== this.epoch || Date.now() - sentAt >= this.timeout) {
                 this.out(text) // same id: after a reconnect, or no ACK within timeout
                 this.sentLines.push(text)
+                this.resends++
                 sentAt = Date.now()
                 epoch = this.epoch
             } else {
@@ -316,10 +361,12 @@ export interface V1ClientOptions {
     timeout: number
     idDelay?: number // ms from connect to the id line (original: about 50)
     reconnectDelay?: number // ms from losing a socket to the next connect (original: 2 x timeout, then 3 s for WiFi; default 2 x timeout)
+    queueLimit?: number // received lines kept unread (original: 20); past it a line is lost and the client reconnects
 }
 
 // An original MicroPython board: sends its id line alone (no probe), a
-// keepalive every timeout/4, ACKs every message, and reconnects after an outage.
+// keepalive every timeout/4, ACKs every message on receipt, keeps at most 20
+// lines unread, and reconnects after an outage (or a queue overflow).
 export class V1Client extends V1Link {
     readonly id: string
     ups = 0 // sockets on which a first line arrived
@@ -330,7 +377,7 @@ export class V1Client extends V1Link {
     private retry: NodeJS.Timeout | undefined
 
     constructor(opts: V1ClientOptions) {
-        super(opts.timeout)
+        super(opts.timeout, opts.queueLimit ?? V1_CLIENT_QUEUE)
         this.id = opts.id
         this.host = opts.host ?? "127.0.0.1"
         this.port = opts.port
@@ -387,6 +434,10 @@ export class V1Client extends V1Link {
             }
         })
         s.once("close", () => this.lost(s))
+    }
+
+    protected override overflowed(): void {
+        if (this.sock) this.lost(this.sock)
     }
 
     private lost(s: Socket): void {
