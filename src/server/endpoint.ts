@@ -10,6 +10,7 @@ import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
 import { Link, LinkError, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
+import { ReadBudget } from "./budget.js"
 
 export interface WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed
@@ -21,6 +22,20 @@ interface Waiter {
     reject: (e: Error) => void
 }
 
+// Bounds on what a peer makes this end hold and do (the server's
+// PEER_BOUNDS rows, shared/config.ts).
+export interface PeerBounds {
+    maxUnsentBytes: number // output held unsent before we stop reading the peer
+    unsentTime: number // ms over maxUnsentBytes before the socket is cut
+    lineBudget: number // lines a second that bring nothing new
+    byteBudget: number // bytes a second in such lines
+    floodTime: number // ms over budget, without recovering, before the socket is cut
+}
+
+// The budget buckets hold this long's worth: a reconnecting client's resends
+// of a full window (duplicates) fit in it.
+const BUDGET_BURST_MS = 2000
+
 // Monotonic ms: the core compares deadlines, so wall-clock jumps must not reach it.
 export function clock(): number {
     return Math.floor(performance.now())
@@ -29,7 +44,7 @@ export function clock(): number {
 export abstract class Endpoint extends EventEmitter {
     protected readonly link: Link
     protected socket: Socket | undefined
-    protected readonly log: Logger
+    private logger: Logger | (() => Logger) // a function: made on first use (an idle id holds none)
     private timer: NodeJS.Timeout | undefined
     private timerAt = -1
     private blocked = false // socket.write returned false: wait for "drain"
@@ -41,11 +56,26 @@ export abstract class Endpoint extends EventEmitter {
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
+    private bounds: PeerBounds | undefined
+    private budget: ReadBudget | undefined // of the current socket
+    private gated = false // over the read budget: no line read until it refills
+    private gateTimer: NodeJS.Timeout | undefined
+    private unsentSince = -1 // output over maxUnsentBytes since (ms), or -1
+    private unsentTimer: NodeJS.Timeout | undefined
+    // How often the bounds acted: the read budget ran out, output went over its cap.
+    readonly bounded = { throttled: 0, outputPaused: 0, cut: 0 }
+    // Asked before a debug notice or an outage is logged (server: a shared rate limit).
+    protected logGate: ((kind: string) => boolean) | undefined
 
-    constructor(link: Link, log: Logger) {
+    constructor(link: Link, log: Logger | (() => Logger)) {
         super()
         this.link = link
-        this.log = log
+        this.logger = log
+    }
+
+    protected get log(): Logger {
+        if (typeof this.logger === "function") this.logger = this.logger()
+        return this.logger
     }
 
     // ---- the shared interface
@@ -123,6 +153,8 @@ export abstract class Endpoint extends EventEmitter {
         const now = clock()
         this.socket = socket
         this.blocked = false
+        this.resetBounds()
+        if (this.bounds) this.budget = new ReadBudget({ lines: this.bounds.lineBudget, bytes: this.bounds.byteBudget, burstMs: BUDGET_BURST_MS, floodTime: this.bounds.floodTime })
         socket.setNoDelay(true)
         if (open) open(now)
         else this.link.open(now)
@@ -142,6 +174,7 @@ export abstract class Endpoint extends EventEmitter {
         socket.on("close", () => {
             if (this.socket !== socket) return
             this.socket = undefined
+            this.resetBounds()
             this.link.socketClosed(clock(), error ? `socket error ${error}` : "closed by peer")
             this.pump()
             this.socketGone()
@@ -154,6 +187,7 @@ export abstract class Endpoint extends EventEmitter {
         const s = this.socket
         if (!s) return
         this.socket = undefined
+        this.resetBounds()
         this.link.socketClosed(clock(), reason)
         s.destroy()
         this.pump()
@@ -174,13 +208,23 @@ export abstract class Endpoint extends EventEmitter {
         for (const r of this.readers.splice(0)) r.reject(err)
         for (const w of this.upWaiters.splice(0)) w.reject(err)
         this.clearTimer()
+        this.resetBounds()
     }
 
     protected abstract socketGone(): void
 
     protected onNotice(code: string, detail: string): void {
+        if (this.logGate && !this.logGate(code)) return
         this.log.debug({ notice: code }, detail)
     }
+
+    // Bounds the peer of every later socket (undefined: unbounded).
+    protected setBounds(b: PeerBounds | undefined): void {
+        this.bounds = b
+    }
+
+    // A bound cut the socket: `code` names which, `detail` says why.
+    protected onBoundCut(_code: "slow-reader" | "flood", _detail: string): void {}
 
     // ---- the drive loop
 
@@ -204,7 +248,7 @@ export abstract class Endpoint extends EventEmitter {
     private drive(): void {
         const now = clock()
         const link = this.link
-        while (link.step(now)) {}
+        this.stepLines(now)
         const due = link.pollTimeout()
         if (due >= 0 && due <= now) link.handleTimeout(now)
         const s = this.socket
@@ -228,10 +272,91 @@ export abstract class Endpoint extends EventEmitter {
             this.releaseSoon()
         }
         if (s && this.socket === s) {
-            if (link.wantsRead()) {
+            const cut = this.overBounds(s, now)
+            if (cut !== undefined) return this.cut(cut.code, cut.detail)
+            if (link.wantsRead() && !this.gated && this.unsentSince < 0) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
+    }
+
+    // Handles the lines received, as far as the read budget allows: lines
+    // that bring nothing new spend it; once it is spent, the rest waits in
+    // the framer (the socket paused: TCP slows the peer) until it refills.
+    private stepLines(now: number): void {
+        const link = this.link
+        const g = this.budget
+        this.gated = false
+        if (g === undefined) {
+            while (link.step(now)) {}
+            return
+        }
+        const st = link.stats
+        while (true) {
+            if (g.exhausted(now)) {
+                if (!this.gated) this.bounded.throttled++
+                this.gated = true
+                if (!this.gateTimer) {
+                    this.gateTimer = setTimeout(() => {
+                        this.gateTimer = undefined
+                        this.pump()
+                    }, Math.max(1, g.waitMs(now)))
+                    this.gateTimer.unref?.()
+                }
+                return
+            }
+            const wasted = st.duplicates + st.badLines + st.tooLong + st.keepalives + st.strayAcks
+            const unframed = link.unframed()
+            if (!link.step(now)) return
+            const waste = st.duplicates + st.badLines + st.tooLong + st.keepalives + st.strayAcks - wasted
+            if (waste > 0) g.spend(waste, Math.max(0, unframed - link.unframed()), now)
+        }
+    }
+
+    // A bound the peer broke for too long, or undefined. Output over its cap
+    // pauses reading (the peer's lines make more output: ACKs) until it drains.
+    private overBounds(s: Socket, now: number): { code: "slow-reader" | "flood"; detail: string } | undefined {
+        const b = this.bounds
+        if (b === undefined) return undefined
+        if (this.budget !== undefined && this.budget.flooding(now))
+            return { code: "flood", detail: `over its budget (${b.lineBudget} lines, ${b.byteBudget} bytes a second of keepalives, duplicates, stray ACKs or bad lines) for ${b.floodTime} ms: connection cut` }
+        const unsent = s.writableLength + this.link.unsentBytes()
+        if (unsent <= b.maxUnsentBytes) {
+            if (this.unsentSince >= 0) this.clearUnsent()
+            return undefined
+        }
+        if (this.unsentSince < 0) {
+            this.unsentSince = now
+            this.bounded.outputPaused++
+            this.unsentTimer = setTimeout(() => {
+                this.unsentTimer = undefined
+                this.pump()
+            }, b.unsentTime)
+            this.unsentTimer.unref?.()
+        }
+        if (now - this.unsentSince >= b.unsentTime)
+            return { code: "slow-reader", detail: `does not read: ${unsent} bytes unsent (over ${b.maxUnsentBytes}) for ${b.unsentTime} ms: connection cut` }
+        return undefined
+    }
+
+    private cut(code: "slow-reader" | "flood", detail: string): void {
+        this.bounded.cut++
+        this.onBoundCut(code, detail)
+        this.dropSocket(code === "flood" ? "cut: over its read budget" : "cut: does not read")
+    }
+
+    private clearUnsent(): void {
+        this.unsentSince = -1
+        if (this.unsentTimer) clearTimeout(this.unsentTimer)
+        this.unsentTimer = undefined
+    }
+
+    private resetBounds(): void {
+        this.clearUnsent()
+        this.budget = undefined
+        this.gated = false
+        if (this.gateTimer) clearTimeout(this.gateTimer)
+        this.gateTimer = undefined
     }
 
     // A line is ACKed only after the code awaiting readline() has run: its
@@ -287,8 +412,9 @@ export abstract class Endpoint extends EventEmitter {
                 // The core saw an outage: close the socket now.
                 const s = this.socket
                 this.socket = undefined
+                this.resetBounds()
                 s?.destroy()
-                this.log.info({ reason: e.reason }, "link lost")
+                if (!this.logGate || this.logGate("link-lost")) this.log.info({ reason: e.reason }, "link lost")
                 if (s) queueMicrotask(() => this.socketGone())
                 break
             }
