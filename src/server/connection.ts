@@ -15,7 +15,7 @@ export class Connection extends Endpoint {
     constructor(id: string, cfg: LinkConfig, log: Logger, bounds?: PeerBounds, logGate?: (kind: string) => boolean) {
         // A new epoch per Connection: its id sequence starts here. The child
         // logger is made when first used: most idle ids never log.
-        super(new Link("server", cfg, randomBytes(4).toString("hex"), ""), () => log.child({ client: id }))
+        super(new Link("server", cfg, randomBytes(4).toString("hex"), ""), log, id)
         this.id = id
         this.setBounds(bounds)
         this.logGate = logGate

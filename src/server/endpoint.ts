@@ -36,6 +36,21 @@ export interface PeerBounds {
 // of a full window (duplicates) fit in it.
 const BUDGET_BURST_MS = 2000
 
+// What the bounds keep for one socket (an idle id holds none).
+interface Guard {
+    budget: ReadBudget
+    gated: boolean // over the read budget: no line read until it refills
+    gateTimer: NodeJS.Timeout | undefined
+    unsentSince: number // output over maxUnsentBytes since (ms), or -1
+    unsentTimer: NodeJS.Timeout | undefined
+}
+
+function clearUnsent(g: Guard): void {
+    g.unsentSince = -1
+    if (g.unsentTimer) clearTimeout(g.unsentTimer)
+    g.unsentTimer = undefined
+}
+
 // Monotonic ms: the core compares deadlines, so wall-clock jumps must not reach it.
 export function clock(): number {
     return Math.floor(performance.now())
@@ -44,7 +59,8 @@ export function clock(): number {
 export abstract class Endpoint extends EventEmitter {
     protected readonly link: Link
     protected socket: Socket | undefined
-    private logger: Logger | (() => Logger) // a function: made on first use (an idle id holds none)
+    private logger: Logger
+    private logAs: string | undefined // the logger's child for this client id, made on first use
     private timer: NodeJS.Timeout | undefined
     private timerAt = -1
     private blocked = false // socket.write returned false: wait for "drain"
@@ -52,29 +68,31 @@ export abstract class Endpoint extends EventEmitter {
     private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
     private again = false
-    private writes = new Map<number, Waiter>()
+    private writes: Map<number, Waiter> | undefined // made on the first write
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
     private bounds: PeerBounds | undefined
-    private budget: ReadBudget | undefined // of the current socket
-    private gated = false // over the read budget: no line read until it refills
-    private gateTimer: NodeJS.Timeout | undefined
-    private unsentSince = -1 // output over maxUnsentBytes since (ms), or -1
-    private unsentTimer: NodeJS.Timeout | undefined
+    private guard: Guard | undefined // the bounds' state for the current socket
     // How often the bounds acted: the read budget ran out, output went over its cap.
     readonly bounded = { throttled: 0, outputPaused: 0, cut: 0 }
     // Asked before a debug notice or an outage is logged (server: a shared rate limit).
     protected logGate: ((kind: string) => boolean) | undefined
 
-    constructor(link: Link, log: Logger | (() => Logger)) {
+    // `logAs`: log through a child of `log` for this client id, made when
+    // first used (most idle ids never log).
+    constructor(link: Link, log: Logger, logAs?: string) {
         super()
         this.link = link
         this.logger = log
+        this.logAs = logAs
     }
 
     protected get log(): Logger {
-        if (typeof this.logger === "function") this.logger = this.logger()
+        if (this.logAs !== undefined) {
+            this.logger = this.logger.child({ client: this.logAs })
+            this.logAs = undefined
+        }
         return this.logger
     }
 
@@ -93,7 +111,8 @@ export abstract class Endpoint extends EventEmitter {
         } catch (e) {
             return Promise.reject(e)
         }
-        const p = new Promise<void>((resolve, reject) => this.writes.set(ticket, { resolve, reject }))
+        const writes = (this.writes ??= new Map())
+        const p = new Promise<void>((resolve, reject) => writes.set(ticket, { resolve, reject }))
         this.pump()
         return p
     }
@@ -154,7 +173,8 @@ export abstract class Endpoint extends EventEmitter {
         this.socket = socket
         this.blocked = false
         this.resetBounds()
-        if (this.bounds) this.budget = new ReadBudget({ lines: this.bounds.lineBudget, bytes: this.bounds.byteBudget, burstMs: BUDGET_BURST_MS, floodTime: this.bounds.floodTime })
+        const b = this.bounds
+        if (b) this.guard = { budget: new ReadBudget({ lines: b.lineBudget, bytes: b.byteBudget, burstMs: BUDGET_BURST_MS, floodTime: b.floodTime }), gated: false, gateTimer: undefined, unsentSince: -1, unsentTimer: undefined }
         socket.setNoDelay(true)
         if (open) open(now)
         else this.link.open(now)
@@ -274,7 +294,8 @@ export abstract class Endpoint extends EventEmitter {
         if (s && this.socket === s) {
             const cut = this.overBounds(s, now)
             if (cut !== undefined) return this.cut(cut.code, cut.detail)
-            if (link.wantsRead() && !this.gated && this.unsentSince < 0) {
+            const g = this.guard
+            if (link.wantsRead() && (g === undefined || (!g.gated && g.unsentSince < 0))) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
@@ -285,23 +306,24 @@ export abstract class Endpoint extends EventEmitter {
     // the framer (the socket paused: TCP slows the peer) until it refills.
     private stepLines(now: number): void {
         const link = this.link
-        const g = this.budget
-        this.gated = false
-        if (g === undefined) {
+        const guard = this.guard
+        if (guard === undefined) {
             while (link.step(now)) {}
             return
         }
+        const g = guard.budget
+        guard.gated = false
         const st = link.stats
         while (true) {
             if (g.exhausted(now)) {
-                if (!this.gated) this.bounded.throttled++
-                this.gated = true
-                if (!this.gateTimer) {
-                    this.gateTimer = setTimeout(() => {
-                        this.gateTimer = undefined
+                if (!guard.gated) this.bounded.throttled++
+                guard.gated = true
+                if (!guard.gateTimer) {
+                    guard.gateTimer = setTimeout(() => {
+                        guard.gateTimer = undefined
                         this.pump()
                     }, Math.max(1, g.waitMs(now)))
-                    this.gateTimer.unref?.()
+                    guard.gateTimer.unref?.()
                 }
                 return
             }
@@ -317,24 +339,25 @@ export abstract class Endpoint extends EventEmitter {
     // pauses reading (the peer's lines make more output: ACKs) until it drains.
     private overBounds(s: Socket, now: number): { code: "slow-reader" | "flood"; detail: string } | undefined {
         const b = this.bounds
-        if (b === undefined) return undefined
-        if (this.budget !== undefined && this.budget.flooding(now))
+        const g = this.guard
+        if (b === undefined || g === undefined) return undefined
+        if (g.budget.flooding(now))
             return { code: "flood", detail: `over its budget (${b.lineBudget} lines, ${b.byteBudget} bytes a second of keepalives, duplicates, stray ACKs or bad lines) for ${b.floodTime} ms: connection cut` }
         const unsent = s.writableLength + this.link.unsentBytes()
         if (unsent <= b.maxUnsentBytes) {
-            if (this.unsentSince >= 0) this.clearUnsent()
+            if (g.unsentSince >= 0) clearUnsent(g)
             return undefined
         }
-        if (this.unsentSince < 0) {
-            this.unsentSince = now
+        if (g.unsentSince < 0) {
+            g.unsentSince = now
             this.bounded.outputPaused++
-            this.unsentTimer = setTimeout(() => {
-                this.unsentTimer = undefined
+            g.unsentTimer = setTimeout(() => {
+                g.unsentTimer = undefined
                 this.pump()
             }, b.unsentTime)
-            this.unsentTimer.unref?.()
+            g.unsentTimer.unref?.()
         }
-        if (now - this.unsentSince >= b.unsentTime)
+        if (now - g.unsentSince >= b.unsentTime)
             return { code: "slow-reader", detail: `does not read: ${unsent} bytes unsent (over ${b.maxUnsentBytes}) for ${b.unsentTime} ms: connection cut` }
         return undefined
     }
@@ -345,18 +368,12 @@ export abstract class Endpoint extends EventEmitter {
         this.dropSocket(code === "flood" ? "cut: over its read budget" : "cut: does not read")
     }
 
-    private clearUnsent(): void {
-        this.unsentSince = -1
-        if (this.unsentTimer) clearTimeout(this.unsentTimer)
-        this.unsentTimer = undefined
-    }
-
     private resetBounds(): void {
-        this.clearUnsent()
-        this.budget = undefined
-        this.gated = false
-        if (this.gateTimer) clearTimeout(this.gateTimer)
-        this.gateTimer = undefined
+        const g = this.guard
+        if (g === undefined) return
+        this.guard = undefined
+        clearUnsent(g)
+        if (g.gateTimer) clearTimeout(g.gateTimer)
     }
 
     // A line is ACKed only after the code awaiting readline() has run: its
@@ -389,14 +406,14 @@ export abstract class Endpoint extends EventEmitter {
     private dispatch(e: LinkEvent): void {
         switch (e.type) {
             case "written": {
-                const w = this.writes.get(e.ticket)
-                this.writes.delete(e.ticket)
+                const w = this.writes?.get(e.ticket)
+                this.writes?.delete(e.ticket)
                 w?.resolve()
                 break
             }
             case "failed": {
-                const w = this.writes.get(e.ticket)
-                this.writes.delete(e.ticket)
+                const w = this.writes?.get(e.ticket)
+                this.writes?.delete(e.ticket)
                 w?.reject(e.error)
                 break
             }

@@ -138,7 +138,7 @@ export class Server extends EventEmitter {
     private expectedSet: Set<string>
     // Ids that may make room for a new one (neither keyed, expected nor ever
     // authenticated), down longest first: Map keeps insertion order.
-    private idle = new Map<string, { conn: Connection; since: number }>()
+    private idle = new Map<string, number>() // id -> down since (ms)
     private eventLog: RateLog // info lines of connects and outages
     private noticeLog: RateLog // debug lines of link notices (duplicates, bad lines, ...)
     private closing = false
@@ -515,9 +515,10 @@ export class Server extends EventEmitter {
     // Forgets the id down longest that may make room (neither keyed,
     // expected nor ever authenticated); false if there is none.
     private makeRoom(): boolean {
-        for (const [id, { conn, since }] of this.idle) {
+        for (const [id, since] of this.idle) {
             this.idle.delete(id)
-            if (this.conns.get(id) !== conn || conn.hasSocket() || conn.status() || !this.mayEvict(id, conn)) continue
+            const conn = this.conns.get(id)
+            if (conn === undefined || conn.hasSocket() || conn.status() || !this.mayEvict(id, conn)) continue
             this.conns.delete(id)
             conn.shutdown()
             this.warn({ code: "id-evicted", id, address: conn.address, detail: `down for ${Math.round((clock() - since) / 1000)} s: forgotten to make room for a new id (maxClients ${this.limits.maxClients})` })
@@ -530,28 +531,48 @@ export class Server extends EventEmitter {
         return !this.keys.has(id) && !this.expectedSet.has(id) && !conn.everAuthenticated
     }
 
+    // One set of listeners and one log gate for every Connection (`this` is
+    // the Connection): an idle id holds no closures of its own.
+    private readonly hooks = (() => {
+        const server = this
+        return {
+            status(this: Connection, up: boolean, reason?: string) {
+                server.onStatus(this, up, reason)
+            },
+            warning(w: Warning) {
+                server.warn(w)
+            },
+            logGate(kind: string) {
+                return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
+            },
+        }
+    })()
+
     private newConnection(id: string): Connection {
-        const conn = new Connection(id, this.cfg, this.log, this.limits, (kind) => (kind === "link-lost" ? this.eventLog.allow(kind) : this.noticeLog.allow(kind)))
+        const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate)
         this.conns.set(id, conn)
-        conn.on("status", (up: boolean, reason?: string) => {
-            if (up) {
-                this.idle.delete(id)
-                const e = this.earlyConn.get(conn)
-                if (e) this.settle(e)
-                if (this.eventLog.allow("connect")) this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "client connected")
-                for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
-                this.emit("connect", conn)
-            } else {
-                if (this.mayEvict(id, conn)) {
-                    this.idle.delete(id)
-                    this.idle.set(id, { conn, since: clock() })
-                }
-                if (this.eventLog.allow("disconnect")) this.log.info({ client: id, reason }, "client disconnected")
-                this.emit("disconnect", conn, reason ?? "")
-            }
-        })
-        conn.on("warning", (w: Warning) => this.warn(w))
+        conn.on("status", this.hooks.status)
+        conn.on("warning", this.hooks.warning)
         return conn
+    }
+
+    private onStatus(conn: Connection, up: boolean, reason?: string): void {
+        const id = conn.id
+        if (up) {
+            this.idle.delete(id)
+            const e = this.earlyConn.get(conn)
+            if (e) this.settle(e)
+            if (this.eventLog.allow("connect")) this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "client connected")
+            for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
+            this.emit("connect", conn)
+        } else {
+            if (this.mayEvict(id, conn)) {
+                this.idle.delete(id)
+                this.idle.set(id, clock())
+            }
+            if (this.eventLog.allow("disconnect")) this.log.info({ client: id, reason }, "client disconnected")
+            this.emit("disconnect", conn, reason ?? "")
+        }
     }
 }
 
