@@ -12,6 +12,7 @@ import { Admission } from "../../src/server/admission.js"
 import { ReadBudget, TokenBucket } from "../../src/server/budget.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
 import { PEER_BOUNDS } from "../../src/shared/config.js"
+import { main } from "../../src/server/cli.js"
 import { closeAll, onCleanup, within } from "./support/util.js"
 import { nextWarning, warnings } from "./support/sockets.js"
 
@@ -144,6 +145,18 @@ describe("bounds on a peer that misbehaves on purpose", function () {
             }
             const s = new Server({})
             assert.equal(s.limits.lineBudget, PEER_BOUNDS.find((b) => b.name === "lineBudget")!.dflt)
+            // The CLI refuses a bad value with the flag's name (exit 2) before it listens.
+            const write = process.stderr.write
+            let said = ""
+            process.stderr.write = ((b: string) => ((said += b), true)) as typeof process.stderr.write
+            try {
+                assert.equal(await main(["server", "--line-budget", "5"], {}), 2)
+                assert.equal(await main(["server"], { DEVS_IOT_NEW_ID_BURST: "0" }), 2)
+            } finally {
+                process.stderr.write = write
+            }
+            assert.match(said, /--line-budget must be a whole number from 16 to 10000000, got "5"/)
+            assert.match(said, /DEVS_IOT_NEW_ID_BURST must be a whole number from 1/)
         })
     })
 
