@@ -423,10 +423,11 @@ export class Server extends EventEmitter {
         // lines, port scanners) do not pile up.
         const c = conn
         socket.once("close", () => {
-            if (c.connects === 0 && !c.hasSocket() && this.conns.get(id) === c) {
+            if (c.hasSocket() || this.conns.get(id) !== c) return
+            if (c.connects === 0) {
                 this.conns.delete(id)
                 c.shutdown()
-            }
+            } else if (!this.idle.has(id) && this.mayEvict(id, c)) this.idle.set(id, clock()) // gone again before its link came up
         })
     }
 
