@@ -5,7 +5,7 @@
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
 import { checkClientId } from "../shared/index.js"
-import { PEER_BOUNDS } from "../shared/config.js"
+import { PEER_BOUNDS } from "../shared/bounds.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
