@@ -15,6 +15,7 @@ import { machine, type Machine } from "./lib/machine.js"
 import { stopAll } from "./lib/proc.js"
 import { markdown } from "./lib/table.js"
 import { board } from "./sections/board.js"
+import { bounds } from "./sections/bounds.js"
 import { footprint } from "./sections/footprint.js"
 import { latency } from "./sections/latency.js"
 import { recovery } from "./sections/recovery.js"
@@ -33,6 +34,7 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     recovery,
     footprint,
     v1peer,
+    bounds,
 }
 
 interface Results {

@@ -3,6 +3,8 @@
 import { Client } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
+import { summarize } from "../lib/stats.js"
+import { PAYLOAD } from "../lib/payload.js"
 
 let client: Client | undefined
 let counter: Counter | undefined
@@ -23,6 +25,17 @@ serveRequests(
             return null
         },
         rtt: (a: { n: number; warmup: number }) => roundTrips(the(), a.n, a.warmup),
+        // qos round trips one after another for `ms`.
+        async rttFor(a: { ms: number }) {
+            const samples: number[] = []
+            const end = performance.now() + a.ms
+            while (performance.now() < end) {
+                const t0 = performance.now()
+                await the().write(PAYLOAD)
+                samples.push(performance.now() - t0)
+            }
+            return summarize(samples)
+        },
         send: (a: { n: number; mode: SendMode }) => sendMany(the(), a.n, a.mode),
         sendTimed: (a: { n: number; mode: SendMode; cold?: number }) => sendTimed(the(), a.n, a.mode, a.cold),
         stats: () => the().stats,

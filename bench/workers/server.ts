@@ -2,7 +2,7 @@
 // (so clients' writes are never held back), and on request runs a benchmark
 // op on one client's Connection or reports its own CPU and memory.
 import { readFileSync } from "node:fs"
-import { Server, type Connection } from "../../src/server/index.js"
+import { Server, type Connection, type HostileLimits } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { PAYLOAD } from "../lib/payload.js"
@@ -10,6 +10,8 @@ import { PAYLOAD } from "../lib/payload.js"
 let server: Server | undefined
 const counters = new Map<string, Counter>()
 let disconnects = 0
+const warned: Record<string, number> = {} // warnings by code
+const downs = new Map<string, number>() // disconnects by id
 let connects = 0
 let cpuMark = process.cpuUsage()
 let wallMark = performance.now()
@@ -39,13 +41,17 @@ function readBytes(): number {
 serveRequests(
     {
         ping: () => "pong",
-        async listen(a: { port?: number; timeout?: number; window?: number }) {
-            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}) })
+        async listen(a: { port?: number; timeout?: number; window?: number; limits?: HostileLimits; read?: boolean }) {
+            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...(a.limits ? { limits: a.limits } : {}) })
+            server.on("warning", (w) => (warned[w.code] = (warned[w.code] ?? 0) + 1))
             server.on("connect", (c: Connection) => {
                 connects++
-                if (!counters.has(c.id)) counters.set(c.id, new Counter(c, c.id))
+                if (a.read !== false && !counters.has(c.id)) counters.set(c.id, new Counter(c, c.id))
             })
-            server.on("disconnect", () => disconnects++)
+            server.on("disconnect", (c: Connection) => {
+                disconnects++
+                downs.set(c.id, (downs.get(c.id) ?? 0) + 1)
+            })
             await server.listen()
             return { port: server.port }
         },
@@ -106,6 +112,13 @@ serveRequests(
                 readMark = rchar
             }
             return r
+        },
+        // Heap after a full collection (needs --expose-gc), ids kept, warnings by code.
+        heap(a: { id?: string }) {
+            const gc = (globalThis as { gc?: () => void }).gc
+            if (gc) for (let i = 0; i < 3; i++) gc()
+            const m = process.memoryUsage()
+            return { gc: gc !== undefined, heapUsed: m.heapUsed, external: m.external, rss: m.rss, ids: server?.connections().length ?? 0, up: server ? server.connections().filter((c) => c.status()).length : 0, warned: { ...warned }, downs: a.id ? (downs.get(a.id) ?? 0) : 0 }
         },
         async close() {
             await server?.close()

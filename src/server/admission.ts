@@ -12,6 +12,10 @@
 //   cap drops to `penalizedPending`, and when the global cap is reached its
 //   oldest unauthenticated socket is evicted to make room for a newcomer.
 //   Honest boards commit no offence, so they never meet the low cap.
+// - New client ids per source: a token bucket of `newIdBurst` ids refilled
+//   at `newIdRate` a second, so a few addresses cannot fill the table of ids
+//   in seconds.
+import { TokenBucket } from "./budget.js"
 
 export interface AdmissionLimits {
     maxPending: number
@@ -19,6 +23,8 @@ export interface AdmissionLimits {
     penaltyOffences: number
     penaltyWindow: number // ms
     penalizedPending: number
+    newIdRate?: number // per second (unset: no limit)
+    newIdBurst?: number
 }
 
 interface Source<T> {
@@ -26,6 +32,7 @@ interface Source<T> {
     offences: number // in the current window
     previous: number // in the previous window
     windowAt: number
+    ids: TokenBucket | undefined // new ids; made on the first one
 }
 
 export type Admit<T> = { ok: true; evicted?: T; evictedFrom?: string } | { ok: false; reason: string }
@@ -89,6 +96,15 @@ export class Admission<T> {
         return !before && this.isPenalized(s)
     }
 
+    // May `source` create one more client id now? Takes it if so.
+    newId(source: string, now: number): boolean {
+        const { newIdRate, newIdBurst } = this.limits
+        if (newIdRate === undefined || newIdBurst === undefined) return true
+        const s = this.source(source, now)
+        if (s.ids === undefined) s.ids = new TokenBucket(newIdRate, newIdBurst)
+        return s.ids.take(now)
+    }
+
     penalized(source: string, now: number): boolean {
         const s = this.sources.get(source)
         return s !== undefined && this.isPenalized(s, now)
@@ -98,14 +114,15 @@ export class Admission<T> {
     sweep(now: number): void {
         for (const [name, s] of this.sources) {
             this.roll(s, now)
-            if (s.items.size === 0 && s.offences === 0 && s.previous === 0) this.sources.delete(name)
+            const idsFull = s.ids === undefined || s.ids.level(now) >= s.ids.capacity
+            if (s.items.size === 0 && s.offences === 0 && s.previous === 0 && idsFull) this.sources.delete(name)
         }
     }
 
     private source(name: string, now: number): Source<T> {
         let s = this.sources.get(name)
         if (!s) {
-            s = { items: new Set(), offences: 0, previous: 0, windowAt: now }
+            s = { items: new Set(), offences: 0, previous: 0, windowAt: now, ids: undefined }
             this.sources.set(name, s)
         } else this.roll(s, now)
         return s

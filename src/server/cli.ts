@@ -5,6 +5,7 @@
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
 import { checkClientId } from "../shared/index.js"
+import { PEER_BOUNDS } from "../shared/bounds.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
@@ -52,8 +53,9 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "penalty-offences": { type: "string", arg: "N", help: "offences (bad id, no id in time, flood) that penalize an address (default 10)" },
             "penalty-window": { type: "string", arg: "MS", help: "the window those offences are counted in (default 60000)" },
             "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
-            "max-warnings": { type: "string", arg: "N", option: "maxWarningsPerSecond", help: "warning log lines per second; the rest are counted in a summary (default 20)" },
-            "max-clients": { type: "string", arg: "N", help: "client ids kept; new ids beyond are refused unless in --expect or --keys (default 20000)" },
+            "max-warnings": { type: "string", arg: "N", option: "maxWarningsPerSecond", help: "log lines per second of each kind (warnings, connects and outages, debug notices); the rest are counted in a summary (default 20)" },
+            "max-clients": { type: "string", arg: "N", help: "client ids kept; beyond it a new id replaces the id down longest that is neither keyed nor in --expect, or is refused (default 20000)" },
+            ...Object.fromEntries(PEER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dflt})` } as Opt])),
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
@@ -229,6 +231,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
             penalizedPending: optInt(values, source, "penalized-pending", 1, 1000000),
             maxWarningsPerSecond: optInt(values, source, "max-warnings", 1, 1000000),
             maxClients: optInt(values, source, "max-clients", 1, 10000000),
+            ...Object.fromEntries(PEER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b.min, b.max)])),
         },
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)

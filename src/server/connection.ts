@@ -4,17 +4,21 @@
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import { Link, type LinkConfig, type Session } from "../shared/index.js"
-import { clock, Endpoint } from "./endpoint.js"
+import { clock, Endpoint, type PeerBounds } from "./endpoint.js"
 import type { Logger } from "./log.js"
 
 export class Connection extends Endpoint {
     readonly id: string
+    everAuthenticated = false // a keyed client proved its key on this id once
     private remote = ""
 
-    constructor(id: string, cfg: LinkConfig, log: Logger) {
-        // A new epoch per Connection: its id sequence starts here.
-        super(new Link("server", cfg, randomBytes(4).toString("hex"), ""), log.child({ client: id }))
+    constructor(id: string, cfg: LinkConfig, log: Logger, bounds?: PeerBounds, logGate?: (kind: string) => boolean) {
+        // A new epoch per Connection: its id sequence starts here. The child
+        // logger is made when first used: most idle ids never log.
+        super(new Link("server", cfg, randomBytes(4).toString("hex"), ""), log, id)
         this.id = id
+        this.setBounds(bounds)
+        this.logGate = logGate
     }
 
     // The address of the current (or last) socket.
@@ -46,6 +50,7 @@ export class Connection extends Endpoint {
     /** @internal A socket whose client proved its key (the server's proof is written). */
     adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[], mustEncrypt = false): void {
         if (this.socket) this.dropSocket("taken over by an authenticated connection")
+        this.everAuthenticated = true
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
         this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, mustEncrypt))
     }
@@ -84,6 +89,10 @@ export class Connection extends Endpoint {
     }
 
     protected socketGone(): void {}
+
+    protected override onBoundCut(code: "slow-reader" | "flood", detail: string): void {
+        this.emit("warning", { code, id: this.id, address: this.remote, detail })
+    }
 
     protected override onNotice(code: string, detail: string): void {
         super.onNotice(code, detail)

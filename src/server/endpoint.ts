@@ -10,6 +10,7 @@ import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
 import { Link, LinkError, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
+import { ReadBudget } from "./budget.js"
 
 export interface WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed
@@ -21,6 +22,35 @@ interface Waiter {
     reject: (e: Error) => void
 }
 
+// Bounds on what a peer makes this end hold and do (the server's
+// PEER_BOUNDS rows, shared/config.ts).
+export interface PeerBounds {
+    maxUnsentBytes: number // output held unsent before we stop reading the peer
+    unsentTime: number // ms over maxUnsentBytes before the socket is cut
+    lineBudget: number // lines a second that bring nothing new
+    byteBudget: number // bytes a second in such lines
+    floodTime: number // ms over budget, without recovering, before the socket is cut
+}
+
+// The budget buckets hold this long's worth: a reconnecting client's resends
+// of a full window (duplicates) fit in it.
+const BUDGET_BURST_MS = 2000
+
+// What the bounds keep for one socket (an idle id holds none).
+interface Guard {
+    budget: ReadBudget
+    gated: boolean // over the read budget: no line read until it refills
+    gateTimer: NodeJS.Timeout | undefined
+    unsentSince: number // output over maxUnsentBytes since (ms), or -1
+    unsentTimer: NodeJS.Timeout | undefined
+}
+
+function clearUnsent(g: Guard): void {
+    g.unsentSince = -1
+    if (g.unsentTimer) clearTimeout(g.unsentTimer)
+    g.unsentTimer = undefined
+}
+
 // Monotonic ms: the core compares deadlines, so wall-clock jumps must not reach it.
 export function clock(): number {
     return Math.floor(performance.now())
@@ -29,7 +59,8 @@ export function clock(): number {
 export abstract class Endpoint extends EventEmitter {
     protected readonly link: Link
     protected socket: Socket | undefined
-    protected readonly log: Logger
+    private logger: Logger
+    private logAs: string | undefined // the logger's child for this client id, made on first use
     private timer: NodeJS.Timeout | undefined
     private timerAt = -1
     private blocked = false // socket.write returned false: wait for "drain"
@@ -37,15 +68,32 @@ export abstract class Endpoint extends EventEmitter {
     private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
     private again = false
-    private writes = new Map<number, Waiter>()
+    private writes: Map<number, Waiter> | undefined // made on the first write
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
+    private bounds: PeerBounds | undefined
+    private guard: Guard | undefined // the bounds' state for the current socket
+    // How often the bounds acted: the read budget ran out, output went over its cap.
+    readonly bounded = { throttled: 0, outputPaused: 0, cut: 0 }
+    // Asked before a debug notice or an outage is logged (server: a shared rate limit).
+    protected logGate: ((kind: string) => boolean) | undefined
 
-    constructor(link: Link, log: Logger) {
+    // `logAs`: log through a child of `log` for this client id, made when
+    // first used (most idle ids never log).
+    constructor(link: Link, log: Logger, logAs?: string) {
         super()
         this.link = link
-        this.log = log
+        this.logger = log
+        this.logAs = logAs
+    }
+
+    protected get log(): Logger {
+        if (this.logAs !== undefined) {
+            this.logger = this.logger.child({ client: this.logAs })
+            this.logAs = undefined
+        }
+        return this.logger
     }
 
     // ---- the shared interface
@@ -63,7 +111,8 @@ export abstract class Endpoint extends EventEmitter {
         } catch (e) {
             return Promise.reject(e)
         }
-        const p = new Promise<void>((resolve, reject) => this.writes.set(ticket, { resolve, reject }))
+        const writes = (this.writes ??= new Map())
+        const p = new Promise<void>((resolve, reject) => writes.set(ticket, { resolve, reject }))
         this.pump()
         return p
     }
@@ -123,6 +172,9 @@ export abstract class Endpoint extends EventEmitter {
         const now = clock()
         this.socket = socket
         this.blocked = false
+        this.resetBounds()
+        const b = this.bounds
+        if (b) this.guard = { budget: new ReadBudget({ lines: b.lineBudget, bytes: b.byteBudget, burstMs: BUDGET_BURST_MS, floodTime: b.floodTime }), gated: false, gateTimer: undefined, unsentSince: -1, unsentTimer: undefined }
         socket.setNoDelay(true)
         if (open) open(now)
         else this.link.open(now)
@@ -142,6 +194,7 @@ export abstract class Endpoint extends EventEmitter {
         socket.on("close", () => {
             if (this.socket !== socket) return
             this.socket = undefined
+            this.resetBounds()
             this.link.socketClosed(clock(), error ? `socket error ${error}` : "closed by peer")
             this.pump()
             this.socketGone()
@@ -154,6 +207,7 @@ export abstract class Endpoint extends EventEmitter {
         const s = this.socket
         if (!s) return
         this.socket = undefined
+        this.resetBounds()
         this.link.socketClosed(clock(), reason)
         s.destroy()
         this.pump()
@@ -174,13 +228,23 @@ export abstract class Endpoint extends EventEmitter {
         for (const r of this.readers.splice(0)) r.reject(err)
         for (const w of this.upWaiters.splice(0)) w.reject(err)
         this.clearTimer()
+        this.resetBounds()
     }
 
     protected abstract socketGone(): void
 
     protected onNotice(code: string, detail: string): void {
+        if (this.logGate && !this.logGate(code)) return
         this.log.debug({ notice: code }, detail)
     }
+
+    // Bounds the peer of every later socket (undefined: unbounded).
+    protected setBounds(b: PeerBounds | undefined): void {
+        this.bounds = b
+    }
+
+    // A bound cut the socket: `code` names which, `detail` says why.
+    protected onBoundCut(_code: "slow-reader" | "flood", _detail: string): void {}
 
     // ---- the drive loop
 
@@ -204,7 +268,7 @@ export abstract class Endpoint extends EventEmitter {
     private drive(): void {
         const now = clock()
         const link = this.link
-        while (link.step(now)) {}
+        this.stepLines(now)
         const due = link.pollTimeout()
         if (due >= 0 && due <= now) link.handleTimeout(now)
         const s = this.socket
@@ -228,10 +292,88 @@ export abstract class Endpoint extends EventEmitter {
             this.releaseSoon()
         }
         if (s && this.socket === s) {
-            if (link.wantsRead()) {
+            const cut = this.overBounds(s, now)
+            if (cut !== undefined) return this.cut(cut.code, cut.detail)
+            const g = this.guard
+            if (link.wantsRead() && (g === undefined || (!g.gated && g.unsentSince < 0))) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
+    }
+
+    // Handles the lines received, as far as the read budget allows: lines
+    // that bring nothing new spend it; once it is spent, the rest waits in
+    // the framer (the socket paused: TCP slows the peer) until it refills.
+    private stepLines(now: number): void {
+        const link = this.link
+        const guard = this.guard
+        if (guard === undefined) {
+            while (link.step(now)) {}
+            return
+        }
+        const g = guard.budget
+        guard.gated = false
+        const st = link.stats
+        while (true) {
+            if (g.exhausted(now)) {
+                if (!guard.gated) this.bounded.throttled++
+                guard.gated = true
+                if (!guard.gateTimer) {
+                    guard.gateTimer = setTimeout(() => {
+                        guard.gateTimer = undefined
+                        this.pump()
+                    }, Math.max(1, g.waitMs(now)))
+                    guard.gateTimer.unref?.()
+                }
+                return
+            }
+            const wasted = st.duplicates + st.badLines + st.tooLong + st.keepalives + st.strayAcks
+            const unframed = link.unframed()
+            if (!link.step(now)) return
+            const waste = st.duplicates + st.badLines + st.tooLong + st.keepalives + st.strayAcks - wasted
+            if (waste > 0) g.spend(waste, Math.max(0, unframed - link.unframed()), now)
+        }
+    }
+
+    // A bound the peer broke for too long, or undefined. Output over its cap
+    // pauses reading (the peer's lines make more output: ACKs) until it drains.
+    private overBounds(s: Socket, now: number): { code: "slow-reader" | "flood"; detail: string } | undefined {
+        const b = this.bounds
+        const g = this.guard
+        if (b === undefined || g === undefined) return undefined
+        if (g.budget.flooding(now))
+            return { code: "flood", detail: `over its budget (${b.lineBudget} lines, ${b.byteBudget} bytes a second of keepalives, duplicates, stray ACKs or bad lines) for ${b.floodTime} ms: connection cut` }
+        const unsent = s.writableLength + this.link.unsentBytes()
+        if (unsent <= b.maxUnsentBytes) {
+            if (g.unsentSince >= 0) clearUnsent(g)
+            return undefined
+        }
+        if (g.unsentSince < 0) {
+            g.unsentSince = now
+            this.bounded.outputPaused++
+            g.unsentTimer = setTimeout(() => {
+                g.unsentTimer = undefined
+                this.pump()
+            }, b.unsentTime)
+            g.unsentTimer.unref?.()
+        }
+        if (now - g.unsentSince >= b.unsentTime)
+            return { code: "slow-reader", detail: `does not read: ${unsent} bytes unsent (over ${b.maxUnsentBytes}) for ${b.unsentTime} ms: connection cut` }
+        return undefined
+    }
+
+    private cut(code: "slow-reader" | "flood", detail: string): void {
+        this.bounded.cut++
+        this.onBoundCut(code, detail)
+        this.dropSocket(code === "flood" ? "cut: over its read budget" : "cut: does not read")
+    }
+
+    private resetBounds(): void {
+        const g = this.guard
+        if (g === undefined) return
+        this.guard = undefined
+        clearUnsent(g)
+        if (g.gateTimer) clearTimeout(g.gateTimer)
     }
 
     // A line is ACKed only after the code awaiting readline() has run: its
@@ -264,14 +406,14 @@ export abstract class Endpoint extends EventEmitter {
     private dispatch(e: LinkEvent): void {
         switch (e.type) {
             case "written": {
-                const w = this.writes.get(e.ticket)
-                this.writes.delete(e.ticket)
+                const w = this.writes?.get(e.ticket)
+                this.writes?.delete(e.ticket)
                 w?.resolve()
                 break
             }
             case "failed": {
-                const w = this.writes.get(e.ticket)
-                this.writes.delete(e.ticket)
+                const w = this.writes?.get(e.ticket)
+                this.writes?.delete(e.ticket)
                 w?.reject(e.error)
                 break
             }
@@ -287,6 +429,7 @@ export abstract class Endpoint extends EventEmitter {
                 // The core saw an outage: close the socket now.
                 const s = this.socket
                 this.socket = undefined
+                this.resetBounds()
                 s?.destroy()
                 this.log.debug({ reason: e.reason }, "socket closed") // the "link down" line says why
                 if (s) queueMicrotask(() => this.socketGone())

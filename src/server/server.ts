@@ -14,6 +14,7 @@ import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
+import { PEER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
 import { clock } from "./endpoint.js"
@@ -48,7 +49,15 @@ export interface HostileLimits {
     penaltyWindow?: number // ms in which penaltyOffences are counted (default 60000)
     penalizedPending?: number // a penalized source's cap (default 16)
     maxWarningsPerSecond?: number // warning log lines per second; the rest are counted in a summary (default 20)
-    maxClients?: number // Connections (ids) kept; a new id beyond it is refused unless expected or keyed (default 20000)
+    maxClients?: number // Connections (ids) kept; beyond it a new id evicts the id down longest that is neither keyed nor expected, or is refused (default 20000)
+    // After the link is up, and on id creation: rows of PEER_BOUNDS (shared/config.ts).
+    maxUnsentBytes?: number
+    unsentTime?: number
+    lineBudget?: number
+    byteBudget?: number
+    floodTime?: number
+    newIdRate?: number
+    newIdBurst?: number
 }
 
 export type ResolvedLimits = Required<HostileLimits>
@@ -86,7 +95,17 @@ export function resolveLimits(l: HostileLimits | undefined, timeout: number): Re
         penalizedPending: intIn("penalizedPending", o.penalizedPending, 16, 1, 1000000),
         maxWarningsPerSecond: intIn("maxWarningsPerSecond", o.maxWarningsPerSecond, 20, 1, 1000000),
         maxClients: intIn("maxClients", o.maxClients, 20000, 1, 10000000),
+        maxUnsentBytes: 0,
+        unsentTime: 0,
+        lineBudget: 0,
+        byteBudget: 0,
+        floodTime: 0,
+        newIdRate: 0,
+        newIdBurst: 0,
     }
+    const given = o as Record<string, unknown>
+    const out = r as unknown as Record<string, number>
+    for (const b of PEER_BOUNDS) out[b.name] = intIn(b.name, given[b.name], b.dflt, b.min, b.max)
     if (r.penalizedPending > r.maxPendingPerSource)
         throw new LinkError("ECONFIG", `penalizedPending (${r.penalizedPending}) must be at most maxPendingPerSource (${r.maxPendingPerSource})`)
     return r
@@ -105,7 +124,7 @@ interface Early {
 }
 
 export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused" | "revoked"
+    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused" | "revoked" | "slow-reader" | "id-rate" | "id-evicted"
     id?: string
     address?: string
     detail: string
@@ -137,6 +156,12 @@ export class Server extends EventEmitter {
     private sweeper: NodeJS.Timeout | undefined
     private hostile = { cut: 0, refused: 0 } // offenders cut, sockets refused at accept
     private arrivals = new Map<string, Array<(c: Connection) => void>>()
+    private expectedSet: Set<string>
+    // Ids that may make room for a new one (neither keyed, expected nor ever
+    // authenticated), down longest first: Map keeps insertion order.
+    private idle = new Map<string, number>() // id -> down since (ms)
+    private eventLog: RateLog // info lines of connects and outages
+    private noticeLog: RateLog // debug lines of link notices (duplicates, bad lines, ...)
     private closing = false
     private keys = new Map<string, KeyEntry>()
     private revoked = new Set<string>() // refused: listed as revoked, or removed by a reload
@@ -160,12 +185,16 @@ export class Server extends EventEmitter {
             if (p !== "") throw new LinkError("ECONFIG", `expected id ${JSON.stringify(id)}: ${p}`)
         }
         this.expected = [...expected]
+        this.expectedSet = new Set(expected)
         this.strictIds = opts.strictIds ?? false
         if (this.strictIds && expected.length === 0) throw new LinkError("ECONFIG", "strictIds needs a list of expected ids")
         this.limits = resolveLimits(opts.limits, this.cfg.timeout)
         this.admission = new Admission<Early>(this.limits as AdmissionLimits)
         this.logBudget = new LogBudget(this.limits.maxWarningsPerSecond)
         this.log = opts.logger ?? silentLogger()
+        const per = this.limits.maxWarningsPerSecond
+        this.eventLog = new RateLog(per, (skipped, n) => this.log.info({ code: "events-skipped", skipped }, `${n} connection events not logged (over ${per}/s)`))
+        this.noticeLog = new RateLog(per, (skipped, n) => this.log.debug({ code: "notices-skipped", skipped }, `${n} link notices not logged (over ${per}/s)`))
         this.allowPlain = new Set(opts.allowPlain ?? [])
         if (opts.keys !== undefined || opts.revoked !== undefined) this.setKeys(opts.keys ?? {}, opts.revoked)
         this.encrypt = opts.encrypt ?? false
@@ -226,6 +255,8 @@ export class Server extends EventEmitter {
         const closed = new Promise<void>((resolve) => this.net.close(() => resolve()))
         if (this.sweeper) clearInterval(this.sweeper)
         if (this.summaryTimer) clearTimeout(this.summaryTimer)
+        this.eventLog.stop()
+        this.noticeLog.stop()
         for (const s of this.pending) s.destroy()
         this.pending.clear()
         for (const c of this.conns.values()) c.shutdown()
@@ -485,13 +516,19 @@ export class Server extends EventEmitter {
         if (key !== undefined) return this.authenticate(id, key, socket, rest, address, e)
         let conn = this.conns.get(id)
         if (!conn) {
-            // Each id keeps a Connection for good (an application may hold
-            // it): ids nobody configured are capped, or a stranger speaking
-            // v1 under ever new ids would grow the table without bound.
-            if (this.conns.size >= this.limits.maxClients && !this.expected.includes(id))
-                return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients): a new id refused` })
+            // An id keeps its Connection while it is down (an application
+            // may hold it), so ids nobody configured are bounded: how fast
+            // one address creates them, and how many are kept; at the cap the
+            // id down longest that is neither keyed nor expected makes room.
+            if (!this.expectedSet.has(id)) {
+                if (!this.admission.newId(e.source, clock()))
+                    return void this.offend(e, { code: "id-rate", id, address, detail: `new client ids from this address over ${this.limits.newIdRate} a second (burst ${this.limits.newIdBurst}): a new id refused` })
+                if (this.conns.size >= this.limits.maxClients && !this.makeRoom())
+                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` })
+            }
             conn = this.newConnection(id)
         } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return
+        this.idle.delete(id)
         e.conn = conn
         this.earlyConn.set(conn, e)
         this.sessionKeys.delete(conn)
@@ -501,10 +538,11 @@ export class Server extends EventEmitter {
         // lines, port scanners) do not pile up.
         const c = conn
         socket.once("close", () => {
-            if (c.connects === 0 && !c.hasSocket() && this.conns.get(id) === c) {
+            if (c.hasSocket() || this.conns.get(id) !== c) return
+            if (c.connects === 0) {
                 this.conns.delete(id)
                 c.shutdown()
-            }
+            } else if (!this.idle.has(id) && this.mayEvict(id, c)) this.idle.set(id, clock()) // gone again before its link came up
         })
     }
 
@@ -570,7 +608,8 @@ export class Server extends EventEmitter {
                 return void setTimeout(() => socket.destroy(), 500).unref()
             }
             if (conn.hasSocket()) this.warn({ code: "take-over", id, address, detail: `an authenticated connection replaces the one from ${conn.address}` })
-            this.log.info({ client: id, address, key: o.keyIndex + 1 }, "client authenticated")
+            if (this.eventLog.allow("authenticated")) this.log.info({ client: id, address, key: o.keyIndex + 1 }, "client authenticated")
+            this.idle.delete(id)
             e.conn = conn
             this.earlyConn.set(conn, e)
             this.sessionKeys.set(conn, { key: used, mustEncrypt: o.mustEncrypt })
@@ -581,6 +620,7 @@ export class Server extends EventEmitter {
             return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` }, { reason: "auth-required", rest: o.rest, peer: o.kind === "hello" ? "devs-iot" : "v1" })
         if (!this.mayReplace(conn, id, socket, address, o.rest, o.kind === "hello" ? "devs-iot" : "v1")) return
         this.sessionKeys.delete(conn)
+        this.idle.delete(id)
         e.conn = conn
         this.earlyConn.set(conn, e)
         if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
@@ -600,24 +640,97 @@ export class Server extends EventEmitter {
         return true
     }
 
+    // Forgets the id down longest that may make room (neither keyed,
+    // expected nor ever authenticated); false if there is none.
+    private makeRoom(): boolean {
+        for (const [id, since] of this.idle) {
+            this.idle.delete(id)
+            const conn = this.conns.get(id)
+            if (conn === undefined || conn.hasSocket() || conn.status() || !this.mayEvict(id, conn)) continue
+            this.conns.delete(id)
+            conn.shutdown()
+            this.warn({ code: "id-evicted", id, address: conn.address, detail: `down for ${Math.round((clock() - since) / 1000)} s: forgotten to make room for a new id (maxClients ${this.limits.maxClients})` })
+            return true
+        }
+        return false
+    }
+
+    private mayEvict(id: string, conn: Connection): boolean {
+        return !this.keys.has(id) && !this.expectedSet.has(id) && !conn.everAuthenticated
+    }
+
+    // One set of listeners and one log gate for every Connection (`this` is
+    // the Connection): an idle id holds no closures of its own.
+    private readonly hooks = (() => {
+        const server = this
+        return {
+            status(this: Connection, up: boolean, reason?: string) {
+                server.onStatus(this, up, reason)
+            },
+            warning(w: Warning) {
+                server.warn(w)
+            },
+            logGate(kind: string) {
+                return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
+            },
+        }
+    })()
+
     private newConnection(id: string): Connection {
-        const conn = new Connection(id, this.cfg, this.log)
+        const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate)
         this.conns.set(id, conn)
-        conn.on("status", (up: boolean, reason?: string) => {
-            if (up) {
-                const e = this.earlyConn.get(conn)
-                if (e) this.settle(e)
-                this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "link up")
-                for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
-                this.emit("connect", conn)
-            } else {
-                const why = this.closing ? "server shutting down" : reason
-                this.log.info({ client: id, address: conn.address, reason: why }, "link down")
-                this.emit("disconnect", conn, reason ?? "")
-            }
-        })
-        conn.on("warning", (w: Warning) => this.warn(w))
+        conn.on("status", this.hooks.status)
+        conn.on("warning", this.hooks.warning)
         return conn
+    }
+
+    private onStatus(conn: Connection, up: boolean, reason?: string): void {
+        const id = conn.id
+        if (up) {
+            this.idle.delete(id)
+            const e = this.earlyConn.get(conn)
+            if (e) this.settle(e)
+            if (this.eventLog.allow("connect")) this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "link up")
+            for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
+            this.emit("connect", conn)
+        } else {
+            if (this.mayEvict(id, conn)) {
+                this.idle.delete(id)
+                this.idle.set(id, clock())
+            }
+            const why = this.closing ? "server shutting down" : reason
+            if (this.eventLog.allow("disconnect")) this.log.info({ client: id, address: conn.address, reason: why }, "link down")
+            this.emit("disconnect", conn, reason ?? "")
+        }
+    }
+}
+
+// Log lines of one kind, at most `perSecond` (LogBudget); what it refuses is
+// counted and reported by `flush` in one line at most every 5 s.
+class RateLog {
+    private budget: LogBudget
+    private timer: NodeJS.Timeout | undefined
+
+    constructor(perSecond: number, private flush: (skipped: Record<string, number>, total: number) => void) {
+        this.budget = new LogBudget(perSecond)
+    }
+
+    allow(kind: string): boolean {
+        if (this.budget.take(kind, clock())) return true
+        if (!this.timer) {
+            this.timer = setTimeout(() => {
+                this.timer = undefined
+                const skipped = this.budget.takeSkipped()
+                if (skipped) this.flush(skipped, Object.values(skipped).reduce((a, b) => a + b, 0))
+            }, 5000)
+            this.timer.unref()
+        }
+        return false
+    }
+
+    stop(): void {
+        if (this.timer) clearTimeout(this.timer)
+        this.timer = undefined
     }
 }
 

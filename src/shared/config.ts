@@ -140,3 +140,16 @@ export function show(v: unknown): string {
     if (v === undefined) return "undefined"
     return typeof v
 }
+
+// A server setting: its option name, its command-line flag (also read from
+// DEVS_IOT_<FLAG>), its range, default and what it bounds. The server and
+// the CLI both read such rows, so each setting is defined once.
+export interface Setting {
+    name: string
+    flag: string
+    arg: string // MS, N, ...
+    min: number
+    max: number
+    dflt: number
+    doc: string
+}

@@ -61,6 +61,8 @@ export interface LinkStats {
     badLines: number
     tooLong: number
     resent: number
+    keepalives: number // received once up
+    strayAcks: number
 }
 
 // Handshake phases of one socket (docs/protocol.md, "Handshake"):
@@ -151,7 +153,7 @@ export class Link {
     readonly cfg: LinkConfig
     readonly role: Role
     readonly epoch: string
-    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0 }
+    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0 }
     connects = 0 // sockets that completed the handshake
     private clientId: string
     private conn: Conn | undefined = undefined
@@ -250,6 +252,13 @@ export class Link {
 
     hasSocket(): boolean {
         return this.conn !== undefined
+    }
+
+    // Control lines waiting for the driver (ACKs above all): with the
+    // socket's own buffer, what a peer that does not read makes us hold.
+    unsentBytes(): number {
+        const c = this.conn
+        return c === undefined ? 0 : c.out.length + c.pre.length
     }
 
     // Fault 9: a newcomer with this id takes over when no socket is open or
@@ -599,13 +608,17 @@ export class Link {
         }
         switch (l.kind) {
             case "keepalive":
+                this.stats.keepalives++
                 if (this.cfg.keepaliveEvents) this.events.push({ type: "keepalive" })
                 return
             case "ack": {
                 const resent: number[] = []
                 const t = this.sender.ack(l.id, resent)
                 if (t > 0) this.events.push({ type: "written", ticket: t })
-                else if (t < 0) this.notice("stray-ack", "ACK " + l.id + " matches no message awaiting one")
+                else if (t < 0) {
+                    this.stats.strayAcks++
+                    this.notice("stray-ack", "ACK " + l.id + " matches no message awaiting one")
+                }
                 for (let i = 0; i < resent.length; i++) {
                     this.stats.resent++
                     this.notice("resend", "message " + resent[i] + " was not ACKed before " + l.id + ": dropped by the peer")
