@@ -21,6 +21,21 @@ interface Waiter {
     reject: (e: Error) => void
 }
 
+interface Write extends Waiter {
+    bytes: number
+}
+
+// What went through this end, for the metrics and the status API.
+export interface Traffic {
+    linesOut: number // lines the peer ACKed (qos) or that went to the socket (no qos)
+    bytesOut: number
+    linesIn: number // lines the application read
+    bytesIn: number
+    refused: number // writes refused at once (bad line, closed link)
+    queueFull: number // ... of which for a full queue (EQUEUEFULL)
+    roundTrip: number // smoothed ms from a message's send to its ACK (-1: no sample yet)
+}
+
 // Monotonic ms: the core compares deadlines, so wall-clock jumps must not reach it.
 export function clock(): number {
     return Math.floor(performance.now())
@@ -37,7 +52,11 @@ export abstract class Endpoint extends EventEmitter {
     private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
     private again = false
-    private writes = new Map<number, Waiter>()
+    private writes = new Map<number, Write>()
+    private roundTrips = 0 // link.stats.roundTrips already seen
+    readonly traffic: Traffic = { linesOut: 0, bytesOut: 0, linesIn: 0, bytesIn: 0, refused: 0, queueFull: 0, roundTrip: -1 }
+    // Called with each round trip (ms), for a histogram; undefined: none.
+    onRoundTrip: ((ms: number) => void) | undefined = undefined
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
@@ -61,9 +80,12 @@ export abstract class Endpoint extends EventEmitter {
         try {
             ticket = this.link.write(line, qos, wait)
         } catch (e) {
+            this.traffic.refused++
+            if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++
             return Promise.reject(e)
         }
-        const p = new Promise<void>((resolve, reject) => this.writes.set(ticket, { resolve, reject }))
+        const bytes = Buffer.byteLength(line)
+        const p = new Promise<void>((resolve, reject) => this.writes.set(ticket, { resolve, reject, bytes }))
         this.pump()
         return p
     }
@@ -72,6 +94,7 @@ export abstract class Endpoint extends EventEmitter {
     readline(): Promise<string> {
         const s = this.link.read(clock())
         if (s !== undefined) {
+            this.countIn(s)
             this.pump() // room again: unpark, resume reading
             this.releaseSoon()
             return Promise.resolve(s)
@@ -103,6 +126,11 @@ export abstract class Endpoint extends EventEmitter {
 
     get stats() {
         return this.link.stats
+    }
+
+    // Lines waiting to go out (queued or un-ACKed) and received lines not read yet.
+    queued(): { out: number; in: number } {
+        return { out: this.link.queuedWrites(), in: this.link.readable() }
     }
 
     async *[Symbol.asyncIterator](): AsyncIterator<string> {
@@ -204,7 +232,7 @@ export abstract class Endpoint extends EventEmitter {
     private drive(): void {
         const now = clock()
         const link = this.link
-        while (link.step(now)) {}
+        while (link.step(now)) if (link.stats.roundTrips !== this.roundTrips) this.sampleRoundTrip()
         const due = link.pollTimeout()
         if (due >= 0 && due <= now) link.handleTimeout(now)
         const s = this.socket
@@ -223,6 +251,7 @@ export abstract class Endpoint extends EventEmitter {
         while (this.readers.length > 0) {
             const line = link.read(now)
             if (line === undefined) break
+            this.countIn(line)
             this.readers.shift()!.resolve(line)
             this.again = true // room freed: unpark
             this.releaseSoon()
@@ -266,7 +295,11 @@ export abstract class Endpoint extends EventEmitter {
             case "written": {
                 const w = this.writes.get(e.ticket)
                 this.writes.delete(e.ticket)
-                w?.resolve()
+                if (w) {
+                    this.traffic.linesOut++
+                    this.traffic.bytesOut += w.bytes
+                    w.resolve()
+                }
                 break
             }
             case "failed": {
@@ -299,6 +332,20 @@ export abstract class Endpoint extends EventEmitter {
             case "keepalive":
                 break
         }
+    }
+
+    private countIn(line: string): void {
+        this.traffic.linesIn++
+        this.traffic.bytesIn += Buffer.byteLength(line)
+    }
+
+    // Smoothed like TCP's SRTT (RFC 6298: 1/8 of each new sample).
+    private sampleRoundTrip(): void {
+        this.roundTrips = this.link.stats.roundTrips
+        const ms = this.link.stats.roundTrip
+        const t = this.traffic
+        t.roundTrip = t.roundTrip < 0 ? ms : t.roundTrip + (ms - t.roundTrip) / 8
+        this.onRoundTrip?.(ms)
     }
 
     private armTimer(): void {

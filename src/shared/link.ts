@@ -59,6 +59,8 @@ export interface LinkStats {
     badLines: number
     tooLong: number
     resent: number
+    roundTrip: number // ms from a message's send to its ACK, the last sample (-1: none yet)
+    roundTrips: number // samples taken
 }
 
 // Handshake phases of one socket (PROTOCOL.md, "Handshake"):
@@ -136,7 +138,7 @@ export class Link {
     readonly cfg: LinkConfig
     readonly role: Role
     readonly epoch: string
-    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0 }
+    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
     private clientId: string
     private conn: Conn | undefined = undefined
@@ -548,6 +550,10 @@ export class Link {
             case "ack": {
                 const resent: number[] = []
                 const t = this.sender.ack(l.id, resent)
+                if (t >= 0 && this.sender.ackedSentAt >= 0) {
+                    this.stats.roundTrip = now - this.sender.ackedSentAt
+                    this.stats.roundTrips++
+                }
                 if (t > 0) this.events.push({ type: "written", ticket: t })
                 else if (t < 0) this.notice("stray-ack", "ACK " + l.id + " matches no message awaiting one")
                 for (let i = 0; i < resent.length; i++) {
