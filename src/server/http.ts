@@ -148,6 +148,10 @@ export class HttpStatus {
         const path = url.pathname
         const method = req.method ?? "GET"
         const file = STATIC[path]
+        if (path === "/favicon.ico") {
+            res.writeHead(204, HEADERS)
+            return void res.end()
+        }
         if (file || path === "/metrics" || path === "/api/events" || path === "/api/boards") {
             if (method !== "GET" && method !== "HEAD") return this.json(res, 405, { error: "use GET" }, { Allow: "GET, HEAD" })
             if (file) return this.send(res, 200, file.type, this.files.get(path)!)

@@ -11,6 +11,8 @@ const tbody = document.getElementById("boards")
 const history = [] // { at, rtt, inRate, outRate }
 let last = null // the previous tick, for rates
 let loading = null
+let ticks = 0
+const REFRESH_TICKS = 5
 
 function show(el, value) {
     el.textContent = value === null || value === undefined ? "–" : String(value)
@@ -110,6 +112,8 @@ function onTick(t) {
         draw(document.getElementById("chart-traffic"), [["inRate", "#27c"], ["outRate", "#c72"]])
     }
     last = t
+    // Counters (round trip, queues) change without an event: refresh the list now and then.
+    if (++ticks % REFRESH_TICKS === 0) load().catch(() => {})
     // Relative times ("5 s ago") move on without an event.
     for (const tr of rows.values()) show(tr.children[2], ago(tr.dataset.since))
 }
