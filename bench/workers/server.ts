@@ -2,12 +2,13 @@
 // (so clients' writes are never held back), and on request runs a benchmark
 // op on one client's Connection or reports its own CPU and memory.
 import { readFileSync } from "node:fs"
-import { Server, type Connection } from "../../src/server/index.js"
+import { HttpStatus, Server, type Connection } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { PAYLOAD } from "../lib/payload.js"
 
 let server: Server | undefined
+let status: HttpStatus | undefined
 const counters = new Map<string, Counter>()
 let disconnects = 0
 let connects = 0
@@ -100,7 +101,20 @@ serveRequests(
             }
             return r
         },
+        // The HTTP side (metrics, status API) on a free loopback port.
+        async statusOn() {
+            if (!server) throw new Error("not listening")
+            status ??= new HttpStatus(server, { port: 0 })
+            await status.listen()
+            return { port: status.port }
+        },
+        async statusOff() {
+            await status?.close()
+            status = undefined
+            return null
+        },
         async close() {
+            await status?.close()
             await server?.close()
             return null
         },
