@@ -328,6 +328,9 @@ export abstract class Endpoint extends EventEmitter {
             case "notice":
                 this.onNotice(e.code, e.detail)
                 break
+            case "report":
+                this.emit("report", e.report)
+                break
             case "readable":
             case "keepalive":
                 break

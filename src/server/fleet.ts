@@ -4,6 +4,7 @@
 import { EventEmitter } from "node:events"
 import type { Connection } from "./connection.js"
 import type { Server, Warning } from "./server.js"
+import type { Report } from "../shared/index.js"
 
 // Outage reasons are free text (they name timeouts, error codes): metrics
 // and charts get one of these kinds instead, so labels stay few.
@@ -44,10 +45,10 @@ export const CAPS: ReadonlyArray<Warning["code"]> = ["pending-limit", "evicted",
 export interface BoardReport {
     firmware: string
     uptime: number // s
-    heap: number // free bytes
+    heap: number | null // free bytes
     rssi: number | null // dBm
     reconnects: number
-    reset: string
+    reset: string | null
     at: string // when it arrived (ISO)
 }
 
@@ -108,6 +109,7 @@ export class Fleet extends EventEmitter {
     readonly authFailures = new Map<AuthFailure, number>()
     private seen = new Map<string, Seen>()
     private offs: Array<() => void> = []
+    private hooked = new WeakSet<Connection>()
 
     constructor(server: Server) {
         super()
@@ -115,6 +117,12 @@ export class Fleet extends EventEmitter {
         const onRoundTrip = (ms: number) => this.emit("roundtrip", ms)
         this.listen("connect", (conn: Connection) => {
             conn.onRoundTrip = onRoundTrip
+            if (!this.hooked.has(conn)) {
+                this.hooked.add(conn)
+                const onReport = (r: Report) => this.setReport(conn.id, r)
+                conn.on("report", onReport)
+                this.offs.push(() => conn.off("report", onReport))
+            }
             const s = this.entry(conn.id)
             s.since = Date.now()
             this.emit("change", conn.id)
@@ -154,9 +162,16 @@ export class Fleet extends EventEmitter {
         this.authFailures.set(a, (this.authFailures.get(a) ?? 0) + 1)
     }
 
-    /** @internal A board's report of itself (report.ts). */
-    setReport(id: string, r: BoardReport): void {
-        this.entry(id).report = r
+    private setReport(id: string, r: Report): void {
+        this.entry(id).report = {
+            firmware: r.firmware,
+            uptime: r.uptime,
+            heap: r.heap ?? null,
+            rssi: r.rssi ?? null,
+            reconnects: r.reconnects,
+            reset: r.reset ?? null,
+            at: new Date().toISOString(),
+        }
         this.emit("change", id)
     }
 

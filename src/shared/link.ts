@@ -28,6 +28,7 @@ import { Sender } from "./sender.js"
 import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
 import { Crypto } from "./crypto.js"
 import { Session } from "./seal.js"
+import { isReport, parseReport, Report, reportLine } from "./report.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -51,6 +52,7 @@ export type LinkEvent =
     | { type: "close"; reason: string } // the driver must close the socket
     | { type: "keepalive" }
     | { type: "notice"; code: NoticeCode; detail: string }
+    | { type: "report"; report: Report } // a devs-iot peer's report of itself (report.ts)
 
 export interface LinkStats {
     received: number // messages delivered to the receive queue
@@ -251,6 +253,15 @@ export class Link {
     wantsRead(): boolean {
         const c = this.conn
         return c !== undefined && !this.paused(c)
+    }
+
+    // Sends a report of this end (report.ts) to a devs-iot peer whose link is
+    // up; false, and nothing sent, otherwise: a v1 peer never sees one.
+    sendReport(r: Report): boolean {
+        const c = this.conn
+        if (c === undefined || !this.up || c.peer !== "devs-iot") return false
+        c.out += reportLine(r)
+        return true
     }
 
     // Closes the link for good: writes not yet complete fail with ECLOSED.
@@ -567,7 +578,14 @@ export class Link {
                 else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
             case "ext":
-                // Only hellos are defined, and only during the handshake.
+                // Hellos belong to the handshake; after it, a devs-iot peer
+                // may send reports.
+                if (c.peer === "devs-iot" && isReport(l.text)) {
+                    const r = parseReport(l.text)
+                    if (typeof r === "string") this.bad(r, line)
+                    else this.events.push({ type: "report", report: r })
+                    return
+                }
                 this.bad("extension line out of place", line)
                 return
             case "bad":

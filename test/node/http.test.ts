@@ -201,6 +201,19 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.equal((await get(port, "/api/boards/%E0%A4%A")).status, 400)
         })
 
+        it("a board's report of itself shows in its status and comes on the event stream", async function () {
+            const { server, port } = await start()
+            const c = client(server, "r")
+            await within(c.connected(), 5000, "up")
+            assert.equal(JSON.parse((await get(port, "/api/boards/r")).body).report, null)
+            const s = await stream(port)
+            assert.equal(c.sendReport({ firmware: "1.4.2", uptime: 3600, reconnects: 2, heap: 20480, rssi: -67, reset: "watchdog" }), true)
+            await s.waitFor(/event: boards\ndata: \[[^\n]*"firmware":"1.4.2"/)
+            const r = JSON.parse((await get(port, "/api/boards/r")).body).report
+            assert.deepEqual({ ...r, at: undefined }, { firmware: "1.4.2", uptime: 3600, heap: 20480, rssi: -67, reconnects: 2, reset: "watchdog", at: undefined })
+            assert.ok(Date.parse(r.at) > 0)
+        })
+
         it("pages: limit and offset, next is where the next page starts; a bad limit is refused", async function () {
             const { server, port } = await start()
             for (const id of ["a", "b", "c"]) client(server, id)

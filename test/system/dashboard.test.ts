@@ -94,6 +94,13 @@ describe("dashboard in headless Chromium", function () {
         }
         await within(page.waitForFunction(() => document.getElementById("sum-rtt").textContent !== "–", undefined, { timeout: 15000 }), 20000, "round trip shown")
 
+        assert.equal(kitchen.sendReport({ firmware: "1.4.2", uptime: 5400, reconnects: 2, heap: 20480, rssi: -67, reset: "power-on" }), true)
+        await within(
+            page.waitForFunction(() => [...document.querySelectorAll("#boards tr")].some((tr: any) => tr.children[0].textContent === "kitchen-1" && tr.children[9].textContent === "1.4.2"), undefined, { timeout: 15000 }),
+            20000,
+            "the board's report shown"
+        )
+
         await evil.close()
         await rowIs(page, EVIL, "down")
         assert.equal(await rowState(page, "kitchen-1"), "up")

@@ -46,7 +46,7 @@ const COLUMNS = [
     ["reason", (b) => b.lastReason],
     ["firmware", (b) => b.report && b.report.firmware],
     ["uptime", (b) => b.report && duration(b.report.uptime)],
-    ["heap", (b) => b.report && b.report.heap + " B"],
+    ["heap", (b) => b.report && (b.report.heap === null ? null : b.report.heap + " B")],
     ["rssi", (b) => b.report && (b.report.rssi === null ? null : b.report.rssi + " dBm")],
     ["reset", (b) => b.report && b.report.reset],
 ]
