@@ -17,6 +17,8 @@ export interface AppConfig {
     sim: boolean // running in the simulator: no WiFi, no GPIO
     key?: string // IOT_KEY: 64 hex digits (32 bytes), or "" for none (issue 9)
     encrypt?: boolean // IOT_ENCRYPT: encrypt the messages the board sends
+    report?: number // IOT_REPORT: ms between the board's reports of itself; 0 = off (default 60000)
+    firmware?: string // IOT_FIRMWARE: the version it reports (default "unknown")
 }
 
 export class ConfigError extends Error {
@@ -41,6 +43,7 @@ export function checkConfig(c: AppConfig): AppConfig {
     num("IOT_TIMEOUT", c.timeout, 100, 3600000)
     num("IOT_INTERVAL", c.interval, 10, 3600000)
     num("IOT_WATCHDOG", c.watchdog, 0, 3600000)
+    if (c.report !== undefined) num("IOT_REPORT", c.report, 0, 86400000)
     const k = c.key === undefined ? "" : c.key
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
@@ -61,6 +64,8 @@ export async function boardConfig(): Promise<AppConfig> {
         sim: false,
         key: await readSetting("IOT_KEY", ""),
         encrypt: (await readSetting("IOT_ENCRYPT", 0)) ? true : false,
+        report: num("IOT_REPORT", await readSetting("IOT_REPORT", 60000), 0, 86400000),
+        firmware: await readSetting("IOT_FIRMWARE", ""),
     }
     return checkConfig(c)
 }

@@ -25,5 +25,5 @@ export { answerLine, challengeLine, deriveSession, helloField, keyProblem, KEY_B
 export type { Transcript } from "./auth.js"
 export { ServerAuth } from "./authserver.js"
 export type { AuthOutcome } from "./authserver.js"
-export { isReport, parseReport, reportLine, REPORT_MARK, MAX_REPORT_BYTES } from "./report.js"
+export { isReport, parseReport, reportLine, reportToken, REPORT_MARK, MAX_REPORT_BYTES } from "./report.js"
 export type { Report } from "./report.js"

@@ -70,13 +70,21 @@ export function parseReport(text: string): Report | string {
     return r
 }
 
+// Free text (a version string, say) as a token: other characters become
+// "_", and it is cut to 32; an empty one is "unknown".
+export function reportToken(s: string): string {
+    let out = ""
+    for (let i = 0; i < s.length && out.length < 32; i++) out += tokenChar(s.charCodeAt(i)) ? s.slice(i, i + 1) : "_"
+    return out === "" ? "unknown" : out
+}
+
+function tokenChar(c: number): boolean {
+    return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 46 || c === 95 || c === 43 || c === 45 || c === 47
+}
+
 function isToken(v: string): boolean {
     if (v.length === 0 || v.length > 32) return false
-    for (let i = 0; i < v.length; i++) {
-        const c = v.charCodeAt(i)
-        const ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 46 || c === 95 || c === 43 || c === 45 || c === 47
-        if (!ok) return false
-    }
+    for (let i = 0; i < v.length; i++) if (!tokenChar(v.charCodeAt(i))) return false
     return true
 }
 
