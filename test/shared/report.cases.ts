@@ -2,32 +2,36 @@ import { parseReport, reportLine, Report } from "../../src/shared/report.js"
 import { blanks, clientDrive, serverDrive } from "./drive.js"
 import { eq, ok, suite } from "./harness.js"
 
-// Fixture table: a report and its line.
-const GOOD: Report[] = [
-    { firmware: "1.4.2", uptime: 3600, reconnects: 3, heap: 20480, rssi: -67, reset: "watchdog" },
-    { firmware: "devs-iot/0.1.0+qos", uptime: 0, reconnects: 0 },
-    { firmware: "x", uptime: 4000000000, reconnects: 7, rssi: 0 },
-]
-const GOOD_LINES: string[] = [
-    "!report fw=1.4.2 up=3600 rc=3 heap=20480 rssi=-67 reset=watchdog\n",
-    "!report fw=devs-iot/0.1.0+qos up=0 rc=0\n",
-    "!report fw=x up=4000000000 rc=7 rssi=0\n",
-]
+// Fixture tables are built per case: module-level arrays would stay on the
+// test VM's heap (64 KB) for the whole run.
+function good(): Report[] {
+    return [
+        { firmware: "1.4.2", uptime: 3600, reconnects: 3, heap: 20480, rssi: -67, reset: "watchdog" },
+        { firmware: "devs-iot/0.1.0+qos", uptime: 0, reconnects: 0 },
+        { firmware: "x", uptime: 4000000000, reconnects: 7, rssi: 0 },
+    ]
+}
+
+function goodLines(): string[] {
+    return ["!report fw=1.4.2 up=3600 rc=3 heap=20480 rssi=-67 reset=watchdog\n", "!report fw=devs-iot/0.1.0+qos up=0 rc=0\n", "!report fw=x up=4000000000 rc=7 rssi=0\n"]
+}
 
 // Lines that are not reports, and what the parser says of each.
-const BAD: string[][] = [
-    ["!report", "no fw field"],
-    ["!report up=1 rc=0", "no fw field"],
-    ["!report fw=1 rc=0", "no up field"],
-    ["!report fw=1 up=1", "no rc field"],
-    ["!report fw=<b>x</b> up=1 rc=0", "fw is not a token"],
-    ["!report fw=1 up=-1 rc=0", "up must be a whole number"],
-    ["!report fw=1 up=1.5 rc=0", "up must be a whole number"],
-    ["!report fw=1 up=99999999999 rc=0", "up must be a whole number"],
-    ["!report fw=1 up=1 rc=0 rssi=5", "rssi must be a whole number from -150 to 0"],
-    ["!report fw=1 up=1 rc=0 junk", "field without a value"],
-    ["!reportx fw=1 up=1 rc=0", "not a report line"],
-]
+function bad(): string[][] {
+    return [
+        ["!report", "no fw field"],
+        ["!report up=1 rc=0", "no fw field"],
+        ["!report fw=1 rc=0", "no up field"],
+        ["!report fw=1 up=1", "no rc field"],
+        ["!report fw=<b>x</b> up=1 rc=0", "fw is not a token"],
+        ["!report fw=1 up=-1 rc=0", "up must be a whole number"],
+        ["!report fw=1 up=1.5 rc=0", "up must be a whole number"],
+        ["!report fw=1 up=99999999999 rc=0", "up must be a whole number"],
+        ["!report fw=1 up=1 rc=0 rssi=5", "rssi must be a whole number from -150 to 0"],
+        ["!report fw=1 up=1 rc=0 junk", "field without a value"],
+        ["!reportx fw=1 up=1 rc=0", "not a report line"],
+    ]
+}
 
 function same(a: Report, b: Report, what: string): void {
     eq(a.firmware, b.firmware, what + ": firmware")
@@ -49,6 +53,8 @@ function devsClient() {
 
 export const reportSuite = suite("report", function (test) {
     test("report: each fixture encodes to its line and parses back", async function () {
+        const GOOD = good()
+        const GOOD_LINES = goodLines()
         for (let i = 0; i < GOOD.length; i++) {
             eq(reportLine(GOOD[i]), GOOD_LINES[i], "line " + i)
             const r = parseReport(GOOD_LINES[i].slice(0, GOOD_LINES[i].length - 1))
@@ -62,6 +68,7 @@ export const reportSuite = suite("report", function (test) {
         if (typeof r !== "string") eq(r.uptime, 2, "uptime")
     })
     test("report: malformed lines are refused with a reason", async function () {
+        const BAD = bad()
         for (let i = 0; i < BAD.length; i++) {
             const r = parseReport(BAD[i][0])
             ok(typeof r === "string" && r.indexOf(BAD[i][1]) === 0, BAD[i][0] + ": expected '" + BAD[i][1] + "', got " + (typeof r === "string" ? r : "a report"))
@@ -83,6 +90,8 @@ export const reportSuite = suite("report", function (test) {
         eq(threw, bad.length, "each refused")
     })
     test("report: a client sends it only once up with a devs-iot server", async function () {
+        const GOOD = good()
+        const GOOD_LINES = goodLines()
         const early = clientDrive({})
         eq(early.link.sendReport(GOOD[1]), false, "not before the link is up")
         const v1 = clientDrive({})
@@ -98,6 +107,8 @@ export const reportSuite = suite("report", function (test) {
         eq(d.take(), GOOD_LINES[0], "the line")
     })
     test("report: a server takes a devs-iot client's report as an event; from a v1 client it is a bad line", async function () {
+        const GOOD = good()
+        const GOOD_LINES = goodLines()
         const d = serverDrive({})
         d.feed(blanks(10) + "!hello epoch=C\n" + GOOD_LINES[0])
         let got = 0
