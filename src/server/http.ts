@@ -203,11 +203,12 @@ export class HttpStatus {
                 break
             }
             const s = JSON.stringify(b)
-            if (bytes + s.length * 3 > MAX_RESPONSE_BYTES && parts.length > 0) {
+            const n = Buffer.byteLength(s) + 1
+            if (bytes + n > MAX_RESPONSE_BYTES && parts.length > 0) {
                 next = i - 1
                 break
             }
-            bytes += s.length + 1
+            bytes += n
             parts.push(s)
         }
         const total = this.fleet.totals()
