@@ -20,6 +20,7 @@ import { footprint } from "./sections/footprint.js"
 import { latency } from "./sections/latency.js"
 import { recovery } from "./sections/recovery.js"
 import { scale } from "./sections/scale.js"
+import { status } from "./sections/status.js"
 import { storm } from "./sections/storm.js"
 import { throughput } from "./sections/throughput.js"
 import { v1peer } from "./sections/v1peer.js"
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     board,
     storm,
     scale,
+    status,
     recovery,
     footprint,
     v1peer,

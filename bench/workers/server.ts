@@ -2,12 +2,13 @@
 // (so clients' writes are never held back), and on request runs a benchmark
 // op on one client's Connection or reports its own CPU and memory.
 import { readFileSync } from "node:fs"
-import { Server, type Connection, type HostileLimits } from "../../src/server/index.js"
+import { HttpStatus, Server, type Connection, type HostileLimits } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { PAYLOAD } from "../lib/payload.js"
 
 let server: Server | undefined
+let status: HttpStatus | undefined
 const counters = new Map<string, Counter>()
 let disconnects = 0
 const warned: Record<string, number> = {} // warnings by code
@@ -120,7 +121,20 @@ serveRequests(
             const m = process.memoryUsage()
             return { gc: gc !== undefined, heapUsed: m.heapUsed, external: m.external, rss: m.rss, ids: server?.connections().length ?? 0, up: server ? server.connections().filter((c) => c.status()).length : 0, warned: { ...warned }, downs: a.id ? (downs.get(a.id) ?? 0) : 0 }
         },
+        // The HTTP side (metrics, status API) on a free loopback port.
+        async statusOn() {
+            if (!server) throw new Error("not listening")
+            status ??= new HttpStatus(server, { port: 0 })
+            await status.listen()
+            return { port: status.port }
+        },
+        async statusOff() {
+            await status?.close()
+            status = undefined
+            return null
+        },
         async close() {
+            await status?.close()
             await server?.close()
             return null
         },

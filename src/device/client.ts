@@ -9,7 +9,7 @@
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
 import { boardCrypto } from "./crypto.js"
-import { Backoff, boardDefaults, checkClientId, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
@@ -41,6 +41,8 @@ export interface ClientOptions {
     link?: LinkOptions // limits (board defaults: see docs/settings.md)
     key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not
     encrypt?: boolean // encrypt the messages the board sends (AES-256-CCM); needs key
+    report?: number // ms between reports of itself to a devs-iot server (report.ts); 0 = off (default 60000)
+    firmware?: string // the firmware version it reports (default "unknown")
 }
 
 export class Client {
@@ -68,6 +70,7 @@ export class Client {
     private onSocket: () => void
     private onData: (b: Buffer) => void
     private refusal = "" // the server's last refusal, logged with the retry
+    private reportAt = -1 // when the next report is due; -1: none (link down)
     private results: { [ticket: string]: string } = {} // "" ok, else error code
     private messages: { [ticket: string]: string } = {}
 
@@ -78,6 +81,8 @@ export class Client {
         const port = opts.port === undefined ? 8123 : opts.port
         if (typeof port !== "number" || Math.floor(port) !== port || port < 1 || port > 65535)
             throw new LinkError("ECONFIG", "port must be a whole number from 1 to 65535")
+        if (opts.report !== undefined && (typeof opts.report !== "number" || Math.floor(opts.report) !== opts.report || opts.report < 0 || opts.report > 86400000))
+            throw new LinkError("ECONFIG", "report must be a whole number of ms from 0 to 86400000")
         const lo: LinkOptions = opts.link ? opts.link : {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         const cfg = resolveConfig(lo, boardDefaults())
@@ -328,6 +333,7 @@ export class Client {
             }
             const due = link.pollTimeout()
             if (due >= 0 && due <= now) link.handleTimeout(now)
+            this.maybeReport(now)
             await this.flush(sock)
             if (sock.state === "closed" || this.closed) return
             if (this.dirty) continue
@@ -335,6 +341,22 @@ export class Client {
             const wait = next < 0 ? 1000 : next - ds.millis()
             if (wait > 0) await ds.wait(this.wake, wait < 1000 ? wait : 1000)
         }
+    }
+
+    // The board's report of itself; the Link sends it only to a devs-iot
+    // server. No heap or reset-reason figure: the runtime offers neither.
+    private maybeReport(now: number): void {
+        const every = this.opts.report === undefined ? 60000 : this.opts.report
+        if (every <= 0 || this.reportAt < 0 || now < this.reportAt || !this.link.status()) return
+        this.reportAt = now + every
+        const r: Report = {
+            firmware: reportToken(this.opts.firmware ? this.opts.firmware : ""),
+            uptime: Math.floor(now / 1000),
+            reconnects: this.link.connects > 0 ? this.link.connects - 1 : 0,
+        }
+        const rssi = this.net.rssi()
+        if (rssi !== undefined) r.rssi = rssi
+        this.link.sendReport(r)
     }
 
     private async flush(sock: TcpSocket): Promise<void> {
@@ -375,6 +397,7 @@ export class Client {
                 this.backoff.linkUp(ds.millis())
                 this.connects = this.link.connects
                 this.note("linkUp")
+                this.reportAt = ds.millis() // the first report right after the link comes up
                 this.say("link up (server speaks " + e.peer + ", connect " + this.link.connects + ")")
                 if (this.opts.onStatus) this.opts.onStatus(true)
                 app = true

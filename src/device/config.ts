@@ -22,6 +22,8 @@ export interface AppConfig {
     sim: boolean // running in the simulator: no WiFi, no GPIO
     key?: string // IOT_KEY: 64 hex digits (32 bytes), or "" for none (no authentication)
     encrypt?: boolean // IOT_ENCRYPT: encrypt the messages the board sends
+    report?: number // IOT_REPORT: ms between the board's reports of itself; 0 = off (default 60000)
+    firmware?: string // IOT_FIRMWARE: the version it reports (default "unknown")
 }
 
 export class ConfigError extends Error {
@@ -56,6 +58,8 @@ export function boardSettingDefs(): SettingDef[] {
     { name: "IOT_ROLE", kind: "text", min: 0, max: 0, dflt: "", doc: "remote demo: button, led, or empty for both" },
     { name: "IOT_KEY", kind: "text", min: 0, max: 0, dflt: "", doc: "64 hex digits: authenticate (secret: .env.local)" },
     { name: "IOT_ENCRYPT", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = encrypt what the board sends (needs IOT_KEY)" },
+    { name: "IOT_REPORT", kind: "int", min: 0, max: 86400000, dflt: 60000, doc: "ms between the board's reports of itself to the server; 0 = off" },
+    { name: "IOT_FIRMWARE", kind: "text", min: 0, max: 0, dflt: "", doc: "the firmware version the board reports" },
     ]
 }
 
@@ -112,6 +116,7 @@ export function checkConfig(c: AppConfig): AppConfig {
     num("IOT_TIMEOUT", c.timeout)
     num("IOT_INTERVAL", c.interval)
     num("IOT_WATCHDOG", c.watchdog)
+    if (c.report !== undefined) num("IOT_REPORT", c.report)
     const k = c.key === undefined ? "" : c.key
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
@@ -143,6 +148,8 @@ export function parseSettings(raw: { [name: string]: unknown }, deviceId: string
         sim: false,
         key: v["IOT_KEY"] as string,
         encrypt: v["IOT_ENCRYPT"] === 1,
+        report: v["IOT_REPORT"] as number,
+        firmware: v["IOT_FIRMWARE"] as string,
     }
     return { config: checkConfig(c), role: role }
 }

@@ -11,6 +11,8 @@ export interface Network {
     rejoin(ms: number): Promise<void>
     // `lost` runs when the network reports losing its IP address.
     onLost(lost: () => void): void
+    // The signal's strength (dBm) as last reported, or undefined.
+    rssi(): number | undefined
 }
 
 // The simulator's network: sockets ignore WiFi there, so it is always up.
@@ -21,6 +23,9 @@ export class SimNetwork implements Network {
     }
     async rejoin(ms: number): Promise<void> {}
     onLost(lost: () => void): void {}
+    rssi(): number | undefined {
+        return undefined
+    }
 }
 
 // One operation that can hang (a Jacdac register read or command, which on a
@@ -70,10 +75,15 @@ export class WifiNetwork implements Network {
     private readIp = new Bounded()
     private disable = new Bounded()
     private enable = new Bounded()
+    private signal: number | undefined = undefined
 
     constructor() {
         this.wifi = new ds.Wifi()
         const self = this
+        // The service streams its reading (RSSI); nothing is awaited here.
+        this.wifi.reading.subscribe(function (v: number) {
+            if (typeof v === "number" && v === v && v <= 0 && v >= -150) self.signal = Math.floor(v + 0.5)
+        })
         this.wifi.gotIp.subscribe(function () {
             self.up = true
         })
@@ -85,6 +95,10 @@ export class WifiNetwork implements Network {
 
     onLost(lost: () => void): void {
         this.lost = lost
+    }
+
+    rssi(): number | undefined {
+        return this.signal
     }
 
     async waitUp(ms: number): Promise<boolean> {

@@ -9,6 +9,8 @@ import { PEER_BOUNDS } from "../shared/bounds.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
+import { checkToken, HttpStatus } from "./http.js"
+import { readFileSync } from "node:fs"
 import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "./keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
@@ -60,6 +62,10 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
             "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default 3000)" },
+            "http-port": { type: "string", arg: "N", help: "serve metrics (/metrics), the status API (/api/boards) and the dashboard (/) on this port (default off; 0 picks a free one)" },
+            "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
+            "http-token": { type: "string", arg: "TOKEN", help: "enables the HTTP actions (disconnect a board, send it a line) for this bearer token, 16+ characters; prefer the environment or --http-token-file" },
+            "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
             ...COMMON,
         },
     },
@@ -249,6 +255,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     }
     const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
     const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true })
+    const http = httpStatus(values, source, server, log)
     if (keyFile !== undefined) {
         log.info({ file: keyFile, ids: keys.keys.size, revoked: keys.revoked.length }, "keys loaded")
         const w = modeWarning(keyFile, "key file")
@@ -278,6 +285,16 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         log.fatal({ code: err.code }, `cannot listen on ${opts.host}:${opts.port}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
         return 1
     }
+    if (http) {
+        try {
+            await http.listen()
+        } catch (e) {
+            const err = e as NodeJS.ErrnoException
+            log.fatal({ code: err.code }, `cannot listen for HTTP on ${http.host}:${str(values, "http-port")}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+            await server.close()
+            return 1
+        }
+    }
     const running = startApp(app, server, log, interval)
     log.info({ app, expected }, "ready")
     // SIGTERM: stop accepting, ACK what the application has read, close every
@@ -286,8 +303,40 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         const up = server.connections().filter((c) => c.status()).length
         log.info({ links: up }, `no longer accepting; closing ${up} link${up === 1 ? "" : "s"}`)
         running.stop()
+        await http?.close()
         await server.close()
     }, shutdownMs)
+}
+
+// The HTTP side when --http-port is given; the token from the flag, the
+// environment or a file (one of them).
+function httpStatus(values: Values, source: Record<string, string>, server: Server, log: Logger): HttpStatus | undefined {
+    const port = optInt(values, source, "http-port", 0, 65535)
+    const file = str(values, "http-token-file")
+    let token = str(values, "http-token")
+    if (token !== undefined && file !== undefined) throw new UsageError(`give the HTTP token once: ${source["http-token"]} or ${source["http-token-file"]}`)
+    if (file !== undefined) {
+        try {
+            token = readFileSync(file, "utf-8").trim()
+        } catch (e) {
+            throw new UsageError(`${source["http-token-file"]}: cannot read ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+        }
+    }
+    const what = file !== undefined ? source["http-token-file"] : source["http-token"]
+    if (token !== undefined) {
+        try {
+            checkToken(token)
+        } catch (e) {
+            throw new UsageError(`${what}: ${(e as Error).message}`)
+        }
+    }
+    if (port === undefined) {
+        if (token !== undefined || values["http-host"] !== undefined) throw new UsageError(`${what ?? source["http-host"]} needs --http-port`)
+        return undefined
+    }
+    const host = str(values, "http-host") ?? "127.0.0.1"
+    if (host.trim() === "") throw new UsageError(`${source["http-host"]} must not be empty`)
+    return new HttpStatus(server, { port, host, token, logger: log })
 }
 
 async function runClient(values: Values, source: Record<string, string>): Promise<number> {

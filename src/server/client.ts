@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions } from "../shared/index.js"
+import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
@@ -73,7 +73,15 @@ export class Client extends Endpoint {
     }
 
     // Starts connecting; returns at once (await connected() for the link).
-    start(): this {
+// Sends a report of this client (report.ts) if its link is up with a
+    // devs-iot server; false otherwise (a v1 server never sees one).
+    sendReport(r: Report): boolean {
+        const sent = this.link.sendReport(r)
+        if (sent) this.pump()
+        return sent
+    }
+
+        start(): this {
         if (this.started || this.closed) return this
         this.started = true
         this.connect()

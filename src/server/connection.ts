@@ -75,6 +75,14 @@ export class Connection extends Endpoint {
         this.pump()
     }
 
+    // Closes the current socket (an operator's action); the link stays and
+    // the client reconnects. False when no socket was open.
+    disconnect(reason = "disconnected by the operator"): boolean {
+        if (!this.socket) return false
+        this.dropSocket(reason)
+        return true
+    }
+
     /** @internal */
     shutdown(): void {
         this.releaseRead()

@@ -51,6 +51,21 @@ function clearUnsent(g: Guard): void {
     g.unsentTimer = undefined
 }
 
+interface Write extends Waiter {
+    bytes: number
+}
+
+// What went through this end, for the metrics and the status API.
+export interface Traffic {
+    linesOut: number // lines the peer ACKed (qos) or that went to the socket (no qos)
+    bytesOut: number
+    linesIn: number // lines the application read
+    bytesIn: number
+    refused: number // writes refused at once (bad line, closed link)
+    queueFull: number // ... of which for a full queue (EQUEUEFULL)
+    roundTrip: number // smoothed ms from a message's send to its ACK (-1: no sample yet)
+}
+
 // Monotonic ms: the core compares deadlines, so wall-clock jumps must not reach it.
 export function clock(): number {
     return Math.floor(performance.now())
@@ -68,7 +83,11 @@ export abstract class Endpoint extends EventEmitter {
     private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
     private again = false
-    private writes: Map<number, Waiter> | undefined // made on the first write
+    private writes: Map<number, Write> | undefined // made on the first write
+    private roundTrips = 0 // link.stats.roundTrips already seen
+    readonly traffic: Traffic = { linesOut: 0, bytesOut: 0, linesIn: 0, bytesIn: 0, refused: 0, queueFull: 0, roundTrip: -1 }
+    // Called with each round trip (ms), for a histogram; undefined: none.
+    onRoundTrip: ((ms: number) => void) | undefined = undefined
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
@@ -109,10 +128,13 @@ export abstract class Endpoint extends EventEmitter {
         try {
             ticket = this.link.write(line, qos, wait)
         } catch (e) {
+            this.traffic.refused++
+            if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++
             return Promise.reject(e)
         }
+        const bytes = Buffer.byteLength(line)
         const writes = (this.writes ??= new Map())
-        const p = new Promise<void>((resolve, reject) => writes.set(ticket, { resolve, reject }))
+        const p = new Promise<void>((resolve, reject) => writes.set(ticket, { resolve, reject, bytes }))
         this.pump()
         return p
     }
@@ -121,6 +143,7 @@ export abstract class Endpoint extends EventEmitter {
     readline(): Promise<string> {
         const s = this.link.read(clock())
         if (s !== undefined) {
+            this.countIn(s)
             this.pump() // room again: unpark, resume reading
             this.releaseSoon()
             return Promise.resolve(s)
@@ -152,6 +175,11 @@ export abstract class Endpoint extends EventEmitter {
 
     get stats() {
         return this.link.stats
+    }
+
+    // Lines waiting to go out (queued or un-ACKed) and received lines not read yet.
+    queued(): { out: number; in: number } {
+        return { out: this.link.queuedWrites(), in: this.link.readable() }
     }
 
     async *[Symbol.asyncIterator](): AsyncIterator<string> {
@@ -287,6 +315,7 @@ export abstract class Endpoint extends EventEmitter {
         while (this.readers.length > 0) {
             const line = link.read(now)
             if (line === undefined) break
+            this.countIn(line)
             this.readers.shift()!.resolve(line)
             this.again = true // room freed: unpark
             this.releaseSoon()
@@ -308,7 +337,7 @@ export abstract class Endpoint extends EventEmitter {
         const link = this.link
         const guard = this.guard
         if (guard === undefined) {
-            while (link.step(now)) {}
+            while (link.step(now)) this.sampled()
             return
         }
         const g = guard.budget
@@ -330,6 +359,7 @@ export abstract class Endpoint extends EventEmitter {
             const wasted = st.duplicates + st.badLines + st.tooLong + st.keepalives + st.strayAcks
             const unframed = link.unframed()
             if (!link.step(now)) return
+            this.sampled()
             const waste = st.duplicates + st.badLines + st.tooLong + st.keepalives + st.strayAcks - wasted
             if (waste > 0) g.spend(waste, Math.max(0, unframed - link.unframed()), now)
         }
@@ -408,7 +438,11 @@ export abstract class Endpoint extends EventEmitter {
             case "written": {
                 const w = this.writes?.get(e.ticket)
                 this.writes?.delete(e.ticket)
-                w?.resolve()
+                if (w) {
+                    this.traffic.linesOut++
+                    this.traffic.bytesOut += w.bytes
+                    w.resolve()
+                }
                 break
             }
             case "failed": {
@@ -438,10 +472,32 @@ export abstract class Endpoint extends EventEmitter {
             case "notice":
                 this.onNotice(e.code, e.detail)
                 break
+            case "report":
+                this.emit("report", e.report)
+                break
             case "readable":
             case "keepalive":
                 break
         }
+    }
+
+    private countIn(line: string): void {
+        this.traffic.linesIn++
+        this.traffic.bytesIn += Buffer.byteLength(line)
+    }
+
+    // Smoothed like TCP's SRTT (RFC 6298: 1/8 of each new sample).
+    // A round trip the last step measured, if any.
+    private sampled(): void {
+        if (this.link.stats.roundTrips !== this.roundTrips) this.sampleRoundTrip()
+    }
+
+    private sampleRoundTrip(): void {
+        this.roundTrips = this.link.stats.roundTrips
+        const ms = this.link.stats.roundTrip
+        const t = this.traffic
+        t.roundTrip = t.roundTrip < 0 ? ms : t.roundTrip + (ms - t.roundTrip) / 8
+        this.onRoundTrip?.(ms)
     }
 
     private armTimer(): void {

@@ -71,6 +71,7 @@ await runApp(${lit(c.app)}, checkConfig({
     sim: true,
     key: ${lit(c.key ?? "")},
     encrypt: ${c.encrypt ? "true" : "false"},
+    firmware: "simulator",
 }), ${lit(c.role ?? "")})
 `
         )

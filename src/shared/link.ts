@@ -29,6 +29,7 @@ import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transc
 import { Crypto } from "./crypto.js"
 import { Session } from "./seal.js"
 import { parseRefusal, refusalLine, refusalNotice } from "./refusal.js"
+import { isReport, parseReport, Report, reportLine } from "./report.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -53,6 +54,7 @@ export type LinkEvent =
     | { type: "close"; reason: string } // the driver must close the socket
     | { type: "keepalive" }
     | { type: "notice"; code: NoticeCode; detail: string }
+    | { type: "report"; report: Report } // a devs-iot peer's report of itself (report.ts)
 
 export interface LinkStats {
     received: number // messages delivered to the receive queue
@@ -63,6 +65,8 @@ export interface LinkStats {
     resent: number
     keepalives: number // received once up
     strayAcks: number
+    roundTrip: number // ms from a message's send to its ACK, the last sample (-1: none yet)
+    roundTrips: number // samples taken
 }
 
 // Handshake phases of one socket (docs/protocol.md, "Handshake"):
@@ -153,7 +157,7 @@ export class Link {
     readonly cfg: LinkConfig
     readonly role: Role
     readonly epoch: string
-    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0 }
+    readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
     private clientId: string
     private conn: Conn | undefined = undefined
@@ -275,6 +279,15 @@ export class Link {
     wantsRead(): boolean {
         const c = this.conn
         return c !== undefined && !this.paused(c)
+    }
+
+    // Sends a report of this end (report.ts) to a devs-iot peer whose link is
+    // up; false, and nothing sent, otherwise: a v1 peer never sees one.
+    sendReport(r: Report): boolean {
+        const c = this.conn
+        if (c === undefined || !this.up || c.peer !== "devs-iot") return false
+        c.out += reportLine(r)
+        return true
     }
 
     // Closes the link for good: writes not yet complete fail with ECLOSED.
@@ -614,6 +627,10 @@ export class Link {
             case "ack": {
                 const resent: number[] = []
                 const t = this.sender.ack(l.id, resent)
+                if (t >= 0 && this.sender.ackedSentAt >= 0) {
+                    this.stats.roundTrip = now - this.sender.ackedSentAt
+                    this.stats.roundTrips++
+                }
                 if (t > 0) this.events.push({ type: "written", ticket: t })
                 else if (t < 0) {
                     this.stats.strayAcks++
@@ -631,7 +648,14 @@ export class Link {
                 return
             case "ext":
                 if (this.refusedBy(c, l, now)) return
-                // Only hellos are defined, and only during the handshake.
+                // Hellos belong to the handshake; after it, a devs-iot peer
+                // may send reports.
+                if (c.peer === "devs-iot" && isReport(l.text)) {
+                    const r = parseReport(l.text)
+                    if (typeof r === "string") this.bad(r, line)
+                    else this.events.push({ type: "report", report: r })
+                    return
+                }
                 this.bad("extension line out of place", line)
                 return
             case "bad":

@@ -74,6 +74,9 @@ export class Sender {
     private window: number // the window in force (<= limits.window)
     private cwnd: number // messages in flight allowed now (<= window)
     private zeroFirst = false // nothing after 00 until 00 is ACKed (v1 peers)
+    // When the message the last ack() matched was sent, or -1 when it was
+    // sent more than once on its socket (an ACK then times no one send).
+    ackedSentAt = -1
 
     constructor(private limits: SenderLimits) {
         this.window = limits.window
@@ -203,6 +206,7 @@ export class Sender {
         }
         if (!found) return -1
         const hit = found
+        this.ackedSentAt = hit.txOrder === hit.firstTx ? hit.sentAt : -1
         const self = this
         const before = resent.length
         this.inflight.retain(function (o: Outgoing) {

@@ -2,7 +2,7 @@
 // DeviceScript simulator links up with the real Node server over loopback and
 // lines go both ways. The full board suite is in the system layer.
 import assert from "node:assert/strict"
-import { Server } from "../../src/server/index.js"
+import { Fleet, Server, type BoardReport } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
 import { freePort, within } from "./support/util.js"
 
@@ -18,10 +18,18 @@ describe("board firmware in the simulator (smoke)", function () {
         img?.remove()
     })
 
-    it("links up with the server and echoes a qos line", async function () {
+    it("links up with the server, echoes a qos line and reports itself", async function () {
         const port = await freePort()
         server = new Server({ port, host: "127.0.0.1", timeout: 1000 })
         await server.listen()
+        const fleet = new Fleet(server)
+        const reported = new Promise<BoardReport>((resolve) => {
+            const check = () => {
+                const r = fleet.board("smoke1")?.report
+                if (r) resolve(r)
+            }
+            fleet.on("change", check)
+        })
         img = await buildSimImage({ app: "testbed", id: "smoke1", host: "127.0.0.1", port, timeout: 1000, verbose: true })
         vm = await runSim(img.image)
         const conn = await within(server.clientConn("smoke1"), 30000, "board connected")
@@ -29,5 +37,11 @@ describe("board firmware in the simulator (smoke)", function () {
         await conn.write("hello")
         assert.equal(await within(conn.readline(), 5000, "echo"), "hello")
         await vm.waitFor(/link up \(server speaks devs-iot/, 5000)
+        const r = await within(reported, 10000, "the board's report")
+        assert.equal(r.firmware, "simulator")
+        assert.equal(r.reconnects, 0)
+        assert.ok(r.uptime >= 0)
+        assert.equal(r.rssi, null, "no WiFi in the simulator")
+        fleet.detach()
     })
 })

@@ -7,6 +7,7 @@ import { pairSuite } from "./pair.cases.js"
 import { watchdogSuite } from "./watchdog.cases.js"
 import { authSuite } from "./auth.cases.js"
 import { keysSuite } from "./keys.cases.js"
+import { reportSuite } from "./report.cases.js"
 import { Suite } from "./harness.js"
 
-export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, keysSuite, pairSuite, watchdogSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, keysSuite, pairSuite, watchdogSuite, reportSuite]

@@ -568,6 +568,28 @@ export const linkSuite = suite("link", function (test) {
         d.feed("03\n")
         eq(d.take(), "02m1\n", "02 resent at once (fast resend); no new id: the window counts from the oldest un-ACKed id")
     })
+    test("round trip: an ACK times its message from its send; an ACK of a message sent twice on the socket is no sample", async function () {
+        const d = past00({})
+        const before = d.link.stats.roundTrips
+        d.link.write("a", true, true)
+        d.advance(0)
+        eq(d.take(), "01a\n", "sent")
+        d.advance(30)
+        d.feed("01\n")
+        eq(d.link.stats.roundTrips, before + 1, "one sample")
+        eq(d.link.stats.roundTrip, 30, "from send to ACK")
+        d.link.write("b", true, true)
+        d.advance(0)
+        eq(d.take(), "02b\n", "sent")
+        d.advance(1000)
+        d.feed("\n") // the peer is alive; 02 is only not ACKed
+        d.advance(1000)
+        eq(d.take().indexOf("02b\n") >= 0, true, "resent after timeout")
+        d.advance(10)
+        d.feed("02\n")
+        eq(d.link.stats.roundTrips, before + 1, "no sample: the ACK may answer either send")
+        eq(d.link.stats.roundTrip, 30, "last sample kept")
+    })
     test("window: un-ACKed bytes are capped too", async function () {
         const d = past00({ maxInflightBytes: 20 })
         d.link.write("0123456789", true, false)

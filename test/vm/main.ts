@@ -5,6 +5,7 @@ import { dedupSuite } from "../shared/dedup.cases.js"
 import { watchdogSuite } from "../shared/watchdog.cases.js"
 import { authSuite } from "../shared/auth.cases.js"
 import { keysSuite } from "../shared/keys.cases.js"
+import { reportSuite } from "../shared/report.cases.js"
 import { runSuites } from "./run.js"
 
-await runSuites([codecSuite, framerSuite, dedupSuite, authSuite, keysSuite, watchdogSuite])
+await runSuites([codecSuite, framerSuite, dedupSuite, authSuite, keysSuite, watchdogSuite, reportSuite])

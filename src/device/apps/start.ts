@@ -32,6 +32,8 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         onStatus: onStatus,
         key: c.key !== undefined && c.key !== "" ? Buffer.from(c.key, "hex") : undefined,
         encrypt: c.encrypt === true,
+        report: c.report,
+        firmware: c.firmware,
         // A watchdog reboot halts the simulator's VM: restart the program there.
         onWatchdog: c.sim
             ? function () {

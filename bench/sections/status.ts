@@ -1,0 +1,109 @@
+// The cost of the HTTP side (metrics and status API) on idle clients: the
+// same server and clients measured in windows with the HTTP side off, on
+// (nothing asks), on with a Prometheus scrape of /metrics every second, and
+// off again. Target: on costs at most 5 % more server CPU than off.
+import { request } from "node:http"
+import { startWorker, withWorkers, type Worker } from "../lib/proc.js"
+import { sleep, type Context, type SectionResult } from "../lib/context.js"
+import { int, met, ms } from "../lib/table.js"
+
+const PER_PROCESS = 5000
+const TIMEOUT = 2000
+export const STATUS_CPU_TARGET = 5 // % more server CPU with the HTTP side on
+
+interface Usage {
+    cpuPercent: number
+    rssMB: number
+    up: number
+    disconnects: number
+    ms: number
+}
+
+interface Window {
+    mode: "off" | "on" | "scrape" | "off again"
+    cpuPercent: number
+    rssMB: number
+    up: number
+    disconnects: number
+    scrapes: number
+    scrapeMs: number // mean time of one scrape, as the scraper saw it
+    scrapeBytes: number
+}
+
+function scrape(port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port, path: "/metrics" }, (res) => {
+            let n = 0
+            res.on("data", (b: Buffer) => (n += b.length))
+            res.on("end", () => (res.statusCode === 200 ? resolve(n) : reject(new Error(`GET /metrics: ${res.statusCode}`))))
+        })
+        req.on("error", reject)
+        req.end()
+    })
+}
+
+export async function status(ctx: Context): Promise<SectionResult> {
+    const clients = ctx.quick ? 1000 : 10000
+    const windowMs = ctx.quick ? 3000 : 10000
+    const windows = await withWorkers(async (keep) => {
+        const server = keep(await startWorker("server", 900000))
+        const { port } = await server.call<{ port: number }>("listen", { timeout: TIMEOUT })
+        const procs: Worker[] = []
+        for (let started = 0; started < clients; started += PER_PROCESS) {
+            const w = keep(await startWorker("idle", 900000))
+            procs.push(w)
+            const count = Math.min(PER_PROCESS, clients - started)
+            const r = await w.call<{ neverUp: number }>("start", { port, prefix: `s${procs.length}-`, count, timeout: TIMEOUT, batch: 200, paced: true, limitMs: 120000 }, 180000)
+            if (r.neverUp > 0) throw new Error(`${r.neverUp} of ${count} idle clients did not connect within 120 s`)
+        }
+        await sleep(3000) // past one timeout: every link in its steady state
+        const out: Window[] = []
+        let httpPort = -1
+        for (const mode of ["off", "on", "scrape", "off again"] as const) {
+            if (mode === "on") httpPort = (await server.call<{ port: number }>("statusOn", {})).port
+            if (mode === "off again") await server.call("statusOff", {})
+            ctx.log(`status: ${clients} idle clients, HTTP side ${mode}, ${windowMs} ms`)
+            const before = await server.call<Usage>("usage", { mark: true })
+            let scrapes = 0
+            let scrapeMs = 0
+            let scrapeBytes = 0
+            if (mode === "scrape") {
+                const end = performance.now() + windowMs
+                while (performance.now() < end) {
+                    const t0 = performance.now()
+                    scrapeBytes = await scrape(httpPort)
+                    scrapeMs += performance.now() - t0
+                    scrapes++
+                    await sleep(Math.max(0, 1000 - (performance.now() - t0)))
+                }
+            } else await sleep(windowMs)
+            const u = await server.call<Usage>("usage", { mark: true })
+            out.push({ mode, cpuPercent: u.cpuPercent, rssMB: u.rssMB, up: u.up, disconnects: u.disconnects - before.disconnects, scrapes, scrapeMs: scrapes ? scrapeMs / scrapes : NaN, scrapeBytes })
+        }
+        return out
+    })
+    const off = (windows[0]!.cpuPercent + windows[3]!.cpuPercent) / 2
+    const more = (w: Window) => ((w.cpuPercent - off) / off) * 100
+    const on = windows[1]!
+    return {
+        name: "status",
+        data: { clients, timeout: TIMEOUT, windowMs, windows, offCpuPercent: off },
+        tables: [
+            {
+                title: `The HTTP side's cost on ${int(clients)} idle clients (one server, windows of ${windowMs / 1000} s in this order)`,
+                head: ["HTTP side", "server CPU, % of a core", "vs off (mean of both)", "server RSS", "up / dropped", "scrapes (mean time, size)", "target", "met"],
+                rows: windows.map((w) => [
+                    w.mode === "scrape" ? "on, /metrics scraped every second" : w.mode === "on" ? "on, not asked" : w.mode,
+                    `${w.cpuPercent.toFixed(1)} %`,
+                    w.mode.startsWith("off") ? "" : `${more(w) >= 0 ? "+" : ""}${more(w).toFixed(1)} %`,
+                    `${int(w.rssMB)} MB`,
+                    `${int(w.up)} / ${int(w.disconnects)}`,
+                    w.scrapes ? `${w.scrapes} (${ms(w.scrapeMs)} ms, ${int(w.scrapeBytes)} B)` : "",
+                    w === on ? `<= +${STATUS_CPU_TARGET} %` : "",
+                    w === on ? met(more(on) <= STATUS_CPU_TARGET && on.disconnects === 0) : "",
+                ]),
+                notes: ["CPU of a shared machine moves by a few % between windows on its own: compare the two off windows for the noise."],
+            },
+        ],
+    }
+}

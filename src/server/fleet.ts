@@ -1,0 +1,249 @@
+// What the server knows of its boards, for the status API, the metrics and
+// the dashboard. It only listens to the Server's events and reads each
+// Connection's counters when asked, so it costs nothing per line.
+import { EventEmitter } from "node:events"
+import type { Connection } from "./connection.js"
+import type { Server, Warning } from "./server.js"
+import type { Report } from "../shared/index.js"
+
+// Outage reasons are free text (they name timeouts, error codes): metrics
+// and charts get one of these kinds instead, so labels stay few.
+export const OUTAGE_KINDS = ["timeout", "closed-by-peer", "socket-error", "taken-over", "auth", "no-hello", "operator", "shutdown", "other"] as const
+export type OutageKind = (typeof OUTAGE_KINDS)[number]
+
+export function outageKind(reason: string): OutageKind {
+    if (reason.startsWith("nothing received")) return "timeout"
+    if (reason === "closed by peer") return "closed-by-peer"
+    if (reason.startsWith("socket error")) return "socket-error"
+    if (reason.startsWith("taken over") || reason.startsWith("replaced")) return "taken-over"
+    if (reason.startsWith("authentication")) return "auth"
+    if (reason.startsWith("no hello")) return "no-hello"
+    if (reason === "disconnected by the operator") return "operator"
+    if (reason === "closed by the application") return "shutdown"
+    return "other"
+}
+
+export const AUTH_FAILURES = ["wrong-key", "timeout", "handshake", "sealed-line", "plain-refused", "http-token"] as const
+export type AuthFailure = (typeof AUTH_FAILURES)[number]
+
+// The kind of an authentication warning, or undefined for another warning.
+export function authFailure(w: Warning): AuthFailure | undefined {
+    if (w.code === "auth-refused") return "plain-refused"
+    if (w.code !== "auth-failed") return undefined
+    // The server's handshake says "authentication failed: <reason>"; a
+    // link's sealed line that did not verify says only the reason.
+    if (!w.detail.startsWith("authentication failed")) return "sealed-line"
+    if (w.detail.includes("wrong key")) return "wrong-key"
+    if (w.detail.includes("no answer")) return "timeout"
+    return "handshake"
+}
+
+// Warnings that mean a limit was reached (README, "Hostile input").
+export const CAPS: ReadonlyArray<Warning["code"]> = ["pending-limit", "evicted", "penalized", "too-many-clients", "flood", "too-long", "id-timeout"]
+
+// What a board reports of itself (report.ts), as the server last got it.
+export interface BoardReport {
+    firmware: string
+    uptime: number // s
+    heap: number | null // free bytes
+    rssi: number | null // dBm
+    reconnects: number
+    reset: string | null
+    at: string // when it arrived (ISO)
+}
+
+export interface BoardStatus {
+    id: string
+    up: boolean
+    since: string | null // when it last came up or went down (ISO), as this server saw it
+    address: string
+    peer: string | null // "devs-iot" or "v1" once up
+    roundTripMs: number | null // smoothed
+    queuedOut: number // lines waiting to go to the board, or un-ACKed
+    queuedIn: number // lines from the board the application has not read
+    connects: number
+    reconnects: number
+    outages: number
+    lastReason: string | null
+    linesIn: number
+    linesOut: number
+    bytesIn: number
+    bytesOut: number
+    resent: number
+    duplicates: number
+    report: BoardReport | null
+}
+
+export interface FleetTotals {
+    boards: number
+    up: number
+    connects: number
+    linesIn: number
+    linesOut: number
+    bytesIn: number
+    bytesOut: number
+    resent: number
+    duplicates: number
+    dropped: number
+    refused: number
+    queueFull: number
+    roundTripMs: number | null // mean of the boards' smoothed round trips
+}
+
+interface Seen {
+    since: number // Date.now()
+    outages: number
+    lastReason: string | null
+    report: BoardReport | null
+}
+
+export declare interface Fleet {
+    on(event: "change", listener: (id: string) => void): this
+    on(event: "roundtrip", listener: (ms: number) => void): this
+}
+
+export class Fleet extends EventEmitter {
+    readonly server: Server
+    readonly outages = new Map<OutageKind, number>()
+    readonly warnings = new Map<Warning["code"], number>()
+    readonly authFailures = new Map<AuthFailure, number>()
+    private seen = new Map<string, Seen>()
+    private offs: Array<() => void> = []
+    private hooked = new WeakSet<Connection>()
+
+    constructor(server: Server) {
+        super()
+        this.server = server
+        const onRoundTrip = (ms: number) => this.emit("roundtrip", ms)
+        this.listen("connect", (conn: Connection) => {
+            conn.onRoundTrip = onRoundTrip
+            if (!this.hooked.has(conn)) {
+                this.hooked.add(conn)
+                const onReport = (r: Report) => this.setReport(conn.id, r)
+                conn.on("report", onReport)
+                this.offs.push(() => conn.off("report", onReport))
+            }
+            const s = this.entry(conn.id)
+            s.since = Date.now()
+            this.emit("change", conn.id)
+        })
+        this.listen("disconnect", (conn: Connection, reason: string) => {
+            const s = this.entry(conn.id)
+            s.since = Date.now()
+            s.outages++
+            s.lastReason = reason
+            const k = outageKind(reason)
+            this.outages.set(k, (this.outages.get(k) ?? 0) + 1)
+            this.emit("change", conn.id)
+        })
+        this.listen("warning", (w: Warning) => {
+            this.warnings.set(w.code, (this.warnings.get(w.code) ?? 0) + 1)
+            const a = authFailure(w)
+            if (a !== undefined) this.countAuthFailure(a)
+        })
+    }
+
+    // Stops listening to the server.
+    detach(): void {
+        for (const off of this.offs.splice(0)) off()
+    }
+
+    board(id: string): BoardStatus | undefined {
+        const c = this.server.connection(id)
+        return c && c.connects > 0 ? this.status(c) : undefined
+    }
+
+    // Boards that have been up at least once, in the order they first came.
+    *boards(): Generator<BoardStatus> {
+        for (const c of this.server.connections()) if (c.connects > 0) yield this.status(c)
+    }
+
+    countAuthFailure(a: AuthFailure): void {
+        this.authFailures.set(a, (this.authFailures.get(a) ?? 0) + 1)
+    }
+
+    private setReport(id: string, r: Report): void {
+        this.entry(id).report = {
+            firmware: r.firmware,
+            uptime: r.uptime,
+            heap: r.heap ?? null,
+            rssi: r.rssi ?? null,
+            reconnects: r.reconnects,
+            reset: r.reset ?? null,
+            at: new Date().toISOString(),
+        }
+        this.emit("change", id)
+    }
+
+    totals(): FleetTotals {
+        const t: FleetTotals = { boards: 0, up: 0, connects: 0, linesIn: 0, linesOut: 0, bytesIn: 0, bytesOut: 0, resent: 0, duplicates: 0, dropped: 0, refused: 0, queueFull: 0, roundTripMs: null }
+        let rtSum = 0
+        let rtN = 0
+        for (const c of this.server.connections()) {
+            if (c.connects === 0) continue
+            t.boards++
+            if (c.status()) t.up++
+            t.connects += c.connects
+            const x = c.traffic
+            t.linesIn += x.linesIn
+            t.linesOut += x.linesOut
+            t.bytesIn += x.bytesIn
+            t.bytesOut += x.bytesOut
+            t.refused += x.refused
+            t.queueFull += x.queueFull
+            if (x.roundTrip >= 0 && c.status()) {
+                rtSum += x.roundTrip
+                rtN++
+            }
+            const s = c.stats
+            t.resent += s.resent
+            t.duplicates += s.duplicates
+            t.dropped += s.dropped
+        }
+        if (rtN > 0) t.roundTripMs = Math.round((rtSum / rtN) * 10) / 10
+        return t
+    }
+
+    private status(c: Connection): BoardStatus {
+        const s = this.seen.get(c.id)
+        const x = c.traffic
+        const q = c.queued()
+        return {
+            id: c.id,
+            up: c.status(),
+            since: s ? new Date(s.since).toISOString() : null,
+            address: c.address,
+            peer: c.peer ?? null,
+            roundTripMs: x.roundTrip >= 0 ? Math.round(x.roundTrip * 10) / 10 : null,
+            queuedOut: q.out,
+            queuedIn: q.in,
+            connects: c.connects,
+            reconnects: Math.max(0, c.connects - 1),
+            outages: s ? s.outages : 0,
+            lastReason: s ? s.lastReason : null,
+            linesIn: x.linesIn,
+            linesOut: x.linesOut,
+            bytesIn: x.bytesIn,
+            bytesOut: x.bytesOut,
+            resent: c.stats.resent,
+            duplicates: c.stats.duplicates,
+            report: s ? s.report : null,
+        }
+    }
+
+    // Entries exist only for ids that came up, so they are bounded like the
+    // server's Connections (maxClients).
+    private entry(id: string): Seen {
+        let s = this.seen.get(id)
+        if (!s) {
+            s = { since: Date.now(), outages: 0, lastReason: null, report: null }
+            this.seen.set(id, s)
+        }
+        return s
+    }
+
+    private listen(event: string, f: (...args: never[]) => void): void {
+        this.server.on(event as "connect", f as () => void)
+        this.offs.push(() => this.server.off(event, f as () => void))
+    }
+}

@@ -1,0 +1,373 @@
+// The HTTP side over loopback: Prometheus metrics, the status API, the event
+// stream, the token-gated actions, and its security (no secret in any
+// response, constant-time token, loopback host names only, bounded bodies).
+import assert from "node:assert/strict"
+import { request, type IncomingHttpHeaders } from "node:http"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { Client, HttpStatus, Server } from "../../src/server/index.js"
+import { MAX_EVENT_CLIENTS } from "../../src/server/http.js"
+import { outageKind } from "../../src/server/fleet.js"
+import { ROOT } from "./support/devs.js"
+import { cleanup, cli, closeAll, onCleanup, within, type Cli } from "./support/util.js"
+
+const T = 400
+const TOKEN = "s3cret-token-for-the-http-side"
+const KEY = "11".repeat(32)
+
+afterEach(closeAll)
+
+interface Reply {
+    status: number
+    headers: IncomingHttpHeaders
+    body: string
+}
+
+function http(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Reply> {
+    return within(
+        new Promise((resolve, reject) => {
+            const req = request({ host: "127.0.0.1", port, method, path, headers }, (res) => {
+                const parts: Buffer[] = []
+                res.on("data", (b: Buffer) => parts.push(b))
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString() }))
+            })
+            req.on("error", reject)
+            req.end(body)
+        }),
+        10000,
+        `${method} ${path}`
+    )
+}
+
+const get = (port: number, path: string, headers: Record<string, string> = {}) => http(port, "GET", path, headers)
+const post = (port: number, path: string, body = "", token?: string) =>
+    http(port, "POST", path, token === undefined ? {} : { Authorization: `Bearer ${token}` }, body)
+
+// A metric's value in the Prometheus text (a line "name{labels} value").
+function metric(text: string, series: string): number {
+    const line = text.split("\n").find((l) => l.startsWith(series + " "))
+    assert.ok(line, `no series ${series} in:\n${text}`)
+    return Number(line.slice(series.length + 1))
+}
+
+async function start(opts: { token?: string; keys?: Record<string, string> } = {}): Promise<{ server: Server; status: HttpStatus; port: number }> {
+    const server = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T, keys: opts.keys }))
+    const status = new HttpStatus(server, { port: 0, token: opts.token })
+    await server.listen()
+    await status.listen()
+    onCleanup(() => status.close())
+    return { server, status, port: status.port }
+}
+
+function client(server: Server, id: string, opts: Partial<ConstructorParameters<typeof Client>[0]> = {}): Client {
+    return cleanup(new Client({ id, port: server.port, timeout: T, ...opts })).start()
+}
+
+// An event stream: everything received so far, and a wait for a pattern.
+function stream(port: number): Promise<{ text: () => string; waitFor: (re: RegExp) => Promise<void>; status: number }> {
+    return new Promise((resolve, reject) => {
+        let text = ""
+        const waiters: Array<() => void> = []
+        const req = request({ host: "127.0.0.1", port, path: "/api/events" }, (res) => {
+            res.on("data", (b: Buffer) => {
+                text += b.toString()
+                for (const w of waiters.splice(0)) w()
+            })
+            res.on("error", () => {})
+            resolve({
+                status: res.statusCode ?? 0,
+                text: () => text,
+                waitFor: (re) =>
+                    within(
+                        new Promise<void>((done) => {
+                            const check = () => (re.test(text) ? done() : waiters.push(check))
+                            check()
+                        }),
+                        5000,
+                        `${re} in the event stream:\n${text}`
+                    ),
+            })
+        })
+        req.on("error", reject)
+        req.end()
+        onCleanup(() => void req.destroy())
+    })
+}
+
+describe("HTTP side: metrics, status API, dashboard, actions", function () {
+    this.timeout(30000)
+
+    describe("metrics", function () {
+        it("GET /metrics: links, connects, lines and bytes each way, round trips, outages by kind, memory and event-loop lag", async function () {
+            const { server, port } = await start()
+            const c = client(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "a connects")
+            await c.write("hello") // 5 bytes
+            await conn.write("world!") // 6 bytes
+            assert.equal(await conn.readline(), "hello")
+            assert.equal(await c.readline(), "world!")
+            let r = await get(port, "/metrics")
+            assert.equal(r.status, 200)
+            assert.match(String(r.headers["content-type"]), /^text\/plain; version=0\.0\.4/)
+            assert.equal(metric(r.body, "devs_iot_links_up"), 1)
+            assert.equal(metric(r.body, "devs_iot_boards"), 1)
+            assert.equal(metric(r.body, "devs_iot_connects_total"), 1)
+            assert.equal(metric(r.body, 'devs_iot_lines_total{direction="in"}'), 1)
+            assert.equal(metric(r.body, 'devs_iot_lines_total{direction="out"}'), 1)
+            assert.equal(metric(r.body, 'devs_iot_line_bytes_total{direction="in"}'), 5)
+            assert.equal(metric(r.body, 'devs_iot_line_bytes_total{direction="out"}'), 6)
+            assert.equal(metric(r.body, "devs_iot_round_trip_seconds_count"), 1)
+            assert.ok(metric(r.body, "process_resident_memory_bytes") > 0)
+            assert.ok(metric(r.body, "nodejs_eventloop_lag_seconds") >= 0)
+            for (const m of ["devs_iot_resends_total", "devs_iot_duplicates_total", "devs_iot_refused_writes_total", 'devs_iot_caps_hit_total{cap="too-many-clients"}', 'devs_iot_auth_failures_total{reason="wrong-key"}'])
+                assert.equal(metric(r.body, m), 0, m)
+            const down = once(server, "disconnect")
+            await c.close()
+            await within(down, 5000, "a down")
+            r = await get(port, "/metrics")
+            assert.equal(metric(r.body, "devs_iot_links_up"), 0)
+            assert.equal(metric(r.body, 'devs_iot_outages_total{reason="closed-by-peer"}'), 1)
+        })
+
+        it("no label carries a board id: the series are the same for one board or many", async function () {
+            const { server, port } = await start()
+            client(server, "board-one")
+            await within(server.clientConn("board-one"), 5000, "one")
+            const series = (t: string) => t.split("\n").filter((l) => l.startsWith("devs_iot_")).map((l) => l.replace(/ [^ ]+$/, "")).sort()
+            const one = series((await get(port, "/metrics")).body)
+            for (const id of ["board-two", "board-three"]) client(server, id)
+            await within(server.waitAll(["board-two", "board-three"]), 5000, "two more")
+            const text = (await get(port, "/metrics")).body
+            assert.deepEqual(series(text), one)
+            assert.ok(!text.includes("board-"), "an id in the metrics")
+        })
+
+        it("refused writes and a full write queue are counted", async function () {
+            const { server, port } = await start()
+            client(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "a")
+            await assert.rejects(conn.write(""), { code: "EEMPTY" })
+            const r = await get(port, "/metrics")
+            assert.equal(metric(r.body, "devs_iot_refused_writes_total"), 1)
+            assert.equal(metric(r.body, 'devs_iot_caps_hit_total{cap="write-queue-full"}'), 0)
+        })
+
+        it("outage reasons fall into few kinds", function () {
+            assert.equal(outageKind("nothing received for 400 ms"), "timeout")
+            assert.equal(outageKind("closed by peer"), "closed-by-peer")
+            assert.equal(outageKind("socket error ECONNRESET"), "socket-error")
+            assert.equal(outageKind("taken over by a new connection"), "taken-over")
+            assert.equal(outageKind("authentication: wrong key"), "auth")
+            assert.equal(outageKind("disconnected by the operator"), "operator")
+            assert.equal(outageKind("something new"), "other")
+        })
+    })
+
+    describe("status API", function () {
+        it("GET /api/boards and /api/boards/<id>: state, since, address, round trip, queues, outages, reconnects, last reason", async function () {
+            const { server, port } = await start()
+            const c = client(server, "a/b c")
+            const conn = await within(server.clientConn("a/b c"), 5000, "connects")
+            await conn.write("x")
+            let r = await get(port, "/api/boards")
+            assert.equal(r.status, 200)
+            assert.match(String(r.headers["content-type"]), /^application\/json/)
+            const list = JSON.parse(r.body)
+            assert.equal(list.total, 1)
+            assert.equal(list.up, 1)
+            assert.equal(list.next, null)
+            const b = list.boards[0]
+            assert.equal(b.id, "a/b c")
+            assert.equal(b.up, true)
+            assert.equal(b.peer, "devs-iot")
+            assert.match(b.address, /^127\.0\.0\.1:\d+$/)
+            assert.ok(Date.parse(b.since) > 0)
+            assert.equal(typeof b.roundTripMs, "number")
+            assert.equal(b.queuedOut, 0)
+            assert.equal(b.outages, 0)
+            assert.equal(b.reconnects, 0)
+            assert.equal(b.lastReason, null)
+            r = await get(port, "/api/boards/" + encodeURIComponent("a/b c"))
+            assert.equal(r.status, 200)
+            assert.equal(JSON.parse(r.body).id, "a/b c")
+            const down = once(server, "disconnect")
+            await c.close()
+            await within(down, 5000, "down")
+            const d = JSON.parse((await get(port, "/api/boards/" + encodeURIComponent("a/b c"))).body)
+            assert.equal(d.up, false)
+            assert.equal(d.outages, 1)
+            assert.equal(d.lastReason, "closed by peer")
+            assert.equal((await get(port, "/api/boards/nope")).status, 404)
+            assert.equal((await get(port, "/api/boards/%E0%A4%A")).status, 400)
+        })
+
+        it("a board's report of itself shows in its status and comes on the event stream", async function () {
+            const { server, port } = await start()
+            const c = client(server, "r")
+            await within(c.connected(), 5000, "up")
+            assert.equal(JSON.parse((await get(port, "/api/boards/r")).body).report, null)
+            const s = await stream(port)
+            assert.equal(c.sendReport({ firmware: "1.4.2", uptime: 3600, reconnects: 2, heap: 20480, rssi: -67, reset: "watchdog" }), true)
+            await s.waitFor(/event: boards\ndata: \[[^\n]*"firmware":"1.4.2"/)
+            const r = JSON.parse((await get(port, "/api/boards/r")).body).report
+            assert.deepEqual({ ...r, at: undefined }, { firmware: "1.4.2", uptime: 3600, heap: 20480, rssi: -67, reconnects: 2, reset: "watchdog", at: undefined })
+            assert.ok(Date.parse(r.at) > 0)
+        })
+
+        it("pages: limit and offset, next is where the next page starts; a bad limit is refused", async function () {
+            const { server, port } = await start()
+            for (const id of ["a", "b", "c"]) client(server, id)
+            await within(server.waitAll(["a", "b", "c"]), 5000, "three")
+            const p1 = JSON.parse((await get(port, "/api/boards?limit=2")).body)
+            assert.equal(p1.boards.length, 2)
+            assert.equal(p1.next, 2)
+            const p2 = JSON.parse((await get(port, "/api/boards?offset=2&limit=2")).body)
+            assert.equal(p2.boards.length, 1)
+            assert.equal(p2.next, null)
+            assert.equal((await get(port, "/api/boards?limit=100000")).status, 400)
+            assert.equal((await get(port, "/api/boards?offset=-1")).status, 400)
+        })
+
+        it("the event stream sends a tick at once and a board's changes as they happen", async function () {
+            const { server, port } = await start()
+            const s = await stream(port)
+            assert.equal(s.status, 200)
+            await s.waitFor(/event: tick\ndata: \{[^\n]*"boards":0/)
+            const c = client(server, "ev")
+            await s.waitFor(/event: boards\ndata: \[[^\n]*"id":"ev","up":true/)
+            await c.close()
+            await s.waitFor(/event: boards\ndata: \[[^\n]*"id":"ev","up":false/)
+        })
+
+        it(`at most ${MAX_EVENT_CLIENTS} event streams; the next gets 503`, async function () {
+            const { port } = await start()
+            for (let i = 0; i < MAX_EVENT_CLIENTS; i++) assert.equal((await stream(port)).status, 200)
+            assert.equal((await get(port, "/api/events")).status, 503)
+        })
+    })
+
+    describe("actions", function () {
+        it("without a configured token every action is refused (403)", async function () {
+            const { server, port } = await start()
+            client(server, "a")
+            await within(server.clientConn("a"), 5000, "a")
+            const r = await post(port, "/api/boards/a/disconnect", "", "whatever-token-123")
+            assert.equal(r.status, 403)
+            assert.match(r.body, /no HTTP token/)
+        })
+
+        it("with a token: missing or wrong is 401 (and counted); right disconnects a board, which comes back", async function () {
+            const { server, port } = await start({ token: TOKEN })
+            const c = client(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "a")
+            assert.equal((await post(port, "/api/boards/a/disconnect")).status, 401)
+            assert.equal((await post(port, "/api/boards/a/disconnect", "", TOKEN + "x")).status, 401)
+            assert.equal((await post(port, "/api/boards/a/disconnect", "", "short")).status, 401)
+            assert.equal((await http(port, "POST", "/api/boards/a/disconnect", { Authorization: TOKEN })).status, 401)
+            assert.equal(conn.connects, 1, "not disconnected by a refused request")
+            assert.equal(metric((await get(port, "/metrics")).body, 'devs_iot_auth_failures_total{reason="http-token"}'), 4)
+            const back = new Promise<void>((resolve) => server.on("connect", (x) => x.id === "a" && x.connects === 2 && resolve()))
+            const r = await post(port, "/api/boards/a/disconnect", "", TOKEN)
+            assert.equal(r.status, 200)
+            assert.deepEqual(JSON.parse(r.body), { disconnected: true })
+            await within(back, 10000, "a reconnects")
+            const b = JSON.parse((await get(port, "/api/boards/a")).body)
+            assert.equal(b.lastReason, "disconnected by the operator")
+            assert.equal(b.reconnects, 1)
+            await within(c.connected(), 5000, "client up again")
+            assert.equal((await post(port, "/api/boards/zzz/disconnect", "", TOKEN)).status, 404)
+            assert.equal((await get(port, "/api/boards/a/disconnect")).status, 405)
+        })
+
+        it("send a line: queued (202) and read by the board; a bad line is 400 with the link's code; a big body 413", async function () {
+            const { server, port } = await start({ token: TOKEN })
+            const c = client(server, "a")
+            await within(server.clientConn("a"), 5000, "a")
+            const r = await post(port, "/api/boards/a/send", "from the operator\n", TOKEN)
+            assert.equal(r.status, 202)
+            assert.equal(await within(c.readline(), 5000, "line"), "from the operator")
+            const bad = await post(port, "/api/boards/a/send", "two\nlines", TOKEN)
+            assert.equal(bad.status, 400)
+            assert.equal(JSON.parse(bad.body).code, "ENEWLINE")
+            assert.equal((await post(port, "/api/boards/a/send", "", TOKEN)).status, 400)
+            assert.equal((await post(port, "/api/boards/a/send", "x".repeat(300000), TOKEN)).status, 413)
+        })
+    })
+
+    describe("security", function () {
+        it("no secret in any response: neither the token nor a client key", async function () {
+            const { server, port } = await start({ token: TOKEN, keys: { k: KEY } })
+            client(server, "k", { key: KEY })
+            await within(server.clientConn("k"), 5000, "keyed client")
+            const s = await stream(port)
+            await s.waitFor(/event: tick/)
+            for (const path of ["/", "/dashboard.js", "/dashboard.css", "/metrics", "/api/boards", "/api/boards/k", "/nope"]) {
+                const r = await get(port, path)
+                for (const secret of [TOKEN, KEY, Buffer.from(KEY, "hex").toString("base64")]) assert.ok(!r.body.includes(secret), `${path} holds a secret`)
+                assert.equal(r.headers["x-content-type-options"], "nosniff", path)
+                assert.match(String(r.headers["content-security-policy"]), /script-src 'self'/, path)
+            }
+            assert.ok(!s.text().includes(TOKEN) && !s.text().includes(KEY))
+        })
+
+        it("bound to loopback, it answers only loopback host names (no DNS rebinding)", async function () {
+            const { port } = await start()
+            assert.equal((await get(port, "/api/boards", { Host: "evil.example:80" })).status, 421)
+            assert.equal((await get(port, "/api/boards", { Host: `localhost:${port}` })).status, 200)
+            assert.equal((await get(port, "/api/boards", { Host: `127.0.0.1:${port}` })).status, 200)
+        })
+
+        it("the token is compared in constant time (hashes, timingSafeEqual) and only its hash is kept", function () {
+            const src = readFileSync(join(ROOT, "src/server/http.ts"), "utf-8")
+            assert.match(src, /timingSafeEqual\(sha256\(/)
+            const status = new HttpStatus(new Server({ port: 0 }), { port: 0, token: TOKEN })
+            for (const v of Object.values(status)) assert.notEqual(v, TOKEN)
+            status.fleet.detach()
+            status.metrics.close()
+            assert.throws(() => new HttpStatus(new Server({ port: 0 }), { port: 0, token: "short" }), /16 to 1024 characters/)
+        })
+
+        it("the page sets board strings as text only (no innerHTML and the like)", function () {
+            const js = readFileSync(join(ROOT, "src/server/dashboard/dashboard.js"), "utf-8")
+            for (const sink of ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"]) assert.ok(!js.includes(sink), sink)
+            assert.match(js, /textContent/)
+        })
+    })
+
+    describe("CLI", function () {
+        let running: Cli[] = []
+        afterEach(() => {
+            for (const c of running) c.stop()
+            running = []
+        })
+
+        it("--http-port serves /metrics; the token from the environment enables actions", async function () {
+            const c = cli(["server", "--port", "0", "--http-port", "0", "--json"], { DEVS_IOT_HTTP_TOKEN: TOKEN })
+            running.push(c)
+            const m = await c.waitFor(/"port":(\d+),"actions":true,"msg":"HTTP status listening"/, 15000)
+            const port = Number(m[1])
+            const r = await get(port, "/metrics")
+            assert.equal(r.status, 200)
+            assert.match(r.body, /devs_iot_links_up 0/)
+            assert.ok(!c.stdout.includes(TOKEN) && !c.stderr.includes(TOKEN), "the token in the log")
+        })
+
+        for (const [args, env, re] of [
+            [["server", "--http-token", TOKEN], {}, /--http-token needs --http-port/],
+            [["server", "--http-port", "0", "--http-token", "short"], {}, /--http-token: the HTTP token must be 16 to 1024 characters/],
+            [["server", "--http-port", "0", "--http-token-file", "/nonexistent/token"], {}, /--http-token-file: cannot read "\/nonexistent\/token": ENOENT/],
+            [["server", "--http-port", "0", "--http-token-file", "/dev/null"], { DEVS_IOT_HTTP_TOKEN: TOKEN }, /give the HTTP token once/],
+            [["server", "--http-port", "70000"], {}, /--http-port must be a whole number from 0 to 65535/],
+        ] as Array<[string[], Record<string, string>, RegExp]>)
+            it(`exit 2 naming the problem: ${args.slice(1).join(" ")}`, async function () {
+                const c = cli(args, env)
+                running.push(c)
+                assert.equal(await within(c.exited, 10000, "exit"), 2)
+                assert.match(c.stderr, re)
+            })
+    })
+})
+
+function once(server: Server, event: "disconnect"): Promise<void> {
+    return new Promise((resolve) => server.once(event, () => resolve()))
+}
