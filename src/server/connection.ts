@@ -57,6 +57,12 @@ export class Connection extends Endpoint {
         this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch))
     }
 
+    // Closes the current socket; the client reconnects by itself. OTA uses it
+    // to free a board's one socket for the gateway (docs/notes/ota.md).
+    releaseSocket(reason: string): void {
+        if (this.socket) this.dropSocket(reason)
+    }
+
     /** @internal */
     shutdown(): void {
         this.releaseRead()
