@@ -12,6 +12,7 @@ import { KeyFileError, loadKeys } from "./keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
+import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, runDeploy, startOta } from "./ota/cli.js"
 
 class UsageError extends Error {}
 
@@ -51,9 +52,11 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <64 hex digits>' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
+            ...OTA_SERVER_OPTIONS,
             ...COMMON,
         },
     },
+    deploy: { summary: DEPLOY_COMMAND.summary, options: { ...DEPLOY_COMMAND.options, ...COMMON } },
     client: {
         summary: "connect as a client: stdin lines are sent, received lines go to stdout",
         options: {
@@ -116,11 +119,14 @@ function help(cmd: string): string {
 type Values = Record<string, string | boolean | undefined>
 
 // Flags, then the environment for anything not given as a flag.
-function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { values: Values; source: Record<string, string> } {
+function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { values: Values; source: Record<string, string>; positionals: string[] } {
     const spec = COMMANDS[cmd]!.options
     let parsed: Values
+    let positionals: string[]
     try {
-        parsed = parseArgs({ args, options: Object.fromEntries(Object.entries(spec).map(([k, o]) => [k, { type: o.type }])), strict: true, allowPositionals: false }).values as Values
+        const r = parseArgs({ args, options: Object.fromEntries(Object.entries(spec).map(([k, o]) => [k, { type: o.type }])), strict: true, allowPositionals: cmd === "deploy" })
+        parsed = r.values as Values
+        positionals = r.positionals
     } catch (e) {
         throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""))
     }
@@ -142,7 +148,7 @@ function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { val
             else throw new UsageError(`${envName(name)} must be true or false (1/0, yes/no), got ${JSON.stringify(raw)}`)
         } else values[name] = raw
     }
-    return { values, source }
+    return { values, source, positionals }
 }
 
 function int(values: Values, source: Record<string, string>, name: string, dflt: number, min: number, max: number): number {
@@ -238,6 +244,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         }
     }
     process.on("SIGHUP", onHup)
+    const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain)
     try {
         await server.listen()
     } catch (e) {
@@ -249,6 +256,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     log.info({ app, expected }, "ready")
     return await shutdownOnSignal(log, async () => {
         running.stop()
+        await stopOta?.()
         await server.close()
     })
 }
@@ -380,12 +388,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         return 2
     }
     try {
-        const { values, source } = readOptions(cmd, args, env)
+        const { values, source, positionals } = readOptions(cmd, args, env)
         if (values["help"]) {
             process.stdout.write(help(cmd) + "\n")
             return 0
         }
         if (cmd === "sim") return await runSimCommand(values, source)
+        if (cmd === "deploy") return await runDeploy(values, positionals, makeLogger(level(values, source), values["json"] === true), (s) => process.stdout.write(s))
         if (cmd === "keygen") {
             process.stdout.write(randomBytes(32).toString("hex") + "\n")
             return 0

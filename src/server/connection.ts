@@ -57,6 +57,11 @@ export class Connection extends Endpoint {
         this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch))
     }
 
+    // True while the link is up with the id's key (every line sealed).
+    get authenticated(): boolean {
+        return this.link.isSealed()
+    }
+
     // Closes the current socket; the client reconnects by itself. OTA uses it
     // to free a board's one socket for the gateway (docs/notes/ota.md).
     releaseSocket(reason: string): void {

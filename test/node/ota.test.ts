@@ -11,7 +11,13 @@ import { Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
 import { RefBoard } from "./support/wsskboard.js"
-import { closeAll, cleanup, freePort, onCleanup, within } from "./support/util.js"
+import { attachAdmins, requestDeploy } from "../../src/server/ota/admin.js"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+
+import { cli, closeAll, cleanup, freePort, onCleanup, within } from "./support/util.js"
 
 const MAGIC = Buffer.from([0x44, 0x65, 0x76, 0x53, 0x0a, 0x6e, 0x29, 0xf1])
 function image(bytes: number, fill = randomBytes(bytes - 8)): Buffer {
@@ -223,5 +229,45 @@ describe("OTA deploy with rollback (devs-iot server, reference board)", function
 
         const same = await ota.deploy(["b1"], v2, "test")
         assert.equal(same.boards[0]!.outcome, "unchanged")
+    })
+})
+
+describe("OTA requests: devs-iot deploy over an authenticated admin link", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("deploys for an authenticated admin; refuses an admin link that is not authenticated", async function () {
+        const boardKey = randomBytes(32), adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey, lax: randomBytes(32) }, allowPlain: ["lax"] }))
+        await server.listen()
+        const g = await gateway({ b1: boardKey })
+        const ota = new Ota({ server, gateway: g, linkUpWithin: 2000, sessionWithin: 5000 })
+        attachAdmins(server, ota, ["ops", "lax"])
+        const v1 = image(256), v2 = image(1024)
+        ota.keep(v1)
+        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key: boardKey, program: v1 })
+        keepTrying(board)
+        const link = cleanup(new Client({ id: "b1", port, timeout: 1000 }).start()) // the program's link, always up here
+        await within(server.clientConn("b1"), 5000, "board link")
+
+        // "lax" is keyed but allowed plain: its unauthenticated link gets an error, nothing is deployed.
+        const plain = cleanup(new Client({ id: "lax", port, timeout: 1000 }).start())
+        await assert.rejects(requestDeploy(plain, ["b1"], v2), /must authenticate/)
+        assert.deepEqual(board.program, v1)
+
+        // The command line, as an operator runs it.
+        const file = join(mkdtempSync(join(tmpdir(), "ota-")), "app.devs")
+        writeFileSync(file, v2)
+        const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--log-level", "warn", file], { DEVS_IOT_KEY: adminKey.toString("hex") })
+        onCleanup(() => run.stop())
+        const code = await within(run.exited, 20000, "devs-iot deploy exits")
+        assert.equal(code, 0, run.stdout + run.stderr)
+        const report = JSON.parse(run.stdout)
+        assert.equal(report.who, "ops")
+        assert.equal(report.sha256, sha256(v2).toString("hex"))
+        assert.deepEqual(report.boards.map((b: { id: string; outcome: string }) => [b.id, b.outcome]), [["b1", "deployed"]])
+        assert.deepEqual(board.program, v2)
+        void link
     })
 })
