@@ -39,6 +39,11 @@ export class DeployRun {
         this.hash = sha256(image).toString("hex")
     }
 
+    // The same deploy, from the start (for a new session).
+    fresh(): DeployRun {
+        return new DeployRun(this.image, this.mayReplace)
+    }
+
     get done(): boolean {
         return this.step === "done"
     }

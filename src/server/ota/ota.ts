@@ -130,6 +130,18 @@ export class Ota {
     // `since`: when the session began; a link that comes up later is the new program's
     // (the deploy stops the old one, and the link is kept off until then).
     private async runOnBoard(id: string, run: DeployRun): Promise<RunResult & { since: number }> {
+        // A session the board's own link cut short before anything was written
+        // (its program took the one socket back) is tried again.
+        const end = performance.now() + this.sessionWithin
+        for (;;) {
+            const r = await this.runOnce(id, run)
+            if (r.ok || r.written || !/^session ended/.test(r.error ?? "") || performance.now() > end) return r
+            this.log.info({ board: id, reason: r.error }, "OTA session lost before the deploy began: trying again")
+            run = run.fresh()
+        }
+    }
+
+    private async runOnce(id: string, run: DeployRun): Promise<RunResult & { since: number }> {
         this.pending.add(id)
         const session = this.gateway.want(id)
         this.server.connection(id)?.releaseSocket("OTA deploy pending")
