@@ -56,7 +56,7 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             ...COMMON,
         },
     },
-    deploy: { summary: DEPLOY_COMMAND.summary, options: { ...DEPLOY_COMMAND.options, ...COMMON } },
+    deploy: { summary: DEPLOY_COMMAND.summary, options: { ...DEPLOY_COMMAND.options, "log-level": COMMON["log-level"]!, json: COMMON["json"]!, help: COMMON["help"]! } },
     client: {
         summary: "connect as a client: stdin lines are sent, received lines go to stdout",
         options: {

@@ -79,7 +79,8 @@ describe("OTA deploy in the simulator (wssk, demo firmware)", function () {
         const rollbackMs = performance.now() - t1
         assert.deepEqual(back.boards.map((r) => [r.outcome, r.before, r.after]), [["rolled-back", hash(b!), hash(b!)]], back.boards[0]!.detail)
         assert.match(back.boards[0]!.detail, /previous program back, link up/)
-        writeFileSync("/tmp/ota-sim-logs.txt", logs.slice(before).join("\n"))
+        // The rollback session brought the board's log again.
+        assert.ok(logs.length > before, "log lines from the rollback session")
         process.stderr.write(`      deploy of ${b!.length} bytes: ${deployMs.toFixed(0)} ms; deploy + rollback: ${rollbackMs.toFixed(0)} ms\n`)
     })
 })

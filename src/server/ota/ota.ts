@@ -98,7 +98,7 @@ export class Ota {
         for (const id of ids) {
             const r = await this.deployOne(id, image)
             report.boards.push(r)
-            this.log[r.outcome === "deployed" || r.outcome === "unchanged" ? "info" : "warn"]({ who, sha256: hash, board: id, ...r }, "OTA deploy outcome")
+            this.log[r.outcome === "deployed" || r.outcome === "unchanged" ? "info" : "warn"]({ who, sha256: hash, ...r }, "OTA deploy outcome")
         }
         this.log.info({ who, sha256: hash, boards: report.boards.map((b) => `${b.id}:${b.outcome}`) }, "OTA deploy done")
         return report
