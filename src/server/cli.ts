@@ -12,7 +12,8 @@ import { KeyFileError, loadKeys } from "./keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
-import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, runDeploy, startOta } from "./ota/cli.js"
+import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, OTA_SIM_OPTIONS, runDeploy, runSimWithOta, startOta } from "./ota/cli.js"
+import { copyFileSync } from "node:fs"
 
 class UsageError extends Error {}
 
@@ -87,6 +88,7 @@ const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }
             verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
             key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits)" },
             encrypt: { type: "boolean", help: "the board encrypts the messages it sends (IOT_ENCRYPT; needs --key)" },
+            ...OTA_SIM_OPTIONS,
             timeout: COMMON["timeout"]!,
             help: COMMON["help"]!,
         },
@@ -338,9 +340,18 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
         encrypt: values["encrypt"] === true,
     }
-    process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
-    const image = await buildSimImage(cfg)
-    const run = await runSim(image.image, (line) => process.stdout.write(line + "\n"))
+    if (str(values, "image") === undefined) process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
+    const prebuilt = str(values, "image")
+    const image = prebuilt !== undefined ? { image: prebuilt, bytes: 0, remove: () => {} } : await buildSimImage(cfg)
+    const out = str(values, "out")
+    if (out !== undefined) {
+        copyFileSync(image.image, out)
+        image.remove()
+        process.stderr.write(`devs-iot sim: wrote ${out} (${image.bytes} bytes)\n`)
+        return 0
+    }
+    const url = str(values, "ota-url")
+    const run = url !== undefined ? await runSimWithOta(image.image, cfg.id, url, (line) => process.stdout.write(line + "\n")).then(({ vm, stop }) => ({ exited: vm.exited.then(() => vm.child.exitCode), stop })) : await runSim(image.image, (line) => process.stdout.write(line + "\n"))
     const code = await Promise.race([
         run.exited.then((c) => (c === 0 ? 0 : 1)),
         shutdownOnSignal(makeLogger("warn", false), () => run.stop()),

@@ -12,7 +12,7 @@ import { buildSimImage, type SimImage } from "../../src/server/sim.js"
 import { OtaGateway } from "../../src/server/ota/gateway.js"
 import { Ota } from "../../src/server/ota/ota.js"
 import { sha256 } from "../../src/server/ota/wssk.js"
-import { JacdacHost, runBoardVm, type BoardVm } from "./support/jacdac.js"
+import { JacdacHost, runBoardVm, type BoardVm } from "../../src/server/ota/simboard.js"
 import { freePort, within } from "./support/util.js"
 
 describe("OTA deploy in the simulator (wssk, demo firmware)", function () {

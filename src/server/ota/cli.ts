@@ -1,6 +1,7 @@
 // Command-line glue for OTA: the server's --ota-* options and the `deploy`
 // command. Each setting is defined once here (name, range, default, doc).
-import { readFileSync } from "node:fs"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
 import { Client } from "../client.js"
 import { KeyFileError, loadKeys } from "../keys.js"
@@ -9,6 +10,7 @@ import type { Server } from "../server.js"
 import { attachAdmins, requestDeploy } from "./admin.js"
 import { OtaGateway } from "./gateway.js"
 import { Ota, type DeployReport } from "./ota.js"
+import { JacdacHost, runBoardVm, type BoardVm } from "./simboard.js"
 
 type Opt = { type: "string" | "boolean"; help: string; arg?: string }
 type Values = Record<string, string | boolean | undefined>
@@ -32,6 +34,12 @@ export const OTA_SERVER_OPTIONS: Record<string, Opt> = {
     "ota-images": { type: "string", arg: "DIR", help: "images kept by SHA-256 (a rollback needs the previous one; put the flashed image here)" },
     "ota-link-up-within": { type: "string", arg: "MS", help: "a new program must bring its link up this soon, or it is rolled back (default 60000)" },
     "ota-session-within": { type: "string", arg: "MS", help: "wait this long for a board's OTA session (default 75000; boards retry every 32 s)" },
+}
+
+export const OTA_SIM_OPTIONS: Record<string, Opt> = {
+    "ota-url": { type: "string", arg: "URL", help: "wssk connection string ws://wssk:<key>@<host>:<port>/wssk/<id>, given to the board over Jacdac as over USB; its flash is kept in .devs-iot-sim/<id>/" },
+    out: { type: "string", arg: "FILE", help: "only build: write the board's image (.devs) to FILE, e.g. for devs-iot deploy" },
+    image: { type: "string", arg: "FILE", help: "run this image (from --out) instead of building; builds differ byte for byte, and OTA needs the exact image the board runs" },
 }
 
 export const DEPLOY_COMMAND = {
@@ -125,5 +133,27 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
         return 1
     } finally {
         await client.close()
+    }
+}
+
+// Runs a simulated board that keeps its flash in .devs-iot-sim/<id>/ (like a
+// real board's) and receives `url` as its wssk connection string.
+export async function runSimWithOta(image: string, id: string, url: string, onLine: (line: string) => void): Promise<{ vm: BoardVm; stop: () => Promise<void> }> {
+    if (!/^wss?:\/\/(wssk:)?[0-9a-fA-F]{64}@[^/:]+(:\d+)?\/\S*$/.test(url)) throw config(`--ota-url must be ws://wssk:<64 hex digits>@<host>:<port>/wssk/<id>, got ${JSON.stringify(url.replace(/[0-9a-fA-F]{64}/, "<key>"))}`)
+    const dir = join(".devs-iot-sim", id.replace(/[^A-Za-z0-9._-]/g, "_"))
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, "devsconfig.json"), "{}\n")
+    const jacdac = new JacdacHost()
+    const vm = runBoardVm(image, await jacdac.listen(), dir, onLine)
+    void jacdac.setConnectionString(url).then(
+        () => onLine(`devs-iot sim: wssk connection string set (${url.replace(/[0-9a-fA-F]{64}/, "<key>")})`),
+        (e: Error) => onLine(`devs-iot sim: connection string not set: ${e.message}`)
+    )
+    return {
+        vm,
+        stop: async () => {
+            await vm.stop()
+            await jacdac.close()
+        },
     }
 }

@@ -1,4 +1,4 @@
-// The simulator's Jacdac side for OTA tests: `devs run --tcp` connects its
+// The simulator's Jacdac side for OTA: `devs run --tcp` connects its
 // Jacdac transport to this host (tools/jacdac-port.cjs redirects it), which
 // reads the VM's announce and sends CloudConfiguration's
 // set_connection_string, as a Jacdac host on a board's USB would. The VM runs
@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { createRequire } from "node:module"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { join } from "node:path"
-import { ROOT } from "./devs.js"
+import { REPO } from "../sim.js"
 
 const SRV_CLOUD_CONFIGURATION = 0x1462eefc
 const CMD_SET_CONNECTION_STRING = 0x86
@@ -106,14 +106,15 @@ export class JacdacHost {
 export interface BoardVm {
     child: ChildProcess
     output: string
+    exited: Promise<void>
     waitFor(re: RegExp, ms: number, from?: number): Promise<void>
     stop(): Promise<void>
 }
 
 // `devs run <image> --tcp` in `cwd`, its Jacdac transport on `jacdacPort`.
-export function runBoardVm(image: string, jacdacPort: number, cwd: string): BoardVm {
+export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLine?: (line: string) => void): BoardVm {
     const cliPath = createRequire(import.meta.url).resolve("@devicescript/cli/built/devicescript-cli.cjs")
-    const child = spawn(process.execPath, ["--require", join(ROOT, "tools/jacdac-port.cjs"), cliPath, "run", image, "--tcp"], {
+    const child = spawn(process.execPath, ["--require", join(REPO, "tools/jacdac-port.cjs"), cliPath, "run", image, "--tcp"], {
         cwd,
         env: { ...process.env, NO_UPDATE_NOTIFIER: "1", DEVS_IOT_JACDAC_PORT: String(jacdacPort) },
         stdio: ["ignore", "pipe", "pipe"],
@@ -123,6 +124,7 @@ export function runBoardVm(image: string, jacdacPort: number, cwd: string): Boar
     const vm: BoardVm = {
         child,
         output: "",
+        exited,
         waitFor: (re, ms, from = 0) =>
             new Promise((resolve, reject) => {
                 const check = () => {
@@ -143,8 +145,15 @@ export function runBoardVm(image: string, jacdacPort: number, cwd: string): Boar
             await exited
         },
     }
+    let partial = ""
     const take = (b: Buffer) => {
-        vm.output += b.toString().replace(/\x1b\[[0-9;]*m/g, "")
+        const text = b.toString().replace(/\x1b\[[0-9;]*m/g, "")
+        vm.output += text
+        if (onLine) {
+            const lines = (partial + text).split("\n")
+            partial = lines.pop()!
+            for (const l of lines) onLine(l.replace(/^WASM> /, ""))
+        }
         for (const l of [...listeners]) l()
     }
     child.stdout!.on("data", take)
