@@ -186,7 +186,7 @@ describe("OTA deploy with rollback (devs-iot server, reference board)", function
     afterEach(closeAll)
 
     // A board whose program links up with the server only if it is `good`.
-    async function setup(good: Buffer, current: Buffer) {
+    async function setup(good: Buffer, current: Buffer, imagesDir?: string) {
         const key = randomBytes(32)
         const port = await freePort()
         const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
@@ -202,7 +202,7 @@ describe("OTA deploy with rollback (devs-iot server, reference board)", function
         const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: current, onProgram: run })
         run(current)
         keepTrying(board)
-        const ota = new Ota({ server, gateway: g, linkUpWithin: 3000, sessionWithin: 5000, deployWithin: 10000 })
+        const ota = new Ota({ server, gateway: g, imagesDir, linkUpWithin: 3000, sessionWithin: 5000, deployWithin: 10000 })
         return { server, board, ota }
     }
 
@@ -229,6 +229,29 @@ describe("OTA deploy with rollback (devs-iot server, reference board)", function
 
         const same = await ota.deploy(["b1"], v2, "test")
         assert.equal(same.boards[0]!.outcome, "unchanged")
+    })
+})
+
+describe("OTA image store", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("finds an image put in the folder after the server started", async function () {
+        const key = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const g = await gateway({ b1: key })
+        const dir = mkdtempSync(join(tmpdir(), "ota-images-"))
+        const ota = new Ota({ server, gateway: g, imagesDir: dir, linkUpWithin: 2000, sessionWithin: 5000 })
+        const v1 = image(256), v2 = image(512)
+        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: v1 })
+        keepTrying(board)
+        cleanup(new Client({ id: "b1", port, timeout: 1000 }).start())
+        writeFileSync(join(dir, "flashed.devs"), v1) // the operator adds the flashed image now
+        const r = await ota.deploy(["b1"], v2, "test")
+        assert.equal(r.boards[0]!.outcome, "deployed", r.boards[0]!.detail)
+        assert.deepEqual(board.program, v2)
     })
 })
 

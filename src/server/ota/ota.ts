@@ -62,7 +62,7 @@ export class Ota {
         this.deployWithin = opts.deployWithin ?? 120000
         if (opts.imagesDir) {
             mkdirSync(opts.imagesDir, { recursive: true })
-            for (const f of readdirSync(opts.imagesDir)) if (f.endsWith(".devs")) this.keep(readFileSync(join(opts.imagesDir, f)), false)
+            this.scan()
         }
         // While a board's deploy is pending, its link must not hold the one socket.
         this.server.on("connect", (conn: Connection) => {
@@ -81,6 +81,25 @@ export class Ota {
             if (save && this.opts.imagesDir) writeFileSync(join(this.opts.imagesDir, `${h}.devs`), image)
         }
         return h
+    }
+
+    // Indexes the .devs files of the image folder (an operator may add one at any time).
+    private scan(): void {
+        const dir = this.opts.imagesDir
+        if (!dir) return
+        for (const f of readdirSync(dir)) {
+            if (!f.endsWith(".devs")) continue
+            try {
+                this.keep(readFileSync(join(dir, f)), false)
+            } catch (e) {
+                this.log.warn({ file: join(dir, f) }, `not an image: ${(e as Error).message}`)
+            }
+        }
+    }
+
+    private has(hash: string): boolean {
+        if (!this.images.has(hash)) this.scan()
+        return this.images.has(hash)
     }
 
     // Deploys `image` to each board in turn. `who` names the requester for the log.
@@ -108,7 +127,7 @@ export class Ota {
         let before: string | undefined = undefined
         const run = new DeployRun(image, (b) => {
             before = b
-            return this.images.has(b) ? undefined : `the board runs ${b}, which is not in the image store: add that image so a rollback is possible`
+            return this.has(b) ? undefined : `the board runs ${b}, which is not in the image store${this.opts.imagesDir ? ` (${this.opts.imagesDir})` : ""}: add that image so a rollback is possible`
         })
         const first = await this.runOnBoard(id, run)
         before = first.before ?? before
