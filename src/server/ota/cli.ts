@@ -12,6 +12,8 @@ import { OtaGateway } from "./gateway.js"
 import { Ota, type DeployReport } from "./ota.js"
 import { JacdacHost, runBoardVm, type BoardVm } from "./simboard.js"
 
+const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
+
 type Opt = { type: "string" | "boolean"; help: string; arg?: string }
 type Values = Record<string, string | boolean | undefined>
 
@@ -100,7 +102,12 @@ export async function startOta(server: Server, values: Values, log: Logger, link
         logger: log,
     })
     attachAdmins(server, ota, admins, log)
-    await gateway.listen()
+    try {
+        await gateway.listen()
+    } catch (e) {
+        const err = e as NodeJS.ErrnoException
+        throw config(`--ota-port ${gateway.port || int(values, "ota-port")}: cannot listen: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+    }
     log.info({ port: gateway.port, boards: keys.size, admins }, "OTA ready")
     return () => gateway.close()
 }
@@ -123,8 +130,16 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     const portRaw = values["port"] ?? "8123"
     const port = /^\d+$/.test(String(portRaw)) ? Number(portRaw) : NaN
     if (!(port >= 1 && port <= 65535)) throw config(`--port must be 1 to 65535, got ${JSON.stringify(portRaw)}`)
-    const client = new Client({ id: admin, host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1", port, key: key.trim(), logger: log }).start()
+    const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
+    const client = new Client({ id: admin, host, port, key: key.trim(), logger: log }).start()
     try {
+        let t: NodeJS.Timeout | undefined = undefined
+        const reached = await Promise.race([client.connected().then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), CONNECT_WITHIN)))])
+        clearTimeout(t)
+        if (!reached) {
+            log.error(`cannot reach the server at ${host}:${port} within ${CONNECT_WITHIN} ms`)
+            return 1
+        }
         const report: DeployReport = await requestDeploy(client, ids, image)
         out(JSON.stringify(report, null, 2) + "\n")
         return report.boards.every((b) => b.outcome === "deployed" || b.outcome === "unchanged") ? 0 : 1
