@@ -294,3 +294,25 @@ describe("OTA requests: devs-iot deploy over an authenticated admin link", funct
         void link
     })
 })
+
+describe("OTA server options", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("refuses an admin without a link key, an admin that is also a board, and --ota-* without --ota-keys", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "ota-cfg-"))
+        const k = () => randomBytes(32).toString("hex")
+        writeFileSync(join(dir, "keys.txt"), `ops ${k()}\nb1 ${k()}\n`)
+        writeFileSync(join(dir, "ota.txt"), `b1 ${k()}\n`)
+        for (const [args, re] of [
+            [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "nobody"], /"nobody" has no key in --keys/],
+            [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "b1"], /"b1" is also a board in --ota-keys/],
+            [["--ota-port", "9"], /--ota-port needs --ota-keys/],
+        ] as const) {
+            const run = cli(["server", "--port", "0", "--ota-port", "0", ...args])
+            onCleanup(() => run.stop())
+            assert.equal(await within(run.exited, 20000, "server exits"), 2, run.stderr)
+            assert.match(run.stderr, re)
+        }
+    })
+})

@@ -91,6 +91,7 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     for (const a of admins) {
         if (!linkKeyed.includes(a)) throw config(`--ota-admins: ${JSON.stringify(a)} has no key in --keys; an admin must authenticate`)
         if (allowPlain.includes(a)) throw config(`--ota-admins: ${JSON.stringify(a)} is in --allow-plain; an admin must authenticate`)
+        if (keys.has(a)) throw config(`--ota-admins: ${JSON.stringify(a)} is also a board in --ota-keys; a board must not request deploys`)
     }
     const gateway = new OtaGateway({ port: int(values, "ota-port"), host: typeof values["host"] === "string" ? values["host"] : "0.0.0.0", keys, logger: log })
     const ota = new Ota({
