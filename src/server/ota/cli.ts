@@ -41,7 +41,7 @@ export const OTA_SERVER_OPTIONS: Record<string, Opt> = {
 export const OTA_SIM_OPTIONS: Record<string, Opt> = {
     "ota-url": { type: "string", arg: "URL", help: "wssk connection string ws://wssk:<key>@<host>:<port>/wssk/<id>, given to the board over Jacdac as over USB; its flash is kept in .devs-iot-sim/<id>/" },
     out: { type: "string", arg: "FILE", help: "only build: write the board's image (.devs) to FILE, e.g. for devs-iot deploy" },
-    image: { type: "string", arg: "FILE", help: "run this image (from --out) instead of building; builds differ byte for byte, and OTA needs the exact image the board runs" },
+    image: { type: "string", arg: "FILE", help: "run this image (from --out) instead of building: the board then runs exactly the image kept for rollback" },
 }
 
 export const DEPLOY_COMMAND = {
