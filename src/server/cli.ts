@@ -17,9 +17,10 @@ import { APPS, appExpects, startApp, type AppName } from "./apps/index.js"
 import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
 import { packageVersion } from "./package.js"
 import { DEFAULT_BOARD, FLASH_APPS, FlashError, flashPlan, newWorkDir, runFlash, type FlashOptions } from "./flash.js"
-import { rmSync } from "node:fs"
+import { copyFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve as resolvePath } from "node:path"
+import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, OTA_SIM_OPTIONS, runDeploy, runSimWithOta, startOta } from "./ota/cli.js"
 
 class UsageError extends Error {}
 
@@ -66,9 +67,11 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
             "http-token": { type: "string", arg: "TOKEN", help: "enables the HTTP actions (disconnect a board, send it a line) for this bearer token, 16+ characters; prefer the environment or --http-token-file" },
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
+            ...OTA_SERVER_OPTIONS,
             ...COMMON,
         },
     },
+    deploy: { summary: DEPLOY_COMMAND.summary, options: { ...DEPLOY_COMMAND.options, "log-level": COMMON["log-level"]!, json: COMMON["json"]!, help: COMMON["help"]! } },
     client: {
         summary: "connect as a client: stdin lines are sent, received lines go to stdout",
         options: {
@@ -112,6 +115,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
             key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits); prefer the environment (a flag is visible to every user)" },
             encrypt: { type: "boolean", help: "the board encrypts the messages it sends (IOT_ENCRYPT; needs --key)" },
+            ...OTA_SIM_OPTIONS,
             timeout: COMMON["timeout"]!,
             help: COMMON["help"]!,
         },
@@ -144,11 +148,14 @@ function help(cmd: string): string {
 type Values = Record<string, string | boolean | undefined>
 
 // Flags, then the environment for anything not given as a flag.
-function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { values: Values; source: Record<string, string> } {
+function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { values: Values; source: Record<string, string>; positionals: string[] } {
     const spec = COMMANDS[cmd]!.options
     let parsed: Values
+    let positionals: string[]
     try {
-        parsed = parseArgs({ args, options: Object.fromEntries(Object.entries(spec).map(([k, o]) => [k, { type: o.type }])), strict: true, allowPositionals: false }).values as Values
+        const r = parseArgs({ args, options: Object.fromEntries(Object.entries(spec).map(([k, o]) => [k, { type: o.type }])), strict: true, allowPositionals: cmd === "deploy" })
+        parsed = r.values as Values
+        positionals = r.positionals
     } catch (e) {
         throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""))
     }
@@ -170,7 +177,7 @@ function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { val
             else throw new UsageError(`${envName(name)} must be true or false (1/0, yes/no), got ${JSON.stringify(raw)}`)
         } else values[name] = raw
     }
-    return { values, source }
+    return { values, source, positionals }
 }
 
 function int(values: Values, source: Record<string, string>, name: string, dflt: number, min: number, max: number): number {
@@ -278,6 +285,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         }
     }
     process.on("SIGHUP", onHup)
+    const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain)
     try {
         await server.listen()
     } catch (e) {
@@ -304,6 +312,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         log.info({ links: up }, `no longer accepting; closing ${up} link${up === 1 ? "" : "s"}`)
         running.stop()
         await http?.close()
+        await stopOta?.()
         await server.close()
     }, shutdownMs)
 }
@@ -451,9 +460,18 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         encrypt: values["encrypt"] === true,
     }
     if (source["key"] === "--key") process.stderr.write("devs-iot sim: warning: --key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment instead\n")
-    process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
-    const image = await buildSimImage(cfg)
-    const run = await runSim(image.image, (line) => process.stdout.write(line + "\n"))
+    if (str(values, "image") === undefined) process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
+    const prebuilt = str(values, "image")
+    const image = prebuilt !== undefined ? { image: prebuilt, bytes: 0, remove: () => {} } : await buildSimImage(cfg)
+    const out = str(values, "out")
+    if (out !== undefined) {
+        copyFileSync(image.image, out)
+        image.remove()
+        process.stderr.write(`devs-iot sim: wrote ${out} (${image.bytes} bytes)\n`)
+        return 0
+    }
+    const url = str(values, "ota-url")
+    const run = url !== undefined ? await runSimWithOta(image.image, cfg.id, url, (line) => process.stdout.write(line + "\n")).then(({ vm, stop }) => ({ exited: vm.exited.then(() => vm.child.exitCode), stop })) : await runSim(image.image, (line) => process.stdout.write(line + "\n"))
     const code = await Promise.race([
         run.exited.then((c) => (c === 0 ? 0 : 1)),
         shutdownOnSignal(makeLogger("warn", false), () => run.stop()),
@@ -547,13 +565,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         return 2
     }
     try {
-        const { values, source } = readOptions(cmd, args, env)
+        const { values, source, positionals } = readOptions(cmd, args, env)
         if (values["help"]) {
             process.stdout.write(help(cmd) + "\n")
             return 0
         }
         if (cmd === "sim") return await runSimCommand(values, source)
         if (cmd === "flash") return await runFlashCommand(values)
+        if (cmd === "deploy") return await runDeploy(values, positionals, makeLogger(level(values, source), values["json"] === true), (s) => process.stdout.write(s))
         if (cmd === "keygen") {
             process.stdout.write(randomBytes(32).toString("hex") + "\n")
             return 0

@@ -83,6 +83,11 @@ export class Connection extends Endpoint {
         return true
     }
 
+    // True while the link is up with the id's key (every line sealed).
+    get authenticated(): boolean {
+        return this.link.isSealed()
+    }
+
     /** @internal */
     shutdown(): void {
         this.releaseRead()

@@ -1,0 +1,119 @@
+// Deploy requests over the devs-iot link itself: an operator's client
+// connects with an admin id that has a key in the server's key file, so the
+// request is authenticated (and sealed) by the link; the server refuses any
+// admin id whose link is not authenticated. A board cannot ask: its id is not
+// an admin id, and the wssk side never acts on what a board sends.
+//
+// Lines (JSON): {"ota":"deploy","ids":[...],"sha256":"<hex>","bytes":N,"parts":K}
+// then K lines {"ota":"part","data":"<base64>"}; the answer is one line
+// {"ota":"report",...} or {"ota":"error","message":"..."}.
+import type { Client } from "../client.js"
+import type { Connection } from "../connection.js"
+import { silentLogger, type Logger } from "../log.js"
+import type { Server } from "../server.js"
+import type { DeployReport, Ota } from "./ota.js"
+import { MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
+
+export const PART_BYTES = 3072 // 4 KB lines in base64
+
+export function attachAdmins(server: Server, ota: Ota, adminIds: string[], logger: Logger = silentLogger()): void {
+    const log = logger.child({ ota: "admin" })
+    const admins = new Set(adminIds)
+    const reading = new WeakSet<Connection>()
+    server.on("connect", (conn: Connection) => {
+        if (!admins.has(conn.id) || reading.has(conn)) return
+        reading.add(conn)
+        void serve(conn, ota, log)
+    })
+}
+
+async function serve(conn: Connection, ota: Ota, log: Logger): Promise<void> {
+    const reply = (o: object) => conn.write(JSON.stringify(o)).catch(() => {})
+    for (;;) {
+        let line: string
+        try {
+            line = await conn.readline()
+        } catch {
+            return // link closed
+        }
+        if (!conn.authenticated) {
+            log.warn({ admin: conn.id, address: conn.address }, "OTA request on a link that is not authenticated: refused")
+            await reply({ ota: "error", message: `admin id ${conn.id} must authenticate (give it a key in the server's key file, not in allow-plain)` })
+            continue
+        }
+        let req: { ota?: unknown; ids?: unknown; sha256?: unknown; bytes?: unknown; parts?: unknown }
+        try {
+            req = JSON.parse(line)
+        } catch {
+            await reply({ ota: "error", message: "not JSON" })
+            continue
+        }
+        if (req.ota !== "deploy") {
+            await reply({ ota: "error", message: `unknown request ${JSON.stringify(req.ota)}` })
+            continue
+        }
+        const ids = req.ids
+        const parts = req.parts
+        const bytes = req.bytes
+        if (!Array.isArray(ids) || !ids.every((x) => typeof x === "string") || typeof req.sha256 !== "string" || typeof bytes !== "number" || typeof parts !== "number" || !Number.isInteger(parts) || parts < 1 || bytes > MAX_IMAGE_BYTES || parts > Math.ceil(MAX_IMAGE_BYTES / PART_BYTES)) {
+            await reply({ ota: "error", message: "deploy needs ids (strings), sha256, bytes and parts within bounds" })
+            continue
+        }
+        const chunks: Buffer[] = []
+        let got = 0
+        let bad = ""
+        for (let i = 0; i < parts; i++) {
+            let p: { ota?: unknown; data?: unknown }
+            try {
+                p = JSON.parse(await conn.readline())
+            } catch (e) {
+                bad = `part ${i}: ${(e as Error).message}`
+                break
+            }
+            if (p.ota !== "part" || typeof p.data !== "string") {
+                bad = `part ${i}: expected {"ota":"part","data":...}`
+                break
+            }
+            const c = Buffer.from(p.data, "base64")
+            got += c.length
+            if (got > bytes) {
+                bad = `more than ${bytes} bytes`
+                break
+            }
+            chunks.push(c)
+        }
+        const image = Buffer.concat(chunks)
+        if (!bad && image.length !== bytes) bad = `got ${image.length} bytes, announced ${bytes}`
+        if (!bad && sha256(image).toString("hex") !== req.sha256) bad = "the image does not match its sha256"
+        if (bad) {
+            await reply({ ota: "error", message: bad })
+            continue
+        }
+        try {
+            const report = await ota.deploy(ids as string[], image, conn.id)
+            await reply({ ota: "report", ...report })
+        } catch (e) {
+            await reply({ ota: "error", message: (e as Error).message })
+        }
+    }
+}
+
+// The operator's side: sends the request on an (authenticated) client link
+// and resolves with the server's report; rejects with the server's error.
+export async function requestDeploy(client: Client, ids: string[], image: Buffer): Promise<DeployReport> {
+    const parts: string[] = []
+    for (let i = 0; i < image.length; i += PART_BYTES) parts.push(image.subarray(i, i + PART_BYTES).toString("base64"))
+    await client.write(JSON.stringify({ ota: "deploy", ids, sha256: sha256(image).toString("hex"), bytes: image.length, parts: parts.length }))
+    for (const data of parts) await client.write(JSON.stringify({ ota: "part", data }))
+    for (;;) {
+        const line = await client.readline()
+        let o: { ota?: string; message?: string } & Partial<DeployReport>
+        try {
+            o = JSON.parse(line)
+        } catch {
+            continue
+        }
+        if (o.ota === "error") throw new Error(`server: ${o.message}`)
+        if (o.ota === "report") return o as DeployReport
+    }
+}

@@ -1,0 +1,177 @@
+// Command-line glue for OTA: the server's --ota-* options and the `deploy`
+// command. Each setting is defined once here (name, range, default, doc).
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { LinkError } from "../../shared/index.js"
+import { Client } from "../client.js"
+import { KeyFileError, loadKeyFile } from "../keys.js"
+import type { Logger } from "../log.js"
+import type { Server } from "../server.js"
+import { attachAdmins, requestDeploy } from "./admin.js"
+import { OtaGateway } from "./gateway.js"
+import { Ota, type DeployReport } from "./ota.js"
+import { JacdacHost, runBoardVm, type BoardVm } from "./simboard.js"
+
+const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
+
+type Opt = { type: "string" | "boolean"; help: string; arg?: string }
+type Values = Record<string, string | boolean | undefined>
+
+interface IntSetting {
+    min: number
+    max: number
+    dflt: number
+}
+
+const INTS: Record<string, IntSetting> = {
+    "ota-port": { min: 0, max: 65535, dflt: 8124 },
+    "ota-link-up-within": { min: 1000, max: 3600000, dflt: 60000 },
+    "ota-session-within": { min: 1000, max: 3600000, dflt: 75000 },
+}
+
+export const OTA_SERVER_OPTIONS: Record<string, Opt> = {
+    "ota-keys": { type: "string", arg: "FILE", help: "turns OTA on: the boards' wssk keys, one '<id> <64 hex digits>' a line (not the link keys)" },
+    "ota-port": { type: "string", arg: "N", help: "port of the OTA gateway that boards reach with wssk (default 8124)" },
+    "ota-admins": { type: "string", arg: "ID,ID", help: "client ids allowed to request deploys; each needs a key in --keys" },
+    "ota-images": { type: "string", arg: "DIR", help: "images kept by SHA-256 (a rollback needs the previous one; put the flashed image here)" },
+    "ota-link-up-within": { type: "string", arg: "MS", help: "a new program must bring its link up this soon, or it is rolled back (default 60000)" },
+    "ota-session-within": { type: "string", arg: "MS", help: "wait this long for a board's OTA session (default 75000; boards retry every 32 s)" },
+}
+
+export const OTA_SIM_OPTIONS: Record<string, Opt> = {
+    "ota-url": { type: "string", arg: "URL", help: "wssk connection string ws://wssk:<key>@<host>:<port>/wssk/<id>, given to the board over Jacdac as over USB; its flash is kept in .devs-iot-sim/<id>/" },
+    out: { type: "string", arg: "FILE", help: "only build: write the board's image (.devs) to FILE, e.g. for devs-iot deploy" },
+    image: { type: "string", arg: "FILE", help: "run this image (from --out) instead of building: the board then runs exactly the image kept for rollback" },
+}
+
+export const DEPLOY_COMMAND = {
+    summary: "send a program (.devs) to boards over the air, through a server run with --ota-keys",
+    options: {
+        id: { type: "string", arg: "ID,ID", help: "the boards (required)" },
+        host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
+        port: { type: "string", arg: "N", help: "server port (default 8123)" },
+        admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
+        key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
+    } as Record<string, Opt>,
+}
+
+function config(message: string): LinkError {
+    return new LinkError("ECONFIG", message)
+}
+
+function int(values: Values, name: string): number {
+    const s = INTS[name]!
+    const raw = values[name]
+    if (raw === undefined) return s.dflt
+    const n = /^\d+$/.test(String(raw).trim()) ? Number(String(raw).trim()) : NaN
+    if (!Number.isSafeInteger(n) || n < s.min || n > s.max) throw config(`--${name} must be a whole number from ${s.min} to ${s.max}, got ${JSON.stringify(raw)}`)
+    return n
+}
+
+function list(v: string | boolean | undefined): string[] {
+    return typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "") : []
+}
+
+// Starts the gateway when --ota-keys is given; returns a stop function.
+export async function startOta(server: Server, values: Values, log: Logger, linkKeyed: string[], allowPlain: string[]): Promise<(() => Promise<void>) | undefined> {
+    const file = values["ota-keys"]
+    if (typeof file !== "string") {
+        for (const n of Object.keys(OTA_SERVER_OPTIONS)) if (values[n] !== undefined) throw config(`--${n} needs --ota-keys`)
+        return undefined
+    }
+    let keys: Map<string, Buffer>
+    try {
+        // The wssk master key of each board: the first key of its line.
+        const f = loadKeyFile(file)
+        keys = new Map([...f.keys].map(([id, spec]) => [id, spec.keys[0]!] as [string, Buffer]))
+    } catch (e) {
+        if (e instanceof KeyFileError) throw config(e.message)
+        throw e
+    }
+    const admins = list(values["ota-admins"])
+    if (!admins.length) throw config("--ota-keys needs --ota-admins: the client ids that may request deploys")
+    for (const a of admins) {
+        if (!linkKeyed.includes(a)) throw config(`--ota-admins: ${JSON.stringify(a)} has no key in --keys; an admin must authenticate`)
+        if (allowPlain.includes(a)) throw config(`--ota-admins: ${JSON.stringify(a)} is in --allow-plain; an admin must authenticate`)
+        if (keys.has(a)) throw config(`--ota-admins: ${JSON.stringify(a)} is also a board in --ota-keys; a board must not request deploys`)
+    }
+    const gateway = new OtaGateway({ port: int(values, "ota-port"), host: typeof values["host"] === "string" ? values["host"] : "0.0.0.0", keys, logger: log })
+    const ota = new Ota({
+        server,
+        gateway,
+        imagesDir: typeof values["ota-images"] === "string" ? values["ota-images"] : undefined,
+        linkUpWithin: int(values, "ota-link-up-within"),
+        sessionWithin: int(values, "ota-session-within"),
+        logger: log,
+    })
+    attachAdmins(server, ota, admins, log)
+    try {
+        await gateway.listen()
+    } catch (e) {
+        const err = e as NodeJS.ErrnoException
+        throw config(`--ota-port ${gateway.port || int(values, "ota-port")}: cannot listen: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+    }
+    log.info({ port: gateway.port, boards: keys.size, admins }, "OTA ready")
+    return () => gateway.close()
+}
+
+// `devs-iot deploy --id X,Y --admin A --key K image.devs`; resolves with the exit code.
+export async function runDeploy(values: Values, positionals: string[], log: Logger, out: (s: string) => void): Promise<number> {
+    const ids = list(values["id"])
+    if (!ids.length) throw config("--id is required (or DEVS_IOT_ID): the boards to deploy to")
+    const admin = values["admin"]
+    if (typeof admin !== "string" || admin === "") throw config("--admin is required (or DEVS_IOT_ADMIN)")
+    const key = values["key"]
+    if (typeof key !== "string" || !/^[0-9a-fA-F]{64}$/.test(key.trim())) throw config("--key must be the admin id's key, 64 hex digits")
+    if (positionals.length !== 1) throw config(`give one image file (.devs), got ${positionals.length}`)
+    let image: Buffer
+    try {
+        image = readFileSync(positionals[0]!)
+    } catch (e) {
+        throw config(`${positionals[0]}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+    const portRaw = values["port"] ?? "8123"
+    const port = /^\d+$/.test(String(portRaw)) ? Number(portRaw) : NaN
+    if (!(port >= 1 && port <= 65535)) throw config(`--port must be 1 to 65535, got ${JSON.stringify(portRaw)}`)
+    const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
+    const client = new Client({ id: admin, host, port, key: key.trim(), logger: log }).start()
+    try {
+        let t: NodeJS.Timeout | undefined = undefined
+        const reached = await Promise.race([client.connected().then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), CONNECT_WITHIN)))])
+        clearTimeout(t)
+        if (!reached) {
+            log.error(`cannot reach the server at ${host}:${port} within ${CONNECT_WITHIN} ms`)
+            return 1
+        }
+        const report: DeployReport = await requestDeploy(client, ids, image)
+        out(JSON.stringify(report, null, 2) + "\n")
+        return report.boards.every((b) => b.outcome === "deployed" || b.outcome === "unchanged") ? 0 : 1
+    } catch (e) {
+        log.error((e as Error).message)
+        return 1
+    } finally {
+        await client.close()
+    }
+}
+
+// Runs a simulated board that keeps its flash in .devs-iot-sim/<id>/ (like a
+// real board's) and receives `url` as its wssk connection string.
+export async function runSimWithOta(image: string, id: string, url: string, onLine: (line: string) => void): Promise<{ vm: BoardVm; stop: () => Promise<void> }> {
+    if (!/^wss?:\/\/(wssk:)?[0-9a-fA-F]{64}@[^/:]+(:\d+)?\/\S*$/.test(url)) throw config(`--ota-url must be ws://wssk:<64 hex digits>@<host>:<port>/wssk/<id>, got ${JSON.stringify(url.replace(/[0-9a-fA-F]{64}/, "<key>"))}`)
+    const dir = join(".devs-iot-sim", id.replace(/[^A-Za-z0-9._-]/g, "_"))
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, "devsconfig.json"), "{}\n")
+    const jacdac = new JacdacHost()
+    const vm = runBoardVm(image, await jacdac.listen(), dir, onLine)
+    void jacdac.setConnectionString(url).then(
+        () => onLine(`devs-iot sim: wssk connection string set (${url.replace(/[0-9a-fA-F]{64}/, "<key>")})`),
+        (e: Error) => onLine(`devs-iot sim: connection string not set: ${e.message}`)
+    )
+    return {
+        vm,
+        stop: async () => {
+            await vm.stop()
+            await jacdac.close()
+        },
+    }
+}

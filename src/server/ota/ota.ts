@@ -1,0 +1,205 @@
+// Over-the-air deploy for the boards of one devs-iot server: frees a board's
+// socket (closes its link and keeps it off while the deploy is pending), lets
+// the board's wssk session in, checks the hash before and after, then waits
+// for the new program to bring its link up; if it does not within
+// `linkUpWithin`, deploys the previous image again (rollback). The previous
+// image must be in the image store, or the deploy is refused for that board
+// before anything is written. Every deploy is logged: who, hash, boards,
+// outcome per board.
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import type { Connection } from "../connection.js"
+import { silentLogger, type Logger } from "../log.js"
+import type { Server } from "../server.js"
+import { DeployRun, type RunResult } from "./deployrun.js"
+import { BOARD_PATH, OtaGateway } from "./gateway.js"
+import { checkImage, sha256 } from "./wssk.js"
+
+export interface OtaOptions {
+    server: Server
+    gateway: OtaGateway
+    imagesDir?: string // where images are kept by hash (rollback needs the previous one); default: memory only
+    linkUpWithin?: number // ms for the new program's link; default 60000
+    sessionWithin?: number // ms for the board's wssk session once its socket is free; default 75000 (its retry period is 32 s)
+    deployWithin?: number // ms for the deploy itself once the session is up; default 120000
+    logger?: Logger
+}
+
+export type Outcome = "deployed" | "unchanged" | "rolled-back" | "rollback-failed" | "failed" | "refused"
+
+export interface BoardReport {
+    id: string
+    outcome: Outcome
+    before?: string // SHA-256 of the program the board ran
+    after?: string // SHA-256 it runs now, as read back (when known)
+    detail: string
+}
+
+export interface DeployReport {
+    who: string
+    sha256: string
+    bytes: number
+    boards: BoardReport[]
+}
+
+export class Ota {
+    private server: Server
+    private gateway: OtaGateway
+    private log: Logger
+    private images = new Map<string, Buffer>()
+    private pending = new Set<string>()
+    private lastConnect = new Map<string, number>() // board id -> when its link last came up
+    private readonly linkUpWithin: number
+    private readonly sessionWithin: number
+    private readonly deployWithin: number
+
+    constructor(private opts: OtaOptions) {
+        this.server = opts.server
+        this.gateway = opts.gateway
+        this.log = (opts.logger ?? silentLogger()).child({ ota: "deploy" })
+        this.linkUpWithin = opts.linkUpWithin ?? 60000
+        this.sessionWithin = opts.sessionWithin ?? 75000
+        this.deployWithin = opts.deployWithin ?? 120000
+        if (opts.imagesDir) {
+            mkdirSync(opts.imagesDir, { recursive: true })
+            this.scan()
+        }
+        // While a board's deploy is pending, its link must not hold the one socket.
+        this.server.on("connect", (conn: Connection) => {
+            this.lastConnect.set(conn.id, performance.now())
+            if (this.pending.has(conn.id)) conn.disconnect("OTA deploy pending")
+        })
+    }
+
+    // Adds an image to the store (e.g. the one the boards were flashed with,
+    // so that the first OTA deploy can be rolled back); returns its SHA-256.
+    keep(image: Buffer, save = true): string {
+        checkImage(image)
+        const h = sha256(image).toString("hex")
+        if (!this.images.has(h)) {
+            this.images.set(h, Buffer.from(image))
+            if (save && this.opts.imagesDir) writeFileSync(join(this.opts.imagesDir, `${h}.devs`), image)
+        }
+        return h
+    }
+
+    // Indexes the .devs files of the image folder (an operator may add one at any time).
+    private scan(): void {
+        const dir = this.opts.imagesDir
+        if (!dir) return
+        for (const f of readdirSync(dir)) {
+            if (!f.endsWith(".devs")) continue
+            try {
+                this.keep(readFileSync(join(dir, f)), false)
+            } catch (e) {
+                this.log.warn({ file: join(dir, f) }, `not an image: ${(e as Error).message}`)
+            }
+        }
+    }
+
+    private has(hash: string): boolean {
+        if (!this.images.has(hash)) this.scan()
+        return this.images.has(hash)
+    }
+
+    // Deploys `image` to each board in turn. `who` names the requester for the log.
+    async deploy(ids: string[], image: Buffer, who: string): Promise<DeployReport> {
+        checkImage(image)
+        if (!ids.length) throw new Error("no board ids given")
+        for (const id of ids) {
+            if (!BOARD_PATH.test(`/wssk/${id}`)) throw new Error(`board id ${JSON.stringify(id)} cannot be used in a wssk path (letters, digits, . _ : - only)`)
+            if (!this.gateway.hasKey(id)) throw new Error(`no OTA key for board ${JSON.stringify(id)}`)
+            if (this.pending.has(id)) throw new Error(`a deploy to ${JSON.stringify(id)} is already running`)
+        }
+        const hash = this.keep(image)
+        this.log.info({ who, sha256: hash, bytes: image.length, boards: ids }, "OTA deploy requested")
+        const report: DeployReport = { who, sha256: hash, bytes: image.length, boards: [] }
+        for (const id of ids) {
+            const r = await this.deployOne(id, image)
+            report.boards.push(r)
+            this.log[r.outcome === "deployed" || r.outcome === "unchanged" ? "info" : "warn"]({ who, sha256: hash, ...r }, "OTA deploy outcome")
+        }
+        this.log.info({ who, sha256: hash, boards: report.boards.map((b) => `${b.id}:${b.outcome}`) }, "OTA deploy done")
+        return report
+    }
+
+    private async deployOne(id: string, image: Buffer): Promise<BoardReport> {
+        let before: string | undefined = undefined
+        const run = new DeployRun(image, (b) => {
+            before = b
+            return this.has(b) ? undefined : `the board runs ${b}, which is not in the image store${this.opts.imagesDir ? ` (${this.opts.imagesDir})` : ""}: add that image so a rollback is possible`
+        })
+        const first = await this.runOnBoard(id, run)
+        before = first.before ?? before
+        if (!first.ok && !first.written) return { id, outcome: "refused", before, detail: first.error ?? "refused" }
+        if (first.ok && first.unchanged) return { id, outcome: "unchanged", before, after: first.after, detail: "the board already runs this image" }
+        if (first.ok && (await this.linkUp(id, first.since))) return { id, outcome: "deployed", before, after: first.after, detail: "hash checked; link up" }
+        // The new program is on the board (or a part of it): put the old one back.
+        const why = first.ok ? `the new program did not bring its link up within ${this.linkUpWithin} ms` : `deploy failed: ${first.error}`
+        const previous = before ? this.images.get(before) : undefined
+        if (!previous) return { id, outcome: "failed", before, after: first.after, detail: `${why}; no previous image to roll back to` }
+        this.log.warn({ board: id, reason: why, to: before }, "OTA rollback")
+        const back = await this.runOnBoard(id, new DeployRun(previous))
+        if (!back.ok) return { id, outcome: "rollback-failed", before, after: back.after, detail: `${why}; rollback: ${back.error}` }
+        const up = await this.linkUp(id, back.since)
+        return { id, outcome: "rolled-back", before, after: back.after, detail: `${why}; previous program back${up ? ", link up" : ", but its link is not up either"}` }
+    }
+
+    // Frees the board's socket, waits for its wssk session, runs the deploy.
+    // `since`: when the session began; a link that comes up later is the new program's
+    // (the deploy stops the old one, and the link is kept off until then).
+    private async runOnBoard(id: string, run: DeployRun): Promise<RunResult & { since: number }> {
+        // A session the board's own link cut short before anything was written
+        // (its program took the one socket back) is tried again.
+        const end = performance.now() + this.sessionWithin
+        for (;;) {
+            const r = await this.runOnce(id, run)
+            if (r.ok || r.written || !/^session ended/.test(r.error ?? "") || performance.now() > end) return r
+            this.log.info({ board: id, reason: r.error }, "OTA session lost before the deploy began: trying again")
+            run = run.fresh()
+        }
+    }
+
+    private async runOnce(id: string, run: DeployRun): Promise<RunResult & { since: number }> {
+        this.pending.add(id)
+        const session = this.gateway.want(id)
+        this.server.connection(id)?.disconnect("OTA deploy pending")
+        let timer: NodeJS.Timeout | undefined = undefined
+        try {
+            const s = await Promise.race([
+                session,
+                new Promise<never>((_, reject) => {
+                    timer = setTimeout(() => reject(new Error(`board did not open an OTA session within ${this.sessionWithin} ms`)), this.sessionWithin)
+                }),
+            ])
+            this.gateway.unwant(id, "deploy running")
+            const since = performance.now()
+            return { ...(await s.execute(run, this.deployWithin)), since }
+        } catch (e) {
+            return { ok: false, written: false, error: (e as Error).message, since: performance.now() }
+        } finally {
+            if (timer) clearTimeout(timer)
+            this.pending.delete(id)
+            this.gateway.unwant(id, "deploy over")
+            session.catch(() => {})
+        }
+    }
+
+    // Resolves true once the board's link has come up after `since`, false after linkUpWithin.
+    private linkUp(id: string, since: number): Promise<boolean> {
+        if ((this.lastConnect.get(id) ?? -1) > since) return Promise.resolve(true)
+        return new Promise((resolve) => {
+            const onConnect = (conn: Connection) => {
+                if (conn.id !== id) return
+                clearTimeout(t)
+                this.server.off("connect", onConnect)
+                resolve(true)
+            }
+            const t = setTimeout(() => {
+                this.server.off("connect", onConnect)
+                resolve(false)
+            }, this.linkUpWithin)
+            this.server.on("connect", onConnect)
+        })
+    }
+}

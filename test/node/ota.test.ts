@@ -1,0 +1,318 @@
+// The OTA gateway against the wssk protocol as the board's runtime speaks it
+// (support/wsskboard.ts, from the C sources), and the deploy with rollback
+// against a real devs-iot server. The simulator run is in ota-sim.test.ts.
+import assert from "node:assert/strict"
+import { createHmac, randomBytes } from "node:crypto"
+import { connect } from "node:net"
+import { Client, Server } from "../../src/server/index.js"
+import { DeployRun } from "../../src/server/ota/deployrun.js"
+import { OtaGateway } from "../../src/server/ota/gateway.js"
+import { Ota } from "../../src/server/ota/ota.js"
+import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
+import { parseException } from "../../src/server/ota/boardlog.js"
+import { RefBoard } from "./support/wsskboard.js"
+import { attachAdmins, requestDeploy } from "../../src/server/ota/admin.js"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+
+import { cli, closeAll, cleanup, freePort, onCleanup, within } from "./support/util.js"
+
+const MAGIC = Buffer.from([0x44, 0x65, 0x76, 0x53, 0x0a, 0x6e, 0x29, 0xf1])
+function image(bytes: number, fill = randomBytes(bytes - 8)): Buffer {
+    return Buffer.concat([MAGIC, fill]).subarray(0, bytes)
+}
+
+async function gateway(keys: Record<string, Buffer>, warnings: string[] = []): Promise<OtaGateway> {
+    const g = new OtaGateway({ port: 0, host: "127.0.0.1", keys: new Map(Object.entries(keys)), handshakeTimeout: 3000 })
+    g.on("warning", (w) => warnings.push(`${w.code}: ${w.detail}`))
+    await g.listen()
+    return cleanup(g)
+}
+
+// Keeps trying like the runtime while `running` (every 50 ms instead of 512).
+function keepTrying(b: RefBoard): () => void {
+    let running = true
+    void (async () => {
+        while (running) {
+            await b.attempt()
+            await new Promise((r) => setTimeout(r, 50))
+        }
+    })()
+    const stop = () => {
+        running = false
+        b.close()
+    }
+    onCleanup(stop)
+    return stop
+}
+
+describe("OTA gateway (wssk)", function () {
+    afterEach(closeAll)
+
+    it("derives the session key as the runtime's jd_sha256_hkdf does", function () {
+        // soft_sha256.c:94-107: HMAC(salt="", key) then HMAC(prk, info ‖ info2 ‖ 0x01)
+        const master = randomBytes(32), client = randomBytes(16), seed = randomBytes(16)
+        const prk = createHmac("sha256", Buffer.alloc(0)).update(master).digest()
+        const okm = createHmac("sha256", prk).update(client).update(seed).update(Buffer.from([1])).digest()
+        assert.deepEqual(sessionKey(master, client, seed), okm)
+    })
+
+    it("refuses a board with HTTP 403 when nothing is pending, 404 when it has no key", async function () {
+        const key = randomBytes(32)
+        const g = await gateway({ b1: key })
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key })
+        await b.attempt()
+        assert.deepEqual(b.events, ["refused 403"])
+        const other = new RefBoard({ port: g.port, path: "/wssk/b9", key })
+        await other.attempt()
+        assert.deepEqual(other.events, ["refused 404"])
+    })
+
+    it("deploys: hash before and after, every byte, finish + get_hash + close in one write", async function () {
+        const key = randomBytes(32)
+        const old = image(1184), neu = image(45792)
+        const g = await gateway({ b1: key })
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: old })
+        const session = g.want("b1")
+        keepTrying(b)
+        const s = await within(session, 5000, "session")
+        const r = await within(s.execute(new DeployRun(neu), 10000), 10000, "deploy")
+        assert.equal(r.ok, true, r.error)
+        assert.equal(r.before, sha256(old).toString("hex"))
+        assert.equal(r.after, sha256(neu).toString("hex"))
+        assert.deepEqual(b.program, neu)
+        await b.waitEvent(/ws close/, 2000)
+        // The close came with finish and get_hash: nothing arrived between the program's start and the close.
+        const i = b.events.indexOf("program written")
+        assert.equal(b.events[i + 1], "ws close")
+        assert.equal(b.streaming, 0x102)
+    })
+
+    it("does not deploy an image the board already runs", async function () {
+        const key = randomBytes(32)
+        const img = image(256)
+        const g = await gateway({ b1: key })
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: img })
+        const session = g.want("b1")
+        keepTrying(b)
+        const r = await (await within(session, 5000, "session")).execute(new DeployRun(img), 5000)
+        assert.equal(r.unchanged, true)
+        assert.ok(!b.events.includes("deploy_start"))
+    })
+
+    it("cuts a board with the wrong key before anything is deployed", async function () {
+        const warnings: string[] = []
+        const g = await gateway({ b1: randomBytes(32) }, warnings)
+        const old = image(256)
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key: randomBytes(32), program: old })
+        void g.want("b1").catch(() => {})
+        await b.attempt()
+        // The board finds the gateway's proof undecryptable, or the gateway the board's.
+        assert.ok(b.events.some((e) => /tag error|closed/.test(e)), b.events.join())
+        assert.ok(!b.events.includes("open"))
+        assert.deepEqual(b.program, old)
+        g.unwant("b1", "test over")
+    })
+
+    it("cuts a session on a forged message, a text frame or an oversized frame, naming it", async function () {
+        const key = randomBytes(32)
+        for (const [what, act, re] of [
+            ["forged", (b: RefBoard) => b.sendRaw(Buffer.from([Cmd.PingCloud]), true), /bad-message: message with a bad tag/],
+            ["text", (b: RefBoard) => b.frame(1, Buffer.from("hi")), /bad-frame: text frame/],
+            ["oversized", (b: RefBoard) => b.frame(2, Buffer.alloc(5000)), /bad-frame: frame of 5000 bytes/],
+        ] as const) {
+            const warnings: string[] = []
+            const g = await gateway({ b1: key }, warnings)
+            const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+            const session = g.want("b1")
+            const attempt = b.attempt()
+            const s = await within(session, 5000, "session")
+            act(b)
+            assert.equal(await within(s.whenClosed(), 3000, `${what}: closed`), "connection closed")
+            await attempt
+            assert.ok(warnings.some((w) => re.test(w)), `${what}: ${warnings.join("; ")}`)
+        }
+    })
+
+    it("refuses a request that is not a WebSocket upgrade with 400 and the reason", async function () {
+        const g = await gateway({ b1: randomBytes(32) })
+        const s = connect(g.port, "127.0.0.1")
+        s.write("GET /wssk/b1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        let text = ""
+        s.on("data", (d) => (text += d.toString()))
+        await within(new Promise((r) => s.on("close", r)), 3000, "closed")
+        assert.match(text, /^HTTP\/1.1 400 Bad Request/)
+        assert.match(text, /missing 'Upgrade: websocket'/)
+    })
+
+    it("ignores deploy replies the board sends unasked: a board cannot start a deploy", async function () {
+        const key = randomBytes(32)
+        const g = await gateway({ b1: key })
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+        const session = g.want("b1")
+        keepTrying(b)
+        const s = await within(session, 5000, "session")
+        for (const c of [Cmd.DeployStart, Cmd.DeployWrite, Cmd.DeployFinish, Cmd.GetHash]) b.sendRaw(Buffer.from([c]))
+        // A log line after them: once it is logged, they were handled.
+        const logged = new Promise((r) => g.on("log", (id, kind, text) => text === "marker" && r(id)))
+        b.sendRaw(Buffer.concat([Buffer.from([Cmd.Dmesg]), Buffer.from("> marker\n")]))
+        assert.equal(await within(logged, 3000, "marker logged"), "b1")
+        const neu = image(512)
+        const r = await s.execute(new DeployRun(neu), 5000)
+        assert.equal(r.ok, true, r.error)
+        assert.deepEqual(b.program, neu)
+    })
+
+    it("parses the exception block from a report of the whole log", function () {
+        const report = [
+            "DevS-SHA256: " + "ab".repeat(32),
+            "> prog v3 start",
+            "! Unhandled exception",
+            "DevS-SHA256: " + "cd".repeat(32),
+            "* Exception: Error",
+            "*  message: v3 boom",
+            "*  at main_F0 (pc:28)",
+            "! Unhandled exception",
+            "WSSK-H: send cmd=0x9B",
+        ].join("\n")
+        assert.deepEqual(parseException(report), { name: "Error", message: "v3 boom", stack: ["at main_F0 (pc:28)"], program: "cd".repeat(32) })
+    })
+})
+
+describe("OTA deploy with rollback (devs-iot server, reference board)", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    // A board whose program links up with the server only if it is `good`.
+    async function setup(good: Buffer, current: Buffer, imagesDir?: string) {
+        const key = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const g = await gateway({ b1: key })
+        let link: Client | undefined = undefined
+        const run = (img: Buffer | undefined) => {
+            void link?.close()
+            link = undefined
+            if (img && img.equals(good)) link = new Client({ id: "b1", port, timeout: 1000 }).start()
+        }
+        onCleanup(() => link?.close())
+        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: current, onProgram: run })
+        run(current)
+        keepTrying(board)
+        const ota = new Ota({ server, gateway: g, imagesDir, linkUpWithin: 3000, sessionWithin: 5000, deployWithin: 10000 })
+        return { server, board, ota }
+    }
+
+    it("deploys a program that links up, and rolls back one that does not", async function () {
+        const v1 = image(1184), v2 = image(2048), bad = image(640)
+        const { board, ota } = await setup(v2, v1)
+        // v1 is not in the store yet: nothing is written.
+        const refused = await ota.deploy(["b1"], v2, "test")
+        assert.equal(refused.boards[0]!.outcome, "refused")
+        assert.match(refused.boards[0]!.detail, /not in the image store/)
+        assert.deepEqual(board.program, v1)
+
+        ota.keep(v1)
+        const ok = await ota.deploy(["b1"], v2, "test")
+        assert.equal(ok.boards[0]!.outcome, "deployed", ok.boards[0]!.detail)
+        assert.equal(ok.boards[0]!.before, sha256(v1).toString("hex"))
+        assert.equal(ok.boards[0]!.after, sha256(v2).toString("hex"))
+        assert.equal(ok.who, "test")
+
+        const back = await ota.deploy(["b1"], bad, "test")
+        assert.equal(back.boards[0]!.outcome, "rolled-back", back.boards[0]!.detail)
+        assert.match(back.boards[0]!.detail, /did not bring its link up within 3000 ms; previous program back, link up/)
+        assert.deepEqual(board.program, v2)
+
+        const same = await ota.deploy(["b1"], v2, "test")
+        assert.equal(same.boards[0]!.outcome, "unchanged")
+    })
+})
+
+describe("OTA image store", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("finds an image put in the folder after the server started", async function () {
+        const key = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const g = await gateway({ b1: key })
+        const dir = mkdtempSync(join(tmpdir(), "ota-images-"))
+        const ota = new Ota({ server, gateway: g, imagesDir: dir, linkUpWithin: 2000, sessionWithin: 5000 })
+        const v1 = image(256), v2 = image(512)
+        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: v1 })
+        keepTrying(board)
+        cleanup(new Client({ id: "b1", port, timeout: 1000 }).start())
+        writeFileSync(join(dir, "flashed.devs"), v1) // the operator adds the flashed image now
+        const r = await ota.deploy(["b1"], v2, "test")
+        assert.equal(r.boards[0]!.outcome, "deployed", r.boards[0]!.detail)
+        assert.deepEqual(board.program, v2)
+    })
+})
+
+describe("OTA requests: devs-iot deploy over an authenticated admin link", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("deploys for an authenticated admin; refuses an admin link that is not authenticated", async function () {
+        const boardKey = randomBytes(32), adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey, lax: randomBytes(32) }, allowPlain: ["lax"] }))
+        await server.listen()
+        const g = await gateway({ b1: boardKey })
+        const ota = new Ota({ server, gateway: g, linkUpWithin: 2000, sessionWithin: 5000 })
+        attachAdmins(server, ota, ["ops", "lax"])
+        const v1 = image(256), v2 = image(1024)
+        ota.keep(v1)
+        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key: boardKey, program: v1 })
+        keepTrying(board)
+        const link = cleanup(new Client({ id: "b1", port, timeout: 1000 }).start()) // the program's link, always up here
+        await within(server.clientConn("b1"), 5000, "board link")
+
+        // "lax" is keyed but allowed plain: its unauthenticated link gets an error, nothing is deployed.
+        const plain = cleanup(new Client({ id: "lax", port, timeout: 1000 }).start())
+        await assert.rejects(requestDeploy(plain, ["b1"], v2), /must authenticate/)
+        assert.deepEqual(board.program, v1)
+
+        // The command line, as an operator runs it.
+        const file = join(mkdtempSync(join(tmpdir(), "ota-")), "app.devs")
+        writeFileSync(file, v2)
+        const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--log-level", "warn", file], { DEVS_IOT_KEY: adminKey.toString("hex") })
+        onCleanup(() => run.stop())
+        const code = await within(run.exited, 20000, "devs-iot deploy exits")
+        assert.equal(code, 0, run.stdout + run.stderr)
+        const report = JSON.parse(run.stdout)
+        assert.equal(report.who, "ops")
+        assert.equal(report.sha256, sha256(v2).toString("hex"))
+        assert.deepEqual(report.boards.map((b: { id: string; outcome: string }) => [b.id, b.outcome]), [["b1", "deployed"]])
+        assert.deepEqual(board.program, v2)
+        void link
+    })
+})
+
+describe("OTA server options", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("refuses an admin without a link key, an admin that is also a board, and --ota-* without --ota-keys", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "ota-cfg-"))
+        const k = () => randomBytes(32).toString("hex")
+        writeFileSync(join(dir, "keys.txt"), `ops ${k()}\nb1 ${k()}\n`)
+        writeFileSync(join(dir, "ota.txt"), `b1 ${k()}\n`)
+        for (const [args, re] of [
+            [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "nobody"], /"nobody" has no key in --keys/],
+            [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "b1"], /"b1" is also a board in --ota-keys/],
+            [["--ota-port", "9"], /--ota-port needs --ota-keys/],
+        ] as const) {
+            const run = cli(["server", "--port", "0", "--ota-port", "0", ...args])
+            onCleanup(() => run.stop())
+            assert.equal(await within(run.exited, 20000, "server exits"), 2, run.stderr)
+            assert.match(run.stderr, re)
+        }
+    })
+})
