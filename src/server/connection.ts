@@ -44,17 +44,17 @@ export class Connection extends Endpoint {
     }
 
     /** @internal A socket whose client proved its key (the server's proof is written). */
-    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[]): void {
+    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[], peerMax = -1): void {
         if (this.socket) this.dropSocket("taken over by an authenticated connection")
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch))
+        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, peerMax))
     }
 
     /** @internal A devs-iot client without a key, on a keyed id allowed plain. */
-    adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[]): void {
+    adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[], peerMax = -1): void {
         if (this.socket) this.dropSocket("taken over by a new connection")
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch))
+        this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch, peerMax))
     }
 
     /** @internal */

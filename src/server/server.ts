@@ -231,7 +231,11 @@ export class Server extends EventEmitter {
     // ---- inside
 
     private warn(w: Warning): void {
-        this.emit("warning", w)
+        try {
+            this.emit("warning", w)
+        } catch (e) {
+            this.log.error({ code: w.code, client: w.id }, `a "warning" listener threw: ${errorText(e)}`)
+        }
         if (!this.logBudget.take(w.code, clock())) {
             this.armSummary()
             return
@@ -321,7 +325,7 @@ export class Server extends EventEmitter {
             this.pending.delete(socket)
             socket.off("data", onData)
         }
-        const onData = (b: Buffer) => {
+        const onData = this.guarded(socket, address, (b: Buffer) => {
             reader.push(b)
             const r = reader.next()
             if (r === undefined) return
@@ -331,10 +335,10 @@ export class Server extends EventEmitter {
             if (r.id.includes("\uFFFD")) return void this.offend(e, { code: "bad-id", address, detail: "id is not valid UTF-8" })
             if (e.cut) return
             this.route(r.id, socket, r.rest, address, e)
-        }
+        })
         // Counts lines until the server first writes (see route); registered
         // first, so a flood is cut before its chunk is framed.
-        const count = (b: Buffer) => {
+        const count = this.guarded(socket, address, (b: Buffer) => {
             const now = clock()
             if (now - e.linesAt >= 1000) {
                 e.linesAt = now
@@ -343,7 +347,7 @@ export class Server extends EventEmitter {
             for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) e.lines++
             if (e.lines > this.limits.maxEarlyLineRate)
                 this.offend(e, { code: "flood", id: e.conn?.id, address, detail: `more than ${this.limits.maxEarlyLineRate} lines in a second before the server's first line` })
-        }
+        })
         this.counters.set(e, count)
         socket.on("data", count)
         socket.on("data", onData)
@@ -399,7 +403,7 @@ export class Server extends EventEmitter {
     // proved the key (fault 9).
     private authenticate(id: string, key: Buffer, socket: Socket, rest: Buffer[], address: string, e: Early): void {
         const conn = this.conns.get(id) ?? this.newConnection(id)
-        const auth = new ServerAuth(nodeCrypto, id, key, conn.epoch, this.cfg.timeout, this.encrypt, clock())
+        const auth = new ServerAuth(nodeCrypto, id, key, conn.epoch, this.cfg.timeout, this.encrypt, clock(), this.cfg.maxLineBytes)
         this.pending.add(socket)
         let timer: NodeJS.Timeout | undefined
         let finished = false
@@ -418,12 +422,12 @@ export class Server extends EventEmitter {
             if (o !== undefined) return finish(o)
             if (timer) clearTimeout(timer)
             const due = auth.pollTimeout()
-            if (due >= 0) timer = setTimeout(drive, Math.max(0, due - clock()))
+            if (due >= 0) timer = setTimeout(this.guarded(socket, address, drive), Math.max(0, due - clock()))
         }
-        const onData = (b: Buffer) => {
+        const onData = this.guarded(socket, address, (b: Buffer) => {
             auth.push(b)
             drive()
-        }
+        })
         socket.on("data", onData)
         socket.once("close", () => {
             if (finished) return
@@ -450,14 +454,14 @@ export class Server extends EventEmitter {
             this.log.info({ client: id, address }, "client authenticated")
             e.conn = conn
             this.earlyConn.set(conn, e)
-            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest)
+            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.peerMax)
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
         if (!this.allowPlain.has(id)) return void this.offend(e, { code: "auth-refused", id, address, detail: `keyed id connected as ${what}: refused (not in the allowed-plain list)` })
         if (!this.mayReplace(conn, id, socket, address)) return
         e.conn = conn
         this.earlyConn.set(conn, e)
-        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
+        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest, o.peerMax)
         else conn.adopt(socket, o.rest)
     }
 
@@ -472,6 +476,19 @@ export class Server extends EventEmitter {
         }
         this.warn({ code: "take-over", id, address, detail: `replaces a silent connection from ${conn.address}` })
         return true
+    }
+
+    // One socket's handler: an exception closes that socket and is logged;
+    // the process and every other link go on.
+    private guarded<A extends unknown[]>(socket: Socket, address: string, fn: (...a: A) => void): (...a: A) => void {
+        return (...a: A) => {
+            try {
+                fn(...a)
+            } catch (e) {
+                this.log.error({ address, stack: (e as Error)?.stack }, `error while handling a connection, closed: ${errorText(e)}`)
+                socket.destroy()
+            }
+        }
     }
 
     private newConnection(id: string): Connection {
@@ -492,4 +509,8 @@ export class Server extends EventEmitter {
         conn.on("warning", (w: Warning) => this.warn(w))
         return conn
     }
+}
+
+function errorText(e: unknown): string {
+    return e instanceof Error ? e.message : String(e)
 }

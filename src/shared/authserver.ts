@@ -15,12 +15,13 @@ import { Crypto } from "./crypto.js"
 import { LineFramer } from "./framer.js"
 import { parseHello, PROBE_BLANKS } from "./hello.js"
 import { Session } from "./seal.js"
+import { parseMax } from "./limits.js"
 
 export const REFUSED_LINE = "!auth refused\n"
 
 export type AuthOutcome =
-    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[] }
-    | { kind: "hello"; peerEpoch: string; rest: Buffer[] }
+    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[]; peerMax: number }
+    | { kind: "hello"; peerEpoch: string; rest: Buffer[]; peerMax: number }
     | { kind: "v1"; rest: Buffer[] }
     | { kind: "fail"; reason: string }
 
@@ -40,6 +41,7 @@ export class ServerAuth {
         readonly timeout: number,
         readonly encrypt: boolean,
         now: number,
+        readonly maxLineBytes: number = -1, // announced in the challenge (limits.ts); -1: not
     ) {
         // A v1 client sends a blank line per timeout/4; a devs-iot probe comes with the id.
         this.deadline = now + Math.floor(timeout / 4)
@@ -66,7 +68,7 @@ export class ServerAuth {
                 this.blanks++
                 if (this.blanks >= PROBE_BLANKS) {
                     this.ns = newNonce(this.crypto)
-                    this.out += challengeLine(this.epoch, this.ns)
+                    this.out += challengeLine(this.epoch, this.ns, this.maxLineBytes > 0 ? this.maxLineBytes : undefined)
                     this.phase = "answer"
                     this.deadline = now + this.timeout
                 }
@@ -78,7 +80,7 @@ export class ServerAuth {
             if (ec === undefined || ec === "") return this.end({ kind: "fail", reason: "expected a hello answering the challenge" })
             const nc = helloField(text, "auth")
             const mac = helloField(text, "mac")
-            if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest() })
+            if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest(), peerMax: parseMax(text) })
             if (!validNonce(nc)) return this.end({ kind: "fail", reason: "bad client nonce in the answer" })
             const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec }
             if (!proofOk(this.crypto, this.key, "client", t, mac)) {
@@ -89,7 +91,7 @@ export class ServerAuth {
             }
             this.out += proofLine(proof(this.crypto, this.key, "server", t))
             const session = deriveSession(this.crypto, this.key, "server", t, this.encrypt)
-            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest() })
+            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest(), peerMax: parseMax(text) })
         }
         return undefined
     }

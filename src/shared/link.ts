@@ -28,13 +28,15 @@ import { Sender } from "./sender.js"
 import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
 import { Crypto } from "./crypto.js"
 import { Session } from "./seal.js"
+import { idOfHead, parseMax, parseTooLong, tooLongLine } from "./limits.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
 
 export type NoticeCode =
     | "bad-line" // not a keepalive, ACK, message or known extension (fault 4)
-    | "too-long" // a line over the maximum was skipped
+    | "too-long" // a line over the maximum was skipped (a message: refused, see limits.ts)
+    | "refused" // the peer refused a line of ours as too long: that write failed (ETOOLONG)
     | "dropped" // receive queue and backlog full on the board: not kept, not ACKed (fault 6)
     | "duplicate" // a message id already seen: ACKed, not delivered
     | "resend" // a qos message sent again
@@ -154,6 +156,7 @@ export class Link {
     private events = new Fifo<LinkEvent>()
     private written: number[] = []
     private auth: LinkAuth | undefined = undefined
+    private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
 
     // `epoch`: a random token drawn by the driver when this id sequence
     // starts; `clientId`: the id a client sends (unused on the server).
@@ -188,6 +191,11 @@ export class Link {
     write(line: string, qos: boolean, wait: boolean): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
         return this.sender.enqueue(line, qos, wait)
+    }
+
+    // The peer's announced line limit, or -1.
+    peerLimit(): number {
+        return this.peerMax
     }
 
     // The next received line, or undefined. Its ACK is owed until release().
@@ -275,25 +283,28 @@ export class Link {
 
     // Server: a socket whose client proved its key (authserver.ts); the
     // server's proof has been written. Every line is sealed from here on.
-    openAuthenticated(now: number, session: Session, peerEpoch: string): void {
+    // `peerMax`: the limit in the client's answer (-1: none).
+    openAuthenticated(now: number, session: Session, peerEpoch: string, peerMax?: number): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by an authenticated connection", false)
         const c = new Conn(this.role, now, sealedLimit(this.cfg.maxLineBytes))
         this.conn = c
         c.session = session
         c.peer = "devs-iot"
+        this.learnMax(peerMax === undefined ? -1 : peerMax)
         this.peerStarted(c, peerEpoch)
         this.goUp(c)
     }
 
     // Server: a devs-iot client without a key answered a keyed id's challenge
     // with a plain hello, and the id may stay plain.
-    openHelloed(now: number, peerEpoch: string): void {
+    openHelloed(now: number, peerEpoch: string, peerMax?: number): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by a new connection", false)
         const c = new Conn(this.role, now, this.cfg.maxLineBytes + 2)
         this.conn = c
         c.peer = "devs-iot"
+        this.learnMax(peerMax === undefined ? -1 : peerMax)
         this.peerStarted(c, peerEpoch)
         this.goUp(c)
     }
@@ -329,12 +340,16 @@ export class Link {
                 this.authFail(now, "over-long line on an authenticated link")
                 return false
             }
-            this.stats.tooLong++
-            this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
             // The server's handshake counts it as a line (not blank, not a
             // hello). A client waits for a complete line it can read.
             if (c.phase === "probe") this.endProbe(c)
             else if (c.phase === "hello") this.noHello(c)
+            const id = c.phase === "up" || c.phase === "warmup" ? idOfHead(f.head) : -1
+            if (id >= 0) this.refuse(c, id, -1)
+            else {
+                this.stats.tooLong++
+                this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
+            }
             return true
         }
         c.gotLine = true
@@ -468,6 +483,47 @@ export class Link {
 
     // ---- inside
 
+    // A message over maxLineBytes (`bytes`, -1: cut by the framer) is never
+    // left un-ACKed, or its sender would resend it for ever: a peer that
+    // announced its limit is told (it fails the write), any other gets the
+    // ACK. Never delivered; a v1 peer's 00 still counts as its restart.
+    private refuse(c: Conn, id: number, bytes: number): void {
+        if (!c.exact && id === 0 && !c.zeroSeen) {
+            c.zeroSeen = true
+            this.forget()
+        }
+        this.stats.tooLong++
+        const size = bytes < 0 ? "more than " + this.cfg.maxLineBytes : "" + bytes
+        if (this.peerMax > 0) {
+            c.out += tooLongLine(id, this.cfg.maxLineBytes)
+            this.notice("too-long", "refused message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): dropped, the sender told")
+        } else {
+            c.out += ackLine(id)
+            this.notice("too-long", "dropped message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): ACKed, as the sender cannot be told")
+        }
+    }
+
+    // The peer refused our message `id` as too long (limit `max`, -1: not said).
+    private refused(id: number, max: number): void {
+        const t = this.sender.refuse(id)
+        if (max > 0) this.learnMax(max)
+        if (t < 0) return
+        const why = "the peer refused message " + id + " as longer than its limit" + (max > 0 ? " of " + max + " bytes" : "")
+        this.notice("refused", why)
+        if (t > 0) this.events.push({ type: "failed", ticket: t, error: new LinkError("ETOOLONG", why) })
+    }
+
+    // The peer's hello announced its limit (or not: -1). Queued writes over
+    // it fail now rather than be refused on arrival.
+    private learnMax(max: number): void {
+        this.peerMax = max
+        this.sender.setPeerLimit(max)
+        if (max < 0) return
+        const failed = this.sender.failLonger(max)
+        for (let i = 0; i < failed.length; i++)
+            this.events.push({ type: "failed", ticket: failed[i], error: new LinkError("ETOOLONG", "line is longer than the peer's limit of " + max + " bytes (from its hello)") })
+    }
+
     private keepaliveEvery(): number {
         return Math.floor(this.cfg.timeout / 4)
     }
@@ -481,7 +537,7 @@ export class Link {
                     c.peer = "devs-iot"
                     c.phase = "hello"
                     c.helloAt = now
-                    c.out += helloLine(this.epoch)
+                    c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
                 }
                 return
             }
@@ -501,14 +557,16 @@ export class Link {
                 c.ns = ns
                 c.nc = newNonce(a.crypto)
                 c.es = epoch
-                c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)))
+                c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)), this.cfg.maxLineBytes)
+                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
                 c.phase = "auth"
                 return
             }
             if (epoch !== undefined) {
                 c.peer = "devs-iot"
+                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
                 this.peerStarted(c, epoch)
-                c.out += helloLine(this.epoch)
+                c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
                 this.goUp(c)
                 return
             }
@@ -535,6 +593,7 @@ export class Link {
         } else if (c.phase === "hello") {
             const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
             if (epoch !== undefined) {
+                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
                 this.peerStarted(c, epoch)
                 this.goUp(c)
                 return
@@ -557,13 +616,18 @@ export class Link {
                 return
             }
             case "message":
-                if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
+                // A sealed line may be framed past the limit (hex, MAC).
+                if (line.length - 2 > this.cfg.maxLineBytes) this.refuse(c, l.id, line.length - 2)
+                else if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
                 else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
-            case "ext":
-                // Only hellos are defined, and only during the handshake.
-                this.bad("extension line out of place", line)
+            case "ext": {
+                // After the handshake only a refusal (limits.ts) is defined.
+                const r = c.phase === "up" ? parseTooLong(l.text) : undefined
+                if (r !== undefined) this.refused(r.id, r.max)
+                else this.bad("extension line out of place", line)
                 return
+            }
             case "bad":
                 this.bad(l.reason, line)
                 return
