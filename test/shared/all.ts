@@ -6,6 +6,7 @@ import { linkSuite } from "./link.cases.js"
 import { pairSuite } from "./pair.cases.js"
 import { watchdogSuite } from "./watchdog.cases.js"
 import { authSuite } from "./auth.cases.js"
+import { limitsSuite } from "./limits.cases.js"
 import { Suite } from "./harness.js"
 
-export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, pairSuite, watchdogSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, limitsSuite, pairSuite, watchdogSuite]
