@@ -74,7 +74,6 @@ describe("line limits and exception containment over loopback", function () {
 
     it("encrypted link: 65,533 bytes (what AES-CCM can seal) go both ways; 65,534 rejects with ETOOLONG naming the limit, both ways; the server goes on", async function () {
         const server = await startServer({ keys: { k1: KEY1 }, encrypt: true })
-        assert.equal(server.cfg.maxLineBytes, 65533)
         const client = startClient(server.port, "k1", { key: KEY1, encrypt: true })
         const plain = startClient(server.port, "p1")
         const conn = await within(server.clientConn("k1"), 5000, "k1 connected")
@@ -89,6 +88,7 @@ describe("line limits and exception containment over loopback", function () {
         await roundTrip(conn, client, "after")
         const pconn = await within(server.clientConn("p1"), 5000, "p1 connected")
         await roundTrip(pconn, plain, "the plain link too")
+        assert.equal(server.cfg.maxLineBytes, 65533)
     })
 
     it("clear link: 65,536 bytes go both ways; 65,537 rejects with ETOOLONG naming maxLineBytes", async function () {
