@@ -65,8 +65,7 @@ export class LineFramer {
         if (tail > this.maxLineBytes) {
             // The line this chunk ends in is over-long: queue what precedes
             // it and its head, mark it, and drop its bytes up to its "\n".
-            const before = last < 0 ? this.tail : 0
-            const keep = before < HEAD ? HEAD - before : 0
+            const keep = this.headKeep(last < 0 ? this.tail : 0)
             if (last + 1 + keep > 0) this.enqueue(c.slice(0, last + 1 + keep))
             this.chunks.push(CUT)
             this.dropping = true
@@ -164,7 +163,7 @@ export class LineFramer {
         while (start < end) {
             const nl = c.indexOf(NEWLINE, start)
             if (before + nl - start > this.maxLineBytes) {
-                const keep = before < HEAD ? HEAD - before : 0
+                const keep = this.headKeep(before)
                 if (start + keep > from) this.enqueue(c.slice(from, start + keep))
                 this.chunks.push(CUT)
                 from = nl + 1
@@ -186,6 +185,13 @@ export class LineFramer {
         this.parts = []
         this.partBytes = 0
         return { kind: "too-long", limit: this.maxLineBytes, head: head }
+    }
+
+    // Bytes of an over-long line's head still to keep when `before` of it are
+    // queued: never past the limit, so the head alone is not over-long.
+    private headKeep(before: number): number {
+        const h = HEAD < this.maxLineBytes ? HEAD : this.maxLineBytes
+        return before < h ? h - before : 0
     }
 
     // The first HEAD bytes of the line read so far, then of c from start.
