@@ -494,7 +494,7 @@ export class Link {
         }
         this.stats.tooLong++
         const size = bytes < 0 ? "more than " + this.cfg.maxLineBytes : "" + bytes
-        if (this.peerMax > 0) {
+        if (c.peer === "devs-iot" && this.peerMax > 0) {
             c.out += tooLongLine(id, this.cfg.maxLineBytes)
             this.notice("too-long", "refused message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): dropped, the sender told")
         } else {
@@ -772,6 +772,8 @@ export class Link {
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed()
+        // A v1 peer announces no limit (one from an earlier devs-iot life is void).
+        if (c.peer !== "devs-iot" && this.peerMax >= 0) this.learnMax(-1)
         c.phase = "up"
         this.up = true
         this.connects++

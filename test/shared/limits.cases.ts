@@ -258,6 +258,25 @@ export const limitsSuite = suite("limits", function (test) {
         shuttle(p)
         eq(p[0].rx.length, 1, "server got the 100-byte line")
     })
+    test("refuse: a peer that comes back as v1 never sees a refusal, and its earlier limit no longer applies", async function () {
+        const d = serverDrive({ maxLineBytes: 64 })
+        d.feed(blanks(10))
+        d.feed("!hello epoch=C max=32\n")
+        eq(d.link.peerLimit(), 32, "devs-iot peer's limit")
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.take()
+        d.feed("\n")
+        d.advance(500)
+        ok(d.link.status(), "up again, as v1")
+        eq(d.link.peerLimit(), -1, "no limit from a v1 peer")
+        d.link.write(xs(40), true, true)
+        d.feed("05" + xs(100) + "\n")
+        d.advance(0)
+        const out = d.take()
+        ok(out.indexOf("!") < 0, "no extension line to a v1 peer: " + out)
+        ok(out.indexOf("05\n") >= 0, "the over-long line ACKed")
+    })
     // ---- framer
     test("framer: a cut line's head (its id) is kept on every path", async function () {
         const cases = [
