@@ -7,6 +7,8 @@ import assert from "node:assert/strict"
 import { EventEmitter, once } from "node:events"
 import { pino } from "pino"
 import { Client, Server, type Connection } from "../../src/server/index.js"
+import { deriveSession, MAX_ENCRYPTED_LINE } from "../../src/shared/index.js"
+import { nodeCrypto } from "../../src/server/nodecrypto.js"
 import { cleanup, closeAll, within } from "./support/util.js"
 import { raw } from "./support/sockets.js"
 
@@ -89,6 +91,21 @@ describe("line limits and exception containment over loopback", function () {
         const pconn = await within(server.clientConn("p1"), 5000, "p1 connected")
         await roundTrip(pconn, plain, "the plain link too")
         assert.equal(server.cfg.maxLineBytes, 65533)
+    })
+
+    it("sealed lines at the cipher's limit: 65,535 bytes seal and open; one more is refused by seal (ETOOLONG) and by open (no crypto exception)", function () {
+        const t = { id: "k1", ns: "00".repeat(16), nc: "11".repeat(16), es: "e1", ec: "e2" }
+        const tx = deriveSession(nodeCrypto, Buffer.from(KEY1, "hex"), "client", t, true)
+        const rx = deriveSession(nodeCrypto, Buffer.from(KEY1, "hex"), "server", t, true)
+        const wire = tx.seal(Buffer.from("00" + "x".repeat(MAX_ENCRYPTED_LINE)))
+        assert.equal(wire.length, 2 + 8 + 2 * (65535 + 16) + 1)
+        const o = rx.open(wire.subarray(0, -1))
+        assert.ok(o.ok, o.reason)
+        assert.equal(o.body.length, 65535)
+        assert.throws(() => tx.seal(Buffer.from("01" + "x".repeat(MAX_ENCRYPTED_LINE + 1))), (e: Error & { code?: string }) => e.code === "ETOOLONG")
+        const r = rx.open(Buffer.from("!e00000001" + "ab".repeat(65536 + 16)))
+        assert.equal(r.ok, false)
+        assert.match(r.reason, /longer than AES-CCM/)
     })
 
     it("clear link: 65,536 bytes go both ways; 65,537 rejects with ETOOLONG naming maxLineBytes", async function () {

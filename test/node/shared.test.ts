@@ -5,7 +5,6 @@ import { hooks } from "../shared/harness.js"
 import { nodeCrypto } from "../../src/server/nodecrypto.js"
 
 hooks.crypto = nodeCrypto
-hooks.big = true
 
 for (const s of suites) {
     describe("shared core (Node): " + s.name, function () {

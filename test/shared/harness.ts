@@ -32,7 +32,6 @@ export function suite(name: string, define: (test: (name: string, fn: CaseFn) =>
 export const hooks = {
     pause: async function (): Promise<void> {},
     crypto: undefined as Crypto | undefined,
-    big: false, // room for 64 KB lines (Node; not the VM's 64 KB heap)
 }
 
 export function crypto(): Crypto {
