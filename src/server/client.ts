@@ -99,6 +99,7 @@ export class Client extends Endpoint {
 
     protected override onNotice(code: string, detail: string): void {
         if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
+        else if (code === "too-long") this.log.warn({ notice: code }, detail)
         else super.onNotice(code, detail)
     }
 

@@ -65,7 +65,7 @@ export function idOfHead(head: Buffer): number {
 // heap of the board's chip (heapOfArch), less what the runtime and an idle
 // client take (RUNTIME_BASE, measured in the simulator: 64 KB heap, 41 KB
 // free with the client up) and what the link's other bounded buffers may
-// hold; half of the rest, at most 16 KB and never less than one sealed line
+// hold; the rest, at most 16 KB and never less than one sealed line
 // (2 x maxLineBytes + 64). `short` > 0: the heap cannot hold all the buffers
 // by that many bytes (the board logs it at start, naming the settings).
 export const RUNTIME_BASE = 24576
@@ -79,7 +79,7 @@ export interface HeapBudget {
 
 export function framingBudget(b: HeapBudget): { bytes: number; short: number } {
     const min = 2 * b.maxLineBytes + 64
-    const spare = Math.floor((b.heap - RUNTIME_BASE - b.buffers) / 2)
+    const spare = b.heap - RUNTIME_BASE - b.buffers
     let bytes = spare < FRAMING_MAX ? spare : FRAMING_MAX
     if (bytes < min) bytes = min
     const short = RUNTIME_BASE + b.buffers + bytes - b.heap

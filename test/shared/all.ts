@@ -9,4 +9,4 @@ import { authSuite } from "./auth.cases.js"
 import { limitsSuite } from "./limits.cases.js"
 import { Suite } from "./harness.js"
 
-export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, limitsSuite, pairSuite, watchdogSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, pairSuite, watchdogSuite, limitsSuite]
