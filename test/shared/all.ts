@@ -9,6 +9,4 @@ import { authSuite } from "./auth.cases.js"
 import { limitsSuite } from "./limits.cases.js"
 import { Suite } from "./harness.js"
 
-// The pair suite first: its 300-line cases need the VM's heap before the
-// other suites have fragmented it (after them it ran out of memory).
-export const suites: Suite[] = [pairSuite, codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, watchdogSuite, limitsSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, pairSuite, watchdogSuite, limitsSuite]
