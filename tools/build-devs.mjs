@@ -23,6 +23,7 @@ const DEVKIT = "devs_iot_esp32_devkit_c"
 const ENTRIES = {
     "shared-tests": "test/vm/main.ts",
     "link-tests": "test/vm/link.ts",
+    "limits-tests": "test/vm/limits.ts",
     "device-tests": "test/vm/device.ts",
     // Board firmware, one image per demo (flash with the board in boards/).
     demo: "src/main.ts",

@@ -9,7 +9,7 @@
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
 import { boardCrypto } from "./crypto.js"
-import { Backoff, boardDefaults, checkClientId, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
@@ -71,6 +71,7 @@ export class Client {
     private onData: (b: Buffer) => void
     private refusal = "" // the server's last refusal, logged with the retry
     private reportAt = -1 // when the next report is due; -1: none (link down)
+    private rawCap: number // received bytes held not yet framed (limits.ts, framingBudget)
     private results: { [ticket: string]: string } = {} // "" ok, else error code
     private messages: { [ticket: string]: string } = {}
 
@@ -85,7 +86,18 @@ export class Client {
             throw new LinkError("ECONFIG", "report must be a whole number of ms from 0 to 86400000")
         const lo: LinkOptions = opts.link ? opts.link : {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
+        if (opts.encrypt === true) lo.encrypt = true
         const cfg = resolveConfig(lo, boardDefaults())
+        const arch = ds._dcfgString("archId")
+        const budget = framingBudget({
+            heap: heapOfArch(arch),
+            maxLineBytes: cfg.maxLineBytes,
+            buffers: cfg.maxReceivedBytes + cfg.maxBacklogBytes + cfg.maxQueuedBytes + cfg.maxInflightBytes,
+        })
+        this.rawCap = budget.bytes
+        console.log("devs-iot " + opts.id + ": framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heapOfArch(arch) + ", line limit " + cfg.maxLineBytes + ")")
+        if (budget.short > 0)
+            console.log("devs-iot " + opts.id + ": the heap is " + budget.short + " bytes short for these link settings: lower maxLineBytes, maxReceivedBytes, maxBacklogBytes, maxQueuedBytes or maxInflightBytes")
         this.opts = opts
         this.id = opts.id
         this.host = opts.host
@@ -109,11 +121,11 @@ export class Client {
         // Chunks go straight into the core's framer (which drops over-long
         // lines as they arrive); the bytes not yet framed are capped.
         this.onData = function (b: Buffer) {
-            if (self.link.unframed() > RAW_CAP && self.sock) {
+            if (self.link.unframed() > self.rawCap && self.sock) {
                 // The firmware fell this far behind the socket: holding more
                 // would exhaust the heap, and dropping raw bytes would splice
                 // lines. An outage loses nothing (qos lines are resent).
-                self.say("more than " + RAW_CAP + " received bytes not yet read: closing the link")
+                self.say("more than " + self.rawCap + " received bytes not yet read: closing the link")
                 self.sock.close()
                 return
             }
@@ -278,7 +290,7 @@ export class Client {
             this.say("connecting to " + this.host + ":" + this.port)
             let sock: TcpSocket | undefined = undefined
             try {
-                sock = await TcpSocket.connect(this.host, this.port, timeout, RAW_CAP, this.onSocket)
+                sock = await TcpSocket.connect(this.host, this.port, timeout, this.rawCap, this.onSocket)
             } catch (e) {
                 const kind: ConnectKind = e instanceof ConnectError ? e.kind : "noAnswer"
                 this.rejoin.failed(kind)
@@ -297,7 +309,14 @@ export class Client {
             const before = this.link.connects
             this.link.open(ds.millis())
             sock.attach(this.onData)
-            await this.serve(sock)
+            try {
+                await this.serve(sock)
+            } catch (e) {
+                // An exception on this link (crypto, a line) must not stop
+                // the board: close the socket, log, and connect again.
+                console.log("devs-iot " + this.id + ": error on the link, closing it: " + errorText(e))
+                sock.close()
+            }
             this.sock = undefined
             this.link.socketClosed(ds.millis(), sock.error !== "" ? sock.error : "closed")
             this.drainEvents()
@@ -408,21 +427,16 @@ export class Client {
             } else if (e.type === "close") {
                 if (this.sock) this.sock.close()
             } else if (e.type === "notice") {
-                // A failed authentication is always logged, verbose or not.
+                // A failed authentication and a refused line are always logged, verbose or not.
                 if (e.code === "refused") this.refusal = e.detail
                 else if (e.code === "auth") console.log("devs-iot " + this.id + ": authentication failed: " + e.detail)
+                else if (e.code === "too-long" || e.code === "line-refused") console.log("devs-iot " + this.id + ": " + e.code + ": " + e.detail)
                 else this.say(e.code + ": " + e.detail)
             }
         }
         if (app) this.changed.emit(0)
     }
 }
-
-// Received bytes the firmware may hold before it has cut them into lines when
-// another chunk arrives (so at most this plus one chunk: <= 1 KB on an ESP32,
-// up to ~57 KB in the simulator). Over-long lines hardly count: the framer
-// drops their bytes as they arrive.
-const RAW_CAP = 16384
 
 // The heartbeat LED changes every HEARTBEAT_MS while the link is up.
 const HEARTBEAT_MS = 500

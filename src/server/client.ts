@@ -127,6 +127,7 @@ export class Client extends Endpoint {
     protected override onNotice(code: string, detail: string): void {
         if (code === "refused") this.refusal = detail
         else if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
+        else if (code === "too-long" || code === "line-refused") this.log.warn({ notice: code }, detail)
         else super.onNotice(code, detail)
     }
 

@@ -48,18 +48,18 @@ export class Connection extends Endpoint {
     }
 
     /** @internal A socket whose client proved its key (the server's proof is written). */
-    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[], mustEncrypt = false): void {
+    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[], mustEncrypt = false, peerMax = -1): void {
         if (this.socket) this.dropSocket("taken over by an authenticated connection")
         this.everAuthenticated = true
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, mustEncrypt))
+        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, mustEncrypt, peerMax))
     }
 
     /** @internal A devs-iot client without a key, on a keyed id allowed plain. */
-    adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[]): void {
+    adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[], peerMax = -1): void {
         if (this.socket) this.dropSocket("taken over by a new connection")
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch))
+        this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch, peerMax))
     }
 
     /** @internal Ends the current socket: this client is refused now (its id

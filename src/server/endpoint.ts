@@ -82,6 +82,7 @@ export abstract class Endpoint extends EventEmitter {
     private corked: Socket | undefined // corked until the next tick
     private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
+    private faults = 0 // pump() failures in a row
     private again = false
     private writes: Map<number, Write> | undefined // made on the first write
     private roundTrips = 0 // link.stats.roundTrips already seen
@@ -209,7 +210,11 @@ export abstract class Endpoint extends EventEmitter {
         for (const b of rest) this.link.receive(b, now)
         socket.on("data", (b: Buffer) => {
             if (this.socket !== socket) return
-            this.link.receive(b, clock())
+            try {
+                this.link.receive(b, clock())
+            } catch (e) {
+                return this.fault(e)
+            }
             this.pump()
         })
         socket.on("drain", () => {
@@ -282,15 +287,41 @@ export abstract class Endpoint extends EventEmitter {
             return
         }
         this.pumping = true
+        let failure: { e: unknown } | undefined
         try {
             do {
                 this.again = false
                 this.drive()
             } while (this.again)
+        } catch (e) {
+            failure = { e }
         } finally {
             this.pumping = false
         }
+        if (failure) return this.fault(failure.e)
+        this.faults = 0
         this.armTimer()
+    }
+
+    // An exception while handling this link (the core, crypto, or an
+    // application's listener): this link's socket is closed and the error
+    // logged; the process and every other link go on. Events still queued
+    // are handled on the next turn.
+    private fault(e: unknown): void {
+        this.log.error({ stack: (e as Error)?.stack }, `error while handling this link, connection closed: ${e instanceof Error ? e.message : String(e)}`)
+        const s = this.socket
+        this.socket = undefined
+        if (s) {
+            try {
+                this.link.socketClosed(clock(), "closed after an error")
+            } catch {
+                // the core already failed; the next socket starts afresh
+            }
+            s.destroy()
+            queueMicrotask(() => this.socketGone())
+        }
+        // Again, for the events left; not for ever if the error repeats.
+        if (++this.faults < 3) setImmediate(() => this.pump())
     }
 
     private drive(): void {

@@ -336,7 +336,11 @@ export class Server extends EventEmitter {
     // ---- inside
 
     private warn(w: Warning): void {
-        this.emit("warning", w)
+        try {
+            this.emit("warning", w)
+        } catch (e) {
+            this.log.error({ code: w.code, client: w.id }, `a "warning" listener threw: ${errorText(e)}`)
+        }
         if (!this.logBudget.take(w.code, clock())) {
             this.armSummary()
             return
@@ -461,7 +465,7 @@ export class Server extends EventEmitter {
             this.pending.delete(socket)
             socket.off("data", onData)
         }
-        const onData = (b: Buffer) => {
+        const onData = this.guarded(socket, address, (b: Buffer) => {
             reader.push(b)
             const r = reader.next()
             if (r === undefined) return
@@ -471,10 +475,10 @@ export class Server extends EventEmitter {
             if (r.id.includes("\uFFFD")) return void this.offend(e, { code: "bad-id", address, detail: "id is not valid UTF-8" })
             if (e.cut) return
             this.route(r.id, socket, r.rest, address, e)
-        }
+        })
         // Counts lines until the server first writes (see route); registered
         // first, so a flood is cut before its chunk is framed.
-        const count = (b: Buffer) => {
+        const count = this.guarded(socket, address, (b: Buffer) => {
             const now = clock()
             if (now - e.linesAt >= 1000) {
                 e.linesAt = now
@@ -483,7 +487,7 @@ export class Server extends EventEmitter {
             for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) e.lines++
             if (e.lines > this.limits.maxEarlyLineRate)
                 this.offend(e, { code: "flood", id: e.conn?.id, address, detail: `more than ${this.limits.maxEarlyLineRate} lines in a second before the server's first line` })
-        }
+        })
         this.counters.set(e, count)
         socket.on("data", count)
         socket.on("data", onData)
@@ -551,7 +555,7 @@ export class Server extends EventEmitter {
     // proved the key (fault 9).
     private authenticate(id: string, key: KeyEntry, socket: Socket, rest: Buffer[], address: string, e: Early): void {
         const conn = this.conns.get(id) ?? this.newConnection(id)
-        const auth = new ServerAuth(nodeCrypto, id, key.keys, conn.epoch, this.cfg.timeout, this.encrypt, clock(), key.encrypt)
+        const auth = new ServerAuth(nodeCrypto, id, key.keys, conn.epoch, this.cfg.timeout, this.encrypt, clock(), key.encrypt, this.cfg.maxLineBytes)
         this.pending.add(socket)
         let timer: NodeJS.Timeout | undefined
         let finished = false
@@ -570,12 +574,12 @@ export class Server extends EventEmitter {
             if (o !== undefined) return finish(o)
             if (timer) clearTimeout(timer)
             const due = auth.pollTimeout()
-            if (due >= 0) timer = setTimeout(drive, Math.max(0, due - clock()))
+            if (due >= 0) timer = setTimeout(this.guarded(socket, address, drive), Math.max(0, due - clock()))
         }
-        const onData = (b: Buffer) => {
+        const onData = this.guarded(socket, address, (b: Buffer) => {
             auth.push(b)
             drive()
-        }
+        })
         socket.on("data", onData)
         socket.once("close", () => {
             if (finished) return
@@ -613,7 +617,7 @@ export class Server extends EventEmitter {
             e.conn = conn
             this.earlyConn.set(conn, e)
             this.sessionKeys.set(conn, { key: used, mustEncrypt: o.mustEncrypt })
-            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt)
+            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt, o.peerMax)
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
         if (!this.allowPlain.has(id))
@@ -623,7 +627,7 @@ export class Server extends EventEmitter {
         this.idle.delete(id)
         e.conn = conn
         this.earlyConn.set(conn, e)
-        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest)
+        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest, o.peerMax)
         else conn.adopt(socket, o.rest)
     }
 
@@ -675,6 +679,19 @@ export class Server extends EventEmitter {
             },
         }
     })()
+
+    // One socket's handler: an exception closes that socket and is logged;
+    // the process and every other link go on.
+    private guarded<A extends unknown[]>(socket: Socket, address: string, fn: (...a: A) => void): (...a: A) => void {
+        return (...a: A) => {
+            try {
+                fn(...a)
+            } catch (e) {
+                this.log.error({ address, stack: (e as Error)?.stack }, `error while handling a connection, closed: ${errorText(e)}`)
+                socket.destroy()
+            }
+        }
+    }
 
     private newConnection(id: string): Connection {
         const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate)
@@ -745,4 +762,8 @@ function keyEntry(id: string, v: KeyValue): KeyEntry {
     } catch (e) {
         throw new LinkError("ECONFIG", (e as Error).message)
     }
+}
+
+function errorText(e: unknown): string {
+    return e instanceof Error ? e.message : String(e)
 }

@@ -22,6 +22,7 @@
 // `!hello epoch=<Ec>`; the server then refuses it unless the id may stay plain.
 
 import { Crypto, isHex, sameBytes } from "./crypto.js"
+import { maxField } from "./limits.js"
 import { DirectionKeys, Session } from "./seal.js"
 
 export const NONCE_HEX = 32
@@ -38,12 +39,13 @@ export function helloField(text: string, name: string): string {
     return text.slice(start, end)
 }
 
-export function challengeLine(epoch: string, ns: string): string {
-    return "!hello epoch=" + epoch + " auth=" + ns + "\n"
+// `max`: the sender's line limit (limits.ts); not part of the transcript.
+export function challengeLine(epoch: string, ns: string, max?: number): string {
+    return "!hello epoch=" + epoch + " auth=" + ns + maxField(max) + "\n"
 }
 
-export function answerLine(epoch: string, nc: string, proof: string): string {
-    return "!hello epoch=" + epoch + " auth=" + nc + " mac=" + proof + "\n"
+export function answerLine(epoch: string, nc: string, proof: string, max?: number): string {
+    return "!hello epoch=" + epoch + " auth=" + nc + " mac=" + proof + maxField(max) + "\n"
 }
 
 // `encrypt`: the server's key file says this id must encrypt (" enc=1"; a

@@ -19,12 +19,13 @@ import { Crypto } from "./crypto.js"
 import { LineFramer } from "./framer.js"
 import { parseHello, PROBE_BLANKS } from "./hello.js"
 import { Session } from "./seal.js"
+import { parseMax } from "./limits.js"
 
 export const REFUSED_LINE = "!auth refused\n"
 
 export type AuthOutcome =
-    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[]; keyIndex: number; mustEncrypt: boolean }
-    | { kind: "hello"; peerEpoch: string; rest: Buffer[] }
+    | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[]; keyIndex: number; mustEncrypt: boolean; peerMax: number }
+    | { kind: "hello"; peerEpoch: string; rest: Buffer[]; peerMax: number }
     | { kind: "v1"; rest: Buffer[] }
     | { kind: "fail"; reason: string }
 
@@ -45,6 +46,7 @@ export class ServerAuth {
         readonly encrypt: boolean, // encrypt the messages the server sends
         now: number,
         readonly mustEncrypt?: boolean, // the id must encrypt: asked of the client, checked per line
+        readonly maxLineBytes: number = -1, // announced in the challenge (limits.ts); -1: not
     ) {
         // A v1 client sends a blank line per timeout/4; a devs-iot probe comes with the id.
         this.deadline = now + Math.floor(timeout / 4)
@@ -71,7 +73,7 @@ export class ServerAuth {
                 this.blanks++
                 if (this.blanks >= PROBE_BLANKS) {
                     this.ns = newNonce(this.crypto)
-                    this.out += challengeLine(this.epoch, this.ns)
+                    this.out += challengeLine(this.epoch, this.ns, this.maxLineBytes > 0 ? this.maxLineBytes : undefined)
                     this.phase = "answer"
                     this.deadline = now + this.timeout
                 }
@@ -83,7 +85,7 @@ export class ServerAuth {
             if (ec === undefined || ec === "") return this.end({ kind: "fail", reason: "expected a hello answering the challenge" })
             const nc = helloField(text, "auth")
             const mac = helloField(text, "mac")
-            if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest() })
+            if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest(), peerMax: parseMax(text) })
             if (!validNonce(nc)) return this.end({ kind: "fail", reason: "bad client nonce in the answer" })
             const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec }
             let k = -1
@@ -97,7 +99,7 @@ export class ServerAuth {
             const must = this.mustEncrypt === true
             this.out += proofLine(proof(this.crypto, this.keys[k], "server", t), must)
             const session = deriveSession(this.crypto, this.keys[k], "server", t, this.encrypt || must)
-            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest(), keyIndex: k, mustEncrypt: must })
+            return this.end({ kind: "auth", session: session, peerEpoch: ec, rest: this.framer.takeRest(), keyIndex: k, mustEncrypt: must, peerMax: parseMax(text) })
         }
         return undefined
     }

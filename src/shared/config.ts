@@ -3,6 +3,7 @@
 // refused with a message that names it and says what would be accepted.
 
 import { LinkError } from "./errors.js"
+import { MAX_ENCRYPTED_LINE } from "./limits.js"
 
 export type OnFull = "pause" | "drop"
 
@@ -30,6 +31,7 @@ export interface LinkOptions {
     maxBacklogBytes?: number // board: unread bytes held while the queue is full, before dropping
     keepaliveEvents?: boolean // report each keepalive received (heartbeat LED)
     ackDelay?: number // ms a received line may wait unread before it is ACKed anyway (0: ACK on receipt, as v1)
+    encrypt?: boolean // this end encrypts what it sends: maxLineBytes then fits AES-CCM (limits.ts)
 }
 
 export interface LinkConfig {
@@ -114,6 +116,14 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
         c.onFull = o.onFull
     }
     if (o.keepaliveEvents !== undefined) c.keepaliveEvents = !!o.keepaliveEvents
+    if (o.encrypt === true && c.maxLineBytes > MAX_ENCRYPTED_LINE) {
+        if (o.maxLineBytes !== undefined)
+            throw new LinkError(
+                "ECONFIG",
+                "maxLineBytes (" + c.maxLineBytes + ") must be at most " + MAX_ENCRYPTED_LINE + " with encryption: AES-CCM seals at most 65535 bytes, the 2-character id and the payload"
+            )
+        c.maxLineBytes = MAX_ENCRYPTED_LINE
+    }
     if (c.maxQueuedBytes < c.maxLineBytes)
         throw new LinkError("ECONFIG", "maxQueuedBytes (" + c.maxQueuedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
     // Later than timeout/4, a peer would resend lines that are only unread.

@@ -12,10 +12,14 @@
 // passes the limit its bytes are dropped as they arrive instead of being
 // queued: whatever a peer sends, the framer holds at most the limit plus the
 // chunks not yet framed. One framer belongs to one socket (fault 2).
+// A "too-long" frame carries the line's first HEAD bytes (its message id), so
+// the link can answer it (limits.ts) instead of leaving it un-ACKed.
 
 import { NEWLINE } from "./codec.js"
 
-export type Frame = { kind: "line"; line: Buffer } | { kind: "too-long"; limit: number }
+export type Frame = { kind: "line"; line: Buffer } | { kind: "too-long"; limit: number; head: Buffer }
+
+export const HEAD = 2
 
 // Marks, in the queue, where an over-long line stood.
 const CUT = Buffer.alloc(0)
@@ -60,8 +64,9 @@ export class LineFramer {
         const tail = last < 0 ? this.tail + c.length : c.length - last - 1
         if (tail > this.maxLineBytes) {
             // The line this chunk ends in is over-long: queue what precedes
-            // it, mark it, and drop its bytes up to its "\n".
-            if (last >= 0) this.enqueue(c.slice(0, last + 1))
+            // it and its head, mark it, and drop its bytes up to its "\n".
+            const keep = this.headKeep(last < 0 ? this.tail : 0)
+            if (last + 1 + keep > 0) this.enqueue(c.slice(0, last + 1 + keep))
             this.chunks.push(CUT)
             this.dropping = true
             this.tail = 0
@@ -81,9 +86,10 @@ export class LineFramer {
             const c = this.chunks[this.head]
             if (c === CUT) {
                 this.nextChunk(0)
+                const head = this.headOf(c, 0)
                 this.parts = []
                 this.partBytes = 0
-                return { kind: "too-long", limit: this.maxLineBytes }
+                return { kind: "too-long", limit: this.maxLineBytes, head: head }
             }
             const start = this.pos
             const nl = c.indexOf(NEWLINE, start)
@@ -91,7 +97,7 @@ export class LineFramer {
                 const n = c.length - start
                 this.nextChunk(n)
                 if (this.skipping) continue
-                if (this.partBytes + n > this.maxLineBytes) return this.startSkipping()
+                if (this.partBytes + n > this.maxLineBytes) return this.startSkipping(c, start)
                 this.parts.push(start === 0 ? c : c.slice(start))
                 this.partBytes += n
                 continue
@@ -105,9 +111,10 @@ export class LineFramer {
                 continue
             }
             if (this.partBytes + n > this.maxLineBytes) {
+                const head = this.headOf(c, start)
                 this.parts = []
                 this.partBytes = 0
-                return { kind: "too-long", limit: this.maxLineBytes }
+                return { kind: "too-long", limit: this.maxLineBytes, head: head }
             }
             return { kind: "line", line: this.join(c, start, nl) }
         }
@@ -156,7 +163,8 @@ export class LineFramer {
         while (start < end) {
             const nl = c.indexOf(NEWLINE, start)
             if (before + nl - start > this.maxLineBytes) {
-                if (start > from) this.enqueue(c.slice(from, start))
+                const keep = this.headKeep(before)
+                if (start + keep > from) this.enqueue(c.slice(from, start + keep))
                 this.chunks.push(CUT)
                 from = nl + 1
             }
@@ -171,11 +179,31 @@ export class LineFramer {
         this.queued += c.length
     }
 
-    private startSkipping(): Frame {
+    private startSkipping(c: Buffer, start: number): Frame {
+        const head = this.headOf(c, start)
         this.skipping = true
         this.parts = []
         this.partBytes = 0
-        return { kind: "too-long", limit: this.maxLineBytes }
+        return { kind: "too-long", limit: this.maxLineBytes, head: head }
+    }
+
+    // Bytes of an over-long line's head still to keep when `before` of it are
+    // queued: never past the limit, so the head alone is not over-long.
+    private headKeep(before: number): number {
+        const h = HEAD < this.maxLineBytes ? HEAD : this.maxLineBytes
+        return before < h ? h - before : 0
+    }
+
+    // The first HEAD bytes of the line read so far, then of c from start.
+    private headOf(c: Buffer, start: number): Buffer {
+        const h = Buffer.alloc(HEAD)
+        let n = 0
+        for (let i = 0; i < this.parts.length && n < HEAD; i++) {
+            const p = this.parts[i]
+            for (let j = 0; j < p.length && n < HEAD; j++) h[n++] = p[j]
+        }
+        for (let j = start; j < c.length && n < HEAD; j++) h[n++] = c[j]
+        return n === HEAD ? h : h.slice(0, n)
     }
 
     private nextChunk(consumed: number): void {

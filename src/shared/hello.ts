@@ -13,10 +13,14 @@
 // sequence starts (process start on a client, a new Connection on a server).
 // A new epoch is an exact restart marker, which v1 lacks (fault 1).
 
+import { maxField } from "./limits.js"
+
 export const PROBE_BLANKS = 10
 
-export function helloLine(epoch: string): string {
-    return "!hello epoch=" + epoch + "\n"
+// `max`: the sender's maxLineBytes (limits.ts), read by peers that know it;
+// older parsers stop the epoch at the space before it.
+export function helloLine(epoch: string, max?: number): string {
+    return "!hello epoch=" + epoch + maxField(max) + "\n"
 }
 
 // The epoch of a hello line, "" for a hello without one, or undefined when the

@@ -30,13 +30,15 @@ import { Crypto } from "./crypto.js"
 import { Session } from "./seal.js"
 import { parseRefusal, refusalLine, refusalNotice } from "./refusal.js"
 import { isReport, parseReport, Report, reportLine } from "./report.js"
+import { idOfHead, parseMax, parseTooLong, tooLongLine } from "./limits.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
 
 export type NoticeCode =
     | "bad-line" // not a keepalive, ACK, message or known extension (fault 4)
-    | "too-long" // a line over the maximum was skipped
+    | "too-long" // a line over the maximum was skipped (a message: refused, see limits.ts)
+    | "line-refused" // the peer refused a line of ours as too long: that write failed (ETOOLONG)
     | "dropped" // receive queue and backlog full on the board: not kept, not ACKed (fault 6)
     | "duplicate" // a message id already seen: ACKed, not delivered
     | "resend" // a qos message sent again
@@ -177,6 +179,7 @@ export class Link {
     private events = new Fifo<LinkEvent>()
     private written: number[] = []
     private auth: LinkAuth | undefined = undefined
+    private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
 
     // `epoch`: a random token drawn by the driver when this id sequence
     // starts; `clientId`: the id a client sends (unused on the server).
@@ -211,6 +214,11 @@ export class Link {
     write(line: string, qos: boolean, wait: boolean): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
         return this.sender.enqueue(line, qos, wait)
+    }
+
+    // The peer's announced line limit, or -1.
+    peerLimit(): number {
+        return this.peerMax
     }
 
     // The next received line, or undefined. Its ACK is owed until release().
@@ -315,7 +323,8 @@ export class Link {
     // Server: a socket whose client proved its key (authserver.ts); the
     // server's proof has been written. Every line is sealed from here on.
     // `mustEncrypt`: a message that comes only MACed closes the connection.
-    openAuthenticated(now: number, session: Session, peerEpoch: string, mustEncrypt?: boolean): void {
+    // `peerMax`: the limit in the client's answer (-1: none).
+    openAuthenticated(now: number, session: Session, peerEpoch: string, mustEncrypt?: boolean, peerMax?: number): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by an authenticated connection", false)
         const c = new Conn(this.sockets++, this.role, now, sealedLimit(this.cfg.maxLineBytes))
@@ -323,18 +332,20 @@ export class Link {
         c.session = session
         c.mustEncrypt = mustEncrypt === true
         c.peer = "devs-iot"
+        this.learnMax(peerMax === undefined ? -1 : peerMax)
         this.peerStarted(c, peerEpoch)
         this.goUp(c)
     }
 
     // Server: a devs-iot client without a key answered a keyed id's challenge
     // with a plain hello, and the id may stay plain.
-    openHelloed(now: number, peerEpoch: string): void {
+    openHelloed(now: number, peerEpoch: string, peerMax?: number): void {
         if (this.closed) return
         if (this.conn) this.lose(now, "replaced by a new connection", false)
         const c = new Conn(this.sockets++, this.role, now, this.cfg.maxLineBytes + 2)
         this.conn = c
         c.peer = "devs-iot"
+        this.learnMax(peerMax === undefined ? -1 : peerMax)
         this.peerStarted(c, peerEpoch)
         this.goUp(c)
         // The client waits for a line after its plain answer: it was let in.
@@ -388,12 +399,16 @@ export class Link {
                 this.authFail(now, "over-long line on an authenticated link")
                 return false
             }
-            this.stats.tooLong++
-            this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
             // The server's handshake counts it as a line (not blank, not a
             // hello). A client waits for a complete line it can read.
             if (c.phase === "probe") this.endProbe(c)
             else if (c.phase === "hello") this.noHello(c)
+            const id = c.phase === "up" || c.phase === "warmup" ? idOfHead(f.head) : -1
+            if (id >= 0) this.refuseTooLong(c, id, -1)
+            else {
+                this.stats.tooLong++
+                this.notice("too-long", "skipped a line longer than " + (f.limit - 2) + " bytes of payload")
+            }
             return true
         }
         c.gotLine = true
@@ -532,6 +547,47 @@ export class Link {
 
     // ---- inside
 
+    // A message over maxLineBytes (`bytes`, -1: cut by the framer) is never
+    // left un-ACKed, or its sender would resend it for ever: a peer that
+    // announced its limit is told (it fails the write), any other gets the
+    // ACK. Never delivered; a v1 peer's 00 still counts as its restart.
+    private refuseTooLong(c: Conn, id: number, bytes: number): void {
+        if (!c.exact && id === 0 && !c.zeroSeen) {
+            c.zeroSeen = true
+            this.forget(c)
+        }
+        this.stats.tooLong++
+        const size = bytes < 0 ? "more than " + this.cfg.maxLineBytes : "" + bytes
+        if (c.peer === "devs-iot" && this.peerMax > 0) {
+            c.out += tooLongLine(id, this.cfg.maxLineBytes)
+            this.notice("too-long", "refused message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): dropped, the sender told")
+        } else {
+            c.out += ackLine(id)
+            this.notice("too-long", "dropped message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): ACKed, as the sender cannot be told")
+        }
+    }
+
+    // The peer refused our message `id` as too long (limit `max`, -1: not said).
+    private lineRefused(id: number, max: number): void {
+        const t = this.sender.refuse(id)
+        if (max > 0) this.learnMax(max)
+        if (t < 0) return
+        const why = "the peer refused message " + id + " as longer than its limit" + (max > 0 ? " of " + max + " bytes" : "")
+        this.notice("line-refused", why)
+        if (t > 0) this.events.push({ type: "failed", ticket: t, error: new LinkError("ETOOLONG", why) })
+    }
+
+    // The peer's hello announced its limit (or not: -1). Queued writes over
+    // it fail now rather than be refused on arrival.
+    private learnMax(max: number): void {
+        this.peerMax = max
+        this.sender.setPeerLimit(max)
+        if (max < 0) return
+        const failed = this.sender.failLonger(max)
+        for (let i = 0; i < failed.length; i++)
+            this.events.push({ type: "failed", ticket: failed[i], error: new LinkError("ETOOLONG", "line is longer than the peer's limit of " + max + " bytes (from its hello)") })
+    }
+
     private keepaliveEvery(): number {
         return Math.floor(this.cfg.timeout / 4)
     }
@@ -545,7 +601,7 @@ export class Link {
                     c.peer = "devs-iot"
                     c.phase = "hello"
                     c.helloAt = now
-                    c.out += helloLine(this.epoch)
+                    c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
                 }
                 return
             }
@@ -566,20 +622,23 @@ export class Link {
                 c.ns = ns
                 c.nc = newNonce(a.crypto)
                 c.es = epoch
-                c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)))
+                c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)), this.cfg.maxLineBytes)
+                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
                 c.phase = "auth"
                 return
             }
             if (epoch !== undefined) {
                 c.peer = "devs-iot"
-                c.out += helloLine(this.epoch)
+                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
                 if (l.kind === "ext" && helloField(l.text, "auth") !== "") {
                     // Challenged without a key: up only if the server lets us in.
+                    c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
                     c.es = epoch
                     c.phase = "asked"
                     return
                 }
                 this.peerStarted(c, epoch)
+                c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
                 this.goUp(c)
                 return
             }
@@ -608,6 +667,7 @@ export class Link {
         } else if (c.phase === "hello") {
             const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
             if (epoch !== undefined) {
+                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
                 this.peerStarted(c, epoch)
                 this.goUp(c)
                 return
@@ -643,21 +703,26 @@ export class Link {
                 return
             }
             case "message":
-                if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
+                // A sealed line may be framed past the limit (hex, MAC).
+                if (line.length - 2 > this.cfg.maxLineBytes) this.refuseTooLong(c, l.id, line.length - 2)
+                else if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
                 else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
-            case "ext":
+            case "ext": {
                 if (this.refusedBy(c, l, now)) return
-                // Hellos belong to the handshake; after it, a devs-iot peer
-                // may send reports.
+                // After the handshake: a devs-iot peer's report, or its
+                // refusal of a line of ours as too long (limits.ts).
                 if (c.peer === "devs-iot" && isReport(l.text)) {
                     const r = parseReport(l.text)
                     if (typeof r === "string") this.bad(r, line)
                     else this.events.push({ type: "report", report: r })
                     return
                 }
-                this.bad("extension line out of place", line)
+                const r = c.phase === "up" ? parseTooLong(l.text) : undefined
+                if (r !== undefined) this.lineRefused(r.id, r.max)
+                else this.bad("extension line out of place", line)
                 return
+            }
             case "bad":
                 this.bad(l.reason, line)
                 return
@@ -841,6 +906,8 @@ export class Link {
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed(c)
+        // A v1 peer announces no limit (one from an earlier devs-iot life is void).
+        if (c.peer !== "devs-iot" && this.peerMax >= 0) this.learnMax(-1)
         c.phase = "up"
         for (let k = this.held.shift(); k !== undefined; k = this.held.shift()) this.sendAck(c, k)
         this.up = true

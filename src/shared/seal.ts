@@ -19,6 +19,8 @@
 
 import { Crypto, isHex, sameBytes } from "./crypto.js"
 import { hexByte, hexDigit } from "./hex.js"
+import { CCM_MAX_PLAIN } from "./limits.js"
+import { LinkError } from "./errors.js"
 
 export const MAC_HEX = 32
 export const SEQ_HEX = 8
@@ -57,6 +59,8 @@ export class Session {
         const nonce = nonceOf(this.txSeq)
         this.txSeq++
         if (this.encrypt && body.length > 2) {
+            // resolveConfig keeps lines within this; a longer one is a bug.
+            if (body.length > CCM_MAX_PLAIN) throw new LinkError("ETOOLONG", "line of " + body.length + " bytes is longer than AES-CCM can seal (" + CCM_MAX_PLAIN + ")")
             const hex = this.crypto.encrypt(this.tx.enc, nonce, body).toString("hex")
             return Buffer.from("!e" + seq + hex + "\n")
         }
@@ -86,10 +90,15 @@ export class Session {
             if (!sameBytes(mac, Buffer.from(macHex(this.crypto, this.rx.mac, seqText, body))))
                 return refuse("bad MAC on line " + seq)
         } else {
+            // No loop per character: the board's VM stops a fiber after
+            // ~128K opcodes, which a per-character check of a 2 KB line meets.
+            // Lowercase hex exactly when decoding and encoding again gives it back.
             const hex = line.slice(2 + SEQ_HEX).toString("utf-8")
-            if (hex.length < 34 || !isHex(hex, hex.length) || (hex.length & 1) !== 0)
-                return refuse("bad encrypted line " + seq)
-            const plain = this.crypto.decrypt(this.rx.enc, nonceOf(seq), Buffer.from(hex, "hex"))
+            if (hex.length < 34 || (hex.length & 1) !== 0) return refuse("bad encrypted line " + seq)
+            if (hex.length > 2 * (CCM_MAX_PLAIN + 16)) return refuse("encrypted line " + seq + " is longer than AES-CCM can seal")
+            const data = hexBytes(hex)
+            if (data === undefined) return refuse("bad encrypted line " + seq)
+            const plain = this.crypto.decrypt(this.rx.enc, nonceOf(seq), data)
             if (plain === undefined || plain.length < 3) return refuse("bad MAC (AES-CCM tag) on line " + seq)
             body = plain
         }
@@ -97,6 +106,18 @@ export class Session {
         this.rxSeq++
         return { ok: true, body: body, reason: "" }
     }
+}
+
+// The bytes of lowercase hex text, or undefined when it is not exactly that.
+function hexBytes(hex: string): Buffer | undefined {
+    let b: Buffer
+    try {
+        b = Buffer.from(hex, "hex")
+    } catch (e) {
+        return undefined
+    }
+    if (b.length * 2 !== hex.length || b.toString("hex") !== hex) return undefined
+    return b
 }
 
 export function seqHex(n: number): string {

@@ -77,6 +77,7 @@ export class Sender {
     // When the message the last ack() matched was sent, or -1 when it was
     // sent more than once on its socket (an ACK then times no one send).
     ackedSentAt = -1
+    private peerMax = -1 // the peer's announced line limit (limits.ts), -1: none
 
     constructor(private limits: SenderLimits) {
         this.window = limits.window
@@ -101,6 +102,8 @@ export class Sender {
     // Validates and queues a line; returns its ticket. Throws LinkError.
     enqueue(line: string, qos: boolean, wait: boolean): number {
         const payload = checkLine(line, this.limits.maxLineBytes)
+        if (this.peerMax >= 0 && payload.length > this.peerMax)
+            throw new LinkError("ETOOLONG", "line is " + payload.length + " bytes, more than the peer's limit (" + this.peerMax + ", from its hello)")
         if (this.queue.size() >= this.limits.maxQueuedLines || this.queuedBytes + payload.length > this.limits.maxQueuedBytes)
             throw new LinkError(
                 "EQUEUEFULL",
@@ -116,6 +119,47 @@ export class Sender {
 
     queued(): number {
         return this.queue.size()
+    }
+
+    setPeerLimit(max: number): void {
+        this.peerMax = max
+    }
+
+    // Removes queued writes longer than `max`; returns their tickets.
+    failLonger(max: number): number[] {
+        const failed: number[] = []
+        const self = this
+        this.queue.retain(function (o: Outgoing) {
+            if (o.payload.length <= max) return true
+            failed.push(o.ticket)
+            self.queuedBytes -= o.payload.length
+            if (!o.wait) self.queuedNoWait--
+            return false
+        })
+        return failed
+    }
+
+    // The receiver refused message `id` as too long: it is done with, like
+    // an ACK but without the fast-resend inference (the refusal is not sent
+    // in line order). Returns its ticket (qos), 0 (no qos) or -1 (unknown id).
+    refuse(id: number): number {
+        let hit: Outgoing | undefined = undefined
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.id === id && o.sentAt >= 0 && !o.gone) {
+                hit = o
+                break
+            }
+        }
+        if (hit === undefined) return -1
+        const h = hit
+        this.inflight.retain(function (o: Outgoing) {
+            return o !== h
+        })
+        this.inflightBytes -= h.payload.length
+        this.live--
+        if (h.qos) this.inflightQos--
+        return h.qos ? h.ticket : 0
     }
 
     inflightCount(): number {

@@ -357,7 +357,8 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
     for (let si = 0; si < socks.length; si++) {
         const s = socks[si]
         const all = Buffer.concat(s.fed)
-        const rx = refSplit(all).lines
+        const split = refSplit(all)
+        const rx = split.lines
         // end offset of each readable line (<= lim bytes), for "a complete line had arrived"
         const readableEnds: number[] = []
         {
@@ -367,12 +368,15 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                 if (l.length <= lim) readableEnds.push(off)
             }
         }
-        for (const l of rx) {
-            if (l.length < 3 || l.length > lim) continue
+        // A line past the limit is answered once it is past it, even before its end.
+        const answerable = split.partial.length > lim ? rx.concat([split.partial]) : rx
+        for (const l of answerable) {
+            if (l.length < 3) continue
             const id = parseInt(l.subarray(0, 2).toString("latin1"), 16)
             if (!/^[0-9a-fA-F]{2}$/.test(l.subarray(0, 2).toString("latin1"))) continue
+            // An over-long message is answered too (ACK or !toolong), never delivered.
             rxIds.set(id, (rxIds.get(id) ?? 0) + 1)
-            messages.push(l.subarray(2).toString("utf-8"))
+            if (l.length <= lim && l !== split.partial) messages.push(l.subarray(2).toString("utf-8"))
         }
         let sentAny = false
         let hellos = 0
@@ -393,8 +397,17 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                     sentAny = true
                     continue
                 }
+                const refusal = /^!toolong id=([0-9a-f]{2}) max=(\d+)$/.exec(text)
+                if (refusal) {
+                    must(+refusal[2]! === lim - 2, where + "refusal with another limit: " + text)
+                    const id = parseInt(refusal[1]!, 16)
+                    acks.set(id, (acks.get(id) ?? 0) + 1)
+                    must((acks.get(id) as number) <= (rxIds.get(id) ?? 0), where + "refusal " + text + " for " + (rxIds.get(id) ?? 0) + " message lines received")
+                    sentAny = true
+                    continue
+                }
                 if (l[0] === 0x21) {
-                    must(text === "!hello epoch=" + EPOCH, where + "extension line " + JSON.stringify(text))
+                    must(text === "!hello epoch=" + EPOCH + " max=" + (lim - 2), where + "extension line " + JSON.stringify(text))
                     hellos++
                     must(hellos === 1, where + "second hello on a socket")
                     const fed = rx

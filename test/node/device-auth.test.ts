@@ -72,6 +72,18 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         this.test!.title += ` (simulator start to link up ${(handshake / 1000).toFixed(1)} s)`
     })
 
+    it("encrypted lines of 2,000 and 2,048 bytes (the board's limit) go both ways without crashing the board; 2,049 rejects at once with ETOOLONG naming the board's limit", async function () {
+        const conn = server!.connection("kb1")!
+        for (const n of [2000, 2048]) {
+            const line = "e".repeat(n)
+            await within(conn.write(line), 10000, `${n} bytes to the board`)
+            assert.equal(await within(conn.readline(), 10000, `echo of ${n} bytes`), line)
+        }
+        await assert.rejects(within(conn.write("e".repeat(2049)), 5000, "write of 2,049 bytes"), (e: Error & { code?: string }) => e.code === "ETOOLONG" && /peer's limit \(2048/.test(e.message))
+        assert.equal(await within(conn.write("next").then(() => conn.readline()), 10000, "the next line"), "next")
+        assert.doesNotMatch(vm!.output, /InfiniteLoop|PANIC|OutOfMemory/)
+    })
+
     it("a server with another key: the board is refused and says why; the server logs the id", async function () {
         await server?.close()
         server = new Server({ port: serverPort, host: "127.0.0.1", timeout: TIMEOUT, keys: { kb1: "00".repeat(32) } })

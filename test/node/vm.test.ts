@@ -6,9 +6,9 @@ import { join } from "node:path"
 import { suites } from "../shared/all.js"
 import { plain, ROOT, runTestImage } from "./support/devs.js"
 
-// The suites are split over two images (test/vm/main.ts, test/vm/link.ts);
+// The suites are split over images (test/vm/main.ts, link.ts, limits.ts);
 // together they must run every shared suite.
-const IMAGES = ["build/devs/shared-tests.devs", "build/devs/link-tests.devs"]
+const IMAGES = ["build/devs/shared-tests.devs", "build/devs/link-tests.devs", "build/devs/limits-tests.devs"]
 
 describe("shared core (DeviceScript VM)", function () {
     this.timeout(660000)
@@ -18,7 +18,7 @@ describe("shared core (DeviceScript VM)", function () {
 
     before(async function () {
         for (const image of IMAGES) assert.ok(existsSync(join(ROOT, image)), `${image} is missing: run "npm run build" first`)
-        // Two VMs at once: one per core.
+        // The VMs side by side.
         const runs = await Promise.all(IMAGES.map((image) => runTestImage(image, 600000)))
         exitCode = runs.reduce<number | null>((code, r) => (code === 0 ? r.code : code), 0)
         vmLines = runs.flatMap((r) => plain(r.output))

@@ -8,6 +8,7 @@ import { watchdogSuite } from "./watchdog.cases.js"
 import { authSuite } from "./auth.cases.js"
 import { keysSuite } from "./keys.cases.js"
 import { reportSuite } from "./report.cases.js"
+import { limitsSuite } from "./limits.cases.js"
 import { Suite } from "./harness.js"
 
-export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, keysSuite, pairSuite, watchdogSuite, reportSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, keysSuite, pairSuite, watchdogSuite, reportSuite, limitsSuite]

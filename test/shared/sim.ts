@@ -528,18 +528,18 @@ function earliest(a: number, b: number): number {
 // Exactly-once check of the lines a Writer with tag `tag` completed against
 // what the other end received. Returns "" or the first problem found.
 export function checkDelivery(w: Writer, received: string[], inOrder: boolean): string {
-    // Counts by line number in an array: an object keyed by payload ran the
-    // VM out of heap in the 300-line cases.
-    const count: number[] = []
+    // Counts by line number in one byte each: an object keyed by payload,
+    // then an array of numbers, ran the VM out of heap in the 300-line cases.
+    const count = Buffer.alloc(w.total)
     const prefix = w.tag + "-"
     let last = -1
     for (let i = 0; i < received.length; i++) {
         const p = received[i]
         if (p.indexOf(prefix) !== 0) continue
         const n = +p.slice(prefix.length)
-        while (count.length <= n) count.push(0)
-        count[n]++
-        if (count[n] > 1) return "duplicate " + p
+        if (!(n >= 0 && n < w.total)) return "not a line of " + w.tag + ": " + p
+        if (count[n] > 0) return "duplicate " + p
+        count[n] = 1
         if (inOrder && n < last) return "out of order: " + p + " after " + w.tag + "-" + last
         if (n > last) last = n
     }

@@ -1,4 +1,4 @@
-// The VM image of the shared suites other than the link's (test/vm/link.ts).
+// The VM image of the shared suites other than the link (test/vm/link.ts) and line-limit (test/vm/limits.ts) ones.
 import { codecSuite } from "../shared/codec.cases.js"
 import { framerSuite } from "../shared/framer.cases.js"
 import { dedupSuite } from "../shared/dedup.cases.js"
