@@ -2,7 +2,7 @@
 // (cmd 0x9a, up to 256 bytes, lines cut anywhere) and, after an unhandled
 // exception, the whole dmesg buffer again (cmd 0x9b, several messages).
 // Program lines start with "> "; the exception is the last block of lines
-// starting with "*" or "!" from "* Exception:" on (measured, docs/notes/ota.md).
+// starting with "*" or "!" from "* Exception:" on (measured, docs/devicescript.md, "The runtime's gateway channel (wssk)").
 
 export const MAX_PARTIAL_BYTES = 1024 // a longer line is cut
 export const MAX_REPORT_BYTES = 16 * 1024 // the ESP32's dmesg buffer is 4 KB

@@ -3,7 +3,7 @@
 // devsmgr.c:220-301). The hash is read before and after; the last write is
 // followed by deploy_finish, get_hash and the end of the session in one go, so
 // the board's wssk is closed before its new program starts and takes the one
-// socket back (docs/notes/ota.md, "The one-socket conflict").
+// socket back (docs/operations.md, "The one-socket limitation").
 import { Cmd, sha256 } from "./wssk.js"
 
 // Chunks are multiples of 32 bytes (devsmgr.c:287); 192 as the reference gateway.

@@ -3,7 +3,7 @@
 // board only while the server wants a session with it (a deploy or rollback
 // is pending): the board's runtime has one TCP socket, shared with the
 // devs-iot link, and a wssk session left up would make the runtime cut the
-// link later (docs/notes/ota.md). Any other attempt gets HTTP 403, which puts
+// link later (docs/operations.md, "The one-socket limitation"). Any other attempt gets HTTP 403, which puts
 // the board's wssk back to "disconnected".
 import { EventEmitter } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"

@@ -1,6 +1,6 @@
 // The gateway's half of DeviceScript's wssk protocol (version 2), as the
 // board's runtime implements it (runtime/devicescript/network/wssk.c and
-// wssk_health.c in microsoft/devicescript; docs/notes/ota.md has the detail):
+// wssk_health.c in microsoft/devicescript; docs/devicescript.md, "The runtime's gateway channel (wssk)", has the detail):
 // after the WebSocket upgrade, the gateway sends a hello with a random seed;
 // both sides derive a session key from the board's master key and both
 // randoms; each side proves the key with 32 encrypted zero bytes; every later
