@@ -25,6 +25,17 @@ export class Metrics {
                     this.inc(read(totals()))
                 },
             })
+        // A counter with a direction label: in (read by the application) and out.
+        const eachWay = (name: string, help: string, inOf: (t: FleetTotals) => number, outOf: (t: FleetTotals) => number) =>
+            new Counter({
+                name, help, labelNames: ["direction"], registers: r,
+                collect() {
+                    const t = totals()
+                    this.reset()
+                    this.inc({ direction: "in" }, inOf(t))
+                    this.inc({ direction: "out" }, outOf(t))
+                },
+            })
         new Gauge({ name: "devs_iot_boards", help: "Client ids whose link has come up at least once", registers: r, collect() { this.set(totals().boards) } })
         new Gauge({ name: "devs_iot_links_up", help: "Links up now", registers: r, collect() { this.set(totals().up) } })
         sum("devs_iot_connects_total", "Links that completed the handshake", (t) => t.connects)
@@ -33,24 +44,8 @@ export class Metrics {
             collect: () => setEach(outages, OUTAGE_KINDS, fleet.outages),
         })
         const outages = this.registry.getSingleMetric("devs_iot_outages_total") as Counter<"reason">
-        new Counter({
-            name: "devs_iot_lines_total", help: "Lines each way: out = ACKed by the board (qos) or sent (no qos); in = read by the application", labelNames: ["direction"], registers: r,
-            collect() {
-                const t = totals()
-                this.reset()
-                this.inc({ direction: "in" }, t.linesIn)
-                this.inc({ direction: "out" }, t.linesOut)
-            },
-        })
-        new Counter({
-            name: "devs_iot_line_bytes_total", help: "Payload bytes of those lines each way", labelNames: ["direction"], registers: r,
-            collect() {
-                const t = totals()
-                this.reset()
-                this.inc({ direction: "in" }, t.bytesIn)
-                this.inc({ direction: "out" }, t.bytesOut)
-            },
-        })
+        eachWay("devs_iot_lines_total", "Lines each way: out = ACKed by the board (qos) or sent (no qos); in = read by the application", (t) => t.linesIn, (t) => t.linesOut)
+        eachWay("devs_iot_line_bytes_total", "Payload bytes of those lines each way", (t) => t.bytesIn, (t) => t.bytesOut)
         sum("devs_iot_resends_total", "Messages sent again (no ACK in time, or dropped by the board)", (t) => t.resent)
         sum("devs_iot_duplicates_total", "Messages received again and not delivered twice", (t) => t.duplicates)
         sum("devs_iot_dropped_total", "Messages dropped un-ACKed for a full receive queue (the sender resends)", (t) => t.dropped)
