@@ -186,7 +186,7 @@ describe("board firmware in the DeviceScript simulator", function () {
         await echo
     })
 
-    it("a line longer than the board's maximum, in 1 KB writes: dropped and logged; the next line arrives; the heap holds", async function () {
+    it("a line longer than the board's maximum, in one write: dropped and logged; the next line arrives; the heap holds", async function () {
         const raw = await rawServer(() => {})
         const vm = await board("tb1")
         const s = await within(raw.next(), 30000, "board connected")
@@ -194,13 +194,9 @@ describe("board firmware in the DeviceScript simulator", function () {
         s.write("\n") // v1 server: the first line brings the board up
         await vm.waitFor(/testbed: status up/, 5000)
         const big = "00" + "x".repeat(40000) + "\n"
-        // In 1 KB writes, paced: an ESP32 reads at most 1 KB at a time. The
-        // simulator hands over whatever arrived, and 16 KB chunks exhaust the
-        // 64 KB heap beside the whole client (docs/benchmarks.md).
-        for (let i = 0; i < big.length; i += 1024) {
-            s.write(big.slice(i, i + 1024))
-            await new Promise((r) => setTimeout(r, 2))
-        }
+        // One write: the simulator's sockets read it in 1 KB pieces, as an
+        // ESP32 does (tools/jacdac-port.cjs).
+        s.write(big)
         const echo = sent(s, "after", 10000)
         s.write("01after\n")
         await echo.catch((e) => {
@@ -242,14 +238,7 @@ describe("board firmware in the DeviceScript simulator", function () {
         for (const [id, n] of [["01", 10 * 2048], ["02", 50 * 2048]] as const) {
             const refused = sent(s, `!toolong id=${id} max=2048\n`, 20000)
             const big = id + x(n) + "\n"
-            // Paced: the simulator panics inside its runtime on a single
-            // chunk over ~57 KB, which the firmware cannot catch (an ESP32
-            // reads at most 1 KB at a time); nothing on the board signals
-            // that a chunk was read, so a short pause stands in.
-            for (let i = 0; i < big.length; i += 1024) {
-                s.write(big.slice(i, i + 1024))
-                await new Promise((r) => setTimeout(r, 2))
-            }
+            s.write(big) // read in 1 KB pieces, as an ESP32 does (tools/jacdac-port.cjs)
             await refused.catch((e) => {
                 throw new Error(`${e.message}; the board printed:\n${vm.output.split("\n").slice(-40).join("\n")}`)
             })
