@@ -1,5 +1,7 @@
 // qos write round trip (write called -> resolved) between a Node client and
-// the server, timed at each end, and the raw TCP reference.
+// the server, timed at each end, and the raw TCP reference; then the same
+// from the client on a keyed link (authenticated) and an encrypted one, with
+// the time from start() to the link up for each.
 import { startWorker, withWorkers } from "../lib/proc.js"
 import type { Context, SectionResult } from "../lib/context.js"
 import type { Summary } from "../lib/stats.js"
@@ -9,7 +11,16 @@ export interface LatencyData {
     atClient: Summary // Node client writes, server ACKs
     atServer: Summary // server writes, Node client ACKs
     raw: Summary // reference: a line and a 2-byte ACK over plain TCP
+    keyed: KeyedLatency[]
 }
+
+export interface KeyedLatency {
+    link: "plain" | "keyed" | "keyed, encrypted"
+    upMs: number // start() to the link up, over loopback
+    rtt: Summary // timed at the client
+}
+
+const KEY = "5a".repeat(32)
 
 export const RTT_MEDIAN_TARGET = 0.2
 export const RTT_P99_TARGET = 1
@@ -31,7 +42,17 @@ export async function latency(ctx: Context): Promise<SectionResult> {
         const raw = await rawServer.call<{ port: number }>("listen")
         await rawClient.call("connect", { port: raw.port })
         const rawRtt = await rawClient.call<Summary>("rtt", { n, warmup }, 300000)
-        return { atClient, atServer, raw: rawRtt }
+        const keyed: KeyedLatency[] = []
+        for (const link of ["plain", "keyed", "keyed, encrypted"] as const) {
+            const ks = keep(await startWorker("server", 600000))
+            const kc = keep(await startWorker("client", 600000))
+            const id = "key"
+            const p = await ks.call<{ port: number }>("listen", link === "plain" ? {} : { keys: { [id]: KEY } })
+            const upMs = await kc.call<number>("connect", { id, port: p.port, ...(link === "plain" ? {} : { key: KEY, encrypt: link !== "keyed" }) })
+            await ks.call("waitFor", { id })
+            keyed.push({ link, upMs, rtt: await kc.call<Summary>("rtt", { n, warmup }, 300000) })
+        }
+        return { atClient, atServer, raw: rawRtt, keyed }
     })
     const row = (what: string, s: Summary, target: boolean) => [
         what,
@@ -53,6 +74,11 @@ export async function latency(ctx: Context): Promise<SectionResult> {
                     row("server -> Node client, timed at the server", data.atServer, true),
                     row("reference: plain TCP, a line and a 2-byte ACK", data.raw, false),
                 ],
+            },
+            {
+                title: `authentication and encryption: connect and qos round trip at the client (ms, ${n.toLocaleString("en-US")} writes each, fresh processes)`,
+                head: ["link", "start() to up", "median", "p99", "mean"],
+                rows: data.keyed.map((k) => [k.link, ms(k.upMs), ms(k.rtt.median), ms(k.rtt.p99), ms(k.rtt.mean)]),
             },
         ],
     }

@@ -17,12 +17,15 @@ function the(): Client {
 serveRequests(
     {
         ping: () => "pong",
-        async connect(a: { id: string; port: number; timeout?: number; window?: number }) {
-            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}) })
+        // Answers the time from start() to the link up (ms).
+        async connect(a: { id: string; port: number; timeout?: number; window?: number; key?: string; encrypt?: boolean }) {
+            const keyed = a.key ? { key: a.key, encrypt: a.encrypt ?? false } : {}
+            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...keyed })
             counter = new Counter(client, a.id)
+            const t0 = performance.now()
             client.start()
             await client.connected()
-            return null
+            return performance.now() - t0
         },
         rtt: (a: { n: number; warmup: number }) => roundTrips(the(), a.n, a.warmup),
         // qos round trips one after another for `ms`.

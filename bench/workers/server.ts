@@ -42,8 +42,8 @@ function readBytes(): number {
 serveRequests(
     {
         ping: () => "pong",
-        async listen(a: { port?: number; timeout?: number; window?: number; limits?: HostileLimits; read?: boolean }) {
-            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...(a.limits ? { limits: a.limits } : {}) })
+        async listen(a: { port?: number; timeout?: number; window?: number; limits?: HostileLimits; read?: boolean; keys?: Record<string, string> }) {
+            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...(a.limits ? { limits: a.limits } : {}), ...(a.keys ? { keys: a.keys } : {}) })
             server.on("warning", (w) => (warned[w.code] = (warned[w.code] ?? 0) + 1))
             server.on("connect", (c: Connection) => {
                 connects++

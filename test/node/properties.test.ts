@@ -139,13 +139,34 @@ describe("properties (fast-check)", function () {
         )
     })
 
-    it("handshake: any bytes as an id line give an id or a refusal, never an exception", function () {
+    it("handshake: any bytes as an id line give the id, a refusal naming why, or a wait for more, as the model says", function () {
+        // Model of the id line: up to the first newline; refused when longer
+        // than the limit, empty, or holding a control byte other than tab.
+        const expected = (b: Uint8Array): string => {
+            const nl = b.indexOf(10)
+            const line = nl < 0 ? b : b.subarray(0, nl)
+            if (line.length > MAX_ID_BYTES) return "bad:longer than"
+            if (nl < 0) return "wait"
+            if (line.length === 0) return "bad:empty id"
+            if (line.some((c) => c < 32 && c !== 9)) return "bad:control byte"
+            return "id:" + Buffer.from(line).toString("utf-8")
+        }
+        const bytes = fc.oneof(
+            fc.uint8Array({ maxLength: 400 }),
+            fc.array(fc.constantFrom(9, 10, 13, 0, 65, 0xe2, 0x82, 0xac), { maxLength: 80 }).map((a) => Uint8Array.from(a))
+        )
         fc.assert(
-            fc.property(fc.uint8Array({ maxLength: 400 }), (b) => {
+            fc.property(bytes, (b) => {
                 const r = new IdReader(MAX_ID_BYTES)
                 r.push(Buffer.from(b))
                 const x = r.next()
-                if (x && x.kind === "id") assert.ok(x.id.length > 0)
+                const want = expected(b)
+                if (want === "wait") assert.equal(x, undefined)
+                else if (want.startsWith("id:")) assert.deepEqual(x && x.kind === "id" ? "id:" + x.id : x, want)
+                else {
+                    assert.equal(x?.kind, "bad", want)
+                    if (x?.kind === "bad") assert.match(x.reason, new RegExp(want.slice(4)))
+                }
             }),
             { numRuns: 3000 }
         )
