@@ -2,6 +2,7 @@
 // restarts, take-over, ids, back-pressure, and faults 2-9 at this end.
 import assert from "node:assert/strict"
 import { once } from "node:events"
+import { pino } from "pino"
 import { connect } from "node:net"
 import { Client, Server, type Warning } from "../../src/server/index.js"
 import { cleanup, closeAll, freePort, within } from "./support/util.js"
@@ -357,20 +358,40 @@ describe("server and Node client over loopback", function () {
 
         it("fault 7: a client whose first connect is refused keeps trying and gets in", async function () {
             const port = await freePort()
-            const c = startClient(port, "a", { backoffCap: 300 })
-            await new Promise((r) => setTimeout(r, 600)) // several refused attempts: the condition under test
+            const failed: number[] = []
+            let onFail = () => {}
+            const logger = pino({ level: "debug" }, {
+                write: (s: string) => {
+                    const f = JSON.parse(s) as { failures?: number; msg: string }
+                    if (typeof f.failures === "number" && /ECONNREFUSED/.test(f.msg)) failed.push(f.failures), onFail()
+                },
+            })
+            const c = startClient(port, "a", { backoffCap: 300, logger })
+            await within(
+                new Promise<void>((r) => (onFail = () => failed.length >= 3 && r())),
+                5000,
+                "three refused connects"
+            )
+            assert.deepEqual(failed.slice(0, 3), [1, 2, 3])
+            assert.equal(c.status(), false)
             const server = await startServer({ port })
             await within(c.connected(), 3000, "connected once the server exists")
+            const conn = await server.clientConn("a")
+            await within(conn.connected(), 3000, "up at the server")
+            assert.equal(conn.connects, 1)
         })
 
         it("fault 8: 1,000 clients that start together all connect, and a silent socket delays no one", async function () {
             this.timeout(60000)
-            const server = await startServer({ timeout: 2000 })
-            await raw(server.port, "") // connects and never sends its id
+            const server = await startServer({ timeout: 2000, limits: { idTimeout: 60000 } })
+            const silent = await raw(server.port, "") // connects and never sends its id
+            let silentClosed = false
+            silent.on("close", () => (silentClosed = true))
             const ids = Array.from({ length: 1000 }, (_, i) => `b${i}`)
             for (const id of ids) startClient(server, id, { timeout: 2000 })
             await within(server.waitAll(ids), 30000, "1,000 clients connected")
             assert.equal(server.connections().filter((c) => c.status()).length, 1000)
+            assert.equal(silentClosed, false, "the silent socket was still waiting for its id all along")
         })
     })
 })
