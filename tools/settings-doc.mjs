@@ -84,14 +84,21 @@ function addFlag(option, cmd, flag) {
 // in the firmware's source (boardSettingDefs() in src/device/config.ts).
 const shared = await dist("src/shared/index.js")
 const watchdog = await dist("src/shared/watchdog.js")
-const constants = { ...shared, ...watchdog }
+const constants = { ...shared, ...watchdog, ...(await dist("src/shared/config.js")) }
 const board = {}
 {
     const text = src("src/device/config.ts")
-    const re = /\{ name: "(\w+)", kind: "(\w+)", min: (\d+), max: (\d+), dflt: ([^,]+), doc: "([^"]*)" \}/g
+    const re = /\{ name: "(\w+)", kind: "(\w+)", min: ([\w.]+), max: ([\w.]+), dflt: ([^,]+), doc: "([^"]*)" \}/g
+    // A number, a string, or an exported constant of src/shared (NAME or NAME.field).
+    const valueOf = (d) => {
+        const c = /^([A-Z_][A-Z0-9_]*)(?:\.(\w+))?$/.exec(d)
+        if (!c) return JSON.parse(d)
+        return c[2] === undefined ? constants[c[1]] : constants[c[1]]?.[c[2]]
+    }
     for (const m of text.matchAll(re)) {
-        const [, name, kind, min, max, d, doc] = m
-        const value = /^[A-Z_][A-Z0-9_]*$/.test(d) ? constants[d] : JSON.parse(d)
+        const [, name, kind, minText, maxText, d, doc] = m
+        const [min, max] = [valueOf(minText), valueOf(maxText)]
+        const value = valueOf(d)
         if (value === undefined) throw new Error(`src/device/config.ts: ${name}'s default ${d} is not an exported constant of src/shared`)
         board[name] = {
             name,

@@ -10,6 +10,7 @@ import * as ds from "@devicescript/core"
 import { readSetting } from "@devicescript/settings"
 import { checkClientId, isHex } from "../shared/index.js"
 import { WATCHDOG_DEFAULT } from "../shared/watchdog.js"
+import { TIMEOUT } from "../shared/config.js"
 
 export interface AppConfig {
     id: string
@@ -51,7 +52,7 @@ export function boardSettingDefs(): SettingDef[] {
     { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required)" },
     { name: "IOT_PORT", kind: "int", min: 1, max: 65535, dflt: 8123, doc: "the server's port" },
     { name: "IOT_ID", kind: "id", min: 0, max: 0, dflt: "", doc: "the board's id (default: its device id)" },
-    { name: "IOT_TIMEOUT", kind: "int", min: 100, max: 3600000, dflt: 2000, doc: "ms; the same as the server's --timeout" },
+    { name: "IOT_TIMEOUT", kind: "int", min: TIMEOUT.min, max: TIMEOUT.max, dflt: TIMEOUT.dflt, doc: "ms; the same as the server's --timeout" },
     { name: "IOT_INTERVAL", kind: "int", min: 10, max: 3600000, dflt: 5000, doc: "demo apps: ms between messages" },
     { name: "IOT_WATCHDOG", kind: "int", min: 0, max: 3600000, dflt: WATCHDOG_DEFAULT, doc: "ms without progress before a reboot; 0 = off" },
     { name: "IOT_VERBOSE", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = log each step" },

@@ -5,7 +5,8 @@
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
 import { checkClientId } from "../shared/index.js"
-import { PEER_BOUNDS } from "../shared/bounds.js"
+import { SERVER_BOUNDS } from "../shared/bounds.js"
+import { TIMEOUT } from "../shared/config.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
@@ -32,7 +33,7 @@ export interface Opt {
 }
 
 const COMMON: Record<string, Opt> = {
-    timeout: { type: "string", arg: "MS", help: "outage detection time; the same at both ends (default 2000)" },
+    timeout: { type: "string", arg: "MS", help: `${TIMEOUT.doc} (default ${TIMEOUT.dflt})` },
     "log-level": { type: "string", arg: "LEVEL", help: `${LEVELS.join("|")} (default info)` },
     json: { type: "boolean", help: "logs as JSON lines instead of readable text" },
     help: { type: "boolean", help: "show this help" },
@@ -48,17 +49,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
             interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
-            "id-timeout": { type: "string", arg: "MS", help: "a connection's id line must be complete this long after accept (default 2 x timeout)" },
-            "max-id-bytes": { type: "string", arg: "N", help: "longest id line, 256 to 65536 (default 256)" },
-            "max-early-lines": { type: "string", arg: "N", option: "maxEarlyLineRate", help: "lines per second a connection may send before its link is up (default 64)" },
-            "max-pending": { type: "string", arg: "N", help: "unauthenticated connections (link not up yet) in all (default 8192)" },
-            "max-pending-per-source": { type: "string", arg: "N", help: "unauthenticated connections per source address (default 2048)" },
-            "penalty-offences": { type: "string", arg: "N", help: "offences (bad id, no id in time, flood) that penalize an address (default 10)" },
-            "penalty-window": { type: "string", arg: "MS", help: "the window those offences are counted in (default 60000)" },
-            "penalized-pending": { type: "string", arg: "N", help: "unauthenticated connections a penalized address may hold (default 16)" },
-            "max-warnings": { type: "string", arg: "N", option: "maxWarningsPerSecond", help: "log lines per second of each kind (warnings, connects and outages, debug notices); the rest are counted in a summary (default 20)" },
-            "max-clients": { type: "string", arg: "N", help: "client ids kept; beyond it a new id replaces the id down longest that is neither keyed nor in --expect, or is refused (default 20000)" },
-            ...Object.fromEntries(PEER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dflt})` } as Opt])),
+            ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dfltText ?? b.dflt})` } as Opt])),
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
@@ -230,21 +221,11 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const opts = {
         port: int(values, source, "port", 8123, 0, 65535),
         host: host(values, source, "0.0.0.0"),
-        timeout: int(values, source, "timeout", 2000, 100, 3600000),
+        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
         expected,
         strictIds,
         limits: {
-            idTimeout: optInt(values, source, "id-timeout", 100, 3600000),
-            maxIdBytes: optInt(values, source, "max-id-bytes", 256, 65536),
-            maxEarlyLineRate: optInt(values, source, "max-early-lines", 16, 1000000),
-            maxPending: optInt(values, source, "max-pending", 1, 1000000),
-            maxPendingPerSource: optInt(values, source, "max-pending-per-source", 1, 1000000),
-            penaltyOffences: optInt(values, source, "penalty-offences", 1, 1000000),
-            penaltyWindow: optInt(values, source, "penalty-window", 1000, 86400000),
-            penalizedPending: optInt(values, source, "penalized-pending", 1, 1000000),
-            maxWarningsPerSecond: optInt(values, source, "max-warnings", 1, 1000000),
-            maxClients: optInt(values, source, "max-clients", 1, 10000000),
-            ...Object.fromEntries(PEER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b.min, b.max)])),
+            ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b.min, b.max)])),
         },
     }
     const interval = int(values, source, "interval", 5000, 100, 3600000)
@@ -368,7 +349,7 @@ async function runClient(values: Values, source: Record<string, string>): Promis
         id: id(source["id"]!, cid),
         host: host(values, source, "127.0.0.1"),
         port: int(values, source, "port", 8123, 1, 65535),
-        timeout: int(values, source, "timeout", 2000, 100, 3600000),
+        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
         logger: log,
         ...(key !== undefined ? { key } : {}),
         encrypt: values["encrypt"] === true,
@@ -451,7 +432,7 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         id: id(source["id"]!, cid),
         host: host(values, source, "127.0.0.1"),
         port: int(values, source, "port", 8123, 1, 65535),
-        timeout: int(values, source, "timeout", 2000, 100, 3600000),
+        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
         interval: int(values, source, "interval", 5000, 10, 3600000),
         watchdog: int(values, source, "watchdog", 0, 0, 3600000),
         verbose: values["verbose"] === true,

@@ -14,7 +14,7 @@ import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
-import { PEER_BOUNDS } from "../shared/bounds.js"
+import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
 import { clock } from "./endpoint.js"
@@ -84,28 +84,10 @@ interface SessionKey {
 export function resolveLimits(l: HostileLimits | undefined, timeout: number): ResolvedLimits {
     const o = l ?? {}
     if (typeof o !== "object") throw new LinkError("ECONFIG", "limits must be an object")
-    const r: ResolvedLimits = {
-        idTimeout: intIn("idTimeout", o.idTimeout, 2 * timeout, 100, 3600000),
-        maxIdBytes: intIn("maxIdBytes", o.maxIdBytes, MAX_ID_BYTES, MAX_ID_BYTES, 65536),
-        maxEarlyLineRate: intIn("maxEarlyLineRate", o.maxEarlyLineRate, 64, 16, 1000000),
-        maxPending: intIn("maxPending", o.maxPending, 8192, 1, 1000000),
-        maxPendingPerSource: intIn("maxPendingPerSource", o.maxPendingPerSource, 2048, 1, 1000000),
-        penaltyOffences: intIn("penaltyOffences", o.penaltyOffences, 10, 1, 1000000),
-        penaltyWindow: intIn("penaltyWindow", o.penaltyWindow, 60000, 1000, 86400000),
-        penalizedPending: intIn("penalizedPending", o.penalizedPending, 16, 1, 1000000),
-        maxWarningsPerSecond: intIn("maxWarningsPerSecond", o.maxWarningsPerSecond, 20, 1, 1000000),
-        maxClients: intIn("maxClients", o.maxClients, 20000, 1, 10000000),
-        maxUnsentBytes: 0,
-        unsentTime: 0,
-        lineBudget: 0,
-        byteBudget: 0,
-        floodTime: 0,
-        newIdRate: 0,
-        newIdBurst: 0,
-    }
     const given = o as Record<string, unknown>
-    const out = r as unknown as Record<string, number>
-    for (const b of PEER_BOUNDS) out[b.name] = intIn(b.name, given[b.name], b.dflt, b.min, b.max)
+    const out: Record<string, number> = {}
+    for (const b of SERVER_BOUNDS) out[b.name] = intIn(b.name, given[b.name], b.name === "idTimeout" ? 2 * timeout : b.dflt, b.min, b.max)
+    const r = out as unknown as ResolvedLimits
     if (r.penalizedPending > r.maxPendingPerSource)
         throw new LinkError("ECONFIG", `penalizedPending (${r.penalizedPending}) must be at most maxPendingPerSource (${r.maxPendingPerSource})`)
     return r

@@ -95,7 +95,7 @@ export function boardDefaults(): LinkConfig {
 export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): LinkConfig {
     const o: LinkOptions = opts ? opts : {}
     const c: LinkConfig = {
-        timeout: intIn("timeout", o.timeout, base.timeout, 100, 3600000),
+        timeout: intIn("timeout", o.timeout, base.timeout, TIMEOUT.min, TIMEOUT.max),
         maxLineBytes: intIn("maxLineBytes", o.maxLineBytes, base.maxLineBytes, 16, 16777216),
         window: intIn("window", o.window, base.window, 1, 120),
         maxInflightBytes: intIn("maxInflightBytes", o.maxInflightBytes, base.maxInflightBytes, 16, 1073741824),
@@ -161,5 +161,9 @@ export interface Setting {
     min: number
     max: number
     dflt: number
+    dfltText?: string // the default when it is not a number ("2 x timeout")
     doc: string
 }
+
+// The one setting every end shares: the server, the Node client, the board.
+export const TIMEOUT: Setting = { name: "timeout", flag: "timeout", arg: "MS", min: 100, max: 3600000, dflt: 2000, doc: "outage detection time; the same at both ends" }
