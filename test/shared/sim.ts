@@ -375,88 +375,76 @@ export class Sim {
     }
 
     private pumpClient(): boolean {
-        const l = this.client
-        let moved = false
-        if (this.sock !== 0) for (let n = 0; n < 8 && l.step(this.now); n++) moved = true
-        const t = l.pollTimeout()
-        if (t >= 0 && t <= this.now) l.handleTimeout(this.now)
-        if (this.clientWriter) this.clientWriter.pump(l)
-        l.release() // lines read in the last round
-        while (true) {
-            const b = l.pollTransmit(this.now)
-            if (b === undefined) break
-            moved = true
-            this.send(this.sock, true, b)
-        }
-        while (true) {
-            const e = l.pollEvent()
-            if (e === undefined) break
-            moved = true
-            this.tally("client", e)
-            if (this.clientWriter) this.clientWriter.event(e)
-            if (e.type === "close") {
-                // The client closes its socket; a live one carries the FIN.
-                const s = this.sock
-                if (this.live["" + s] && this.serverSock === s && this.server) {
-                    this.server.socketClosed(this.now, "client closed")
-                    this.serverSock = 0
-                }
-                this.live["" + s] = false
-                this.sock = 0
-                this.reconnectAt = this.now + this.backoff.next(this.rng.next())
-            } else if (e.type === "up") {
-                this.clientPeers += e.peer
-                this.connects++
-                this.backoff.reset()
-            }
-        }
-        while (this.appReads()) {
-            const s = l.read(this.now)
-            if (s === undefined) break
-            moved = true
-            this.clientRx.push(s)
-        }
-        return moved
+        return this.turn("client", this.client, this.sock, this.clientWriter, this.clientRx, true)
     }
 
     private pumpServer(): boolean {
         const l = this.server
-        if (!l) return false
+        return l ? this.turn("server", l, this.serverSock, this.serverWriter, this.serverRx, this.serverReads) : false
+    }
+
+    // One turn of one end, as a shell drives its link: steps (at most 8 while
+    // its socket is open), a due timer, its app's writes, bytes out, events,
+    // its app's reads. True when anything moved.
+    private turn(end: string, l: Link, sock: number, writer: Writer | undefined, rx: string[], reads: boolean): boolean {
         let moved = false
-        if (this.serverSock !== 0) for (let n = 0; n < 8 && l.step(this.now); n++) moved = true
+        if (sock !== 0) for (let n = 0; n < 8 && l.step(this.now); n++) moved = true
         const t = l.pollTimeout()
         if (t >= 0 && t <= this.now) l.handleTimeout(this.now)
-        if (this.serverWriter) this.serverWriter.pump(l)
+        if (writer) writer.pump(l)
         l.release() // lines read in the last round
         while (true) {
             const b = l.pollTransmit(this.now)
             if (b === undefined) break
             moved = true
-            this.send(this.serverSock, false, b)
+            this.send(sock, end === "client", b)
         }
         while (true) {
             const e = l.pollEvent()
             if (e === undefined) break
             moved = true
-            this.tally("server", e)
-            if (this.serverWriter) this.serverWriter.event(e)
-            if (e.type === "close") {
-                const s = this.serverSock
-                this.serverSock = 0
-                if (this.live["" + s] && s === this.sock) {
-                    this.live["" + s] = false
-                    this.clientLost("server closed")
-                }
-                this.live["" + s] = false
-            }
+            this.tally(end, e)
+            if (writer) writer.event(e)
+            if (end === "client") this.clientEvent(e)
+            else this.serverEvent(e)
         }
-        while (this.serverReads && this.appReads()) {
+        while (reads && this.appReads()) {
             const s = l.read(this.now)
             if (s === undefined) break
             moved = true
-            this.serverRx.push(s)
+            rx.push(s)
         }
         return moved
+    }
+
+    private clientEvent(e: LinkEvent): void {
+        if (e.type === "close") {
+            // The client closes its socket; a live one carries the FIN.
+            const s = this.sock
+            if (this.live["" + s] && this.serverSock === s && this.server) {
+                this.server.socketClosed(this.now, "client closed")
+                this.serverSock = 0
+            }
+            this.live["" + s] = false
+            this.sock = 0
+            this.reconnectAt = this.now + this.backoff.next(this.rng.next())
+        } else if (e.type === "up") {
+            this.clientPeers += e.peer
+            this.connects++
+            this.backoff.reset()
+        }
+    }
+
+    private serverEvent(e: LinkEvent): void {
+        if (e.type === "close") {
+            const s = this.serverSock
+            this.serverSock = 0
+            if (this.live["" + s] && s === this.sock) {
+                this.live["" + s] = false
+                this.clientLost("server closed")
+            }
+            this.live["" + s] = false
+        }
     }
 
     private send(sock: number, toServer: boolean, data: Buffer): void {
