@@ -297,6 +297,7 @@ export class Server extends EventEmitter {
             if (why === "") continue
             ended.push(conn.id)
             this.warn({ code: "revoked", id: conn.id, address: conn.address, detail: `live connection ended by a key reload: ${why}` })
+            this.countRefusal(why)
             conn.revoke(why)
         }
         return { removed: fresh, ended }
@@ -377,6 +378,7 @@ export class Server extends EventEmitter {
     // (refusal.ts); a v1 peer sees the socket close and nothing else. `peer`:
     // known from its handshake, or "unknown": its probe decides, within timeout/4.
     private refuseSocket(socket: Socket, rest: Buffer[], reason: string, peer: PeerKind): void {
+        this.countRefusal(reason)
         const endWith = (b: Buffer) => {
             socket.end(b)
             setTimeout(() => socket.destroy(), 500).unref()
@@ -404,6 +406,18 @@ export class Server extends EventEmitter {
         socket.once("close", () => timer && clearTimeout(timer))
         for (const b of rest) r.push(b)
         drive()
+    }
+
+    // Connections refused, by the reason a devs-iot client is (or would be) told.
+    private refusalCounts = new Map<string, number>()
+
+    private countRefusal(reason: string): void {
+        this.refusalCounts.set(reason, (this.refusalCounts.get(reason) ?? 0) + 1)
+    }
+
+    // Connections refused since start, by reason (refusal.ts): for the metrics.
+    refusals(): ReadonlyMap<string, number> {
+        return this.refusalCounts
     }
 
     // Counts an offence against the socket's address; enough of them penalize it.
@@ -528,7 +542,7 @@ export class Server extends EventEmitter {
                 if (!this.admission.newId(e.source, clock()))
                     return void this.offend(e, { code: "id-rate", id, address, detail: `new client ids from this address over ${this.limits.newIdRate} a second (burst ${this.limits.newIdBurst}): a new id refused` })
                 if (this.conns.size >= this.limits.maxClients && !this.makeRoom())
-                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` })
+                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` }, { reason: "server-full", rest, peer: "unknown" })
             }
             conn = this.newConnection(id)
         } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return
@@ -595,6 +609,7 @@ export class Server extends EventEmitter {
         if (socket.destroyed || this.closing) return void socket.destroy()
         if (o.kind === "fail") {
             this.warn({ code: "auth-failed", id, address, detail: `authentication failed: ${o.reason}: connection closed` })
+            if (o.reason.startsWith("wrong key")) this.countRefusal("wrong-key")
             this.offence(e)
             // end, not destroy: a refusal line may still be on its way.
             socket.end()
@@ -607,6 +622,7 @@ export class Server extends EventEmitter {
             const now = this.keys.get(id)
             if (this.revoked.has(id) || now === undefined || !now.keys.some((k) => k.equals(used))) {
                 this.warn({ code: "revoked", id, address, detail: "authenticated with a key a reload removed: refused" })
+                this.countRefusal("revoked")
                 // Its proof is sent: the client reads sealed lines from here on.
                 socket.end(o.session.seal(Buffer.from("!refused revoked")))
                 return void setTimeout(() => socket.destroy(), 500).unref()
