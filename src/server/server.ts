@@ -422,8 +422,12 @@ export class Server extends EventEmitter {
 
     // Counts an offence against the socket's address; enough of them penalize it.
     private offence(e: Early): void {
-        if (this.admission.offence(e.source, clock()))
-            this.warn({ code: "penalized", address: e.source, detail: `${this.limits.penaltyOffences} offences within ${this.limits.penaltyWindow} ms: at most ${this.limits.penalizedPending} unauthenticated connections from this address` })
+        this.offenceOf(e.source)
+    }
+
+    private offenceOf(source: string): void {
+        if (this.admission.offence(source, clock()))
+            this.warn({ code: "penalized", address: source, detail: `${this.limits.penaltyOffences} offences within ${this.limits.penaltyWindow} ms: at most ${this.limits.penalizedPending} unauthenticated connections from this address` })
     }
 
     // The socket's link came up, or it closed: it no longer counts.
@@ -687,8 +691,11 @@ export class Server extends EventEmitter {
             status(this: Connection, up: boolean, reason?: string) {
                 server.onStatus(this, up, reason)
             },
-            warning(w: Warning) {
+            warning(this: Connection, w: Warning) {
                 server.warn(w)
+                // A peer cut by the bounds after its handshake offends like
+                // one cut before it: its address is penalized as often.
+                if (w.code === "flood" || w.code === "slow-reader") server.offenceOf(sourceOf(this.address))
             },
             logGate(kind: string) {
                 return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
@@ -778,6 +785,12 @@ function keyEntry(id: string, v: KeyValue): KeyEntry {
     } catch (e) {
         throw new LinkError("ECONFIG", (e as Error).message)
     }
+}
+
+// The address part of "<address>:<port>", IPv4-mapped IPv6 as IPv4 (as accept() keys sources).
+function sourceOf(address: string): string {
+    const a = address.slice(0, address.lastIndexOf(":"))
+    return a.startsWith("::ffff:") ? a.slice(7) : a
 }
 
 function errorText(e: unknown): string {
