@@ -39,7 +39,7 @@ export function authFailure(w: Warning): AuthFailure | undefined {
 }
 
 // Warnings that mean a limit was reached (README, "Hostile input").
-export const CAPS: ReadonlyArray<Warning["code"]> = ["pending-limit", "evicted", "penalized", "too-many-clients", "flood", "too-long", "id-timeout"]
+export const CAPS: ReadonlyArray<Warning["code"]> = ["pending-limit", "evicted", "penalized", "too-many-clients", "id-rate", "flood", "slow-reader", "too-long", "id-timeout"]
 
 // What a board reports of itself (report.ts), as the server last got it.
 export interface BoardReport {

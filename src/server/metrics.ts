@@ -69,6 +69,11 @@ export class Metrics {
                 this.inc({ cap: "write-queue-full" }, totals().queueFull)
             },
         })
+        new Counter({
+            name: "devs_iot_refusals_total", help: "Connections refused, by the reason a devs-iot client is told (a v1 peer is only closed)", labelNames: ["reason"], registers: r,
+            collect: () => setEach(refusals, REFUSALS, fleet.server.refusals()),
+        })
+        const refusals = this.registry.getSingleMetric("devs_iot_refusals_total") as Counter<"reason">
         new Gauge({
             name: "devs_iot_unauthenticated_connections", help: "Connections whose link is not up yet", registers: r,
             collect() { this.set(fleet.server.hostileStats().unauthenticated) },
@@ -97,7 +102,10 @@ export class Metrics {
     }
 }
 
-function setEach<L extends string>(c: Counter<L>, keys: readonly string[], counts: Map<string, number>): void {
+// The reasons of refusal.ts, a fixed list for the label.
+const REFUSALS = ["auth-required", "wrong-key", "id-in-use", "revoked", "unknown-id", "server-full", "encryption-required"]
+
+function setEach<L extends string>(c: Counter<L>, keys: readonly string[], counts: ReadonlyMap<string, number>): void {
     c.reset()
     for (const k of keys) c.inc({ reason: k } as never, counts.get(k) ?? 0)
 }

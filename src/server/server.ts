@@ -279,6 +279,7 @@ export class Server extends EventEmitter {
             if (why === "") continue
             ended.push(conn.id)
             this.warn({ code: "revoked", id: conn.id, address: conn.address, detail: `live connection ended by a key reload: ${why}` })
+            this.countRefusal(why)
             conn.revoke(why)
         }
         return { removed: fresh, ended }
@@ -359,6 +360,7 @@ export class Server extends EventEmitter {
     // (refusal.ts); a v1 peer sees the socket close and nothing else. `peer`:
     // known from its handshake, or "unknown": its probe decides, within timeout/4.
     private refuseSocket(socket: Socket, rest: Buffer[], reason: string, peer: PeerKind): void {
+        this.countRefusal(reason)
         const endWith = (b: Buffer) => {
             socket.end(b)
             setTimeout(() => socket.destroy(), 500).unref()
@@ -388,10 +390,26 @@ export class Server extends EventEmitter {
         drive()
     }
 
+    // Connections refused, by the reason a devs-iot client is (or would be) told.
+    private refusalCounts = new Map<string, number>()
+
+    private countRefusal(reason: string): void {
+        this.refusalCounts.set(reason, (this.refusalCounts.get(reason) ?? 0) + 1)
+    }
+
+    // Connections refused since start, by reason (refusal.ts): for the metrics.
+    refusals(): ReadonlyMap<string, number> {
+        return this.refusalCounts
+    }
+
     // Counts an offence against the socket's address; enough of them penalize it.
     private offence(e: Early): void {
-        if (this.admission.offence(e.source, clock()))
-            this.warn({ code: "penalized", address: e.source, detail: `${this.limits.penaltyOffences} offences within ${this.limits.penaltyWindow} ms: at most ${this.limits.penalizedPending} unauthenticated connections from this address` })
+        this.offenceOf(e.source)
+    }
+
+    private offenceOf(source: string): void {
+        if (this.admission.offence(source, clock()))
+            this.warn({ code: "penalized", address: source, detail: `${this.limits.penaltyOffences} offences within ${this.limits.penaltyWindow} ms: at most ${this.limits.penalizedPending} unauthenticated connections from this address` })
     }
 
     // The socket's link came up, or it closed: it no longer counts.
@@ -510,7 +528,7 @@ export class Server extends EventEmitter {
                 if (!this.admission.newId(e.source, clock()))
                     return void this.offend(e, { code: "id-rate", id, address, detail: `new client ids from this address over ${this.limits.newIdRate} a second (burst ${this.limits.newIdBurst}): a new id refused` })
                 if (this.conns.size >= this.limits.maxClients && !this.makeRoom())
-                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` })
+                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` }, { reason: "server-full", rest, peer: "unknown" })
             }
             conn = this.newConnection(id)
         } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return
@@ -577,6 +595,7 @@ export class Server extends EventEmitter {
         if (socket.destroyed || this.closing) return void socket.destroy()
         if (o.kind === "fail") {
             this.warn({ code: "auth-failed", id, address, detail: `authentication failed: ${o.reason}: connection closed` })
+            if (o.reason.startsWith("wrong key")) this.countRefusal("wrong-key")
             this.offence(e)
             // end, not destroy: a refusal line may still be on its way.
             socket.end()
@@ -589,6 +608,7 @@ export class Server extends EventEmitter {
             const now = this.keys.get(id)
             if (this.revoked.has(id) || now === undefined || !now.keys.some((k) => k.equals(used))) {
                 this.warn({ code: "revoked", id, address, detail: "authenticated with a key a reload removed: refused" })
+                this.countRefusal("revoked")
                 // Its proof is sent: the client reads sealed lines from here on.
                 socket.end(o.session.seal(Buffer.from("!refused revoked")))
                 return void setTimeout(() => socket.destroy(), 500).unref()
@@ -653,8 +673,11 @@ export class Server extends EventEmitter {
             status(this: Connection, up: boolean, reason?: string) {
                 server.onStatus(this, up, reason)
             },
-            warning(w: Warning) {
+            warning(this: Connection, w: Warning) {
                 server.warn(w)
+                // A peer cut by the bounds after its handshake offends like
+                // one cut before it: its address is penalized as often.
+                if (w.code === "flood" || w.code === "slow-reader") server.offenceOf(sourceOf(this.address))
             },
             logGate(kind: string) {
                 return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
@@ -744,6 +767,12 @@ function keyEntry(id: string, v: KeyValue): KeyEntry {
     } catch (e) {
         throw new LinkError("ECONFIG", (e as Error).message)
     }
+}
+
+// The address part of "<address>:<port>", IPv4-mapped IPv6 as IPv4 (as accept() keys sources).
+function sourceOf(address: string): string {
+    const a = address.slice(0, address.lastIndexOf(":"))
+    return a.startsWith("::ffff:") ? a.slice(7) : a
 }
 
 function errorText(e: unknown): string {

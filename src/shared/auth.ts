@@ -14,7 +14,11 @@
 // 64-hex-digit HMAC-SHA256(K, transcript(role)), where
 //   transcript(role) = "devs-iot/1 " + role + " " + Ns + " " + Nc + " "
 //                      + bytes(id) + ":" + id + " " + bytes(Es) + ":" + Es + " " + Ec
-// (role "client" or "server"; bytes(x): UTF-8 length in decimal). The session
+//                      + " " + bytes(Ms) + ":" + Ms + " " + bytes(Mc) + ":" + Mc
+// (role "client" or "server"; bytes(x): UTF-8 length in decimal; Ms, Mc: the
+// max= fields of the challenge and the answer as sent or received, "" when
+// absent, so a line limit changed or stripped on the path fails the proofs
+// instead of making writes fail with ETOOLONG). The session
 // keys: HKDF-SHA256(ikm K, salt Ns|Nc as 32 bytes, info "devs-iot/1 <dir> <use> " + id)
 // for dir "c2s" / "s2c" and use "mac" / "enc".
 //
@@ -39,7 +43,7 @@ export function helloField(text: string, name: string): string {
     return text.slice(start, end)
 }
 
-// `max`: the sender's line limit (limits.ts); not part of the transcript.
+// `max`: the sender's line limit (limits.ts); in the transcript as Ms / Mc.
 export function challengeLine(epoch: string, ns: string, max?: number): string {
     return "!hello epoch=" + epoch + " auth=" + ns + maxField(max) + "\n"
 }
@@ -68,11 +72,16 @@ export interface Transcript {
     nc: string
     es: string // the server's epoch
     ec: string // the client's epoch
+    ms?: string // the max= field of the challenge ("" or absent: none)
+    mc?: string // the max= field of the answer
 }
 
 export function proof(crypto: Crypto, key: Buffer, role: string, t: Transcript): string {
+    const ms = t.ms === undefined ? "" : t.ms
+    const mc = t.mc === undefined ? "" : t.mc
     const text =
-        "devs-iot/1 " + role + " " + t.ns + " " + t.nc + " " + Buffer.from(t.id).length + ":" + t.id + " " + Buffer.from(t.es).length + ":" + t.es + " " + t.ec
+        "devs-iot/1 " + role + " " + t.ns + " " + t.nc + " " + Buffer.from(t.id).length + ":" + t.id + " " + Buffer.from(t.es).length + ":" + t.es + " " + t.ec +
+        " " + Buffer.from(ms).length + ":" + ms + " " + Buffer.from(mc).length + ":" + mc
     return crypto.hmac(key, Buffer.from(text)).toString("hex")
 }
 

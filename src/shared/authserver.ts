@@ -36,6 +36,7 @@ export class ServerAuth {
     private ns = ""
     private out = ""
     private deadline: number
+    private ms: string // the max= field of the challenge, "" for none
 
     constructor(
         readonly crypto: Crypto,
@@ -50,6 +51,7 @@ export class ServerAuth {
     ) {
         // A v1 client sends a blank line per timeout/4; a devs-iot probe comes with the id.
         this.deadline = now + Math.floor(timeout / 4)
+        this.ms = maxLineBytes > 0 ? "" + maxLineBytes : ""
     }
 
     push(chunk: Buffer): void {
@@ -73,7 +75,7 @@ export class ServerAuth {
                 this.blanks++
                 if (this.blanks >= PROBE_BLANKS) {
                     this.ns = newNonce(this.crypto)
-                    this.out += challengeLine(this.epoch, this.ns, this.maxLineBytes > 0 ? this.maxLineBytes : undefined)
+                    this.out += challengeLine(this.epoch, this.ns, this.ms === "" ? undefined : this.maxLineBytes)
                     this.phase = "answer"
                     this.deadline = now + this.timeout
                 }
@@ -87,7 +89,7 @@ export class ServerAuth {
             const mac = helloField(text, "mac")
             if (nc === "" && mac === "") return this.end({ kind: "hello", peerEpoch: ec, rest: this.framer.takeRest(), peerMax: parseMax(text) })
             if (!validNonce(nc)) return this.end({ kind: "fail", reason: "bad client nonce in the answer" })
-            const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec }
+            const t: Transcript = { id: this.id, ns: this.ns, nc: nc, es: this.epoch, ec: ec, ms: this.ms, mc: helloField(text, "max") }
             let k = -1
             for (let i = 0; i < this.keys.length && k < 0; i++) if (proofOk(this.crypto, this.keys[i], "client", t, mac)) k = i
             if (k < 0) {

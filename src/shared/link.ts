@@ -141,6 +141,7 @@ class Conn {
     pre = "" // plain lines still to send when the session started
     ns = "" // client: the server's nonce
     nc = "" // client: its own nonce
+    ms = "" // client: the max= field of the server's challenge
     es = "" // client: the server's epoch, from the challenge
     mustEncrypt = false // server: the key file says this id's messages come encrypted
 
@@ -622,9 +623,9 @@ export class Link {
                 c.ns = ns
                 c.nc = newNonce(a.crypto)
                 c.es = epoch
+                c.ms = l.kind === "ext" ? helloField(l.text, "max") : ""
                 c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)), this.cfg.maxLineBytes)
-                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
-                c.phase = "auth"
+                c.phase = "auth" // its max= is learnt once the server's proof covers it
                 return
             }
             if (epoch !== undefined) {
@@ -659,6 +660,7 @@ export class Link {
             }
             // A server whose key file says this id must encrypt asks for it.
             c.session = deriveSession(a.crypto, key, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
+            this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
             c.pre = c.out
             c.out = ""
             this.peerStarted(c, c.es)
@@ -926,7 +928,7 @@ export class Link {
     }
 
     private transcript(c: Conn): Transcript {
-        return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch }
+        return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch, ms: c.ms, mc: "" + this.cfg.maxLineBytes }
     }
 
     // A client given a refusal (refusal.ts) closes, and its driver retries.

@@ -109,6 +109,33 @@ describe("authentication over loopback", function () {
         assert.equal(server.connection("k1")!.stats.received, 0)
     })
 
+    it("the line limit (max=) changed on the path, in the challenge or in the answer: the handshake fails and no write fails on it; untouched, the link comes up", async function () {
+        const server = await startServer()
+        const mitm = await startMitm(server)
+        let tamper: "down" | "up" | "" = "down"
+        let changed = 0
+        mitm.rewrite = (l, dir) => {
+            const t = l.toString("utf-8")
+            if (dir !== tamper || !t.startsWith("!hello ") || !t.includes(" auth=") || !t.includes(" max=")) return [l]
+            changed++
+            return [Buffer.from(t.replace(/ max=\d+/, " max=64"))]
+        }
+        let ups = 0
+        const client = startClient(mitm.port, "k1", { key: KEY, onStatus: (up) => up && ups++ })
+        const written = client.write("x".repeat(100))
+        assert.match((await within(nextWarning(server, "auth-failed"), 3000, "challenge changed")).detail, /proof does not verify/)
+        tamper = "up"
+        const before = changed
+        assert.match((await within(nextWarning(server, "auth-failed"), 3000, "answer changed")).detail, /proof does not verify/)
+        assert.ok(changed > before, "the answer was changed")
+        assert.equal(ups, 0, "never up on a changed limit")
+        tamper = ""
+        await within(client.connected(), 3000, "up once the lines pass untouched")
+        await within(written, 3000, "the 100-byte line was never failed on the forged limit of 64")
+        const conn = await within(server.clientConn("k1"), 3000, "connected")
+        assert.equal(await conn.readline(), "x".repeat(100))
+    })
+
     it("the client refuses a server that does not hold its key (the server's proof is checked)", async function () {
         const server = await startServer({ keys: { k1: OTHER } })
         let ups = 0

@@ -205,6 +205,42 @@ describe("bounds on a peer that misbehaves on purpose", function () {
         await during
     })
 
+    it("a peer cut by the bounds again and again offends like one cut before its handshake: its address is penalized (at most penalizedPending unauthenticated connections); other addresses are not", async function () {
+        const server = await startServer({ lineBudget: 500, floodTime: 300, penaltyOffences: 2, penalizedPending: 1 })
+        const all = warnings(server)
+        for (let round = 1; round <= 2; round++) {
+            const up = new Promise<void>((r) => server.on("connect", (c) => c.id === "noisy" && r()))
+            const p = await peer(server, "127.0.0.6", "noisy")
+            await within(up, 10000, `round ${round}: the flooder's link up`)
+            await within(p.first, 5000, "the server's first byte")
+            const cut = nextWarning(server, "flood", 40000)
+            flood(p, Buffer.from("\n\n\n\n00hello\n".repeat(4096)))
+            assert.equal((await cut).id, "noisy")
+            await within(p.gone, 10000, `round ${round}: cut`)
+        }
+        const penalized = all.filter((w) => w.code === "penalized")
+        assert.deepEqual(penalized.map((w) => w.address), ["127.0.0.6"], "penalized once, by its address")
+        // Held off as docs/security.md says: one unauthenticated connection at a time.
+        const quiet = () => {
+            const s = connect({ port: server.port, host: "127.0.0.1", localAddress: "127.0.0.6" })
+            s.on("error", () => {})
+            onCleanup(() => void s.destroy())
+            return s
+        }
+        const refused = nextWarning(server, "pending-limit")
+        const first = quiet()
+        await within(once(first, "connect"), 5000, "first connection")
+        const second = quiet()
+        const w = await within(refused, 5000, "the second is refused")
+        assert.match(w.detail, /for an address that misbehaved/)
+        await within(once(second, "close"), 5000, "the second is closed")
+        assert.equal(first.destroyed, false, "the first is held")
+        // Another address is not penalized.
+        const other = await peer(server, "127.0.0.7", "calm")
+        await within(server.clientConn("calm"), 10000, "another address comes in")
+        other.destroy()
+    })
+
     it("an honest client is never slowed: a full window of qos writes both ways and keepalives stay within the default budget", async function () {
         const server = await startServer()
         const c = startClient(server, "busy")

@@ -13,6 +13,8 @@ import { Client, parseClientKey, parseKeyFile, Server, type Connection, type Log
 import { cleanup, cli, closeAll, onCleanup, until, within } from "./support/util.js"
 import { nextWarning, raw } from "./support/sockets.js"
 import { Mitm } from "./support/mitm.js"
+import { Fleet } from "../../src/server/fleet.js"
+import { Metrics } from "../../src/server/metrics.js"
 
 const T = 400
 const KEY = "11".repeat(32)
@@ -195,6 +197,31 @@ describe("keys that mean what they say", function () {
             assert.equal(await v1Closed(server.port, "d1"), "", "nothing for a v1 duplicate")
             await exchange(server, a, "live", 3)
             assert.equal(downs, 0)
+        })
+
+        it("a new id at the id cap (maxClients): a devs-iot client is told 'server-full' and backs off; a v1 one is closed without a word; counted in the metrics and logged", async function () {
+            const server = await startServer({ keys: {}, limits: { maxClients: 1 } })
+            const metrics = new Metrics(new Fleet(server))
+            onCleanup(() => metrics.close())
+            const a = startClient(server.port, "a")
+            await within(a.connected(), 3000, "the one id the table holds")
+            const full = nextWarning(server, "too-many-clients")
+            const log = sink()
+            let ups = 0
+            startClient(server.port, "b", { logger: log.logger, onStatus: (u) => u && ups++ })
+            assert.equal((await within(full, 3000, "logged")).id, "b")
+            const first = await log.next((x) => x["code"] === "refused" && x.msg.includes("the server holds as many client ids as it may") && x.level === 40, 3000, "told at warn")
+            await log.next((x) => x["code"] === "refused" && x !== first, 3000, "refused again: it keeps retrying")
+            assert.equal(ups, 0)
+            assert.equal(await v1Closed(server.port, "c"), "", "nothing for a v1 board")
+            assert.equal(server.connection("b"), undefined)
+            assert.equal(server.connection("c"), undefined)
+            const told = server.refusals().get("server-full") ?? 0
+            assert.ok(told >= 3, `refusals counted: ${told}`)
+            const { body } = await metrics.text()
+            const m = /^devs_iot_refusals_total\{reason="server-full"\} (\d+)$/m.exec(body)
+            assert.ok(m && Number(m[1]) >= told, "in the metrics")
+            await exchange(server, a, "live", 3)
         })
 
         it("a refusal before authentication can be forged: logged as a hint, and the client keeps retrying", async function () {

@@ -111,7 +111,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
     })
 
     test("sealed lines, byte for byte: the handshake proofs and the first lines each way", async function () {
-        const t: Transcript = { id: "board-1", ns: "00112233445566778899aabbccddeeff", nc: "ffeeddccbbaa99887766554433221100", es: "es1", ec: "ec1" }
+        const t: Transcript = { id: "board-1", ns: "00112233445566778899aabbccddeeff", nc: "ffeeddccbbaa99887766554433221100", es: "es1", ec: "ec1", ms: "65536", mc: "2048" }
         eq(proof(crypto(), KEY, "client", t), FIX_CLIENT_PROOF, "client proof")
         eq(proof(crypto(), KEY, "server", t), FIX_SERVER_PROOF, "server proof")
         const p = pairSessions(false)
@@ -318,8 +318,8 @@ export const authSuite = suite("authentication and sealed lines", function (test
 })
 
 // Fixtures, computed once and checked on both runtimes.
-const FIX_CLIENT_PROOF = "e5cf599aaf5ea372f8e5f0430d820e928b5577c9fb933a8576923681e0c1396d"
-const FIX_SERVER_PROOF = "7ea87f9054d4041f85227d93e9ff594ab8ea763abcd1c8d234ae323d3b869197"
+const FIX_CLIENT_PROOF = "b2d267528d6d934fd3fa7e43daed58672ecf55052898de4b9e186d0837f251ce"
+const FIX_SERVER_PROOF = "93c37acbf2c949a4e4579ba4beb2951e255434fb12701b863357b182e7d09fe4"
 const FIX_C2S_0 = "!m000000004f35b3030ff3462c62807768859cdcef00hello\n"
 const FIX_C2S_1 = "!m000000012ae103f9fe6420eb8007cbc6d8b276a3\n"
 const FIX_S2C_0 = "!m000000008a37f1c0dc81a22fb99805992452193600\n"

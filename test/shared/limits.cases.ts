@@ -3,7 +3,7 @@
 // of an un-ACKed over-long line, the framer's head of a cut line, and the
 // board's framing budget. Run on Node and in the DeviceScript VM.
 
-import { answerLine, challengeLine, deriveSession, helloLine, Link, parseHello, resolveConfig, nodeDefaults, boardDefaults, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, helloField, helloLine, Link, parseHello, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
 import { framingBudget, heapOfArch, MAX_ENCRYPTED_LINE, parseMax, parseTooLong, tooLongLine } from "../../src/shared/limits.js"
 import { LineFramer } from "../../src/shared/framer.js"
 import { blanks, boardCfg, clientDrive, Drive, serverDrive } from "./drive.js"
@@ -14,6 +14,12 @@ function xs(n: number): string {
     let s = "x"
     while (s.length * 2 <= n) s = s + s
     return s.length < n ? s + s.slice(0, n - s.length) : s
+}
+
+// `s` with its first `from` replaced by `to` (the VM's strings have no replace).
+function swap(s: string, from: string, to: string): string {
+    const at = s.indexOf(from)
+    return at < 0 ? s : s.slice(0, at) + to + s.slice(at + from.length)
 }
 
 function failedCodes(d: Drive): string {
@@ -27,6 +33,19 @@ function failedCodes(d: Drive): string {
 
 function boardClient(): Drive {
     return new Drive(new Link("client", boardCfg({}), "brd", "board-1")).open()
+}
+
+const NS = "00112233445566778899aabbccddeeff"
+
+// A keyed Node client Link (epoch ec1, zero key), its id line taken and a
+// 5,000-byte qos line queued.
+function keyedClient(): Drive {
+    const d = new Drive(new Link("client", resolveConfig({}, nodeDefaults()), "ec1", "board-1"))
+    d.link.setAuth({ crypto: crypto(), key: Buffer.alloc(32), encrypt: false })
+    d.open()
+    d.take()
+    d.link.write(xs(5000), true, false)
+    return d
 }
 
 // A board up with a devs-iot server that announced `max` (-1: none).
@@ -94,6 +113,42 @@ export const limitsSuite = suite("limits", function (test) {
         eq(parseMax("!hello epoch=ab max=99999999999"), -1, "too many digits")
         eq(parseMax("!hello epoch=ab max=-20"), -1, "negative")
         eq(parseMax("!hello max=64 epoch=ab"), 64, "any order")
+    })
+    test("max= is in the authenticated transcript: changed or added on the path either way, the handshake fails and nothing is learnt from it", async function () {
+        // 0: untouched; 1: a max= added to the challenge; 2: the answer's changed.
+        for (let i = 0; i < 3; i++) {
+            const d = keyedClient()
+            const a = new ServerAuth(crypto(), "board-1", [Buffer.alloc(32)], "es1", 2000, false, 0)
+            a.push(Buffer.from(blanks(10)))
+            a.step(0)
+            let ch = (a.pollTransmit() as Buffer).toString("utf-8")
+            if (i === 1) ch = swap(ch, "\n", " max=64\n")
+            d.feed(ch)
+            eq(failedCodes(d), "", "case " + i + ": no write failed on an unproved limit")
+            eq(d.link.peerLimit(), -1, "case " + i + ": nothing learnt before the proof")
+            let ans = d.take()
+            if (i === 2) ans = swap(ans, " max=65536", " max=64")
+            a.push(Buffer.from(ans))
+            const o = a.step(1)
+            const back = a.pollTransmit()
+            if (back !== undefined) d.feed(back.toString("utf-8"))
+            const kind = o === undefined ? "" : o.kind === "auth" ? "auth " + o.peerMax : o.kind
+            eq(kind, i === 0 ? "auth 65536" : "fail", "case " + i + ": the server's outcome")
+            eq(d.link.status(), i === 0, "case " + i + ": client up")
+            eq(failedCodes(d), "", "case " + i + ": the write still queued")
+        }
+        // A server's max=4096 is learnt with its proof, which must cover it.
+        for (let j = 0; j < 2; j++) {
+            const d = keyedClient()
+            d.feed(challengeLine("es1", NS, 4096))
+            eq(d.link.peerLimit(), -1, "not before the proof")
+            const nc = helloField(d.take(), "auth")
+            const t: Transcript = { id: "board-1", ns: NS, nc: nc, es: "es1", ec: "ec1", ms: j === 0 ? "4096" : "", mc: "65536" }
+            d.feed(proofLine(proof(crypto(), Buffer.alloc(32), "server", t)))
+            eq(d.link.status(), j === 0, j === 0 ? "up with the proof" : "a proof without the max= the client saw is refused")
+            eq(d.link.peerLimit(), j === 0 ? 4096 : -1, "the limit learnt")
+            eq(failedCodes(d), j === 0 ? "1:ETOOLONG" : "", "the queued 5000-byte write fails only on a proved limit")
+        }
     })
     test("!toolong lines round-trip", async function () {
         eq(tooLongLine(5, 2048), "!toolong id=05 max=2048\n", "line")
