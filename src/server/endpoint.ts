@@ -11,6 +11,7 @@ import type { Socket } from "node:net"
 import { Link, LinkError, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
+import type { StateStore } from "./state.js"
 
 export interface WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed
@@ -98,6 +99,10 @@ export abstract class Endpoint extends EventEmitter {
     readonly bounded = { throttled: 0, outputPaused: 0, cut: 0 }
     // Asked before a debug notice or an outage is logged (server: a shared rate limit).
     protected logGate: ((kind: string) => boolean) | undefined
+    // The delivery state (state.ts): committed before anything goes to the
+    // socket and at the end of every turn, before the application's code
+    // runs on what it read. Undefined: none (in memory, as the Link keeps it).
+    protected state: StateStore | undefined
 
     // `logAs`: log through a child of `log` for this client id, made when
     // first used (most idle ids never log).
@@ -293,6 +298,7 @@ export abstract class Endpoint extends EventEmitter {
                 this.again = false
                 this.drive()
             } while (this.again)
+            this.state?.commit()
         } catch (e) {
             failure = { e }
         } finally {
@@ -336,6 +342,7 @@ export abstract class Endpoint extends EventEmitter {
             while (true) {
                 const b = link.pollTransmit(now)
                 if (b === undefined) break
+                this.state?.commit() // the records of what b carries (ACKs, lines) first
                 if (!s.write(b)) {
                     this.blocked = true
                     break
