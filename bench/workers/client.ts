@@ -1,6 +1,6 @@
 // One Node devs-iot Client in its own process: the client end of the
 // latency, throughput and recovery benchmarks.
-import { Client } from "../../src/server/index.js"
+import { Client, openState } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { summarize } from "../lib/stats.js"
@@ -17,8 +17,9 @@ function the(): Client {
 serveRequests(
     {
         ping: () => "pong",
-        async connect(a: { id: string; port: number; timeout?: number; window?: number }) {
-            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}) })
+        async connect(a: { id: string; port: number; timeout?: number; window?: number; state?: string; stateSync?: boolean }) {
+            const state = a.state ? await openState(a.state, { sync: a.stateSync === true }) : undefined
+            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), state })
             counter = new Counter(client, a.id)
             client.start()
             await client.connected()

@@ -159,7 +159,9 @@ export class DiskState implements StateStore {
         }
         let db: LmdbDb
         try {
-            db = lmdb.open({ path: dir, compression: false, noSync: opts.sync !== true, mapSize: opts.mapSize ?? 2 ** 30, cache: false })
+            // writemap: a commit is memory writes into the shared map (in the page cache
+            // at once), about half the cost of write(2) per page here.
+            db = lmdb.open({ path: dir, compression: false, noSync: opts.sync !== true, useWritemap: true, mapSize: opts.mapSize ?? 2 ** 30, cache: false })
         } catch (e) {
             throw new StateError(`state file ${data}: cannot open it: ${(e as Error).message}`)
         }
