@@ -9,7 +9,7 @@
 // data is in the kernel's page cache once commit returns, which a killed
 // process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
 // commit per turn of the driver, so lines that arrive together share it).
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, accessSync, constants } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
 import { join } from "node:path"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 
@@ -84,6 +84,9 @@ export class MemoryState implements StateStore {
 
 // The marker that says a folder is a devs-iot state folder, and its format.
 const MARKER = "devs-iot-state.json"
+// Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
+const LMDB_MAGIC_AT = 24
+const LMDB_MAGIC = 0xbeefc0de
 const FORMAT = 1
 
 export interface DiskStateOptions {
@@ -148,6 +151,17 @@ export class DiskState implements StateStore {
             } catch (e) {
                 throw new StateError(`state file ${data}: cannot read and write it: ${(e as Error).message}`)
             }
+            // LMDB trusts its file: a foreign or truncated one must not reach it
+            // (it would start empty, or crash on a garbage page map).
+            const head = Buffer.alloc(32)
+            const fd = openSync(data, "r")
+            let n = 0
+            try {
+                n = readSync(fd, head, 0, 32, 0)
+            } finally {
+                closeSync(fd)
+            }
+            if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
         } else writeFileSync(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")

@@ -1,0 +1,143 @@
+// Delivery state across a restart, in one process: a Server (or Client) is
+// dropped the way a crash drops it (its sockets destroyed, nothing more
+// sent), and a new one starts on the same state. The system layer does the
+// same with SIGKILL (state-kill.test.ts).
+import assert from "node:assert/strict"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
+import { within } from "./support/util.js"
+
+// Drops a server as a kill would: no graceful close, no ACK of what its
+// application read, no more bytes.
+function crash(server: Server): void {
+    const s = server as unknown as { net: { close(): void }; conns: Map<string, { socket?: { destroy(): void } }> }
+    s.net.close()
+    for (const c of s.conns.values()) c.socket?.destroy()
+}
+
+function crashClient(client: Client): void {
+    const c = client as unknown as { socket?: { destroy(): void }; closed: boolean; retry?: NodeJS.Timeout }
+    c.closed = true
+    if (c.retry) clearTimeout(c.retry)
+    c.socket?.destroy()
+}
+
+const dirs: string[] = []
+function tempDir(): string {
+    const d = mkdtempSync(join(tmpdir(), "devs-iot-state-"))
+    dirs.push(d)
+    return d
+}
+
+const stores: Array<[string, () => Promise<{ open: () => Promise<StateStore> }>]> = [
+    ["in memory", async () => {
+        const m = new MemoryState()
+        return { open: async () => m }
+    }],
+    ["on disk", async () => {
+        const dir = tempDir()
+        let last: StateStore | undefined
+        return {
+            open: async () => {
+                last?.close()
+                return (last = await DiskState.open(dir))
+            },
+        }
+    }],
+]
+
+describe("delivery state across restarts", function () {
+    this.timeout(30000)
+    const closers: Array<() => Promise<void> | void> = []
+    afterEach(async () => {
+        for (const c of closers.splice(0).reverse()) await c()
+    })
+    after(() => {
+        for (const d of dirs) rmSync(d, { recursive: true, force: true })
+    })
+
+    for (const [name, make] of stores) {
+        it(`${name}: a line the server's application took before a crash, not yet ACKed, is not delivered again by the restarted server`, async () => {
+            const st = await make()
+            const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s1.listen()
+            const port = s1.port
+            const client = new Client({ id: "c1", port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+            closers.push(() => client.close())
+            const acked = client.write("a")
+            const conn = await within(s1.clientConn("c1"), 10000, "client up")
+            assert.equal(await within(conn.readline(), 10000, "line a"), "a")
+            crash(s1) // before the ACK leaves (it waits for the next turn)
+            closers.push(() => s1.close())
+            const s2 = new Server({ port, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s2.listen()
+            closers.push(() => s2.close())
+            await within(acked, 10000, "a ACKed by the restarted server")
+            await client.write("b")
+            const c2 = await s2.clientConn("c1")
+            assert.equal(await within(c2.readline(), 10000, "next line"), "b", "the restarted server delivered a again")
+        })
+
+        it(`${name}: a line owed to a client that is down survives a server crash, and a client crash does not read a line twice`, async () => {
+            const st = await make()
+            const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s1.listen()
+            const port = s1.port
+            const cstate = new MemoryState()
+            const c1 = new Client({ id: "c2", port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: cstate }).start()
+            const conn = await within(s1.clientConn("c2"), 10000, "client up")
+            void conn.write("x").catch(() => {})
+            assert.equal(await within(c1.readline(), 10000, "x"), "x")
+            crashClient(c1) // x read, its ACK not sent
+            void conn.write("y").catch(() => {}) // owed while the client is down
+            await new Promise((r) => setImmediate(r))
+            crash(s1)
+            closers.push(() => s1.close())
+            const s2 = new Server({ port, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s2.listen()
+            closers.push(() => s2.close())
+            const c2 = new Client({ id: "c2", port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: cstate }).start()
+            closers.push(() => c2.close())
+            assert.equal(await within(c2.readline(), 10000, "y after both restarts"), "y", "x read twice, or y lost")
+        })
+    }
+
+    it("a corrupt or foreign state folder is an error naming the file, not an empty start", async () => {
+        const dir = tempDir()
+        writeFileSync(join(dir, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(dir, "data.mdb"), Buffer.alloc(65536, 0x5a))
+        await assert.rejects(DiskState.open(dir), (e: Error) => e instanceof StateError && e.message.includes(join(dir, "data.mdb")))
+        const foreign = tempDir()
+        writeFileSync(join(foreign, "notes.txt"), "mine")
+        await assert.rejects(DiskState.open(foreign), (e: Error) => e instanceof StateError && e.message.includes("devs-iot-state.json"))
+        const noData = tempDir()
+        writeFileSync(join(noData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        await assert.rejects(DiskState.open(noData), (e: Error) => e instanceof StateError && e.message.includes(join(noData, "data.mdb")))
+    })
+
+    it("a disk that refuses a write (full) makes the commit fail loudly, naming the file; the batch stays for the next try", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        const s = st.forId("full")
+        s.putOwed({ key: 0, seq: -1, wait: false, payload: Buffer.from("kept") })
+        st.commit()
+        // LMDB grows its map by itself: a full disk shows as the commit's error.
+        const db = (st as unknown as { db: { transactionSync(fn: () => void): void } }).db
+        const real = db.transactionSync.bind(db)
+        db.transactionSync = () => {
+            throw Object.assign(new Error("MDB_MAP_FULL / ENOSPC: No space left on device"), { code: "ENOSPC" })
+        }
+        s.putOwed({ key: 1, seq: -1, wait: false, payload: Buffer.from("later") })
+        assert.throws(() => st.commit(), (e: Error) => e instanceof StateError && e.message.includes(join(dir, "data.mdb")) && e.message.includes("write failed"))
+        db.transactionSync = real
+        st.commit() // room again: the batch that failed is written now
+        st.close()
+        const again = await DiskState.open(dir)
+        const get = (k: number) => Buffer.from((again as unknown as { db: { get(k: unknown): { payload: Buffer } } }).db.get(["full", 1, k]).payload).toString()
+        assert.equal(get(0), "kept")
+        assert.equal(get(1), "later")
+        again.close()
+    })
+})
