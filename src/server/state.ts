@@ -56,14 +56,15 @@ export class MemoryState implements StateStore {
         return { link: { ...e.link, seen: [...e.link.seen] }, owed: byKey(e.owed), kept: byKey(e.kept) }
     }
 
+    // The entry is made on the first record: an id that records nothing
+    // holds nothing.
     forId(id: string): LinkStore {
-        const e = this.entry(id)
         return {
-            saveLink: (r) => void (e.link = r),
-            putOwed: (o) => void e.owed.set(o.key, o),
-            dropOwed: (k) => void e.owed.delete(k),
-            putKept: (k) => void e.kept.set(k.key, k),
-            dropKept: (k) => void e.kept.delete(k),
+            saveLink: (r) => void (this.entry(id).link = r),
+            putOwed: (o) => void this.entry(id).owed.set(o.key, o),
+            dropOwed: (k) => void this.ids.get(id)?.owed.delete(k),
+            putKept: (k) => void this.entry(id).kept.set(k.key, k),
+            dropKept: (k) => void this.ids.get(id)?.kept.delete(k),
         }
     }
 

@@ -191,6 +191,7 @@ export class Link {
     private durable = new SeenIds()
     private nextKept = 0
     private savedSeq = -1
+    private recorded = false // the store holds this link's record
 
     // `epoch`: a random token drawn by the driver when this id sequence
     // starts; `clientId`: the id a client sends (unused on the server).
@@ -241,7 +242,11 @@ export class Link {
             }
             this.sender.useStore(store, saved.owed, r.nextSeq)
         } else this.sender.useStore(store, [], 0)
-        this.save()
+        // Nothing is saved until something happens worth keeping (the link
+        // comes up, a line is taken or sent): an id whose link never comes up
+        // (a stranger's) leaves nothing behind.
+        this.savedSeq = this.sender.seqNext()
+        this.recorded = saved !== undefined
     }
 
     isSealed(): boolean {
@@ -253,7 +258,11 @@ export class Link {
     // Queues a line; returns the ticket a "written" or "failed" event names.
     write(line: string, qos: boolean, wait: boolean): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
-        return this.sender.enqueue(line, qos, wait)
+        const t = this.sender.enqueue(line, qos, wait)
+        // A line owed belongs to this link's record: without it, it would
+        // not be found at the next start.
+        if (qos && this.store !== undefined && !this.recorded) this.save()
+        return t
     }
 
     // The peer's announced line limit, or -1.
@@ -888,6 +897,7 @@ export class Link {
         const st = this.store
         if (st === undefined) return
         this.savedSeq = this.sender.seqNext()
+        this.recorded = true
         const r: LinkRecord = {
             epoch: this.epoch,
             peerEpoch: this.peerEpoch === undefined ? "" : this.peerEpoch,

@@ -6,6 +6,8 @@ import assert from "node:assert/strict"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { connect } from "node:net"
+import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import { within } from "./support/util.js"
 
@@ -103,6 +105,29 @@ describe("delivery state across restarts", function () {
             assert.equal(await within(c2.readline(), 10000, "y after both restarts"), "y", "x read twice, or y lost")
         })
     }
+
+    it("an id whose link never comes up leaves nothing in the state; a line written before the first connect survives a client crash", async () => {
+        const state = new MemoryState()
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
+        await server.listen()
+        closers.push(() => server.close())
+        const sock = connect({ port: server.port, host: "127.0.0.1" })
+        await once(sock, "connect")
+        sock.end("stranger\n")
+        await once(sock, "close")
+        await new Promise((r) => setTimeout(r, 50))
+        assert.equal(state.load("stranger"), undefined)
+        // A client that writes before it ever connected, then dies.
+        const cstate = new MemoryState()
+        const c1 = new Client({ id: "early", port: 1, timeout: 1000, state: cstate })
+        void c1.write("q").catch(() => {})
+        await new Promise((r) => setImmediate(r))
+        crashClient(c1)
+        const c2 = new Client({ id: "early", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: cstate }).start()
+        closers.push(() => c2.close())
+        const conn = await within(server.clientConn("early"), 10000, "client up")
+        assert.equal(await within(conn.readline(), 10000, "q"), "q")
+    })
 
     it("a corrupt or foreign state folder is an error naming the file, not an empty start", async () => {
         const dir = tempDir()
