@@ -11,7 +11,9 @@
 // commit per turn of the driver, so lines that arrive together share it).
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
 import { join } from "node:path"
+import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
+import { decodeJournal, encodeFrame, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
     readonly where: string // "memory" or the folder
@@ -40,7 +42,6 @@ const OWED = 1
 const KEPT = 2
 
 type Key = [string, number] | [string, number, number]
-type Op = { key: Key; value: unknown } // value undefined: remove
 
 // Records per id in Maps: a Server or Client made again in the same process
 // picks up where the last one stopped (and the tests check the core's side
@@ -85,6 +86,7 @@ export class MemoryState implements StateStore {
 
 // The marker that says a folder is a devs-iot state folder, and its format.
 const MARKER = "devs-iot-state.json"
+const JOURNAL = "journal.bin"
 // Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
 const LMDB_MAGIC_AT = 24
 const LMDB_MAGIC = 0xbeefc0de
@@ -104,22 +106,47 @@ type LmdbDb = {
     close(): Promise<void>
 }
 
-// The state folder (--state DIR): an LMDB environment (data.mdb, lock.mdb)
-// and a marker. A folder that is neither empty nor a state folder, a marker
-// of another format, or a database that cannot be opened or read is an error
-// naming the file: never a silent empty start.
+// Journal records applied to LMDB at most this many at a time, or this
+// often, or when the journal reaches this size.
+const CHECKPOINT_RECORDS = 16384
+const CHECKPOINT_MS = 1000
+const CHECKPOINT_BYTES = 8 * 1024 * 1024
+// Past this the journal may not grow while checkpoints fail: commits fail.
+const JOURNAL_LIMIT = 256 * 1024 * 1024
+
+// The state folder (--state DIR): an LMDB environment (data.mdb, lock.mdb),
+// the journal (journal.bin: commits not yet in LMDB, see journal.ts) and a
+// marker. A folder that is neither empty nor a state folder, a marker of
+// another format, a database or journal that cannot be opened or read is an
+// error naming the file: never a silent empty start.
 export class DiskState implements StateStore {
     readonly where: string
     readonly sync: boolean
     private db: LmdbDb
-    private ops: Op[] = []
+    private ops: JRecord[] = [] // recorded since the last commit
     private links = new Map<string, LinkRecord>() // latest record per id in this batch
+    private unflushed: JRecord[] = [] // in the journal, not yet in LMDB
+    private fd: number
+    private journalBytes = 0
+    private journalFile: string
+    private timer: NodeJS.Timeout
+    private checkpointError: Error | undefined
     private closed = false
 
-    private constructor(dir: string, db: LmdbDb, sync: boolean) {
+    private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number) {
         this.where = dir
         this.db = db
         this.sync = sync
+        this.fd = fd
+        this.journalFile = join(dir, JOURNAL)
+        this.timer = setInterval(() => {
+            try {
+                this.checkpoint()
+            } catch (e) {
+                this.checkpointError = e as Error // the journal keeps the records; commit() reports it past JOURNAL_LIMIT
+            }
+        }, CHECKPOINT_MS)
+        this.timer.unref()
     }
 
     static async open(dir: string, opts: DiskStateOptions = {}): Promise<DiskState> {
@@ -174,18 +201,38 @@ export class DiskState implements StateStore {
         }
         let db: LmdbDb
         try {
-            // writemap: a commit is memory writes into the shared map (in the page cache
-            // at once), about half the cost of write(2) per page here.
-            db = lmdb.open({ path: dir, compression: false, noSync: opts.sync !== true, useWritemap: true, mapSize: opts.mapSize ?? 2 ** 30, cache: false })
+            // Written only by checkpoints: the journal already holds each commit.
+            db = lmdb.open({ path: dir, compression: false, noSync: opts.sync !== true, mapSize: opts.mapSize ?? 2 ** 30, cache: false })
         } catch (e) {
             throw new StateError(`state file ${data}: cannot open it: ${(e as Error).message}`)
         }
-        const s = new DiskState(dir, db, opts.sync === true)
-        s.check(data)
+        const journal = join(dir, JOURNAL)
+        let fd: number
+        let recs: JRecord[]
+        try {
+            fd = openSync(journal, "a+")
+            const d = decodeJournal(readFileSync(journal))
+            recs = d.recs
+        } catch (e) {
+            void db.close()
+            throw new StateError(`state file ${journal}: ${e instanceof JournalError ? "damaged" : "unreadable"}: ${(e as Error).message}`)
+        }
+        const s = new DiskState(dir, db, opts.sync === true, fd)
+        try {
+            s.check(data)
+            // Commits of the last life not yet in LMDB: applied, then the journal starts empty.
+            s.unflushed = recs
+            s.checkpoint()
+        } catch (e) {
+            s.shut()
+            throw e
+        }
         return s
     }
 
     load(id: string): SavedLink | undefined {
+        this.commit()
+        this.checkpoint()
         const link = this.db.get([id, LINK]) as LinkRecord | undefined
         if (link === undefined) return undefined
         const owed: OwedLine[] = []
@@ -205,51 +252,112 @@ export class DiskState implements StateStore {
         const ops = this.ops
         return {
             saveLink: (r) => void this.links.set(id, r),
-            putOwed: (o) => void ops.push({ key: [id, OWED, o.key], value: o }),
-            dropOwed: (k) => void ops.push({ key: [id, OWED, k], value: undefined }),
-            putKept: (k) => void ops.push({ key: [id, KEPT, k.key], value: k }),
-            dropKept: (k) => void ops.push({ key: [id, KEPT, k], value: undefined }),
+            putOwed: (o) => void ops.push({ kind: J_OWED, id, owed: o }),
+            dropOwed: (k) => void ops.push({ kind: J_DROP_OWED, id, key: k }),
+            putKept: (k) => void ops.push({ kind: J_KEPT, id, kept: k }),
+            dropKept: (k) => void ops.push({ kind: J_DROP_KEPT, id, key: k }),
         }
     }
 
     remove(id: string): void {
         this.links.delete(id)
-        const keys: Key[] = []
-        for (const { key } of this.db.getRange({ start: [id], end: [id, KEPT + 1] })) keys.push(key)
-        for (const k of keys) this.ops.push({ key: k, value: undefined })
+        this.ops.push({ kind: J_REMOVE, id })
     }
 
-    // One LMDB transaction for everything recorded since the last commit. On
-    // failure the batch stays, so the next commit tries it again, and
-    // nothing that needs it goes out meanwhile.
+    // One journal frame, one write(2), for everything recorded since the
+    // last commit (and an fdatasync with sync). On failure the batch stays,
+    // so the next commit tries it again, nothing that needs it goes out
+    // meanwhile, and the journal is cut back to its last whole frame.
     commit(): void {
         if (this.ops.length === 0 && this.links.size === 0) return
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
-        const ops = this.ops
-        const links = this.links
+        if (this.journalBytes > JOURNAL_LIMIT)
+            throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
+        const recs = this.ops.slice()
+        for (const [id, link] of this.links) recs.push({ kind: J_LINK, id, link })
+        const frame = encodeFrame(recs)
+        try {
+            let off = 0
+            while (off < frame.length) off += writeSync(this.fd, frame, off, frame.length - off)
+            if (this.sync) fdatasyncSync(this.fd)
+        } catch (e) {
+            try {
+                ftruncateSync(this.fd, this.journalBytes)
+            } catch {
+                // the frame mark and length still tell a torn frame at start
+            }
+            throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+        }
+        this.journalBytes += frame.length
+        for (const r of recs) this.unflushed.push(r)
+        this.ops.length = 0
+        this.links.clear()
+        if (this.unflushed.length >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
+            try {
+                this.checkpoint()
+            } catch (e) {
+                this.checkpointError = e as Error
+            }
+        }
+    }
+
+    // Applies the journal's records to LMDB in one transaction (fsynced with
+    // sync), then empties the journal.
+    private checkpoint(): void {
+        if (this.unflushed.length === 0) return
+        const recs = latest(this.unflushed)
         try {
             this.db.transactionSync(() => {
-                for (const op of ops) {
-                    if (op.value === undefined) this.db.remove(op.key)
-                    else this.db.put(op.key, op.value)
-                }
-                for (const [id, r] of links) this.db.put([id, LINK], r)
+                for (const r of recs) this.apply(r)
             })
         } catch (e) {
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
         }
-        ops.length = 0
-        links.clear()
+        this.unflushed = []
+        this.checkpointError = undefined
+        ftruncateSync(this.fd, 0)
+        this.journalBytes = 0
+    }
+
+    private apply(r: JRecord): void {
+        switch (r.kind) {
+            case J_LINK:
+                return void this.db.put([r.id, LINK], r.link)
+            case J_OWED:
+                return void this.db.put([r.id, OWED, r.owed.key], r.owed)
+            case J_KEPT:
+                return void this.db.put([r.id, KEPT, r.kept.key], r.kept)
+            case J_DROP_OWED:
+                return void this.db.remove([r.id, OWED, r.key])
+            case J_DROP_KEPT:
+                return void this.db.remove([r.id, KEPT, r.key])
+            case J_REMOVE: {
+                const keys: Key[] = []
+                for (const { key } of this.db.getRange({ start: [r.id], end: [r.id, KEPT + 1] })) keys.push(key)
+                for (const k of keys) this.db.remove(k)
+            }
+        }
     }
 
     close(): void {
         if (this.closed) return
         try {
             this.commit()
+            this.checkpoint()
         } finally {
-            this.closed = true
-            void this.db.close()
+            this.shut()
         }
+    }
+
+    private shut(): void {
+        this.closed = true
+        clearInterval(this.timer)
+        try {
+            closeSync(this.fd)
+        } catch {
+            // already closed
+        }
+        void this.db.close()
     }
 
     // Reads every record once at start: a damaged database fails here, with
@@ -261,10 +369,36 @@ export class DiskState implements StateStore {
                 if (problem !== "") throw new Error(`record ${JSON.stringify(key)}: ${problem}`)
             }
         } catch (e) {
-            void this.db.close()
             throw new StateError(`state file ${file}: unreadable: ${(e as Error).message}`)
         }
     }
+}
+
+// The records that decide the end state, in order: of several records of
+// one key only the last counts (a line owed and ACKed between two
+// checkpoints is one removal), except that a removal of a whole id keeps
+// what came before it in order.
+function latest(recs: JRecord[]): JRecord[] {
+    const last = new Map<string, number>()
+    const keyOf = (r: JRecord): string => {
+        switch (r.kind) {
+            case J_LINK:
+                return `${r.id}\u0000l`
+            case J_OWED:
+                return `${r.id}\u0000o${r.owed.key}`
+            case J_DROP_OWED:
+                return `${r.id}\u0000o${r.key}`
+            case J_KEPT:
+                return `${r.id}\u0000k${r.kept.key}`
+            case J_DROP_KEPT:
+                return `${r.id}\u0000k${r.key}`
+            case J_REMOVE:
+                return "" // never merged
+        }
+    }
+    const keys = recs.map(keyOf)
+    for (let i = 0; i < recs.length; i++) if (keys[i] !== "") last.set(keys[i]!, i)
+    return recs.filter((_, i) => keys[i] === "" || last.get(keys[i]!) === i)
 }
 
 function recordProblem(key: unknown, value: unknown): string {

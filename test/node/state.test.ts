@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -148,15 +148,14 @@ describe("delivery state across restarts", function () {
         const s = st.forId("full")
         s.putOwed({ key: 0, seq: -1, wait: false, payload: Buffer.from("kept") })
         st.commit()
-        // LMDB grows its map by itself: a full disk shows as the commit's error.
-        const db = (st as unknown as { db: { transactionSync(fn: () => void): void } }).db
-        const real = db.transactionSync.bind(db)
-        db.transactionSync = () => {
-            throw Object.assign(new Error("MDB_MAP_FULL / ENOSPC: No space left on device"), { code: "ENOSPC" })
-        }
+        // The journal's write fails as on a full disk (here: its descriptor is gone).
+        const inner = st as unknown as { fd: number }
+        const fd = inner.fd
+        inner.fd = openSync(join(dir, "journal.bin"), "r")
         s.putOwed({ key: 1, seq: -1, wait: false, payload: Buffer.from("later") })
-        assert.throws(() => st.commit(), (e: Error) => e instanceof StateError && e.message.includes(join(dir, "data.mdb")) && e.message.includes("write failed"))
-        db.transactionSync = real
+        assert.throws(() => st.commit(), (e: Error) => e instanceof StateError && e.message.includes(join(dir, "journal.bin")) && e.message.includes("write failed"))
+        closeSync(inner.fd)
+        inner.fd = fd
         st.commit() // room again: the batch that failed is written now
         st.close()
         const again = await DiskState.open(dir)
@@ -164,5 +163,30 @@ describe("delivery state across restarts", function () {
         assert.equal(get(0), "kept")
         assert.equal(get(1), "later")
         again.close()
+    })
+
+    it("a commit in the journal, not yet in the database, is there after a kill; a torn last frame is dropped, a damaged journal is an error naming it", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        st.forId("j").putOwed({ key: 7, seq: -1, wait: true, payload: Buffer.from("journaled") })
+        st.forId("j").saveLink({ epoch: "e1", peerEpoch: "p1", seen: new Array(32).fill(0), newest: -1, nextSeq: 3, received: 1, duplicates: 0, resent: 0 })
+        st.commit()
+        // A kill now: the process ends without a checkpoint (simulated: the journal is copied aside).
+        const journal = readFileSync(join(dir, "journal.bin"))
+        st.close()
+        const lmdbOnly = tempDir()
+        rmSync(lmdbOnly, { recursive: true })
+        const fresh = await DiskState.open(lmdbOnly)
+        fresh.close()
+        writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.concat([journal, journal.subarray(0, 11)])) // and a torn frame
+        const back = await DiskState.open(lmdbOnly)
+        const saved = back.load("j")!
+        assert.equal(saved.link.epoch, "e1")
+        assert.equal(saved.link.nextSeq, 3)
+        assert.equal(saved.owed.length, 1)
+        assert.equal(saved.owed[0]!.payload.toString(), "journaled")
+        back.close()
+        writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.alloc(40, 0x33))
+        await assert.rejects(DiskState.open(lmdbOnly), (e: Error) => e instanceof StateError && e.message.includes(join(lmdbOnly, "journal.bin")))
     })
 })
