@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
-import { within } from "./support/util.js"
+import { cli, within } from "./support/util.js"
 
 // Drops a server as a kill would: no graceful close, no ACK of what its
 // application read, no more bytes.
@@ -140,6 +140,26 @@ describe("delivery state across restarts", function () {
         const noData = tempDir()
         writeFileSync(join(noData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
         await assert.rejects(DiskState.open(noData), (e: Error) => e instanceof StateError && e.message.includes(join(noData, "data.mdb")))
+    })
+
+    it("the CLI: a server on a damaged state folder exits 1 naming the file; --state-sync without --state is a usage error", async () => {
+        const dir = tempDir()
+        writeFileSync(join(dir, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(dir, "data.mdb"), Buffer.alloc(8192, 0x5a))
+        const c = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            assert.equal(await within(c.exited, 20000, "server exit"), 1)
+            assert.ok((c.stdout + c.stderr).includes(join(dir, "data.mdb")), c.stdout + c.stderr)
+        } finally {
+            c.stop()
+        }
+        const u = cli(["server", "--port", "0", "--state-sync"])
+        try {
+            assert.equal(await within(u.exited, 20000, "server exit"), 2)
+            assert.match(u.stderr, /--state-sync needs --state DIR/)
+        } finally {
+            u.stop()
+        }
     })
 
     it("a disk that refuses a write (full) makes the commit fail loudly, naming the file; the batch stays for the next try", async () => {
