@@ -397,8 +397,22 @@ function latest(recs: JRecord[]): JRecord[] {
         }
     }
     const keys = recs.map(keyOf)
-    for (let i = 0; i < recs.length; i++) if (keys[i] !== "") last.set(keys[i]!, i)
-    return recs.filter((_, i) => keys[i] === "" || last.get(keys[i]!) === i)
+    // A line first recorded in this window (owed: written, seq -1; kept:
+    // its one record) and dropped in it never reaches LMDB at all.
+    const born = new Set<string>()
+    for (let i = 0; i < recs.length; i++) {
+        const k = keys[i]!
+        if (k === "") continue
+        const r = recs[i]!
+        if (!last.has(k) && ((r.kind === J_OWED && r.owed.seq < 0) || r.kind === J_KEPT)) born.add(k)
+        last.set(k, i)
+    }
+    return recs.filter((r, i) => {
+        const k = keys[i]!
+        if (k === "") return true
+        if (last.get(k) !== i) return false
+        return !(born.has(k) && (r.kind === J_DROP_OWED || r.kind === J_DROP_KEPT))
+    })
 }
 
 function recordProblem(key: unknown, value: unknown): string {

@@ -142,6 +142,31 @@ describe("delivery state across restarts", function () {
         await assert.rejects(DiskState.open(noData), (e: Error) => e instanceof StateError && e.message.includes(join(noData, "data.mdb")))
     })
 
+    it("checkpoints: a line written and ACKed between two checkpoints never reaches the database; one stored before is removed", async () => {
+        const dir = tempDir()
+        const link = { epoch: "e", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 0, received: 0, duplicates: 0, resent: 0 }
+        const line = (key: number, seq: number) => ({ key, seq, wait: false, payload: Buffer.from("l" + key) })
+        let st = await DiskState.open(dir)
+        let s = st.forId("cp")
+        s.saveLink(link)
+        s.putOwed(line(0, -1))
+        st.close() // checkpoint: line 0 in LMDB
+        st = await DiskState.open(dir)
+        s = st.forId("cp")
+        s.putOwed(line(0, 5)) // sent after the restart
+        s.dropOwed(0) // and ACKed
+        s.putOwed(line(1, -1))
+        s.putOwed(line(1, 6))
+        s.dropOwed(1)
+        s.putOwed(line(2, -1))
+        st.close()
+        st = await DiskState.open(dir)
+        assert.deepEqual(st.load("cp")!.owed.map((o) => o.key), [2])
+        const inner = st as unknown as { db: { getRange(o: unknown): Iterable<{ key: unknown }> } }
+        assert.deepEqual([...inner.db.getRange({ start: ["cp", 1], end: ["cp", 2] })].map((x) => x.key), [["cp", 1, 2]])
+        st.close()
+    })
+
     it("the CLI: a server on a damaged state folder exits 1 naming the file; --state-sync without --state is a usage error", async () => {
         const dir = tempDir()
         writeFileSync(join(dir, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
