@@ -9,7 +9,7 @@
 // data is in the kernel's page cache once commit returns, which a killed
 // process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
 // commit per turn of the driver, so lines that arrive together share it).
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
 import { join } from "node:path"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
@@ -87,6 +87,7 @@ export class MemoryState implements StateStore {
 // The marker that says a folder is a devs-iot state folder, and its format.
 const MARKER = "devs-iot-state.json"
 const JOURNAL = "journal.bin"
+const OWNER = "owner.pid" // the process using the folder
 // Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
 const LMDB_MAGIC_AT = 24
 const LMDB_MAGIC = 0xbeefc0de
@@ -193,6 +194,7 @@ export class DiskState implements StateStore {
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
         } else writeFileSync(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")
+        takeFolder(dir)
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {
             lmdb = (await import("lmdb")) as unknown as typeof lmdb
@@ -358,6 +360,12 @@ export class DiskState implements StateStore {
             // already closed
         }
         void this.db.close()
+        const owner = join(this.where, OWNER)
+        try {
+            if (readFileSync(owner, "utf8").trim() === String(process.pid)) rmSync(owner)
+        } catch {
+            // gone already
+        }
     }
 
     // Reads every record once at start: a damaged database fails here, with
@@ -413,6 +421,31 @@ function latest(recs: JRecord[]): JRecord[] {
         if (last.get(k) !== i) return false
         return !(born.has(k) && (r.kind === J_DROP_OWED || r.kind === J_DROP_KEPT))
     })
+}
+
+// One process per state folder: LMDB would let two share it, but each has
+// its own journal and its own idea of every id's state. A folder whose owner
+// died (a kill) is taken over.
+function takeFolder(dir: string): void {
+    const owner = join(dir, OWNER)
+    let pid = 0
+    try {
+        pid = Number(readFileSync(owner, "utf8").trim())
+    } catch {
+        // no owner
+    }
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid))
+        throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
+    writeFileSync(owner, `${process.pid}\n`)
+}
+
+function alive(pid: number): boolean {
+    try {
+        process.kill(pid, 0)
+        return true
+    } catch (e) {
+        return (e as NodeJS.ErrnoException).code === "EPERM"
+    }
 }
 
 function recordProblem(key: unknown, value: unknown): string {

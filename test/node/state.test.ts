@@ -167,6 +167,20 @@ describe("delivery state across restarts", function () {
         st.close()
     })
 
+    it("one process per state folder: a second is refused naming the first one's pid; a dead owner's folder is taken over", async () => {
+        const dir = tempDir()
+        const first = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            await first.waitFor(/listening/, 20000)
+            await assert.rejects(DiskState.open(dir), (e: Error) => e instanceof StateError && e.message.includes(`in use by process ${first.child.pid}`))
+        } finally {
+            first.stop()
+        }
+        await first.exited
+        const taken = await DiskState.open(dir) // its owner was killed
+        taken.close()
+    })
+
     it("the CLI: a server on a damaged state folder exits 1 naming the file; --state-sync without --state is a usage error", async () => {
         const dir = tempDir()
         writeFileSync(join(dir, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
