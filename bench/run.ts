@@ -20,6 +20,7 @@ import { footprint } from "./sections/footprint.js"
 import { latency } from "./sections/latency.js"
 import { recovery } from "./sections/recovery.js"
 import { scale } from "./sections/scale.js"
+import { state } from "./sections/state.js"
 import { status } from "./sections/status.js"
 import { storm } from "./sections/storm.js"
 import { throughput } from "./sections/throughput.js"
@@ -37,6 +38,7 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     footprint,
     v1peer,
     bounds,
+    state,
 }
 
 interface Results {

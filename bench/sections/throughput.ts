@@ -38,7 +38,7 @@ export interface ThroughputData {
 }
 
 // Sends `n` lines from `from` and times them until `to` has read them all.
-async function measure(from: Worker, to: Worker, id: string, n: number, mode: SendMode, fromIsServer: boolean): Promise<Rate> {
+export async function measure(from: Worker, to: Worker, id: string, n: number, mode: SendMode, fromIsServer: boolean): Promise<Rate> {
     const target = fromIsServer ? {} : { id }
     const source = fromIsServer ? { id } : {}
     await to.call("arm", { ...target, n })

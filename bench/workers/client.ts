@@ -1,6 +1,6 @@
 // One Node devs-iot Client in its own process: the client end of the
 // latency, throughput and recovery benchmarks.
-import { Client } from "../../src/server/index.js"
+import { Client, openState } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { summarize } from "../lib/stats.js"
@@ -18,9 +18,10 @@ serveRequests(
     {
         ping: () => "pong",
         // Answers the time from start() to the link up (ms).
-        async connect(a: { id: string; port: number; timeout?: number; window?: number; key?: string; encrypt?: boolean }) {
+        async connect(a: { id: string; port: number; timeout?: number; window?: number; key?: string; encrypt?: boolean; state?: string; stateSync?: boolean }) {
             const keyed = a.key ? { key: a.key, encrypt: a.encrypt ?? false } : {}
-            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...keyed })
+            const state = a.state ? await openState(a.state, { sync: a.stateSync === true }) : undefined
+            client = new Client({ id: a.id, host: "127.0.0.1", port: a.port, timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...keyed, state })
             counter = new Counter(client, a.id)
             const t0 = performance.now()
             client.start()

@@ -2,7 +2,7 @@
 // (so clients' writes are never held back), and on request runs a benchmark
 // op on one client's Connection or reports its own CPU and memory.
 import { readFileSync } from "node:fs"
-import { HttpStatus, Server, type Connection, type HostileLimits } from "../../src/server/index.js"
+import { HttpStatus, openState, Server, type Connection, type HostileLimits } from "../../src/server/index.js"
 import { Counter, roundTrips, sendMany, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 import { PAYLOAD } from "../lib/payload.js"
@@ -42,8 +42,9 @@ function readBytes(): number {
 serveRequests(
     {
         ping: () => "pong",
-        async listen(a: { port?: number; timeout?: number; window?: number; limits?: HostileLimits; read?: boolean; keys?: Record<string, string> }) {
-            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...(a.limits ? { limits: a.limits } : {}), ...(a.keys ? { keys: a.keys } : {}) })
+        async listen(a: { port?: number; timeout?: number; window?: number; limits?: HostileLimits; read?: boolean; keys?: Record<string, string>; state?: string; stateSync?: boolean }) {
+            const state = a.state ? await openState(a.state, { sync: a.stateSync === true }) : undefined
+            server = new Server({ port: a.port ?? 0, host: "127.0.0.1", timeout: a.timeout ?? 2000, ...(a.window ? { window: a.window } : {}), ...(a.limits ? { limits: a.limits } : {}), ...(a.keys ? { keys: a.keys } : {}), state })
             server.on("warning", (w) => (warned[w.code] = (warned[w.code] ?? 0) + 1))
             server.on("connect", (c: Connection) => {
                 connects++

@@ -10,6 +10,7 @@ import { TIMEOUT } from "../shared/config.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
+import { openState, StateError, type StateStore } from "./state.js"
 import { checkToken, HttpStatus } from "./http.js"
 import { readFileSync } from "node:fs"
 import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "./keys.js"
@@ -39,6 +40,12 @@ const COMMON: Record<string, Opt> = {
     help: { type: "boolean", help: "show this help" },
 }
 
+// Delivery state across restarts, the same for the server and the Node client.
+const STATE: Record<string, Opt> = {
+    state: { type: "string", arg: "DIR", help: "keep the delivery state (ids delivered, lines owed, counters) in this folder, so a restart reads no line twice and loses none (safe against a process crash); default in memory" },
+    "state-sync": { type: "boolean", option: "state", help: "with --state: fsync before each ACK leaves, batched over the lines that arrive together (safe against power loss too)" },
+}
+
 export const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }> = {
     server: {
         summary: "run a devs-iot server",
@@ -58,6 +65,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
             "http-token": { type: "string", arg: "TOKEN", help: "enables the HTTP actions (disconnect a board, send it a line) for this bearer token, 16+ characters; prefer the environment or --http-token-file" },
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
+            ...STATE,
             ...OTA_SERVER_OPTIONS,
             ...COMMON,
         },
@@ -74,6 +82,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not; prefer the environment or --key-file (a flag is visible to every user)" },
             "key-file": { type: "string", arg: "FILE", help: "a file holding this client's key (64 hex digits); SIGHUP re-reads it and reconnects" },
             encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs a key)" },
+            ...STATE,
             ...COMMON,
         },
     },
@@ -242,7 +251,9 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         }
     }
     const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
-    const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true })
+    const state = await stateFrom(values, source, log)
+    if (state === null) return 1
+    const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true, state })
     const http = httpStatus(values, source, server, log)
     if (keyFile !== undefined) {
         log.info({ file: keyFile, ids: keys.keys.size, revoked: keys.revoked.length }, "keys loaded")
@@ -295,7 +306,28 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         await http?.close()
         await stopOta?.()
         await server.close()
+        state?.close()
     }, shutdownMs)
+}
+
+// The store --state names (undefined: in memory, the link's own), or null
+// after logging why it cannot be opened: never a silent empty start.
+async function stateFrom(values: Values, source: Record<string, string>, log: Logger): Promise<StateStore | undefined | null> {
+    const dir = str(values, "state")
+    const sync = values["state-sync"] === true
+    if (dir === undefined) {
+        if (sync) throw new UsageError(`${source["state-sync"]} needs --state DIR`)
+        return undefined
+    }
+    try {
+        const s = await openState(dir, { sync })
+        log.info({ state: dir, sync }, `delivery state in ${dir} (${sync ? "fsync before each ACK: safe against power loss" : "safe against a process crash"})`)
+        return s
+    } catch (e) {
+        if (!(e instanceof StateError)) throw e
+        log.fatal({ code: e.code }, e.message)
+        return null
+    }
 }
 
 // The HTTP side when --http-port is given; the token from the flag, the
@@ -345,7 +377,10 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     }
     const key = keyFile !== undefined ? readKeyFile(keyFile) : str(values, "key") !== undefined ? clientKey(str(values, "key")!, source["key"]!) : undefined
     keyWarnings(log, source, keyFile)
+    const state = await stateFrom(values, source, log)
+    if (state === null) return 1
     const client = new Client({
+        state,
         id: id(source["id"]!, cid),
         host: host(values, source, "127.0.0.1"),
         port: int(values, source, "port", 8123, 1, 65535),
@@ -396,6 +431,7 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     const stop = async () => {
         await client.close()
         await reading
+        state?.close()
     }
     const byStdin = sending.then(async () => {
         await stop()

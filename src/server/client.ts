@@ -9,6 +9,7 @@ import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
+import type { StateStore } from "./state.js"
 
 export interface ClientOptions extends LinkOptions {
     id: string // unique per client: the server tells links apart by it
@@ -22,6 +23,10 @@ export interface ClientOptions extends LinkOptions {
     // client authenticates, and refuses a server that does not.
     key?: Buffer | string
     encrypt?: boolean // encrypt the messages this client sends (needs key)
+    // Where the delivery state lives (state.ts: openState): default none, in
+    // memory with the link; on disk a restarted client process neither reads
+    // a line twice nor loses one it owed.
+    state?: StateStore
 }
 
 export class Client extends Endpoint {
@@ -43,8 +48,14 @@ export class Client extends Endpoint {
         if (problem !== "") throw new LinkError("ECONFIG", `id: ${problem}`)
         const cfg = resolveConfig(opts, nodeDefaults())
         const log = opts.logger ?? silentLogger()
-        // A new epoch per client process: its id sequence starts at 00 here.
-        super(new Link("client", cfg, randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
+        // A new epoch per client process: its id sequence starts at 00 here,
+        // unless the delivery state holds one from an earlier life.
+        const saved = opts.state?.load(opts.id)
+        super(new Link("client", cfg, saved?.link.epoch ?? randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
+        if (opts.state) {
+            this.state = opts.state
+            this.link.useStore(opts.state.forId(opts.id), saved)
+        }
         this.id = opts.id
         if (opts.key !== undefined) {
             let key: Buffer

@@ -6,16 +6,23 @@ import { randomBytes } from "node:crypto"
 import { Link, type LinkConfig, type Session } from "../shared/index.js"
 import { clock, Endpoint, type PeerBounds } from "./endpoint.js"
 import type { Logger } from "./log.js"
+import type { StateStore } from "./state.js"
 
 export class Connection extends Endpoint {
     readonly id: string
     everAuthenticated = false // a keyed client proved its key on this id once
     private remote = ""
 
-    constructor(id: string, cfg: LinkConfig, log: Logger, bounds?: PeerBounds, logGate?: (kind: string) => boolean) {
-        // A new epoch per Connection: its id sequence starts here. The child
-        // logger is made when first used: most idle ids never log.
-        super(new Link("server", cfg, randomBytes(4).toString("hex"), ""), log, id)
+    constructor(id: string, cfg: LinkConfig, log: Logger, bounds?: PeerBounds, logGate?: (kind: string) => boolean, state?: StateStore) {
+        // A new epoch per Connection: its id sequence starts here, unless
+        // the delivery state holds one from an earlier life of the server.
+        // The child logger is made when first used: most idle ids never log.
+        const saved = state?.load(id)
+        super(new Link("server", cfg, saved?.link.epoch ?? randomBytes(4).toString("hex"), ""), log, id)
+        if (state) {
+            this.state = state
+            this.link.useStore(state.forId(id), saved)
+        }
         this.id = id
         this.setBounds(bounds)
         this.logGate = logGate

@@ -11,6 +11,7 @@ import type { Socket } from "node:net"
 import { Link, LinkError, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
+import type { StateStore } from "./state.js"
 
 export interface WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed
@@ -98,6 +99,12 @@ export abstract class Endpoint extends EventEmitter {
     readonly bounded = { throttled: 0, outputPaused: 0, cut: 0 }
     // Asked before a debug notice or an outage is logged (server: a shared rate limit).
     protected logGate: ((kind: string) => boolean) | undefined
+    // The delivery state (state.ts): committed before the corked output of
+    // a tick goes to the socket, and at the end of a turn that gave the
+    // application lines, before its code runs on them. Undefined: none (in
+    // memory, as the Link keeps it).
+    protected state: StateStore | undefined
+    private delivered = false // this turn gave the application lines
 
     // `logAs`: log through a child of `log` for this client id, made when
     // first used (most idle ids never log).
@@ -145,6 +152,7 @@ export abstract class Endpoint extends EventEmitter {
         const s = this.link.read(clock())
         if (s !== undefined) {
             this.countIn(s)
+            this.delivered = true
             this.pump() // room again: unpark, resume reading
             this.releaseSoon()
             return Promise.resolve(s)
@@ -293,6 +301,10 @@ export abstract class Endpoint extends EventEmitter {
                 this.again = false
                 this.drive()
             } while (this.again)
+            if (this.delivered) {
+                this.delivered = false
+                this.state?.commit()
+            }
         } catch (e) {
             failure = { e }
         } finally {
@@ -347,6 +359,7 @@ export abstract class Endpoint extends EventEmitter {
             const line = link.read(now)
             if (line === undefined) break
             this.countIn(line)
+            this.delivered = true
             this.readers.shift()!.resolve(line)
             this.again = true // room freed: unpark
             this.releaseSoon()
@@ -460,6 +473,15 @@ export abstract class Endpoint extends EventEmitter {
         s.cork()
         process.nextTick(() => {
             if (this.corked === s) this.corked = undefined
+            // The records of what the output carries (ACKs, lines) first:
+            // one commit for everything this tick wrote. If the disk refuses,
+            // none of it leaves.
+            try {
+                this.state?.commit()
+            } catch (e) {
+                s.destroy()
+                return this.fault(e)
+            }
             s.uncork()
         })
     }

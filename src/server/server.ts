@@ -21,6 +21,7 @@ import { clock } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
+import type { StateStore } from "./state.js"
 
 export interface ServerOptions extends LinkOptions {
     port?: number // the port to listen on (default 8123); 0 picks a free one (see server.port)
@@ -35,6 +36,9 @@ export interface ServerOptions extends LinkOptions {
     allowPlain?: string[] // keyed ids that may still connect without authenticating
     encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
     limits?: HostileLimits
+    // Where each id's delivery state lives (state.ts: openState): default
+    // none, in memory with its link; on disk it survives a restart.
+    state?: StateStore
 }
 
 // Limits on unauthenticated sockets (docs/security.md, "Hostile input"). Each is
@@ -152,6 +156,7 @@ export class Server extends EventEmitter {
     private sessionKeys = new Map<Connection, SessionKey>() // for connections on an authenticated socket
     private allowPlain: Set<string>
     readonly encrypt: boolean
+    private state: StateStore | undefined
 
     constructor(opts: ServerOptions = {}) {
         super()
@@ -180,6 +185,7 @@ export class Server extends EventEmitter {
         this.allowPlain = new Set(opts.allowPlain ?? [])
         if (opts.keys !== undefined || opts.revoked !== undefined) this.setKeys(opts.keys ?? {}, opts.revoked)
         this.encrypt = opts.encrypt ?? false
+        this.state = opts.state
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
 
@@ -655,6 +661,7 @@ export class Server extends EventEmitter {
             if (conn === undefined || conn.hasSocket() || conn.status() || !this.mayEvict(id, conn)) continue
             this.conns.delete(id)
             conn.shutdown()
+            this.state?.remove(id)
             this.warn({ code: "id-evicted", id, address: conn.address, detail: `down for ${Math.round((clock() - since) / 1000)} s: forgotten to make room for a new id (maxClients ${this.limits.maxClients})` })
             return true
         }
@@ -699,7 +706,7 @@ export class Server extends EventEmitter {
     }
 
     private newConnection(id: string): Connection {
-        const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate)
+        const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate, this.state)
         this.conns.set(id, conn)
         conn.on("status", this.hooks.status)
         conn.on("warning", this.hooks.warning)

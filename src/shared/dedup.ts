@@ -19,6 +19,20 @@ export class SeenIds {
         this.newest = -1
     }
 
+    // The set as 32 bytes and the newest byte, for the delivery state (store.ts).
+    bytes(): number[] {
+        return this.bits.slice(0)
+    }
+
+    newestByte(): number {
+        return this.newest
+    }
+
+    load(bits: number[], newest: number): void {
+        this.bits = bits.slice(0)
+        this.newest = newest
+    }
+
     has(id: number): boolean {
         return (this.bits[id >> 3] & (1 << (id & 7))) !== 0
     }

@@ -31,6 +31,7 @@ import { Session } from "./seal.js"
 import { parseRefusal, refusalLine, refusalNotice } from "./refusal.js"
 import { isReport, parseReport, Report, reportLine } from "./report.js"
 import { idOfHead, parseMax, parseTooLong, tooLongLine } from "./limits.js"
+import type { LinkRecord, LinkStore, SavedLink } from "./store.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -106,6 +107,8 @@ class Kept {
     at: number // when it was kept
     sock: number // the socket it came on (Conn.serial)
     acked = false // released, or due after ackDelay: the ACK is sent, held or dropped
+    taken = false // the application read it
+    key = -1 // its record as a kept line (store.ts), -1: none
 
     constructor(payload: string, bytes: number, id: number, at: number, sock: number) {
         this.payload = payload
@@ -181,6 +184,15 @@ export class Link {
     private written: number[] = []
     private auth: LinkAuth | undefined = undefined
     private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
+    // Delivery state (store.ts). `durable` is the seen set as the store has
+    // it: only ids the application took, or whose ACK left before it did;
+    // an id that merely arrived is not in it, so after a restart its resend
+    // is delivered.
+    private store: LinkStore | undefined = undefined
+    private durable = new SeenIds()
+    private nextKept = 0
+    private savedSeq = -1
+    private recorded = false // the store holds this link's record
 
     // `epoch`: a random token drawn by the driver when this id sequence
     // starts; `clientId`: the id a client sends (unused on the server).
@@ -205,6 +217,39 @@ export class Link {
         this.auth = auth
     }
 
+    // Keeps the delivery state in `store` from now on (before open()).
+    // `saved`: what an earlier life of this process left for this id; its
+    // epoch must be this Link's. The peer's resends of lines taken then are
+    // duplicates; lines owed then are sent again with their ids; lines ACKed
+    // then but not taken are read first.
+    useStore(store: LinkStore, saved: SavedLink | undefined): void {
+        this.store = store
+        if (saved !== undefined) {
+            const r = saved.link
+            if (r.peerEpoch !== "") this.peerEpoch = r.peerEpoch
+            this.durable.load(r.seen, r.newest)
+            this.seen.load(r.seen, r.newest)
+            this.stats.received = r.received
+            this.stats.duplicates = r.duplicates
+            this.stats.resent = r.resent
+            for (let i = 0; i < saved.kept.length; i++) {
+                const x = saved.kept[i]
+                const k = new Kept(x.payload.toString(), x.payload.length, x.id, 0, -1)
+                k.acked = true
+                k.key = x.key
+                if (x.key >= this.nextKept) this.nextKept = x.key + 1
+                this.inbox.push(k)
+                this.inboxBytes += k.bytes
+            }
+            this.sender.useStore(store, saved.owed, r.nextSeq)
+        } else this.sender.useStore(store, [], 0)
+        // Nothing is saved until something happens worth keeping (the link
+        // comes up, a line is taken or sent): an id whose link never comes up
+        // (a stranger's) leaves nothing behind.
+        this.savedSeq = this.sender.seqNext()
+        this.recorded = saved !== undefined
+    }
+
     isSealed(): boolean {
         return this.conn !== undefined && this.conn.session !== undefined
     }
@@ -214,7 +259,11 @@ export class Link {
     // Queues a line; returns the ticket a "written" or "failed" event names.
     write(line: string, qos: boolean, wait: boolean): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
-        return this.sender.enqueue(line, qos, wait)
+        const t = this.sender.enqueue(line, qos, wait)
+        // A line owed belongs to this link's record: without it, it would
+        // not be found at the next start.
+        if (qos && this.store !== undefined && !this.recorded) this.save()
+        return t
     }
 
     // The peer's announced line limit, or -1.
@@ -228,10 +277,15 @@ export class Link {
         const k = this.inbox.shift()
         if (k === undefined) return undefined
         this.inboxBytes -= k.bytes
+        k.taken = true
         if (!k.acked) {
             this.unacked--
             this.taken.push(k)
-        }
+            if (this.store !== undefined) {
+                this.durable.mark(k.id)
+                this.save()
+            }
+        } else if (k.key >= 0 && this.store !== undefined) this.store.dropKept(k.key)
         return k.payload
     }
 
@@ -519,6 +573,7 @@ export class Link {
         }
         if (this.up) {
             this.sender.admit()
+            if (this.store !== undefined && this.sender.seqNext() !== this.savedSeq) this.save()
             while (total < this.cfg.maxWriteBytes) {
                 let b = this.sender.nextLine(now, this.written)
                 if (b === undefined) break
@@ -772,6 +827,7 @@ export class Link {
         this.stats.received++
         if (this.cfg.ackDelay === 0) {
             k.acked = true
+            this.keep(k)
             c.out += ackLine(id)
         } else {
             this.unacked++
@@ -785,6 +841,7 @@ export class Link {
     private ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
+        if (!k.taken) this.keep(k)
         const c = this.conn
         if (c !== undefined && this.mayAck(c, k)) this.sendAck(c, k)
         else this.held.push(k)
@@ -827,9 +884,42 @@ export class Link {
         return later(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
     }
 
+    // A line whose ACK leaves before the application took it: with a store,
+    // recorded (payload and all) before the ACK, and as seen.
+    private keep(k: Kept): void {
+        const st = this.store
+        if (st === undefined) return
+        k.key = this.nextKept++
+        st.putKept({ key: k.key, id: k.id, payload: Buffer.from(k.payload) })
+        this.durable.mark(k.id)
+        this.save()
+    }
+
+    private save(): void {
+        const st = this.store
+        if (st === undefined) return
+        this.savedSeq = this.sender.seqNext()
+        this.recorded = true
+        const r: LinkRecord = {
+            epoch: this.epoch,
+            peerEpoch: this.peerEpoch === undefined ? "" : this.peerEpoch,
+            seen: this.durable.bytes(),
+            newest: this.durable.newestByte(),
+            nextSeq: this.savedSeq,
+            received: this.stats.received,
+            duplicates: this.stats.duplicates,
+            resent: this.stats.resent,
+        }
+        st.saveLink(r)
+    }
+
     // The peer restarted: ACKs owed to its earlier life are never sent.
     private forget(c: Conn): void {
         this.seen.clear()
+        if (this.store !== undefined) {
+            this.durable.clear()
+            this.save()
+        }
         this.dropOwed(c)
     }
 
@@ -879,8 +969,8 @@ export class Link {
         if (epoch === "") return // a hello without an epoch: v1 rules
         c.exact = true
         if (epoch !== this.peerEpoch) {
-            this.forget(c)
             this.peerEpoch = epoch
+            this.forget(c)
         }
     }
 

@@ -36,6 +36,7 @@ import { LinkError } from "./errors.js"
 import { hexByte } from "./hex.js"
 import { Fifo } from "./queue.js"
 import { wireId, SEQ_LIMIT, SEQ_SHIFT } from "./ids.js"
+import type { LinkStore, OwedLine } from "./store.js"
 
 export interface Outgoing {
     ticket: number
@@ -48,6 +49,7 @@ export interface Outgoing {
     txOrder: number // position of its last transmission on the current socket
     firstTx: number // position of its first transmission on the current socket, or -1
     gone: boolean // a forgotten non-qos message holding its id's place
+    key: number // its record in the delivery store (store.ts), -1: none
 }
 
 export interface SenderLimits {
@@ -78,6 +80,10 @@ export class Sender {
     // sent more than once on its socket (an ACK then times no one send).
     ackedSentAt = -1
     private peerMax = -1 // the peer's announced line limit (limits.ts), -1: none
+    // Delivery state (store.ts): a qos line is recorded when written, again
+    // with its sequence number before it is sent, and dropped on its ACK.
+    private store: LinkStore | undefined = undefined
+    private nextKey = 0
 
     constructor(private limits: SenderLimits) {
         this.window = limits.window
@@ -110,7 +116,11 @@ export class Sender {
                 "write queue full (" + this.queue.size() + " lines, " + this.queuedBytes + " bytes waiting for the link)"
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
-        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false }
+        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: -1 }
+        if (qos && this.store !== undefined) {
+            o.key = this.nextKey++
+            this.record(o)
+        }
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -119,6 +129,39 @@ export class Sender {
 
     queued(): number {
         return this.queue.size()
+    }
+
+    // The next sequence number (kept in the delivery state: no id is used twice).
+    seqNext(): number {
+        return this.nextSeq
+    }
+
+    // Records qos lines in `store` from now on; `owed` (in key order) are the
+    // lines an earlier life of this process owed: sent again with their ids.
+    useStore(store: LinkStore, owed: OwedLine[], nextSeq: number): void {
+        this.store = store
+        if (nextSeq > this.nextSeq) this.nextSeq = nextSeq
+        const sent: Outgoing[] = []
+        for (let i = 0; i < owed.length; i++) {
+            const r = owed[i]
+            const o: Outgoing = { ticket: 0, qos: true, wait: r.wait, payload: r.payload, seq: r.seq, id: r.seq < 0 ? -1 : wireId(r.seq), sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: r.key }
+            if (r.key >= this.nextKey) this.nextKey = r.key + 1
+            if (r.seq < 0) {
+                this.queue.push(o)
+                this.queuedBytes += o.payload.length
+                if (!o.wait) this.queuedNoWait++
+            } else sent.push(o)
+        }
+        sent.sort(function (a: Outgoing, b: Outgoing) {
+            return a.seq - b.seq
+        })
+        for (let i = 0; i < sent.length; i++) {
+            const o = sent[i]
+            this.inflight.push(o)
+            this.live++
+            this.inflightBytes += o.payload.length
+            this.inflightQos++
+        }
     }
 
     setPeerLimit(max: number): void {
@@ -132,6 +175,7 @@ export class Sender {
         this.queue.retain(function (o: Outgoing) {
             if (o.payload.length <= max) return true
             failed.push(o.ticket)
+            self.done(o)
             self.queuedBytes -= o.payload.length
             if (!o.wait) self.queuedNoWait--
             return false
@@ -159,6 +203,7 @@ export class Sender {
         this.inflightBytes -= h.payload.length
         this.live--
         if (h.qos) this.inflightQos--
+        this.done(h)
         return h.qos ? h.ticket : 0
     }
 
@@ -277,6 +322,7 @@ export class Sender {
         this.inflightBytes -= hit.payload.length
         this.live--
         if (hit.qos) this.inflightQos--
+        this.done(hit)
         return hit.qos ? hit.ticket : 0
     }
 
@@ -292,7 +338,8 @@ export class Sender {
         }
     }
 
-    // The link is closed for good: every write not yet complete fails.
+    // The link is closed for good: every write not yet complete fails. With
+    // a delivery store their records stay: the next start sends them.
     failAll(): number[] {
         const tickets: number[] = []
         for (let i = 0; i < this.inflight.size(); i++) if (this.inflight.at(i).qos) tickets.push(this.inflight.at(i).ticket)
@@ -337,17 +384,31 @@ export class Sender {
     private take(o: Outgoing): void {
         if (this.nextSeq >= SEQ_LIMIT) {
             this.nextSeq -= SEQ_SHIFT
-            for (let i = 0; i < this.inflight.size(); i++) this.inflight.at(i).seq -= SEQ_SHIFT
+            for (let i = 0; i < this.inflight.size(); i++) {
+                const x = this.inflight.at(i)
+                x.seq -= SEQ_SHIFT
+                this.record(x)
+            }
         }
         this.queuedBytes -= o.payload.length
         if (!o.wait) this.queuedNoWait--
         o.seq = this.nextSeq++
         o.id = wireId(o.seq)
         o.sentAt = -1
+        this.record(o)
         this.inflight.push(o)
         this.live++
         this.inflightBytes += o.payload.length
         if (o.qos) this.inflightQos++
+    }
+
+    private record(o: Outgoing): void {
+        if (o.key >= 0 && this.store !== undefined) this.store.putOwed({ key: o.key, seq: o.seq, wait: o.wait, payload: o.payload })
+    }
+
+    // ACKed or refused: its record goes.
+    private done(o: Outgoing): void {
+        if (o.key >= 0 && this.store !== undefined) this.store.dropOwed(o.key)
     }
 
     // A non-qos message is done with, but its id may not have arrived.

@@ -124,8 +124,10 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
 // Anything a qos promise forbids: lost, duplicated (within one life), out of
 // order. With a v1 peer a duplicate can be the original's (fault 1): counted
 // in the report, not here.
-export function failures(r: Report): number {
-    const q = (t: Tally) => t.lost + t.duplicated + t.outOfOrder
+// `durable`: the ends kept their delivery state (--state), so a line read
+// again by a restarted receiver is a failure too.
+export function failures(r: Report, durable = false): number {
+    const q = (t: Tally) => t.lost + t.duplicated + t.outOfOrder + (durable ? t.crashDuplicated : 0)
     const v1 = (t: Tally) => t.lost + t.outOfOrder
     return q(r.qos.up) + q(r.qos.down) + r.noQos.up.duplicated + r.noQos.down.duplicated + v1(r.v1.qos.up) + v1(r.v1.qos.down) + r.bad
 }

@@ -31,6 +31,8 @@ export interface SoakOptions {
     timeout: number // every end's link timeout, ms
     interval: number // ms between lines of each stream
     serverArgs?: string[] // more arguments for the server process (peer.js server)
+    stateDir?: string // Node ends keep their delivery state in <stateDir>/<who> (peer.js --state)
+    stateSync?: boolean // ... with --state-sync
     log?: (s: string) => void
 }
 
@@ -233,7 +235,7 @@ export class Soak {
         e.life++
         e.done = false
         const life = e.life
-        const args = ["server", "--port", String(this.serverPort), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval), ...(this.o.serverArgs ?? [])]
+        const args = ["server", "--port", String(this.serverPort), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval), ...this.stateArgs("srv"), ...(this.o.serverArgs ?? [])]
         const p = this.spawnPeer(args, "srv", life)
         e.proc = p
         p.on("exit", (code, signal) => {
@@ -247,7 +249,7 @@ export class Soak {
         e.done = false
         const life = e.life
         if (e.kind !== "board") {
-            const args = [e.kind === "node" ? "client" : "v1client", "--id", e.id, "--port", String(e.proxy!.port), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval)]
+            const args = [e.kind === "node" ? "client" : "v1client", "--id", e.id, "--port", String(e.proxy!.port), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval), ...(e.kind === "node" ? this.stateArgs(e.id) : [])]
             e.proc = this.spawnPeer(args, e.id, life)
         } else {
             e.sim = await runSim(this.images.get(e.id)!.image, (line) => this.take(e.id, life, line))
@@ -255,6 +257,11 @@ export class Soak {
             e.proc = e.sim.child
         }
         await this.startedLife(e.id, life, "start", 30000)
+    }
+
+    private stateArgs(who: string): string[] {
+        if (this.o.stateDir === undefined) return []
+        return ["--state", join(this.o.stateDir, who), ...(this.o.stateSync ? ["--state-sync"] : [])]
     }
 
     private spawnPeer(args: string[], who: string, life: number): ChildProcess {

@@ -3,15 +3,24 @@
 // process, Node client processes and boards in the simulator. Runs until N
 // faults were injected and M minutes have passed, then checks every qos line
 // was read exactly once. Exit 1 when a line was lost, duplicated or out of
-// order; 2 on a bad flag.
-import { writeFileSync, mkdirSync } from "node:fs"
-import { dirname } from "node:path"
+// order (with --state: or read again by a restarted receiver); 2 on a bad flag.
+//
+// npm run soak -- --kills N: N process kills (SIGKILL of the server, or of a
+// Node client, at random points under load), every Node end keeping its
+// delivery state on disk (--state), no boards unless --boards is given.
+import { writeFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
 import { parseArgs } from "node:util"
 import { check, failures, median, type Tally } from "./checker.js"
 import { FAULT_KINDS, Soak, seeded, type FaultKind } from "./harness.js"
 
 const HELP = `usage: npm run soak -- [options]
   --faults N      faults to inject (default 100)
+  --kills N       only process kills (server-kill, client-restart), N of them, with --state (boards default 0)
+  --state         every Node end keeps its delivery state on disk (a temporary folder): a restarted
+                  receiver reading a line again counts as a failure
+  --state-sync    with --state: fsync before each ACK
   --minutes M     and run at least this long (default 0)
   --nodes K       Node client processes (default 2)
   --boards K      boards in the simulator (default 2)
@@ -46,6 +55,9 @@ async function main(): Promise<number> {
         a = parseArgs({
             options: {
                 faults: { type: "string" },
+                kills: { type: "string" },
+                state: { type: "boolean" },
+                "state-sync": { type: "boolean" },
                 minutes: { type: "string" },
                 nodes: { type: "string" },
                 boards: { type: "string" },
@@ -64,22 +76,26 @@ async function main(): Promise<number> {
         return 2
     }
     if (a.help) return (console.log(HELP), 0)
-    const faults = int("faults", a.faults, 100, 0, 1000000)
+    const kills = a.kills === undefined ? undefined : int("kills", a.kills, 0, 1, 1000000)
+    const faults = kills ?? int("faults", a.faults, 100, 0, 1000000)
+    const durable = a.state === true || kills !== undefined
+    if (a["state-sync"] && !durable) return (console.error("soak: --state-sync needs --state (or --kills)"), 2)
     const minutes = int("minutes", a.minutes, 0, 0, 100000)
     const nodes = int("nodes", a.nodes, 2, 0, 100)
-    const boards = int("boards", a.boards, 2, 0, 8)
+    const boards = int("boards", a.boards, kills !== undefined ? 0 : 2, 0, 8)
     const v1 = int("v1", a.v1, 0, 0, 100)
     const timeout = int("timeout", a.timeout, 2000, 200, 60000)
     const interval = int("interval", a.interval, 100, 10, 60000)
     const seed = int("seed", a.seed, Math.floor(Math.random() * 1e9), 0, 2 ** 32 - 1)
-    const kinds = (a.kinds ?? FAULT_KINDS.join(",")).split(",") as FaultKind[]
+    const kinds = (a.kinds ?? (kills !== undefined ? "server-kill,client-restart" : FAULT_KINDS.join(","))).split(",") as FaultKind[]
     for (const k of kinds) if (!FAULT_KINDS.includes(k)) return (console.error(`soak: unknown fault kind ${JSON.stringify(k)} in --kinds (known: ${FAULT_KINDS.join(", ")})`), 2)
     if (nodes + boards + v1 === 0) return (console.error("soak: --nodes, --boards and --v1 are all 0: nothing to soak"), 2)
 
     const t0 = Date.now()
     const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(7)} s] ${s}`)
-    say(`soak: ${faults} faults, ${nodes} Node clients, ${boards} boards, ${v1} v1 boards, timeout ${timeout} ms, interval ${interval} ms, seed ${seed}`)
-    const soak = new Soak({ nodes, boards, v1, timeout, interval, log: say })
+    const stateDir = durable ? mkdtempSync(join(tmpdir(), "devs-iot-soak-state-")) : undefined
+    say(`soak: ${faults} faults (${kinds.join(",")}), ${nodes} Node clients, ${boards} boards, ${v1} v1 boards, timeout ${timeout} ms, interval ${interval} ms, seed ${seed}${durable ? `, delivery state on disk${a["state-sync"] ? " (fsync)" : ""}` : ""}`)
+    const soak = new Soak({ nodes, boards, v1, timeout, interval, log: say, stateDir, stateSync: a["state-sync"] === true })
     const rnd = seeded(seed)
     const recovery = new Map<FaultKind, number[]>()
     const unrecovered: string[] = []
@@ -110,6 +126,7 @@ async function main(): Promise<number> {
         if (!done) unrecovered.push("not every end finished its pending writes within 60 s")
     } finally {
         await soak.close()
+        if (stateDir) rmSync(stateDir, { recursive: true, force: true })
     }
 
     const r = check(soak.records, new Set(soak.ids().filter((id) => soak.kindOf(id) === "v1")))
@@ -136,9 +153,9 @@ async function main(): Promise<number> {
         const file = a.json ?? `results/soak/${new Date().toISOString().slice(0, 10)}-seed${seed}.json`
         mkdirSync(dirname(file), { recursive: true })
         console.log(`report written to ${file}`)
-        writeFileSync(file, JSON.stringify({ seed, faults: soak.faults, recovery: rec, unrecovered, v1Fault5: soak.stuck, report: r, options: { nodes, boards, v1, timeout, interval } }, null, 2) + "\n")
+        writeFileSync(file, JSON.stringify({ seed, faults: soak.faults, recovery: rec, unrecovered, v1Fault5: soak.stuck, report: r, failures: failures(r, durable), options: { nodes, boards, v1, timeout, interval, kinds, state: durable, stateSync: a["state-sync"] === true } }, null, 2) + "\n")
     }
-    return failures(r) > 0 || unrecovered.length > 0 ? 1 : 0
+    return failures(r, durable) > 0 || unrecovered.length > 0 ? 1 : 0
 }
 
 main().then(

@@ -5,8 +5,8 @@
 // once a write completed, "@R <line>" per line read, "@I ..." for events.
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
 //
-//   node peer.js server --port P [--timeout T] [--interval I]
-//   node peer.js client --id X --port P [--timeout T] [--interval I]
+//   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]]
+//   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]]
 //   node peer.js v1client ...   the same, as an original micropython-iot board
 //                               (the compatibility peer, test/node/support/v1peer.ts)
 // The server stops its writers on "stop" from stdin, then sends "stop" to
@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto"
 import { writeSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { Client, makeLogger, Server, type Connection } from "../../src/server/index.js"
+import { Client, makeLogger, openState, Server, type Connection } from "../../src/server/index.js"
 import { V1Client } from "../node/support/v1peer.js"
 
 interface End {
@@ -93,6 +93,8 @@ async function main(): Promise<void> {
             timeout: { type: "string", default: "2000" },
             interval: { type: "string", default: "100" },
             "warn-log": { type: "boolean" }, // server: warnings as JSON lines on stderr
+            state: { type: "string" }, // the delivery state's folder (default: in memory)
+            "state-sync": { type: "boolean" },
         },
     })
     const role = positionals[0]
@@ -100,9 +102,10 @@ async function main(): Promise<void> {
     const timeout = Number(values.timeout)
     const interval = Number(values.interval)
     const run = randomBytes(4).readUInt32BE(0) % 1000000000
+    const state = values.state === undefined ? undefined : await openState(values.state, { sync: values["state-sync"] === true })
     if (role === "server") {
         const logger = values["warn-log"] ? makeLogger("warn", true) : undefined
-        const server = new Server({ port, host: "127.0.0.1", timeout, logger })
+        const server = new Server({ port, host: "127.0.0.1", timeout, logger, state })
         const flows: Flow[] = []
         const conns: Connection[] = []
         server.on("connect", (conn) => {
@@ -127,7 +130,7 @@ async function main(): Promise<void> {
         const id = values.id ?? ""
         const client =
             role === "client"
-                ? new Client({ id, port, host: "127.0.0.1", timeout, onStatus: (up, reason?: string) => log(`@I ${up ? "up" : `down ${reason ?? ""}`}`) })
+                ? new Client({ id, port, host: "127.0.0.1", timeout, state, onStatus: (up, reason?: string) => log(`@I ${up ? "up" : `down ${reason ?? ""}`}`) })
                 : new V1Client({ id, port, timeout })
         const flow = new Flow(client, `.${id}.srv.${run}.`, interval)
         client.start()

@@ -1,0 +1,192 @@
+// The state folder's journal (state.ts): each commit appends one frame of
+// records with one write(2), which a killed process cannot take back (the
+// bytes are in the kernel's page cache when write returns); with --state-sync
+// an fdatasync follows. The records go into LMDB in batches (a checkpoint),
+// after which the journal is emptied. At start the journal is applied again:
+// every record is a whole value or a removal, so applying twice is harmless.
+//
+// Frame: u32 body length, u32 0xD5A7E001 (a frame mark), body. Body: records.
+// Record: kind (u8), id (u16 length + UTF-8), then by kind:
+//   LINK     epoch, peerEpoch (u8 length + ASCII each), seen (32 bytes),
+//            newest (i32), nextSeq (f64), received, duplicates, resent (f64)
+//   OWED     key (f64), seq (f64), wait (u8), payload (u32 length + bytes)
+//   KEPT     key (f64), id (u8), payload (u32 length + bytes)
+//   DROP_OWED, DROP_KEPT   key (f64)
+//   REMOVE   (nothing: every record of the id goes)
+import type { KeptLine, LinkRecord, OwedLine } from "../shared/index.js"
+
+export const J_LINK = 0
+export const J_OWED = 1
+export const J_KEPT = 2
+export const J_DROP_OWED = 3
+export const J_DROP_KEPT = 4
+export const J_REMOVE = 5
+
+export type JRecord =
+    | { kind: typeof J_LINK; id: string; link: LinkRecord }
+    | { kind: typeof J_OWED; id: string; owed: OwedLine }
+    | { kind: typeof J_KEPT; id: string; kept: KeptLine }
+    | { kind: typeof J_DROP_OWED | typeof J_DROP_KEPT; id: string; key: number }
+    | { kind: typeof J_REMOVE; id: string }
+
+const MARK = 0xd5a7e001
+
+class Out {
+    buf = Buffer.allocUnsafe(4096)
+    n = 0
+    room(k: number): void {
+        if (this.n + k <= this.buf.length) return
+        const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.n + k))
+        this.buf.copy(b, 0, 0, this.n)
+        this.buf = b
+    }
+    u8(x: number): void {
+        this.room(1)
+        this.buf[this.n++] = x
+    }
+    u16(x: number): void {
+        this.room(2)
+        this.n = this.buf.writeUInt16LE(x, this.n)
+    }
+    u32(x: number): void {
+        this.room(4)
+        this.n = this.buf.writeUInt32LE(x, this.n)
+    }
+    i32(x: number): void {
+        this.room(4)
+        this.n = this.buf.writeInt32LE(x, this.n)
+    }
+    f64(x: number): void {
+        this.room(8)
+        this.n = this.buf.writeDoubleLE(x, this.n)
+    }
+    bytes(b: Uint8Array): void {
+        this.room(b.length)
+        this.buf.set(b, this.n)
+        this.n += b.length
+    }
+    str8(s: string): void {
+        const b = Buffer.from(s)
+        this.u8(b.length)
+        this.bytes(b)
+    }
+}
+
+const out = new Out() // reused: a frame is written before the next is made
+
+// One frame holding `recs`; valid until the next call.
+export function encodeFrame(recs: JRecord[]): Buffer {
+    const o = out
+    o.n = 0
+    o.u32(0)
+    o.u32(MARK)
+    for (const r of recs) {
+        o.u8(r.kind)
+        const id = Buffer.from(r.id)
+        o.u16(id.length)
+        o.bytes(id)
+        switch (r.kind) {
+            case J_LINK: {
+                const l = r.link
+                o.str8(l.epoch)
+                o.str8(l.peerEpoch)
+                for (let i = 0; i < 32; i++) o.u8(l.seen[i]! & 255)
+                o.i32(l.newest)
+                o.f64(l.nextSeq)
+                o.f64(l.received)
+                o.f64(l.duplicates)
+                o.f64(l.resent)
+                break
+            }
+            case J_OWED:
+                o.f64(r.owed.key)
+                o.f64(r.owed.seq)
+                o.u8(r.owed.wait ? 1 : 0)
+                o.u32(r.owed.payload.length)
+                o.bytes(r.owed.payload)
+                break
+            case J_KEPT:
+                o.f64(r.kept.key)
+                o.u8(r.kept.id)
+                o.u32(r.kept.payload.length)
+                o.bytes(r.kept.payload)
+                break
+            case J_DROP_OWED:
+            case J_DROP_KEPT:
+                o.f64(r.key)
+                break
+            case J_REMOVE:
+                break
+        }
+    }
+    o.buf.writeUInt32LE(o.n - 8, 0)
+    return o.buf.subarray(0, o.n)
+}
+
+export class JournalError extends Error {}
+
+// The records of every whole frame in `b`, and how many bytes they span. A
+// last frame cut short (the process died inside its write: that commit never
+// returned) is left out; anything else malformed throws JournalError.
+export function decodeJournal(b: Buffer): { recs: JRecord[]; bytes: number } {
+    const recs: JRecord[] = []
+    let at = 0
+    while (at < b.length) {
+        if (b.length - at < 8) break
+        const len = b.readUInt32LE(at)
+        if (b.readUInt32LE(at + 4) !== MARK) throw new JournalError(`no frame mark at byte ${at}`)
+        if (b.length - at - 8 < len) break
+        decodeBody(b.subarray(at + 8, at + 8 + len), recs, at + 8)
+        at += 8 + len
+    }
+    return { recs, bytes: at }
+}
+
+function decodeBody(b: Buffer, recs: JRecord[], base: number): void {
+    let p = 0
+    const need = (k: number) => {
+        if (p + k > b.length) throw new JournalError(`a record runs past its frame at byte ${base + p}`)
+    }
+    const u8 = () => (need(1), b[p++]!)
+    const u16 = () => (need(2), (p += 2), b.readUInt16LE(p - 2))
+    const u32 = () => (need(4), (p += 4), b.readUInt32LE(p - 4))
+    const i32 = () => (need(4), (p += 4), b.readInt32LE(p - 4))
+    const f64 = () => (need(8), (p += 8), b.readDoubleLE(p - 8))
+    const raw = (k: number) => (need(k), (p += k), Buffer.from(b.subarray(p - k, p)))
+    const str = (k: number) => raw(k).toString()
+    while (p < b.length) {
+        const kind = u8()
+        const id = str(u16())
+        switch (kind) {
+            case J_LINK: {
+                const epoch = str(u8())
+                const peerEpoch = str(u8())
+                const seen: number[] = [...raw(32)]
+                recs.push({ kind, id, link: { epoch, peerEpoch, seen, newest: i32(), nextSeq: f64(), received: f64(), duplicates: f64(), resent: f64() } })
+                break
+            }
+            case J_OWED: {
+                const key = f64()
+                const seq = f64()
+                const wait = u8() === 1
+                recs.push({ kind, id, owed: { key, seq, wait, payload: raw(u32()) } })
+                break
+            }
+            case J_KEPT: {
+                const key = f64()
+                const mid = u8()
+                recs.push({ kind, id, kept: { key, id: mid, payload: raw(u32()) } })
+                break
+            }
+            case J_DROP_OWED:
+            case J_DROP_KEPT:
+                recs.push({ kind, id, key: f64() })
+                break
+            case J_REMOVE:
+                recs.push({ kind, id })
+                break
+            default:
+                throw new JournalError(`unknown record kind ${kind} at byte ${base + p - 1}`)
+        }
+    }
+}

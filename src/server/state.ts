@@ -1,0 +1,471 @@
+// Where the delivery state (shared/store.ts) lives: in memory (the default:
+// nothing survives the process), or on disk in a state folder (--state DIR),
+// an LMDB environment. The core records as it goes; commit() makes every
+// record so far durable, and the Endpoint calls it before any write to a
+// socket, so nothing leaves that the state does not hold (docs/protocol.md,
+// "Delivery state across restarts").
+//
+// Two strengths on disk: crash-safe (default: LMDB commits without fsync; the
+// data is in the kernel's page cache once commit returns, which a killed
+// process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
+// commit per turn of the driver, so lines that arrive together share it).
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
+import { join } from "node:path"
+import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
+import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
+import { decodeJournal, encodeFrame, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
+
+export interface StateStore {
+    readonly where: string // "memory" or the folder
+    // What an earlier life left for `id`, or undefined (a new id).
+    load(id: string): SavedLink | undefined
+    // The store the core of `id` records into.
+    forId(id: string): LinkStore
+    // Forgets `id` (the server evicted it).
+    remove(id: string): void
+    // Makes every record so far durable. Throws StateError when the disk
+    // refuses (full, gone): the caller must not send what depends on it.
+    commit(): void
+    close(): void
+}
+
+export class StateError extends Error {
+    readonly code = "ESTATE"
+    constructor(message: string) {
+        super(message)
+        this.name = "StateError"
+    }
+}
+
+const LINK = 0
+const OWED = 1
+const KEPT = 2
+
+type Key = [string, number] | [string, number, number]
+
+// Records per id in Maps: a Server or Client made again in the same process
+// picks up where the last one stopped (and the tests check the core's side
+// of restarts with it, without a disk).
+export class MemoryState implements StateStore {
+    readonly where = "memory"
+    private ids = new Map<string, { link?: LinkRecord; owed: Map<number, OwedLine>; kept: Map<number, KeptLine> }>()
+
+    load(id: string): SavedLink | undefined {
+        const e = this.ids.get(id)
+        if (e?.link === undefined) return undefined
+        const byKey = <T extends { key: number }>(m: Map<number, T>) => [...m.values()].sort((a, b) => a.key - b.key).map((x) => ({ ...x }))
+        return { link: { ...e.link, seen: [...e.link.seen] }, owed: byKey(e.owed), kept: byKey(e.kept) }
+    }
+
+    // The entry is made on the first record: an id that records nothing
+    // holds nothing.
+    forId(id: string): LinkStore {
+        return {
+            saveLink: (r) => void (this.entry(id).link = r),
+            putOwed: (o) => void this.entry(id).owed.set(o.key, o),
+            dropOwed: (k) => void this.ids.get(id)?.owed.delete(k),
+            putKept: (k) => void this.entry(id).kept.set(k.key, k),
+            dropKept: (k) => void this.ids.get(id)?.kept.delete(k),
+        }
+    }
+
+    remove(id: string): void {
+        this.ids.delete(id)
+    }
+
+    commit(): void {}
+
+    close(): void {}
+
+    private entry(id: string) {
+        let e = this.ids.get(id)
+        if (!e) this.ids.set(id, (e = { owed: new Map(), kept: new Map() }))
+        return e
+    }
+}
+
+// The marker that says a folder is a devs-iot state folder, and its format.
+const MARKER = "devs-iot-state.json"
+const JOURNAL = "journal.bin"
+const OWNER = "owner.pid" // the process using the folder
+// Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
+const LMDB_MAGIC_AT = 24
+const LMDB_MAGIC = 0xbeefc0de
+const FORMAT = 1
+
+export interface DiskStateOptions {
+    sync?: boolean // fsync each commit (power-loss-safe); default false (crash-safe)
+    mapSize?: number // bytes the database may grow to (default 1 GiB)
+}
+
+type LmdbDb = {
+    get(key: Key): unknown
+    put(key: Key, value: unknown): unknown
+    remove(key: Key): unknown
+    transactionSync<T>(fn: () => T): T
+    getRange(o: { start: unknown; end: unknown }): Iterable<{ key: Key; value: unknown }>
+    close(): Promise<void>
+}
+
+// Journal records applied to LMDB at most this many at a time, or this
+// often, or when the journal reaches this size.
+const CHECKPOINT_RECORDS = 16384
+const CHECKPOINT_MS = 1000
+const CHECKPOINT_BYTES = 8 * 1024 * 1024
+// Past this the journal may not grow while checkpoints fail: commits fail.
+const JOURNAL_LIMIT = 256 * 1024 * 1024
+
+// The state folder (--state DIR): an LMDB environment (data.mdb, lock.mdb),
+// the journal (journal.bin: commits not yet in LMDB, see journal.ts) and a
+// marker. A folder that is neither empty nor a state folder, a marker of
+// another format, a database or journal that cannot be opened or read is an
+// error naming the file: never a silent empty start.
+export class DiskState implements StateStore {
+    readonly where: string
+    readonly sync: boolean
+    private db: LmdbDb
+    private ops: JRecord[] = [] // recorded since the last commit
+    private links = new Map<string, LinkRecord>() // latest record per id in this batch
+    private unflushed: JRecord[] = [] // in the journal, not yet in LMDB
+    private fd: number
+    private journalBytes = 0
+    private journalFile: string
+    private timer: NodeJS.Timeout
+    private checkpointError: Error | undefined
+    private closed = false
+
+    private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number) {
+        this.where = dir
+        this.db = db
+        this.sync = sync
+        this.fd = fd
+        this.journalFile = join(dir, JOURNAL)
+        this.timer = setInterval(() => {
+            try {
+                this.checkpoint()
+            } catch (e) {
+                this.checkpointError = e as Error // the journal keeps the records; commit() reports it past JOURNAL_LIMIT
+            }
+        }, CHECKPOINT_MS)
+        this.timer.unref()
+    }
+
+    static async open(dir: string, opts: DiskStateOptions = {}): Promise<DiskState> {
+        const marker = join(dir, MARKER)
+        const data = join(dir, "data.mdb")
+        if (!existsSync(dir)) {
+            try {
+                mkdirSync(dir, { recursive: true })
+            } catch (e) {
+                throw new StateError(`state folder ${dir}: cannot create it: ${(e as Error).message}`)
+            }
+        }
+        let entries: string[]
+        try {
+            entries = readdirSync(dir)
+        } catch (e) {
+            throw new StateError(`state folder ${dir}: cannot read it: ${(e as Error).message}`)
+        }
+        if (entries.includes(MARKER)) {
+            let m: { format?: unknown }
+            try {
+                m = JSON.parse(readFileSync(marker, "utf8"))
+            } catch (e) {
+                throw new StateError(`state file ${marker}: unreadable or not JSON: ${(e as Error).message}`)
+            }
+            if (m?.format !== FORMAT) throw new StateError(`state file ${marker}: format ${JSON.stringify(m?.format)}, this version reads format ${FORMAT}`)
+            if (!entries.includes("data.mdb")) throw new StateError(`state file ${data}: missing (the marker says this folder holds delivery state)`)
+            try {
+                accessSync(data, constants.R_OK | constants.W_OK)
+            } catch (e) {
+                throw new StateError(`state file ${data}: cannot read and write it: ${(e as Error).message}`)
+            }
+            // LMDB trusts its file: a foreign or truncated one must not reach it
+            // (it would start empty, or crash on a garbage page map).
+            const head = Buffer.alloc(32)
+            const fd = openSync(data, "r")
+            let n = 0
+            try {
+                n = readSync(fd, head, 0, 32, 0)
+            } finally {
+                closeSync(fd)
+            }
+            if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
+        } else if (entries.length > 0) {
+            throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
+        } else writeFileSync(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")
+        takeFolder(dir)
+        let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
+        try {
+            lmdb = (await import("lmdb")) as unknown as typeof lmdb
+        } catch (e) {
+            throw new StateError(`--state needs the lmdb package: ${(e as Error).message}`)
+        }
+        let db: LmdbDb
+        try {
+            // Written only by checkpoints: the journal already holds each commit.
+            db = lmdb.open({ path: dir, compression: false, noSync: opts.sync !== true, mapSize: opts.mapSize ?? 2 ** 30, cache: false })
+        } catch (e) {
+            throw new StateError(`state file ${data}: cannot open it: ${(e as Error).message}`)
+        }
+        const journal = join(dir, JOURNAL)
+        let fd: number
+        let recs: JRecord[]
+        try {
+            fd = openSync(journal, "a+")
+            const d = decodeJournal(readFileSync(journal))
+            recs = d.recs
+        } catch (e) {
+            void db.close()
+            throw new StateError(`state file ${journal}: ${e instanceof JournalError ? "damaged" : "unreadable"}: ${(e as Error).message}`)
+        }
+        const s = new DiskState(dir, db, opts.sync === true, fd)
+        try {
+            s.check(data)
+            // Commits of the last life not yet in LMDB: applied, then the journal starts empty.
+            s.unflushed = recs
+            s.checkpoint()
+        } catch (e) {
+            s.shut()
+            throw e
+        }
+        return s
+    }
+
+    load(id: string): SavedLink | undefined {
+        this.commit()
+        this.checkpoint()
+        const link = this.db.get([id, LINK]) as LinkRecord | undefined
+        if (link === undefined) return undefined
+        const owed: OwedLine[] = []
+        for (const { value } of this.db.getRange({ start: [id, OWED], end: [id, OWED + 1] })) {
+            const o = value as OwedLine
+            owed.push({ ...o, payload: Buffer.from(o.payload) })
+        }
+        const kept: KeptLine[] = []
+        for (const { value } of this.db.getRange({ start: [id, KEPT], end: [id, KEPT + 1] })) {
+            const k = value as KeptLine
+            kept.push({ ...k, payload: Buffer.from(k.payload) })
+        }
+        return { link, owed, kept }
+    }
+
+    forId(id: string): LinkStore {
+        const ops = this.ops
+        return {
+            saveLink: (r) => void this.links.set(id, r),
+            putOwed: (o) => void ops.push({ kind: J_OWED, id, owed: o }),
+            dropOwed: (k) => void ops.push({ kind: J_DROP_OWED, id, key: k }),
+            putKept: (k) => void ops.push({ kind: J_KEPT, id, kept: k }),
+            dropKept: (k) => void ops.push({ kind: J_DROP_KEPT, id, key: k }),
+        }
+    }
+
+    remove(id: string): void {
+        this.links.delete(id)
+        this.ops.push({ kind: J_REMOVE, id })
+    }
+
+    // One journal frame, one write(2), for everything recorded since the
+    // last commit (and an fdatasync with sync). On failure the batch stays,
+    // so the next commit tries it again, nothing that needs it goes out
+    // meanwhile, and the journal is cut back to its last whole frame.
+    commit(): void {
+        if (this.ops.length === 0 && this.links.size === 0) return
+        if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
+        if (this.journalBytes > JOURNAL_LIMIT)
+            throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
+        const recs = this.ops.slice()
+        for (const [id, link] of this.links) recs.push({ kind: J_LINK, id, link })
+        const frame = encodeFrame(recs)
+        try {
+            let off = 0
+            while (off < frame.length) off += writeSync(this.fd, frame, off, frame.length - off)
+            if (this.sync) fdatasyncSync(this.fd)
+        } catch (e) {
+            try {
+                ftruncateSync(this.fd, this.journalBytes)
+            } catch {
+                // the frame mark and length still tell a torn frame at start
+            }
+            throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+        }
+        this.journalBytes += frame.length
+        for (const r of recs) this.unflushed.push(r)
+        this.ops.length = 0
+        this.links.clear()
+        if (this.unflushed.length >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
+            try {
+                this.checkpoint()
+            } catch (e) {
+                this.checkpointError = e as Error
+            }
+        }
+    }
+
+    // Applies the journal's records to LMDB in one transaction (fsynced with
+    // sync), then empties the journal.
+    private checkpoint(): void {
+        if (this.unflushed.length === 0) return
+        const recs = latest(this.unflushed)
+        try {
+            this.db.transactionSync(() => {
+                for (const r of recs) this.apply(r)
+            })
+        } catch (e) {
+            throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
+        }
+        this.unflushed = []
+        this.checkpointError = undefined
+        ftruncateSync(this.fd, 0)
+        this.journalBytes = 0
+    }
+
+    private apply(r: JRecord): void {
+        switch (r.kind) {
+            case J_LINK:
+                return void this.db.put([r.id, LINK], r.link)
+            case J_OWED:
+                return void this.db.put([r.id, OWED, r.owed.key], r.owed)
+            case J_KEPT:
+                return void this.db.put([r.id, KEPT, r.kept.key], r.kept)
+            case J_DROP_OWED:
+                return void this.db.remove([r.id, OWED, r.key])
+            case J_DROP_KEPT:
+                return void this.db.remove([r.id, KEPT, r.key])
+            case J_REMOVE: {
+                const keys: Key[] = []
+                for (const { key } of this.db.getRange({ start: [r.id], end: [r.id, KEPT + 1] })) keys.push(key)
+                for (const k of keys) this.db.remove(k)
+            }
+        }
+    }
+
+    close(): void {
+        if (this.closed) return
+        try {
+            this.commit()
+            this.checkpoint()
+        } finally {
+            this.shut()
+        }
+    }
+
+    private shut(): void {
+        this.closed = true
+        clearInterval(this.timer)
+        try {
+            closeSync(this.fd)
+        } catch {
+            // already closed
+        }
+        void this.db.close()
+        const owner = join(this.where, OWNER)
+        try {
+            if (readFileSync(owner, "utf8").trim() === String(process.pid)) rmSync(owner)
+        } catch {
+            // gone already
+        }
+    }
+
+    // Reads every record once at start: a damaged database fails here, with
+    // the file named, not later on a live link.
+    private check(file: string): void {
+        try {
+            for (const { key, value } of this.db.getRange({ start: [""], end: ["\uffff"] })) {
+                const problem = recordProblem(key, value)
+                if (problem !== "") throw new Error(`record ${JSON.stringify(key)}: ${problem}`)
+            }
+        } catch (e) {
+            throw new StateError(`state file ${file}: unreadable: ${(e as Error).message}`)
+        }
+    }
+}
+
+// The records that decide the end state, in order: of several records of
+// one key only the last counts (a line owed and ACKed between two
+// checkpoints is one removal), except that a removal of a whole id keeps
+// what came before it in order.
+function latest(recs: JRecord[]): JRecord[] {
+    const last = new Map<string, number>()
+    const keyOf = (r: JRecord): string => {
+        switch (r.kind) {
+            case J_LINK:
+                return `${r.id}\u0000l`
+            case J_OWED:
+                return `${r.id}\u0000o${r.owed.key}`
+            case J_DROP_OWED:
+                return `${r.id}\u0000o${r.key}`
+            case J_KEPT:
+                return `${r.id}\u0000k${r.kept.key}`
+            case J_DROP_KEPT:
+                return `${r.id}\u0000k${r.key}`
+            case J_REMOVE:
+                return "" // never merged
+        }
+    }
+    const keys = recs.map(keyOf)
+    // A line first recorded in this window (owed: written, seq -1; kept:
+    // its one record) and dropped in it never reaches LMDB at all.
+    const born = new Set<string>()
+    for (let i = 0; i < recs.length; i++) {
+        const k = keys[i]!
+        if (k === "") continue
+        const r = recs[i]!
+        if (!last.has(k) && ((r.kind === J_OWED && r.owed.seq < 0) || r.kind === J_KEPT)) born.add(k)
+        last.set(k, i)
+    }
+    return recs.filter((r, i) => {
+        const k = keys[i]!
+        if (k === "") return true
+        if (last.get(k) !== i) return false
+        return !(born.has(k) && (r.kind === J_DROP_OWED || r.kind === J_DROP_KEPT))
+    })
+}
+
+// One process per state folder: LMDB would let two share it, but each has
+// its own journal and its own idea of every id's state. A folder whose owner
+// died (a kill) is taken over.
+function takeFolder(dir: string): void {
+    const owner = join(dir, OWNER)
+    let pid = 0
+    try {
+        pid = Number(readFileSync(owner, "utf8").trim())
+    } catch {
+        // no owner
+    }
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid))
+        throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
+    writeFileSync(owner, `${process.pid}\n`)
+}
+
+function alive(pid: number): boolean {
+    try {
+        process.kill(pid, 0)
+        return true
+    } catch (e) {
+        return (e as NodeJS.ErrnoException).code === "EPERM"
+    }
+}
+
+function recordProblem(key: unknown, value: unknown): string {
+    if (!Array.isArray(key) || typeof key[0] !== "string" || typeof key[1] !== "number") return "not a devs-iot key"
+    const v = value as Record<string, unknown>
+    if (typeof v !== "object" || v === null) return "not an object"
+    if (key[1] === LINK) {
+        if (typeof v["epoch"] !== "string" || typeof v["peerEpoch"] !== "string" || !Array.isArray(v["seen"]) || v["seen"].length !== 32 || typeof v["nextSeq"] !== "number")
+            return "not a link record"
+        return ""
+    }
+    if (key[1] === OWED || key[1] === KEPT) {
+        if (typeof v["key"] !== "number" || !Buffer.isBuffer(v["payload"]) && !(v["payload"] instanceof Uint8Array)) return "not a line record"
+        return ""
+    }
+    return "unknown record kind"
+}
+
+// Opens the state a --state flag names ("" or undefined: in memory).
+export async function openState(dir: string | undefined, opts: DiskStateOptions = {}): Promise<StateStore> {
+    if (dir === undefined || dir === "") return new MemoryState()
+    return DiskState.open(dir, opts)
+}

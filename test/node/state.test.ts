@@ -1,0 +1,251 @@
+// Delivery state across a restart, in one process: a Server (or Client) is
+// dropped the way a crash drops it (its sockets destroyed, nothing more
+// sent), and a new one starts on the same state. The system layer does the
+// same with SIGKILL (state-kill.test.ts).
+import assert from "node:assert/strict"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { connect } from "node:net"
+import { once } from "node:events"
+import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
+import { cli, within } from "./support/util.js"
+
+// Drops a server as a kill would: no graceful close, no ACK of what its
+// application read, no more bytes.
+function crash(server: Server): void {
+    const s = server as unknown as { net: { close(): void }; conns: Map<string, { socket?: { destroy(): void } }> }
+    s.net.close()
+    for (const c of s.conns.values()) c.socket?.destroy()
+}
+
+function crashClient(client: Client): void {
+    const c = client as unknown as { socket?: { destroy(): void }; closed: boolean; retry?: NodeJS.Timeout }
+    c.closed = true
+    if (c.retry) clearTimeout(c.retry)
+    c.socket?.destroy()
+}
+
+const dirs: string[] = []
+function tempDir(): string {
+    const d = mkdtempSync(join(tmpdir(), "devs-iot-state-"))
+    dirs.push(d)
+    return d
+}
+
+const stores: Array<[string, () => Promise<{ open: () => Promise<StateStore> }>]> = [
+    ["in memory", async () => {
+        const m = new MemoryState()
+        return { open: async () => m }
+    }],
+    ["on disk", async () => {
+        const dir = tempDir()
+        let last: StateStore | undefined
+        return {
+            open: async () => {
+                last?.close()
+                return (last = await DiskState.open(dir))
+            },
+        }
+    }],
+]
+
+describe("delivery state across restarts", function () {
+    this.timeout(30000)
+    const closers: Array<() => Promise<void> | void> = []
+    afterEach(async () => {
+        for (const c of closers.splice(0).reverse()) await c()
+    })
+    after(() => {
+        for (const d of dirs) rmSync(d, { recursive: true, force: true })
+    })
+
+    for (const [name, make] of stores) {
+        it(`${name}: a line the server's application took before a crash, not yet ACKed, is not delivered again by the restarted server`, async () => {
+            const st = await make()
+            const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s1.listen()
+            const port = s1.port
+            const client = new Client({ id: "c1", port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+            closers.push(() => client.close())
+            const acked = client.write("a")
+            const conn = await within(s1.clientConn("c1"), 10000, "client up")
+            assert.equal(await within(conn.readline(), 10000, "line a"), "a")
+            crash(s1) // before the ACK leaves (it waits for the next turn)
+            closers.push(() => s1.close())
+            const s2 = new Server({ port, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s2.listen()
+            closers.push(() => s2.close())
+            await within(acked, 10000, "a ACKed by the restarted server")
+            await client.write("b")
+            const c2 = await s2.clientConn("c1")
+            assert.equal(await within(c2.readline(), 10000, "next line"), "b", "the restarted server delivered a again")
+        })
+
+        it(`${name}: a line owed to a client that is down survives a server crash, and a client crash does not read a line twice`, async () => {
+            const st = await make()
+            const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s1.listen()
+            const port = s1.port
+            const cstate = new MemoryState()
+            const c1 = new Client({ id: "c2", port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: cstate }).start()
+            const conn = await within(s1.clientConn("c2"), 10000, "client up")
+            void conn.write("x").catch(() => {})
+            assert.equal(await within(c1.readline(), 10000, "x"), "x")
+            crashClient(c1) // x read, its ACK not sent
+            void conn.write("y").catch(() => {}) // owed while the client is down
+            await new Promise((r) => setImmediate(r))
+            crash(s1)
+            closers.push(() => s1.close())
+            const s2 = new Server({ port, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s2.listen()
+            closers.push(() => s2.close())
+            const c2 = new Client({ id: "c2", port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: cstate }).start()
+            closers.push(() => c2.close())
+            assert.equal(await within(c2.readline(), 10000, "y after both restarts"), "y", "x read twice, or y lost")
+        })
+    }
+
+    it("an id whose link never comes up leaves nothing in the state; a line written before the first connect survives a client crash", async () => {
+        const state = new MemoryState()
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
+        await server.listen()
+        closers.push(() => server.close())
+        const sock = connect({ port: server.port, host: "127.0.0.1" })
+        await once(sock, "connect")
+        sock.end("stranger\n")
+        await once(sock, "close")
+        await new Promise((r) => setTimeout(r, 50))
+        assert.equal(state.load("stranger"), undefined)
+        // A client that writes before it ever connected, then dies.
+        const cstate = new MemoryState()
+        const c1 = new Client({ id: "early", port: 1, timeout: 1000, state: cstate })
+        void c1.write("q").catch(() => {})
+        await new Promise((r) => setImmediate(r))
+        crashClient(c1)
+        const c2 = new Client({ id: "early", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: cstate }).start()
+        closers.push(() => c2.close())
+        const conn = await within(server.clientConn("early"), 10000, "client up")
+        assert.equal(await within(conn.readline(), 10000, "q"), "q")
+    })
+
+    it("a corrupt or foreign state folder is an error naming the file, not an empty start", async () => {
+        const dir = tempDir()
+        writeFileSync(join(dir, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(dir, "data.mdb"), Buffer.alloc(65536, 0x5a))
+        await assert.rejects(DiskState.open(dir), (e: Error) => e instanceof StateError && e.message.includes(join(dir, "data.mdb")))
+        const foreign = tempDir()
+        writeFileSync(join(foreign, "notes.txt"), "mine")
+        await assert.rejects(DiskState.open(foreign), (e: Error) => e instanceof StateError && e.message.includes("devs-iot-state.json"))
+        const noData = tempDir()
+        writeFileSync(join(noData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        await assert.rejects(DiskState.open(noData), (e: Error) => e instanceof StateError && e.message.includes(join(noData, "data.mdb")))
+    })
+
+    it("checkpoints: a line written and ACKed between two checkpoints never reaches the database; one stored before is removed", async () => {
+        const dir = tempDir()
+        const link = { epoch: "e", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 0, received: 0, duplicates: 0, resent: 0 }
+        const line = (key: number, seq: number) => ({ key, seq, wait: false, payload: Buffer.from("l" + key) })
+        let st = await DiskState.open(dir)
+        let s = st.forId("cp")
+        s.saveLink(link)
+        s.putOwed(line(0, -1))
+        st.close() // checkpoint: line 0 in LMDB
+        st = await DiskState.open(dir)
+        s = st.forId("cp")
+        s.putOwed(line(0, 5)) // sent after the restart
+        s.dropOwed(0) // and ACKed
+        s.putOwed(line(1, -1))
+        s.putOwed(line(1, 6))
+        s.dropOwed(1)
+        s.putOwed(line(2, -1))
+        st.close()
+        st = await DiskState.open(dir)
+        assert.deepEqual(st.load("cp")!.owed.map((o) => o.key), [2])
+        const inner = st as unknown as { db: { getRange(o: unknown): Iterable<{ key: unknown }> } }
+        assert.deepEqual([...inner.db.getRange({ start: ["cp", 1], end: ["cp", 2] })].map((x) => x.key), [["cp", 1, 2]])
+        st.close()
+    })
+
+    it("one process per state folder: a second is refused naming the first one's pid; a dead owner's folder is taken over", async () => {
+        const dir = tempDir()
+        const first = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            await first.waitFor(/listening/, 20000)
+            await assert.rejects(DiskState.open(dir), (e: Error) => e instanceof StateError && e.message.includes(`in use by process ${first.child.pid}`))
+        } finally {
+            first.stop()
+        }
+        await first.exited
+        const taken = await DiskState.open(dir) // its owner was killed
+        taken.close()
+    })
+
+    it("the CLI: a server on a damaged state folder exits 1 naming the file; --state-sync without --state is a usage error", async () => {
+        const dir = tempDir()
+        writeFileSync(join(dir, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(dir, "data.mdb"), Buffer.alloc(8192, 0x5a))
+        const c = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            assert.equal(await within(c.exited, 20000, "server exit"), 1)
+            assert.ok((c.stdout + c.stderr).includes(join(dir, "data.mdb")), c.stdout + c.stderr)
+        } finally {
+            c.stop()
+        }
+        const u = cli(["server", "--port", "0", "--state-sync"])
+        try {
+            assert.equal(await within(u.exited, 20000, "server exit"), 2)
+            assert.match(u.stderr, /--state-sync needs --state DIR/)
+        } finally {
+            u.stop()
+        }
+    })
+
+    it("a disk that refuses a write (full) makes the commit fail loudly, naming the file; the batch stays for the next try", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        const s = st.forId("full")
+        s.putOwed({ key: 0, seq: -1, wait: false, payload: Buffer.from("kept") })
+        st.commit()
+        // The journal's write fails as on a full disk (here: its descriptor is gone).
+        const inner = st as unknown as { fd: number }
+        const fd = inner.fd
+        inner.fd = openSync(join(dir, "journal.bin"), "r")
+        s.putOwed({ key: 1, seq: -1, wait: false, payload: Buffer.from("later") })
+        assert.throws(() => st.commit(), (e: Error) => e instanceof StateError && e.message.includes(join(dir, "journal.bin")) && e.message.includes("write failed"))
+        closeSync(inner.fd)
+        inner.fd = fd
+        st.commit() // room again: the batch that failed is written now
+        st.close()
+        const again = await DiskState.open(dir)
+        const get = (k: number) => Buffer.from((again as unknown as { db: { get(k: unknown): { payload: Buffer } } }).db.get(["full", 1, k]).payload).toString()
+        assert.equal(get(0), "kept")
+        assert.equal(get(1), "later")
+        again.close()
+    })
+
+    it("a commit in the journal, not yet in the database, is there after a kill; a torn last frame is dropped, a damaged journal is an error naming it", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        st.forId("j").putOwed({ key: 7, seq: -1, wait: true, payload: Buffer.from("journaled") })
+        st.forId("j").saveLink({ epoch: "e1", peerEpoch: "p1", seen: new Array(32).fill(0), newest: -1, nextSeq: 3, received: 1, duplicates: 0, resent: 0 })
+        st.commit()
+        // A kill now: the process ends without a checkpoint (simulated: the journal is copied aside).
+        const journal = readFileSync(join(dir, "journal.bin"))
+        st.close()
+        const lmdbOnly = tempDir()
+        rmSync(lmdbOnly, { recursive: true })
+        const fresh = await DiskState.open(lmdbOnly)
+        fresh.close()
+        writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.concat([journal, journal.subarray(0, 11)])) // and a torn frame
+        const back = await DiskState.open(lmdbOnly)
+        const saved = back.load("j")!
+        assert.equal(saved.link.epoch, "e1")
+        assert.equal(saved.link.nextSeq, 3)
+        assert.equal(saved.owed.length, 1)
+        assert.equal(saved.owed[0]!.payload.toString(), "journaled")
+        back.close()
+        writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.alloc(40, 0x33))
+        await assert.rejects(DiskState.open(lmdbOnly), (e: Error) => e instanceof StateError && e.message.includes(join(lmdbOnly, "journal.bin")))
+    })
+})
