@@ -8,13 +8,16 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { boardCrypto } from "./crypto.js"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 import { ConnectError, ConnectKind, TcpSocket } from "./socket.js"
 import { randomHex, randomUnit } from "./random.js"
+
+// Authentication for a key (keyed.ts boardKeys). The type lives here: even a
+// type-only import makes DeviceScript compile the module it names.
+export type BoardKeys = (key: Buffer, encrypt: boolean) => LinkAuth
 
 export interface WriteOptions {
     qos?: boolean
@@ -41,6 +44,7 @@ export interface ClientOptions {
     link?: LinkOptions // limits (board defaults: see docs/settings.md)
     key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not
     encrypt?: boolean // encrypt the messages the board sends (AES-256-CCM); needs key
+    keys?: BoardKeys // needed with key: boardKeys from keyed.ts (not imported here, so images without a key leave it out)
     report?: number // ms between reports of itself to a devs-iot server (report.ts); 0 = off (default 60000)
     firmware?: string // the firmware version it reports (default "unknown")
 }
@@ -106,7 +110,8 @@ export class Client {
         this.link = new Link("client", cfg, randomEpoch(), opts.id)
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
-            this.link.setAuth({ crypto: boardCrypto, key: opts.key, encrypt: opts.encrypt === true })
+            if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
+            this.link.setAuth(opts.keys(opts.key, opts.encrypt === true))
         }
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
@@ -437,6 +442,9 @@ export class Client {
         if (app) this.changed.emit(0)
     }
 }
+
+// A key given to an image built without authentication.
+export const NO_KEYS = "this firmware image is built without authentication: build it with IOT_KEY set (npm run build), or deploy src/main*.ts"
 
 // The heartbeat LED changes every HEARTBEAT_MS while the link is up.
 const HEARTBEAT_MS = 500

@@ -1,6 +1,6 @@
 // Builds the Client an app runs on, from its configuration.
 import * as ds from "@devicescript/core"
-import { Client } from "../client.js"
+import { BoardKeys, Client } from "../client.js"
 import { AppConfig } from "../config.js"
 import { Light } from "../heartbeat.js"
 import { SimNetwork, WifiNetwork } from "../network.js"
@@ -9,6 +9,12 @@ import { SimNetwork, WifiNetwork } from "../network.js"
 let boardLed: ds.OutputPin | undefined = undefined
 export function setBoardLed(pin: ds.OutputPin | undefined): void {
     boardLed = pin
+}
+
+// Authentication, when the entry compiled it in (keyed.ts boardKeys).
+let boardKeys: BoardKeys | undefined = undefined
+export function setBoardKeys(keys: BoardKeys | undefined): void {
+    boardKeys = keys
 }
 
 // The board's LED for an app that shows its own state on it. The client of
@@ -32,6 +38,7 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         onStatus: onStatus,
         key: c.key !== undefined && c.key !== "" ? Buffer.from(c.key, "hex") : undefined,
         encrypt: c.encrypt === true,
+        keys: boardKeys,
         report: c.report,
         firmware: c.firmware,
         // A watchdog reboot halts the simulator's VM: restart the program there.
