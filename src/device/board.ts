@@ -2,9 +2,9 @@
 // present but unusable (or a missing IOT_HOST) is printed with its name and
 // the board waits (no reboot loop), because only a new deploy can fix it.
 import * as ds from "@devicescript/core"
-import { AppConfig, boardSettings, ConfigError } from "./config.js"
+import { AppConfig, boardSettings, checkKeys } from "./config.js"
 import { setBoardKeys, setBoardLed } from "./apps/start.js"
-import { BoardKeys, NO_KEYS } from "./client.js"
+import type { BoardKeys } from "./client.js"
 
 // `led`: the heartbeat LED pin of the board definition (pins.LED); `keys`:
 // boardKeys from keyed.ts in an image with authentication.
@@ -15,7 +15,7 @@ export async function startBoard(name: string, app: (c: AppConfig, role: string)
     try {
         const s = await boardSettings()
         const c = s.config
-        if (c.key && !keys) throw new ConfigError("setting IOT_KEY: " + NO_KEYS)
+        checkKeys(c, keys !== undefined)
         ok = true
         console.log("devs-iot: " + name + " as " + c.id + " -> " + c.host + ":" + c.port + (c.watchdog ? ", watchdog " + c.watchdog + " ms" : ", watchdog off"))
         await app(c, s.role)

@@ -10,6 +10,7 @@
 import * as ds from "@devicescript/core"
 import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
+import { NO_KEYS } from "./config.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 import { ConnectError, ConnectKind, TcpSocket } from "./socket.js"
@@ -442,9 +443,6 @@ export class Client {
         if (app) this.changed.emit(0)
     }
 }
-
-// A key given to an image built without authentication.
-export const NO_KEYS = "this firmware image is built without authentication: build it with IOT_KEY set (npm run build), or deploy src/main*.ts"
 
 // The heartbeat LED changes every HEARTBEAT_MS while the link is up.
 const HEARTBEAT_MS = 500

@@ -123,6 +123,14 @@ export function checkConfig(c: AppConfig): AppConfig {
     return c
 }
 
+// A key given to an image built without authentication (keyed.ts).
+export const NO_KEYS = "this firmware image is built without authentication: build it with IOT_KEY set (npm run build), or deploy src/main*.ts"
+
+// Throws when the settings hold a key the image cannot use.
+export function checkKeys(c: AppConfig, hasKeys: boolean): void {
+    if (c.key && !hasKeys) throw new ConfigError("setting IOT_KEY: " + NO_KEYS)
+}
+
 export interface BoardSettings {
     config: AppConfig
     role: string
