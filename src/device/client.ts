@@ -92,8 +92,8 @@ export class Client {
         const lo: LinkOptions = opts.link ? opts.link : {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
-        const cfg = resolveConfig(lo, boardDefaults())
         const arch = ds._dcfgString("archId")
+        const cfg = resolveConfig(lo, boardDefaults(heapOfArch(arch)))
         const budget = framingBudget({
             heap: heapOfArch(arch),
             maxLineBytes: cfg.maxLineBytes,
