@@ -48,6 +48,7 @@ export interface ClientOptions {
     keys?: BoardKeys // needed with key: boardKeys from keyed.ts (not imported here, so images without a key leave it out)
     report?: number // ms between reports of itself to a devs-iot server (report.ts); 0 = off (default 60000)
     firmware?: string // the firmware version it reports (default "unknown")
+    heap?: number // the chip's GC heap in bytes, which sizes the link's buffers; default from the board's archId (limits.ts heapOfArch)
 }
 
 export class Client {
@@ -93,14 +94,15 @@ export class Client {
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
         const arch = ds._dcfgString("archId")
-        const cfg = resolveConfig(lo, boardDefaults(heapOfArch(arch)))
+        const heap = opts.heap !== undefined ? opts.heap : heapOfArch(arch)
+        const cfg = resolveConfig(lo, boardDefaults(heap))
         const budget = framingBudget({
-            heap: heapOfArch(arch),
+            heap: heap,
             maxLineBytes: cfg.maxLineBytes,
             buffers: cfg.maxReceivedBytes + cfg.maxBacklogBytes + cfg.maxQueuedBytes + cfg.maxInflightBytes,
         })
         this.rawCap = budget.bytes
-        console.log("devs-iot " + opts.id + ": framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heapOfArch(arch) + ", line limit " + cfg.maxLineBytes + ")")
+        console.log("devs-iot " + opts.id + ": framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heap + ", line limit " + cfg.maxLineBytes + ")")
         if (budget.short > 0)
             console.log("devs-iot " + opts.id + ": the heap is " + budget.short + " bytes short for these link settings: lower maxLineBytes, maxReceivedBytes, maxBacklogBytes, maxQueuedBytes or maxInflightBytes")
         this.opts = opts

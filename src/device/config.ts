@@ -24,6 +24,7 @@ export interface AppConfig {
     encrypt?: boolean // IOT_ENCRYPT: encrypt the messages the board sends
     report?: number // IOT_REPORT: ms between the board's reports of itself; 0 = off (default 60000)
     firmware?: string // IOT_FIRMWARE: the version it reports (default "unknown")
+    heap?: number // simulator only: size the client for this chip heap (the simulator's archId is always "wasm")
 }
 
 export class ConfigError extends Error {

@@ -30,6 +30,7 @@ export interface SimConfig {
     role?: string // remote: "button", "led" or "" (both)
     key?: string // IOT_KEY: 64 hex digits (authentication)
     encrypt?: boolean // IOT_ENCRYPT
+    heap?: number // size the client for this chip heap (the simulator's archId is always "wasm", heap 64 KB)
 }
 
 export interface SimImage {
@@ -71,7 +72,7 @@ await runApp(${lit(c.app)}, checkConfig({
     sim: true,
     key: ${lit(c.key ?? "")},
     encrypt: ${c.encrypt ? "true" : "false"},
-    firmware: "simulator",
+    firmware: "simulator",${c.heap ? `\n    heap: ${c.heap | 0},` : ""}
 }), ${lit(c.role ?? "")})
 `
         )

@@ -72,10 +72,12 @@ export function nodeDefaults(): LinkConfig {
     }
 }
 
-// `heap`: the GC heap of the board's chip (limits.ts heapOfArch). Below
-// 64 KB (an ESP32-S2: 40 KB) the queues and the backlog hold half as much,
-// each still at least one line of maxLineBytes: a burst the app does not
-// read then leaves the heap room (docs/board.md, "Boards and heap").
+// `heap`: the GC heap of the board's chip (limits.ts heapOfArch). A held
+// line costs the board about 250 bytes of heap beyond its text (measured:
+// docs/benchmarks.md, "Board heap"), so the receive queue and backlog are
+// kept short; below 64 KB (an ESP32-S2: 40 KB) every queue holds half as
+// much, so a burst the app does not read still leaves the heap room
+// (docs/board.md, "Boards and heap").
 export function boardDefaults(heap?: number): LinkConfig {
     const small = heap !== undefined && heap < 65536
     return {
@@ -85,12 +87,12 @@ export function boardDefaults(heap?: number): LinkConfig {
         maxInflightBytes: small ? 2048 : 4096,
         maxQueuedLines: small ? 16 : 32,
         maxQueuedBytes: small ? 2048 : 4096,
-        maxReceivedLines: small ? 16 : 32,
+        maxReceivedLines: small ? 8 : 16,
         maxReceivedBytes: small ? 2048 : 4096,
         maxWriteBytes: 1024,
         warmup: 200,
         onFull: "drop",
-        maxBacklogBytes: small ? 2048 : 4096,
+        maxBacklogBytes: small ? 1024 : 2048,
         keepaliveEvents: true,
         ackDelay: 100,
     }

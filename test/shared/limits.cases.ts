@@ -299,17 +299,18 @@ export const limitsSuite = suite("limits", function (test) {
         eq(s2.short, 4160, "S2 defaults are short: logged at start")
         eq(framingBudget({ heap: 65536, maxLineBytes: 10000, buffers: 0 }).bytes, 20064, "never below one sealed line")
     })
-    test("board defaults from the chip's heap: an ESP32-S2's buffers and framing fit its 40 KB, an ESP32's are unchanged", async function () {
+    test("board defaults from the chip's heap: an ESP32-S2's buffers and framing fit its 40 KB; an ESP32 holds 16 unread lines", async function () {
         const budget = function (arch: string): { bytes: number; short: number } {
             const c = resolveConfig({}, boardDefaults(heapOfArch(arch)))
             return framingBudget({ heap: heapOfArch(arch), maxLineBytes: c.maxLineBytes, buffers: c.maxReceivedBytes + c.maxBacklogBytes + c.maxQueuedBytes + c.maxInflightBytes })
         }
         const s2 = resolveConfig({}, boardDefaults(heapOfArch("esp32s2")))
         eq(s2.maxLineBytes, 2048, "S2: the same line limit")
-        eq(s2.maxReceivedBytes + s2.maxBacklogBytes + s2.maxQueuedBytes + s2.maxInflightBytes, 8192, "S2: half the buffers")
+        eq(s2.maxReceivedLines, 8, "S2: half the receive queue")
+        eq(s2.maxReceivedBytes + s2.maxBacklogBytes + s2.maxQueuedBytes + s2.maxInflightBytes, 7168, "S2: half the buffers")
         eq(budget("esp32s2").short, 0, "S2: fits")
-        eq(budget("esp32s2").bytes, 8192, "S2: 8 KB framing")
-        eq(resolveConfig({}, boardDefaults(heapOfArch("esp32"))).maxReceivedBytes, 4096, "ESP32: as before")
+        eq(budget("esp32s2").bytes, 9216, "S2: 9 KB framing")
+        eq(resolveConfig({}, boardDefaults(heapOfArch("esp32"))).maxReceivedLines, 16, "ESP32: 16 lines")
         eq(budget("esp32").bytes, 16384, "ESP32: 16 KB framing")
     })
 })

@@ -41,6 +41,7 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         keys: boardKeys,
         report: c.report,
         firmware: c.firmware,
+        heap: c.heap,
         // A watchdog reboot halts the simulator's VM: restart the program there.
         onWatchdog: c.sim
             ? function () {
