@@ -3,7 +3,7 @@ import * as ds from "@devicescript/core"
 import { BoardKeys, Client } from "../client.js"
 import { AppConfig } from "../config.js"
 import { Light } from "../heartbeat.js"
-import { SimNetwork, WifiNetwork } from "../network.js"
+import { Network, SimNetwork, WifiNetwork } from "../network.js"
 
 // The board entry's LED (pins.LED of the board definition).
 let boardLed: ds.OutputPin | undefined = undefined
@@ -24,13 +24,14 @@ export function appLight(c: AppConfig): Light {
 }
 
 // `heartbeat` false: the app owns the LED (see appLight).
-export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean): Client {
+// `network`: the tests' stand-in; default the board's WiFi (the simulator's: none).
+export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean, network?: Network): Client {
     return new Client({
         id: c.id,
         host: c.host,
         port: c.port,
         timeout: c.timeout,
-        network: c.sim ? new SimNetwork() : new WifiNetwork(),
+        network: network ? network : c.sim ? new SimNetwork() : new WifiNetwork(),
         led: c.sim ? undefined : boardLed,
         heartbeat: heartbeat !== false,
         watchdog: c.watchdog,
