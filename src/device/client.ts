@@ -13,7 +13,7 @@ import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
 import { NO_KEYS } from "./config.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
-import { ConnectError, ConnectKind, TcpSocket } from "./socket.js"
+import { ConnectError, ConnectKind, errorText, TcpSocket } from "./socket.js"
 import { randomHex, randomUnit } from "./random.js"
 
 // Authentication for a key (keyed.ts boardKeys). The type lives here: even a
@@ -442,10 +442,6 @@ export class Client {
 // The heartbeat LED changes every HEARTBEAT_MS while the link is up.
 const HEARTBEAT_MS = 500
 
-function errorText(e: unknown): string {
-    const m = (e as { message?: unknown }).message
-    return typeof m === "string" ? m : "error"
-}
 
 function randomEpoch(): string {
     return randomHex(4)
