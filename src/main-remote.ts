@@ -1,9 +1,12 @@
-// Board firmware: the remote app, configured by settings (see README, "A first board").
+// Board firmware: the remote app, configured by settings (see README, "A first board"),
+// with authentication compiled in whatever the settings (what VS Code deploys;
+// npm run build compiles it in only when IOT_KEY is set: tools/build-devs.mjs).
 import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
 import { AppConfig } from "./device/config.js"
 import { startBoard } from "./device/board.js"
+import { boardKeys } from "./device/keyed.js"
 import { remote } from "./device/apps/remote.js"
 
 await startBoard("remote", async function (c: AppConfig, role: string) {
     await remote(c, role)
-}, pins.LED)
+}, pins.LED, boardKeys)

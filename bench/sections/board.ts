@@ -11,6 +11,9 @@ import { summarizeHistogram, type Summary } from "../lib/stats.js"
 import { kb, ms } from "../lib/table.js"
 
 const TIMEOUT = 2000
+// DEVS_IOT_BENCH_HEAP=40960: the client sized for that chip heap (an
+// ESP32-S2's), still measured in the simulator's 64 KB heap.
+const HEAP = process.env["DEVS_IOT_BENCH_HEAP"] ? Number(process.env["DEVS_IOT_BENCH_HEAP"]) : undefined
 
 export interface BoardData {
     atBoard: Summary // board writes, server ACKs; whole-ms samples
@@ -20,6 +23,7 @@ export interface BoardData {
     freeClientUp: number
     freeBurst: number // the client up, a 1,000-line burst arrived and not read
     simHeapNote: string
+    sizedFor: number // the chip heap the client sized its buffers for
 }
 
 // The last "bench: ballast N" before the VM ran out of memory.
@@ -46,7 +50,7 @@ export async function board(ctx: Context): Promise<SectionResult> {
         const nextLine = () => new Promise<string>((resolve) => (onLine = () => resolve(lines.shift()!)))
         const { port } = await server.call<{ port: number }>("listen", { timeout: TIMEOUT })
         ctx.log("board: building the bench firmware")
-        const img = await buildSimImage({ app: "bench", id: "bench1", host: "127.0.0.1", port, timeout: TIMEOUT })
+        const img = await buildSimImage({ app: "bench", id: "bench1", host: "127.0.0.1", port, timeout: TIMEOUT, heap: HEAP })
         images.push(img)
         const vm = await runSim(img.image)
         vms.push(vm)
@@ -93,6 +97,7 @@ export async function board(ctx: Context): Promise<SectionResult> {
             freeClientUp,
             freeBurst,
             simHeapNote: "the simulator's VM heap, not an ESP32's; 1 KB blocks, so within about 1 KB",
+            sizedFor: HEAP ?? 65536,
         }
     } finally {
         for (const v of vms) await v.stop()
@@ -112,7 +117,7 @@ export async function board(ctx: Context): Promise<SectionResult> {
                 ],
             },
             {
-                title: "Board heap (simulator; DeviceScript has no heap statistics API, so: the largest ballast the firmware could still allocate, in 1 KB blocks)",
+                title: `Board heap (simulator${data.sizedFor !== 65536 ? `, client sized for a ${data.sizedFor}-byte heap` : ""}; DeviceScript has no heap statistics API, so: the largest ballast the firmware could still allocate, in 1 KB blocks)`,
                 head: ["", "bytes"],
                 rows: [
                     ["free with no client (the bench firmware before it starts one)", kb(data.freeNoClient)],

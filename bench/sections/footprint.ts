@@ -11,9 +11,10 @@ import { kb } from "../lib/table.js"
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..")
 const SIZES = join(REPO, "build/devs/sizes.json")
 const IMAGES: Array<[string, string]> = [
-    ["demo", "demo (src/main.ts)"],
+    ["demo", "demo"],
     ["remote", "remote"],
     ["qos", "qos / qos-fast"],
+    ["demo-keyed", "demo with authentication (src/main.ts)"],
 ]
 
 interface Sizes {
@@ -22,6 +23,7 @@ interface Sizes {
     app: number
     libraries: number
     data: number
+    keyed?: boolean // built with authentication (IOT_KEY set, or src/main*.ts)
 }
 
 export async function footprint(ctx: Context): Promise<SectionResult> {
@@ -41,10 +43,10 @@ export async function footprint(ctx: Context): Promise<SectionResult> {
         tables: [
             {
                 title: "Firmware bytecode (devs build; function bytes by the file they come from)",
-                head: ["image", "total", "devs-iot client (src/shared + src/device)", "app", "DeviceScript libraries", "data (strings, header)"],
+                head: ["image", "total", "devs-iot client (src/shared + src/device)", "app", "DeviceScript libraries", "data (strings, header)", "target", "met"],
                 rows: IMAGES.filter(([k]) => sizes[k]).map(([k, label]) => {
                     const s = sizes[k]!
-                    return [label, kb(s.total), kb(s.client), kb(s.app), kb(s.libraries), kb(s.data)]
+                    return [label + (s.keyed && k !== "demo-keyed" ? " (IOT_KEY set: with authentication)" : ""), kb(s.total), kb(s.client), kb(s.app), kb(s.libraries), kb(s.data), k === "demo-keyed" ? "" : "client <= 16 KB", k === "demo-keyed" ? "" : s.client <= 16384 ? "yes" : "no"]
                 }),
             },
         ],

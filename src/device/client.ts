@@ -8,13 +8,17 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { boardCrypto } from "./crypto.js"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
+import { NO_KEYS } from "./config.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
-import { ConnectError, ConnectKind, TcpSocket } from "./socket.js"
+import { ConnectError, ConnectKind, errorText, TcpSocket } from "./socket.js"
 import { randomHex, randomUnit } from "./random.js"
+
+// Authentication for a key (keyed.ts boardKeys). The type lives here: even a
+// type-only import makes DeviceScript compile the module it names.
+export type BoardKeys = (key: Buffer, encrypt: boolean) => LinkAuth
 
 export interface WriteOptions {
     qos?: boolean
@@ -41,8 +45,10 @@ export interface ClientOptions {
     link?: LinkOptions // limits (board defaults: see docs/settings.md)
     key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not
     encrypt?: boolean // encrypt the messages the board sends (AES-256-CCM); needs key
+    keys?: BoardKeys // needed with key: boardKeys from keyed.ts (not imported here, so images without a key leave it out)
     report?: number // ms between reports of itself to a devs-iot server (report.ts); 0 = off (default 60000)
     firmware?: string // the firmware version it reports (default "unknown")
+    heap?: number // the chip's GC heap in bytes, which sizes the link's buffers; default from the board's archId (limits.ts heapOfArch)
 }
 
 export class Client {
@@ -61,7 +67,6 @@ export class Client {
     private sock: TcpSocket | undefined = undefined
     private closed = false
     private started = false
-    private hung = false
     // Wake-ups: `dirty` is set before every emit, because an emit with no
     // fiber waiting is lost.
     private wake = ds.emitter<number>()
@@ -87,15 +92,16 @@ export class Client {
         const lo: LinkOptions = opts.link ? opts.link : {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
-        const cfg = resolveConfig(lo, boardDefaults())
         const arch = ds._dcfgString("archId")
+        const heap = opts.heap !== undefined ? opts.heap : heapOfArch(arch)
+        const cfg = resolveConfig(lo, boardDefaults(heap))
         const budget = framingBudget({
-            heap: heapOfArch(arch),
+            heap: heap,
             maxLineBytes: cfg.maxLineBytes,
             buffers: cfg.maxReceivedBytes + cfg.maxBacklogBytes + cfg.maxQueuedBytes + cfg.maxInflightBytes,
         })
         this.rawCap = budget.bytes
-        console.log("devs-iot " + opts.id + ": framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heapOfArch(arch) + ", line limit " + cfg.maxLineBytes + ")")
+        console.log("devs-iot " + opts.id + ": framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heap + ", line limit " + cfg.maxLineBytes + ")")
         if (budget.short > 0)
             console.log("devs-iot " + opts.id + ": the heap is " + budget.short + " bytes short for these link settings: lower maxLineBytes, maxReceivedBytes, maxBacklogBytes, maxQueuedBytes or maxInflightBytes")
         this.opts = opts
@@ -106,7 +112,8 @@ export class Client {
         this.link = new Link("client", cfg, randomEpoch(), opts.id)
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
-            this.link.setAuth({ crypto: boardCrypto, key: opts.key, encrypt: opts.encrypt === true })
+            if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
+            this.link.setAuth(opts.keys(opts.key, opts.encrypt === true))
         }
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
@@ -227,11 +234,6 @@ export class Client {
         this.changed.emit(0)
     }
 
-    // For watchdog tests: the client's tasks stop moving, as a stuck await would.
-    hang(): void {
-        this.hung = true
-    }
-
     // ---- inside
 
     private say(s: string): void {
@@ -241,7 +243,7 @@ export class Client {
     // Tells the watchdog what happened; only real progress counts (see
     // src/shared/watchdog.ts).
     private note(e: WatchdogEvent): void {
-        if (this.wd && !this.hung) this.wd.note(e, ds.millis())
+        if (this.wd) this.wd.note(e, ds.millis())
     }
 
     private kick(): void {
@@ -340,7 +342,6 @@ export class Client {
         const link = this.link
         let steps = 0
         while (true) {
-            while (this.hung) await ds.sleep(1000)
             this.dirty = false
             let now = ds.millis()
             while (link.step(now)) {
@@ -441,10 +442,6 @@ export class Client {
 // The heartbeat LED changes every HEARTBEAT_MS while the link is up.
 const HEARTBEAT_MS = 500
 
-function errorText(e: unknown): string {
-    const m = (e as { message?: unknown }).message
-    return typeof m === "string" ? m : "error"
-}
 
 function randomEpoch(): string {
     return randomHex(4)

@@ -25,6 +25,7 @@ export interface AppConfig {
     encrypt?: boolean // IOT_ENCRYPT: encrypt the messages the board sends
     report?: number // IOT_REPORT: ms between the board's reports of itself; 0 = off (default 60000)
     firmware?: string // IOT_FIRMWARE: the version it reports (default "unknown")
+    heap?: number // simulator only: size the client for this chip heap (the simulator's archId is always "wasm")
 }
 
 export class ConfigError extends Error {
@@ -122,6 +123,14 @@ export function checkConfig(c: AppConfig): AppConfig {
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
     return c
+}
+
+// A key given to an image built without authentication (keyed.ts).
+export const NO_KEYS = "this firmware image is built without authentication: build it with IOT_KEY set (npm run build), or deploy src/main*.ts"
+
+// Throws when the settings hold a key the image cannot use.
+export function checkKeys(c: AppConfig, hasKeys: boolean): void {
+    if (c.key && !hasKeys) throw new ConfigError("setting IOT_KEY: " + NO_KEYS)
 }
 
 export interface BoardSettings {

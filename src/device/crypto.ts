@@ -1,8 +1,10 @@
 // The crypto primitives of src/shared/crypto.ts on the board: the runtime's
-// native HMAC-SHA256, HKDF-SHA256, AES-256-CCM and hardware RNG (the same
-// bytes as node:crypto; the shared auth cases check both).
-import { decrypt, encrypt, hmac, randomBuffer, sha256Hkdf } from "@devicescript/crypto"
+// native HMAC-SHA256, HKDF-SHA256, AES-256-CCM, and the one random source
+// the board uses everywhere (random.ts: the hardware RNG; the same bytes as
+// node:crypto for the rest; the shared auth cases check both).
+import { decrypt, encrypt, hmac, sha256Hkdf } from "@devicescript/crypto"
 import type { Crypto } from "../shared/crypto.js"
+import { randomBytes } from "./random.js"
 
 export const boardCrypto: Crypto = {
     hmac: function (key: Buffer, data: Buffer): Buffer {
@@ -24,7 +26,5 @@ export const boardCrypto: Crypto = {
             return undefined
         }
     },
-    random: function (n: number): Buffer {
-        return randomBuffer(n)
-    },
+    random: randomBytes,
 }

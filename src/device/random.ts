@@ -4,7 +4,8 @@
 // second one's messages for duplicates. Buffer.fillRandom draws from the
 // runtime's entropy source (the hardware RNG on an ESP32).
 
-function randomBytes(n: number): Buffer {
+// `n` random bytes (also the crypto's random source: crypto.ts).
+export function randomBytes(n: number): Buffer {
     const b = Buffer.alloc(n)
     ;(b as any).fillRandom()
     return b

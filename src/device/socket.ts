@@ -81,7 +81,8 @@ export class ConnectError extends Error {
     }
 }
 
-function errorText(e: unknown): string {
+// The message of anything thrown (DeviceScript's errors may not be Errors).
+export function errorText(e: unknown): string {
     const m = (e as { message?: unknown }).message
     return typeof m === "string" ? m : "error"
 }

@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, Link, LinkError, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, Link, LinkError, linkAuth, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
@@ -64,7 +64,7 @@ export class Client extends Endpoint {
             } catch (e) {
                 throw new LinkError("ECONFIG", (e as Error).message)
             }
-            this.link.setAuth({ crypto: nodeCrypto, key, encrypt: opts.encrypt ?? false })
+            this.link.setAuth(linkAuth(nodeCrypto, key, opts.encrypt ?? false))
             this.encrypt = opts.encrypt ?? false
         } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
@@ -129,7 +129,7 @@ export class Client extends Endpoint {
         } catch (e) {
             throw new LinkError("ECONFIG", (e as Error).message)
         }
-        this.link.setAuth({ crypto: nodeCrypto, key: k, encrypt: this.encrypt })
+        this.link.setAuth(linkAuth(nodeCrypto, k, this.encrypt))
         if (!this.socket) return
         this.dropSocket("key replaced: reconnecting with the new key")
         this.scheduleRetry("key replaced: reconnecting with the new key")

@@ -72,20 +72,27 @@ export function nodeDefaults(): LinkConfig {
     }
 }
 
-export function boardDefaults(): LinkConfig {
+// `heap`: the GC heap of the board's chip (limits.ts heapOfArch). A held
+// line costs the board about 250 bytes of heap beyond its text (measured:
+// docs/benchmarks.md, "Board heap"), so the receive queue and backlog are
+// kept short; below 64 KB (an ESP32-S2: 40 KB) every queue holds half as
+// much, so a burst the app does not read still leaves the heap room
+// (docs/board.md, "Boards and heap").
+export function boardDefaults(heap?: number): LinkConfig {
+    const small = heap !== undefined && heap < 65536
     return {
         timeout: 2000,
         maxLineBytes: 2048,
-        window: 16,
-        maxInflightBytes: 4096,
-        maxQueuedLines: 32,
-        maxQueuedBytes: 4096,
-        maxReceivedLines: 32,
-        maxReceivedBytes: 4096,
+        window: small ? 8 : 16,
+        maxInflightBytes: small ? 2048 : 4096,
+        maxQueuedLines: small ? 16 : 32,
+        maxQueuedBytes: small ? 2048 : 4096,
+        maxReceivedLines: small ? 8 : 16,
+        maxReceivedBytes: small ? 2048 : 4096,
         maxWriteBytes: 1024,
         warmup: 200,
         onFull: "drop",
-        maxBacklogBytes: 4096,
+        maxBacklogBytes: small ? 1024 : 2048,
         keepaliveEvents: true,
         ackDelay: 100,
     }

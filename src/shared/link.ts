@@ -25,9 +25,10 @@ import { previewBytes } from "./hex.js"
 import { helloLine, parseHello, probeBlanks, PROBE_BLANKS } from "./hello.js"
 import { Fifo } from "./queue.js"
 import { Sender } from "./sender.js"
-import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
+import { helloField, Transcript, validNonce } from "./auth.js"
+import type { KeyedSteps } from "./keyed.js"
 import { Crypto } from "./crypto.js"
-import { Session } from "./seal.js"
+import type { Session } from "./seal.js"
 import { parseRefusal, refusalLine, refusalNotice } from "./refusal.js"
 import { isReport, parseReport, Report, reportLine } from "./report.js"
 import { idOfHead, parseMax, parseTooLong, tooLongLine } from "./limits.js"
@@ -88,6 +89,10 @@ export interface LinkAuth {
     crypto: Crypto
     key: Buffer | undefined // undefined: no key; a challenge is answered plain
     encrypt: boolean // encrypt the messages this end sends
+    // The keyed client's handshake and sealing (keyed.ts; linkAuth() fills
+    // it in when there is a key). Passed in, not imported, so that a board
+    // built without a key compiles none of it.
+    steps: KeyedSteps | undefined
 }
 
 // A message kept for the application. Its ACK waits until the application
@@ -214,6 +219,7 @@ export class Link {
     // A client's key (authentication): with a key it authenticates, and refuses a
     // server that does not; without one it answers a challenge plain.
     setAuth(auth: LinkAuth): void {
+        if (auth.key !== undefined && auth.steps === undefined) throw new LinkError("ECONFIG", "a key needs the keyed steps: make the auth with linkAuth()")
         this.auth = auth
     }
 
@@ -674,12 +680,13 @@ export class Link {
                     this.authFail(now, "the server did not ask this keyed client to authenticate")
                     return
                 }
+                const k = a.steps as KeyedSteps
                 c.peer = "devs-iot"
                 c.ns = ns
-                c.nc = newNonce(a.crypto)
+                c.nc = k.nonce(a)
                 c.es = epoch
                 c.ms = l.kind === "ext" ? helloField(l.text, "max") : ""
-                c.out += answerLine(this.epoch, c.nc, proof(a.crypto, a.key, "client", this.transcript(c)), this.cfg.maxLineBytes)
+                c.out += k.answer(a, this.epoch, c.nc, this.transcript(c), this.cfg.maxLineBytes)
                 c.phase = "auth" // its max= is learnt once the server's proof covers it
                 return
             }
@@ -706,15 +713,15 @@ export class Link {
         } else if (c.phase === "auth") {
             if (l.kind === "keepalive") return
             const a = this.auth as LinkAuth
-            const key = a.key as Buffer
+            const k = a.steps as KeyedSteps
             const t = this.transcript(c)
             if (this.refusedBy(c, l, now)) return
-            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, key, "server", t, helloField(l.text, "mac"))) {
+            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !k.verify(a, t, helloField(l.text, "mac"))) {
                 this.authFail(now, "wrong key: the server's proof does not verify")
                 return
             }
             // A server whose key file says this id must encrypt asks for it.
-            c.session = deriveSession(a.crypto, key, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
+            c.session = k.session(a, t, a.encrypt || helloField(l.text, "enc") === "1")
             this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
             c.pre = c.out
             c.out = ""

@@ -341,7 +341,7 @@ describe("board firmware in the DeviceScript simulator", function () {
         assert.ok(after - before >= 3, `heartbeat blinks during ${n} echoed lines: ${before} -> ${after}`)
     })
 
-    it("watchdog: no reboot while the server is down for 8 s; a reboot when the client's tasks hang", async function () {
+    it("watchdog: no reboot while the server is down for 8 s; a reboot when a wait for WiFi hangs after the link drops", async function () {
         const vm = await board("wd")
         await vm.waitFor(/testbed: started wd1/, 30000)
         await new Promise((r) => setTimeout(r, 8000)) // the server is down: the condition under test
@@ -349,10 +349,10 @@ describe("board firmware in the DeviceScript simulator", function () {
         const s = await server()
         const conn = await within(s.clientConn("wd1"), 30000, "board connected")
         const mark = vm.output.length
-        // Not awaited: a hung board never ACKs the command it read (ACK on
-        // read; the tasks that would send the ACK are stopped).
-        conn.write(JSON.stringify({ cmd: "hang" })).catch(() => {})
-        await vm.waitFor(/testbed: hanging the client's tasks/, 15000, mark)
+        await conn.write(JSON.stringify({ cmd: "hang" }))
+        await vm.waitFor(/testbed: the next wait for WiFi hangs/, 15000, mark)
+        // The link drops; the board's next wait for WiFi never returns.
+        await s.close()
         await vm.waitFor(/watchdog: no progress for 3000 ms, rebooting/, 15000, mark)
         await vm.waitFor(/testbed: started wd1/, 15000, mark)
     })

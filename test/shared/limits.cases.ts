@@ -3,7 +3,7 @@
 // of an un-ACKed over-long line, the framer's head of a cut line, and the
 // board's framing budget. Run on Node and in the DeviceScript VM.
 
-import { answerLine, challengeLine, deriveSession, helloField, helloLine, Link, parseHello, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, helloField, helloLine, Link, linkAuth, parseHello, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
 import { framingBudget, heapOfArch, MAX_ENCRYPTED_LINE, parseMax, parseTooLong, tooLongLine } from "../../src/shared/limits.js"
 import { LineFramer } from "../../src/shared/framer.js"
 import { blanks, boardCfg, clientDrive, Drive, serverDrive } from "./drive.js"
@@ -41,7 +41,7 @@ const NS = "00112233445566778899aabbccddeeff"
 // 5,000-byte qos line queued.
 function keyedClient(): Drive {
     const d = new Drive(new Link("client", resolveConfig({}, nodeDefaults()), "ec1", "board-1"))
-    d.link.setAuth({ crypto: crypto(), key: Buffer.alloc(32), encrypt: false })
+    d.link.setAuth(linkAuth(crypto(), Buffer.alloc(32), false))
     d.open()
     d.take()
     d.link.write(xs(5000), true, false)
@@ -353,5 +353,19 @@ export const limitsSuite = suite("limits", function (test) {
         eq(s2.bytes, 4160, "S2: one sealed line")
         eq(s2.short, 4160, "S2 defaults are short: logged at start")
         eq(framingBudget({ heap: 65536, maxLineBytes: 10000, buffers: 0 }).bytes, 20064, "never below one sealed line")
+    })
+    test("board defaults from the chip's heap: an ESP32-S2's buffers and framing fit its 40 KB; an ESP32 holds 16 unread lines", async function () {
+        const budget = function (arch: string): { bytes: number; short: number } {
+            const c = resolveConfig({}, boardDefaults(heapOfArch(arch)))
+            return framingBudget({ heap: heapOfArch(arch), maxLineBytes: c.maxLineBytes, buffers: c.maxReceivedBytes + c.maxBacklogBytes + c.maxQueuedBytes + c.maxInflightBytes })
+        }
+        const s2 = resolveConfig({}, boardDefaults(heapOfArch("esp32s2")))
+        eq(s2.maxLineBytes, 2048, "S2: the same line limit")
+        eq(s2.maxReceivedLines, 8, "S2: half the receive queue")
+        eq(s2.maxReceivedBytes + s2.maxBacklogBytes + s2.maxQueuedBytes + s2.maxInflightBytes, 7168, "S2: half the buffers")
+        eq(budget("esp32s2").short, 0, "S2: fits")
+        eq(budget("esp32s2").bytes, 9216, "S2: 9 KB framing")
+        eq(resolveConfig({}, boardDefaults(heapOfArch("esp32"))).maxReceivedLines, 16, "ESP32: 16 lines")
+        eq(budget("esp32").bytes, 16384, "ESP32: 16 KB framing")
     })
 })

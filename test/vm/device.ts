@@ -4,7 +4,7 @@
 // stand-in runtime primitives). Prints VMCASE lines like test/vm/main.ts for
 // test/node/device-vm.test.ts, then exits 0 through ds.restart().
 import * as ds from "@devicescript/core"
-import { ConfigError, parseSettings } from "../../src/device/config.js"
+import { checkKeys, ConfigError, parseSettings } from "../../src/device/config.js"
 import { Bounded, WifiNetwork } from "../../src/device/network.js"
 import { ConnectError, Primitives, SocketEvent, TcpSocket, usePrimitives } from "../../src/device/socket.js"
 import { WATCHDOG_DEFAULT } from "../../src/shared/watchdog.js"
@@ -33,6 +33,21 @@ function refused(raw: { [name: string]: unknown }): string {
     }
     return ""
 }
+
+test("settings: a key in an image built without authentication is refused at start, naming IOT_KEY", async function () {
+    const key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+    const c = parseSettings({ IOT_HOST: "h", IOT_KEY: key }, "devid").config
+    let got = ""
+    try {
+        checkKeys(c, false)
+    } catch (e) {
+        ok(e instanceof ConfigError, "a ConfigError")
+        got = message(e)
+    }
+    ok(got.indexOf("setting IOT_KEY: this firmware image is built without authentication") === 0, "named: " + got)
+    checkKeys(c, true)
+    checkKeys(parseSettings({ IOT_HOST: "h" }, "devid").config, false)
+})
 
 test("settings: numeric-looking values arrive as numbers and are accepted; defaults apply to absent ones", async function () {
     const s = parseSettings({ IOT_HOST: "192.168.1.10", IOT_ID: 1, IOT_PORT: 8123, IOT_VERBOSE: 1 }, "devid")

@@ -1,14 +1,20 @@
 // Builds the Client an app runs on, from its configuration.
 import * as ds from "@devicescript/core"
-import { Client } from "../client.js"
+import { BoardKeys, Client } from "../client.js"
 import { AppConfig } from "../config.js"
 import { Light } from "../heartbeat.js"
-import { SimNetwork, WifiNetwork } from "../network.js"
+import { Network, SimNetwork, WifiNetwork } from "../network.js"
 
 // The board entry's LED (pins.LED of the board definition).
 let boardLed: ds.OutputPin | undefined = undefined
 export function setBoardLed(pin: ds.OutputPin | undefined): void {
     boardLed = pin
+}
+
+// Authentication, when the entry compiled it in (keyed.ts boardKeys).
+let boardKeys: BoardKeys | undefined = undefined
+export function setBoardKeys(keys: BoardKeys | undefined): void {
+    boardKeys = keys
 }
 
 // The board's LED for an app that shows its own state on it. The client of
@@ -18,13 +24,14 @@ export function appLight(c: AppConfig): Light {
 }
 
 // `heartbeat` false: the app owns the LED (see appLight).
-export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean): Client {
+// `network`: the tests' stand-in; default the board's WiFi (the simulator's: none).
+export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean, network?: Network): Client {
     return new Client({
         id: c.id,
         host: c.host,
         port: c.port,
         timeout: c.timeout,
-        network: c.sim ? new SimNetwork() : new WifiNetwork(),
+        network: network ? network : c.sim ? new SimNetwork() : new WifiNetwork(),
         led: c.sim ? undefined : boardLed,
         heartbeat: heartbeat !== false,
         watchdog: c.watchdog,
@@ -32,8 +39,10 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         onStatus: onStatus,
         key: c.key !== undefined && c.key !== "" ? Buffer.from(c.key, "hex") : undefined,
         encrypt: c.encrypt === true,
+        keys: boardKeys,
         report: c.report,
         firmware: c.firmware,
+        heap: c.heap,
         // A watchdog reboot halts the simulator's VM: restart the program there.
         onWatchdog: c.sim
             ? function () {

@@ -3,16 +3,35 @@
 //   {"cmd":"send","n":N,"prefix":"p","qos":true,"wait":true}  write p0..pN-1, then {"sent":N}
 //   {"cmd":"stats"}     reply with the link's counters
 //   {"cmd":"pause","ms":M}   stop reading for M ms (a slow application)
-//   {"cmd":"hang"}      stop the client's tasks (the watchdog should fire)
+//   {"cmd":"hang"}      the network's next wait for WiFi never returns, as a
+//                       stuck runtime call would (after the link drops, the
+//                       watchdog should fire)
 //   {"cmd":"restart"}   restart the program
 import * as ds from "@devicescript/core"
 import { AppConfig } from "../config.js"
 import { makeClient, spawnWrite, Pending } from "./start.js"
+import { Network } from "../network.js"
+
+// The simulator's network (always up), whose waits can be made to hang.
+class StuckableNetwork implements Network {
+    readonly name = "simulator"
+    stuck = false
+    async waitUp(ms: number): Promise<boolean> {
+        while (this.stuck) await ds.sleep(60000)
+        return true
+    }
+    async rejoin(ms: number): Promise<void> {}
+    onLost(lost: () => void): void {}
+    rssi(): number | undefined {
+        return undefined
+    }
+}
 
 export async function testbed(c: AppConfig): Promise<void> {
+    const net = new StuckableNetwork()
     const client = makeClient(c, function (up: boolean) {
         console.log("testbed: status " + (up ? "up" : "down") + " connects " + client.connects)
-    })
+    }, undefined, net)
     client.start()
     console.log("testbed: started " + c.id)
     while (true) {
@@ -55,8 +74,8 @@ export async function testbed(c: AppConfig): Promise<void> {
             console.log("testbed: pausing reads for " + o.ms + " ms")
             await ds.sleep(o.ms)
         } else if (cmd === "hang") {
-            console.log("testbed: hanging the client's tasks")
-            client.hang()
+            console.log("testbed: the next wait for WiFi hangs")
+            net.stuck = true
         } else if (cmd === "restart") {
             ds.restart()
         }

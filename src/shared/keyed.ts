@@ -1,0 +1,40 @@
+// The keyed client's side of the handshake (answer, check the server's
+// proof, derive the session that seals every line), behind a small
+// interface the Link calls. The Link does not import it: linkAuth() puts it
+// in the LinkAuth, so a board built without a key compiles none of the
+// handshake, the sealing or the crypto (DeviceScript compiles only what is
+// reachable from the entry; docs/board.md, "Firmware size").
+import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript } from "./auth.js"
+import type { Crypto } from "./crypto.js"
+import type { LinkAuth } from "./link.js"
+import type { Session } from "./seal.js"
+
+export interface KeyedSteps {
+    nonce(a: LinkAuth): string
+    answer(a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string
+    verify(a: LinkAuth, t: Transcript, mac: string): boolean
+    session(a: LinkAuth, t: Transcript, encrypt: boolean): Session
+}
+
+// A client's LinkAuth: with a key it authenticates (and refuses a server
+// that does not); without one it answers a challenge plain.
+export function linkAuth(crypto: Crypto, key: Buffer | undefined, encrypt: boolean): LinkAuth {
+    return { crypto: crypto, key: key, encrypt: encrypt, steps: key !== undefined ? keyedSteps() : undefined }
+}
+
+function keyedSteps(): KeyedSteps {
+    return {
+        nonce: function (a: LinkAuth): string {
+            return newNonce(a.crypto)
+        },
+        answer: function (a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string {
+            return answerLine(epoch, nc, proof(a.crypto, a.key as Buffer, "client", t), max)
+        },
+        verify: function (a: LinkAuth, t: Transcript, mac: string): boolean {
+            return proofOk(a.crypto, a.key as Buffer, "server", t, mac)
+        },
+        session: function (a: LinkAuth, t: Transcript, encrypt: boolean): Session {
+            return deriveSession(a.crypto, a.key as Buffer, "client", t, encrypt)
+        },
+    }
+}

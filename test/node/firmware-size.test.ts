@@ -1,0 +1,31 @@
+// What the board images compile in, from the build's size reports
+// (build/devs/<image>.sizes.md, written by tools/build-devs.mjs in npm run
+// build): an image without a key carries no handshake, sealing or crypto.
+import assert from "node:assert/strict"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { REPO } from "../../src/server/sim.js"
+
+const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "boardKeys", "linkAuth"]
+
+function functions(image: string): Set<string> {
+    const text = readFileSync(join(REPO, "build/devs", `${image}.sizes.md`), "utf8")
+    return new Set([...text.matchAll(/\|\s*`([^`]+)`/g)].map((m) => m[1]!))
+}
+
+describe("firmware images", function () {
+    before(function () {
+        if (!existsSync(join(REPO, "build/devs/demo.sizes.md"))) throw new Error("build/devs/demo.sizes.md missing: run npm run build")
+    })
+
+    it("an image built without IOT_KEY compiles in no authentication or encryption; src/main.ts does", function () {
+        const sizes = JSON.parse(readFileSync(join(REPO, "build/devs/sizes.json"), "utf8")) as Record<string, { keyed?: boolean }>
+        for (const image of ["demo", "remote", "qos", "qos-fast"]) {
+            if (sizes[image]!.keyed) continue // built with a key in .env.local
+            const f = functions(image)
+            for (const name of KEYED_ONLY) assert.ok(!f.has(name), `${image}: ${name} compiled in`)
+        }
+        const keyed = functions("demo-keyed")
+        for (const name of KEYED_ONLY) assert.ok(keyed.has(name), `demo-keyed: ${name} missing`)
+    })
+})
