@@ -15,4 +15,5 @@ export { LinkError, type LinkErrorCode, type LinkOptions } from "../shared/index
 export { makeLogger, silentLogger, type Logger } from "./log.js"
 export { parseKeys, parseKeyFile, loadKeyFile, parseClientKey, modeWarning, KeyFileError, type KeyFile, type KeySpec } from "./keys.js"
 export { HttpStatus, type HttpOptions } from "./http.js"
+export { Gateway, type GatewayOptions } from "./gateway.js"
 export { Fleet, type BoardStatus, type BoardReport, type FleetTotals } from "./fleet.js"
