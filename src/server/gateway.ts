@@ -33,22 +33,21 @@ export interface GatewayOptions extends ServerOptions {
 // The packet ids of up lines are link ids + 1 (1..256); MQTT.js numbers
 // its other packets (subscriptions, status) above them.
 const FIRST_OTHER_ID = 1000
+// What send() uses of MQTT.js beyond its public API.
+interface MqttInternals {
+    outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
+    _sendPacket(packet: Record<string, unknown>): void
+}
+
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
 
-// Hands out the packet id the next publish must carry, or a free one.
+// Numbers MQTT.js's own packets (subscribe, status) above the up lines' ids.
 class PacketIds {
-    next = 0 // set just before an up line's publish
     private used = new Set<number>()
     private last = FIRST_OTHER_ID
     private counter = FIRST_OTHER_ID
     allocate(): number | null {
-        if (this.next !== 0) {
-            const id = this.next
-            this.next = 0
-            this.used.add(id)
-            return (this.last = id)
-        }
         for (let i = 0; i < 65535 - FIRST_OTHER_ID; i++) {
             this.counter = this.counter >= 65535 ? FIRST_OTHER_ID : this.counter + 1
             if (!this.used.has(this.counter)) {
@@ -83,7 +82,6 @@ interface DownRecord {
 // the up lines not yet taken by the broker, the down packets passed on.
 class BoardSession {
     private mqtt: MqttClient | undefined
-    private ids = new PacketIds()
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private down = new Map<number, DownRecord>()
@@ -104,7 +102,7 @@ class BoardSession {
     open(): void {
         if (this.mqtt || this.closed) return
         const id = this.conn.id
-        const ids = (this.ids = new PacketIds())
+        const ids = new PacketIds()
         const opts: IClientOptions = {
             clientId: sessionClientId(id),
             clean: false,
@@ -130,10 +128,11 @@ class BoardSession {
             if (this.everConnected && !connack.sessionPresent)
                 this.log.warn({ code: "session-lost" }, "the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost (run the broker with persistence: docs/gateway.md)")
             this.everConnected = true
-            c.publish(boardTopic(id, "status"), "online", { qos: 1, retain: true })
+            // "online" once the down topic is subscribed: lines sent from then on reach the board.
             c.subscribe(boardTopic(id, "down"), { qos: 1 }, (err, granted) => {
-                if (err) this.log.error({ code: "subscribe" }, `subscribing to ${boardTopic(id, "down")} failed: ${err.message}`)
-                else if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${boardTopic(id, "down")}, not 1: down lines may be lost`)
+                if (err) return void this.log.error({ code: "subscribe" }, `subscribing to ${boardTopic(id, "down")} failed: ${err.message}`)
+                if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${boardTopic(id, "down")}, not 1: down lines may be lost`)
+                c.publish(boardTopic(id, "status"), "online", { qos: 1, retain: true })
             })
         })
         c.on("close", () => {
@@ -181,10 +180,13 @@ class BoardSession {
         if (this.mqtt) this.send(this.mqtt, pid, h, false)
     }
 
+    // Publishes with the packet id chosen here (MQTT.js numbers its own
+    // publishes itself), the way MQTT.js's publish() does: registered in
+    // `outgoing` for the PUBREC/PUBCOMP, and in its store, which sends it
+    // again (or its PUBREL) when this session reconnects.
     private send(c: MqttClient, pid: number, h: HeldLine, dup: boolean): void {
-        this.ids.next = pid
-        c.publish(boardTopic(this.conn.id, "up"), h.payload, { qos: 2, dup }, (err) => {
-            if (c !== this.mqtt && err) return // that session was dropped; the next one sends it again
+        const client = c as unknown as MqttInternals
+        const done = (err?: Error) => {
             if (err) {
                 this.log.error({ code: "publish" }, `up line refused by the broker: ${err.message}`)
                 return
@@ -193,8 +195,10 @@ class BoardSession {
             this.upInFlight.delete(pid)
             this.gw.counts.upDone++
             const i = this.upWaiting.findIndex((w) => w.kept.id + 1 === pid)
-            if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0])
-        })
+            if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
+        }
+        client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
+        client._sendPacket({ cmd: "publish", topic: boardTopic(this.conn.id, "up"), payload: h.payload, qos: 2, retain: false, messageId: pid, dup })
     }
 
     // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
