@@ -6,6 +6,7 @@ import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client } from "../../src/server/index.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../node/support/util.js"
 import { Mosquitto } from "./support/mosquitto.js"
+import { Deliveries } from "./support/deliveries.js"
 
 function gatewayProcess(broker: string, port: number, name: string): Cli {
     const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--log-level", "debug"])
@@ -62,8 +63,8 @@ describe("MQTT gateway with Mosquitto", function () {
         let gw = gatewayProcess(broker.url, port, "g1")
         await gw.waitFor(/gateway listening/, 15000)
         const sub = await mqttClient(broker.url, `test-sub-${id}`)
-        const seen = new Seen()
-        sub.on("message", (_t, p) => seen.add(p.toString()))
+        const seen = new Deliveries()
+        sub.on("message", (_t, p, packet) => seen.add(p.toString(), packet))
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const board = cleanup(new Client({ id, port, backoffFirst: 50, backoffCap: 300 }).start())
         await board.connected()
@@ -80,8 +81,11 @@ describe("MQTT gateway with Mosquitto", function () {
             await within(Promise.all(batch), 60000, `lines ${i}..${i + 19} ACKed to the board`)
         }
         await board.write("end")
-        await seen.until("end", 30000)
-        seen.check("u", N)
+        await within(seen.wait("end"), 30000, "end seen")
+        const r = seen.check(Array.from({ length: N }, (_, i) => "u" + i))
+        // Mosquitto's own resends after its restart are reported, not blamed on the gateway.
+        if (r.brokerResends > 0) console.log(`      (Mosquitto resent ${r.brokerResends} completed deliveries to the subscriber after its restart)`)
+        assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] }, "each line published once, none lost")
     }
 
     async function downRun(fault: (step: () => Promise<void>) => Promise<void>, id: string): Promise<void> {
@@ -135,10 +139,7 @@ describe("MQTT gateway with Mosquitto", function () {
         await downRun(killOnly, "bd1")
     })
 
-    // Pending: in runs here a few lines published around the restart reached
-    // the subscriber twice (lines u186-u191 of 300 in one run); not yet
-    // explained (docs/gateway.md, "Open edges").
-    it.skip("board -> subscriber: each line once across a broker restart", async function () {
+    it("board -> subscriber: each line once across a broker restart", async function () {
         await upRun(restartOnly, "bu2")
     })
 
