@@ -39,6 +39,8 @@ interface MqttInternals {
     _sendPacket(packet: Record<string, unknown>): void
 }
 
+// The largest send window a board may have (config.ts: window, 1..120).
+const MAX_WINDOW = 120
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
 
@@ -87,6 +89,7 @@ class BoardSession {
     private down = new Map<number, DownRecord>()
     private backoff: Backoff
     private closed = false
+    private releasedStale = false
     everConnected = false
 
     constructor(
@@ -169,9 +172,29 @@ class BoardSession {
                 return // the Connection was closed
             }
             this.gw.counts.upHeld++
+            if (!this.releasedStale) this.releaseStale(h.kept.id)
             const pid = h.kept.id + 1
             if (this.upInFlight.has(pid)) this.upWaiting.push(h)
             else this.publish(pid, h)
+        }
+    }
+
+    // The first line this session holds is the board's oldest not ACKed
+    // (a board resends in order). Lines with the WINDOW ids before it were
+    // ACKed to the board, so the broker has them; a gateway that died
+    // between PUBREC and PUBREL left them waiting for a PUBREL: send it.
+    // For an id the broker holds nothing under, it just answers PUBCOMP.
+    private releaseStale(first: number): void {
+        this.releasedStale = true
+        const c = this.mqtt as unknown as MqttInternals | undefined
+        if (!c) return
+        let id = first
+        for (let i = 0; i < MAX_WINDOW; i++) {
+            id = id <= 1 ? 255 : id - 1
+            const pid = id + 1
+            if (this.upInFlight.has(pid) || c.outgoing[pid]) continue
+            c.outgoing[pid] = { volatile: false, cmd: "pubrel", cb: () => undefined }
+            c._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
         }
     }
 
@@ -214,6 +237,7 @@ class BoardSession {
         }
         const text = payload.toString("utf-8")
         const pid = packet.messageId ?? 0
+        this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         if (packet.dup && seen && seen.payload === text) {
