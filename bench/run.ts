@@ -24,6 +24,7 @@ import { status } from "./sections/status.js"
 import { storm } from "./sections/storm.js"
 import { throughput } from "./sections/throughput.js"
 import { v1peer } from "./sections/v1peer.js"
+import { mqttGateway } from "./sections/mqtt.js"
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..")
 const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
@@ -37,6 +38,7 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     footprint,
     v1peer,
     bounds,
+    mqtt: mqttGateway,
 }
 
 interface Results {

@@ -36,7 +36,7 @@ const FIRST_OTHER_ID = 1000
 // What send() uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
-    _sendPacket(packet: Record<string, unknown>): void
+    _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
 // The largest send window a board may have (config.ts: window, 1..120).
@@ -87,6 +87,7 @@ class BoardSession {
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private down = new Map<number, DownRecord>()
+    private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     private backoff: Backoff
     private closed = false
     private releasedStale = false
@@ -118,7 +119,26 @@ class BoardSession {
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
         this.mqtt = c
-        c.handleMessage = (packet, done) => this.onDown(packet as IPublishPacket, done)
+        c.handleMessage = (packet, done) => this.onDown(c, packet as IPublishPacket, done)
+        // MQTT.js reads a session's next packet only once the last one's
+        // PUBACK is sent: one down line per board round trip, and a PINGRESP
+        // stuck behind a slow board. So the PUBACK of a down line is held
+        // here until the board ACKed it, while MQTT.js is told it went.
+        const internals = c as unknown as MqttInternals
+        const send = internals._sendPacket.bind(c)
+        internals._sendPacket = (packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]) => {
+            const held = packet["cmd"] === "puback" ? this.pubackAfter.get(packet["messageId"] as number) : undefined
+            if (held === undefined) return send(packet, cb, ...rest)
+            this.pubackAfter.delete(packet["messageId"] as number)
+            cb?.()
+            held.then(
+                () => {
+                    // On a later connection the broker sends the line again (DUP) and gets its PUBACK then.
+                    if (this.mqtt === c && c.connected) send(packet)
+                },
+                () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
+            )
+        }
         c.on("packetreceive", (p) => {
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
@@ -226,7 +246,7 @@ class BoardSession {
 
     // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
     // messages of one session over one at a time, so lines stay in order.
-    private onDown(packet: IPublishPacket, done: (e?: Error) => void): void {
+    private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
         const id = this.conn.id
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
         const problem = payloadProblem(payload, this.gw.server.cfg.maxLineBytes)
@@ -251,17 +271,19 @@ class BoardSession {
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }
-        p.then(
+        const delivered = p.then(
             () => {
                 this.gw.counts.downDone++
-                done()
             },
             (e: LinkError) => {
-                // ECLOSED: the board went to another gateway; never PUBACKed here.
-                if (e.code !== "ECLOSED") this.log.warn({ code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
-                if (e.code !== "ECLOSED") done()
+                if (e.code === "ECLOSED") throw e
+                // A line the link refuses (too long for this board, ...): logged and PUBACKed, so it blocks nothing.
+                this.log.warn({ code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
             },
         )
+        delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
+        if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
+        done()
     }
 }
 
