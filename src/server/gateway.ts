@@ -39,6 +39,8 @@ interface MqttInternals {
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
+// Down lines a board's link holds at most (well under maxQueuedLines).
+const DOWN_INFLIGHT = 256
 // The largest send window a board may have (config.ts: window, 1..120).
 const MAX_WINDOW = 120
 // Broker resends of down packets remembered per board (dup check).
@@ -88,6 +90,11 @@ class BoardSession {
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private down = new Map<number, DownRecord>()
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
+    // Down lines written to the link and not yet ACKed by the board: over
+    // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
+    // so the link's queue never fills (a full queue would refuse the line).
+    private downPending = 0
+    private downWaiting: Array<() => void> = []
     private backoff: Backoff
     private closed = false
     private releasedStale = false
@@ -260,11 +267,19 @@ class BoardSession {
         this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
+        let fresh = false
         if (packet.dup && seen && seen.payload === text) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
             p = this.conn.write(text, { qos: true, wait: true })
+            fresh = true
+            this.downPending++
+            const left = () => {
+                this.downPending--
+                while (this.downPending < DOWN_INFLIGHT && this.downWaiting.length > 0) this.downWaiting.shift()!()
+            }
+            p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
                 this.down.set(pid, { payload: text, done: p })
@@ -283,7 +298,8 @@ class BoardSession {
         )
         delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
         if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
-        done()
+        if (fresh && this.downPending >= DOWN_INFLIGHT) this.downWaiting.push(() => done())
+        else done()
     }
 }
 

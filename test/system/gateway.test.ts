@@ -148,6 +148,30 @@ describe("MQTT gateway with Mosquitto", function () {
         await downRun(async () => undefined, "bd0")
     })
 
+    it("publisher -> board: a flood of 6,000 lines, more than the link queues (4,096), all arrive in order", async function () {
+        const port = await freePort()
+        const gw = gatewayProcess(broker.url, port, "g1")
+        await gw.waitFor(/gateway listening/, 15000)
+        const board = cleanup(new Client({ id: "bf1", port }).start())
+        await board.connected()
+        const pub = await mqttClient(broker.url, "test-pub-bf1")
+        const online = within(new Promise<void>((r) => pub.on("message", (_t, p) => p.toString() === "online" && r())), 30000, "board online")
+        await pub.subscribeAsync("devs-iot/bf1/status", { qos: 1 })
+        await online
+        const N = 6000
+        const got: string[] = []
+        const all = new Promise<void>((r) => {
+            void (async () => {
+                for await (const l of board) if (got.push(l) === N) r()
+            })()
+        })
+        const sends: Promise<unknown>[] = []
+        for (let i = 0; i < N; i++) sends.push(pub.publishAsync("devs-iot/bf1/down", "f" + i, { qos: 1 }))
+        await within(Promise.all(sends), 120000, "all taken by the broker")
+        await within(all, 120000, `${N} lines at the board (got ${got.length})`)
+        assert.deepEqual(got, Array.from({ length: N }, (_, i) => "f" + i))
+    })
+
     it("board -> subscriber: each line once across a gateway SIGKILL and restart", async function () {
         await upRun(killOnly, "bu1")
     })
