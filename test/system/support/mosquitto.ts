@@ -22,6 +22,10 @@ export class Mosquitto {
     private child: ChildProcess | undefined
     log = ""
 
+    get pid(): number {
+        return this.child?.pid ?? -1
+    }
+
     get url(): string {
         return `mqtt://127.0.0.1:${this.port}`
     }
