@@ -25,6 +25,8 @@ import { status } from "./sections/status.js"
 import { storm } from "./sections/storm.js"
 import { throughput } from "./sections/throughput.js"
 import { v1peer } from "./sections/v1peer.js"
+import { mqttGateway } from "./sections/mqtt.js"
+import { mqttIdle } from "./sections/mqttidle.js"
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../..")
 const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
@@ -39,6 +41,8 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
     v1peer,
     bounds,
     state,
+    mqtt: mqttGateway,
+    mqttidle: mqttIdle,
 }
 
 interface Results {

@@ -8,7 +8,7 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
 import { NO_KEYS } from "./config.js"
 import { Heartbeat, Light } from "./heartbeat.js"
@@ -27,8 +27,8 @@ export interface WriteOptions {
 
 export interface ClientOptions {
     id: string
-    host: string
-    port?: number // default 8123
+    host: string // the server's address, or several ("a,b:9000"): the next is tried when a connect fails
+    port?: number // default 8123 (for addresses that name no port)
     timeout?: number // default 2000; the same as the server's
     onStatus?: (up: boolean) => void
     network?: Network // default: the board's WiFi
@@ -59,6 +59,8 @@ export class Client {
     private opts: ClientOptions
     private host: string
     private port: number
+    private servers: ServerAddress[]
+    private at = 0 // the address tried now
     private net: Network
     private heart: Heartbeat
     private backoff: Backoff
@@ -106,8 +108,11 @@ export class Client {
             console.log("devs-iot " + opts.id + ": the heap is " + budget.short + " bytes short for these link settings: lower maxLineBytes, maxReceivedBytes, maxBacklogBytes, maxQueuedBytes or maxInflightBytes")
         this.opts = opts
         this.id = opts.id
-        this.host = opts.host
-        this.port = port
+        const sl = parseServers(opts.host, port)
+        if (sl.problem !== "") throw new LinkError("ECONFIG", "host: " + sl.problem)
+        this.servers = sl.list
+        this.host = sl.list[0].host
+        this.port = sl.list[0].port
         // A new epoch per run: this id sequence starts at 00.
         this.link = new Link("client", cfg, randomEpoch(), opts.id)
         if (opts.key !== undefined) {
@@ -273,6 +278,13 @@ export class Client {
         }
     }
 
+    // A connect failed: the next server address is tried (several gateways).
+    private moveOn(): void {
+        this.at = nextServer(this.at, this.servers.length)
+        this.host = this.servers[this.at].host
+        this.port = this.servers[this.at].port
+    }
+
     private async run(): Promise<void> {
         const timeout = this.link.cfg.timeout
         while (!this.closed) {
@@ -299,6 +311,7 @@ export class Client {
                 this.note(kind === "refused" ? "refused" : "noAnswer")
                 const delay = this.backoff.next(randomUnit())
                 this.say(errorText(e) + (kind === "refused" ? " (the server is down, WiFi is fine)" : kind === "noAnswer" ? " (no answer)" : "") + "; retry in " + delay + " ms")
+                this.moveOn()
                 if (this.opts.badServer) await this.opts.badServer()
                 await this.pause(delay)
                 continue

@@ -8,7 +8,7 @@
 // that names it: never a silent default.
 import * as ds from "@devicescript/core"
 import { readSetting } from "@devicescript/settings"
-import { checkClientId, isHex } from "../shared/index.js"
+import { checkClientId, isHex, parseServers } from "../shared/index.js"
 import { WATCHDOG_DEFAULT } from "../shared/watchdog.js"
 import { TIMEOUT } from "../shared/config.js"
 
@@ -50,7 +50,7 @@ export interface SettingDef {
 // and a resident one costs heap for the whole run.
 export function boardSettingDefs(): SettingDef[] {
     return [
-    { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required)" },
+    { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required), or several, host[:port] separated by commas: the next is tried when a connect fails (several gateways)" },
     { name: "IOT_PORT", kind: "int", min: 1, max: 65535, dflt: 8123, doc: "the server's port" },
     { name: "IOT_ID", kind: "id", min: 0, max: 0, dflt: "", doc: "the board's id (default: its device id)" },
     { name: "IOT_TIMEOUT", kind: "int", min: TIMEOUT.min, max: TIMEOUT.max, dflt: TIMEOUT.dflt, doc: "ms; the same as the server's --timeout" },
@@ -114,6 +114,8 @@ export function checkConfig(c: AppConfig): AppConfig {
     const p = checkClientId(c.id)
     if (p !== "") throw new ConfigError("setting IOT_ID: " + p)
     if (typeof c.host !== "string" || c.host === "") throw new ConfigError("setting IOT_HOST is missing: set it to the server's address in .env.local")
+    const servers = parseServers(c.host, c.port)
+    if (servers.problem !== "") throw new ConfigError("setting IOT_HOST: " + servers.problem)
     num("IOT_PORT", c.port)
     num("IOT_TIMEOUT", c.timeout)
     num("IOT_INTERVAL", c.interval)

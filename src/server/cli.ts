@@ -11,6 +11,8 @@ import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
 import { openState, StateError, type StateStore } from "./state.js"
+import { Gateway } from "./gateway.js"
+import { boardTopic } from "./topics.js"
 import { checkToken, HttpStatus } from "./http.js"
 import { readFileSync } from "node:fs"
 import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "./keys.js"
@@ -67,6 +69,20 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
             ...STATE,
             ...OTA_SERVER_OPTIONS,
+            gateway: { type: "boolean", help: "run as an MQTT gateway with an embedded broker instead (see 'devs-iot gateway --help'; --app is not used)" },
+            ...COMMON,
+        },
+    },
+    gateway: {
+        summary: "run an MQTT gateway: boards' lines on devs-iot/<id>/up, lines to them from devs-iot/<id>/down (docs/gateway.md)",
+        options: {
+            mqtt: { type: "string", arg: "URL", help: "the broker (mqtt://host:port); default: an embedded broker (Aedes) on --broker-port" },
+            "broker-port": { type: "string", arg: "N", help: "the embedded broker's port (default 1883; 0 picks a free one)" },
+            "broker-host": { type: "string", arg: "ADDR", help: "the embedded broker's address (default 127.0.0.1)" },
+            name: { type: "string", arg: "NAME", help: "this gateway's name in devs-iot/$gateway/<name>/status (default <hostname>-<pid>)" },
+            port: { type: "string", arg: "N", help: "TCP port for boards (default 8123; 0 picks a free one)" },
+            host: { type: "string", arg: "ADDR", help: "address to listen on for boards (default 0.0.0.0)" },
+            "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing takes longer (default 3000)" },
             ...COMMON,
         },
     },
@@ -328,6 +344,32 @@ async function stateFrom(values: Values, source: Record<string, string>, log: Lo
         log.fatal({ code: e.code }, e.message)
         return null
     }
+}
+
+// Runs an MQTT gateway until SIGINT/SIGTERM.
+async function runGateway(values: Values, source: Record<string, string>): Promise<number> {
+    const log = makeLogger(level(values, source), values["json"] === true)
+    const port = int(values, source, "port", 8123, 0, 65535)
+    const gw = new Gateway({
+        port,
+        host: host(values, source, "0.0.0.0"),
+        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
+        mqtt: str(values, "mqtt"),
+        brokerPort: int(values, source, "broker-port", 1883, 0, 65535),
+        brokerHost: str(values, "broker-host"),
+        name: str(values, "name"),
+        logger: log,
+    })
+    try {
+        await gw.start()
+    } catch (e) {
+        const err = e as NodeJS.ErrnoException
+        log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+        await gw.close().catch(() => undefined)
+        return 1
+    }
+    log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: mosquitto_sub -h ${new URL(gw.brokerUrl).hostname} -p ${new URL(gw.brokerUrl).port || 1883} -t 'devs-iot/#' -v`)
+    return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", 3000, 100, 600000))
 }
 
 // The HTTP side when --http-port is given; the token from the flag, the
@@ -594,6 +636,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             process.stdout.write(randomBytes(32).toString("hex") + "\n")
             return 0
         }
+        if (cmd === "gateway" || (cmd === "server" && values["gateway"] === true)) return await runGateway(values, source)
         return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
     } catch (e) {
         if (e instanceof UsageError || (e as { code?: string }).code === "ECONFIG") {

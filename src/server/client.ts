@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, Link, LinkError, linkAuth, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, Link, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
@@ -13,8 +13,8 @@ import type { StateStore } from "./state.js"
 
 export interface ClientOptions extends LinkOptions {
     id: string // unique per client: the server tells links apart by it
-    host?: string // the server's address (default "127.0.0.1")
-    port?: number // the server's port (default 8123)
+    host?: string // the server's address (default "127.0.0.1"), or several ("a:9000,b"): the next is tried when a connect fails
+    port?: number // the server's port (default 8123), for addresses that name none
     onStatus?: (up: boolean) => void
     logger?: Logger
     backoffFirst?: number // ms before the first retry (default 100), doubling...
@@ -31,8 +31,10 @@ export interface ClientOptions extends LinkOptions {
 
 export class Client extends Endpoint {
     readonly id: string
-    readonly host: string
-    readonly port: number
+    host: string // the address tried now
+    port: number
+    private servers: Array<{ host: string; port: number }>
+    private at = 0
     private backoff: Backoff
     private encrypt = false
     private started = false
@@ -69,8 +71,11 @@ export class Client extends Endpoint {
         } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "host must be a non-empty string")
-        this.host = opts.host ?? "127.0.0.1"
-        this.port = intIn("port", opts.port, 8123, 1, 65535)
+        const sl = parseServers(opts.host ?? "127.0.0.1", intIn("port", opts.port, 8123, 1, 65535))
+        if (sl.problem !== "") throw new LinkError("ECONFIG", `host: ${sl.problem}`)
+        this.servers = sl.list
+        this.host = sl.list[0]!.host
+        this.port = sl.list[0]!.port
         const first = intIn("backoffFirst", opts.backoffFirst, 100, 1, 600000)
         this.backoff = new Backoff(first, intIn("backoffCap", opts.backoffCap, 2000, first, 600000))
         if (opts.onStatus) this.on("status", opts.onStatus)
@@ -163,7 +168,12 @@ export class Client extends Endpoint {
             clearTimeout(limit)
             if (this.connecting !== s) return // attached: the Endpoint handles it
             this.connecting = undefined
-            this.scheduleRetry(`connect to ${this.host}:${this.port} failed: ${error || "closed"}`)
+            const why = `connect to ${this.host}:${this.port} failed: ${error || "closed"}`
+            // The next server address (several gateways).
+            this.at = nextServer(this.at, this.servers.length)
+            this.host = this.servers[this.at]!.host
+            this.port = this.servers[this.at]!.port
+            this.scheduleRetry(why)
         })
     }
 

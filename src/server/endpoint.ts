@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { Link, LinkError, type LinkEvent, type Peer } from "../shared/index.js"
+import { Link, LinkError, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -91,6 +91,7 @@ export abstract class Endpoint extends EventEmitter {
     // Called with each round trip (ms), for a histogram; undefined: none.
     onRoundTrip: ((ms: number) => void) | undefined = undefined
     private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
+    private holders: Array<{ resolve: (h: HeldLine) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
     private bounds: PeerBounds | undefined
@@ -159,6 +160,26 @@ export abstract class Endpoint extends EventEmitter {
         }
         if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.readers.push({ resolve, reject }))
+    }
+
+    // For a relay (the MQTT gateway): the next received line, whose ACK waits
+    // for settle(line), however long: the peer resends it until then, and its
+    // full window stops it sending more. Waits across outages.
+    hold(): Promise<HeldLine> {
+        const h = this.link.hold(clock())
+        if (h !== undefined) {
+            this.countIn(h.payload)
+            this.pump()
+            return Promise.resolve(h)
+        }
+        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        return new Promise((resolve, reject) => this.holders.push({ resolve, reject }))
+    }
+
+    // The relay has passed a held line on: ACK it to the peer.
+    settle(line: HeldLine): void {
+        this.link.settle(line)
+        this.pump()
     }
 
     status(): boolean {
@@ -267,6 +288,7 @@ export abstract class Endpoint extends EventEmitter {
         this.pump()
         const err = new LinkError("ECLOSED", "link closed")
         for (const r of this.readers.splice(0)) r.reject(err)
+        for (const r of this.holders.splice(0)) r.reject(err)
         for (const w of this.upWaiters.splice(0)) w.reject(err)
         this.clearTimer()
         this.resetBounds()
@@ -363,6 +385,13 @@ export abstract class Endpoint extends EventEmitter {
             this.readers.shift()!.resolve(line)
             this.again = true // room freed: unpark
             this.releaseSoon()
+        }
+        while (this.holders.length > 0) {
+            const h = link.hold(now)
+            if (h === undefined) break
+            this.countIn(h.payload)
+            this.holders.shift()!.resolve(h)
+            this.again = true
         }
         if (s && this.socket === s) {
             const cut = this.overBounds(s, now)

@@ -231,6 +231,18 @@ export class Server extends EventEmitter {
         return this.conns.get(id)
     }
 
+    // Forgets an id's Connection (its socket closed, pending writes and reads
+    // rejected with ECLOSED): a gateway lets go of a board another took over.
+    forget(id: string, reason: string): boolean {
+        const conn = this.conns.get(id)
+        if (conn === undefined) return false
+        this.conns.delete(id)
+        this.idle.delete(id)
+        conn.disconnect(reason)
+        conn.shutdown()
+        return true
+    }
+
     connections(): Connection[] {
         return [...this.conns.values()]
     }

@@ -105,7 +105,7 @@ export interface LinkAuth {
 // its phase. On a later socket it leaves only once the peer has proved the
 // same epoch; toward a peer that cannot (v1), it is dropped when that socket
 // comes up, and the peer's resend is ACKed as a duplicate.
-class Kept {
+export class Kept {
     payload: string
     bytes: number
     id: number
@@ -121,6 +121,17 @@ class Kept {
         this.id = id
         this.at = at
         this.sock = sock
+    }
+}
+
+// A line taken with Link.hold(): its payload, and what settle() ACKs.
+export class HeldLine {
+    payload: string
+    kept: Kept
+
+    constructor(payload: string, kept: Kept) {
+        this.payload = payload
+        this.kept = kept
     }
 }
 
@@ -181,6 +192,7 @@ export class Link {
     private inboxBytes = 0
     private unacked = 0
     private taken = new Fifo<Kept>() // read, ACK not yet released
+    private holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
     private lastRead = -1 // when the application last read
     private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
     private held = new Fifo<Kept>() // due ACKs of lines from an earlier socket, until this one's peer is known
@@ -300,6 +312,38 @@ export class Link {
     // next flush), so a crash before that loses no ACKed line.
     release(): void {
         for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) this.ack(k)
+    }
+
+    // The next received line for a relay (the MQTT gateway): its ACK waits
+    // for settle(line), however long, since the relay may ACK only once the
+    // line is safe further on. Unsettled lines keep the peer's window full,
+    // so the peer stops sending: that is the back-pressure.
+    hold(now: number): HeldLine | undefined {
+        this.lastRead = now
+        const k = this.inbox.shift()
+        if (k === undefined) return undefined
+        this.inboxBytes -= k.bytes
+        if (!k.acked) {
+            this.unacked--
+            this.holding.push(k)
+        }
+        return new HeldLine(k.payload, k)
+    }
+
+    // The relay has passed on a held line: ACK it now (or on the next socket
+    // of the same peer life; never toward a peer that restarted since).
+    settle(line: HeldLine): void {
+        const k = line.kept
+        if (k.acked) return
+        this.holding.retain(function (x: Kept) {
+            return x !== k
+        })
+        this.ack(k)
+    }
+
+    // Lines held and not settled.
+    holdingCount(): number {
+        return this.holding.size()
     }
 
     readable(): number {
@@ -939,6 +983,11 @@ export class Link {
             return k.sock !== c.serial
         }
         this.taken.retain(function (k: Kept) {
+            if (!earlier(k)) return true
+            self.unowe(k)
+            return false
+        })
+        this.holding.retain(function (k: Kept) {
             if (!earlier(k)) return true
             self.unowe(k)
             return false

@@ -9,6 +9,7 @@ import { authSuite } from "./auth.cases.js"
 import { keysSuite } from "./keys.cases.js"
 import { reportSuite } from "./report.cases.js"
 import { limitsSuite } from "./limits.cases.js"
+import { serversSuite } from "./servers.cases.js"
 import { Suite } from "./harness.js"
 
-export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, keysSuite, pairSuite, watchdogSuite, reportSuite, limitsSuite]
+export const suites: Suite[] = [codecSuite, framerSuite, dedupSuite, linkSuite, authSuite, keysSuite, pairSuite, watchdogSuite, reportSuite, limitsSuite, serversSuite]

@@ -1,4 +1,4 @@
-import { IdReader, Link, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { HeldLine, IdReader, Link, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { blanks, boardCfg, clientDrive, Drive, nodeCfg, serverDrive } from "./drive.js"
 import { eq, eqList, ok, suite, throwsCode } from "./harness.js"
 
@@ -292,6 +292,47 @@ export const linkSuite = suite("link", function (test) {
         d.link.release()
         d.advance(200)
         ok(d.take().indexOf("02\n") < 0, "no ACK of b to the restarted peer")
+    })
+    test("held lines (relay): ACKed only at settle, never by ackDelay, in the order settled", async function () {
+        const d = v1Server({ ackDelay: 100 })
+        d.reads = false
+        d.feed("05a\n06b\n")
+        const a = d.link.hold(d.now) as HeldLine
+        const b = d.link.hold(d.now) as HeldLine
+        ok(a !== undefined && b !== undefined, "two lines held")
+        eq(a.payload + b.payload, "ab", "payloads")
+        for (let i = 0; i < 10; i++) {
+            d.advance(500)
+            d.feed("\n") // the peer's keepalives: the link stays up
+        }
+        const out = d.take()
+        ok(out.indexOf("05") < 0 && out.indexOf("06") < 0, "no ACK while held, long after ackDelay")
+        eq(d.link.holdingCount(), 2, "both held")
+        d.link.settle(b)
+        d.pump()
+        eq(d.take(), "06\n", "b ACKed when settled")
+        d.feed("05a\n")
+        eq(d.take(), "", "a resend of a held line is neither delivered nor ACKed")
+        d.link.settle(a)
+        d.link.settle(a)
+        d.pump()
+        eq(d.take(), "05\n", "a ACKed once, however often settled")
+        eq(d.link.holdingCount(), 0, "none held")
+    })
+    test("held lines (relay): a line held across a restart of the peer is never ACKed to its new life", async function () {
+        const d = serverDrive({})
+        d.reads = false
+        d.feed(blanks(10) + "!hello epoch=A\n01a\n")
+        d.take()
+        const a = d.link.hold(d.now) as HeldLine
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.feed(blanks(10) + "!hello epoch=B\n")
+        d.take()
+        d.link.settle(a)
+        d.advance(200)
+        ok(d.take().indexOf("01\n") < 0, "no ACK of a to the restarted peer")
+        eq(d.link.holdingCount(), 0, "a no longer held")
     })
     test("ACK on read: ackDelay 0 ACKs on receipt, as v1 does", async function () {
         const d = v1Server({ ackDelay: 0 })

@@ -1,0 +1,125 @@
+// The MQTT gateway: lines/s and p99 latency through one gateway process and
+// Mosquitto, board -> subscriber (QoS 2) and publisher -> board (QoS 1),
+// beside MQTT.js publisher -> subscriber on the same broker at the same QoS,
+// in the same run (target: the gateway row >= 80 % of its reference).
+import { spawn } from "node:child_process"
+import { join } from "node:path"
+import { connect as mqttConnect, type MqttClient } from "mqtt"
+import { Client } from "../../src/server/index.js"
+import { Mosquitto } from "../../test/system/support/mosquitto.js"
+import { freePort } from "../../test/node/support/util.js"
+import { ROOT } from "../../test/node/support/devs.js"
+import type { Context, SectionResult } from "../lib/context.js"
+import { within } from "../lib/context.js"
+import { summarize } from "../lib/stats.js"
+import { int, met, ms } from "../lib/table.js"
+
+interface Flow {
+    n: number
+    perSec: number
+    p99: number
+    median: number
+}
+
+// Sends n lines, `inflight` outstanding at most; `deliver` is called by the
+// receiver with each line. Rate: first send to last receipt.
+async function flow(n: number, inflight: number, send: (line: string) => Promise<unknown>, onLine: (cb: (line: string) => void) => void): Promise<Flow> {
+    const sentAt = new Float64Array(n)
+    const lat: number[] = []
+    let got = 0
+    let done!: () => void
+    const all = new Promise<void>((r) => (done = r))
+    onLine((line) => {
+        const i = Number(line.slice(1, line.indexOf(" ")))
+        if (!(i >= 0 && i < n)) return
+        lat.push(performance.now() - sentAt[i]!)
+        if (++got === n) done()
+    })
+    const start = performance.now()
+    let next = 0
+    const worker = async () => {
+        while (next < n) {
+            const i = next++
+            sentAt[i] = performance.now()
+            await send(`m${i} ${"x".repeat(24)}`)
+        }
+    }
+    await Promise.all(Array.from({ length: inflight }, worker))
+    await within(all, 300000, `${n} lines received`)
+    const s = summarize(lat)
+    return { n, perSec: (n / (performance.now() - start)) * 1000, p99: s.p99, median: s.median }
+}
+
+async function mqtt(url: string, clientId: string): Promise<MqttClient> {
+    const c = mqttConnect(url, { clientId, clean: true, reconnectPeriod: 0 })
+    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `${clientId} connected`)
+    return c
+}
+
+export async function mqttGateway(ctx: Context): Promise<SectionResult> {
+    const scale = ctx.quick ? 0.1 : 1
+    const broker = new Mosquitto()
+    await broker.start()
+    const port = await freePort()
+    const gw = spawn(process.execPath, [join(ROOT, "bin/devs-iot.js"), "gateway", "--mqtt", broker.url, "--port", String(port), "--name", "bench", "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] })
+    const clients: MqttClient[] = []
+    let board: Client | undefined
+    try {
+        const sub = await mqtt(broker.url, "bench-sub")
+        const pub = await mqtt(broker.url, "bench-pub")
+        clients.push(sub, pub)
+        let onUp: (l: string) => void = () => undefined
+        let onRef: (l: string) => void = () => undefined
+        sub.on("message", (t, p) => (t === "bench/ref" ? onRef(p.toString()) : onUp(p.toString())))
+        await sub.subscribeAsync("devs-iot/bench-b/up", { qos: 2 })
+        await sub.subscribeAsync("bench/ref", { qos: 2 })
+        const online = new Promise<void>((r) => pub.on("message", (_t, p) => p.toString() === "online" && r()))
+        await pub.subscribeAsync("devs-iot/bench-b/status", { qos: 1 })
+        board = new Client({ id: "bench-b", port, backoffFirst: 50, backoffCap: 500 }).start()
+        await within(board.connected(), 20000, "board connected to the gateway")
+        await within(online, 20000, "board session online")
+        let onDown: (l: string) => void = () => undefined
+        const b = board
+        void (async () => {
+            for await (const l of b) onDown(l)
+        })()
+        const refPub = async (qos: 1 | 2, line: string) => pub.publishAsync("bench/ref", line, { qos })
+        const rows: Array<[string, Flow, Flow | undefined]> = []
+        const data: Record<string, Flow> = {}
+        for (const inflight of [1, 64]) {
+            const n = Math.round((inflight === 1 ? 5000 : 40000) * scale)
+            ctx.log(`mqtt: ${n} lines, ${inflight} in flight`)
+            // Warm-up, not counted.
+            await flow(500, inflight, (l) => refPub(2, l), (cb) => (onRef = cb))
+            const ref2 = await flow(n, inflight, (l) => refPub(2, l), (cb) => (onRef = cb))
+            const up = await flow(n, inflight, (l) => b.write(l, { wait: inflight === 1 }), (cb) => (onUp = cb))
+            const ref1 = await flow(n, inflight, (l) => refPub(1, l), (cb) => (onRef = cb))
+            const downN = Math.round((inflight === 1 ? 2000 : 5000) * scale)
+            const down = await flow(downN, inflight, (l) => pub.publishAsync("devs-iot/bench-b/down", l, { qos: 1 }), (cb) => (onDown = cb))
+            data[`ref2_${inflight}`] = ref2
+            data[`up_${inflight}`] = up
+            data[`ref1_${inflight}`] = ref1
+            data[`down_${inflight}`] = down
+            rows.push([`MQTT.js pub -> sub, QoS 2, ${inflight} in flight (reference)`, ref2, undefined])
+            rows.push([`board -> gateway -> subscriber (QoS 2), ${inflight} in flight`, up, ref2])
+            rows.push([`MQTT.js pub -> sub, QoS 1, ${inflight} in flight (reference)`, ref1, undefined])
+            rows.push([`publisher (QoS 1) -> gateway -> board, ${inflight} in flight`, down, ref1])
+        }
+        return {
+            name: "mqtt",
+            data,
+            tables: [
+                {
+                    title: "The MQTT gateway with Mosquitto 2.0 (lines of 32 bytes; rate from first send to last receipt; latency send to receipt)",
+                    head: ["path", "lines/s", "median", "p99", "target", "met"],
+                    rows: rows.map(([label, f, ref]) => [label, int(f.perSec), ms(f.median), ms(f.p99), ref ? `>= ${int(ref.perSec * 0.8)} (80 %)` : "", ref ? met(f.perSec >= ref.perSec * 0.8) : ""]),
+                },
+            ],
+        }
+    } finally {
+        await board?.close()
+        for (const c of clients) c.end(true)
+        if (gw.exitCode === null && gw.pid) process.kill(gw.pid, "SIGKILL")
+        await broker.close()
+    }
+}

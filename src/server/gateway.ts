@@ -1,0 +1,486 @@
+// The MQTT gateway: a devs-iot Server whose boards' lines go to and come
+// from an MQTT broker (docs/gateway.md; the exactly-once argument is in
+// docs/protocol.md, "The MQTT gateway").
+//
+// One persistent MQTT session per board id (client id sessionClientId(id),
+// clean: false), held by the gateway that holds the board's link:
+// - up: each line is held (Endpoint.hold) and published at QoS 2 with
+//   packet id = the line's link id + 1. It is ACKed to the board when the
+//   broker answers PUBREC (the broker has stored it and will deliver it once,
+//   on PUBREL). A resend of the same line, through this gateway or another,
+//   carries the same packet id, which the broker's QoS 2 state recognises.
+// - down: the session subscribes to its `down` topic at QoS 1; a message is
+//   PUBACKed only once the board ACKed the line. A broker resend (dup) of a
+//   packet this gateway already passed on is not written again.
+import { hostname } from "node:os"
+import { createServer, type Server as NetServer } from "node:net"
+import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
+import { Backoff, LinkError, type HeldLine } from "../shared/index.js"
+import { Server, type ServerOptions } from "./server.js"
+import type { Connection } from "./connection.js"
+import { silentLogger, type Logger } from "./log.js"
+import { boardTopic, gatewayTopic, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
+
+export interface GatewayOptions extends ServerOptions {
+    mqtt?: string // the broker's URL (mqtt://host:port); none: an embedded broker (Aedes)
+    brokerPort?: number // the embedded broker's port (default 1883; 0: a free one)
+    brokerHost?: string // the embedded broker's address (default "127.0.0.1")
+    name?: string // this gateway's name in topics (default <hostname>-<pid>)
+    mqttBackoffFirst?: number // ms before the first reconnect to the broker (default 200), doubling...
+    mqttBackoffCap?: number // ...up to this (default 5000)
+}
+
+// The packet ids of up lines are link ids + 1 (1..256); MQTT.js numbers
+// its other packets (subscriptions, status) above them.
+const FIRST_OTHER_ID = 1000
+// What send() uses of MQTT.js beyond its public API.
+interface MqttInternals {
+    outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
+    _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
+}
+
+// Down lines a board's link holds at most (well under maxQueuedLines).
+const DOWN_INFLIGHT = 256
+// The largest send window a board may have (config.ts: window, 1..120).
+const MAX_WINDOW = 120
+// Broker resends of down packets remembered per board (dup check).
+const DOWN_RECORD = 512
+
+// Numbers MQTT.js's own packets (subscribe, status) above the up lines' ids.
+class PacketIds {
+    private used = new Set<number>()
+    private last = FIRST_OTHER_ID
+    private counter = FIRST_OTHER_ID
+    allocate(): number | null {
+        for (let i = 0; i < 65535 - FIRST_OTHER_ID; i++) {
+            this.counter = this.counter >= 65535 ? FIRST_OTHER_ID : this.counter + 1
+            if (!this.used.has(this.counter)) {
+                this.used.add(this.counter)
+                return (this.last = this.counter)
+            }
+        }
+        return null
+    }
+    getLastAllocated(): number | null {
+        return this.last
+    }
+    register(id: number): boolean {
+        if (this.used.has(id)) return false
+        this.used.add(id)
+        return true
+    }
+    deallocate(id: number): void {
+        this.used.delete(id)
+    }
+    clear(): void {
+        this.used.clear()
+    }
+}
+
+interface DownRecord {
+    payload: string
+    done: Promise<void>
+}
+
+// One board's side of the gateway: its MQTT session while its link is up,
+// the up lines not yet taken by the broker, the down packets passed on.
+class BoardSession {
+    private mqtt: MqttClient | undefined
+    private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
+    private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
+    private down = new Map<number, DownRecord>()
+    private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
+    // Down lines written to the link and not yet ACKed by the board: over
+    // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
+    // so the link's queue never fills (a full queue would refuse the line).
+    private downPending = 0
+    private downWaiting: Array<() => void> = []
+    private backoff: Backoff
+    private closed = false
+    private releasedStale = false
+    everConnected = false
+
+    constructor(
+        readonly gw: Gateway,
+        readonly conn: Connection,
+        private log: Logger,
+    ) {
+        this.backoff = new Backoff(gw.backoffFirst, gw.backoffCap)
+        void this.upLoop()
+    }
+
+    // The board's link is up: open (or reopen) its MQTT session.
+    open(): void {
+        if (this.mqtt || this.closed) return
+        const id = this.conn.id
+        const ids = new PacketIds()
+        const opts: IClientOptions = {
+            clientId: sessionClientId(id),
+            clean: false,
+            protocolVersion: 4,
+            reconnectPeriod: this.gw.backoffFirst,
+            connectTimeout: 10000,
+            keepalive: 30,
+            messageIdProvider: ids as never,
+            will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
+        }
+        const c = mqttConnect(this.gw.brokerUrl, opts)
+        this.mqtt = c
+        c.handleMessage = (packet, done) => this.onDown(c, packet as IPublishPacket, done)
+        // MQTT.js reads a session's next packet only once the last one's
+        // PUBACK is sent: one down line per board round trip, and a PINGRESP
+        // stuck behind a slow board. So the PUBACK of a down line is held
+        // here until the board ACKed it, while MQTT.js is told it went.
+        const internals = c as unknown as MqttInternals
+        const send = internals._sendPacket.bind(c)
+        internals._sendPacket = (packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]) => {
+            const held = packet["cmd"] === "puback" ? this.pubackAfter.get(packet["messageId"] as number) : undefined
+            if (held === undefined) return send(packet, cb, ...rest)
+            this.pubackAfter.delete(packet["messageId"] as number)
+            cb?.()
+            held.then(
+                () => {
+                    // On a later connection the broker sends the line again (DUP) and gets its PUBACK then.
+                    if (this.mqtt === c && c.connected) send(packet)
+                },
+                () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
+            )
+        }
+        c.on("packetreceive", (p) => {
+            // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
+            if (p.cmd === "pubrec" && p.messageId !== undefined) {
+                const h = this.upInFlight.get(p.messageId)
+                if (h) this.conn.settle(h)
+            }
+        })
+        c.on("connect", (connack) => {
+            this.backoff.linkUp(Date.now())
+            if (this.everConnected && !connack.sessionPresent)
+                this.log.warn({ code: "session-lost" }, "the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost (run the broker with persistence: docs/gateway.md)")
+            this.everConnected = true
+            // "online" once the down topic is subscribed: lines sent from then on reach the board.
+            c.subscribe(boardTopic(id, "down"), { qos: 1 }, (err, granted) => {
+                if (err) return void this.log.error({ code: "subscribe" }, `subscribing to ${boardTopic(id, "down")} failed: ${err.message}`)
+                if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${boardTopic(id, "down")}, not 1: down lines may be lost`)
+                c.publish(boardTopic(id, "status"), "online", { qos: 1, retain: true })
+            })
+        })
+        c.on("close", () => {
+            if (this.closed || this.mqtt !== c) return
+            this.backoff.linkDown(Date.now(), 0)
+            c.options.reconnectPeriod = this.backoff.next(Math.random())
+        })
+        c.on("error", (e) => this.log.warn({ code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
+        // Lines held from an earlier session go again with their packet ids:
+        // the broker's QoS 2 state knows the ones it already stored.
+        for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+    }
+
+    // The board's link is down: drop its MQTT session without DISCONNECT,
+    // so the broker publishes its will ("offline") and keeps what is not
+    // acknowledged (un-PUBACKed down lines go again to whoever holds it next).
+    drop(): void {
+        const c = this.mqtt
+        this.mqtt = undefined
+        c?.end(true)
+    }
+
+    close(): void {
+        this.closed = true
+        this.drop()
+    }
+
+    private async upLoop(): Promise<void> {
+        while (!this.closed) {
+            let h: HeldLine
+            try {
+                h = await this.conn.hold()
+            } catch {
+                return // the Connection was closed
+            }
+            this.gw.counts.upHeld++
+            if (!this.releasedStale) this.releaseStale(h.kept.id)
+            const pid = h.kept.id + 1
+            if (this.upInFlight.has(pid)) this.upWaiting.push(h)
+            else this.publish(pid, h)
+        }
+    }
+
+    // The first line this session holds is the board's oldest not ACKed
+    // (a board resends in order). Lines with the WINDOW ids before it were
+    // ACKed to the board, so the broker has them; a gateway that died
+    // between PUBREC and PUBREL left them waiting for a PUBREL: send it.
+    // For an id the broker holds nothing under, it just answers PUBCOMP.
+    private releaseStale(first: number): void {
+        this.releasedStale = true
+        const c = this.mqtt as unknown as MqttInternals | undefined
+        if (!c) return
+        let id = first
+        for (let i = 0; i < MAX_WINDOW; i++) {
+            id = id <= 1 ? 255 : id - 1
+            const pid = id + 1
+            if (this.upInFlight.has(pid) || c.outgoing[pid]) continue
+            c.outgoing[pid] = { volatile: false, cmd: "pubrel", cb: () => undefined }
+            c._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
+        }
+    }
+
+    private publish(pid: number, h: HeldLine): void {
+        this.upInFlight.set(pid, h)
+        if (this.mqtt) this.send(this.mqtt, pid, h, false)
+    }
+
+    // Publishes with the packet id chosen here (MQTT.js numbers its own
+    // publishes itself), the way MQTT.js's publish() does: registered in
+    // `outgoing` for the PUBREC/PUBCOMP, and in its store, which sends it
+    // again (or its PUBREL) when this session reconnects.
+    private send(c: MqttClient, pid: number, h: HeldLine, dup: boolean): void {
+        const client = c as unknown as MqttInternals
+        const done = (err?: Error) => {
+            if (err) {
+                this.log.error({ code: "publish" }, `up line refused by the broker: ${err.message}`)
+                return
+            }
+            if (this.upInFlight.get(pid) !== h) return
+            this.upInFlight.delete(pid)
+            this.gw.counts.upDone++
+            const i = this.upWaiting.findIndex((w) => w.kept.id + 1 === pid)
+            if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
+        }
+        client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
+        client._sendPacket({ cmd: "publish", topic: boardTopic(this.conn.id, "up"), payload: h.payload, qos: 2, retain: false, messageId: pid, dup })
+    }
+
+    // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
+    // messages of one session over one at a time, so lines stay in order.
+    private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
+        const id = this.conn.id
+        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
+        const problem = payloadProblem(payload, this.gw.server.cfg.maxLineBytes)
+        if (problem !== "") {
+            this.gw.counts.downRefused++
+            this.log.warn({ code: "bad-down", topic: packet.topic }, `down message for ${id} not passed on: ${problem}`)
+            return done()
+        }
+        const text = payload.toString("utf-8")
+        const pid = packet.messageId ?? 0
+        this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
+        const seen = pid !== 0 ? this.down.get(pid) : undefined
+        let p: Promise<void>
+        let fresh = false
+        if (packet.dup && seen && seen.payload === text) {
+            this.gw.counts.downResends++
+            p = seen.done
+        } else {
+            p = this.conn.write(text, { qos: true, wait: true })
+            fresh = true
+            this.downPending++
+            const left = () => {
+                this.downPending--
+                while (this.downPending < DOWN_INFLIGHT && this.downWaiting.length > 0) this.downWaiting.shift()!()
+            }
+            p.then(left, left)
+            if (pid !== 0) {
+                this.down.delete(pid)
+                this.down.set(pid, { payload: text, done: p })
+                if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
+            }
+        }
+        const delivered = p.then(
+            () => {
+                this.gw.counts.downDone++
+            },
+            (e: LinkError) => {
+                if (e.code === "ECLOSED") throw e
+                // A line the link refuses (too long for this board, ...): logged and PUBACKed, so it blocks nothing.
+                this.log.warn({ code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
+            },
+        )
+        delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
+        if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
+        if (fresh && this.downPending >= DOWN_INFLIGHT) this.downWaiting.push(() => done())
+        else done()
+    }
+}
+
+export class Gateway {
+    readonly server: Server
+    readonly name: string
+    readonly backoffFirst: number
+    readonly backoffCap: number
+    readonly counts = { upHeld: 0, upDone: 0, downDone: 0, downResends: 0, downRefused: 0, takenOver: 0 }
+    brokerUrl = ""
+    private log: Logger
+    private opts: GatewayOptions
+    private sessions = new Map<string, BoardSession>()
+    private control: MqttClient | undefined
+    private broker: { net: NetServer; close: () => Promise<void> } | undefined
+    private closing = false
+
+    constructor(opts: GatewayOptions = {}) {
+        this.opts = opts
+        this.log = opts.logger ?? silentLogger()
+        this.server = new Server(opts)
+        this.name = opts.name ?? `${hostname()}-${process.pid}`
+        const nameProblem = topicIdProblem(this.name)
+        if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)
+        this.backoffFirst = opts.mqttBackoffFirst ?? 200
+        this.backoffCap = opts.mqttBackoffCap ?? 5000
+        if (!(this.backoffFirst >= 10 && this.backoffCap >= this.backoffFirst && this.backoffCap <= 600000))
+            throw new LinkError("ECONFIG", "mqttBackoffFirst must be at least 10 ms and at most mqttBackoffCap (at most 600000)")
+        if (opts.mqtt !== undefined) {
+            try {
+                const u = new URL(opts.mqtt)
+                if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new Error(`protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:`)
+            } catch (e) {
+                throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message})`)
+            }
+            this.brokerUrl = opts.mqtt
+        }
+        this.server.on("connect", (conn) => this.boardUp(conn))
+        this.server.on("disconnect", (conn) => this.sessions.get(conn.id)?.drop())
+    }
+
+    get port(): number {
+        return this.server.port
+    }
+
+    // The embedded broker's port (-1: an external broker).
+    get brokerPort(): number {
+        const a = this.broker?.net.address()
+        return a && typeof a === "object" ? a.port : -1
+    }
+
+    async start(): Promise<void> {
+        if (this.brokerUrl === "") {
+            this.broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883)
+            this.brokerUrl = `mqtt://${this.opts.brokerHost ?? "127.0.0.1"}:${this.brokerPort}`
+            this.log.info({ broker: this.brokerUrl }, "embedded MQTT broker (Aedes) listening")
+        }
+        await this.startControl()
+        await this.server.listen()
+        this.log.info({ port: this.server.port, broker: this.brokerUrl, gateway: this.name }, "gateway listening")
+    }
+
+    async close(): Promise<void> {
+        this.closing = true
+        for (const s of this.sessions.values()) s.close()
+        this.sessions.clear()
+        await this.server.close()
+        const c = this.control
+        this.control = undefined
+        if (c) {
+            await new Promise<void>((resolve) => {
+                const t = setTimeout(() => c.end(true, () => resolve()), 1000)
+                c.publish(gatewayTopic(this.name), "offline", { qos: 1, retain: true }, () => {
+                    clearTimeout(t)
+                    c.end(false, () => resolve())
+                })
+            })
+        }
+        await this.broker?.close()
+    }
+
+    // The gateway's own connection: its status, and the "took" notices by
+    // which a gateway that took a board tells the one that had it to let go.
+    private startControl(): Promise<void> {
+        const c = mqttConnect(this.brokerUrl, {
+            clientId: `devs-iot-gateway-${this.name}`,
+            clean: true,
+            reconnectPeriod: this.backoffFirst,
+            connectTimeout: 10000,
+            will: { topic: gatewayTopic(this.name), payload: Buffer.from("offline"), qos: 1, retain: true },
+        })
+        this.control = c
+        const backoff = new Backoff(this.backoffFirst, this.backoffCap)
+        let warnedVersion = false
+        let failures = 0
+        c.on("connect", () => {
+            backoff.linkUp(Date.now())
+            if (failures > 0) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
+            failures = 0
+            c.publish(gatewayTopic(this.name), "online", { qos: 1, retain: true })
+            c.subscribe([TOOK_FILTER, "$SYS/broker/version"], { qos: 1 })
+        })
+        c.on("close", () => {
+            if (this.closing) return
+            backoff.linkDown(Date.now(), 0)
+            const d = backoff.next(Math.random())
+            c.options.reconnectPeriod = d
+            failures++
+            if (failures === 1 || (failures & (failures - 1)) === 0) this.log.warn({ broker: this.brokerUrl, failures, retryIn: d }, `broker connection lost or refused; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
+        })
+        c.on("error", (e) => this.log.warn({ broker: this.brokerUrl, code: "mqtt-error" }, `broker: ${e.message}`))
+        c.on("message", (topic, payload) => {
+            if (topic === "$SYS/broker/version") {
+                const v = payload.toString()
+                if (!warnedVersion && /mosquitto/i.test(v)) {
+                    warnedVersion = true
+                    this.log.warn({ broker: v, code: "broker-settings" }, "Mosquitto: exactly-once needs max_queued_messages above the lines a board may have waiting (default 1000 drops the rest silently) and persistence true; this gateway cannot read them: check mosquitto.conf (docs/gateway.md)")
+                }
+                return
+            }
+            const from = topic.split("/")[2]
+            const id = payload.toString()
+            if (from === this.name) return
+            const s = this.sessions.get(id)
+            if (!s) return
+            // Another gateway took this board: let go (its socket here, if any, is stale).
+            this.counts.takenOver++
+            this.log.info({ client: id, by: from }, "board taken over by another gateway: letting go")
+            s.close()
+            this.sessions.delete(id)
+            this.server.forget(id, `taken over by gateway ${from}`)
+        })
+        return new Promise((resolve) => {
+            // The gateway starts whether or not the broker answers: board lines wait.
+            const t = setTimeout(resolve, 3000)
+            c.once("connect", () => {
+                clearTimeout(t)
+                resolve()
+            })
+        })
+    }
+
+    private boardUp(conn: Connection): void {
+        const problem = topicIdProblem(conn.id)
+        if (problem !== "") {
+            this.log.error({ client: conn.id, code: "bad-id" }, `board id cannot be an MQTT topic level: ${problem}; its link is closed`)
+            this.server.forget(conn.id, "id not usable as an MQTT topic")
+            return
+        }
+        let s = this.sessions.get(conn.id)
+        if (s && s.conn !== conn) {
+            s.close()
+            s = undefined
+        }
+        if (!s) {
+            s = new BoardSession(this, conn, this.log.child({ client: conn.id }))
+            this.sessions.set(conn.id, s)
+        }
+        s.open()
+        this.control?.publish(tookTopic(this.name), conn.id, { qos: 1 })
+    }
+}
+
+// An in-process MQTT broker (Aedes) on a plain TCP listener.
+async function embeddedBroker(host: string, port: number): Promise<{ net: NetServer; close: () => Promise<void> }> {
+    const { Aedes } = await import("aedes")
+    const broker = await Aedes.createBroker()
+    const net = createServer(broker.handle as never)
+    await new Promise<void>((resolve, reject) => {
+        net.once("error", reject)
+        net.listen(port, host, () => {
+            net.off("error", reject)
+            resolve()
+        })
+    })
+    return {
+        net,
+        close: () =>
+            new Promise<void>((resolve) => {
+                net.close()
+                broker.close(() => resolve())
+            }),
+    }
+}

@@ -1,0 +1,61 @@
+// The MQTT topic layout of the gateway (docs/gateway.md), and its checks.
+// Pure: no I/O, so it is unit-tested in the fast layer.
+import { checkClientId } from "../shared/index.js"
+
+export const TOPIC_ROOT = "devs-iot"
+
+// A board's topics: `up` (board -> apps), `down` (apps -> board), and the
+// retained `status` ("online" / "offline", kept true by a last will).
+export function boardTopic(id: string, kind: "up" | "down" | "status"): string {
+    return `${TOPIC_ROOT}/${id}/${kind}`
+}
+
+// A gateway's retained status ("online" / "offline", its last will), and
+// where a gateway says it took a board (the others let go of it).
+export function gatewayTopic(name: string): string {
+    return `${TOPIC_ROOT}/$gateway/${name}/status`
+}
+export function tookTopic(name: string): string {
+    return `${TOPIC_ROOT}/$gateway/${name}/took`
+}
+export const TOOK_FILTER = `${TOPIC_ROOT}/$gateway/+/took`
+
+// The MQTT client id of a board's session: every gateway derives the same,
+// so a board reconnecting elsewhere takes its session over.
+export function sessionClientId(id: string): string {
+    return `devs-iot-${id}`
+}
+
+// Why a board id cannot be a topic level, or "": MQTT forbids `+`, `#` and
+// `/` inside one level and `$` at the start of a level is reserved.
+export function topicIdProblem(id: string): string {
+    const p = checkClientId(id)
+    if (p !== "") return p
+    if (id.includes("/")) return "contains '/' (a topic level separator)"
+    if (id.includes("+") || id.includes("#")) return "contains an MQTT wildcard ('+' or '#')"
+    if (id.startsWith("$")) return "starts with '$' (reserved for broker topics)"
+    if (Buffer.byteLength(id) > 200) return "longer than 200 bytes"
+    return ""
+}
+
+// A board topic read back: its id and kind, or a problem naming what is wrong.
+export function parseBoardTopic(topic: string): { id: string; kind: "up" | "down" | "status" } | { problem: string } {
+    const parts = topic.split("/")
+    if (parts.length !== 3) return { problem: `topic ${JSON.stringify(topic)}: expected ${TOPIC_ROOT}/<id>/<up|down|status>` }
+    if (parts[0] !== TOPIC_ROOT) return { problem: `topic ${JSON.stringify(topic)}: does not start with ${TOPIC_ROOT}/` }
+    const kind = parts[2]
+    if (kind !== "up" && kind !== "down" && kind !== "status") return { problem: `topic ${JSON.stringify(topic)}: last level must be up, down or status` }
+    const p = topicIdProblem(parts[1])
+    if (p !== "") return { problem: `topic ${JSON.stringify(topic)}: board id ${p}` }
+    return { id: parts[1], kind }
+}
+
+// Why a down payload cannot be a line to a board, or "".
+export function payloadProblem(payload: Buffer, maxLineBytes: number): string {
+    if (payload.length === 0) return "empty payload"
+    if (payload.length > maxLineBytes) return `payload of ${payload.length} bytes over the line limit (${maxLineBytes})`
+    if (payload.includes(10)) return "payload contains a newline"
+    const s = payload.toString("utf-8")
+    if (Buffer.byteLength(s) !== payload.length || s.includes("\ufffd")) return "payload is not valid UTF-8"
+    return ""
+}

@@ -1,0 +1,51 @@
+// `devs-iot gateway` with its embedded broker (Aedes): nothing else
+// installed, a board's line shows on its `up` topic to any MQTT client, a
+// line published on `down` reaches the board; SIGTERM exits 0.
+import assert from "node:assert/strict"
+import { connect as mqttConnect } from "mqtt"
+import { Client } from "../../src/server/index.js"
+import { cli, cleanup, closeAll, freePort, onCleanup, within } from "./support/util.js"
+
+describe("devs-iot gateway (embedded broker)", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    it("relays lines both ways through its embedded broker and exits 0 on SIGTERM", async function () {
+        const port = await freePort()
+        const brokerPort = await freePort()
+        const gw = cli(["gateway", "--port", String(port), "--broker-port", String(brokerPort), "--name", "t1"])
+        onCleanup(() => gw.stop())
+        await gw.waitFor(/ready: watch the boards with: mosquitto_sub/, 15000)
+        const mq = mqttConnect(`mqtt://127.0.0.1:${brokerPort}`, { clientId: "cli-test", reconnectPeriod: 0 })
+        onCleanup(() => void mq.end(true))
+        await within(new Promise<void>((r) => mq.once("connect", () => r())), 5000, "MQTT client connected")
+        const got: string[] = []
+        let online: () => void = () => undefined
+        let upLine: () => void = () => undefined
+        const isOnline = new Promise<void>((r) => (online = r))
+        const gotLine = new Promise<void>((r) => (upLine = r))
+        mq.on("message", (t, p) => {
+            if (t.endsWith("/status")) return void (p.toString() === "online" && online())
+            got.push(p.toString())
+            upLine()
+        })
+        await mq.subscribeAsync(["devs-iot/c1/up", "devs-iot/c1/status"], { qos: 2 })
+        const board = cleanup(new Client({ id: "c1", port }).start())
+        await within(board.connected(), 5000, "board connected")
+        await within(isOnline, 5000, "board online")
+        await within(board.write("hello broker"), 5000, "line taken by the broker")
+        await within(gotLine, 5000, "line on devs-iot/c1/up")
+        assert.deepEqual(got, ["hello broker"])
+        await mq.publishAsync("devs-iot/c1/down", "hello board", { qos: 1 })
+        assert.equal(await within(board.readline(), 5000, "line at the board"), "hello board")
+        gw.child.kill("SIGTERM")
+        assert.equal(await within(gw.exited, 10000, "gateway exit"), 0)
+    })
+
+    it("a bad broker URL exits 2 naming it", async function () {
+        const gw = cli(["gateway", "--mqtt", "http://x", "--port", "0"])
+        onCleanup(() => gw.stop())
+        assert.equal(await within(gw.exited, 10000, "exit"), 2)
+        assert.match(gw.stderr, /mqtt: not a broker URL \(protocol http: is not mqtt:/)
+    })
+})

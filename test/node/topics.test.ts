@@ -1,0 +1,34 @@
+// The gateway's MQTT topic layout and its checks of outside input (pure).
+import assert from "node:assert/strict"
+import { boardTopic, parseBoardTopic, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
+
+describe("MQTT gateway topics", function () {
+    it("lays out a board's topics and session client id", function () {
+        assert.equal(boardTopic("b1", "up"), "devs-iot/b1/up")
+        assert.equal(boardTopic("b1", "down"), "devs-iot/b1/down")
+        assert.equal(boardTopic("b1", "status"), "devs-iot/b1/status")
+        assert.equal(sessionClientId("b1"), "devs-iot-b1")
+        assert.deepEqual(parseBoardTopic("devs-iot/b1/down"), { id: "b1", kind: "down" })
+    })
+    it("refuses board ids that cannot be one topic level, naming why", function () {
+        assert.match(topicIdProblem("a/b"), /'\/'/)
+        assert.match(topicIdProblem("a+b"), /wildcard/)
+        assert.match(topicIdProblem("a#"), /wildcard/)
+        assert.match(topicIdProblem("$SYS"), /reserved/)
+        assert.notEqual(topicIdProblem(""), "")
+        assert.equal(topicIdProblem("board-1"), "")
+    })
+    it("reads a topic back or says what is wrong with it", function () {
+        assert.match((parseBoardTopic("devs-iot/a/b/down") as { problem: string }).problem, /expected devs-iot\/<id>/)
+        assert.match((parseBoardTopic("other/b1/down") as { problem: string }).problem, /does not start/)
+        assert.match((parseBoardTopic("devs-iot/b1/sideways") as { problem: string }).problem, /up, down or status/)
+        assert.match((parseBoardTopic("devs-iot/+/down") as { problem: string }).problem, /wildcard/)
+    })
+    it("refuses down payloads that cannot be a line: empty, oversize, newline, not UTF-8", function () {
+        assert.equal(payloadProblem(Buffer.from("hello"), 100), "")
+        assert.match(payloadProblem(Buffer.alloc(0), 100), /empty/)
+        assert.match(payloadProblem(Buffer.alloc(101, 97), 100), /101 bytes over the line limit \(100\)/)
+        assert.match(payloadProblem(Buffer.from("a\nb"), 100), /newline/)
+        assert.match(payloadProblem(Buffer.from([0xff, 0xfe]), 100), /UTF-8/)
+    })
+})

@@ -1,0 +1,113 @@
+// The multi-gateway run shared by the short soak (test/system/gateways.test.ts)
+// and the long one (test/soak/gateways.ts): 3 gateway processes on one
+// Mosquitto, Node clients holding all three addresses, lines both ways in
+// rounds, a fault after each round (each gateway killed and restarted in
+// turn, then a broker restart).
+import { connect as mqttConnect, type MqttClient } from "mqtt"
+import { Client } from "../../../src/server/index.js"
+import { cli, cleanup, freePort, onCleanup, within, type Cli } from "../../node/support/util.js"
+import { Mosquitto } from "./mosquitto.js"
+import { Deliveries } from "./deliveries.js"
+
+function gatewayProcess(broker: string, port: number, name: string): Cli {
+    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name])
+    onCleanup(() => {
+        if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
+    })
+    return g
+}
+
+async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
+    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
+    onCleanup(() => void c.end(true))
+    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
+    return c
+}
+
+class Counts {
+    private n = new Map<string, number>()
+    private waiters = new Map<string, () => void>()
+    add(k: string): void {
+        this.n.set(k, (this.n.get(k) ?? 0) + 1)
+        this.waiters.get(k)?.()
+    }
+    until(k: string, ms: number): Promise<void> {
+        if (this.n.has(k)) return Promise.resolve()
+        return within(new Promise<void>((r) => this.waiters.set(k, r)), ms, `${k} seen`)
+    }
+    faults(keys: string[]): { lost: string[]; dup: string[] } {
+        return { lost: keys.filter((k) => !this.n.has(k)), dup: keys.filter((k) => (this.n.get(k) ?? 0) > 1) }
+    }
+}
+
+export async function multiGatewayRun(o: { boards: number; rounds: number; perRound: number; url: string; broker: Mosquitto }): Promise<{ up: { lost: string[]; publishedTwice: string[]; brokerResends: number }; down: { lost: string[]; dup: string[] }; lines: number }> {
+    const names = ["g1", "g2", "g3"]
+    const ports = [await freePort(), await freePort(), await freePort()]
+    const gws = names.map((n, i) => gatewayProcess(o.url, ports[i]!, n))
+    for (const g of gws) await g.waitFor(/gateway listening/, 15000)
+    const hosts = ports.map((p) => `127.0.0.1:${p}`).join(",")
+    const sub = await mqttClient(o.url, "soak-sub")
+    const up = new Deliveries()
+    sub.on("message", (t, p, packet) => up.add(`${t.split("/")[1]} ${p.toString()}`, packet))
+    await sub.subscribeAsync("devs-iot/+/up", { qos: 2 })
+    const pub = await mqttClient(o.url, "soak-pub")
+    const online = new Set<string>()
+    const onlineWait = new Map<string, () => void>()
+    pub.on("message", (t, p) => {
+        const id = t.split("/")[1]!
+        if (p.toString() === "online") {
+            online.add(id)
+            onlineWait.get(id)?.()
+        }
+    })
+    await pub.subscribeAsync("devs-iot/+/status", { qos: 1 })
+    const down = new Counts()
+    const boards: Client[] = []
+    for (let b = 0; b < o.boards; b++) {
+        const c = cleanup(new Client({ id: `sb${b}`, host: hosts, backoffFirst: 50, backoffCap: 300 }).start())
+        boards.push(c)
+        void (async () => {
+            for await (const l of c) down.add(`sb${b} ${l}`)
+        })()
+    }
+    for (let b = 0; b < o.boards; b++) {
+        if (!online.has(`sb${b}`)) await within(new Promise<void>((r) => onlineWait.set(`sb${b}`, r)), 30000, `sb${b} online`)
+    }
+    // Faults between rounds: kill a gateway (and start it again), or restart the broker.
+    const faults: Array<() => Promise<void>> = []
+    for (let i = 0; i < 3; i++)
+        faults.push(async () => {
+            gws[i]!.stop()
+            await gws[i]!.exited
+            gws[i] = gatewayProcess(o.url, ports[i]!, names[i]!)
+            await gws[i]!.waitFor(/gateway listening/, 15000)
+        })
+    faults.push(() => o.broker.restart())
+    const upKeys: string[] = []
+    const downKeys: string[] = []
+    let n = 0
+    for (let r = 0; r < o.rounds; r++) {
+        const waits: Promise<unknown>[] = []
+        for (let b = 0; b < o.boards; b++) {
+            for (let j = 0; j < o.perRound; j++) {
+                const k = `u${n + j}`
+                upKeys.push(`sb${b} ${k}`)
+                waits.push(boards[b]!.write(k, { wait: false }))
+                const d = `d${n + j}`
+                downKeys.push(`sb${b} ${d}`)
+                waits.push(pub.publishAsync(`devs-iot/sb${b}/down`, d, { qos: 1 }))
+            }
+        }
+        n += o.perRound
+        await within(Promise.all(waits), 120000, `round ${r}: lines ACKed`)
+        await faults[r % faults.length]!()
+    }
+    for (let b = 0; b < o.boards; b++) {
+        await within(boards[b]!.write("end"), 60000, `sb${b} end written`)
+        await pub.publishAsync(`devs-iot/sb${b}/down`, "end", { qos: 1 })
+        await within(up.wait(`sb${b} end`), 60000, `sb${b} end published`)
+        await down.until(`sb${b} end`, 60000)
+    }
+    return { up: up.check(upKeys), down: down.faults(downKeys), lines: upKeys.length + downKeys.length }
+}
+

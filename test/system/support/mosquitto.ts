@@ -1,0 +1,94 @@
+// A real Mosquitto broker for the gateway tests: started on a free loopback
+// port with a generated configuration, stopped by its pid. Persistence is on
+// and max_queued_messages raised: the exactly-once promise needs both
+// (docs/gateway.md, "Broker settings").
+import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { createConnection } from "node:net"
+import { tmpdir, userInfo } from "node:os"
+import { join } from "node:path"
+import { freePort, within } from "../../node/support/util.js"
+
+export function mosquittoBinary(): string {
+    for (const p of ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]) {
+        if (spawnSync(p, ["-h"]).error === undefined) return p
+    }
+    throw new Error("mosquitto is not installed: apt-get install -y mosquitto (.ci/run installs it)")
+}
+
+export class Mosquitto {
+    port = 0
+    private dir = mkdtempSync(join(tmpdir(), "devs-iot-mosquitto-"))
+    private child: ChildProcess | undefined
+    log = ""
+
+    get pid(): number {
+        return this.child?.pid ?? -1
+    }
+
+    get url(): string {
+        return `mqtt://127.0.0.1:${this.port}`
+    }
+
+    async start(): Promise<void> {
+        if (this.port === 0) this.port = await freePort()
+        const conf = join(this.dir, "mosquitto.conf")
+        writeFileSync(conf, [
+            `listener ${this.port} 127.0.0.1`,
+            "allow_anonymous true",
+            // Run as root, Mosquitto switches to the user "mosquitto", who cannot write the persistence folder.
+            `user ${userInfo().username}`,
+            "persistence true",
+            `persistence_location ${this.dir}/`,
+            "autosave_interval 1",
+            "max_queued_messages 1000000",
+            "max_inflight_messages 0",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "",
+        ].join("\n"))
+        const child = spawn(mosquittoBinary(), ["-c", conf], { stdio: ["ignore", "pipe", "pipe"] })
+        this.child = child
+        child.stderr!.on("data", (b: Buffer) => (this.log += b.toString()))
+        child.stdout!.on("data", (b: Buffer) => (this.log += b.toString()))
+        await within(waitListening(this.port, () => child.exitCode !== null), 10000, `mosquitto listening on ${this.port}:\n${this.log}`)
+    }
+
+    // SIGTERM: Mosquitto saves its sessions (persistence) and exits.
+    async stop(): Promise<void> {
+        const c = this.child
+        this.child = undefined
+        if (!c || c.exitCode !== null || !c.pid) return
+        const gone = new Promise<void>((r) => c.once("exit", () => r()))
+        process.kill(c.pid, "SIGTERM")
+        await within(gone, 10000, "mosquitto exiting").catch(() => {
+            if (c.exitCode === null && c.pid) process.kill(c.pid, "SIGKILL")
+        })
+    }
+
+    async restart(): Promise<void> {
+        await this.stop()
+        await this.start()
+    }
+
+    async close(): Promise<void> {
+        await this.stop()
+        rmSync(this.dir, { recursive: true, force: true })
+    }
+}
+
+async function waitListening(port: number, dead: () => boolean): Promise<void> {
+    while (true) {
+        if (dead()) throw new Error("mosquitto exited")
+        const ok = await new Promise<boolean>((resolve) => {
+            const s = createConnection({ host: "127.0.0.1", port }, () => {
+                s.destroy()
+                resolve(true)
+            })
+            s.on("error", () => resolve(false))
+        })
+        if (ok) return
+        await new Promise((r) => setTimeout(r, 20))
+    }
+}
