@@ -5,7 +5,7 @@
 import type { Server } from "../server.js"
 import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
-import type { App } from "./index.js"
+import type { App } from "./app.js"
 
 export const DEMO_IDS = ["1", "2", "3", "4"]
 

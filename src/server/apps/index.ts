@@ -7,10 +7,9 @@ import { echoApp } from "./echo.js"
 import { eachConnection } from "./each.js"
 import { qosApp } from "./qos.js"
 import { remoteApp } from "./remote.js"
+import type { App } from "./app.js"
 
-export interface App {
-    stop(): void
-}
+export type { App } from "./app.js"
 
 export const APPS = ["demo", "remote", "qos", "qos-fast", "echo", "none"] as const
 export type AppName = (typeof APPS)[number]

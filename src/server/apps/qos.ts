@@ -6,7 +6,7 @@ import { QosCheck } from "../../shared/qoscheck.js"
 import type { Server } from "../server.js"
 import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
-import type { App } from "./index.js"
+import type { App } from "./app.js"
 import { eachConnection } from "./each.js"
 
 export function qosApp(server: Server, log: Logger, interval: number, fast: boolean): App {

@@ -3,7 +3,7 @@
 import type { Server } from "../server.js"
 import type { Connection } from "../connection.js"
 import type { Logger } from "../log.js"
-import type { App } from "./index.js"
+import type { App } from "./app.js"
 import { eachConnection } from "./each.js"
 
 export function remoteApp(server: Server, log: Logger): App {
