@@ -2,10 +2,10 @@
 // delivered to the server's application. A qos write is made during the
 // fault (right after it for a cut) and timed from the moment the fault
 // clears to its arrival. Node client, timeout 2000 ms (the default); the
-// faults come from the tests' fault proxy (test/node/support/proxy.ts), run
+// faults come from the tests' fault proxy (test/kit/proxy.ts), run
 // here in the runner's process, between a client process and a server
 // process.
-import { FaultProxy } from "../../test/node/support/proxy.js"
+import { FaultProxy } from "../../test/kit/proxy.js"
 import { startWorker, type Worker } from "../lib/proc.js"
 import { sleep, within, type Context, type SectionResult } from "../lib/context.js"
 import { wallMs } from "../lib/rpc.js"

@@ -1,7 +1,7 @@
 // A peer that behaves like the ORIGINAL micropython-iot client (the test
 // kit's V1Client: ACK on receipt, 20-line receive queue, resend after
 // timeout), in its own process: the v1 end of the v1 benchmark.
-import { V1Client } from "../../test/node/support/v1peer.js"
+import { V1Client } from "../../test/kit/v1peer.js"
 import { Counter, sendTimed, type SendMode } from "./ops.js"
 import { serveRequests } from "../lib/rpc.js"
 

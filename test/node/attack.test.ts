@@ -8,8 +8,8 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ROOT } from "./support/devs.js"
-import { within } from "./support/util.js"
+import { ROOT } from "../kit/devs.js"
+import { within } from "../kit/util.js"
 
 describe("live attack run (short)", function () {
     this.timeout(120000)

@@ -8,10 +8,10 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Client, Server, parseKeys, type Warning } from "../../src/server/index.js"
-import { cleanup, cli, closeAll, within } from "./support/util.js"
-import { nextWarning, raw, warnings } from "./support/sockets.js"
+import { cleanup, cli, closeAll, within } from "../kit/util.js"
+import { nextWarning, raw, warnings } from "../kit/sockets.js"
 import { pino } from "pino"
-import { isSealedMessage, Mitm } from "./support/mitm.js"
+import { isSealedMessage, Mitm } from "../kit/mitm.js"
 
 const T = 400
 const KEY = "11".repeat(32)

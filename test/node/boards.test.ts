@@ -5,7 +5,7 @@ import assert from "node:assert/strict"
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { basename, join } from "node:path"
 import { pathToFileURL } from "node:url"
-import { DEVS_CLI, ROOT } from "./support/devs.js"
+import { DEVS_CLI, ROOT } from "../kit/devs.js"
 
 const APPS = ["demo", "remote", "qos", "qos-fast"]
 const DEVKIT = "devs_iot_esp32_devkit_c"

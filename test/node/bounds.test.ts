@@ -13,8 +13,8 @@ import { ReadBudget, TokenBucket } from "../../src/server/budget.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
 import { PEER_BOUNDS } from "../../src/shared/bounds.js"
 import { main } from "../../src/server/cli.js"
-import { closeAll, onCleanup, within } from "./support/util.js"
-import { nextWarning, warnings } from "./support/sockets.js"
+import { closeAll, onCleanup, within } from "../kit/util.js"
+import { nextWarning, warnings } from "../kit/sockets.js"
 
 const T = 1000
 const KEY = "11".repeat(32)

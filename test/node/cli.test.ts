@@ -1,6 +1,6 @@
 // The devs-iot CLI as users run it: child processes, stopped by pid.
 import assert from "node:assert/strict"
-import { cli, within, type Cli } from "./support/util.js"
+import { cli, within, type Cli } from "../kit/util.js"
 
 describe("devs-iot CLI", function () {
     this.timeout(30000)

@@ -1,12 +1,12 @@
 // Compatibility: devs-iot's Node server and Node client against peers that
-// behave like the ORIGINAL micropython-iot ends (support/v1peer.ts, written
+// behave like the ORIGINAL micropython-iot ends (test/kit/v1peer.ts, written
 // from docs/protocol.md alone). A v1 peer must get a working link, every message
 // (exactly once with qos), and never a devs-iot extension line ("!...").
 import assert from "node:assert/strict"
 import type { EventEmitter } from "node:events"
 import { Client, Server, type Warning } from "../../src/server/index.js"
-import { V1Client, V1Server } from "./support/v1peer.js"
-import { cleanup, closeAll } from "./support/util.js"
+import { V1Client, V1Server } from "../kit/v1peer.js"
+import { cleanup, closeAll } from "../kit/util.js"
 
 const T = 400 // timeout on every end: short, so outages and resends are quick
 const BOUND = 5000 // the limit for anything that should take well under a second

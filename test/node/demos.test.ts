@@ -2,7 +2,7 @@
 // --app X` and the firmware of each demo in the simulator (`npm run sim`).
 // Checks the lines both sides print.
 import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/sim.js"
-import { cli, freePort, type Cli } from "./support/util.js"
+import { cli, freePort, type Cli } from "../kit/util.js"
 
 describe("the demos, server (CLI) and board (simulator)", function () {
     this.timeout(120000)

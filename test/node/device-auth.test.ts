@@ -4,8 +4,8 @@
 import assert from "node:assert/strict"
 import { Server, type Warning } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
-import { Mitm } from "./support/mitm.js"
-import { freePort, within } from "./support/util.js"
+import { Mitm } from "../kit/mitm.js"
+import { freePort, within } from "../kit/util.js"
 
 const TIMEOUT = 1000
 const KEY = "3c".repeat(32)

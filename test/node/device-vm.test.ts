@@ -4,7 +4,7 @@
 import assert from "node:assert/strict"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
-import { plain, ROOT, runTestImage } from "./support/devs.js"
+import { plain, ROOT, runTestImage } from "../kit/devs.js"
 
 const IMAGE = "build/devs/device-tests.devs"
 

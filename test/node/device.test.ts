@@ -7,9 +7,9 @@ import { once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { Server } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/sim.js"
-import { FaultProxy } from "./support/proxy.js"
-import { V1Server } from "./support/v1peer.js"
-import { freePort, within } from "./support/util.js"
+import { FaultProxy } from "../kit/proxy.js"
+import { V1Server } from "../kit/v1peer.js"
+import { freePort, within } from "../kit/util.js"
 
 const TIMEOUT = 1000
 

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict"
 import { connect as mqttConnect } from "mqtt"
 import { Client } from "../../src/server/index.js"
-import { cli, cleanup, closeAll, freePort, onCleanup, within } from "./support/util.js"
+import { cli, cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
 
 describe("devs-iot gateway (embedded broker)", function () {
     this.timeout(30000)

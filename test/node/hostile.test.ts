@@ -8,8 +8,8 @@ import { connect, type Socket } from "node:net"
 import { pino } from "pino"
 import { Admission, LogBudget } from "../../src/server/admission.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
-import { closeAll, freePort, onCleanup, within } from "./support/util.js"
-import { warnings } from "./support/sockets.js"
+import { closeAll, freePort, onCleanup, within } from "../kit/util.js"
+import { warnings } from "../kit/sockets.js"
 
 const T = 1000
 

@@ -8,8 +8,8 @@ import { join } from "node:path"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
 import { MAX_EVENT_CLIENTS } from "../../src/server/http.js"
 import { outageKind } from "../../src/server/fleet.js"
-import { ROOT } from "./support/devs.js"
-import { cleanup, cli, closeAll, onCleanup, within, type Cli } from "./support/util.js"
+import { ROOT } from "../kit/devs.js"
+import { cleanup, cli, closeAll, onCleanup, within, type Cli } from "../kit/util.js"
 
 const T = 400
 const TOKEN = "s3cret-token-for-the-http-side"

@@ -9,8 +9,8 @@ import { pino } from "pino"
 import { Client, Server, type Connection } from "../../src/server/index.js"
 import { deriveSession, MAX_ENCRYPTED_LINE } from "../../src/shared/index.js"
 import { nodeCrypto } from "../../src/server/nodecrypto.js"
-import { cleanup, closeAll, within } from "./support/util.js"
-import { raw } from "./support/sockets.js"
+import { cleanup, closeAll, within } from "../kit/util.js"
+import { raw } from "../kit/sockets.js"
 
 const T = 1000
 const KEY1 = "11".repeat(32)

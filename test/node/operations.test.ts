@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pino } from "pino"
 import { Client, Server, type Logger } from "../../src/server/index.js"
-import { cleanup, cli, closeAll, freePort, within, type Cli } from "./support/util.js"
+import { cleanup, cli, closeAll, freePort, within, type Cli } from "../kit/util.js"
 
 interface Rec {
     level: number

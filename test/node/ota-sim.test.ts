@@ -13,7 +13,7 @@ import { OtaGateway } from "../../src/server/ota/gateway.js"
 import { Ota } from "../../src/server/ota/ota.js"
 import { sha256 } from "../../src/server/ota/wssk.js"
 import { JacdacHost, runBoardVm, type BoardVm } from "../../src/server/ota/simboard.js"
-import { freePort, within } from "./support/util.js"
+import { freePort, within } from "../kit/util.js"
 
 describe("OTA deploy in the simulator (wssk, demo firmware)", function () {
     this.timeout(600000)

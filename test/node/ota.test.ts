@@ -1,5 +1,5 @@
 // The OTA gateway against the wssk protocol as the board's runtime speaks it
-// (support/wsskboard.ts, from the C sources), and the deploy with rollback
+// (test/kit/wsskboard.ts, from the C sources), and the deploy with rollback
 // against a real devs-iot server. The simulator run is in ota-sim.test.ts.
 import assert from "node:assert/strict"
 import { createHmac, randomBytes } from "node:crypto"
@@ -10,14 +10,14 @@ import { OtaGateway } from "../../src/server/ota/gateway.js"
 import { Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
-import { RefBoard } from "./support/wsskboard.js"
+import { RefBoard } from "../kit/wsskboard.js"
 import { attachAdmins, requestDeploy } from "../../src/server/ota/admin.js"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 
-import { cli, closeAll, cleanup, freePort, onCleanup, within } from "./support/util.js"
+import { cli, closeAll, cleanup, freePort, onCleanup, within } from "../kit/util.js"
 
 const MAGIC = Buffer.from([0x44, 0x65, 0x76, 0x53, 0x0a, 0x6e, 0x29, 0xf1])
 function image(bytes: number, fill = randomBytes(bytes - 8)): Buffer {

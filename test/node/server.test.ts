@@ -5,8 +5,8 @@ import { once } from "node:events"
 import { pino } from "pino"
 import { connect } from "node:net"
 import { Client, Server, type Warning } from "../../src/server/index.js"
-import { cleanup, closeAll, freePort, within } from "./support/util.js"
-import { nextWarning, raw, warnings, type RawSocket } from "./support/sockets.js"
+import { cleanup, closeAll, freePort, within } from "../kit/util.js"
+import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
 
 const T = 400 // a short timeout keeps outage tests quick
 

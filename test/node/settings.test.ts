@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "nod
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
-import { DEVS_CLI, ROOT } from "./support/devs.js"
+import { DEVS_CLI, ROOT } from "../kit/devs.js"
 
 type Parsed = Record<string, string | null>
 type Check = (root: string, parsed: Parsed) => string[]

@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
-import { cli, within } from "./support/util.js"
+import { cli, within } from "../kit/util.js"
 
 // Drops a server as a kill would: no graceful close, no ACK of what its
 // application read, no more bytes.

@@ -1,13 +1,13 @@
 // A v1 peer under load: the original client's pipelined qos writes, and a
-// server burst toward its 20-line receive queue. The peer (support/v1peer.ts)
+// server burst toward its 20-line receive queue. The peer (test/kit/v1peer.ts)
 // ACKs on receipt, keeps 20 lines unread (one more is lost and it
 // reconnects) and resends after `timeout`: exactly-once must hold without a
 // single resend on the wire.
 import assert from "node:assert/strict"
 import type { Connection } from "../../src/server/index.js"
 import { Server } from "../../src/server/index.js"
-import { V1Client } from "./support/v1peer.js"
-import { cleanup, closeAll, within } from "./support/util.js"
+import { V1Client } from "../kit/v1peer.js"
+import { cleanup, closeAll, within } from "../kit/util.js"
 
 const T = 2000 // the default timeout: a resend would come only after it
 const BOUND = 10000 // for anything that takes well under a second

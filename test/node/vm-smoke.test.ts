@@ -4,7 +4,7 @@
 import assert from "node:assert/strict"
 import { Fleet, Server, type BoardReport } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
-import { freePort, within } from "./support/util.js"
+import { freePort, within } from "../kit/util.js"
 
 describe("board firmware in the simulator (smoke)", function () {
     this.timeout(120000)

@@ -4,7 +4,7 @@ import assert from "node:assert/strict"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { suites } from "../shared/all.js"
-import { plain, ROOT, runTestImage } from "./support/devs.js"
+import { plain, ROOT, runTestImage } from "../kit/devs.js"
 
 // The suites are split over images (test/vm/main.ts, link.ts, limits.ts);
 // together they must run every shared suite.

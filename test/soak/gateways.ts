@@ -6,9 +6,9 @@
 // exit 1 when a line was lost (or, up, published twice).
 import { mkdirSync, writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
-import { closeAll } from "../node/support/util.js"
-import { Mosquitto } from "../system/support/mosquitto.js"
-import { multiGatewayRun } from "../system/support/gatewaysoak.js"
+import { closeAll } from "../kit/util.js"
+import { Mosquitto } from "../kit/mosquitto.js"
+import { multiGatewayRun } from "../kit/gatewaysoak.js"
 
 const { values } = parseArgs({ options: { rounds: { type: "string" }, boards: { type: "string" }, "per-round": { type: "string" } } })
 function int(name: string, v: string | undefined, dflt: number, max: number): number {

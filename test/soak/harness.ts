@@ -7,8 +7,8 @@ import { createInterface } from "node:readline"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
-import { FaultProxy, type Direction } from "../node/support/proxy.js"
-import { freePort } from "../node/support/util.js"
+import { FaultProxy, type Direction } from "../kit/proxy.js"
+import { freePort } from "../kit/util.js"
 import { check, parseSoakLine, type LogRecord } from "./checker.js"
 
 const PEER = join(dirname(fileURLToPath(import.meta.url)), "peer.js")

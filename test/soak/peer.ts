@@ -8,7 +8,7 @@
 //   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]]
 //   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]]
 //   node peer.js v1client ...   the same, as an original micropython-iot board
-//                               (the compatibility peer, test/node/support/v1peer.ts)
+//                               (the compatibility peer, test/kit/v1peer.ts)
 // The server stops its writers on "stop" from stdin, then sends "stop" to
 // every client; a client stops on that line. Each prints "@I done" when
 // nothing it wrote is pending.
@@ -17,7 +17,7 @@ import { writeSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
 import { Client, makeLogger, openState, Server, type Connection } from "../../src/server/index.js"
-import { V1Client } from "../node/support/v1peer.js"
+import { V1Client } from "../kit/v1peer.js"
 
 interface End {
     write(line: string, opts: { qos?: boolean; wait?: boolean }): Promise<void>

@@ -7,9 +7,9 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import type { Page } from "playwright-core"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
-import { ROOT } from "../node/support/devs.js"
-import { cleanup, closeAll, onCleanup, within } from "../node/support/util.js"
-import { findChromium, startChromium, type Headless } from "./support/chromium.js"
+import { ROOT } from "../kit/devs.js"
+import { cleanup, closeAll, onCleanup, within } from "../kit/util.js"
+import { findChromium, startChromium, type Headless } from "../kit/chromium.js"
 
 // Functions passed to page.evaluate run in the page; this project compiles
 // without the DOM library.

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Client } from "../../src/server/index.js"
-import { freePort, within } from "../node/support/util.js"
+import { freePort, within } from "../kit/util.js"
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
 

@@ -4,9 +4,9 @@
 import assert from "node:assert/strict"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client } from "../../src/server/index.js"
-import { cli, cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../node/support/util.js"
-import { Mosquitto } from "./support/mosquitto.js"
-import { Deliveries } from "./support/deliveries.js"
+import { cli, cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
+import { Mosquitto } from "../kit/mosquitto.js"
+import { Deliveries } from "../kit/deliveries.js"
 
 function gatewayProcess(broker: string, port: number, name: string): Cli {
     const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--log-level", "debug"])

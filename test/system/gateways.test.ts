@@ -6,10 +6,10 @@
 import assert from "node:assert/strict"
 import { connect as mqttConnect } from "mqtt"
 import { Client } from "../../src/server/index.js"
-import { FaultProxy } from "../node/support/proxy.js"
-import { cleanup, cli, closeAll, freePort, onCleanup, within, type Cli } from "../node/support/util.js"
-import { Mosquitto } from "./support/mosquitto.js"
-import { multiGatewayRun } from "./support/gatewaysoak.js"
+import { FaultProxy } from "../kit/proxy.js"
+import { cleanup, cli, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
+import { Mosquitto } from "../kit/mosquitto.js"
+import { multiGatewayRun } from "../kit/gatewaysoak.js"
 
 function gatewayProcess(broker: string, port: number, name: string): Cli {
     const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--timeout", "1000"])

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { freePort, within } from "../node/support/util.js"
+import { freePort, within } from "../kit/util.js"
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
 const NPM_ENV = { ...process.env, NO_UPDATE_NOTIFIER: "1", npm_config_update_notifier: "false", NO_COLOR: "1" }

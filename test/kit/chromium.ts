@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { chromium, type Browser } from "playwright-core"
-import { within } from "../../node/support/util.js"
+import { within } from "./util.js"
 
 // The real binary before Debian's wrapper script; CHROMIUM_PATH overrides.
 const CANDIDATES = ["/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]

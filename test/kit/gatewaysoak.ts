@@ -4,8 +4,8 @@
 // rounds, a fault after each round (each gateway killed and restarted in
 // turn, then a broker restart).
 import { connect as mqttConnect, type MqttClient } from "mqtt"
-import { Client } from "../../../src/server/index.js"
-import { cli, cleanup, freePort, onCleanup, within, type Cli } from "../../node/support/util.js"
+import { Client } from "../../src/server/index.js"
+import { cli, cleanup, freePort, onCleanup, within, type Cli } from "./util.js"
 import { Mosquitto } from "./mosquitto.js"
 import { Deliveries } from "./deliveries.js"
 

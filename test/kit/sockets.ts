@@ -2,7 +2,7 @@
 // speaks bytes by hand (as a v1 board would), and the server's warnings.
 import { once } from "node:events"
 import { connect, type Socket } from "node:net"
-import type { Server, Warning } from "../../../src/server/index.js"
+import type { Server, Warning } from "../../src/server/index.js"
 import { onCleanup, within } from "./util.js"
 
 export type RawSocket = Socket & { text: string }

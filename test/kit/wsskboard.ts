@@ -6,7 +6,7 @@
 // program counts only once deploy_finish found every byte).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Cmd, firstNonce, nextNonce, seal, sessionKey, sha256, unseal, WSSK_MAGIC, WSSK_VERSION } from "../../../src/server/ota/wssk.js"
+import { Cmd, firstNonce, nextNonce, seal, sessionKey, sha256, unseal, WSSK_MAGIC, WSSK_VERSION } from "../../src/server/ota/wssk.js"
 
 export interface BoardOptions {
     port: number

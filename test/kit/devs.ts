@@ -5,7 +5,7 @@ import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 import { join, dirname } from "node:path"
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../../..")
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..")
 export const DEVS_CLI = createRequire(import.meta.url).resolve("@devicescript/cli/built/devicescript-cli.cjs")
 
 export interface VmResult {
