@@ -5,11 +5,12 @@ import assert from "node:assert/strict"
 import { Server, type Warning } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
 import { Mitm } from "./support/mitm.js"
-import { freePort, within } from "./support/util.js"
+import { freePort, until, within } from "./support/util.js"
 
 const TIMEOUT = 1000
 const KEY = "3c".repeat(32)
 const NEXT = "4d".repeat(32)
+const THIRD = "5e".repeat(32)
 
 describe("board firmware with a key, in the DeviceScript simulator", function () {
     this.timeout(120000)
@@ -113,5 +114,23 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         assert.equal(server.keyInUse("kb1"), 1, "the next key is now the only one")
         await within(old.write("after"), 5000, "a line to the switched board")
         assert.equal(await within(old.readline(), 5000, "its echo"), "after")
+    })
+
+    it("key push: the board on its deployed key gets the next one, keeps it (IOT_KEYN), confirms, and reconnects with it; the deployed key then removed, it still connects", async function () {
+        // The running board was deployed with NEXT (the test before).
+        await server?.close()
+        server = new Server({ port: serverPort, host: "127.0.0.1", timeout: TIMEOUT, keys: { kb1: { keys: [NEXT, THIRD] } }, encrypt: true, pushKeys: true })
+        await server.listen()
+        const s = server
+        await vm!.waitFor(/key pushed by the server, kept: using it from the next connect/, 30000)
+        await until(() => s.keysPushed() === 1, 5000, "the server heard !rekeyed")
+        const switched = new Promise<void>((r) => s.on("connect", (c) => c.id === "kb1" && s.keyInUse("kb1") === 2 && r()))
+        s.connection("kb1")!.disconnect("test: reconnect")
+        await within(switched, 30000, "the board authenticated with the pushed key")
+        assert.deepEqual(s.setKeys({ kb1: THIRD }).ended, [], "the deployed key removed: no session on it")
+        const again = new Promise<void>((r) => s.on("connect", (c) => c.id === "kb1" && s.keyInUse("kb1") === 1 && r()))
+        s.connection("kb1")!.disconnect("test: reconnect")
+        await within(again, 30000, "connects on the pushed key alone")
+        assert.equal(s.keysPushed(), 1, "pushed once: not again to a board on the next key")
     })
 })
