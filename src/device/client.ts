@@ -18,7 +18,20 @@ import { randomHex, randomUnit } from "./random.js"
 
 // Authentication for a key (keyed.ts boardKeys). The type lives here: even a
 // type-only import makes DeviceScript compile the module it names.
-export type BoardKeys = (key: Buffer, encrypt: boolean) => LinkAuth
+export interface BoardKeys {
+    auth: (key: Buffer, encrypt: boolean) => LinkAuth
+    // Where a key the server pushes is kept (IOT_KEYN), given the deployed key.
+    store: (deployed: Buffer) => KeyStore
+}
+
+// The key to authenticate with, and a pushed key kept (docs/security.md,
+// "Key push over the link").
+export interface KeyStore {
+    key(): Promise<Buffer> // for the next connect
+    keep(key: Buffer): Promise<boolean> // true once written and read back
+    up(): Promise<void> // the link came up on key()
+    failed(): void // the socket closed before the link came up
+}
 
 export interface WriteOptions {
     qos?: boolean
@@ -81,6 +94,10 @@ export class Client {
     private rawCap: number // received bytes held not yet framed (limits.ts, framingBudget)
     private results: { [ticket: string]: string } = {} // "" ok, else error code
     private messages: { [ticket: string]: string } = {}
+    private keyStore: KeyStore | undefined = undefined
+    private pushed: Buffer | undefined = undefined // a key pushed, not yet kept
+    private pushedKcv = ""
+    private keyUp = false // the link came up: tell the key store
 
     constructor(opts: ClientOptions) {
         const p = checkClientId(opts.id)
@@ -118,7 +135,8 @@ export class Client {
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
             if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
-            this.link.setAuth(opts.keys(opts.key, opts.encrypt === true))
+            this.link.setAuth(opts.keys.auth(opts.key, opts.encrypt === true))
+            this.keyStore = opts.keys.store(opts.key)
         }
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
@@ -322,6 +340,8 @@ export class Client {
             }
             this.sock = sock
             const before = this.link.connects
+            const ks = this.keyStore
+            if (ks !== undefined) this.link.setAuth((this.opts.keys as BoardKeys).auth(await ks.key(), this.opts.encrypt === true))
             this.link.open(ds.millis())
             sock.attach(this.onData)
             try {
@@ -339,7 +359,10 @@ export class Client {
             this.backoff.linkDown(ds.millis(), timeout)
             // A socket that opened proves the network works, handshake or not.
             if (this.link.connects > before) this.rejoin.connected()
-            else this.rejoin.failed("refused")
+            else {
+                this.rejoin.failed("refused")
+                if (ks !== undefined) ks.failed()
+            }
             if (this.closed) break
             const delay = this.backoff.next(randomUnit())
             // A refusal is always logged, on the 1st, 2nd, 4th... in a row.
@@ -367,6 +390,7 @@ export class Client {
             const due = link.pollTimeout()
             if (due >= 0 && due <= now) link.handleTimeout(now)
             this.maybeReport(now)
+            await this.keys()
             await this.flush(sock)
             if (sock.state === "closed" || this.closed) return
             if (this.dirty) continue
@@ -374,6 +398,23 @@ export class Client {
             const wait = next < 0 ? 1000 : next - ds.millis()
             if (wait > 0) await ds.wait(this.wake, wait < 1000 ? wait : 1000)
         }
+    }
+
+    // A pushed key is written and read back before the server hears it is kept.
+    private async keys(): Promise<void> {
+        const ks = this.keyStore
+        if (ks === undefined) return
+        if (this.keyUp) {
+            this.keyUp = false
+            await ks.up()
+        }
+        const k = this.pushed
+        if (k === undefined) return
+        this.pushed = undefined
+        if (await ks.keep(k)) {
+            this.link.confirmKey(this.pushedKcv)
+            console.log("devs-iot " + this.id + ": key pushed by the server, kept: using it from the next connect")
+        } else console.log("devs-iot " + this.id + ": key pushed by the server could not be kept (IOT_KEYN)")
     }
 
     // The board's report of itself; the Link sends it only to a devs-iot
@@ -431,6 +472,7 @@ export class Client {
                 this.connects = this.link.connects
                 this.note("linkUp")
                 this.reportAt = ds.millis() // the first report right after the link comes up
+                this.keyUp = true
                 this.say("link up (server speaks " + e.peer + ", connect " + this.link.connects + ")")
                 if (this.opts.onStatus) this.opts.onStatus(true)
                 app = true
@@ -440,6 +482,9 @@ export class Client {
                 app = true
             } else if (e.type === "close") {
                 if (this.sock) this.sock.close()
+            } else if (e.type === "rekey") {
+                this.pushed = e.key
+                this.pushedKcv = e.kcv
             } else if (e.type === "notice") {
                 // A failed authentication and a refused line are always logged, verbose or not.
                 if (e.code === "refused") this.refusal = e.detail

@@ -3,9 +3,61 @@
 // library take several KB of bytecode): the images tools/build-devs.mjs
 // builds when IOT_KEY is set, src/main*.ts (what VS Code deploys, whatever
 // the settings) and the simulator's images with a key.
-import { linkAuth, LinkAuth } from "../shared/index.js"
+import { readSetting, writeSetting } from "@devicescript/settings"
+import { isHex, linkAuth, LinkAuth } from "../shared/index.js"
+import type { BoardKeys, KeyStore } from "./client.js"
 import { boardCrypto } from "./crypto.js"
 
-export function boardKeys(key: Buffer, encrypt: boolean): LinkAuth {
-    return linkAuth(boardCrypto, key, encrypt)
+// A key the server pushed, and "1" once a connect with it succeeded. Names of
+// their own: a deploy rewrites IOT_KEY, and must not lose the only key the
+// server accepts.
+const NEXT = "IOT_KEYN"
+const WORKED = "IOT_KEYNOK"
+
+export const boardKeys: BoardKeys = {
+    auth: function (key: Buffer, encrypt: boolean): LinkAuth {
+        return linkAuth(boardCrypto, key, encrypt)
+    },
+    store: keyStore,
+}
+
+// IOT_KEYN from the next connect on. Until it has worked once, a connect
+// that fails goes back to the deployed key on the connect after; once it
+// has, never (a holder of the old key could otherwise force the fallback).
+function keyStore(deployed: Buffer): KeyStore {
+    let next: Buffer | undefined = undefined
+    let worked = false
+    let loaded = false
+    let back = false
+    let using = deployed
+    return {
+        key: async function (): Promise<Buffer> {
+            if (!loaded) {
+                loaded = true
+                const n = await readSetting(NEXT, "")
+                if (typeof n === "string" && isHex(n, 64)) next = Buffer.from(n, "hex")
+                worked = (await readSetting(WORKED, "")) === "1"
+            }
+            using = next !== undefined && !back ? next : deployed
+            back = false
+            return using
+        },
+        keep: async function (key: Buffer): Promise<boolean> {
+            const hex = key.toString("hex")
+            await writeSetting(WORKED, "0")
+            await writeSetting(NEXT, hex)
+            if ((await readSetting(NEXT, "")) !== hex) return false
+            next = key
+            worked = false
+            return true
+        },
+        up: async function (): Promise<void> {
+            if (next === undefined || using !== next || worked) return
+            worked = true
+            await writeSetting(WORKED, "1")
+        },
+        failed: function (): void {
+            if (next !== undefined && using === next && !worked) back = true
+        },
+    }
 }

@@ -62,6 +62,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
+            "push-keys": { type: "boolean", help: "push an id's next key (second in --keys) to a board that authenticated with its first; the board confirms, the log says 'key pushed'" },
             "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default 3000)" },
             "http-port": { type: "string", arg: "N", help: "serve metrics (/metrics), the status API (/api/boards) and the dashboard (/) on this port (default off; 0 picks a free one)" },
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
@@ -269,7 +270,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
     const state = await stateFrom(values, source, log)
     if (state === null) return 1
-    const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true, state })
+    const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true, pushKeys: values["push-keys"] === true, state })
     const http = httpStatus(values, source, server, log)
     if (keyFile !== undefined) {
         log.info({ file: keyFile, ids: keys.keys.size, revoked: keys.revoked.length }, "keys loaded")

@@ -140,6 +140,16 @@ export class Client extends Endpoint {
         this.scheduleRetry("key replaced: reconnecting with the new key")
     }
 
+    // The server pushed its id's next key: used from the next connection on
+    // (this one keeps its session keys), kept in memory only.
+    protected override onRekey(key: Buffer, kcv: string): void {
+        this.link.setAuth(linkAuth(nodeCrypto, key, this.encrypt))
+        this.link.confirmKey(kcv)
+        this.pump()
+        this.log.info({ kcv }, "key pushed by the server: using it from the next connection")
+        this.emit("rekey", kcv)
+    }
+
     protected override onNotice(code: string, detail: string): void {
         if (code === "refused") this.refusal = detail
         else if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)

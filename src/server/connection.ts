@@ -62,6 +62,11 @@ export class Connection extends Endpoint {
         this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, mustEncrypt, peerMax))
     }
 
+    /** @internal Pushes the id's next key (rekey.ts) on this authenticated link. */
+    pushKey(text: string): boolean {
+        return this.sendSecret(text)
+    }
+
     /** @internal A devs-iot client without a key, on a keyed id allowed plain. */
     adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[], peerMax = -1): void {
         if (this.socket) this.dropSocket("taken over by a new connection")

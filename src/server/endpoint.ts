@@ -296,6 +296,16 @@ export abstract class Endpoint extends EventEmitter {
 
     protected abstract socketGone(): void
 
+    // A client: the server pushed its next key (docs/security.md, "Key push over the link").
+    protected onRekey(_key: Buffer, _kcv: string): void {}
+
+    // The server: sends a key push (rekey.ts) on this authenticated link.
+    protected sendSecret(text: string): boolean {
+        const sent = this.link.sendSecret(text)
+        if (sent) this.pump()
+        return sent
+    }
+
     protected onNotice(code: string, detail: string): void {
         if (this.logGate && !this.logGate(code)) return
         this.log.debug({ notice: code }, detail)
@@ -556,6 +566,12 @@ export abstract class Endpoint extends EventEmitter {
                 break
             case "report":
                 this.emit("report", e.report)
+                break
+            case "rekey":
+                this.onRekey(e.key, e.kcv)
+                break
+            case "rekeyed":
+                this.emit("rekeyed", e.kcv)
                 break
             case "readable":
             case "keepalive":

@@ -74,6 +74,7 @@ export class Metrics {
             collect: () => setEach(refusals, REFUSALS, fleet.server.refusals()),
         })
         const refusals = this.registry.getSingleMetric("devs_iot_refusals_total") as Counter<"reason">
+        sum("devs_iot_keys_pushed_total", "Next keys pushed to boards and confirmed stored (--push-keys)", () => fleet.server.keysPushed())
         new Gauge({
             name: "devs_iot_unauthenticated_connections", help: "Connections whose link is not up yet", registers: r,
             collect() { this.set(fleet.server.hostileStats().unauthenticated) },

@@ -12,7 +12,7 @@
 // flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
@@ -35,6 +35,9 @@ export interface ServerOptions extends LinkOptions {
     revoked?: string[] // ids refused whatever they send (the key file's "<id> revoked")
     allowPlain?: string[] // keyed ids that may still connect without authenticating
     encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
+    // Push an id's next key (the key file's second) to a board that
+    // authenticated with its first (docs/security.md, "Key push over the link").
+    pushKeys?: boolean
     limits?: HostileLimits
     // Where each id's delivery state lives (state.ts: openState): default
     // none, in memory with its link; on disk it survives a restart.
@@ -156,6 +159,9 @@ export class Server extends EventEmitter {
     private sessionKeys = new Map<Connection, SessionKey>() // for connections on an authenticated socket
     private allowPlain: Set<string>
     readonly encrypt: boolean
+    readonly pushKeys: boolean
+    private pushed = new WeakMap<Connection, string>() // key pushed on the live socket: its check value
+    private keysPushedCount = 0
     private state: StateStore | undefined
 
     constructor(opts: ServerOptions = {}) {
@@ -185,6 +191,7 @@ export class Server extends EventEmitter {
         this.allowPlain = new Set(opts.allowPlain ?? [])
         if (opts.keys !== undefined || opts.revoked !== undefined) this.setKeys(opts.keys ?? {}, opts.revoked)
         this.encrypt = opts.encrypt ?? false
+        this.pushKeys = opts.pushKeys ?? false
         this.state = opts.state
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
@@ -415,6 +422,22 @@ export class Server extends EventEmitter {
         this.refusalCounts.set(reason, (this.refusalCounts.get(reason) ?? 0) + 1)
     }
 
+    // Keys pushed and confirmed by the board (!rekeyed) since start: for the metrics.
+    keysPushed(): number {
+        return this.keysPushedCount
+    }
+
+    private onRekeyed(conn: Connection, kcv: string): void {
+        const want = this.pushed.get(conn)
+        if (want === undefined || want !== kcv) {
+            this.warn({ code: "bad-line", id: conn.id, address: conn.address, detail: want === undefined ? "key push confirmed, but none was pushed on this connection: ignored" : "key push confirmed with another check value: the board may not hold the key" })
+            return
+        }
+        this.pushed.delete(conn)
+        this.keysPushedCount++
+        this.log.info({ client: conn.id, address: conn.address }, "key pushed")
+    }
+
     // Connections refused since start, by reason (refusal.ts): for the metrics.
     refusals(): ReadonlyMap<string, number> {
         return this.refusalCounts
@@ -637,7 +660,13 @@ export class Server extends EventEmitter {
             e.conn = conn
             this.earlyConn.set(conn, e)
             this.sessionKeys.set(conn, { key: used, mustEncrypt: o.mustEncrypt })
-            return conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt, o.peerMax)
+            conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt, o.peerMax)
+            this.pushed.delete(conn)
+            // Only to a board on the current key, once per connection, after its link is up.
+            const next = now.keys[1]
+            if (this.pushKeys && next !== undefined && now.keys[0]!.equals(used) && conn.pushKey(rekeyLine(nodeCrypto, next, id)))
+                this.pushed.set(conn, kcvOf(nodeCrypto, next, id))
+            return
         }
         const what = o.kind === "hello" ? "a devs-iot client without a key" : "a v1 client (no authentication)"
         if (!this.allowPlain.has(id))
@@ -722,6 +751,7 @@ export class Server extends EventEmitter {
         this.conns.set(id, conn)
         conn.on("status", this.hooks.status)
         conn.on("warning", this.hooks.warning)
+        conn.on("rekeyed", (kcv: string) => this.onRekeyed(conn, kcv))
         return conn
     }
 

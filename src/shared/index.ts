@@ -34,3 +34,4 @@ export { isReport, parseReport, reportLine, reportToken, REPORT_MARK, MAX_REPORT
 export type { Report } from "./report.js"
 export { parseServers, nextServer } from "./servers.js"
 export type { ServerAddress, ServerList } from "./servers.js"
+export { kcvOf, parseRekey, rekeyLine, KCV_HEX } from "./rekey.js"

@@ -8,12 +8,15 @@ import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript } from 
 import type { Crypto } from "./crypto.js"
 import type { LinkAuth } from "./link.js"
 import type { Session } from "./seal.js"
+import { parseRekey } from "./rekey.js"
 
 export interface KeyedSteps {
     nonce(a: LinkAuth): string
     answer(a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string
     verify(a: LinkAuth, t: Transcript, mac: string): boolean
     session(a: LinkAuth, t: Transcript, encrypt: boolean): Session
+    // The key a server's `!rekey` line pushes (rekey.ts), or why not.
+    rekey(a: LinkAuth, id: string, text: string): Buffer | string
 }
 
 // A client's LinkAuth: with a key it authenticates (and refuses a server
@@ -35,6 +38,9 @@ function keyedSteps(): KeyedSteps {
         },
         session: function (a: LinkAuth, t: Transcript, encrypt: boolean): Session {
             return deriveSession(a.crypto, a.key as Buffer, "client", t, encrypt)
+        },
+        rekey: function (a: LinkAuth, id: string, text: string): Buffer | string {
+            return parseRekey(a.crypto, id, text)
         },
     }
 }

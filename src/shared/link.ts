@@ -59,6 +59,8 @@ export type LinkEvent =
     | { type: "keepalive" }
     | { type: "notice"; code: NoticeCode; detail: string }
     | { type: "report"; report: Report } // a devs-iot peer's report of itself (report.ts)
+    | { type: "rekey"; key: Buffer; kcv: string } // client: the server pushed its next key (rekey.ts); confirmKey() once stored
+    | { type: "rekeyed"; kcv: string } // server: the client stored the pushed key whose check value is kcv
 
 export interface LinkStats {
     received: number // messages delivered to the receive queue
@@ -163,6 +165,7 @@ class Conn {
     ms = "" // client: the max= field of the server's challenge
     es = "" // client: the server's epoch, from the challenge
     mustEncrypt = false // server: the key file says this id's messages come encrypted
+    secret = false // the line being handled came encrypted ("!e") and verified
 
     constructor(serial: number, role: Role, now: number, frameLimit: number) {
         this.serial = serial
@@ -403,6 +406,25 @@ export class Link {
         return true
     }
 
+    // Server: sends `text` (a key push, rekey.ts) as one encrypted sealed
+    // line, whatever `encrypt` says; false, and nothing sent, unless the link
+    // is up on an authenticated socket.
+    sendSecret(text: string): boolean {
+        const c = this.conn
+        if (c === undefined || c.session === undefined || !this.up || this.role !== "server") return false
+        // Sealed now, so sent before every line sealed after it.
+        c.pre += c.session.seal(Buffer.from(text), true).toString("utf-8")
+        return true
+    }
+
+    // Client: the key of a "rekey" event is stored; tells the server.
+    confirmKey(kcv: string): boolean {
+        const c = this.conn
+        if (c === undefined || c.session === undefined || !this.up) return false
+        c.out += "!rekeyed kcv=" + kcv + "\n"
+        return true
+    }
+
     // Closes the link for good: writes not yet complete fail with ECLOSED.
     close(now: number): void {
         if (this.closed) return
@@ -528,6 +550,7 @@ export class Link {
                 this.authFail(now, "a message not encrypted, from an id that must encrypt")
                 return false
             }
+            c.secret = line[1] === 101
             line = o.body
             c.lastRecv = now
         }
@@ -818,6 +841,7 @@ export class Link {
                 return
             case "ext": {
                 if (this.refusedBy(c, l, now)) return
+                if (l.text.indexOf("!rekey") === 0) return this.keyPush(c, l.text)
                 // After the handshake: a devs-iot peer's report, or its
                 // refusal of a line of ours as too long (limits.ts).
                 if (c.peer === "devs-iot" && isReport(l.text)) {
@@ -1075,6 +1099,30 @@ export class Link {
 
     private transcript(c: Conn): Transcript {
         return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch, ms: c.ms, mc: "" + this.cfg.maxLineBytes }
+    }
+
+    // "!rekey" (to a client) and "!rekeyed" (to the server), rekey.ts: taken
+    // only on an authenticated link, a pushed key only from a line that came
+    // encrypted and verified. Never previewed in a notice: it holds a key.
+    private keyPush(c: Conn, text: string): void {
+        const a = this.auth
+        let why = "key push line dropped: not on an authenticated, encrypted link"
+        if (c.session !== undefined && c.phase === "up") {
+            if (this.role === "server" && text.indexOf("!rekeyed ") === 0) {
+                this.events.push({ type: "rekeyed", kcv: helloField(text, "kcv") })
+                return
+            }
+            if (this.role === "client" && text.indexOf("!rekey ") === 0 && c.secret && a !== undefined && a.steps !== undefined) {
+                const k = a.steps.rekey(a, this.clientId, text)
+                if (typeof k !== "string") {
+                    this.events.push({ type: "rekey", key: k, kcv: helloField(text, "kcv") })
+                    return
+                }
+                why = k
+            }
+        }
+        this.stats.badLines++
+        this.notice("bad-line", why)
     }
 
     // A client given a refusal (refusal.ts) closes, and its driver retries.

@@ -54,11 +54,12 @@ export class Session {
     ) {}
 
     // The wire line (with "\n") for a v1 line body (without "\n").
-    seal(body: Buffer): Buffer {
+    // `secret`: encrypted whatever `encrypt` says (a key push, rekey.ts).
+    seal(body: Buffer, secret?: boolean): Buffer {
         const seq = seqHex(this.txSeq)
         const nonce = nonceOf(this.txSeq)
         this.txSeq++
-        if (this.encrypt && body.length > 2) {
+        if ((this.encrypt || secret === true) && body.length > 2) {
             // resolveConfig keeps lines within this; a longer one is a bug.
             if (body.length > CCM_MAX_PLAIN) throw new LinkError("ETOOLONG", "line of " + body.length + " bytes is longer than AES-CCM can seal (" + CCM_MAX_PLAIN + ")")
             const hex = this.crypto.encrypt(this.tx.enc, nonce, body).toString("hex")

@@ -3,13 +3,22 @@
 // the same key, through an on-path proxy that records the wire.
 import assert from "node:assert/strict"
 import { Server, type Warning } from "../../src/server/index.js"
-import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { rmSync } from "node:fs"
+import { join } from "node:path"
+import { buildSimImage, REPO, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
 import { Mitm } from "../kit/mitm.js"
-import { freePort, within } from "../kit/util.js"
+import { freePort, until, within } from "../kit/util.js"
 
 const TIMEOUT = 1000
 const KEY = "3c".repeat(32)
 const NEXT = "4d".repeat(32)
+const THIRD = "5e".repeat(32)
+
+// The simulator keeps a board's settings (a pushed key, IOT_KEYN) in this
+// file across runs: each run of this file starts and ends without them.
+function clearSimSettings(): void {
+    rmSync(join(REPO, ".devicescript/flash/sim.bin"), { force: true })
+}
 
 describe("board firmware with a key, in the DeviceScript simulator", function () {
     this.timeout(120000)
@@ -23,6 +32,7 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
 
     before(async function () {
         this.timeout(300000)
+        clearSimSettings()
         serverPort = await freePort()
         mitmPort = await freePort()
         img = await buildSimImage({ app: "testbed", id: "kb1", host: "127.0.0.1", port: mitmPort, timeout: TIMEOUT, verbose: true, key: KEY, encrypt: true })
@@ -34,6 +44,7 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         await server?.close()
         img?.remove()
         next?.remove()
+        clearSimSettings()
     })
 
     it("authenticates, exchanges qos lines both ways, every line sealed and payloads encrypted both ways", async function () {
@@ -113,5 +124,23 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         assert.equal(server.keyInUse("kb1"), 1, "the next key is now the only one")
         await within(old.write("after"), 5000, "a line to the switched board")
         assert.equal(await within(old.readline(), 5000, "its echo"), "after")
+    })
+
+    it("key push: the board on its deployed key gets the next one, keeps it (IOT_KEYN), confirms, and reconnects with it; the deployed key then removed, it still connects", async function () {
+        // The running board was deployed with NEXT (the test before).
+        await server?.close()
+        server = new Server({ port: serverPort, host: "127.0.0.1", timeout: TIMEOUT, keys: { kb1: { keys: [NEXT, THIRD] } }, encrypt: true, pushKeys: true })
+        await server.listen()
+        const s = server
+        await vm!.waitFor(/key pushed by the server, kept: using it from the next connect/, 30000)
+        await until(() => s.keysPushed() === 1, 5000, "the server heard !rekeyed")
+        const switched = new Promise<void>((r) => s.on("connect", (c) => c.id === "kb1" && s.keyInUse("kb1") === 2 && r()))
+        s.connection("kb1")!.disconnect("test: reconnect")
+        await within(switched, 30000, "the board authenticated with the pushed key")
+        assert.deepEqual(s.setKeys({ kb1: THIRD }).ended, [], "the deployed key removed: no session on it")
+        const again = new Promise<void>((r) => s.on("connect", (c) => c.id === "kb1" && s.keyInUse("kb1") === 1 && r()))
+        s.connection("kb1")!.disconnect("test: reconnect")
+        await within(again, 30000, "connects on the pushed key alone")
+        assert.equal(s.keysPushed(), 1, "pushed once: not again to a board on the next key")
     })
 })

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { REPO } from "../../src/server/sim.js"
 
-const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "boardKeys", "linkAuth"]
+const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "keyStore", "parseRekey", "linkAuth"]
 
 function functions(image: string): Set<string> {
     const text = readFileSync(join(REPO, "build/devs", `${image}.sizes.md`), "utf8")

@@ -376,6 +376,62 @@ describe("keys that mean what they say", function () {
             assert.match((await failed).detail, /wrong key/, "the old key is refused")
         })
 
+        it("key push (pushKeys): a board on the current key gets the next one and reconnects with it; the old key removed, it still connects; no push to a one-key, plain or not-current link", async function () {
+            const log = sink()
+            const server = await startServer({ keys: { k1: { keys: [KEY, NEXT] }, k2: OTHER }, pushKeys: true, logger: log.logger })
+            const metrics = new Metrics(new Fleet(server))
+            onCleanup(() => metrics.close())
+            const pushes: string[] = []
+            const client = startClient(server.port, "k1", { key: KEY })
+            client.on("rekey", () => pushes.push("k1"))
+            const pushed = await log.next((r) => r.msg === "key pushed", 5000, "'key pushed' logged at !rekeyed")
+            assert.equal(pushed["client"], "k1")
+            assert.deepEqual(pushes, ["k1"], "pushed once")
+            const { body } = await metrics.text()
+            assert.match(body, /^devs_iot_keys_pushed_total 1$/m, "counted in the metrics")
+            // Its next connection uses the pushed key.
+            const switched = new Promise<void>((r) => server.on("connect", (c: Connection) => c.id === "k1" && server.keyInUse("k1") === 2 && r()))
+            server.connection("k1")!.disconnect("test: reconnect")
+            await within(switched, 5000, "reconnected with the next key")
+            await exchange(server, client, "after", 3)
+            // The old key removed (the reload): the client still connects; the old key is refused.
+            assert.deepEqual(server.setKeys({ k1: NEXT, k2: OTHER }).ended, [], "nobody was on the old key")
+            const again = new Promise<void>((r) => server.on("connect", (c: Connection) => c.id === "k1" && server.keyInUse("k1") === 1 && r()))
+            server.connection("k1")!.disconnect("test: reconnect")
+            await within(again, 5000, "connects on the only key")
+            const failed = nextWarning(server, "auth-failed")
+            startClient(server.port, "k1", { key: KEY })
+            assert.match((await within(failed, 5000, "refused")).detail, /wrong key/, "the old key is refused")
+            // A one-key id and a plain id: never pushed.
+            const k2 = startClient(server.port, "k2", { key: OTHER })
+            const plain = startClient(server.port, "p")
+            k2.on("rekey", () => pushes.push("k2"))
+            plain.on("rekey", () => pushes.push("p"))
+            await exchange(server, k2, "k2", 2)
+            await exchange(server, plain, "p", 2)
+            assert.deepEqual(pushes, ["k1"], "only the first push")
+            assert.equal(log.records.filter((r) => r.msg === "key pushed").length, 1)
+            const all = JSON.stringify(log.records)
+            assert.ok(!all.includes(KEY) && !all.includes(NEXT), "no key in the log")
+        })
+
+        it("CLI --push-keys: the board takes the next key; the key file then drops the old one + SIGHUP: it connects with the new key", async function () {
+            this.timeout(30000)
+            const dir = mkdtempSync(join(tmpdir(), "devs-iot-push-"))
+            const serverFile = join(dir, "keys")
+            writeFileSync(serverFile, `k1 ${KEY} ${NEXT}\n`, { mode: 0o600 })
+            const srv = cli(["server", "--port", "0", "--host", "127.0.0.1", "--keys", serverFile, "--push-keys", "--timeout", String(T), "--json"])
+            onCleanup(() => stop(srv))
+            const port = Number((await srv.waitFor(/"port":(\d+)/, 10000, "stderr"))[1])
+            startClient(port, "k1", { key: KEY })
+            await srv.waitFor(/"client":"k1"[^\n]*"msg":"key pushed"/, 10000, "stderr")
+            writeFileSync(serverFile, `k1 ${NEXT}\n`)
+            srv.child.kill("SIGHUP")
+            // The session on the old key ends with the reload; the client comes back on the pushed key.
+            await srv.waitFor(/"key":1,"msg":"client authenticated"[\s\S]*"key":1,"msg":"client authenticated"/, 10000, "stderr")
+            assert.ok(!srv.stderr.includes(KEY) && !srv.stderr.includes(NEXT), "a key in the output")
+        })
+
         it("CLI: the operator's procedure (server key file with the next key + SIGHUP, client key file + SIGHUP, old key removed + SIGHUP)", async function () {
             this.timeout(30000)
             const dir = mkdtempSync(join(tmpdir(), "devs-iot-rot-"))

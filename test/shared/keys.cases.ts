@@ -4,9 +4,9 @@
 // of a client that is refused again and again. Run on Node and in the
 // DeviceScript VM.
 
-import { Backoff, challengeLine, deriveSession, Link, linkAuth, parseRefusal, ProbeRefusal, proofLine, refusalLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
+import { Backoff, challengeLine, helloLine, kcvOf, rekeyLine, deriveSession, Link, linkAuth, parseRefusal, ProbeRefusal, proofLine, refusalLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
 import { crypto, eq, ok, suite } from "./harness.js"
-import { blanks, Drive, nodeCfg } from "./drive.js"
+import { blanks, Drive, nodeCfg, serverDrive } from "./drive.js"
 
 function fill(n: number, v: number): Buffer {
     const b = Buffer.alloc(n)
@@ -181,6 +181,45 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
         v.feed("00hi\n")
         v.advance(300)
         eq(v.link.refuse(v.now, "revoked"), undefined, "no bytes for a v1 client")
+    })
+
+    test("key push: taken only sealed and encrypted on an authenticated link, its check value verified; the server hears !rekeyed", async function () {
+        const h = handshake(key(), [key(), nextKey()], false)
+        const d = h.d
+        const sess = h.session as Session
+        const line = rekeyLine(crypto(), nextKey(), "board-1")
+        d.feed(sess.seal(Buffer.from(line)).toString("utf-8"))
+        d.feed(sess.seal(Buffer.from(line.slice(0, line.length - 8) + "00000000"), true).toString("utf-8"))
+        eq(d.count("rekey") + d.count("close"), 0, "a MACed push and a bad check value are dropped, the link stays")
+        eq(d.notices("bad-line"), 2, "said")
+        ok(noticeText(d, "bad-line").indexOf("33") < 0, "no key material in a notice")
+        const s = new Drive(new Link("server", nodeCfg({}), "es1", ""))
+        s.link.openAuthenticated(0, sess, d.link.epoch)
+        ok(s.link.sendSecret(line), "pushed")
+        s.pump()
+        ok(s.sent[0].indexOf("!e") === 0 && s.sent[0].indexOf("3333") < 0, "encrypted, though encrypt is off")
+        d.feed(s.take())
+        let got = ""
+        for (let i = 0; i < d.events.length; i++) {
+            const e = d.events[i]
+            if (e.type === "rekey") got = e.key.toString("hex") + " " + e.kcv
+        }
+        eq(got, nextKey().toString("hex") + " " + kcvOf(crypto(), nextKey(), "board-1"), "the key and its check value")
+        ok(d.link.confirmKey(kcvOf(crypto(), nextKey(), "board-1")), "confirmed")
+        d.pump()
+        s.feed(d.take())
+        let kcv = ""
+        for (let i = 0; i < s.events.length; i++) {
+            const e = s.events[i]
+            if (e.type === "rekeyed") kcv = e.kcv
+        }
+        eq(kcv, kcvOf(crypto(), nextKey(), "board-1"), "the server hears it")
+        const p = client(undefined, false)
+        p.feed(helloLine("es1"))
+        p.feed(line + "\n")
+        eq(p.count("rekey"), 0, "a plain link never takes one")
+        const ps = serverDrive({})
+        eq(ps.link.sendSecret(line), false, "nor sends one")
     })
 
     test("back-off: a link refused right after it came up is a failure, growing to the cap; a link that stayed up resets it; reports on 1, 2, 4, 8...", async function () {
