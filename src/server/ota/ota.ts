@@ -65,9 +65,11 @@ export class Ota {
             this.scan()
         }
         // While a board's deploy is pending, its link must not hold the one socket.
+        // A link turned away meanwhile is the old program's: it does not count
+        // as the new program's link coming up.
         this.server.on("connect", (conn: Connection) => {
+            if (this.pending.has(conn.id)) return void conn.disconnect("OTA deploy pending")
             this.lastConnect.set(conn.id, performance.now())
-            if (this.pending.has(conn.id)) conn.disconnect("OTA deploy pending")
         })
     }
 
