@@ -93,3 +93,27 @@ export function cli(args: string[], env: Record<string, string> = {}): Cli {
     child.stderr!.on("data", (b: Buffer) => (c.stderr += b.toString()))
     return c
 }
+
+interface LineEnd {
+    write(line: string): Promise<void>
+    readline(): Promise<string>
+}
+
+// Writes `lines` as qos lines one after another from `from`, and checks that
+// `to` reads each once, in order.
+export async function sendAndCheck(from: LineEnd, to: LineEnd, lines: string[], ms = 20000): Promise<void> {
+    const got: string[] = []
+    const reading = (async () => {
+        while (got.length < lines.length) got.push(await to.readline())
+    })()
+    for (const l of lines) await within(from.write(l), ms, `write ${l}`)
+    await within(reading, ms, `${lines.length} lines read`)
+    if (got.length !== lines.length || got.some((l, i) => l !== lines[i]))
+        throw new Error(`lines read differ from those written: ${JSON.stringify(got.slice(0, 5))}...`)
+}
+
+// `n` numbered lines from a client to its Connection on `server`, checked.
+export async function exchange(server: { clientConn(id: string): Promise<LineEnd> }, client: LineEnd & { id: string }, tag: string, n: number): Promise<void> {
+    const conn = await within(server.clientConn(client.id), 3000, "client connected")
+    await sendAndCheck(client, conn, Array.from({ length: n }, (_, i) => `${tag}-${i}`), 5000)
+}

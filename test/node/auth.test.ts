@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Client, Server, parseKeys, type Warning } from "../../src/server/index.js"
-import { cleanup, cli, closeAll, within } from "../kit/util.js"
+import { cleanup, cli, closeAll, within, exchange, sendAndCheck } from "../kit/util.js"
 import { nextWarning, raw, warnings } from "../kit/sockets.js"
 import { pino } from "pino"
 import { isSealedMessage, Mitm } from "../kit/mitm.js"
@@ -35,18 +35,6 @@ async function startMitm(server: Server): Promise<Mitm> {
     return m
 }
 
-// Writes n qos lines from the client and checks the server read each once, in order.
-async function exchange(server: Server, client: Client, tag: string, n: number): Promise<void> {
-    const conn = await within(server.clientConn(client.id), 3000, "client connected")
-    const got: string[] = []
-    const reading = (async () => {
-        while (got.length < n) got.push(await conn.readline())
-    })()
-    for (let i = 0; i < n; i++) await within(client.write(`${tag}-${i}`), 5000, `write ${tag}-${i}`)
-    await within(reading, 5000, "all read")
-    assert.deepEqual(got, Array.from({ length: n }, (_, i) => `${tag}-${i}`))
-}
-
 describe("authentication over loopback", function () {
     it("keyed client and server: authenticate, qos lines both ways, the link is devs-iot", async function () {
         const server = await startServer()
@@ -69,22 +57,9 @@ describe("authentication over loopback", function () {
             const client = startClient(server.port, "k1", { key: KEY, encrypt })
             await within(client.connected(), 3000, "client up")
             const conn = await server.clientConn("k1")
-            const n = 500
-            const lines = Array.from({ length: n }, (_, i) => `t=21.50 h=40.10 p=1013.25 n=${i}`)
-            const up = (async () => {
-                const got: string[] = []
-                for (let i = 0; i < n; i++) got.push(await conn.readline())
-                return got
-            })()
-            for (const l of lines) await client.write(l)
-            assert.deepEqual(await within(up, 20000, "lines at the server"), lines)
-            const down = (async () => {
-                const got: string[] = []
-                for (let i = 0; i < n; i++) got.push(await client.readline())
-                return got
-            })()
-            for (const l of lines) await conn.write(l)
-            assert.deepEqual(await within(down, 20000, "lines at the client"), lines)
+            const lines = Array.from({ length: 500 }, (_, i) => `t=21.50 h=40.10 p=1013.25 n=${i}`)
+            await sendAndCheck(client, conn, lines)
+            await sendAndCheck(conn, client, lines)
             await client.close()
             await server.close()
         }

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pino } from "pino"
 import { Client, parseClientKey, parseKeyFile, Server, type Connection, type Logger } from "../../src/server/index.js"
-import { cleanup, cli, closeAll, onCleanup, until, within } from "../kit/util.js"
+import { cleanup, cli, closeAll, onCleanup, until, within, exchange } from "../kit/util.js"
 import { nextWarning, raw } from "../kit/sockets.js"
 import { Mitm } from "../kit/mitm.js"
 import { Fleet } from "../../src/server/fleet.js"
@@ -75,18 +75,6 @@ function startClient(port: number, id: string, opts: Partial<ConstructorParamete
 
 function downOnce(c: Client): Promise<string> {
     return new Promise((r) => c.once("status", (up: boolean, reason: string) => !up && r(reason)))
-}
-
-// Writes n qos lines from the client; the server reads each once, in order.
-async function exchange(server: Server, client: Client, tag: string, n: number): Promise<void> {
-    const conn = await within(server.clientConn(client.id), 3000, "client connected")
-    const got: string[] = []
-    const reading = (async () => {
-        while (got.length < n) got.push(await conn.readline())
-    })()
-    for (let i = 0; i < n; i++) await within(client.write(`${tag}-${i}`), 5000, `write ${tag}-${i}`)
-    await within(reading, 5000, "all read")
-    assert.deepEqual(got, Array.from({ length: n }, (_, i) => `${tag}-${i}`))
 }
 
 // A v1 board: its id, then a keepalive every 100 ms; resolves when the server closes it.
