@@ -7,7 +7,8 @@
 // - the server's and the Node client's options: their constructors and
 //   resolveLimits() (ranges again from their errors), docs from the comments
 //   on ServerOptions, HostileLimits and ClientOptions;
-// - the CLI flags and their environment variables: COMMANDS in src/server/cli.ts;
+// - the CLI flags and their environment variables: COMMANDS in src/server/cli.ts,
+//   the ranges of the Node shell's own whole-number flags from src/server/flags.ts;
 // - the board settings: src/device/config.ts and src/device/board.ts.
 //
 //   node tools/settings-doc.mjs           rewrite the marked block in docs/settings.md
@@ -84,7 +85,7 @@ function addFlag(option, cmd, flag) {
 // in the firmware's source (boardSettingDefs() in src/device/config.ts).
 const shared = await dist("src/shared/index.js")
 const watchdog = await dist("src/shared/watchdog.js")
-const constants = { ...shared, ...watchdog, ...(await dist("src/shared/config.js")) }
+const constants = { ...shared, ...watchdog, ...(await dist("src/shared/config.js")), ...(await dist("src/shared/report.js")) }
 const board = {}
 {
     const text = src("src/device/config.ts")
@@ -200,7 +201,8 @@ for (const b of Object.values(board)) {
 }
 
 // 6. CLI flags that set no library option.
-const cliTable = cliOnly.map(({ flag, cmd, o }) => [`\`--${flag}\``, /\(default ([^)]*)\)/.exec(o.help)?.[1] ?? "", "", `\`--${flag}\` (${cmd})`, `\`${envName(flag)}\``, "", o.help.replace(/\s*\(default [^)]*\)/, "")])
+const span = (r) => (r ? `${r.min.toLocaleString("en")} to ${r.max.toLocaleString("en")}` : "")
+const cliTable = cliOnly.map(({ flag, cmd, o }) => [`\`--${flag}\``, /\(default ([^)]*)\)/.exec(o.help)?.[1] ?? "", span(o.range), `\`--${flag}\` (${cmd})`, `\`${envName(flag)}\``, "", o.help.replace(/\s*\(default [^)]*\)/, "")])
 
 const head = "| setting | default | range | CLI flag | env variable | board setting | what it does |\n| --- | --- | --- | --- | --- | --- | --- |"
 const table = (rs) => head + "\n" + rs.map((r) => "| " + r.map(cell).join(" | ") + " |").join("\n")

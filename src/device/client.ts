@@ -9,7 +9,9 @@
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
 import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
-import { WATCHDOG_DEFAULT, WatchdogEvent } from "../shared/watchdog.js"
+import { WATCHDOG, WatchdogEvent } from "../shared/watchdog.js"
+import { intIn, PORT } from "../shared/config.js"
+import { REPORT_EVERY } from "../shared/report.js"
 import { NO_KEYS } from "./config.js"
 import { Heartbeat, Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
@@ -47,7 +49,7 @@ export interface ClientOptions {
     network?: Network // default: the board's WiFi
     led?: ds.OutputPin // heartbeat LED (a board's pins.LED); default: the status light
     heartbeat?: boolean // default true; false when the app drives the LED itself
-    watchdog?: number // ms without progress before a reboot (default WATCHDOG_DEFAULT); 0 = off
+    watchdog?: number // ms without progress before a reboot (default WATCHDOG.dflt); 0 = off
     onWatchdog?: () => void // default ds.reboot(); tests use ds.restart()
     verbose?: boolean // log each step: WiFi, connect, outage, resend
     badWifi?: () => Promise<void> // optional hooks of the original
@@ -103,11 +105,8 @@ export class Client {
         const p = checkClientId(opts.id)
         if (p !== "") throw new LinkError("ECONFIG", "id: " + p)
         if (typeof opts.host !== "string" || opts.host === "") throw new LinkError("ECONFIG", "host must be a non-empty string")
-        const port = opts.port === undefined ? 8123 : opts.port
-        if (typeof port !== "number" || Math.floor(port) !== port || port < 1 || port > 65535)
-            throw new LinkError("ECONFIG", "port must be a whole number from 1 to 65535")
-        if (opts.report !== undefined && (typeof opts.report !== "number" || Math.floor(opts.report) !== opts.report || opts.report < 0 || opts.report > 86400000))
-            throw new LinkError("ECONFIG", "report must be a whole number of ms from 0 to 86400000")
+        const port = intIn("port", opts.port, PORT.dflt, PORT.min, PORT.max)
+        intIn("report", opts.report, REPORT_EVERY.dflt, REPORT_EVERY.min, REPORT_EVERY.max)
         const lo: LinkOptions = opts.link ? opts.link : {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
@@ -167,7 +166,7 @@ export class Client {
             self.rejoin.lostIp()
             console.log("devs-iot " + self.id + ": network: WiFi lost its IP address")
         })
-        const wd = opts.watchdog === undefined ? WATCHDOG_DEFAULT : opts.watchdog
+        const wd = opts.watchdog === undefined ? WATCHDOG.dflt : opts.watchdog
         if (wd) this.wd = new Watchdog(wd)
     }
 
@@ -420,7 +419,7 @@ export class Client {
     // The board's report of itself; the Link sends it only to a devs-iot
     // server. No heap or reset-reason figure: the runtime offers neither.
     private maybeReport(now: number): void {
-        const every = this.opts.report === undefined ? 60000 : this.opts.report
+        const every = this.opts.report === undefined ? REPORT_EVERY.dflt : this.opts.report
         if (every <= 0 || this.reportAt < 0 || now < this.reportAt || !this.link.status()) return
         this.reportAt = now + every
         const r: Report = {

@@ -9,8 +9,9 @@
 import * as ds from "@devicescript/core"
 import { readSetting } from "@devicescript/settings"
 import { checkClientId, isHex, parseServers } from "../shared/index.js"
-import { WATCHDOG_DEFAULT } from "../shared/watchdog.js"
-import { TIMEOUT } from "../shared/config.js"
+import { WATCHDOG } from "../shared/watchdog.js"
+import { REPORT_EVERY } from "../shared/report.js"
+import { INTERVAL, PORT, TIMEOUT } from "../shared/config.js"
 
 export interface AppConfig {
     id: string
@@ -51,16 +52,16 @@ export interface SettingDef {
 export function boardSettingDefs(): SettingDef[] {
     return [
     { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required), or several, host[:port] separated by commas: the next is tried when a connect fails (several gateways)" },
-    { name: "IOT_PORT", kind: "int", min: 1, max: 65535, dflt: 8123, doc: "the server's port" },
+    { name: "IOT_PORT", kind: "int", min: PORT.min, max: PORT.max, dflt: PORT.dflt, doc: "the server's port" },
     { name: "IOT_ID", kind: "id", min: 0, max: 0, dflt: "", doc: "the board's id (default: its device id)" },
     { name: "IOT_TIMEOUT", kind: "int", min: TIMEOUT.min, max: TIMEOUT.max, dflt: TIMEOUT.dflt, doc: "ms; the same as the server's --timeout" },
-    { name: "IOT_INTERVAL", kind: "int", min: 10, max: 3600000, dflt: 5000, doc: "demo apps: ms between messages" },
-    { name: "IOT_WATCHDOG", kind: "int", min: 0, max: 3600000, dflt: WATCHDOG_DEFAULT, doc: "ms without progress before a reboot; 0 = off" },
+    { name: "IOT_INTERVAL", kind: "int", min: INTERVAL.min, max: INTERVAL.max, dflt: INTERVAL.dflt, doc: "demo apps: ms between messages" },
+    { name: "IOT_WATCHDOG", kind: "int", min: WATCHDOG.min, max: WATCHDOG.max, dflt: WATCHDOG.dflt, doc: "ms without progress before a reboot; 0 = off" },
     { name: "IOT_VERBOSE", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = log each step" },
     { name: "IOT_ROLE", kind: "text", min: 0, max: 0, dflt: "", doc: "remote demo: button, led, or empty for both" },
     { name: "IOT_KEY", kind: "text", min: 0, max: 0, dflt: "", doc: "64 hex digits: authenticate (secret: .env.local)" },
     { name: "IOT_ENCRYPT", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = encrypt what the board sends (needs IOT_KEY)" },
-    { name: "IOT_REPORT", kind: "int", min: 0, max: 86400000, dflt: 60000, doc: "ms between the board's reports of itself to the server; 0 = off" },
+    { name: "IOT_REPORT", kind: "int", min: REPORT_EVERY.min, max: REPORT_EVERY.max, dflt: REPORT_EVERY.dflt, doc: "ms between the board's reports of itself to the server; 0 = off" },
     { name: "IOT_FIRMWARE", kind: "text", min: 0, max: 0, dflt: "", doc: "the firmware version the board reports" },
     ]
 }

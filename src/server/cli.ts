@@ -7,6 +7,7 @@ import { parseArgs } from "node:util"
 import { checkClientId } from "../shared/index.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { TIMEOUT } from "../shared/config.js"
+import { FLAGS, FlagError, readInt, type IntOpt } from "./flags.js"
 import { Client } from "./client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "./log.js"
 import { Server } from "./server.js"
@@ -26,13 +27,14 @@ import { tmpdir } from "node:os"
 import { join, resolve as resolvePath } from "node:path"
 import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, OTA_SIM_OPTIONS, runDeploy, runSimWithOta, startOta } from "./ota/cli.js"
 
-class UsageError extends Error {}
+class UsageError extends FlagError {}
 
 export interface Opt {
     type: "string" | "boolean"
     help: string
     arg?: string
     option?: string // the library option it sets, where its name is not the flag's in camelCase (docs/settings.md)
+    range?: IntOpt["range"] // a whole number: its range and default (flags.ts)
 }
 
 const COMMON: Record<string, Opt> = {
@@ -52,19 +54,19 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
     server: {
         summary: "run a devs-iot server",
         options: {
-            port: { type: "string", arg: "N", help: "TCP port (default 8123; 0 picks a free one)" },
+            port: FLAGS.listenPort,
             host: { type: "string", arg: "ADDR", help: "address to listen on (default 0.0.0.0)" },
             expect: { type: "string", arg: "ID,ID", option: "expected", help: "client ids the server expects (others get a warning)" },
             "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
-            interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
+            interval: FLAGS.appInterval,
             ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dfltText ?? b.dflt})` } as Opt])),
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
             "push-keys": { type: "boolean", help: "push an id's next key (second in --keys) to a board that authenticated with its first; the board confirms, the log says 'key pushed'" },
-            "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default 3000)" },
-            "http-port": { type: "string", arg: "N", help: "serve metrics (/metrics), the status API (/api/boards) and the dashboard (/) on this port (default off; 0 picks a free one)" },
+            "shutdown-timeout": FLAGS.shutdownTimeout,
+            "http-port": FLAGS.httpPort,
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
             "http-token": { type: "string", arg: "TOKEN", help: "enables the HTTP actions (disconnect a board, send it a line) for this bearer token, 16+ characters; prefer the environment or --http-token-file" },
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
@@ -78,12 +80,12 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
         summary: "run an MQTT gateway: boards' lines on devs-iot/<id>/up, lines to them from devs-iot/<id>/down (docs/gateway.md)",
         options: {
             mqtt: { type: "string", arg: "URL", help: "the broker (mqtt://host:port); default: an embedded broker (Aedes) on --broker-port" },
-            "broker-port": { type: "string", arg: "N", help: "the embedded broker's port (default 1883; 0 picks a free one)" },
+            "broker-port": FLAGS.brokerPort,
             "broker-host": { type: "string", arg: "ADDR", help: "the embedded broker's address (default 127.0.0.1)" },
             name: { type: "string", arg: "NAME", help: "this gateway's name in devs-iot/$gateway/<name>/status (default <hostname>-<pid>)" },
-            port: { type: "string", arg: "N", help: "TCP port for boards (default 8123; 0 picks a free one)" },
+            port: FLAGS.listenPort,
             host: { type: "string", arg: "ADDR", help: "address to listen on for boards (default 0.0.0.0)" },
-            "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing takes longer (default 3000)" },
+            "shutdown-timeout": FLAGS.shutdownTimeout,
             ...COMMON,
         },
     },
@@ -93,7 +95,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
         options: {
             id: { type: "string", arg: "ID", help: "this client's id (required)" },
             host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
-            port: { type: "string", arg: "N", help: "server port (default 8123)" },
+            port: FLAGS.serverPort,
             "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
             "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
             key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not; prefer the environment or --key-file (a flag is visible to every user)" },
@@ -124,11 +126,11 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
         options: {
             id: { type: "string", arg: "ID", help: "the simulated board's id (required)" },
             host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
-            port: { type: "string", arg: "N", help: "server port (default 8123)" },
+            port: FLAGS.serverPort,
             app: { type: "string", arg: "NAME", help: `firmware app: ${SIM_APPS.join("|")} (default demo)` },
-            interval: { type: "string", arg: "MS", help: "ms between the app's messages (default 5000)" },
+            interval: FLAGS.boardInterval,
             role: { type: "string", arg: "ROLE", help: "remote app: button, led, or both (default both)" },
-            watchdog: { type: "string", arg: "MS", help: "reboot (restart) after this long without progress; 0 = off" },
+            watchdog: FLAGS.boardWatchdog,
             verbose: { type: "boolean", help: "log each step of the link (WiFi, connect, outage, resend)" },
             key: { type: "string", arg: "HEX", help: "the board's key (IOT_KEY, 64 hex digits); prefer the environment (a flag is visible to every user)" },
             encrypt: { type: "boolean", help: "the board encrypts the messages it sends (IOT_ENCRYPT; needs --key)" },
@@ -197,19 +199,14 @@ function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { val
     return { values, source, positionals }
 }
 
-function int(values: Values, source: Record<string, string>, name: string, dflt: number, min: number, max: number): number {
-    const raw = values[name]
-    if (raw === undefined) return dflt
-    const s = String(raw).trim()
-    const n = /^\d+$/.test(s) ? Number(s) : NaN
-    if (!Number.isSafeInteger(n) || n < min || n > max)
-        throw new UsageError(`${source[name]} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
-    return n
+// A whole-number flag, checked against its range (its default when absent).
+function int(values: Values, source: Record<string, string>, name: string, r: IntOpt["range"]): number {
+    return readInt(values[name], source[name] ?? `--${name}`, r)
 }
 
 // A whole number when given, else undefined (the library's default applies).
-function optInt(values: Values, source: Record<string, string>, name: string, min: number, max: number): number | undefined {
-    return values[name] === undefined ? undefined : int(values, source, name, 0, min, max)
+function optInt(values: Values, source: Record<string, string>, name: string, r: IntOpt["range"]): number | undefined {
+    return readInt(values[name], source[name] ?? `--${name}`, r, true)
 }
 
 function str(values: Values, name: string): string | undefined {
@@ -245,17 +242,17 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const strictIds = values["strict-ids"] === true
     if (strictIds && expected.length === 0) throw new UsageError(`${source["strict-ids"]} needs a list of ids (--expect a,b)`)
     const opts = {
-        port: int(values, source, "port", 8123, 0, 65535),
+        port: int(values, source, "port", FLAGS.listenPort.range),
         host: host(values, source, "0.0.0.0"),
-        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
+        timeout: int(values, source, "timeout", TIMEOUT),
         expected,
         strictIds,
         limits: {
-            ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b.min, b.max)])),
+            ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b)])),
         },
     }
-    const interval = int(values, source, "interval", 5000, 100, 3600000)
-    const shutdownMs = int(values, source, "shutdown-timeout", 3000, 100, 600000)
+    const interval = int(values, source, "interval", FLAGS.appInterval.range)
+    const shutdownMs = int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range)
     const log = makeLogger(level(values, source), values["json"] === true)
     const keyFile = str(values, "keys")
     let keys: KeyFile = { keys: new Map(), revoked: [], open: [] }
@@ -350,13 +347,13 @@ async function stateFrom(values: Values, source: Record<string, string>, log: Lo
 // Runs an MQTT gateway until SIGINT/SIGTERM.
 async function runGateway(values: Values, source: Record<string, string>): Promise<number> {
     const log = makeLogger(level(values, source), values["json"] === true)
-    const port = int(values, source, "port", 8123, 0, 65535)
+    const port = int(values, source, "port", FLAGS.listenPort.range)
     const gw = new Gateway({
         port,
         host: host(values, source, "0.0.0.0"),
-        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
+        timeout: int(values, source, "timeout", TIMEOUT),
         mqtt: str(values, "mqtt"),
-        brokerPort: int(values, source, "broker-port", 1883, 0, 65535),
+        brokerPort: int(values, source, "broker-port", FLAGS.brokerPort.range),
         brokerHost: str(values, "broker-host"),
         name: str(values, "name"),
         logger: log,
@@ -370,13 +367,13 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
         return 1
     }
     log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: mosquitto_sub -h ${new URL(gw.brokerUrl).hostname} -p ${new URL(gw.brokerUrl).port || 1883} -t 'devs-iot/#' -v`)
-    return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", 3000, 100, 600000))
+    return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range))
 }
 
 // The HTTP side when --http-port is given; the token from the flag, the
 // environment or a file (one of them).
 function httpStatus(values: Values, source: Record<string, string>, server: Server, log: Logger): HttpStatus | undefined {
-    const port = optInt(values, source, "http-port", 0, 65535)
+    const port = optInt(values, source, "http-port", FLAGS.httpPort.range)
     const file = str(values, "http-token-file")
     let token = str(values, "http-token")
     if (token !== undefined && file !== undefined) throw new UsageError(`give the HTTP token once: ${source["http-token"]} or ${source["http-token-file"]}`)
@@ -426,8 +423,8 @@ async function runClient(values: Values, source: Record<string, string>): Promis
         state,
         id: id(source["id"]!, cid),
         host: host(values, source, "127.0.0.1"),
-        port: int(values, source, "port", 8123, 1, 65535),
-        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
+        port: int(values, source, "port", FLAGS.serverPort.range),
+        timeout: int(values, source, "timeout", TIMEOUT),
         logger: log,
         ...(key !== undefined ? { key } : {}),
         encrypt: values["encrypt"] === true,
@@ -510,10 +507,10 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         app,
         id: id(source["id"]!, cid),
         host: host(values, source, "127.0.0.1"),
-        port: int(values, source, "port", 8123, 1, 65535),
-        timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
-        interval: int(values, source, "interval", 5000, 10, 3600000),
-        watchdog: int(values, source, "watchdog", 0, 0, 3600000),
+        port: int(values, source, "port", FLAGS.serverPort.range),
+        timeout: int(values, source, "timeout", TIMEOUT),
+        interval: int(values, source, "interval", FLAGS.boardInterval.range),
+        watchdog: int(values, source, "watchdog", FLAGS.boardWatchdog.range),
         verbose: values["verbose"] === true,
         role: role === "both" ? "" : role,
         ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
@@ -640,7 +637,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         if (cmd === "gateway" || (cmd === "server" && values["gateway"] === true)) return await runGateway(values, source)
         return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
     } catch (e) {
-        if (e instanceof UsageError || (e as { code?: string }).code === "ECONFIG") {
+        if (e instanceof FlagError || (e as { code?: string }).code === "ECONFIG") {
             process.stderr.write(`devs-iot ${cmd}: ${(e as Error).message}\nRun 'devs-iot ${cmd} --help' for usage.\n`)
             return 2
         }

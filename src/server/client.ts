@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
 import { Backoff, checkClientId, Link, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
-import { intIn } from "../shared/config.js"
+import { intIn, PORT } from "../shared/config.js"
 import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
@@ -71,7 +71,7 @@ export class Client extends Endpoint {
         } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "host must be a non-empty string")
-        const sl = parseServers(opts.host ?? "127.0.0.1", intIn("port", opts.port, 8123, 1, 65535))
+        const sl = parseServers(opts.host ?? "127.0.0.1", intIn("port", opts.port, PORT.dflt, PORT.min, PORT.max))
         if (sl.problem !== "") throw new LinkError("ECONFIG", `host: ${sl.problem}`)
         this.servers = sl.list
         this.host = sl.list[0]!.host

@@ -14,6 +14,7 @@ import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { checkClientId, IdReader, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
+import { LISTEN_PORT } from "./flags.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
@@ -167,7 +168,7 @@ export class Server extends EventEmitter {
     constructor(opts: ServerOptions = {}) {
         super()
         this.cfg = resolveConfig(opts, nodeDefaults())
-        this.wantedPort = intIn("port", opts.port, 8123, 0, 65535)
+        this.wantedPort = intIn("port", opts.port, LISTEN_PORT.dflt, LISTEN_PORT.min, LISTEN_PORT.max)
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "host must be a non-empty string")
         this.host = opts.host ?? "0.0.0.0"

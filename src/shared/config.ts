@@ -158,19 +158,28 @@ export function show(v: unknown): string {
     return typeof v
 }
 
-// A server setting: its option name, its command-line flag (also read from
-// DEVS_IOT_<FLAG>), its range, default and what it bounds. The server and
-// the CLI both read such rows, so each setting is defined once.
-export interface Setting {
-    name: string
-    flag: string
-    arg: string // MS, N, ...
+// A whole-number setting's range and default, defined once; its name and doc
+// sit with the code that reads it (a board setting's row, a CLI flag).
+export interface Range {
     min: number
     max: number
     dflt: number
+}
+
+// A server setting: its option name, its command-line flag (also read from
+// DEVS_IOT_<FLAG>), its range, default and what it bounds. The server and
+// the CLI both read such rows, so each setting is defined once.
+export interface Setting extends Range {
+    name: string
+    flag: string
+    arg: string // MS, N, ...
     dfltText?: string // the default when it is not a number ("2 x timeout")
     doc: string
 }
 
 // The one setting every end shares: the server, the Node client, the board.
 export const TIMEOUT: Setting = { name: "timeout", flag: "timeout", arg: "MS", min: 100, max: 3600000, dflt: 2000, doc: "outage detection time; the same at both ends" }
+// The server's port as a client names it (the board, the Node client).
+export const PORT: Range = { min: 1, max: 65535, dflt: 8123 }
+// Demo apps on a board: ms between messages.
+export const INTERVAL: Range = { min: 10, max: 3600000, dflt: 5000 }

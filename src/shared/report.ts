@@ -8,8 +8,12 @@
 // Fields a board cannot measure are left out; keys a receiver does not know
 // are skipped, so a later field breaks no older server.
 
+import type { Range } from "./config.js"
+
 export const REPORT_MARK = "!report"
 export const MAX_REPORT_BYTES = 200
+// ms between a board's reports of itself; 0 = off.
+export const REPORT_EVERY: Range = { min: 0, max: 86400000, dflt: 60000 }
 
 export interface Report {
     firmware: string

@@ -1,6 +1,7 @@
 // The list of server addresses a client tries in turn (several gateways):
 // "host", "host:port", or several of them separated by commas. A client
 // moves to the next address when a connect fails, and wraps around.
+import { PORT } from "./config.js"
 
 export interface ServerAddress {
     host: string
@@ -35,7 +36,7 @@ export function parseServers(text: string, dflt: number): ServerList {
         if (c >= 0 && p.indexOf(":", c + 1) < 0) {
             const ps = p.slice(c + 1)
             host = p.slice(0, c)
-            if (!isDigits(ps) || +ps < 1 || +ps > 65535) return { list: [], problem: "port of \"" + p + "\" must be a whole number from 1 to 65535" }
+            if (!isDigits(ps) || +ps < PORT.min || +ps > PORT.max) return { list: [], problem: "port of \"" + p + "\" must be a whole number from " + PORT.min + " to " + PORT.max }
             port = +ps
         }
         if (host === "" || host.indexOf(" ") >= 0) return { list: [], problem: "bad host in \"" + p + "\"" }

@@ -1,3 +1,5 @@
+import type { Range } from "./config.js"
+
 // The board's watchdog decision. The firmware reports what happens; only real
 // progress moves the deadline: the link heard from the server (a line, a
 // keepalive, a completed handshake), or a connect the network answered (a
@@ -9,7 +11,7 @@
 // On by default, and far above any normal reconnect: a WiFi rejoin plus the
 // runtime's 10 s scans take well under a minute, an access point that
 // restarts comes back in one to three.
-export const WATCHDOG_DEFAULT = 300000
+export const WATCHDOG: Range = { min: 0, max: 3600000, dflt: 300000 }
 
 export type WatchdogEvent =
     | "received" // a line or keepalive from the server

@@ -1,5 +1,5 @@
 import { Backoff } from "../../src/shared/backoff.js"
-import { isProgress, Watchdog, WATCHDOG_DEFAULT } from "../../src/shared/watchdog.js"
+import { isProgress, Watchdog, WATCHDOG } from "../../src/shared/watchdog.js"
 import { RejoinPolicy } from "../../src/shared/rejoin.js"
 import { QosCheck } from "../../src/shared/qoscheck.js"
 import { eq, hooks, ok, Rng, suite } from "./harness.js"
@@ -67,7 +67,7 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         eq(isProgress("noAnswer"), false, "noAnswer")
     })
     test("watchdog: a server down for an hour (refused connects with back-off) never reboots", async function () {
-        const w = new Watchdog(WATCHDOG_DEFAULT)
+        const w = new Watchdog(WATCHDOG.dflt)
         const b = new Backoff(250, 3000)
         const rng = new Rng(3)
         w.start(0)
@@ -82,20 +82,20 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         }
     })
     test("watchdog: a board stuck waiting for WiFi is rebooted after the limit", async function () {
-        const w = new Watchdog(WATCHDOG_DEFAULT)
+        const w = new Watchdog(WATCHDOG.dflt)
         w.start(0)
         w.note("received", 1000)
         let now = 1000
-        while (now < 1000 + WATCHDOG_DEFAULT - 4000) {
+        while (now < 1000 + WATCHDOG.dflt - 4000) {
             now += 4000 // waitUp(2 * timeout) at the default timeout
             w.note("waitingForWifi", now)
             w.note("rejoin", now)
             eq(w.expired(now), false, "not yet at " + now)
         }
-        eq(w.expired(1000 + WATCHDOG_DEFAULT), true, "reboot " + WATCHDOG_DEFAULT + " ms after the server was last heard")
+        eq(w.expired(1000 + WATCHDOG.dflt), true, "reboot " + WATCHDOG.dflt + " ms after the server was last heard")
     })
     test("watchdog: the default is far above a normal reconnect (lost IP, rejoin, an access point restarting for 3 minutes)", async function () {
-        const w = new Watchdog(WATCHDOG_DEFAULT)
+        const w = new Watchdog(WATCHDOG.dflt)
         w.start(0)
         w.note("received", 0)
         // WiFi gone for 180 s: rejoins and waits, none of it progress...
@@ -112,7 +112,7 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         }
         eq(w.expired(now), false, "no reboot at " + now)
         w.note("linkUp", now)
-        eq(w.deadline(), now + WATCHDOG_DEFAULT, "fresh deadline once the link is up")
+        eq(w.deadline(), now + WATCHDOG.dflt, "fresh deadline once the link is up")
     })
     test("watchdog: a client whose tasks stop is rebooted after the limit", async function () {
         const w = new Watchdog(20000)

@@ -7,7 +7,7 @@ import * as ds from "@devicescript/core"
 import { checkKeys, ConfigError, parseSettings } from "../../src/device/config.js"
 import { Bounded, WifiNetwork } from "../../src/device/network.js"
 import { ConnectError, Primitives, SocketEvent, TcpSocket, usePrimitives } from "../../src/device/socket.js"
-import { WATCHDOG_DEFAULT } from "../../src/shared/watchdog.js"
+import { WATCHDOG } from "../../src/shared/watchdog.js"
 import { eq, ok } from "../shared/harness.js"
 
 interface DeviceCase {
@@ -53,7 +53,7 @@ test("settings: numeric-looking values arrive as numbers and are accepted; defau
     const s = parseSettings({ IOT_HOST: "192.168.1.10", IOT_ID: 1, IOT_PORT: 8123, IOT_VERBOSE: 1 }, "devid")
     eq(s.config.id, "1", "IOT_ID=1")
     eq(s.config.port, 8123, "port")
-    eq(s.config.watchdog, WATCHDOG_DEFAULT, "watchdog on by default")
+    eq(s.config.watchdog, WATCHDOG.dflt, "watchdog on by default")
     eq(s.config.verbose, true, "verbose")
     eq(s.config.timeout, 2000, "timeout default")
     eq(s.role, "", "role")

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
 import { Client } from "../client.js"
+import { FLAGS, readInt, type IntOpt } from "../flags.js"
 import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
@@ -14,28 +15,16 @@ import { JacdacHost, runBoardVm, type BoardVm } from "./simboard.js"
 
 const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
 
-type Opt = { type: "string" | "boolean"; help: string; arg?: string }
+type Opt = { type: "string" | "boolean"; help: string; arg?: string; range?: IntOpt["range"] }
 type Values = Record<string, string | boolean | undefined>
-
-interface IntSetting {
-    min: number
-    max: number
-    dflt: number
-}
-
-const INTS: Record<string, IntSetting> = {
-    "ota-port": { min: 0, max: 65535, dflt: 8124 },
-    "ota-link-up-within": { min: 1000, max: 3600000, dflt: 60000 },
-    "ota-session-within": { min: 1000, max: 3600000, dflt: 75000 },
-}
 
 export const OTA_SERVER_OPTIONS: Record<string, Opt> = {
     "ota-keys": { type: "string", arg: "FILE", help: "turns OTA on: the boards' wssk keys, one '<id> <64 hex digits>' a line (not the link keys)" },
-    "ota-port": { type: "string", arg: "N", help: "port of the OTA gateway that boards reach with wssk (default 8124)" },
+    "ota-port": FLAGS.otaPort,
     "ota-admins": { type: "string", arg: "ID,ID", help: "client ids allowed to request deploys; each needs a key in --keys" },
     "ota-images": { type: "string", arg: "DIR", help: "images kept by SHA-256 (a rollback needs the previous one; put the flashed image here)" },
-    "ota-link-up-within": { type: "string", arg: "MS", help: "a new program must bring its link up this soon, or it is rolled back (default 60000)" },
-    "ota-session-within": { type: "string", arg: "MS", help: "wait this long for a board's OTA session (default 75000; boards retry every 32 s)" },
+    "ota-link-up-within": FLAGS.otaLinkUpWithin,
+    "ota-session-within": FLAGS.otaSessionWithin,
 }
 
 export const OTA_SIM_OPTIONS: Record<string, Opt> = {
@@ -49,7 +38,7 @@ export const DEPLOY_COMMAND = {
     options: {
         id: { type: "string", arg: "ID,ID", help: "the boards (required)" },
         host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
-        port: { type: "string", arg: "N", help: "server port (default 8123)" },
+        port: FLAGS.serverPort,
         admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
         key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
     } as Record<string, Opt>,
@@ -60,12 +49,11 @@ function config(message: string): LinkError {
 }
 
 function int(values: Values, name: string): number {
-    const s = INTS[name]!
-    const raw = values[name]
-    if (raw === undefined) return s.dflt
-    const n = /^\d+$/.test(String(raw).trim()) ? Number(String(raw).trim()) : NaN
-    if (!Number.isSafeInteger(n) || n < s.min || n > s.max) throw config(`--${name} must be a whole number from ${s.min} to ${s.max}, got ${JSON.stringify(raw)}`)
-    return n
+    try {
+        return readInt(values[name], `--${name}`, OTA_SERVER_OPTIONS[name]!.range!)
+    } catch (e) {
+        throw config((e as Error).message)
+    }
 }
 
 function list(v: string | boolean | undefined): string[] {
@@ -130,9 +118,12 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     } catch (e) {
         throw config(`${positionals[0]}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
     }
-    const portRaw = values["port"] ?? "8123"
-    const port = /^\d+$/.test(String(portRaw)) ? Number(portRaw) : NaN
-    if (!(port >= 1 && port <= 65535)) throw config(`--port must be 1 to 65535, got ${JSON.stringify(portRaw)}`)
+    let port: number
+    try {
+        port = readInt(values["port"], "--port", FLAGS.serverPort.range)
+    } catch (e) {
+        throw config((e as Error).message)
+    }
     const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
     const client = new Client({ id: admin, host, port, key: key.trim(), logger: log }).start()
     try {

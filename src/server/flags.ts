@@ -1,0 +1,51 @@
+// The command line's whole-number settings that are the Node shell's own
+// (ports it listens on, the demo app's pace, shutdown, OTA): range and default
+// defined once here, the help text and docs/settings.md made from them. The
+// settings a board shares (its port, timeout, interval, watchdog) come from
+// src/shared, where the board's settings table reads them too.
+import { INTERVAL, PORT, type Range } from "../shared/config.js"
+import { WATCHDOG } from "../shared/watchdog.js"
+
+export interface IntOpt {
+    type: "string"
+    arg: string
+    help: string
+    range: Range
+}
+
+// A flag taking a whole number in `r`; its help ends with the default.
+export function intFlag(arg: string, r: Range, doc: string, dfltText?: string): IntOpt {
+    return { type: "string", arg, help: `${doc} (default ${dfltText ?? r.dflt})`, range: r }
+}
+
+export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
+
+export const FLAGS = {
+    listenPort: intFlag("N", LISTEN_PORT, "TCP port; 0 picks a free one"),
+    serverPort: intFlag("N", PORT, "server port"),
+    appInterval: intFlag("MS", { min: 100, max: 3600000, dflt: INTERVAL.dflt }, "demo app: ms between messages to each board"),
+    boardInterval: intFlag("MS", INTERVAL, "ms between the app's messages (the board's IOT_INTERVAL)"),
+    // The simulated board's watchdog is off unless asked for: a run in the
+    // simulator is watched by whoever started it.
+    boardWatchdog: intFlag("MS", { min: WATCHDOG.min, max: WATCHDOG.max, dflt: 0 }, "reboot (restart) after this long without progress; 0 = off (a board's default: " + WATCHDOG.dflt + ")"),
+    shutdownTimeout: intFlag("MS", { min: 100, max: 600000, dflt: 3000 }, "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer"),
+    brokerPort: intFlag("N", { min: 0, max: 65535, dflt: 1883 }, "the embedded broker's port; 0 picks a free one"),
+    httpPort: intFlag("N", { min: 0, max: 65535, dflt: 0 }, "serve metrics (/metrics), the status API (/api/boards) and the dashboard (/) on this port; 0 picks a free one", "off"),
+    otaPort: intFlag("N", { min: 0, max: 65535, dflt: 8124 }, "port of the OTA gateway that boards reach with wssk"),
+    otaLinkUpWithin: intFlag("MS", { min: 1000, max: 3600000, dflt: 60000 }, "a new program must bring its link up this soon, or it is rolled back"),
+    otaSessionWithin: intFlag("MS", { min: 1000, max: 3600000, dflt: 75000 }, "wait this long for a board's OTA session (boards retry every 32 s)"),
+}
+
+// The value of a whole-number flag or its environment variable, checked
+// against its range: undefined when absent and the flag has no default.
+export function readInt(raw: string | boolean | undefined, what: string, r: Range): number
+export function readInt(raw: string | boolean | undefined, what: string, r: Range, optional: true): number | undefined
+export function readInt(raw: string | boolean | undefined, what: string, r: Range, optional?: true): number | undefined {
+    if (raw === undefined) return optional ? undefined : r.dflt
+    const s = String(raw).trim()
+    const n = /^\d+$/.test(s) ? Number(s) : NaN
+    if (!Number.isSafeInteger(n) || n < r.min || n > r.max) throw new FlagError(`${what} must be a whole number from ${r.min} to ${r.max}, got ${JSON.stringify(raw)}`)
+    return n
+}
+
+export class FlagError extends Error {}
