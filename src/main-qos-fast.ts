@@ -5,7 +5,7 @@ import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
 import { AppConfig } from "./device/config.js"
 import { startBoard } from "./device/board.js"
 import { boardKeys } from "./device/keyed.js"
-import { qos } from "./device/apps/qos.js"
+import { qos } from "./apps/qos/board.js"
 
 await startBoard("qos-fast", async function (c: AppConfig, role: string) {
     await qos(c, true)

@@ -5,7 +5,7 @@ import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
 import { AppConfig } from "./device/config.js"
 import { startBoard } from "./device/board.js"
 import { boardKeys } from "./device/keyed.js"
-import { remote } from "./device/apps/remote.js"
+import { remote } from "./apps/remote/board.js"
 
 await startBoard("remote", async function (c: AppConfig, role: string) {
     await remote(c, role)

@@ -5,7 +5,7 @@ import { pins } from "@dsboard/devs_iot_esp32_devkit_c"
 import { AppConfig } from "./device/config.js"
 import { startBoard } from "./device/board.js"
 import { boardKeys } from "./device/keyed.js"
-import { demo } from "./device/apps/demo.js"
+import { demo } from "./apps/demo/board.js"
 
 await startBoard("demo", async function (c: AppConfig, role: string) {
     await demo(c)

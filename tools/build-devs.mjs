@@ -61,7 +61,7 @@ function writeEntry(entry, { board, app }, keyed) {
 import * as board from "@dsboard/${board}"
 import { AppConfig } from "../../../src/device/config.js"
 import { startBoard } from "../../../src/device/board.js"
-${keyed ? 'import { boardKeys } from "../../../src/device/keyed.js"\n' : ""}import { ${mod} } from "../../../src/device/apps/${mod}.js"
+${keyed ? 'import { boardKeys } from "../../../src/device/keyed.js"\n' : ""}import { ${mod} } from "../../../src/apps/${mod}/board.js"
 
 await startBoard("${app}", async function (c: AppConfig, role: string) {
     await ${call}
@@ -128,8 +128,8 @@ for (const [n, s] of Object.entries(sizes))
         console.log(`devs: ${n}${s.keyed ? " (with authentication)" : ""} ${s.total} bytes (functions: devs-iot client ${s.client}, app ${s.app}, DeviceScript libraries ${s.libraries}; data ${s.data})`)
 
 // Bytes of compiled functions by the part of the source they come from: the
-// devs-iot client (src/shared, src/device outside apps/), the app (entries,
-// src/device/apps, tests), and DeviceScript's own libraries; plus data
+// devs-iot client (src/shared, src/device), the app (entries, src/apps,
+// tests), and DeviceScript's own libraries; plus data
 // (strings, floats, header).
 function functionBytes(dbgPath) {
     const dbg = JSON.parse(readFileSync(dbgPath, "utf8"))
@@ -148,7 +148,7 @@ function functionBytes(dbgPath) {
     for (const fn of dbg.functions) {
         const f = fileAt(fn.location ? fn.location[0] : -1)
         if (f.startsWith("node_modules/")) r.libraries += fn.size
-        else if ((f.startsWith("src/shared/") && !f.endsWith("qoscheck.ts")) || (f.startsWith("src/device/") && !f.startsWith("src/device/apps/"))) r.client += fn.size
+        else if (f.startsWith("src/shared/") || f.startsWith("src/device/")) r.client += fn.size
         else r.app += fn.size
     }
     const total = readFileSync(join(dirname(dbgPath), "bytecode.devs")).length

@@ -3,7 +3,7 @@
 // the board waits (no reboot loop), because only a new deploy can fix it.
 import * as ds from "@devicescript/core"
 import { AppConfig, boardSettings, checkKeys } from "./config.js"
-import { setBoardKeys, setBoardLed } from "./apps/start.js"
+import { setBoardKeys, setBoardLed } from "./start.js"
 import type { BoardKeys } from "./client.js"
 
 // `led`: the heartbeat LED pin of the board definition (pins.LED); `keys`:

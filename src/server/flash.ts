@@ -103,7 +103,7 @@ export function prepareWorkDir(o: FlashOptions): void {
     mkdirSync(join(o.workDir, "src"), { recursive: true })
     writeFileSync(join(o.workDir, "devsconfig.json"), "{}\n")
     writeFileSync(join(o.workDir, "package.json"), JSON.stringify({ name: `devs-iot-flash-${o.app}`, version: "0.0.0", private: true }) + "\n")
-    for (const d of ["src/device", "src/shared", "boards"]) symlinkSync(join(PACKAGE_ROOT, d), join(o.workDir, d))
+    for (const d of ["src/device", "src/shared", "src/apps", "boards"]) symlinkSync(join(PACKAGE_ROOT, d), join(o.workDir, d))
     copyFileSync(join(PACKAGE_ROOT, FLASH_APPS[o.app]!), join(o.workDir, FLASH_APPS[o.app]!))
     for (const f of SETTINGS_FILES) if (existsSync(join(o.settingsDir, f))) copyFileSync(join(o.settingsDir, f), join(o.workDir, f))
 }

@@ -102,8 +102,10 @@ describe("board firmware in the DeviceScript simulator", function () {
         assert.deepEqual([...echoes].sort(), range(1000, "b").sort())
         await conn.write(JSON.stringify({ cmd: "stats" }))
         const stats = JSON.parse(await within(conn.readline(), 5000, "stats"))
-        assert.equal(stats.duplicates, 0)
-        this.test!.title += ` (board dropped ${stats.dropped}, server resent ${conn.stats.resent})`
+        // A duplicate the board sees is a resend (an ACK late under load):
+        // dropped by its de-duplication, never echoed (checked above).
+        assert.ok(stats.duplicates <= conn.stats.resent, `the board saw ${stats.duplicates} duplicates, the server resent ${conn.stats.resent}`)
+        this.test!.title += ` (board dropped ${stats.dropped}, saw ${stats.duplicates} resent twice; server resent ${conn.stats.resent})`
     })
 
     it("server restart while the board writes: every line arrives exactly once", async function () {

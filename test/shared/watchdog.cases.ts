@@ -1,7 +1,7 @@
 import { Backoff } from "../../src/shared/backoff.js"
 import { isProgress, Watchdog, WATCHDOG } from "../../src/shared/watchdog.js"
 import { RejoinPolicy } from "../../src/shared/rejoin.js"
-import { QosCheck } from "../../src/shared/qoscheck.js"
+import { QosCheck } from "../../src/apps/qos/check.js"
 import { eq, hooks, ok, Rng, suite } from "./harness.js"
 
 export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (test) {

@@ -1,6 +1,6 @@
 // One end of the fault soak as its own process: a devs-iot Server or a Node
 // Client, with the same traffic and logs as the board's soak firmware
-// (src/device/apps/soak.ts): streams "w" (qos, wait), "f" (qos, no wait, up to
+// (test/firmware/soak.ts): streams "w" (qos, wait), "f" (qos, no wait, up to
 // 8 in flight), "n" (no qos), one line every `interval` ms each; "@S <line>"
 // once a write completed, "@R <line>" per line read, "@I ..." for events.
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.

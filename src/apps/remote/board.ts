@@ -14,9 +14,9 @@
 // The LED is this app's: its client runs without a heartbeat (one owner per
 // light), except in role "button", which has no LED to show.
 import * as ds from "@devicescript/core"
-import { AppConfig } from "../config.js"
-import { Client } from "../client.js"
-import { appLight, makeClient } from "./start.js"
+import { AppConfig } from "../../device/config.js"
+import { Client } from "../../device/client.js"
+import { appLight, makeClient } from "../../device/start.js"
 
 interface ButtonState {
     want: number // 1 pressed, 0 released

@@ -2,10 +2,10 @@
 // boards with ids "1" to "4". Each board sends a JSON list every few seconds
 // ([connects, count, free heap]); the server logs it and sends each board
 // [count, seconds since the server started] every `interval` ms.
-import type { Server } from "../server.js"
-import type { Connection } from "../connection.js"
-import type { Logger } from "../log.js"
-import type { App } from "./app.js"
+import type { Server } from "../../server/server.js"
+import type { Connection } from "../../server/connection.js"
+import type { Logger } from "../../server/log.js"
+import type { App } from "../app.js"
 
 export const DEMO_IDS = ["1", "2", "3", "4"]
 

@@ -8,9 +8,9 @@
 //                       watchdog should fire)
 //   {"cmd":"restart"}   restart the program
 import * as ds from "@devicescript/core"
-import { AppConfig } from "../config.js"
-import { makeClient, spawnWrite, Pending } from "./start.js"
-import { Network } from "../network.js"
+import { AppConfig } from "../../src/device/config.js"
+import { makeClient, spawnWrite, Pending } from "../../src/device/start.js"
+import { Network } from "../../src/device/network.js"
 
 // The simulator's network (always up), whose waits can be made to hang.
 class StuckableNetwork implements Network {

@@ -3,9 +3,9 @@
 // report every `every` lines. qos-fast sends with wait=false, as fast as the
 // send window allows. Server side: --app qos / --app qos-fast.
 import * as ds from "@devicescript/core"
-import { AppConfig } from "../config.js"
-import { QosCheck } from "../../shared/qoscheck.js"
-import { makeClient, spawnWrite, Pending } from "./start.js"
+import { AppConfig } from "../../device/config.js"
+import { QosCheck } from "./check.js"
+import { makeClient, spawnWrite, Pending } from "../../device/start.js"
 
 export async function qos(c: AppConfig, fast: boolean): Promise<void> {
     const name = fast ? "qos-fast" : "qos"

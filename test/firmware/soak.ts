@@ -7,10 +7,10 @@
 // "@R <line>" for each line read, "@I ..." for events. The line "stop" from
 // the server ends the writers; "@I done" follows once nothing is pending.
 import * as ds from "@devicescript/core"
-import { AppConfig } from "../config.js"
-import { Client } from "../client.js"
-import { makeClient } from "./start.js"
-import { randomHex } from "../random.js"
+import { AppConfig } from "../../src/device/config.js"
+import { Client } from "../../src/device/client.js"
+import { makeClient } from "../../src/device/start.js"
+import { randomHex } from "../../src/device/random.js"
 
 interface Flow {
     stopping: boolean

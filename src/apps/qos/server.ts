@@ -2,12 +2,12 @@
 // checks that the numbered lines the board sends arrive exactly once (and in
 // order for qos), logs a report every 20 lines, and sends numbered lines of
 // its own: one at a time (qos) or 20 in flight at once (qos-fast).
-import { QosCheck } from "../../shared/qoscheck.js"
-import type { Server } from "../server.js"
-import type { Connection } from "../connection.js"
-import type { Logger } from "../log.js"
-import type { App } from "./app.js"
-import { eachConnection } from "./each.js"
+import { QosCheck } from "./check.js"
+import type { Server } from "../../server/server.js"
+import type { Connection } from "../../server/connection.js"
+import type { Logger } from "../../server/log.js"
+import type { App } from "../app.js"
+import { eachConnection } from "../each.js"
 
 export function qosApp(server: Server, log: Logger, interval: number, fast: boolean): App {
     const name = fast ? "qos-fast" : "qos"

@@ -1,10 +1,10 @@
 // --app remote: every line a board sends goes to every other connected board,
 // with "from" added, so a button on one board switches LEDs on the others.
-import type { Server } from "../server.js"
-import type { Connection } from "../connection.js"
-import type { Logger } from "../log.js"
-import type { App } from "./app.js"
-import { eachConnection } from "./each.js"
+import type { Server } from "../../server/server.js"
+import type { Connection } from "../../server/connection.js"
+import type { Logger } from "../../server/log.js"
+import type { App } from "../app.js"
+import { eachConnection } from "../each.js"
 
 export function remoteApp(server: Server, log: Logger): App {
     const relay = async (from: Connection) => {

@@ -1,9 +1,9 @@
 // --app echo: every line a client sends is written back to it (qos).
-import type { Server } from "../server.js"
-import type { Connection } from "../connection.js"
-import type { Logger } from "../log.js"
-import type { App } from "./app.js"
-import { eachConnection } from "./each.js"
+import type { Server } from "../../server/server.js"
+import type { Connection } from "../../server/connection.js"
+import type { Logger } from "../../server/log.js"
+import type { App } from "../app.js"
+import { eachConnection } from "../each.js"
 
 export function echoApp(server: Server, log: Logger): App {
     const serve = async (conn: Connection) => {

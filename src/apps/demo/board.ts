@@ -2,8 +2,8 @@
 // every `interval` ms and prints what the server sends ([count, seconds up]).
 // Server side: devs-iot server --app demo (ids "1" to "4").
 import * as ds from "@devicescript/core"
-import { AppConfig } from "../config.js"
-import { makeClient, uptime } from "./start.js"
+import { AppConfig } from "../../device/config.js"
+import { makeClient, uptime } from "../../device/start.js"
 
 export async function demo(c: AppConfig): Promise<void> {
     const client = makeClient(c, function (up: boolean) {

@@ -10,9 +10,9 @@
 //   {"cmd":"hold","ms":M} stop reading for M ms (a burst fills the receive queue and backlog), then ballast
 // Mode "ballast" (the role argument) fills the heap at once, before any client exists.
 import * as ds from "@devicescript/core"
-import { AppConfig } from "../config.js"
-import { Client } from "../client.js"
-import { makeClient } from "./start.js"
+import { AppConfig } from "../../src/device/config.js"
+import { Client } from "../../src/device/client.js"
+import { makeClient } from "../../src/device/start.js"
 
 const PAYLOAD = "t=21.50 h=40.10 p=1013.25 n=0001"
 const BUCKETS = 200 // whole ms; slower writes count in the last bucket

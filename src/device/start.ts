@@ -1,9 +1,9 @@
 // Builds the Client an app runs on, from its configuration.
 import * as ds from "@devicescript/core"
-import { BoardKeys, Client } from "../client.js"
-import { AppConfig } from "../config.js"
-import { Light } from "../heartbeat.js"
-import { Network, SimNetwork, WifiNetwork } from "../network.js"
+import { BoardKeys, Client } from "./client.js"
+import { AppConfig } from "./config.js"
+import { Light } from "./heartbeat.js"
+import { Network, SimNetwork, WifiNetwork } from "./network.js"
 
 // The board entry's LED (pins.LED of the board definition).
 let boardLed: ds.OutputPin | undefined = undefined
