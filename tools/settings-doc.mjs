@@ -200,7 +200,8 @@ for (const b of Object.values(board)) {
 }
 
 // 6. CLI flags that set no library option.
-const cliTable = cliOnly.map(({ flag, cmd, o }) => [`\`--${flag}\``, /\(default ([^)]*)\)/.exec(o.help)?.[1] ?? "", "", `\`--${flag}\` (${cmd})`, `\`${envName(flag)}\``, "", o.help.replace(/\s*\(default [^)]*\)/, "")])
+const intRange = (r) => (r ? `${r.min.toLocaleString("en")} to ${r.max.toLocaleString("en")}` : "")
+const cliTable = cliOnly.map(({ flag, cmd, o }) => [`\`--${flag}\``, /\(default ([^)]*)\)/.exec(o.help)?.[1] ?? "", intRange(o.int), `\`--${flag}\` (${cmd})`, `\`${envName(flag)}\``, "", o.help.replace(/\s*\(default [^)]*\)/, "")])
 
 const head = "| setting | default | range | CLI flag | env variable | board setting | what it does |\n| --- | --- | --- | --- | --- | --- | --- |"
 const table = (rs) => head + "\n" + rs.map((r) => "| " + r.map(cell).join(" | ") + " |").join("\n")

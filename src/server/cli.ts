@@ -33,7 +33,21 @@ export interface Opt {
     help: string
     arg?: string
     option?: string // the library option it sets, where its name is not the flag's in camelCase (docs/settings.md)
+    int?: IntRange // a whole number: its range (and default), read by the parser and by docs/settings.md
 }
+
+export interface IntRange {
+    min: number
+    max: number
+    dflt?: number // none: the flag is off unless given
+}
+
+// Whole-number flags that set no library option: defined here once, for the
+// parser, the help text and the settings reference.
+const INTERVAL: IntRange = { min: 100, max: 3600000, dflt: 5000 }
+const SHUTDOWN: IntRange = { min: 100, max: 600000, dflt: 3000 }
+const HTTP_PORT: IntRange = { min: 0, max: 65535 }
+const BROKER_PORT: IntRange = { min: 0, max: 65535, dflt: 1883 }
 
 const COMMON: Record<string, Opt> = {
     timeout: { type: "string", arg: "MS", help: `${TIMEOUT.doc} (default ${TIMEOUT.dflt})` },
@@ -57,14 +71,14 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             expect: { type: "string", arg: "ID,ID", option: "expected", help: "client ids the server expects (others get a warning)" },
             "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
-            interval: { type: "string", arg: "MS", help: "demo app: ms between messages to each board (default 5000)" },
+            interval: { type: "string", arg: "MS", int: INTERVAL, help: `demo app: ms between messages to each board (default ${INTERVAL.dflt})` },
             ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dfltText ?? b.dflt})` } as Opt])),
             keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
             "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
             encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
             "push-keys": { type: "boolean", help: "push an id's next key (second in --keys) to a board that authenticated with its first; the board confirms, the log says 'key pushed'" },
-            "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default 3000)" },
-            "http-port": { type: "string", arg: "N", help: "serve metrics (/metrics), the status API (/api/boards) and the dashboard (/) on this port (default off; 0 picks a free one)" },
+            "shutdown-timeout": { type: "string", arg: "MS", int: SHUTDOWN, help: `on SIGTERM/SIGINT, exit (status 1) if closing the links takes longer (default ${SHUTDOWN.dflt})` },
+            "http-port": { type: "string", arg: "N", int: HTTP_PORT, help: "serve metrics (/metrics), the status API (/api/boards) and the dashboard (/) on this port (default off; 0 picks a free one)" },
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
             "http-token": { type: "string", arg: "TOKEN", help: "enables the HTTP actions (disconnect a board, send it a line) for this bearer token, 16+ characters; prefer the environment or --http-token-file" },
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
@@ -78,12 +92,12 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
         summary: "run an MQTT gateway: boards' lines on devs-iot/<id>/up, lines to them from devs-iot/<id>/down (docs/gateway.md)",
         options: {
             mqtt: { type: "string", arg: "URL", help: "the broker (mqtt://host:port); default: an embedded broker (Aedes) on --broker-port" },
-            "broker-port": { type: "string", arg: "N", help: "the embedded broker's port (default 1883; 0 picks a free one)" },
+            "broker-port": { type: "string", arg: "N", int: BROKER_PORT, help: `the embedded broker's port (default ${BROKER_PORT.dflt}; 0 picks a free one)` },
             "broker-host": { type: "string", arg: "ADDR", help: "the embedded broker's address (default 127.0.0.1)" },
             name: { type: "string", arg: "NAME", help: "this gateway's name in devs-iot/$gateway/<name>/status (default <hostname>-<pid>)" },
             port: { type: "string", arg: "N", help: "TCP port for boards (default 8123; 0 picks a free one)" },
             host: { type: "string", arg: "ADDR", help: "address to listen on for boards (default 0.0.0.0)" },
-            "shutdown-timeout": { type: "string", arg: "MS", help: "on SIGTERM/SIGINT, exit (status 1) if closing takes longer (default 3000)" },
+            "shutdown-timeout": { type: "string", arg: "MS", int: SHUTDOWN, help: `on SIGTERM/SIGINT, exit (status 1) if closing takes longer (default ${SHUTDOWN.dflt})` },
             ...COMMON,
         },
     },
@@ -207,6 +221,11 @@ function int(values: Values, source: Record<string, string>, name: string, dflt:
     return n
 }
 
+// A whole-number flag of the ranges above: its value, or its default.
+function intFlag(values: Values, source: Record<string, string>, name: string, r: IntRange): number | undefined {
+    return values[name] === undefined ? r.dflt : int(values, source, name, 0, r.min, r.max)
+}
+
 // A whole number when given, else undefined (the library's default applies).
 function optInt(values: Values, source: Record<string, string>, name: string, min: number, max: number): number | undefined {
     return values[name] === undefined ? undefined : int(values, source, name, 0, min, max)
@@ -254,8 +273,8 @@ async function runServer(values: Values, source: Record<string, string>): Promis
             ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b.min, b.max)])),
         },
     }
-    const interval = int(values, source, "interval", 5000, 100, 3600000)
-    const shutdownMs = int(values, source, "shutdown-timeout", 3000, 100, 600000)
+    const interval = intFlag(values, source, "interval", INTERVAL)!
+    const shutdownMs = intFlag(values, source, "shutdown-timeout", SHUTDOWN)!
     const log = makeLogger(level(values, source), values["json"] === true)
     const keyFile = str(values, "keys")
     let keys: KeyFile = { keys: new Map(), revoked: [], open: [] }
@@ -356,7 +375,7 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
         host: host(values, source, "0.0.0.0"),
         timeout: int(values, source, "timeout", TIMEOUT.dflt, TIMEOUT.min, TIMEOUT.max),
         mqtt: str(values, "mqtt"),
-        brokerPort: int(values, source, "broker-port", 1883, 0, 65535),
+        brokerPort: intFlag(values, source, "broker-port", BROKER_PORT)!,
         brokerHost: str(values, "broker-host"),
         name: str(values, "name"),
         logger: log,
@@ -370,13 +389,13 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
         return 1
     }
     log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: mosquitto_sub -h ${new URL(gw.brokerUrl).hostname} -p ${new URL(gw.brokerUrl).port || 1883} -t 'devs-iot/#' -v`)
-    return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", 3000, 100, 600000))
+    return await shutdownOnSignal(log, () => gw.close(), intFlag(values, source, "shutdown-timeout", SHUTDOWN)!)
 }
 
 // The HTTP side when --http-port is given; the token from the flag, the
 // environment or a file (one of them).
 function httpStatus(values: Values, source: Record<string, string>, server: Server, log: Logger): HttpStatus | undefined {
-    const port = optInt(values, source, "http-port", 0, 65535)
+    const port = intFlag(values, source, "http-port", HTTP_PORT)
     const file = str(values, "http-token-file")
     let token = str(values, "http-token")
     if (token !== undefined && file !== undefined) throw new UsageError(`give the HTTP token once: ${source["http-token"]} or ${source["http-token-file"]}`)

@@ -14,7 +14,7 @@ import { JacdacHost, runBoardVm, type BoardVm } from "./simboard.js"
 
 const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
 
-type Opt = { type: "string" | "boolean"; help: string; arg?: string }
+type Opt = { type: "string" | "boolean"; help: string; arg?: string; int?: IntSetting }
 type Values = Record<string, string | boolean | undefined>
 
 interface IntSetting {
@@ -31,11 +31,11 @@ const INTS: Record<string, IntSetting> = {
 
 export const OTA_SERVER_OPTIONS: Record<string, Opt> = {
     "ota-keys": { type: "string", arg: "FILE", help: "turns OTA on: the boards' wssk keys, one '<id> <64 hex digits>' a line (not the link keys)" },
-    "ota-port": { type: "string", arg: "N", help: "port of the OTA gateway that boards reach with wssk (default 8124)" },
+    "ota-port": { type: "string", arg: "N", int: INTS["ota-port"], help: `port of the OTA gateway that boards reach with wssk (default ${INTS["ota-port"]!.dflt})` },
     "ota-admins": { type: "string", arg: "ID,ID", help: "client ids allowed to request deploys; each needs a key in --keys" },
     "ota-images": { type: "string", arg: "DIR", help: "images kept by SHA-256 (a rollback needs the previous one; put the flashed image here)" },
-    "ota-link-up-within": { type: "string", arg: "MS", help: "a new program must bring its link up this soon, or it is rolled back (default 60000)" },
-    "ota-session-within": { type: "string", arg: "MS", help: "wait this long for a board's OTA session (default 75000; boards retry every 32 s)" },
+    "ota-link-up-within": { type: "string", arg: "MS", int: INTS["ota-link-up-within"], help: `a new program must bring its link up this soon, or it is rolled back (default ${INTS["ota-link-up-within"]!.dflt})` },
+    "ota-session-within": { type: "string", arg: "MS", int: INTS["ota-session-within"], help: `wait this long for a board's OTA session (default ${INTS["ota-session-within"]!.dflt}; boards retry every 32 s)` },
 }
 
 export const OTA_SIM_OPTIONS: Record<string, Opt> = {
