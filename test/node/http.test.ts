@@ -152,6 +152,23 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.equal(metric(r.body, 'devs_iot_caps_hit_total{cap="write-queue-full"}'), 0)
         })
 
+        it("failed authentications of links are counted by reason: a wrong key, a keyed id without a key", async function () {
+            const { server, port } = await start({ keys: { a: KEY } })
+            const warned = (code: string) => new Promise<void>((done) => server.on("warning", (w: { code: string }) => w.code === code && done()))
+            const failed = warned("auth-failed")
+            const wrong = client(server, "a", { key: "22".repeat(32) })
+            await within(failed, 5000, "the wrong key's warning")
+            await wrong.close()
+            const refused = warned("auth-refused")
+            client(server, "a")
+            await within(refused, 5000, "the keyless client's warning")
+            const r = await get(port, "/metrics")
+            assert.ok(metric(r.body, 'devs_iot_auth_failures_total{reason="wrong-key"}') >= 1, "wrong-key")
+            assert.ok(metric(r.body, 'devs_iot_auth_failures_total{reason="plain-refused"}') >= 1, "plain-refused")
+            assert.equal(metric(r.body, 'devs_iot_auth_failures_total{reason="handshake"}'), 0)
+            assert.equal(metric(r.body, "devs_iot_links_up"), 0)
+        })
+
         it("outage reasons fall into few kinds", function () {
             assert.equal(outageKind("nothing received for 400 ms"), "timeout")
             assert.equal(outageKind("closed by peer"), "closed-by-peer")
