@@ -1,8 +1,11 @@
 // The cost of the HTTP side (metrics and status API) on idle clients: the
-// same server and clients measured in windows with the HTTP side off, on
-// (nothing asks), on with a Prometheus scrape of /metrics every second, on
-// with every board read from the status API every second, and off again.
-// Target: on costs at most 5 % more server CPU than off.
+// same server and clients measured in windows with the HTTP side off and on
+// (nothing asks), alternating, then on with a Prometheus scrape of /metrics
+// every second, on with every board read from the status API every second,
+// and off. Each window with the side on is compared with the off windows on
+// either side of it, which cancels the server's drift (it settles for a
+// while after the clients connect). Target: on costs at most 5 % more server
+// CPU than off.
 import { request } from "node:http"
 import { startWorker, withWorkers, type Worker } from "../lib/proc.js"
 import { sleep, type Context, type SectionResult } from "../lib/context.js"
@@ -21,7 +24,7 @@ interface Usage {
 }
 
 interface Window {
-    mode: "off" | "on" | "scrape" | "api" | "off again"
+    mode: "off" | "on" | "scrape" | "api"
     cpuPercent: number
     rssMB: number
     up: number
@@ -74,9 +77,11 @@ export async function status(ctx: Context): Promise<SectionResult> {
         await sleep(3000) // past one timeout: every link in its steady state
         const out: Window[] = []
         let httpPort = -1
-        for (const mode of ["off", "on", "scrape", "api", "off again"] as const) {
-            if (mode === "on") httpPort = (await server.call<{ port: number }>("statusOn", {})).port
-            if (mode === "off again") await server.call("statusOff", {})
+        let on = false
+        for (const mode of ["off", "on", "off", "on", "off", "on", "off", "scrape", "off", "api", "off"] as const) {
+            if (mode !== "off" && !on) httpPort = (await server.call<{ port: number }>("statusOn", {})).port
+            if (mode === "off" && on) await server.call("statusOff", {})
+            on = mode !== "off"
             ctx.log(`status: ${clients} idle clients, HTTP side ${mode}, ${windowMs} ms`)
             const before = await server.call<Usage>("usage", { mark: true })
             let scrapes = 0
@@ -97,27 +102,37 @@ export async function status(ctx: Context): Promise<SectionResult> {
         }
         return out
     })
-    const off = (windows[0]!.cpuPercent + windows[4]!.cpuPercent) / 2
-    const more = (w: Window) => ((w.cpuPercent - off) / off) * 100
-    const on = windows[1]!
+    // A window with the side on against the mean of the off windows around it, in % of that mean.
+    const vsOff = (i: number) => {
+        const base = (windows[i - 1]!.cpuPercent + windows[i + 1]!.cpuPercent) / 2
+        return ((windows[i]!.cpuPercent - base) / base) * 100
+    }
+    const signed = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`
+    const onIdx = windows.flatMap((w, i) => (w.mode === "on" ? [i] : []))
+    const onMore = onIdx.reduce((a, i) => a + vsOff(i), 0) / onIdx.length
+    const onOk = onMore <= STATUS_CPU_TARGET && windows.every((w) => w.disconnects === 0)
+    const label = (m: Window["mode"]) => (m === "scrape" ? "on, /metrics scraped every second" : m === "api" ? "on, every board read from /api/boards every second" : m === "on" ? "on, not asked" : "off")
     return {
         name: "status",
-        data: { clients, timeout: TIMEOUT, windowMs, windows, offCpuPercent: off },
+        data: { clients, timeout: TIMEOUT, windowMs, windows, onMorePercent: onMore },
         tables: [
             {
                 title: `The HTTP side's cost on ${int(clients)} idle clients (one server, windows of ${windowMs / 1000} s in this order)`,
-                head: ["HTTP side", "server CPU, % of a core", "vs off (mean of both)", "server RSS", "up / dropped", "reads (mean time, size)", "target", "met"],
-                rows: windows.map((w) => [
-                    w.mode === "scrape" ? "on, /metrics scraped every second" : w.mode === "api" ? "on, every board read from /api/boards every second" : w.mode === "on" ? "on, not asked" : w.mode,
+                head: ["HTTP side", "server CPU, % of a core", "vs the off windows around it", "server RSS", "up / dropped", "reads (mean time, size)"],
+                rows: windows.map((w, i) => [
+                    label(w.mode),
                     `${w.cpuPercent.toFixed(1)} %`,
-                    w.mode.startsWith("off") ? "" : `${more(w) >= 0 ? "+" : ""}${more(w).toFixed(1)} %`,
+                    w.mode === "off" ? "" : signed(vsOff(i)),
                     `${int(w.rssMB)} MB`,
                     `${int(w.up)} / ${int(w.disconnects)}`,
                     w.scrapes ? `${w.scrapes} (${ms(w.scrapeMs)} ms, ${int(w.scrapeBytes)} B)` : "",
-                    w === on ? `<= +${STATUS_CPU_TARGET} %` : "",
-                    w === on ? met(more(on) <= STATUS_CPU_TARGET && on.disconnects === 0) : "",
                 ]),
-                notes: ["CPU of a shared machine moves by a few % between windows on its own: compare the two off windows for the noise."],
+                notes: ["CPU of a shared machine moves by a few % between windows on its own: compare the off windows for the noise."],
+            },
+            {
+                title: `The HTTP side on, not asked: mean of its ${onIdx.length} windows against the off windows around each`,
+                head: ["more server CPU than off", "target", "met"],
+                rows: [[signed(onMore), `<= +${STATUS_CPU_TARGET} %`, met(onOk)]],
             },
         ],
     }
