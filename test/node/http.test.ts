@@ -3,6 +3,7 @@
 // response, constant-time token, loopback host names only, bounded bodies).
 import assert from "node:assert/strict"
 import { request, type IncomingHttpHeaders } from "node:http"
+import { connect } from "node:net"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
@@ -167,6 +168,27 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.ok(metric(r.body, 'devs_iot_auth_failures_total{reason="plain-refused"}') >= 1, "plain-refused")
             assert.equal(metric(r.body, 'devs_iot_auth_failures_total{reason="handshake"}'), 0)
             assert.equal(metric(r.body, "devs_iot_links_up"), 0)
+        })
+
+        it("resends and duplicates dropped are counted: a raw v1 peer that never ACKs and sends one message twice", async function () {
+            const { server, port } = await start()
+            const sock = connect(server.port, "127.0.0.1")
+            onCleanup(() => void sock.destroy())
+            sock.on("error", () => {})
+            sock.write("raw\n")
+            const keepalive = setInterval(() => sock.write("\n"), T / 4)
+            onCleanup(() => clearInterval(keepalive))
+            const conn = await within(server.clientConn("raw"), 5000, "raw connects")
+            conn.write("never acked").catch(() => {}) // qos: resent until the peer ACKs, which it never does
+            sock.write("05twice\n05twice\n")
+            assert.equal(await within(conn.readline(), 5000, "the line"), "twice")
+            await within(new Promise<void>((done) => {
+                const check = () => (conn.stats.resent > 0 && conn.stats.duplicates > 0 ? done() : setTimeout(check, 50))
+                check()
+            }), 10000, "a resend and a duplicate")
+            const r = await get(port, "/metrics")
+            assert.ok(metric(r.body, "devs_iot_resends_total") >= 1, "resends")
+            assert.equal(metric(r.body, "devs_iot_duplicates_total"), 1)
         })
 
         it("outage reasons fall into few kinds", function () {
