@@ -18,6 +18,6 @@ export { parseKeys, parseKeyFile, loadKeyFile, parseClientKey, modeWarning, KeyF
 export { HttpStatus, type HttpOptions } from "./http.js"
 export { openState, MemoryState, DiskState, StateError, type StateStore, type DiskStateOptions } from "./state.js"
 export { Gateway, type GatewayOptions } from "./gateway.js"
-export { Fleet, type BoardStatus, type BoardReport, type FleetTotals } from "./fleet.js"
+export { Fleet, type BoardStatus, type BoardReport, type BoardException, type FleetTotals } from "./fleet.js"
 export { requestDeploy } from "./ota/admin.js"
 export type { DeployReport, Outcome as DeployOutcome } from "./ota/ota.js"
