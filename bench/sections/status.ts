@@ -1,7 +1,11 @@
 // The cost of the HTTP side (metrics and status API) on idle clients: the
-// same server and clients measured in windows with the HTTP side off, on
-// (nothing asks), on with a Prometheus scrape of /metrics every second, and
-// off again. Target: on costs at most 5 % more server CPU than off.
+// same server and clients measured in windows with the HTTP side off and on
+// (nothing asks), alternating, then on with a Prometheus scrape of /metrics
+// every second, on with every board read from the status API every second,
+// and off. Each window with the side on is compared with the off windows on
+// either side of it, which cancels the server's drift (it settles for a
+// while after the clients connect). Target: on costs at most 5 % more server
+// CPU than off.
 import { request } from "node:http"
 import { startWorker, withWorkers, type Worker } from "../lib/proc.js"
 import { sleep, type Context, type SectionResult } from "../lib/context.js"
@@ -20,26 +24,40 @@ interface Usage {
 }
 
 interface Window {
-    mode: "off" | "on" | "scrape" | "off again"
+    mode: "off" | "on" | "scrape" | "api"
     cpuPercent: number
     rssMB: number
     up: number
     disconnects: number
     scrapes: number
-    scrapeMs: number // mean time of one scrape, as the scraper saw it
+    scrapeMs: number // mean time of one scrape (or one walk of the status API), as the reader saw it
     scrapeBytes: number
 }
 
-function scrape(port: number): Promise<number> {
+function get(port: number, path: string): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-        const req = request({ host: "127.0.0.1", port, path: "/metrics" }, (res) => {
-            let n = 0
-            res.on("data", (b: Buffer) => (n += b.length))
-            res.on("end", () => (res.statusCode === 200 ? resolve(n) : reject(new Error(`GET /metrics: ${res.statusCode}`))))
+        const req = request({ host: "127.0.0.1", port, path }, (res) => {
+            const parts: Buffer[] = []
+            res.on("data", (b: Buffer) => parts.push(b))
+            res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(parts)) : reject(new Error(`GET ${path}: ${res.statusCode}`))))
         })
         req.on("error", reject)
         req.end()
     })
+}
+
+const scrape = async (port: number) => (await get(port, "/metrics")).length
+
+// Every board from the status API, page by page as a client of it would.
+async function walkBoards(port: number): Promise<number> {
+    let bytes = 0
+    let offset: number | null = 0
+    while (offset !== null) {
+        const b = await get(port, `/api/boards?offset=${offset}&limit=1000`)
+        bytes += b.length
+        offset = (JSON.parse(b.toString()) as { next: number | null }).next
+    }
+    return bytes
 }
 
 export async function status(ctx: Context): Promise<SectionResult> {
@@ -59,19 +77,21 @@ export async function status(ctx: Context): Promise<SectionResult> {
         await sleep(3000) // past one timeout: every link in its steady state
         const out: Window[] = []
         let httpPort = -1
-        for (const mode of ["off", "on", "scrape", "off again"] as const) {
-            if (mode === "on") httpPort = (await server.call<{ port: number }>("statusOn", {})).port
-            if (mode === "off again") await server.call("statusOff", {})
+        let on = false
+        for (const mode of ["off", "on", "off", "on", "off", "on", "off", "scrape", "off", "api", "off"] as const) {
+            if (mode !== "off" && !on) httpPort = (await server.call<{ port: number }>("statusOn", {})).port
+            if (mode === "off" && on) await server.call("statusOff", {})
+            on = mode !== "off"
             ctx.log(`status: ${clients} idle clients, HTTP side ${mode}, ${windowMs} ms`)
             const before = await server.call<Usage>("usage", { mark: true })
             let scrapes = 0
             let scrapeMs = 0
             let scrapeBytes = 0
-            if (mode === "scrape") {
+            if (mode === "scrape" || mode === "api") {
                 const end = performance.now() + windowMs
                 while (performance.now() < end) {
                     const t0 = performance.now()
-                    scrapeBytes = await scrape(httpPort)
+                    scrapeBytes = mode === "scrape" ? await scrape(httpPort) : await walkBoards(httpPort)
                     scrapeMs += performance.now() - t0
                     scrapes++
                     await sleep(Math.max(0, 1000 - (performance.now() - t0)))
@@ -82,27 +102,37 @@ export async function status(ctx: Context): Promise<SectionResult> {
         }
         return out
     })
-    const off = (windows[0]!.cpuPercent + windows[3]!.cpuPercent) / 2
-    const more = (w: Window) => ((w.cpuPercent - off) / off) * 100
-    const on = windows[1]!
+    // A window with the side on against the mean of the off windows around it, in % of that mean.
+    const vsOff = (i: number) => {
+        const base = (windows[i - 1]!.cpuPercent + windows[i + 1]!.cpuPercent) / 2
+        return ((windows[i]!.cpuPercent - base) / base) * 100
+    }
+    const signed = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`
+    const onIdx = windows.flatMap((w, i) => (w.mode === "on" ? [i] : []))
+    const onMore = onIdx.reduce((a, i) => a + vsOff(i), 0) / onIdx.length
+    const onOk = onMore <= STATUS_CPU_TARGET && windows.every((w) => w.disconnects === 0)
+    const label = (m: Window["mode"]) => (m === "scrape" ? "on, /metrics scraped every second" : m === "api" ? "on, every board read from /api/boards every second" : m === "on" ? "on, not asked" : "off")
     return {
         name: "status",
-        data: { clients, timeout: TIMEOUT, windowMs, windows, offCpuPercent: off },
+        data: { clients, timeout: TIMEOUT, windowMs, windows, onMorePercent: onMore },
         tables: [
             {
                 title: `The HTTP side's cost on ${int(clients)} idle clients (one server, windows of ${windowMs / 1000} s in this order)`,
-                head: ["HTTP side", "server CPU, % of a core", "vs off (mean of both)", "server RSS", "up / dropped", "scrapes (mean time, size)", "target", "met"],
-                rows: windows.map((w) => [
-                    w.mode === "scrape" ? "on, /metrics scraped every second" : w.mode === "on" ? "on, not asked" : w.mode,
+                head: ["HTTP side", "server CPU, % of a core", "vs the off windows around it", "server RSS", "up / dropped", "reads (mean time, size)"],
+                rows: windows.map((w, i) => [
+                    label(w.mode),
                     `${w.cpuPercent.toFixed(1)} %`,
-                    w.mode.startsWith("off") ? "" : `${more(w) >= 0 ? "+" : ""}${more(w).toFixed(1)} %`,
+                    w.mode === "off" ? "" : signed(vsOff(i)),
                     `${int(w.rssMB)} MB`,
                     `${int(w.up)} / ${int(w.disconnects)}`,
                     w.scrapes ? `${w.scrapes} (${ms(w.scrapeMs)} ms, ${int(w.scrapeBytes)} B)` : "",
-                    w === on ? `<= +${STATUS_CPU_TARGET} %` : "",
-                    w === on ? met(more(on) <= STATUS_CPU_TARGET && on.disconnects === 0) : "",
                 ]),
-                notes: ["CPU of a shared machine moves by a few % between windows on its own: compare the two off windows for the noise."],
+                notes: ["CPU of a shared machine moves by a few % between windows on its own: compare the off windows for the noise."],
+            },
+            {
+                title: `The HTTP side on, not asked: mean of its ${onIdx.length} windows against the off windows around each`,
+                head: ["more server CPU than off", "target", "met"],
+                rows: [[signed(onMore), `<= +${STATUS_CPU_TARGET} %`, met(onOk)]],
             },
         ],
     }

@@ -291,7 +291,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         }
     }
     process.on("SIGHUP", onHup)
-    const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain)
+    const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain, http?.fleet)
     try {
         await server.listen()
     } catch (e) {

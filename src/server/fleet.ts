@@ -72,7 +72,21 @@ export interface BoardStatus {
     resent: number
     duplicates: number
     report: BoardReport | null
+    log: string[] // its last console lines from over-the-air sessions, oldest first
+    exception: BoardException | null // the last exception those sessions brought
 }
+
+// An unhandled exception on the board, as an over-the-air session reported it.
+export interface BoardException {
+    name: string
+    message: string
+    at: string // when it arrived (ISO)
+}
+
+// The console lines kept per board, and the length kept of each (and of an
+// exception's name and message): a board cannot grow the server's memory.
+export const BOARD_LOG_LINES = 20
+export const BOARD_LOG_CHARS = 256
 
 export interface FleetTotals {
     boards: number
@@ -95,6 +109,8 @@ interface Seen {
     outages: number
     lastReason: string | null
     report: BoardReport | null
+    log: string[]
+    exception: BoardException | null
 }
 
 export declare interface Fleet {
@@ -160,6 +176,23 @@ export class Fleet extends EventEmitter {
 
     countAuthFailure(a: AuthFailure): void {
         this.authFailures.set(a, (this.authFailures.get(a) ?? 0) + 1)
+    }
+
+    // A console line from the board's over-the-air session; kept only for
+    // ids that have come up (so bounded like the Connections).
+    boardLog(id: string, text: string): void {
+        const s = this.seen.get(id)
+        if (!s) return
+        s.log.push(text.slice(0, BOARD_LOG_CHARS))
+        if (s.log.length > BOARD_LOG_LINES) s.log.splice(0, s.log.length - BOARD_LOG_LINES)
+        this.emit("change", id)
+    }
+
+    boardException(id: string, name: string, message: string): void {
+        const s = this.seen.get(id)
+        if (!s) return
+        s.exception = { name: name.slice(0, BOARD_LOG_CHARS), message: message.slice(0, BOARD_LOG_CHARS), at: new Date().toISOString() }
+        this.emit("change", id)
     }
 
     private setReport(id: string, r: Report): void {
@@ -228,6 +261,8 @@ export class Fleet extends EventEmitter {
             resent: c.stats.resent,
             duplicates: c.stats.duplicates,
             report: s ? s.report : null,
+            log: s ? s.log.slice() : [],
+            exception: s ? s.exception : null,
         }
     }
 
@@ -236,7 +271,7 @@ export class Fleet extends EventEmitter {
     private entry(id: string): Seen {
         let s = this.seen.get(id)
         if (!s) {
-            s = { since: Date.now(), outages: 0, lastReason: null, report: null }
+            s = { since: Date.now(), outages: 0, lastReason: null, report: null, log: [], exception: null }
             this.seen.set(id, s)
         }
         return s

@@ -5,6 +5,7 @@
 // - LinkError: every error the library throws, with a `code`.
 // - makeLogger, silentLogger: the pino loggers the CLI uses; pass `logger`.
 // - parseKeys, loadKeyFile, KeyFileError: the per-client key file.
+// - requestDeploy: what `devs-iot deploy` does, as a call on an admin's Client.
 // Documented in the README ("The API"), with every option in docs/settings.md;
 // runnable examples in examples/.
 export { Server, type ServerOptions, type Warning, type HostileLimits, type KeyTable, type KeyValue } from "./server.js"
@@ -17,4 +18,6 @@ export { parseKeys, parseKeyFile, loadKeyFile, parseClientKey, modeWarning, KeyF
 export { HttpStatus, type HttpOptions } from "./http.js"
 export { openState, MemoryState, DiskState, StateError, type StateStore, type DiskStateOptions } from "./state.js"
 export { Gateway, type GatewayOptions } from "./gateway.js"
-export { Fleet, type BoardStatus, type BoardReport, type FleetTotals } from "./fleet.js"
+export { Fleet, type BoardStatus, type BoardReport, type BoardException, type FleetTotals } from "./fleet.js"
+export { requestDeploy } from "./ota/admin.js"
+export type { DeployReport, Outcome as DeployOutcome } from "./ota/ota.js"

@@ -31,6 +31,20 @@ describe("docs", function () {
         execFileSync(process.execPath, [join(ROOT, "tools/settings-doc.mjs"), "--check"], { cwd: ROOT, stdio: "pipe" })
     })
 
+    it("every flag that takes a whole number shows its range in docs/settings.md", async function () {
+        const { COMMANDS } = await import("../../src/server/cli.js")
+        const numeric = new Set<string>()
+        for (const [cmd, c] of Object.entries(COMMANDS))
+            if (cmd !== "sim" && cmd !== "flash") for (const [flag, o] of Object.entries(c.options)) if (o.arg === "N" || o.arg === "MS") numeric.add(flag)
+        const missing: string[] = []
+        for (const row of readFileSync(join(ROOT, "docs/settings.md"), "utf8").split("\n").filter((l) => l.startsWith("| `"))) {
+            const cells = row.split(" | ")
+            const flags = [...(cells[3] ?? "").matchAll(/`--([a-z-]+)`/g)].map((m) => m[1]!)
+            if (flags.some((f) => numeric.has(f)) && cells[2]!.trim() === "") missing.push(cells[0]!.slice(2))
+        }
+        assert.deepEqual(missing, [], "settings without a range")
+    })
+
     it("every relative link in README.md and docs/ resolves inside the repository, anchors included", function () {
         const bad: string[] = []
         for (const file of docs()) {

@@ -3,11 +3,14 @@
 // response, constant-time token, loopback host names only, bounded bodies).
 import assert from "node:assert/strict"
 import { request, type IncomingHttpHeaders } from "node:http"
+import { connect } from "node:net"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
 import { MAX_EVENT_CLIENTS } from "../../src/server/http.js"
-import { outageKind } from "../../src/server/fleet.js"
+import { BOARD_LOG_CHARS, BOARD_LOG_LINES, outageKind } from "../../src/server/fleet.js"
+import { OtaGateway } from "../../src/server/ota/gateway.js"
+import { logsToFleet } from "../../src/server/ota/cli.js"
 import { ROOT } from "../kit/devs.js"
 import { cleanup, cli, closeAll, onCleanup, within, type Cli } from "../kit/util.js"
 
@@ -152,6 +155,44 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.equal(metric(r.body, 'devs_iot_caps_hit_total{cap="write-queue-full"}'), 0)
         })
 
+        it("failed authentications of links are counted by reason: a wrong key, a keyed id without a key", async function () {
+            const { server, port } = await start({ keys: { a: KEY } })
+            const warned = (code: string) => new Promise<void>((done) => server.on("warning", (w: { code: string }) => w.code === code && done()))
+            const failed = warned("auth-failed")
+            const wrong = client(server, "a", { key: "22".repeat(32) })
+            await within(failed, 5000, "the wrong key's warning")
+            await wrong.close()
+            const refused = warned("auth-refused")
+            client(server, "a")
+            await within(refused, 5000, "the keyless client's warning")
+            const r = await get(port, "/metrics")
+            assert.ok(metric(r.body, 'devs_iot_auth_failures_total{reason="wrong-key"}') >= 1, "wrong-key")
+            assert.ok(metric(r.body, 'devs_iot_auth_failures_total{reason="plain-refused"}') >= 1, "plain-refused")
+            assert.equal(metric(r.body, 'devs_iot_auth_failures_total{reason="handshake"}'), 0)
+            assert.equal(metric(r.body, "devs_iot_links_up"), 0)
+        })
+
+        it("resends and duplicates dropped are counted: a raw v1 peer that never ACKs and sends one message twice", async function () {
+            const { server, port } = await start()
+            const sock = connect(server.port, "127.0.0.1")
+            onCleanup(() => void sock.destroy())
+            sock.on("error", () => {})
+            sock.write("raw\n")
+            const keepalive = setInterval(() => sock.write("\n"), T / 4)
+            onCleanup(() => clearInterval(keepalive))
+            const conn = await within(server.clientConn("raw"), 5000, "raw connects")
+            conn.write("never acked").catch(() => {}) // qos: resent until the peer ACKs, which it never does
+            sock.write("05twice\n05twice\n")
+            assert.equal(await within(conn.readline(), 5000, "the line"), "twice")
+            await within(new Promise<void>((done) => {
+                const check = () => (conn.stats.resent > 0 && conn.stats.duplicates > 0 ? done() : setTimeout(check, 50))
+                check()
+            }), 10000, "a resend and a duplicate")
+            const r = await get(port, "/metrics")
+            assert.ok(metric(r.body, "devs_iot_resends_total") >= 1, "resends")
+            assert.equal(metric(r.body, "devs_iot_duplicates_total"), 1)
+        })
+
         it("outage reasons fall into few kinds", function () {
             assert.equal(outageKind("nothing received for 400 ms"), "timeout")
             assert.equal(outageKind("closed by peer"), "closed-by-peer")
@@ -212,6 +253,28 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             const r = JSON.parse((await get(port, "/api/boards/r")).body).report
             assert.deepEqual({ ...r, at: undefined }, { firmware: "1.4.2", uptime: 3600, heap: 20480, rssi: -67, reconnects: 2, reset: "watchdog", at: undefined })
             assert.ok(Date.parse(r.at) > 0)
+        })
+
+        it("a board's console lines and last exception from its over-the-air sessions show in its status, bounded", async function () {
+            const { server, status, port } = await start()
+            const c = client(server, "b1")
+            await within(c.connected(), 5000, "up")
+            const gateway = new OtaGateway({ port: 0, host: "127.0.0.1", keys: new Map() }) // its events only: not listening
+            logsToFleet(gateway, status.fleet)
+            const s = await stream(port)
+            for (let i = 0; i < BOARD_LOG_LINES + 10; i++) gateway.emit("log", "b1", "console", `line ${i}`)
+            gateway.emit("log", "b1", "runtime", "WSSK-H: send cmd=0x95") // the runtime's own lines: server log only
+            gateway.emit("log", "b1", "console", "<b>" + "x".repeat(5000))
+            gateway.emit("exception", "b1", { name: "TypeError", message: "cannot read <i>x</i>", stack: ["at main"] })
+            gateway.emit("log", "never-up", "console", "not kept") // an id that never came up gets no entry
+            await s.waitFor(/event: boards\ndata: \[[^\n]*"TypeError"/)
+            const b = JSON.parse((await get(port, "/api/boards/b1")).body)
+            assert.equal(b.log.length, BOARD_LOG_LINES)
+            assert.equal(b.log[0], "line 11")
+            assert.equal(b.log[BOARD_LOG_LINES - 1], ("<b>" + "x".repeat(5000)).slice(0, BOARD_LOG_CHARS))
+            assert.ok(!b.log.some((l: string) => l.startsWith("WSSK-H")))
+            assert.deepEqual({ ...b.exception, at: undefined }, { name: "TypeError", message: "cannot read <i>x</i>", at: undefined })
+            assert.equal((await get(port, "/api/boards/never-up")).status, 404)
         })
 
         it("pages: limit and offset, next is where the next page starts; a bad limit is refused", async function () {

@@ -4,14 +4,15 @@
 import assert from "node:assert/strict"
 import { createHmac, randomBytes } from "node:crypto"
 import { connect } from "node:net"
-import { Client, Server } from "../../src/server/index.js"
+import { pino } from "pino"
+import { Client, requestDeploy, Server, type DeployReport } from "../../src/server/index.js"
 import { DeployRun } from "../../src/server/ota/deployrun.js"
 import { OtaGateway } from "../../src/server/ota/gateway.js"
 import { Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
 import { RefBoard } from "../kit/wsskboard.js"
-import { attachAdmins, requestDeploy } from "../../src/server/ota/admin.js"
+import { attachAdmins } from "../../src/server/ota/admin.js"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -262,13 +263,15 @@ describe("OTA requests: devs-iot deploy over an authenticated admin link", funct
     this.timeout(30000)
     afterEach(closeAll)
 
-    it("deploys for an authenticated admin; refuses an admin link that is not authenticated", async function () {
+    it("deploys for an authenticated admin, from the command line and as a call of the package; refuses an admin link that is not authenticated; logs who, what hash, which boards and the outcome", async function () {
         const boardKey = randomBytes(32), adminKey = randomBytes(32)
         const port = await freePort()
         const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey, lax: randomBytes(32) }, allowPlain: ["lax"] }))
         await server.listen()
         const g = await gateway({ b1: boardKey })
-        const ota = new Ota({ server, gateway: g, linkUpWithin: 2000, sessionWithin: 5000 })
+        const logged: Array<{ msg?: string; who?: string; sha256?: string; boards?: string[] }> = []
+        const logger = pino({ level: "info" }, { write: (s: string) => void logged.push(JSON.parse(s)) })
+        const ota = new Ota({ server, gateway: g, linkUpWithin: 2000, sessionWithin: 5000, logger })
         attachAdmins(server, ota, ["ops", "lax"])
         const v1 = image(256), v2 = image(1024)
         ota.keep(v1)
@@ -294,6 +297,20 @@ describe("OTA requests: devs-iot deploy over an authenticated admin link", funct
         assert.equal(report.sha256, sha256(v2).toString("hex"))
         assert.deepEqual(report.boards.map((b: { id: string; outcome: string }) => [b.id, b.outcome]), [["b1", "deployed"]])
         assert.deepEqual(board.program, v2)
+
+        // The same as a call of the package, on the admin's own Client: back to v1.
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const api: DeployReport = await within(requestDeploy(admin, ["b1"], v1), 20000, "requestDeploy's report")
+        assert.equal(api.who, "ops")
+        assert.equal(api.sha256, sha256(v1).toString("hex"))
+        assert.deepEqual(api.boards.map((b) => [b.id, b.outcome, b.before, b.after]), [["b1", "deployed", sha256(v2).toString("hex"), sha256(v1).toString("hex")]])
+        assert.deepEqual(board.program, v1)
+
+        // Every deploy in the server's log: who asked, the hash, the boards, then each board's outcome.
+        const requested = logged.filter((r) => r.msg === "OTA deploy requested")
+        const done = logged.filter((r) => r.msg === "OTA deploy done")
+        assert.deepEqual(requested.map((r) => [r.who, r.sha256, r.boards]), [["ops", sha256(v2).toString("hex"), ["b1"]], ["ops", sha256(v1).toString("hex"), ["b1"]]])
+        assert.deepEqual(done.map((r) => [r.who, r.sha256, r.boards]), [["ops", sha256(v2).toString("hex"), ["b1:deployed"]], ["ops", sha256(v1).toString("hex"), ["b1:deployed"]]])
         void link
     })
 })

@@ -1,10 +1,10 @@
 // The dashboard in a real headless Chromium: a board connects and appears,
 // its traffic shows, it goes down and its row says so, without a reload. A
 // board id made of HTML renders as text. A screenshot is kept in
-// test-output/ (not in git).
+// test-output/dashboard-<date>.png (not in git); the test prints its path.
 import assert from "node:assert/strict"
 import { mkdirSync } from "node:fs"
-import { join } from "node:path"
+import { join, relative } from "node:path"
 import type { Page } from "playwright-core"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
 import { ROOT } from "../kit/devs.js"
@@ -107,7 +107,9 @@ describe("dashboard in headless Chromium", function () {
         await within(page.waitForFunction(() => document.getElementById("sum-up").textContent === "1", undefined, { timeout: 15000 }), 20000, "one board up in the summary")
 
         mkdirSync(OUT, { recursive: true })
-        await page.screenshot({ path: join(OUT, "dashboard.png"), fullPage: true })
+        const shot = join(OUT, `dashboard-${new Date().toISOString().slice(0, 10)}.png`)
+        await page.screenshot({ path: shot, fullPage: true })
+        console.log(`      screenshot: ${relative(ROOT, shot)}`)
         assert.deepEqual(problems, [])
     })
 })

@@ -52,9 +52,9 @@ describe("deployment files", function () {
         }
     })
 
-    it("the unit runs the server as a throw-away user with the hardening options", function () {
+    it("the unit runs the server as a throw-away user with the hardening options, writing only its state folder", function () {
         const text = readFileSync(join(ROOT, "deploy/devs-iot.service"), "utf8")
-        for (const line of ["DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes", "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "SystemCallFilter=@system-service", "ExecReload=/bin/kill -HUP $MAINPID", "KillSignal=SIGTERM"])
+        for (const line of ["DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes", "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "SystemCallFilter=@system-service", "ExecReload=/bin/kill -HUP $MAINPID", "KillSignal=SIGTERM", "StateDirectory=devs-iot"])
             assert.ok(text.split("\n").includes(line), `${line} is missing`)
         assert.match(text, /^ExecStart=\/usr\/bin\/node \/opt\/devs-iot\/node_modules\/devs-iot\/bin\/devs-iot\.js server$/m)
     })

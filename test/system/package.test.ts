@@ -132,9 +132,10 @@ describe("the packed package, installed without dev dependencies", function () {
     })
 
     it("the installed library imports by its name, with its types", async function () {
-        const out = await sh(process.execPath, ["--input-type=module", "-e", 'const m = await import("devs-iot"); console.log(typeof m.Server, typeof m.Client, typeof m.LinkError)'], app, 30000)
-        assert.equal(out.trim(), "function function function")
+        const out = await sh(process.execPath, ["--input-type=module", "-e", 'const m = await import("devs-iot"); console.log(typeof m.Server, typeof m.Client, typeof m.LinkError, typeof m.HttpStatus, typeof m.requestDeploy)'], app, 30000)
+        assert.equal(out.trim(), "function function function function function")
         const types = readFileSync(join(app, "node_modules/devs-iot/dist/src/server/index.d.ts"), "utf8")
         assert.match(types, /export \{ Server/)
+        assert.match(types, /export \{ requestDeploy \}/)
     })
 })

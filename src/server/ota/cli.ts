@@ -8,6 +8,7 @@ import { FLAGS, readInt, type IntOpt } from "../flags.js"
 import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
+import type { Fleet } from "../fleet.js"
 import { attachAdmins, requestDeploy } from "./admin.js"
 import { OtaGateway } from "./gateway.js"
 import { Ota, type DeployReport } from "./ota.js"
@@ -60,8 +61,14 @@ function list(v: string | boolean | undefined): string[] {
     return typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "") : []
 }
 
+// The board's console lines and exceptions from its sessions into the status API.
+export function logsToFleet(gateway: OtaGateway, fleet: Fleet): void {
+    gateway.on("log", (id, kind, text) => kind === "console" && fleet.boardLog(id, text))
+    gateway.on("exception", (id, e) => fleet.boardException(id, e.name, e.message))
+}
+
 // Starts the gateway when --ota-keys is given; returns a stop function.
-export async function startOta(server: Server, values: Values, log: Logger, linkKeyed: string[], allowPlain: string[]): Promise<(() => Promise<void>) | undefined> {
+export async function startOta(server: Server, values: Values, log: Logger, linkKeyed: string[], allowPlain: string[], fleet?: Fleet): Promise<(() => Promise<void>) | undefined> {
     const file = values["ota-keys"]
     if (typeof file !== "string") {
         for (const n of Object.keys(OTA_SERVER_OPTIONS)) if (values[n] !== undefined) throw config(`--${n} needs --ota-keys`)
@@ -93,6 +100,7 @@ export async function startOta(server: Server, values: Values, log: Logger, link
         logger: log,
     })
     attachAdmins(server, ota, admins, log)
+    if (fleet) logsToFleet(gateway, fleet)
     try {
         await gateway.listen()
     } catch (e) {
