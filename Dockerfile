@@ -2,7 +2,9 @@
 #   docker build -t devs-iot .
 #   docker run -d --name devs-iot -p 8123:8123 devs-iot
 #   docker run -d -p 8123:8123 -v /etc/devs-iot:/etc/devs-iot:ro -e DEVS_IOT_KEYS=/etc/devs-iot/keys.txt devs-iot
+#   docker run -d -p 8123:8123 -v devs-iot-state:/var/lib/devs-iot -e DEVS_IOT_STATE=/var/lib/devs-iot/state devs-iot
 # The server runs as uid 1000 (user node): a mounted key file must be readable by it.
+# /var/lib/devs-iot is the one folder it writes (--state, --ota-images): a volume.
 # Settings are DEVS_IOT_* variables (docs/settings.md). `docker kill -s HUP`
 # reloads the key file; `docker stop` closes every link and exits 0.
 
@@ -22,7 +24,9 @@ WORKDIR /opt/devs-iot
 COPY --from=build /pkg/ /tmp/pkg/
 RUN npm install --omit=dev --no-audit --no-fund /tmp/pkg/devs-iot-*.tgz \
     && rm -rf /tmp/pkg /root/.npm \
-    && ln -s /opt/devs-iot/node_modules/.bin/devs-iot /usr/local/bin/devs-iot
+    && ln -s /opt/devs-iot/node_modules/.bin/devs-iot /usr/local/bin/devs-iot \
+    && mkdir -p /var/lib/devs-iot && chown node:node /var/lib/devs-iot
+VOLUME /var/lib/devs-iot
 USER node
 EXPOSE 8123
 # Healthy while the server accepts TCP connections (a connect and a close,
