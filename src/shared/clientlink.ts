@@ -32,7 +32,7 @@ import type { Crypto } from "./crypto.js"
 import { parseRefusal, refusalNotice } from "./refusal.js"
 import { Report, reportLine } from "./report.js"
 import { parseMax } from "./limits.js"
-import { Link, sealedLimit, Conn } from "./link.js"
+import { Link, sealedLimit, SocketState } from "./link.js"
 
 // Authentication settings of a client Link (docs/security.md).
 export interface LinkAuth {
@@ -46,7 +46,7 @@ export interface LinkAuth {
 }
 
 // A client's socket: the challenge it answers.
-export class ClientSocket extends Conn {
+export class ClientSocket extends SocketState {
     ns = "" // the server's nonce
     nc = "" // this client's nonce
     ms = "" // the max= field of the server's challenge

@@ -4,7 +4,7 @@
 //
 // A Link lives as long as the logical connection (a client process, or a
 // server's Connection for one client id). Each TCP socket gets a fresh
-// `Conn` with its own framer, timers and handshake, so nothing of a
+// `SocketState` with its own framer, timers and handshake, so nothing of a
 // dead socket leaks into the next one (fault 2). Kept across sockets: the
 // send window and queue, the id sequence, the set of seen ids, the receive
 // queue.
@@ -98,7 +98,7 @@ export class Kept {
     bytes: number
     id: number
     at: number // when it was kept
-    sock: number // the socket it came on (Conn.serial)
+    sock: number // the socket it came on (SocketState.serial)
     acked = false // released, or due after ackDelay: the ACK is sent, held or dropped
     taken = false // the application read it
     key = -1 // its record as a kept line (store.ts), -1: none
@@ -125,7 +125,7 @@ export class HeldLine {
 
 // One TCP socket of a Link: its framer, timers, handshake phase and session.
 // Each end adds its handshake's fields (ClientSocket, ServerSocket).
-export class Conn {
+export class SocketState {
     serial: number // this socket's number within the Link
     framer: LineFramer
     phase: Phase
@@ -162,7 +162,7 @@ export class Conn {
 }
 
 // What both ends share. `S`: the end's socket state with its handshake fields.
-export abstract class Link<S extends Conn = Conn> {
+export abstract class Link<S extends SocketState = SocketState> {
     readonly cfg: LinkConfig
     readonly role: Role
     readonly epoch: string
@@ -916,7 +916,7 @@ export abstract class Link<S extends Conn = Conn> {
 }
 
 // Messages arrive only in "warmup" (the server's, for a v1 client) and "up".
-function carriesMessages(c: Conn): boolean {
+function carriesMessages(c: SocketState): boolean {
     return c.phase === "up" || c.phase === "warmup"
 }
 

@@ -31,10 +31,10 @@ import type { Session } from "./seal.js"
 import { refusalLine } from "./refusal.js"
 import { isReport, parseReport } from "./report.js"
 import { parseMax } from "./limits.js"
-import { Link, min, sealedLimit, Conn } from "./link.js"
+import { Link, min, sealedLimit, SocketState } from "./link.js"
 
 // A server's socket: its probe and hello.
-export class ServerSocket extends Conn {
+export class ServerSocket extends SocketState {
     blanks = 0 // blank lines counted in "probe"
     helloAt = -1 // when the hello went out
 
