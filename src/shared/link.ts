@@ -170,7 +170,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     connects = 0 // sockets that completed the handshake
     protected conn: S | undefined = undefined
     protected up = false
-    protected closed = false
+    private closed = false
     private seen = new SeenIds()
     private peerEpoch: string | undefined = undefined
     private sender: Sender
@@ -185,7 +185,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     private sockets = 0 // sockets opened: the next socket's serial
     protected events = new Fifo<LinkEvent>()
     private written: number[] = []
-    protected peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
+    private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
     // Delivery state (store.ts). `durable` is the seen set as the store has
     // it: only ids the application took, or whose ACK left before it did;
     // an id that merely arrived is not in it, so after a restart its resend
