@@ -8,7 +8,7 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, Link, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG, WatchdogEvent } from "../shared/watchdog.js"
 import { intIn, PORT } from "../shared/config.js"
 import { REPORT_EVERY } from "../shared/report.js"
@@ -70,7 +70,7 @@ export class Client {
     readonly id: string
     connects = 0 // links that completed the handshake
     readonly stats: LinkStats // duplicates, dropped, bad lines, resends...
-    private link: Link
+    private link: ClientLink
     private opts: ClientOptions
     private host: string
     private port: number
@@ -130,7 +130,7 @@ export class Client {
         this.host = sl.list[0].host
         this.port = sl.list[0].port
         // A new epoch per run: this id sequence starts at 00.
-        this.link = new Link("client", cfg, randomEpoch(), opts.id)
+        this.link = new ClientLink(cfg, randomEpoch(), opts.id)
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
             if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)

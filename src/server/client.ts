@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, Link, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, ClientLink, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
 import { clock, Endpoint } from "./endpoint.js"
 import { keyFrom } from "./keys.js"
@@ -29,7 +29,7 @@ export interface ClientOptions extends LinkOptions {
     state?: StateStore
 }
 
-export class Client extends Endpoint {
+export class Client extends Endpoint<ClientLink> {
     readonly id: string
     host: string // the address tried now
     port: number
@@ -53,7 +53,7 @@ export class Client extends Endpoint {
         // A new epoch per client process: its id sequence starts at 00 here,
         // unless the delivery state holds one from an earlier life.
         const saved = opts.state?.load(opts.id)
-        super(new Link("client", cfg, saved?.link.epoch ?? randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
+        super(new ClientLink(cfg, saved?.link.epoch ?? randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
         if (opts.state) {
             this.state = opts.state
             this.link.useStore(opts.state.forId(opts.id), saved)

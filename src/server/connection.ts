@@ -3,12 +3,12 @@
 // un-ACKed messages and set of seen ids.
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
-import { Link, type LinkConfig, type Session } from "../shared/index.js"
+import { ServerLink, type LinkConfig, type Session } from "../shared/index.js"
 import { clock, Endpoint, type PeerBounds } from "./endpoint.js"
 import type { Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 
-export class Connection extends Endpoint {
+export class Connection extends Endpoint<ServerLink> {
     readonly id: string
     everAuthenticated = false // a keyed client proved its key on this id once
     private remote = ""
@@ -18,7 +18,7 @@ export class Connection extends Endpoint {
         // the delivery state holds one from an earlier life of the server.
         // The child logger is made when first used: most idle ids never log.
         const saved = state?.load(id)
-        super(new Link("server", cfg, saved?.link.epoch ?? randomBytes(4).toString("hex"), ""), log, id)
+        super(new ServerLink(cfg, saved?.link.epoch ?? randomBytes(4).toString("hex")), log, id)
         if (state) {
             this.state = state
             this.link.useStore(state.forId(id), saved)
@@ -64,7 +64,9 @@ export class Connection extends Endpoint {
 
     /** @internal Pushes the id's next key (rekey.ts) on this authenticated link. */
     pushKey(text: string): boolean {
-        return this.sendSecret(text)
+        const sent = this.link.sendSecret(text)
+        if (sent) this.pump()
+        return sent
     }
 
     /** @internal A devs-iot client without a key, on a keyed id allowed plain. */

@@ -72,8 +72,9 @@ export function clock(): number {
     return Math.floor(performance.now())
 }
 
-export abstract class Endpoint extends EventEmitter {
-    protected readonly link: Link
+// `L`: the end's Link (ClientLink for a Client, ServerLink for a Connection).
+export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
+    protected readonly link: L
     protected socket: Socket | undefined
     private logger: Logger
     private logAs: string | undefined // the logger's child for this client id, made on first use
@@ -109,7 +110,7 @@ export abstract class Endpoint extends EventEmitter {
 
     // `logAs`: log through a child of `log` for this client id, made when
     // first used (most idle ids never log).
-    constructor(link: Link, log: Logger, logAs?: string) {
+    constructor(link: L, log: Logger, logAs?: string) {
         super()
         this.link = link
         this.logger = log
@@ -298,13 +299,6 @@ export abstract class Endpoint extends EventEmitter {
 
     // A client: the server pushed its next key (docs/security.md, "Key push over the link").
     protected onRekey(_key: Buffer, _kcv: string): void {}
-
-    // The server: sends a key push (rekey.ts) on this authenticated link.
-    protected sendSecret(text: string): boolean {
-        const sent = this.link.sendSecret(text)
-        if (sent) this.pump()
-        return sent
-    }
 
     protected onNotice(code: string, detail: string): void {
         if (this.logGate && !this.logGate(code)) return

@@ -6,7 +6,7 @@
 // reachable from the entry; docs/board.md, "Firmware size").
 import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript } from "./auth.js"
 import type { Crypto } from "./crypto.js"
-import type { LinkAuth } from "./link.js"
+import type { LinkAuth } from "./clientlink.js"
 import type { Session } from "./seal.js"
 import { parseRekey } from "./rekey.js"
 

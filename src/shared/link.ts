@@ -3,10 +3,16 @@
 // and the next deadline come out. No sockets, timers or platform calls.
 //
 // A Link lives as long as the logical connection (a client process, or a
-// server's Connection for one client id). Each TCP socket gets a fresh `Conn`
-// with its own framer, timers and handshake, so nothing of a dead socket
-// leaks into the next one (fault 2). Kept across sockets: the send window and
-// queue, the id sequence, the set of seen ids, the receive queue.
+// server's Connection for one client id). Each TCP socket gets a fresh
+// `SocketState` with its own framer, timers and handshake, so nothing of a
+// dead socket leaks into the next one (fault 2). Kept across sockets: the
+// send window and queue, the id sequence, the set of seen ids, the receive
+// queue.
+//
+// This file is the part both ends share: the data phase (keepalive, outage,
+// ACKs, receive queue, back-pressure, delivery state). Each end's handshake
+// and its own lines are in its subclass: ClientLink (clientlink.ts, the only
+// one a board compiles) and ServerLink (serverlink.ts).
 //
 // Driving it: open() when a socket is up (on the server, after the id line);
 // receive() each chunk, then step() until it returns false (yield between
@@ -22,16 +28,11 @@ import { SeenIds } from "./dedup.js"
 import { LinkError } from "./errors.js"
 import { LineFramer } from "./framer.js"
 import { previewBytes } from "./hex.js"
-import { helloLine, parseHello, probeBlanks, PROBE_BLANKS } from "./hello.js"
 import { Fifo } from "./queue.js"
 import { Sender } from "./sender.js"
-import { helloField, Transcript, validNonce } from "./auth.js"
-import type { KeyedSteps } from "./keyed.js"
-import { Crypto } from "./crypto.js"
 import type { Session } from "./seal.js"
-import { parseRefusal, refusalLine, refusalNotice } from "./refusal.js"
-import { isReport, parseReport, Report, reportLine } from "./report.js"
-import { idOfHead, parseMax, parseTooLong, tooLongLine } from "./limits.js"
+import type { Report } from "./report.js"
+import { idOfHead, parseTooLong, tooLongLine } from "./limits.js"
 import type { LinkRecord, LinkStore, SavedLink } from "./store.js"
 
 export type Role = "client" | "server"
@@ -75,27 +76,12 @@ export interface LinkStats {
     roundTrips: number // samples taken
 }
 
-// Handshake phases of one socket (docs/protocol.md, "Handshake"):
-// client: "first-line" until the server's first line, then "up".
-// server: "probe" (counting blank lines, nothing sent yet), then "warmup" for
-// a v1 client (no messages until `warmup` ms after its first byte) or "hello"
-// for a devs-iot client (hello sent, waiting for the client's), then "up".
-// A keyed client: "first-line", then "auth" (answer sent, waiting for the
-// server's proof), then "up" with every line sealed. A client without a key
-// that was challenged: "asked" (plain hello sent) until the server's next
-// line, which is a refusal or shows it was let in.
-type Phase = "first-line" | "probe" | "warmup" | "hello" | "auth" | "asked" | "up"
-
-// Authentication settings of a client Link (docs/security.md).
-export interface LinkAuth {
-    crypto: Crypto
-    key: Buffer | undefined // undefined: no key; a challenge is answered plain
-    encrypt: boolean // encrypt the messages this end sends
-    // The keyed client's handshake and sealing (keyed.ts; linkAuth() fills
-    // it in when there is a key). Passed in, not imported, so that a board
-    // built without a key compiles none of it.
-    steps: KeyedSteps | undefined
-}
+// Handshake phases of one socket (docs/protocol.md, "Handshake"). Each end's
+// table, with its transitions, is at the top of its file: the client's
+// ("first-line", "auth", "asked") in clientlink.ts, the server's ("probe",
+// "warmup", "hello") in serverlink.ts. "up" is the data phase, here; the
+// server's "warmup" already carries a v1 client's messages.
+export type Phase = "first-line" | "probe" | "warmup" | "hello" | "auth" | "asked" | "up"
 
 // A message kept for the application. Its ACK waits until the application
 // has taken it (read, then release): a line ACKed before its reader ran would
@@ -112,7 +98,7 @@ export class Kept {
     bytes: number
     id: number
     at: number // when it was kept
-    sock: number // the socket it came on (Conn.serial)
+    sock: number // the socket it came on (SocketState.serial)
     acked = false // released, or due after ackDelay: the ACK is sent, held or dropped
     taken = false // the application read it
     key = -1 // its record as a kept line (store.ts), -1: none
@@ -137,7 +123,9 @@ export class HeldLine {
     }
 }
 
-class Conn {
+// One TCP socket of a Link: its framer, timers, handshake phase and session.
+// Each end adds its handshake's fields (ClientSocket, ServerSocket).
+export class SocketState {
     serial: number // this socket's number within the Link
     framer: LineFramer
     phase: Phase
@@ -148,9 +136,7 @@ class Conn {
     lastSend: number
     wrote = false // a line went out on this socket
     gotLine: boolean
-    firstByteAt = -1 // server: first byte after the id line
-    blanks = 0 // server: blank lines counted in "probe"
-    helloAt = -1 // server: when the hello went out
+    firstByteAt = -1 // first byte received (the server's warm-up counts from it)
     out = "" // control lines to send: id, probe, hello, ACKs, keepalive
     // Message lines waiting, un-ACKed and in order, for room in the receive
     // queue. Lines behind them that are not messages (ACKs above all) are
@@ -160,33 +146,30 @@ class Conn {
     backlogBytes = 0
     session: Session | undefined = undefined // set: every line is sealed (seal.ts)
     pre = "" // plain lines still to send when the session started
-    ns = "" // client: the server's nonce
-    nc = "" // client: its own nonce
-    ms = "" // client: the max= field of the server's challenge
-    es = "" // client: the server's epoch, from the challenge
     mustEncrypt = false // server: the key file says this id's messages come encrypted
     secret = false // the line being handled came encrypted ("!e") and verified
 
-    constructor(serial: number, role: Role, now: number, frameLimit: number) {
+    // `gotLine`: a line already came (the server opens a socket once it has
+    // read the id line).
+    constructor(serial: number, phase: Phase, now: number, frameLimit: number, gotLine: boolean) {
         this.serial = serial
         this.framer = new LineFramer(frameLimit)
-        this.phase = role === "client" ? "first-line" : "probe"
+        this.phase = phase
         this.lastRecv = now
         this.lastSend = now
-        // The server opens a socket once it has read the id, which is a line.
-        this.gotLine = role === "server"
+        this.gotLine = gotLine
     }
 }
 
-export class Link {
+// What both ends share. `S`: the end's socket state with its handshake fields.
+export abstract class Link<S extends SocketState = SocketState> {
     readonly cfg: LinkConfig
     readonly role: Role
     readonly epoch: string
     readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
-    private clientId: string
-    private conn: Conn | undefined = undefined
-    private up = false
+    protected conn: S | undefined = undefined
+    protected up = false
     private closed = false
     private seen = new SeenIds()
     private peerEpoch: string | undefined = undefined
@@ -199,10 +182,9 @@ export class Link {
     private lastRead = -1 // when the application last read
     private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
     private held = new Fifo<Kept>() // due ACKs of lines from an earlier socket, until this one's peer is known
-    private sockets = 0 // sockets opened: the next Conn's serial
-    private events = new Fifo<LinkEvent>()
+    private sockets = 0 // sockets opened: the next socket's serial
+    protected events = new Fifo<LinkEvent>()
     private written: number[] = []
-    private auth: LinkAuth | undefined = undefined
     private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
     // Delivery state (store.ts). `durable` is the seen set as the store has
     // it: only ids the application took, or whose ACK left before it did;
@@ -214,13 +196,11 @@ export class Link {
     private savedSeq = -1
     private recorded = false // the store holds this link's record
 
-    // `epoch`: a random token drawn by the driver when this id sequence
-    // starts; `clientId`: the id a client sends (unused on the server).
-    constructor(role: Role, cfg: LinkConfig, epoch: string, clientId: string) {
+    // `epoch`: a random token drawn by the driver when this id sequence starts.
+    constructor(role: Role, cfg: LinkConfig, epoch: string) {
         this.role = role
         this.cfg = cfg
         this.epoch = epoch
-        this.clientId = clientId
         this.sender = new Sender({
             timeout: cfg.timeout,
             maxLineBytes: cfg.maxLineBytes,
@@ -229,13 +209,6 @@ export class Link {
             maxQueuedLines: cfg.maxQueuedLines,
             maxQueuedBytes: cfg.maxQueuedBytes,
         })
-    }
-
-    // A client's key (authentication): with a key it authenticates, and refuses a
-    // server that does not; without one it answers a challenge plain.
-    setAuth(auth: LinkAuth): void {
-        if (auth.key !== undefined && auth.steps === undefined) throw new LinkError("ECONFIG", "a key needs the keyed steps: make the auth with linkAuth()")
-        this.auth = auth
     }
 
     // Keeps the delivery state in `store` from now on (before open()).
@@ -381,48 +354,10 @@ export class Link {
         return c === undefined ? 0 : c.out.length + c.pre.length
     }
 
-    // Fault 9: a newcomer with this id takes over when no socket is open or
-    // the open one has been silent for more than timeout/2; otherwise it is
-    // refused as a duplicate, so a stranger cannot steal a live link by
-    // sending an id. For a keyed id, a newcomer that authenticates also takes
-    // over (the server decides that after authserver.ts).
-    mayTakeOver(now: number): boolean {
-        const c = this.conn
-        return c === undefined || now - c.lastRecv > this.cfg.timeout / 2
-    }
-
     // False when the backlog is full in pause mode: the driver stops reading.
     wantsRead(): boolean {
         const c = this.conn
         return c !== undefined && !this.paused(c)
-    }
-
-    // Sends a report of this end (report.ts) to a devs-iot peer whose link is
-    // up; false, and nothing sent, otherwise: a v1 peer never sees one.
-    sendReport(r: Report): boolean {
-        const c = this.conn
-        if (c === undefined || !this.up || c.peer !== "devs-iot") return false
-        c.out += reportLine(r)
-        return true
-    }
-
-    // Server: sends `text` (a key push, rekey.ts) as one encrypted sealed
-    // line, whatever `encrypt` says; false, and nothing sent, unless the link
-    // is up on an authenticated socket.
-    sendSecret(text: string): boolean {
-        const c = this.conn
-        if (c === undefined || c.session === undefined || !this.up || this.role !== "server") return false
-        // Sealed now, so sent before every line sealed after it.
-        c.pre += c.session.seal(Buffer.from(text), true).toString("utf-8")
-        return true
-    }
-
-    // Client: the key of a "rekey" event is stored; tells the server.
-    confirmKey(kcv: string): boolean {
-        const c = this.conn
-        if (c === undefined || c.session === undefined || !this.up) return false
-        c.out += "!rekeyed kcv=" + kcv + "\n"
-        return true
     }
 
     // Closes the link for good: writes not yet complete fail with ECLOSED.
@@ -437,62 +372,18 @@ export class Link {
 
     // ---- the driver's side
 
-    // A new socket is up. A socket still open is forgotten: the driver closes it.
-    open(now: number): void {
-        if (this.closed) return
-        if (this.conn) this.lose(now, "replaced by a new connection", false)
-        const keyed = this.auth !== undefined && this.auth.key !== undefined
-        const c = new Conn(this.sockets++, this.role, now, keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
-        this.conn = c
-        if (this.role === "client") c.out = this.clientId + "\n" + probeBlanks()
-    }
+    // A new socket is up (the server: after the id line). A socket still
+    // open is forgotten: the driver closes it.
+    abstract open(now: number): void
 
-    // Server: a socket whose client proved its key (authserver.ts); the
-    // server's proof has been written. Every line is sealed from here on.
-    // `mustEncrypt`: a message that comes only MACed closes the connection.
-    // `peerMax`: the limit in the client's answer (-1: none).
-    openAuthenticated(now: number, session: Session, peerEpoch: string, mustEncrypt?: boolean, peerMax?: number): void {
-        if (this.closed) return
-        if (this.conn) this.lose(now, "replaced by an authenticated connection", false)
-        const c = new Conn(this.sockets++, this.role, now, sealedLimit(this.cfg.maxLineBytes))
+    // A new socket, or undefined once the link is closed. `why`: what the
+    // socket still open (if any) is told.
+    protected attach(now: number, why: string, frameLimit: number): S | undefined {
+        if (this.closed) return undefined
+        if (this.conn) this.lose(now, why, false)
+        const c = this.newSocket(this.sockets++, now, frameLimit)
         this.conn = c
-        c.session = session
-        c.mustEncrypt = mustEncrypt === true
-        c.peer = "devs-iot"
-        this.learnMax(peerMax === undefined ? -1 : peerMax)
-        this.peerStarted(c, peerEpoch)
-        this.goUp(c)
-    }
-
-    // Server: a devs-iot client without a key answered a keyed id's challenge
-    // with a plain hello, and the id may stay plain.
-    openHelloed(now: number, peerEpoch: string, peerMax?: number): void {
-        if (this.closed) return
-        if (this.conn) this.lose(now, "replaced by a new connection", false)
-        const c = new Conn(this.sockets++, this.role, now, this.cfg.maxLineBytes + 2)
-        this.conn = c
-        c.peer = "devs-iot"
-        this.learnMax(peerMax === undefined ? -1 : peerMax)
-        this.peerStarted(c, peerEpoch)
-        this.goUp(c)
-        // The client waits for a line after its plain answer: it was let in.
-        c.out = KEEPALIVE_LINE
-    }
-
-    // Server: ends the current connection because the client is refused now
-    // (its id or key was revoked). Returns the bytes to send before closing:
-    // the refusal for a devs-iot client (sealed on a sealed link), nothing for
-    // a v1 one. The driver writes them and closes the socket.
-    refuse(now: number, reason: string): Buffer | undefined {
-        const c = this.conn
-        if (c === undefined) return undefined
-        let b: Buffer | undefined = undefined
-        if (c.peer === "devs-iot") {
-            const line = refusalLine(reason)
-            b = c.session !== undefined ? c.session.seal(Buffer.from(line.slice(0, line.length - 1))) : Buffer.from(line)
-        }
-        this.lose(now, "refused: " + reason, false)
-        return b
+        return c
     }
 
     receive(chunk: Buffer, now: number): void {
@@ -526,11 +417,8 @@ export class Link {
                 this.authFail(now, "over-long line on an authenticated link")
                 return false
             }
-            // The server's handshake counts it as a line (not blank, not a
-            // hello). A client waits for a complete line it can read.
-            if (c.phase === "probe") this.endProbe(c)
-            else if (c.phase === "hello") this.noHello(c)
-            const id = c.phase === "up" || c.phase === "warmup" ? idOfHead(f.head) : -1
+            this.handshakeTooLong(c)
+            const id = carriesMessages(c) ? idOfHead(f.head) : -1
             if (id >= 0) this.refuseTooLong(c, id, -1)
             else {
                 this.stats.tooLong++
@@ -574,12 +462,7 @@ export class Link {
                 return
             }
         }
-        if (c.phase === "hello" && now >= c.helloAt + this.cfg.timeout) {
-            this.notice("no-hello", "client sent the devs-iot probe but no hello")
-            this.lose(now, "no hello from a devs-iot client", true)
-            return
-        }
-        if (c.phase === "warmup" && c.firstByteAt >= 0 && now >= c.firstByteAt + this.cfg.warmup) this.goUp(c)
+        if (c.phase !== "up" && this.handshakeTimeout(c, now)) return
         if (this.up) {
             const ids = this.sender.expire(now)
             for (let i = 0; i < ids.length; i++) {
@@ -589,10 +472,7 @@ export class Link {
         }
         // No keepalive while a keyed client waits for the server's proof: the
         // server's next reader is sealed, and a plain line would close it.
-        if (c.out.length === 0 && c.phase !== "auth" && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) {
-            if (c.phase === "probe") this.endProbe(c)
-            c.out = KEEPALIVE_LINE
-        }
+        if (c.out.length === 0 && c.phase !== "auth" && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) c.out = KEEPALIVE_LINE
     }
 
     // When handleTimeout next has work, or -1 (no socket).
@@ -604,8 +484,7 @@ export class Link {
         // only spin its timer).
         let t = c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
         if (!this.paused(c)) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
-        if (c.phase === "warmup" && c.firstByteAt >= 0) t = min(t, c.firstByteAt + this.cfg.warmup)
-        if (c.phase === "hello") t = min(t, c.helloAt + this.cfg.timeout)
+        if (c.phase !== "up") t = min(t, this.handshakeDeadline(c))
         if (this.up) {
             const e = this.sender.nextExpiry()
             if (e >= 0) t = min(t, e)
@@ -674,13 +553,38 @@ export class Link {
         return this.events.shift()
     }
 
+    // ---- each end's handshake and its own lines (clientlink.ts, serverlink.ts)
+
+    // A fresh socket state in this end's first phase.
+    protected abstract newSocket(serial: number, now: number, frameLimit: number): S
+    // A line received before "up": true when the handshake took it; false
+    // when it goes on to the data phase.
+    protected abstract handshakeLine(c: S, l: Line, now: number): boolean
+    // A line cut as too long before "up".
+    protected abstract handshakeTooLong(c: S): void
+    // The handshake's deadlines before "up": true when the socket was lost.
+    protected abstract handshakeTimeout(c: S, now: number): boolean
+    // When handshakeTimeout() next has work, or -1.
+    protected abstract handshakeDeadline(c: S): number
+    // An extension line this end takes (`text`, the raw `line`): true when
+    // handled.
+    protected abstract handleExt(c: S, text: string, line: Buffer, now: number): boolean
+
+    // A key push line ("!rekey", "!rekeyed", rekey.ts) that is not taken:
+    // `why`, or (undefined) that it came where none is taken. Never
+    // previewed in a notice: it holds a key.
+    protected dropKeyLine(why: string | undefined): void {
+        this.stats.badLines++
+        this.notice("bad-line", why !== undefined ? why : "key push line dropped: not on an authenticated, encrypted link")
+    }
+
     // ---- inside
 
     // A message over maxLineBytes (`bytes`, -1: cut by the framer) is never
     // left un-ACKed, or its sender would resend it for ever: a peer that
     // announced its limit is told (it fails the write), any other gets the
     // ACK. Never delivered; a v1 peer's 00 still counts as its restart.
-    private refuseTooLong(c: Conn, id: number, bytes: number): void {
+    private refuseTooLong(c: S, id: number, bytes: number): void {
         if (!c.exact && id === 0 && !c.zeroSeen) {
             c.zeroSeen = true
             this.forget(c)
@@ -708,7 +612,7 @@ export class Link {
 
     // The peer's hello announced its limit (or not: -1). Queued writes over
     // it fail now rather than be refused on arrival.
-    private learnMax(max: number): void {
+    protected learnMax(max: number): void {
         this.peerMax = max
         this.sender.setPeerLimit(max)
         if (max < 0) return
@@ -717,99 +621,14 @@ export class Link {
             this.events.push({ type: "failed", ticket: failed[i], error: new LinkError("ETOOLONG", "line is longer than the peer's limit of " + max + " bytes (from its hello)") })
     }
 
-    private keepaliveEvery(): number {
+    protected keepaliveEvery(): number {
         return Math.floor(this.cfg.timeout / 4)
     }
 
-    private handleLine(c: Conn, line: Buffer, now: number): void {
+    // The handshake's phases first (each end's own), then the data phase.
+    private handleLine(c: S, line: Buffer, now: number): void {
         const l = parseLine(line)
-        if (c.phase === "probe") {
-            if (l.kind === "keepalive") {
-                c.blanks++
-                if (c.blanks >= PROBE_BLANKS) {
-                    c.peer = "devs-iot"
-                    c.phase = "hello"
-                    c.helloAt = now
-                    c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
-                }
-                return
-            }
-            this.endProbe(c)
-        } else if (c.phase === "first-line") {
-            if (this.refusedBy(c, l, now)) return
-            const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
-            const a = this.auth
-            if (a !== undefined && a.key !== undefined) {
-                // A keyed client never goes on plain: a server (or someone in
-                // between) that does not challenge is refused.
-                const ns = epoch !== undefined && l.kind === "ext" ? helloField(l.text, "auth") : ""
-                if (epoch === undefined || epoch === "" || !validNonce(ns)) {
-                    this.authFail(now, "the server did not ask this keyed client to authenticate")
-                    return
-                }
-                const k = a.steps as KeyedSteps
-                c.peer = "devs-iot"
-                c.ns = ns
-                c.nc = k.nonce(a)
-                c.es = epoch
-                c.ms = l.kind === "ext" ? helloField(l.text, "max") : ""
-                c.out += k.answer(a, this.epoch, c.nc, this.transcript(c), this.cfg.maxLineBytes)
-                c.phase = "auth" // its max= is learnt once the server's proof covers it
-                return
-            }
-            if (epoch !== undefined) {
-                c.peer = "devs-iot"
-                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
-                if (l.kind === "ext" && helloField(l.text, "auth") !== "") {
-                    // Challenged without a key: up only if the server lets us in.
-                    c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
-                    c.es = epoch
-                    c.phase = "asked"
-                    return
-                }
-                this.peerStarted(c, epoch)
-                c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
-                this.goUp(c)
-                return
-            }
-            this.goUp(c)
-        } else if (c.phase === "asked") {
-            if (this.refusedBy(c, l, now)) return
-            this.peerStarted(c, c.es)
-            this.goUp(c)
-        } else if (c.phase === "auth") {
-            if (l.kind === "keepalive") return
-            const a = this.auth as LinkAuth
-            const k = a.steps as KeyedSteps
-            const t = this.transcript(c)
-            if (this.refusedBy(c, l, now)) return
-            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !k.verify(a, t, helloField(l.text, "mac"))) {
-                this.authFail(now, "wrong key: the server's proof does not verify")
-                return
-            }
-            // A server whose key file says this id must encrypt asks for it.
-            c.session = k.session(a, t, a.encrypt || helloField(l.text, "enc") === "1")
-            this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
-            c.pre = c.out
-            c.out = ""
-            this.peerStarted(c, c.es)
-            this.goUp(c)
-            return
-        } else if (c.phase === "hello") {
-            const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
-            if (epoch !== undefined) {
-                this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
-                this.peerStarted(c, epoch)
-                this.goUp(c)
-                return
-            }
-            if (l.kind !== "keepalive") this.noHello(c)
-        } else if (c.phase === "warmup" && l.kind === "message" && c.wrote) {
-            // A v1 client sends messages only once it has read a line from
-            // this end: it is awake, and the warm-up (kept for its sake) is
-            // over. Up now, its application reads the line at once.
-            this.goUp(c)
-        }
+        if (c.phase !== "up" && this.handshakeLine(c, l, now)) return
         switch (l.kind) {
             case "keepalive":
                 this.stats.keepalives++
@@ -840,16 +659,10 @@ export class Link {
                 else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
             case "ext": {
-                if (this.refusedBy(c, l, now)) return
-                if (l.text.indexOf("!rekey") === 0) return this.keyPush(c, l.text)
-                // After the handshake: a devs-iot peer's report, or its
-                // refusal of a line of ours as too long (limits.ts).
-                if (c.peer === "devs-iot" && isReport(l.text)) {
-                    const r = parseReport(l.text)
-                    if (typeof r === "string") this.bad(r, line)
-                    else this.events.push({ type: "report", report: r })
-                    return
-                }
+                // This end's own lines (a refusal, a key push, a report),
+                // then the peer's refusal of a line of ours as too long
+                // (limits.ts).
+                if (this.handleExt(c, l.text, line, now)) return
                 const r = c.phase === "up" ? parseTooLong(l.text) : undefined
                 if (r !== undefined) this.lineRefused(r.id, r.max)
                 else this.bad("extension line out of place", line)
@@ -865,7 +678,7 @@ export class Link {
     // in the backlog, un-ACKed. Past the backlog, Node stops reading (see
     // paused()); the board, whose runtime reads the socket whatever we do,
     // drops it un-ACKed, and the sender's resend brings it back (fault 6).
-    private wait(c: Conn, line: Buffer): void {
+    private wait(c: S, line: Buffer): void {
         if (this.cfg.onFull === "drop" && c.backlogBytes + line.length > this.cfg.maxBacklogBytes) {
             this.stats.dropped++
             this.notice("dropped", "receive queue and backlog full: a message dropped without ACK")
@@ -876,7 +689,7 @@ export class Link {
     }
 
     // Called only when the receive queue has room.
-    private handleMessage(c: Conn, id: number, payload: string, bytes: number, now: number): void {
+    private handleMessage(c: S, id: number, payload: string, bytes: number, now: number): void {
         // Fault 1. With a known epoch a restart is a new epoch, so 00 is an
         // ordinary id. A v1 peer gives no such marker: the first 00 on a socket
         // is taken as a restart, a later one on the same socket as a resend.
@@ -925,12 +738,12 @@ export class Link {
     // Messages arrive only in "warmup" and "up", so a line's own socket is
     // always in one of them. A line from an earlier socket needs the peer's
     // proof of the same epoch, which comes with "up".
-    private mayAck(c: Conn, k: Kept): boolean {
-        if (k.sock === c.serial) return c.phase === "up" || c.phase === "warmup"
+    private mayAck(c: S, k: Kept): boolean {
+        if (k.sock === c.serial) return carriesMessages(c)
         return c.phase === "up" && c.exact
     }
 
-    private sendAck(c: Conn, k: Kept): void {
+    private sendAck(c: S, k: Kept): void {
         if (this.owing[k.id] > 0) this.owing[k.id]--
         c.out += ackLine(k.id)
     }
@@ -989,7 +802,7 @@ export class Link {
     }
 
     // The peer restarted: ACKs owed to its earlier life are never sent.
-    private forget(c: Conn): void {
+    private forget(c: S): void {
         this.seen.clear()
         if (this.store !== undefined) {
             this.durable.clear()
@@ -1001,7 +814,7 @@ export class Link {
     // ACKs owed for lines that came on an earlier socket than `c` are not
     // sent: the peer's resends are ACKed as duplicates. Lines that came on
     // `c` are from the peer's present life, and keep theirs.
-    private dropOwed(c: Conn): void {
+    private dropOwed(c: S): void {
         const self = this
         const earlier = function (k: Kept): boolean {
             return k.sock !== c.serial
@@ -1037,7 +850,7 @@ export class Link {
 
     // Node: a full backlog stops reading the socket (back-pressure); that
     // pause is not an outage.
-    private paused(c: Conn): boolean {
+    private paused(c: S): boolean {
         return this.cfg.onFull === "pause" && c.backlog.size() > 0 && c.backlogBytes >= this.cfg.maxBacklogBytes
     }
 
@@ -1045,7 +858,7 @@ export class Link {
         return this.inbox.size() < this.cfg.maxReceivedLines && this.inboxBytes + bytes <= this.cfg.maxReceivedBytes
     }
 
-    private peerStarted(c: Conn, epoch: string): void {
+    protected peerStarted(c: S, epoch: string): void {
         if (epoch === "") return // a hello without an epoch: v1 rules
         c.exact = true
         if (epoch !== this.peerEpoch) {
@@ -1054,19 +867,7 @@ export class Link {
         }
     }
 
-    // Not what a devs-iot client sends after a hello: fall back to v1 rules.
-    private noHello(c: Conn): void {
-        c.peer = "v1"
-        this.notice("no-hello", "expected a hello, got another line: using v1 rules")
-        this.goUp(c)
-    }
-
-    private endProbe(c: Conn): void {
-        c.peer = "v1"
-        c.phase = "warmup"
-    }
-
-    private goUp(c: Conn): void {
+    protected goUp(c: S): void {
         // An original receiver clears its whole set of seen ids on every 00
         // (fault 1). Toward a peer without the restart marker, send nothing
         // after 00 until 00 is ACKed: a resent 00 then cannot take later
@@ -1087,7 +888,7 @@ export class Link {
         this.events.push({ type: "up", peer: c.peer })
     }
 
-    private lose(now: number, reason: string, tellDriver: boolean): void {
+    protected lose(now: number, reason: string, tellDriver: boolean): void {
         this.conn = undefined
         this.sender.socketLost()
         if (tellDriver) this.events.push({ type: "close", reason: reason })
@@ -1097,65 +898,31 @@ export class Link {
         }
     }
 
-    private transcript(c: Conn): Transcript {
-        return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch, ms: c.ms, mc: "" + this.cfg.maxLineBytes }
-    }
-
-    // "!rekey" (to a client) and "!rekeyed" (to the server), rekey.ts: taken
-    // only on an authenticated link, a pushed key only from a line that came
-    // encrypted and verified. Never previewed in a notice: it holds a key.
-    private keyPush(c: Conn, text: string): void {
-        const a = this.auth
-        let why = "key push line dropped: not on an authenticated, encrypted link"
-        if (c.session !== undefined && c.phase === "up") {
-            if (this.role === "server" && text.indexOf("!rekeyed ") === 0) {
-                this.events.push({ type: "rekeyed", kcv: helloField(text, "kcv") })
-                return
-            }
-            if (this.role === "client" && text.indexOf("!rekey ") === 0 && c.secret && a !== undefined && a.steps !== undefined) {
-                const k = a.steps.rekey(a, this.clientId, text)
-                if (typeof k !== "string") {
-                    this.events.push({ type: "rekey", key: k, kcv: helloField(text, "kcv") })
-                    return
-                }
-                why = k
-            }
-        }
-        this.stats.badLines++
-        this.notice("bad-line", why)
-    }
-
-    // A client given a refusal (refusal.ts) closes, and its driver retries.
-    private refusedBy(c: Conn, l: Line, now: number): boolean {
-        if (this.role !== "client" || l.kind !== "ext") return false
-        const r = parseRefusal(l.text)
-        if (r === undefined) return false
-        const authenticated = c.session !== undefined
-        this.notice("refused", refusalNotice(r, authenticated))
-        this.lose(now, "refused by the server: " + r, true)
-        return true
-    }
-
     // Authentication failed or a sealed line did not verify: nothing more of
     // this connection is used, and the driver closes it.
-    private authFail(now: number, reason: string): void {
+    protected authFail(now: number, reason: string): void {
         this.notice("auth", reason)
         this.lose(now, "authentication: " + reason, true)
     }
 
-    private bad(reason: string, line: Buffer): void {
+    protected bad(reason: string, line: Buffer): void {
         this.stats.badLines++
         this.notice("bad-line", reason + ": " + previewBytes(line, 40))
     }
 
-    private notice(code: NoticeCode, detail: string): void {
+    protected notice(code: NoticeCode, detail: string): void {
         this.events.push({ type: "notice", code: code, detail: detail })
     }
 }
 
+// Messages arrive only in "warmup" (the server's, for a v1 client) and "up".
+function carriesMessages(c: SocketState): boolean {
+    return c.phase === "up" || c.phase === "warmup"
+}
+
 // The framer's limit on a sealed connection: an encrypted message is hex,
 // twice its bytes, plus the tag and the header.
-function sealedLimit(maxLineBytes: number): number {
+export function sealedLimit(maxLineBytes: number): number {
     return 2 * maxLineBytes + 64
 }
 
@@ -1164,7 +931,7 @@ function later(a: number, b: number): number {
 }
 
 // The earlier of two deadlines, where -1 means none.
-function min(a: number, b: number): number {
+export function min(a: number, b: number): number {
     if (a < 0) return b
     if (b < 0) return a
     return a < b ? a : b

@@ -15,7 +15,7 @@
 //   completes at most once, "close" leaves no socket, notices have known codes;
 // - timers make progress (no deadline that stays in the past).
 
-import { boardDefaults, Link, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
+import { boardDefaults, ClientLink, Link, ServerLink, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
 import { wireId } from "../../src/shared/ids.js"
 import { parseHello } from "../../src/shared/hello.js"
 import { Finding, must, shrinkList, Target } from "./engine.js"
@@ -135,7 +135,7 @@ interface Sock {
 
 function runLink(x: LinkInput): void {
     const cfg = resolveConfig(x.opts, x.board ? boardDefaults() : nodeDefaults())
-    const link = new Link(x.role, cfg, EPOCH, CLIENT_ID)
+    const link: Link = x.role === "server" ? new ServerLink(cfg, EPOCH) : new ClientLink(cfg, EPOCH, CLIENT_ID)
     const lim = cfg.maxLineBytes + 2
     let now = 0
     let up = false

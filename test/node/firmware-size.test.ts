@@ -1,12 +1,16 @@
 // What the board images compile in, from the build's size reports
 // (build/devs/<image>.sizes.md, written by tools/build-devs.mjs in npm run
-// build): an image without a key carries no handshake, sealing or crypto.
+// build): an image without a key carries no handshake, sealing or crypto,
+// and no board image carries the server's end of the Link.
 import assert from "node:assert/strict"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { REPO } from "../../src/server/sim.js"
 
 const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "keyStore", "parseRekey", "linkAuth"]
+// The server's end (serverlink.ts) and report parsing: DeviceScript compiles
+// every method of a class a board uses, so a board must not reach them.
+const SERVER_ONLY = ["ServerLink", "ServerSocket", "openAuthenticated", "openHelloed", "mayTakeOver", "sendSecret", "endProbe", "noHello", "parseReport"]
 
 function functions(image: string): Set<string> {
     const text = readFileSync(join(REPO, "build/devs", `${image}.sizes.md`), "utf8")
@@ -27,5 +31,14 @@ describe("firmware images", function () {
         }
         const keyed = functions("demo-keyed")
         for (const name of KEYED_ONLY) assert.ok(keyed.has(name), `demo-keyed: ${name} missing`)
+    })
+
+    it("a board image compiles the client's end of the Link only: nothing of ServerLink, no report parsing; the shared test image has them", function () {
+        for (const image of ["demo", "remote", "qos", "qos-fast", "demo-keyed"]) {
+            const f = functions(image)
+            for (const name of SERVER_ONLY) assert.ok(!f.has(name), `${image}: ${name} compiled in`)
+        }
+        const tests = functions("shared-tests")
+        for (const name of SERVER_ONLY) assert.ok(tests.has(name), `shared-tests: ${name} missing (renamed?)`)
     })
 })

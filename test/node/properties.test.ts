@@ -2,7 +2,7 @@
 // for DeviceScript; the fixed cases in test/shared run on both).
 import assert from "node:assert/strict"
 import fc from "fast-check"
-import { LineFramer, Link, parseLine, messageLine, SeenIds, wireId, IdReader, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { LineFramer, ClientLink, Link, ServerLink, parseLine, messageLine, SeenIds, wireId, IdReader, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { boardCfg, nodeCfg } from "../shared/drive.js"
 import { checkDelivery, Sim, Writer, noFaults } from "../shared/sim.js"
 
@@ -121,7 +121,7 @@ describe("properties (fast-check)", function () {
         fc.assert(
             fc.property(fc.boolean(), fc.boolean(), fc.array(lineBytes, { maxLength: 12 }), (isServer, board, chunks) => {
                 const cfg = board ? boardCfg({ maxLineBytes: 64 }) : nodeCfg({ maxLineBytes: 64 })
-                const link = new Link(isServer ? "server" : "client", cfg, "e", "dev")
+                const link: Link = isServer ? new ServerLink(cfg, "e") : new ClientLink(cfg, "e", "dev")
                 link.open(0)
                 let now = 0
                 for (const c of chunks) {

@@ -3,7 +3,7 @@
 // handshake's outcomes, and two keyed links through the in-memory network.
 // Run on Node and in the DeviceScript VM, each with its own crypto.
 
-import { answerLine, challengeLine, deriveSession, Link, linkAuth, proof, proofLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, ClientLink, Link, ServerLink, linkAuth, proof, proofLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
 import { crypto, eq, ok, suite } from "./harness.js"
 import { Drive, nodeCfg } from "./drive.js"
 import { checkDelivery, Faults, noFaults, Sim, SimKeys, Writer } from "./sim.js"
@@ -177,7 +177,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
         }, 20000), "all written")
         eq(sim.outcomes.join(","), "auth", "one authenticated connection")
         eq(sim.clientPeers, "devs-iot", "client up once")
-        ok(sim.client.isSealed() && (sim.server as Link).isSealed(), "sealed at both ends")
+        ok(sim.client.isSealed() && (sim.server as ServerLink).isSealed(), "sealed at both ends")
         eq(checkDelivery(cw, sim.serverRx, true), "", "client -> server")
         eq(checkDelivery(sw, sim.clientRx, false), "", "server -> client")
         eq(sim.serverRx.length + sim.clientRx.length, 40, "every line once")
@@ -216,7 +216,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
     })
 
     test("the client checks the server's proof: a server without the key is refused", async function () {
-        const d = new Drive(new Link("client", nodeCfg({}), "ec1", "board-1"))
+        const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
         d.link.setAuth(linkAuth(crypto(), KEY, false))
         d.open()
         d.take()
@@ -234,7 +234,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
     test("a keyed client refuses a server that does not challenge it (plain hello, v1 line)", async function () {
         const firsts = ["!hello epoch=es1\n", "\n", "00hi\n"]
         for (let i = 0; i < firsts.length; i++) {
-            const d = new Drive(new Link("client", nodeCfg({}), "ec1", "board-1"))
+            const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
             d.link.setAuth(linkAuth(crypto(), KEY, false))
             d.open()
             d.take()
@@ -284,7 +284,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
 
     test("bytes that are not a verified line do not keep a sealed link alive", async function () {
         const p = pairSessions(false)
-        const d = new Drive(new Link("server", nodeCfg({ timeout: 2000 }), "es1", ""))
+        const d = new Drive(new ServerLink(nodeCfg({ timeout: 2000 }), "es1"))
         d.link.openAuthenticated(0, p[1], "ec1")
         d.pump()
         for (let t = 0; t < 10; t++) {

@@ -1,18 +1,19 @@
 // Drives one Link with a virtual clock and raw bytes, as a v1 peer would send
 // them: the way to test one rule at a time.
 
-import { boardDefaults, Link, LinkConfig, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
+import { boardDefaults, ClientLink, Link, ServerLink, LinkConfig, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
 
-export class Drive {
+// `L`: the end under test (ClientLink, ServerLink).
+export class Drive<L extends Link = Link> {
     now = 0
     sent: string[] = [] // each pollTransmit, as text
     events: LinkEvent[] = []
     rx: string[] = []
     reads = true
 
-    constructor(readonly link: Link) {}
+    constructor(readonly link: L) {}
 
-    open(): Drive {
+    open(): Drive<L> {
         this.link.open(this.now)
         this.pump()
         return this
@@ -88,12 +89,12 @@ export function boardCfg(o: LinkOptions): LinkConfig {
     return resolveConfig(o, boardDefaults())
 }
 
-export function serverDrive(o: LinkOptions): Drive {
-    return new Drive(new Link("server", nodeCfg(o), "srv", "")).open()
+export function serverDrive(o: LinkOptions): Drive<ServerLink> {
+    return new Drive(new ServerLink(nodeCfg(o), "srv")).open()
 }
 
-export function clientDrive(o: LinkOptions): Drive {
-    return new Drive(new Link("client", nodeCfg(o), "cli", "board-1")).open()
+export function clientDrive(o: LinkOptions): Drive<ClientLink> {
+    return new Drive(new ClientLink(nodeCfg(o), "cli", "board-1")).open()
 }
 
 export function blanks(n: number): string {

@@ -4,7 +4,7 @@
 // of a client that is refused again and again. Run on Node and in the
 // DeviceScript VM.
 
-import { Backoff, challengeLine, helloLine, kcvOf, rekeyLine, deriveSession, Link, linkAuth, parseRefusal, ProbeRefusal, proofLine, refusalLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
+import { Backoff, challengeLine, helloLine, kcvOf, rekeyLine, deriveSession, ClientLink, ServerLink, linkAuth, parseRefusal, ProbeRefusal, proofLine, refusalLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
 import { crypto, eq, ok, suite } from "./harness.js"
 import { blanks, Drive, nodeCfg, serverDrive } from "./drive.js"
 
@@ -35,8 +35,8 @@ function noticeText(d: Drive, code: string): string {
 }
 
 // A client Link with `key` (or none), its id line and probe taken.
-function client(key: Buffer | undefined, encrypt: boolean): Drive {
-    const d = new Drive(new Link("client", nodeCfg({}), "ec1", "board-1"))
+function client(key: Buffer | undefined, encrypt: boolean): Drive<ClientLink> {
+    const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
     if (key !== undefined) d.link.setAuth(linkAuth(crypto(), key, encrypt))
     d.open()
     d.take()
@@ -45,7 +45,7 @@ function client(key: Buffer | undefined, encrypt: boolean): Drive {
 
 // Runs a keyed client against a ServerAuth: the outcome kind and key index,
 // and the client Drive after the server's proof.
-function handshake(clientKey: Buffer, serverKeys: Buffer[], mustEncrypt: boolean): { outcome: string; d: Drive; session: Session | undefined } {
+function handshake(clientKey: Buffer, serverKeys: Buffer[], mustEncrypt: boolean): { outcome: string; d: Drive<ClientLink>; session: Session | undefined } {
     const d = client(clientKey, false)
     const a = new ServerAuth(crypto(), "board-1", serverKeys, "es1", 2000, false, 0, mustEncrypt)
     a.push(Buffer.from(blanks(10)))
@@ -151,7 +151,7 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
         // The server's side: a client that ignores enc=1 sends "!m" messages.
         const t: Transcript = { id: "board-1", ns: NS, nc: "ffeeddccbbaa99887766554433221100", es: "es1", ec: "ec1" }
         const plainClient = deriveSession(crypto(), key(), "client", t, false)
-        const s = new Drive(new Link("server", nodeCfg({}), "es1", ""))
+        const s = new Drive(new ServerLink(nodeCfg({}), "es1"))
         s.link.openAuthenticated(0, deriveSession(crypto(), key(), "server", t, false), "ec1", true)
         s.pump()
         s.feed(plainClient.seal(Buffer.alloc(0)).toString("utf-8"))
@@ -166,7 +166,7 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
     test("the server ends a session it no longer admits: a sealed refusal for a keyed client, which reports it as the server's", async function () {
         const h = handshake(key(), [key()], false)
         const d = h.d
-        const s = new Link("server", nodeCfg({}), "es1", "")
+        const s = new ServerLink(nodeCfg({}), "es1")
         s.openAuthenticated(0, h.session as Session, d.link.epoch)
         const b = s.refuse(0, "revoked")
         ok(b !== undefined && b.toString("utf-8").indexOf("!m00000000") === 0, "sealed")
@@ -176,7 +176,7 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
         const text = noticeText(d, "refused")
         ok(text.indexOf("revoked by the server's operator (authenticated)") >= 0, "authenticated: " + text)
         // A v1 client is told nothing.
-        const v = new Drive(new Link("server", nodeCfg({}), "es1", ""))
+        const v = new Drive(new ServerLink(nodeCfg({}), "es1"))
         v.open()
         v.feed("00hi\n")
         v.advance(300)
@@ -193,7 +193,7 @@ export const keysSuite = suite("keys: refusals, rotation, revocation", function 
         eq(d.count("rekey") + d.count("close"), 0, "a MACed push and a bad check value are dropped, the link stays")
         eq(d.notices("bad-line"), 2, "said")
         ok(noticeText(d, "bad-line").indexOf("33") < 0, "no key material in a notice")
-        const s = new Drive(new Link("server", nodeCfg({}), "es1", ""))
+        const s = new Drive(new ServerLink(nodeCfg({}), "es1"))
         s.link.openAuthenticated(0, sess, d.link.epoch)
         ok(s.link.sendSecret(line), "pushed")
         s.pump()

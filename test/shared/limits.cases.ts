@@ -3,7 +3,7 @@
 // of an un-ACKed over-long line, the framer's head of a cut line, and the
 // board's framing budget. Run on Node and in the DeviceScript VM.
 
-import { answerLine, challengeLine, deriveSession, helloField, helloLine, Link, linkAuth, parseHello, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, helloField, helloLine, ClientLink, ServerLink, linkAuth, parseHello, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
 import { framingBudget, heapOfArch, MAX_ENCRYPTED_LINE, parseMax, parseTooLong, tooLongLine } from "../../src/shared/limits.js"
 import { LineFramer } from "../../src/shared/framer.js"
 import { blanks, boardCfg, clientDrive, Drive, serverDrive } from "./drive.js"
@@ -32,7 +32,7 @@ function failedCodes(d: Drive): string {
 }
 
 function boardClient(): Drive {
-    return new Drive(new Link("client", boardCfg({}), "brd", "board-1")).open()
+    return new Drive(new ClientLink(boardCfg({}), "brd", "board-1")).open()
 }
 
 const NS = "00112233445566778899aabbccddeeff"
@@ -40,7 +40,7 @@ const NS = "00112233445566778899aabbccddeeff"
 // A keyed Node client Link (epoch ec1, zero key), its id line taken and a
 // 5,000-byte qos line queued.
 function keyedClient(): Drive {
-    const d = new Drive(new Link("client", resolveConfig({}, nodeDefaults()), "ec1", "board-1"))
+    const d = new Drive(new ClientLink(resolveConfig({}, nodeDefaults()), "ec1", "board-1"))
     d.link.setAuth(linkAuth(crypto(), Buffer.alloc(32), false))
     d.open()
     d.take()
@@ -77,7 +77,7 @@ function pairSessions(encrypt: boolean) {
 
 // A Node server link (limit `serverMax`) and a board client joined by hand, up.
 function joined(serverMax: number): Drive[] {
-    const srv = new Drive(new Link("server", resolveConfig({ maxLineBytes: serverMax }, nodeDefaults()), "srv", "")).open()
+    const srv = new Drive(new ServerLink(resolveConfig({ maxLineBytes: serverMax }, nodeDefaults()), "srv")).open()
     const brd = boardClient()
     const first = brd.take()
     srv.feed(first.slice(first.indexOf("\n") + 1)) // the server reads the id line itself

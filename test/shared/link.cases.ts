@@ -1,9 +1,9 @@
-import { HeldLine, IdReader, Link, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { ClientLink, HeldLine, IdReader, ServerLink, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { blanks, boardCfg, clientDrive, Drive, nodeCfg, serverDrive } from "./drive.js"
 import { eq, eqList, ok, suite, throwsCode } from "./harness.js"
 
 // A server link whose v1 client has sent a keepalive and been let in.
-function v1Server(o: object): Drive {
+function v1Server(o: object): Drive<ServerLink> {
     const d = serverDrive(o)
     d.feed("\n")
     d.advance(500)
@@ -13,7 +13,7 @@ function v1Server(o: object): Drive {
 }
 
 // A client link whose (v1) server has sent its first line.
-function v1Client(o: object): Drive {
+function v1Client(o: object): Drive<ClientLink> {
     const d = clientDrive(o)
     d.feed("\n")
     ok(d.link.status(), "client up")
@@ -481,7 +481,7 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "03c\n", "01 forgotten and 02 ACKed: c goes")
     })
     test("fault 6, board: a full receive queue holds a bounded backlog un-ACKed, and delivers it once read", async function () {
-        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 64, ackDelay: 0 }), "srv", "")).open()
+        const d = new Drive(new ServerLink(boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 64, ackDelay: 0 }), "srv")).open()
         d.feed("\n")
         d.advance(500)
         d.take()
@@ -511,7 +511,7 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "06\n", "b ACKed once kept")
     })
     test("fault 6, board: past the backlog a message is dropped without ACK; the resend is delivered once", async function () {
-        const d = new Drive(new Link("server", boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 0, ackDelay: 0 }), "srv", "")).open()
+        const d = new Drive(new ServerLink(boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 0, ackDelay: 0 }), "srv")).open()
         d.feed("\n")
         d.advance(500)
         d.take()

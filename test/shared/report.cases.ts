@@ -130,4 +130,11 @@ export const reportSuite = suite("report", function (test) {
         eq(v1.count("report"), 0, "no report from a v1 peer")
         eq(v1.notices("bad-line"), 1, "a bad line")
     })
+    test("report: reports go from client to server only; a client takes one from its server as a bad line", async function () {
+        const d = devsClient()
+        d.feed(goodLines()[0])
+        eq(d.count("report"), 0, "no report event")
+        eq(d.notices("bad-line"), 1, "a bad line")
+        eq(d.link.status(), true, "the link stays up")
+    })
 })

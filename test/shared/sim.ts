@@ -7,7 +7,7 @@
 // sees the outage). Written in the DeviceScript subset: it runs in the VM too.
 
 import { refusalLine } from "../../src/shared/refusal.js"
-import { AuthOutcome, Backoff, Crypto, IdReader, Link, linkAuth, LinkConfig, LinkEvent, MAX_ID_BYTES, ServerAuth } from "../../src/shared/index.js"
+import { AuthOutcome, Backoff, Crypto, IdReader, ClientLink, Link, ServerLink, linkAuth, LinkConfig, LinkEvent, MAX_ID_BYTES, ServerAuth } from "../../src/shared/index.js"
 import { hexDigit } from "../../src/shared/hex.js"
 import { hooks, Rng } from "./harness.js"
 
@@ -90,8 +90,8 @@ export class Sim {
     now = 0
     rng: Rng
     faults: Faults
-    client: Link
-    server: Link | undefined = undefined
+    client: ClientLink
+    server: ServerLink | undefined = undefined
     clientWriter: Writer | undefined = undefined
     serverWriter: Writer | undefined = undefined
     clientRx: string[] = []
@@ -122,7 +122,7 @@ export class Sim {
     constructor(readonly clientCfg: LinkConfig, readonly serverCfg: LinkConfig, faults: Faults, seed: number) {
         this.rng = new Rng(seed)
         this.faults = faults
-        this.client = new Link("client", clientCfg, this.newEpoch(), "board-1")
+        this.client = new ClientLink(clientCfg, this.newEpoch(), "board-1")
         this.scheduleCut()
     }
 
@@ -168,7 +168,7 @@ export class Sim {
 
     restartClient(): void {
         if (this.sock !== 0) this.cut(false)
-        this.client = new Link("client", this.clientCfg, this.newEpoch(), "board-1")
+        this.client = new ClientLink(this.clientCfg, this.newEpoch(), "board-1")
         if (this.keys) this.useKeys(this.keys)
         this.reconnectAt = this.now
     }
@@ -292,7 +292,7 @@ export class Sim {
                 this.live["" + sock] = false
                 return
             }
-            if (!this.server) this.server = new Link("server", this.serverCfg, this.newEpoch(), "")
+            if (!this.server) this.server = new ServerLink(this.serverCfg, this.newEpoch())
             const k = this.keys
             if (k !== undefined && k.serverKey !== undefined) {
                 const a = new ServerAuth(k.crypto, res.id, [k.serverKey], this.server.epoch, this.serverCfg.timeout, k.encrypt, this.now)
@@ -339,7 +339,7 @@ export class Sim {
     }
 
     private authDone(sock: number, o: AuthOutcome): void {
-        const l = this.server as Link
+        const l = this.server as ServerLink
         this.outcomes.push(o.kind === "fail" ? "fail: " + o.reason : o.kind)
         // A wrong key is answered with "!auth refused" (the server ends the
         // socket gracefully): the client reads it and closes.

@@ -1,0 +1,222 @@
+// The client's end of a link (link.ts holds what both ends share): its
+// handshake, its key (authentication, key push), its refusals and reports.
+// The only Link a board compiles: DeviceScript compiles every method of a
+// class it uses, so nothing of the server's end is in here.
+//
+// The client's phases (docs/protocol.md, "Handshake"), one socket:
+//
+//   phase         | on                                   | next
+//   "first-line"  | a refusal                            | socket closed
+//                 | keyed: a challenge (hello with auth=) | "auth", answer sent
+//                 | keyed: anything else                 | socket closed (auth)
+//                 | a plain challenge (no key)           | "asked", plain hello sent
+//                 | a hello                              | "up", hello sent
+//                 | any other line (a v1 server)         | "up", the line handled as data
+//   "asked"       | a refusal                            | socket closed
+//                 | any other line (it was let in)       | "up", the line handled as data
+//   "auth"        | a keepalive                          | "auth"
+//                 | a refusal                            | socket closed
+//                 | the server's proof, verified         | "up", every line sealed
+//                 | anything else                        | socket closed (auth)
+//
+// No keepalive leaves in "auth": the server's next reader is sealed, and a
+// plain line would close it.
+
+import { Line } from "./codec.js"
+import { LinkConfig } from "./config.js"
+import { LinkError } from "./errors.js"
+import { helloLine, parseHello, probeBlanks } from "./hello.js"
+import { helloField, Transcript, validNonce } from "./auth.js"
+import type { KeyedSteps } from "./keyed.js"
+import type { Crypto } from "./crypto.js"
+import { parseRefusal, refusalNotice } from "./refusal.js"
+import { Report, reportLine } from "./report.js"
+import { parseMax } from "./limits.js"
+import { Link, sealedLimit, SocketState } from "./link.js"
+
+// Authentication settings of a client Link (docs/security.md).
+export interface LinkAuth {
+    crypto: Crypto
+    key: Buffer | undefined // undefined: no key; a challenge is answered plain
+    encrypt: boolean // encrypt the messages this end sends
+    // The keyed client's handshake and sealing (keyed.ts; linkAuth() fills
+    // it in when there is a key). Passed in, not imported, so that a board
+    // built without a key compiles none of it.
+    steps: KeyedSteps | undefined
+}
+
+// A client's socket: the challenge it answers.
+export class ClientSocket extends SocketState {
+    ns = "" // the server's nonce
+    nc = "" // this client's nonce
+    ms = "" // the max= field of the server's challenge
+    es = "" // the server's epoch, from the challenge
+
+    constructor(serial: number, now: number, frameLimit: number) {
+        super(serial, "first-line", now, frameLimit, false)
+    }
+}
+
+export class ClientLink extends Link<ClientSocket> {
+    private clientId: string
+    private auth: LinkAuth | undefined = undefined
+
+    // `epoch`: drawn when this client's id sequence starts; `clientId`: the
+    // id it sends.
+    constructor(cfg: LinkConfig, epoch: string, clientId: string) {
+        super("client", cfg, epoch)
+        this.clientId = clientId
+    }
+
+    // With a key it authenticates, and refuses a server that does not;
+    // without one it answers a challenge plain.
+    setAuth(auth: LinkAuth): void {
+        if (auth.key !== undefined && auth.steps === undefined) throw new LinkError("ECONFIG", "a key needs the keyed steps: make the auth with linkAuth()")
+        this.auth = auth
+    }
+
+    // Sends the id line and the devs-iot probe.
+    open(now: number): void {
+        const keyed = this.auth !== undefined && this.auth.key !== undefined
+        const c = this.attach(now, "replaced by a new connection", keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
+        if (c !== undefined) c.out = this.clientId + "\n" + probeBlanks()
+    }
+
+    // Sends a report of this end (report.ts) to a devs-iot server whose link
+    // is up; false, and nothing sent, otherwise: a v1 peer never sees one.
+    sendReport(r: Report): boolean {
+        const c = this.conn
+        if (c === undefined || !this.up || c.peer !== "devs-iot") return false
+        c.out += reportLine(r)
+        return true
+    }
+
+    // The key of a "rekey" event is stored; tells the server.
+    confirmKey(kcv: string): boolean {
+        const c = this.conn
+        if (c === undefined || c.session === undefined || !this.up) return false
+        c.out += "!rekeyed kcv=" + kcv + "\n"
+        return true
+    }
+
+    protected newSocket(serial: number, now: number, frameLimit: number): ClientSocket {
+        return new ClientSocket(serial, now, frameLimit)
+    }
+
+    protected handshakeLine(c: ClientSocket, l: Line, now: number): boolean {
+        if (l.kind === "ext" && this.refusedBy(c, l.text, now)) return true
+        if (c.phase === "first-line") return this.firstLine(c, l, now)
+        if (c.phase === "auth") return this.proof(c, l, now)
+        // "asked": the server's next line shows it let this client in.
+        this.peerStarted(c, c.es)
+        this.goUp(c)
+        return false
+    }
+
+    // The server's first line on this socket.
+    private firstLine(c: ClientSocket, l: Line, now: number): boolean {
+        const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
+        const a = this.auth
+        if (a !== undefined && a.key !== undefined) {
+            // A keyed client never goes on plain: a server (or someone in
+            // between) that does not challenge is refused.
+            const ns = epoch !== undefined && l.kind === "ext" ? helloField(l.text, "auth") : ""
+            if (epoch === undefined || epoch === "" || !validNonce(ns)) {
+                this.authFail(now, "the server did not ask this keyed client to authenticate")
+                return true
+            }
+            const k = a.steps as KeyedSteps
+            c.peer = "devs-iot"
+            c.ns = ns
+            c.nc = k.nonce(a)
+            c.es = epoch
+            c.ms = l.kind === "ext" ? helloField(l.text, "max") : ""
+            c.out += k.answer(a, this.epoch, c.nc, this.transcript(c), this.cfg.maxLineBytes)
+            c.phase = "auth" // its max= is learnt once the server's proof covers it
+            return true
+        }
+        if (epoch !== undefined) {
+            c.peer = "devs-iot"
+            this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
+            if (l.kind === "ext" && helloField(l.text, "auth") !== "") {
+                // Challenged without a key: up only if the server lets us in.
+                c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
+                c.es = epoch
+                c.phase = "asked"
+                return true
+            }
+            this.peerStarted(c, epoch)
+            c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
+            this.goUp(c)
+            return true
+        }
+        this.goUp(c)
+        return false
+    }
+
+    // "auth": the server's proof of the key, after this client's answer.
+    private proof(c: ClientSocket, l: Line, now: number): boolean {
+        if (l.kind === "keepalive") return true
+        const a = this.auth as LinkAuth
+        const k = a.steps as KeyedSteps
+        const t = this.transcript(c)
+        if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !k.verify(a, t, helloField(l.text, "mac"))) {
+            this.authFail(now, "wrong key: the server's proof does not verify")
+            return true
+        }
+        // A server whose key file says this id must encrypt asks for it.
+        c.session = k.session(a, t, a.encrypt || helloField(l.text, "enc") === "1")
+        this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
+        c.pre = c.out
+        c.out = ""
+        this.peerStarted(c, c.es)
+        this.goUp(c)
+        return true
+    }
+
+    // A client waits for a complete line it can read.
+    protected handshakeTooLong(c: ClientSocket): void {}
+
+    // The client's handshake has no deadline of its own: the outage rule
+    // (nothing received for twice the timeout before the first line) ends it.
+    protected handshakeTimeout(c: ClientSocket, now: number): boolean {
+        return false
+    }
+
+    protected handshakeDeadline(c: ClientSocket): number {
+        return -1
+    }
+
+    // A refusal, or a key push ("!rekey", rekey.ts): taken only on an
+    // authenticated link and from a line that came encrypted and verified.
+    protected handleExt(c: ClientSocket, text: string, line: Buffer, now: number): boolean {
+        if (this.refusedBy(c, text, now)) return true
+        if (text.indexOf("!rekey") !== 0) return false
+        const a = this.auth
+        let why: string | undefined = undefined
+        if (c.session !== undefined && c.phase === "up" && text.indexOf("!rekey ") === 0 && c.secret && a !== undefined && a.steps !== undefined) {
+            const k = a.steps.rekey(a, this.clientId, text)
+            if (typeof k !== "string") {
+                this.events.push({ type: "rekey", key: k, kcv: helloField(text, "kcv") })
+                return true
+            }
+            why = k
+        }
+        this.dropKeyLine(why)
+        return true
+    }
+
+    // A client given a refusal (refusal.ts) closes, and its driver retries.
+    private refusedBy(c: ClientSocket, text: string, now: number): boolean {
+        const r = parseRefusal(text)
+        if (r === undefined) return false
+        const authenticated = c.session !== undefined
+        this.notice("refused", refusalNotice(r, authenticated))
+        this.lose(now, "refused by the server: " + r, true)
+        return true
+    }
+
+    private transcript(c: ClientSocket): Transcript {
+        return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch, ms: c.ms, mc: "" + this.cfg.maxLineBytes }
+    }
+}
