@@ -2,7 +2,7 @@ import { ackLine, messageLine, parseLine, KEEPALIVE_LINE } from "../../src/share
 import { helloLine, parseHello, PROBE_BLANKS } from "../../src/shared/hello.js"
 import { wireId, SEQ_LIMIT } from "../../src/shared/ids.js"
 import { Sender } from "../../src/shared/sender.js"
-import { bytes, eq, eqList, suite } from "./harness.js"
+import { bytes, eq, eqList, suite, throwsCode } from "./harness.js"
 
 // Fixture table (mqtt-packet style): wire line without "\n" -> what it is.
 const LINES: string[][] = [
@@ -72,6 +72,37 @@ export const codecSuite = suite("codec", function (test) {
             prev = id
             eq(s.ack(id, []) > 0, true, "ACK matches")
         }
+    })
+    test("message ids chosen by a relay: sent as chosen, the sequence skips forward to each, 00 never sent", async function () {
+        const s = new Sender({ timeout: 2000, maxLineBytes: 100, window: 64, maxInflightBytes: 10000, maxQueuedLines: 100, maxQueuedBytes: 10000 })
+        const ids: number[] = []
+        const send = function (): void {
+            s.admit()
+            const b = s.nextLine(0, [])
+            const l = b ? parseLine(b.slice(0, b.length - 1)) : undefined
+            const id = l && l.kind === "message" ? l.id : -1
+            ids.push(id)
+            eq(s.ack(id, []) > 0, true, "ACK of " + id + " matches")
+        }
+        s.enqueueAs("a", true, true, 5)
+        send()
+        s.enqueueAs("b", true, true, 6)
+        send()
+        s.enqueueAs("c", true, true, 3) // wrapped: 255 ids on, not back
+        send()
+        s.enqueue("d", true, true)
+        send()
+        s.enqueueAs("e", true, true, 255)
+        send()
+        s.enqueueAs("f", true, true, 1)
+        send()
+        eqList(ids, [5, 6, 3, 4, 255, 1], "wire ids")
+        throwsCode(function () {
+            s.enqueueAs("g", true, true, 0)
+        }, "ETYPE", "00 (restart) cannot be chosen")
+        throwsCode(function () {
+            s.enqueueAs("g", true, true, 256)
+        }, "ETYPE", "256 is not an id")
     })
     test("hello: epoch parsed; other ! lines are not hellos", async function () {
         eq(helloLine("ab12"), "!hello epoch=ab12\n", "hello line")
