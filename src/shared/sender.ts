@@ -21,10 +21,10 @@
 //   opens the window.
 // - resend: a qos message is sent again after `timeout` without ACK, and
 //   after every reconnect, with the same id, until ACKed.
-// - chosen ids (enqueueAs): a relay whose ids come from elsewhere (the MQTT
-//   gateway: from the broker's packet ids, docs/protocol.md, "The MQTT
-//   gateway") names the wire id; the sequence skips forward to it, so ids
-//   still only move forward and 00 is never sent again.
+// - chosen ids (enqueueAs): a relay whose ids come from elsewhere names the
+//   wire id (the MQTT gateway, from the broker's packet ids:
+//   docs/protocol.md, "The MQTT gateway"); the sequence skips forward to it,
+//   so ids still only move forward and 00 is never sent again.
 // - fast resend: a receiver handles lines in order and ACKs each one it keeps
 //   in that order, so an ACK for a later transmission on the same socket
 //   means an earlier un-ACKed one was dropped (full receive queue, fault 6):
