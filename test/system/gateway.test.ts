@@ -232,6 +232,23 @@ describe("MQTT gateway with Mosquitto", function () {
         seen.check("d", 40)
     })
 
+    // A QoS 0 message has no packet id, so no message id the next gateway could repeat.
+    it("publisher -> board: a down line published at QoS 0 is refused with a reason, the next one passes", async function () {
+        const port = await freePort()
+        const gw = gatewayProcess(broker.url, port, "g1")
+        await gw.waitFor(/gateway listening/, 15000)
+        const board = cleanup(new Client({ id: "bq0", port }).start())
+        await board.connected()
+        const pub = await mqttClient(broker.url, "test-pub-bq0")
+        const online = within(new Promise<void>((r) => pub.on("message", (_t, p) => p.toString() === "online" && r())), 30000, "board online")
+        await pub.subscribeAsync("devs-iot/bq0/status", { qos: 1 })
+        await online
+        await pub.publishAsync("devs-iot/bq0/down", "at qos 0", { qos: 0 })
+        await gw.waitFor(/bad-down.*published at QoS 0|published at QoS 0.*bad-down/, 15000)
+        await pub.publishAsync("devs-iot/bq0/down", "at qos 1", { qos: 1 })
+        assert.equal(await within(board.readline(), 15000, "a line at the board"), "at qos 1")
+    })
+
     it("board -> subscriber: each line once across a broker restart", async function () {
         await upRun(restartOnly, "bu2")
     })
