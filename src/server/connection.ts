@@ -13,12 +13,13 @@ export class Connection extends Endpoint<ServerLink> {
     everAuthenticated = false // a keyed client proved its key on this id once
     private remote = ""
 
-    constructor(id: string, cfg: LinkConfig, log: Logger, bounds?: PeerBounds, logGate?: (kind: string) => boolean, state?: StateStore) {
+    constructor(id: string, cfg: LinkConfig, log: Logger, bounds?: PeerBounds, logGate?: (kind: string) => boolean, state?: StateStore, epoch?: string) {
         // A new epoch per Connection: its id sequence starts here, unless
-        // the delivery state holds one from an earlier life of the server.
+        // the delivery state holds one from an earlier life of the server,
+        // or a relay continues another server's (`epoch`).
         // The child logger is made when first used: most idle ids never log.
         const saved = state?.load(id)
-        super(new ServerLink(cfg, saved?.link.epoch ?? randomBytes(4).toString("hex")), log, id)
+        super(new ServerLink(cfg, saved?.link.epoch ?? epoch ?? randomBytes(4).toString("hex")), log, id)
         if (state) {
             this.state = state
             this.link.useStore(state.forId(id), saved)

@@ -16,6 +16,7 @@ import type { StateStore } from "./state.js"
 export interface WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed
     wait?: boolean // default true (with qos): one qos message in flight, in order
+    id?: number // the wire id (1..255), chosen by a relay (the MQTT gateway); default: the next one
 }
 
 interface Waiter {
@@ -136,7 +137,7 @@ export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
         const wait = opts.wait ?? true
         let ticket: number
         try {
-            ticket = this.link.write(line, qos, wait)
+            ticket = this.link.writeAs(line, qos, wait, opts.id ?? -1)
         } catch (e) {
             this.traffic.refused++
             if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++

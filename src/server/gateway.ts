@@ -11,15 +11,20 @@
 //   carries the same packet id, which the broker's QoS 2 state recognises.
 // - down: the session subscribes to its `down` topic at QoS 1; a message is
 //   PUBACKed only once the board ACKed the line. A broker resend (dup) of a
-//   packet this gateway already passed on is not written again.
+//   packet this gateway already passed on is not written again. On a
+//   broker that numbers a session's packets on across connections
+//   (Mosquitto), the line's link message id comes from its packet id, in an
+//   epoch kept in the broker (linkTopic): a broker resend to the next
+//   gateway then carries the id the board already has, and its
+//   de-duplication drops the copy.
 import { hostname } from "node:os"
 import { createServer, type Server as NetServer } from "node:net"
 import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
-import { Backoff, LinkError, type HeldLine } from "../shared/index.js"
+import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, type ServerOptions } from "./server.js"
 import type { Connection } from "./connection.js"
 import { silentLogger, type Logger } from "./log.js"
-import { boardTopic, gatewayTopic, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
+import { boardTopic, gatewayTopic, LINK_FILTER, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
 export interface GatewayOptions extends ServerOptions {
     mqtt?: string // the broker's URL (mqtt://host:port); none: an embedded broker (Aedes)
@@ -99,6 +104,12 @@ class BoardSession {
     private closed = false
     private releasedStale = false
     everConnected = false
+    // Down lines go with message id = from their packet id, in an epoch the
+    // next gateway continues (decided when the link first comes up).
+    private pidIds: boolean | undefined
+    // This Connection continues an epoch from the broker's record: the board
+    // may hold ids of it.
+    private fromRecord: boolean
 
     constructor(
         readonly gw: Gateway,
@@ -106,6 +117,7 @@ class BoardSession {
         private log: Logger,
     ) {
         this.backoff = new Backoff(gw.backoffFirst, gw.backoffCap)
+        this.fromRecord = gw.epochs.get(conn.id) === conn.epoch
         void this.upLoop()
     }
 
@@ -113,6 +125,10 @@ class BoardSession {
     open(): void {
         if (this.mqtt || this.closed) return
         const id = this.conn.id
+        // Only a devs-iot board keeps its de-duplication across sockets by
+        // epoch; a v1 board clears it on 00, which these ids never send.
+        this.pidIds ??= this.gw.continuous && this.conn.peer === "devs-iot"
+        if (this.pidIds) this.gw.recordEpoch(id, this.conn.epoch)
         const ids = new PacketIds()
         const opts: IClientOptions = {
             clientId: sessionClientId(id),
@@ -155,6 +171,12 @@ class BoardSession {
         })
         c.on("connect", (connack) => {
             this.backoff.linkUp(Date.now())
+            if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
+                // A new session numbers its packets from 1 again: ids the board
+                // may have seen in this epoch. Its link restarts in a new epoch.
+                this.gw.restartLink(id, "the broker has no session for this board: its link restarts in a new epoch")
+                return
+            }
             if (this.everConnected && !connack.sessionPresent)
                 this.log.warn({ code: "session-lost" }, "the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost (run the broker with persistence: docs/gateway.md)")
             this.everConnected = true
@@ -265,6 +287,12 @@ class BoardSession {
         const text = payload.toString("utf-8")
         const pid = packet.messageId ?? 0
         this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
+        if (this.pidIds && pid === 0) {
+            // No packet id, so no message id the next gateway could repeat.
+            this.gw.counts.downRefused++
+            this.log.warn({ code: "bad-down", topic: packet.topic }, `down message for ${id} not passed on: published at QoS 0 (publish down lines at QoS 1 or 2)`)
+            return done()
+        }
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
@@ -272,7 +300,7 @@ class BoardSession {
             this.gw.counts.downResends++
             p = seen.done
         } else {
-            p = this.conn.write(text, { qos: true, wait: true })
+            p = this.conn.write(text, this.pidIds ? { qos: true, wait: true, id: wireId(pid) } : { qos: true, wait: true })
             fresh = true
             this.downPending++
             const left = () => {
@@ -310,6 +338,13 @@ export class Gateway {
     readonly backoffCap: number
     readonly counts = { upHeld: 0, upDone: 0, downDone: 0, downResends: 0, downRefused: 0, takenOver: 0 }
     brokerUrl = ""
+    // The broker numbers a session's packets on across connections and
+    // restarts (Mosquitto, checked by the gateway tests): down message ids
+    // may come from packet ids.
+    continuous = false
+    readonly epochs = new Map<string, string>() // board id -> epoch of its down lines (linkTopic)
+    private versionSeen!: () => void
+    private versionKnown = new Promise<void>((r) => (this.versionSeen = r))
     private log: Logger
     private opts: GatewayOptions
     private sessions = new Map<string, BoardSession>()
@@ -320,7 +355,7 @@ export class Gateway {
     constructor(opts: GatewayOptions = {}) {
         this.opts = opts
         this.log = opts.logger ?? silentLogger()
-        this.server = new Server(opts)
+        this.server = new Server({ ...opts, epochFor: (id) => (this.continuous ? this.epochs.get(id) : undefined) })
         this.name = opts.name ?? `${hostname()}-${process.pid}`
         const nameProblem = topicIdProblem(this.name)
         if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)
@@ -358,6 +393,8 @@ export class Gateway {
             this.log.info({ broker: this.brokerUrl }, "embedded MQTT broker (Aedes) listening")
         }
         await this.startControl()
+        // Which broker it is decides how down lines are numbered: known before boards come.
+        if (!this.broker) await Promise.race([this.versionKnown, new Promise((r) => setTimeout(r, 1000))])
         await this.server.listen()
         this.log.info({ port: this.server.port, broker: this.brokerUrl, gateway: this.name }, "gateway listening")
     }
@@ -400,7 +437,7 @@ export class Gateway {
             if (failures > 0) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
             failures = 0
             c.publish(gatewayTopic(this.name), "online", { qos: 1, retain: true })
-            c.subscribe([TOOK_FILTER, "$SYS/broker/version"], { qos: 1 })
+            c.subscribe([TOOK_FILTER, LINK_FILTER, "$SYS/broker/version"], { qos: 1 })
         })
         c.on("close", () => {
             if (this.closing) return
@@ -412,8 +449,17 @@ export class Gateway {
         })
         c.on("error", (e) => this.log.warn({ broker: this.brokerUrl, code: "mqtt-error" }, `broker: ${e.message}`))
         c.on("message", (topic, payload) => {
+            if (topic.startsWith(`devs-iot/$link/`)) {
+                const r = parseLinkRecord(topic, payload)
+                if ("problem" in r) return void this.log.warn({ code: "bad-link-record" }, `${r.problem}: ignored`)
+                if (r.epoch === "") this.epochs.delete(r.id)
+                else this.epochs.set(r.id, r.epoch)
+                return
+            }
             if (topic === "$SYS/broker/version") {
                 const v = payload.toString()
+                this.continuous = /^mosquitto version 2\./i.test(v)
+                this.versionSeen()
                 if (!warnedVersion && /mosquitto/i.test(v)) {
                     warnedVersion = true
                     this.log.warn({ broker: v, code: "broker-settings" }, "Mosquitto: exactly-once needs max_queued_messages above the lines a board may have waiting (default 1000 drops the rest silently) and persistence true; this gateway cannot read them: check mosquitto.conf (docs/gateway.md)")
@@ -440,6 +486,23 @@ export class Gateway {
                 resolve()
             })
         })
+    }
+
+    // Keeps `epoch` in the broker as the one a board's down lines go in.
+    recordEpoch(id: string, epoch: string): void {
+        if (this.epochs.get(id) === epoch) return
+        this.epochs.set(id, epoch)
+        this.control?.publish(linkTopic(id), epoch, { qos: 1, retain: true })
+    }
+
+    // Drops a board's link and session: it reconnects in a new epoch.
+    restartLink(id: string, why: string): void {
+        this.log.warn({ client: id, code: "link-restart" }, why)
+        this.epochs.delete(id)
+        this.control?.publish(linkTopic(id), "", { qos: 1, retain: true })
+        this.sessions.get(id)?.close()
+        this.sessions.delete(id)
+        this.server.forget(id, why)
     }
 
     private boardUp(conn: Connection): void {

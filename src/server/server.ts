@@ -43,6 +43,10 @@ export interface ServerOptions extends LinkOptions {
     // Where each id's delivery state lives (state.ts: openState): default
     // none, in memory with its link; on disk it survives a restart.
     state?: StateStore
+    // The epoch a new Connection for `id` starts its id sequence in, or
+    // undefined for a random one. For a relay that continues the sequence
+    // of another server (the MQTT gateway, docs/protocol.md).
+    epochFor?: (id: string) => string | undefined
 }
 
 // Limits on unauthenticated sockets (docs/security.md, "Hostile input"). Each is
@@ -164,6 +168,7 @@ export class Server extends EventEmitter {
     private pushed = new WeakMap<Connection, string>() // key pushed on the live socket: its check value
     private keysPushedCount = 0
     private state: StateStore | undefined
+    private epochFor: ((id: string) => string | undefined) | undefined
 
     constructor(opts: ServerOptions = {}) {
         super()
@@ -194,6 +199,7 @@ export class Server extends EventEmitter {
         this.encrypt = opts.encrypt ?? false
         this.pushKeys = opts.pushKeys ?? false
         this.state = opts.state
+        this.epochFor = opts.epochFor
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
 
@@ -748,7 +754,7 @@ export class Server extends EventEmitter {
     }
 
     private newConnection(id: string): Connection {
-        const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate, this.state)
+        const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate, this.state, this.epochFor?.(id))
         this.conns.set(id, conn)
         conn.on("status", this.hooks.status)
         conn.on("warning", this.hooks.warning)

@@ -20,6 +20,25 @@ export function tookTopic(name: string): string {
 }
 export const TOOK_FILTER = `${TOPIC_ROOT}/$gateway/+/took`
 
+// Retained per board: the epoch of the id sequence its down lines are sent
+// in (message id = from the MQTT packet id), so that the next gateway to
+// hold it continues it (docs/protocol.md, "The MQTT gateway"). Empty: none.
+export function linkTopic(id: string): string {
+    return `${TOPIC_ROOT}/$link/${id}`
+}
+export const LINK_FILTER = `${TOPIC_ROOT}/$link/+`
+
+// A link record read back: the board id and epoch ("" when cleared), or a problem.
+export function parseLinkRecord(topic: string, payload: Buffer): { id: string; epoch: string } | { problem: string } {
+    const parts = topic.split("/")
+    if (parts.length !== 3 || parts[0] !== TOPIC_ROOT || parts[1] !== "$link") return { problem: `topic ${JSON.stringify(topic)}: expected ${TOPIC_ROOT}/$link/<id>` }
+    const p = topicIdProblem(parts[2]!)
+    if (p !== "") return { problem: `topic ${JSON.stringify(topic)}: board id ${p}` }
+    const epoch = payload.toString("latin1")
+    if (epoch !== "" && !/^[0-9a-f]{8,32}$/.test(epoch)) return { problem: `link record of ${parts[2]}: epoch ${JSON.stringify(epoch.slice(0, 40))} is not 8-32 lowercase hex digits` }
+    return { id: parts[2]!, epoch }
+}
+
 // The MQTT client id of a board's session: every gateway derives the same,
 // so a board reconnecting elsewhere takes its session over.
 export function sessionClientId(id: string): string {

@@ -252,8 +252,14 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // Queues a line; returns the ticket a "written" or "failed" event names.
     write(line: string, qos: boolean, wait: boolean): number {
+        return this.writeAs(line, qos, wait, -1)
+    }
+
+    // As write, with the wire id chosen by the caller (1..255; -1: the next
+    // one; sender.ts, "chosen ids").
+    writeAs(line: string, qos: boolean, wait: boolean, id: number): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
-        const t = this.sender.enqueue(line, qos, wait)
+        const t = this.sender.enqueueAs(line, qos, wait, id)
         // A line owed belongs to this link's record: without it, it would
         // not be found at the next start.
         if (qos && this.store !== undefined && !this.recorded) this.save()

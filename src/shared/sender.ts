@@ -21,6 +21,10 @@
 //   opens the window.
 // - resend: a qos message is sent again after `timeout` without ACK, and
 //   after every reconnect, with the same id, until ACKed.
+// - chosen ids (enqueueAs): a relay whose ids come from elsewhere names the
+//   wire id (the MQTT gateway, from the broker's packet ids:
+//   docs/protocol.md, "The MQTT gateway"); the sequence skips forward to it,
+//   so ids still only move forward and 00 is never sent again.
 // - fast resend: a receiver handles lines in order and ACKs each one it keeps
 //   in that order, so an ACK for a later transmission on the same socket
 //   means an earlier un-ACKed one was dropped (full receive queue, fault 6):
@@ -50,6 +54,7 @@ export interface Outgoing {
     firstTx: number // position of its first transmission on the current socket, or -1
     gone: boolean // a forgotten non-qos message holding its id's place
     key: number // its record in the delivery store (store.ts), -1: none
+    want: number // the wire id chosen by the writer (1..255), -1: the next one
 }
 
 export interface SenderLimits {
@@ -107,6 +112,12 @@ export class Sender {
 
     // Validates and queues a line; returns its ticket. Throws LinkError.
     enqueue(line: string, qos: boolean, wait: boolean): number {
+        return this.enqueueAs(line, qos, wait, -1)
+    }
+
+    // As enqueue, sent with wire id `id` (1..255; -1: the next one).
+    enqueueAs(line: string, qos: boolean, wait: boolean, id: number): number {
+        if (id !== -1 && !(id >= 1 && id <= 255 && id === Math.floor(id))) throw new LinkError("ETYPE", "a chosen message id must be 1..255, not " + id)
         const payload = checkLine(line, this.limits.maxLineBytes)
         if (this.peerMax >= 0 && payload.length > this.peerMax)
             throw new LinkError("ETOOLONG", "line is " + payload.length + " bytes, more than the peer's limit (" + this.peerMax + ", from its hello)")
@@ -116,7 +127,7 @@ export class Sender {
                 "write queue full (" + this.queue.size() + " lines, " + this.queuedBytes + " bytes waiting for the link)"
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
-        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: -1 }
+        const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: -1, want: id }
         if (qos && this.store !== undefined) {
             o.key = this.nextKey++
             this.record(o)
@@ -144,7 +155,7 @@ export class Sender {
         const sent: Outgoing[] = []
         for (let i = 0; i < owed.length; i++) {
             const r = owed[i]
-            const o: Outgoing = { ticket: 0, qos: true, wait: r.wait, payload: r.payload, seq: r.seq, id: r.seq < 0 ? -1 : wireId(r.seq), sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: r.key }
+            const o: Outgoing = { ticket: 0, qos: true, wait: r.wait, payload: r.payload, seq: r.seq, id: r.seq < 0 ? -1 : wireId(r.seq), sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: r.key, want: -1 }
             if (r.key >= this.nextKey) this.nextKey = r.key + 1
             if (r.seq < 0) {
                 this.queue.push(o)
@@ -382,6 +393,8 @@ export class Sender {
     }
 
     private take(o: Outgoing): void {
+        // Chosen ids: skip forward to the first sequence number with that wire id.
+        if (o.want > 0) this.nextSeq = this.nextSeq === 0 ? o.want : this.nextSeq + ((o.want - wireId(this.nextSeq) + 255) % 255)
         if (this.nextSeq >= SEQ_LIMIT) {
             this.nextSeq -= SEQ_SHIFT
             for (let i = 0; i < this.inflight.size(); i++) {

@@ -72,6 +72,14 @@ export class Mosquitto {
         await this.start()
     }
 
+    // A restart that loses every session and retained message (its
+    // persistence file deleted while it is down).
+    async restartEmpty(): Promise<void> {
+        await this.stop()
+        rmSync(join(this.dir, "mosquitto.db"), { force: true })
+        await this.start()
+    }
+
     async close(): Promise<void> {
         await this.stop()
         rmSync(this.dir, { recursive: true, force: true })

@@ -1,6 +1,6 @@
 // The gateway's MQTT topic layout and its checks of outside input (pure).
 import assert from "node:assert/strict"
-import { boardTopic, parseBoardTopic, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
+import { boardTopic, linkTopic, parseBoardTopic, parseLinkRecord, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
 
 describe("MQTT gateway topics", function () {
     it("lays out a board's topics and session client id", function () {
@@ -23,6 +23,14 @@ describe("MQTT gateway topics", function () {
         assert.match((parseBoardTopic("other/b1/down") as { problem: string }).problem, /does not start/)
         assert.match((parseBoardTopic("devs-iot/b1/sideways") as { problem: string }).problem, /up, down or status/)
         assert.match((parseBoardTopic("devs-iot/+/down") as { problem: string }).problem, /wildcard/)
+    })
+    it("reads a board's link record (the epoch of its down lines) back, or says what is wrong with it", function () {
+        assert.equal(linkTopic("b1"), "devs-iot/$link/b1")
+        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.from("0a1b2c3d")), { id: "b1", epoch: "0a1b2c3d" })
+        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.alloc(0)), { id: "b1", epoch: "" })
+        assert.match((parseLinkRecord("devs-iot/$link/b1", Buffer.from("0A1B 2c3d")) as { problem: string }).problem, /not 8-32 lowercase hex digits/)
+        assert.match((parseLinkRecord("devs-iot/$link/$x", Buffer.from("0a1b2c3d")) as { problem: string }).problem, /reserved/)
+        assert.match((parseLinkRecord("devs-iot/b1/status", Buffer.from("0a1b2c3d")) as { problem: string }).problem, /expected devs-iot\/\$link/)
     })
     it("refuses down payloads that cannot be a line: empty, oversize, newline, not UTF-8", function () {
         assert.equal(payloadProblem(Buffer.from("hello"), 100), "")

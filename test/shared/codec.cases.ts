@@ -3,6 +3,7 @@ import { helloLine, parseHello, PROBE_BLANKS } from "../../src/shared/hello.js"
 import { wireId, SEQ_LIMIT } from "../../src/shared/ids.js"
 import { Sender } from "../../src/shared/sender.js"
 import { bytes, eq, eqList, suite } from "./harness.js"
+import type { LinkError } from "../../src/shared/errors.js"
 
 // Fixture table (mqtt-packet style): wire line without "\n" -> what it is.
 const LINES: string[][] = [
@@ -71,6 +72,32 @@ export const codecSuite = suite("codec", function (test) {
             if (prev >= 0) eq(id, prev === 255 ? 1 : prev + 1, "consecutive")
             prev = id
             eq(s.ack(id, []) > 0, true, "ACK matches")
+        }
+    })
+    test("message ids chosen by a relay: sent as chosen, the sequence skips forward to each, 00 never sent", async function () {
+        const s = new Sender({ timeout: 2000, maxLineBytes: 100, window: 64, maxInflightBytes: 10000, maxQueuedLines: 100, maxQueuedBytes: 10000 })
+        // -1: the next id. 3 after 6 has wrapped: 252 ids on, not back.
+        const chosen = [5, 6, 3, -1, 255, 1]
+        const ids: number[] = []
+        for (let i = 0; i < chosen.length; i++) {
+            s.enqueueAs("m" + i, true, true, chosen[i])
+            s.admit()
+            const b = s.nextLine(0, [])
+            const l = b ? parseLine(b.slice(0, b.length - 1)) : undefined
+            const id = l && l.kind === "message" ? l.id : -1
+            ids.push(id)
+            eq(s.ack(id, []) > 0, true, "ACK of " + id + " matches")
+        }
+        eqList(ids, [5, 6, 3, 4, 255, 1], "wire ids")
+        const bad = [0, 256]
+        for (let i = 0; i < bad.length; i++) {
+            let code = ""
+            try {
+                s.enqueueAs("x", true, true, bad[i])
+            } catch (e) {
+                code = (e as LinkError).code
+            }
+            eq(code, "ETYPE", "id " + bad[i] + " cannot be chosen")
         }
     })
     test("hello: epoch parsed; other ! lines are not hellos", async function () {

@@ -3,7 +3,7 @@
 // clients holding the three addresses, L lines each way per client per
 // round, and after each round a fault (each gateway SIGKILLed and restarted
 // in turn, then a broker restart). Writes results/soak/<date>-gateways.json;
-// exit 1 when a line was lost (or, up, published twice).
+// exit 1 when a line was lost, published twice, or reached a board twice.
 import { mkdirSync, writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { closeAll } from "../kit/util.js"
@@ -46,7 +46,7 @@ try {
     const file = `results/soak/${report.date.slice(0, 10)}-gateways.json`
     writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
     console.log(`written to ${file}`)
-    if (r.up.lost.length + r.up.publishedTwice.length + r.down.lost.length > 0) code = 1
+    if (r.up.lost.length + r.up.publishedTwice.length + r.down.lost.length + r.down.dup.length > 0) code = 1
 } finally {
     await closeAll()
     await broker.close()
