@@ -65,10 +65,13 @@ class Out {
         this.buf.set(b, this.n)
         this.n += b.length
     }
+    // u8 length + UTF-8, written in place (no Buffer per string). At most 255 bytes.
     str8(s: string): void {
-        const b = Buffer.from(s)
-        this.u8(b.length)
-        this.bytes(b)
+        this.room(1 + 3 * s.length)
+        const k = this.buf.write(s, this.n + 1, "utf8")
+        if (k > 255) throw new RangeError(`journal: a string of ${k} bytes, at most 255: ${JSON.stringify(s.slice(0, 40))}`)
+        this.buf[this.n] = k
+        this.n += 1 + k
     }
 }
 

@@ -126,6 +126,7 @@ export class DiskState implements StateStore {
     private db: LmdbDb
     private frame = new FrameWriter() // recorded since the last commit, encoded
     private links = new Map<string, LinkRecord>() // latest record per id in this frame (encoded at commit)
+    private keys = new Map<string, Buffer>() // each id's UTF-8, made once
     private unflushed = new Map<string, Unflushed>() // recorded since the last checkpoint, per id
     private unflushedRecords = 0
     private fd: number
@@ -252,7 +253,7 @@ export class DiskState implements StateStore {
     }
 
     forId(id: string): LinkStore {
-        const key = Buffer.from(id)
+        const key = this.keyOf(id)
         const f = this.frame
         return {
             saveLink: (r) => {
@@ -280,7 +281,8 @@ export class DiskState implements StateStore {
 
     remove(id: string): void {
         this.links.delete(id)
-        this.frame.remove(Buffer.from(id))
+        this.frame.remove(this.keyOf(id))
+        this.keys.delete(id)
         this.unflushed.set(id, new Unflushed(true))
         this.unflushedRecords++
     }
@@ -294,7 +296,7 @@ export class DiskState implements StateStore {
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
         if (this.journalBytes > JOURNAL_LIMIT)
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
-        for (const [id, link] of this.links) this.frame.link(Buffer.from(id), link)
+        for (const [id, link] of this.links) this.frame.link(this.keyOf(id), link)
         this.links.clear()
         const frame = this.frame.frame()
         try {
@@ -337,6 +339,12 @@ export class DiskState implements StateStore {
         this.checkpointError = undefined
         ftruncateSync(this.fd, 0)
         this.journalBytes = 0
+    }
+
+    private keyOf(id: string): Buffer {
+        let k = this.keys.get(id)
+        if (k === undefined) this.keys.set(id, (k = Buffer.from(id)))
+        return k
     }
 
     private pending(id: string): Unflushed {
