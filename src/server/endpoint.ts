@@ -169,7 +169,8 @@ export abstract class Endpoint extends EventEmitter {
     // it must not lose, it handles for the batch as a whole (docs/protocol.md,
     // "Delivery state across restarts").
     readlines(max = Infinity): Promise<string[]> {
-        if (!(max >= 1)) return Promise.reject(new RangeError(`readlines(max): max must be a number of lines, at least 1; got ${String(max)}`))
+        if (!(max >= 1 && (Number.isInteger(max) || max === Infinity)))
+            return Promise.reject(new RangeError(`readlines(max): max must be a whole number of lines, at least 1; got ${String(max)}`))
         const lines = this.takeLines(clock(), max)
         if (lines.length > 0) {
             this.tookLines()

@@ -98,6 +98,7 @@ describe("server and Node client over loopback", function () {
             await c.write("later")
             assert.deepEqual(await within(next, 5000, "a waiting readlines()"), ["later"])
             await assert.rejects(conn.readlines(0), RangeError)
+            await assert.rejects(conn.readlines(2.5), /max must be a whole number of lines/)
             const got: string[][] = []
             const reading = (async () => {
                 for await (const batch of c.batches()) got.push(batch)
