@@ -27,9 +27,12 @@ const STORES: Store[] = [
     { key: "sync", label: "--state --state-sync (power-loss-safe)", state: true, sync: true },
 ]
 
-const MODES: Array<{ key: string; label: string; mode: SendMode; n: number; target: number }> = [
-    { key: "wait", label: "qos, wait=true", mode: { qos: true, wait: true, inflight: 1 }, n: 20000, target: 5000 },
-    { key: "nowait64", label: "qos, wait=false, 64 in flight", mode: { qos: true, wait: false, inflight: 64 }, n: 200000, target: 50000 },
+// `batch`: the receiver reads with readlines() (one commit per batch it
+// takes) instead of one line per step (for await: one commit per line).
+const MODES: Array<{ key: string; label: string; mode: SendMode; n: number; target: number; batch: boolean }> = [
+    { key: "wait", label: "qos, wait=true", mode: { qos: true, wait: true, inflight: 1 }, n: 20000, target: 5000, batch: false },
+    { key: "nowait64", label: "qos, wait=false, 64 in flight, read per line", mode: { qos: true, wait: false, inflight: 64 }, n: 200000, target: 50000, batch: false },
+    { key: "nowait64batch", label: "qos, wait=false, 64 in flight, read in batches (readlines)", mode: { qos: true, wait: false, inflight: 64 }, n: 200000, target: 50000, batch: true },
 ]
 
 export interface StateData {
@@ -85,7 +88,7 @@ export async function state(ctx: Context): Promise<SectionResult> {
                 for (const m of MODES) {
                     const n = Math.round((m.n * scale) / (s.sync ? 5 : 1)) // fsync: a fifth, or the run takes minutes
                     ctx.log(`state: ${s.label}, ${m.label}, ${n} lines each way`)
-                    out[m.key] = { clientToServer: await measure(client, server, "st", n, m.mode, false), serverToClient: await measure(server, client, "st", n, m.mode, true) }
+                    out[m.key] = { clientToServer: await measure(client, server, "st", n, m.mode, false, m.batch), serverToClient: await measure(server, client, "st", n, m.mode, true, m.batch) }
                 }
                 return out
             })

@@ -38,10 +38,11 @@ export interface ThroughputData {
 }
 
 // Sends `n` lines from `from` and times them until `to` has read them all.
-export async function measure(from: Worker, to: Worker, id: string, n: number, mode: SendMode, fromIsServer: boolean): Promise<Rate> {
+// `batch`: the receiver reads with readlines() (every line there is per step).
+export async function measure(from: Worker, to: Worker, id: string, n: number, mode: SendMode, fromIsServer: boolean, batch = false): Promise<Rate> {
     const target = fromIsServer ? {} : { id }
     const source = fromIsServer ? { id } : {}
-    await to.call("arm", { ...target, n })
+    await to.call("arm", { ...target, n, batch })
     const sent = await from.call<{ start: number; ms: number }>("send", { ...source, n, mode }, 300000)
     const end = await to.call<number>("finished", target, 300000)
     return { n, perSec: (n / (end - sent.start)) * 1000, senderMs: sent.ms }

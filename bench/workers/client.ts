@@ -50,8 +50,8 @@ serveRequests(
                 .catch(() => {})
             return null
         },
-        arm(a: { n: number }) {
-            counter!.arm(a.n)
+        arm(a: { n: number; batch?: boolean }) {
+            counter!.arm(a.n, a.batch)
             return null
         },
         finished: () => counter!.finished(),

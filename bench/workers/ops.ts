@@ -8,6 +8,7 @@ import { isControl, PAYLOAD } from "../lib/payload.js"
 
 export interface LineEnd extends AsyncIterable<string> {
     write(line: string, opts?: WriteOptions): Promise<void>
+    readlines?(): Promise<string[]> // devs-iot ends: every line there is, in one step
 }
 
 export interface SendMode {
@@ -18,9 +19,11 @@ export interface SendMode {
 
 // Reads every line as it arrives, so the peer's qos writes are never held
 // back by this end, and counts them. Control lines are passed on to the
-// runner as "line" events.
+// runner as "line" events. One line per step (for await), or with `batch`
+// every line there is per step (readlines()).
 export class Counter {
     count = 0
+    private batch = false
     private target = Infinity
     private lastAt = 0
     private done: ((at: number) => void) | undefined
@@ -29,9 +32,11 @@ export class Counter {
         void this.run(end)
     }
 
-    // The next `n` lines are awaited by finished().
-    arm(n: number): void {
+    // The next `n` lines are awaited by finished(); read in batches from
+    // the next step on with `batch`.
+    arm(n: number, batch = false): void {
         this.target = this.count + n
+        this.batch = batch
     }
 
     // Resolves with the wall-clock ms at which the armed count was reached.
@@ -41,19 +46,30 @@ export class Counter {
     }
 
     private async run(end: LineEnd): Promise<void> {
+        const it = end[Symbol.asyncIterator]()
         try {
-            for await (const line of end) {
-                this.lastAt = wallMs()
-                if (isControl(line)) {
-                    emit({ event: "line", id: this.id, line, at: this.lastAt })
+            while (true) {
+                if (this.batch && end.readlines) {
+                    for (const line of await end.readlines()) this.got(line)
                     continue
                 }
-                if (++this.count === this.target && this.done) {
-                    this.done(this.lastAt)
-                    this.done = undefined
-                }
+                const r = await it.next()
+                if (r.done) return
+                this.got(r.value)
             }
         } catch {}
+    }
+
+    private got(line: string): void {
+        this.lastAt = wallMs()
+        if (isControl(line)) {
+            emit({ event: "line", id: this.id, line, at: this.lastAt })
+            return
+        }
+        if (++this.count === this.target && this.done) {
+            this.done(this.lastAt)
+            this.done = undefined
+        }
     }
 }
 

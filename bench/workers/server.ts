@@ -84,8 +84,8 @@ serveRequests(
             for (let i = 0; i < a.n; i++) c.write(PAYLOAD, { wait: false }).catch(() => {})
             return null
         },
-        arm(a: { id: string; n: number }) {
-            counter(a.id).arm(a.n)
+        arm(a: { id: string; n: number; batch?: boolean }) {
+            counter(a.id).arm(a.n, a.batch)
             return null
         },
         finished(a: { id: string }) {

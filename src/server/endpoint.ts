@@ -92,7 +92,8 @@ export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
     readonly traffic: Traffic = { linesOut: 0, bytesOut: 0, linesIn: 0, bytesIn: 0, refused: 0, queueFull: 0, roundTrip: -1 }
     // Called with each round trip (ms), for a histogram; undefined: none.
     onRoundTrip: ((ms: number) => void) | undefined = undefined
-    private readers: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = []
+    // Waiting reads in call order: readline() (many 0) or readlines(max) (many = max).
+    private readers: Array<{ many: number; resolve: (lines: string | string[]) => void; reject: (e: Error) => void }> = []
     private holders: Array<{ resolve: (h: HeldLine) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
@@ -155,13 +156,42 @@ export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
         const s = this.link.read(clock())
         if (s !== undefined) {
             this.countIn(s)
-            this.delivered = true
-            this.pump() // room again: unpark, resume reading
-            this.releaseSoon()
+            this.tookLines()
             return Promise.resolve(s)
         }
         if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
-        return new Promise((resolve, reject) => this.readers.push({ resolve, reject }))
+        return new Promise((resolve, reject) => this.readers.push({ many: 0, resolve: resolve as (l: string | string[]) => void, reject }))
+    }
+
+    // Every received line there is (at least one: waits for one, across
+    // outages), at most `max`, in order. The batch is taken in one step: with
+    // a state folder one commit records them all before the caller's code
+    // runs, where readline() makes one per line. So a process killed while
+    // its code works through the batch never gets these lines again: what
+    // it must not lose, it handles for the batch as a whole (docs/protocol.md,
+    // "Delivery state across restarts").
+    readlines(max = Infinity): Promise<string[]> {
+        if (!(max >= 1 && (Number.isInteger(max) || max === Infinity)))
+            return Promise.reject(new RangeError(`readlines(max): max must be a whole number of lines, at least 1; got ${String(max)}`))
+        const lines = this.takeLines(clock(), max)
+        if (lines.length > 0) {
+            this.tookLines()
+            return Promise.resolve(lines)
+        }
+        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        return new Promise((resolve, reject) => this.readers.push({ many: max, resolve: resolve as (l: string | string[]) => void, reject }))
+    }
+
+    // The received lines in batches (readlines()), until the link closes.
+    async *batches(max = Infinity): AsyncGenerator<string[]> {
+        while (true) {
+            try {
+                yield await this.readlines(max)
+            } catch (e) {
+                if ((e as LinkError).code === "ECLOSED") return
+                throw e
+            }
+        }
     }
 
     // For a relay (the MQTT gateway): the next received line, whose ACK waits
@@ -383,11 +413,18 @@ export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
         }
         for (let e = link.pollEvent(); e !== undefined; e = link.pollEvent()) this.dispatch(e)
         while (this.readers.length > 0) {
-            const line = link.read(now)
-            if (line === undefined) break
-            this.countIn(line)
+            const r = this.readers[0]!
+            let got: string | string[] | undefined
+            if (r.many === 0) {
+                got = link.read(now)
+                if (got === undefined) break
+                this.countIn(got)
+            } else {
+                got = this.takeLines(now, r.many)
+                if (got.length === 0) break
+            }
             this.delivered = true
-            this.readers.shift()!.resolve(line)
+            this.readers.shift()!.resolve(got)
             this.again = true // room freed: unpark
             this.releaseSoon()
         }
@@ -572,6 +609,27 @@ export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
             case "keepalive":
                 break
         }
+    }
+
+    // Up to `max` received lines, taken now.
+    private takeLines(now: number, max: number): string[] {
+        const lines: string[] = []
+        while (lines.length < max) {
+            const s = this.link.read(now)
+            if (s === undefined) break
+            this.countIn(s)
+            lines.push(s)
+        }
+        return lines
+    }
+
+    // The application was given lines outside the drive loop: commit (in
+    // pump, before its code runs on them), unpark, resume reading, and ACK
+    // them once its code has run.
+    private tookLines(): void {
+        this.delivered = true
+        this.pump()
+        this.releaseSoon()
     }
 
     private countIn(line: string): void {

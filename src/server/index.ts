@@ -1,6 +1,6 @@
 // devs-iot for Node, the package's one entry point (`import ... from "devs-iot"`):
 // - Server: accepts boards and Node clients; one Connection per client id.
-// - Connection, Client: the same socket-like interface (readline, write with
+// - Connection, Client: the same socket-like interface (readline, readlines, write with
 //   qos and wait, status, connected, for await); Client reconnects forever.
 // - LinkError: every error the library throws, with a `code`.
 // - makeLogger, silentLogger: the pino loggers the CLI uses; pass `logger`.

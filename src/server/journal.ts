@@ -65,62 +65,88 @@ class Out {
         this.buf.set(b, this.n)
         this.n += b.length
     }
+    // u8 length + UTF-8, written in place (no Buffer per string). At most 255 bytes.
     str8(s: string): void {
-        const b = Buffer.from(s)
-        this.u8(b.length)
-        this.bytes(b)
+        this.room(1 + 3 * s.length)
+        const k = this.buf.write(s, this.n + 1, "utf8")
+        if (k > 255) throw new RangeError(`journal: a string of ${k} bytes, at most 255: ${JSON.stringify(s.slice(0, 40))}`)
+        this.buf[this.n] = k
+        this.n += 1 + k
     }
 }
 
-const out = new Out() // reused: a frame is written before the next is made
+// The frame being made: records are encoded as the core makes them (no
+// object per record), and written by one commit. After a failed write the
+// frame stays, and the next commit writes it with what came since.
+export class FrameWriter {
+    private o = new Out()
 
-// One frame holding `recs`; valid until the next call.
-export function encodeFrame(recs: JRecord[]): Buffer {
-    const o = out
-    o.n = 0
-    o.u32(0)
-    o.u32(MARK)
-    for (const r of recs) {
-        o.u8(r.kind)
-        const id = Buffer.from(r.id)
+    constructor() {
+        this.reset()
+    }
+
+    reset(): void {
+        this.o.n = 0
+        this.o.u32(0)
+        this.o.u32(MARK)
+    }
+
+    isEmpty(): boolean {
+        return this.o.n === 8
+    }
+
+    link(id: Uint8Array, l: LinkRecord): void {
+        const o = this.head(J_LINK, id)
+        o.str8(l.epoch)
+        o.str8(l.peerEpoch)
+        o.room(32)
+        for (let i = 0; i < 32; i++) o.buf[o.n++] = l.seen[i]! & 255
+        o.i32(l.newest)
+        o.f64(l.nextSeq)
+        o.f64(l.received)
+        o.f64(l.duplicates)
+        o.f64(l.resent)
+    }
+
+    owed(id: Uint8Array, r: OwedLine): void {
+        const o = this.head(J_OWED, id)
+        o.f64(r.key)
+        o.f64(r.seq)
+        o.u8(r.wait ? 1 : 0)
+        o.u32(r.payload.length)
+        o.bytes(r.payload)
+    }
+
+    kept(id: Uint8Array, r: KeptLine): void {
+        const o = this.head(J_KEPT, id)
+        o.f64(r.key)
+        o.u8(r.id)
+        o.u32(r.payload.length)
+        o.bytes(r.payload)
+    }
+
+    drop(kind: typeof J_DROP_OWED | typeof J_DROP_KEPT, id: Uint8Array, key: number): void {
+        this.head(kind, id).f64(key)
+    }
+
+    remove(id: Uint8Array): void {
+        this.head(J_REMOVE, id)
+    }
+
+    // The frame so far; valid until the next record or reset().
+    frame(): Buffer {
+        const o = this.o
+        o.buf.writeUInt32LE(o.n - 8, 0)
+        return o.buf.subarray(0, o.n)
+    }
+
+    private head(kind: number, id: Uint8Array): Out {
+        const o = this.o
+        o.u8(kind)
         o.u16(id.length)
         o.bytes(id)
-        switch (r.kind) {
-            case J_LINK: {
-                const l = r.link
-                o.str8(l.epoch)
-                o.str8(l.peerEpoch)
-                for (let i = 0; i < 32; i++) o.u8(l.seen[i]! & 255)
-                o.i32(l.newest)
-                o.f64(l.nextSeq)
-                o.f64(l.received)
-                o.f64(l.duplicates)
-                o.f64(l.resent)
-                break
-            }
-            case J_OWED:
-                o.f64(r.owed.key)
-                o.f64(r.owed.seq)
-                o.u8(r.owed.wait ? 1 : 0)
-                o.u32(r.owed.payload.length)
-                o.bytes(r.owed.payload)
-                break
-            case J_KEPT:
-                o.f64(r.kept.key)
-                o.u8(r.kept.id)
-                o.u32(r.kept.payload.length)
-                o.bytes(r.kept.payload)
-                break
-            case J_DROP_OWED:
-            case J_DROP_KEPT:
-                o.f64(r.key)
-                break
-            case J_REMOVE:
-                break
-        }
+        return o
     }
-    o.buf.writeUInt32LE(o.n - 8, 0)
-    return o.buf.subarray(0, o.n)
 }
 
 export class JournalError extends Error {}

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
-import { decodeJournal, encodeFrame, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
+import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
     readonly where: string // "memory" or the folder
@@ -124,9 +124,11 @@ export class DiskState implements StateStore {
     readonly where: string
     readonly sync: boolean
     private db: LmdbDb
-    private ops: JRecord[] = [] // recorded since the last commit
-    private links = new Map<string, LinkRecord>() // latest record per id in this batch
-    private unflushed: JRecord[] = [] // in the journal, not yet in LMDB
+    private frame = new FrameWriter() // recorded since the last commit, encoded
+    private links = new Map<string, LinkRecord>() // latest record per id in this frame (encoded at commit)
+    private keys = new Map<string, Buffer>() // each id's UTF-8, made once
+    private unflushed = new Map<string, Unflushed>() // recorded since the last checkpoint, per id
+    private unflushedRecords = 0
     private fd: number
     private journalBytes = 0
     private journalFile: string
@@ -223,7 +225,7 @@ export class DiskState implements StateStore {
         try {
             s.check(data)
             // Commits of the last life not yet in LMDB: applied, then the journal starts empty.
-            s.unflushed = recs
+            for (const r of recs) s.replay(r)
             s.checkpoint()
         } catch (e) {
             s.shut()
@@ -251,33 +253,52 @@ export class DiskState implements StateStore {
     }
 
     forId(id: string): LinkStore {
-        const ops = this.ops
+        const key = this.keyOf(id)
+        const f = this.frame
         return {
-            saveLink: (r) => void this.links.set(id, r),
-            putOwed: (o) => void ops.push({ kind: J_OWED, id, owed: o }),
-            dropOwed: (k) => void ops.push({ kind: J_DROP_OWED, id, key: k }),
-            putKept: (k) => void ops.push({ kind: J_KEPT, id, kept: k }),
-            dropKept: (k) => void ops.push({ kind: J_DROP_KEPT, id, key: k }),
+            saveLink: (r) => {
+                this.links.set(id, r)
+                this.pending(id).link = r
+            },
+            putOwed: (o) => {
+                f.owed(key, o)
+                putOwed(this.pending(id), o)
+            },
+            dropOwed: (k) => {
+                f.drop(J_DROP_OWED, key, k)
+                dropOwed(this.pending(id), k)
+            },
+            putKept: (k) => {
+                f.kept(key, k)
+                putKept(this.pending(id), k)
+            },
+            dropKept: (k) => {
+                f.drop(J_DROP_KEPT, key, k)
+                dropKept(this.pending(id), k)
+            },
         }
     }
 
     remove(id: string): void {
         this.links.delete(id)
-        this.ops.push({ kind: J_REMOVE, id })
+        this.frame.remove(this.keyOf(id))
+        this.keys.delete(id)
+        this.unflushed.set(id, new Unflushed(true))
+        this.unflushedRecords++
     }
 
     // One journal frame, one write(2), for everything recorded since the
-    // last commit (and an fdatasync with sync). On failure the batch stays,
-    // so the next commit tries it again, nothing that needs it goes out
+    // last commit (and an fdatasync with sync). On failure the frame stays,
+    // so the next commit writes it again, nothing that needs it goes out
     // meanwhile, and the journal is cut back to its last whole frame.
     commit(): void {
-        if (this.ops.length === 0 && this.links.size === 0) return
+        if (this.frame.isEmpty() && this.links.size === 0) return
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
         if (this.journalBytes > JOURNAL_LIMIT)
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
-        const recs = this.ops.slice()
-        for (const [id, link] of this.links) recs.push({ kind: J_LINK, id, link })
-        const frame = encodeFrame(recs)
+        for (const [id, link] of this.links) this.frame.link(this.keyOf(id), link)
+        this.links.clear()
+        const frame = this.frame.frame()
         try {
             let off = 0
             while (off < frame.length) off += writeSync(this.fd, frame, off, frame.length - off)
@@ -291,10 +312,8 @@ export class DiskState implements StateStore {
             throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
         }
         this.journalBytes += frame.length
-        for (const r of recs) this.unflushed.push(r)
-        this.ops.length = 0
-        this.links.clear()
-        if (this.unflushed.length >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
+        this.frame.reset()
+        if (this.unflushedRecords >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
             try {
                 this.checkpoint()
             } catch (e) {
@@ -303,42 +322,77 @@ export class DiskState implements StateStore {
         }
     }
 
-    // Applies the journal's records to LMDB in one transaction (fsynced with
-    // sync), then empties the journal.
+    // Applies what the journal holds to LMDB in one transaction (fsynced
+    // with sync), then empties the journal. Not while a frame waits for its
+    // commit: LMDB holds only what the journal held first.
     private checkpoint(): void {
-        if (this.unflushed.length === 0) return
-        const recs = latest(this.unflushed)
+        if (this.unflushed.size === 0 || !this.frame.isEmpty() || this.links.size > 0) return
         try {
             this.db.transactionSync(() => {
-                for (const r of recs) this.apply(r)
+                for (const [id, u] of this.unflushed) this.apply(id, u)
             })
         } catch (e) {
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
         }
-        this.unflushed = []
+        this.unflushed = new Map()
+        this.unflushedRecords = 0
         this.checkpointError = undefined
         ftruncateSync(this.fd, 0)
         this.journalBytes = 0
     }
 
-    private apply(r: JRecord): void {
+    private keyOf(id: string): Buffer {
+        let k = this.keys.get(id)
+        if (k === undefined) this.keys.set(id, (k = Buffer.from(id)))
+        return k
+    }
+
+    private pending(id: string): Unflushed {
+        this.unflushedRecords++
+        let u = this.unflushed.get(id)
+        if (u === undefined) this.unflushed.set(id, (u = new Unflushed(false)))
+        return u
+    }
+
+    // A record of the last life's journal.
+    private replay(r: JRecord): void {
+        if (r.kind === J_REMOVE) {
+            this.unflushed.set(r.id, new Unflushed(true))
+            return
+        }
+        const u = this.pending(r.id)
         switch (r.kind) {
             case J_LINK:
-                return void this.db.put([r.id, LINK], r.link)
+                return void (u.link = r.link)
             case J_OWED:
-                return void this.db.put([r.id, OWED, r.owed.key], r.owed)
+                return putOwed(u, r.owed)
             case J_KEPT:
-                return void this.db.put([r.id, KEPT, r.kept.key], r.kept)
+                return putKept(u, r.kept)
             case J_DROP_OWED:
-                return void this.db.remove([r.id, OWED, r.key])
+                return dropOwed(u, r.key)
             case J_DROP_KEPT:
-                return void this.db.remove([r.id, KEPT, r.key])
-            case J_REMOVE: {
-                const keys: Key[] = []
-                for (const { key } of this.db.getRange({ start: [r.id], end: [r.id, KEPT + 1] })) keys.push(key)
-                for (const k of keys) this.db.remove(k)
-            }
+                return dropKept(u, r.key)
         }
+    }
+
+    private apply(id: string, u: Unflushed): void {
+        const db = this.db
+        if (u.removed) {
+            const keys: Key[] = []
+            for (const { key } of db.getRange({ start: [id], end: [id, KEPT + 1] })) keys.push(key)
+            for (const k of keys) db.remove(k)
+        }
+        if (u.link !== undefined) db.put([id, LINK], u.link)
+        for (const [k, o] of u.owed) {
+            if (o === null) db.remove([id, OWED, k])
+            else db.put([id, OWED, k], o)
+        }
+        for (const [k, o] of u.newOwed) db.put([id, OWED, k], o)
+        for (const [k, o] of u.kept) {
+            if (o === null) db.remove([id, KEPT, k])
+            else db.put([id, KEPT, k], o)
+        }
+        for (const [k, o] of u.newKept) db.put([id, KEPT, k], o)
     }
 
     close(): void {
@@ -382,45 +436,35 @@ export class DiskState implements StateStore {
     }
 }
 
-// The records that decide the end state, in order: of several records of
-// one key only the last counts (a line owed and ACKed between two
-// checkpoints is one removal), except that a removal of a whole id keeps
-// what came before it in order.
-function latest(recs: JRecord[]): JRecord[] {
-    const last = new Map<string, number>()
-    const keyOf = (r: JRecord): string => {
-        switch (r.kind) {
-            case J_LINK:
-                return `${r.id}\u0000l`
-            case J_OWED:
-                return `${r.id}\u0000o${r.owed.key}`
-            case J_DROP_OWED:
-                return `${r.id}\u0000o${r.key}`
-            case J_KEPT:
-                return `${r.id}\u0000k${r.kept.key}`
-            case J_DROP_KEPT:
-                return `${r.id}\u0000k${r.key}`
-            case J_REMOVE:
-                return "" // never merged
-        }
-    }
-    const keys = recs.map(keyOf)
-    // A line first recorded in this window (owed: written, seq -1; kept:
-    // its one record) and dropped in it never reaches LMDB at all.
-    const born = new Set<string>()
-    for (let i = 0; i < recs.length; i++) {
-        const k = keys[i]!
-        if (k === "") continue
-        const r = recs[i]!
-        if (!last.has(k) && ((r.kind === J_OWED && r.owed.seq < 0) || r.kind === J_KEPT)) born.add(k)
-        last.set(k, i)
-    }
-    return recs.filter((r, i) => {
-        const k = keys[i]!
-        if (k === "") return true
-        if (last.get(k) !== i) return false
-        return !(born.has(k) && (r.kind === J_DROP_OWED || r.kind === J_DROP_KEPT))
-    })
+// What the journal holds for one id and LMDB not yet: the last record of
+// each key. A line first recorded since the last checkpoint (owed: written,
+// seq -1; kept: its one record) and dropped before the next never reaches
+// LMDB at all. `removed`: every record of the id goes first.
+class Unflushed {
+    link: LinkRecord | undefined = undefined
+    owed = new Map<number, OwedLine | null>() // null: removed
+    kept = new Map<number, KeptLine | null>()
+    newOwed = new Map<number, OwedLine>()
+    newKept = new Map<number, KeptLine>()
+    constructor(readonly removed: boolean) {}
+}
+
+function putOwed(u: Unflushed, o: OwedLine): void {
+    if (u.newOwed.has(o.key) || (o.seq < 0 && !u.owed.has(o.key))) u.newOwed.set(o.key, o)
+    else u.owed.set(o.key, o)
+}
+
+function dropOwed(u: Unflushed, key: number): void {
+    if (!u.newOwed.delete(key)) u.owed.set(key, null)
+}
+
+function putKept(u: Unflushed, k: KeptLine): void {
+    if (u.kept.has(k.key)) u.kept.set(k.key, k)
+    else u.newKept.set(k.key, k)
+}
+
+function dropKept(u: Unflushed, key: number): void {
+    if (!u.newKept.delete(key)) u.kept.set(key, null)
 }
 
 // One process per state folder: LMDB would let two share it, but each has

@@ -85,6 +85,32 @@ describe("server and Node client over loopback", function () {
             assert.deepEqual(got, ["a", "b", "c"])
         })
 
+        it("readlines() gives every line there is, in order, at most max, and waits for one; batches() ends at close", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            // Unread lines are ACKed after ackDelay: once all five are, all five are there.
+            await within(Promise.all(["l0", "l1", "l2", "l3", "l4"].map((l) => c.write(l, { wait: false }))), 5000, "five lines ACKed")
+            assert.deepEqual(await conn.readlines(2), ["l0", "l1"])
+            assert.equal(await conn.readline(), "l2")
+            assert.deepEqual(await conn.readlines(), ["l3", "l4"])
+            const next = conn.readlines()
+            await c.write("later")
+            assert.deepEqual(await within(next, 5000, "a waiting readlines()"), ["later"])
+            await assert.rejects(conn.readlines(0), RangeError)
+            await assert.rejects(conn.readlines(2.5), /max must be a whole number of lines/)
+            const got: string[][] = []
+            const reading = (async () => {
+                for await (const batch of c.batches()) got.push(batch)
+            })()
+            await conn.write("m1")
+            await conn.write("m2")
+            await c.close()
+            await within(reading, 5000, "batches() ending at close")
+            assert.deepEqual(got.flat(), ["m1", "m2"])
+            await assert.rejects(c.readlines(), { code: "ECLOSED" })
+        })
+
         it("status events and onStatus on a cut, then connected() again", async function () {
             const server = await startServer()
             const seen: boolean[] = []

@@ -22,10 +22,11 @@ describe("delivery state across process kills (--state)", function () {
         if (dir) rmSync(dir, { recursive: true, force: true })
     })
 
-    it("server and client kills under load: each qos line read exactly once, none read again by a restarted receiver", async function () {
+    // `batch`: every Node end reads with readlines(), logging each batch in one write.
+    async function killsUnderLoad(batch: boolean): Promise<void> {
         dir = mkdtempSync(join(tmpdir(), "devs-iot-state-kill-"))
         const notes: string[] = []
-        soak = new Soak({ nodes: 2, boards: 0, timeout: 1000, interval: 20, stateDir: dir, log: (s) => notes.push(s) })
+        soak = new Soak({ nodes: 2, boards: 0, timeout: 1000, interval: 20, stateDir: dir, batch, log: (s) => notes.push(s) })
         await soak.start()
         const rnd = seeded(11)
         const kinds = ["server-kill", "client-restart", "server-kill", "client-restart", "server-kill", "server-kill"] as const
@@ -41,5 +42,13 @@ describe("delivery state across process kills (--state)", function () {
         assert.ok(ok, `not every end finished its writes:\n${notes.join("\n")}`)
         assert.equal(failures(r, true), 0, `qos lines lost, duplicated, read again after a restart or out of order: ${JSON.stringify(r)}`)
         assert.ok(r.qos.up.delivered > 100 && r.qos.down.delivered > 100, "too little traffic to prove anything")
+    }
+
+    it("server and client kills under load: each qos line read exactly once, none read again by a restarted receiver", async function () {
+        await killsUnderLoad(false)
+    })
+
+    it("the same with readlines(): a batch taken before a kill is not given again, none after it is lost", async function () {
+        await killsUnderLoad(true)
     })
 })

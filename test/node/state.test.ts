@@ -82,6 +82,34 @@ describe("delivery state across restarts", function () {
             assert.equal(await within(c2.readline(), 10000, "next line"), "b", "the restarted server delivered a again")
         })
 
+        it(`${name}: a batch the server's application took with readlines() before a crash, not yet ACKed, is not delivered again; the lines after it are`, async () => {
+            const st = await make()
+            const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s1.listen()
+            const port = s1.port
+            const client = new Client({ id: "c3", port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+            closers.push(() => client.close())
+            const conn = await within(s1.clientConn("c3"), 10000, "client up")
+            // Three lines there at once (ACKed unread after ackDelay, so kept with their payload).
+            const first = Promise.all(["a", "b", "c"].map((l) => client.write(l, { wait: false })))
+            await within(first, 10000, "a, b, c ACKed unread")
+            assert.deepEqual(await within(conn.readlines(), 10000, "the batch"), ["a", "b", "c"])
+            const d = client.write("d", { wait: false })
+            const e = client.write("e", { wait: false })
+            assert.deepEqual(await within(conn.readlines(1), 10000, "d"), ["d"])
+            crash(s1) // d taken, its ACK not sent; e not taken
+            closers.push(() => s1.close())
+            const s2 = new Server({ port, host: "127.0.0.1", timeout: 1000, state: await st.open() })
+            await s2.listen()
+            closers.push(() => s2.close())
+            await within(Promise.all([d, e]), 10000, "d and e ACKed by the restarted server")
+            await client.write("f")
+            const c2 = await s2.clientConn("c3")
+            const got: string[] = []
+            while (got.at(-1) !== "f") got.push(...(await within(c2.readlines(), 10000, `lines up to f (got ${JSON.stringify(got)})`)))
+            assert.deepEqual(got, ["e", "f"], "the restarted server delivered a taken line again, or lost one")
+        })
+
         it(`${name}: a line owed to a client that is down survives a server crash, and a client crash does not read a line twice`, async () => {
             const st = await make()
             const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: await st.open() })

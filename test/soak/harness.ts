@@ -33,6 +33,7 @@ export interface SoakOptions {
     serverArgs?: string[] // more arguments for the server process (peer.js server)
     stateDir?: string // Node ends keep their delivery state in <stateDir>/<who> (peer.js --state)
     stateSync?: boolean // ... with --state-sync
+    batch?: boolean // Node ends read with readlines() (peer.js --batch)
     log?: (s: string) => void
 }
 
@@ -260,8 +261,9 @@ export class Soak {
     }
 
     private stateArgs(who: string): string[] {
-        if (this.o.stateDir === undefined) return []
-        return ["--state", join(this.o.stateDir, who), ...(this.o.stateSync ? ["--state-sync"] : [])]
+        const batch = this.o.batch ? ["--batch"] : []
+        if (this.o.stateDir === undefined) return batch
+        return ["--state", join(this.o.stateDir, who), ...(this.o.stateSync ? ["--state-sync"] : []), ...batch]
     }
 
     private spawnPeer(args: string[], who: string, life: number): ChildProcess {

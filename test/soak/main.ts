@@ -21,6 +21,7 @@ const HELP = `usage: npm run soak -- [options]
   --state         every Node end keeps its delivery state on disk (a temporary folder): a restarted
                   receiver reading a line again counts as a failure
   --state-sync    with --state: fsync before each ACK
+  --batch         Node ends read with readlines() (a batch per step) instead of readline()
   --minutes M     and run at least this long (default 0)
   --nodes K       Node client processes (default 2)
   --boards K      boards in the simulator (default 2)
@@ -58,6 +59,7 @@ async function main(): Promise<number> {
                 kills: { type: "string" },
                 state: { type: "boolean" },
                 "state-sync": { type: "boolean" },
+                batch: { type: "boolean" },
                 minutes: { type: "string" },
                 nodes: { type: "string" },
                 boards: { type: "string" },
@@ -94,8 +96,8 @@ async function main(): Promise<number> {
     const t0 = Date.now()
     const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(7)} s] ${s}`)
     const stateDir = durable ? mkdtempSync(join(tmpdir(), "devs-iot-soak-state-")) : undefined
-    say(`soak: ${faults} faults (${kinds.join(",")}), ${nodes} Node clients, ${boards} boards, ${v1} v1 boards, timeout ${timeout} ms, interval ${interval} ms, seed ${seed}${durable ? `, delivery state on disk${a["state-sync"] ? " (fsync)" : ""}` : ""}`)
-    const soak = new Soak({ nodes, boards, v1, timeout, interval, log: say, stateDir, stateSync: a["state-sync"] === true })
+    say(`soak: ${faults} faults (${kinds.join(",")}), ${nodes} Node clients, ${boards} boards, ${v1} v1 boards, timeout ${timeout} ms, interval ${interval} ms, seed ${seed}${durable ? `, delivery state on disk${a["state-sync"] ? " (fsync)" : ""}` : ""}${a.batch ? ", batch reads" : ""}`)
+    const soak = new Soak({ nodes, boards, v1, timeout, interval, log: say, stateDir, stateSync: a["state-sync"] === true, batch: a.batch === true })
     const rnd = seeded(seed)
     const recovery = new Map<FaultKind, number[]>()
     const unrecovered: string[] = []
@@ -153,7 +155,7 @@ async function main(): Promise<number> {
         const file = a.json ?? `results/soak/${new Date().toISOString().slice(0, 10)}-seed${seed}.json`
         mkdirSync(dirname(file), { recursive: true })
         console.log(`report written to ${file}`)
-        writeFileSync(file, JSON.stringify({ seed, faults: soak.faults, recovery: rec, unrecovered, v1Fault5: soak.stuck, report: r, failures: failures(r, durable), options: { nodes, boards, v1, timeout, interval, kinds, state: durable, stateSync: a["state-sync"] === true } }, null, 2) + "\n")
+        writeFileSync(file, JSON.stringify({ seed, faults: soak.faults, recovery: rec, unrecovered, v1Fault5: soak.stuck, report: r, failures: failures(r, durable), options: { nodes, boards, v1, timeout, interval, kinds, state: durable, stateSync: a["state-sync"] === true, batch: a.batch === true } }, null, 2) + "\n")
     }
     return failures(r, durable) > 0 || unrecovered.length > 0 ? 1 : 0
 }

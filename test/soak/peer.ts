@@ -5,8 +5,9 @@
 // once a write completed, "@R <line>" per line read, "@I ..." for events.
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
 //
-//   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]]
-//   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]]
+//   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
+//   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
+//   --batch: read with readlines(), logging each batch with one write
 //   node peer.js v1client ...   the same, as an original micropython-iot board
 //                               (the compatibility peer, test/kit/v1peer.ts)
 // The server stops its writers on "stop" from stdin, then sends "stop" to
@@ -22,6 +23,7 @@ import { V1Client } from "../kit/v1peer.js"
 interface End {
     write(line: string, opts: { qos?: boolean; wait?: boolean }): Promise<void>
     readline(): Promise<string>
+    readlines?(): Promise<string[]>
 }
 
 function log(s: string): void {
@@ -72,12 +74,22 @@ class Flow {
     }
 }
 
-async function readAll(end: End, onStop: () => void): Promise<void> {
+// A batch (readlines()) is taken in one step, so its "@R" lines go out in
+// one write: a kill leaves all of them logged or none.
+async function readAll(end: End, onStop: () => void, batch: boolean): Promise<void> {
     try {
         while (true) {
-            const line = await end.readline()
-            if (line === "stop") onStop()
-            else log("@R " + line)
+            const lines = batch && end.readlines ? await end.readlines() : [await end.readline()]
+            let out = ""
+            for (const line of lines) {
+                if (line !== "stop") out += "@R " + line + "\n"
+                else {
+                    if (out !== "") writeSync(1, out)
+                    out = ""
+                    onStop()
+                }
+            }
+            if (out !== "") writeSync(1, out)
         }
     } catch {
         // ECLOSED
@@ -95,6 +107,7 @@ async function main(): Promise<void> {
             "warn-log": { type: "boolean" }, // server: warnings as JSON lines on stderr
             state: { type: "string" }, // the delivery state's folder (default: in memory)
             "state-sync": { type: "boolean" },
+            batch: { type: "boolean" }, // read with readlines()
         },
     })
     const role = positionals[0]
@@ -114,7 +127,7 @@ async function main(): Promise<void> {
             log(`@I connect ${conn.id}`)
             const flow = new Flow(conn, `.srv.${conn.id}.${run}.`, interval)
             flows.push(flow)
-            void readAll(conn, () => {})
+            void readAll(conn, () => {}, values.batch === true)
             flow.start()
         })
         server.on("disconnect", (conn, reason) => log(`@I disconnect ${conn.id} ${reason}`))
@@ -145,7 +158,7 @@ async function main(): Promise<void> {
                     const ids = client.unackedNoQos()
                     if (flow.pending > 0 && ids.length > 0) log(`@I stuck fault5 ${flow.pending} writes wait for non-qos ids ${ids.join(",")} never ACKed`)
                 }, 3 * timeout).unref()
-        })
+        }, values.batch === true)
         flow.start()
     } else {
         process.stderr.write("usage: peer.js server|client ...\n")
