@@ -59,7 +59,7 @@ serveRequests(
         },
         // `n` lines, at most `inflight` un-ACKed at a time; elapsed ms. With
         // `cork`, the lines written in one tick leave in one system call, as
-        // devs-iot's Endpoint does; without, one write() per line.
+        // devs-iot's LinkDriver does; without, one write() per line.
         async flight(a: { n: number; inflight: number; cork?: boolean }) {
             const t0 = performance.now()
             await new Promise<void>((resolve) => {

@@ -1,6 +1,6 @@
 // Budgets for what one peer may make the server do, as pure bookkeeping:
 // time is passed in, nothing here touches a socket or a timer. The shell
-// (endpoint.ts, server.ts) asks and acts: pauses a socket, cuts it, refuses.
+// (driver.ts, server.ts) asks and acts: pauses a socket, cuts it, refuses.
 
 // A token bucket: `perSecond` tokens a second, at most `capacity` held.
 // Tokens may go negative (a debt): spending never fails, the caller asks

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
 import { Backoff, checkClientId, ClientLink, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
-import { clock, Endpoint } from "./endpoint.js"
+import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
@@ -29,7 +29,7 @@ export interface ClientOptions extends LinkOptions {
     state?: StateStore
 }
 
-export class Client extends Endpoint<ClientLink> {
+export class Client extends LinkDriver<ClientLink> {
     readonly id: string
     host: string // the address tried now
     port: number
@@ -176,7 +176,7 @@ export class Client extends Endpoint<ClientLink> {
         })
         s.once("close", () => {
             clearTimeout(limit)
-            if (this.connecting !== s) return // attached: the Endpoint handles it
+            if (this.connecting !== s) return // attached: the LinkDriver handles it
             this.connecting = undefined
             const why = `connect to ${this.host}:${this.port} failed: ${error || "closed"}`
             // The next server address (several gateways).

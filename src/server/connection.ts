@@ -4,11 +4,11 @@
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import { ServerLink, type LinkConfig, type Session } from "../shared/index.js"
-import { clock, Endpoint, type PeerBounds } from "./endpoint.js"
+import { clock, LinkDriver, type PeerBounds } from "./driver.js"
 import type { Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 
-export class Connection extends Endpoint<ServerLink> {
+export class Connection extends LinkDriver<ServerLink> {
     readonly id: string
     everAuthenticated = false // a keyed client proved its key on this id once
     private remote = ""

@@ -4,7 +4,7 @@
 //
 // One persistent MQTT session per board id (client id sessionClientId(id),
 // clean: false), held by the gateway that holds the board's link:
-// - up: each line is held (Endpoint.hold) and published at QoS 2 with
+// - up: each line is held (LinkDriver.hold) and published at QoS 2 with
 //   packet id = the line's link id + 1. It is ACKed to the board when the
 //   broker answers PUBREC (the broker has stored it and will deliver it once,
 //   on PUBREL). A resend of the same line, through this gateway or another,

@@ -1,7 +1,7 @@
 // Where the delivery state (shared/store.ts) lives: in memory (the default:
 // nothing survives the process), or on disk in a state folder (--state DIR),
 // an LMDB environment. The core records as it goes; commit() makes every
-// record so far durable, and the Endpoint calls it before any write to a
+// record so far durable, and the LinkDriver calls it before any write to a
 // socket, so nothing leaves that the state does not hold (docs/protocol.md,
 // "Delivery state across restarts").
 //

@@ -2,7 +2,7 @@
 // arms one timer for the core's next deadline, and turns the core's events
 // into promises and "status" events. It makes no protocol decision.
 //
-// Connection (server side) and Client (Node client) are both Endpoints, so
+// Connection (server side) and Client (Node client) are both LinkDrivers, so
 // they share one interface: readline(), write(), status(), connected(),
 // on("status"), for await.
 
@@ -74,7 +74,7 @@ export function clock(): number {
 }
 
 // `L`: the end's Link (ClientLink for a Client, ServerLink for a Connection).
-export abstract class Endpoint<L extends Link = Link> extends EventEmitter {
+export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     protected readonly link: L
     protected socket: Socket | undefined
     private logger: Logger
