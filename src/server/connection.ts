@@ -3,10 +3,16 @@
 // un-ACKed messages and set of seen ids.
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
-import { ServerLink, type LinkConfig, type Session } from "../shared/index.js"
+import { ServerLink, type AuthOutcome, type LinkConfig } from "../shared/index.js"
 import { clock, LinkDriver, type PeerBounds } from "./driver.js"
 import type { Logger } from "./log.js"
 import type { StateStore } from "./state.js"
+
+// How a socket reaches its Connection: with its id line read and nothing
+// more (the Link's own probe follows: v1 or devs-iot), or through the
+// server's handshake for a keyed id (authserver.ts), which found a hello
+// without a key or a proved key.
+export type Opening = { kind: "id"; rest: Buffer[] } | Extract<AuthOutcome, { kind: "hello" | "auth" }>
 
 export class Connection extends LinkDriver<ServerLink> {
     readonly id: string
@@ -48,19 +54,13 @@ export class Connection extends LinkDriver<ServerLink> {
         return this.socket !== undefined
     }
 
-    /** @internal The server hands over a socket whose id line it has read. */
-    adopt(socket: Socket, rest: Buffer[]): void {
-        if (this.socket) this.dropSocket("taken over by a new connection")
+    /** @internal The server hands over a socket (see Opening). */
+    adopt(socket: Socket, o: Opening): void {
+        if (this.socket) this.dropSocket(o.kind === "auth" ? "taken over by an authenticated connection" : "taken over by a new connection")
+        if (o.kind === "auth") this.everAuthenticated = true
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest)
-    }
-
-    /** @internal A socket whose client proved its key (the server's proof is written). */
-    adoptAuthenticated(socket: Socket, session: Session, peerEpoch: string, rest: Buffer[], mustEncrypt = false, peerMax = -1): void {
-        if (this.socket) this.dropSocket("taken over by an authenticated connection")
-        this.everAuthenticated = true
-        this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openAuthenticated(now, session, peerEpoch, mustEncrypt, peerMax))
+        if (o.kind === "id") return this.attach(socket, o.rest)
+        this.attach(socket, o.rest, (now) => (o.kind === "auth" ? this.link.openAuthenticated(now, o.session, o.peerEpoch, o.mustEncrypt, o.peerMax) : this.link.openHelloed(now, o.peerEpoch, o.peerMax)))
     }
 
     /** @internal Pushes the id's next key (rekey.ts) on this authenticated link. */
@@ -68,13 +68,6 @@ export class Connection extends LinkDriver<ServerLink> {
         const sent = this.link.sendSecret(text)
         if (sent) this.pump()
         return sent
-    }
-
-    /** @internal A devs-iot client without a key, on a keyed id allowed plain. */
-    adoptHelloed(socket: Socket, peerEpoch: string, rest: Buffer[], peerMax = -1): void {
-        if (this.socket) this.dropSocket("taken over by a new connection")
-        this.remote = `${socket.remoteAddress}:${socket.remotePort}`
-        this.attach(socket, rest, (now) => this.link.openHelloed(now, peerEpoch, peerMax))
     }
 
     /** @internal Ends the current socket: this client is refused now (its id

@@ -584,7 +584,7 @@ export class Server extends EventEmitter {
         e.conn = conn
         this.earlyConn.set(conn, e)
         this.sessionKeys.delete(conn)
-        conn.adopt(socket, rest)
+        conn.adopt(socket, { kind: "id", rest })
         // A Connection whose link never came up holds nothing an application
         // saw: forget it with its socket, so ids sent by strangers (garbage
         // lines, port scanners) do not pile up.
@@ -667,7 +667,7 @@ export class Server extends EventEmitter {
             e.conn = conn
             this.earlyConn.set(conn, e)
             this.sessionKeys.set(conn, { key: used, mustEncrypt: o.mustEncrypt })
-            conn.adoptAuthenticated(socket, o.session, o.peerEpoch, o.rest, o.mustEncrypt, o.peerMax)
+            conn.adopt(socket, o)
             this.pushed.delete(conn)
             // Only to a board on the current key, once per connection, after its link is up.
             const next = now.keys[1]
@@ -683,8 +683,7 @@ export class Server extends EventEmitter {
         this.idle.delete(id)
         e.conn = conn
         this.earlyConn.set(conn, e)
-        if (o.kind === "hello") conn.adoptHelloed(socket, o.peerEpoch, o.rest, o.peerMax)
-        else conn.adopt(socket, o.rest)
+        conn.adopt(socket, o.kind === "hello" ? o : { kind: "id", rest: o.rest })
     }
 
     // Fault 9: a plain newcomer for an id whose link has a socket takes over
