@@ -27,12 +27,23 @@ import { LinkConfig } from "./config.js"
 import { LinkError } from "./errors.js"
 import { helloLine, parseHello, probeBlanks } from "./hello.js"
 import { helloField, Transcript, validNonce } from "./auth.js"
-import type { KeyedSteps } from "./keyed.js"
+import type { Session } from "./seal.js"
 import type { Crypto } from "./crypto.js"
 import { parseRefusal, refusalNotice } from "./refusal.js"
 import { Report, reportLine } from "./report.js"
 import { parseMax } from "./limits.js"
 import { Link, sealedLimit, SocketState } from "./link.js"
+
+// What a keyed client does that a plain one never does (keyed.ts provides
+// it, through linkAuth()).
+export interface KeyedSteps {
+    nonce(a: LinkAuth): string
+    answer(a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string
+    verify(a: LinkAuth, t: Transcript, mac: string): boolean
+    session(a: LinkAuth, t: Transcript, encrypt: boolean): Session
+    // The key a server's `!rekey` line pushes (rekey.ts), or why not.
+    rekey(a: LinkAuth, id: string, text: string): Buffer | string
+}
 
 // Authentication settings of a client Link (docs/security.md).
 export interface LinkAuth {

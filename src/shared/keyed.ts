@@ -6,18 +6,9 @@
 // reachable from the entry; docs/board.md, "Firmware size").
 import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript } from "./auth.js"
 import type { Crypto } from "./crypto.js"
-import type { LinkAuth } from "./clientlink.js"
+import type { KeyedSteps, LinkAuth } from "./clientlink.js"
 import type { Session } from "./seal.js"
 import { parseRekey } from "./rekey.js"
-
-export interface KeyedSteps {
-    nonce(a: LinkAuth): string
-    answer(a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string
-    verify(a: LinkAuth, t: Transcript, mac: string): boolean
-    session(a: LinkAuth, t: Transcript, encrypt: boolean): Session
-    // The key a server's `!rekey` line pushes (rekey.ts), or why not.
-    rekey(a: LinkAuth, id: string, text: string): Buffer | string
-}
 
 // A client's LinkAuth: with a key it authenticates (and refuses a server
 // that does not); without one it answers a challenge plain.
