@@ -2,7 +2,7 @@
 // keepalives (timeout 2000 ms, the default: each end sends one every 500 ms),
 // the server's CPU (% of one core) and memory. Clients live in as few
 // processes as possible (5,000 each).
-import { startWorker, withWorkers, type Worker } from "../lib/proc.js"
+import { ONE_ADDRESS_FLEET, startWorker, withWorkers, type Worker } from "../lib/proc.js"
 import { sleep, type Context, type SectionResult } from "../lib/context.js"
 import { int, met } from "../lib/table.js"
 
@@ -52,7 +52,7 @@ export async function scale(ctx: Context): Promise<SectionResult> {
     const windowMs = ctx.quick ? 3000 : 10000
     const rows = await withWorkers(async (keep) => {
         const server = keep(await startWorker("server", 900000))
-        const { port } = await server.call<{ port: number }>("listen", { timeout: TIMEOUT })
+        const { port } = await server.call<{ port: number }>("listen", { timeout: TIMEOUT, limits: ONE_ADDRESS_FLEET })
         const procs: Array<{ w: Worker; count: number }> = []
         const out: ScaleRow[] = []
         let total = 0

@@ -7,7 +7,7 @@
 // while after the clients connect). Target: on costs at most 5 % more server
 // CPU than off.
 import { request } from "node:http"
-import { startWorker, withWorkers, type Worker } from "../lib/proc.js"
+import { ONE_ADDRESS_FLEET, startWorker, withWorkers, type Worker } from "../lib/proc.js"
 import { sleep, type Context, type SectionResult } from "../lib/context.js"
 import { int, met, ms } from "../lib/table.js"
 
@@ -65,7 +65,7 @@ export async function status(ctx: Context): Promise<SectionResult> {
     const windowMs = ctx.quick ? 3000 : 10000
     const windows = await withWorkers(async (keep) => {
         const server = keep(await startWorker("server", 900000))
-        const { port } = await server.call<{ port: number }>("listen", { timeout: TIMEOUT })
+        const { port } = await server.call<{ port: number }>("listen", { timeout: TIMEOUT, limits: ONE_ADDRESS_FLEET })
         const procs: Worker[] = []
         for (let started = 0; started < clients; started += PER_PROCESS) {
             const w = keep(await startWorker("idle", 900000))
