@@ -9,7 +9,8 @@
 // from .env.defaults / .env.local, and a line that does not reach the board
 // as written stops the build with a message naming it (tools/env-check.mjs).
 import { execFileSync } from "node:child_process"
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { createHash } from "node:crypto"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -70,9 +71,21 @@ await startBoard("${app}", async function (c: AppConfig, role: string) {
     )
 }
 
-const only = argv.filter((a) => a !== "--boards")
+const only = argv.filter((a) => a !== "--boards" && a !== "--force")
 const out = join(root, "build", "devs")
 mkdirSync(out, { recursive: true })
+
+// Nothing to do when every input is as it was at the last build of these
+// images (a clean install builds them, `npm test` would build them again):
+// the sources the compiler reads, the settings files, the compiler's
+// version, these tools and the arguments. --force builds anyway.
+const stamp = join(out, `inputs${boards ? "-boards" : ""}${only.length ? "-" + only.join("-") : ""}.sha256`)
+const inputs = inputsHash()
+if (!argv.includes("--force") && existsSync(stamp) && readFileSync(stamp, "utf8") === inputs && Object.keys(ENTRIES).every((n) => existsSync(join(out, `${n}.devs`)))) {
+    console.log(`devs: ${Object.keys(ENTRIES).length} images up to date (inputs unchanged; --force builds anyway)`)
+    process.exit(0)
+}
+rmSync(stamp, { force: true })
 const sizesFile = join(out, "sizes.json")
 const sizes = existsSync(sizesFile) ? JSON.parse(readFileSync(sizesFile, "utf8")) : {}
 const settingsOut = join(root, "build", "settings.json")
@@ -123,6 +136,7 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
     else if (name === "demo-keyed") sizes[name].keyed = true
 }
 writeFileSync(sizesFile, JSON.stringify(sizes, null, 2) + "\n")
+writeFileSync(stamp, inputs)
 for (const [n, s] of Object.entries(sizes))
     if (ENTRIES[n])
         console.log(`devs: ${n}${s.keyed ? " (with authentication)" : ""} ${s.total} bytes (functions: devs-iot client ${s.client}, app ${s.app}, DeviceScript libraries ${s.libraries}; data ${s.data})`)
@@ -154,4 +168,23 @@ function functionBytes(dbgPath) {
     const total = readFileSync(join(dirname(dbgPath), "bytecode.devs")).length
     r.data = total - r.client - r.app - r.libraries
     return r
+}
+
+// A SHA-256 over every file a build reads (by path and content).
+function inputsHash() {
+    const h = createHash("sha256")
+    const add = (rel) => {
+        const f = join(root, rel)
+        if (!existsSync(f)) return
+        if (statSync(f).isDirectory()) {
+            for (const e of readdirSync(f).sort()) add(join(rel, e))
+            return
+        }
+        h.update(rel + "\0")
+        h.update(readFileSync(f))
+        h.update("\0")
+    }
+    for (const rel of ["src", "boards", "test/vm", "test/shared", "test/firmware", "devsconfig.json", ".env.defaults", ".env.local", "tools/build-devs.mjs", "tools/env-check.mjs", "tools/devs-settings-hook.cjs", "node_modules/@devicescript/cli/package.json", "node_modules/@devicescript/compiler/package.json"]) add(rel)
+    h.update(JSON.stringify(argv))
+    return h.digest("hex")
 }
