@@ -9,8 +9,10 @@ import { cli, cleanup, freePort, onCleanup, within, type Cli } from "./util.js"
 import { Mosquitto } from "./mosquitto.js"
 import { Deliveries } from "./deliveries.js"
 
-function gatewayProcess(broker: string, port: number, name: string): Cli {
-    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name])
+// A gateway process on `broker`, stopped at cleanup; `timeout` its link
+// timeout (ms), the default when undefined.
+export function gatewayProcess(broker: string, port: number, name: string, timeout?: number): Cli {
+    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, ...(timeout !== undefined ? ["--timeout", String(timeout)] : [])])
     onCleanup(() => {
         if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
     })

@@ -6,16 +6,14 @@
 import assert from "node:assert/strict"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
-import { cli, cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
+import { cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
+import { gatewayProcess as startGateway } from "../kit/gatewaysoak.js"
 
+// Gateways here detect an outage within 1 s.
 function gatewayProcess(broker: string, port: number, name: string): Cli {
-    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--timeout", "1000"])
-    onCleanup(() => {
-        if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
-    })
-    return g
+    return startGateway(broker, port, name, 1000)
 }
 
 describe("a board in the simulator behind MQTT gateways (Mosquitto)", function () {

@@ -7,16 +7,13 @@ import assert from "node:assert/strict"
 import { connect as mqttConnect } from "mqtt"
 import { Client } from "../../src/server/index.js"
 import { FaultProxy } from "../kit/proxy.js"
-import { cleanup, cli, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
+import { cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
-import { multiGatewayRun } from "../kit/gatewaysoak.js"
+import { gatewayProcess as startGateway, multiGatewayRun } from "../kit/gatewaysoak.js"
 
+// Gateways here detect an outage within 1 s.
 function gatewayProcess(broker: string, port: number, name: string): Cli {
-    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--timeout", "1000"])
-    onCleanup(() => {
-        if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
-    })
-    return g
+    return startGateway(broker, port, name, 1000)
 }
 
 describe("MQTT gateways, several, with Mosquitto (short soak)", function () {
