@@ -17,7 +17,7 @@ import { answerLine, challengeLine, deriveSession, helloField, newNonce, proof, 
 import { parseLine } from "./codec.js"
 import { Crypto } from "./crypto.js"
 import { LineFramer } from "./framer.js"
-import { parseHello, PROBE_BLANKS } from "./hello.js"
+import { parseHello, ProbeCount } from "./hello.js"
 import { Session } from "./seal.js"
 import { parseMax } from "./limits.js"
 
@@ -32,7 +32,7 @@ export type AuthOutcome =
 export class ServerAuth {
     private framer = new LineFramer(512)
     private phase: "probe" | "answer" | "done" = "probe"
-    private blanks = 0
+    private probe = new ProbeCount()
     private ns = ""
     private out = ""
     private deadline: number
@@ -72,8 +72,7 @@ export class ServerAuth {
                     for (let i = 0; i < rest.length; i++) all.push(rest[i])
                     return this.end({ kind: "v1", rest: all })
                 }
-                this.blanks++
-                if (this.blanks >= PROBE_BLANKS) {
+                if (this.probe.blank()) {
                     this.ns = newNonce(this.crypto)
                     this.out += challengeLine(this.epoch, this.ns, this.ms === "" ? undefined : this.maxLineBytes)
                     this.phase = "answer"

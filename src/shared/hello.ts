@@ -17,6 +17,17 @@ import { maxField } from "./limits.js"
 
 export const PROBE_BLANKS = 10
 
+// A server's count of a new socket's probe: blank() is true once the
+// PROBE_BLANKS-th blank line has come (the Link's probe phase and the keyed
+// handshake both count with it).
+export class ProbeCount {
+    private blanks = 0
+    blank(): boolean {
+        this.blanks++
+        return this.blanks >= PROBE_BLANKS
+    }
+}
+
 // `max`: the sender's maxLineBytes (limits.ts), read by peers that know it;
 // older parsers stop the epoch at the space before it.
 export function helloLine(epoch: string, max?: number): string {

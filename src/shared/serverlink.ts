@@ -25,7 +25,7 @@
 
 import { KEEPALIVE_LINE, Line } from "./codec.js"
 import { LinkConfig } from "./config.js"
-import { helloLine, parseHello, PROBE_BLANKS } from "./hello.js"
+import { helloLine, parseHello, ProbeCount } from "./hello.js"
 import { helloField } from "./auth.js"
 import type { Session } from "./seal.js"
 import { refusalLine } from "./refusal.js"
@@ -35,7 +35,7 @@ import { Link, min, sealedLimit, SocketState } from "./link.js"
 
 // A server's socket: its probe and hello.
 export class ServerSocket extends SocketState {
-    blanks = 0 // blank lines counted in "probe"
+    probe = new ProbeCount() // blank lines counted in "probe"
     helloAt = -1 // when the hello went out
 
     constructor(serial: number, now: number, frameLimit: number) {
@@ -127,8 +127,7 @@ export class ServerLink extends Link<ServerSocket> {
     protected handshakeLine(c: ServerSocket, l: Line, now: number): boolean {
         if (c.phase === "probe") {
             if (l.kind === "keepalive") {
-                c.blanks++
-                if (c.blanks >= PROBE_BLANKS) {
+                if (c.probe.blank()) {
                     c.peer = "devs-iot"
                     c.phase = "hello"
                     c.helloAt = now
