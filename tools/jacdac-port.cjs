@@ -1,4 +1,4 @@
-// Preloaded into DeviceScript's `devs run --tcp` (src/server/sim.ts).
+// Preloaded into DeviceScript's `devs run --tcp` (src/server/cli/sim.ts).
 //
 // 1. The CLI connects its Jacdac transport to the fixed address
 //    127.0.0.1:8082. This sends that connection to the port in

@@ -18,7 +18,7 @@ try {
     haveTsc = false
 }
 if (!haveTsc) {
-    if (existsSync(join(root, "dist/src/server/cli.js"))) {
+    if (existsSync(join(root, "dist/src/server/cli/main.js"))) {
         console.error("devs-iot: no dev dependencies here (--omit=dev): keeping the build in dist/ and build/")
         process.exit(0)
     }

@@ -7,8 +7,8 @@
 // - the server's and the Node client's options: their constructors and
 //   resolveLimits() (ranges again from their errors), docs from the comments
 //   on ServerOptions, HostileLimits and ClientOptions;
-// - the CLI flags and their environment variables: COMMANDS in src/server/cli.ts,
-//   the ranges of the Node shell's own whole-number flags from src/server/flags.ts;
+// - the CLI flags and their environment variables: COMMANDS in src/server/cli/main.ts,
+//   the ranges of the Node shell's own whole-number flags from src/server/cli/flags.ts;
 // - the board settings: src/device/config.ts and src/device/board.ts.
 //
 //   node tools/settings-doc.mjs           rewrite the marked block in docs/settings.md
@@ -28,7 +28,7 @@ const dist = (p) => import(new URL(`../dist/${p}`, import.meta.url).href)
 const { nodeDefaults, boardDefaults, resolveConfig } = await dist("src/shared/config.js")
 const { resolveLimits, Server } = await dist("src/server/server.js")
 const { Client } = await dist("src/server/client.js")
-const { COMMANDS, envName } = await dist("src/server/cli.js")
+const { COMMANDS, envName } = await dist("src/server/cli/main.js")
 
 const src = (p) => readFileSync(join(REPO, p), "utf8")
 

@@ -4,7 +4,7 @@
 // has left, with and without a client (DeviceScript has no heap statistics:
 // the firmware allocates 1 KB blocks until the VM runs out of memory, and the
 // last total it printed is what was free).
-import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { startWorker, type Worker } from "../lib/proc.js"
 import { within, type Context, type SectionResult } from "../lib/context.js"
 import { summarizeHistogram, type Summary } from "../lib/stats.js"

@@ -13,8 +13,7 @@
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { checkClientId, IdReader, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
-import { intIn } from "../shared/config.js"
-import { LISTEN_PORT } from "./flags.js"
+import { intIn, PORT, type Range } from "../shared/config.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
@@ -23,6 +22,9 @@ import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
+
+// The port a server listens on: 0 picks a free one.
+export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
 
 export interface ServerOptions extends LinkOptions {
     port?: number // the port to listen on (default 8123); 0 picks a free one (see server.port)

@@ -12,7 +12,7 @@ import { Admission } from "../../src/server/admission.js"
 import { ReadBudget, TokenBucket } from "../../src/server/budget.js"
 import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
 import { PEER_BOUNDS } from "../../src/shared/bounds.js"
-import { main } from "../../src/server/cli.js"
+import { main } from "../../src/server/cli/main.js"
 import { closeAll, onCleanup, within } from "../kit/util.js"
 import { nextWarning, warnings } from "../kit/sockets.js"
 

@@ -1,7 +1,7 @@
 // The four demos of micropython-iot, as the README shows them: `devs-iot server
 // --app X` and the firmware of each demo in the simulator (`npm run sim`).
 // Checks the lines both sides print.
-import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { cli, freePort, type Cli } from "../kit/util.js"
 
 describe("the demos, server (CLI) and board (simulator)", function () {

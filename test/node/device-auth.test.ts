@@ -5,7 +5,7 @@ import assert from "node:assert/strict"
 import { Server, type Warning } from "../../src/server/index.js"
 import { rmSync } from "node:fs"
 import { join } from "node:path"
-import { buildSimImage, REPO, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { buildSimImage, REPO, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { Mitm } from "../kit/mitm.js"
 import { freePort, until, within } from "../kit/util.js"
 

@@ -32,7 +32,7 @@ describe("docs", function () {
     })
 
     it("every flag that takes a whole number shows its range in docs/settings.md", async function () {
-        const { COMMANDS } = await import("../../src/server/cli.js")
+        const { COMMANDS } = await import("../../src/server/cli/main.js")
         const numeric = new Set<string>()
         for (const [cmd, c] of Object.entries(COMMANDS))
             if (cmd !== "sim" && cmd !== "flash") for (const [flag, o] of Object.entries(c.options)) if (o.arg === "N" || o.arg === "MS") numeric.add(flag)

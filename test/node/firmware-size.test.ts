@@ -5,7 +5,7 @@
 import assert from "node:assert/strict"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { REPO } from "../../src/server/sim.js"
+import { REPO } from "../../src/server/cli/sim.js"
 
 const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "keyStore", "parseRekey", "linkAuth"]
 // The server's end (serverlink.ts) and report parsing: DeviceScript compiles

@@ -10,7 +10,7 @@ import { Client, HttpStatus, Server } from "../../src/server/index.js"
 import { MAX_EVENT_CLIENTS } from "../../src/server/http.js"
 import { BOARD_LOG_CHARS, BOARD_LOG_LINES, outageKind } from "../../src/server/fleet.js"
 import { OtaGateway } from "../../src/server/ota/gateway.js"
-import { logsToFleet } from "../../src/server/ota/cli.js"
+import { logsToFleet } from "../../src/server/cli/ota.js"
 import { ROOT } from "../kit/devs.js"
 import { cleanup, cli, closeAll, onCleanup, within, type Cli } from "../kit/util.js"
 

@@ -237,8 +237,8 @@ describe("package scripts", function () {
             copyFileSync(join(ROOT, "tools/prepare.mjs"), join(d, "tools/prepare.mjs"))
             writeFileSync(join(d, "package.json"), JSON.stringify({ name: "x", version: "0.0.0", type: "module" }))
             if (withBuild) {
-                mkdirSync(join(d, "dist/src/server"), { recursive: true })
-                writeFileSync(join(d, "dist/src/server/cli.js"), "")
+                mkdirSync(join(d, "dist/src/server/cli"), { recursive: true })
+                writeFileSync(join(d, "dist/src/server/cli/main.js"), "")
             }
             const r = spawnSync(process.execPath, [join(d, "tools/prepare.mjs")], { cwd: d, encoding: "utf8", timeout: 20000 })
             return { code: r.status, stderr: r.stderr }

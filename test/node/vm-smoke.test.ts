@@ -3,7 +3,7 @@
 // lines go both ways. The full board suite is in the system layer.
 import assert from "node:assert/strict"
 import { Fleet, Server, type BoardReport } from "../../src/server/index.js"
-import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { freePort, within } from "../kit/util.js"
 
 describe("board firmware in the simulator (smoke)", function () {

@@ -5,7 +5,7 @@
 // other, and each of its lines is published once.
 import assert from "node:assert/strict"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
-import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/sim.js"
+import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"

@@ -92,7 +92,7 @@ describe("the packed package, installed without dev dependencies", function () {
     let files: string[] = []
 
     it("holds what runs and what a user reads, and no tests or sources of the server", function () {
-        for (const f of ["dist/src/server/index.js", "dist/src/server/index.d.ts", "dist/src/server/cli.js", "bin/devs-iot.js", "build/devs/demo.devs", "boards/devs_iot_esp32_devkit_c.board.json", "LICENSE", "README.md", "docs/protocol.md", "examples/server-and-client.mjs", "package.json"])
+        for (const f of ["dist/src/server/index.js", "dist/src/server/index.d.ts", "dist/src/server/cli/main.js", "bin/devs-iot.js", "build/devs/demo.devs", "boards/devs_iot_esp32_devkit_c.board.json", "LICENSE", "README.md", "docs/protocol.md", "examples/server-and-client.mjs", "package.json"])
             assert.ok(files.includes(f), `${f} is not in the package`)
         const stray = files.filter((f) => f.startsWith("dist/test/") || f.startsWith("dist/bench/") || f.startsWith("test/") || f.startsWith("src/server/") || f.endsWith(".map") || f.startsWith("build/devs/shared-tests"))
         assert.deepEqual(stray, [])

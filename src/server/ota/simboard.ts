@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { createRequire } from "node:module"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { join } from "node:path"
-import { REPO } from "../sim.js"
+import { REPO } from "../cli/sim.js"
 
 const SRV_CLOUD_CONFIGURATION = 0x1462eefc
 const CMD_SET_CONNECTION_STRING = 0x86

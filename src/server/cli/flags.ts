@@ -3,8 +3,9 @@
 // defined once here, the help text and docs/settings.md made from them. The
 // settings a board shares (its port, timeout, interval, watchdog) come from
 // src/shared, where the board's settings table reads them too.
-import { INTERVAL, PORT, type Range } from "../shared/config.js"
-import { WATCHDOG } from "../shared/watchdog.js"
+import { INTERVAL, PORT, type Range } from "../../shared/config.js"
+import { WATCHDOG } from "../../shared/watchdog.js"
+import { LISTEN_PORT } from "../server.js"
 
 export interface IntOpt {
     type: "string"
@@ -18,7 +19,6 @@ export function intFlag(arg: string, r: Range, doc: string, dfltText?: string): 
     return { type: "string", arg, help: `${doc} (default ${dfltText ?? r.dflt})`, range: r }
 }
 
-export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
 
 export const FLAGS = {
     listenPort: intFlag("N", LISTEN_PORT, "TCP port; 0 picks a free one"),

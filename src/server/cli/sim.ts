@@ -11,9 +11,9 @@ import { createServer, type AddressInfo, type Server as NetServer } from "node:n
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { devsCli } from "./package.js"
+import { devsCli } from "../package.js"
 
-export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..")
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../../..")
 const JACDAC_PRELOAD = join(REPO, "tools/jacdac-port.cjs")
 export const SIM_APPS = ["demo", "remote", "qos", "qos-fast", "testbed", "soak", "bench"] as const
 export type SimApp = (typeof SIM_APPS)[number]

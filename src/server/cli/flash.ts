@@ -11,7 +11,7 @@ import { spawn } from "node:child_process"
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { devsCli, devsVersion, PACKAGE_ROOT } from "./package.js"
+import { devsCli, devsVersion, PACKAGE_ROOT } from "../package.js"
 
 // The firmware entries, one per app (the same images `npm run build` makes).
 export const FLASH_APPS: Record<string, string> = {
