@@ -47,7 +47,8 @@ function line(name: string, t: Tally, qos: boolean): string {
     const dup = qos ? `duplicated ${t.duplicated} (+${t.crashDuplicated} read again by a restarted receiver)` : `duplicated ${t.duplicated}`
     const extra = qos ? `, out of order ${t.outOfOrder}` : ""
     const crash = qos && t.lostInCrash > 0 ? ` (${t.lostInCrash} of them within 1 s of a kill of the receiver)` : ""
-    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}, ${dup}${extra}`
+    const taken = qos && t.takenByKilled > 0 ? `, taken by a receiver killed before its code logged them ${t.takenByKilled}` : ""
+    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}${taken}, ${dup}${extra}`
 }
 
 async function main(): Promise<number> {

@@ -4,6 +4,10 @@
 // 8 in flight), "n" (no qos), one line every `interval` ms each; "@S <line>"
 // once a write completed, "@R <line>" per line read, "@I ..." for events.
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
+// With --state, also "@T sent <link> <wire id> <line>" when a qos line gets
+// its id and "@T took <link> <id>..." when the application takes lines, both
+// before the record reaches the state (before its commit): the checker tells
+// a line taken by a life killed before its code logged "@R" from a lost one.
 //
 //   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
 //   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
@@ -17,7 +21,8 @@ import { randomBytes } from "node:crypto"
 import { writeSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { Client, makeLogger, openState, Server, type Connection } from "../../src/server/index.js"
+import { Client, makeLogger, openState, Server, type Connection, type StateStore } from "../../src/server/index.js"
+import { wireId } from "../../src/shared/ids.js"
 import { V1Client } from "../kit/v1peer.js"
 
 interface End {
@@ -96,6 +101,53 @@ async function readAll(end: End, onStop: () => void, batch: boolean): Promise<vo
     }
 }
 
+// The state, with "@T" logs of what the core records (see the top). Taken
+// ids are the ones newly marked in the link record's seen set, less those
+// kept unread (ACKed before the application took them: not taken yet).
+function tapped(st: StateStore): StateStore {
+    const seen = new Map<string, number[]>()
+    const has = (bits: number[], i: number) => ((bits[i >> 3]! >> (i & 7)) & 1) === 1
+    return {
+        where: st.where,
+        load(id) {
+            const s = st.load(id)
+            if (s) seen.set(id, s.link.seen)
+            return s
+        },
+        forId(id) {
+            const inner = st.forId(id)
+            const kept = new Set<number>()
+            return {
+                saveLink(r) {
+                    const was = seen.get(id)
+                    const took: number[] = []
+                    for (let i = 0; i < 256; i++) if (has(r.seen, i) && !(was && has(was, i)) && !kept.has(i)) took.push(i)
+                    seen.set(id, r.seen)
+                    kept.clear()
+                    if (took.length > 0) log(`@T took ${id} ${took.join(" ")}`)
+                    inner.saveLink(r)
+                },
+                putOwed(o) {
+                    if (o.seq >= 0) log(`@T sent ${id} ${wireId(o.seq)} ${o.payload.toString()}`)
+                    inner.putOwed(o)
+                },
+                dropOwed: (k) => inner.dropOwed(k),
+                putKept(k) {
+                    kept.add(k.id)
+                    inner.putKept(k)
+                },
+                dropKept: (k) => inner.dropKept(k),
+            }
+        },
+        remove(id) {
+            seen.delete(id)
+            st.remove(id)
+        },
+        commit: () => st.commit(),
+        close: () => st.close(),
+    }
+}
+
 async function main(): Promise<void> {
     const { positionals, values } = parseArgs({
         allowPositionals: true,
@@ -115,7 +167,7 @@ async function main(): Promise<void> {
     const timeout = Number(values.timeout)
     const interval = Number(values.interval)
     const run = randomBytes(4).readUInt32BE(0) % 1000000000
-    const state = values.state === undefined ? undefined : await openState(values.state, { sync: values["state-sync"] === true })
+    const state = values.state === undefined ? undefined : tapped(await openState(values.state, { sync: values["state-sync"] === true }))
     if (role === "server") {
         const logger = values["warn-log"] ? makeLogger("warn", true) : undefined
         const server = new Server({ port, host: "127.0.0.1", timeout, logger, state })
