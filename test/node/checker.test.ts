@@ -82,6 +82,18 @@ describe("soak checker", function () {
             want: { "qos.down.lost": 3, "qos.down.takenByKilled": 0 },
             fails: 3,
         },
+        {
+            name: "an id a restart holds as seen must have been taken by an earlier life after the peer last sent it as a qos line",
+            log: [
+                { t: 0, who: "srv", life: 0, kind: "T", text: "sent n1 9 w.srv.n1.7.0" },
+                { t: 1, who: "n1", life: 0, kind: "T", text: "took n1 9" },
+                { t: 2, who: "n1", life: 1, kind: "T", text: "held n1 9" }, // fine
+                { t: 5000, who: "srv", life: 0, kind: "T", text: "sent n1 9 w.srv.n1.7.1" },
+                { t: 5001, who: "n1", life: 2, kind: "T", text: "held n1 9 10" }, // 9: sent again, not taken since; 10: never taken
+            ],
+            want: { staleSeen: 2, "qos.down.unconfirmed": 0 },
+            fails: 0,
+        },
         { name: "no-qos lines may be lost", log: [rec("n1", "S", "n.n1.srv.7.0")], want: { "noQos.up.lost": 1 }, fails: 0 },
         { name: "a line no end wrote, or read by the wrong end", log: [rec("srv", "R", "hello"), rec("n1", "R", "w.srv.b1.5.0")], want: { bad: 2 }, fails: 2 },
     ]
@@ -93,6 +105,7 @@ describe("soak checker", function () {
                 assert.equal(got, v, path)
             }
             assert.equal(failures(r), c.fails)
+            assert.equal(failures(r, true), c.fails + r.qos.up.crashDuplicated + r.qos.down.crashDuplicated + r.staleSeen)
         })
     }
 })

@@ -4,7 +4,8 @@
 // "R" for each line its application read. With a state folder each Node end
 // also logs "T" records before they reach its state: "sent <link> <id>
 // <line>" (a qos line got wire id <id>) and "took <link> <id>..." (its
-// application took lines with these ids).
+// application took lines with these ids); at a start, "held <link> <id>..."
+// (the ids its saved seen set holds).
 
 export interface LogRecord {
     t: number // ms, when the runner got the log line
@@ -34,7 +35,8 @@ interface Pairs {
 export interface Report extends Pairs {
     v1: Pairs // pairs with an original micropython-iot client, apart
     bad: number // lines read that are not soak lines
-    examples: { lost: string[]; lostInCrash: string[]; takenByKilled: string[]; duplicated: string[]; crashDuplicated: string[]; outOfOrder: string[] } // up to 20 lines each
+    staleSeen: number // ids a start held as seen that no earlier life took, or took only before the peer sent that id again as a qos line (its next line with that id would be lost)
+    examples: { lost: string[]; lostInCrash: string[]; takenByKilled: string[]; duplicated: string[]; crashDuplicated: string[]; outOfOrder: string[]; staleSeen: string[] } // up to 20 lines each
 }
 
 function tally(): Tally {
@@ -66,7 +68,7 @@ const TOOK_SLACK = 100
 
 // `v1Ids`: the clients that are original micropython-iot boards.
 export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> = new Set()): Report {
-    const report: Report = { ...pairs(), v1: pairs(), bad: 0, examples: { lost: [], lostInCrash: [], takenByKilled: [], duplicated: [], crashDuplicated: [], outOfOrder: [] } }
+    const report: Report = { ...pairs(), v1: pairs(), bad: 0, staleSeen: 0, examples: { lost: [], lostInCrash: [], takenByKilled: [], duplicated: [], crashDuplicated: [], outOfOrder: [], staleSeen: [] } }
     const note = (k: keyof Report["examples"], s: string) => void (report.examples[k].length < 20 && report.examples[k].push(s))
     const sent = new Map<string, number>() // line -> when its write completed
     const lives = new Map<string, Array<{ life: number; first: number; last: number }>>() // end -> its lives in order, first and last record
@@ -74,6 +76,7 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
     const lastW = new Map<string, number>() // sender run, receiver and its life -> last "w" number read
     const wire = new Map<string, { id: string; at: number }>() // line -> its last "sent" record
     const took = new Map<string, Array<{ at: number; life: number }>>() // "receiver link id" -> its "took" records
+    const sentAt = new Map<string, number>() // "receiver link id" -> when the peer last sent that id (qos)
     const pick = (l: Line) => {
         const p = v1Ids.has(l.from === "srv" ? l.to : l.from) ? report.v1 : report
         return (l.stream === "n" ? p.noQos : p.qos)[l.from === "srv" ? "down" : "up"]
@@ -86,7 +89,16 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
         if (r.kind === "I") continue
         if (r.kind === "T") {
             const w = r.text.split(" ")
-            if (w[0] === "sent" && w.length === 4) wire.set(w[3]!, { id: w[2]!, at: r.t })
+            if (w[0] === "sent" && w.length === 4) {
+                wire.set(w[3]!, { id: w[2]!, at: r.t })
+                sentAt.set(`${r.who === "srv" ? w[1] : "srv"} ${w[1]} ${w[2]}`, r.t)
+            }
+            if (w[0] === "held") for (const id of w.slice(2)) {
+                const k = `${r.who} ${w[1]} ${id}`
+                const last = took.get(k)?.at(-1)
+                const sent = sentAt.get(k)
+                if (last === undefined || (sent !== undefined && sent > last.at + TOOK_SLACK)) (report.staleSeen++, note("staleSeen", `${r.who} life ${r.life}: ${w[1]}'s id ${id}`))
+            }
             if (w[0] === "took") for (const id of w.slice(2)) {
                 const k = `${r.who} ${w[1]} ${id}`
                 took.set(k, [...(took.get(k) ?? []), { at: r.t, life: r.life }])
@@ -160,7 +172,7 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
 export function failures(r: Report, durable = false): number {
     const q = (t: Tally) => t.lost + t.duplicated + t.outOfOrder + (durable ? t.crashDuplicated : 0)
     const v1 = (t: Tally) => t.lost + t.outOfOrder
-    return q(r.qos.up) + q(r.qos.down) + r.noQos.up.duplicated + r.noQos.down.duplicated + v1(r.v1.qos.up) + v1(r.v1.qos.down) + r.bad
+    return q(r.qos.up) + q(r.qos.down) + r.noQos.up.duplicated + r.noQos.down.duplicated + v1(r.v1.qos.up) + v1(r.v1.qos.down) + r.bad + (durable ? r.staleSeen : 0)
 }
 
 export function median(xs: readonly number[]): number {

@@ -6,8 +6,10 @@
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
 // With --state, also "@T sent <link> <wire id> <line>" when a qos line gets
 // its id and "@T took <link> <id>..." when the application takes lines, both
-// before the record reaches the state (before its commit): the checker tells
-// a line taken by a life killed before its code logged "@R" from a lost one.
+// before the record reaches the state (before its commit), and "@T held
+// <link> <id>..." for the seen set a start loaded: the checker tells a line
+// taken by a life killed before its code logged "@R" from a lost one, and
+// finds an id held as seen that no life took since the peer last sent it.
 //
 //   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
 //   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
@@ -111,7 +113,12 @@ function tapped(st: StateStore): StateStore {
         where: st.where,
         load(id) {
             const s = st.load(id)
-            if (s) seen.set(id, s.link.seen)
+            if (s) {
+                seen.set(id, s.link.seen)
+                const held: number[] = []
+                for (let i = 0; i < 256; i++) if (has(s.link.seen, i)) held.push(i)
+                log(`@T held ${id} ${held.join(" ")}`)
+            }
             return s
         },
         forId(id) {
