@@ -83,13 +83,14 @@ describe("soak checker", function () {
             fails: 3,
         },
         {
-            name: "an id a restart holds as seen must have been taken by an earlier life after the peer last sent it as a qos line",
+            name: "an id a restart holds as seen must have been taken (or kept unread) by an earlier life after the peer last sent it as a qos line",
             log: [
                 { t: 0, who: "srv", life: 0, kind: "T", text: "sent n1 9 w.srv.n1.7.0" },
                 { t: 1, who: "n1", life: 0, kind: "T", text: "took n1 9" },
                 { t: 2, who: "n1", life: 1, kind: "T", text: "held n1 9" }, // fine
                 { t: 5000, who: "srv", life: 0, kind: "T", text: "sent n1 9 w.srv.n1.7.1" },
-                { t: 5001, who: "n1", life: 2, kind: "T", text: "held n1 9 10" }, // 9: sent again, not taken since; 10: never taken
+                { t: 5001, who: "n1", life: 2, kind: "T", text: "kept n1 11" },
+                { t: 5002, who: "n1", life: 3, kind: "T", text: "held n1 9 10 11" }, // 9: sent again, not taken since; 10: never taken; 11: kept unread
             ],
             want: { staleSeen: 2, "qos.down.unconfirmed": 0 },
             fails: 0,

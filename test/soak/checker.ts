@@ -4,7 +4,8 @@
 // "R" for each line its application read. With a state folder each Node end
 // also logs "T" records before they reach its state: "sent <link> <id>
 // <line>" (a qos line got wire id <id>) and "took <link> <id>..." (its
-// application took lines with these ids); at a start, "held <link> <id>..."
+// application took lines with these ids), "kept <link> <id>..." (lines ACKed
+// unread, kept with their payload); at a start, "held <link> <id>..."
 // (the ids its saved seen set holds).
 
 export interface LogRecord {
@@ -35,7 +36,7 @@ interface Pairs {
 export interface Report extends Pairs {
     v1: Pairs // pairs with an original micropython-iot client, apart
     bad: number // lines read that are not soak lines
-    staleSeen: number // ids a start held as seen that no earlier life took, or took only before the peer sent that id again as a qos line (its next line with that id would be lost)
+    staleSeen: number // ids a start held as seen that no earlier life took or kept, or only before the peer sent that id again as a qos line (its next line with that id would be lost)
     examples: { lost: string[]; lostInCrash: string[]; takenByKilled: string[]; duplicated: string[]; crashDuplicated: string[]; outOfOrder: string[]; staleSeen: string[] } // up to 20 lines each
 }
 
@@ -77,6 +78,7 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
     const wire = new Map<string, { id: string; at: number }>() // line -> its last "sent" record
     const took = new Map<string, Array<{ at: number; life: number }>>() // "receiver link id" -> its "took" records
     const sentAt = new Map<string, number>() // "receiver link id" -> when the peer last sent that id (qos)
+    const markedAt = new Map<string, number>() // "receiver link id" -> its last "took" or "kept" of that id
     const pick = (l: Line) => {
         const p = v1Ids.has(l.from === "srv" ? l.to : l.from) ? report.v1 : report
         return (l.stream === "n" ? p.noQos : p.qos)[l.from === "srv" ? "down" : "up"]
@@ -95,13 +97,14 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
             }
             if (w[0] === "held") for (const id of w.slice(2)) {
                 const k = `${r.who} ${w[1]} ${id}`
-                const last = took.get(k)?.at(-1)
+                const last = markedAt.get(k)
                 const sent = sentAt.get(k)
-                if (last === undefined || (sent !== undefined && sent > last.at + TOOK_SLACK)) (report.staleSeen++, note("staleSeen", `${r.who} life ${r.life}: ${w[1]}'s id ${id}`))
+                if (last === undefined || (sent !== undefined && sent > last + TOOK_SLACK)) (report.staleSeen++, note("staleSeen", `${r.who} life ${r.life}: ${w[1]}'s id ${id}`))
             }
-            if (w[0] === "took") for (const id of w.slice(2)) {
+            if (w[0] === "took" || w[0] === "kept") for (const id of w.slice(2)) {
                 const k = `${r.who} ${w[1]} ${id}`
-                took.set(k, [...(took.get(k) ?? []), { at: r.t, life: r.life }])
+                markedAt.set(k, r.t)
+                if (w[0] === "took") took.set(k, [...(took.get(k) ?? []), { at: r.t, life: r.life }])
             }
             continue
         }

@@ -5,8 +5,9 @@
 // once a write completed, "@R <line>" per line read, "@I ..." for events.
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
 // With --state, also "@T sent <link> <wire id> <line>" when a qos line gets
-// its id and "@T took <link> <id>..." when the application takes lines, both
-// before the record reaches the state (before its commit), and "@T held
+// its id, "@T took <link> <id>..." when the application takes lines and "@T
+// kept <link> <id>..." when lines are ACKed unread (kept with their payload),
+// all before the record reaches the state (before its commit), and "@T held
 // <link> <id>..." for the seen set a start loaded: the checker tells a line
 // taken by a life killed before its code logged "@R" from a lost one, and
 // finds an id held as seen that no life took since the peer last sent it.
@@ -128,10 +129,12 @@ function tapped(st: StateStore): StateStore {
                 saveLink(r) {
                     const was = seen.get(id)
                     const took: number[] = []
-                    for (let i = 0; i < 256; i++) if (has(r.seen, i) && !(was && has(was, i)) && !kept.has(i)) took.push(i)
+                    const unread: number[] = []
+                    for (let i = 0; i < 256; i++) if (has(r.seen, i) && !(was && has(was, i))) (kept.has(i) ? unread : took).push(i)
                     seen.set(id, r.seen)
                     kept.clear()
                     if (took.length > 0) log(`@T took ${id} ${took.join(" ")}`)
+                    if (unread.length > 0) log(`@T kept ${id} ${unread.join(" ")}`)
                     inner.saveLink(r)
                 },
                 putOwed(o) {
