@@ -104,7 +104,10 @@ export function check(records: readonly LogRecord[], v1Ids: ReadonlySet<string> 
             if (w[0] === "took" || w[0] === "kept") for (const id of w.slice(2)) {
                 const k = `${r.who} ${w[1]} ${id}`
                 markedAt.set(k, r.t)
-                if (w[0] === "took") took.set(k, [...(took.get(k) ?? []), { at: r.t, life: r.life }])
+                if (w[0] !== "took") continue
+                const ts = took.get(k)
+                if (ts === undefined) took.set(k, [{ at: r.t, life: r.life }])
+                else ts.push({ at: r.t, life: r.life })
             }
             continue
         }

@@ -104,9 +104,10 @@ async function readAll(end: End, onStop: () => void, batch: boolean): Promise<vo
     }
 }
 
-// The state, with "@T" logs of what the core records (see the top). Taken
-// ids are the ones newly marked in the link record's seen set, less those
-// kept unread (ACKed before the application took them: not taken yet).
+// The state, with "@T" logs of what the core records (see the top). The ids
+// newly marked in the link record's seen set were taken, or kept unread if
+// a kept line with that id came with them (ACKed before the application
+// took it: given to the next life if this one dies).
 function tapped(st: StateStore): StateStore {
     const seen = new Map<string, number[]>()
     const has = (bits: number[], i: number) => ((bits[i >> 3]! >> (i & 7)) & 1) === 1
