@@ -314,12 +314,24 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // The relay has passed on a held line: ACK it now (or on the next socket
     // of the same peer life; never toward a peer that restarted since).
+    // With a store, settling is the relay's take: recorded as seen (so a
+    // resend is a duplicate), and a kept record of the line (ACKed before
+    // it was held) goes, else a restart would give it again.
     settle(line: HeldLine): void {
         const k = line.kept
-        if (k.acked) return
+        if (k.acked) {
+            if (k.key >= 0 && this.store !== undefined) this.store.dropKept(k.key)
+            k.key = -1
+            return
+        }
         this.holding.retain(function (x: Kept) {
             return x !== k
         })
+        k.taken = true
+        if (this.store !== undefined) {
+            this.durable.mark(k.id)
+            this.save()
+        }
         this.ack(k)
     }
 

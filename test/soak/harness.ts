@@ -297,9 +297,9 @@ export class Soak {
     }
 
     private take(who: string, life: number, line: string): void {
-        const m = /^@([SRI]) (.*)$/.exec(line)
+        const m = /^@([SRIT]) (.*)$/.exec(line)
         if (!m) return
-        const kind = m[1] as "S" | "R" | "I"
+        const kind = m[1] as LogRecord["kind"]
         this.records.push({ t: Date.now(), who, life, kind, text: m[2]! })
         if (kind === "I" && m[2]!.startsWith("done")) (who === "srv" ? this.server : this.ends.get(who)!).done = true
         if (kind === "I" && m[2]!.startsWith("stuck fault5")) {

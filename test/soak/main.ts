@@ -47,7 +47,8 @@ function line(name: string, t: Tally, qos: boolean): string {
     const dup = qos ? `duplicated ${t.duplicated} (+${t.crashDuplicated} read again by a restarted receiver)` : `duplicated ${t.duplicated}`
     const extra = qos ? `, out of order ${t.outOfOrder}` : ""
     const crash = qos && t.lostInCrash > 0 ? ` (${t.lostInCrash} of them within 1 s of a kill of the receiver)` : ""
-    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}, ${dup}${extra}`
+    const taken = qos && t.takenByKilled > 0 ? `, taken by a receiver killed before its code logged them ${t.takenByKilled}` : ""
+    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}${taken}, ${dup}${extra}`
 }
 
 async function main(): Promise<number> {
@@ -137,6 +138,7 @@ async function main(): Promise<number> {
     const perKind = FAULT_KINDS.map((k) => [k, soak.faults.filter((f) => f.kind === k).length] as const).filter(([, n]) => n > 0)
     out.push(line("no-qos clients -> server", r.noQos.up, false), line("no-qos server -> clients", r.noQos.down, false))
     if (r.bad > 0) out.push(`lines read that no end wrote: ${r.bad}`)
+    if (r.staleSeen > 0) out.push(`ids a restarted end held as seen that no life took since the peer last sent them: ${r.staleSeen} (${r.examples.staleSeen.slice(0, 5).join("; ")})`)
     for (const u of unrecovered) out.push(`not recovered: ${u}`)
     for (const x of soak.stuck) out.push(`v1 board blocked by the original's fault 5 (a lost non-qos line; not counted as a failure): ${x}`)
     // The end, in the order readers look for it: qos per direction, faults per kind, recovery per kind.

@@ -4,6 +4,13 @@
 // 8 in flight), "n" (no qos), one line every `interval` ms each; "@S <line>"
 // once a write completed, "@R <line>" per line read, "@I ..." for events.
 // Logs go to stdout, which is a pipe: written at once, so a kill -9 loses none.
+// With --state, also "@T sent <link> <wire id> <line>" when a qos line gets
+// its id, "@T took <link> <id>..." when the application takes lines and "@T
+// kept <link> <id>..." when lines are ACKed unread (kept with their payload),
+// all before the record reaches the state (before its commit), and "@T held
+// <link> <id>..." for the seen set a start loaded: the checker tells a line
+// taken by a life killed before its code logged "@R" from a lost one, and
+// finds an id held as seen that no life took since the peer last sent it.
 //
 //   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
 //   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
@@ -17,7 +24,8 @@ import { randomBytes } from "node:crypto"
 import { writeSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { Client, makeLogger, openState, Server, type Connection } from "../../src/server/index.js"
+import { Client, makeLogger, openState, Server, type Connection, type StateStore } from "../../src/server/index.js"
+import { wireId } from "../../src/shared/ids.js"
 import { V1Client } from "../kit/v1peer.js"
 
 interface End {
@@ -96,6 +104,61 @@ async function readAll(end: End, onStop: () => void, batch: boolean): Promise<vo
     }
 }
 
+// The state, with "@T" logs of what the core records (see the top). The ids
+// newly marked in the link record's seen set were taken, or kept unread if
+// a kept line with that id came with them (ACKed before the application
+// took it: given to the next life if this one dies).
+function tapped(st: StateStore): StateStore {
+    const seen = new Map<string, number[]>()
+    const has = (bits: number[], i: number) => ((bits[i >> 3]! >> (i & 7)) & 1) === 1
+    return {
+        where: st.where,
+        load(id) {
+            const s = st.load(id)
+            if (s) {
+                seen.set(id, s.link.seen)
+                const held: number[] = []
+                for (let i = 0; i < 256; i++) if (has(s.link.seen, i)) held.push(i)
+                log(`@T held ${id} ${held.join(" ")}`)
+            }
+            return s
+        },
+        forId(id) {
+            const inner = st.forId(id)
+            const kept = new Set<number>()
+            return {
+                saveLink(r) {
+                    const was = seen.get(id)
+                    const took: number[] = []
+                    const unread: number[] = []
+                    for (let i = 0; i < 256; i++) if (has(r.seen, i) && !(was && has(was, i))) (kept.has(i) ? unread : took).push(i)
+                    seen.set(id, r.seen)
+                    kept.clear()
+                    if (took.length > 0) log(`@T took ${id} ${took.join(" ")}`)
+                    if (unread.length > 0) log(`@T kept ${id} ${unread.join(" ")}`)
+                    inner.saveLink(r)
+                },
+                putOwed(o) {
+                    if (o.seq >= 0) log(`@T sent ${id} ${wireId(o.seq)} ${o.payload.toString()}`)
+                    inner.putOwed(o)
+                },
+                dropOwed: (k) => inner.dropOwed(k),
+                putKept(k) {
+                    kept.add(k.id)
+                    inner.putKept(k)
+                },
+                dropKept: (k) => inner.dropKept(k),
+            }
+        },
+        remove(id) {
+            seen.delete(id)
+            st.remove(id)
+        },
+        commit: () => st.commit(),
+        close: () => st.close(),
+    }
+}
+
 async function main(): Promise<void> {
     const { positionals, values } = parseArgs({
         allowPositionals: true,
@@ -115,7 +178,7 @@ async function main(): Promise<void> {
     const timeout = Number(values.timeout)
     const interval = Number(values.interval)
     const run = randomBytes(4).readUInt32BE(0) % 1000000000
-    const state = values.state === undefined ? undefined : await openState(values.state, { sync: values["state-sync"] === true })
+    const state = values.state === undefined ? undefined : tapped(await openState(values.state, { sync: values["state-sync"] === true }))
     if (role === "server") {
         const logger = values["warn-log"] ? makeLogger("warn", true) : undefined
         const server = new Server({ port, host: "127.0.0.1", timeout, logger, state })
