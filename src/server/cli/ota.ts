@@ -49,12 +49,9 @@ function config(message: string): LinkError {
     return new LinkError("ECONFIG", message)
 }
 
+// A bad value throws FlagError, which the command line reports (exit 2).
 function int(values: Values, name: string): number {
-    try {
-        return readInt(values[name], `--${name}`, OTA_SERVER_OPTIONS[name]!.range!)
-    } catch (e) {
-        throw config((e as Error).message)
-    }
+    return readInt(values[name], `--${name}`, OTA_SERVER_OPTIONS[name]!.range!)
 }
 
 function list(v: string | boolean | undefined): string[] {
@@ -126,12 +123,7 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     } catch (e) {
         throw config(`${positionals[0]}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
     }
-    let port: number
-    try {
-        port = readInt(values["port"], "--port", FLAGS.serverPort.range)
-    } catch (e) {
-        throw config((e as Error).message)
-    }
+    const port = readInt(values["port"], "--port", FLAGS.serverPort.range)
     const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
     const client = new Client({ id: admin, host, port, key: key.trim(), logger: log }).start()
     try {
