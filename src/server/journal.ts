@@ -66,11 +66,26 @@ class Out {
         this.n += b.length
     }
     // u8 length + UTF-8, written in place (no Buffer per string). At most 255 bytes.
+    // Epochs are short ASCII: copied a char at a time, cheaper than a call into UTF-8.
     str8(s: string): void {
         this.room(1 + 3 * s.length)
-        const k = this.buf.write(s, this.n + 1, "utf8")
+        const b = this.buf
+        if (s.length <= 32) {
+            let i = 0
+            for (; i < s.length; i++) {
+                const c = s.charCodeAt(i)
+                if (c >= 128) break
+                b[this.n + 1 + i] = c
+            }
+            if (i === s.length) {
+                b[this.n] = i
+                this.n += 1 + i
+                return
+            }
+        }
+        const k = b.write(s, this.n + 1, "utf8")
         if (k > 255) throw new RangeError(`journal: a string of ${k} bytes, at most 255: ${JSON.stringify(s.slice(0, 40))}`)
-        this.buf[this.n] = k
+        b[this.n] = k
         this.n += 1 + k
     }
 }
@@ -80,6 +95,10 @@ class Out {
 // frame stays, and the next commit writes it with what came since.
 export class FrameWriter {
     private o = new Out()
+    // Where each owed line's seq sits in this frame, by id and key: a line
+    // recorded when written and again when sent in the same commit (the
+    // usual case) has its seq rewritten in place, not a second record.
+    private owedAt = new Map<Uint8Array, Map<number, number>>()
 
     constructor() {
         this.reset()
@@ -89,6 +108,7 @@ export class FrameWriter {
         this.o.n = 0
         this.o.u32(0)
         this.o.u32(MARK)
+        if (this.owedAt.size > 0) this.owedAt.clear()
     }
 
     isEmpty(): boolean {
@@ -109,8 +129,17 @@ export class FrameWriter {
     }
 
     owed(id: Uint8Array, r: OwedLine): void {
+        let at = this.owedAt.get(id)
+        const seqAt = at?.get(r.key)
+        if (seqAt !== undefined) {
+            // The same line (payload and wait do not change), now with its seq.
+            this.o.buf.writeDoubleLE(r.seq, seqAt)
+            return
+        }
         const o = this.head(J_OWED, id)
         o.f64(r.key)
+        if (at === undefined) this.owedAt.set(id, (at = new Map()))
+        at.set(r.key, o.n)
         o.f64(r.seq)
         o.u8(r.wait ? 1 : 0)
         o.u32(r.payload.length)
@@ -126,18 +155,27 @@ export class FrameWriter {
     }
 
     drop(kind: typeof J_DROP_OWED | typeof J_DROP_KEPT, id: Uint8Array, key: number): void {
+        // After a drop the line may not be rewritten in place: a put that
+        // came after it must follow it in the frame.
+        if (kind === J_DROP_OWED) this.owedAt.get(id)?.delete(key)
         this.head(kind, id).f64(key)
     }
 
     remove(id: Uint8Array): void {
+        this.owedAt.delete(id)
         this.head(J_REMOVE, id)
     }
 
-    // The frame so far; valid until the next record or reset().
-    frame(): Buffer {
+    // The frame so far: bytes 0 to length() of buffer(); valid until the
+    // next record or reset().
+    buffer(): Buffer {
         const o = this.o
         o.buf.writeUInt32LE(o.n - 8, 0)
-        return o.buf.subarray(0, o.n)
+        return o.buf
+    }
+
+    length(): number {
+        return this.o.n
     }
 
     private head(kind: number, id: Uint8Array): Out {

@@ -296,12 +296,15 @@ export class DiskState implements StateStore {
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
         if (this.journalBytes > JOURNAL_LIMIT)
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
-        for (const [id, link] of this.links) this.frame.link(this.keyOf(id), link)
-        this.links.clear()
-        const frame = this.frame.frame()
+        if (this.links.size > 0) {
+            this.links.forEach((link, id) => this.frame.link(this.keyOf(id), link))
+            this.links.clear()
+        }
+        const frame = this.frame.buffer()
+        const length = this.frame.length()
         try {
             let off = 0
-            while (off < frame.length) off += writeSync(this.fd, frame, off, frame.length - off)
+            while (off < length) off += writeSync(this.fd, frame, off, length - off)
             if (this.sync) fdatasyncSync(this.fd)
         } catch (e) {
             try {
@@ -311,7 +314,7 @@ export class DiskState implements StateStore {
             }
             throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
         }
-        this.journalBytes += frame.length
+        this.journalBytes += length
         this.frame.reset()
         if (this.unflushedRecords >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
             try {

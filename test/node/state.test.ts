@@ -10,6 +10,7 @@ import { connect } from "node:net"
 import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import { cli, within } from "../kit/util.js"
+import { decodeJournal, FrameWriter, J_DROP_OWED, J_OWED } from "../../src/server/journal.js"
 
 // Drops a server as a kill would: no graceful close, no ACK of what its
 // application read, no more bytes.
@@ -308,5 +309,25 @@ describe("delivery state across restarts", function () {
         back.close()
         writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.alloc(40, 0x33))
         await assert.rejects(DiskState.open(lmdbOnly), (e: Error) => e instanceof StateError && e.message.includes(join(lmdbOnly, "journal.bin")))
+    })
+
+    it("a journal frame holds the last value of each owed line: recorded when written and again when sent, one record; after a drop, a later record follows it", () => {
+        const id = Buffer.from("j")
+        const line = (key: number, seq: number) => ({ key, seq, wait: false, payload: Buffer.from("line " + key) })
+        const f = new FrameWriter()
+        f.owed(id, line(1, -1))
+        f.owed(id, line(2, -1))
+        f.owed(id, line(1, 40)) // sent: its seq, in place
+        f.owed(id, line(2, 41))
+        f.drop(J_DROP_OWED, id, 1)
+        f.owed(id, line(1, 42)) // after its drop: a record of its own, after the drop
+        const { recs } = decodeJournal(Buffer.from(f.buffer().subarray(0, f.length())))
+        assert.deepEqual(
+            recs.map((r) => (r.kind === J_OWED ? `owed ${r.owed.key}:${r.owed.seq}` : r.kind === J_DROP_OWED ? `drop ${r.key}` : String(r.kind))),
+            ["owed 1:40", "owed 2:41", "drop 1", "owed 1:42"],
+        )
+        f.reset()
+        f.owed(id, line(2, 43)) // a new frame: a new record
+        assert.deepEqual(decodeJournal(Buffer.from(f.buffer().subarray(0, f.length()))).recs.map((r) => (r.kind === J_OWED ? r.owed.seq : -9)), [43])
     })
 })
