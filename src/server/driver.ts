@@ -546,12 +546,16 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             if (this.corked === s) this.corked = undefined
             // The records of what the output carries (ACKs, lines) first:
             // one commit for everything this tick wrote. If the disk refuses,
-            // none of it leaves.
-            try {
-                this.state?.commit()
-            } catch (e) {
-                s.destroy()
-                return this.fault(e)
+            // none of it leaves. A tick that sends nothing commits nothing:
+            // what it recorded (an ACKed line's drop) goes with the next
+            // commit, since only what leaves must be on disk first.
+            if (s.writableLength > 0) {
+                try {
+                    this.state?.commit()
+                } catch (e) {
+                    s.destroy()
+                    return this.fault(e)
+                }
             }
             s.uncork()
         })

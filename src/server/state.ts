@@ -144,6 +144,7 @@ export class DiskState implements StateStore {
         this.journalFile = join(dir, JOURNAL)
         this.timer = setInterval(() => {
             try {
+                this.commit() // what waits for no output (drops) is committed here at the latest
                 this.checkpoint()
             } catch (e) {
                 this.checkpointError = e as Error // the journal keeps the records; commit() reports it past JOURNAL_LIMIT
