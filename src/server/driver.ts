@@ -631,9 +631,20 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // pump, before its code runs on them), unpark, resume reading, and ACK
     // them once its code has run.
     private tookLines(): void {
+        this.releaseSoon()
+        // While the socket flows and nothing waits in the framer, a take
+        // changes nothing the drive loop acts on but the commit.
+        const s = this.socket
+        if (s !== undefined && !this.pumping && !s.isPaused() && this.link.unframed() === 0) {
+            try {
+                this.state?.commit()
+            } catch (e) {
+                this.fault(e)
+            }
+            return
+        }
         this.delivered = true
         this.pump()
-        this.releaseSoon()
     }
 
     private countIn(line: string): void {
