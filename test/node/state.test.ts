@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -167,6 +167,27 @@ describe("delivery state across restarts", function () {
             assert.equal(await within(c2.readline(), 10000, "y after both restarts"), "y", "x read twice, or y lost")
         })
     }
+
+    it("on disk: a line ACKed just before a client crash, its record's removal not yet committed, is sent again and ACKed as a duplicate, not read twice", async () => {
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000 })
+        await server.listen()
+        closers.push(() => server.close())
+        const dir = tempDir()
+        const c1 = new Client({ id: "c4", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: await DiskState.open(dir) }).start()
+        const conn = await within(server.clientConn("c4"), 10000, "client up")
+        const acked = c1.write("x")
+        assert.equal(await within(conn.readline(), 10000, "x"), "x")
+        await within(acked, 10000, "x ACKed")
+        // A kill now: the folder as the disk holds it (the page cache), copied aside.
+        const copy = tempDir()
+        for (const f of readdirSync(dir)) if (f !== "lock.mdb") copyFileSync(join(dir, f), join(copy, f))
+        crashClient(c1)
+        const c2 = new Client({ id: "c4", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100, state: await DiskState.open(copy) }).start()
+        closers.push(() => c2.close())
+        await within(c2.write("y"), 10000, "y ACKed")
+        assert.equal(await within(conn.readline(), 10000, "next line"), "y", "x was read twice")
+        assert.equal(conn.stats.duplicates, 1, "x was not sent again: its removal was already on disk")
+    })
 
     it("an id whose link never comes up leaves nothing in the state; a line written before the first connect survives a client crash", async () => {
         const state = new MemoryState()
