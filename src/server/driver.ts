@@ -85,6 +85,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private corked: Socket | undefined // corked until the next tick
     private releasing = false // a release of taken lines' ACKs is scheduled
     private pumping = false
+    private pumpQueued = false // pumpSoon() is due
     private faults = 0 // pump() failures in a row
     private again = false
     private writes: Map<number, Write> | undefined // made on the first write
@@ -147,7 +148,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         const bytes = Buffer.byteLength(line)
         const writes = (this.writes ??= new Map())
         const p = new Promise<void>((resolve, reject) => writes.set(ticket, { resolve, reject, bytes }))
-        this.pump()
+        this.pumpSoon()
         return p
     }
 
@@ -345,6 +346,17 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     protected onBoundCut(_code: "slow-reader" | "flood", _detail: string): void {}
 
     // ---- the drive loop
+
+    // One drive for a burst of writes made in one go (a loop, or the
+    // continuations of writes that completed together): it runs after them.
+    private pumpSoon(): void {
+        if (this.pumpQueued) return
+        this.pumpQueued = true
+        queueMicrotask(() => {
+            this.pumpQueued = false
+            this.pump()
+        })
+    }
 
     protected pump(): void {
         if (this.pumping) {
