@@ -154,14 +154,19 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
 
     // The next received line, without its "\n"; waits across outages.
     readline(): Promise<string> {
-        const s = this.link.read(clock())
-        if (s !== undefined) {
-            this.countIn(s)
-            this.tookLines()
-            return Promise.resolve(s)
-        }
+        const s = this.take()
+        if (s !== undefined) return Promise.resolve(s)
         if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.readers.push({ many: 0, resolve: resolve as (l: string | string[]) => void, reject }))
+    }
+
+    // A received line taken now, or undefined.
+    private take(): string | undefined {
+        const s = this.link.read(clock())
+        if (s === undefined) return undefined
+        this.countIn(s)
+        this.tookLines()
+        return s
     }
 
     // Every received line there is (at least one: waits for one, across
@@ -245,14 +250,21 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         return { out: this.link.queuedWrites(), in: this.link.readable() }
     }
 
-    async *[Symbol.asyncIterator](): AsyncIterator<string> {
-        while (true) {
-            try {
-                yield await this.readline()
-            } catch (e) {
-                if ((e as LinkError).code === "ECLOSED") return
-                throw e
-            }
+    // The received lines, one per step, until the link closes. Written out
+    // rather than as an async generator, which costs three promise turns a
+    // line where this costs one (none when a line is there).
+    [Symbol.asyncIterator](): AsyncIterator<string> {
+        const end = (e: unknown): IteratorResult<string> => {
+            if ((e as LinkError).code === "ECLOSED") return { value: undefined, done: true }
+            throw e
+        }
+        return {
+            next: () => {
+                const s = this.take()
+                if (s !== undefined) return Promise.resolve({ value: s, done: false })
+                return this.readline().then((value) => ({ value, done: false }), end)
+            },
+            return: () => Promise.resolve({ value: undefined, done: true }),
         }
     }
 
