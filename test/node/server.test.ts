@@ -83,6 +83,17 @@ describe("server and Node client over loopback", function () {
             for (const l of ["a", "b", "c"]) await c.write(l)
             await within(reading, 5000, "three lines")
             assert.deepEqual(got, ["a", "b", "c"])
+            // Lines already there and lines still to come; the loop ends, without an error, at close.
+            await within(Promise.all(["d", "e"].map((l) => c.write(l, { wait: false }))), 5000, "d, e ACKed")
+            const rest: string[] = []
+            const more = (async () => {
+                for await (const l of conn) rest.push(l)
+            })()
+            await c.write("f")
+            await within(new Promise<void>((r) => { const t = setInterval(() => rest.length === 3 && (clearInterval(t), r()), 2) }), 5000, "d, e, f")
+            await server.close()
+            await within(more, 5000, "for await ends at close")
+            assert.deepEqual(rest, ["d", "e", "f"])
         })
 
         it("readlines() gives every line there is, in order, at most max, and waits for one; batches() ends at close", async function () {
