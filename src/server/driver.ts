@@ -450,7 +450,10 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.delivered = true
             this.readers.shift()!.resolve(got)
             this.again = true // room freed: unpark
-            this.releaseSoon()
+            // On disk the take is recorded before the reader's code runs, so
+            // its ACK need not wait for that code: it leaves with this tick.
+            if (this.state?.durable === true) link.release()
+            else this.releaseSoon()
         }
         while (this.holders.length > 0) {
             const h = link.hold(now)

@@ -17,6 +17,9 @@ import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_K
 
 export interface StateStore {
     readonly where: string // "memory" or the folder
+    // Survives the process (on disk): a line recorded as taken may be ACKed
+    // before the application's code has run on it.
+    readonly durable: boolean
     // What an earlier life left for `id`, or undefined (a new id).
     load(id: string): SavedLink | undefined
     // The store the core of `id` records into.
@@ -48,6 +51,7 @@ type Key = [string, number] | [string, number, number]
 // of restarts with it, without a disk).
 export class MemoryState implements StateStore {
     readonly where = "memory"
+    readonly durable = false
     private ids = new Map<string, { link?: LinkRecord; owed: Map<number, OwedLine>; kept: Map<number, KeptLine> }>()
 
     load(id: string): SavedLink | undefined {
@@ -122,6 +126,7 @@ const JOURNAL_LIMIT = 256 * 1024 * 1024
 // error naming the file: never a silent empty start.
 export class DiskState implements StateStore {
     readonly where: string
+    readonly durable = true
     readonly sync: boolean
     private db: LmdbDb
     private frame = new FrameWriter() // recorded since the last commit, encoded

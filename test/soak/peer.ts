@@ -113,6 +113,7 @@ function tapped(st: StateStore): StateStore {
     const has = (bits: number[], i: number) => ((bits[i >> 3]! >> (i & 7)) & 1) === 1
     return {
         where: st.where,
+        durable: st.durable,
         load(id) {
             const s = st.load(id)
             if (s) {
