@@ -82,6 +82,24 @@ class PacketIds {
     }
 }
 
+// mqtt-packet corks a stream per packet and uncorks it on the next tick,
+// and MQTT.js handles the packets of one read one tick apart: each packet
+// left in its own system call (2 per up line with 64 in flight). Corked
+// until setImmediate, which comes after every tick and microtask of this
+// turn, all packets a turn sends (PUBLISHes of a board's burst, the
+// PUBRELs of a read full of PUBRECs) leave in one.
+const corkedStreams = new WeakSet<object>()
+function corkTurn(c: MqttClient): void {
+    const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
+    if (!s || !s.cork || corkedStreams.has(s)) return
+    corkedStreams.add(s)
+    s.cork()
+    setImmediate(() => {
+        corkedStreams.delete(s)
+        s.uncork!()
+    })
+}
+
 interface DownRecord {
     payload: string
     done: Promise<void>
@@ -163,6 +181,7 @@ class BoardSession {
             )
         }
         c.on("packetreceive", (p) => {
+            corkTurn(c) // the answers to this read (PUBREL, PUBACK) leave together
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -270,6 +289,7 @@ class BoardSession {
             if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
+        corkTurn(c)
         client._sendPacket({ cmd: "publish", topic: boardTopic(this.conn.id, "up"), payload: h.payload, qos: 2, retain: false, messageId: pid, dup })
     }
 
