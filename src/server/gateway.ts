@@ -111,6 +111,7 @@ class BoardSession {
     private mqtt: MqttClient | undefined
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
+    private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board at setImmediate (settleSoon)
     private down = new Map<number, DownRecord>()
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     // Down lines written to the link and not yet ACKed by the board: over
@@ -185,7 +186,7 @@ class BoardSession {
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
-                if (h) this.conn.settle(h)
+                if (h) this.settleSoon(h)
             }
         })
         c.on("connect", (connack) => {
@@ -215,6 +216,20 @@ class BoardSession {
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+    }
+
+    // MQTT.js handles the PUBRECs of one read one tick apart, and the link
+    // sends what a tick settled in one write: settled together at
+    // setImmediate (after this turn's ticks), their ACKs leave in one write
+    // instead of one each.
+    private settleSoon(h: HeldLine): void {
+        this.settling.push(h)
+        if (this.settling.length > 1) return
+        setImmediate(() => {
+            const lines = this.settling
+            this.settling = []
+            for (const l of lines) this.conn.settle(l)
+        })
     }
 
     // The board's link is down: drop its MQTT session without DISCONNECT,
