@@ -44,6 +44,10 @@ interface MqttInternals {
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
+// MQTT.js traces each step of each packet through `debug` (DEBUG=mqttjs*),
+// a few us per packet even when off: off unless asked for.
+const MQTT_TRACE = /mqttjs/.test(process.env["DEBUG"] ?? "") ? undefined : () => undefined
+
 // Down lines a board's link holds at most (well under maxQueuedLines).
 const DOWN_INFLIGHT = 256
 // The largest send window a board may have (config.ts: window, 1..120).
@@ -157,6 +161,7 @@ class BoardSession {
             connectTimeout: 10000,
             keepalive: 30,
             messageIdProvider: ids as never,
+            log: MQTT_TRACE,
             will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
