@@ -115,7 +115,7 @@ class BoardSession {
     private mqtt: MqttClient | undefined
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
-    private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board at setImmediate (settleSoon)
+    private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private down = new Map<number, DownRecord>()
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     // Down lines written to the link and not yet ACKed by the board: over
@@ -224,13 +224,13 @@ class BoardSession {
     }
 
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
-    // sends what a tick settled in one write: settled together at
-    // setImmediate (after this turn's ticks), their ACKs leave in one write
-    // instead of one each.
+    // sends what a tick settled in one write. Node runs every queued tick
+    // before the microtasks, so settled together in a microtask, their ACKs
+    // leave in one write, and before the PUBRELs (corkTurn's setImmediate).
     private settleSoon(h: HeldLine): void {
         this.settling.push(h)
         if (this.settling.length > 1) return
-        setImmediate(() => {
+        queueMicrotask(() => {
             const lines = this.settling
             this.settling = []
             for (const l of lines) this.conn.settle(l)
