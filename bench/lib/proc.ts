@@ -3,6 +3,7 @@
 // stopped by its pid. stopAll() kills whatever is left (the runner calls it
 // in a finally and at its global deadline).
 import { fork, type ChildProcess } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Event, Reply, Request } from "./rpc.js"
@@ -114,3 +115,16 @@ export async function withWorkers<T>(fn: (keep: <W extends Worker>(w: W) => W) =
 // on new ids (newIdRate, newIdBurst) would pace the ramp and, once over it,
 // penalize the address. Lifted for the scale and status benches only.
 export const ONE_ADDRESS_FLEET = { newIdRate: 1000000, newIdBurst: 10000000 }
+
+// CPU ms (user + system), RSS (MB), and read and write system calls
+// (socket ones included) of a process, from /proc.
+export function procUsage(pid: number): { cpuMs: number; rssMB: number; reads: number; writes: number } {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf-8")
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const ticks = Number(f[11]) + Number(f[12])
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf-8"))
+    const io = readFileSync(`/proc/${pid}/io`, "utf-8")
+    const reads = /syscr:\s+(\d+)/.exec(io)
+    const writes = /syscw:\s+(\d+)/.exec(io)
+    return { cpuMs: ticks * 10, rssMB: rss ? Number(rss[1]) / 1024 : NaN, reads: reads ? Number(reads[1]) : NaN, writes: writes ? Number(writes[1]) : NaN }
+}

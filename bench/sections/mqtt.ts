@@ -1,7 +1,9 @@
 // The MQTT gateway: lines/s and p99 latency through one gateway process and
 // Mosquitto, board -> subscriber (QoS 2) and publisher -> board (QoS 1),
 // beside MQTT.js publisher -> subscriber on the same broker at the same QoS,
-// in the same run (target: the gateway row >= 80 % of its reference).
+// in the same run (target: the gateway row >= 80 % of its reference). Each
+// row also gives the CPU and write system calls per line of each process
+// ("clients": this process, which holds the board, publisher, subscriber).
 import { spawn } from "node:child_process"
 import { join } from "node:path"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
@@ -12,6 +14,7 @@ import { ROOT } from "../../test/kit/devs.js"
 import type { Context, SectionResult } from "../lib/context.js"
 import { within } from "../lib/context.js"
 import { summarize } from "../lib/stats.js"
+import { procUsage } from "../lib/proc.js"
 import { int, met, ms } from "../lib/table.js"
 
 interface Flow {
@@ -19,11 +22,25 @@ interface Flow {
     perSec: number
     p99: number
     median: number
+    cpuUsPerLine: Record<string, number> // CPU (user + system) per line, by process
+    writesPerLine: Record<string, number> // write system calls per line, by process
+    readsPerLine: Record<string, number> // read system calls per line, by process
 }
 
-// Sends n lines, `inflight` outstanding at most; `deliver` is called by the
-// receiver with each line. Rate: first send to last receipt.
-async function flow(n: number, inflight: number, send: (line: string) => Promise<unknown>, onLine: (cb: (line: string) => void) => void): Promise<Flow> {
+// One run of a path: its lines, the time from first send to last receipt,
+// each line's latency.
+interface Run {
+    n: number
+    ms: number
+    lat: number[]
+    cpuMs: Record<string, number>
+    writes: Record<string, number>
+    reads: Record<string, number>
+}
+
+// Sends n lines, `inflight` outstanding at most; the receiver calls back
+// with each line. Time: first send to last receipt.
+async function flow(n: number, inflight: number, send: (line: string) => Promise<unknown>, onLine: (cb: (line: string) => void) => void): Promise<Run> {
     const sentAt = new Float64Array(n)
     const lat: number[] = []
     let got = 0
@@ -46,14 +63,39 @@ async function flow(n: number, inflight: number, send: (line: string) => Promise
     }
     await Promise.all(Array.from({ length: inflight }, worker))
     await within(all, 300000, `${n} lines received`)
-    const s = summarize(lat)
-    return { n, perSec: (n / (performance.now() - start)) * 1000, p99: s.p99, median: s.median }
+    return { n, ms: performance.now() - start, lat, cpuMs: {}, writes: {}, reads: {} }
+}
+
+// The CPU (ms, /proc ticks of 10 ms) and system calls each process spent on `run`.
+async function measured(pids: Record<string, number>, run: () => Promise<Run>): Promise<Run> {
+    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, procUsage(pid)]))
+    const r = await run()
+    for (const [k, pid] of Object.entries(pids)) {
+        const u = procUsage(pid)
+        r.cpuMs[k] = u.cpuMs - before[k]!.cpuMs
+        r.writes[k] = u.writes - before[k]!.writes
+        r.reads[k] = u.reads - before[k]!.reads
+    }
+    return r
+}
+
+// The runs of one path as one row: all lines over all their time.
+function total(runs: Run[]): Flow {
+    const n = runs.reduce((a, r) => a + r.n, 0)
+    const ms = runs.reduce((a, r) => a + r.ms, 0)
+    const s = summarize(runs.flatMap((r) => r.lat))
+    const per = (what: "cpuMs" | "writes" | "reads", scale: number) => Object.fromEntries(Object.keys(runs[0]!.cpuMs).map((k) => [k, Math.round((runs.reduce((a, r) => a + r[what][k]!, 0) / n) * scale * 10) / 10]))
+    return { n, perSec: (n / ms) * 1000, p99: s.p99, median: s.median, cpuUsPerLine: per("cpuMs", 1000), writesPerLine: per("writes", 1), readsPerLine: per("reads", 1) }
 }
 
 async function mqtt(url: string, clientId: string): Promise<MqttClient> {
     const c = mqttConnect(url, { clientId, clean: true, reconnectPeriod: 0 })
     await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `${clientId} connected`)
     return c
+}
+
+function perProcess(c: Record<string, number>, digits: number): string {
+    return ["gateway", "broker", "clients"].map((k) => c[k]!.toFixed(digits)).join(" / ")
 }
 
 export async function mqttGateway(ctx: Context): Promise<SectionResult> {
@@ -86,16 +128,29 @@ export async function mqttGateway(ctx: Context): Promise<SectionResult> {
         const refPub = async (qos: 1 | 2, line: string) => pub.publishAsync("bench/ref", line, { qos })
         const rows: Array<[string, Flow, Flow | undefined]> = []
         const data: Record<string, Flow> = {}
+        // Each path runs in ROUNDS slices, a reference slice before each
+        // gateway slice, so that load from elsewhere on this shared machine
+        // falls on both alike.
+        const ROUNDS = 4
         for (const inflight of [1, 64]) {
-            const n = Math.round((inflight === 1 ? 5000 : 40000) * scale)
-            ctx.log(`mqtt: ${n} lines, ${inflight} in flight`)
+            const n = Math.round(((inflight === 1 ? 5000 : 40000) * scale) / ROUNDS)
+            const downN = Math.round(((inflight === 1 ? 2000 : 5000) * scale) / ROUNDS)
+            ctx.log(`mqtt: ${ROUNDS} x ${n} lines (down ${ROUNDS} x ${downN}), ${inflight} in flight`)
             // Warm-up, not counted.
             await flow(500, inflight, (l) => refPub(2, l), (cb) => (onRef = cb))
-            const ref2 = await flow(n, inflight, (l) => refPub(2, l), (cb) => (onRef = cb))
-            const up = await flow(n, inflight, (l) => b.write(l, { wait: inflight === 1 }), (cb) => (onUp = cb))
-            const ref1 = await flow(n, inflight, (l) => refPub(1, l), (cb) => (onRef = cb))
-            const downN = Math.round((inflight === 1 ? 2000 : 5000) * scale)
-            const down = await flow(downN, inflight, (l) => pub.publishAsync("devs-iot/bench-b/down", l, { qos: 1 }), (cb) => (onDown = cb))
+            await flow(200, inflight, (l) => b.write(l, { wait: inflight === 1 }), (cb) => (onUp = cb))
+            const pids = { gateway: gw.pid!, broker: broker.pid, clients: process.pid }
+            const runs: Record<"ref2" | "up" | "ref1" | "down", Run[]> = { ref2: [], up: [], ref1: [], down: [] }
+            for (let r = 0; r < ROUNDS; r++) {
+                runs.ref2.push(await measured(pids, () => flow(n, inflight, (l) => refPub(2, l), (cb) => (onRef = cb))))
+                runs.up.push(await measured(pids, () => flow(n, inflight, (l) => b.write(l, { wait: inflight === 1 }), (cb) => (onUp = cb))))
+                runs.ref1.push(await measured(pids, () => flow(n, inflight, (l) => refPub(1, l), (cb) => (onRef = cb))))
+                runs.down.push(await measured(pids, () => flow(downN, inflight, (l) => pub.publishAsync("devs-iot/bench-b/down", l, { qos: 1 }), (cb) => (onDown = cb))))
+            }
+            const ref2 = total(runs.ref2)
+            const up = total(runs.up)
+            const ref1 = total(runs.ref1)
+            const down = total(runs.down)
             data[`ref2_${inflight}`] = ref2
             data[`up_${inflight}`] = up
             data[`ref1_${inflight}`] = ref1
@@ -111,8 +166,8 @@ export async function mqttGateway(ctx: Context): Promise<SectionResult> {
             tables: [
                 {
                     title: "The MQTT gateway with Mosquitto 2.0 (lines of 32 bytes; rate from first send to last receipt; latency send to receipt)",
-                    head: ["path", "lines/s", "median", "p99", "target", "met"],
-                    rows: rows.map(([label, f, ref]) => [label, int(f.perSec), ms(f.median), ms(f.p99), ref ? `>= ${int(ref.perSec * 0.8)} (80 %)` : "", ref ? met(f.perSec >= ref.perSec * 0.8) : ""]),
+                    head: ["path", "lines/s", "median", "p99", "CPU us/line: gateway / broker / clients", "write calls/line: gateway / broker / clients", "target", "met"],
+                    rows: rows.map(([label, f, ref]) => [label, int(f.perSec), ms(f.median), ms(f.p99), perProcess(f.cpuUsPerLine, 0), perProcess(f.writesPerLine, 2), ref ? `>= ${int(ref.perSec * 0.8)} (80 %)` : "", ref ? met(f.perSec >= ref.perSec * 0.8) : ""]),
                 },
             ],
         }

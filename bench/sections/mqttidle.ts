@@ -3,25 +3,15 @@
 // a window with nothing but keepalives, each gateway's CPU (% of a core)
 // and RSS, and Mosquitto's.
 import { spawn, type ChildProcess } from "node:child_process"
-import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Mosquitto } from "../../test/kit/mosquitto.js"
 import { freePort } from "../../test/kit/util.js"
 import { ROOT } from "../../test/kit/devs.js"
-import { startWorker, withWorkers } from "../lib/proc.js"
+import { procUsage as usage, startWorker, withWorkers } from "../lib/proc.js"
 import { sleep, type Context, type SectionResult } from "../lib/context.js"
 import { int } from "../lib/table.js"
 
 const TIMEOUT = 2000
-
-// CPU ms (user + system) and RSS (MB) of a process, from /proc.
-function usage(pid: number): { cpuMs: number; rssMB: number } {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf-8")
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    const ticks = Number(f[11]) + Number(f[12])
-    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf-8"))
-    return { cpuMs: ticks * 10, rssMB: rss ? Number(rss[1]) / 1024 : NaN }
-}
 
 export async function mqttIdle(ctx: Context): Promise<SectionResult> {
     const total = ctx.quick ? 1000 : 10000

@@ -44,6 +44,10 @@ interface MqttInternals {
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
+// MQTT.js traces each step of each packet through `debug` (DEBUG=mqttjs*),
+// a few us per packet even when off: off unless asked for.
+const MQTT_TRACE = /mqttjs/.test(process.env["DEBUG"] ?? "") ? undefined : () => undefined
+
 // Down lines a board's link holds at most (well under maxQueuedLines).
 const DOWN_INFLIGHT = 256
 // The largest send window a board may have (config.ts: window, 1..120).
@@ -82,6 +86,24 @@ class PacketIds {
     }
 }
 
+// mqtt-packet corks a stream per packet and uncorks it on the next tick,
+// and MQTT.js handles the packets of one read one tick apart: each packet
+// left in its own system call (2 per up line with 64 in flight). Corked
+// until setImmediate, which comes after every tick and microtask of this
+// turn, all packets a turn sends (PUBLISHes of a board's burst, the
+// PUBRELs of a read full of PUBRECs) leave in one.
+const corkedStreams = new WeakSet<object>()
+function corkTurn(c: MqttClient): void {
+    const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
+    if (!s || !s.cork || corkedStreams.has(s)) return
+    corkedStreams.add(s)
+    s.cork()
+    setImmediate(() => {
+        corkedStreams.delete(s)
+        s.uncork!()
+    })
+}
+
 interface DownRecord {
     payload: string
     done: Promise<void>
@@ -93,6 +115,7 @@ class BoardSession {
     private mqtt: MqttClient | undefined
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
+    private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private down = new Map<number, DownRecord>()
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     // Down lines written to the link and not yet ACKed by the board: over
@@ -138,6 +161,7 @@ class BoardSession {
             connectTimeout: 10000,
             keepalive: 30,
             messageIdProvider: ids as never,
+            log: MQTT_TRACE,
             will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
@@ -163,10 +187,11 @@ class BoardSession {
             )
         }
         c.on("packetreceive", (p) => {
+            corkTurn(c) // the answers to this read (PUBREL, PUBACK) leave together
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
-                if (h) this.conn.settle(h)
+                if (h) this.settleSoon(h)
             }
         })
         c.on("connect", (connack) => {
@@ -196,6 +221,20 @@ class BoardSession {
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+    }
+
+    // MQTT.js handles the PUBRECs of one read one tick apart, and the link
+    // sends what a tick settled in one write. Node runs every queued tick
+    // before the microtasks, so settled together in a microtask, their ACKs
+    // leave in one write, and before the PUBRELs (corkTurn's setImmediate).
+    private settleSoon(h: HeldLine): void {
+        this.settling.push(h)
+        if (this.settling.length > 1) return
+        queueMicrotask(() => {
+            const lines = this.settling
+            this.settling = []
+            for (const l of lines) this.conn.settle(l)
+        })
     }
 
     // The board's link is down: drop its MQTT session without DISCONNECT,
@@ -270,6 +309,7 @@ class BoardSession {
             if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
+        corkTurn(c)
         client._sendPacket({ cmd: "publish", topic: boardTopic(this.conn.id, "up"), payload: h.payload, qos: 2, retain: false, messageId: pid, dup })
     }
 
