@@ -33,7 +33,7 @@ import { Sender } from "./sender.js"
 import type { Session } from "./seal.js"
 import type { Report } from "./report.js"
 import { idOfHead, parseTooLong, tooLongLine } from "./limits.js"
-import type { LinkRecord, LinkStore, SavedLink } from "./store.js"
+import type { Recorder } from "./store.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -171,11 +171,12 @@ export abstract class Link<S extends SocketState = SocketState> {
     protected conn: S | undefined = undefined
     protected up = false
     private closed = false
-    private seen = new SeenIds()
-    private peerEpoch: string | undefined = undefined
-    private sender: Sender
-    private inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
-    private inboxBytes = 0
+    // Not private: records.ts restores them (useStore).
+    seen = new SeenIds()
+    peerEpoch: string | undefined = undefined
+    sender: Sender
+    inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
+    inboxBytes = 0
     private unacked = 0
     private taken = new Fifo<Kept>() // read, ACK not yet released
     private holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
@@ -186,15 +187,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     protected events = new Fifo<LinkEvent>()
     private written: number[] = []
     private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
-    // Delivery state (store.ts). `durable` is the seen set as the store has
-    // it: only ids the application took, or whose ACK left before it did;
-    // an id that merely arrived is not in it, so after a restart its resend
-    // is delivered.
-    private store: LinkStore | undefined = undefined
-    private durable = new SeenIds()
-    private nextKept = 0
-    private savedSeq = -1
-    private recorded = false // the store holds this link's record
+    // The delivery state's records (records.ts, set by useStore()), or
+    // none: a board never records.
+    rec: Recorder | undefined = undefined
 
     // `epoch`: a random token drawn by the driver when this id sequence starts.
     constructor(role: Role, cfg: LinkConfig, epoch: string) {
@@ -209,39 +204,6 @@ export abstract class Link<S extends SocketState = SocketState> {
             maxQueuedLines: cfg.maxQueuedLines,
             maxQueuedBytes: cfg.maxQueuedBytes,
         })
-    }
-
-    // Keeps the delivery state in `store` from now on (before open()).
-    // `saved`: what an earlier life of this process left for this id; its
-    // epoch must be this Link's. The peer's resends of lines taken then are
-    // duplicates; lines owed then are sent again with their ids; lines ACKed
-    // then but not taken are read first.
-    useStore(store: LinkStore, saved: SavedLink | undefined): void {
-        this.store = store
-        if (saved !== undefined) {
-            const r = saved.link
-            if (r.peerEpoch !== "") this.peerEpoch = r.peerEpoch
-            this.durable.load(r.seen, r.newest)
-            this.seen.load(r.seen, r.newest)
-            this.stats.received = r.received
-            this.stats.duplicates = r.duplicates
-            this.stats.resent = r.resent
-            for (let i = 0; i < saved.kept.length; i++) {
-                const x = saved.kept[i]
-                const k = new Kept(x.payload.toString(), x.payload.length, x.id, 0, -1)
-                k.acked = true
-                k.key = x.key
-                if (x.key >= this.nextKept) this.nextKept = x.key + 1
-                this.inbox.push(k)
-                this.inboxBytes += k.bytes
-            }
-            this.sender.useStore(store, saved.owed, r.nextSeq)
-        } else this.sender.useStore(store, [], 0)
-        // Nothing is saved until something happens worth keeping (the link
-        // comes up, a line is taken or sent): an id whose link never comes up
-        // (a stranger's) leaves nothing behind.
-        this.savedSeq = this.sender.seqNext()
-        this.recorded = saved !== undefined
     }
 
     isSealed(): boolean {
@@ -259,11 +221,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     // one; sender.ts, "chosen ids").
     writeAs(line: string, qos: boolean, wait: boolean, id: number): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
-        const t = this.sender.enqueueAs(line, qos, wait, id)
-        // A line owed belongs to this link's record: without it, it would
-        // not be found at the next start.
-        if (qos && this.store !== undefined && !this.recorded) this.save()
-        return t
+        return this.sender.enqueueAs(line, qos, wait, id)
     }
 
     // The peer's announced line limit, or -1.
@@ -281,11 +239,8 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (!k.acked) {
             this.unacked--
             this.taken.push(k)
-            if (this.store !== undefined) {
-                this.durable.mark(k.id)
-                this.save()
-            }
-        } else if (k.key >= 0 && this.store !== undefined) this.store.dropKept(k.key)
+            if (this.rec !== undefined) this.rec.took(k.id)
+        } else if (k.key >= 0 && this.rec !== undefined) this.rec.unkeep(k.key)
         return k.payload
     }
 
@@ -320,7 +275,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     settle(line: HeldLine): void {
         const k = line.kept
         if (k.acked) {
-            if (k.key >= 0 && this.store !== undefined) this.store.dropKept(k.key)
+            if (k.key >= 0 && this.rec !== undefined) this.rec.unkeep(k.key)
             k.key = -1
             return
         }
@@ -328,10 +283,7 @@ export abstract class Link<S extends SocketState = SocketState> {
             return x !== k
         })
         k.taken = true
-        if (this.store !== undefined) {
-            this.durable.mark(k.id)
-            this.save()
-        }
+        if (this.rec !== undefined) this.rec.took(k.id)
         this.ack(k)
     }
 
@@ -543,7 +495,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
         if (this.up) {
             this.sender.admit()
-            if (this.store !== undefined && this.sender.seqNext() !== this.savedSeq) this.save()
+            if (this.rec !== undefined) this.rec.sending()
             while (total < this.cfg.maxWriteBytes) {
                 let b = this.sender.nextLine(now, this.written)
                 if (b === undefined) break
@@ -733,7 +685,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         this.stats.received++
         if (this.cfg.ackDelay === 0) {
             k.acked = true
-            this.keep(k)
+            if (this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)
             c.out += ackLine(id)
         } else {
             this.unacked++
@@ -747,7 +699,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     private ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
-        if (!k.taken) this.keep(k)
+        if (!k.taken && this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)
         const c = this.conn
         if (c !== undefined && this.mayAck(c, k)) this.sendAck(c, k)
         else this.held.push(k)
@@ -790,42 +742,10 @@ export abstract class Link<S extends SocketState = SocketState> {
         return later(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
     }
 
-    // A line whose ACK leaves before the application took it: with a store,
-    // recorded (payload and all) before the ACK, and as seen.
-    private keep(k: Kept): void {
-        const st = this.store
-        if (st === undefined) return
-        k.key = this.nextKept++
-        st.putKept({ key: k.key, id: k.id, payload: Buffer.from(k.payload) })
-        this.durable.mark(k.id)
-        this.save()
-    }
-
-    private save(): void {
-        const st = this.store
-        if (st === undefined) return
-        this.savedSeq = this.sender.seqNext()
-        this.recorded = true
-        const r: LinkRecord = {
-            epoch: this.epoch,
-            peerEpoch: this.peerEpoch === undefined ? "" : this.peerEpoch,
-            seen: this.durable.bytes(),
-            newest: this.durable.newestByte(),
-            nextSeq: this.savedSeq,
-            received: this.stats.received,
-            duplicates: this.stats.duplicates,
-            resent: this.stats.resent,
-        }
-        st.saveLink(r)
-    }
-
     // The peer restarted: ACKs owed to its earlier life are never sent.
     private forget(c: S): void {
         this.seen.clear()
-        if (this.store !== undefined) {
-            this.durable.clear()
-            this.save()
-        }
+        if (this.rec !== undefined) this.rec.forget()
         this.dropOwed(c)
     }
 
