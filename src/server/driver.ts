@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { Link, LinkError, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
+import { hold, Link, LinkError, settle, writeAs, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -138,7 +138,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         const wait = opts.wait ?? true
         let ticket: number
         try {
-            ticket = this.link.writeAs(line, qos, wait, opts.id ?? -1)
+            ticket = writeAs(this.link, line, qos, wait, opts.id ?? -1)
         } catch (e) {
             this.traffic.refused++
             if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++
@@ -198,7 +198,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // for settle(line), however long: the peer resends it until then, and its
     // full window stops it sending more. Waits across outages.
     hold(): Promise<HeldLine> {
-        const h = this.link.hold(clock())
+        const h = hold(this.link, clock())
         if (h !== undefined) {
             this.countIn(h.payload)
             this.pump()
@@ -210,7 +210,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
 
     // The relay has passed a held line on: ACK it to the peer.
     settle(line: HeldLine): void {
-        this.link.settle(line)
+        settle(this.link, line)
         this.pump()
     }
 
@@ -429,7 +429,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.releaseSoon()
         }
         while (this.holders.length > 0) {
-            const h = link.hold(now)
+            const h = hold(link, now)
             if (h === undefined) break
             this.countIn(h.payload)
             this.holders.shift()!.resolve(h)

@@ -112,17 +112,6 @@ export class Kept {
     }
 }
 
-// A line taken with Link.hold(): its payload, and what settle() ACKs.
-export class HeldLine {
-    payload: string
-    kept: Kept
-
-    constructor(payload: string, kept: Kept) {
-        this.payload = payload
-        this.kept = kept
-    }
-}
-
 // One TCP socket of a Link: its framer, timers, handshake phase and session.
 // Each end adds its handshake's fields (ClientSocket, ServerSocket).
 export class SocketState {
@@ -177,10 +166,10 @@ export abstract class Link<S extends SocketState = SocketState> {
     sender: Sender
     inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
     inboxBytes = 0
-    private unacked = 0
+    unacked = 0 // relay.ts reads this and the next two
     private taken = new Fifo<Kept>() // read, ACK not yet released
-    private holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
-    private lastRead = -1 // when the application last read
+    holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
+    lastRead = -1 // when the application last read
     private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
     private held = new Fifo<Kept>() // due ACKs of lines from an earlier socket, until this one's peer is known
     private sockets = 0 // sockets opened: the next socket's serial
@@ -213,15 +202,10 @@ export abstract class Link<S extends SocketState = SocketState> {
     // ---- the application's side
 
     // Queues a line; returns the ticket a "written" or "failed" event names.
-    write(line: string, qos: boolean, wait: boolean): number {
-        return this.writeAs(line, qos, wait, -1)
-    }
-
-    // As write, with the wire id chosen by the caller (1..255; -1: the next
-    // one; sender.ts, "chosen ids").
-    writeAs(line: string, qos: boolean, wait: boolean, id: number): number {
+    // `id`: the wire id a relay chose (relay.ts, writeAs()).
+    write(line: string, qos: boolean, wait: boolean, id?: number): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
-        return this.sender.enqueueAs(line, qos, wait, id)
+        return this.sender.enqueue(line, qos, wait, id === undefined ? -1 : id)
     }
 
     // The peer's announced line limit, or -1.
@@ -249,47 +233,6 @@ export abstract class Link<S extends SocketState = SocketState> {
     // next flush), so a crash before that loses no ACKed line.
     release(): void {
         for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) this.ack(k)
-    }
-
-    // The next received line for a relay (the MQTT gateway): its ACK waits
-    // for settle(line), however long, since the relay may ACK only once the
-    // line is safe further on. Unsettled lines keep the peer's window full,
-    // so the peer stops sending: that is the back-pressure.
-    hold(now: number): HeldLine | undefined {
-        this.lastRead = now
-        const k = this.inbox.shift()
-        if (k === undefined) return undefined
-        this.inboxBytes -= k.bytes
-        if (!k.acked) {
-            this.unacked--
-            this.holding.push(k)
-        }
-        return new HeldLine(k.payload, k)
-    }
-
-    // The relay has passed on a held line: ACK it now (or on the next socket
-    // of the same peer life; never toward a peer that restarted since).
-    // With a store, settling is the relay's take: recorded as seen (so a
-    // resend is a duplicate), and a kept record of the line (ACKed before
-    // it was held) goes, else a restart would give it again.
-    settle(line: HeldLine): void {
-        const k = line.kept
-        if (k.acked) {
-            if (k.key >= 0 && this.rec !== undefined) this.rec.unkeep(k.key)
-            k.key = -1
-            return
-        }
-        this.holding.retain(function (x: Kept) {
-            return x !== k
-        })
-        k.taken = true
-        if (this.rec !== undefined) this.rec.took(k.id)
-        this.ack(k)
-    }
-
-    // Lines held and not settled.
-    holdingCount(): number {
-        return this.holding.size()
     }
 
     readable(): number {
@@ -696,7 +639,7 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // The ACK of a kept line is due: sent at once when this socket may carry
     // it (see Kept), held otherwise until the socket comes up.
-    private ack(k: Kept): void {
+    ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
         if (!k.taken && this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)

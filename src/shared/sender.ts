@@ -21,7 +21,7 @@
 //   opens the window.
 // - resend: a qos message is sent again after `timeout` without ACK, and
 //   after every reconnect, with the same id, until ACKed.
-// - chosen ids (enqueueAs): a relay whose ids come from elsewhere names the
+// - chosen ids (relay.ts, writeAs): a relay whose ids come from elsewhere names the
 //   wire id (the MQTT gateway, from the broker's packet ids:
 //   docs/protocol.md, "The MQTT gateway"); the sequence skips forward to it,
 //   so ids still only move forward and 00 is never sent again.
@@ -111,13 +111,9 @@ export class Sender {
     }
 
     // Validates and queues a line; returns its ticket. Throws LinkError.
-    enqueue(line: string, qos: boolean, wait: boolean): number {
-        return this.enqueueAs(line, qos, wait, -1)
-    }
-
-    // As enqueue, sent with wire id `id` (1..255; -1: the next one).
-    enqueueAs(line: string, qos: boolean, wait: boolean, id: number): number {
-        if (id !== -1 && !(id >= 1 && id <= 255 && id === Math.floor(id))) throw new LinkError("ETYPE", "a chosen message id must be 1..255, not " + id)
+    // `id`: the wire id chosen by the writer (1..255, checked by relay.ts),
+    // -1: the next one.
+    enqueue(line: string, qos: boolean, wait: boolean, id: number): number {
         const payload = checkLine(line, this.limits.maxLineBytes)
         if (this.peerMax >= 0 && payload.length > this.peerMax)
             throw new LinkError("ETOOLONG", "line is " + payload.length + " bytes, more than the peer's limit (" + this.peerMax + ", from its hello)")

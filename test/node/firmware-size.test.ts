@@ -1,8 +1,8 @@
 // What the board images compile in, from the build's size reports
 // (build/devs/<image>.sizes.md, written by tools/build-devs.mjs in npm run
 // build): an image without a key carries no handshake, sealing or crypto,
-// no board image carries the server's end of the Link, nor the delivery
-// state's records.
+// no board image carries the server's end of the Link, the delivery
+// state's records or a relay's calls.
 import assert from "node:assert/strict"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -16,6 +16,9 @@ const SERVER_ONLY = ["ServerLink", "ServerSocket", "openAuthenticated", "openHel
 // The delivery state's records (records.ts): only the Node shell passes a
 // store in, so a board image (which never records) must not reach them.
 const RECORDS_ONLY = ["useStore", "restoreOwed", "StoreRecorder", "owe", "paid", "unkeep", "took", "sending"]
+
+// A relay's calls (relay.ts): chosen ids and held lines, the gateway's.
+const RELAY_ONLY = ["writeAs", "hold", "settle", "holdingCount", "HeldLine"]
 
 function functions(image: string): Set<string> {
     const text = readFileSync(join(REPO, "build/devs", `${image}.sizes.md`), "utf8")
@@ -54,5 +57,14 @@ describe("firmware images", function () {
         }
         const src = readFileSync(join(REPO, "src/shared/records.ts"), "utf8") + readFileSync(join(REPO, "src/shared/store.ts"), "utf8")
         for (const name of RECORDS_ONLY) assert.ok(new RegExp(`\\b${name}\\(|class ${name}\\b`).test(src), `records.ts: ${name} missing (renamed?)`)
+    })
+
+    it("a board image compiles none of a relay's calls (chosen ids, held lines); the link test image has them", function () {
+        for (const image of ["demo", "remote", "qos", "qos-fast", "demo-keyed"]) {
+            const f = functions(image)
+            for (const name of RELAY_ONLY) assert.ok(!f.has(name), `${image}: ${name} compiled in`)
+        }
+        const tests = functions("link-tests")
+        for (const name of RELAY_ONLY) assert.ok(tests.has(name), `link-tests: ${name} missing (renamed?)`)
     })
 })
