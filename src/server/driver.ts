@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { hold, Link, LinkError, settle, writeAs, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
+import { hold, isClosed, Link, LinkError, queuedWrites, readable, settle, unsentBytes, wantsRead, writeAs, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -159,7 +159,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.tookLines()
             return Promise.resolve(s)
         }
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.readers.push({ many: 0, resolve: resolve as (l: string | string[]) => void, reject }))
     }
 
@@ -178,7 +178,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.tookLines()
             return Promise.resolve(lines)
         }
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.readers.push({ many: max, resolve: resolve as (l: string | string[]) => void, reject }))
     }
 
@@ -204,7 +204,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.pump()
             return Promise.resolve(h)
         }
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.holders.push({ resolve, reject }))
     }
 
@@ -221,7 +221,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // Resolves when the link is up (at once if it is).
     connected(): Promise<void> {
         if (this.link.status()) return Promise.resolve()
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.upWaiters.push({ resolve, reject }))
     }
 
@@ -241,7 +241,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
 
     // Lines waiting to go out (queued or un-ACKed) and received lines not read yet.
     queued(): { out: number; in: number } {
-        return { out: this.link.queuedWrites(), in: this.link.readable() }
+        return { out: queuedWrites(this.link), in: readable(this.link) }
     }
 
     async *[Symbol.asyncIterator](): AsyncIterator<string> {
@@ -439,7 +439,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             const cut = this.overBounds(s, now)
             if (cut !== undefined) return this.cut(cut.code, cut.detail)
             const g = this.guard
-            if (link.wantsRead() && (g === undefined || (!g.gated && g.unsentSince < 0))) {
+            if (wantsRead(link) && (g === undefined || (!g.gated && g.unsentSince < 0))) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
@@ -488,7 +488,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         if (b === undefined || g === undefined) return undefined
         if (g.budget.flooding(now))
             return { code: "flood", detail: `over its budget (${b.lineBudget} lines, ${b.byteBudget} bytes a second of keepalives, duplicates, stray ACKs or bad lines) for ${b.floodTime} ms: connection cut` }
-        const unsent = s.writableLength + this.link.unsentBytes()
+        const unsent = s.writableLength + unsentBytes(this.link)
         if (unsent <= b.maxUnsentBytes) {
             if (g.unsentSince >= 0) clearUnsent(g)
             return undefined

@@ -157,9 +157,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     readonly epoch: string
     readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
-    protected conn: S | undefined = undefined
+    conn: S | undefined = undefined // public, as the next few: linkinfo.ts reads them
     protected up = false
-    private closed = false
+    closed = false
     // Not private: records.ts restores them (useStore).
     seen = new SeenIds()
     peerEpoch: string | undefined = undefined
@@ -175,7 +175,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     private sockets = 0 // sockets opened: the next socket's serial
     protected events = new Fifo<LinkEvent>()
     private written: number[] = []
-    private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
+    peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
     // The delivery state's records (records.ts, set by useStore()), or
     // none: a board never records.
     rec: Recorder | undefined = undefined
@@ -195,10 +195,6 @@ export abstract class Link<S extends SocketState = SocketState> {
         })
     }
 
-    isSealed(): boolean {
-        return this.conn !== undefined && this.conn.session !== undefined
-    }
-
     // ---- the application's side
 
     // Queues a line; returns the ticket a "written" or "failed" event names.
@@ -206,11 +202,6 @@ export abstract class Link<S extends SocketState = SocketState> {
     write(line: string, qos: boolean, wait: boolean, id?: number): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
         return this.sender.enqueue(line, qos, wait, id === undefined ? -1 : id)
-    }
-
-    // The peer's announced line limit, or -1.
-    peerLimit(): number {
-        return this.peerMax
     }
 
     // The next received line, or undefined. Its ACK is owed until release().
@@ -235,42 +226,13 @@ export abstract class Link<S extends SocketState = SocketState> {
         for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) this.ack(k)
     }
 
-    readable(): number {
-        return this.inbox.size()
-    }
-
     status(): boolean {
         return this.up
-    }
-
-    isClosed(): boolean {
-        return this.closed
-    }
-
-    queuedWrites(): number {
-        return this.sender.queued() + this.sender.inflightCount()
     }
 
     // Received bytes not yet cut into lines (the board caps this).
     unframed(): number {
         return this.conn ? this.conn.framer.buffered() : 0
-    }
-
-    hasSocket(): boolean {
-        return this.conn !== undefined
-    }
-
-    // Control lines waiting for the driver (ACKs above all): with the
-    // socket's own buffer, what a peer that does not read makes us hold.
-    unsentBytes(): number {
-        const c = this.conn
-        return c === undefined ? 0 : c.out.length + c.pre.length
-    }
-
-    // False when the backlog is full in pause mode: the driver stops reading.
-    wantsRead(): boolean {
-        const c = this.conn
-        return c !== undefined && !this.paused(c)
     }
 
     // Closes the link for good: writes not yet complete fail with ECLOSED.
@@ -731,7 +693,7 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // Node: a full backlog stops reading the socket (back-pressure); that
     // pause is not an outage.
-    private paused(c: S): boolean {
+    paused(c: S): boolean {
         return this.cfg.onFull === "pause" && c.backlog.size() > 0 && c.backlogBytes >= this.cfg.maxBacklogBytes
     }
 

@@ -2,7 +2,7 @@
 // call as they go when the Node shell gave them a store with useStore().
 // The core reaches it only through the Recorder interface, so a board,
 // which never records, compiles none of it (DeviceScript compiles only what
-// is reachable from the entry; docs/board.md, "Firmware size").
+// is reachable from the entry; docs/benchmarks.md, "Board bytecode").
 import { SeenIds } from "./dedup.js"
 import { wireId } from "./ids.js"
 import { Kept, type Link } from "./link.js"
@@ -20,8 +20,8 @@ export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | u
     if (saved !== undefined) {
         const s = saved.link
         if (s.peerEpoch !== "") link.peerEpoch = s.peerEpoch
-        r.durable.load(s.seen, s.newest)
-        link.seen.load(s.seen, s.newest)
+        load(r.durable, s.seen, s.newest)
+        load(link.seen, s.seen, s.newest)
         link.stats.received = s.received
         link.stats.duplicates = s.duplicates
         link.stats.resent = s.resent
@@ -43,6 +43,11 @@ export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | u
     r.recorded = saved !== undefined
     link.rec = r
     sender.rec = r
+}
+
+function load(set: SeenIds, bits: number[], newest: number): void {
+    set.bits = bits.slice(0)
+    set.newest = newest
 }
 
 // Lines an earlier life owed (in key order): sent again with their ids.
@@ -128,8 +133,8 @@ class StoreRecorder implements Recorder {
         const r: LinkRecord = {
             epoch: l.epoch,
             peerEpoch: l.peerEpoch === undefined ? "" : l.peerEpoch,
-            seen: this.durable.bytes(),
-            newest: this.durable.newestByte(),
+            seen: this.durable.bits.slice(0),
+            newest: this.durable.newest,
             nextSeq: this.savedSeq,
             received: l.stats.received,
             duplicates: l.stats.duplicates,

@@ -105,11 +105,6 @@ export class Sender {
         this.zeroFirst = on
     }
 
-    // For tests of long-running links: continue as if `n` messages had been sent.
-    skipTo(n: number): void {
-        this.nextSeq = n
-    }
-
     // Validates and queues a line; returns its ticket. Throws LinkError.
     // `id`: the wire id chosen by the writer (1..255, checked by relay.ts),
     // -1: the next one.

@@ -2,7 +2,7 @@
 // (build/devs/<image>.sizes.md, written by tools/build-devs.mjs in npm run
 // build): an image without a key carries no handshake, sealing or crypto,
 // no board image carries the server's end of the Link, the delivery
-// state's records or a relay's calls.
+// state's records, a relay's calls or what only the Node shell reads.
 import assert from "node:assert/strict"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -19,6 +19,9 @@ const RECORDS_ONLY = ["useStore", "restoreOwed", "StoreRecorder", "owe", "paid",
 
 // A relay's calls (relay.ts): chosen ids and held lines, the gateway's.
 const RELAY_ONLY = ["writeAs", "hold", "settle", "holdingCount", "HeldLine"]
+
+// What the Node shell and the tests read of a Link (linkinfo.ts).
+const NODE_READS = ["isSealed", "peerLimit", "readable", "isClosed", "queuedWrites", "hasSocket", "unsentBytes", "wantsRead"]
 
 function functions(image: string): Set<string> {
     const text = readFileSync(join(REPO, "build/devs", `${image}.sizes.md`), "utf8")
@@ -66,5 +69,14 @@ describe("firmware images", function () {
         }
         const tests = functions("link-tests")
         for (const name of RELAY_ONLY) assert.ok(tests.has(name), `link-tests: ${name} missing (renamed?)`)
+    })
+
+    it("a board image compiles none of what only the Node shell reads of a Link; the VM test images have those they use", function () {
+        for (const image of ["demo", "remote", "qos", "qos-fast", "demo-keyed"]) {
+            const f = functions(image)
+            for (const name of NODE_READS) assert.ok(!f.has(name), `${image}: ${name} compiled in`)
+        }
+        const tests = new Set([...functions("shared-tests"), ...functions("link-tests"), ...functions("limits-tests")])
+        for (const name of ["isSealed", "peerLimit", "wantsRead"]) assert.ok(tests.has(name), `VM test images: ${name} missing (renamed?)`)
     })
 })

@@ -1,4 +1,4 @@
-import { ClientLink, HeldLine, hold, holdingCount, settle, writeAs, IdReader, ServerLink, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { ClientLink, HeldLine, hold, wantsRead, holdingCount, settle, writeAs, IdReader, ServerLink, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { blanks, boardCfg, clientDrive, Drive, nodeCfg, serverDrive } from "./drive.js"
 import { eq, eqList, ok, suite, throwsCode } from "./harness.js"
 
@@ -186,14 +186,14 @@ export const linkSuite = suite("link", function (test) {
         const d = v1Server({ maxReceivedLines: 2, maxBacklogBytes: 0 })
         d.reads = false
         d.feed("01a\n02b\n03c\n")
-        eq(d.link.wantsRead(), false, "reading paused")
+        eq(wantsRead(d.link), false, "reading paused")
         d.advance(20000)
         eq(d.count("close"), 0, "no outage while paused")
         d.reads = true
         d.pump()
         d.pump()
         eqList(d.rx, ["a", "b", "c"], "all delivered")
-        eq(d.link.wantsRead(), true, "reading again")
+        eq(wantsRead(d.link), true, "reading again")
     })
 
     // ---- receiving
@@ -545,7 +545,7 @@ export const linkSuite = suite("link", function (test) {
         d.reads = false
         d.feed("01a\n02b\n03c\n04d\n")
         eq(d.take(), "01\n02\n", "two kept and ACKed")
-        eq(d.link.wantsRead(), false, "paused")
+        eq(wantsRead(d.link), false, "paused")
         d.reads = true
         d.pump()
         d.pump()
