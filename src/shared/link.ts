@@ -185,14 +185,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         this.role = role
         this.cfg = cfg
         this.epoch = epoch
-        this.sender = new Sender({
-            timeout: cfg.timeout,
-            maxLineBytes: cfg.maxLineBytes,
-            window: cfg.window,
-            maxInflightBytes: cfg.maxInflightBytes,
-            maxQueuedLines: cfg.maxQueuedLines,
-            maxQueuedBytes: cfg.maxQueuedBytes,
-        })
+        this.sender = new Sender(cfg) // its limits are settings of the link
     }
 
     // ---- the application's side
