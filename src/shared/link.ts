@@ -157,16 +157,18 @@ export abstract class Link<S extends SocketState = SocketState> {
     readonly epoch: string
     readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
-    conn: S | undefined = undefined // public, as the next few: linkinfo.ts reads them
+    // Fields without `private` below are read or restored by the free
+    // functions of records.ts, relay.ts and linkinfo.ts, kept out of the
+    // class so that a board compiles none of them; nothing else uses them.
+    conn: S | undefined = undefined
     protected up = false
     closed = false
-    // Not private: records.ts restores them (useStore).
     seen = new SeenIds()
     peerEpoch: string | undefined = undefined
     sender: Sender
     inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
     inboxBytes = 0
-    unacked = 0 // relay.ts reads this and the next two
+    unacked = 0
     private taken = new Fifo<Kept>() // read, ACK not yet released
     holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
     lastRead = -1 // when the application last read
