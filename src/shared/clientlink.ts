@@ -39,8 +39,9 @@ import { Link, sealedLimit, SocketState } from "./link.js"
 export interface KeyedSteps {
     nonce(a: LinkAuth): string
     answer(a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string
-    verify(a: LinkAuth, t: Transcript, mac: string): boolean
-    session(a: LinkAuth, t: Transcript, encrypt: boolean): Session
+    // The server's proof line (`!auth`): the session it opens, or undefined
+    // when it is not a proof or does not verify.
+    proof(a: LinkAuth, t: Transcript, l: Line): Session | undefined
     // The key a server's `!rekey` line pushes (rekey.ts), or why not.
     rekey(a: LinkAuth, id: string, text: string): Buffer | string
 }
@@ -169,14 +170,12 @@ export class ClientLink extends Link<ClientSocket> {
     private proof(c: ClientSocket, l: Line, now: number): boolean {
         if (l.kind === "keepalive") return true
         const a = this.auth as LinkAuth
-        const k = a.steps as KeyedSteps
-        const t = this.transcript(c)
-        if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !k.verify(a, t, helloField(l.text, "mac"))) {
+        const s = (a.steps as KeyedSteps).proof(a, this.transcript(c), l)
+        if (s === undefined) {
             this.authFail(now, "wrong key: the server's proof does not verify")
             return true
         }
-        // A server whose key file says this id must encrypt asks for it.
-        c.session = k.session(a, t, a.encrypt || helloField(l.text, "enc") === "1")
+        c.session = s
         this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
         c.pre = c.out
         c.out = ""

@@ -4,7 +4,8 @@
 // in the LinkAuth, so a board built without a key compiles none of the
 // handshake, the sealing or the crypto (DeviceScript compiles only what is
 // reachable from the entry; docs/board.md, "Firmware size").
-import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript } from "./auth.js"
+import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript } from "./auth.js"
+import type { Line } from "./codec.js"
 import type { Crypto } from "./crypto.js"
 import type { KeyedSteps, LinkAuth } from "./clientlink.js"
 import type { Session } from "./seal.js"
@@ -24,11 +25,10 @@ function keyedSteps(): KeyedSteps {
         answer: function (a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string {
             return answerLine(epoch, nc, proof(a.crypto, a.key as Buffer, "client", t), max)
         },
-        verify: function (a: LinkAuth, t: Transcript, mac: string): boolean {
-            return proofOk(a.crypto, a.key as Buffer, "server", t, mac)
-        },
-        session: function (a: LinkAuth, t: Transcript, encrypt: boolean): Session {
-            return deriveSession(a.crypto, a.key as Buffer, "client", t, encrypt)
+        proof: function (a: LinkAuth, t: Transcript, l: Line): Session | undefined {
+            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, a.key as Buffer, "server", t, helloField(l.text, "mac"))) return undefined
+            // A server whose key file says this id must encrypt asks for it.
+            return deriveSession(a.crypto, a.key as Buffer, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
         },
         rekey: function (a: LinkAuth, id: string, text: string): Buffer | string {
             return parseRekey(a.crypto, id, text)
