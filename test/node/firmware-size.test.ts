@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { REPO } from "../../src/server/cli/sim.js"
 
-const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "keyStore", "parseRekey", "linkAuth"]
+const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "keyStore", "parseRekey", "linkAuth", "validNonce", "newNonce", "answerLine"]
 // The server's end (serverlink.ts) and report parsing: DeviceScript compiles
 // every method of a class a board uses, so a board must not reach them.
 const SERVER_ONLY = ["ServerLink", "ServerSocket", "openAuthenticated", "openHelloed", "mayTakeOver", "sendSecret", "endProbe", "noHello", "parseReport"]
