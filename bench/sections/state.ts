@@ -12,7 +12,7 @@ import type { SendMode } from "../workers/ops.js"
 import { int, met } from "../lib/table.js"
 import { measure, type Rate } from "./throughput.js"
 import { DiskState } from "../../src/server/state.js"
-import { ServerLink, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
+import { ServerLink, nodeDefaults, resolveConfig, useStore } from "../../src/shared/index.js"
 
 interface Store {
     key: string
@@ -51,7 +51,7 @@ function diskPerId(ids: number): Promise<StateData["disk"]> {
             const cfg = resolveConfig({}, nodeDefaults())
             for (let i = 0; i < ids; i++) {
                 const l = new ServerLink(cfg, "e" + i)
-                l.useStore(st.forId(`board-${i}`), undefined)
+                useStore(l, st.forId(`board-${i}`), undefined)
                 l.write("first", true, false) // records the link; its line is dropped below
             }
             st.commit()

@@ -119,11 +119,11 @@ export class Client {
             buffers: cfg.maxReceivedBytes + cfg.maxBacklogBytes + cfg.maxQueuedBytes + cfg.maxInflightBytes,
         })
         this.rawCap = budget.bytes
-        console.log("devs-iot " + opts.id + ": framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heap + ", line limit " + cfg.maxLineBytes + ")")
-        if (budget.short > 0)
-            console.log("devs-iot " + opts.id + ": the heap is " + budget.short + " bytes short for these link settings: lower maxLineBytes, maxReceivedBytes, maxBacklogBytes, maxQueuedBytes or maxInflightBytes")
-        this.opts = opts
         this.id = opts.id
+        this.log("framing buffer " + budget.bytes + " bytes (" + arch + " heap " + heap + ", line limit " + cfg.maxLineBytes + ")")
+        if (budget.short > 0)
+            this.log("the heap is " + budget.short + " bytes short for these link settings: lower maxLineBytes, maxReceivedBytes, maxBacklogBytes, maxQueuedBytes or maxInflightBytes")
+        this.opts = opts
         const sl = parseServers(opts.host, port)
         if (sl.problem !== "") throw new LinkError("ECONFIG", "host: " + sl.problem)
         this.servers = sl.list
@@ -164,7 +164,7 @@ export class Client {
         }
         this.net.onLost(function () {
             self.rejoin.lostIp()
-            console.log("devs-iot " + self.id + ": network: WiFi lost its IP address")
+            self.log("network: WiFi lost its IP address")
         })
         const wd = opts.watchdog === undefined ? WATCHDOG.dflt : opts.watchdog
         if (wd) this.wd = new Watchdog(wd)
@@ -259,7 +259,12 @@ export class Client {
     // ---- inside
 
     private say(s: string): void {
-        if (this.opts.verbose) console.log("devs-iot " + this.id + ": " + s)
+        if (this.opts.verbose) this.log(s)
+    }
+
+    // Always logged.
+    private log(s: string): void {
+        console.log("devs-iot " + this.id + ": " + s)
     }
 
     // Tells the watchdog what happened; only real progress counts (see
@@ -278,7 +283,7 @@ export class Client {
         while (wd.running()) {
             await ds.sleep(1000)
             if (!wd.expired(ds.millis())) continue
-            console.log("devs-iot " + this.id + ": watchdog: no progress for " + wd.limit + " ms, rebooting")
+            this.log("watchdog: no progress for " + wd.limit + " ms, rebooting")
             if (this.opts.onWatchdog) this.opts.onWatchdog()
             else ds.reboot()
             return
@@ -307,7 +312,7 @@ export class Client {
         while (!this.closed) {
             if (this.rejoin.shouldRejoin()) {
                 // Always logged: the board drops WiFi only for a reason.
-                console.log("devs-iot " + this.id + ": network: " + this.rejoin.reason() + ": rejoining " + this.net.name)
+                this.log("network: " + this.rejoin.reason() + ": rejoining " + this.net.name)
                 this.note("rejoin")
                 await this.net.rejoin(4 * timeout)
                 this.rejoin.rejoined()
@@ -348,7 +353,7 @@ export class Client {
             } catch (e) {
                 // An exception on this link (crypto, a line) must not stop
                 // the board: close the socket, log, and connect again.
-                console.log("devs-iot " + this.id + ": error on the link, closing it: " + errorText(e))
+                this.log("error on the link, closing it: " + errorText(e))
                 sock.close()
             }
             this.sock = undefined
@@ -365,7 +370,7 @@ export class Client {
             if (this.closed) break
             const delay = this.backoff.next(randomUnit())
             // A refusal is always logged, on the 1st, 2nd, 4th... in a row.
-            if (this.refusal !== "" && this.backoff.shouldReport()) console.log("devs-iot " + this.id + ": " + this.refusal + "; retry in " + delay + " ms")
+            if (this.refusal !== "" && this.backoff.shouldReport()) this.log(this.refusal + "; retry in " + delay + " ms")
             this.refusal = ""
             this.say("link down (" + (sock.error !== "" ? sock.error : "closed") + "); reconnect in " + delay + " ms")
             await this.pause(delay)
@@ -412,8 +417,8 @@ export class Client {
         this.pushed = undefined
         if (await ks.keep(k)) {
             this.link.confirmKey(this.pushedKcv)
-            console.log("devs-iot " + this.id + ": key pushed by the server, kept: using it from the next connect")
-        } else console.log("devs-iot " + this.id + ": key pushed by the server could not be kept (IOT_KEYN)")
+            this.log("key pushed by the server, kept: using it from the next connect")
+        } else this.log("key pushed by the server could not be kept (IOT_KEYN)")
     }
 
     // The board's report of itself; the Link sends it only to a devs-iot
@@ -487,8 +492,8 @@ export class Client {
             } else if (e.type === "notice") {
                 // A failed authentication and a refused line are always logged, verbose or not.
                 if (e.code === "refused") this.refusal = e.detail
-                else if (e.code === "auth") console.log("devs-iot " + this.id + ": authentication failed: " + e.detail)
-                else if (e.code === "too-long" || e.code === "line-refused") console.log("devs-iot " + this.id + ": " + e.code + ": " + e.detail)
+                else if (e.code === "auth") this.log("authentication failed: " + e.detail)
+                else if (e.code === "too-long" || e.code === "line-refused") this.log(e.code + ": " + e.detail)
                 else this.say(e.code + ": " + e.detail)
             }
         }

@@ -101,27 +101,16 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
     return n
 }
 
-function def(name: string): SettingDef {
-    const defs = boardSettingDefs()
-    for (let i = 0; i < defs.length; i++) if (defs[i].name === name) return defs[i]
-    throw new ConfigError("no setting " + name)
-}
-
-function num(name: string, v: unknown): number {
-    return settingValue(def(name), v) as number
-}
-
 export function checkConfig(c: AppConfig): AppConfig {
     const p = checkClientId(c.id)
     if (p !== "") throw new ConfigError("setting IOT_ID: " + p)
     if (typeof c.host !== "string" || c.host === "") throw new ConfigError("setting IOT_HOST is missing: set it to the server's address in .env.local")
     const servers = parseServers(c.host, c.port)
     if (servers.problem !== "") throw new ConfigError("setting IOT_HOST: " + servers.problem)
-    num("IOT_PORT", c.port)
-    num("IOT_TIMEOUT", c.timeout)
-    num("IOT_INTERVAL", c.interval)
-    num("IOT_WATCHDOG", c.watchdog)
-    if (c.report !== undefined) num("IOT_REPORT", c.report)
+    // The whole-number settings, checked against their rows.
+    const ints: { [name: string]: number | undefined } = { IOT_PORT: c.port, IOT_TIMEOUT: c.timeout, IOT_INTERVAL: c.interval, IOT_WATCHDOG: c.watchdog, IOT_REPORT: c.report }
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) if (defs[i].kind === "int") settingValue(defs[i], ints[defs[i].name])
     const k = c.key === undefined ? "" : c.key
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")

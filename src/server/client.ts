@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, ClientLink, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, ClientLink, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
 import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
@@ -56,7 +56,7 @@ export class Client extends LinkDriver<ClientLink> {
         super(new ClientLink(cfg, saved?.link.epoch ?? randomBytes(4).toString("hex"), opts.id), log.child({ client: opts.id }))
         if (opts.state) {
             this.state = opts.state
-            this.link.useStore(opts.state.forId(opts.id), saved)
+            useStore(this.link, opts.state.forId(opts.id), saved)
         }
         this.id = opts.id
         if (opts.key !== undefined) {

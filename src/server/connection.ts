@@ -3,7 +3,7 @@
 // un-ACKed messages and set of seen ids.
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
-import { ServerLink, type AuthOutcome, type LinkConfig } from "../shared/index.js"
+import { isSealed, ServerLink, useStore, type AuthOutcome, type LinkConfig } from "../shared/index.js"
 import { clock, LinkDriver, type PeerBounds } from "./driver.js"
 import type { Logger } from "./log.js"
 import type { StateStore } from "./state.js"
@@ -28,7 +28,7 @@ export class Connection extends LinkDriver<ServerLink> {
         super(new ServerLink(cfg, saved?.link.epoch ?? epoch ?? randomBytes(4).toString("hex")), log, id)
         if (state) {
             this.state = state
-            this.link.useStore(state.forId(id), saved)
+            useStore(this.link, state.forId(id), saved)
         }
         this.id = id
         this.setBounds(bounds)
@@ -93,7 +93,7 @@ export class Connection extends LinkDriver<ServerLink> {
 
     // True while the link is up with the id's key (every line sealed).
     get authenticated(): boolean {
-        return this.link.isSealed()
+        return isSealed(this.link)
     }
 
     /** @internal */

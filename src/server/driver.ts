@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { Link, LinkError, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
+import { hold, isClosed, Link, LinkError, queuedWrites, readable, settle, unsentBytes, wantsRead, writeAs, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -139,7 +139,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         const wait = opts.wait ?? true
         let ticket: number
         try {
-            ticket = this.link.writeAs(line, qos, wait, opts.id ?? -1)
+            ticket = writeAs(this.link, line, qos, wait, opts.id ?? -1)
         } catch (e) {
             this.traffic.refused++
             if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++
@@ -156,7 +156,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     readline(): Promise<string> {
         const s = this.take()
         if (s !== undefined) return Promise.resolve(s)
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.readers.push({ many: 0, resolve: resolve as (l: string | string[]) => void, reject }))
     }
 
@@ -184,7 +184,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.tookLines()
             return Promise.resolve(lines)
         }
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.readers.push({ many: max, resolve: resolve as (l: string | string[]) => void, reject }))
     }
 
@@ -204,19 +204,19 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // for settle(line), however long: the peer resends it until then, and its
     // full window stops it sending more. Waits across outages.
     hold(): Promise<HeldLine> {
-        const h = this.link.hold(clock())
+        const h = hold(this.link, clock())
         if (h !== undefined) {
             this.countIn(h.payload)
             this.pump()
             return Promise.resolve(h)
         }
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.holders.push({ resolve, reject }))
     }
 
     // The relay has passed a held line on: ACK it to the peer.
     settle(line: HeldLine): void {
-        this.link.settle(line)
+        settle(this.link, line)
         this.pump()
     }
 
@@ -227,7 +227,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // Resolves when the link is up (at once if it is).
     connected(): Promise<void> {
         if (this.link.status()) return Promise.resolve()
-        if (this.link.isClosed()) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
+        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
         return new Promise((resolve, reject) => this.upWaiters.push({ resolve, reject }))
     }
 
@@ -247,7 +247,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
 
     // Lines waiting to go out (queued or un-ACKed) and received lines not read yet.
     queued(): { out: number; in: number } {
-        return { out: this.link.queuedWrites(), in: this.link.readable() }
+        return { out: queuedWrites(this.link), in: readable(this.link) }
     }
 
     // The received lines, one per step, until the link closes. Written out
@@ -456,7 +456,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             else this.releaseSoon()
         }
         while (this.holders.length > 0) {
-            const h = link.hold(now)
+            const h = hold(link, now)
             if (h === undefined) break
             this.countIn(h.payload)
             this.holders.shift()!.resolve(h)
@@ -466,7 +466,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             const cut = this.overBounds(s, now)
             if (cut !== undefined) return this.cut(cut.code, cut.detail)
             const g = this.guard
-            if (link.wantsRead() && (g === undefined || (!g.gated && g.unsentSince < 0))) {
+            if (wantsRead(link) && (g === undefined || (!g.gated && g.unsentSince < 0))) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }
@@ -515,7 +515,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         if (b === undefined || g === undefined) return undefined
         if (g.budget.flooding(now))
             return { code: "flood", detail: `over its budget (${b.lineBudget} lines, ${b.byteBudget} bytes a second of keepalives, duplicates, stray ACKs or bad lines) for ${b.floodTime} ms: connection cut` }
-        const unsent = s.writableLength + this.link.unsentBytes()
+        const unsent = s.writableLength + unsentBytes(this.link)
         if (unsent <= b.maxUnsentBytes) {
             if (g.unsentSince >= 0) clearUnsent(g)
             return undefined

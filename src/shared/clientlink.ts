@@ -26,7 +26,7 @@ import { Line } from "./codec.js"
 import { LinkConfig } from "./config.js"
 import { LinkError } from "./errors.js"
 import { helloLine, parseHello, probeBlanks } from "./hello.js"
-import { helloField, Transcript, validNonce } from "./auth.js"
+import { helloField } from "./auth.js"
 import type { Session } from "./seal.js"
 import type { Crypto } from "./crypto.js"
 import { parseRefusal, refusalNotice } from "./refusal.js"
@@ -37,10 +37,13 @@ import { Link, sealedLimit, SocketState } from "./link.js"
 // What a keyed client does that a plain one never does (keyed.ts provides
 // it, through linkAuth()).
 export interface KeyedSteps {
-    nonce(a: LinkAuth): string
-    answer(a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string
-    verify(a: LinkAuth, t: Transcript, mac: string): boolean
-    session(a: LinkAuth, t: Transcript, encrypt: boolean): Session
+    // The server's challenge (a hello with `epoch`, its fields in `text`):
+    // the answer line, with the socket's transcript fields set, or "" when
+    // it is no valid challenge.
+    answer(a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string): string
+    // The server's proof line (`!auth`): the session it opens, or undefined
+    // when it is not a proof or does not verify.
+    proof(a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line): Session | undefined
     // The key a server's `!rekey` line pushes (rekey.ts), or why not.
     rekey(a: LinkAuth, id: string, text: string): Buffer | string
 }
@@ -69,7 +72,7 @@ export class ClientSocket extends SocketState {
 }
 
 export class ClientLink extends Link<ClientSocket> {
-    private clientId: string
+    readonly clientId: string
     private auth: LinkAuth | undefined = undefined
 
     // `epoch`: drawn when this client's id sequence starts; `clientId`: the
@@ -131,18 +134,13 @@ export class ClientLink extends Link<ClientSocket> {
         if (a !== undefined && a.key !== undefined) {
             // A keyed client never goes on plain: a server (or someone in
             // between) that does not challenge is refused.
-            const ns = epoch !== undefined && l.kind === "ext" ? helloField(l.text, "auth") : ""
-            if (epoch === undefined || epoch === "" || !validNonce(ns)) {
+            const answer = epoch !== undefined && epoch !== "" && l.kind === "ext" ? (a.steps as KeyedSteps).answer(a, this, c, l.text, epoch) : ""
+            if (answer === "") {
                 this.authFail(now, "the server did not ask this keyed client to authenticate")
                 return true
             }
-            const k = a.steps as KeyedSteps
             c.peer = "devs-iot"
-            c.ns = ns
-            c.nc = k.nonce(a)
-            c.es = epoch
-            c.ms = l.kind === "ext" ? helloField(l.text, "max") : ""
-            c.out += k.answer(a, this.epoch, c.nc, this.transcript(c), this.cfg.maxLineBytes)
+            c.out += answer
             c.phase = "auth" // its max= is learnt once the server's proof covers it
             return true
         }
@@ -169,14 +167,12 @@ export class ClientLink extends Link<ClientSocket> {
     private proof(c: ClientSocket, l: Line, now: number): boolean {
         if (l.kind === "keepalive") return true
         const a = this.auth as LinkAuth
-        const k = a.steps as KeyedSteps
-        const t = this.transcript(c)
-        if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !k.verify(a, t, helloField(l.text, "mac"))) {
+        const s = (a.steps as KeyedSteps).proof(a, this, c, l)
+        if (s === undefined) {
             this.authFail(now, "wrong key: the server's proof does not verify")
             return true
         }
-        // A server whose key file says this id must encrypt asks for it.
-        c.session = k.session(a, t, a.encrypt || helloField(l.text, "enc") === "1")
+        c.session = s
         this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
         c.pre = c.out
         c.out = ""
@@ -225,9 +221,5 @@ export class ClientLink extends Link<ClientSocket> {
         this.notice("refused", refusalNotice(r, authenticated))
         this.lose(now, "refused by the server: " + r, true)
         return true
-    }
-
-    private transcript(c: ClientSocket): Transcript {
-        return { id: this.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: this.epoch, ms: c.ms, mc: "" + this.cfg.maxLineBytes }
     }
 }

@@ -5,8 +5,9 @@
 // Which "00" clears the set is the link's decision (fault 1), not this class's.
 
 export class SeenIds {
-    private bits: number[] = []
-    private newest = -1 // byte of the newest id marked; -1: none since clear()
+    // Not private: the delivery state's records (records.ts) save and load them.
+    bits: number[] = []
+    newest = -1 // byte of the newest id marked; -1: none since clear()
 
     constructor() {
         this.clear()
@@ -17,20 +18,6 @@ export class SeenIds {
         for (let i = 0; i < 32; i++) b.push(0)
         this.bits = b
         this.newest = -1
-    }
-
-    // The set as 32 bytes and the newest byte, for the delivery state (store.ts).
-    bytes(): number[] {
-        return this.bits.slice(0)
-    }
-
-    newestByte(): number {
-        return this.newest
-    }
-
-    load(bits: number[], newest: number): void {
-        this.bits = bits.slice(0)
-        this.newest = newest
     }
 
     has(id: number): boolean {

@@ -4,9 +4,10 @@
 // in the LinkAuth, so a board built without a key compiles none of the
 // handshake, the sealing or the crypto (DeviceScript compiles only what is
 // reachable from the entry; docs/board.md, "Firmware size").
-import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript } from "./auth.js"
+import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
+import type { Line } from "./codec.js"
 import type { Crypto } from "./crypto.js"
-import type { KeyedSteps, LinkAuth } from "./clientlink.js"
+import type { ClientLink, ClientSocket, KeyedSteps, LinkAuth } from "./clientlink.js"
 import type { Session } from "./seal.js"
 import { parseRekey } from "./rekey.js"
 
@@ -18,20 +19,28 @@ export function linkAuth(crypto: Crypto, key: Buffer | undefined, encrypt: boole
 
 function keyedSteps(): KeyedSteps {
     return {
-        nonce: function (a: LinkAuth): string {
-            return newNonce(a.crypto)
+        answer: function (a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string): string {
+            const ns = helloField(text, "auth")
+            if (!validNonce(ns)) return ""
+            c.ns = ns
+            c.nc = newNonce(a.crypto)
+            c.es = epoch
+            c.ms = helloField(text, "max")
+            return answerLine(link.epoch, c.nc, proof(a.crypto, a.key as Buffer, "client", transcript(link, c)), link.cfg.maxLineBytes)
         },
-        answer: function (a: LinkAuth, epoch: string, nc: string, t: Transcript, max: number): string {
-            return answerLine(epoch, nc, proof(a.crypto, a.key as Buffer, "client", t), max)
-        },
-        verify: function (a: LinkAuth, t: Transcript, mac: string): boolean {
-            return proofOk(a.crypto, a.key as Buffer, "server", t, mac)
-        },
-        session: function (a: LinkAuth, t: Transcript, encrypt: boolean): Session {
-            return deriveSession(a.crypto, a.key as Buffer, "client", t, encrypt)
+        proof: function (a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line): Session | undefined {
+            const t = transcript(link, c)
+            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, a.key as Buffer, "server", t, helloField(l.text, "mac"))) return undefined
+            // A server whose key file says this id must encrypt asks for it.
+            return deriveSession(a.crypto, a.key as Buffer, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
         },
         rekey: function (a: LinkAuth, id: string, text: string): Buffer | string {
             return parseRekey(a.crypto, id, text)
         },
     }
+}
+
+// What both proofs cover (auth.ts): this socket's nonces, epochs and limits.
+function transcript(link: ClientLink, c: ClientSocket): Transcript {
+    return { id: link.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: link.epoch, ms: c.ms, mc: "" + link.cfg.maxLineBytes }
 }

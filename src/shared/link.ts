@@ -33,7 +33,7 @@ import { Sender } from "./sender.js"
 import type { Session } from "./seal.js"
 import type { Report } from "./report.js"
 import { idOfHead, parseTooLong, tooLongLine } from "./limits.js"
-import type { LinkRecord, LinkStore, SavedLink } from "./store.js"
+import type { Recorder } from "./store.js"
 
 export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
@@ -112,17 +112,6 @@ export class Kept {
     }
 }
 
-// A line taken with Link.hold(): its payload, and what settle() ACKs.
-export class HeldLine {
-    payload: string
-    kept: Kept
-
-    constructor(payload: string, kept: Kept) {
-        this.payload = payload
-        this.kept = kept
-    }
-}
-
 // One TCP socket of a Link: its framer, timers, handshake phase and session.
 // Each end adds its handshake's fields (ClientSocket, ServerSocket).
 export class SocketState {
@@ -168,107 +157,46 @@ export abstract class Link<S extends SocketState = SocketState> {
     readonly epoch: string
     readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
-    protected conn: S | undefined = undefined
+    // Fields without `private` below are read or restored by the free
+    // functions of records.ts, relay.ts and linkinfo.ts, kept out of the
+    // class so that a board compiles none of them; nothing else uses them.
+    conn: S | undefined = undefined
     protected up = false
-    private closed = false
-    private seen = new SeenIds()
-    private peerEpoch: string | undefined = undefined
-    private sender: Sender
-    private inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
-    private inboxBytes = 0
-    private unacked = 0
+    closed = false
+    seen = new SeenIds()
+    peerEpoch: string | undefined = undefined
+    sender: Sender
+    inbox = new Fifo<Kept>() // un-ACKed ones are a suffix, `unacked` long
+    inboxBytes = 0
+    unacked = 0
     private taken = new Fifo<Kept>() // read, ACK not yet released
-    private holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
-    private lastRead = -1 // when the application last read
+    holding = new Fifo<Kept>() // read with hold(): ACK only at settle(), never by ackDelay
+    lastRead = -1 // when the application last read
     private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
     private held = new Fifo<Kept>() // due ACKs of lines from an earlier socket, until this one's peer is known
     private sockets = 0 // sockets opened: the next socket's serial
     protected events = new Fifo<LinkEvent>()
     private written: number[] = []
-    private peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
-    // Delivery state (store.ts). `durable` is the seen set as the store has
-    // it: only ids the application took, or whose ACK left before it did;
-    // an id that merely arrived is not in it, so after a restart its resend
-    // is delivered.
-    private store: LinkStore | undefined = undefined
-    private durable = new SeenIds()
-    private nextKept = 0
-    private savedSeq = -1
-    private recorded = false // the store holds this link's record
+    peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
+    // The delivery state's records (records.ts, set by useStore()), or
+    // none: a board never records.
+    rec: Recorder | undefined = undefined
 
     // `epoch`: a random token drawn by the driver when this id sequence starts.
     constructor(role: Role, cfg: LinkConfig, epoch: string) {
         this.role = role
         this.cfg = cfg
         this.epoch = epoch
-        this.sender = new Sender({
-            timeout: cfg.timeout,
-            maxLineBytes: cfg.maxLineBytes,
-            window: cfg.window,
-            maxInflightBytes: cfg.maxInflightBytes,
-            maxQueuedLines: cfg.maxQueuedLines,
-            maxQueuedBytes: cfg.maxQueuedBytes,
-        })
-    }
-
-    // Keeps the delivery state in `store` from now on (before open()).
-    // `saved`: what an earlier life of this process left for this id; its
-    // epoch must be this Link's. The peer's resends of lines taken then are
-    // duplicates; lines owed then are sent again with their ids; lines ACKed
-    // then but not taken are read first.
-    useStore(store: LinkStore, saved: SavedLink | undefined): void {
-        this.store = store
-        if (saved !== undefined) {
-            const r = saved.link
-            if (r.peerEpoch !== "") this.peerEpoch = r.peerEpoch
-            this.durable.load(r.seen, r.newest)
-            this.seen.load(r.seen, r.newest)
-            this.stats.received = r.received
-            this.stats.duplicates = r.duplicates
-            this.stats.resent = r.resent
-            for (let i = 0; i < saved.kept.length; i++) {
-                const x = saved.kept[i]
-                const k = new Kept(x.payload.toString(), x.payload.length, x.id, 0, -1)
-                k.acked = true
-                k.key = x.key
-                if (x.key >= this.nextKept) this.nextKept = x.key + 1
-                this.inbox.push(k)
-                this.inboxBytes += k.bytes
-            }
-            this.sender.useStore(store, saved.owed, r.nextSeq)
-        } else this.sender.useStore(store, [], 0)
-        // Nothing is saved until something happens worth keeping (the link
-        // comes up, a line is taken or sent): an id whose link never comes up
-        // (a stranger's) leaves nothing behind.
-        this.savedSeq = this.sender.seqNext()
-        this.recorded = saved !== undefined
-    }
-
-    isSealed(): boolean {
-        return this.conn !== undefined && this.conn.session !== undefined
+        this.sender = new Sender(cfg) // its limits are settings of the link
     }
 
     // ---- the application's side
 
     // Queues a line; returns the ticket a "written" or "failed" event names.
-    write(line: string, qos: boolean, wait: boolean): number {
-        return this.writeAs(line, qos, wait, -1)
-    }
-
-    // As write, with the wire id chosen by the caller (1..255; -1: the next
-    // one; sender.ts, "chosen ids").
-    writeAs(line: string, qos: boolean, wait: boolean, id: number): number {
+    // `id`: the wire id a relay chose (relay.ts, writeAs()).
+    write(line: string, qos: boolean, wait: boolean, id?: number): number {
         if (this.closed) throw new LinkError("ECLOSED", "link is closed")
-        const t = this.sender.enqueueAs(line, qos, wait, id)
-        // A line owed belongs to this link's record: without it, it would
-        // not be found at the next start.
-        if (qos && this.store !== undefined && !this.recorded) this.save()
-        return t
-    }
-
-    // The peer's announced line limit, or -1.
-    peerLimit(): number {
-        return this.peerMax
+        return this.sender.enqueue(line, qos, wait, id === undefined ? -1 : id)
     }
 
     // The next received line, or undefined. Its ACK is owed until release().
@@ -281,11 +209,8 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (!k.acked) {
             this.unacked--
             this.taken.push(k)
-            if (this.store !== undefined) {
-                this.durable.mark(k.id)
-                this.save()
-            }
-        } else if (k.key >= 0 && this.store !== undefined) this.store.dropKept(k.key)
+            if (this.rec !== undefined) this.rec.took(k.id)
+        } else if (k.key >= 0 && this.rec !== undefined) this.rec.unkeep(k.key)
         return k.payload
     }
 
@@ -296,86 +221,13 @@ export abstract class Link<S extends SocketState = SocketState> {
         for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) this.ack(k)
     }
 
-    // The next received line for a relay (the MQTT gateway): its ACK waits
-    // for settle(line), however long, since the relay may ACK only once the
-    // line is safe further on. Unsettled lines keep the peer's window full,
-    // so the peer stops sending: that is the back-pressure.
-    hold(now: number): HeldLine | undefined {
-        this.lastRead = now
-        const k = this.inbox.shift()
-        if (k === undefined) return undefined
-        this.inboxBytes -= k.bytes
-        if (!k.acked) {
-            this.unacked--
-            this.holding.push(k)
-        }
-        return new HeldLine(k.payload, k)
-    }
-
-    // The relay has passed on a held line: ACK it now (or on the next socket
-    // of the same peer life; never toward a peer that restarted since).
-    // With a store, settling is the relay's take: recorded as seen (so a
-    // resend is a duplicate), and a kept record of the line (ACKed before
-    // it was held) goes, else a restart would give it again.
-    settle(line: HeldLine): void {
-        const k = line.kept
-        if (k.acked) {
-            if (k.key >= 0 && this.store !== undefined) this.store.dropKept(k.key)
-            k.key = -1
-            return
-        }
-        this.holding.retain(function (x: Kept) {
-            return x !== k
-        })
-        k.taken = true
-        if (this.store !== undefined) {
-            this.durable.mark(k.id)
-            this.save()
-        }
-        this.ack(k)
-    }
-
-    // Lines held and not settled.
-    holdingCount(): number {
-        return this.holding.size()
-    }
-
-    readable(): number {
-        return this.inbox.size()
-    }
-
     status(): boolean {
         return this.up
-    }
-
-    isClosed(): boolean {
-        return this.closed
-    }
-
-    queuedWrites(): number {
-        return this.sender.queued() + this.sender.inflightCount()
     }
 
     // Received bytes not yet cut into lines (the board caps this).
     unframed(): number {
         return this.conn ? this.conn.framer.buffered() : 0
-    }
-
-    hasSocket(): boolean {
-        return this.conn !== undefined
-    }
-
-    // Control lines waiting for the driver (ACKs above all): with the
-    // socket's own buffer, what a peer that does not read makes us hold.
-    unsentBytes(): number {
-        const c = this.conn
-        return c === undefined ? 0 : c.out.length + c.pre.length
-    }
-
-    // False when the backlog is full in pause mode: the driver stops reading.
-    wantsRead(): boolean {
-        const c = this.conn
-        return c !== undefined && !this.paused(c)
     }
 
     // Closes the link for good: writes not yet complete fail with ECLOSED.
@@ -543,7 +395,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
         if (this.up) {
             this.sender.admit()
-            if (this.store !== undefined && this.sender.seqNext() !== this.savedSeq) this.save()
+            if (this.rec !== undefined) this.rec.sending()
             while (total < this.cfg.maxWriteBytes) {
                 let b = this.sender.nextLine(now, this.written)
                 if (b === undefined) break
@@ -733,7 +585,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         this.stats.received++
         if (this.cfg.ackDelay === 0) {
             k.acked = true
-            this.keep(k)
+            if (this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)
             c.out += ackLine(id)
         } else {
             this.unacked++
@@ -744,10 +596,10 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // The ACK of a kept line is due: sent at once when this socket may carry
     // it (see Kept), held otherwise until the socket comes up.
-    private ack(k: Kept): void {
+    ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
-        if (!k.taken) this.keep(k)
+        if (!k.taken && this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)
         const c = this.conn
         if (c !== undefined && this.mayAck(c, k)) this.sendAck(c, k)
         else this.held.push(k)
@@ -790,42 +642,10 @@ export abstract class Link<S extends SocketState = SocketState> {
         return later(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
     }
 
-    // A line whose ACK leaves before the application took it: with a store,
-    // recorded (payload and all) before the ACK, and as seen.
-    private keep(k: Kept): void {
-        const st = this.store
-        if (st === undefined) return
-        k.key = this.nextKept++
-        st.putKept({ key: k.key, id: k.id, payload: Buffer.from(k.payload) })
-        this.durable.mark(k.id)
-        this.save()
-    }
-
-    private save(): void {
-        const st = this.store
-        if (st === undefined) return
-        this.savedSeq = this.sender.seqNext()
-        this.recorded = true
-        const r: LinkRecord = {
-            epoch: this.epoch,
-            peerEpoch: this.peerEpoch === undefined ? "" : this.peerEpoch,
-            seen: this.durable.bytes(),
-            newest: this.durable.newestByte(),
-            nextSeq: this.savedSeq,
-            received: this.stats.received,
-            duplicates: this.stats.duplicates,
-            resent: this.stats.resent,
-        }
-        st.saveLink(r)
-    }
-
     // The peer restarted: ACKs owed to its earlier life are never sent.
     private forget(c: S): void {
         this.seen.clear()
-        if (this.store !== undefined) {
-            this.durable.clear()
-            this.save()
-        }
+        if (this.rec !== undefined) this.rec.forget()
         this.dropOwed(c)
     }
 
@@ -868,7 +688,7 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // Node: a full backlog stops reading the socket (back-pressure); that
     // pause is not an outage.
-    private paused(c: S): boolean {
+    paused(c: S): boolean {
         return this.cfg.onFull === "pause" && c.backlog.size() > 0 && c.backlogBytes >= this.cfg.maxBacklogBytes
     }
 

@@ -21,7 +21,7 @@
 //   opens the window.
 // - resend: a qos message is sent again after `timeout` without ACK, and
 //   after every reconnect, with the same id, until ACKed.
-// - chosen ids (enqueueAs): a relay whose ids come from elsewhere names the
+// - chosen ids (relay.ts, writeAs): a relay whose ids come from elsewhere names the
 //   wire id (the MQTT gateway, from the broker's packet ids:
 //   docs/protocol.md, "The MQTT gateway"); the sequence skips forward to it,
 //   so ids still only move forward and 00 is never sent again.
@@ -40,7 +40,7 @@ import { LinkError } from "./errors.js"
 import { hexByte } from "./hex.js"
 import { Fifo } from "./queue.js"
 import { wireId, SEQ_LIMIT, SEQ_SHIFT } from "./ids.js"
-import type { LinkStore, OwedLine } from "./store.js"
+import type { Recorder } from "./store.js"
 
 export interface Outgoing {
     ticket: number
@@ -67,15 +67,16 @@ export interface SenderLimits {
 }
 
 export class Sender {
-    private queue = new Fifo<Outgoing>()
-    private queuedBytes = 0
-    private queuedNoWait = 0 // queued writes that may overtake a blocked wait write
-    private inflight = new Fifo<Outgoing>() // in seq order, forgotten ones too
-    private live = 0 // entries of inflight not gone
+    // Not private: records.ts restores the lines an earlier life owed.
+    queue = new Fifo<Outgoing>()
+    queuedBytes = 0
+    queuedNoWait = 0 // queued writes that may overtake a blocked wait write
+    inflight = new Fifo<Outgoing>() // in seq order, forgotten ones too
+    live = 0 // entries of inflight not gone
     private probe: Outgoing | undefined = undefined // the newest gone entry, payload kept
-    private inflightBytes = 0
-    private inflightQos = 0
-    private nextSeq = 0
+    inflightBytes = 0
+    inflightQos = 0
+    nextSeq = 0
     private nextTicket = 1
     private txCount = 0 // transmissions on the current socket
     private window: number // the window in force (<= limits.window)
@@ -85,10 +86,9 @@ export class Sender {
     // sent more than once on its socket (an ACK then times no one send).
     ackedSentAt = -1
     private peerMax = -1 // the peer's announced line limit (limits.ts), -1: none
-    // Delivery state (store.ts): a qos line is recorded when written, again
+    // Delivery state (records.ts): a qos line is recorded when written, again
     // with its sequence number before it is sent, and dropped on its ACK.
-    private store: LinkStore | undefined = undefined
-    private nextKey = 0
+    rec: Recorder | undefined = undefined
 
     constructor(private limits: SenderLimits) {
         this.window = limits.window
@@ -105,19 +105,10 @@ export class Sender {
         this.zeroFirst = on
     }
 
-    // For tests of long-running links: continue as if `n` messages had been sent.
-    skipTo(n: number): void {
-        this.nextSeq = n
-    }
-
     // Validates and queues a line; returns its ticket. Throws LinkError.
-    enqueue(line: string, qos: boolean, wait: boolean): number {
-        return this.enqueueAs(line, qos, wait, -1)
-    }
-
-    // As enqueue, sent with wire id `id` (1..255; -1: the next one).
-    enqueueAs(line: string, qos: boolean, wait: boolean, id: number): number {
-        if (id !== -1 && !(id >= 1 && id <= 255 && id === Math.floor(id))) throw new LinkError("ETYPE", "a chosen message id must be 1..255, not " + id)
+    // `id`: the wire id chosen by the writer (1..255, checked by relay.ts),
+    // -1: the next one.
+    enqueue(line: string, qos: boolean, wait: boolean, id: number): number {
         const payload = checkLine(line, this.limits.maxLineBytes)
         if (this.peerMax >= 0 && payload.length > this.peerMax)
             throw new LinkError("ETOOLONG", "line is " + payload.length + " bytes, more than the peer's limit (" + this.peerMax + ", from its hello)")
@@ -128,10 +119,7 @@ export class Sender {
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
         const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: -1, want: id }
-        if (qos && this.store !== undefined) {
-            o.key = this.nextKey++
-            this.record(o)
-        }
+        if (qos && this.rec !== undefined) this.rec.owe(o)
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -145,34 +133,6 @@ export class Sender {
     // The next sequence number (kept in the delivery state: no id is used twice).
     seqNext(): number {
         return this.nextSeq
-    }
-
-    // Records qos lines in `store` from now on; `owed` (in key order) are the
-    // lines an earlier life of this process owed: sent again with their ids.
-    useStore(store: LinkStore, owed: OwedLine[], nextSeq: number): void {
-        this.store = store
-        if (nextSeq > this.nextSeq) this.nextSeq = nextSeq
-        const sent: Outgoing[] = []
-        for (let i = 0; i < owed.length; i++) {
-            const r = owed[i]
-            const o: Outgoing = { ticket: 0, qos: true, wait: r.wait, payload: r.payload, seq: r.seq, id: r.seq < 0 ? -1 : wireId(r.seq), sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: r.key, want: -1 }
-            if (r.key >= this.nextKey) this.nextKey = r.key + 1
-            if (r.seq < 0) {
-                this.queue.push(o)
-                this.queuedBytes += o.payload.length
-                if (!o.wait) this.queuedNoWait++
-            } else sent.push(o)
-        }
-        sent.sort(function (a: Outgoing, b: Outgoing) {
-            return a.seq - b.seq
-        })
-        for (let i = 0; i < sent.length; i++) {
-            const o = sent[i]
-            this.inflight.push(o)
-            this.live++
-            this.inflightBytes += o.payload.length
-            this.inflightQos++
-        }
     }
 
     setPeerLimit(max: number): void {
@@ -416,12 +376,12 @@ export class Sender {
     }
 
     private record(o: Outgoing): void {
-        if (o.key >= 0 && this.store !== undefined) this.store.putOwed({ key: o.key, seq: o.seq, wait: o.wait, payload: o.payload })
+        if (o.key >= 0 && this.rec !== undefined) this.rec.owe(o)
     }
 
     // ACKed or refused: its record goes.
     private done(o: Outgoing): void {
-        if (o.key >= 0 && this.store !== undefined) this.store.dropOwed(o.key)
+        if (o.key >= 0 && this.rec !== undefined) this.rec.paid(o.key)
     }
 
     // A non-qos message is done with, but its id may not have arrived.

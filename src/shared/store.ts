@@ -49,3 +49,24 @@ export interface LinkStore {
     putKept(k: KeptLine): void
     dropKept(key: number): void
 }
+
+// What the core tells the records of its delivery state (records.ts,
+// useStore()) as it goes; a board never records, so its image holds none
+// of it. Each call comes before the line or ACK it stands for leaves.
+export interface Recorder {
+    // A qos line written (key -1: it gets one now), or given its sequence number.
+    owe(o: OwedLine): void
+    // An owed line was ACKed or refused.
+    paid(key: number): void
+    // A line whose ACK leaves before the application took it: recorded
+    // (payload and all) and as seen. Returns its key.
+    keep(id: number, payload: string): number
+    // A kept line was taken (or settled).
+    unkeep(key: number): void
+    // The application took (or a relay settled) a line whose ACK is still owed.
+    took(id: number): void
+    // The peer restarted: its ids are new again.
+    forget(): void
+    // Lines are about to be sent: a new sequence number is recorded first.
+    sending(): void
+}

@@ -15,7 +15,7 @@
 //   completes at most once, "close" leaves no socket, notices have known codes;
 // - timers make progress (no deadline that stays in the past).
 
-import { boardDefaults, ClientLink, Link, ServerLink, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
+import { boardDefaults, ClientLink, hasSocket, isClosed, Link, readable, wantsRead, ServerLink, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
 import { wireId } from "../../src/shared/ids.js"
 import { parseHello } from "../../src/shared/hello.js"
 import { Finding, must, shrinkList, Target } from "./engine.js"
@@ -154,7 +154,7 @@ function runLink(x: LinkInput): void {
 
     const open = () => {
         link.open(now)
-        if (link.hasSocket()) {
+        if (hasSocket(link)) {
             sock = { fed: [], fedBytes: 0, lines: 0, sent: [] }
             socks.push(sock)
         }
@@ -175,7 +175,7 @@ function runLink(x: LinkInput): void {
                 up = false
                 return
             case "close":
-                must(!link.hasSocket(), "close event but the link still has a socket")
+                must(!hasSocket(link), "close event but the link still has a socket")
                 return
             case "written":
             case "failed":
@@ -195,7 +195,7 @@ function runLink(x: LinkInput): void {
         }
     }
     const bounds = () => {
-        must(link.readable() <= cfg.maxReceivedLines, "receive queue holds " + link.readable() + " lines, max " + cfg.maxReceivedLines)
+        must(readable(link) <= cfg.maxReceivedLines, "receive queue holds " + readable(link) + " lines, max " + cfg.maxReceivedLines)
         must(inside.inboxBytes <= cfg.maxReceivedBytes, "receive queue holds " + inside.inboxBytes + " bytes, max " + cfg.maxReceivedBytes)
         const c = inside.conn
         if (c) {
@@ -208,23 +208,23 @@ function runLink(x: LinkInput): void {
         must(link.status() === up, "status() " + link.status() + " but events say " + up)
         const t = link.pollTimeout()
         must(t === -1 || (Number.isFinite(t) && t >= 0), "pollTimeout " + t)
-        must(link.hasSocket() || t === -1, "deadline without a socket")
+        must(hasSocket(link) || t === -1, "deadline without a socket")
     }
     const pump = () => {
         for (let round = 0; ; round++) {
             must(round < 10000, "pump does not settle")
-            if (sock && held.length > 0 && link.wantsRead()) {
+            if (sock && held.length > 0 && wantsRead(link)) {
                 const b = held.shift() as Buffer
                 feedNow(b)
             }
             let steps = 0
             while (link.step(now)) must(++steps < 100000, "step() never returns false")
-            if (link.hasSocket() && !(cfg.onFull === "pause" && !link.wantsRead())) allowance = 0
+            if (hasSocket(link) && !(cfg.onFull === "pause" && !wantsRead(link))) allowance = 0
             for (let i = 0; ; i++) {
                 must(i < 100000, "pollTransmit never returns undefined")
                 const b = link.pollTransmit(now)
                 if (b === undefined) break
-                must(sock !== undefined && link.hasSocket(), "bytes to send without a socket")
+                must(sock !== undefined && hasSocket(link), "bytes to send without a socket")
                 const s = sock as Sock
                 s.sent.push({ b: b, linesFed: linesFed(s), bytesFed: s.fedBytes })
             }
@@ -235,7 +235,7 @@ function runLink(x: LinkInput): void {
                 event(e)
                 if (e.type === "close") sock = undefined
             }
-            if (!link.hasSocket()) {
+            if (!hasSocket(link)) {
                 sock = undefined
                 held = []
             }
@@ -246,7 +246,7 @@ function runLink(x: LinkInput): void {
             }
             link.release()
             bounds()
-            if (!(sock && held.length > 0 && link.wantsRead())) break
+            if (!(sock && held.length > 0 && wantsRead(link))) break
         }
     }
     const feedNow = (b: Buffer) => {
@@ -280,7 +280,7 @@ function runLink(x: LinkInput): void {
         switch (op.k) {
             case "feed":
                 if (!sock) break
-                if (cfg.onFull === "pause" && (!link.wantsRead() || held.length > 0)) held.push(op.b)
+                if (cfg.onFull === "pause" && (!wantsRead(link) || held.length > 0)) held.push(op.b)
                 else feedNow(op.b)
                 break
             case "adv":
@@ -307,7 +307,7 @@ function runLink(x: LinkInput): void {
                     const code = (e as { code?: string }).code
                     const ok =
                         code === "EQUEUEFULL" ||
-                        (code === "ECLOSED" && link.isClosed()) ||
+                        (code === "ECLOSED" && isClosed(link)) ||
                         (code === "EEMPTY" && op.bad === 0) ||
                         (code === "ENEWLINE" && op.bad === 1) ||
                         (code === "ETOOLONG" && Buffer.byteLength(p) > cfg.maxLineBytes)
@@ -334,7 +334,7 @@ function runLink(x: LinkInput): void {
                 sock = undefined
                 held = []
                 pump()
-                if (!link.isClosed()) open()
+                if (!isClosed(link)) open()
                 break
             case "close":
                 link.close(now)

@@ -2,7 +2,7 @@
 // for DeviceScript; the fixed cases in test/shared run on both).
 import assert from "node:assert/strict"
 import fc from "fast-check"
-import { LineFramer, ClientLink, Link, ServerLink, parseLine, messageLine, SeenIds, wireId, IdReader, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { LineFramer, ClientLink, Link, readable, ServerLink, parseLine, messageLine, SeenIds, wireId, IdReader, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { boardCfg, nodeCfg } from "../shared/drive.js"
 import { checkDelivery, Sim, Writer, noFaults } from "../shared/sim.js"
 
@@ -133,7 +133,7 @@ describe("properties (fast-check)", function () {
                     while (link.pollEvent()) {}
                     if (now % 3 === 0) while (link.read(now) !== undefined) {}
                 }
-                assert.ok(link.readable() <= cfg.maxReceivedLines)
+                assert.ok(readable(link) <= cfg.maxReceivedLines)
             }),
             { numRuns: 2000 }
         )

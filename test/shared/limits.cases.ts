@@ -3,7 +3,7 @@
 // of an un-ACKed over-long line, the framer's head of a cut line, and the
 // board's framing budget. Run on Node and in the DeviceScript VM.
 
-import { answerLine, challengeLine, deriveSession, helloField, helloLine, ClientLink, ServerLink, linkAuth, parseHello, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, helloField, helloLine, ClientLink, ServerLink, linkAuth, parseHello, peerLimit, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
 import { framingBudget, heapOfArch, MAX_ENCRYPTED_LINE, parseMax, parseTooLong, tooLongLine } from "../../src/shared/limits.js"
 import { LineFramer } from "../../src/shared/framer.js"
 import { blanks, boardCfg, clientDrive, Drive, serverDrive } from "./drive.js"
@@ -125,7 +125,7 @@ export const limitsSuite = suite("limits", function (test) {
             if (i === 1) ch = swap(ch, "\n", " max=64\n")
             d.feed(ch)
             eq(failedCodes(d), "", "case " + i + ": no write failed on an unproved limit")
-            eq(d.link.peerLimit(), -1, "case " + i + ": nothing learnt before the proof")
+            eq(peerLimit(d.link), -1, "case " + i + ": nothing learnt before the proof")
             let ans = d.take()
             if (i === 2) ans = swap(ans, " max=65536", " max=64")
             a.push(Buffer.from(ans))
@@ -141,12 +141,12 @@ export const limitsSuite = suite("limits", function (test) {
         for (let j = 0; j < 2; j++) {
             const d = keyedClient()
             d.feed(challengeLine("es1", NS, 4096))
-            eq(d.link.peerLimit(), -1, "not before the proof")
+            eq(peerLimit(d.link), -1, "not before the proof")
             const nc = helloField(d.take(), "auth")
             const t: Transcript = { id: "board-1", ns: NS, nc: nc, es: "es1", ec: "ec1", ms: j === 0 ? "4096" : "", mc: "65536" }
             d.feed(proofLine(proof(crypto(), Buffer.alloc(32), "server", t)))
             eq(d.link.status(), j === 0, j === 0 ? "up with the proof" : "a proof without the max= the client saw is refused")
-            eq(d.link.peerLimit(), j === 0 ? 4096 : -1, "the limit learnt")
+            eq(peerLimit(d.link), j === 0 ? 4096 : -1, "the limit learnt")
             eq(failedCodes(d), j === 0 ? "1:ETOOLONG" : "", "the queued 5000-byte write fails only on a proved limit")
         }
     })
@@ -199,7 +199,7 @@ export const limitsSuite = suite("limits", function (test) {
     // ---- announced limits
     test("announce: longer write refused up front; at the limit goes", async function () {
         const d = serverUp(100)
-        eq(d.link.peerLimit(), 100, "learned")
+        eq(peerLimit(d.link), 100, "learned")
         let msg = ""
         try {
             d.link.write(xs(101), true, true)
@@ -269,7 +269,7 @@ export const limitsSuite = suite("limits", function (test) {
         ok(d.take().indexOf("00a-long-line\n") >= 0, "sent")
         d.feed("!toolong id=00 max=16\n")
         eq(failedCodes(d), t1 + ":ETOOLONG", "failed")
-        eq(d.link.peerLimit(), 16, "limit learned from the refusal")
+        eq(peerLimit(d.link), 16, "limit learned from the refusal")
         d.advance(0)
         ok(d.take().indexOf("01next\n") >= 0, "the next wait write went")
         d.feed("01\n")
@@ -301,14 +301,14 @@ export const limitsSuite = suite("limits", function (test) {
         const d = serverDrive({ maxLineBytes: 64 })
         d.feed(blanks(10))
         d.feed("!hello epoch=C max=32\n")
-        eq(d.link.peerLimit(), 32, "devs-iot peer's limit")
+        eq(peerLimit(d.link), 32, "devs-iot peer's limit")
         d.link.socketClosed(d.now, "cut")
         d.link.open(d.now)
         d.take()
         d.feed("\n")
         d.advance(500)
         ok(d.link.status(), "up again, as v1")
-        eq(d.link.peerLimit(), -1, "no limit from a v1 peer")
+        eq(peerLimit(d.link), -1, "no limit from a v1 peer")
         d.link.write(xs(40), true, true)
         d.feed("05" + xs(100) + "\n")
         d.advance(0)

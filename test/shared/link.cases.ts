@@ -1,4 +1,4 @@
-import { ClientLink, HeldLine, IdReader, ServerLink, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
+import { ClientLink, HeldLine, hold, wantsRead, holdingCount, settle, writeAs, IdReader, ServerLink, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { blanks, boardCfg, clientDrive, Drive, nodeCfg, serverDrive } from "./drive.js"
 import { eq, eqList, ok, suite, throwsCode } from "./harness.js"
 
@@ -186,14 +186,14 @@ export const linkSuite = suite("link", function (test) {
         const d = v1Server({ maxReceivedLines: 2, maxBacklogBytes: 0 })
         d.reads = false
         d.feed("01a\n02b\n03c\n")
-        eq(d.link.wantsRead(), false, "reading paused")
+        eq(wantsRead(d.link), false, "reading paused")
         d.advance(20000)
         eq(d.count("close"), 0, "no outage while paused")
         d.reads = true
         d.pump()
         d.pump()
         eqList(d.rx, ["a", "b", "c"], "all delivered")
-        eq(d.link.wantsRead(), true, "reading again")
+        eq(wantsRead(d.link), true, "reading again")
     })
 
     // ---- receiving
@@ -297,8 +297,8 @@ export const linkSuite = suite("link", function (test) {
         const d = v1Server({ ackDelay: 100 })
         d.reads = false
         d.feed("05a\n06b\n")
-        const a = d.link.hold(d.now) as HeldLine
-        const b = d.link.hold(d.now) as HeldLine
+        const a = hold(d.link, d.now) as HeldLine
+        const b = hold(d.link, d.now) as HeldLine
         ok(a !== undefined && b !== undefined, "two lines held")
         eq(a.payload + b.payload, "ab", "payloads")
         for (let i = 0; i < 10; i++) {
@@ -307,32 +307,46 @@ export const linkSuite = suite("link", function (test) {
         }
         const out = d.take()
         ok(out.indexOf("05") < 0 && out.indexOf("06") < 0, "no ACK while held, long after ackDelay")
-        eq(d.link.holdingCount(), 2, "both held")
-        d.link.settle(b)
+        eq(holdingCount(d.link), 2, "both held")
+        settle(d.link, b)
         d.pump()
         eq(d.take(), "06\n", "b ACKed when settled")
         d.feed("05a\n")
         eq(d.take(), "", "a resend of a held line is neither delivered nor ACKed")
-        d.link.settle(a)
-        d.link.settle(a)
+        settle(d.link, a)
+        settle(d.link, a)
         d.pump()
         eq(d.take(), "05\n", "a ACKed once, however often settled")
-        eq(d.link.holdingCount(), 0, "none held")
+        eq(holdingCount(d.link), 0, "none held")
+    })
+    test("chosen message ids (relay): outside 1..255 a write is refused (ETYPE)", async function () {
+        const d = v1Server({})
+        const bad = [0, 256, 1.5]
+        for (let i = 0; i < bad.length; i++) {
+            let code = ""
+            try {
+                writeAs(d.link, "x", true, true, bad[i])
+            } catch (e) {
+                code = (e as LinkError).code
+            }
+            eq(code, "ETYPE", "id " + bad[i] + " cannot be chosen")
+        }
+        eq(writeAs(d.link, "x", true, true, 7) > 0, true, "7 can")
     })
     test("held lines (relay): a line held across a restart of the peer is never ACKed to its new life", async function () {
         const d = serverDrive({})
         d.reads = false
         d.feed(blanks(10) + "!hello epoch=A\n01a\n")
         d.take()
-        const a = d.link.hold(d.now) as HeldLine
+        const a = hold(d.link, d.now) as HeldLine
         d.link.socketClosed(d.now, "cut")
         d.link.open(d.now)
         d.feed(blanks(10) + "!hello epoch=B\n")
         d.take()
-        d.link.settle(a)
+        settle(d.link, a)
         d.advance(200)
         ok(d.take().indexOf("01\n") < 0, "no ACK of a to the restarted peer")
-        eq(d.link.holdingCount(), 0, "a no longer held")
+        eq(holdingCount(d.link), 0, "a no longer held")
     })
     test("ACK on read: ackDelay 0 ACKs on receipt, as v1 does", async function () {
         const d = v1Server({ ackDelay: 0 })
@@ -531,7 +545,7 @@ export const linkSuite = suite("link", function (test) {
         d.reads = false
         d.feed("01a\n02b\n03c\n04d\n")
         eq(d.take(), "01\n02\n", "two kept and ACKed")
-        eq(d.link.wantsRead(), false, "paused")
+        eq(wantsRead(d.link), false, "paused")
         d.reads = true
         d.pump()
         d.pump()

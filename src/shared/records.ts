@@ -1,0 +1,145 @@
+// The delivery state's records (store.ts): what the Link and the Sender
+// call as they go when the Node shell gave them a store with useStore().
+// The core reaches it only through the Recorder interface, so a board,
+// which never records, compiles none of it (DeviceScript compiles only what
+// is reachable from the entry; docs/benchmarks.md, "Board bytecode").
+import { SeenIds } from "./dedup.js"
+import { wireId } from "./ids.js"
+import { Kept, type Link } from "./link.js"
+import type { Outgoing, Sender } from "./sender.js"
+import type { LinkRecord, LinkStore, OwedLine, Recorder, SavedLink } from "./store.js"
+
+// Keeps the delivery state of `link` in `store` from now on (before open()).
+// `saved`: what an earlier life of this process left for this id; its
+// epoch must be the Link's. The peer's resends of lines taken then are
+// duplicates; lines owed then are sent again with their ids; lines ACKed
+// then but not taken are read first.
+export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | undefined): void {
+    const r = new StoreRecorder(link, store)
+    const sender = link.sender
+    if (saved !== undefined) {
+        const s = saved.link
+        if (s.peerEpoch !== "") link.peerEpoch = s.peerEpoch
+        load(r.durable, s.seen, s.newest)
+        load(link.seen, s.seen, s.newest)
+        link.stats.received = s.received
+        link.stats.duplicates = s.duplicates
+        link.stats.resent = s.resent
+        for (let i = 0; i < saved.kept.length; i++) {
+            const x = saved.kept[i]
+            const k = new Kept(x.payload.toString(), x.payload.length, x.id, 0, -1)
+            k.acked = true
+            k.key = x.key
+            if (x.key >= r.nextKept) r.nextKept = x.key + 1
+            link.inbox.push(k)
+            link.inboxBytes += k.bytes
+        }
+        restoreOwed(sender, r, saved)
+    }
+    // Nothing is saved until something happens worth keeping (the link
+    // comes up, a line is taken or sent): an id whose link never comes up
+    // (a stranger's) leaves nothing behind.
+    r.savedSeq = sender.seqNext()
+    r.recorded = saved !== undefined
+    link.rec = r
+    sender.rec = r
+}
+
+function load(set: SeenIds, bits: number[], newest: number): void {
+    set.bits = bits.slice(0)
+    set.newest = newest
+}
+
+// Lines an earlier life owed (in key order): sent again with their ids.
+function restoreOwed(sender: Sender, r: StoreRecorder, saved: SavedLink): void {
+    if (saved.link.nextSeq > sender.nextSeq) sender.nextSeq = saved.link.nextSeq
+    const sent: Outgoing[] = []
+    for (let i = 0; i < saved.owed.length; i++) {
+        const x = saved.owed[i]
+        const o: Outgoing = { ticket: 0, qos: true, wait: x.wait, payload: x.payload, seq: x.seq, id: x.seq < 0 ? -1 : wireId(x.seq), sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: x.key, want: -1 }
+        if (x.key >= r.nextKey) r.nextKey = x.key + 1
+        if (x.seq < 0) {
+            sender.queue.push(o)
+            sender.queuedBytes += o.payload.length
+            if (!o.wait) sender.queuedNoWait++
+        } else sent.push(o)
+    }
+    sent.sort(function (a: Outgoing, b: Outgoing) {
+        return a.seq - b.seq
+    })
+    for (let i = 0; i < sent.length; i++) {
+        const o = sent[i]
+        sender.inflight.push(o)
+        sender.live++
+        sender.inflightBytes += o.payload.length
+        sender.inflightQos++
+    }
+}
+
+class StoreRecorder implements Recorder {
+    // The seen set as the store has it: only ids the application took, or
+    // whose ACK left before it did; an id that merely arrived is not in it,
+    // so after a restart its resend is delivered.
+    durable = new SeenIds()
+    nextKept = 0
+    nextKey = 0
+    savedSeq = -1
+    recorded = false // the store holds this link's record
+
+    constructor(private link: Link<any>, private store: LinkStore) {}
+
+    owe(o: OwedLine): void {
+        const fresh = o.key < 0
+        if (fresh) o.key = this.nextKey++
+        this.store.putOwed({ key: o.key, seq: o.seq, wait: o.wait, payload: o.payload })
+        // A line owed belongs to this link's record: without it, it would
+        // not be found at the next start.
+        if (fresh && !this.recorded) this.save()
+    }
+
+    paid(key: number): void {
+        this.store.dropOwed(key)
+    }
+
+    keep(id: number, payload: string): number {
+        const key = this.nextKept++
+        this.store.putKept({ key: key, id: id, payload: Buffer.from(payload) })
+        this.took(id)
+        return key
+    }
+
+    unkeep(key: number): void {
+        this.store.dropKept(key)
+    }
+
+    took(id: number): void {
+        this.durable.mark(id)
+        this.save()
+    }
+
+    forget(): void {
+        this.durable.clear()
+        this.save()
+    }
+
+    sending(): void {
+        if (this.link.sender.seqNext() !== this.savedSeq) this.save()
+    }
+
+    private save(): void {
+        const l = this.link
+        this.savedSeq = l.sender.seqNext()
+        this.recorded = true
+        const r: LinkRecord = {
+            epoch: l.epoch,
+            peerEpoch: l.peerEpoch === undefined ? "" : l.peerEpoch,
+            seen: this.durable.bits.slice(0),
+            newest: this.durable.newest,
+            nextSeq: this.savedSeq,
+            received: l.stats.received,
+            duplicates: l.stats.duplicates,
+            resent: l.stats.resent,
+        }
+        this.store.saveLink(r)
+    }
+}
