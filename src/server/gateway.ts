@@ -55,6 +55,21 @@ const MAX_WINDOW = 120
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
 
+// The packet ids of the up lines that may come just before the line with
+// link id `first`, within the largest window. A link numbers 00 once, for
+// its first line, then 01..ff round and round: before 01 comes 00 the first
+// time round and ff every later time, so both are in (MAX_WINDOW + 1 ids).
+export function stalePacketIds(first: number): number[] {
+    const pids: number[] = []
+    let id = first
+    for (let i = 0; i < MAX_WINDOW; i++) {
+        if (id === 1) pids.push(1) // link id 00
+        id = id <= 1 ? 255 : id - 1
+        pids.push(id + 1)
+    }
+    return pids
+}
+
 // Numbers MQTT.js's own packets (subscribe, status) above the up lines' ids.
 class PacketIds {
     private used = new Set<number>()
@@ -275,10 +290,7 @@ class BoardSession {
         this.releasedStale = true
         const c = this.mqtt as unknown as MqttInternals | undefined
         if (!c) return
-        let id = first
-        for (let i = 0; i < MAX_WINDOW; i++) {
-            id = id <= 1 ? 255 : id - 1
-            const pid = id + 1
+        for (const pid of stalePacketIds(first)) {
             if (this.upInFlight.has(pid) || c.outgoing[pid]) continue
             c.outgoing[pid] = { volatile: false, cmd: "pubrel", cb: () => undefined }
             c._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
