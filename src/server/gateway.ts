@@ -101,12 +101,14 @@ class PacketIds {
     }
 }
 
-// mqtt-packet corks a stream per packet and uncorks it on the next tick:
-// each PUBLISH left in its own system call. Corked until setImmediate,
-// which comes after every tick and microtask of this turn, the PUBLISHes
-// of a board's burst leave in one. Not when a read comes in: PUBRELs held
-// back to setImmediate, behind the ACKs their PUBRECs settled, lost an up
-// line across a gateway kill in the short multi-gateway soak.
+// mqtt-packet corks a stream per packet and uncorks it on the next tick,
+// and MQTT.js handles the packets of one read one tick apart: each packet
+// left in its own system call (2 per up line with 64 in flight). Corked
+// until setImmediate, which comes after every tick and microtask of this
+// turn, all packets a turn sends (PUBLISHes of a board's burst, the
+// PUBRELs of a read full of PUBRECs) leave in one. The PUBRELs then leave
+// after the ACKs to the board: a gateway that dies between the two leaves
+// lines PUBREC'd, which the next one releases (releaseStale).
 const corkedStreams = new WeakSet<object>()
 function corkTurn(c: MqttClient): void {
     const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
@@ -202,6 +204,7 @@ class BoardSession {
             )
         }
         c.on("packetreceive", (p) => {
+            corkTurn(c) // the answers to this read (PUBRELs, PUBACKs) leave together
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -240,7 +243,7 @@ class BoardSession {
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
     // sends what a tick settled in one write. Node runs every queued tick
     // before the microtasks, so settled together in a microtask, their ACKs
-    // leave in one write.
+    // leave in one write, and before the PUBRELs (corkTurn's setImmediate).
     private settleSoon(h: HeldLine): void {
         this.settling.push(h)
         if (this.settling.length > 1) return
