@@ -55,6 +55,21 @@ const MAX_WINDOW = 120
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
 
+// The packet ids of the up lines that may come just before the line with
+// link id `first`, within the largest window. A link numbers 00 once, for
+// its first line, then 01..ff round and round: before 01 comes 00 the first
+// time round and ff every later time, so both are in (MAX_WINDOW + 1 ids).
+export function stalePacketIds(first: number): number[] {
+    const pids: number[] = []
+    let id = first
+    for (let i = 0; i < MAX_WINDOW; i++) {
+        if (id === 1) pids.push(1) // link id 00
+        id = id <= 1 ? 255 : id - 1
+        pids.push(id + 1)
+    }
+    return pids
+}
+
 // Numbers MQTT.js's own packets (subscribe, status) above the up lines' ids.
 class PacketIds {
     private used = new Set<number>()
@@ -86,12 +101,14 @@ class PacketIds {
     }
 }
 
-// mqtt-packet corks a stream per packet and uncorks it on the next tick:
-// each PUBLISH left in its own system call. Corked until setImmediate,
-// which comes after every tick and microtask of this turn, the PUBLISHes
-// of a board's burst leave in one. Not when a read comes in: PUBRELs held
-// back to setImmediate, behind the ACKs their PUBRECs settled, lost an up
-// line across a gateway kill in the short multi-gateway soak.
+// mqtt-packet corks a stream per packet and uncorks it on the next tick,
+// and MQTT.js handles the packets of one read one tick apart: each packet
+// left in its own system call (2 per up line with 64 in flight). Corked
+// until setImmediate, which comes after every tick and microtask of this
+// turn, all packets a turn sends (PUBLISHes of a board's burst, the
+// PUBRELs of a read full of PUBRECs) leave in one. The PUBRELs then leave
+// after the ACKs to the board: a gateway that dies between the two leaves
+// lines PUBREC'd, which the next one releases (releaseStale).
 const corkedStreams = new WeakSet<object>()
 function corkTurn(c: MqttClient): void {
     const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
@@ -187,6 +204,7 @@ class BoardSession {
             )
         }
         c.on("packetreceive", (p) => {
+            corkTurn(c) // the answers to this read (PUBRELs, PUBACKs) leave together
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -225,7 +243,7 @@ class BoardSession {
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
     // sends what a tick settled in one write. Node runs every queued tick
     // before the microtasks, so settled together in a microtask, their ACKs
-    // leave in one write.
+    // leave in one write, and before the PUBRELs (corkTurn's setImmediate).
     private settleSoon(h: HeldLine): void {
         this.settling.push(h)
         if (this.settling.length > 1) return
@@ -275,10 +293,7 @@ class BoardSession {
         this.releasedStale = true
         const c = this.mqtt as unknown as MqttInternals | undefined
         if (!c) return
-        let id = first
-        for (let i = 0; i < MAX_WINDOW; i++) {
-            id = id <= 1 ? 255 : id - 1
-            const pid = id + 1
+        for (const pid of stalePacketIds(first)) {
             if (this.upInFlight.has(pid) || c.outgoing[pid]) continue
             c.outgoing[pid] = { volatile: false, cmd: "pubrel", cb: () => undefined }
             c._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })

@@ -2,6 +2,7 @@
 // as seen by plain MQTT subscribers and by the board, across a gateway
 // killed (SIGKILL) and restarted, and a broker restart.
 import assert from "node:assert/strict"
+import { connect, createServer, type Socket } from "node:net"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client } from "../../src/server/index.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, until, within, type Cli } from "../kit/util.js"
@@ -45,6 +46,78 @@ class Seen {
             if (c > 1) dup.push(`${prefix + i} x${c}`)
         }
         assert.deepEqual({ lost, dup }, { lost: [], dup: [] }, "each line exactly once")
+    }
+}
+
+// A TCP proxy between a gateway and the broker that passes the broker's
+// packets and the gateway's, up to the gateway's PUBREL for packet id
+// `pid`: from there on it holds back what the gateway sends (dropped when
+// either side closes). A gateway killed now died between the ACK to the
+// board (on PUBREC) and the PUBREL.
+class PubrelHold {
+    port = 0
+    readonly held: Promise<void>
+    private heldNow!: () => void
+    private net = createServer((c) => this.accept(c))
+    private sockets = new Set<Socket>()
+
+    constructor(
+        readonly targetPort: number,
+        readonly pid: number,
+    ) {
+        this.held = new Promise((r) => (this.heldNow = r))
+    }
+
+    async listen(): Promise<void> {
+        await new Promise<void>((r) => this.net.listen(0, "127.0.0.1", r))
+        const a = this.net.address()
+        this.port = typeof a === "object" && a ? a.port : 0
+    }
+
+    private accept(c: Socket): void {
+        const s = connect(this.targetPort, "127.0.0.1")
+        for (const x of [c, s]) {
+            this.sockets.add(x)
+            x.on("error", () => undefined)
+            x.on("close", () => {
+                this.sockets.delete(x)
+                c.destroy()
+                s.destroy()
+            })
+        }
+        s.on("data", (b: Buffer) => c.write(b))
+        let buf = Buffer.alloc(0)
+        let holding = false
+        c.on("data", (b: Buffer) => {
+            if (holding) return
+            buf = Buffer.concat([buf, b])
+            let off = 0 // whole packets before it pass
+            while (off < buf.length) {
+                // Fixed header: type and flags, then the remaining length (1..4 bytes, 7 bits each).
+                let len = 0
+                let i = off + 1
+                let mul = 1
+                for (; i < buf.length; i++) {
+                    len += (buf[i]! & 0x7f) * mul
+                    mul *= 128
+                    if ((buf[i]! & 0x80) === 0) break
+                }
+                if (i >= buf.length || i + 1 + len > buf.length) break
+                if (buf[off]! >> 4 === 6 && len >= 2 && buf.readUInt16BE(i + 1) === this.pid) {
+                    holding = true
+                    this.heldNow()
+                    break
+                }
+                off = i + 1 + len
+            }
+            s.write(buf.subarray(0, off))
+            buf = holding ? Buffer.alloc(0) : buf.subarray(off)
+        })
+    }
+
+    close(): void {
+        this.net.close()
+        for (const x of this.sockets) x.destroy()
     }
 }
 
@@ -164,6 +237,43 @@ describe("MQTT gateway with Mosquitto", function () {
 
     it("board -> subscriber: each line once across a gateway SIGKILL and restart", async function () {
         await upRun(killOnly, "bu1")
+    })
+
+    // The board's first line (link id 00, packet id 1) is ACKed on PUBREC and
+    // its gateway dies before the PUBREL. The next gateway releases the
+    // packet ids before the first line it holds (01): 00 among them.
+    it("board -> subscriber: the first line, ACKed, reaches the subscriber though its gateway died before the PUBREL", async function () {
+        const [p1, p2] = [await freePort(), await freePort()]
+        const hold = new PubrelHold(broker.port, 1)
+        await hold.listen()
+        onCleanup(() => hold.close())
+        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
+        const g2 = gatewayProcess(broker.url, p2, "g2")
+        await g1.waitFor(/gateway listening/, 15000)
+        await g2.waitFor(/gateway listening/, 15000)
+        const sub = await mqttClient(broker.url, "test-sub-bp1")
+        const lines: string[] = []
+        const seen = new Deliveries()
+        sub.on("message", (_t, p, packet) => {
+            lines.push(p.toString())
+            seen.add(p.toString(), packet)
+        })
+        await sub.subscribeAsync("devs-iot/bp1/up", { qos: 2 })
+        const board = cleanup(new Client({ id: "bp1", host: `127.0.0.1:${p1},127.0.0.1:${p2}`, backoffFirst: 50, backoffCap: 300 }).start())
+        await board.connected()
+        await g1.waitFor(/link up.*bp1/, 10000)
+        await within(board.write("first"), 30000, "first ACKed to the board")
+        await within(hold.held, 10000, "gateway 1's PUBREL for packet id 1 held back")
+        g1.stop() // SIGKILL: its PUBREL never reaches the broker
+        await g1.exited
+        await g2.waitFor(/link up.*bp1/, 20000)
+        await within(board.write("second"), 30000, "second ACKed to the board")
+        // Gateway 2 may hold "second" before its session is up: then MQTT.js
+        // sends the PUBRELs it queued after the PUBLISH, and "first" can come second.
+        await within(seen.wait("second"), 30000, "second at the subscriber")
+        await within(seen.wait("first"), 20000, `first at the subscriber (got ${JSON.stringify(lines)})`)
+        const r = seen.check(["first", "second"])
+        assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
 
     // The broker resends the lines in flight at the kill to the next
