@@ -3,7 +3,7 @@
 // interface the Link calls. The Link does not import it: linkAuth() puts it
 // in the LinkAuth, so a board built without a key compiles none of the
 // handshake, the sealing or the crypto (DeviceScript compiles only what is
-// reachable from the entry; docs/board.md, "Firmware size").
+// reachable from the entry; docs/benchmarks.md, "Board bytecode").
 import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
 import type { Line } from "./codec.js"
 import type { Crypto } from "./crypto.js"
