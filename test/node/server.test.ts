@@ -86,11 +86,13 @@ describe("server and Node client over loopback", function () {
             // Lines already there and lines still to come; the loop ends, without an error, at close.
             await within(Promise.all(["d", "e"].map((l) => c.write(l, { wait: false }))), 5000, "d, e ACKed")
             const rest: string[] = []
+            let third: () => void = () => undefined
+            const three = new Promise<void>((r) => (third = r))
             const more = (async () => {
-                for await (const l of conn) rest.push(l)
+                for await (const l of conn) if (rest.push(l) === 3) third()
             })()
             await c.write("f")
-            await within(new Promise<void>((r) => { const t = setInterval(() => rest.length === 3 && (clearInterval(t), r()), 2) }), 5000, "d, e, f")
+            await within(three, 5000, "d, e, f")
             await server.close()
             await within(more, 5000, "for await ends at close")
             assert.deepEqual(rest, ["d", "e", "f"])
