@@ -24,7 +24,7 @@ import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, type ServerOptions } from "./server.js"
 import type { Connection } from "./connection.js"
 import { silentLogger, type Logger } from "./log.js"
-import { boardTopic, gatewayTopic, LINK_FILTER, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
+import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
 export interface GatewayOptions extends ServerOptions {
     mqtt?: string // the broker's URL (mqtt://host:port); none: an embedded broker (Aedes)
@@ -143,6 +143,10 @@ class BoardSession {
     private backoff: Backoff
     private closed = false
     private releasedStale = false
+    // Packet ids released for a restarted board whose PUBCOMP has not come
+    // (sent again on each new MQTT session), and what waits for them.
+    private releasing = new Set<number>()
+    private released: () => void = () => undefined
     everConnected = false
     // Down lines go with message id = from their packet id, in an epoch the
     // next gateway continues (decided when the link first comes up).
@@ -238,6 +242,7 @@ class BoardSession {
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+        for (const pid of this.releasing) this.sendPubrel(c, pid)
     }
 
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
@@ -277,7 +282,7 @@ class BoardSession {
                 return // the Connection was closed
             }
             this.gw.counts.upHeld++
-            if (!this.releasedStale) this.releaseStale(h.kept.id)
+            if (!this.releasedStale) await this.releaseStale(h.kept.id)
             const pid = h.kept.id + 1
             if (this.upInFlight.has(pid)) this.upWaiting.push(h)
             else this.publish(pid, h)
@@ -289,15 +294,60 @@ class BoardSession {
     // ACKed to the board, so the broker has them; a gateway that died
     // between PUBREC and PUBREL left them waiting for a PUBREL: send it.
     // For an id the broker holds nothing under, it just answers PUBCOMP.
-    private releaseStale(first: number): void {
+    // A first line 00 is a life's first line: every other packet id (2..256)
+    // is of an earlier life, and id 1 too when the board's epoch says it
+    // restarted (releaseLife).
+    private async releaseStale(first: number): Promise<void> {
         this.releasedStale = true
-        const c = this.mqtt as unknown as MqttInternals | undefined
+        const c = this.mqtt
         if (!c) return
-        for (const pid of stalePacketIds(first)) {
-            if (this.upInFlight.has(pid) || c.outgoing[pid]) continue
-            c.outgoing[pid] = { volatile: false, cmd: "pubrel", cb: () => undefined }
-            c._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
+        if (first === 0) return this.releaseLife(c)
+        for (const pid of stalePacketIds(first)) if (!this.upInFlight.has(pid)) this.sendPubrel(c, pid)
+    }
+
+    // A board's new life reuses packet ids from 1, and the broker drops a
+    // line it still holds under a reused id ("Reused message ID"), though
+    // the board had its ACK. So before the first line of a new life: a
+    // PUBREL for every id the earlier life may have left, then the board's
+    // epoch in its link record, then the line. A gateway that dies before
+    // the record leaves the next one to release them again (nothing of the
+    // new life is in the broker yet); after it, the next one sees the same
+    // life and releases none of its lines (a PUBREC'd line it releases and
+    // the board then resends would go out twice). Id 1 (link id 00, this
+    // line's own) only when the epoch shows a new life: a board without one
+    // (v1), or with a record that names this life, may be resending it.
+    private async releaseLife(c: MqttClient): Promise<void> {
+        const epoch = this.conn.peerEpoch ?? ""
+        const known = epoch !== "" && boardEpochProblem(epoch) === ""
+        const newLife = known && this.gw.boardEpochs.get(this.conn.id) !== epoch
+        for (let pid = newLife ? 1 : 2; pid <= 256; pid++) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
+        if (!newLife) {
+            for (const pid of this.releasing) this.sendPubrel(c, pid)
+            this.releasing.clear()
+            return
         }
+        this.log.info({ code: "new-life", epoch }, "the board restarted: releasing the packet ids its earlier life may have left in the broker before its first line")
+        const all = new Promise<void>((r) => (this.released = r))
+        for (const pid of this.releasing) this.sendPubrel(c, pid)
+        await all
+        if (this.closed) return
+        await this.gw.recordBoardEpoch(this.conn.id, epoch)
+    }
+
+    // A PUBREL for an up packet id (registered in `outgoing` for its
+    // PUBCOMP; MQTT.js keeps it in its store for a reconnect).
+    private sendPubrel(c: MqttClient, pid: number): void {
+        const client = c as unknown as MqttInternals
+        if (client.outgoing[pid]) return
+        client.outgoing[pid] = {
+            volatile: false,
+            cmd: "pubrel",
+            cb: () => {
+                if (!this.releasing.delete(pid) || this.releasing.size > 0) return
+                this.released()
+            },
+        }
+        client._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
     }
 
     private publish(pid: number, h: HeldLine): void {
@@ -397,6 +447,7 @@ export class Gateway {
     // may come from packet ids.
     continuous = false
     readonly epochs = new Map<string, string>() // board id -> epoch of its down lines (linkTopic)
+    readonly boardEpochs = new Map<string, string>() // board id -> the board's life whose up lines the broker may hold (linkTopic)
     private versionSeen!: () => void
     private versionKnown = new Promise<void>((r) => (this.versionSeen = r))
     private log: Logger
@@ -508,6 +559,8 @@ export class Gateway {
                 if ("problem" in r) return void this.log.warn({ code: "bad-link-record" }, `${r.problem}: ignored`)
                 if (r.epoch === "") this.epochs.delete(r.id)
                 else this.epochs.set(r.id, r.epoch)
+                if (r.board === "") this.boardEpochs.delete(r.id)
+                else this.boardEpochs.set(r.id, r.board)
                 return
             }
             if (topic === "$SYS/broker/version") {
@@ -546,14 +599,34 @@ export class Gateway {
     recordEpoch(id: string, epoch: string): void {
         if (this.epochs.get(id) === epoch) return
         this.epochs.set(id, epoch)
-        this.control?.publish(linkTopic(id), epoch, { qos: 1, retain: true })
+        this.writeRecord(id)
+    }
+
+    // Keeps `epoch` in the broker as the board's life whose up lines it
+    // may hold; resolves once the broker has it.
+    recordBoardEpoch(id: string, epoch: string): Promise<void> {
+        if (this.boardEpochs.get(id) === epoch) return Promise.resolve()
+        this.boardEpochs.set(id, epoch)
+        return this.writeRecord(id)
+    }
+
+    private writeRecord(id: string): Promise<void> {
+        const c = this.control
+        if (!c) return Promise.resolve()
+        const record = linkRecord(this.epochs.get(id) ?? "", this.boardEpochs.get(id) ?? "")
+        return new Promise((resolve) =>
+            c.publish(linkTopic(id), record, { qos: 1, retain: true }, (err) => {
+                if (err) this.log.warn({ client: id, code: "link-record" }, `link record of ${id} not written: ${err.message}`)
+                resolve()
+            }),
+        )
     }
 
     // Drops a board's link and session: it reconnects in a new epoch.
     restartLink(id: string, why: string): void {
         this.log.warn({ client: id, code: "link-restart" }, why)
         this.epochs.delete(id)
-        this.control?.publish(linkTopic(id), "", { qos: 1, retain: true })
+        void this.writeRecord(id)
         this.sessions.get(id)?.close()
         this.sessions.delete(id)
         this.server.forget(id, why)
