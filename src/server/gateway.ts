@@ -294,60 +294,52 @@ class BoardSession {
     // ACKed to the board, so the broker has them; a gateway that died
     // between PUBREC and PUBREL left them waiting for a PUBREL: send it.
     // For an id the broker holds nothing under, it just answers PUBCOMP.
-    // A first line 00 is a life's first line: every other packet id (2..256)
-    // is of an earlier life, and id 1 too when the board's epoch says it
-    // restarted (releaseLife).
+    // A first line 00 of a board whose epoch shows a new life: releaseLife.
     private async releaseStale(first: number): Promise<void> {
         this.releasedStale = true
         const c = this.mqtt
         if (!c) return
-        if (first === 0) return this.releaseLife(c)
+        const epoch = this.conn.peerEpoch ?? ""
+        if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(c, epoch)
         for (const pid of stalePacketIds(first)) if (!this.upInFlight.has(pid)) this.sendPubrel(c, pid)
     }
 
     // A board's new life reuses packet ids from 1, and the broker drops a
     // line it still holds under a reused id ("Reused message ID"), though
     // the board had its ACK. So before the first line of a new life: a
-    // PUBREL for every id the earlier life may have left, then the board's
-    // epoch in its link record, then the line. A gateway that dies before
-    // the record leaves the next one to release them again (nothing of the
-    // new life is in the broker yet); after it, the next one sees the same
-    // life and releases none of its lines (a PUBREC'd line it releases and
-    // the board then resends would go out twice). Id 1 (link id 00, this
-    // line's own) only when the epoch shows a new life: a board without one
-    // (v1), or with a record that names this life, may be resending it.
-    private async releaseLife(c: MqttClient): Promise<void> {
-        const epoch = this.conn.peerEpoch ?? ""
-        const known = epoch !== "" && boardEpochProblem(epoch) === ""
-        const newLife = known && this.gw.boardEpochs.get(this.conn.id) !== epoch
-        for (let pid = newLife ? 1 : 2; pid <= 256; pid++) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
-        if (!newLife) {
-            for (const pid of this.releasing) this.sendPubrel(c, pid)
-            this.releasing.clear()
-            return
-        }
-        this.log.info({ code: "new-life", epoch }, "the board restarted: releasing the packet ids its earlier life may have left in the broker before its first line")
+    // PUBREL for every id (1..256), then the board's epoch in its link
+    // record, then the line. A gateway that dies before the record leaves
+    // the next one to release them all again (nothing of the new life is in
+    // the broker yet); after it, the next one sees the same life and keeps
+    // to stalePacketIds: lines of the life after 00 may be in the broker
+    // PUBREC'd and not yet ACKed to the board, and one released there and
+    // then resent by the board would go out twice.
+    private async releaseLife(c: MqttClient, epoch: string): Promise<void> {
+        this.log.info({ code: "new-life", epoch }, "a new life of this board: releasing every packet id an earlier life may have left in the broker before its first line")
+        for (let pid = 1; pid <= 256; pid++) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
         const all = new Promise<void>((r) => (this.released = r))
         for (const pid of this.releasing) this.sendPubrel(c, pid)
-        await all
-        if (this.closed) return
-        await this.gw.recordBoardEpoch(this.conn.id, epoch)
+        if (this.releasing.size > 0) await all
+        if (!this.closed) await this.gw.recordBoardEpoch(this.conn.id, epoch)
     }
 
     // A PUBREL for an up packet id (registered in `outgoing` for its
-    // PUBCOMP; MQTT.js keeps it in its store for a reconnect).
+    // PUBCOMP; MQTT.js keeps it in its store for a reconnect). An id with a
+    // packet of its own in flight needs none.
     private sendPubrel(c: MqttClient, pid: number): void {
         const client = c as unknown as MqttInternals
-        if (client.outgoing[pid]) return
+        if (client.outgoing[pid]) return this.releasedOne(pid)
         client.outgoing[pid] = {
             volatile: false,
             cmd: "pubrel",
-            cb: () => {
-                if (!this.releasing.delete(pid) || this.releasing.size > 0) return
-                this.released()
-            },
+            // An error: the connection was flushed; the next one sends it again (open).
+            cb: (err?: Error) => err || this.releasedOne(pid),
         }
         client._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
+    }
+
+    private releasedOne(pid: number): void {
+        if (this.releasing.delete(pid) && this.releasing.size === 0) this.released()
     }
 
     private publish(pid: number, h: HeldLine): void {
