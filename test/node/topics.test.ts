@@ -24,7 +24,7 @@ describe("MQTT gateway topics", function () {
         assert.match((parseBoardTopic("devs-iot/b1/sideways") as { problem: string }).problem, /up, down or status/)
         assert.match((parseBoardTopic("devs-iot/+/down") as { problem: string }).problem, /wildcard/)
     })
-    it("reads a board's link record (the epoch of its down lines) back, or says what is wrong with it", function () {
+    it("reads a board's link record (the epoch of its down lines, the board's life) back, or says what is wrong with it", function () {
         assert.equal(linkTopic("b1"), "devs-iot/$link/b1")
         assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.from("0a1b2c3d")), { id: "b1", epoch: "0a1b2c3d", board: "" })
         assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.alloc(0)), { id: "b1", epoch: "", board: "" })
