@@ -45,6 +45,12 @@ export class Connection extends LinkDriver<ServerLink> {
         return this.link.epoch
     }
 
+    // The epoch of the peer's current life (its hello), undefined before
+    // one came or for a peer without one (v1).
+    get peerEpoch(): string | undefined {
+        return this.link.peerEpoch
+    }
+
     // Fault 9: may a newcomer with this id take this link over?
     mayTakeOver(): boolean {
         return this.link.mayTakeOver(clock())

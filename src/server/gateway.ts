@@ -24,7 +24,7 @@ import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, type ServerOptions } from "./server.js"
 import type { Connection } from "./connection.js"
 import { silentLogger, type Logger } from "./log.js"
-import { boardTopic, gatewayTopic, LINK_FILTER, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
+import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
 export interface GatewayOptions extends ServerOptions {
     mqtt?: string // the broker's URL (mqtt://host:port); none: an embedded broker (Aedes)
@@ -143,6 +143,10 @@ class BoardSession {
     private backoff: Backoff
     private closed = false
     private releasedStale = false
+    // Packet ids released for a restarted board whose PUBCOMP has not come
+    // (sent again on each new MQTT session), and what waits for them.
+    private releasing = new Set<number>()
+    private released: () => void = () => undefined
     everConnected = false
     // Down lines go with message id = from their packet id, in an epoch the
     // next gateway continues (decided when the link first comes up).
@@ -238,6 +242,7 @@ class BoardSession {
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+        for (const pid of this.releasing) this.sendPubrel(c, pid)
     }
 
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
@@ -277,7 +282,7 @@ class BoardSession {
                 return // the Connection was closed
             }
             this.gw.counts.upHeld++
-            if (!this.releasedStale) this.releaseStale(h.kept.id)
+            if (!this.releasedStale) await this.releaseStale(h.kept.id)
             const pid = h.kept.id + 1
             if (this.upInFlight.has(pid)) this.upWaiting.push(h)
             else this.publish(pid, h)
@@ -289,15 +294,52 @@ class BoardSession {
     // ACKed to the board, so the broker has them; a gateway that died
     // between PUBREC and PUBREL left them waiting for a PUBREL: send it.
     // For an id the broker holds nothing under, it just answers PUBCOMP.
-    private releaseStale(first: number): void {
+    // A first line 00 of a board whose epoch shows a new life: releaseLife.
+    private async releaseStale(first: number): Promise<void> {
         this.releasedStale = true
-        const c = this.mqtt as unknown as MqttInternals | undefined
+        const c = this.mqtt
         if (!c) return
-        for (const pid of stalePacketIds(first)) {
-            if (this.upInFlight.has(pid) || c.outgoing[pid]) continue
-            c.outgoing[pid] = { volatile: false, cmd: "pubrel", cb: () => undefined }
-            c._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
+        const epoch = this.conn.peerEpoch ?? ""
+        if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(c, epoch)
+        for (const pid of stalePacketIds(first)) if (!this.upInFlight.has(pid)) this.sendPubrel(c, pid)
+    }
+
+    // A board's new life reuses packet ids from 1, and the broker drops a
+    // line it still holds under a reused id ("Reused message ID"), though
+    // the board had its ACK. So before the first line of a new life: a
+    // PUBREL for every id (1..256), then the board's epoch in its link
+    // record, then the line. A gateway that dies before the record leaves
+    // the next one to release them all again (nothing of the new life is in
+    // the broker yet); after it, the next one sees the same life and keeps
+    // to stalePacketIds: lines of the life after 00 may be in the broker
+    // PUBREC'd and not yet ACKed to the board, and one released there and
+    // then resent by the board would go out twice.
+    private async releaseLife(c: MqttClient, epoch: string): Promise<void> {
+        this.log.info({ code: "new-life", epoch }, "a new life of this board: releasing every packet id an earlier life may have left in the broker before its first line")
+        for (let pid = 1; pid <= 256; pid++) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
+        const all = new Promise<void>((r) => (this.released = r))
+        for (const pid of this.releasing) this.sendPubrel(c, pid)
+        if (this.releasing.size > 0) await all
+        if (!this.closed) await this.gw.recordBoardEpoch(this.conn.id, epoch)
+    }
+
+    // A PUBREL for an up packet id (registered in `outgoing` for its
+    // PUBCOMP; MQTT.js keeps it in its store for a reconnect). An id with a
+    // packet of its own in flight needs none.
+    private sendPubrel(c: MqttClient, pid: number): void {
+        const client = c as unknown as MqttInternals
+        if (client.outgoing[pid]) return this.releasedOne(pid)
+        client.outgoing[pid] = {
+            volatile: false,
+            cmd: "pubrel",
+            // An error: the connection was flushed; the next one sends it again (open).
+            cb: (err?: Error) => err || this.releasedOne(pid),
         }
+        client._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
+    }
+
+    private releasedOne(pid: number): void {
+        if (this.releasing.delete(pid) && this.releasing.size === 0) this.released()
     }
 
     private publish(pid: number, h: HeldLine): void {
@@ -397,6 +439,7 @@ export class Gateway {
     // may come from packet ids.
     continuous = false
     readonly epochs = new Map<string, string>() // board id -> epoch of its down lines (linkTopic)
+    readonly boardEpochs = new Map<string, string>() // board id -> the board's life whose up lines the broker may hold (linkTopic)
     private versionSeen!: () => void
     private versionKnown = new Promise<void>((r) => (this.versionSeen = r))
     private log: Logger
@@ -508,6 +551,8 @@ export class Gateway {
                 if ("problem" in r) return void this.log.warn({ code: "bad-link-record" }, `${r.problem}: ignored`)
                 if (r.epoch === "") this.epochs.delete(r.id)
                 else this.epochs.set(r.id, r.epoch)
+                if (r.board === "") this.boardEpochs.delete(r.id)
+                else this.boardEpochs.set(r.id, r.board)
                 return
             }
             if (topic === "$SYS/broker/version") {
@@ -546,14 +591,34 @@ export class Gateway {
     recordEpoch(id: string, epoch: string): void {
         if (this.epochs.get(id) === epoch) return
         this.epochs.set(id, epoch)
-        this.control?.publish(linkTopic(id), epoch, { qos: 1, retain: true })
+        this.writeRecord(id)
+    }
+
+    // Keeps `epoch` in the broker as the board's life whose up lines it
+    // may hold; resolves once the broker has it.
+    recordBoardEpoch(id: string, epoch: string): Promise<void> {
+        if (this.boardEpochs.get(id) === epoch) return Promise.resolve()
+        this.boardEpochs.set(id, epoch)
+        return this.writeRecord(id)
+    }
+
+    private writeRecord(id: string): Promise<void> {
+        const c = this.control
+        if (!c) return Promise.resolve()
+        const record = linkRecord(this.epochs.get(id) ?? "", this.boardEpochs.get(id) ?? "")
+        return new Promise((resolve) =>
+            c.publish(linkTopic(id), record, { qos: 1, retain: true }, (err) => {
+                if (err) this.log.warn({ client: id, code: "link-record" }, `link record of ${id} not written: ${err.message}`)
+                resolve()
+            }),
+        )
     }
 
     // Drops a board's link and session: it reconnects in a new epoch.
     restartLink(id: string, why: string): void {
         this.log.warn({ client: id, code: "link-restart" }, why)
         this.epochs.delete(id)
-        this.control?.publish(linkTopic(id), "", { qos: 1, retain: true })
+        void this.writeRecord(id)
         this.sessions.get(id)?.close()
         this.sessions.delete(id)
         this.server.forget(id, why)

@@ -20,23 +20,41 @@ export function tookTopic(name: string): string {
 }
 export const TOOK_FILTER = `${TOPIC_ROOT}/$gateway/+/took`
 
-// Retained per board: the epoch of the id sequence its down lines are sent
-// in (message id = from the MQTT packet id), so that the next gateway to
-// hold it continues it (docs/protocol.md, "The MQTT gateway"). Empty: none.
+// Retained per board: `<down> <board>`. `down`: the epoch of the id
+// sequence its down lines are sent in (message id = from the MQTT packet
+// id), so that the next gateway to hold it continues it; `board`: the
+// board's own epoch (its life) whose up lines the broker may hold, so that
+// the next gateway knows a restarted board. See docs/protocol.md,
+// "The MQTT gateway". Either may be empty; an empty payload: neither.
 export function linkTopic(id: string): string {
     return `${TOPIC_ROOT}/$link/${id}`
 }
 export const LINK_FILTER = `${TOPIC_ROOT}/$link/+`
 
-// A link record read back: the board id and epoch ("" when cleared), or a problem.
-export function parseLinkRecord(topic: string, payload: Buffer): { id: string; epoch: string } | { problem: string } {
+export function linkRecord(down: string, board: string): string {
+    return down === "" && board === "" ? "" : `${down} ${board}`
+}
+
+// Why a board's epoch cannot go in a link record, or "" (a hello's epoch
+// ends at a space; printable ASCII keeps the record readable).
+export function boardEpochProblem(epoch: string): string {
+    return /^[\x21-\x7e]{1,64}$/.test(epoch) ? "" : `board epoch ${JSON.stringify(epoch.slice(0, 70))} is not 1-64 printable ASCII characters without spaces`
+}
+
+// A link record read back: the board id, down epoch and board epoch ("" when none), or a problem.
+export function parseLinkRecord(topic: string, payload: Buffer): { id: string; epoch: string; board: string } | { problem: string } {
     const parts = topic.split("/")
     if (parts.length !== 3 || parts[0] !== TOPIC_ROOT || parts[1] !== "$link") return { problem: `topic ${JSON.stringify(topic)}: expected ${TOPIC_ROOT}/$link/<id>` }
     const p = topicIdProblem(parts[2]!)
     if (p !== "") return { problem: `topic ${JSON.stringify(topic)}: board id ${p}` }
-    const epoch = payload.toString("latin1")
+    const text = payload.toString("latin1")
+    const sp = text.indexOf(" ")
+    // A record without a space is a down epoch alone (written by a gateway before board epochs were kept).
+    const epoch = sp < 0 ? text : text.slice(0, sp)
+    const board = sp < 0 ? "" : text.slice(sp + 1)
     if (epoch !== "" && !/^[0-9a-f]{8,32}$/.test(epoch)) return { problem: `link record of ${parts[2]}: epoch ${JSON.stringify(epoch.slice(0, 40))} is not 8-32 lowercase hex digits` }
-    return { id: parts[2]!, epoch }
+    if (board !== "" && boardEpochProblem(board) !== "") return { problem: `link record of ${parts[2]}: ${boardEpochProblem(board)}` }
+    return { id: parts[2]!, epoch, board }
 }
 
 // The MQTT client id of a board's session: every gateway derives the same,

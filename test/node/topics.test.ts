@@ -1,6 +1,6 @@
 // The gateway's MQTT topic layout and its checks of outside input (pure).
 import assert from "node:assert/strict"
-import { boardTopic, linkTopic, parseBoardTopic, parseLinkRecord, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
+import { boardTopic, linkRecord, linkTopic, parseBoardTopic, parseLinkRecord, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
 
 describe("MQTT gateway topics", function () {
     it("lays out a board's topics and session client id", function () {
@@ -24,10 +24,15 @@ describe("MQTT gateway topics", function () {
         assert.match((parseBoardTopic("devs-iot/b1/sideways") as { problem: string }).problem, /up, down or status/)
         assert.match((parseBoardTopic("devs-iot/+/down") as { problem: string }).problem, /wildcard/)
     })
-    it("reads a board's link record (the epoch of its down lines) back, or says what is wrong with it", function () {
+    it("reads a board's link record (the epoch of its down lines, the board's life) back, or says what is wrong with it", function () {
         assert.equal(linkTopic("b1"), "devs-iot/$link/b1")
-        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.from("0a1b2c3d")), { id: "b1", epoch: "0a1b2c3d" })
-        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.alloc(0)), { id: "b1", epoch: "" })
+        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.from("0a1b2c3d")), { id: "b1", epoch: "0a1b2c3d", board: "" })
+        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.alloc(0)), { id: "b1", epoch: "", board: "" })
+        // With the board's epoch (its life), and with that alone.
+        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.from(linkRecord("0a1b2c3d", "e5f6a7b8"))), { id: "b1", epoch: "0a1b2c3d", board: "e5f6a7b8" })
+        assert.deepEqual(parseLinkRecord("devs-iot/$link/b1", Buffer.from(linkRecord("", "e5f6a7b8"))), { id: "b1", epoch: "", board: "e5f6a7b8" })
+        assert.equal(linkRecord("", ""), "")
+        assert.match((parseLinkRecord("devs-iot/$link/b1", Buffer.from("0a1b2c3d e5 f6")) as { problem: string }).problem, /board epoch "e5 f6" is not 1-64 printable ASCII/)
         assert.match((parseLinkRecord("devs-iot/$link/b1", Buffer.from("0A1B 2c3d")) as { problem: string }).problem, /not 8-32 lowercase hex digits/)
         assert.match((parseLinkRecord("devs-iot/$link/$x", Buffer.from("0a1b2c3d")) as { problem: string }).problem, /reserved/)
         assert.match((parseLinkRecord("devs-iot/b1/status", Buffer.from("0a1b2c3d")) as { problem: string }).problem, /expected devs-iot\/\$link/)

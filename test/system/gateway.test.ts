@@ -51,9 +51,11 @@ class Seen {
 
 // A TCP proxy between a gateway and the broker that passes the broker's
 // packets and the gateway's, up to the gateway's PUBREL for packet id
-// `pid`: from there on it holds back what the gateway sends (dropped when
-// either side closes). A gateway killed now died between the ACK to the
-// board (on PUBREC) and the PUBREL.
+// `pid` after a PUBLISH with that id (a PUBREL the gateway sends ahead of
+// a board's first line, for ids it has not published, passes): from there
+// on it holds back what the gateway sends (dropped when either side
+// closes). A gateway killed now died between the ACK to the board (on
+// PUBREC) and the PUBREL.
 class PubrelHold {
     port = 0
     readonly held: Promise<void>
@@ -88,6 +90,7 @@ class PubrelHold {
         s.on("data", (b: Buffer) => c.write(b))
         let buf = Buffer.alloc(0)
         let holding = false
+        let published = false
         c.on("data", (b: Buffer) => {
             if (holding) return
             buf = Buffer.concat([buf, b])
@@ -103,7 +106,9 @@ class PubrelHold {
                     if ((buf[i]! & 0x80) === 0) break
                 }
                 if (i >= buf.length || i + 1 + len > buf.length) break
-                if (buf[off]! >> 4 === 6 && len >= 2 && buf.readUInt16BE(i + 1) === this.pid) {
+                // PUBLISH at QoS 1 or 2: topic length, topic, packet id.
+                if (buf[off]! >> 4 === 3 && (buf[off]! & 6) !== 0 && buf.readUInt16BE(i + 3 + buf.readUInt16BE(i + 1)) === this.pid) published = true
+                if (published && buf[off]! >> 4 === 6 && len >= 2 && buf.readUInt16BE(i + 1) === this.pid) {
                     holding = true
                     this.heldNow()
                     break
@@ -113,6 +118,44 @@ class PubrelHold {
             s.write(buf.subarray(0, off))
             buf = holding ? Buffer.alloc(0) : buf.subarray(off)
         })
+    }
+
+    close(): void {
+        this.net.close()
+        for (const x of this.sockets) x.destroy()
+    }
+}
+
+// A TCP proxy between a board and its gateway; once frozen it passes
+// nothing more from the gateway to the board (its ACKs are lost). It ends
+// the board's socket when the gateway's ends.
+class AckFreeze {
+    port = 0
+    frozen = false
+    private net = createServer((c) => this.accept(c))
+    private sockets = new Set<Socket>()
+
+    constructor(readonly targetPort: number) {}
+
+    async listen(): Promise<void> {
+        await new Promise<void>((r) => this.net.listen(0, "127.0.0.1", r))
+        const a = this.net.address()
+        this.port = typeof a === "object" && a ? a.port : 0
+    }
+
+    private accept(c: Socket): void {
+        const s = connect(this.targetPort, "127.0.0.1")
+        for (const x of [c, s]) {
+            this.sockets.add(x)
+            x.on("error", () => undefined)
+            x.on("close", () => {
+                this.sockets.delete(x)
+                c.destroy()
+                s.destroy()
+            })
+        }
+        c.on("data", (b: Buffer) => s.write(b))
+        s.on("data", (b: Buffer) => this.frozen || c.write(b))
     }
 
     close(): void {
@@ -273,6 +316,86 @@ describe("MQTT gateway with Mosquitto", function () {
         await within(seen.wait("second"), 30000, "second at the subscriber")
         await within(seen.wait("first"), 20000, `first at the subscriber (got ${JSON.stringify(lines)})`)
         const r = seen.check(["first", "second"])
+        assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
+    })
+
+    // A board restarts (new epoch, link ids from 00 again) after its
+    // gateway died with an ACKed line (packet id 3) not yet released. The
+    // new life's lines reuse packet ids 1, 2, 3: Mosquitto drops a line it
+    // holds under a reused id ("Reused message ID"), so the next gateway
+    // releases every id of the earlier life before the new life's first line.
+    it("board -> subscriber: a restarted board's lines do not make the broker drop an ACKed line its dead gateway left unreleased", async function () {
+        const [p1, p2] = [await freePort(), await freePort()]
+        const hold = new PubrelHold(broker.port, 3)
+        await hold.listen()
+        onCleanup(() => hold.close())
+        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
+        const g2 = gatewayProcess(broker.url, p2, "g2")
+        await g1.waitFor(/gateway listening/, 15000)
+        await g2.waitFor(/gateway listening/, 15000)
+        const sub = await mqttClient(broker.url, "test-sub-br1")
+        const lines: string[] = []
+        const seen = new Deliveries()
+        sub.on("message", (_t, p, packet) => {
+            lines.push(p.toString())
+            seen.add(p.toString(), packet)
+        })
+        await sub.subscribeAsync("devs-iot/br1/up", { qos: 2 })
+        const first = new Client({ id: "br1", port: p1, backoffFirst: 50, backoffCap: 300 }).start()
+        onCleanup(() => void first.close())
+        await first.connected()
+        for (const l of ["a0", "a1", "a2"]) await within(first.write(l), 30000, `${l} ACKed to the board`)
+        await within(hold.held, 10000, "gateway 1's PUBREL for packet id 3 held back")
+        g1.stop() // SIGKILL: a2 stays in the broker, waiting for its PUBREL
+        await g1.exited
+        await first.close()
+        // The board restarts: a new Client is a new life (epoch), its link ids from 00.
+        const board = cleanup(new Client({ id: "br1", port: p2, backoffFirst: 50, backoffCap: 300 }).start())
+        await board.connected()
+        for (const l of ["b0", "b1", "b2", "b3"]) await within(board.write(l), 30000, `${l} ACKed to the board`)
+        await within(seen.wait("b3"), 30000, "b3 at the subscriber")
+        await within(seen.wait("a2"), 20000, `a2 at the subscriber (got ${JSON.stringify(lines)})`)
+        const r = seen.check(["a0", "a1", "a2", "b0", "b1", "b2", "b3"])
+        assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
+    })
+
+    // The same life, resending: its first two lines (00, 01) are PUBREC'd,
+    // not released, and their ACKs never reached the board when its gateway
+    // died. The next gateway must not release packet id 2 before the board
+    // resends 01, or the broker would take the resend as a new message.
+    it("board -> subscriber: lines the broker holds PUBREC'd and the board resends after its gateway died reach the subscriber once", async function () {
+        const [p1, p2] = [await freePort(), await freePort()]
+        const hold = new PubrelHold(broker.port, 1)
+        await hold.listen()
+        onCleanup(() => hold.close())
+        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
+        const g2 = gatewayProcess(broker.url, p2, "g2")
+        await g1.waitFor(/gateway listening/, 15000)
+        await g2.waitFor(/gateway listening/, 15000)
+        const freeze = new AckFreeze(p1)
+        await freeze.listen()
+        onCleanup(() => freeze.close())
+        const sub = await mqttClient(broker.url, "test-sub-bs1")
+        const lines: string[] = []
+        const seen = new Deliveries()
+        sub.on("message", (_t, p, packet) => {
+            lines.push(p.toString())
+            seen.add(p.toString(), packet)
+        })
+        await sub.subscribeAsync("devs-iot/bs1/up", { qos: 2 })
+        const board = cleanup(new Client({ id: "bs1", host: `127.0.0.1:${freeze.port},127.0.0.1:${p2}`, backoffFirst: 50, backoffCap: 300 }).start())
+        await board.connected()
+        await g1.waitFor(/link up.*bs1/, 10000)
+        freeze.frozen = true
+        const acked = [board.write("s0", { wait: false }), board.write("s1", { wait: false })]
+        await within(hold.held, 10000, "gateway 1's PUBREL for packet id 1 held back")
+        g1.stop() // SIGKILL: s0 and s1 stay PUBREC'd in the broker, the board has no ACK
+        await g1.exited
+        freeze.close() // refused from now on: the board moves to gateway 2
+        await within(Promise.all(acked), 30000, "s0 and s1 ACKed to the board by gateway 2")
+        await within(board.write("s2"), 30000, "s2 ACKed to the board")
+        await within(seen.wait("s2"), 30000, `s2 at the subscriber (got ${JSON.stringify(lines)})`)
+        const r = seen.check(["s0", "s1", "s2"])
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
 
