@@ -49,32 +49,23 @@ class Seen {
     }
 }
 
-// A TCP proxy between a gateway and the broker that passes the broker's
-// packets and the gateway's, up to the gateway's PUBREL for packet id
-// `pid` after a PUBLISH with that id (a PUBREL the gateway sends ahead of
-// a board's first line, for ids it has not published, passes): from there
-// on it holds back what the gateway sends (dropped when either side
-// closes). A gateway killed now died between the ACK to the board (on
-// PUBREC) and the PUBREL.
-class PubrelHold {
+// A proxy on loopback to `targetPort`: each accepted socket is piped to a
+// new connection there by wire(); either end closing closes both.
+abstract class PipeProxy {
     port = 0
-    readonly held: Promise<void>
-    private heldNow!: () => void
     private net = createServer((c) => this.accept(c))
     private sockets = new Set<Socket>()
 
-    constructor(
-        readonly targetPort: number,
-        readonly pid: number,
-    ) {
-        this.held = new Promise((r) => (this.heldNow = r))
-    }
+    constructor(readonly targetPort: number) {}
 
     async listen(): Promise<void> {
         await new Promise<void>((r) => this.net.listen(0, "127.0.0.1", r))
         const a = this.net.address()
         this.port = typeof a === "object" && a ? a.port : 0
     }
+
+    // `c`: from the client, `s`: to the target.
+    protected abstract wire(c: Socket, s: Socket): void
 
     private accept(c: Socket): void {
         const s = connect(this.targetPort, "127.0.0.1")
@@ -87,6 +78,35 @@ class PubrelHold {
                 s.destroy()
             })
         }
+        this.wire(c, s)
+    }
+
+    close(): void {
+        this.net.close()
+        for (const x of this.sockets) x.destroy()
+    }
+}
+
+// A TCP proxy between a gateway and the broker that passes the broker's
+// packets and the gateway's, up to the gateway's PUBREL for packet id
+// `pid` after a PUBLISH with that id (a PUBREL the gateway sends ahead of
+// a board's first line, for ids it has not published, passes): from there
+// on it holds back what the gateway sends (dropped when either side
+// closes). A gateway killed now died between the ACK to the board (on
+// PUBREC) and the PUBREL.
+class PubrelHold extends PipeProxy {
+    readonly held: Promise<void>
+    private heldNow!: () => void
+
+    constructor(
+        targetPort: number,
+        readonly pid: number,
+    ) {
+        super(targetPort)
+        this.held = new Promise((r) => (this.heldNow = r))
+    }
+
+    protected wire(c: Socket, s: Socket): void {
         s.on("data", (b: Buffer) => c.write(b))
         let buf = Buffer.alloc(0)
         let holding = false
@@ -119,48 +139,17 @@ class PubrelHold {
             buf = holding ? Buffer.alloc(0) : buf.subarray(off)
         })
     }
-
-    close(): void {
-        this.net.close()
-        for (const x of this.sockets) x.destroy()
-    }
 }
 
 // A TCP proxy between a board and its gateway; once frozen it passes
 // nothing more from the gateway to the board (its ACKs are lost). It ends
 // the board's socket when the gateway's ends.
-class AckFreeze {
-    port = 0
+class AckFreeze extends PipeProxy {
     frozen = false
-    private net = createServer((c) => this.accept(c))
-    private sockets = new Set<Socket>()
 
-    constructor(readonly targetPort: number) {}
-
-    async listen(): Promise<void> {
-        await new Promise<void>((r) => this.net.listen(0, "127.0.0.1", r))
-        const a = this.net.address()
-        this.port = typeof a === "object" && a ? a.port : 0
-    }
-
-    private accept(c: Socket): void {
-        const s = connect(this.targetPort, "127.0.0.1")
-        for (const x of [c, s]) {
-            this.sockets.add(x)
-            x.on("error", () => undefined)
-            x.on("close", () => {
-                this.sockets.delete(x)
-                c.destroy()
-                s.destroy()
-            })
-        }
+    protected wire(c: Socket, s: Socket): void {
         c.on("data", (b: Buffer) => s.write(b))
         s.on("data", (b: Buffer) => this.frozen || c.write(b))
-    }
-
-    close(): void {
-        this.net.close()
-        for (const x of this.sockets) x.destroy()
     }
 }
 
