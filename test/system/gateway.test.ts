@@ -163,6 +163,28 @@ describe("MQTT gateway with Mosquitto", function () {
         await broker.start()
     })
 
+    // Two gateways; gateway 1 reaches the broker through a proxy that holds
+    // back its PUBREL for packet id `pid`; a subscriber on board `id`'s up topic.
+    async function heldPubrel(pid: number, id: string) {
+        const [p1, p2] = [await freePort(), await freePort()]
+        const hold = new PubrelHold(broker.port, pid)
+        await hold.listen()
+        onCleanup(() => hold.close())
+        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
+        const g2 = gatewayProcess(broker.url, p2, "g2")
+        await g1.waitFor(/gateway listening/, 15000)
+        await g2.waitFor(/gateway listening/, 15000)
+        const sub = await mqttClient(broker.url, `test-sub-${id}`)
+        const lines: string[] = []
+        const seen = new Deliveries()
+        sub.on("message", (_t, p, packet) => {
+            lines.push(p.toString())
+            seen.add(p.toString(), packet)
+        })
+        await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
+        return { p1, p2, hold, g1, g2, lines, seen }
+    }
+
     async function upRun(fault: (step: () => Promise<void>) => Promise<void>, id: string): Promise<void> {
         const port = await freePort()
         let gw = gatewayProcess(broker.url, port, "g1")
@@ -275,22 +297,7 @@ describe("MQTT gateway with Mosquitto", function () {
     // its gateway dies before the PUBREL. The next gateway releases the
     // packet ids before the first line it holds (01): 00 among them.
     it("board -> subscriber: the first line, ACKed, reaches the subscriber though its gateway died before the PUBREL", async function () {
-        const [p1, p2] = [await freePort(), await freePort()]
-        const hold = new PubrelHold(broker.port, 1)
-        await hold.listen()
-        onCleanup(() => hold.close())
-        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
-        const g2 = gatewayProcess(broker.url, p2, "g2")
-        await g1.waitFor(/gateway listening/, 15000)
-        await g2.waitFor(/gateway listening/, 15000)
-        const sub = await mqttClient(broker.url, "test-sub-bp1")
-        const lines: string[] = []
-        const seen = new Deliveries()
-        sub.on("message", (_t, p, packet) => {
-            lines.push(p.toString())
-            seen.add(p.toString(), packet)
-        })
-        await sub.subscribeAsync("devs-iot/bp1/up", { qos: 2 })
+        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(1, "bp1")
         const board = cleanup(new Client({ id: "bp1", host: `127.0.0.1:${p1},127.0.0.1:${p2}`, backoffFirst: 50, backoffCap: 300 }).start())
         await board.connected()
         await g1.waitFor(/link up.*bp1/, 10000)
@@ -314,22 +321,7 @@ describe("MQTT gateway with Mosquitto", function () {
     // holds under a reused id ("Reused message ID"), so the next gateway
     // releases every id of the earlier life before the new life's first line.
     it("board -> subscriber: a restarted board's lines do not make the broker drop an ACKed line its dead gateway left unreleased", async function () {
-        const [p1, p2] = [await freePort(), await freePort()]
-        const hold = new PubrelHold(broker.port, 3)
-        await hold.listen()
-        onCleanup(() => hold.close())
-        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
-        const g2 = gatewayProcess(broker.url, p2, "g2")
-        await g1.waitFor(/gateway listening/, 15000)
-        await g2.waitFor(/gateway listening/, 15000)
-        const sub = await mqttClient(broker.url, "test-sub-br1")
-        const lines: string[] = []
-        const seen = new Deliveries()
-        sub.on("message", (_t, p, packet) => {
-            lines.push(p.toString())
-            seen.add(p.toString(), packet)
-        })
-        await sub.subscribeAsync("devs-iot/br1/up", { qos: 2 })
+        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(3, "br1")
         const first = new Client({ id: "br1", port: p1, backoffFirst: 50, backoffCap: 300 }).start()
         onCleanup(() => void first.close())
         await first.connected()
