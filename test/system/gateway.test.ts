@@ -345,25 +345,10 @@ describe("MQTT gateway with Mosquitto", function () {
     // died. The next gateway must not release packet id 2 before the board
     // resends 01, or the broker would take the resend as a new message.
     it("board -> subscriber: lines the broker holds PUBREC'd and the board resends after its gateway died reach the subscriber once", async function () {
-        const [p1, p2] = [await freePort(), await freePort()]
-        const hold = new PubrelHold(broker.port, 1)
-        await hold.listen()
-        onCleanup(() => hold.close())
-        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
-        const g2 = gatewayProcess(broker.url, p2, "g2")
-        await g1.waitFor(/gateway listening/, 15000)
-        await g2.waitFor(/gateway listening/, 15000)
+        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(1, "bs1")
         const freeze = new AckFreeze(p1)
         await freeze.listen()
         onCleanup(() => freeze.close())
-        const sub = await mqttClient(broker.url, "test-sub-bs1")
-        const lines: string[] = []
-        const seen = new Deliveries()
-        sub.on("message", (_t, p, packet) => {
-            lines.push(p.toString())
-            seen.add(p.toString(), packet)
-        })
-        await sub.subscribeAsync("devs-iot/bs1/up", { qos: 2 })
         const board = cleanup(new Client({ id: "bs1", host: `127.0.0.1:${freeze.port},127.0.0.1:${p2}`, backoffFirst: 50, backoffCap: 300 }).start())
         await board.connected()
         await g1.waitFor(/link up.*bs1/, 10000)
