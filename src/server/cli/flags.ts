@@ -19,10 +19,10 @@ export function intFlag(arg: string, r: Range, doc: string, dfltText?: string): 
     return { type: "string", arg, help: `${doc} (default ${dfltText ?? r.dflt})`, range: r }
 }
 
-
 export const FLAGS = {
     listenPort: intFlag("N", LISTEN_PORT, "TCP port; 0 picks a free one"),
     serverPort: intFlag("N", PORT, "server port"),
+    serverHost: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" } as const,
     appInterval: intFlag("MS", { min: 100, max: 3600000, dflt: INTERVAL.dflt }, "demo app: ms between messages to each board"),
     boardInterval: intFlag("MS", INTERVAL, "ms between the app's messages (the board's IOT_INTERVAL)"),
     // The simulated board's watchdog is off unless asked for: a run in the

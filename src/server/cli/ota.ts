@@ -38,7 +38,7 @@ export const DEPLOY_COMMAND = {
     summary: "send a program (.devs) to boards over the air, through a server run with --ota-keys",
     options: {
         id: { type: "string", arg: "ID,ID", help: "the boards (required)" },
-        host: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" },
+        host: FLAGS.serverHost,
         port: FLAGS.serverPort,
         admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
         key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
