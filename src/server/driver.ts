@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { hold, isClosed, Link, LinkError, queuedWrites, readable, settle, unsentBytes, wantsRead, writeAs, type HeldLine, type LinkEvent, type Peer } from "../shared/index.js"
+import { hold, isClosed, Link, LinkError, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -73,6 +73,8 @@ export function clock(): number {
     return Math.floor(performance.now())
 }
 
+type Reader = { many: number; resolve: (lines: string | string[]) => void; reject: (e: Error) => void }
+
 // `L`: the end's Link (ClientLink for a Client, ServerLink for a Connection).
 export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     protected readonly link: L
@@ -94,7 +96,11 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // Called with each round trip (ms), for a histogram; undefined: none.
     onRoundTrip: ((ms: number) => void) | undefined = undefined
     // Waiting reads in call order: readline() (many 0) or readlines(max) (many = max).
-    private readers: Array<{ many: number; resolve: (lines: string | string[]) => void; reject: (e: Error) => void }> = []
+    private readers: Reader[] = []
+    // Lines read since the last commit, and the readers given them in this
+    // pump (resolved once the commit holds): if it fails they go back.
+    private takes: Kept[] = []
+    private handing: Array<{ r: Reader; got: string | string[] }> = []
     private holders: Array<{ resolve: (h: HeldLine) => void; reject: (e: Error) => void }> = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
@@ -156,16 +162,29 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     readline(): Promise<string> {
         const s = this.take()
         if (s !== undefined) return Promise.resolve(s)
+        return this.awaitLines(0)
+    }
+
+    // A reader that waits for the next line (many 0) or batch.
+    private awaitLines(many: number): Promise<any> {
         if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
-        return new Promise((resolve, reject) => this.readers.push({ many: 0, resolve: resolve as (l: string | string[]) => void, reject }))
+        return new Promise((resolve, reject) => this.readers.push({ many, resolve, reject }))
     }
 
     // A received line taken now, or undefined.
     private take(): string | undefined {
-        const s = this.link.read(clock())
+        const s = this.readOne(clock())
+        if (s === undefined || !this.tookLines()) return undefined
+        return s
+    }
+
+    // The next received line, read from the Link and noted as taken.
+    private readOne(now: number): string | undefined {
+        const k = this.link.inbox.peek()
+        const s = this.link.read(now)
         if (s === undefined) return undefined
+        this.takes.push(k!)
         this.countIn(s)
-        this.tookLines()
         return s
     }
 
@@ -180,12 +199,8 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         if (!(max >= 1 && (Number.isInteger(max) || max === Infinity)))
             return Promise.reject(new RangeError(`readlines(max): max must be a whole number of lines, at least 1; got ${String(max)}`))
         const lines = this.takeLines(clock(), max)
-        if (lines.length > 0) {
-            this.tookLines()
-            return Promise.resolve(lines)
-        }
-        if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
-        return new Promise((resolve, reject) => this.readers.push({ many: max, resolve: resolve as (l: string | string[]) => void, reject }))
+        if (lines.length > 0 && this.tookLines()) return Promise.resolve(lines)
+        return this.awaitLines(max)
     }
 
     // The received lines in batches (readlines()), until the link closes.
@@ -262,7 +277,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             next: () => {
                 const s = this.take()
                 if (s !== undefined) return Promise.resolve({ value: s, done: false })
-                return this.readline().then((value) => ({ value, done: false }), end)
+                return this.awaitLines(0).then((value: string) => ({ value, done: false }), end)
             },
             return: () => Promise.resolve({ value: undefined, done: true }),
         }
@@ -384,12 +399,18 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             } while (this.again)
             if (this.delivered) {
                 this.delivered = false
-                this.state?.commit()
+                this.commit()
             }
         } catch (e) {
             failure = { e }
+            this.putBack()
         } finally {
             this.pumping = false
+        }
+        if (this.handing.length > 0) {
+            const h = this.handing
+            this.handing = []
+            for (let i = 0; i < h.length; i++) h[i]!.r.resolve(h[i]!.got)
         }
         if (failure) return this.fault(failure.e)
         this.faults = 0
@@ -440,15 +461,14 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             const r = this.readers[0]!
             let got: string | string[] | undefined
             if (r.many === 0) {
-                got = link.read(now)
+                got = this.readOne(now)
                 if (got === undefined) break
-                this.countIn(got)
             } else {
                 got = this.takeLines(now, r.many)
                 if (got.length === 0) break
             }
             this.delivered = true
-            this.readers.shift()!.resolve(got)
+            this.handing.push({ r: this.readers.shift()!, got }) // resolved once committed
             this.again = true // room freed: unpark
             // On disk the take is recorded before the reader's code runs, so
             // its ACK need not wait for that code: it leaves with this tick.
@@ -571,6 +591,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         s.cork()
         process.nextTick(() => {
             if (this.corked === s) this.corked = undefined
+            if (s.destroyed) return
             // The records of what the output carries (ACKs, lines) first:
             // one commit for everything this tick wrote. If the disk refuses,
             // none of it leaves. A tick that sends nothing commits nothing:
@@ -578,7 +599,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             // commit, since only what leaves must be on disk first.
             if (s.writableLength > 0) {
                 try {
-                    this.state?.commit()
+                    this.commit()
                 } catch (e) {
                     s.destroy()
                     return this.fault(e)
@@ -646,32 +667,57 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private takeLines(now: number, max: number): string[] {
         const lines: string[] = []
         while (lines.length < max) {
-            const s = this.link.read(now)
+            const s = this.readOne(now)
             if (s === undefined) break
-            this.countIn(s)
             lines.push(s)
         }
         return lines
     }
 
-    // The application was given lines outside the drive loop: commit (in
-    // pump, before its code runs on them), unpark, resume reading, and ACK
-    // them once its code has run.
-    private tookLines(): void {
+    // The application is about to be given lines outside the drive loop:
+    // commit before its code runs on them, then unpark, resume reading, and
+    // ACK them once its code has run. False: the commit failed and the
+    // lines went back unread.
+    private tookLines(): boolean {
+        try {
+            this.commit()
+        } catch (e) {
+            this.putBack()
+            this.fault(e)
+            return false
+        }
         this.releaseSoon()
         // While the socket flows and nothing waits in the framer, a take
-        // changes nothing the drive loop acts on but the commit.
+        // changes nothing the drive loop acts on.
         const s = this.socket
-        if (s !== undefined && !this.pumping && !s.isPaused() && this.link.unframed() === 0) {
-            try {
-                this.state?.commit()
-            } catch (e) {
-                this.fault(e)
+        if (this.pumping) this.again = true
+        else if (s === undefined || s.isPaused() || this.link.unframed() > 0) this.pump()
+        return true
+    }
+
+    // Records what this end did durable (state.ts): every line read since
+    // the last commit is taken for good once this returns.
+    private commit(): void {
+        this.state?.commit()
+        this.takes.length = 0
+    }
+
+    // A commit failed (a full disk) or the turn failed before it: the lines
+    // read since the last commit go back unread, and the readers of this
+    // pump wait again, first in line; nothing that needed the record left.
+    private putBack(): void {
+        if (this.takes.length > 0) {
+            for (const k of this.takes) {
+                this.traffic.linesIn--
+                this.traffic.bytesIn -= Buffer.byteLength(k.payload)
             }
-            return
+            untake(this.link, this.takes)
+            this.takes = []
         }
-        this.delivered = true
-        this.pump()
+        if (this.handing.length > 0) {
+            this.readers.unshift(...this.handing.map((h) => h.r))
+            this.handing = []
+        }
     }
 
     private countIn(line: string): void {

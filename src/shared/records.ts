@@ -6,6 +6,7 @@
 import { SeenIds } from "./dedup.js"
 import { wireId } from "./ids.js"
 import { Kept, type Link } from "./link.js"
+import { Fifo } from "./queue.js"
 import type { Outgoing, Sender } from "./sender.js"
 import type { LinkRecord, LinkStore, OwedLine, Recorder, SavedLink } from "./store.js"
 
@@ -43,6 +44,32 @@ export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | u
     r.recorded = saved !== undefined
     link.rec = r
     sender.rec = r
+}
+
+// Lines read since the last commit (in read order) whose take could not be
+// made durable (the commit failed: a full disk): they go back to the front
+// of the inbox, unread, so the application gets them once a commit holds
+// and a process killed meanwhile gets them from the peer, not twice. A line
+// whose ACK is still owed leaves the recorded seen set; one whose ACK left
+// (released at once on disk, or after ackDelay) is recorded as kept, as if
+// it had not been read.
+export function untake(link: Link<any>, lines: Kept[]): void {
+    if (lines.length === 0) return
+    const r = link.rec as StoreRecorder | undefined
+    const back = new Fifo<Kept>()
+    for (let i = 0; i < lines.length; i++) {
+        const k = lines[i]
+        k.taken = false
+        if (!k.acked) {
+            link.taken.retain((x) => x !== k)
+            link.unacked++
+            if (r !== undefined) r.untook(k.id)
+        } else if (r !== undefined) k.key = r.keep(k.id, k.payload)
+        back.push(k)
+        link.inboxBytes += k.bytes
+    }
+    for (let k = link.inbox.shift(); k !== undefined; k = link.inbox.shift()) back.push(k)
+    link.inbox = back
 }
 
 function load(set: SeenIds, bits: number[], newest: number): void {
@@ -114,6 +141,12 @@ class StoreRecorder implements Recorder {
 
     took(id: number): void {
         this.durable.mark(id)
+        this.save()
+    }
+
+    // A take undone (untake): the id is no longer recorded as taken.
+    untook(id: number): void {
+        this.durable.bits[id >> 3] &= ~(1 << (id & 7))
         this.save()
     }
 

@@ -27,6 +27,22 @@ function crashClient(client: Client): void {
     c.socket?.destroy()
 }
 
+// The seen bits recorded for `id` in a state folder.
+async function DiskStateOf(dir: string, id: string): Promise<number[]> {
+    const st = await DiskState.open(dir)
+    try {
+        return st.load(id)!.link.seen
+    } finally {
+        st.close()
+    }
+}
+
+function popcount(b: number): number {
+    let n = 0
+    for (; b; b &= b - 1) n++
+    return n
+}
+
 const dirs: string[] = []
 function tempDir(): string {
     const d = mkdtempSync(join(tmpdir(), "devs-iot-state-"))
@@ -187,6 +203,55 @@ describe("delivery state across restarts", function () {
         await within(c2.write("y"), 10000, "y ACKed")
         assert.equal(await within(conn.readline(), 10000, "next line"), "y", "x was read twice")
         assert.equal(conn.stats.duplicates, 1, "x was not sent again: its removal was already on disk")
+    })
+
+    it("on disk: a line whose take cannot be recorded (a full disk) is not given to the reader, nor recorded as taken; once the disk takes writes again it is given, once", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state: st })
+        await server.listen()
+        closers.push(() => server.close())
+        const client = new Client({ id: "c6", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+        closers.push(() => client.close())
+        const conn = await within(server.clientConn("c6"), 10000, "client up")
+        await client.write("a")
+        assert.equal(await within(conn.readline(), 10000, "a"), "a")
+        const bits = async (folder: string) => (await DiskStateOf(folder, "c6")).reduce((n, b) => n + popcount(b), 0)
+        // The journal's write fails as on a full disk (its descriptor now read-only).
+        const inner = st as unknown as { fd: number }
+        const fd = inner.fd
+        inner.fd = openSync(join(dir, "journal.bin"), "r")
+        let got: string | undefined
+        const reading = conn.readline().then((l) => (got = l))
+        const down = once(client, "status")
+        const b = client.write("b")
+        await within(down, 10000, "the server closes the link when the commit fails")
+        assert.equal(got, undefined, "b was given to the reader without its take on disk")
+        // A kill now: the folder as the disk holds it has a's take and not b's.
+        const copy = tempDir()
+        for (const f of readdirSync(dir)) if (f !== "lock.mdb") copyFileSync(join(dir, f), join(copy, f))
+        assert.equal(await bits(copy), 1, "b recorded as taken, or a not")
+        closeSync(inner.fd)
+        inner.fd = fd
+        assert.equal(await within(reading, 10000, "b once the disk takes writes"), "b")
+        await within(b, 10000, "b ACKed")
+        await client.write("c")
+        assert.equal(await within(conn.readline(), 10000, "c"), "c", "b was given twice")
+        // A line already there when the reader asks (taken outside the drive loop).
+        const d = client.write("d")
+        while (conn.queued().in === 0) await new Promise((r) => setTimeout(r, 5))
+        inner.fd = openSync(join(dir, "journal.bin"), "r")
+        let batch: string[] | undefined
+        const down2 = once(client, "status")
+        const taking = conn.readlines().then((l) => (batch = l))
+        await within(down2, 10000, "the server closes the link when the commit fails")
+        assert.equal(batch, undefined, "d was given without its take on disk")
+        closeSync(inner.fd)
+        inner.fd = fd
+        assert.deepEqual(await within(taking, 10000, "d once the disk takes writes"), ["d"])
+        await within(d, 10000, "d ACKed")
+        await client.write("e")
+        assert.equal(await within(conn.readline(), 10000, "e"), "e", "d was given twice")
     })
 
     it("an id whose link never comes up leaves nothing in the state; a line written before the first connect survives a client crash", async () => {
