@@ -295,12 +295,15 @@ class BoardSession {
     // between PUBREC and PUBREL left them waiting for a PUBREL: send it.
     // For an id the broker holds nothing under, it just answers PUBCOMP.
     // A first line 00 of a board whose epoch shows a new life: releaseLife.
+    // A v1 board has no epoch: a first 00 on its socket is a restart, the
+    // rule its link already keeps (fault 1; protocol.md, "The MQTT gateway").
     private async releaseStale(first: number): Promise<void> {
         this.releasedStale = true
         const c = this.mqtt
         if (!c) return
         const epoch = this.conn.peerEpoch ?? ""
         if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(c, epoch)
+        if (first === 0 && this.conn.peer === "v1") return this.releaseLife(c, undefined)
         for (const pid of stalePacketIds(first)) if (!this.upInFlight.has(pid)) this.sendPubrel(c, pid)
     }
 
@@ -313,14 +316,15 @@ class BoardSession {
     // the broker yet); after it, the next one sees the same life and keeps
     // to stalePacketIds: lines of the life after 00 may be in the broker
     // PUBREC'd and not yet ACKed to the board, and one released there and
-    // then resent by the board would go out twice.
-    private async releaseLife(c: MqttClient, epoch: string): Promise<void> {
-        this.log.info({ code: "new-life", epoch }, "a new life of this board: releasing every packet id an earlier life may have left in the broker before its first line")
+    // then resent by the board would go out twice. A v1 board (no epoch)
+    // has no record: each first 00 on a socket releases them all.
+    private async releaseLife(c: MqttClient, epoch: string | undefined): Promise<void> {
+        this.log.info({ code: "new-life", epoch: epoch ?? "(v1)" }, "a new life of this board: releasing every packet id an earlier life may have left in the broker before its first line")
         for (let pid = 1; pid <= 256; pid++) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
         const all = new Promise<void>((r) => (this.released = r))
         for (const pid of this.releasing) this.sendPubrel(c, pid)
         if (this.releasing.size > 0) await all
-        if (!this.closed) await this.gw.recordBoardEpoch(this.conn.id, epoch)
+        if (!this.closed && epoch !== undefined) await this.gw.recordBoardEpoch(this.conn.id, epoch)
     }
 
     // A PUBREL for an up packet id (registered in `outgoing` for its

@@ -8,6 +8,7 @@ import { Client } from "../../src/server/index.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, until, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
+import { V1Client } from "../kit/v1peer.js"
 
 function gatewayProcess(broker: string, port: number, name: string, more: string[] = []): Cli {
     const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--log-level", "debug", ...more])
@@ -336,6 +337,29 @@ describe("MQTT gateway with Mosquitto", function () {
         for (const l of ["b0", "b1", "b2", "b3"]) await within(board.write(l), 30000, `${l} ACKed to the board`)
         await within(seen.wait("b3"), 30000, "b3 at the subscriber")
         await within(seen.wait("a2"), 20000, `a2 at the subscriber (got ${JSON.stringify(lines)})`)
+        const r = seen.check(["a0", "a1", "a2", "b0", "b1", "b2", "b3"])
+        assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
+    })
+
+    // The same with an original (v1) board, which has no epoch: the next
+    // gateway takes its first 00 on a socket as a restart, as its link does.
+    it("board -> subscriber: a restarted v1 board's lines do not make the broker drop an ACKed line its dead gateway left unreleased", async function () {
+        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(3, "bv1")
+        const first = new V1Client({ id: "bv1", port: p1, timeout: 2000 }).start()
+        onCleanup(() => first.close())
+        await within(first.connected(), 20000, "v1 board up on gateway 1")
+        for (const l of ["a0", "a1", "a2"]) await within(first.write(l), 30000, `${l} ACKed to the board`)
+        await within(hold.held, 10000, "gateway 1's PUBREL for packet id 3 held back")
+        g1.stop()
+        await g1.exited
+        await first.close()
+        const board = new V1Client({ id: "bv1", port: p2, timeout: 2000 }).start() // a restart: ids from 00
+        onCleanup(() => board.close())
+        await within(board.connected(), 20000, "v1 board up on gateway 2")
+        for (const l of ["b0", "b1", "b2", "b3"]) await within(board.write(l), 30000, `${l} ACKed to the board`)
+        await within(seen.wait("b3"), 30000, "b3 at the subscriber")
+        await within(seen.wait("a2"), 20000, `a2 at the subscriber (got ${JSON.stringify(lines)})`)
+        await g2.waitFor(/new life/, 5000)
         const r = seen.check(["a0", "a1", "a2", "b0", "b1", "b2", "b3"])
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
