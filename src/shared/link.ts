@@ -133,6 +133,10 @@ export class SocketState {
     // is waiting for.
     backlog = new Fifo<Buffer>()
     backlogBytes = 0
+    // The id of a message dropped for a full queue (a board, a devs-iot
+    // peer): later ones are dropped too until it comes again (-1: none).
+    gap = -1
+    gapAt = 0
     session: Session | undefined = undefined // set: every line is sealed (seal.ts)
     pre = "" // plain lines still to send when the session started
     mustEncrypt = false // server: the key file says this id's messages come encrypted
@@ -525,7 +529,8 @@ export abstract class Link<S extends SocketState = SocketState> {
             case "message":
                 // A sealed line may be framed past the limit (hex, MAC).
                 if (line.length - 2 > this.cfg.maxLineBytes) this.refuseTooLong(c, l.id, line.length - 2)
-                else if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line)
+                else if (this.behindGap(c, l.id, now)) return
+                else if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line, l.id, now)
                 else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
                 return
             case "ext": {
@@ -548,14 +553,34 @@ export abstract class Link<S extends SocketState = SocketState> {
     // in the backlog, un-ACKed. Past the backlog, Node stops reading (see
     // paused()); the board, whose runtime reads the socket whatever we do,
     // drops it un-ACKed, and the sender's resend brings it back (fault 6).
-    private wait(c: S, line: Buffer): void {
+    private wait(c: S, line: Buffer, id: number, now: number): void {
         if (this.cfg.onFull === "drop" && c.backlogBytes + line.length > this.cfg.maxBacklogBytes) {
             this.stats.dropped++
-            this.notice("dropped", "receive queue and backlog full: a message dropped without ACK")
+            if (c.peer === "devs-iot" && c.gap < 0) {
+                c.gap = id
+                c.gapAt = now
+            }
+            this.notice("dropped", "receive queue and backlog full: message " + id + " dropped without ACK" + (c.gap === id ? ", and later ones until it is resent" : ""))
             return
         }
         c.backlog.push(line)
         c.backlogBytes += line.length
+    }
+
+    // Order after a drop: a devs-iot sender resends in order, so lines that
+    // came after the dropped one are dropped too until it comes again, and
+    // none overtakes it (wait=false lines keep their order; the gateway's
+    // down lines rely on it). A v1 sender keeps v1's rule: no such promise.
+    // Bounded by 2 x timeout, for a dropped line that is never resent
+    // (qos off).
+    private behindGap(c: S, id: number, now: number): boolean {
+        if (c.gap < 0) return false
+        if (id !== c.gap && now - c.gapAt < 2 * this.cfg.timeout) {
+            this.stats.dropped++
+            return true
+        }
+        c.gap = -1
+        return false
     }
 
     // Called only when the receive queue has room.

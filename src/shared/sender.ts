@@ -219,17 +219,23 @@ export class Sender {
         return encode(o)
     }
 
-    // Resends qos messages un-ACKed for `timeout`; forgets non-qos ones (fault
-    // 5). Returns the ids marked for resending.
+    // Resends qos messages un-ACKed for `timeout`, and with the first of
+    // them every later qos message on the wire, so that resends go in order
+    // (a receiver that dropped one drops those after it until it comes
+    // again: link.ts, behindGap); forgets non-qos ones (fault 5). Returns
+    // the ids marked for resending.
     expire(now: number): number[] {
         const resend: number[] = []
+        let back = false
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
-            if (o.sentAt < 0 || o.gone || now < o.sentAt + this.limits.timeout) continue
-            if (o.qos) {
+            if (o.sentAt < 0 || o.gone) continue
+            const due = now >= o.sentAt + this.limits.timeout
+            if (o.qos && (due || back)) {
                 o.sentAt = -1
                 resend.push(o.id)
-            } else this.forget(o)
+                back = true
+            } else if (due) this.forget(o)
         }
         return resend
     }

@@ -72,12 +72,45 @@ async function writeAll(sim: Sim, w: Writer, limitMs: number): Promise<boolean> 
     }, limitMs)
 }
 
+// 60 qos lines without wait, 16 in flight, from a devs-iot server to a
+// board whose receive queue holds 2 and whose application often leaves
+// them unread, across socket cuts: the board drops lines for a full queue.
+async function toDroppingBoard(seed: number): Promise<{ problem: string; dropped: number }> {
+    const f = noFaults()
+    f.cutEvery = 4000
+    f.silentPct = 30
+    f.latency = 2
+    f.maxChunk = 1 + (seed % 7)
+    f.until = 20000
+    f.slowReadPct = 90
+    const sim = new Sim(boardCfg({ maxReceivedLines: 2, maxBacklogBytes: 0 }), nodeCfg({}), f, seed)
+    const sw = new Writer("s", 60, true, false, 16)
+    sim.serverWriter = sw
+    const done = await sim.run(function () {
+        return sw.finished() && sim.now > 20000
+    }, 200000)
+    if (!done) return { problem: "not finished (" + sw.done.length + " of 60)", dropped: 0 }
+    await sim.runFor(5000)
+    let p = checkDelivery(sw, sim.clientRx, true)
+    if (p === "" && sim.clientRx.length !== 60) p = "delivered " + sim.clientRx.length + " of 60"
+    return { problem: p, dropped: sim.client.stats.dropped }
+}
+
 export const pairSuite = suite("two links over a faulty network", function (test) {
     test("exactly-once and order, wait=true, both directions: loss, duplication, cuts, 1-7 byte chunks", async function () {
         for (let seed = 1; seed <= 3; seed++) eq(await exchange(seed, 30, true, true, false), "", "problem")
     })
     test("exactly-once, wait=false, both directions, board limits on the client", async function () {
         for (let seed = 11; seed <= 13; seed++) eq(await exchange(seed, 40, true, false, true), "", "problem")
+    })
+    test("wait=false to a board that drops for a full queue: in order and once, across cuts", async function () {
+        let dropped = 0
+        for (let seed = 31; seed <= 33; seed++) {
+            const r = await toDroppingBoard(seed)
+            eq(r.problem, "", "seed " + seed)
+            dropped += r.dropped
+        }
+        ok(dropped > 0, "the board dropped lines")
     })
     test("qos=false: never duplicated; losses allowed", async function () {
         eq(await exchange(21, 40, false, false, false), "", "problem")
