@@ -134,6 +134,7 @@ class BoardSession {
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private down = new Map<number, DownRecord>()
+    private lastDownId = -1 // link id of the last down line written (pidIds), -1: none yet
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     // Down lines written to the link and not yet ACKed by the board: over
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
@@ -374,7 +375,13 @@ class BoardSession {
     }
 
     // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
-    // messages of one session over one at a time, so lines stay in order.
+    // messages of one session over in order. To a devs-iot board they go
+    // several at a time (wait off): its link keeps their order even when
+    // it drops one for a full queue
+    // (docs/protocol.md, "Quality of service"). To a v1 board, one at a
+    // time (wait). A line whose link id (from its packet id) does not
+    // follow the last one also waits: with others in flight, a skip of ids
+    // could pass the board's de-duplication window.
     private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
         const id = this.conn.id
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
@@ -400,7 +407,13 @@ class BoardSession {
             this.gw.counts.downResends++
             p = seen.done
         } else {
-            p = this.conn.write(text, this.pidIds ? { qos: true, wait: true, id: wireId(pid) } : { qos: true, wait: true })
+            let wait = this.conn.peer !== "devs-iot"
+            if (this.pidIds) {
+                const linkId = wireId(pid)
+                if (this.lastDownId < 0 || linkId !== (this.lastDownId === 255 ? 1 : this.lastDownId + 1)) wait = true
+                this.lastDownId = linkId
+            }
+            p = this.conn.write(text, this.pidIds ? { qos: true, wait, id: wireId(pid) } : { qos: true, wait })
             fresh = true
             this.downPending++
             const left = () => {
