@@ -23,6 +23,7 @@ import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPub
 import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, type ServerOptions } from "./server.js"
 import type { Connection } from "./connection.js"
+import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
 import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
@@ -134,7 +135,7 @@ class BoardSession {
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private down = new Map<number, DownRecord>()
-    private lastDownId = -1 // link id of the last down line written (pidIds), -1: none yet
+    private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     // Down lines written to the link and not yet ACKed by the board: over
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
@@ -407,13 +408,13 @@ class BoardSession {
             this.gw.counts.downResends++
             p = seen.done
         } else {
-            let wait = this.conn.peer !== "devs-iot"
+            const opts: WriteOptions = { qos: true, wait: this.conn.peer !== "devs-iot" }
             if (this.pidIds) {
-                const linkId = wireId(pid)
-                if (this.lastDownId < 0 || linkId !== (this.lastDownId === 255 ? 1 : this.lastDownId + 1)) wait = true
-                this.lastDownId = linkId
+                opts.id = wireId(pid)
+                if (this.lastDownPid < 0 || opts.id !== wireId(this.lastDownPid + 1)) opts.wait = true
+                this.lastDownPid = pid
             }
-            p = this.conn.write(text, this.pidIds ? { qos: true, wait, id: wireId(pid) } : { qos: true, wait })
+            p = this.conn.write(text, opts)
             fresh = true
             this.downPending++
             const left = () => {
