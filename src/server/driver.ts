@@ -115,7 +115,6 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // application lines, before its code runs on them. Undefined: none (in
     // memory, as the Link keeps it).
     protected state: StateStore | undefined
-    private delivered = false // this turn gave the application lines
 
     // `logAs`: log through a child of `log` for this client id, made when
     // first used (most idle ids never log).
@@ -162,13 +161,13 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     readline(): Promise<string> {
         const s = this.take()
         if (s !== undefined) return Promise.resolve(s)
-        return this.awaitLines(0)
+        return this.awaitLines<string>(0)
     }
 
     // A reader that waits for the next line (many 0) or batch.
-    private awaitLines(many: number): Promise<any> {
+    private awaitLines<T extends string | string[]>(many: number): Promise<T> {
         if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
-        return new Promise((resolve, reject) => this.readers.push({ many, resolve, reject }))
+        return new Promise<T>((resolve, reject) => this.readers.push({ many, resolve: resolve as (l: string | string[]) => void, reject }))
     }
 
     // A received line taken now, or undefined.
@@ -184,7 +183,6 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         const s = this.link.read(now)
         if (s === undefined) return undefined
         this.takes.push(k!)
-        this.countIn(s)
         return s
     }
 
@@ -200,7 +198,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             return Promise.reject(new RangeError(`readlines(max): max must be a whole number of lines, at least 1; got ${String(max)}`))
         const lines = this.takeLines(clock(), max)
         if (lines.length > 0 && this.tookLines()) return Promise.resolve(lines)
-        return this.awaitLines(max)
+        return this.awaitLines<string[]>(max)
     }
 
     // The received lines in batches (readlines()), until the link closes.
@@ -277,7 +275,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             next: () => {
                 const s = this.take()
                 if (s !== undefined) return Promise.resolve({ value: s, done: false })
-                return this.awaitLines(0).then((value: string) => ({ value, done: false }), end)
+                return this.awaitLines<string>(0).then((value) => ({ value, done: false }), end)
             },
             return: () => Promise.resolve({ value: undefined, done: true }),
         }
@@ -397,10 +395,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
                 this.again = false
                 this.drive()
             } while (this.again)
-            if (this.delivered) {
-                this.delivered = false
-                this.commit()
-            }
+            if (this.takes.length > 0) this.commit() // before the readers' code runs
         } catch (e) {
             failure = { e }
             this.putBack()
@@ -467,7 +462,6 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
                 got = this.takeLines(now, r.many)
                 if (got.length === 0) break
             }
-            this.delivered = true
             this.handing.push({ r: this.readers.shift()!, got }) // resolved once committed
             this.again = true // room freed: unpark
             // On disk the take is recorded before the reader's code runs, so
@@ -699,6 +693,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // the last commit is taken for good once this returns.
     private commit(): void {
         this.state?.commit()
+        for (const k of this.takes) this.countIn(k.payload)
         this.takes.length = 0
     }
 
@@ -707,10 +702,6 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // pump wait again, first in line; nothing that needed the record left.
     private putBack(): void {
         if (this.takes.length > 0) {
-            for (const k of this.takes) {
-                this.traffic.linesIn--
-                this.traffic.bytesIn -= Buffer.byteLength(k.payload)
-            }
             untake(this.link, this.takes)
             this.takes = []
         }

@@ -20,7 +20,9 @@
 //   again as a probe: the receiver delivers it at most once, and its ACK
 //   opens the window.
 // - resend: a qos message is sent again after `timeout` without ACK, and
-//   after every reconnect, with the same id, until ACKed.
+//   after every reconnect, with the same id, until ACKed. A timeout resend
+//   takes every later qos message on the wire with it (go-back-N), so
+//   resends go in id order (a board keeps order after a drop: link.ts).
 // - chosen ids (relay.ts, writeAs): a relay whose ids come from elsewhere names the
 //   wire id (the MQTT gateway, from the broker's packet ids:
 //   docs/protocol.md, "The MQTT gateway"); the sequence skips forward to it,

@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
-import { cli, within } from "../kit/util.js"
+import { cli, until, within } from "../kit/util.js"
 import { decodeJournal, FrameWriter, J_DROP_OWED, J_OWED } from "../../src/server/journal.js"
 
 // Drops a server as a kill would: no graceful close, no ACK of what its
@@ -239,7 +239,7 @@ describe("delivery state across restarts", function () {
         assert.equal(await within(conn.readline(), 10000, "c"), "c", "b was given twice")
         // A line already there when the reader asks (taken outside the drive loop).
         const d = client.write("d")
-        while (conn.queued().in === 0) await new Promise((r) => setTimeout(r, 5))
+        await until(() => conn.queued().in > 0, 10000, "d at the server, unread")
         inner.fd = openSync(join(dir, "journal.bin"), "r")
         let batch: string[] | undefined
         const down2 = once(client, "status")
