@@ -41,16 +41,23 @@ export async function startChromium(bin: string): Promise<Headless> {
             `--user-data-dir=${profile}`,
             "about:blank",
         ],
-        { stdio: ["ignore", "ignore", "pipe"] }
+        // Its own process group: Chromium's helper processes (renderer,
+        // utility) are stopped with it, not left writing into the profile.
+        { stdio: ["ignore", "ignore", "pipe"], detached: true }
     )
     let stderr = ""
     const stopProcess = async () => {
         if (child.exitCode === null && child.signalCode === null && child.pid) {
             const exited = new Promise((r) => child.once("exit", r))
-            process.kill(child.pid, "SIGKILL")
+            try {
+                process.kill(-child.pid, "SIGKILL") // the group
+            } catch {
+                process.kill(child.pid, "SIGKILL")
+            }
             await within(exited, 5000, "Chromium exits").catch(() => {})
         }
-        rmSync(profile, { recursive: true, force: true })
+        // A helper that has not yet died may still write a file: retried.
+        rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
     }
     try {
         const ws = await within(
