@@ -1,7 +1,7 @@
 // A real Mosquitto broker for the gateway tests: started on a free loopback
 // port with a generated configuration, stopped by its pid. Persistence is on
-// and max_queued_messages raised: the exactly-once promise needs both
-// (docs/gateway.md, "Broker settings").
+// and max_queued_messages raised: the exactly-once promise needs both; Nagle
+// is off, as docs/gateway.md ("Broker settings") advises for a gateway.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createConnection } from "node:net"
@@ -43,6 +43,7 @@ export class Mosquitto {
             "autosave_interval 1",
             "max_queued_messages 1000000",
             "max_inflight_messages 0",
+            "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
