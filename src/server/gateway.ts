@@ -663,11 +663,13 @@ export class Gateway {
     }
 }
 
-// An in-process MQTT broker (Aedes) on a plain TCP listener.
+// An in-process MQTT broker (Aedes) on a plain TCP listener. Nagle off, as
+// docs/gateway.md asks of any broker: with it on, a board writing 64 lines
+// at a time stalled on delayed ACKs (40 ms).
 async function embeddedBroker(host: string, port: number): Promise<{ net: NetServer; close: () => Promise<void> }> {
     const { Aedes } = await import("aedes")
     const broker = await Aedes.createBroker()
-    const net = createServer(broker.handle as never)
+    const net = createServer({ noDelay: true }, broker.handle as never)
     await new Promise<void>((resolve, reject) => {
         net.once("error", reject)
         net.listen(port, host, () => {
