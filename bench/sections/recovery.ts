@@ -15,6 +15,10 @@ import { int, met } from "../lib/table.js"
 const TIMEOUT = 2000
 const STALL_MS = 3000 // longer than the timeout: both ends see an outage
 const REFUSE_MS = 3000
+// Between faults: a link counts as up, and resets the client's back-off,
+// once it stayed up for `timeout`. Faults closer together are a flapping
+// link, which backs off on purpose (src/shared/backoff.ts).
+const SETTLE_MS = TIMEOUT + 300
 export const CUT_TARGET_MS = 1000
 
 type Fault = "cut-fin" | "cut-rst" | "stall" | "refuse" | "restart"
@@ -70,11 +74,11 @@ export async function recovery(ctx: Context): Promise<SectionResult> {
         for (let rep = 0; rep < reps; rep++) {
             ctx.log(`recovery: round ${rep + 1} of ${reps}`)
             samples["cut-fin"].push(await probe(viaProxy, () => p.cut("fin"), () => {}))
-            await sleep(300)
+            await sleep(SETTLE_MS)
             samples["cut-rst"].push(await probe(viaProxy, () => p.cut("rst"), () => {}))
-            await sleep(300)
+            await sleep(SETTLE_MS)
             samples.stall.push(await probe(viaProxy, () => p.stall(true), async () => (await sleep(STALL_MS), p.stall(false))))
-            await sleep(300)
+            await sleep(SETTLE_MS)
             samples.refuse.push(
                 await probe(
                     viaProxy,
@@ -82,7 +86,7 @@ export async function recovery(ctx: Context): Promise<SectionResult> {
                     async () => (await sleep(REFUSE_MS), p.refuse(false))
                 )
             )
-            await sleep(300)
+            await sleep(SETTLE_MS)
             samples.restart.push(
                 await probe(
                     direct,
@@ -93,7 +97,7 @@ export async function recovery(ctx: Context): Promise<SectionResult> {
                     }
                 )
             )
-            await sleep(300)
+            await sleep(SETTLE_MS)
         }
     } finally {
         await proxy?.close()
