@@ -579,7 +579,7 @@ export class Gateway {
                 this.versionSeen()
                 if (!warnedVersion && /mosquitto/i.test(v)) {
                     warnedVersion = true
-                    this.log.warn({ broker: v, code: "broker-settings" }, "Mosquitto: exactly-once needs max_queued_messages above the lines a board may have waiting (default 1000 drops the rest silently) and persistence true, and set_tcp_nodelay true keeps lines from stalling 40 ms; this gateway cannot read them: check mosquitto.conf (docs/gateway.md)")
+                    this.log.warn({ broker: v, code: "broker-settings" }, "Mosquitto: exactly-once needs max_queued_messages above the lines a board may have waiting (default 1000 drops the rest silently) and persistence true; speed needs set_tcp_nodelay true (with Nagle on, lines stall up to 40 ms); this gateway cannot read these settings: check mosquitto.conf (docs/gateway.md)")
                 }
                 return
             }
