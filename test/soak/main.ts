@@ -48,7 +48,9 @@ function line(name: string, t: Tally, qos: boolean): string {
     const extra = qos ? `, out of order ${t.outOfOrder}` : ""
     const crash = qos && t.lostInCrash > 0 ? ` (${t.lostInCrash} of them within 1 s of a kill of the receiver)` : ""
     const taken = qos && t.takenByKilled > 0 ? `, taken by a receiver killed before its code logged them ${t.takenByKilled}` : ""
-    return `${name}: sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}${crash}${taken}, ${dup}${extra}`
+    // Lines of a writer killed before its write completed are delivered but not counted as sent.
+    const unconfirmed = t.unconfirmed > 0 ? ` (${t.unconfirmed} of them written by a writer that did not see its write complete: killed, or still waiting)` : ""
+    return `${name}: sent ${t.sent}, delivered ${t.delivered}${unconfirmed}, lost ${t.lost}${crash}${taken}, ${dup}${extra}`
 }
 
 async function main(): Promise<number> {
