@@ -13,8 +13,8 @@ import { freePort } from "../../test/kit/util.js"
 import { ROOT } from "../../test/kit/devs.js"
 import type { Context, SectionResult } from "../lib/context.js"
 import { within } from "../lib/context.js"
-import { summarize } from "../lib/stats.js"
-import { procUsage } from "../lib/proc.js"
+import { summarize, type Summary } from "../lib/stats.js"
+import { procUsage, startWorker, withWorkers } from "../lib/proc.js"
 import { int, met, ms } from "../lib/table.js"
 
 interface Flow {
@@ -98,6 +98,25 @@ function perProcess(c: Record<string, number>, digits: number): string {
     return ["gateway", "broker", "clients"].map((k) => c[k]!.toFixed(digits)).join(" / ")
 }
 
+// What a process in the path costs without any protocol: the bare round
+// trip between two processes, and the same through a third that forwards
+// the bytes (a gateway's position). A one-at-a-time gateway row is bound by
+// this, not by the broker.
+async function relayCost(n: number): Promise<{ direct: Summary; relayed: Summary }> {
+    return withWorkers(async (keep) => {
+        const server = keep(await startWorker("raw", 300000))
+        const relay = keep(await startWorker("raw", 300000))
+        const client = keep(await startWorker("raw", 300000))
+        const { port } = await server.call<{ port: number }>("listen")
+        const via = await relay.call<{ port: number }>("relay", { port })
+        await client.call("connect", { port })
+        const direct = await client.call<Summary>("rtt", { n, warmup: 2000 }, 300000)
+        await client.call("connect", { port: via.port })
+        const relayed = await client.call<Summary>("rtt", { n, warmup: 2000 }, 300000)
+        return { direct, relayed }
+    })
+}
+
 export async function mqttGateway(ctx: Context): Promise<SectionResult> {
     const scale = ctx.quick ? 0.1 : 1
     const broker = new Mosquitto()
@@ -166,14 +185,23 @@ export async function mqttGateway(ctx: Context): Promise<SectionResult> {
             rows.push([`MQTT.js pub -> sub, QoS 1, ${inflight} in flight (reference)`, ref1, undefined])
             rows.push([`publisher (QoS 1) -> gateway -> board, ${inflight} in flight`, down, ref1])
         }
+        const hops = await relayCost(Math.round(20000 * scale))
         return {
             name: "mqtt",
-            data,
+            data: { ...data, hops },
             tables: [
                 {
                     title: "The MQTT gateway with Mosquitto 2.0 (lines of 32 bytes; rate from first send to last receipt; latency send to receipt)",
                     head: ["path", "lines/s", "median", "p99", "CPU us/line: gateway / broker / clients", "write calls/line: gateway / broker / clients", "target", "met"],
                     rows: rows.map(([label, f, ref]) => [label, int(f.perSec), ms(f.median), ms(f.p99), perProcess(f.cpuUsPerLine, 0), perProcess(f.writesPerLine, 2), ref ? `>= ${int(ref.perSec * 0.8)} (80 %)` : "", ref ? met(f.perSec >= ref.perSec * 0.8) : ""]),
+                },
+                {
+                    title: "One more process on the path, one at a time: plain TCP, a 32-byte line and a 2-byte ACK (Node processes, 20,000 round trips each)",
+                    head: ["path", "round trips/s", "median", "p99", "of direct"],
+                    rows: [
+                        ["client -> server, direct", int(1000 / hops.direct.mean), ms(hops.direct.median), ms(hops.direct.p99), ""],
+                        ["client -> relay process -> server (it forwards bytes both ways)", int(1000 / hops.relayed.mean), ms(hops.relayed.median), ms(hops.relayed.p99), `${Math.round((hops.direct.mean / hops.relayed.mean) * 100)} %`],
+                    ],
                 },
             ],
         }

@@ -41,7 +41,25 @@ serveRequests(
             const a = srv.address()
             return { port: typeof a === "object" && a ? a.port : 0 }
         },
+        // Forwards each connection to `port`, byte for byte both ways: one
+        // more process on the path, as a gateway is, doing nothing else.
+        async relay(a: { port: number }) {
+            const srv = createServer({ noDelay: true }, (s) => {
+                const up = connect({ port: a.port, host: "127.0.0.1", noDelay: true })
+                s.on("data", (b: Buffer) => up.write(b))
+                up.on("data", (b: Buffer) => s.write(b))
+                for (const [x, y] of [[s, up], [up, s]] as const) {
+                    x.on("error", () => y.destroy())
+                    x.on("close", () => y.destroy())
+                }
+            })
+            srv.listen(0, "127.0.0.1")
+            await once(srv, "listening")
+            const addr = srv.address()
+            return { port: typeof addr === "object" && addr ? addr.port : 0 }
+        },
         async connect(a: { port: number }) {
+            sock?.destroy()
             sock = connect({ port: a.port, host: "127.0.0.1", noDelay: true })
             await once(sock, "connect")
             sock.on("data", (b: Buffer) => onAcks(countLines(b)))
