@@ -16,7 +16,7 @@
 import { answerLine, challengeLine, deriveSession, helloField, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
 import { parseLine } from "./codec.js"
 import { Crypto } from "./crypto.js"
-import { LineFramer } from "./framer.js"
+import { HandoffFramer } from "./framer.js"
 import { parseHello, ProbeCount } from "./hello.js"
 import { Session } from "./seal.js"
 import { parseMax } from "./limits.js"
@@ -30,7 +30,7 @@ export type AuthOutcome =
     | { kind: "fail"; reason: string }
 
 export class ServerAuth {
-    private framer = new LineFramer(512)
+    private framer = new HandoffFramer(512)
     private phase: "probe" | "answer" | "done" = "probe"
     private probe = new ProbeCount()
     private ns = ""

@@ -25,14 +25,14 @@ export const HEAD = 2
 const CUT = Buffer.alloc(0)
 
 export class LineFramer {
-    private chunks: Buffer[] = []
-    private head = 0 // index of the chunk being read
-    private pos = 0 // offset in chunks[head]
-    private parts: Buffer[] = [] // the line read so far
-    private partBytes = 0
-    private skipping = false // next(): inside an over-long line, until its "\n"
-    private queued = 0 // bytes pushed and not yet consumed
-    private tail = 0 // push(): bytes of the line the queued bytes end in
+    protected chunks: Buffer[] = []
+    protected head = 0 // index of the chunk being read
+    protected pos = 0 // offset in chunks[head]
+    protected parts: Buffer[] = [] // the line read so far
+    protected partBytes = 0
+    protected skipping = false // next(): inside an over-long line, until its "\n"
+    protected queued = 0 // bytes pushed and not yet consumed
+    protected tail = 0 // push(): bytes of the line the queued bytes end in
     private dropping = false // push(): dropping an over-long line, until its "\n"
 
     // `early`: recognise over-long lines in push() (false for a reader that
@@ -119,25 +119,6 @@ export class LineFramer {
             return { kind: "line", line: this.join(c, start, nl) }
         }
         return undefined
-    }
-
-    // Everything not yet returned as a line, in order: used by the server to
-    // hand the bytes that followed the id line to the link.
-    takeRest(): Buffer[] {
-        const rest: Buffer[] = this.skipping ? [] : this.parts.slice(0)
-        for (let i = this.head; i < this.chunks.length; i++) {
-            const c = this.chunks[i]
-            if (c === CUT) continue
-            rest.push(i === this.head && this.pos > 0 ? c.slice(this.pos) : c)
-        }
-        this.chunks = []
-        this.head = 0
-        this.pos = 0
-        this.parts = []
-        this.partBytes = 0
-        this.queued = 0
-        this.tail = 0
-        return rest
     }
 
     // True when a line ending in c[0, last] is over-long (the first may have
@@ -233,5 +214,28 @@ export class LineFramer {
         this.parts = []
         this.partBytes = 0
         return out
+    }
+}
+
+// A framer for a reader that takes the first lines of a socket (the id
+// line, the keyed handshake: server only) and hands the rest to the link.
+// Its own class, so that a board's framer does not compile takeRest().
+export class HandoffFramer extends LineFramer {
+    // Everything not yet returned as a line, in order.
+    takeRest(): Buffer[] {
+        const rest: Buffer[] = this.skipping ? [] : this.parts.slice(0)
+        for (let i = this.head; i < this.chunks.length; i++) {
+            const c = this.chunks[i]
+            if (c === CUT) continue
+            rest.push(i === this.head && this.pos > 0 ? c.slice(this.pos) : c)
+        }
+        this.chunks = []
+        this.head = 0
+        this.pos = 0
+        this.parts = []
+        this.partBytes = 0
+        this.queued = 0
+        this.tail = 0
+        return rest
     }
 }

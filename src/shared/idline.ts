@@ -3,17 +3,17 @@
 // after the id belong to the stream that follows and go to the link, on every
 // connection (the original dropped them on a reconnect).
 
-import { LineFramer } from "./framer.js"
+import { HandoffFramer } from "./framer.js"
 
 export const MAX_ID_BYTES = 256
 
 export type IdResult = { kind: "id"; id: string; rest: Buffer[] } | { kind: "bad"; reason: string }
 
 export class IdReader {
-    private framer: LineFramer
+    private framer: HandoffFramer
 
     constructor(maxIdBytes: number) {
-        this.framer = new LineFramer(maxIdBytes, false)
+        this.framer = new HandoffFramer(maxIdBytes, false)
     }
 
     push(chunk: Buffer): void {

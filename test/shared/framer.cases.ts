@@ -1,4 +1,4 @@
-import { LineFramer, Frame } from "../../src/shared/framer.js"
+import { HandoffFramer, LineFramer, Frame } from "../../src/shared/framer.js"
 import { bytes, eq, eqList, hooks, ok, suite } from "./harness.js"
 
 function drain(f: LineFramer): string[] {
@@ -103,7 +103,7 @@ export const framerSuite = suite("framer", function (test) {
         eqList(drain(f), ["00a", "<too-long>", "02b"], "lines")
     })
     test("a chunk of short lines longer than the maximum is queued whole, not cut per line", async function () {
-        const f = new LineFramer(8)
+        const f = new HandoffFramer(8)
         f.push(bytes("00a\n01b\n02c\n03d\n04e"))
         eq(f.takeRest().length, 1, "one buffer queued")
     })
@@ -147,7 +147,7 @@ export const framerSuite = suite("framer", function (test) {
         f.push(bytes("id\n\n0"))
         f.push(bytes("1x"))
         eqList(drain(f).slice(0, 1), ["id"], "id first")
-        const f2 = new LineFramer(100)
+        const f2 = new HandoffFramer(100)
         f2.push(bytes("id\n\n0"))
         f2.push(bytes("1x"))
         const first = f2.next()
