@@ -160,24 +160,12 @@ export class Sender {
     // an ACK but without the fast-resend inference (the refusal is not sent
     // in line order). Returns its ticket (qos), 0 (no qos) or -1 (unknown id).
     refuse(id: number): number {
-        let hit: Outgoing | undefined = undefined
-        for (let i = 0; i < this.inflight.size(); i++) {
-            const o = this.inflight.at(i)
-            if (o.id === id && o.sentAt >= 0 && !o.gone) {
-                hit = o
-                break
-            }
-        }
-        if (hit === undefined) return -1
-        const h = hit
+        const h = this.awaiting(id)
+        if (h === undefined) return -1
         this.inflight.retain(function (o: Outgoing) {
             return o !== h
         })
-        this.inflightBytes -= h.payload.length
-        this.live--
-        if (h.qos) this.inflightQos--
-        this.done(h)
-        return h.qos ? h.ticket : 0
+        return this.complete(h)
     }
 
     inflightCount(): number {
@@ -264,16 +252,8 @@ export class Sender {
     // ACK, or one for a forgotten non-qos message). `resent` receives the ids
     // of earlier messages the receiver must have dropped (fast resend).
     ack(id: number, resent: number[]): number {
-        let found: Outgoing | undefined = undefined
-        for (let i = 0; i < this.inflight.size(); i++) {
-            const o = this.inflight.at(i)
-            if (o.id === id && o.sentAt >= 0 && !o.gone) {
-                found = o
-                break
-            }
-        }
-        if (!found) return -1
-        const hit = found
+        const hit = this.awaiting(id)
+        if (hit === undefined) return -1
         this.ackedSentAt = hit.txOrder === hit.firstTx ? hit.sentAt : -1
         const self = this
         const before = resent.length
@@ -298,11 +278,7 @@ export class Sender {
         })
         if (resent.length > before) this.cwnd = this.cwnd > 1 ? Math.floor(this.cwnd / 2) : 1
         else if (this.cwnd < this.window) this.cwnd++
-        this.inflightBytes -= hit.payload.length
-        this.live--
-        if (hit.qos) this.inflightQos--
-        this.done(hit)
-        return hit.qos ? hit.ticket : 0
+        return this.complete(hit)
     }
 
     // The socket closed: non-qos messages on it are gone, qos ones go again.
@@ -381,6 +357,25 @@ export class Sender {
         this.live++
         this.inflightBytes += o.payload.length
         if (o.qos) this.inflightQos++
+    }
+
+    // The message on the wire with wire id `id` and no ACK yet, or undefined.
+    private awaiting(id: number): Outgoing | undefined {
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.id === id && o.sentAt >= 0 && !o.gone) return o
+        }
+        return undefined
+    }
+
+    // `o` (out of the window already) is ACKed or refused: returns its
+    // ticket (qos) or 0.
+    private complete(o: Outgoing): number {
+        this.inflightBytes -= o.payload.length
+        this.live--
+        if (o.qos) this.inflightQos--
+        this.done(o)
+        return o.qos ? o.ticket : 0
     }
 
     private record(o: Outgoing): void {
