@@ -330,7 +330,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (!c) return
         this.ackDue(now)
         if (!this.paused(c)) {
-            const limit = c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout
+            const limit = this.silenceLimit(c)
             if (now >= c.lastRecv + limit) {
                 this.lose(now, "nothing received for " + limit + " ms", true)
                 return
@@ -344,20 +344,16 @@ export abstract class Link<S extends SocketState = SocketState> {
                 this.notice("resend", "no ACK for message " + ids[i] + " within " + this.cfg.timeout + " ms")
             }
         }
-        // No keepalive while a keyed client waits for the server's proof: the
-        // server's next reader is sealed, and a plain line would close it.
-        if (c.out.length === 0 && c.phase !== "auth" && now >= c.lastSend + this.keepaliveEvery() && !(this.up && this.sender.hasUnsent())) c.out = KEEPALIVE_LINE
+        const k = this.keepaliveAt(c)
+        if (k >= 0 && now >= k) c.out = KEEPALIVE_LINE
     }
 
     // When handleTimeout next has work, or -1 (no socket).
     pollTimeout(): number {
         const c = this.conn
         if (!c) return -1
-        // No keepalive deadline while something waits to be sent: the driver
-        // flushes when the socket can take it (a deadline in the past would
-        // only spin its timer).
-        let t = c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
-        if (!this.paused(c)) t = min(t, c.lastRecv + (c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout))
+        let t = this.keepaliveAt(c)
+        if (!this.paused(c)) t = min(t, c.lastRecv + this.silenceLimit(c))
         if (c.phase !== "up") t = min(t, this.handshakeDeadline(c))
         if (this.up) {
             const e = this.sender.nextExpiry()
@@ -459,19 +455,15 @@ export abstract class Link<S extends SocketState = SocketState> {
     // announced its limit is told (it fails the write), any other gets the
     // ACK. Never delivered; a v1 peer's 00 still counts as its restart.
     private refuseTooLong(c: S, id: number, bytes: number): void {
-        if (!c.exact && id === 0 && !c.zeroSeen) {
-            c.zeroSeen = true
-            this.forget(c)
-        }
+        this.zeroRestart(c, id)
         this.stats.tooLong++
-        const size = bytes < 0 ? "more than " + this.cfg.maxLineBytes : "" + bytes
-        if (c.peer === "devs-iot" && this.peerMax > 0) {
-            c.out += tooLongLine(id, this.cfg.maxLineBytes)
-            this.notice("too-long", "refused message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): dropped, the sender told")
-        } else {
-            c.out += ackLine(id)
-            this.notice("too-long", "dropped message " + id + " (" + size + " bytes, over the limit of " + this.cfg.maxLineBytes + "): ACKed, as the sender cannot be told")
-        }
+        const max = this.cfg.maxLineBytes
+        const told = c.peer === "devs-iot" && this.peerMax > 0
+        c.out += told ? tooLongLine(id, max) : ackLine(id)
+        this.notice(
+            "too-long",
+            (told ? "refused" : "dropped") + " message " + id + " (" + (bytes < 0 ? "more than " + max : "" + bytes) + " bytes, over the limit of " + max + "): " + (told ? "dropped, the sender told" : "ACKed, as the sender cannot be told")
+        )
     }
 
     // The peer refused our message `id` as too long (limit `max`, -1: not said).
@@ -493,6 +485,20 @@ export abstract class Link<S extends SocketState = SocketState> {
         const failed = this.sender.failLonger(max)
         for (let i = 0; i < failed.length; i++)
             this.events.push({ type: "failed", ticket: failed[i], error: new LinkError("ETOOLONG", "line is longer than the peer's limit of " + max + " bytes (from its hello)") })
+    }
+
+    // The outage rule: nothing received for this long loses the socket
+    // (twice the timeout before its first line).
+    private silenceLimit(c: S): number {
+        return c.gotLine ? this.cfg.timeout : 2 * this.cfg.timeout
+    }
+
+    // When a keepalive falls due, or -1. None while something waits to be
+    // sent (the driver flushes when the socket can take it), nor while a
+    // keyed client waits for the server's proof (the server's next reader
+    // is sealed, and a plain line would close it).
+    private keepaliveAt(c: S): number {
+        return c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
     }
 
     protected keepaliveEvery(): number {
@@ -585,13 +591,7 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // Called only when the receive queue has room.
     private handleMessage(c: S, id: number, payload: string, bytes: number, now: number): void {
-        // Fault 1. With a known epoch a restart is a new epoch, so 00 is an
-        // ordinary id. A v1 peer gives no such marker: the first 00 on a socket
-        // is taken as a restart, a later one on the same socket as a resend.
-        if (!c.exact && id === 0 && !c.zeroSeen) {
-            c.zeroSeen = true
-            this.forget(c)
-        }
+        this.zeroRestart(c, id)
         if (this.seen.has(id)) {
             this.stats.duplicates++
             // A resend of a line whose ACK is still owed gets that ACK later.
@@ -617,6 +617,16 @@ export abstract class Link<S extends SocketState = SocketState> {
             if (this.owing[id] < 255) this.owing[id]++
         }
         if (this.inbox.size() === 1) this.events.push({ type: "readable" })
+    }
+
+    // Fault 1. With a known epoch a restart is a new epoch, so 00 is an
+    // ordinary id. A v1 peer gives no such marker: the first 00 on a socket
+    // is taken as a restart, a later one on the same socket as a resend.
+    private zeroRestart(c: S, id: number): void {
+        if (!c.exact && id === 0 && !c.zeroSeen) {
+            c.zeroSeen = true
+            this.forget(c)
+        }
     }
 
     // The ACK of a kept line is due: sent at once when this socket may carry
@@ -679,31 +689,22 @@ export abstract class Link<S extends SocketState = SocketState> {
     // `c` are from the peer's present life, and keep theirs.
     private dropOwed(c: S): void {
         const self = this
-        const earlier = function (k: Kept): boolean {
-            return k.sock !== c.serial
+        // Held ACKs (due already) go the same way as owed ones.
+        const keep = function (k: Kept): boolean {
+            if (k.sock === c.serial) return true
+            self.unowe(k)
+            return false
         }
-        this.taken.retain(function (k: Kept) {
-            if (!earlier(k)) return true
-            self.unowe(k)
-            return false
-        })
-        this.holding.retain(function (k: Kept) {
-            if (!earlier(k)) return true
-            self.unowe(k)
-            return false
-        })
+        this.taken.retain(keep)
+        this.holding.retain(keep)
+        this.held.retain(keep)
         // Unread un-ACKed lines are the inbox's suffix, oldest socket first.
         while (this.unacked > 0) {
             const k = this.inbox.at(this.inbox.size() - this.unacked)
-            if (!earlier(k)) break
+            if (k.sock === c.serial) break
             this.unowe(k)
             this.unacked--
         }
-        this.held.retain(function (k: Kept) {
-            if (!earlier(k)) return true
-            if (self.owing[k.id] > 0) self.owing[k.id]--
-            return false
-        })
     }
 
     private unowe(k: Kept): void {
