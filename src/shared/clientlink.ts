@@ -78,7 +78,7 @@ export class ClientLink extends Link<ClientSocket> {
     // `epoch`: drawn when this client's id sequence starts; `clientId`: the
     // id it sends.
     constructor(cfg: LinkConfig, epoch: string, clientId: string) {
-        super("client", cfg, epoch)
+        super(cfg, epoch)
         this.clientId = clientId
     }
 

@@ -35,7 +35,6 @@ import type { Report } from "./report.js"
 import { idOfHead, parseTooLong, tooLongLine } from "./limits.js"
 import type { Recorder } from "./store.js"
 
-export type Role = "client" | "server"
 export type Peer = "v1" | "devs-iot"
 
 export type NoticeCode =
@@ -157,7 +156,6 @@ export class SocketState {
 // What both ends share. `S`: the end's socket state with its handshake fields.
 export abstract class Link<S extends SocketState = SocketState> {
     readonly cfg: LinkConfig
-    readonly role: Role
     readonly epoch: string
     readonly stats: LinkStats = { received: 0, duplicates: 0, dropped: 0, badLines: 0, tooLong: 0, resent: 0, keepalives: 0, strayAcks: 0, roundTrip: -1, roundTrips: 0 }
     connects = 0 // sockets that completed the handshake
@@ -187,8 +185,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     rec: Recorder | undefined = undefined
 
     // `epoch`: a random token drawn by the driver when this id sequence starts.
-    constructor(role: Role, cfg: LinkConfig, epoch: string) {
-        this.role = role
+    constructor(cfg: LinkConfig, epoch: string) {
         this.cfg = cfg
         this.epoch = epoch
         this.sender = new Sender(cfg) // its limits are settings of the link

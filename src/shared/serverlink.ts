@@ -47,7 +47,7 @@ export class ServerSocket extends SocketState {
 export class ServerLink extends Link<ServerSocket> {
     // `epoch`: drawn when this id's Connection starts its id sequence.
     constructor(cfg: LinkConfig, epoch: string) {
-        super("server", cfg, epoch)
+        super(cfg, epoch)
     }
 
     // A socket whose id line was read: the probe starts.
