@@ -8,7 +8,7 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkErrorCode, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG, WatchdogEvent } from "../shared/watchdog.js"
 import { intIn, PORT } from "../shared/config.js"
 import { REPORT_EVERY } from "../shared/report.js"
@@ -94,8 +94,7 @@ export class Client {
     private refusal = "" // the server's last refusal, logged with the retry
     private reportAt = -1 // when the next report is due; -1: none (link down)
     private rawCap: number // received bytes held not yet framed (limits.ts, framingBudget)
-    private results: { [ticket: string]: string } = {} // "" ok, else error code
-    private messages: { [ticket: string]: string } = {}
+    private results: { [ticket: string]: LinkError | null } = {} // null: done; else why it failed
     private keyStore: KeyStore | undefined = undefined
     private pushed: Buffer | undefined = undefined // a key pushed, not yet kept
     private pushedKcv = ""
@@ -222,10 +221,8 @@ export class Client {
             const r = this.results[t]
             if (r !== undefined) {
                 delete this.results[t]
-                if (r === "") return
-                const m = this.messages[t]
-                delete this.messages[t]
-                throw new LinkError(r as LinkErrorCode, m)
+                if (r === null) return
+                throw r
             }
             await ds.wait(this.changed, 1000)
         }
@@ -463,11 +460,10 @@ export class Client {
             if (e.type === "keepalive") {
                 // the heartbeat follows link.status(), whatever the traffic
             } else if (e.type === "written") {
-                this.results["" + e.ticket] = ""
+                this.results["" + e.ticket] = null
                 app = true
             } else if (e.type === "failed") {
-                this.results["" + e.ticket] = e.error.code
-                this.messages["" + e.ticket] = e.error.message
+                this.results["" + e.ticket] = e.error
                 app = true
             } else if (e.type === "readable") {
                 app = true
