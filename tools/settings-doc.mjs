@@ -89,22 +89,18 @@ const constants = { ...shared, ...watchdog, ...(await dist("src/shared/config.js
 const board = {}
 {
     const text = src("src/device/config.ts")
-    const re = /\{ name: "(\w+)", kind: "(\w+)", min: ([\w.]+), max: ([\w.]+), dflt: ([^,]+), doc: "([^"]*)" \}/g
-    // A number, a string, or an exported constant of src/shared (NAME or NAME.field).
-    const valueOf = (d) => {
-        const c = /^([A-Z_][A-Z0-9_]*)(?:\.(\w+))?$/.exec(d)
-        if (!c) return JSON.parse(d)
-        return c[2] === undefined ? constants[c[1]] : constants[c[1]]?.[c[2]]
-    }
+    // A row: { name: "IOT_X", kind: "int", range: RANGE }, // doc
+    const re = /\{ name: "(\w+)", kind: "(\w+)"(?:, range: (\w+))? \}, \/\/ (.*)$/gm
     for (const m of text.matchAll(re)) {
-        const [, name, kind, minText, maxText, d, doc] = m
-        const [min, max] = [valueOf(minText), valueOf(maxText)]
-        const value = valueOf(d)
-        if (value === undefined) throw new Error(`src/device/config.ts: ${name}'s default ${d} is not an exported constant of src/shared`)
+        const [, name, kind, rangeName, doc] = m
+        const range = rangeName === undefined ? undefined : constants[rangeName]
+        if (kind === "int" && range === undefined) throw new Error(`src/device/config.ts: ${name}'s range ${rangeName} is not an exported constant of src/shared`)
+        // The defaults by kind, as settingValue() gives them.
+        const value = kind === "int" ? range.dflt : kind === "flag" ? 0 : ""
         board[name] = {
             name,
             dflt: typeof value === "string" ? JSON.stringify(value) : String(value),
-            range: kind === "int" ? `${Number(min).toLocaleString("en")} to ${Number(max).toLocaleString("en")}` : kind === "flag" ? "0 or 1" : "",
+            range: kind === "int" ? `${Number(range.min).toLocaleString("en")} to ${Number(range.max).toLocaleString("en")}` : kind === "flag" ? "0 or 1" : "",
             doc,
         }
     }

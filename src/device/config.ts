@@ -11,7 +11,7 @@ import { readSetting } from "@devicescript/settings"
 import { checkClientId, isHex, parseServers } from "../shared/index.js"
 import { WATCHDOG } from "../shared/watchdog.js"
 import { REPORT_EVERY } from "../shared/report.js"
-import { INTERVAL, PORT, TIMEOUT } from "../shared/config.js"
+import { INTERVAL, PORT, Range, TIMEOUT } from "../shared/config.js"
 
 export interface AppConfig {
     id: string
@@ -36,33 +36,33 @@ export class ConfigError extends Error {
     }
 }
 
-// kind: "text" (a string), "id" (text or a whole number), "int" (whole number
-// in [min, max]), "flag" (0/1 or false/true).
+// kind: "text" (a string, default ""), "id" (text or a whole number,
+// default ""), "flag" (0/1 or false/true, default 0), "int" (a whole number
+// in `range`, default its dflt). The comment after a row is its doc
+// (tools/settings-doc.mjs puts it in docs/settings.md): the board never
+// reads it.
 export interface SettingDef {
     name: string
     kind: string
-    min: number
-    max: number
-    dflt: string | number
-    doc: string
+    range?: Range // "int" only
 }
 
 // A function, not a module-level table: the table is needed once at start,
 // and a resident one costs heap for the whole run.
 export function boardSettingDefs(): SettingDef[] {
     return [
-    { name: "IOT_HOST", kind: "text", min: 0, max: 0, dflt: "", doc: "the server's address (required), or several, host[:port] separated by commas: the next is tried when a connect fails (several gateways)" },
-    { name: "IOT_PORT", kind: "int", min: PORT.min, max: PORT.max, dflt: PORT.dflt, doc: "the server's port" },
-    { name: "IOT_ID", kind: "id", min: 0, max: 0, dflt: "", doc: "the board's id (default: its device id)" },
-    { name: "IOT_TIMEOUT", kind: "int", min: TIMEOUT.min, max: TIMEOUT.max, dflt: TIMEOUT.dflt, doc: "ms; the same as the server's --timeout" },
-    { name: "IOT_INTERVAL", kind: "int", min: INTERVAL.min, max: INTERVAL.max, dflt: INTERVAL.dflt, doc: "demo apps: ms between messages" },
-    { name: "IOT_WATCHDOG", kind: "int", min: WATCHDOG.min, max: WATCHDOG.max, dflt: WATCHDOG.dflt, doc: "ms without progress before a reboot; 0 = off" },
-    { name: "IOT_VERBOSE", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = log each step" },
-    { name: "IOT_ROLE", kind: "text", min: 0, max: 0, dflt: "", doc: "remote demo: button, led, or empty for both" },
-    { name: "IOT_KEY", kind: "text", min: 0, max: 0, dflt: "", doc: "64 hex digits: authenticate (secret: .env.local)" },
-    { name: "IOT_ENCRYPT", kind: "flag", min: 0, max: 1, dflt: 0, doc: "1 = encrypt what the board sends (needs IOT_KEY)" },
-    { name: "IOT_REPORT", kind: "int", min: REPORT_EVERY.min, max: REPORT_EVERY.max, dflt: REPORT_EVERY.dflt, doc: "ms between the board's reports of itself to the server; 0 = off" },
-    { name: "IOT_FIRMWARE", kind: "text", min: 0, max: 0, dflt: "", doc: "the firmware version the board reports" },
+        { name: "IOT_HOST", kind: "text" }, // the server's address (required), or several, host[:port] separated by commas: the next is tried when a connect fails (several gateways)
+        { name: "IOT_PORT", kind: "int", range: PORT }, // the server's port
+        { name: "IOT_ID", kind: "id" }, // the board's id (default: its device id)
+        { name: "IOT_TIMEOUT", kind: "int", range: TIMEOUT }, // ms; the same as the server's --timeout
+        { name: "IOT_INTERVAL", kind: "int", range: INTERVAL }, // demo apps: ms between messages
+        { name: "IOT_WATCHDOG", kind: "int", range: WATCHDOG }, // ms without progress before a reboot; 0 = off
+        { name: "IOT_VERBOSE", kind: "flag" }, // 1 = log each step
+        { name: "IOT_ROLE", kind: "text" }, // remote demo: button, led, or empty for both
+        { name: "IOT_KEY", kind: "text" }, // 64 hex digits: authenticate (secret: .env.local)
+        { name: "IOT_ENCRYPT", kind: "flag" }, // 1 = encrypt what the board sends (needs IOT_KEY)
+        { name: "IOT_REPORT", kind: "int", range: REPORT_EVERY }, // ms between the board's reports of itself to the server; 0 = off
+        { name: "IOT_FIRMWARE", kind: "text" }, // the firmware version the board reports
     ]
 }
 
@@ -75,7 +75,7 @@ function kindName(v: unknown): string {
 // The value of one setting as read (undefined: absent), checked against its
 // definition; throws ConfigError naming the setting.
 export function settingValue(d: SettingDef, v: unknown): string | number {
-    if (v === undefined) return d.dflt
+    if (v === undefined) return d.range !== undefined ? d.range.dflt : d.kind === "flag" ? 0 : ""
     const bad = "setting " + d.name + " "
     if (d.kind === "text") {
         if (typeof v !== "string")
@@ -95,9 +95,10 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
         if (v === 1 || v === true) return 1
         throw new ConfigError(bad + "must be 0 or 1, got " + kindName(v))
     }
+    const r = d.range as Range
     const n = typeof v === "string" && v !== "" ? +v : v
-    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < d.min || n > d.max)
-        throw new ConfigError(bad + "must be a whole number from " + d.min + " to " + d.max + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
+    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < r.min || n > r.max)
+        throw new ConfigError(bad + "must be a whole number from " + r.min + " to " + r.max + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
     return n
 }
 
