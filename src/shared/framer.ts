@@ -86,10 +86,7 @@ export class LineFramer {
             const c = this.chunks[this.head]
             if (c === CUT) {
                 this.nextChunk(0)
-                const head = this.headOf(c, 0)
-                this.parts = []
-                this.partBytes = 0
-                return { kind: "too-long", limit: this.maxLineBytes, head: head }
+                return this.cut(c, 0)
             }
             const start = this.pos
             const nl = c.indexOf(NEWLINE, start)
@@ -97,7 +94,10 @@ export class LineFramer {
                 const n = c.length - start
                 this.nextChunk(n)
                 if (this.skipping) continue
-                if (this.partBytes + n > this.maxLineBytes) return this.startSkipping(c, start)
+                if (this.partBytes + n > this.maxLineBytes) {
+                    this.skipping = true // until its "\n"
+                    return this.cut(c, start)
+                }
                 this.parts.push(start === 0 ? c : c.slice(start))
                 this.partBytes += n
                 continue
@@ -110,12 +110,7 @@ export class LineFramer {
                 this.skipping = false
                 continue
             }
-            if (this.partBytes + n > this.maxLineBytes) {
-                const head = this.headOf(c, start)
-                this.parts = []
-                this.partBytes = 0
-                return { kind: "too-long", limit: this.maxLineBytes, head: head }
-            }
+            if (this.partBytes + n > this.maxLineBytes) return this.cut(c, start)
             return { kind: "line", line: this.join(c, start, nl) }
         }
         return undefined
@@ -160,9 +155,9 @@ export class LineFramer {
         this.queued += c.length
     }
 
-    private startSkipping(c: Buffer, start: number): Frame {
+    // The line read so far, then c from start, is over-long: its frame.
+    private cut(c: Buffer, start: number): Frame {
         const head = this.headOf(c, start)
-        this.skipping = true
         this.parts = []
         this.partBytes = 0
         return { kind: "too-long", limit: this.maxLineBytes, head: head }
