@@ -129,12 +129,13 @@ export class ClientLink extends Link<ClientSocket> {
 
     // The server's first line on this socket.
     private firstLine(c: ClientSocket, l: Line, now: number): boolean {
-        const epoch = l.kind === "ext" ? parseHello(l.text) : undefined
+        const text = l.kind === "ext" ? l.text : "" // "" is no hello
+        const epoch = parseHello(text)
         const a = this.auth
         if (a !== undefined && a.key !== undefined) {
             // A keyed client never goes on plain: a server (or someone in
             // between) that does not challenge is refused.
-            const answer = epoch !== undefined && epoch !== "" && l.kind === "ext" ? (a.steps as KeyedSteps).answer(a, this, c, l.text, epoch) : ""
+            const answer = epoch !== undefined && epoch !== "" ? (a.steps as KeyedSteps).answer(a, this, c, text, epoch) : ""
             if (answer === "") {
                 this.authFail(now, "the server did not ask this keyed client to authenticate")
                 return true
@@ -144,23 +145,22 @@ export class ClientLink extends Link<ClientSocket> {
             c.phase = "auth" // its max= is learnt once the server's proof covers it
             return true
         }
-        if (epoch !== undefined) {
-            c.peer = "devs-iot"
-            this.learnMax(l.kind === "ext" ? parseMax(l.text) : -1)
-            if (l.kind === "ext" && helloField(l.text, "auth") !== "") {
-                // Challenged without a key: up only if the server lets us in.
-                c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
-                c.es = epoch
-                c.phase = "asked"
-                return true
-            }
-            this.peerStarted(c, epoch)
-            c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
+        if (epoch === undefined) {
             this.goUp(c)
+            return false
+        }
+        c.peer = "devs-iot"
+        this.learnMax(parseMax(text))
+        c.out += helloLine(this.epoch, this.cfg.maxLineBytes)
+        if (helloField(text, "auth") !== "") {
+            // Challenged without a key: up only if the server lets us in.
+            c.es = epoch
+            c.phase = "asked"
             return true
         }
+        this.peerStarted(c, epoch)
         this.goUp(c)
-        return false
+        return true
     }
 
     // "auth": the server's proof of the key, after this client's answer.
