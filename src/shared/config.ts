@@ -79,20 +79,20 @@ export function nodeDefaults(): LinkConfig {
 // much, so a burst the app does not read still leaves the heap room
 // (docs/board.md, "Boards and heap").
 export function boardDefaults(heap?: number): LinkConfig {
-    const small = heap !== undefined && heap < 65536
+    const scale = heap !== undefined && heap < 65536 ? 1 : 2 // every queue half as long below 64 KB
     return {
         timeout: 2000,
         maxLineBytes: 2048,
-        window: small ? 8 : 16,
-        maxInflightBytes: small ? 2048 : 4096,
-        maxQueuedLines: small ? 16 : 32,
-        maxQueuedBytes: small ? 2048 : 4096,
-        maxReceivedLines: small ? 8 : 16,
-        maxReceivedBytes: small ? 2048 : 4096,
+        window: 8 * scale,
+        maxInflightBytes: 2048 * scale,
+        maxQueuedLines: 16 * scale,
+        maxQueuedBytes: 2048 * scale,
+        maxReceivedLines: 8 * scale,
+        maxReceivedBytes: 2048 * scale,
         maxWriteBytes: 1024,
         warmup: 200,
         onFull: "drop",
-        maxBacklogBytes: small ? 1024 : 2048,
+        maxBacklogBytes: 1024 * scale,
         keepaliveEvents: true,
         ackDelay: 100,
     }

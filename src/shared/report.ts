@@ -82,8 +82,10 @@ export function reportToken(s: string): string {
     return out === "" ? "unknown" : out
 }
 
+const TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-/"
+
 function tokenChar(c: number): boolean {
-    return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 46 || c === 95 || c === 43 || c === 45 || c === 47
+    return TOKEN_CHARS.indexOf(String.fromCharCode(c)) >= 0
 }
 
 function isToken(v: string): boolean {
