@@ -27,7 +27,6 @@ import { LinkConfig } from "./config.js"
 import { LinkError } from "./errors.js"
 import { helloLine, parseHello, probeBlanks } from "./hello.js"
 import { helloField } from "./auth.js"
-import type { Session } from "./seal.js"
 import type { Crypto } from "./crypto.js"
 import { parseRefusal, refusalNotice } from "./refusal.js"
 import { Report, reportLine } from "./report.js"
@@ -41,11 +40,14 @@ export interface KeyedSteps {
     // the answer line, with the socket's transcript fields set, or "" when
     // it is no valid challenge.
     answer(a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string): string
-    // The server's proof line (`!auth`): the session it opens, or undefined
-    // when it is not a proof or does not verify.
-    proof(a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line): Session | undefined
-    // The key a server's `!rekey` line pushes (rekey.ts), or why not.
-    rekey(a: LinkAuth, id: string, text: string): Buffer | string
+    // A line in "auth", after the answer: the server's proof (`!auth`)
+    // that verifies brings the link up with every line sealed; anything
+    // but a keepalive closes it.
+    proof(a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line, now: number): void
+    // A server's `!rekey` line that came encrypted on an authenticated
+    // link: a "rekey" event with the key it pushes (rekey.ts), or the line
+    // dropped with why not.
+    rekey(a: LinkAuth, link: ClientLink, text: string): void
 }
 
 // Authentication settings of a client Link (docs/security.md).
@@ -120,7 +122,11 @@ export class ClientLink extends Link<ClientSocket> {
     protected handshakeLine(c: ClientSocket, l: Line, now: number): boolean {
         if (l.kind === "ext" && this.refusedBy(c, l.text, now)) return true
         if (c.phase === "first-line") return this.firstLine(c, l, now)
-        if (c.phase === "auth") return this.proof(c, l, now)
+        if (c.phase === "auth") {
+            const a = this.auth as LinkAuth
+            ;(a.steps as KeyedSteps).proof(a, this, c, l, now)
+            return true
+        }
         // "asked": the server's next line shows it let this client in.
         this.peerStarted(c, c.es)
         this.goUp(c)
@@ -163,24 +169,6 @@ export class ClientLink extends Link<ClientSocket> {
         return true
     }
 
-    // "auth": the server's proof of the key, after this client's answer.
-    private proof(c: ClientSocket, l: Line, now: number): boolean {
-        if (l.kind === "keepalive") return true
-        const a = this.auth as LinkAuth
-        const s = (a.steps as KeyedSteps).proof(a, this, c, l)
-        if (s === undefined) {
-            this.authFail(now, "wrong key: the server's proof does not verify")
-            return true
-        }
-        c.session = s
-        this.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
-        c.pre = c.out
-        c.out = ""
-        this.peerStarted(c, c.es)
-        this.goUp(c)
-        return true
-    }
-
     // A client waits for a complete line it can read.
     protected handshakeTooLong(c: ClientSocket): void {}
 
@@ -200,16 +188,8 @@ export class ClientLink extends Link<ClientSocket> {
         if (this.refusedBy(c, text, now)) return true
         if (text.indexOf("!rekey") !== 0) return false
         const a = this.auth
-        let why: string | undefined = undefined
-        if (c.session !== undefined && c.phase === "up" && text.indexOf("!rekey ") === 0 && c.secret && a !== undefined && a.steps !== undefined) {
-            const k = a.steps.rekey(a, this.clientId, text)
-            if (typeof k !== "string") {
-                this.events.push({ type: "rekey", key: k, kcv: helloField(text, "kcv") })
-                return true
-            }
-            why = k
-        }
-        this.dropKeyLine(why)
+        if (c.session !== undefined && c.phase === "up" && text.indexOf("!rekey ") === 0 && c.secret && a !== undefined && a.steps !== undefined) a.steps.rekey(a, this, text)
+        else this.dropKeyLine(undefined)
         return true
     }
 

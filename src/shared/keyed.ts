@@ -8,7 +8,7 @@ import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transc
 import type { Line } from "./codec.js"
 import type { Crypto } from "./crypto.js"
 import type { ClientLink, ClientSocket, KeyedSteps, LinkAuth } from "./clientlink.js"
-import type { Session } from "./seal.js"
+import { parseMax } from "./limits.js"
 import { parseRekey } from "./rekey.js"
 
 // A client's LinkAuth: with a key it authenticates (and refuses a server
@@ -28,14 +28,25 @@ function keyedSteps(): KeyedSteps {
             c.ms = helloField(text, "max")
             return answerLine(link.epoch, c.nc, proof(a.crypto, a.key as Buffer, "client", transcript(link, c)), link.cfg.maxLineBytes)
         },
-        proof: function (a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line): Session | undefined {
+        proof: function (a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line, now: number): void {
+            if (l.kind === "keepalive") return
             const t = transcript(link, c)
-            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, a.key as Buffer, "server", t, helloField(l.text, "mac"))) return undefined
+            if (l.kind !== "ext" || l.text.indexOf("!auth ") !== 0 || !proofOk(a.crypto, a.key as Buffer, "server", t, helloField(l.text, "mac"))) {
+                link.authFail(now, "wrong key: the server's proof does not verify")
+                return
+            }
             // A server whose key file says this id must encrypt asks for it.
-            return deriveSession(a.crypto, a.key as Buffer, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
+            c.session = deriveSession(a.crypto, a.key as Buffer, "client", t, a.encrypt || helloField(l.text, "enc") === "1")
+            link.learnMax(c.ms === "" ? -1 : parseMax(" max=" + c.ms))
+            c.pre = c.out
+            c.out = ""
+            link.peerStarted(c, c.es)
+            link.goUp(c)
         },
-        rekey: function (a: LinkAuth, id: string, text: string): Buffer | string {
-            return parseRekey(a.crypto, id, text)
+        rekey: function (a: LinkAuth, link: ClientLink, text: string): void {
+            const k = parseRekey(a.crypto, link.clientId, text)
+            if (typeof k === "string") link.dropKeyLine(k)
+            else link.events.push({ type: "rekey", key: k, kcv: helloField(text, "kcv") })
         },
     }
 }

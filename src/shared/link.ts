@@ -177,7 +177,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     private owing = Buffer.alloc(256) // per id: kept lines whose ACK is owed (saturates at 255)
     private held = new Fifo<Kept>() // due ACKs of lines from an earlier socket, until this one's peer is known
     private sockets = 0 // sockets opened: the next socket's serial
-    protected events = new Fifo<LinkEvent>()
+    events = new Fifo<LinkEvent>() // the keyed client's steps (keyed.ts) push "rekey"
     private written: number[] = []
     peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
     // The delivery state's records (records.ts, set by useStore()), or
@@ -421,6 +421,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     }
 
     // ---- each end's handshake and its own lines (clientlink.ts, serverlink.ts)
+    // The methods of this part and of the data phase without `protected`
+    // are called by the keyed client's steps too (keyed.ts: outside the
+    // class, so that a board built without a key compiles none of them).
 
     // A fresh socket state in this end's first phase.
     protected abstract newSocket(serial: number, now: number, frameLimit: number): S
@@ -440,7 +443,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     // A key push line ("!rekey", "!rekeyed", rekey.ts) that is not taken:
     // `why`, or (undefined) that it came where none is taken. Never
     // previewed in a notice: it holds a key.
-    protected dropKeyLine(why: string | undefined): void {
+    dropKeyLine(why: string | undefined): void {
         this.stats.badLines++
         this.notice("bad-line", why !== undefined ? why : "key push line dropped: not on an authenticated, encrypted link")
     }
@@ -475,7 +478,7 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // The peer's hello announced its limit (or not: -1). Queued writes over
     // it fail now rather than be refused on arrival.
-    protected learnMax(max: number): void {
+    learnMax(max: number): void {
         this.peerMax = max
         this.sender.setPeerLimit(max)
         if (max < 0) return
@@ -719,7 +722,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         return this.inbox.size() < this.cfg.maxReceivedLines && this.inboxBytes + bytes <= this.cfg.maxReceivedBytes
     }
 
-    protected peerStarted(c: S, epoch: string): void {
+    peerStarted(c: S, epoch: string): void {
         if (epoch === "") return // a hello without an epoch: v1 rules
         c.exact = true
         if (epoch !== this.peerEpoch) {
@@ -728,7 +731,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
     }
 
-    protected goUp(c: S): void {
+    goUp(c: S): void {
         // An original receiver clears its whole set of seen ids on every 00
         // (fault 1). Toward a peer without the restart marker, send nothing
         // after 00 until 00 is ACKed: a resent 00 then cannot take later
@@ -761,7 +764,7 @@ export abstract class Link<S extends SocketState = SocketState> {
 
     // Authentication failed or a sealed line did not verify: nothing more of
     // this connection is used, and the driver closes it.
-    protected authFail(now: number, reason: string): void {
+    authFail(now: number, reason: string): void {
         this.notice("auth", reason)
         this.lose(now, "authentication: " + reason, true)
     }
