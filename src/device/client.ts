@@ -8,7 +8,7 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, nextServer, parseServers, ServerAddress, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, LinkEvent, nextServer, parseServers, ServerAddress, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG, WatchdogEvent } from "../shared/watchdog.js"
 import { intIn, PORT } from "../shared/config.js"
 import { REPORT_EVERY } from "../shared/report.js"
@@ -21,18 +21,21 @@ import { randomHex, randomUnit } from "./random.js"
 // Authentication for a key (keyed.ts boardKeys). The type lives here: even a
 // type-only import makes DeviceScript compile the module it names.
 export interface BoardKeys {
-    auth: (key: Buffer, encrypt: boolean) => LinkAuth
-    // Where a key the server pushes is kept (IOT_KEYN), given the deployed key.
-    store: (deployed: Buffer) => KeyStore
+    // The key to authenticate with and where a key the server pushes is
+    // kept (IOT_KEYN), given the deployed key.
+    store: (deployed: Buffer, encrypt: boolean) => KeyStore
 }
 
 // The key to authenticate with, and a pushed key kept (docs/security.md,
 // "Key push over the link").
 export interface KeyStore {
-    key(): Promise<Buffer> // for the next connect
-    keep(key: Buffer): Promise<boolean> // true once written and read back
-    up(): Promise<void> // the link came up on key()
+    auth(): Promise<LinkAuth> // for the next connect
     failed(): void // the socket closed before the link came up
+    event(e: LinkEvent): void // the link came up, or the server pushed a key
+    // After events: tells the store the link came up on its key, and keeps
+    // a pushed key (written and read back) before the server hears it is
+    // kept. Returns what to log, or "".
+    settle(link: ClientLink): Promise<string>
 }
 
 export interface WriteOptions {
@@ -96,9 +99,6 @@ export class Client {
     private rawCap: number // received bytes held not yet framed (limits.ts, framingBudget)
     private results: { [ticket: string]: LinkError | null } = {} // null: done; else why it failed
     private keyStore: KeyStore | undefined = undefined
-    private pushed: Buffer | undefined = undefined // a key pushed, not yet kept
-    private pushedKcv = ""
-    private keyUp = false // the link came up: tell the key store
 
     constructor(opts: ClientOptions) {
         const p = checkClientId(opts.id)
@@ -133,8 +133,7 @@ export class Client {
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
             if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
-            this.link.setAuth(opts.keys.auth(opts.key, opts.encrypt === true))
-            this.keyStore = opts.keys.store(opts.key)
+            this.keyStore = opts.keys.store(opts.key, opts.encrypt === true)
         }
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
@@ -342,7 +341,7 @@ export class Client {
             this.sock = sock
             const before = this.link.connects
             const ks = this.keyStore
-            if (ks !== undefined) this.link.setAuth((this.opts.keys as BoardKeys).auth(await ks.key(), this.opts.encrypt === true))
+            if (ks !== undefined) this.link.setAuth(await ks.auth())
             this.link.open(ds.millis())
             sock.attach(this.onData)
             try {
@@ -391,7 +390,11 @@ export class Client {
             const due = link.pollTimeout()
             if (due >= 0 && due <= now) link.handleTimeout(now)
             this.maybeReport(now)
-            await this.keys()
+            const ks = this.keyStore
+            if (ks !== undefined) {
+                const m = await ks.settle(link)
+                if (m !== "") this.log(m)
+            }
             await this.flush(sock)
             if (sock.state === "closed" || this.closed) return
             if (this.dirty) continue
@@ -399,23 +402,6 @@ export class Client {
             const wait = next < 0 ? 1000 : next - ds.millis()
             if (wait > 0) await ds.wait(this.wake, wait < 1000 ? wait : 1000)
         }
-    }
-
-    // A pushed key is written and read back before the server hears it is kept.
-    private async keys(): Promise<void> {
-        const ks = this.keyStore
-        if (ks === undefined) return
-        if (this.keyUp) {
-            this.keyUp = false
-            await ks.up()
-        }
-        const k = this.pushed
-        if (k === undefined) return
-        this.pushed = undefined
-        if (await ks.keep(k)) {
-            this.link.confirmKey(this.pushedKcv)
-            this.log("key pushed by the server, kept: using it from the next connect")
-        } else this.log("key pushed by the server could not be kept (IOT_KEYN)")
     }
 
     // The board's report of itself; the Link sends it only to a devs-iot
@@ -457,6 +443,7 @@ export class Client {
         while (true) {
             const e = this.link.pollEvent()
             if (e === undefined) break
+            if (this.keyStore !== undefined) this.keyStore.event(e)
             if (e.type === "keepalive") {
                 // the heartbeat follows link.status(), whatever the traffic
             } else if (e.type === "written") {
@@ -472,7 +459,6 @@ export class Client {
                 this.connects = this.link.connects
                 this.note("linkUp")
                 this.reportAt = ds.millis() // the first report right after the link comes up
-                this.keyUp = true
                 this.say("link up (server speaks " + e.peer + ", connect " + this.link.connects + ")")
                 if (this.opts.onStatus) this.opts.onStatus(true)
                 app = true
@@ -482,9 +468,6 @@ export class Client {
                 app = true
             } else if (e.type === "close") {
                 if (this.sock) this.sock.close()
-            } else if (e.type === "rekey") {
-                this.pushed = e.key
-                this.pushedKcv = e.kcv
             } else if (e.type === "notice") {
                 // A failed authentication and a refused line are always logged, verbose or not.
                 if (e.code === "refused") this.refusal = e.detail

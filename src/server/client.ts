@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, ClientLink, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
 import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
@@ -144,7 +144,7 @@ export class Client extends LinkDriver<ClientLink> {
     // (this one keeps its session keys), kept in memory only.
     protected override onRekey(key: Buffer, kcv: string): void {
         this.link.setAuth(linkAuth(nodeCrypto, key, this.encrypt))
-        this.link.confirmKey(kcv)
+        confirmKey(this.link, kcv)
         this.pump()
         this.log.info({ kcv }, "key pushed by the server: using it from the next connection")
         this.emit("rekey", kcv)

@@ -107,14 +107,6 @@ export class ClientLink extends Link<ClientSocket> {
         return true
     }
 
-    // The key of a "rekey" event is stored; tells the server.
-    confirmKey(kcv: string): boolean {
-        const c = this.conn
-        if (c === undefined || c.session === undefined || !this.up) return false
-        c.out += "!rekeyed kcv=" + kcv + "\n"
-        return true
-    }
-
     protected newSocket(serial: number, now: number, frameLimit: number): ClientSocket {
         return new ClientSocket(serial, now, frameLimit)
     }

@@ -51,6 +51,15 @@ function keyedSteps(): KeyedSteps {
     }
 }
 
+// The key of a "rekey" event is stored: tells the server (false, and
+// nothing sent, when the link is not up and sealed).
+export function confirmKey(link: ClientLink, kcv: string): boolean {
+    const c = link.conn
+    if (c === undefined || c.session === undefined || !link.status()) return false
+    c.out += "!rekeyed kcv=" + kcv + "\n"
+    return true
+}
+
 // What both proofs cover (auth.ts): this socket's nonces, epochs and limits.
 function transcript(link: ClientLink, c: ClientSocket): Transcript {
     return { id: link.clientId, ns: c.ns, nc: c.nc, es: c.es, ec: link.epoch, ms: c.ms, mc: "" + link.cfg.maxLineBytes }

@@ -59,7 +59,7 @@ export type LinkEvent =
     | { type: "keepalive" }
     | { type: "notice"; code: NoticeCode; detail: string }
     | { type: "report"; report: Report } // a devs-iot peer's report of itself (report.ts)
-    | { type: "rekey"; key: Buffer; kcv: string } // client: the server pushed its next key (rekey.ts); confirmKey() once stored
+    | { type: "rekey"; key: Buffer; kcv: string } // client: the server pushed its next key (rekey.ts); confirmKey() (keyed.ts) once stored
     | { type: "rekeyed"; kcv: string } // server: the client stored the pushed key whose check value is kcv
 
 export interface LinkStats {
