@@ -138,7 +138,6 @@ export class SocketState {
     gapAt = 0
     session: Session | undefined = undefined // set: every line is sealed (seal.ts)
     pre = "" // plain lines still to send when the session started
-    mustEncrypt = false // server: the key file says this id's messages come encrypted
     secret = false // the line being handled came encrypted ("!e") and verified
 
     // `gotLine`: a line already came (the server opens a socket once it has
@@ -303,10 +302,6 @@ export abstract class Link<S extends SocketState = SocketState> {
             const o = c.session.open(line)
             if (!o.ok) {
                 this.authFail(now, o.reason)
-                return false
-            }
-            if (c.mustEncrypt && line[1] === 109 && parseLine(o.body).kind === "message") {
-                this.authFail(now, "a message not encrypted, from an id that must encrypt")
                 return false
             }
             c.secret = line[1] === 101

@@ -17,6 +17,7 @@
 // has another sequence number (replayed, reordered, dropped before it), or does
 // not verify is an error that closes the connection: nothing in it is used.
 
+import { parseLine } from "./codec.js"
 import { Crypto, isHex, sameBytes } from "./crypto.js"
 import { hexByte, hexDigit } from "./hex.js"
 import { CCM_MAX_PLAIN } from "./limits.js"
@@ -46,6 +47,7 @@ function refuse(reason: string): Opened {
 export class Session {
     txSeq = 0
     rxSeq = 0
+    mustEncrypt = false // server: the key file says this id's messages come encrypted
     constructor(
         readonly crypto: Crypto,
         readonly tx: DirectionKeys,
@@ -104,6 +106,7 @@ export class Session {
             body = plain
         }
         if (this.rxSeq >= SEQ_MAX) return refuse("sequence limit reached: reconnect for new keys")
+        if (this.mustEncrypt && line[1] === 109 && parseLine(body).kind === "message") return refuse("a message not encrypted, from an id that must encrypt")
         this.rxSeq++
         return { ok: true, body: body, reason: "" }
     }

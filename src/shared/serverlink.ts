@@ -63,7 +63,7 @@ export class ServerLink extends Link<ServerSocket> {
         const c = this.attach(now, "replaced by an authenticated connection", sealedLimit(this.cfg.maxLineBytes))
         if (c === undefined) return
         c.session = session
-        c.mustEncrypt = mustEncrypt === true
+        session.mustEncrypt = mustEncrypt === true
         c.peer = "devs-iot"
         this.learnMax(peerMax === undefined ? -1 : peerMax)
         this.peerStarted(c, peerEpoch)
