@@ -24,7 +24,7 @@ export function isClosed(link: Link<any>): boolean {
 
 // Writes not yet complete: queued, or sent and not ACKed.
 export function queuedWrites(link: Link<any>): number {
-    return link.sender.queued() + link.sender.inflightCount()
+    return link.sender.queue.size() + link.sender.live
 }
 
 export function hasSocket(link: Link<any>): boolean {

@@ -40,7 +40,7 @@ export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | u
     // Nothing is saved until something happens worth keeping (the link
     // comes up, a line is taken or sent): an id whose link never comes up
     // (a stranger's) leaves nothing behind.
-    r.savedSeq = sender.seqNext()
+    r.savedSeq = sender.nextSeq
     r.recorded = saved !== undefined
     link.rec = r
     sender.rec = r
@@ -156,12 +156,12 @@ class StoreRecorder implements Recorder {
     }
 
     sending(): void {
-        if (this.link.sender.seqNext() !== this.savedSeq) this.save()
+        if (this.link.sender.nextSeq !== this.savedSeq) this.save()
     }
 
     private save(): void {
         const l = this.link
-        this.savedSeq = l.sender.seqNext()
+        this.savedSeq = l.sender.nextSeq
         this.recorded = true
         const r: LinkRecord = {
             epoch: l.epoch,

@@ -69,7 +69,8 @@ export interface SenderLimits {
 }
 
 export class Sender {
-    // Not private: records.ts restores the lines an earlier life owed.
+    // Not private: records.ts restores the lines an earlier life owed, and
+    // keeps nextSeq (no id is used twice); linkinfo.ts counts the writes.
     queue = new Fifo<Outgoing>()
     queuedBytes = 0
     queuedNoWait = 0 // queued writes that may overtake a blocked wait write
@@ -128,15 +129,6 @@ export class Sender {
         return o.ticket
     }
 
-    queued(): number {
-        return this.queue.size()
-    }
-
-    // The next sequence number (kept in the delivery state: no id is used twice).
-    seqNext(): number {
-        return this.nextSeq
-    }
-
     setPeerLimit(max: number): void {
         this.peerMax = max
     }
@@ -166,10 +158,6 @@ export class Sender {
             return o !== h
         })
         return this.complete(h)
-    }
-
-    inflightCount(): number {
-        return this.live
     }
 
     // Moves queued writes into the window as far as the rules allow.

@@ -156,7 +156,7 @@ function runLink(x: LinkInput): void {
     let allowance = 0 // bytes fed since the link last had everything framed
     let counter = 0
 
-    const inside = link as unknown as { inboxBytes: number; conn: { backlogBytes: number } | undefined; sender: { queued(): number; inflightCount(): number } }
+    const inside = link as unknown as { inboxBytes: number; conn: { backlogBytes: number } | undefined; sender: { queue: { size(): number }; live: number } }
 
     const open = () => {
         link.open(now)
@@ -209,8 +209,8 @@ function runLink(x: LinkInput): void {
             must(c.backlogBytes <= maxBacklog, "backlog of " + c.backlogBytes + " bytes, max " + maxBacklog)
         }
         must(link.unframed() <= lim + allowance, "framer holds " + link.unframed() + " bytes, limit " + lim + " + " + allowance + " not yet framed")
-        must(inside.sender.queued() <= cfg.maxQueuedLines, "send queue " + inside.sender.queued())
-        must(inside.sender.inflightCount() <= cfg.window, "in flight " + inside.sender.inflightCount() + ", window " + cfg.window)
+        must(inside.sender.queue.size() <= cfg.maxQueuedLines, "send queue " + inside.sender.queue.size())
+        must(inside.sender.live <= cfg.window, "in flight " + inside.sender.live + ", window " + cfg.window)
         must(link.status() === up, "status() " + link.status() + " but events say " + up)
         const t = link.pollTimeout()
         must(t === -1 || (Number.isFinite(t) && t >= 0), "pollTimeout " + t)
