@@ -27,9 +27,6 @@ export function sameBytes(a: Buffer, b: Buffer): boolean {
 // Lowercase hex of exactly `n` characters, as sent on the wire.
 export function isHex(s: string, n: number): boolean {
     if (s.length !== n) return false
-    for (let i = 0; i < n; i++) {
-        const c = s.charCodeAt(i)
-        if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
-    }
+    for (let i = 0; i < n; i++) if ("0123456789abcdef".indexOf(s.charAt(i)) < 0) return false
     return true
 }

@@ -37,10 +37,7 @@ export function parseRefusal(text: string): string | undefined {
 
 function plainReason(r: string): boolean {
     if (r.length === 0 || r.length > 32) return false
-    for (let i = 0; i < r.length; i++) {
-        const c = r.charCodeAt(i)
-        if (!((c >= 97 && c <= 122) || c === 45)) return false
-    }
+    for (let i = 0; i < r.length; i++) if ("abcdefghijklmnopqrstuvwxyz-".indexOf(r.charAt(i)) < 0) return false
     return true
 }
 

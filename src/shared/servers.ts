@@ -15,10 +15,7 @@ export interface ServerList {
 
 function isDigits(s: string): boolean {
     if (s.length === 0 || s.length > 5) return false
-    for (let i = 0; i < s.length; i++) {
-        const c = s.charCodeAt(i)
-        if (c < 48 || c > 57) return false
-    }
+    for (let i = 0; i < s.length; i++) if ("0123456789".indexOf(s.charAt(i)) < 0) return false
     return true
 }
 
