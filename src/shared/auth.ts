@@ -26,22 +26,12 @@
 // `!hello epoch=<Ec>`; the server then refuses it unless the id may stay plain.
 
 import { Crypto, isHex, sameBytes } from "./crypto.js"
-import { maxField } from "./limits.js"
+import { helloField, maxField } from "./hello.js"
 import { DirectionKeys, Session } from "./seal.js"
 
 export const NONCE_HEX = 32
 export const PROOF_HEX = 64
 export const KEY_BYTES = 32
-
-// The value of ` name=value` in a hello or auth line, or "" when absent.
-export function helloField(text: string, name: string): string {
-    const at = text.indexOf(" " + name + "=")
-    if (at < 0) return ""
-    const start = at + name.length + 2
-    let end = text.indexOf(" ", start)
-    if (end < 0) end = text.length
-    return text.slice(start, end)
-}
 
 // `max`: the sender's line limit (limits.ts); in the transcript as Ms / Mc.
 export function challengeLine(epoch: string, ns: string, max?: number): string {

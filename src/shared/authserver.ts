@@ -13,11 +13,11 @@
 // either authenticates, and the outcome says which (keyIndex), so that the
 // session ends when that key is removed.
 
-import { answerLine, challengeLine, deriveSession, helloField, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
+import { answerLine, challengeLine, deriveSession, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
 import { parseLine } from "./codec.js"
 import { Crypto } from "./crypto.js"
 import { HandoffFramer } from "./framer.js"
-import { parseHello, ProbeCount } from "./hello.js"
+import { helloField, parseHello, ProbeCount } from "./hello.js"
 import { Session } from "./seal.js"
 import { parseMax } from "./limits.js"
 

@@ -13,8 +13,6 @@
 // sequence starts (process start on a client, a new Connection on a server).
 // A new epoch is an exact restart marker, which v1 lacks (fault 1).
 
-import { maxField } from "./limits.js"
-
 export const PROBE_BLANKS = 10
 
 // A server's count of a new socket's probe: blank() is true once the
@@ -28,6 +26,21 @@ export class ProbeCount {
     }
 }
 
+// The value of ` name=value` in a hello or auth line, or "" when absent.
+export function helloField(text: string, name: string): string {
+    const at = text.indexOf(" " + name + "=")
+    if (at < 0) return ""
+    const start = at + name.length + 2
+    let end = text.indexOf(" ", start)
+    if (end < 0) end = text.length
+    return text.slice(start, end)
+}
+
+// The " max=" field of a hello: the sender's line limit (limits.ts).
+export function maxField(max: number | undefined): string {
+    return max === undefined ? "" : " max=" + max
+}
+
 // `max`: the sender's maxLineBytes (limits.ts), read by peers that know it;
 // older parsers stop the epoch at the space before it.
 export function helloLine(epoch: string, max?: number): string {
@@ -39,12 +52,7 @@ export function helloLine(epoch: string, max?: number): string {
 export function parseHello(text: string): string | undefined {
     if (text.indexOf("!hello") !== 0) return undefined
     if (text.length > 6 && text.charCodeAt(6) !== 32) return undefined
-    const at = text.indexOf(" epoch=")
-    if (at < 0) return ""
-    const start = at + 7
-    let end = text.indexOf(" ", start)
-    if (end < 0) end = text.length
-    const e = text.slice(start, end)
+    const e = helloField(text, "epoch")
     return e.length <= 64 ? e : ""
 }
 

@@ -4,7 +4,8 @@
 // in the LinkAuth, so a board built without a key compiles none of the
 // handshake, the sealing or the crypto (DeviceScript compiles only what is
 // reachable from the entry; docs/benchmarks.md, "Board bytecode").
-import { answerLine, deriveSession, helloField, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
+import { answerLine, deriveSession, newNonce, proof, proofOk, Transcript, validNonce } from "./auth.js"
+import { helloField } from "./hello.js"
 import type { Line } from "./codec.js"
 import type { Crypto } from "./crypto.js"
 import type { ClientLink, ClientSocket, KeyedSteps, LinkAuth } from "./clientlink.js"

@@ -12,6 +12,7 @@
 //   max= gets "!toolong id=<hh> max=<n>" and fails that write with ETOOLONG;
 //   a peer that did not (v1) gets the ACK, and the line is logged as dropped.
 
+import { helloField } from "./hello.js"
 import { hexByte, hexDigit } from "./hex.js"
 
 export const CCM_MAX_PLAIN = 65535
@@ -22,21 +23,13 @@ export const MIN_LINE_LIMIT = 16
 export const MAX_LINE_LIMIT = 16777216
 
 // The value of a " max=<n>" field in a hello, or -1 when absent or not a
-// whole number in range. Scans with indexOf only.
+// whole number in range.
 export function parseMax(text: string): number {
-    const at = text.indexOf(" max=")
-    if (at < 0) return -1
-    let end = text.indexOf(" ", at + 5)
-    if (end < 0) end = text.length
-    const s = text.slice(at + 5, end)
+    const s = helloField(text, "max")
     if (s.length === 0 || s.length > 9 || hexDigit(s.charCodeAt(0)) < 0 || s.charCodeAt(0) > 57) return -1
     const v = +s
     if (typeof v !== "number" || v !== v || Math.floor(v) !== v || v < MIN_LINE_LIMIT || v > MAX_LINE_LIMIT) return -1
     return v
-}
-
-export function maxField(max: number | undefined): string {
-    return max === undefined ? "" : " max=" + max
 }
 
 export function tooLongLine(id: number, max: number): string {

@@ -8,7 +8,8 @@
 // kcv: the first 4 bytes of HMAC-SHA256(new key, "devs-iot/1 kcv " + id), a
 // check that the key arrived whole. Only keyed code imports this (keyed.ts,
 // the server), so a board built without a key compiles none of it.
-import { helloField, KEY_BYTES } from "./auth.js"
+import { KEY_BYTES } from "./auth.js"
+import { helloField } from "./hello.js"
 import { Crypto, isHex } from "./crypto.js"
 
 export const KCV_HEX = 8

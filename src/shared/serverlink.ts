@@ -25,8 +25,7 @@
 
 import { KEEPALIVE_LINE, Line } from "./codec.js"
 import { LinkConfig } from "./config.js"
-import { helloLine, parseHello, ProbeCount } from "./hello.js"
-import { helloField } from "./auth.js"
+import { helloField, helloLine, parseHello, ProbeCount } from "./hello.js"
 import type { Session } from "./seal.js"
 import { refusalLine } from "./refusal.js"
 import { isReport, parseReport } from "./report.js"
