@@ -2,7 +2,7 @@
 // extension lines devs-iot peers exchange once both have said they speak them.
 // Lines arrive without their "\n"; a bad line is a value, never an exception.
 
-import { hexByte, hexDigit } from "./hex.js"
+import { hexByte, hexId } from "./hex.js"
 
 export const NEWLINE = 10
 export const EXT_MARK = 33 // "!": never a hex digit, so never a v1 line
@@ -19,10 +19,8 @@ export function parseLine(line: Buffer): Line {
     if (n === 0) return { kind: "keepalive" }
     if (line[0] === EXT_MARK) return { kind: "ext", text: line.toString("utf-8") }
     if (n === 1) return { kind: "bad", reason: "one-byte line (neither keepalive, ACK nor message)" }
-    const hi = hexDigit(line[0])
-    const lo = hexDigit(line[1])
-    if (hi < 0 || lo < 0) return { kind: "bad", reason: "line does not start with a two-digit hex id" }
-    const id = (hi << 4) | lo
+    const id = hexId(line[0], line[1])
+    if (id < 0) return { kind: "bad", reason: "line does not start with a two-digit hex id" }
     if (n === 2) return { kind: "ack", id: id }
     return { kind: "message", id: id, payload: line.slice(2).toString("utf-8") }
 }

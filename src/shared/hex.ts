@@ -16,6 +16,13 @@ export function hexDigit(c: number): number {
     return -1
 }
 
+// The message id two ASCII hex digits (char codes) spell, or -1.
+export function hexId(hi: number, lo: number): number {
+    const h = hexDigit(hi)
+    const l = hexDigit(lo)
+    return h < 0 || l < 0 ? -1 : (h << 4) | l
+}
+
 // Readable, bounded rendering of raw bytes for logs: printable ASCII as is,
 // everything else as \xNN.
 export function previewBytes(b: Buffer, max: number): string {

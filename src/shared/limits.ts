@@ -13,7 +13,7 @@
 //   a peer that did not (v1) gets the ACK, and the line is logged as dropped.
 
 import { helloField } from "./hello.js"
-import { hexByte, hexDigit } from "./hex.js"
+import { hexByte, hexId } from "./hex.js"
 
 export const CCM_MAX_PLAIN = 65535
 export const ID_CHARS = 2
@@ -26,7 +26,7 @@ export const MAX_LINE_LIMIT = 16777216
 // whole number in range.
 export function parseMax(text: string): number {
     const s = helloField(text, "max")
-    if (s.length === 0 || s.length > 9 || hexDigit(s.charCodeAt(0)) < 0 || s.charCodeAt(0) > 57) return -1
+    if (s.length === 0 || s.length > 9 || "0123456789".indexOf(s.charAt(0)) < 0) return -1
     const v = +s
     if (typeof v !== "number" || v !== v || Math.floor(v) !== v || v < MIN_LINE_LIMIT || v > MAX_LINE_LIMIT) return -1
     return v
@@ -39,18 +39,13 @@ export function tooLongLine(id: number, max: number): string {
 // A "!toolong" line: the refused id and the peer's limit, or undefined.
 export function parseTooLong(text: string): { id: number; max: number } | undefined {
     if (text.indexOf("!toolong id=") !== 0 || text.length < 14) return undefined
-    const hi = hexDigit(text.charCodeAt(12))
-    const lo = hexDigit(text.charCodeAt(13))
-    if (hi < 0 || lo < 0) return undefined
-    return { id: (hi << 4) | lo, max: parseMax(text) }
+    const id = hexId(text.charCodeAt(12), text.charCodeAt(13))
+    return id < 0 ? undefined : { id: id, max: parseMax(text) }
 }
 
 // The id of a message line from its first bytes, or -1.
 export function idOfHead(head: Buffer): number {
-    if (head.length < ID_CHARS) return -1
-    const hi = hexDigit(head[0])
-    const lo = hexDigit(head[1])
-    return hi < 0 || lo < 0 ? -1 : (hi << 4) | lo
+    return head.length < ID_CHARS ? -1 : hexId(head[0], head[1])
 }
 
 // The board's framing budget: received bytes it may hold not yet cut into
