@@ -75,10 +75,8 @@ export class Client {
     readonly stats: LinkStats // duplicates, dropped, bad lines, resends...
     private link: ClientLink
     private opts: ClientOptions
-    private host: string
-    private port: number
     private servers: ServerAddress[]
-    private at = 0 // the address tried now
+    private at = 0 // the address tried now (servers[at])
     private net: Network
     private heart: Heartbeat
     private backoff: Backoff
@@ -126,8 +124,6 @@ export class Client {
         const sl = parseServers(opts.host, port)
         if (sl.problem !== "") throw new LinkError("ECONFIG", "host: " + sl.problem)
         this.servers = sl.list
-        this.host = sl.list[0].host
-        this.port = sl.list[0].port
         // A new epoch per run: this id sequence starts at 00.
         this.link = new ClientLink(cfg, randomEpoch(), opts.id)
         if (opts.key !== undefined) {
@@ -296,13 +292,6 @@ export class Client {
         }
     }
 
-    // A connect failed: the next server address is tried (several gateways).
-    private moveOn(): void {
-        this.at = nextServer(this.at, this.servers.length)
-        this.host = this.servers[this.at].host
-        this.port = this.servers[this.at].port
-    }
-
     private async run(): Promise<void> {
         const timeout = this.link.cfg.timeout
         while (!this.closed) {
@@ -319,17 +308,19 @@ export class Client {
                 if (this.opts.badWifi) await this.opts.badWifi()
                 continue
             }
-            this.say("connecting to " + this.host + ":" + this.port)
+            const server = this.servers[this.at]
+            this.say("connecting to " + server.host + ":" + server.port)
             let sock: TcpSocket | undefined = undefined
             try {
-                sock = await TcpSocket.connect(this.host, this.port, timeout, this.rawCap, this.onSocket)
+                sock = await TcpSocket.connect(server.host, server.port, timeout, this.rawCap, this.onSocket)
             } catch (e) {
                 const kind: ConnectKind = e instanceof ConnectError ? e.kind : "noAnswer"
                 this.rejoin.failed(kind)
                 this.note(kind === "refused" ? "refused" : "noAnswer")
                 const delay = this.backoff.next(randomUnit())
                 this.say(errorText(e) + (kind === "refused" ? " (the server is down, WiFi is fine)" : kind === "noAnswer" ? " (no answer)" : "") + "; retry in " + delay + " ms")
-                this.moveOn()
+                // The next server address is tried (several gateways).
+                this.at = nextServer(this.at, this.servers.length)
                 if (this.opts.badServer) await this.opts.badServer()
                 await this.pause(delay)
                 continue
