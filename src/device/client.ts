@@ -344,7 +344,8 @@ export class Client {
                 sock.close()
             }
             this.sock = undefined
-            this.link.socketClosed(ds.millis(), sock.error !== "" ? sock.error : "closed")
+            const why = sock.error !== "" ? sock.error : "closed"
+            this.link.socketClosed(ds.millis(), why)
             this.drainEvents()
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
             this.backoff.linkDown(ds.millis(), timeout)
@@ -359,7 +360,7 @@ export class Client {
             // A refusal is always logged, on the 1st, 2nd, 4th... in a row.
             if (this.refusal !== "" && this.backoff.shouldReport()) this.log(this.refusal + "; retry in " + delay + " ms")
             this.refusal = ""
-            this.say("link down (" + (sock.error !== "" ? sock.error : "closed") + "); reconnect in " + delay + " ms")
+            this.say("link down (" + why + "); reconnect in " + delay + " ms")
             await this.pause(delay)
         }
     }
