@@ -178,7 +178,6 @@ export abstract class Link<S extends SocketState = SocketState> {
     private sockets = 0 // sockets opened: the next socket's serial
     events = new Fifo<LinkEvent>() // the keyed client's steps (keyed.ts) push "rekey"
     private written: number[] = []
-    peerMax = -1 // the peer's line limit from its hello (limits.ts), -1: not announced
     // The delivery state's records (records.ts, set by useStore()), or
     // none: a board never records.
     rec: Recorder | undefined = undefined
@@ -453,7 +452,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         this.zeroRestart(c, id)
         this.stats.tooLong++
         const max = this.cfg.maxLineBytes
-        const told = c.peer === "devs-iot" && this.peerMax > 0
+        const told = c.peer === "devs-iot" && this.sender.peerMax > 0
         c.out += told ? tooLongLine(id, max) : ackLine(id)
         this.notice(
             "too-long",
@@ -474,8 +473,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     // The peer's hello announced its limit (or not: -1). Queued writes over
     // it fail now rather than be refused on arrival.
     learnMax(max: number): void {
-        this.peerMax = max
-        this.sender.setPeerLimit(max)
+        this.sender.peerMax = max
         if (max < 0) return
         const failed = this.sender.failLonger(max)
         for (let i = 0; i < failed.length; i++)
@@ -739,7 +737,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed(c)
         // A v1 peer announces no limit (one from an earlier devs-iot life is void).
-        if (c.peer !== "devs-iot" && this.peerMax >= 0) this.learnMax(-1)
+        if (c.peer !== "devs-iot" && this.sender.peerMax >= 0) this.learnMax(-1)
         c.phase = "up"
         for (let k = this.held.shift(); k !== undefined; k = this.held.shift()) this.sendAck(c, k)
         this.up = true

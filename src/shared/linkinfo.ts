@@ -10,7 +10,7 @@ export function isSealed(link: Link<any>): boolean {
 
 // The peer's announced line limit, or -1.
 export function peerLimit(link: Link<any>): number {
-    return link.peerMax
+    return link.sender.peerMax
 }
 
 // Lines received and not yet read.

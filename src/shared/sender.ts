@@ -88,7 +88,7 @@ export class Sender {
     // When the message the last ack() matched was sent, or -1 when it was
     // sent more than once on its socket (an ACK then times no one send).
     ackedSentAt = -1
-    private peerMax = -1 // the peer's announced line limit (limits.ts), -1: none
+    peerMax = -1 // the peer's line limit from its hello (limits.ts; the Link's learnMax), -1: not announced
     // Delivery state (records.ts): a qos line is recorded when written, again
     // with its sequence number before it is sent, and dropped on its ACK.
     rec: Recorder | undefined = undefined
@@ -127,10 +127,6 @@ export class Sender {
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
         return o.ticket
-    }
-
-    setPeerLimit(max: number): void {
-        this.peerMax = max
     }
 
     // Removes queued writes longer than `max`; returns their tickets.
