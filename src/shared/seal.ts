@@ -59,12 +59,11 @@ export class Session {
     // `secret`: encrypted whatever `encrypt` says (a key push, rekey.ts).
     seal(body: Buffer, secret?: boolean): Buffer {
         const seq = seqHex(this.txSeq)
-        const nonce = nonceOf(this.txSeq)
         this.txSeq++
         if ((this.encrypt || secret === true) && body.length > 2) {
             // resolveConfig keeps lines within this; a longer one is a bug.
             if (body.length > CCM_MAX_PLAIN) throw new LinkError("ETOOLONG", "line of " + body.length + " bytes is longer than AES-CCM can seal (" + CCM_MAX_PLAIN + ")")
-            const hex = this.crypto.encrypt(this.tx.enc, nonce, body).toString("hex")
+            const hex = this.crypto.encrypt(this.tx.enc, nonceOf(seq), body).toString("hex")
             return Buffer.from("!e" + seq + hex + "\n")
         }
         const mac = macHex(this.crypto, this.tx.mac, seq, body)
@@ -101,7 +100,7 @@ export class Session {
             if (hex.length > 2 * (CCM_MAX_PLAIN + 16)) return refuse("encrypted line " + seq + " is longer than AES-CCM can seal")
             const data = hexBytes(hex)
             if (data === undefined) return refuse("bad encrypted line " + seq)
-            const plain = this.crypto.decrypt(this.rx.enc, nonceOf(seq), data)
+            const plain = this.crypto.decrypt(this.rx.enc, nonceOf(seqText), data)
             if (plain === undefined || plain.length < 3) return refuse("bad MAC (AES-CCM tag) on line " + seq)
             body = plain
         }
@@ -137,15 +136,10 @@ function parseSeq(s: string): number {
     return v
 }
 
-function nonceOf(seq: number): Buffer {
-    const b = Buffer.alloc(13)
-    const hi = Math.floor(seq / 65536)
-    const lo = seq - hi * 65536
-    b[9] = hi >> 8
-    b[10] = hi & 255
-    b[11] = lo >> 8
-    b[12] = lo & 255
-    return b
+// The 13-byte nonce of a line: 9 zero bytes, then its sequence number's 4
+// bytes (`seq`: as the line carries them, seqHex).
+function nonceOf(seq: string): Buffer {
+    return Buffer.from("000000000000000000" + seq, "hex")
 }
 
 function macHex(crypto: Crypto, key: Buffer, seq: string, body: Buffer): string {
