@@ -60,12 +60,13 @@ export interface LinkAuth {
     steps: KeyedSteps | undefined
 }
 
-// A client's socket: the challenge it answers.
+// A client's socket: the challenge it answers. Its fields are set by the
+// first line when it is a challenge, before anything reads them.
 export class ClientSocket extends SocketState {
-    ns = "" // the server's nonce
-    nc = "" // this client's nonce
-    ms = "" // the max= field of the server's challenge
-    es = "" // the server's epoch, from the challenge
+    ns!: string // the server's nonce
+    nc!: string // this client's nonce
+    ms!: string // the max= field of the server's challenge
+    es!: string // the server's epoch, from the challenge
 
     constructor(serial: number, now: number, frameLimit: number) {
         super(serial, "first-line", now, frameLimit, false)
