@@ -3,7 +3,7 @@ import * as ds from "@devicescript/core"
 import { BoardKeys, Client } from "./client.js"
 import { AppConfig } from "./config.js"
 import { Light } from "./heartbeat.js"
-import { Network, SimNetwork, WifiNetwork } from "./network.js"
+import { Network, WifiNetwork } from "./network.js"
 
 // The board entry's LED (pins.LED of the board definition).
 let boardLed: ds.OutputPin | undefined = undefined
@@ -17,6 +17,14 @@ export function setBoardKeys(keys: BoardKeys | undefined): void {
     boardKeys = keys
 }
 
+// The network when it is not the board's WiFi: the simulator's (SimNetwork,
+// where sockets ignore WiFi), set by the entry devs-iot sim generates, so
+// that board images do not compile it.
+let boardNetwork: Network | undefined = undefined
+export function setBoardNetwork(n: Network | undefined): void {
+    boardNetwork = n
+}
+
 // The board's LED for an app that shows its own state on it. The client of
 // that app must be made with `heartbeat` false: one owner per light.
 export function appLight(c: AppConfig): Light {
@@ -24,14 +32,13 @@ export function appLight(c: AppConfig): Light {
 }
 
 // `heartbeat` false: the app owns the LED (see appLight).
-// `network`: the tests' stand-in; default the board's WiFi (the simulator's: none).
-export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean, network?: Network): Client {
+export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean): Client {
     return new Client({
         id: c.id,
         host: c.host,
         port: c.port,
         timeout: c.timeout,
-        network: network ? network : c.sim ? new SimNetwork() : new WifiNetwork(),
+        network: boardNetwork ? boardNetwork : new WifiNetwork(),
         led: c.sim ? undefined : boardLed,
         heartbeat: heartbeat !== false,
         watchdog: c.watchdog,

@@ -9,7 +9,7 @@
 //   {"cmd":"restart"}   restart the program
 import * as ds from "@devicescript/core"
 import { AppConfig } from "../../src/device/config.js"
-import { makeClient, spawnWrite, Pending } from "../../src/device/start.js"
+import { makeClient, setBoardNetwork, spawnWrite, Pending } from "../../src/device/start.js"
 import { Network } from "../../src/device/network.js"
 
 // The simulator's network (always up), whose waits can be made to hang.
@@ -29,9 +29,10 @@ class StuckableNetwork implements Network {
 
 export async function testbed(c: AppConfig): Promise<void> {
     const net = new StuckableNetwork()
+    setBoardNetwork(net) // in place of the simulator's
     const client = makeClient(c, function (up: boolean) {
         console.log("testbed: status " + (up ? "up" : "down") + " connects " + client.connects)
-    }, undefined, net)
+    })
     client.start()
     console.log("testbed: started " + c.id)
     while (true) {
