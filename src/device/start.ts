@@ -5,7 +5,8 @@ import { AppConfig } from "./config.js"
 import { Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 
-// The board entry's LED (pins.LED of the board definition).
+// The board entry's LED (pins.LED of the board definition). The simulator's
+// entry sets none: it has no GPIO.
 let boardLed: ds.OutputPin | undefined = undefined
 export function setBoardLed(pin: ds.OutputPin | undefined): void {
     boardLed = pin
@@ -27,8 +28,8 @@ export function setBoardNetwork(n: Network | undefined): void {
 
 // The board's LED for an app that shows its own state on it. The client of
 // that app must be made with `heartbeat` false: one owner per light.
-export function appLight(c: AppConfig): Light {
-    return new Light(c.sim ? undefined : boardLed)
+export function appLight(): Light {
+    return new Light(boardLed)
 }
 
 // `heartbeat` false: the app owns the LED (see appLight).
@@ -39,7 +40,7 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         port: c.port,
         timeout: c.timeout,
         network: boardNetwork ? boardNetwork : new WifiNetwork(),
-        led: c.sim ? undefined : boardLed,
+        led: boardLed,
         heartbeat: heartbeat !== false,
         watchdog: c.watchdog,
         verbose: c.verbose,

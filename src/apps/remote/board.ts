@@ -61,7 +61,7 @@ export async function remote(c: AppConfig, role: string): Promise<void> {
     const client = makeClient(c, undefined, !showsLed)
     client.start()
     if (showsLed) {
-        const light = appLight(c)
+        const light = appLight()
         setTimeout(async function () {
             while (true) {
                 const line = await client.readline()
