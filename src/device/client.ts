@@ -134,8 +134,7 @@ export class Client {
         this.stats = this.link.stats
         this.net = opts.network ? opts.network : new WifiNetwork()
         this.heart = new Heartbeat(opts.heartbeat === false ? undefined : new Light(opts.led))
-        const first = opts.backoffFirst ? opts.backoffFirst : 250
-        this.backoff = new Backoff(first, opts.backoffCap ? opts.backoffCap : 3000)
+        this.backoff = new Backoff(opts.backoffFirst ? opts.backoffFirst : 250, opts.backoffCap ? opts.backoffCap : 3000)
         this.rejoin = new RejoinPolicy(opts.rejoinAfter ? opts.rejoinAfter : 3)
         const self = this
         this.onSocket = function () {

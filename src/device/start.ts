@@ -3,7 +3,7 @@ import * as ds from "@devicescript/core"
 import { BoardKeys, Client } from "./client.js"
 import { AppConfig } from "./config.js"
 import { Light } from "./heartbeat.js"
-import { Network, WifiNetwork } from "./network.js"
+import { Network } from "./network.js"
 
 // The board entry's LED (pins.LED of the board definition). The simulator's
 // entry sets none: it has no GPIO.
@@ -39,7 +39,7 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         host: c.host,
         port: c.port,
         timeout: c.timeout,
-        network: boardNetwork ? boardNetwork : new WifiNetwork(),
+        network: boardNetwork,
         led: boardLed,
         heartbeat: heartbeat !== false,
         watchdog: c.watchdog,
