@@ -134,9 +134,9 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
     if (c.maxQueuedBytes < c.maxLineBytes)
         throw new LinkError("ECONFIG", "maxQueuedBytes (" + c.maxQueuedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
     // Later than timeout/4, a peer would resend lines that are only unread.
-    if (o.ackDelay === undefined && c.ackDelay > Math.floor(c.timeout / 4)) c.ackDelay = Math.floor(c.timeout / 4)
-    if (c.ackDelay > c.timeout / 4)
-        throw new LinkError("ECONFIG", "ackDelay (" + c.ackDelay + ") must be at most timeout/4 (" + Math.floor(c.timeout / 4) + ")")
+    const quarter = Math.floor(c.timeout / 4)
+    if (o.ackDelay === undefined && c.ackDelay > quarter) c.ackDelay = quarter
+    if (c.ackDelay > quarter) throw new LinkError("ECONFIG", "ackDelay (" + c.ackDelay + ") must be at most timeout/4 (" + quarter + ")")
     if (c.maxReceivedBytes < c.maxLineBytes)
         throw new LinkError("ECONFIG", "maxReceivedBytes (" + c.maxReceivedBytes + ") must be at least maxLineBytes (" + c.maxLineBytes + ")")
     return c
