@@ -25,7 +25,7 @@
 import { parseLine, ackLine, KEEPALIVE_LINE, Line } from "./codec.js"
 import { LinkConfig, V1_WINDOW } from "./config.js"
 import { SeenIds } from "./dedup.js"
-import { LinkError } from "./errors.js"
+import { LinkError, LinkErrorCode } from "./errors.js"
 import { LineFramer } from "./framer.js"
 import { previewBytes } from "./hex.js"
 import { Fifo } from "./queue.js"
@@ -236,7 +236,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (this.conn) this.lose(now, "closed by the application", true)
         const tickets = this.sender.failAll()
         for (let i = 0; i < tickets.length; i++)
-            this.events.push({ type: "failed", ticket: tickets[i], error: new LinkError("ECLOSED", "link closed before the write completed") })
+            this.writeFailed(tickets[i], "ECLOSED", "link closed before the write completed")
     }
 
     // ---- the driver's side
@@ -467,7 +467,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (t < 0) return
         const why = "the peer refused message " + id + " as longer than its limit" + (max > 0 ? " of " + max + " bytes" : "")
         this.notice("line-refused", why)
-        if (t > 0) this.events.push({ type: "failed", ticket: t, error: new LinkError("ETOOLONG", why) })
+        if (t > 0) this.writeFailed(t, "ETOOLONG", why)
     }
 
     // The peer's hello announced its limit (or not: -1). Queued writes over
@@ -477,7 +477,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (max < 0) return
         const failed = this.sender.failLonger(max)
         for (let i = 0; i < failed.length; i++)
-            this.events.push({ type: "failed", ticket: failed[i], error: new LinkError("ETOOLONG", "line is longer than the peer's limit of " + max + " bytes (from its hello)") })
+            this.writeFailed(failed[i], "ETOOLONG", "line is longer than the peer's limit of " + max + " bytes (from its hello)")
     }
 
     // The outage rule: nothing received for this long loses the socket
@@ -760,6 +760,10 @@ export abstract class Link<S extends SocketState = SocketState> {
     authFail(now: number, reason: string): void {
         this.notice("auth", reason)
         this.lose(now, "authentication: " + reason, true)
+    }
+
+    private writeFailed(ticket: number, code: LinkErrorCode, why: string): void {
+        this.events.push({ type: "failed", ticket: ticket, error: new LinkError(code, why) })
     }
 
     protected bad(reason: string, line: Buffer): void {
