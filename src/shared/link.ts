@@ -525,13 +525,15 @@ export abstract class Link<S extends SocketState = SocketState> {
                 }
                 return
             }
-            case "message":
+            case "message": {
+                const bytes = line.length - 2 // the payload's
                 // A sealed line may be framed past the limit (hex, MAC).
-                if (line.length - 2 > this.cfg.maxLineBytes) this.refuseTooLong(c, l.id, line.length - 2)
+                if (bytes > this.cfg.maxLineBytes) this.refuseTooLong(c, l.id, bytes)
                 else if (this.behindGap(c, l.id, now)) return
-                else if (c.backlog.size() > 0 || !this.hasRoom(line.length - 2)) this.wait(c, line, l.id, now)
-                else this.handleMessage(c, l.id, l.payload, line.length - 2, now)
+                else if (c.backlog.size() > 0 || !this.hasRoom(bytes)) this.wait(c, line, l.id, now)
+                else this.handleMessage(c, l.id, l.payload, bytes, now)
                 return
+            }
             case "ext": {
                 // This end's own lines (a refusal, a key push, a report),
                 // then the peer's refusal of a line of ours as too long
