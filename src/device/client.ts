@@ -124,8 +124,8 @@ export class Client {
         const sl = parseServers(opts.host, port)
         if (sl.problem !== "") throw new LinkError("ECONFIG", "host: " + sl.problem)
         this.servers = sl.list
-        // A new epoch per run: this id sequence starts at 00.
-        this.link = new ClientLink(cfg, randomEpoch(), opts.id)
+        // A new epoch (8 random hex digits) per run: this id sequence starts at 00.
+        this.link = new ClientLink(cfg, randomHex(4), opts.id)
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
             if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
@@ -473,8 +473,3 @@ export class Client {
 
 // The heartbeat LED changes every HEARTBEAT_MS while the link is up.
 const HEARTBEAT_MS = 500
-
-
-function randomEpoch(): string {
-    return randomHex(4)
-}
