@@ -87,10 +87,6 @@ export function errorText(e: unknown): string {
     return typeof m === "string" ? m : "error"
 }
 
-function contains(s: string, part: string): boolean {
-    return s.indexOf(part) >= 0
-}
-
 export class TcpSocket {
     state: "connecting" | "open" | "closed" = "connecting"
     error = ""
@@ -125,7 +121,7 @@ export class TcpSocket {
         } catch (e) {
             current = undefined
             const m = errorText(e)
-            throw new ConnectError(contains(m, "network") ? "noNetwork" : "noAnswer", "connect to " + name + " failed: " + m)
+            throw new ConnectError(m.indexOf("network") >= 0 ? "noNetwork" : "noAnswer", "connect to " + name + " failed: " + m)
         }
         if (r !== 0) {
             current = undefined
@@ -143,7 +139,7 @@ export class TcpSocket {
         }
         if (s.state === "closed") {
             const why = s.error !== "" ? s.error : "closed"
-            const unresolved = contains(why, "resolve") || contains(why, "ENOTFOUND") || contains(why, "EAI_AGAIN")
+            const unresolved = why.indexOf("resolve") >= 0 || why.indexOf("ENOTFOUND") >= 0 || why.indexOf("EAI_AGAIN") >= 0
             throw new ConnectError(unresolved ? "noAnswer" : "refused", "connect to " + name + " failed: " + why)
         }
         return s
