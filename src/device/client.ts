@@ -93,6 +93,7 @@ export class Client {
     private onSocket: () => void
     private onData: (b: Buffer) => void
     private refusal = "" // the server's last refusal, logged with the retry
+    private reportEvery: number // ms between reports, 0: none
     private reportAt = -1 // when the next report is due; -1: none (link down)
     private rawCap: number // received bytes held not yet framed (limits.ts, framingBudget)
     private results: { [ticket: string]: LinkError | null } = {} // null: done; else why it failed
@@ -103,7 +104,7 @@ export class Client {
         if (p !== "") throw new LinkError("ECONFIG", "id: " + p)
         if (typeof opts.host !== "string" || opts.host === "") throw new LinkError("ECONFIG", "host must be a non-empty string")
         const port = intIn("port", opts.port, PORT.dflt, PORT.min, PORT.max)
-        intIn("report", opts.report, REPORT_EVERY.dflt, REPORT_EVERY.min, REPORT_EVERY.max)
+        this.reportEvery = intIn("report", opts.report, REPORT_EVERY.dflt, REPORT_EVERY.min, REPORT_EVERY.max)
         const lo: LinkOptions = opts.link ? opts.link : {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
@@ -398,7 +399,7 @@ export class Client {
     // The board's report of itself; the Link sends it only to a devs-iot
     // server. No heap or reset-reason figure: the runtime offers neither.
     private maybeReport(now: number): void {
-        const every = this.opts.report === undefined ? REPORT_EVERY.dflt : this.opts.report
+        const every = this.reportEvery
         if (every <= 0 || this.reportAt < 0 || now < this.reportAt || !this.link.status()) return
         this.reportAt = now + every
         const r: Report = {
