@@ -35,10 +35,11 @@ import { Link, sealedLimit, SocketState } from "./link.js"
 // What a keyed client does that a plain one never does (keyed.ts provides
 // it, through linkAuth()).
 export interface KeyedSteps {
-    // The server's challenge (a hello with `epoch`, its fields in `text`):
-    // the answer line, with the socket's transcript fields set, or "" when
-    // it is no valid challenge.
-    answer(a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string): string
+    // The server's first line (`text`, "" when not an extension line; the
+    // epoch of its hello, if it is one): a valid challenge is answered
+    // (the socket's transcript fields set, "auth" next); anything else
+    // closes the socket, as a keyed client never goes on plain.
+    answer(a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string | undefined, now: number): void
     // A line in "auth", after the answer: the server's proof (`!auth`)
     // that verifies brings the link up with every line sealed; anything
     // but a keepalive closes it.
@@ -131,16 +132,7 @@ export class ClientLink extends Link<ClientSocket> {
         const epoch = parseHello(text)
         const a = this.auth
         if (a !== undefined && a.key !== undefined) {
-            // A keyed client never goes on plain: a server (or someone in
-            // between) that does not challenge is refused.
-            const answer = epoch !== undefined && epoch !== "" ? (a.steps as KeyedSteps).answer(a, this, c, text, epoch) : ""
-            if (answer === "") {
-                this.authFail(now, "the server did not ask this keyed client to authenticate")
-                return true
-            }
-            c.peer = "devs-iot"
-            c.out += answer
-            c.phase = "auth" // its max= is learnt once the server's proof covers it
+            ;(a.steps as KeyedSteps).answer(a, this, c, text, epoch, now)
             return true
         }
         if (epoch === undefined) {

@@ -20,14 +20,20 @@ export function linkAuth(crypto: Crypto, key: Buffer | undefined, encrypt: boole
 
 function keyedSteps(): KeyedSteps {
     return {
-        answer: function (a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string): string {
-            const ns = helloField(text, "auth")
-            if (!validNonce(ns)) return ""
+        answer: function (a: LinkAuth, link: ClientLink, c: ClientSocket, text: string, epoch: string | undefined, now: number): void {
+            // A server (or someone in between) that does not challenge is refused.
+            const ns = epoch !== undefined && epoch !== "" ? helloField(text, "auth") : ""
+            if (!validNonce(ns)) {
+                link.authFail(now, "the server did not ask this keyed client to authenticate")
+                return
+            }
             c.ns = ns
             c.nc = newNonce(a.crypto)
-            c.es = epoch
+            c.es = epoch as string
             c.ms = helloField(text, "max")
-            return answerLine(link.epoch, c.nc, proof(a.crypto, a.key as Buffer, "client", transcript(link, c)), link.cfg.maxLineBytes)
+            c.peer = "devs-iot"
+            c.out += answerLine(link.epoch, c.nc, proof(a.crypto, a.key as Buffer, "client", transcript(link, c)), link.cfg.maxLineBytes)
+            c.phase = "auth" // its max= is learnt once the server's proof covers it
         },
         proof: function (a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line, now: number): void {
             if (l.kind === "keepalive") return
