@@ -44,10 +44,11 @@ export interface KeyedSteps {
     // that verifies brings the link up with every line sealed; anything
     // but a keepalive closes it.
     proof(a: LinkAuth, link: ClientLink, c: ClientSocket, l: Line, now: number): void
-    // A server's `!rekey` line that came encrypted on an authenticated
-    // link: a "rekey" event with the key it pushes (rekey.ts), or the line
-    // dropped with why not.
-    rekey(a: LinkAuth, link: ClientLink, text: string): void
+    // A line that starts with `!rekey`: taken only on an authenticated
+    // link that is up and from a line that came encrypted and verified, as
+    // a "rekey" event with the key it pushes (rekey.ts); else dropped, with
+    // why not.
+    rekey(a: LinkAuth, link: ClientLink, c: ClientSocket, text: string): void
 }
 
 // Authentication settings of a client Link (docs/security.md).
@@ -166,13 +167,13 @@ export class ClientLink extends Link<ClientSocket> {
         return -1
     }
 
-    // A refusal, or a key push ("!rekey", rekey.ts): taken only on an
-    // authenticated link and from a line that came encrypted and verified.
+    // A refusal, or a key push ("!rekey", rekey.ts): the keyed steps judge
+    // it; a client without a key drops it.
     protected handleExt(c: ClientSocket, text: string, line: Buffer, now: number): boolean {
         if (this.refusedBy(c, text, now)) return true
         if (text.indexOf("!rekey") !== 0) return false
         const a = this.auth
-        if (c.session !== undefined && c.phase === "up" && text.indexOf("!rekey ") === 0 && c.secret && a !== undefined && a.steps !== undefined) a.steps.rekey(a, this, text)
+        if (a !== undefined && a.steps !== undefined) a.steps.rekey(a, this, c, text)
         else this.dropKeyLine(undefined)
         return true
     }

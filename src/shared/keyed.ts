@@ -50,7 +50,11 @@ function keyedSteps(): KeyedSteps {
             link.peerStarted(c, c.es)
             link.goUp(c)
         },
-        rekey: function (a: LinkAuth, link: ClientLink, text: string): void {
+        rekey: function (a: LinkAuth, link: ClientLink, c: ClientSocket, text: string): void {
+            if (c.session === undefined || c.phase !== "up" || text.indexOf("!rekey ") !== 0 || !c.secret) {
+                link.dropKeyLine(undefined)
+                return
+            }
             const k = parseRekey(a.crypto, link.clientId, text)
             if (typeof k === "string") link.dropKeyLine(k)
             else link.events.push({ type: "rekey", key: k, kcv: helloField(text, "kcv") })
