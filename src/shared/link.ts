@@ -733,8 +733,9 @@ export abstract class Link<S extends SocketState = SocketState> {
         // ids with it.
         this.sender.holdAfterZero(!c.exact)
         // A v1 peer ACKs on receipt and keeps what it has not read in a
-        // queue of V1_WINDOW lines: more in flight would overflow it.
-        this.sender.setWindow(c.peer === "v1" && this.cfg.window > V1_WINDOW ? V1_WINDOW : this.cfg.window)
+        // queue of V1_WINDOW lines: more in flight would overflow it
+        // (setWindow keeps within the window setting).
+        this.sender.setWindow(c.peer === "v1" ? V1_WINDOW : this.cfg.window)
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed(c)
