@@ -179,10 +179,19 @@ export class Client {
             }
             self.heart.beat(false)
         }, 0)
-        if (this.wd) {
-            this.wd.start(ds.millis())
+        const wd = this.wd
+        if (wd) {
+            // Reboots the board after wd.limit ms without progress.
+            wd.start(ds.millis())
             setTimeout(async function () {
-                await self.watch()
+                while (wd.running()) {
+                    await ds.sleep(1000)
+                    if (!wd.expired(ds.millis())) continue
+                    self.log("watchdog: no progress for " + wd.limit + " ms, rebooting")
+                    if (self.opts.onWatchdog) self.opts.onWatchdog()
+                    else ds.reboot()
+                    return
+                }
             }, 0)
         }
     }
@@ -268,18 +277,6 @@ export class Client {
     private kick(): void {
         this.dirty = true
         this.wake.emit(0)
-    }
-
-    private async watch(): Promise<void> {
-        const wd = this.wd as Watchdog
-        while (wd.running()) {
-            await ds.sleep(1000)
-            if (!wd.expired(ds.millis())) continue
-            this.log("watchdog: no progress for " + wd.limit + " ms, rebooting")
-            if (this.opts.onWatchdog) this.opts.onWatchdog()
-            else ds.reboot()
-            return
-        }
     }
 
     // Sleeps `ms` (a back-off: not progress), waking early on close().
