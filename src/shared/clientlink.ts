@@ -29,8 +29,8 @@ import { helloField, helloLine, parseHello, probeBlanks } from "./hello.js"
 import type { Crypto } from "./crypto.js"
 import { parseRefusal, refusalNotice } from "./refusal.js"
 import { Report, reportLine } from "./report.js"
-import { parseMax } from "./limits.js"
-import { Link, sealedLimit, SocketState } from "./link.js"
+import { parseMax, sealedLimit } from "./limits.js"
+import { Link, SocketState } from "./link.js"
 
 // What a keyed client does that a plain one never does (keyed.ts provides
 // it, through linkAuth()).

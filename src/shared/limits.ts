@@ -48,13 +48,19 @@ export function idOfHead(head: Buffer): number {
     return head.length < ID_CHARS ? -1 : hexId(head[0], head[1])
 }
 
+// The framer's limit on a sealed connection: an encrypted message is hex,
+// twice its bytes, plus the tag and the header.
+export function sealedLimit(maxLineBytes: number): number {
+    return 2 * maxLineBytes + 64
+}
+
 // The board's framing budget: received bytes it may hold not yet cut into
 // lines. DeviceScript has no heap statistics, so it is derived from the GC
 // heap of the board's chip (heapOfArch), less what the runtime and an idle
 // client take (RUNTIME_BASE, measured in the simulator: 64 KB heap, 41 KB
 // free with the client up) and what the link's other bounded buffers may
 // hold; the rest, at most 16 KB and never less than one sealed line
-// (2 x maxLineBytes + 64). `short` > 0: the heap cannot hold all the buffers
+// (sealedLimit). `short` > 0: the heap cannot hold all the buffers
 // by that many bytes (the board logs it at start, naming the settings).
 export const RUNTIME_BASE = 24576
 export const FRAMING_MAX = 16384
@@ -66,7 +72,7 @@ export interface HeapBudget {
 }
 
 export function framingBudget(b: HeapBudget): { bytes: number; short: number } {
-    const min = 2 * b.maxLineBytes + 64
+    const min = sealedLimit(b.maxLineBytes)
     const spare = b.heap - RUNTIME_BASE - b.buffers
     let bytes = spare < FRAMING_MAX ? spare : FRAMING_MAX
     if (bytes < min) bytes = min

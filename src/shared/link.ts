@@ -784,12 +784,6 @@ function carriesMessages(c: SocketState): boolean {
     return c.phase === "up" || c.phase === "warmup"
 }
 
-// The framer's limit on a sealed connection: an encrypted message is hex,
-// twice its bytes, plus the tag and the header.
-export function sealedLimit(maxLineBytes: number): number {
-    return 2 * maxLineBytes + 64
-}
-
 function later(a: number, b: number): number {
     return a > b ? a : b
 }

@@ -29,8 +29,8 @@ import { helloField, helloLine, parseHello, ProbeCount } from "./hello.js"
 import type { Session } from "./seal.js"
 import { refusalLine } from "./refusal.js"
 import { isReport, parseReport } from "./report.js"
-import { parseMax } from "./limits.js"
-import { Link, min, sealedLimit, SocketState } from "./link.js"
+import { parseMax, sealedLimit } from "./limits.js"
+import { Link, min, SocketState } from "./link.js"
 
 // A server's socket: its probe and hello.
 export class ServerSocket extends SocketState {
