@@ -145,7 +145,8 @@ class BoardSession {
     private backoff: Backoff
     private closed = false
     private releasedStale = false
-    // Packet ids released for a restarted board whose PUBCOMP has not come
+    // Packet ids released before the first line a session holds (the stale
+    // ids, or every id for a restarted board) whose PUBCOMP has not come
     // (sent again on each new MQTT session), and what waits for them.
     private releasing = new Set<number>()
     private released: () => void = () => undefined
@@ -228,6 +229,9 @@ class BoardSession {
             if (this.everConnected && !connack.sessionPresent)
                 this.log.warn({ code: "session-lost" }, "the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost (run the broker with persistence: docs/gateway.md)")
             this.everConnected = true
+            // PUBRELs go once the session is up (release): MQTT.js would
+            // queue them behind the PUBLISHes in its store.
+            for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
             // "online" once the down topic is subscribed: lines sent from then on reach the board.
             c.subscribe(boardTopic(id, "down"), { qos: 1 }, (err, granted) => {
                 if (err) return void this.log.error({ code: "subscribe" }, `subscribing to ${boardTopic(id, "down")} failed: ${err.message}`)
@@ -244,7 +248,6 @@ class BoardSession {
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
-        for (const pid of this.releasing) this.sendPubrel(c, pid)
     }
 
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
@@ -273,6 +276,7 @@ class BoardSession {
     close(): void {
         this.closed = true
         this.drop()
+        this.released() // the up loop goes on to find its Connection closed
     }
 
     private async upLoop(): Promise<void> {
@@ -301,12 +305,27 @@ class BoardSession {
     // rule its link already keeps (fault 1; protocol.md, "The MQTT gateway").
     private async releaseStale(first: number): Promise<void> {
         this.releasedStale = true
-        const c = this.mqtt
-        if (!c) return
         const epoch = this.conn.peerEpoch ?? ""
-        if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(c, epoch)
-        if (first === 0 && this.conn.peer === "v1") return this.releaseLife(c, undefined)
-        for (const pid of stalePacketIds(first)) if (!this.upInFlight.has(pid)) this.sendPubrel(c, pid)
+        if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(epoch)
+        if (first === 0 && this.conn.peer === "v1") return this.releaseLife(undefined)
+        await this.release(stalePacketIds(first))
+    }
+
+    // A PUBREL for each of `pids` without a line of its own in flight, and
+    // their PUBCOMPs waited for, so that what they release reaches
+    // subscribers before the line that comes next. Sent now if the session
+    // is up, else by its connect handler: MQTT.js queues a PUBREL made
+    // while it connects behind the PUBLISHes in its store, and the line
+    // after it would reach subscribers first. A session that drops before
+    // the PUBCOMPs sends them again when it is back (MQTT.js's store, or
+    // the connect handler of the next one).
+    private async release(pids: Iterable<number>): Promise<void> {
+        for (const pid of pids) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
+        if (this.releasing.size === 0) return
+        const all = new Promise<void>((r) => (this.released = r))
+        const c = this.mqtt
+        if (c?.connected) for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
+        await all
     }
 
     // A board's new life reuses packet ids from 1, and the broker drops a
@@ -320,12 +339,11 @@ class BoardSession {
     // PUBREC'd and not yet ACKed to the board, and one released there and
     // then resent by the board would go out twice. A v1 board (no epoch)
     // has no record: each first 00 on a socket releases them all.
-    private async releaseLife(c: MqttClient, epoch: string | undefined): Promise<void> {
+    private async releaseLife(epoch: string | undefined): Promise<void> {
         this.log.info({ code: "new-life", epoch: epoch ?? "(v1)" }, "a new life of this board: releasing every packet id an earlier life may have left in the broker before its first line")
-        for (let pid = 1; pid <= 256; pid++) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
-        const all = new Promise<void>((r) => (this.released = r))
-        for (const pid of this.releasing) this.sendPubrel(c, pid)
-        if (this.releasing.size > 0) await all
+        const pids: number[] = []
+        for (let pid = 1; pid <= 256; pid++) pids.push(pid)
+        await this.release(pids)
         if (!this.closed && epoch !== undefined) await this.gw.recordBoardEpoch(this.conn.id, epoch)
     }
 
