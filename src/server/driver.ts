@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { hold, isClosed, Link, LinkError, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer } from "../shared/index.js"
+import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -247,6 +247,11 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // Links that completed the handshake.
     get connects(): number {
         return this.link.connects
+    }
+
+    // The longest line the peer takes (bytes, from its hello), or -1 when it did not say.
+    get peerLineLimit(): number {
+        return peerLimit(this.link)
     }
 
     // "v1" or "devs-iot" once a link has come up.

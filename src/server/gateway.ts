@@ -51,6 +51,11 @@ const MQTT_TRACE = /mqttjs/.test(process.env["DEBUG"] ?? "") ? undefined : () =>
 
 // Down lines a board's link holds at most (well under maxQueuedLines).
 const DOWN_INFLIGHT = 256
+// Packet ids a board's down lines may pass by unwritten (messages refused
+// here) before the next line's id would leave the 128 ids the board's
+// de-duplication set clears ahead of its newest (dedup.ts); at this many
+// its link restarts in a new epoch instead.
+const SKIP_LIMIT = 100
 // The largest send window a board may have (config.ts: window, 1..120).
 const MAX_WINDOW = 120
 // Broker resends of down packets remembered per board (dup check).
@@ -141,7 +146,11 @@ class BoardSession {
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
     // so the link's queue never fills (a full queue would refuse the line).
     private downPending = 0
+    private downBytes = 0 // ... and their bytes: under the link's maxQueuedBytes
     private downWaiting: Array<() => void> = []
+    // Set: this session's link restarts once the lines written are ACKed
+    // (restartWhenSettled), and no more are taken from the broker.
+    private restartWhy: string | undefined
     private backoff: Backoff
     private closed = false
     private releasedStale = false
@@ -402,23 +411,18 @@ class BoardSession {
     // follow the last one also waits: with others in flight, a skip of ids
     // could pass the board's de-duplication window.
     private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
+        // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
+        if (this.restartWhy !== undefined) return
         const id = this.conn.id
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
-        const problem = payloadProblem(payload, this.gw.server.cfg.maxLineBytes)
-        if (problem !== "") {
-            this.gw.counts.downRefused++
-            this.log.warn({ code: "bad-down", topic: packet.topic }, `down message for ${id} not passed on: ${problem}`)
-            return done()
-        }
-        const text = payload.toString("utf-8")
+        const cfg = this.gw.server.cfg
         const pid = packet.messageId ?? 0
+        const problem = payloadProblem(payload, Math.min(cfg.maxLineBytes, cfg.maxQueuedBytes)) || this.overBoardLimit(payload.length)
+        if (problem !== "") return this.refuse(pid, packet.topic, problem, done)
+        const text = payload.toString("utf-8")
         this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
-        if (this.pidIds && pid === 0) {
-            // No packet id, so no message id the next gateway could repeat.
-            this.gw.counts.downRefused++
-            this.log.warn({ code: "bad-down", topic: packet.topic }, `down message for ${id} not passed on: published at QoS 0 (publish down lines at QoS 1 or 2)`)
-            return done()
-        }
+        // No packet id, so no message id the next gateway could repeat.
+        if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
@@ -428,16 +432,24 @@ class BoardSession {
         } else {
             const opts: WriteOptions = { qos: true, wait: this.conn.peer !== "devs-iot" }
             if (this.pidIds) {
+                const skip = this.lastDownPid < 0 ? 0 : pidDistance(this.lastDownPid, pid)
+                if (skip > SKIP_LIMIT) {
+                    this.restartWhenSettled(`down packet id ${pid} is ${skip} ids past the last one written to the board, more than its de-duplication set covers: its link restarts in a new epoch`)
+                    return
+                }
                 opts.id = wireId(pid)
-                if (this.lastDownPid < 0 || opts.id !== wireId(this.lastDownPid + 1)) opts.wait = true
+                if (skip !== 1) opts.wait = true
                 this.lastDownPid = pid
             }
             p = this.conn.write(text, opts)
             fresh = true
             this.downPending++
+            this.downBytes += payload.length
             const left = () => {
                 this.downPending--
-                while (this.downPending < DOWN_INFLIGHT && this.downWaiting.length > 0) this.downWaiting.shift()!()
+                this.downBytes -= payload.length
+                while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
+                if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
             }
             p.then(left, left)
             if (pid !== 0) {
@@ -452,15 +464,71 @@ class BoardSession {
             },
             (e: LinkError) => {
                 if (e.code === "ECLOSED") throw e
+                if (e.code === "EQUEUEFULL") {
+                    // Not refused, only not taken now: never PUBACKed, so it comes again.
+                    this.log.error({ code: "down-queue-full" }, `down line for ${id} not taken: ${e.message}`)
+                    this.restartWhenSettled("the board's write queue was full: its link restarts and the broker sends the lines again")
+                    throw e
+                }
                 // A line the link refuses (too long for this board, ...): logged and PUBACKed, so it blocks nothing.
                 this.log.warn({ code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
             },
         )
         delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
         if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
-        if (fresh && this.downPending >= DOWN_INFLIGHT) this.downWaiting.push(() => done())
+        if (fresh && this.downFull()) this.downWaiting.push(() => done())
         else done()
     }
+
+    // The line limit the board announced, when `bytes` is over it.
+    private overBoardLimit(bytes: number): string {
+        const max = this.conn.peerLineLimit
+        return max > 0 && bytes > max ? `payload of ${bytes} bytes over this board's line limit (${max}, from its hello)` : ""
+    }
+
+    // Too many lines or bytes in the link: MQTT.js is not told to read on.
+    private downFull(): boolean {
+        const cfg = this.gw.server.cfg
+        return this.downPending >= Math.min(DOWN_INFLIGHT, cfg.maxQueuedLines) || this.downBytes > cfg.maxQueuedBytes - cfg.maxLineBytes
+    }
+
+    // A down message not passed on: logged and PUBACKed, unless its packet
+    // id would take the board's next line too far past its last one (the
+    // link restarts then). A gateway that has written nothing yet in an
+    // epoch it continued cannot know how far that is: it restarts too.
+    private refuse(pid: number, topic: string, problem: string, done: () => void): void {
+        if (this.pidIds && pid !== 0) {
+            const skip = this.lastDownPid < 0 ? (this.fromRecord ? SKIP_LIMIT : 0) : pidDistance(this.lastDownPid, pid)
+            if (skip >= SKIP_LIMIT) {
+                this.restartWhenSettled(`down message for ${this.conn.id} not passed on (${problem}); its packet id would take the board's next line past its de-duplication set: its link restarts in a new epoch`)
+                return
+            }
+        }
+        this.gw.counts.downRefused++
+        this.log.warn({ code: "bad-down", topic }, `down message for ${this.conn.id} not passed on: ${problem}`)
+        done()
+    }
+
+    // In a new epoch the board forgets the ids it has seen. So first every
+    // line written must be ACKed and its PUBACK sent: one the broker sent
+    // again after the restart would reach the board twice.
+    private restartWhenSettled(why: string): void {
+        if (this.restartWhy !== undefined) return
+        this.restartWhy = why
+        if (this.downPending === 0) this.restartNow(why)
+    }
+
+    private restartNow(why: string): void {
+        // After the PUBACKs' microtasks and the stream's uncork (corkTurn).
+        setImmediate(() => {
+            if (!this.closed) this.gw.restartLink(this.conn.id, why)
+        })
+    }
+}
+
+// Steps from packet id `from` to `to` (1..65535, then 1 again).
+function pidDistance(from: number, to: number): number {
+    return (((to - from) % 65535) + 65535) % 65535
 }
 
 export class Gateway {

@@ -26,7 +26,8 @@
 // - chosen ids (relay.ts, writeAs): a relay whose ids come from elsewhere names the
 //   wire id (the MQTT gateway, from the broker's packet ids:
 //   docs/protocol.md, "The MQTT gateway"); the sequence skips forward to it,
-//   so ids still only move forward and 00 is never sent again.
+//   so ids still only move forward and 00 is never sent again. So a write
+//   with a chosen id is never admitted ahead of one queued before it.
 // - fast resend: a receiver handles lines in order and ACKs each one it keeps
 //   in that order, so an ACK for a later transmission on the same socket
 //   means an earlier un-ACKed one was dropped (full receive queue, fault 6):
@@ -171,7 +172,8 @@ export class Sender {
         let stop = false
         const self = this
         this.queue.retain(function (o: Outgoing) {
-            if (stop || o.wait || !self.windowHasRoom(o)) {
+            // A chosen id never passes a blocked write: ids only move forward.
+            if (stop || o.wait || o.want > 0 || !self.windowHasRoom(o)) {
                 if (!o.wait) stop = true // keep non-wait writes in order too
                 return true
             }

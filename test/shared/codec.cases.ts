@@ -89,6 +89,25 @@ export const codecSuite = suite("codec", function (test) {
         }
         eqList(ids, [5, 6, 3, 4, 255, 1], "wire ids")
     })
+    test("message ids chosen by a relay: a chosen id never passes a wait write queued before it", async function () {
+        const s = new Sender({ timeout: 2000, maxLineBytes: 100, window: 64, maxInflightBytes: 10000, maxQueuedLines: 100, maxQueuedBytes: 10000 })
+        // 10 and 11 in flight; 200 (a skip: wait) blocks behind them; 201 must not go past it.
+        const chosen = [10, 11, 200, 201]
+        for (let i = 0; i < chosen.length; i++) s.enqueue("m" + i, true, i === 2, chosen[i])
+        s.admit()
+        const sent: number[] = []
+        const next = function (): number {
+            const b = s.nextLine(0, [])
+            const l = b ? parseLine(b.slice(0, b.length - 1)) : undefined
+            return l && l.kind === "message" ? l.id : -1
+        }
+        for (let id = next(); id >= 0; id = next()) sent.push(id)
+        eqList(sent, [10, 11], "only the lines before the wait write")
+        eq(s.ack(10, []) > 0 && s.ack(11, []) > 0, true, "ACKs match")
+        s.admit()
+        for (let id = next(); id >= 0; id = next()) sent.push(id)
+        eqList(sent, [10, 11, 200, 201], "then in order")
+    })
     test("hello: epoch parsed; other ! lines are not hellos", async function () {
         eq(helloLine("ab12"), "!hello epoch=ab12\n", "hello line")
         eq(parseHello("!hello epoch=ab12"), "ab12", "epoch")

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict"
 import { connect, createServer, type Socket } from "node:net"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
-import { Client } from "../../src/server/index.js"
+import { Client, type ClientOptions } from "../../src/server/index.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, until, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
@@ -470,6 +470,68 @@ describe("MQTT gateway with Mosquitto", function () {
         await gw.waitFor(/bad-down.*published at QoS 0|published at QoS 0.*bad-down/, 15000)
         await pub.publishAsync("devs-iot/bq0/down", "at qos 1", { qos: 1 })
         assert.equal(await within(board.readline(), 15000, "a line at the board"), "at qos 1")
+    })
+
+    // A gateway, a board on it, and a publisher that saw the board online.
+    async function downSetup(id: string, opts: Partial<ClientOptions> = {}, more: string[] = []) {
+        const port = await freePort()
+        const gw = gatewayProcess(broker.url, port, "g1", more)
+        await gw.waitFor(/gateway listening/, 15000)
+        const board = cleanup(new Client({ id, port, backoffFirst: 50, backoffCap: 300, ...opts }).start())
+        await board.connected()
+        const pub = await mqttClient(broker.url, "test-pub-" + id)
+        const online = within(new Promise<void>((r) => pub.on("message", (_t, p) => p.toString() === "online" && r())), 30000, "board online")
+        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
+        await online
+        return { gw, board, pub }
+    }
+
+    // Each refused message takes a packet id, so the next line's message id
+    // skips ahead; past what the board's de-duplication set covers, the
+    // link restarts in a new epoch rather than have the board drop it.
+    it("publisher -> board: a line after 150 refused down messages arrives once", async function () {
+        const { gw, board, pub } = await downSetup("bk1")
+        const seen = new Seen()
+        void (async () => {
+            for await (const l of board) seen.add(l)
+        })()
+        for (let i = 0; i < 260; i++) await pub.publishAsync("devs-iot/bk1/down", "d" + i, { qos: 1 })
+        await seen.until("d259", 30000)
+        for (let i = 0; i < 150; i++) await pub.publishAsync("devs-iot/bk1/down", "", { qos: 1 })
+        await pub.publishAsync("devs-iot/bk1/down", "d260", { qos: 1 })
+        await seen.until("d260", 30000)
+        await gw.waitFor(/link-restart/, 5000)
+        seen.check("d", 261)
+    })
+
+    // A refused message between lines in flight: the line after the gap
+    // waits for those (its id skips), and the next one must not pass it.
+    it("publisher -> board: lines around a refused one arrive in order while earlier ones are un-ACKed", async function () {
+        const { board, pub } = await downSetup("bo1", { timeout: 20000, ackDelay: 1000 }, ["--timeout", "20000"])
+        for (const l of ["L0", "L1", "", "L3", "L4", "L5"]) await pub.publishAsync("devs-iot/bo1/down", l, { qos: 1 })
+        await until(() => board.queued().in >= 2, 30000, "L0 and L1 at the board, unread")
+        const got: string[] = []
+        for await (const l of board) if (got.push(l) && l === "L5") break
+        assert.deepEqual(got, ["L0", "L1", "L3", "L4", "L5"])
+    })
+
+    // 256 lines of 30 KB are more than the link's write queue holds (4 MiB):
+    // the gateway reads on from the broker only as the board takes them.
+    it("publisher -> board: lines of 30 KB to a board that reads late, more bytes than the link queues, all arrive in order", async function () {
+        const { gw, board, pub } = await downSetup("bb1")
+        const n = 256
+        for (let i = 0; i < n; i++) pub.publish("devs-iot/bb1/down", String(i).padStart(4, "0") + "x".repeat(30000), { qos: 1 })
+        // The board's receive queue full (1 MiB): the rest wait in the gateway and the broker.
+        await until(() => board.queued().in >= 32, 30000, "lines waiting at the board")
+        const got: string[] = []
+        const all = (async () => {
+            for await (const l of board) if (got.push(l.slice(0, 4)) && got.length === n) break
+        })()
+        await within(all, 60000, `all ${n} lines at the board (got ${got.length})`).catch((e) => {
+            throw new Error(`${(e as Error).message}; got ${got.length}, gateway: ${gw.stderr.match(/.*(queue full|refused).*/)?.[0] ?? "no refusal logged"}`)
+        })
+        assert.deepEqual(got, Array.from({ length: n }, (_, i) => String(i).padStart(4, "0")))
+        assert.doesNotMatch(gw.stderr, /queue full|not taken|refused/)
     })
 
     it("board -> subscriber: each line once across a broker restart", async function () {
