@@ -135,7 +135,7 @@ export class DiskState implements StateStore {
     private unflushed = new Map<string, Unflushed>() // recorded since the last checkpoint, per id
     private unflushedRecords = 0
     private fd: number
-    private journalBytes = 0
+    private journalBytes = 0 // where the last whole frame ends
     private journalFile: string
     private timer: NodeJS.Timeout
     private checkpointError: Error | undefined
@@ -219,15 +219,33 @@ export class DiskState implements StateStore {
         const journal = join(dir, JOURNAL)
         let fd: number
         let recs: JRecord[]
+        let bytes: number
+        let size: number
         try {
             fd = openSync(journal, "a+")
-            const d = decodeJournal(readFileSync(journal))
+            const b = readFileSync(journal)
+            const d = decodeJournal(b)
             recs = d.recs
+            bytes = d.bytes
+            size = b.length
         } catch (e) {
             void db.close()
             throw new StateError(`state file ${journal}: ${e instanceof JournalError ? "damaged" : "unreadable"}: ${(e as Error).message}`)
         }
+        // A torn last frame is cut off: the next frame must start where the
+        // last whole one ends, or the torn one's length would swallow it.
+        if (size > bytes) {
+            try {
+                ftruncateSync(fd, bytes)
+                if (opts.sync === true) fdatasyncSync(fd)
+            } catch (e) {
+                closeSync(fd)
+                void db.close()
+                throw new StateError(`state file ${journal}: cannot cut its torn last frame: ${(e as Error).message}`)
+            }
+        }
         const s = new DiskState(dir, db, opts.sync === true, fd)
+        s.journalBytes = bytes
         try {
             s.check(data)
             // Commits of the last life not yet in LMDB: applied, then the journal starts empty.

@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -48,6 +48,22 @@ function tempDir(): string {
     const d = mkdtempSync(join(tmpdir(), "devs-iot-state-"))
     dirs.push(d)
     return d
+}
+
+// The folder as the disk holds it after a kill (the page cache), copied aside.
+function killCopy(dir: string): string {
+    const copy = tempDir()
+    for (const f of readdirSync(dir)) if (f !== "lock.mdb") copyFileSync(join(dir, f), join(copy, f))
+    return copy
+}
+
+// What a kill inside the write of a large frame leaves: its header (a body
+// of 100000 bytes) and the first 20 bytes of the body.
+function tornFrame(): Buffer {
+    const h = Buffer.alloc(8)
+    h.writeUInt32LE(100000, 0)
+    h.writeUInt32LE(0xd5a7e001, 4)
+    return Buffer.concat([h, Buffer.alloc(20, 7)])
 }
 
 const stores: Array<[string, () => Promise<{ open: () => Promise<StateStore> }>]> = [
@@ -395,6 +411,21 @@ describe("delivery state across restarts", function () {
         back.close()
         writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.alloc(40, 0x33))
         await assert.rejects(DiskState.open(lmdbOnly), (e: Error) => e instanceof StateError && e.message.includes(join(lmdbOnly, "journal.bin")))
+    })
+
+    it("a torn frame a kill left is cut off at the next start: what is committed after it is there after another kill", async () => {
+        const dir = tempDir()
+        ;(await DiskState.open(dir)).close()
+        appendFileSync(join(dir, "journal.bin"), tornFrame()) // the first frame after a checkpoint, cut short
+        const st = await DiskState.open(dir)
+        assert.equal(statSync(join(dir, "journal.bin")).size, 0, "the torn frame was left in the journal")
+        st.forId("k").saveLink({ epoch: "e1", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 42, received: 0, duplicates: 0, resent: 0 })
+        st.commit()
+        const copy = killCopy(dir) // a kill before the next checkpoint
+        st.close()
+        const back = await DiskState.open(copy)
+        assert.equal(back.load("k")?.link.nextSeq, 42, "a commit after the torn frame was lost")
+        back.close()
     })
 
     it("a journal frame holds the last value of each owed line: recorded when written and again when sent, one record; after a drop, a later record follows it", () => {
