@@ -136,6 +136,7 @@ export class DiskState implements StateStore {
     private unflushedRecords = 0
     private fd: number
     private journalBytes = 0 // where the last whole frame ends
+    private torn = false // bytes of a failed write may follow journalBytes
     private journalFile: string
     private timer: NodeJS.Timeout
     private checkpointError: Error | undefined
@@ -314,7 +315,8 @@ export class DiskState implements StateStore {
     // One journal frame, one write(2), for everything recorded since the
     // last commit (and an fdatasync with sync). On failure the frame stays,
     // so the next commit writes it again, nothing that needs it goes out
-    // meanwhile, and the journal is cut back to its last whole frame.
+    // meanwhile, and the journal is cut back to its last whole frame (by the
+    // next commit, before it writes, if the cut fails too).
     commit(): void {
         if (this.frame.isEmpty() && this.links.size === 0) return
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
@@ -327,6 +329,11 @@ export class DiskState implements StateStore {
         const frame = this.frame.buffer()
         const length = this.frame.length()
         try {
+            // A failed write that could not be cut back: cut it now, or fail again.
+            if (this.torn) {
+                ftruncateSync(this.fd, this.journalBytes)
+                this.torn = false
+            }
             let off = 0
             while (off < length) off += writeSync(this.fd, frame, off, length - off)
             if (this.sync) fdatasyncSync(this.fd)
@@ -334,7 +341,7 @@ export class DiskState implements StateStore {
             try {
                 ftruncateSync(this.fd, this.journalBytes)
             } catch {
-                // the frame mark and length still tell a torn frame at start
+                this.torn = true // the next commit cuts it before it writes
             }
             throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
         }

@@ -428,6 +428,32 @@ describe("delivery state across restarts", function () {
         back.close()
     })
 
+    it("a commit after a failed write starts on a frame boundary, also when the journal could not be cut back", async () => {
+        const dir = tempDir()
+        const journal = join(dir, "journal.bin")
+        const line = (key: number) => ({ key, seq: -1, wait: false, payload: Buffer.from("l" + key) })
+        const st = await DiskState.open(dir)
+        const s = st.forId("w")
+        s.saveLink({ epoch: "e1", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 0, received: 0, duplicates: 0, resent: 0 })
+        s.putOwed(line(0))
+        st.commit()
+        // A write that stopped partway, and a descriptor that can neither write nor cut.
+        const inner = st as unknown as { fd: number }
+        const fd = inner.fd
+        inner.fd = openSync(journal, "r")
+        appendFileSync(journal, tornFrame())
+        s.putOwed(line(1))
+        assert.throws(() => st.commit(), (e: Error) => e instanceof StateError && e.message.includes(journal))
+        closeSync(inner.fd)
+        inner.fd = fd
+        st.commit() // the failed batch again
+        const copy = killCopy(dir)
+        st.close()
+        const back = await DiskState.open(copy)
+        assert.deepEqual(back.load("w")?.owed.map((o) => o.key), [0, 1], "a commit after the failed write was lost")
+        back.close()
+    })
+
     it("a journal frame holds the last value of each owed line: recorded when written and again when sent, one record; after a drop, a later record follows it", () => {
         const id = Buffer.from("j")
         const line = (key: number, seq: number) => ({ key, seq, wait: false, payload: Buffer.from("line " + key) })
