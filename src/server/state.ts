@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
+import type { Logger } from "./log.js"
 import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
@@ -100,6 +101,7 @@ const FORMAT = 1
 export interface DiskStateOptions {
     sync?: boolean // fsync each commit (power-loss-safe); default false (crash-safe)
     mapSize?: number // bytes the database may grow to (default 1 GiB)
+    logger?: Logger // where a torn last journal frame dropped at start is told (default: nowhere)
 }
 
 type LmdbDb = {
@@ -221,21 +223,20 @@ export class DiskState implements StateStore {
         let fd: number
         let recs: JRecord[]
         let bytes: number
-        let size: number
+        let dropped: number
         try {
             fd = openSync(journal, "a+")
-            const b = readFileSync(journal)
-            const d = decodeJournal(b)
+            const d = decodeJournal(readFileSync(journal))
             recs = d.recs
             bytes = d.bytes
-            size = b.length
+            dropped = d.dropped
         } catch (e) {
             void db.close()
             throw new StateError(`state file ${journal}: ${e instanceof JournalError ? "damaged" : "unreadable"}: ${(e as Error).message}`)
         }
         // A torn last frame is cut off: the next frame must start where the
         // last whole one ends, or the torn one's length would swallow it.
-        if (size > bytes) {
+        if (dropped > 0) {
             try {
                 ftruncateSync(fd, bytes)
                 if (opts.sync === true) fdatasyncSync(fd)
@@ -244,6 +245,10 @@ export class DiskState implements StateStore {
                 void db.close()
                 throw new StateError(`state file ${journal}: cannot cut its torn last frame: ${(e as Error).message}`)
             }
+            opts.logger?.warn(
+                { state: journal, at: bytes, dropped },
+                `state file ${journal}: dropped ${dropped} bytes past its last whole frame (byte ${bytes}): a last write cut short by a kill or a power cut`,
+            )
         }
         const s = new DiskState(dir, db, opts.sync === true, fd)
         s.journalBytes = bytes
