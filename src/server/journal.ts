@@ -6,7 +6,7 @@
 // every record is a whole value or a removal, so applying twice is harmless.
 //
 // Frame: u32 body length, u32 0xD5A7E001 (a frame mark), body. Body: records.
-// Record: kind (u8), id (u16 length + UTF-8), then by kind:
+// Record: kind (u8), id (u16 length + UTF-8, never empty), then by kind:
 //   LINK     epoch, peerEpoch (u8 length + ASCII each), seen (32 bytes),
 //            newest (i32), nextSeq (f64), received, duplicates, resent (f64)
 //   OWED     key (f64), seq (f64), wait (u8), payload (u32 length + bytes)
@@ -189,21 +189,58 @@ export class FrameWriter {
 
 export class JournalError extends Error {}
 
-// The records of every whole frame in `b`, and how many bytes they span. A
-// last frame cut short (the process died inside its write: that commit never
-// returned) is left out; anything else malformed throws JournalError.
-export function decodeJournal(b: Buffer): { recs: JRecord[]; bytes: number } {
+// The records of every whole frame in `b`, how many bytes they span, and how
+// many bytes past them are dropped: what follows the last whole frame is a
+// write cut short, by a kill (a frame's first bytes: that commit never
+// returned) or by a power cut (a frame not all written back, or zeros where
+// the file grew and its data did not reach the disk). Bytes that are not a
+// whole frame with a whole frame after them (damage in the middle), or past
+// the last one with no frame mark and not zeros, throw JournalError naming
+// the byte.
+export function decodeJournal(b: Buffer): { recs: JRecord[]; bytes: number; dropped: number } {
     const recs: JRecord[] = []
     let at = 0
     while (at < b.length) {
-        if (b.length - at < 8) break
-        const len = b.readUInt32LE(at)
-        if (b.readUInt32LE(at + 4) !== MARK) throw new JournalError(`no frame mark at byte ${at}`)
-        if (b.length - at - 8 < len) break
-        decodeBody(b.subarray(at + 8, at + 8 + len), recs, at + 8)
-        at += 8 + len
+        const n = recs.length
+        const end = frameAt(b, at, recs)
+        if (typeof end === "number") {
+            at = end
+            continue
+        }
+        recs.length = n // none of a frame that is not whole
+        const next = nextFrame(b, at + 1)
+        if (next >= 0) throw new JournalError(`${end}, and a whole frame follows at byte ${next}`)
+        const marked = b.length - at < 8 || b.readUInt32LE(at + 4) === MARK
+        if (!marked && b.subarray(at).some((x) => x !== 0)) throw new JournalError(end)
+        return { recs, bytes: at, dropped: b.length - at }
     }
-    return { recs, bytes: at }
+    return { recs, bytes: at, dropped: 0 }
+}
+
+// The end of the whole frame at `at`, its records pushed onto `recs`; or
+// why there is none.
+function frameAt(b: Buffer, at: number, recs: JRecord[]): number | string {
+    if (b.length - at < 8) return `a frame header cut short at byte ${at}`
+    if (b.readUInt32LE(at + 4) !== MARK) return `no frame mark at byte ${at}`
+    const len = b.readUInt32LE(at)
+    if (b.length - at - 8 < len) return `the frame at byte ${at} runs past the end (a body of ${len} bytes)`
+    try {
+        decodeBody(b.subarray(at + 8, at + 8 + len), recs, at + 8)
+    } catch (e) {
+        if (e instanceof JournalError) return `the frame at byte ${at} is damaged: ${e.message}`
+        throw e
+    }
+    return at + 8 + len
+}
+
+// Where the first whole frame at or past `from` starts, or -1.
+function nextFrame(b: Buffer, from: number): number {
+    const mark = Buffer.alloc(4)
+    mark.writeUInt32LE(MARK)
+    for (let m = b.indexOf(mark, from + 4); m >= 0; m = b.indexOf(mark, m + 1)) {
+        if (typeof frameAt(b, m - 4, []) === "number") return m - 4
+    }
+    return -1
 }
 
 function decodeBody(b: Buffer, recs: JRecord[], base: number): void {
@@ -220,7 +257,9 @@ function decodeBody(b: Buffer, recs: JRecord[], base: number): void {
     const str = (k: number) => raw(k).toString()
     while (p < b.length) {
         const kind = u8()
-        const id = str(u16())
+        const idLen = u16()
+        if (idLen === 0) throw new JournalError(`a record with an empty id at byte ${base + p - 3}`)
+        const id = str(idLen)
         switch (kind) {
             case J_LINK: {
                 const epoch = str(u8())

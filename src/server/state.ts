@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
+import type { Logger } from "./log.js"
 import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
@@ -100,6 +101,7 @@ const FORMAT = 1
 export interface DiskStateOptions {
     sync?: boolean // fsync each commit (power-loss-safe); default false (crash-safe)
     mapSize?: number // bytes the database may grow to (default 1 GiB)
+    logger?: Logger // where a torn last journal frame dropped at start is told (default: nowhere)
 }
 
 type LmdbDb = {
@@ -135,7 +137,8 @@ export class DiskState implements StateStore {
     private unflushed = new Map<string, Unflushed>() // recorded since the last checkpoint, per id
     private unflushedRecords = 0
     private fd: number
-    private journalBytes = 0
+    private journalBytes = 0 // where the last whole frame ends
+    private torn = false // bytes of a failed write may follow journalBytes
     private journalFile: string
     private timer: NodeJS.Timeout
     private checkpointError: Error | undefined
@@ -219,15 +222,36 @@ export class DiskState implements StateStore {
         const journal = join(dir, JOURNAL)
         let fd: number
         let recs: JRecord[]
+        let bytes: number
+        let dropped: number
         try {
             fd = openSync(journal, "a+")
             const d = decodeJournal(readFileSync(journal))
             recs = d.recs
+            bytes = d.bytes
+            dropped = d.dropped
         } catch (e) {
             void db.close()
             throw new StateError(`state file ${journal}: ${e instanceof JournalError ? "damaged" : "unreadable"}: ${(e as Error).message}`)
         }
+        // A torn last frame is cut off: the next frame must start where the
+        // last whole one ends, or the torn one's length would swallow it.
+        if (dropped > 0) {
+            try {
+                ftruncateSync(fd, bytes)
+                if (opts.sync === true) fdatasyncSync(fd)
+            } catch (e) {
+                closeSync(fd)
+                void db.close()
+                throw new StateError(`state file ${journal}: cannot cut its torn last frame: ${(e as Error).message}`)
+            }
+            opts.logger?.warn(
+                { state: journal, at: bytes, dropped },
+                `state file ${journal}: dropped ${dropped} bytes past its last whole frame (byte ${bytes}): a last write cut short by a kill or a power cut`,
+            )
+        }
         const s = new DiskState(dir, db, opts.sync === true, fd)
+        s.journalBytes = bytes
         try {
             s.check(data)
             // Commits of the last life not yet in LMDB: applied, then the journal starts empty.
@@ -296,7 +320,8 @@ export class DiskState implements StateStore {
     // One journal frame, one write(2), for everything recorded since the
     // last commit (and an fdatasync with sync). On failure the frame stays,
     // so the next commit writes it again, nothing that needs it goes out
-    // meanwhile, and the journal is cut back to its last whole frame.
+    // meanwhile, and the journal is cut back to its last whole frame (by the
+    // next commit, before it writes, if the cut fails too).
     commit(): void {
         if (this.frame.isEmpty() && this.links.size === 0) return
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
@@ -309,6 +334,11 @@ export class DiskState implements StateStore {
         const frame = this.frame.buffer()
         const length = this.frame.length()
         try {
+            // A failed write that could not be cut back: cut it now, or fail again.
+            if (this.torn) {
+                ftruncateSync(this.fd, this.journalBytes)
+                this.torn = false
+            }
             let off = 0
             while (off < length) off += writeSync(this.fd, frame, off, length - off)
             if (this.sync) fdatasyncSync(this.fd)
@@ -316,7 +346,7 @@ export class DiskState implements StateStore {
             try {
                 ftruncateSync(this.fd, this.journalBytes)
             } catch {
-                // the frame mark and length still tell a torn frame at start
+                this.torn = true // the next commit cuts it before it writes
             }
             throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
         }

@@ -3,12 +3,13 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
+import type { Logger } from "../../src/server/log.js"
 import { cli, until, within } from "../kit/util.js"
 import { decodeJournal, FrameWriter, J_DROP_OWED, J_OWED } from "../../src/server/journal.js"
 
@@ -49,6 +50,54 @@ function tempDir(): string {
     dirs.push(d)
     return d
 }
+
+// The folder as the disk holds it after a kill (the page cache), copied aside.
+function killCopy(dir: string): string {
+    const copy = tempDir()
+    for (const f of readdirSync(dir)) if (f !== "lock.mdb") copyFileSync(join(dir, f), join(copy, f))
+    return copy
+}
+
+// What a kill inside the write of a large frame leaves: its header (a body
+// of 100000 bytes) and the first 20 bytes of the body.
+function tornFrame(): Buffer {
+    const h = Buffer.alloc(8)
+    h.writeUInt32LE(100000, 0)
+    h.writeUInt32LE(0xd5a7e001, 4)
+    return Buffer.concat([h, Buffer.alloc(20, 7)])
+}
+
+// A journal frame of id "t": its link and one owed line (key `key`); and a
+// frame header with a body of `len` bytes.
+function frameOf(key: number): Buffer {
+    const f = new FrameWriter()
+    f.link(Buffer.from("t"), { epoch: "e1", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: key, received: 0, duplicates: 0, resent: 0 })
+    f.owed(Buffer.from("t"), { key, seq: -1, wait: false, payload: Buffer.from("line " + key) })
+    return Buffer.from(f.buffer().subarray(0, f.length()))
+}
+function header(len: number): Buffer {
+    const h = Buffer.alloc(8)
+    h.writeUInt32LE(len, 0)
+    h.writeUInt32LE(0xd5a7e001, 4)
+    return h
+}
+const A = frameOf(1)
+const B = frameOf(2)
+
+// Journals as a kill or a power cut may leave them: what is past the last
+// whole frame is dropped (`dropped` bytes, the frames before it replayed), a
+// journal damaged before whole frames is an error naming the byte.
+const journals: Array<[string, Buffer, { keys: number[]; dropped: number } | { damagedAt: number }]> = [
+    ["a frame header cut short (a kill)", Buffer.concat([A, B, B.subarray(0, 5)]), { keys: [1, 2], dropped: 5 }],
+    ["a frame body cut short (a kill)", Buffer.concat([A, B.subarray(0, B.length - 3)]), { keys: [1], dropped: B.length - 3 }],
+    ["only a torn frame (a kill in the first write after a checkpoint)", tornFrame(), { keys: [], dropped: 28 }],
+    ["zeros past the last frame (a power cut: the length written back, not the data)", Buffer.concat([A, Buffer.alloc(4096)]), { keys: [1], dropped: 4096 }],
+    ["a frame header with a body of zeros (a power cut)", Buffer.concat([A, header(146), Buffer.alloc(146)]), { keys: [1], dropped: 154 }],
+    ["bytes that are neither a frame nor zeros past the last frame", Buffer.concat([A, Buffer.alloc(40, 0x33)]), { damagedAt: A.length }],
+    ["bytes that are not a frame between whole frames", Buffer.concat([A, Buffer.alloc(16, 0x33), B]), { damagedAt: A.length }],
+    ["zeros between whole frames", Buffer.concat([A, Buffer.alloc(64), B]), { damagedAt: A.length }],
+    ["a torn frame followed by whole frames", Buffer.concat([A, tornFrame(), B]), { damagedAt: A.length }],
+]
 
 const stores: Array<[string, () => Promise<{ open: () => Promise<StateStore> }>]> = [
     ["in memory", async () => {
@@ -396,6 +445,73 @@ describe("delivery state across restarts", function () {
         writeFileSync(join(lmdbOnly, "journal.bin"), Buffer.alloc(40, 0x33))
         await assert.rejects(DiskState.open(lmdbOnly), (e: Error) => e instanceof StateError && e.message.includes(join(lmdbOnly, "journal.bin")))
     })
+
+    it("a torn frame a kill left is cut off at the next start: what is committed after it is there after another kill", async () => {
+        const dir = tempDir()
+        ;(await DiskState.open(dir)).close()
+        appendFileSync(join(dir, "journal.bin"), tornFrame()) // the first frame after a checkpoint, cut short
+        const st = await DiskState.open(dir)
+        assert.equal(statSync(join(dir, "journal.bin")).size, 0, "the torn frame was left in the journal")
+        st.forId("k").saveLink({ epoch: "e1", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 42, received: 0, duplicates: 0, resent: 0 })
+        st.commit()
+        const copy = killCopy(dir) // a kill before the next checkpoint
+        st.close()
+        const back = await DiskState.open(copy)
+        assert.equal(back.load("k")?.link.nextSeq, 42, "a commit after the torn frame was lost")
+        back.close()
+    })
+
+    it("a commit after a failed write starts on a frame boundary, also when the journal could not be cut back", async () => {
+        const dir = tempDir()
+        const journal = join(dir, "journal.bin")
+        const line = (key: number) => ({ key, seq: -1, wait: false, payload: Buffer.from("l" + key) })
+        const st = await DiskState.open(dir)
+        const s = st.forId("w")
+        s.saveLink({ epoch: "e1", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 0, received: 0, duplicates: 0, resent: 0 })
+        s.putOwed(line(0))
+        st.commit()
+        // A write that stopped partway, and a descriptor that can neither write nor cut.
+        const inner = st as unknown as { fd: number }
+        const fd = inner.fd
+        inner.fd = openSync(journal, "r")
+        appendFileSync(journal, tornFrame())
+        s.putOwed(line(1))
+        assert.throws(() => st.commit(), (e: Error) => e instanceof StateError && e.message.includes(journal))
+        closeSync(inner.fd)
+        inner.fd = fd
+        st.commit() // the failed batch again
+        const copy = killCopy(dir)
+        st.close()
+        const back = await DiskState.open(copy)
+        assert.deepEqual(back.load("w")?.owed.map((o) => o.key), [0, 1], "a commit after the failed write was lost")
+        back.close()
+    })
+
+    for (const [name, journal, want] of journals) {
+        it(`a journal's end that is not a whole frame is dropped and logged, damage before a whole frame is an error naming the byte: ${name}`, async () => {
+            const dir = tempDir()
+            const file = join(dir, "journal.bin")
+            ;(await DiskState.open(dir)).close()
+            writeFileSync(file, journal)
+            const warned: string[] = []
+            const logger = { warn: (_o: unknown, m: string) => void warned.push(m) } as unknown as Logger
+            if ("damagedAt" in want) {
+                await assert.rejects(DiskState.open(dir, { logger }), (e: Error) => e instanceof StateError && e.message.includes(file) && e.message.includes(`byte ${want.damagedAt}`))
+                assert.equal(readFileSync(file).length, journal.length, "a damaged journal was changed")
+                return
+            }
+            const st = await DiskState.open(dir, { logger })
+            try {
+                assert.deepEqual(st.load("t")?.owed.map((o) => o.key) ?? [], want.keys)
+                assert.equal(st.load(""), undefined, "zeros were read as a record")
+                assert.equal(statSync(file).size, 0, "the journal was not emptied")
+                assert.equal(warned.length, 1, `logged: ${JSON.stringify(warned)}`)
+                assert.ok(warned[0]!.includes(file) && warned[0]!.includes(`${want.dropped} bytes`), warned[0])
+            } finally {
+                st.close()
+            }
+        })
+    }
 
     it("a journal frame holds the last value of each owed line: recorded when written and again when sent, one record; after a drop, a later record follows it", () => {
         const id = Buffer.from("j")

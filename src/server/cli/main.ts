@@ -334,7 +334,7 @@ async function stateFrom(values: Values, source: Record<string, string>, log: Lo
         return undefined
     }
     try {
-        const s = await openState(dir, { sync })
+        const s = await openState(dir, { sync, logger: log })
         log.info({ state: dir, sync }, `delivery state in ${dir} (${sync ? "fsync before each ACK: safe against power loss" : "safe against a process crash"})`)
         return s
     } catch (e) {
