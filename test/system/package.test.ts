@@ -94,7 +94,8 @@ describe("the packed package, installed without dev dependencies", function () {
     it("holds what runs and what a user reads, and no tests or sources of the server", function () {
         for (const f of ["dist/src/server/index.js", "dist/src/server/index.d.ts", "dist/src/server/cli/main.js", "bin/devs-iot.js", "build/devs/demo.devs", "boards/devs_iot_esp32_devkit_c.board.json", "LICENSE", "README.md", "docs/protocol.md", "examples/server-and-client.mjs", "package.json"])
             assert.ok(files.includes(f), `${f} is not in the package`)
-        const stray = files.filter((f) => f.startsWith("dist/test/") || f.startsWith("dist/bench/") || f.startsWith("test/") || f.startsWith("src/server/") || f.endsWith(".map") || f.startsWith("build/devs/shared-tests"))
+        for (const f of ["src/server/dashboard/index.html", "src/server/dashboard/dashboard.js", "src/server/dashboard/dashboard.css"]) assert.ok(files.includes(f), `${f} (the dashboard's page) is not in the package`)
+        const stray = files.filter((f) => f.startsWith("dist/test/") || f.startsWith("dist/bench/") || f.startsWith("test/") || (f.startsWith("src/server/") && !f.startsWith("src/server/dashboard/")) || f.endsWith(".map") || f.startsWith("build/devs/shared-tests"))
         assert.deepEqual(stray, [])
     })
 
@@ -115,12 +116,19 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.equal(out.trim(), version)
     })
 
-    it("`devs-iot server` answers `npx devs-iot client`: a qos line there and back", async function () {
+    it("`devs-iot server` serves its dashboard and metrics and answers `npx devs-iot client`: a qos line there and back", async function () {
         const port = await freePort()
         // What `npx devs-iot` runs, started directly: npx does not pass SIGTERM on, and the pid must be the server's.
-        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo"], app)
+        const httpPort = await freePort()
+        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo", "--http-host", "127.0.0.1", "--http-port", String(httpPort)], app)
         procs.push(server)
         await server.waitFor(/ready/, "stderr", 60000)
+        // The HTTP side serves its dashboard and metrics from the installed package too.
+        for (const [path, want] of [["/", /<html/i], ["/dashboard.js", /./], ["/metrics", /devs_iot_/]] as const) {
+            const r = await within(fetch(`http://127.0.0.1:${httpPort}${path}`), 10000, `GET ${path}`)
+            assert.equal(r.status, 200, `GET ${path}`)
+            assert.match(await r.text(), want, `GET ${path}`)
+        }
         const client = start("npx", ["--no", "--", "devs-iot", "client", "--id", "pack-test", "--host", "127.0.0.1", "--port", String(port)], app)
         procs.push(client)
         client.child.stdin!.write("hello from the packed package\n")
