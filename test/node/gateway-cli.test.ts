@@ -2,6 +2,9 @@
 // installed, a board's line shows on its `up` topic to any MQTT client, a
 // line published on `down` reaches the board; SIGTERM exits 0.
 import assert from "node:assert/strict"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
 import { Client } from "../../src/server/index.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
@@ -40,6 +43,38 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.equal(await within(board.readline(), 5000, "line at the board"), "hello board")
         gw.child.kill("SIGTERM")
         assert.equal(await within(gw.exited, 10000, "gateway exit"), 0)
+    })
+
+    it("`server --gateway` reads the gateway's flags: one only the server has is refused, not ignored", async function () {
+        const gw = cli(["server", "--gateway", "--app", "demo", "--port", "0"])
+        onCleanup(() => gw.stop())
+        assert.equal(await within(gw.exited, 10000, "exit"), 2)
+        assert.match(gw.stderr, /Unknown option '--app'/)
+    })
+
+    it("with --keys, a keyed id must authenticate: refused without its key, its lines relayed with it", async function () {
+        const key = "5f".repeat(32)
+        const dir = mkdtempSync(join(tmpdir(), "devs-iot-gw-keys-"))
+        onCleanup(() => rmSync(dir, { recursive: true, force: true }))
+        writeFileSync(join(dir, "keys.txt"), `k1 ${key}\n`, { mode: 0o600 })
+        const port = await freePort()
+        const brokerPort = await freePort()
+        const gw = cli(["server", "--gateway", "--keys", join(dir, "keys.txt"), "--port", String(port), "--broker-port", String(brokerPort), "--name", "t2"])
+        onCleanup(() => gw.stop())
+        await gw.waitFor(/ready: watch the boards/, 15000)
+        const plain = cleanup(new Client({ id: "k1", port }).start())
+        await gw.waitFor(/auth-re(fused|quired)/, 10000)
+        assert.equal(plain.status(), false)
+        await plain.close()
+        const mq = mqttConnect(`mqtt://127.0.0.1:${brokerPort}`, { clientId: "cli-test-2", reconnectPeriod: 0 })
+        onCleanup(() => void mq.end(true))
+        await within(new Promise<void>((r) => mq.once("connect", () => r())), 5000, "MQTT client connected")
+        const up = new Promise<string>((r) => mq.on("message", (t, p) => t.endsWith("/up") && r(p.toString())))
+        await mq.subscribeAsync("devs-iot/k1/up", { qos: 2 })
+        const board = cleanup(new Client({ id: "k1", port, key }).start())
+        await within(board.connected(), 5000, "keyed board connected")
+        await within(board.write("signed"), 5000, "line taken by the broker")
+        assert.equal(await within(up, 5000, "line on devs-iot/k1/up"), "signed")
     })
 
     it("a bad broker URL exits 2 naming it", async function () {

@@ -50,21 +50,27 @@ const STATE: Record<string, Opt> = {
     "state-sync": { type: "boolean", option: "state", help: "with --state: fsync before each ACK leaves, batched over the lines that arrive together (safe against power loss too)" },
 }
 
+// Who may connect and what each may make the server hold: the same for a
+// server and a gateway.
+const BOARD_SIDE: Record<string, Opt> = {
+    expect: { type: "string", arg: "ID,ID", option: "expected", help: "client ids the server expects (others get a warning)" },
+    "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
+    ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dfltText ?? b.dflt})` } as Opt])),
+    keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
+    "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
+    encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
+    "push-keys": { type: "boolean", help: "push an id's next key (second in --keys) to a board that authenticated with its first; the board confirms, the log says 'key pushed'" },
+}
+
 export const COMMANDS: Record<string, { summary: string; options: Record<string, Opt> }> = {
     server: {
         summary: "run a devs-iot server",
         options: {
             port: FLAGS.listenPort,
             host: { type: "string", arg: "ADDR", help: "address to listen on (default 0.0.0.0)" },
-            expect: { type: "string", arg: "ID,ID", option: "expected", help: "client ids the server expects (others get a warning)" },
-            "strict-ids": { type: "boolean", help: "refuse ids not in --expect" },
             app: { type: "string", arg: "NAME", help: `application: ${APPS.join("|")} (default none)` },
             interval: FLAGS.appInterval,
-            ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.flag, { type: "string", arg: b.arg, option: b.name, help: `${b.doc} (default ${b.dfltText ?? b.dflt})` } as Opt])),
-            keys: { type: "string", arg: "FILE", help: "per-client keys, one '<id> <key> [<next key>] [encrypt]' or '<id> revoked' a line; keyed ids must authenticate (SIGHUP reloads)" },
-            "allow-plain": { type: "string", arg: "ID,ID", help: "keyed ids that may still connect without authenticating" },
-            encrypt: { type: "boolean", help: "encrypt the messages sent on authenticated links (AES-256-CCM)" },
-            "push-keys": { type: "boolean", help: "push an id's next key (second in --keys) to a board that authenticated with its first; the board confirms, the log says 'key pushed'" },
+            ...BOARD_SIDE,
             "shutdown-timeout": FLAGS.shutdownTimeout,
             "http-port": FLAGS.httpPort,
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
@@ -72,7 +78,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
             ...STATE,
             ...OTA_SERVER_OPTIONS,
-            gateway: { type: "boolean", help: "run as an MQTT gateway with an embedded broker instead (see 'devs-iot gateway --help'; --app is not used)" },
+            gateway: { type: "boolean", help: "run as an MQTT gateway instead: the same as 'devs-iot gateway' with the other flags given (see its --help)" },
             ...COMMON,
         },
     },
@@ -85,6 +91,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             name: { type: "string", arg: "NAME", help: "this gateway's name in devs-iot/$gateway/<name>/status (default <hostname>-<pid>)" },
             port: FLAGS.listenPort,
             host: { type: "string", arg: "ADDR", help: "address to listen on for boards (default 0.0.0.0)" },
+            ...BOARD_SIDE,
             "shutdown-timeout": FLAGS.shutdownTimeout,
             ...COMMON,
         },
@@ -233,27 +240,14 @@ function host(values: Values, source: Record<string, string>, dflt: string): str
 }
 
 // Runs until SIGINT/SIGTERM; resolves with the exit code.
-async function runServer(values: Values, source: Record<string, string>): Promise<number> {
-    const app = (str(values, "app") ?? "none") as AppName
-    if (!APPS.includes(app)) throw new UsageError(`${source["app"]} must be one of ${APPS.join(", ")}, got ${JSON.stringify(app)}`)
+// The board-side flags (BOARD_SIDE) as Server options. `expects`: the ids
+// without --expect.
+function boardSide(values: Values, source: Record<string, string>, expects: string[]) {
     const expected = str(values, "expect") !== undefined
         ? str(values, "expect")!.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["expect"]!, s))
-        : appExpects(app)
+        : expects
     const strictIds = values["strict-ids"] === true
     if (strictIds && expected.length === 0) throw new UsageError(`${source["strict-ids"]} needs a list of ids (--expect a,b)`)
-    const opts = {
-        port: int(values, source, "port", FLAGS.listenPort.range),
-        host: host(values, source, "0.0.0.0"),
-        timeout: int(values, source, "timeout", TIMEOUT),
-        expected,
-        strictIds,
-        limits: {
-            ...Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b)])),
-        },
-    }
-    const interval = int(values, source, "interval", FLAGS.appInterval.range)
-    const shutdownMs = int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range)
-    const log = makeLogger(level(values, source), values["json"] === true)
     const keyFile = str(values, "keys")
     let keys: KeyFile = { keys: new Map(), revoked: [], open: [] }
     if (keyFile !== undefined) {
@@ -265,17 +259,25 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         }
     }
     const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
-    const state = await stateFrom(values, source, log)
-    if (state === null) return 1
-    const server = new Server({ ...opts, logger: log, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true, pushKeys: values["push-keys"] === true, state })
-    const http = httpStatus(values, source, server, log)
+    const limits = Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b)]))
+    return {
+        expected,
+        allowPlain,
+        keyFile,
+        keys,
+        options: { expected, strictIds, limits, keys: keys.keys, revoked: keys.revoked, allowPlain, encrypt: values["encrypt"] === true, pushKeys: values["push-keys"] === true },
+    }
+}
+
+// Logs the keys loaded; SIGHUP reloads the key file, and a bad file keeps
+// the keys in use. Live connections the new file no longer admits are
+// ended (Server.setKeys).
+function watchKeys(server: Server, keyFile: string | undefined, keys: KeyFile, log: Logger): void {
     if (keyFile !== undefined) {
         log.info({ file: keyFile, ids: keys.keys.size, revoked: keys.revoked.length }, "keys loaded")
         const w = modeWarning(keyFile, "key file")
         if (w !== "") log.warn({ file: keyFile }, w)
     }
-    // SIGHUP reloads the key file; a bad file keeps the keys in use. Live
-    // connections the new file no longer admits are ended (Server.setKeys).
     const onHup = () => {
         if (keyFile === undefined) return void log.warn("SIGHUP: no --keys file to reload")
         try {
@@ -291,6 +293,26 @@ async function runServer(values: Values, source: Record<string, string>): Promis
         }
     }
     process.on("SIGHUP", onHup)
+}
+
+async function runServer(values: Values, source: Record<string, string>): Promise<number> {
+    const app = (str(values, "app") ?? "none") as AppName
+    if (!APPS.includes(app)) throw new UsageError(`${source["app"]} must be one of ${APPS.join(", ")}, got ${JSON.stringify(app)}`)
+    const opts = {
+        port: int(values, source, "port", FLAGS.listenPort.range),
+        host: host(values, source, "0.0.0.0"),
+        timeout: int(values, source, "timeout", TIMEOUT),
+    }
+    const interval = int(values, source, "interval", FLAGS.appInterval.range)
+    const shutdownMs = int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range)
+    const log = makeLogger(level(values, source), values["json"] === true)
+    const side = boardSide(values, source, appExpects(app))
+    const { expected, allowPlain } = side
+    const state = await stateFrom(values, source, log)
+    if (state === null) return 1
+    const server = new Server({ ...opts, ...side.options, logger: log, state })
+    const http = httpStatus(values, source, server, log)
+    watchKeys(server, side.keyFile, side.keys, log)
     const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain, http?.fleet)
     try {
         await server.listen()
@@ -348,21 +370,26 @@ async function stateFrom(values: Values, source: Record<string, string>, log: Lo
 async function runGateway(values: Values, source: Record<string, string>): Promise<number> {
     const log = makeLogger(level(values, source), values["json"] === true)
     const port = int(values, source, "port", FLAGS.listenPort.range)
+    const side = boardSide(values, source, [])
     const gw = new Gateway({
         port,
         host: host(values, source, "0.0.0.0"),
         timeout: int(values, source, "timeout", TIMEOUT),
+        ...side.options,
         mqtt: str(values, "mqtt"),
         brokerPort: int(values, source, "broker-port", FLAGS.brokerPort.range),
         brokerHost: str(values, "broker-host"),
         name: str(values, "name"),
         logger: log,
     })
+    watchKeys(gw.server, side.keyFile, side.keys, log)
     try {
         await gw.start()
     } catch (e) {
-        const err = e as NodeJS.ErrnoException
-        log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+        const err = e as NodeJS.ErrnoException & { address?: string; port?: number }
+        const where = err.address !== undefined ? ` on ${err.address}:${err.port}` : ""
+        const hint = err.port !== undefined && err.port !== port ? ` (the embedded broker's port: give another with --broker-port, or use a broker already running with --mqtt mqtt://127.0.0.1:${err.port})` : ""
+        log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? `address already in use${where}${hint}` : err.message}`)
         await gw.close().catch(() => undefined)
         return 1
     }
@@ -622,7 +649,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         return 2
     }
     try {
-        const { values, source, positionals } = readOptions(cmd, args, env)
+        // `server --gateway` takes the gateway's flags: one it does not use is an error, not ignored.
+        const asGateway = cmd === "server" && args.includes("--gateway")
+        const { values, source, positionals } = asGateway ? readOptions("gateway", args.filter((a) => a !== "--gateway"), env) : readOptions(cmd, args, env)
         if (values["help"]) {
             process.stdout.write(help(cmd) + "\n")
             return 0
@@ -634,7 +663,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             process.stdout.write(randomBytes(32).toString("hex") + "\n")
             return 0
         }
-        if (cmd === "gateway" || (cmd === "server" && values["gateway"] === true)) return await runGateway(values, source)
+        if (cmd === "gateway" || asGateway) return await runGateway(values, source)
         return cmd === "server" ? await runServer(values, source) : await runClient(values, source)
     } catch (e) {
         if (e instanceof FlagError || (e as { code?: string }).code === "ECONFIG") {
