@@ -125,7 +125,7 @@ export class Fleet extends EventEmitter {
     readonly authFailures = new Map<AuthFailure, number>()
     private seen = new Map<string, Seen>()
     private offs: Array<() => void> = []
-    private hooked = new WeakSet<Connection>()
+    private reportOffs = new Map<Connection, () => void>() // the report listener on each Connection
 
     constructor(server: Server) {
         super()
@@ -133,11 +133,10 @@ export class Fleet extends EventEmitter {
         const onRoundTrip = (ms: number) => this.emit("roundtrip", ms)
         this.listen("connect", (conn: Connection) => {
             conn.onRoundTrip = onRoundTrip
-            if (!this.hooked.has(conn)) {
-                this.hooked.add(conn)
+            if (!this.reportOffs.has(conn)) {
                 const onReport = (r: Report) => this.setReport(conn.id, r)
                 conn.on("report", onReport)
-                this.offs.push(() => conn.off("report", onReport))
+                this.reportOffs.set(conn, () => conn.off("report", onReport))
             }
             const s = this.entry(conn.id)
             s.since = Date.now()
@@ -152,6 +151,12 @@ export class Fleet extends EventEmitter {
             this.outages.set(k, (this.outages.get(k) ?? 0) + 1)
             this.emit("change", conn.id)
         })
+        // The server let go of the Connection: so does the fleet, and of its id's entry.
+        this.listen("forget", (conn: Connection) => {
+            this.reportOffs.get(conn)?.()
+            this.reportOffs.delete(conn)
+            if (this.server.connection(conn.id) === undefined) this.seen.delete(conn.id)
+        })
         this.listen("warning", (w: Warning) => {
             this.warnings.set(w.code, (this.warnings.get(w.code) ?? 0) + 1)
             const a = authFailure(w)
@@ -162,6 +167,8 @@ export class Fleet extends EventEmitter {
     // Stops listening to the server.
     detach(): void {
         for (const off of this.offs.splice(0)) off()
+        for (const off of this.reportOffs.values()) off()
+        this.reportOffs.clear()
     }
 
     board(id: string): BoardStatus | undefined {

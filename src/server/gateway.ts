@@ -575,6 +575,13 @@ export class Gateway {
         }
         this.server.on("connect", (conn) => this.boardUp(conn))
         this.server.on("disconnect", (conn) => this.sessions.get(conn.id)?.drop())
+        // A Connection the server let go of (evicted for room, ...): so does its session.
+        this.server.on("forget", (conn) => {
+            const s = this.sessions.get(conn.id)
+            if (s?.conn !== conn) return
+            s.close()
+            this.sessions.delete(conn.id)
+        })
     }
 
     get port(): number {

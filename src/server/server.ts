@@ -131,6 +131,8 @@ export declare interface Server {
     on(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
     on(event: "warning", listener: (w: Warning) => void): this
     on(event: "listening", listener: (port: number) => void): this
+    // An id's Connection dropped (forget(), evicted for room, or never up): what holds it lets go.
+    on(event: "forget", listener: (conn: Connection) => void): this
 }
 
 export class Server extends EventEmitter {
@@ -151,7 +153,7 @@ export class Server extends EventEmitter {
     private summaryTimer: NodeJS.Timeout | undefined
     private sweeper: NodeJS.Timeout | undefined
     private hostile = { cut: 0, refused: 0 } // offenders cut, sockets refused at accept
-    private arrivals = new Map<string, Array<(c: Connection) => void>>()
+    private arrivals = new Map<string, Array<{ resolve: (c: Connection) => void; reject: (e: Error) => void }>>()
     private expectedSet: Set<string>
     // Ids that may make room for a new one (neither keyed, expected nor ever
     // authenticated), down longest first: Map keeps insertion order.
@@ -231,9 +233,10 @@ export class Server extends EventEmitter {
     clientConn(id: string): Promise<Connection> {
         const c = this.conns.get(id)
         if (c && c.connects > 0) return Promise.resolve(c)
-        return new Promise((resolve) => {
+        if (this.closing) return Promise.reject(new LinkError("ECLOSED", "server closed"))
+        return new Promise((resolve, reject) => {
             const list = this.arrivals.get(id) ?? []
-            list.push(resolve)
+            list.push({ resolve, reject })
             this.arrivals.set(id, list)
         })
     }
@@ -253,10 +256,17 @@ export class Server extends EventEmitter {
         const conn = this.conns.get(id)
         if (conn === undefined) return false
         this.conns.delete(id)
-        this.idle.delete(id)
-        conn.disconnect(reason)
-        conn.shutdown()
+        conn.disconnect(reason) // its "disconnect" sees no Connection for the id
+        this.drop(conn)
         return true
+    }
+
+    // The last of a Connection no longer in `conns`.
+    private drop(conn: Connection): void {
+        this.idle.delete(conn.id)
+        this.sessionKeys.delete(conn)
+        conn.shutdown()
+        this.emit("forget", conn)
     }
 
     connections(): Connection[] {
@@ -276,6 +286,9 @@ export class Server extends EventEmitter {
         for (const s of this.pending) s.destroy()
         this.pending.clear()
         for (const c of this.conns.values()) c.shutdown()
+        // Who waits for an id that will never come now.
+        for (const list of this.arrivals.values()) for (const w of list.splice(0)) w.reject(new LinkError("ECLOSED", "server closed"))
+        this.arrivals.clear()
         await closed
         this.log.info("closed")
     }
@@ -595,7 +608,7 @@ export class Server extends EventEmitter {
             if (c.hasSocket() || this.conns.get(id) !== c) return
             if (c.connects === 0) {
                 this.conns.delete(id)
-                c.shutdown()
+                this.drop(c)
             } else if (!this.idle.has(id) && this.mayEvict(id, c)) this.idle.set(id, clock()) // gone again before its link came up
         })
     }
@@ -709,7 +722,7 @@ export class Server extends EventEmitter {
             const conn = this.conns.get(id)
             if (conn === undefined || conn.hasSocket() || conn.status() || !this.mayEvict(id, conn)) continue
             this.conns.delete(id)
-            conn.shutdown()
+            this.drop(conn)
             this.state?.remove(id)
             this.warn({ code: "id-evicted", id, address: conn.address, detail: `down for ${Math.round((clock() - since) / 1000)} s: forgotten to make room for a new id (maxClients ${this.limits.maxClients})` })
             return true
@@ -770,10 +783,11 @@ export class Server extends EventEmitter {
             const e = this.earlyConn.get(conn)
             if (e) this.settle(e)
             if (this.eventLog.allow("connect")) this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "link up")
-            for (const resolve of this.arrivals.get(id)?.splice(0) ?? []) resolve(conn)
+            for (const w of this.arrivals.get(id)?.splice(0) ?? []) w.resolve(conn)
+            this.arrivals.delete(id)
             this.emit("connect", conn)
         } else {
-            if (this.mayEvict(id, conn)) {
+            if (this.mayEvict(id, conn) && this.conns.get(id) === conn) {
                 this.idle.delete(id)
                 this.idle.set(id, clock())
             }

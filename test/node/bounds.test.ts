@@ -10,7 +10,7 @@ import { connect, type Socket } from "node:net"
 import { pino } from "pino"
 import { Admission } from "../../src/server/admission.js"
 import { ReadBudget, TokenBucket } from "../../src/server/budget.js"
-import { Client, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
+import { Client, HttpStatus, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
 import { PEER_BOUNDS } from "../../src/shared/bounds.js"
 import { main } from "../../src/server/cli/main.js"
 import { closeAll, onCleanup, within } from "../kit/util.js"
@@ -312,6 +312,36 @@ describe("bounds on a peer that misbehaves on purpose", function () {
         assert.deepEqual(all.filter((w) => w.code === "id-evicted").map((w) => w.id), ["a1", "a2"])
         n1.destroy()
         n2.destroy()
+    })
+
+    it("an id evicted for room leaves nothing behind: the HTTP side lets go of its entry and its Connection", async function () {
+        const server = await startServer({ maxClients: 3, newIdRate: 1000, newIdBurst: 1000 })
+        const http = new HttpStatus(server, { port: 0 })
+        onCleanup(() => http.close())
+        for (let i = 0; i < 20; i++) {
+            const gone = new Promise<void>((r) => {
+                const f = (c: { id: string }) => c.id === "e" + i && (server.off("disconnect", f), r())
+                server.on("disconnect", f)
+            })
+            const c = startClient(server, "e" + i)
+            await within(c.connected(), 10000, `e${i} up`)
+            await c.close()
+            await within(gone, 10000, `e${i} down`)
+        }
+        assert.equal(server.connections().length, 3)
+        const fleet = http.fleet as unknown as { seen: Map<string, unknown>; reportOffs: Map<unknown, unknown> }
+        assert.deepEqual([...fleet.seen.keys()].sort(), server.connections().map((c) => c.id).sort())
+        assert.equal(fleet.reportOffs.size, 3)
+    })
+
+    it("clientConn() and waitAll() reject with ECLOSED when the server closes before the id comes", async function () {
+        const server = await startServer()
+        const one = server.clientConn("never")
+        const all = server.waitAll(["never", "nor-this"])
+        await server.close()
+        await assert.rejects(within(one, 5000, "clientConn settles"), { code: "ECLOSED" })
+        await assert.rejects(within(all, 5000, "waitAll settles"), { code: "ECLOSED" })
+        await assert.rejects(server.clientConn("later"), { code: "ECLOSED" })
     })
 
     it("connects and outages are logged at a rate, the rest summarised: 40 ids coming and going do not log 80 lines", async function () {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
 import { Client } from "../../src/server/index.js"
+import { Gateway } from "../../src/server/gateway.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
 
 describe("devs-iot gateway (embedded broker)", function () {
@@ -75,6 +76,24 @@ describe("devs-iot gateway (embedded broker)", function () {
         await within(board.connected(), 5000, "keyed board connected")
         await within(board.write("signed"), 5000, "line taken by the broker")
         assert.equal(await within(up, 5000, "line on devs-iot/k1/up"), "signed")
+    })
+
+    it("a board id the server evicts for room takes its gateway session with it", async function () {
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t3", limits: { maxClients: 3, newIdRate: 1000, newIdBurst: 1000 } })
+        onCleanup(() => gw.close())
+        await gw.start()
+        for (let i = 0; i < 12; i++) {
+            const gone = new Promise<void>((r) => {
+                const f = (c: { id: string }) => c.id === "v" + i && (gw.server.off("disconnect", f), r())
+                gw.server.on("disconnect", f)
+            })
+            const c = cleanup(new Client({ id: "v" + i, port: gw.port }).start())
+            await within(c.connected(), 10000, `v${i} up`)
+            await c.close()
+            await within(gone, 10000, `v${i} down`)
+        }
+        const sessions = (gw as unknown as { sessions: Map<string, unknown> }).sessions
+        assert.deepEqual([...sessions.keys()].sort(), gw.server.connections().map((c) => c.id).sort())
     })
 
     it("a bad broker URL exits 2 naming it", async function () {
