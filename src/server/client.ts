@@ -117,7 +117,7 @@ export class Client extends LinkDriver<ClientLink> {
         const s = this.socket
         this.socket = undefined
         this.closeLink()
-        if (s && !s.destroyed) {
+        if (s && !s.destroyed && this.commitOutput(s)) {
             s.end()
             const t = setTimeout(() => s.destroy(), 500)
             await new Promise<void>((resolve) => s.once("close", () => resolve()))

@@ -109,7 +109,7 @@ export class Connection extends LinkDriver<ServerLink> {
         const s = this.socket
         this.socket = undefined
         this.closeLink()
-        if (s) {
+        if (s && this.commitOutput(s)) {
             s.end()
             setTimeout(() => s.destroy(), 500).unref()
         }

@@ -596,16 +596,23 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             // none of it leaves. A tick that sends nothing commits nothing:
             // what it recorded (an ACKed line's drop) goes with the next
             // commit, since only what leaves must be on disk first.
-            if (s.writableLength > 0) {
-                try {
-                    this.commit()
-                } catch (e) {
-                    s.destroy()
-                    return this.fault(e)
-                }
-            }
-            s.uncork()
+            if (this.commitOutput(s)) s.uncork()
         })
+    }
+
+    // Commits the records of what `s` holds to send, if anything; false
+    // (the socket destroyed, the fault reported) if the disk refused. Also
+    // before end(), which sends a corked socket's output at once.
+    protected commitOutput(s: Socket): boolean {
+        if (s.writableLength === 0) return true
+        try {
+            this.commit()
+            return true
+        } catch (e) {
+            s.destroy()
+            this.fault(e)
+            return false
+        }
     }
 
     private dispatch(e: LinkEvent): void {

@@ -11,7 +11,7 @@ import { once } from "node:events"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import type { Logger } from "../../src/server/log.js"
 import { cli, until, within } from "../kit/util.js"
-import { decodeJournal, FrameWriter, J_DROP_OWED, J_OWED } from "../../src/server/journal.js"
+import { decodeJournal, FrameWriter, J_DROP_OWED, J_LINK, J_OWED } from "../../src/server/journal.js"
 
 // Drops a server as a kill would: no graceful close, no ACK of what its
 // application read, no more bytes.
@@ -324,6 +324,27 @@ describe("delivery state across restarts", function () {
         closers.push(() => c2.close())
         const conn = await within(server.clientConn("early"), 10000, "client up")
         assert.equal(await within(conn.readline(), 10000, "q"), "q")
+    })
+
+    // end() sends a corked socket's output at once: the records go first.
+    it("on disk: a line that leaves as the server closes is in the journal when it leaves, its id with it", async () => {
+        const dir = tempDir()
+        const state = await DiskState.open(dir)
+        const s1 = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
+        await s1.listen()
+        const client = new Client({ id: "c5", port: s1.port, timeout: 1000 }).start()
+        const conn = await within(s1.clientConn("c5"), 10000, "client up")
+        await within(conn.write("a"), 10000, "a ACKed")
+        void conn.write("z", { wait: false }).catch(() => {})
+        const closing = s1.close() // the same tick: z leaves with the shutdown
+        const onDisk = decodeJournal(readFileSync(join(dir, "journal.bin"))).recs
+        const seqs = onDisk.flatMap((r) => (r.kind === J_LINK && r.id === "c5" ? [r.link.nextSeq] : []))
+        assert.equal(seqs.at(-1), 2, "the next id after z's, on disk as z leaves")
+        assert.equal(await within(client.readline(), 10000, "a"), "a")
+        assert.equal(await within(client.readline(), 10000, "z"), "z")
+        await closing
+        await client.close()
+        state.close()
     })
 
     it("a corrupt or foreign state folder is an error naming the file, not an empty start", async () => {
