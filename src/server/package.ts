@@ -31,10 +31,13 @@ export function devsVersion(): string {
 }
 
 // The DeviceScript CLI's entry script, or an error that says how to get it.
+// What a command needs and this install lacks: said in one line, no stack.
+export class SetupError extends Error {}
+
 export function devsCli(): string {
     try {
         return createRequire(join(PACKAGE_ROOT, "package.json")).resolve("@devicescript/cli/built/devicescript-cli.cjs")
     } catch {
-        throw new Error(`this command needs the DeviceScript tools: npm install --save-dev @devicescript/cli@${devsVersion()}`)
+        throw new SetupError(`this command needs the DeviceScript tools: npm install --save-dev @devicescript/cli@${devsVersion()}`)
     }
 }

@@ -4,7 +4,7 @@
 // Needs the build (`npm run build`, which the test commands run first) and
 // the runtime dependencies in npm's cache (`npm ci` puts them there).
 import assert from "node:assert/strict"
-import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
@@ -137,6 +137,13 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.equal(await within(client.exited, 30000, "the client's exit"), 0, client.out.stderr)
         process.kill(server.child.pid!, "SIGTERM")
         assert.equal(await within(server.exited, 30000, "the server's exit after SIGTERM"), 0, server.out.stderr)
+    })
+
+    it("`devs-iot sim` without the DeviceScript tools says what to install, in one line, and exits 1", function () {
+        const r = spawnSync(join(app, "node_modules/.bin/devs-iot"), ["sim", "--id", "1"], { cwd: app, encoding: "utf8", timeout: 60000 })
+        assert.equal(r.status, 1, r.stderr)
+        assert.match(r.stderr, /\ndevs-iot sim: this command needs the DeviceScript tools: npm install --save-dev @devicescript\/cli@[0-9.]+\n$/)
+        assert.doesNotMatch(r.stderr, /\n +at /, "no stack trace")
     })
 
     it("the installed library imports by its name, with its types", async function () {

@@ -19,8 +19,8 @@ import { readFileSync } from "node:fs"
 import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "../keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "../../apps/server.js"
-import { buildSimImage, runSim, SIM_APPS, type SimApp } from "./sim.js"
-import { packageVersion } from "../package.js"
+import { buildSimImage, runSim, SIM_APPS, TEST_APPS, type SimApp } from "./sim.js"
+import { packageVersion, SetupError } from "../package.js"
 import { DEFAULT_BOARD, FLASH_APPS, FlashError, flashPlan, newWorkDir, runFlash, type FlashOptions } from "./flash.js"
 import { copyFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -134,7 +134,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             id: { type: "string", arg: "ID", help: "the simulated board's id (required)" },
             host: FLAGS.serverHost,
             port: FLAGS.serverPort,
-            app: { type: "string", arg: "NAME", help: `firmware app: ${SIM_APPS.join("|")} (default demo)` },
+            app: { type: "string", arg: "NAME", help: `firmware app: ${SIM_APPS.filter((a) => !TEST_APPS.includes(a)).join("|")} (default demo); in a clone of the repository also ${TEST_APPS.join("|")}` },
             interval: FLAGS.boardInterval,
             role: { type: "string", arg: "ROLE", help: "remote app: button, led, or both (default both)" },
             watchdog: FLAGS.boardWatchdog,
@@ -669,6 +669,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         if (e instanceof FlagError || (e as { code?: string }).code === "ECONFIG") {
             process.stderr.write(`devs-iot ${cmd}: ${(e as Error).message}\nRun 'devs-iot ${cmd} --help' for usage.\n`)
             return 2
+        }
+        if (e instanceof SetupError) {
+            process.stderr.write(`devs-iot ${cmd}: ${e.message}\n`)
+            return 1
         }
         throw e
     }

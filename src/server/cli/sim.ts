@@ -11,14 +11,14 @@ import { createServer, type AddressInfo, type Server as NetServer } from "node:n
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { devsCli } from "../package.js"
+import { devsCli, SetupError } from "../package.js"
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../../..")
 const JACDAC_PRELOAD = join(REPO, "tools/jacdac-port.cjs")
 export const SIM_APPS = ["demo", "remote", "qos", "qos-fast", "testbed", "soak", "bench"] as const
 export type SimApp = (typeof SIM_APPS)[number]
 // Firmware of the tests (test/firmware), found only in a clone of the repository.
-const TEST_APPS: readonly string[] = ["testbed", "soak", "bench"]
+export const TEST_APPS: readonly string[] = ["testbed", "soak", "bench"]
 
 export interface SimConfig {
     app: SimApp
@@ -58,7 +58,7 @@ export async function buildSimImage(c: SimConfig): Promise<SimImage> {
         for (const d of ["src/device", "src/shared", "src/apps"]) symlinkSync(join(REPO, d), join(dir, d))
         const testApp = TEST_APPS.includes(c.app)
         if (testApp) {
-            if (!existsSync(join(REPO, "test/firmware"))) throw new Error(`--app ${c.app} is test firmware: it runs from a clone of the repository (test/firmware), not from the package`)
+            if (!existsSync(join(REPO, "test/firmware"))) throw new SetupError(`--app ${c.app} is test firmware: it runs from a clone of the repository (test/firmware), not from the package`)
             mkdirSync(join(dir, "test"))
             symlinkSync(join(REPO, "test/firmware"), join(dir, "test/firmware"))
         }
