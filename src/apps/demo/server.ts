@@ -46,12 +46,15 @@ export function demoApp(server: Server, log: Logger, interval: number): App {
     }
 
     for (const id of DEMO_IDS) {
-        void server.clientConn(id).then((conn) => {
-            if (stopped) return
-            log.info({ client: id }, `demo: client ${id} connected`)
-            void reader(conn)
-            void writer(conn)
-        })
+        server.clientConn(id).then(
+            (conn) => {
+                if (stopped) return
+                log.info({ client: id }, `demo: client ${id} connected`)
+                void reader(conn)
+                void writer(conn)
+            },
+            () => undefined, // ECLOSED: the server closed before this id came
+        )
     }
     return {
         stop: () => {
