@@ -10,6 +10,12 @@ export function eachConnection(server: Server, serve: (conn: Connection) => void
         serving.add(conn)
         serve(conn)
     }
+    // A Connection the server let go of (evicted for room) is served no more.
+    const onForget = (conn: Connection) => void serving.delete(conn)
     server.on("connect", onConnect)
-    return () => void server.off("connect", onConnect)
+    server.on("forget", onForget)
+    return () => {
+        server.off("connect", onConnect)
+        server.off("forget", onForget)
+    }
 }

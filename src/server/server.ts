@@ -393,14 +393,16 @@ export class Server extends EventEmitter {
     // An unauthenticated socket broke a rule: cut it, log it once, and count
     // an offence against its address.
     // `tell`: a refusal reason a devs-iot client is told (see refuseSocket).
-    private offend(e: Early, w: Warning, tell?: { reason: string; rest: Buffer[]; peer: PeerKind }): void {
+    // `blame`: false when the refusal is the server's state, not the peer's
+    // doing (full): a newcomer retrying is not penalized for it.
+    private offend(e: Early, w: Warning, tell?: { reason: string; rest: Buffer[]; peer: PeerKind }, blame = true): void {
         if (e.cut) return
         e.cut = true
         this.hostile.cut++
         this.warn(w)
         if (tell) this.refuseSocket(e.socket, tell.rest, tell.reason, tell.peer)
         else e.socket.destroy()
-        this.offence(e)
+        if (blame) this.offence(e)
     }
 
     // Closes a socket whose id line was read, telling a devs-iot client why
@@ -591,7 +593,7 @@ export class Server extends EventEmitter {
                 if (!this.admission.newId(e.source, clock()))
                     return void this.offend(e, { code: "id-rate", id, address, detail: `new client ids from this address over ${this.limits.newIdRate} a second (burst ${this.limits.newIdBurst}): a new id refused` })
                 if (this.conns.size >= this.limits.maxClients && !this.makeRoom())
-                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` }, { reason: "server-full", rest, peer: "unknown" })
+                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` }, { reason: "server-full", rest, peer: "unknown" }, false)
             }
             conn = this.newConnection(id)
         } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return

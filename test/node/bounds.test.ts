@@ -314,6 +314,23 @@ describe("bounds on a peer that misbehaves on purpose", function () {
         n2.destroy()
     })
 
+    it("a new id refused because the server is full is not an offence: a newcomer that retries is not penalized", async function () {
+        const server = await startServer({ maxClients: 2, penaltyOffences: 2, penalizedPending: 1 })
+        const all = warnings(server)
+        const a = await peer(server, "127.0.0.5", "full-a")
+        const b = await peer(server, "127.0.0.5", "full-b")
+        await within(Promise.all([server.clientConn("full-a"), server.clientConn("full-b")]), 10000, "two ids up")
+        for (let i = 0; i < 4; i++) {
+            const refused = nextWarning(server, "too-many-clients")
+            const n = await peer(server, "127.0.0.7", "newcomer")
+            await refused
+            await within(n.gone, 5000, "refused")
+        }
+        assert.deepEqual(all.filter((w) => w.code === "penalized"), [])
+        a.destroy()
+        b.destroy()
+    })
+
     it("an id evicted for room leaves nothing behind: the HTTP side lets go of its entry and its Connection", async function () {
         const server = await startServer({ maxClients: 3, newIdRate: 1000, newIdBurst: 1000 })
         const http = new HttpStatus(server, { port: 0 })
