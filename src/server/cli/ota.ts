@@ -9,7 +9,7 @@ import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
 import type { Fleet } from "../fleet.js"
-import { attachAdmins, requestDeploy } from "../ota/admin.js"
+import { attachAdmins, refuseDeploys, requestDeploy } from "../ota/admin.js"
 import { OtaGateway } from "../ota/gateway.js"
 import { Ota, type DeployReport } from "../ota/ota.js"
 import { JacdacHost, runBoardVm, type BoardVm } from "../ota/simboard.js"
@@ -65,10 +65,12 @@ export function logsToFleet(gateway: OtaGateway, fleet: Fleet): void {
 }
 
 // Starts the gateway when --ota-keys is given; returns a stop function.
+// Without it, a deploy request is answered with an error that says so.
 export async function startOta(server: Server, values: Values, log: Logger, linkKeyed: string[], allowPlain: string[], fleet?: Fleet): Promise<(() => Promise<void>) | undefined> {
     const file = values["ota-keys"]
     if (typeof file !== "string") {
         for (const n of Object.keys(OTA_SERVER_OPTIONS)) if (values[n] !== undefined) throw config(`--${n} needs --ota-keys`)
+        refuseDeploys(server, "over-the-air updates are off on this server (it runs without --ota-keys)", log)
         return undefined
     }
     let keys: Map<string, Buffer>
