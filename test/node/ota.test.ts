@@ -375,6 +375,20 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         await other.write("hello")
         assert.equal(await within(conn.readline(), 5000, "the application's line"), "hello")
     })
+
+    it("devs-iot deploy gives up after --report-within ms when the server never answers, exits 1 and says so", async function () {
+        const f = files()
+        const port = await freePort()
+        // A server of the package with the admin's key, and nothing that serves OTA requests.
+        const server = cleanup(new Server({ port, host: "127.0.0.1", keys: { ops: f.adminKey } }))
+        await server.listen()
+        const started = performance.now()
+        const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--report-within", "2000", "--log-level", "warn", f.image], { DEVS_IOT_KEY: f.adminKey })
+        onCleanup(() => run.stop())
+        assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 1, run.stdout + run.stderr)
+        assert.ok(performance.now() - started >= 2000, "not before the bound")
+        assert.match(run.stderr, /no answer from the server within 2000 ms \(--report-within\)/)
+    })
 })
 
 describe("OTA server options", function () {
