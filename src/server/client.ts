@@ -10,6 +10,7 @@ import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
+import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
 export interface ClientOptions extends LinkOptions {
     id: string // unique per client: the server tells links apart by it
@@ -29,6 +30,21 @@ export interface ClientOptions extends LinkOptions {
     state?: StateStore
 }
 
+// The keys new Client() takes; any other is refused (options.ts).
+const CLIENT_KEYS: OptionKeys<ClientOptions> = {
+    ...LINK_KEYS,
+    id: true,
+    host: true,
+    port: true,
+    onStatus: true,
+    logger: true,
+    backoffFirst: true,
+    backoffCap: true,
+    key: true,
+    encrypt: true,
+    state: true,
+}
+
 export class Client extends LinkDriver<ClientLink> {
     readonly id: string
     host: string // the address tried now
@@ -46,6 +62,7 @@ export class Client extends LinkDriver<ClientLink> {
     private refusal = "" // what the server's last refusal said, logged with the retry
 
     constructor(opts: ClientOptions) {
+        checkOptionKeys(opts, CLIENT_KEYS, "new Client()")
         const problem = checkClientId(opts?.id)
         if (problem !== "") throw new LinkError("ECONFIG", `id: ${problem}`)
         const cfg = resolveConfig(opts, nodeDefaults())

@@ -4,7 +4,7 @@
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import { isSealed, ServerLink, useStore, type AuthOutcome, type LinkConfig } from "../shared/index.js"
-import { clock, LinkDriver, type PeerBounds } from "./driver.js"
+import { clock, LinkDriver, type Claim, type PeerBounds } from "./driver.js"
 import type { Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 
@@ -67,6 +67,13 @@ export class Connection extends LinkDriver<ServerLink> {
         this.remote = `${socket.remoteAddress}:${socket.remotePort}`
         if (o.kind === "id") return this.attach(socket, o.rest)
         this.attach(socket, o.rest, (now) => (o.kind === "auth" ? this.link.openAuthenticated(now, o.session, o.peerEpoch, o.mustEncrypt, o.peerMax) : this.link.openHelloed(now, o.peerEpoch, o.peerMax)))
+    }
+
+    /** @internal The server's own lines on this link (ota/admin.ts): taken
+     * ahead of the application's readers (driver.ts, Claim). */
+    setClaim(claim: Claim | undefined): void {
+        this.claim = claim
+        this.pump()
     }
 
     /** @internal Pushes the id's next key (rekey.ts) on this authenticated link. */

@@ -75,6 +75,16 @@ export function clock(): number {
 
 type Reader = { many: number; resolve: (lines: string | string[]) => void; reject: (e: Error) => void }
 
+// Received lines an end handles itself, ahead of the application's readers
+// (the server's OTA requests, ota/admin.ts). `wants` is asked for each line
+// before any reader may have it, and must decide from the line alone: a line
+// that goes back unread (a failed commit) is asked about again. `take` gets
+// the lines it wanted once they are taken for good, in order.
+export interface Claim {
+    wants(line: string): boolean
+    take(line: string): void
+}
+
 // `L`: the end's Link (ClientLink for a Client, ServerLink for a Connection).
 export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     protected readonly link: L
@@ -102,6 +112,9 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private takes: Kept[] = []
     private handing: Array<{ r: Reader; got: string | string[] }> = []
     private holders: Array<{ resolve: (h: HeldLine) => void; reject: (e: Error) => void }> = []
+    // Lines for `claim`, read since the last commit: handed to it once that holds.
+    protected claim: Claim | undefined = undefined
+    private claimed: string[] = []
     private upWaiters: Waiter[] = []
     private peerKind: Peer | undefined
     private bounds: PeerBounds | undefined
@@ -173,12 +186,21 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // A received line taken now, or undefined.
     private take(): string | undefined {
         const s = this.readOne(clock())
-        if (s === undefined || !this.tookLines()) return undefined
-        return s
+        if (s === undefined) {
+            if (this.claimed.length > 0) this.tookLines() // claimed lines only
+            return undefined
+        }
+        return this.tookLines() ? s : undefined
     }
 
-    // The next received line, read from the Link and noted as taken.
+    // The next received line for the application, read from the Link and
+    // noted as taken; the claimed lines before it are taken first.
     private readOne(now: number): string | undefined {
+        if (this.claim !== undefined) this.takeClaimed(now)
+        return this.readNext(now)
+    }
+
+    private readNext(now: number): string | undefined {
         const k = this.link.inbox.peek()
         const s = this.link.read(now)
         if (s === undefined) return undefined
@@ -198,6 +220,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             return Promise.reject(new RangeError(`readlines(max): max must be a whole number of lines, at least 1; got ${String(max)}`))
         const lines = this.takeLines(clock(), max)
         if (lines.length > 0 && this.tookLines()) return Promise.resolve(lines)
+        if (lines.length === 0 && this.claimed.length > 0) this.tookLines() // claimed lines only
         return this.awaitLines<string[]>(max)
     }
 
@@ -412,6 +435,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.handing = []
             for (let i = 0; i < h.length; i++) h[i]!.r.resolve(h[i]!.got)
         }
+        if (!failure) this.handClaimed()
         if (failure) return this.fault(failure.e)
         this.faults = 0
         this.armTimer()
@@ -457,6 +481,12 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             }
         }
         for (let e = link.pollEvent(); e !== undefined; e = link.pollEvent()) this.dispatch(e)
+        // Claimed lines are taken whether or not the application reads.
+        if (this.claim !== undefined && this.takeClaimed(now)) {
+            this.again = true // room freed: unpark
+            if (this.state?.durable === true) link.release()
+            else this.releaseSoon()
+        }
         while (this.readers.length > 0) {
             const r = this.readers[0]!
             let got: string | string[] | undefined
@@ -669,6 +699,25 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         }
     }
 
+    // Takes the received lines at the head that `claim` wants; true if any.
+    private takeClaimed(now: number): boolean {
+        const c = this.claim!
+        let any = false
+        for (let k = this.link.inbox.peek(); k !== undefined && c.wants(k.payload); k = this.link.inbox.peek()) {
+            this.claimed.push(this.readNext(now)!)
+            any = true
+        }
+        return any
+    }
+
+    // The claimed lines, once their take is committed.
+    private handClaimed(): void {
+        if (this.claimed.length === 0) return
+        const lines = this.claimed
+        this.claimed = []
+        for (const line of lines) this.claim?.take(line)
+    }
+
     // Up to `max` received lines, taken now.
     private takeLines(now: number, max: number): string[] {
         const lines: string[] = []
@@ -692,6 +741,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             this.fault(e)
             return false
         }
+        this.handClaimed()
         this.releaseSoon()
         // While the socket flows and nothing waits in the framer, a take
         // changes nothing the drive loop acts on.
@@ -713,6 +763,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // read since the last commit go back unread, and the readers of this
     // pump wait again, first in line; nothing that needed the record left.
     private putBack(): void {
+        this.claimed.length = 0 // they go back unread too
         if (this.takes.length > 0) {
             untake(this.link, this.takes)
             this.takes = []

@@ -21,13 +21,15 @@ import { hostname } from "node:os"
 import { createServer, type Server as NetServer } from "node:net"
 import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
 import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
-import { Server, type ServerOptions } from "./server.js"
+import { Server, SERVER_KEYS, type ServerOptions } from "./server.js"
+import { checkOptionKeys, type OptionKeys } from "./options.js"
 import type { Connection } from "./connection.js"
 import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
 import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
-export interface GatewayOptions extends ServerOptions {
+// The gateway sets the server's epochFor itself (it continues each board's id sequence).
+export interface GatewayOptions extends Omit<ServerOptions, "epochFor"> {
     mqtt?: string // the broker's URL (mqtt://host:port); none: an embedded broker (Aedes)
     brokerPort?: number // the embedded broker's port (default 1883; 0: a free one)
     brokerHost?: string // the embedded broker's address (default "127.0.0.1")
@@ -35,6 +37,12 @@ export interface GatewayOptions extends ServerOptions {
     mqttBackoffFirst?: number // ms before the first reconnect to the broker (default 200), doubling...
     mqttBackoffCap?: number // ...up to this (default 5000)
 }
+
+// The keys new Gateway() takes; any other is refused (options.ts). Its own
+// are not passed on to its Server.
+const { epochFor: _, ...SERVER_KEYS_OF_GATEWAY } = SERVER_KEYS
+const OWN_KEYS = { mqtt: true, brokerPort: true, brokerHost: true, name: true, mqttBackoffFirst: true, mqttBackoffCap: true } as const
+const GATEWAY_KEYS: OptionKeys<GatewayOptions> = { ...SERVER_KEYS_OF_GATEWAY, ...OWN_KEYS }
 
 // The packet ids of up lines are link ids + 1 (1..256); MQTT.js numbers
 // its other packets (subscriptions, status) above them.
@@ -554,9 +562,11 @@ export class Gateway {
     private closing = false
 
     constructor(opts: GatewayOptions = {}) {
+        checkOptionKeys(opts, GATEWAY_KEYS, "new Gateway()")
         this.opts = opts
         this.log = opts.logger ?? silentLogger()
-        this.server = new Server({ ...opts, epochFor: (id) => (this.continuous ? this.epochs.get(id) : undefined) })
+        const serverOpts: ServerOptions = Object.fromEntries(Object.entries(opts).filter(([k]) => !Object.hasOwn(OWN_KEYS, k)))
+        this.server = new Server({ ...serverOpts, epochFor: (id) => (this.continuous ? this.epochs.get(id) : undefined) })
         this.name = opts.name ?? `${hostname()}-${process.pid}`
         const nameProblem = topicIdProblem(this.name)
         if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)

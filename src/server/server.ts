@@ -22,6 +22,7 @@ import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
+import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
 // The port a server listens on: 0 picks a free one.
 export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
@@ -49,6 +50,24 @@ export interface ServerOptions extends LinkOptions {
     // undefined for a random one. For a relay that continues the sequence
     // of another server (the MQTT gateway, docs/protocol.md).
     epochFor?: (id: string) => string | undefined
+}
+
+// The keys new Server() takes; any other is refused (options.ts).
+export const SERVER_KEYS: OptionKeys<ServerOptions> = {
+    ...LINK_KEYS,
+    port: true,
+    host: true,
+    expected: true,
+    strictIds: true,
+    logger: true,
+    keys: true,
+    revoked: true,
+    allowPlain: true,
+    encrypt: true,
+    pushKeys: true,
+    limits: true,
+    state: true,
+    epochFor: true,
 }
 
 // Limits on unauthenticated sockets (docs/security.md, "Hostile input"). Each is
@@ -95,9 +114,11 @@ interface SessionKey {
     mustEncrypt: boolean
 }
 
+const LIMIT_KEYS = Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, true]))
+
 export function resolveLimits(l: HostileLimits | undefined, timeout: number): ResolvedLimits {
     const o = l ?? {}
-    if (typeof o !== "object") throw new LinkError("ECONFIG", "limits must be an object")
+    checkOptionKeys(o, LIMIT_KEYS, "new Server()", "limits.")
     const given = o as Record<string, unknown>
     const out: Record<string, number> = {}
     for (const b of SERVER_BOUNDS) out[b.name] = intIn(b.name, given[b.name], b.name === "idTimeout" ? 2 * timeout : b.dflt, b.min, b.max)
@@ -176,6 +197,7 @@ export class Server extends EventEmitter {
 
     constructor(opts: ServerOptions = {}) {
         super()
+        checkOptionKeys(opts, SERVER_KEYS, "new Server()")
         this.cfg = resolveConfig(opts, nodeDefaults())
         this.wantedPort = intIn("port", opts.port, LISTEN_PORT.dflt, LISTEN_PORT.min, LISTEN_PORT.max)
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))

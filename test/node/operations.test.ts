@@ -172,7 +172,7 @@ describe("operations: logs, shutdown, version, flash", function () {
         before(() => {
             dir = mkdtempSync(join(tmpdir(), "devs-iot-flash-test-"))
             writeFileSync(join(dir, ".env.defaults"), "IOT_PORT=8123\n")
-            writeFileSync(join(dir, ".env.local"), "WIFI_SSID=lab\nWIFI_PWD=secret\nIOT_HOST=192.168.1.10 # the server\n")
+            writeFileSync(join(dir, ".env.local"), "WIFI_SSID=lab\nWIFI_PWD=secret\n# the server\nIOT_HOST=192.168.1.10\n")
         })
         after(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -220,6 +220,25 @@ describe("operations: logs, shutdown, version, flash", function () {
                 c = run(["flash", "--dry-run", "--settings", d])
                 assert.equal(await within(c.exited, 10000, "exit"), 2)
                 assert.match(c.stderr, /IOT_KEY in .* must be 64 lowercase hex digits/)
+            } finally {
+                rmSync(d, { recursive: true, force: true })
+            }
+        })
+
+        it("exit 2 naming the file and line of each setting DeviceScript's .env parser would drop or change (a # anywhere in the line, spaces around the name, a password that reads as a number), also with --dry-run", async function () {
+            const d = mkdtempSync(join(tmpdir(), "devs-iot-flash-env-"))
+            try {
+                writeFileSync(join(d, ".env.defaults"), "# a comment line is fine\nIOT_PORT=8123\nIOT_TIMEOUT = 2000\n")
+                writeFileSync(join(d, ".env.local"), "WIFI_SSID=lab\nWIFI_PWD=12345678\nIOT_HOST=192.168.1.10 # my server\n")
+                for (const dry of [["--dry-run"], []]) {
+                    const c = run(["flash", ...dry, "--settings", d])
+                    assert.equal(await within(c.exited, 10000, "exit"), 2, c.stdout + c.stderr)
+                    assert.match(c.stderr, /\.env\.local line 3: DeviceScript's \.env parser drops every line that contains "#", so IOT_HOST never reaches the board/)
+                    assert.match(c.stderr, /\.env\.local line 2: WIFI_PWD arrives as number, not text\. Write it as a JSON string: WIFI_PWD="12345678"/)
+                    assert.match(c.stderr, /\.env\.defaults line 3: spaces around the name/)
+                    assert.doesNotMatch(c.stderr, /line 1:|\.env\.defaults line 2|\.env\.local line 1/)
+                    assert.equal(c.stdout, "", "no devs command is printed or run")
+                }
             } finally {
                 rmSync(d, { recursive: true, force: true })
             }

@@ -315,6 +315,82 @@ describe("OTA requests: devs-iot deploy over an authenticated admin link", funct
     })
 })
 
+describe("OTA requests that cannot be served end with an error, not silence", function () {
+    this.timeout(30000)
+    afterEach(closeAll)
+
+    // A key file with the admin "ops" (and the board "b1"), an OTA key file
+    // for "b1", and an image file for `devs-iot deploy`.
+    function files() {
+        const dir = mkdtempSync(join(tmpdir(), "ota-req-"))
+        const adminKey = randomBytes(32).toString("hex")
+        writeFileSync(join(dir, "keys.txt"), `ops ${adminKey}\nb1 ${randomBytes(32).toString("hex")}\n`)
+        writeFileSync(join(dir, "ota.txt"), `b1 ${randomBytes(32).toString("hex")}\n`)
+        writeFileSync(join(dir, "app.devs"), image(1024))
+        return { dir, adminKey, keys: join(dir, "keys.txt"), ota: join(dir, "ota.txt"), image: join(dir, "app.devs") }
+    }
+
+    async function serverCli(args: string[]) {
+        const port = await freePort()
+        const s = cli(["server", "--port", String(port), "--host", "127.0.0.1", ...args])
+        onCleanup(() => s.stop())
+        await s.waitFor(/ready/, 10000)
+        return { s, port }
+    }
+
+    it("a server run without --ota-keys answers a deploy request with 'over-the-air updates are off on this server', and logs it; devs-iot deploy prints it and exits 1", async function () {
+        const f = files()
+        const { s, port } = await serverCli(["--keys", f.keys])
+        const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--log-level", "warn", f.image], { DEVS_IOT_KEY: f.adminKey })
+        onCleanup(() => run.stop())
+        assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 1, run.stdout + run.stderr)
+        assert.match(run.stderr, /over-the-air updates are off on this server/)
+        assert.equal(run.stdout, "")
+        await s.waitFor(/OTA request from ops refused: over-the-air updates are off on this server/, 5000)
+    })
+
+    it("through a server run with --ota-keys and its default app (none), deploy gets the server's report: the app does not take the admin's lines", async function () {
+        const f = files()
+        const { port } = await serverCli(["--keys", f.keys, "--ota-keys", f.ota, "--ota-admins", "ops", "--ota-port", "0", "--ota-session-within", "1000"])
+        const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--log-level", "warn", f.image], { DEVS_IOT_KEY: f.adminKey })
+        onCleanup(() => run.stop())
+        // No board opens a session: the report says so, and deploy exits 1.
+        assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 1, run.stdout + run.stderr)
+        const report = JSON.parse(run.stdout)
+        assert.deepEqual(report.boards.map((b: { id: string; outcome: string }) => [b.id, b.outcome]), [["b1", "refused"]])
+        assert.match(report.boards[0].detail, /did not open an OTA session within 1000 ms/)
+    })
+
+    it("a deploy request from an id that is not an OTA admin is refused by name, and its image never reaches the application", async function () {
+        const adminKey = randomBytes(32), otherKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey, other: otherKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const other = cleanup(new Client({ id: "other", port, timeout: 1000, key: otherKey.toString("hex") }).start())
+        const conn = await within(server.clientConn("other"), 5000, "other's link")
+        await assert.rejects(within(requestDeploy(other, ["b1"], image(8000)), 10000, "requestDeploy's answer"), /server: "other" is not an OTA admin of this server/)
+        // The application reads the id's own lines, none of the request's.
+        await other.write("hello")
+        assert.equal(await within(conn.readline(), 5000, "the application's line"), "hello")
+    })
+
+    it("devs-iot deploy gives up after --report-within ms when the server never answers, exits 1 and says so", async function () {
+        const f = files()
+        const port = await freePort()
+        // A server of the package with the admin's key, and nothing that serves OTA requests.
+        const server = cleanup(new Server({ port, host: "127.0.0.1", keys: { ops: f.adminKey } }))
+        await server.listen()
+        const started = performance.now()
+        const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--report-within", "2000", "--log-level", "warn", f.image], { DEVS_IOT_KEY: f.adminKey })
+        onCleanup(() => run.stop())
+        assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 1, run.stdout + run.stderr)
+        assert.ok(performance.now() - started >= 2000, "not before the bound")
+        assert.match(run.stderr, /no answer from the server within 2000 ms \(--report-within\)/)
+    })
+})
+
 describe("OTA server options", function () {
     this.timeout(30000)
     afterEach(closeAll)

@@ -4,11 +4,12 @@ import assert from "node:assert/strict"
 import { once } from "node:events"
 import { pino } from "pino"
 import { connect } from "node:net"
-import { Client, Server, type Warning } from "../../src/server/index.js"
+import { Client, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
 import { cleanup, closeAll, freePort, within } from "../kit/util.js"
 import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
 
 const T = 400 // a short timeout keeps outage tests quick
+const silent = silentLogger()
 
 afterEach(closeAll)
 
@@ -155,6 +156,30 @@ describe("server and Node client over loopback", function () {
             assert.throws(() => new Client({ id: "" }), /id: empty id/)
             assert.throws(() => new Client({ id: "a\nb" }), /control byte/)
             assert.throws(() => new Client({ id: "a", window: 500 }), /window must be/)
+        })
+
+        it("an option key that is not one of the constructor's own is refused (ECONFIG) by name, with the close one, as plain JS passes it: Server, its limits, Client, Gateway", function () {
+            const econfig = (re: RegExp) => (e: Error & { code?: string }) => e.code === "ECONFIG" && re.test(e.message)
+            const js = <T>(o: object | null) => o as T // plain JS: no type check
+            assert.throws(() => new Server(js({ prot: 9000 })), econfig(/^prot is not an option of new Server\(\) \(did you mean port\?\)$/))
+            assert.throws(() => new Server(js({ expect: ["1"] })), econfig(/^expect is not an option of new Server\(\) \(did you mean expected\?\)$/))
+            assert.throws(() => new Server(js({ limits: { maxclients: 3 } })), econfig(/^limits\.maxclients is not an option of new Server\(\) \(did you mean limits\.maxClients\?\)$/))
+            assert.throws(() => new Client(js({ id: "a", backofFirst: 10 })), econfig(/^backofFirst is not an option of new Client\(\) \(did you mean backoffFirst\?\)$/))
+            assert.throws(() => new Gateway(js({ brokerPrt: 1884 })), econfig(/^brokerPrt is not an option of new Gateway\(\) \(did you mean brokerPort\?\)$/))
+            assert.throws(() => new Server(js({ zzz: 1 })), econfig(/^zzz is not an option of new Server\(\)$/), "no suggestion when nothing is close")
+            // Each takes its own keys: a Client's or a gateway's option is not a Server's, nor a Server's a Client's.
+            assert.throws(() => new Server(js({ backoffCap: 100 })), econfig(/^backoffCap is not an option of new Server\(\)/))
+            assert.throws(() => new Server(js({ mqtt: "mqtt://127.0.0.1:1883" })), econfig(/^mqtt is not an option of new Server\(\)/))
+            assert.throws(() => new Client(js({ id: "a", strictIds: true })), econfig(/^strictIds is not an option of new Client\(\)/))
+            assert.throws(() => new Gateway(js({ backoffCap: 100 })), econfig(/^backoffCap is not an option of new Gateway\(\)/))
+            // The gateway sets epochFor itself: one given would be ignored.
+            assert.throws(() => new Gateway(js({ epochFor: () => undefined })), econfig(/^epochFor is not an option of new Gateway\(\)/))
+            assert.throws(() => new Server(js(null)), econfig(/^the options of new Server\(\) must be an object, got null$/))
+            // Every documented key is taken: the link's, the server's and the gateway's own.
+            new Client({ id: "a", host: "h", port: 1, onStatus: () => {}, logger: silent, backoffFirst: 10, backoffCap: 20, key: "00".repeat(32), encrypt: true, state: undefined, timeout: 1000, window: 8 })
+            const server = { port: 0, host: "127.0.0.1", expected: ["a"], strictIds: true, logger: silent, keys: {}, revoked: [], allowPlain: [], encrypt: true, pushKeys: true, limits: { maxClients: 3, idTimeout: 1000 }, state: undefined, ackDelay: 10, onFull: "pause" as const }
+            new Server({ ...server, epochFor: () => undefined })
+            new Gateway({ ...server, mqtt: "mqtt://127.0.0.1:1883", brokerPort: 0, brokerHost: "127.0.0.1", name: "g", mqttBackoffFirst: 100, mqttBackoffCap: 1000 })
         })
 
         it("close(): pending reads and writes reject with ECLOSED; the server stops listening", async function () {

@@ -1,7 +1,9 @@
 // Board settings through DeviceScript's own .env parser: a real `devs build`
 // in a scratch project, with tools/devs-settings-hook.cjs recording what the
 // CLI's compiler read (what deploy sends to the board), and the project's
-// build check (tools/env-check.mjs) against it.
+// build check (tools/env-check.mjs) against it. `devs-iot flash` runs the
+// same check (src/server/envfiles.ts) on its model of that parser, which
+// must read the files as the real one did.
 import assert from "node:assert/strict"
 import { execFile } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
@@ -9,6 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { DEVS_CLI, ROOT } from "../kit/devs.js"
+import { checkEnvFiles, parseEnvFiles } from "../../src/server/envfiles.js"
 
 type Parsed = Record<string, string | null>
 type Check = (root: string, parsed: Parsed) => string[]
@@ -95,6 +98,8 @@ describe("board settings through DeviceScript's .env parser", function () {
         }
         for (const name of ["IOT_HOST", "IOT_PORT", "IOT_TIMEOUT", "IOT_WATCHDOG", "WIFI_SSID", "WIFI_PWD"]) assert.ok(name in parsed, `${name} present`)
         assert.deepEqual(check(dir, parsed), [])
+        assert.deepEqual(parseEnvFiles(dir), parsed, "flash's model of the parser reads the files as DeviceScript did")
+        assert.deepEqual(checkEnvFiles(dir), [], "and flash's check is silent too")
     })
 
     it("comments at the end of lines and a # in a password: the parser drops those lines, the build names each, and the documented form arrives", async function () {
@@ -112,5 +117,7 @@ describe("board settings through DeviceScript's .env parser", function () {
             assert.match(text, new RegExp(where.replace(/\./g, "\\.") + ": DeviceScript's .env parser drops every line that contains \"#\""), where)
         assert.match(text, /WIFI_PWD="ab\\u0023cd"/, "the fix for the password is spelled out")
         assert.equal(problems.length, 4, text)
+        assert.deepEqual(parseEnvFiles(dir), parsed, "flash's model of the parser reads the files as DeviceScript did")
+        assert.deepEqual(checkEnvFiles(dir), problems, "and flash names the same lines, the same way")
     })
 })

@@ -34,6 +34,8 @@ export const FLAGS = {
     otaPort: intFlag("N", { min: 0, max: 65535, dflt: 8124 }, "port of the OTA gateway that boards reach with wssk"),
     otaLinkUpWithin: intFlag("MS", { min: 1000, max: 3600000, dflt: 60000 }, "a new program must bring its link up this soon, or it is rolled back"),
     otaSessionWithin: intFlag("MS", { min: 1000, max: 3600000, dflt: 75000 }, "wait this long for a board's OTA session (boards retry every 32 s)"),
+    // The default is per board: the server deploys to one board after the other.
+    deployReportWithin: intFlag("MS", { min: 1000, max: 86400000, dflt: 600000 }, "give up (exit 1) when the server's report has not come this long after the start; the server goes on with a deploy it began", "600000 a board"),
 }
 
 // The value of a whole-number flag or its environment variable, checked

@@ -11,6 +11,7 @@ import { spawn } from "node:child_process"
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { checkEnvFiles, envFiles, parseEnvFiles, SETTINGS_FILES } from "../envfiles.js"
 import { devsCli, devsVersion, PACKAGE_ROOT } from "../package.js"
 
 // The firmware entries, one per app (the same images `npm run build` makes).
@@ -21,7 +22,6 @@ export const FLASH_APPS: Record<string, string> = {
     "qos-fast": "src/main-qos-fast.ts",
 }
 export const DEFAULT_BOARD = "devs_iot_esp32_devkit_c"
-const SETTINGS_FILES = [".env.defaults", ".env.local"]
 
 export class FlashError extends Error {}
 
@@ -39,24 +39,6 @@ export interface FlashStep {
     args: string[] // arguments to the devs CLI
 }
 
-// KEY=VALUE lines of the settings files in `dir` (later files win), as devs reads them.
-export function readSettings(dir: string): { values: Record<string, string>; files: string[] } {
-    const values: Record<string, string> = {}
-    const files: string[] = []
-    for (const name of SETTINGS_FILES) {
-        const p = join(dir, name)
-        if (!existsSync(p)) continue
-        files.push(p)
-        for (const raw of readFileSync(p, "utf8").split(/\r?\n/)) {
-            const line = raw.replace(/\s+#.*$/, "").trim()
-            if (line === "" || line.startsWith("#")) continue
-            const eq = line.indexOf("=")
-            if (eq > 0) values[line.slice(0, eq).trim()] = line.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1")
-        }
-    }
-    return { values, files }
-}
-
 // The board's architecture, from this package's board file; undefined for
 // a board DeviceScript knows itself.
 function boardArch(board: string): string | undefined {
@@ -66,16 +48,27 @@ function boardArch(board: string): string | undefined {
     return arch.startsWith("esp32") ? "esp32" : arch.startsWith("rp2040") ? "rp2040" : undefined
 }
 
+// A setting's value as the board gets it (undefined: not set, or no value).
+function arrives(json: string | null | undefined): unknown {
+    return json === undefined || json === null ? undefined : JSON.parse(json)
+}
+
 // Checks the options and the settings a board cannot run without; the steps.
 export function flashPlan(o: FlashOptions): FlashStep[] {
     const entry = FLASH_APPS[o.app]
     if (entry === undefined) throw new FlashError(`--app must be one of ${Object.keys(FLASH_APPS).join(", ")}, got ${JSON.stringify(o.app)}`)
     if (!/^[a-z0-9_]+$/.test(o.board)) throw new FlashError(`--board must be a DeviceScript board id (letters, digits, _), got ${JSON.stringify(o.board)}`)
-    const { values, files } = readSettings(o.settingsDir)
+    const files = envFiles(o.settingsDir)
     if (files.length === 0) throw new FlashError(`no settings in ${o.settingsDir}: write IOT_HOST, WIFI_SSID and WIFI_PWD into .env.local there (see the README, "A first board")`)
-    if (!values["IOT_HOST"]) throw new FlashError(`IOT_HOST is not set in ${files.join(" or ")}: the board would not know its server`)
-    const key = values["IOT_KEY"]
-    if (key !== undefined && key !== "" && !/^[0-9a-f]{64}$/.test(key)) throw new FlashError(`IOT_KEY in ${files.join(" or ")} must be 64 lowercase hex digits (devs-iot keygen)`)
+    // Every line as DeviceScript's parser will read it (the build's check, envfiles.ts).
+    const problems = checkEnvFiles(o.settingsDir)
+    if (problems.length > 0) throw new FlashError(`settings in ${o.settingsDir} that would not reach the board as written:\n${problems.map((p) => "  " + p).join("\n")}`)
+    const values = parseEnvFiles(o.settingsDir)
+    const host = arrives(values["IOT_HOST"])
+    if (host === undefined || host === "") throw new FlashError(`IOT_HOST is not set in ${files.join(" or ")}: the board would not know its server`)
+    if (typeof host !== "string") throw new FlashError(`IOT_HOST in ${files.join(" or ")} arrives as ${typeof host}, not text: write it as a JSON string, IOT_HOST=${JSON.stringify(JSON.stringify(host))}`)
+    const key = arrives(values["IOT_KEY"])
+    if (key !== undefined && (typeof key !== "string" || !/^[0-9a-f]{64}$/.test(key))) throw new FlashError(`IOT_KEY in ${files.join(" or ")} must be 64 lowercase hex digits (devs-iot keygen)`)
     const arch = boardArch(o.board)
     if (o.serial !== undefined && arch === undefined) throw new FlashError(`--serial needs a board with a board file in boards/ (its architecture), not ${o.board}`)
     const image = join(o.workDir, `devs-iot-${o.app}-${o.board}.bin`)

@@ -9,7 +9,7 @@ import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
 import type { Fleet } from "../fleet.js"
-import { attachAdmins, requestDeploy } from "../ota/admin.js"
+import { attachAdmins, refuseDeploys, requestDeploy } from "../ota/admin.js"
 import { OtaGateway } from "../ota/gateway.js"
 import { Ota, type DeployReport } from "../ota/ota.js"
 import { JacdacHost, runBoardVm, type BoardVm } from "../ota/simboard.js"
@@ -42,6 +42,7 @@ export const DEPLOY_COMMAND = {
         port: FLAGS.serverPort,
         admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
         key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
+        "report-within": FLAGS.deployReportWithin,
     } as Record<string, Opt>,
 }
 
@@ -65,10 +66,12 @@ export function logsToFleet(gateway: OtaGateway, fleet: Fleet): void {
 }
 
 // Starts the gateway when --ota-keys is given; returns a stop function.
+// Without it, a deploy request is answered with an error that says so.
 export async function startOta(server: Server, values: Values, log: Logger, linkKeyed: string[], allowPlain: string[], fleet?: Fleet): Promise<(() => Promise<void>) | undefined> {
     const file = values["ota-keys"]
     if (typeof file !== "string") {
         for (const n of Object.keys(OTA_SERVER_OPTIONS)) if (values[n] !== undefined) throw config(`--${n} needs --ota-keys`)
+        refuseDeploys(server, "over-the-air updates are off on this server (it runs without --ota-keys)", log)
         return undefined
     }
     let keys: Map<string, Buffer>
@@ -125,16 +128,24 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     }
     const port = readInt(values["port"], "--port", FLAGS.serverPort.range)
     const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
+    // The whole run is bounded: a server that never answers (an older one
+    // without OTA, say) must not hold the operator's terminal for ever.
+    const within = readInt(values["report-within"], "--report-within", FLAGS.deployReportWithin.range, true) ?? FLAGS.deployReportWithin.range.dflt * ids.length
+    const deadline = performance.now() + within
     const client = new Client({ id: admin, host, port, key: key.trim(), logger: log }).start()
+    let t: NodeJS.Timeout | undefined = undefined
+    const byDeadline = <T>(p: Promise<T>, ms: number): Promise<T | undefined> => Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), Math.max(0, ms))))]).finally(() => clearTimeout(t))
     try {
-        let t: NodeJS.Timeout | undefined = undefined
-        const reached = await Promise.race([client.connected().then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), CONNECT_WITHIN)))])
-        clearTimeout(t)
-        if (!reached) {
-            log.error(`cannot reach the server at ${host}:${port} within ${CONNECT_WITHIN} ms`)
+        const connectWithin = Math.min(CONNECT_WITHIN, within)
+        if ((await byDeadline(client.connected().then(() => true), connectWithin)) === undefined) {
+            log.error(`cannot reach the server at ${host}:${port} within ${connectWithin} ms`)
             return 1
         }
-        const report: DeployReport = await requestDeploy(client, ids, image)
+        const report: DeployReport | undefined = await byDeadline(requestDeploy(client, ids, image), deadline - performance.now())
+        if (report === undefined) {
+            log.error(`no answer from the server within ${within} ms (--report-within): does it run with --ota-keys, and ${JSON.stringify(admin)} in its --ota-admins? A deploy it began goes on; its log says how it ended`)
+            return 1
+        }
         out(JSON.stringify(report, null, 2) + "\n")
         return report.boards.every((b) => b.outcome === "deployed" || b.outcome === "unchanged") ? 0 : 1
     } catch (e) {

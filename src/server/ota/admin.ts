@@ -7,6 +7,11 @@
 // Lines (JSON): {"ota":"deploy","ids":[...],"sha256":"<hex>","bytes":N,"parts":K}
 // then K lines {"ota":"part","data":"<base64>"}; the answer is one line
 // {"ota":"report",...} or {"ota":"error","message":"..."}.
+//
+// These lines never reach the server's application: an admin id's lines are
+// all taken for its requests, and another id's lines that begin {"ota": are
+// answered with an error (not an admin; or, on a server without OTA,
+// refuseDeploys()), so a deploy ends with an answer, never silence.
 import type { Client } from "../client.js"
 import type { Connection } from "../connection.js"
 import { silentLogger, type Logger } from "../log.js"
@@ -16,26 +21,70 @@ import { MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
 
 export const PART_BYTES = 3072 // 4 KB lines in base64
 
+// The lines of an OTA request, as requestDeploy writes them.
+const OTA_LINE = /^\{"ota":/
+
 export function attachAdmins(server: Server, ota: Ota, adminIds: string[], logger: Logger = silentLogger()): void {
     const log = logger.child({ ota: "admin" })
     const admins = new Set(adminIds)
-    const reading = new WeakSet<Connection>()
-    server.on("connect", (conn: Connection) => {
-        if (!admins.has(conn.id) || reading.has(conn)) return
-        reading.add(conn)
-        void serve(conn, ota, log)
+    eachNewConnection(server, (conn) => {
+        if (!admins.has(conn.id)) return refuseOn(conn, `${JSON.stringify(conn.id)} is not an OTA admin of this server`, log)
+        const lines = new Lines()
+        conn.setClaim({ wants: () => true, take: (line) => lines.push(line) })
+        void serve(conn, lines, ota, log)
     })
 }
 
-async function serve(conn: Connection, ota: Ota, log: Logger): Promise<void> {
+// On a server without OTA: every deploy request is answered with an error
+// saying `why` (and logged), its lines kept from the application.
+export function refuseDeploys(server: Server, why: string, logger: Logger = silentLogger()): void {
+    const log = logger.child({ ota: "admin" })
+    eachNewConnection(server, (conn) => refuseOn(conn, why, log))
+}
+
+function eachNewConnection(server: Server, f: (conn: Connection) => void): void {
+    const seen = new WeakSet<Connection>()
+    server.on("connect", (conn: Connection) => {
+        if (seen.has(conn)) return
+        seen.add(conn)
+        f(conn)
+    })
+}
+
+function refuseOn(conn: Connection, why: string, log: Logger): void {
+    conn.setClaim({
+        wants: (line) => OTA_LINE.test(line),
+        take: (line) => {
+            if (!line.startsWith('{"ota":"deploy"')) return // its parts, or a stray line
+            log.warn({ client: conn.id, address: conn.address }, `OTA request from ${conn.id} refused: ${why}`)
+            conn.write(JSON.stringify({ ota: "error", message: why })).catch(() => {})
+        },
+    })
+}
+
+// An admin link's lines, in order, for its request loop.
+class Lines {
+    private lines: string[] = []
+    private waiting: ((line: string) => void) | undefined = undefined
+
+    push(line: string): void {
+        const w = this.waiting
+        this.waiting = undefined
+        if (w) w(line)
+        else this.lines.push(line)
+    }
+
+    next(): Promise<string> {
+        const line = this.lines.shift()
+        if (line !== undefined) return Promise.resolve(line)
+        return new Promise((resolve) => (this.waiting = resolve))
+    }
+}
+
+async function serve(conn: Connection, lines: Lines, ota: Ota, log: Logger): Promise<void> {
     const reply = (o: object) => conn.write(JSON.stringify(o)).catch(() => {})
     for (;;) {
-        let line: string
-        try {
-            line = await conn.readline()
-        } catch {
-            return // link closed
-        }
+        const line = await lines.next()
         if (!conn.authenticated) {
             log.warn({ admin: conn.id, address: conn.address }, "OTA request on a link that is not authenticated: refused")
             await reply({ ota: "error", message: `admin id ${conn.id} must authenticate (give it a key in the server's key file, not in allow-plain)` })
@@ -65,7 +114,7 @@ async function serve(conn: Connection, ota: Ota, log: Logger): Promise<void> {
         for (let i = 0; i < parts; i++) {
             let p: { ota?: unknown; data?: unknown }
             try {
-                p = JSON.parse(await conn.readline())
+                p = JSON.parse(await lines.next())
             } catch (e) {
                 bad = `part ${i}: ${(e as Error).message}`
                 break
