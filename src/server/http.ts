@@ -10,7 +10,6 @@
 // answers loopback host names, so another site cannot read it through DNS
 // rebinding.
 import { createHash, timingSafeEqual } from "node:crypto"
-import { once } from "node:events"
 import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http"
 import { LinkError } from "../shared/index.js"
@@ -18,6 +17,7 @@ import { intIn } from "../shared/config.js"
 import { Fleet, type BoardStatus } from "./fleet.js"
 import { Metrics } from "./metrics.js"
 import type { Server } from "./server.js"
+import { listenOn } from "./listen.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface HttpOptions {
@@ -103,8 +103,7 @@ export class HttpStatus {
     }
 
     async listen(): Promise<void> {
-        this.http.listen(this.wantedPort, this.host)
-        await Promise.race([once(this.http, "listening"), once(this.http, "error").then(([e]) => Promise.reject(e))])
+        await listenOn(this.http, this.wantedPort, this.host, this.log, "HTTP: accepting a connection failed")
         const a = this.http.address()
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
         this.ticker = setInterval(() => this.tick(), TICK_MS)

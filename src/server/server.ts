@@ -22,6 +22,7 @@ import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
+import { listenOn } from "./listen.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
 // The port a server listens on: 0 picks a free one.
@@ -235,8 +236,7 @@ export class Server extends EventEmitter {
     }
 
     async listen(): Promise<void> {
-        this.net.listen(this.wantedPort, this.host)
-        await Promise.race([once(this.net, "listening"), once(this.net, "error").then(([e]) => Promise.reject(e))])
+        await listenOn(this.net, this.wantedPort, this.host, this.log, "accepting a connection failed")
         const a = this.net.address()
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
         this.log.info({ host: this.host, port: this.boundPort, timeout: this.cfg.timeout }, "listening")

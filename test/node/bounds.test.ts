@@ -314,6 +314,17 @@ describe("bounds on a peer that misbehaves on purpose", function () {
         n2.destroy()
     })
 
+    it("accept failures after listening (EMFILE, out of file descriptors) are logged, not thrown: the server goes on", async function () {
+        const lines: string[] = []
+        const sink = new Writable({ write: (b, _e, cb) => (lines.push(b.toString()), cb()) })
+        const server = await startServer({}, { logger: pino({ level: "info" }, sink) })
+        const net = (server as unknown as { net: { emit(e: string, x: Error): boolean } }).net
+        for (let i = 0; i < 3; i++) net.emit("error", Object.assign(new Error("accept EMFILE"), { code: "EMFILE" }))
+        assert.equal(lines.filter((l) => l.includes("accept EMFILE")).length, 1, "logged once in its interval")
+        const c = startClient(server, "after-emfile")
+        await within(c.connected(), 10000, "a client connects after")
+    })
+
     it("a new id refused because the server is full is not an offence: a newcomer that retries is not penalized", async function () {
         const server = await startServer({ maxClients: 2, penaltyOffences: 2, penalizedPending: 1 })
         const all = warnings(server)

@@ -11,6 +11,7 @@ import { silentLogger, type Logger } from "../log.js"
 import { classify, LineSplitter, MAX_REPORT_BYTES, parseException, type ExceptionReport } from "./boardlog.js"
 import type { DeployRun, RunResult } from "./deployrun.js"
 import { acceptResponse, closeFrame, encodeFrame, OP_BINARY, OP_PONG, refusalResponse, WebSocketError, WsDecoder } from "./websocket.js"
+import { listenOn } from "../listen.js"
 import { clientRandom, Cmd, GatewaySession, KEY_BYTES, Streaming, WsskError } from "./wssk.js"
 
 export interface GatewayOptions {
@@ -61,13 +62,7 @@ export class OtaGateway extends EventEmitter {
     }
 
     async listen(): Promise<void> {
-        await new Promise<void>((resolve, reject) => {
-            this.net.once("error", reject)
-            this.net.listen(this.opts.port ?? 0, this.opts.host ?? "0.0.0.0", () => {
-                this.net.off("error", reject)
-                resolve()
-            })
-        })
+        await listenOn(this.net, this.opts.port ?? 0, this.opts.host ?? "0.0.0.0", this.log, "OTA gateway: accepting a connection failed")
         this.boundPort = (this.net.address() as { port: number }).port
         this.log.info({ port: this.boundPort }, "OTA gateway listening")
     }

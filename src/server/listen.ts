@@ -1,0 +1,23 @@
+// Listening, and what comes after: a server emits failures to accept
+// (EMFILE when the process is out of file descriptors) as "error", and an
+// emitter with no "error" listener throws, which would end the process.
+import { once } from "node:events"
+import type { Server as NetServer } from "node:net"
+import type { Logger } from "./log.js"
+
+const ERROR_LOG_EVERY = 5000 // ms between two such log lines
+
+export async function listenOn(server: NetServer, port: number, host: string, log: Logger, what: string): Promise<void> {
+    server.listen(port, host)
+    await Promise.race([once(server, "listening"), once(server, "error").then(([e]) => Promise.reject(e))])
+    server.removeAllListeners("error") // the one left by the race
+    let last = -Infinity
+    let quiet = 0
+    server.on("error", (e: NodeJS.ErrnoException) => {
+        const now = Date.now()
+        if (now - last < ERROR_LOG_EVERY) return void quiet++
+        log.error({ code: e.code, more: quiet }, `${what}: ${e.message}; still listening`)
+        last = now
+        quiet = 0
+    })
+}
