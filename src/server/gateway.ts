@@ -28,8 +28,9 @@ import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
 import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
-// The gateway sets the server's epochFor itself (it continues each board's id sequence).
-export interface GatewayOptions extends Omit<ServerOptions, "epochFor"> {
+// The gateway sets the server's epochFor (it continues each board's id
+// sequence) and idProblem (ids are topic levels) itself.
+export interface GatewayOptions extends Omit<ServerOptions, "epochFor" | "idProblem"> {
     mqtt?: string // the broker's URL (mqtt://host:port); none: an embedded broker (Aedes)
     brokerPort?: number // the embedded broker's port (default 1883; 0: a free one)
     brokerHost?: string // the embedded broker's address (default "127.0.0.1")
@@ -40,7 +41,7 @@ export interface GatewayOptions extends Omit<ServerOptions, "epochFor"> {
 
 // The keys new Gateway() takes; any other is refused (options.ts). Its own
 // are not passed on to its Server.
-const { epochFor: _, ...SERVER_KEYS_OF_GATEWAY } = SERVER_KEYS
+const { epochFor: _, idProblem: __, ...SERVER_KEYS_OF_GATEWAY } = SERVER_KEYS
 const OWN_KEYS = { mqtt: true, brokerPort: true, brokerHost: true, name: true, mqttBackoffFirst: true, mqttBackoffCap: true } as const
 const GATEWAY_KEYS: OptionKeys<GatewayOptions> = { ...SERVER_KEYS_OF_GATEWAY, ...OWN_KEYS }
 
@@ -566,7 +567,14 @@ export class Gateway {
         this.opts = opts
         this.log = opts.logger ?? silentLogger()
         const serverOpts: ServerOptions = Object.fromEntries(Object.entries(opts).filter(([k]) => !Object.hasOwn(OWN_KEYS, k)))
-        this.server = new Server({ ...serverOpts, epochFor: (id) => (this.continuous ? this.epochs.get(id) : undefined) })
+        this.server = new Server({
+            ...serverOpts,
+            epochFor: (id) => (this.continuous ? this.epochs.get(id) : undefined),
+            idProblem: (id) => {
+                const p = topicIdProblem(id)
+                return p === "" ? "" : `board id cannot be an MQTT topic level: ${p}`
+            },
+        })
         this.name = opts.name ?? `${hostname()}-${process.pid}`
         const nameProblem = topicIdProblem(this.name)
         if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)
@@ -745,13 +753,8 @@ export class Gateway {
         this.server.forget(id, why)
     }
 
+    // (An id that cannot be a topic level never gets here: idProblem.)
     private boardUp(conn: Connection): void {
-        const problem = topicIdProblem(conn.id)
-        if (problem !== "") {
-            this.log.error({ client: conn.id, code: "bad-id" }, `board id cannot be an MQTT topic level: ${problem}; its link is closed`)
-            this.server.forget(conn.id, "id not usable as an MQTT topic")
-            return
-        }
         let s = this.sessions.get(conn.id)
         if (s && s.conn !== conn) {
             s.close()

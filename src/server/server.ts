@@ -51,6 +51,9 @@ export interface ServerOptions extends LinkOptions {
     // undefined for a random one. For a relay that continues the sequence
     // of another server (the MQTT gateway, docs/protocol.md).
     epochFor?: (id: string) => string | undefined
+    // A relay's own rule for ids (the MQTT gateway: one topic level): why
+    // `id` is refused, or "". Refused like any bad id, before its handshake.
+    idProblem?: (id: string) => string
 }
 
 // The keys new Server() takes; any other is refused (options.ts).
@@ -69,6 +72,7 @@ export const SERVER_KEYS: OptionKeys<ServerOptions> = {
     limits: true,
     state: true,
     epochFor: true,
+    idProblem: true,
 }
 
 // Limits on unauthenticated sockets (docs/security.md, "Hostile input"). Each is
@@ -195,6 +199,7 @@ export class Server extends EventEmitter {
     private keysPushedCount = 0
     private state: StateStore | undefined
     private epochFor: ((id: string) => string | undefined) | undefined
+    private idProblem: ((id: string) => string) | undefined
 
     constructor(opts: ServerOptions = {}) {
         super()
@@ -227,6 +232,7 @@ export class Server extends EventEmitter {
         this.pushKeys = opts.pushKeys ?? false
         this.state = opts.state
         this.epochFor = opts.epochFor
+        this.idProblem = opts.idProblem
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
     }
 
@@ -560,6 +566,8 @@ export class Server extends EventEmitter {
             if (r.kind === "bad") return void this.offend(e, { code: "bad-id", address, detail: r.reason })
             // An original board's id is a MicroPython str, so valid UTF-8.
             if (r.id.includes("\uFFFD")) return void this.offend(e, { code: "bad-id", address, detail: "id is not valid UTF-8" })
+            const problem = this.idProblem?.(r.id) ?? ""
+            if (problem !== "") return void this.offend(e, { code: "bad-id", id: r.id, address, detail: problem })
             if (e.cut) return
             this.route(r.id, socket, r.rest, address, e)
         })

@@ -3,6 +3,7 @@
 // line published on `down` reaches the board; SIGTERM exits 0.
 import assert from "node:assert/strict"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
@@ -51,6 +52,10 @@ describe("devs-iot gateway (embedded broker)", function () {
         onCleanup(() => gw.stop())
         assert.equal(await within(gw.exited, 10000, "exit"), 2)
         assert.match(gw.stderr, /Unknown option '--app'/)
+        const byEnv = cli(["server", "--port", "0"], { DEVS_IOT_GATEWAY: "1", DEVS_IOT_STATE: "/tmp/x" })
+        onCleanup(() => byEnv.stop())
+        assert.equal(await within(byEnv.exited, 10000, "exit"), 2)
+        assert.match(byEnv.stderr, /DEVS_IOT_STATE: not used by the gateway/)
     })
 
     it("with --keys, a keyed id must authenticate: refused without its key, its lines relayed with it", async function () {
@@ -94,6 +99,23 @@ describe("devs-iot gateway (embedded broker)", function () {
         }
         const sessions = (gw as unknown as { sessions: Map<string, unknown> }).sessions
         assert.deepEqual([...sessions.keys()].sort(), gw.server.connections().map((c) => c.id).sort())
+    })
+
+    it("board ids that cannot be a topic level are refused before their handshake, as bad ids (warned at a rate)", async function () {
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t4" })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const bad: string[] = []
+        gw.server.on("warning", (w) => w.code === "bad-id" && bad.push(w.id ?? ""))
+        for (const id of ["x/1", "+2", "#3", "$sys4"]) {
+            const s = connect(gw.port, "127.0.0.1")
+            s.on("error", () => undefined)
+            onCleanup(() => void s.destroy())
+            s.write(`${id}\n`)
+            await within(new Promise<void>((r) => s.once("close", () => r())), 5000, `${id} refused`)
+        }
+        assert.deepEqual(bad, ["x/1", "+2", "#3", "$sys4"])
+        assert.deepEqual(gw.server.connections(), [])
     })
 
     it("a bad broker URL exits 2 naming it", async function () {

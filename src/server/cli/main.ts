@@ -650,7 +650,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     }
     try {
         // `server --gateway` takes the gateway's flags: one it does not use is an error, not ignored.
-        const asGateway = cmd === "server" && args.includes("--gateway")
+        const asGateway = cmd === "server" && (args.includes("--gateway") || ["1", "true", "yes", "on"].includes((env[envName("gateway")] ?? "").trim().toLowerCase()))
+        if (asGateway) {
+            const serverOnly = Object.keys(COMMANDS["server"]!.options).filter((k) => k !== "gateway" && COMMANDS["gateway"]!.options[k] === undefined && env[envName(k)] !== undefined)
+            if (serverOnly.length > 0) throw new UsageError(`${serverOnly.map(envName).join(", ")}: not used by the gateway; unset ${serverOnly.length > 1 ? "them" : "it"}`)
+        }
         const { values, source, positionals } = asGateway ? readOptions("gateway", args.filter((a) => a !== "--gateway"), env) : readOptions(cmd, args, env)
         if (values["help"]) {
             process.stdout.write(help(cmd) + "\n")
