@@ -36,6 +36,7 @@ const FORMAT = `"<id> <key> [<next key>] [encrypt]", "<id> revoked" or "<id> ope
 
 // The lengths of a line's words: enough to see what is wrong, nothing of a key.
 function shape(words: string[]): string {
+    if (words.length === 0) return "nothing (the file is empty or all comments)"
     return `${words.length} word${words.length === 1 ? "" : "s"} of ${words.map((w) => w.length).join(", ")} characters`
 }
 

@@ -259,6 +259,10 @@ function boardSide(values: Values, source: Record<string, string>, expects: stri
         }
     }
     const allowPlain = (str(values, "allow-plain") ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => id(source["allow-plain"]!, s))
+    // Each of these acts on keyed ids only: without --keys there are none.
+    if (keyFile === undefined)
+        for (const flag of ["allow-plain", "encrypt", "push-keys"])
+            if (source[flag] !== undefined && values[flag] !== false) throw new UsageError(`${source[flag]} acts on keyed ids only: give --keys FILE too`)
     const limits = Object.fromEntries(SERVER_BOUNDS.map((b) => [b.name, optInt(values, source, b.flag, b)]))
     return {
         expected,
