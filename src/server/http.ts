@@ -30,6 +30,7 @@ export interface HttpOptions {
 export const MAX_RESPONSE_BYTES = 1048576 // a board list is cut here (the answer says where to go on)
 export const MAX_PAGE_BOARDS = 1000
 export const MAX_EVENT_CLIENTS = 32
+export const MAX_HTTP_CONNECTIONS = 256 // past it, new HTTP connections are closed at once: the boards' links keep their file descriptors
 const MAX_EVENT_BUFFER = 262144 // an event-stream reader this far behind is cut
 const MAX_CHANGES_PER_FLUSH = 500 // board events per flush; past it the page reloads the list
 const MAX_REQUEST_BYTES = 16 + 2 * 65536 // a line to send, as UTF-8
@@ -96,6 +97,7 @@ export class HttpStatus {
         this.http.headersTimeout = 10000
         this.http.requestTimeout = 30000
         this.http.maxHeadersCount = 64
+        this.http.maxConnections = MAX_HTTP_CONNECTIONS
     }
 
     get port(): number {

@@ -7,7 +7,7 @@ import { connect } from "node:net"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
-import { MAX_EVENT_CLIENTS } from "../../src/server/http.js"
+import { MAX_EVENT_CLIENTS, MAX_HTTP_CONNECTIONS } from "../../src/server/http.js"
 import { BOARD_LOG_CHARS, BOARD_LOG_LINES, outageKind } from "../../src/server/fleet.js"
 import { OtaGateway } from "../../src/server/ota/gateway.js"
 import { logsToFleet } from "../../src/server/cli/ota.js"
@@ -378,6 +378,31 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.equal((await get(port, "/api/boards", { Host: "evil.example:80" })).status, 421)
             assert.equal((await get(port, "/api/boards", { Host: `localhost:${port}` })).status, 200)
             assert.equal((await get(port, "/api/boards", { Host: `127.0.0.1:${port}` })).status, 200)
+        })
+
+        it(`at most ${MAX_HTTP_CONNECTIONS} HTTP connections: one more is closed at once; once one goes, requests are answered again`, async function () {
+            const { port } = await start()
+            const open = async () => {
+                const s = connect(port, "127.0.0.1")
+                s.on("error", () => undefined)
+                onCleanup(() => void s.destroy())
+                await within(new Promise<void>((r) => s.once("connect", () => r())), 5000, "connect")
+                return s
+            }
+            const idle = []
+            for (let i = 0; i < MAX_HTTP_CONNECTIONS; i++) idle.push(await open())
+            await new Promise((r) => setImmediate(r)) // the server accepted them
+            const extra = await open()
+            await within(new Promise<void>((r) => extra.once("close", () => r())), 5000, "one more closed at once")
+            idle[0]!.destroy()
+            await within(
+                (async () => {
+                    for (;;) if ((await get(port, "/api/boards").catch(() => ({ status: 0 }))).status === 200) return
+                })(),
+                5000,
+                "answered again",
+            )
+            for (const s of idle) s.destroy()
         })
 
         it("the token is compared in constant time (hashes, timingSafeEqual) and only its hash is kept", function () {
