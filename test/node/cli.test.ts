@@ -48,11 +48,12 @@ describe("devs-iot CLI", function () {
     }
 
     it("--help for each command exits 0 and lists every option with its variable", async function () {
-        for (const cmd of ["server", "client"]) {
+        for (const cmd of ["server", "client", "deploy"]) {
             const c = run([cmd, "--help"])
             assert.equal(await within(c.exited, 10000, "exit"), 0)
             assert.match(c.stdout, /--port N/)
             assert.match(c.stdout, /env DEVS_IOT_TIMEOUT/)
+            if (cmd === "deploy") assert.match(c.stdout, /^Usage: devs-iot deploy \[options\] image\.devs$/m)
         }
     })
 

@@ -168,7 +168,7 @@ function help(cmd: string): string {
         const left = `  --${name}${o.arg ? " " + o.arg : ""}`
         return name === "help" ? `${left.padEnd(26)} ${o.help}` : `${left.padEnd(26)} ${o.help}\n${"".padEnd(27)}env ${envName(name)}`
     })
-    return `Usage: devs-iot ${cmd} [options]\n\n${c.summary}.\n\nOptions:\n${rows.join("\n")}`
+    return `Usage: devs-iot ${cmd} [options]${cmd === "deploy" ? " image.devs" : ""}\n\n${c.summary}.\n\nOptions:\n${rows.join("\n")}`
 }
 
 type Values = Record<string, string | boolean | undefined>

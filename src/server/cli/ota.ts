@@ -3,6 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
+import { TIMEOUT } from "../../shared/config.js"
 import { Client } from "../client.js"
 import { FLAGS, readInt, type IntOpt } from "./flags.js"
 import { KeyFileError, loadKeyFile } from "../keys.js"
@@ -43,6 +44,7 @@ export const DEPLOY_COMMAND = {
         admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
         key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
         "report-within": FLAGS.deployReportWithin,
+        timeout: { type: "string", arg: "MS", help: `${TIMEOUT.doc}: the server's --timeout (default ${TIMEOUT.dflt})` },
     } as Record<string, Opt>,
 }
 
@@ -132,7 +134,8 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     // without OTA, say) must not hold the operator's terminal for ever.
     const within = readInt(values["report-within"], "--report-within", FLAGS.deployReportWithin.range, true) ?? FLAGS.deployReportWithin.range.dflt * ids.length
     const deadline = performance.now() + within
-    const client = new Client({ id: admin, host, port, key: key.trim(), logger: log }).start()
+    const timeout = readInt(values["timeout"], "--timeout", TIMEOUT)
+    const client = new Client({ id: admin, host, port, key: key.trim(), timeout, logger: log }).start()
     let t: NodeJS.Timeout | undefined = undefined
     const byDeadline = <T>(p: Promise<T>, ms: number): Promise<T | undefined> => Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), Math.max(0, ms))))]).finally(() => clearTimeout(t))
     try {
