@@ -364,6 +364,11 @@ export class Server extends EventEmitter {
         return [...this.keys.keys()]
     }
 
+    // `id` has a key: it connects authenticated (or, in --allow-plain, may not).
+    isKeyed(id: string): boolean {
+        return this.keys.has(id)
+    }
+
     revokedIds(): string[] {
         return [...this.revoked]
     }

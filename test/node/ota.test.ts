@@ -137,6 +137,56 @@ describe("OTA gateway (wssk)", function () {
         }
     })
 
+    it("a socket refused before the upgrade is read no further: a frame after its 404 ends nothing", async function () {
+        const key = randomBytes(32)
+        const g = await gateway({ b1: key })
+        const s = connect({ port: g.port, host: "127.0.0.1", allowHalfOpen: true })
+        s.on("error", () => undefined)
+        onCleanup(() => void s.destroy())
+        const reply = within(new Promise<string>((r) => s.once("data", (d: Buffer) => r(d.toString()))), 3000, "the refusal")
+        s.write("GET /wssk/nobody HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert.match(await reply, /^HTTP\/1.1 404/)
+        s.end(Buffer.from([0x82, 0x81, 0, 0, 0, 0, 0x41])) // a masked binary frame
+        await within(new Promise<void>((r) => s.once("close", () => r())), 3000, "the refused socket closed")
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key })
+        await b.attempt()
+        assert.deepEqual(b.events, ["refused 403"], "the gateway goes on")
+    })
+
+    it("a board's ping too long to echo and an exception report without a name end nothing", async function () {
+        const key = randomBytes(32)
+        const g = await gateway({ b1: key })
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+        const session = g.want("b1")
+        const attempt = b.attempt()
+        const s = await within(session, 5000, "session")
+        const reported = within(new Promise<string>((r) => g.once("exception", (_id: string, e: { name: string }) => r(e.name))), 3000, "the report")
+        b.sendRaw(Buffer.concat([Buffer.from([Cmd.PingCloud]), Buffer.alloc(300)]))
+        b.sendRaw(Buffer.concat([Buffer.from([Cmd.ExceptionReport]), Buffer.from("* Exception:\n")]))
+        assert.equal(await reported, "(no name)")
+        assert.equal(s.isOpen, true)
+        s.close("test over")
+        await attempt
+    })
+
+    it("one address holds at most a few sockets: a board from another address still gets its session", async function () {
+        const key = randomBytes(32)
+        const warnings: string[] = []
+        const g = await gateway({ b1: key }, warnings)
+        for (let i = 0; i < 64; i++) {
+            const x = connect({ port: g.port, host: "127.0.0.1", localAddress: "127.0.0.2" })
+            x.on("error", () => undefined)
+            onCleanup(() => void x.destroy())
+        }
+        await within((async () => { while (!warnings.some((w) => /over 4 sockets from 127.0.0.2/.test(w))) await new Promise((r) => setTimeout(r, 20)) })(), 5000, "the fifth refused")
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+        const session = g.want("b1")
+        const attempt = b.attempt()
+        const s = await within(session, 5000, "the board's session")
+        s.close("test over")
+        await attempt
+    })
+
     it("refuses a request that is not a WebSocket upgrade with 400 and the reason", async function () {
         const g = await gateway({ b1: randomBytes(32) })
         const s = connect(g.port, "127.0.0.1")
@@ -233,6 +283,71 @@ describe("OTA deploy with rollback (devs-iot server, reference board)", function
 
         const same = await ota.deploy(["b1"], v2, "test")
         assert.equal(same.boards[0]!.outcome, "unchanged")
+    })
+})
+
+describe("OTA deploy: one at a time per board, and only the board's own link counts", function () {
+    this.timeout(40000)
+    afterEach(closeAll)
+
+    async function setupBoard(good: Buffer, current: Buffer | undefined, linkKey?: string) {
+        const key = randomBytes(32)
+        const port = await freePort()
+        const keyed = linkKey ? { keys: { b1: linkKey }, allowPlain: ["b1"] } : {}
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, ...keyed }))
+        await server.listen()
+        const g = await gateway({ b1: key })
+        let link: Client | undefined = undefined
+        const run = (img: Buffer | undefined) => {
+            void link?.close()
+            link = undefined
+            if (img && img.equals(good)) link = new Client({ id: "b1", port, timeout: 1000, ...(linkKey ? { key: linkKey } : {}) }).start()
+        }
+        onCleanup(() => link?.close())
+        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: current, onProgram: run })
+        run(current)
+        keepTrying(board)
+        const ota = new Ota({ server, gateway: g, linkUpWithin: 3000, sessionWithin: 5000, deployWithin: 10000 })
+        if (current) ota.keep(current)
+        return { port, board, ota }
+    }
+
+    const written = async (board: RefBoard, img: Buffer) => {
+        await within((async () => { while (!board.program?.equals(img)) await new Promise((r) => setTimeout(r, 20)) })(), 10000, "the image on the board")
+    }
+
+    it("a second deploy to a board is refused while the first waits for the new program's link and rolls back", async function () {
+        const v1 = image(1184), bad = image(640), v3 = image(2048)
+        const { board, ota } = await setupBoard(v1, v1)
+        const first = ota.deploy(["b1"], bad, "a")
+        await written(board, bad)
+        await board.waitEvent(/refused 403/, 10000) // its session is over, nothing pending: it waits for the link now
+        await assert.rejects(ota.deploy(["b1"], v3, "b"), /a deploy to "b1" is already running/)
+        const r = await first
+        assert.equal(r.boards[0]!.outcome, "rolled-back", r.boards[0]!.detail)
+        assert.deepEqual(board.program, v1)
+    })
+
+    it("a board with no program (its hash all zeros) can be deployed to: there is nothing a rollback could lose", async function () {
+        const v1 = image(1024)
+        const { board, ota } = await setupBoard(v1, undefined)
+        const r = await ota.deploy(["b1"], v1, "a")
+        assert.equal(r.boards[0]!.outcome, "deployed", r.boards[0]!.detail)
+        assert.equal(r.boards[0]!.before, "0".repeat(64))
+        assert.deepEqual(board.program, v1)
+    })
+
+    it("a keyed board: a plain connection with its id (--allow-plain) does not count as its new program's link", async function () {
+        const linkKey = "3c".repeat(32)
+        const v1 = image(1184), bad = image(640)
+        const { port, board, ota } = await setupBoard(v1, v1, linkKey)
+        const deploy = ota.deploy(["b1"], bad, "a")
+        await written(board, bad)
+        const stranger = cleanup(new Client({ id: "b1", port, timeout: 1000 }).start())
+        await within(stranger.connected(), 5000, "the stranger's plain link up")
+        const r = await deploy
+        assert.equal(r.boards[0]!.outcome, "rolled-back", r.boards[0]!.detail)
+        assert.deepEqual(board.program, v1)
     })
 })
 

@@ -92,6 +92,10 @@ export async function startOta(server: Server, values: Values, log: Logger, link
         if (allowPlain.includes(a)) throw config(`--ota-admins: ${JSON.stringify(a)} is in --allow-plain; an admin must authenticate`)
         if (keys.has(a)) throw config(`--ota-admins: ${JSON.stringify(a)} is also a board in --ota-keys; a board must not request deploys`)
     }
+    // A deploy counts the board's link coming up as its new program working.
+    const open = [...keys.keys()].filter((b) => !linkKeyed.includes(b) || allowPlain.includes(b))
+    if (open.length > 0)
+        log.warn({ boards: open }, `OTA boards whose link is not authenticated (no --keys line, or --allow-plain): ${open.join(", ")}; anyone who connects with such an id after a deploy makes a broken program look good (no rollback); give them link keys`)
     const gateway = new OtaGateway({ port: int(values, "ota-port"), host: typeof values["host"] === "string" ? values["host"] : "0.0.0.0", keys, logger: log })
     const ota = new Ota({
         server,

@@ -60,7 +60,7 @@ export function parseException(report: string): ExceptionReport | undefined {
         if (m) program = m[1]
     }
     const block = lines.slice(start).filter((l) => l.startsWith("*") || l.startsWith("!"))
-    const name = /^[*!] Exception:\s*(\S+)/.exec(block[0]!)![1]!
+    const name = /^[*!] Exception:\s*(\S+)/.exec(block[0]!)?.[1] ?? "(no name)"
     let message = ""
     const stack: string[] = []
     for (const l of block.slice(1)) {

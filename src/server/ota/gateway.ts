@@ -12,7 +12,7 @@ import { classify, LineSplitter, MAX_REPORT_BYTES, parseException, type Exceptio
 import type { DeployRun, RunResult } from "./deployrun.js"
 import { acceptResponse, closeFrame, encodeFrame, OP_BINARY, OP_PONG, refusalResponse, WebSocketError, WsDecoder } from "./websocket.js"
 import { listenOn } from "../listen.js"
-import { clientRandom, Cmd, GatewaySession, KEY_BYTES, Streaming, WsskError } from "./wssk.js"
+import { clientRandom, Cmd, GatewaySession, KEY_BYTES, MAX_TO_BOARD, Streaming, WsskError } from "./wssk.js"
 
 export interface GatewayOptions {
     port?: number // 0: a free port (see gateway.port)
@@ -27,6 +27,9 @@ export interface GatewayOptions {
 export const BOARD_PATH = /^\/wssk\/([A-Za-z0-9._:-]{1,64})$/
 const STREAM_MASK = Streaming.Dmesg | Streaming.Exceptions
 const STREAM_REFRESH_MS = 10000 // the board drops temporary streaming after ~16 s
+const MAX_PER_ADDRESS = 4 // sockets from one address (a board needs one; a rollback must find room)
+const REQUEST_WITHIN = 3000 // ms from accept to the HTTP upgrade request (a board sends it at once)
+const WARNINGS_PER_SECOND = 10 // logged; the rest counted and told in the next logged line
 
 export declare interface OtaGateway {
     on(event: "log", listener: (id: string, kind: "console" | "runtime", text: string) => void): this
@@ -92,19 +95,35 @@ export class OtaGateway extends EventEmitter {
         w?.reject(new Error(reason))
     }
 
+    private warnedAt = 0
+    private warnedNow = 0
+    private unlogged = 0
+
+    // Emitted each time; logged at most WARNINGS_PER_SECOND a second.
     private warn(code: string, address: string, detail: string, id?: string): void {
-        this.log.warn({ code, board: id, address, detail }, "OTA gateway")
         this.emit("warning", { code, id, address, detail })
+        const now = Date.now()
+        if (now - this.warnedAt >= 1000) {
+            this.warnedAt = now
+            this.warnedNow = 0
+        }
+        if (++this.warnedNow > WARNINGS_PER_SECOND) return void this.unlogged++
+        this.log.warn({ code, board: id, address, detail, ...(this.unlogged > 0 ? { unlogged: this.unlogged } : {}) }, "OTA gateway")
+        this.unlogged = 0
     }
+
+    private perAddress = new Map<string, number>()
 
     private accept(socket: Socket): void {
         const address = `${socket.remoteAddress}:${socket.remotePort}`
-        if (this.sockets.size >= this.maxSockets) {
-            this.warn("too-many", address, `over ${this.maxSockets} sockets: refused`)
+        const from = socket.remoteAddress ?? ""
+        if (this.sockets.size >= this.maxSockets || (this.perAddress.get(from) ?? 0) >= MAX_PER_ADDRESS) {
+            this.warn("too-many", address, this.sockets.size >= this.maxSockets ? `over ${this.maxSockets} sockets: refused` : `over ${MAX_PER_ADDRESS} sockets from ${from}: refused`)
             socket.destroy()
             return
         }
         this.sockets.add(socket)
+        this.perAddress.set(from, (this.perAddress.get(from) ?? 0) + 1)
         socket.setNoDelay(true)
         const decoder = new WsDecoder()
         let session: GatewaySession | undefined = undefined
@@ -112,6 +131,15 @@ export class OtaGateway extends EventEmitter {
         let id: string | undefined = undefined
         let idle: NodeJS.Timeout | undefined = undefined
         const handshake = setTimeout(() => cut("handshake-timeout", `no proof within ${this.handshakeTimeout} ms`), this.handshakeTimeout)
+        let requested = false
+        const request = setTimeout(() => requested || cut("handshake-timeout", `no request within ${REQUEST_WITHIN} ms`), Math.min(REQUEST_WITHIN, this.handshakeTimeout))
+        // Refused: nothing more is read from this socket.
+        let refused = false
+        const refuse = (response: Buffer) => {
+            refused = true
+            socket.end(response)
+            setTimeout(() => socket.destroy(), 1000).unref()
+        }
         const feedIdle = () => {
             if (idle) clearTimeout(idle)
             idle = setTimeout(() => cut("idle", `silent for ${this.idleTimeout} ms`), this.idleTimeout)
@@ -123,11 +151,25 @@ export class OtaGateway extends EventEmitter {
         socket.on("error", () => {})
         socket.on("close", () => {
             clearTimeout(handshake)
+            clearTimeout(request)
             if (idle) clearTimeout(idle)
             this.sockets.delete(socket)
+            const n = (this.perAddress.get(from) ?? 1) - 1
+            if (n > 0) this.perAddress.set(from, n)
+            else this.perAddress.delete(from)
             board?.gone("connection closed")
         })
         socket.on("data", (chunk: Buffer) => {
+            if (refused || socket.destroyed) return
+            // Whatever a peer sends, an exception ends its socket, never the process.
+            try {
+                onData(chunk)
+            } catch (e) {
+                this.log.error({ board: id, address, stack: (e as Error)?.stack }, `OTA gateway: error while handling a connection, closed: ${(e as Error)?.message}`)
+                socket.destroy()
+            }
+        })
+        const onData = (chunk: Buffer) => {
             let events
             try {
                 events = decoder.push(chunk)
@@ -135,25 +177,27 @@ export class OtaGateway extends EventEmitter {
                 const msg = (e as Error).message
                 if (!session) {
                     this.warn("bad-request", address, msg, id)
-                    socket.end(refusalResponse((e as WebSocketError).status ?? 400, msg))
+                    refuse(refusalResponse((e as WebSocketError).status ?? 400, msg))
                 } else cut("bad-frame", msg)
                 return
             }
             for (const ev of events) {
                 if (socket.destroyed) return
                 if (ev.kind === "request") {
+                    requested = true
+                    clearTimeout(request)
                     const m = BOARD_PATH.exec(ev.request.path)
                     const key = m ? this.keys.get(m[1]!) : undefined
                     id = m?.[1]
                     if (!m || !key) {
                         this.warn("unknown-board", address, `no OTA key for path ${JSON.stringify(ev.request.path.slice(0, 80))}: refused`)
-                        socket.end(refusalResponse(404, "unknown board"))
+                        refuse(refusalResponse(404, "unknown board"))
                         return
                     }
                     if (!this.waiters.has(m[1]!)) {
                         // The usual case: the board tries whenever its link is down.
                         this.log.debug({ board: id, address }, "OTA session refused: nothing pending")
-                        socket.end(refusalResponse(403, "nothing pending"))
+                        refuse(refusalResponse(403, "nothing pending"))
                         return
                     }
                     let client: Buffer
@@ -161,7 +205,7 @@ export class OtaGateway extends EventEmitter {
                         client = clientRandom(ev.request.headers["sec-websocket-protocol"])
                     } catch (e) {
                         this.warn("bad-request", address, (e as Error).message, id)
-                        socket.end(refusalResponse(400, (e as Error).message))
+                        refuse(refusalResponse(400, (e as Error).message))
                         return
                     }
                     session = new GatewaySession(key, client)
@@ -175,12 +219,13 @@ export class OtaGateway extends EventEmitter {
                     socket.end(closeFrame(1000))
                     return
                 } else {
+                    if (!session) return cut("bad-frame", "a message before the upgrade")
                     feedIdle()
                     let r
                     try {
-                        r = session!.receive(ev.data)
+                        r = session.receive(ev.data)
                     } catch (e) {
-                        cut(session!.isAuthenticated ? "bad-message" : "auth-failed", (e as Error).message)
+                        cut(session.isAuthenticated ? "bad-message" : "auth-failed", (e as Error).message)
                         return
                     }
                     if (r.kind === "authenticated") {
@@ -197,7 +242,7 @@ export class OtaGateway extends EventEmitter {
                     } else board!.command(r.cmd, r.payload)
                 }
             }
-        })
+        }
     }
 
     /** @internal */
@@ -291,7 +336,8 @@ export class BoardSession {
         }
         switch (cmd) {
             case Cmd.PingCloud:
-                this.send([[Cmd.PingCloud, payload]])
+                // The board's own pings fit; a longer one could not go back (MAX_TO_BOARD).
+                if (payload.length <= MAX_TO_BOARD - 1) this.send([[Cmd.PingCloud, payload]])
                 return
             case Cmd.Dmesg:
                 for (const line of this.splitter.push(payload)) this.logLine(line)

@@ -25,6 +25,9 @@ export interface OtaOptions {
     logger?: Logger
 }
 
+// The hash a board without a program reports (deployrun.ts).
+const NO_PROGRAM = "0".repeat(64)
+
 export type Outcome = "deployed" | "unchanged" | "rolled-back" | "rollback-failed" | "failed" | "refused"
 
 export interface BoardReport {
@@ -48,7 +51,8 @@ export class Ota {
     private log: Logger
     private images = new Map<string, Buffer>()
     private pending = new Set<string>()
-    private lastConnect = new Map<string, number>() // board id -> when its link last came up
+    private busy = new Set<string>() // boards of a deploy from its request to its outcome (rollback included)
+    private lastConnect = new Map<string, number>() // board id -> when its link last came up (boards with an OTA key only)
     private readonly linkUpWithin: number
     private readonly sessionWithin: number
     private readonly deployWithin: number
@@ -69,7 +73,7 @@ export class Ota {
         // as the new program's link coming up.
         this.server.on("connect", (conn: Connection) => {
             if (this.pending.has(conn.id)) return void conn.disconnect("OTA deploy pending")
-            this.lastConnect.set(conn.id, performance.now())
+            if (this.isBoardLink(conn)) this.lastConnect.set(conn.id, performance.now())
         })
     }
 
@@ -105,31 +109,52 @@ export class Ota {
     }
 
     // Deploys `image` to each board in turn. `who` names the requester for the log.
+    // A board is one deploy's from the request to its outcome: a second
+    // deploy to it is refused, also while the first waits for its link or
+    // rolls back.
     async deploy(ids: string[], image: Buffer, who: string): Promise<DeployReport> {
         checkImage(image)
         if (!ids.length) throw new Error("no board ids given")
         for (const id of ids) {
             if (!BOARD_PATH.test(`/wssk/${id}`)) throw new Error(`board id ${JSON.stringify(id)} cannot be used in a wssk path (letters, digits, . _ : - only)`)
             if (!this.gateway.hasKey(id)) throw new Error(`no OTA key for board ${JSON.stringify(id)}`)
-            if (this.pending.has(id)) throw new Error(`a deploy to ${JSON.stringify(id)} is already running`)
+            if (this.busy.has(id)) throw new Error(`a deploy to ${JSON.stringify(id)} is already running`)
         }
-        const hash = this.keep(image)
-        this.log.info({ who, sha256: hash, bytes: image.length, boards: ids }, "OTA deploy requested")
-        const report: DeployReport = { who, sha256: hash, bytes: image.length, boards: [] }
-        for (const id of ids) {
-            const r = await this.deployOne(id, image)
-            report.boards.push(r)
-            this.log[r.outcome === "deployed" || r.outcome === "unchanged" ? "info" : "warn"]({ who, sha256: hash, ...r }, "OTA deploy outcome")
+        const left = new Set(ids)
+        for (const id of left) this.busy.add(id)
+        try {
+            const hash = this.keep(image)
+            this.log.info({ who, sha256: hash, bytes: image.length, boards: ids }, "OTA deploy requested")
+            const report: DeployReport = { who, sha256: hash, bytes: image.length, boards: [] }
+            for (const id of ids) {
+                const r = await this.deployOne(id, image)
+                this.busy.delete(id)
+                left.delete(id)
+                report.boards.push(r)
+                this.log[r.outcome === "deployed" || r.outcome === "unchanged" ? "info" : "warn"]({ who, sha256: hash, ...r }, "OTA deploy outcome")
+            }
+            this.log.info({ who, sha256: hash, boards: report.boards.map((b) => `${b.id}:${b.outcome}`) }, "OTA deploy done")
+            return report
+        } finally {
+            for (const id of left) this.busy.delete(id)
         }
-        this.log.info({ who, sha256: hash, boards: report.boards.map((b) => `${b.id}:${b.outcome}`) }, "OTA deploy done")
-        return report
+    }
+
+    // A link that may count as the board's program coming up: a board with
+    // an OTA key, and, if its id has a link key, authenticated (else anyone
+    // connecting as an --allow-plain id could pass a broken deploy).
+    private isBoardLink(conn: Connection): boolean {
+        if (!this.gateway.hasKey(conn.id)) return false
+        return conn.authenticated || !this.server.isKeyed(conn.id)
     }
 
     private async deployOne(id: string, image: Buffer): Promise<BoardReport> {
         let before: string | undefined = undefined
         const run = new DeployRun(image, (b) => {
             before = b
-            return this.has(b) ? undefined : `the board runs ${b}, which is not in the image store${this.opts.imagesDir ? ` (${this.opts.imagesDir})` : ""}: add that image so a rollback is possible`
+            // A board with no program has nothing a rollback could lose.
+            if (b === NO_PROGRAM || this.has(b)) return undefined
+            return `the board runs ${b}, which is not in the image store${this.opts.imagesDir ? ` (${this.opts.imagesDir})` : ""}: add that image so a rollback is possible`
         })
         const first = await this.runOnBoard(id, run)
         before = first.before ?? before
@@ -139,7 +164,7 @@ export class Ota {
         // The new program is on the board (or a part of it): put the old one back.
         const why = first.ok ? `the new program did not bring its link up within ${this.linkUpWithin} ms` : `deploy failed: ${first.error}`
         const previous = before ? this.images.get(before) : undefined
-        if (!previous) return { id, outcome: "failed", before, after: first.after, detail: `${why}; no previous image to roll back to` }
+        if (!previous) return { id, outcome: "failed", before, after: first.after, detail: `${why}; no previous image to roll back to${before === NO_PROGRAM ? " (the board had no program)" : ""}` }
         this.log.warn({ board: id, reason: why, to: before }, "OTA rollback")
         const back = await this.runOnBoard(id, new DeployRun(previous))
         if (!back.ok) return { id, outcome: "rollback-failed", before, after: back.after, detail: `${why}; rollback: ${back.error}` }
@@ -192,7 +217,7 @@ export class Ota {
         if ((this.lastConnect.get(id) ?? -1) > since) return Promise.resolve(true)
         return new Promise((resolve) => {
             const onConnect = (conn: Connection) => {
-                if (conn.id !== id) return
+                if (conn.id !== id || !this.isBoardLink(conn)) return
                 clearTimeout(t)
                 this.server.off("connect", onConnect)
                 resolve(true)
