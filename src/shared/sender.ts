@@ -267,7 +267,9 @@ export class Sender {
         return this.complete(hit)
     }
 
-    // The socket closed: non-qos messages on it are gone, qos ones go again.
+    // The socket closed: non-qos messages sent on it are gone, qos ones go
+    // again, and those not sent yet go on the next socket (their writes
+    // complete once on the wire).
     socketLost(): void {
         this.txCount = 0
         for (let i = 0; i < this.inflight.size(); i++) {
@@ -275,15 +277,19 @@ export class Sender {
             o.firstTx = -1
             if (o.gone) continue
             if (o.qos) o.sentAt = -1
-            else this.forget(o)
+            else if (o.sentAt >= 0) this.forget(o)
         }
     }
 
-    // The link is closed for good: every write not yet complete fails. With
-    // a delivery store their records stay: the next start sends them.
+    // The link is closed for good: every write not yet complete fails (qos,
+    // and non-qos never sent). With a delivery store their records stay: the
+    // next start sends them.
     failAll(): number[] {
         const tickets: number[] = []
-        for (let i = 0; i < this.inflight.size(); i++) if (this.inflight.at(i).qos) tickets.push(this.inflight.at(i).ticket)
+        for (let i = 0; i < this.inflight.size(); i++) {
+            const o = this.inflight.at(i)
+            if (o.qos || (!o.gone && o.sentAt < 0)) tickets.push(o.ticket)
+        }
         while (this.queue.size() > 0) tickets.push((this.queue.shift() as Outgoing).ticket)
         this.inflight.clear()
         this.live = 0

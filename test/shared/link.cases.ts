@@ -752,6 +752,38 @@ export const linkSuite = suite("link", function (test) {
         d.feed("\n")
         eq(d.take(), "01q\n03later\n", "resend, then new")
     })
+    test("a non-qos write not yet on the wire when its socket dies goes on the next socket; close() fails one that never went", async function () {
+        const d = past00({ maxWriteBytes: 64 })
+        const x = "x".repeat(70) // one line fills a write
+        const t1 = d.link.write(x + "1", false, false)
+        const t2 = d.link.write(x + "2", false, false)
+        const out = d.link.pollTransmit(d.now) // one flush step: the first line fills the write
+        eq(out !== undefined && out.toString().indexOf(x + "1") >= 0 && out.toString().indexOf(x + "2") < 0, true, "only the first went")
+        d.link.socketClosed(d.now, "cut")
+        d.pump()
+        d.link.open(d.now)
+        d.pump()
+        d.feed("\n")
+        eq(d.take().indexOf(x + "2") >= 0, true, "the second goes on the next socket")
+        const written: number[] = []
+        for (let i = 0; i < d.events.length; i++) {
+            const e = d.events[i]
+            if (e.type === "written") written.push(e.ticket)
+        }
+        eqList(written, [t1, t2], "both writes complete")
+        const t3 = d.link.write(x + "3", false, false)
+        const t4 = d.link.write(x + "4", false, false)
+        d.link.pollTransmit(d.now)
+        d.events = []
+        d.link.close(d.now)
+        d.pump()
+        const failed: number[] = []
+        for (let i = 0; i < d.events.length; i++) {
+            const e = d.events[i]
+            if (e.type === "failed") failed.push(e.ticket)
+        }
+        eqList(failed, [t4], "the one that never went fails at close (" + t3 + " went)")
+    })
     test("close: writes not complete fail with ECLOSED; later writes throw", async function () {
         const d = v1Client({})
         d.link.write("a", true, true)
