@@ -56,7 +56,7 @@ export function boardSettingDefs(): SettingDef[] {
         { name: "IOT_ID", kind: "id" }, // the board's id (default: its device id)
         { name: "IOT_TIMEOUT", kind: "int", range: TIMEOUT }, // ms; the same as the server's --timeout
         { name: "IOT_INTERVAL", kind: "int", range: INTERVAL }, // demo apps: ms between messages
-        { name: "IOT_WATCHDOG", kind: "int", range: WATCHDOG }, // ms without progress before a reboot; 0 = off
+        { name: "IOT_WATCHDOG", kind: "int", range: WATCHDOG }, // ms without progress before a reboot; 0 = off; with a large IOT_TIMEOUT keep it above 4 x IOT_TIMEOUT plus a minute (three unanswered connects, then a WiFi rejoin)
         { name: "IOT_VERBOSE", kind: "flag" }, // 1 = log each step
         { name: "IOT_ROLE", kind: "text" }, // remote demo: button, led, or empty for both
         { name: "IOT_KEY", kind: "text" }, // 64 hex digits: authenticate (secret: .env.local)
