@@ -1,6 +1,6 @@
 // The devs-iot CLI as users run it: child processes, stopped by pid.
 import assert from "node:assert/strict"
-import { cli, within, type Cli } from "../kit/util.js"
+import { cli, freePort, within, type Cli } from "../kit/util.js"
 
 describe("devs-iot CLI", function () {
     this.timeout(30000)
@@ -78,5 +78,11 @@ describe("devs-iot CLI", function () {
         await client.waitFor(/one\ntwo\n/, 10000, "stdout")
         process.kill(client.child.pid!, "SIGINT")
         assert.equal(await within(client.exited, 5000, "client exit"), 0)
+    })
+
+    it("sim with nothing listening where the board connects says so (the board's retries are silent)", async function () {
+        const port = await freePort()
+        const sim = run(["sim", "--id", "h1", "--port", String(port)])
+        await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 20000)
     })
 })

@@ -19,7 +19,7 @@ import { readFileSync } from "node:fs"
 import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "../keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "../../apps/server.js"
-import { buildSimImage, runSim, SIM_APPS, TEST_APPS, type SimApp } from "./sim.js"
+import { buildSimImage, hintIfNoServer, runSim, SIM_APPS, TEST_APPS, type SimApp } from "./sim.js"
 import { packageVersion, SetupError } from "../package.js"
 import { DEFAULT_BOARD, FLASH_APPS, FlashError, flashPlan, newWorkDir, runFlash, type FlashOptions } from "./flash.js"
 import { copyFileSync, rmSync } from "node:fs"
@@ -558,6 +558,7 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         process.stderr.write(`devs-iot sim: wrote ${out} (${image.bytes} bytes)\n`)
         return 0
     }
+    if (!cfg.verbose) hintIfNoServer(cfg.host, cfg.port, (line) => process.stderr.write(line + "\n"))
     const url = str(values, "ota-url")
     const run = url !== undefined ? await runSimWithOta(image.image, cfg.id, url, (line) => process.stdout.write(line + "\n")).then(({ vm, stop }) => ({ exited: vm.exited.then(() => vm.child.exitCode), stop })) : await runSim(image.image, (line) => process.stdout.write(line + "\n"))
     const code = await Promise.race([

@@ -7,11 +7,12 @@
 // own on a free port (see tools/jacdac-port.cjs).
 import { spawn, execFile, type ChildProcess } from "node:child_process"
 import { existsSync, mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs"
-import { createServer, type AddressInfo, type Server as NetServer } from "node:net"
+import { connect, createServer, type AddressInfo, type Server as NetServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { devsCli, SetupError } from "../package.js"
+import { parseServers } from "../../shared/servers.js"
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../../..")
 const JACDAC_PRELOAD = join(REPO, "tools/jacdac-port.cjs")
@@ -213,4 +214,20 @@ export async function runSim(image: string, onLine?: (line: string) => void): Pr
     child.stdout!.on("data", take)
     child.stderr!.on("data", take)
     return run
+}
+
+// Says so when nothing answers where the board connects first: without
+// --verbose the board's retries are silent, and a user would see nothing.
+export function hintIfNoServer(host: string, port: number, say: (line: string) => void): void {
+    const first = parseServers(host, port).list[0]
+    if (first === undefined) return
+    const s = connect({ host: first.host, port: first.port })
+    s.setTimeout(2000)
+    const tell = (why: string) => {
+        s.destroy()
+        say(`devs-iot sim: nothing answers at ${first.host}:${first.port} (${why}); the board keeps trying. Start the server (npm start), or give --host / --port`)
+    }
+    s.once("connect", () => s.destroy())
+    s.once("timeout", () => tell("no answer within 2 s"))
+    s.once("error", (e: NodeJS.ErrnoException) => tell(e.code ?? e.message))
 }
