@@ -346,10 +346,12 @@ export class Client {
             this.drainEvents()
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
             this.backoff.linkDown(ds.millis(), timeout)
-            // A socket that opened proves the network works, handshake or not.
+            // A socket that opened proves the network works, handshake or not:
+            // no rejoin, and progress for the watchdog (the server is down or hung).
             if (this.link.connects > before) this.rejoin.connected()
             else {
-                this.rejoin.failed("refused")
+                this.rejoin.failed("noLink")
+                this.note("noLink")
                 if (ks !== undefined) ks.failed()
             }
             if (this.closed) break

@@ -34,6 +34,9 @@ describe("board firmware in the DeviceScript simulator", function () {
         await image("tb2", { app: "testbed", id: "tb2" })
         await image("tb3", { app: "testbed", id: "tb3" })
         await image("wd", { app: "testbed", id: "wd1", watchdog: 3000 })
+        // Above the longest gap between attempts on a server that never
+        // answers (2 timeouts, then a back-off of at most 3 s).
+        await image("wd7", { app: "testbed", id: "wd2", watchdog: 7000 })
     })
 
     after(function () {
@@ -357,5 +360,20 @@ describe("board firmware in the DeviceScript simulator", function () {
         await s.close()
         await vm.waitFor(/watchdog: no progress for 3000 ms, rebooting/, 15000, mark)
         await vm.waitFor(/testbed: started wd1/, 15000, mark)
+    })
+
+    it("watchdog: no reboot while the server's address accepts but no link comes up (a proxy before a dead server closes, a hung server never answers)", async function () {
+        // Every other connection is closed after 150 ms without a byte, the
+        // others are held open and never answered.
+        let n = 0
+        const raw = await rawServer((s) => {
+            if (n++ % 2 === 0) setTimeout(() => s.destroy(), 150)
+        })
+        const vm = await board("wd7")
+        await vm.waitFor(/testbed: started wd2/, 30000)
+        await new Promise((r) => setTimeout(r, 15000)) // twice the watchdog's 7 s
+        assert.ok(raw.sockets.length >= 4, `${raw.sockets.length} connections`)
+        assert.doesNotMatch(vm.output, /watchdog/)
+        assert.doesNotMatch(vm.output, /rejoining/) // the network answered: WiFi is fine
     })
 })
