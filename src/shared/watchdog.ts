@@ -22,6 +22,7 @@ export type WatchdogEvent =
     | "waitingForWifi" // no IP yet
     | "rejoin" // WiFi dropped and rejoined
     | "noAnswer" // a connect that timed out, or could not resolve / reach the host
+    | "noNetwork" // opening a socket said the network is not available
     | "backoff" // sleeping before the next attempt
 
 // Whether an event is progress (the one rule; see the cases).
