@@ -354,9 +354,10 @@ export class Client {
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
             this.backoff.linkDown(ds.millis(), timeout)
             // A socket that opened proves the network works, handshake or not:
-            // no rejoin, and progress for the watchdog (the server is down or hung).
-            if (this.link.connects > before) this.rejoin.connected()
-            else {
+            // no rejoin, and progress for the watchdog (the server is down or
+            // hung). A link that came up told the rejoin policy then (an IP
+            // lost since must still lead to a rejoin).
+            if (this.link.connects === before) {
                 this.failed("noLink")
                 if (ks !== undefined) ks.failed()
             }
@@ -452,6 +453,7 @@ export class Client {
             } else if (e.type === "readable") {
                 app = true
             } else if (e.type === "up") {
+                this.rejoin.connected()
                 this.backoff.linkUp(ds.millis())
                 this.connects = this.link.connects
                 this.note("linkUp")

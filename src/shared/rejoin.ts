@@ -1,7 +1,8 @@
 // When the board should drop and rejoin WiFi. Only when WiFi itself looks
-// lost: the runtime reported losing its IP, opening a socket said the network
-// is not available, or `maxFailures` connects in a row got no answer at all
-// (timed out or could not resolve the host: a half-dead association, or an
+// lost: the runtime reported losing its IP (also while the link was up: the
+// rejoin comes once it is down), opening a socket said the network is not
+// available, or `maxFailures` connects in a row got no answer at all (timed
+// out or could not resolve the host: a half-dead association, or an
 // unreachable gateway, looks like this). A connect the network answered with
 // a refusal, or a socket that opened but brought no link up, proves WiFi
 // works and only the server is down: it never leads to a rejoin and clears
@@ -34,6 +35,9 @@ export class RejoinPolicy {
         else this.noAnswer++
     }
 
+    // The link came up: WiFi works now. Call it then, not when the link's
+    // socket ends, so that an IP lost while the link is up still leads to a
+    // rejoin once it is down.
     connected(): void {
         this.noAnswer = 0
         this.lost = ""

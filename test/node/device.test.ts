@@ -390,4 +390,18 @@ describe("board firmware in the DeviceScript simulator", function () {
         assert.equal(hung.sockets.length, 1, "one attempt on the hung gateway")
         assert.match(vm.output, new RegExp(`link down \\([^)]*\\); reconnect in \\d+ ms[\\s\\S]*connecting to 127\\.0\\.0\\.1:${gatewayB}`))
     })
+
+    it("an IP address lost while the link is up: WiFi is rejoined once the link is down", async function () {
+        let s = await server()
+        const vm = await board("tb1")
+        const conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        const mark = vm.output.length
+        await conn.write(JSON.stringify({ cmd: "lost" }))
+        await vm.waitFor(/network: WiFi lost its IP address(?!:)/, 10000, mark)
+        assert.doesNotMatch(vm.output.slice(mark), /rejoining/) // not while the link is up
+        await s.close() // the link goes down, as it does once the IP is gone
+        await vm.waitFor(/network: WiFi lost its IP address: rejoining simulator/, 15000, mark)
+        s = await server()
+        await within(s.clientConn("tb1"), 30000, "board back")
+    })
 })

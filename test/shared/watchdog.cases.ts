@@ -33,6 +33,10 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         r.failed("noNetwork")
         eq(r.shouldRejoin(), true, "network not available")
         eq(r.reason(), "WiFi network not available", "reason")
+        r.rejoined()
+        r.connected() // the link came up
+        r.lostIp() // while it is up
+        eq(r.shouldRejoin(), true, "an IP lost while the link was up: a rejoin once it is down")
     })
     test("WiFi rejoin: after K connects in a row with no answer; a refusal or a connect clears the count; a rejoin that did not help doubles K", async function () {
         const r = new RejoinPolicy(3)
