@@ -10,6 +10,7 @@
 import * as ds from "@devicescript/core"
 import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, LinkEvent, nextServer, parseServers, ServerAddress, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
 import { WATCHDOG, WatchdogEvent } from "../shared/watchdog.js"
+import type { ConnectOutcome } from "../shared/rejoin.js"
 import { intIn, PORT } from "../shared/config.js"
 import { REPORT_EVERY } from "../shared/report.js"
 import { NO_KEYS } from "./config.js"
@@ -45,7 +46,7 @@ export interface WriteOptions {
 
 export interface ClientOptions {
     id: string
-    host: string // the server's address, or several ("a,b:9000"): the next is tried when a connect fails
+    host: string // the server's address, or several ("a,b:9000"): the next is tried when a connect fails or no link comes up
     port?: number // default 8123 (for addresses that name no port)
     timeout?: number // default 2000; the same as the server's
     onStatus?: (up: boolean) => void
@@ -274,6 +275,15 @@ export class Client {
         if (this.wd) this.wd.note(e, ds.millis())
     }
 
+    // An attempt that brought no link up: the rejoin policy and the watchdog
+    // hear how it failed, and the next server address is tried (several
+    // gateways), also when a socket opened there but no link came up.
+    private failed(o: ConnectOutcome): void {
+        this.rejoin.failed(o)
+        this.note(o)
+        this.at = nextServer(this.at, this.servers.length)
+    }
+
     private kick(): void {
         this.dirty = true
         this.wake.emit(0)
@@ -312,12 +322,9 @@ export class Client {
                 sock = await TcpSocket.connect(server.host, server.port, timeout, this.rawCap, this.onSocket)
             } catch (e) {
                 const kind: ConnectKind = e instanceof ConnectError ? e.kind : "noAnswer"
-                this.rejoin.failed(kind)
-                this.note(kind === "refused" ? "refused" : "noAnswer")
+                this.failed(kind)
                 const delay = this.backoff.next(randomUnit())
                 this.say(errorText(e) + (kind === "refused" ? " (the server is down, WiFi is fine)" : kind === "noAnswer" ? " (no answer)" : "") + "; retry in " + delay + " ms")
-                // The next server address is tried (several gateways).
-                this.at = nextServer(this.at, this.servers.length)
                 if (this.opts.badServer) await this.opts.badServer()
                 await this.pause(delay)
                 continue
@@ -346,10 +353,12 @@ export class Client {
             this.drainEvents()
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
             this.backoff.linkDown(ds.millis(), timeout)
-            // A socket that opened proves the network works, handshake or not.
-            if (this.link.connects > before) this.rejoin.connected()
-            else {
-                this.rejoin.failed("refused")
+            // A socket that opened proves the network works, handshake or not:
+            // no rejoin, and progress for the watchdog (the server is down or
+            // hung). A link that came up told the rejoin policy then (an IP
+            // lost since must still lead to a rejoin).
+            if (this.link.connects === before) {
+                this.failed("noLink")
                 if (ks !== undefined) ks.failed()
             }
             if (this.closed) break
@@ -444,6 +453,7 @@ export class Client {
             } else if (e.type === "readable") {
                 app = true
             } else if (e.type === "up") {
+                this.rejoin.connected()
                 this.backoff.linkUp(ds.millis())
                 this.connects = this.link.connects
                 this.note("linkUp")

@@ -51,7 +51,7 @@ export interface SettingDef {
 // and a resident one costs heap for the whole run.
 export function boardSettingDefs(): SettingDef[] {
     return [
-        { name: "IOT_HOST", kind: "text" }, // the server's address (required), or several, host[:port] separated by commas: the next is tried when a connect fails (several gateways)
+        { name: "IOT_HOST", kind: "text" }, // the server's address (required), or several, host[:port] separated by commas: the next is tried when a connect fails or no link comes up (several gateways)
         { name: "IOT_PORT", kind: "int", range: PORT }, // the server's port
         { name: "IOT_ID", kind: "id" }, // the board's id (default: its device id)
         { name: "IOT_TIMEOUT", kind: "int", range: TIMEOUT }, // ms; the same as the server's --timeout

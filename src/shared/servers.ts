@@ -1,6 +1,7 @@
 // The list of server addresses a client tries in turn (several gateways):
 // "host", "host:port", or several of them separated by commas. A client
-// moves to the next address when a connect fails, and wraps around.
+// moves to the next address when a connect fails (the board also when a
+// socket opened but no link came up on it), and wraps around.
 import { PORT } from "./config.js"
 
 export interface ServerAddress {
@@ -42,7 +43,7 @@ export function parseServers(text: string, dflt: number): ServerList {
     return { list: out, problem: "" }
 }
 
-// The address after `i` (wrapping): where a client goes when a connect fails.
+// The address after `i` (wrapping): where a client goes after a failed attempt.
 export function nextServer(i: number, count: number): number {
     return count <= 1 ? 0 : (i + 1) % count
 }

@@ -6,6 +6,8 @@
 //   {"cmd":"hang"}      the network's next wait for WiFi never returns, as a
 //                       stuck runtime call would (after the link drops, the
 //                       watchdog should fire)
+//   {"cmd":"lost"}      the network reports its IP address lost (lostIp), as
+//                       the runtime does when WiFi drops
 //   {"cmd":"restart"}   restart the program
 import * as ds from "@devicescript/core"
 import { AppConfig } from "../../src/device/config.js"
@@ -20,8 +22,11 @@ class StuckableNetwork implements Network {
         while (this.stuck) await ds.sleep(60000)
         return true
     }
+    lost: () => void = function () {}
     async rejoin(ms: number): Promise<void> {}
-    onLost(lost: () => void): void {}
+    onLost(lost: () => void): void {
+        this.lost = lost
+    }
     rssi(): number | undefined {
         return undefined
     }
@@ -77,6 +82,8 @@ export async function testbed(c: AppConfig): Promise<void> {
         } else if (cmd === "hang") {
             console.log("testbed: the next wait for WiFi hangs")
             net.stuck = true
+        } else if (cmd === "lost") {
+            net.lost()
         } else if (cmd === "restart") {
             ds.restart()
         }

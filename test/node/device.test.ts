@@ -16,11 +16,13 @@ const TIMEOUT = 1000
 describe("board firmware in the DeviceScript simulator", function () {
     this.timeout(120000)
     let port = 0
+    let gatewayA = 0 // two gateways (image "gw"): IOT_HOST=127.0.0.1:gatewayA,127.0.0.1:gatewayB
+    let gatewayB = 0
     const images = new Map<string, SimImage>()
     let running: SimRun[] = []
     let closers: Array<() => Promise<void> | void> = []
 
-    async function image(key: string, c: Omit<SimConfig, "host" | "port">): Promise<SimImage> {
+    async function image(key: string, c: Omit<SimConfig, "host" | "port"> & { host?: string }): Promise<SimImage> {
         const img = await buildSimImage({ host: "127.0.0.1", port, timeout: TIMEOUT, verbose: true, ...c })
         images.set(key, img)
         return img
@@ -34,6 +36,12 @@ describe("board firmware in the DeviceScript simulator", function () {
         await image("tb2", { app: "testbed", id: "tb2" })
         await image("tb3", { app: "testbed", id: "tb3" })
         await image("wd", { app: "testbed", id: "wd1", watchdog: 3000 })
+        // Above the longest gap between attempts on a server that never
+        // answers (2 timeouts, then a back-off of at most 3 s).
+        await image("wd7", { app: "testbed", id: "wd2", watchdog: 7000 })
+        gatewayA = await freePort()
+        gatewayB = await freePort()
+        await image("gw", { app: "testbed", id: "gw1", host: `127.0.0.1:${gatewayA},127.0.0.1:${gatewayB}` })
     })
 
     after(function () {
@@ -135,7 +143,7 @@ describe("board firmware in the DeviceScript simulator", function () {
     })
 
     // A raw server: `onAccept` writes first, then the test drives the socket.
-    async function rawServer(onAccept: (s: Socket) => void): Promise<{ sockets: Socket[]; next: () => Promise<Socket> }> {
+    async function rawServer(onAccept: (s: Socket) => void, p = port): Promise<{ sockets: Socket[]; next: () => Promise<Socket> }> {
         const sockets: Socket[] = []
         const waiting: Array<(s: Socket) => void> = []
         const srv: NetServer = createServer((s) => {
@@ -144,7 +152,7 @@ describe("board firmware in the DeviceScript simulator", function () {
             onAccept(s)
             waiting.shift()?.(s)
         })
-        await new Promise<void>((r) => srv.listen(port, "127.0.0.1", r))
+        await new Promise<void>((r) => srv.listen(p, "127.0.0.1", r))
         closers.push(
             () =>
                 new Promise<void>((r) => {
@@ -357,5 +365,43 @@ describe("board firmware in the DeviceScript simulator", function () {
         await s.close()
         await vm.waitFor(/watchdog: no progress for 3000 ms, rebooting/, 15000, mark)
         await vm.waitFor(/testbed: started wd1/, 15000, mark)
+    })
+
+    it("watchdog: no reboot while the server's address accepts but no link comes up (a proxy before a dead server closes, a hung server never answers)", async function () {
+        // Every other connection is closed after 150 ms without a byte, the
+        // others are held open and never answered.
+        let n = 0
+        const raw = await rawServer((s) => {
+            if (n++ % 2 === 0) setTimeout(() => s.destroy(), 150)
+        })
+        const vm = await board("wd7")
+        await vm.waitFor(/testbed: started wd2/, 30000)
+        await new Promise((r) => setTimeout(r, 15000)) // twice the watchdog's 7 s
+        assert.ok(raw.sockets.length >= 4, `${raw.sockets.length} connections`)
+        assert.doesNotMatch(vm.output, /watchdog/)
+        assert.doesNotMatch(vm.output, /rejoining/) // the network answered: WiFi is fine
+    })
+
+    it("two gateways, the first accepts and never answers: the board moves on to the second", async function () {
+        const hung = await rawServer(() => {}, gatewayA)
+        const s = await server(gatewayB)
+        const vm = await board("gw")
+        await within(s.clientConn("gw1"), 30000, "board connected to the second gateway")
+        assert.equal(hung.sockets.length, 1, "one attempt on the hung gateway")
+        assert.match(vm.output, new RegExp(`link down \\([^)]*\\); reconnect in \\d+ ms[\\s\\S]*connecting to 127\\.0\\.0\\.1:${gatewayB}`))
+    })
+
+    it("an IP address lost while the link is up: WiFi is rejoined once the link is down", async function () {
+        let s = await server()
+        const vm = await board("tb1")
+        const conn = await within(s.clientConn("tb1"), 30000, "board connected")
+        const mark = vm.output.length
+        await conn.write(JSON.stringify({ cmd: "lost" }))
+        await vm.waitFor(/network: WiFi lost its IP address(?!:)/, 10000, mark)
+        assert.doesNotMatch(vm.output.slice(mark), /rejoining/) // not while the link is up
+        await s.close() // the link goes down, as it does once the IP is gone
+        await vm.waitFor(/network: WiFi lost its IP address: rejoining simulator/, 15000, mark)
+        s = await server()
+        await within(s.clientConn("tb1"), 30000, "board back")
     })
 })

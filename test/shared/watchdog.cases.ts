@@ -23,6 +23,8 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         eq(r.shouldRejoin(), false, "fresh")
         for (let i = 0; i < 50; i++) r.failed("refused")
         eq(r.shouldRejoin(), false, "50 refusals: the network answered, WiFi is fine")
+        for (let i = 0; i < 50; i++) r.failed("noLink")
+        eq(r.shouldRejoin(), false, "50 sockets that opened without a link: WiFi is fine")
         r.lostIp()
         eq(r.shouldRejoin(), true, "lostIp")
         eq(r.reason(), "WiFi lost its IP address", "reason")
@@ -31,6 +33,10 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         r.failed("noNetwork")
         eq(r.shouldRejoin(), true, "network not available")
         eq(r.reason(), "WiFi network not available", "reason")
+        r.rejoined()
+        r.connected() // the link came up
+        r.lostIp() // while it is up
+        eq(r.shouldRejoin(), true, "an IP lost while the link was up: a rejoin once it is down")
     })
     test("WiFi rejoin: after K connects in a row with no answer; a refusal or a connect clears the count; a rejoin that did not help doubles K", async function () {
         const r = new RejoinPolicy(3)
@@ -40,6 +46,10 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         r.failed("noAnswer")
         r.failed("noAnswer")
         eq(r.shouldRejoin(), false, "a refusal in between proves the network works")
+        r.failed("noLink")
+        r.failed("noAnswer")
+        r.failed("noAnswer")
+        eq(r.shouldRejoin(), false, "so does a socket that opened without a link")
         r.failed("noAnswer")
         eq(r.shouldRejoin(), true, "three without an answer in a row")
         eq(r.reason(), "3 connects in a row got no answer", "reason")
@@ -57,10 +67,11 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         r.failed("noAnswer")
         eq(r.shouldRejoin(), true, "a connect starts over at 3")
     })
-    test("watchdog: progress is the server heard from or a refused connect; waiting for WiFi, rejoins, back-off and unanswered connects are not", async function () {
+    test("watchdog: progress is the server heard from, a refused connect or a socket that opened without a link; waiting for WiFi, rejoins, back-off and unanswered connects are not", async function () {
         eq(isProgress("received"), true, "received")
         eq(isProgress("linkUp"), true, "linkUp")
         eq(isProgress("refused"), true, "refused")
+        eq(isProgress("noLink"), true, "a socket that opened without a link")
         eq(isProgress("waitingForWifi"), false, "waitingForWifi")
         eq(isProgress("rejoin"), false, "rejoin")
         eq(isProgress("backoff"), false, "backoff")
@@ -78,6 +89,22 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
             w.note("refused", now)
             w.note("backoff", now)
             now += b.next(rng.next()) + 100
+            eq(w.expired(now), false, "expired at " + now)
+        }
+    })
+    test("watchdog: an address that accepts but gives no link for an hour (a proxy before a dead server, a hung server) never reboots", async function () {
+        const w = new Watchdog(WATCHDOG.dflt)
+        const b = new Backoff(250, 3000)
+        const rng = new Rng(5)
+        w.start(0)
+        let now = 0
+        let steps = 0
+        while (now < 3600000) {
+            if (++steps % 100 === 0) await hooks.pause()
+            now += 4000 // the handshake's deadline at the default timeout
+            w.note("noLink", now)
+            w.note("backoff", now)
+            now += b.next(rng.next())
             eq(w.expired(now), false, "expired at " + now)
         }
     })
