@@ -51,6 +51,7 @@ export class Client extends LinkDriver<ClientLink> {
     port: number
     private servers: Array<{ host: string; port: number }>
     private at = 0
+    private linkedHere = false // the link came up on the current socket
     private backoff: Backoff
     private encrypt = false
     private started = false
@@ -98,6 +99,7 @@ export class Client extends LinkDriver<ClientLink> {
         if (opts.onStatus) this.on("status", opts.onStatus)
         this.on("status", (up: boolean, reason?: string) => {
             if (up) {
+                this.linkedHere = true
                 this.backoff.linkUp(clock())
                 this.failures = 0
                 this.log.info({ server: `${this.host}:${this.port}`, peer: this.peer, connects: this.connects }, "link up")
@@ -175,7 +177,17 @@ export class Client extends LinkDriver<ClientLink> {
     }
 
     protected socketGone(): void {
+        // No link came up on it (a server that accepts and never answers, or
+        // refuses this id): the next address, as for a failed connect.
+        if (!this.linkedHere) this.nextAddress()
         this.scheduleRetry("link lost")
+    }
+
+    // The next server address (several gateways).
+    private nextAddress(): void {
+        this.at = nextServer(this.at, this.servers.length)
+        this.host = this.servers[this.at]!.host
+        this.port = this.servers[this.at]!.port
     }
 
     private connect(): void {
@@ -189,6 +201,7 @@ export class Client extends LinkDriver<ClientLink> {
             clearTimeout(limit)
             this.connecting = undefined
             if (this.closed) return void s.destroy()
+            this.linkedHere = false
             this.attach(s)
         })
         s.once("close", () => {
@@ -196,10 +209,7 @@ export class Client extends LinkDriver<ClientLink> {
             if (this.connecting !== s) return // attached: the LinkDriver handles it
             this.connecting = undefined
             const why = `connect to ${this.host}:${this.port} failed: ${error || "closed"}`
-            // The next server address (several gateways).
-            this.at = nextServer(this.at, this.servers.length)
-            this.host = this.servers[this.at]!.host
-            this.port = this.servers[this.at]!.port
+            this.nextAddress()
             this.scheduleRetry(why)
         })
     }

@@ -3,9 +3,9 @@
 import assert from "node:assert/strict"
 import { once } from "node:events"
 import { pino } from "pino"
-import { connect } from "node:net"
+import { connect, createServer } from "node:net"
 import { Client, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
-import { cleanup, closeAll, freePort, within } from "../kit/util.js"
+import { cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
 import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
 
 const T = 400 // a short timeout keeps outage tests quick
@@ -228,6 +228,22 @@ describe("server and Node client over loopback", function () {
                 10000,
                 "exchange"
             )
+        })
+
+        it("several addresses: a first one that accepts and never answers is left for the next", async function () {
+            const server = await startServer()
+            const held: Array<{ destroy(): void }> = []
+            const hung = createServer((s) => void (s.on("error", () => undefined), held.push(s))) // accepts, reads, says nothing
+            await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r))
+            onCleanup(() => {
+                for (const s of held) s.destroy()
+                hung.close()
+            })
+            const hungPort = (hung.address() as { port: number }).port
+            const c = cleanup(new Client({ id: "multi", host: `127.0.0.1:${hungPort},127.0.0.1:${server.port}`, timeout: 500, backoffFirst: 20, backoffCap: 100 }).start())
+            await within(c.connected(), 10000, "up on the second address")
+            await within(c.write("via the second"), 5000, "a line")
+            assert.equal(await within(server.connection("multi")!.readline(), 5000, "read"), "via the second")
         })
 
         it("server restart while a client writes: every qos line is delivered exactly once", async function () {
