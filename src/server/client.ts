@@ -14,7 +14,7 @@ import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
 export interface ClientOptions extends LinkOptions {
     id: string // unique per client: the server tells links apart by it
-    host?: string // the server's address (default "127.0.0.1"), or several ("a:9000,b"): the next is tried when a connect fails
+    host?: string // the server's address (default "127.0.0.1"), or several ("a:9000,b"): the next is tried when a connect fails or brings no link up
     port?: number // the server's port (default 8123), for addresses that name none
     onStatus?: (up: boolean) => void
     logger?: Logger
