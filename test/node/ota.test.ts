@@ -232,33 +232,38 @@ describe("OTA gateway (wssk)", function () {
     })
 })
 
+// A devs-iot server, an OTA gateway and a reference board whose program
+// links up with the server only if it is `good`. `linkKey`: the board's link
+// is keyed (and may also connect plain: --allow-plain).
+async function otaBoard(good: Buffer, current: Buffer | undefined, o: { imagesDir?: string; linkKey?: string; linkUpWithin: number }) {
+    const key = randomBytes(32)
+    const port = await freePort()
+    const keyed = o.linkKey ? { keys: { b1: o.linkKey }, allowPlain: ["b1"] } : {}
+    const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, ...keyed }))
+    await server.listen()
+    const g = await gateway({ b1: key })
+    let link: Client | undefined = undefined
+    const run = (img: Buffer | undefined) => {
+        void link?.close()
+        link = undefined
+        if (img && img.equals(good)) link = new Client({ id: "b1", port, timeout: 1000, ...(o.linkKey ? { key: o.linkKey } : {}) }).start()
+    }
+    onCleanup(() => link?.close())
+    const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: current, onProgram: run })
+    run(current)
+    keepTrying(board)
+    const ota = new Ota({ server, gateway: g, imagesDir: o.imagesDir, linkUpWithin: o.linkUpWithin, sessionWithin: 5000, deployWithin: 10000 })
+    return { server, port, board, ota }
+}
+
 describe("OTA deploy with rollback (devs-iot server, reference board)", function () {
     this.timeout(40000)
     const LINK_UP_WITHIN = 8000
     afterEach(closeAll)
 
-    // A board whose program links up with the server only if it is `good`.
-    async function setup(good: Buffer, current: Buffer, imagesDir?: string) {
-        const key = randomBytes(32)
-        const port = await freePort()
-        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
-        await server.listen()
-        const g = await gateway({ b1: key })
-        let link: Client | undefined = undefined
-        const run = (img: Buffer | undefined) => {
-            void link?.close()
-            link = undefined
-            if (img && img.equals(good)) link = new Client({ id: "b1", port, timeout: 1000 }).start()
-        }
-        onCleanup(() => link?.close())
-        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: current, onProgram: run })
-        run(current)
-        keepTrying(board)
-        // The deadline a good program's link must meet: generous, so a loaded
-        // machine does not turn a good deploy into a rollback.
-        const ota = new Ota({ server, gateway: g, imagesDir, linkUpWithin: LINK_UP_WITHIN, sessionWithin: 5000, deployWithin: 10000 })
-        return { server, board, ota }
-    }
+    // The deadline a good program's link must meet: generous, so a loaded
+    // machine does not turn a good deploy into a rollback.
+    const setup = (good: Buffer, current: Buffer, imagesDir?: string) => otaBoard(good, current, { imagesDir, linkUpWithin: LINK_UP_WITHIN })
 
     it("deploys a program that links up, and rolls back one that does not", async function () {
         const v1 = image(1184), v2 = image(2048), bad = image(640)
@@ -291,25 +296,9 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
     afterEach(closeAll)
 
     async function setupBoard(good: Buffer, current: Buffer | undefined, linkKey?: string) {
-        const key = randomBytes(32)
-        const port = await freePort()
-        const keyed = linkKey ? { keys: { b1: linkKey }, allowPlain: ["b1"] } : {}
-        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, ...keyed }))
-        await server.listen()
-        const g = await gateway({ b1: key })
-        let link: Client | undefined = undefined
-        const run = (img: Buffer | undefined) => {
-            void link?.close()
-            link = undefined
-            if (img && img.equals(good)) link = new Client({ id: "b1", port, timeout: 1000, ...(linkKey ? { key: linkKey } : {}) }).start()
-        }
-        onCleanup(() => link?.close())
-        const board = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: current, onProgram: run })
-        run(current)
-        keepTrying(board)
-        const ota = new Ota({ server, gateway: g, linkUpWithin: 3000, sessionWithin: 5000, deployWithin: 10000 })
-        if (current) ota.keep(current)
-        return { port, board, ota }
+        const b = await otaBoard(good, current, { linkKey, linkUpWithin: 3000 })
+        if (current) b.ota.keep(current)
+        return b
     }
 
     const written = async (board: RefBoard, img: Buffer) => {

@@ -1,8 +1,27 @@
 import { Backoff } from "../../src/shared/backoff.js"
-import { isProgress, Watchdog, WATCHDOG } from "../../src/shared/watchdog.js"
+import { isProgress, Watchdog, WATCHDOG, type WatchdogEvent } from "../../src/shared/watchdog.js"
 import { RejoinPolicy } from "../../src/shared/rejoin.js"
 import { QosCheck } from "../../src/apps/qos/check.js"
 import { eq, hooks, ok, Rng, suite } from "./harness.js"
+
+// An hour of attempts that end in `e` (each `wait` ms long), with back-off
+// (plus `gap` ms) between them: the watchdog never expires.
+async function anHourOf(e: WatchdogEvent, seed: number, wait: number, gap: number): Promise<void> {
+    const w = new Watchdog(WATCHDOG.dflt)
+    const b = new Backoff(250, 3000)
+    const rng = new Rng(seed)
+    w.start(0)
+    let now = 0
+    let steps = 0
+    while (now < 3600000) {
+        if (++steps % 100 === 0) await hooks.pause()
+        now += wait
+        w.note(e, now)
+        w.note("backoff", now)
+        now += b.next(rng.next()) + gap
+        eq(w.expired(now), false, "expired at " + now)
+    }
+}
 
 export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (test) {
     test("qos demo checker: in order, duplicates, gaps, out of order, sender restart", async function () {
@@ -78,35 +97,10 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         eq(isProgress("noAnswer"), false, "noAnswer")
     })
     test("watchdog: a server down for an hour (refused connects with back-off) never reboots", async function () {
-        const w = new Watchdog(WATCHDOG.dflt)
-        const b = new Backoff(250, 3000)
-        const rng = new Rng(3)
-        w.start(0)
-        let now = 0
-        let steps = 0
-        while (now < 3600000) {
-            if (++steps % 100 === 0) await hooks.pause()
-            w.note("refused", now)
-            w.note("backoff", now)
-            now += b.next(rng.next()) + 100
-            eq(w.expired(now), false, "expired at " + now)
-        }
+        await anHourOf("refused", 3, 0, 100)
     })
     test("watchdog: an address that accepts but gives no link for an hour (a proxy before a dead server, a hung server) never reboots", async function () {
-        const w = new Watchdog(WATCHDOG.dflt)
-        const b = new Backoff(250, 3000)
-        const rng = new Rng(5)
-        w.start(0)
-        let now = 0
-        let steps = 0
-        while (now < 3600000) {
-            if (++steps % 100 === 0) await hooks.pause()
-            now += 4000 // the handshake's deadline at the default timeout
-            w.note("noLink", now)
-            w.note("backoff", now)
-            now += b.next(rng.next())
-            eq(w.expired(now), false, "expired at " + now)
-        }
+        await anHourOf("noLink", 5, 4000, 0) // 4000: the handshake's deadline at the default timeout
     })
     test("watchdog: a board stuck waiting for WiFi is rebooted after the limit", async function () {
         const w = new Watchdog(WATCHDOG.dflt)
