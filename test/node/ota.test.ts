@@ -173,12 +173,13 @@ describe("OTA gateway (wssk)", function () {
         const key = randomBytes(32)
         const warnings: string[] = []
         const g = await gateway({ b1: key }, warnings)
+        const refused = within(new Promise<void>((r) => g.on("warning", (w: { detail: string }) => /over 4 sockets from 127.0.0.2/.test(w.detail) && r())), 5000, "the fifth refused")
         for (let i = 0; i < 64; i++) {
             const x = connect({ port: g.port, host: "127.0.0.1", localAddress: "127.0.0.2" })
             x.on("error", () => undefined)
             onCleanup(() => void x.destroy())
         }
-        await within((async () => { while (!warnings.some((w) => /over 4 sockets from 127.0.0.2/.test(w))) await new Promise((r) => setTimeout(r, 20)) })(), 5000, "the fifth refused")
+        await refused
         const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
         const session = g.want("b1")
         const attempt = b.attempt()
