@@ -51,7 +51,7 @@ export class Client extends LinkDriver<ClientLink> {
     port: number
     private servers: Array<{ host: string; port: number }>
     private at = 0
-    private linkedHere = false // the link came up on the current socket
+    private connectsBefore = 0 // links completed before the current socket
     private backoff: Backoff
     private encrypt = false
     private started = false
@@ -99,7 +99,6 @@ export class Client extends LinkDriver<ClientLink> {
         if (opts.onStatus) this.on("status", opts.onStatus)
         this.on("status", (up: boolean, reason?: string) => {
             if (up) {
-                this.linkedHere = true
                 this.backoff.linkUp(clock())
                 this.failures = 0
                 this.log.info({ server: `${this.host}:${this.port}`, peer: this.peer, connects: this.connects }, "link up")
@@ -179,7 +178,7 @@ export class Client extends LinkDriver<ClientLink> {
     protected socketGone(): void {
         // No link came up on it (a server that accepts and never answers, or
         // refuses this id): the next address, as for a failed connect.
-        if (!this.linkedHere) this.nextAddress()
+        if (this.connects === this.connectsBefore) this.nextAddress()
         this.scheduleRetry("link lost")
     }
 
@@ -201,7 +200,7 @@ export class Client extends LinkDriver<ClientLink> {
             clearTimeout(limit)
             this.connecting = undefined
             if (this.closed) return void s.destroy()
-            this.linkedHere = false
+            this.connectsBefore = this.connects
             this.attach(s)
         })
         s.once("close", () => {

@@ -441,7 +441,7 @@ class BoardSession {
         } else {
             const opts: WriteOptions = { qos: true, wait: this.conn.peer !== "devs-iot" }
             if (this.pidIds) {
-                const skip = this.lastDownPid < 0 ? 0 : pidDistance(this.lastDownPid, pid)
+                const skip = this.skipTo(pid)
                 if (skip > SKIP_LIMIT) {
                     this.restartWhenSettled(`down packet id ${pid} is ${skip} ids past the last one written to the board, more than its de-duplication set covers: its link restarts in a new epoch`)
                     return
@@ -495,6 +495,12 @@ class BoardSession {
         return max > 0 && bytes > max ? `payload of ${bytes} bytes over this board's line limit (${max}, from its hello)` : ""
     }
 
+    // Packet ids from the last down line written to `pid`, or -1 when this
+    // session has written none yet.
+    private skipTo(pid: number): number {
+        return this.lastDownPid < 0 ? -1 : pidDistance(this.lastDownPid, pid)
+    }
+
     // Too many lines or bytes in the link: MQTT.js is not told to read on.
     private downFull(): boolean {
         const cfg = this.gw.server.cfg
@@ -507,8 +513,8 @@ class BoardSession {
     // epoch it continued cannot know how far that is: it restarts too.
     private refuse(pid: number, topic: string, problem: string, done: () => void): void {
         if (this.pidIds && pid !== 0) {
-            const skip = this.lastDownPid < 0 ? (this.fromRecord ? SKIP_LIMIT : 0) : pidDistance(this.lastDownPid, pid)
-            if (skip >= SKIP_LIMIT) {
+            const skip = this.skipTo(pid)
+            if (skip >= SKIP_LIMIT || (skip < 0 && this.fromRecord)) {
                 this.restartWhenSettled(`down message for ${this.conn.id} not passed on (${problem}); its packet id would take the board's next line past its de-duplication set: its link restarts in a new epoch`)
                 return
             }

@@ -3,7 +3,7 @@ import type { Server } from "../../server/server.js"
 import type { Connection } from "../../server/connection.js"
 import type { Logger } from "../../server/log.js"
 import type { App } from "../app.js"
-import { eachConnection } from "../each.js"
+import { eachConnection } from "../../server/each.js"
 
 export function echoApp(server: Server, log: Logger): App {
     const serve = async (conn: Connection) => {

@@ -7,7 +7,7 @@ import type { Server } from "../../server/server.js"
 import type { Connection } from "../../server/connection.js"
 import type { Logger } from "../../server/log.js"
 import type { App } from "../app.js"
-import { eachConnection } from "../each.js"
+import { eachConnection } from "../../server/each.js"
 
 export function qosApp(server: Server, log: Logger, interval: number, fast: boolean): App {
     const name = fast ? "qos-fast" : "qos"

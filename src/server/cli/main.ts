@@ -174,6 +174,14 @@ function help(cmd: string): string {
 type Values = Record<string, string | boolean | undefined>
 
 // Flags, then the environment for anything not given as a flag.
+// A boolean setting's value in the environment.
+function envBoolean(name: string, raw: string): boolean {
+    const v = raw.trim().toLowerCase()
+    if (["1", "true", "yes", "on"].includes(v)) return true
+    if (["0", "false", "no", "off", ""].includes(v)) return false
+    throw new UsageError(`${envName(name)} must be true or false (1/0, yes/no), got ${JSON.stringify(raw)}`)
+}
+
 function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { values: Values; source: Record<string, string>; positionals: string[] } {
     const spec = COMMANDS[cmd]!.options
     let parsed: Values
@@ -196,12 +204,7 @@ function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { val
         const raw = env[envName(name)]
         if (raw === undefined || name === "help") continue
         source[name] = envName(name)
-        if (o.type === "boolean") {
-            const v = raw.trim().toLowerCase()
-            if (["1", "true", "yes", "on"].includes(v)) values[name] = true
-            else if (["0", "false", "no", "off", ""].includes(v)) values[name] = false
-            else throw new UsageError(`${envName(name)} must be true or false (1/0, yes/no), got ${JSON.stringify(raw)}`)
-        } else values[name] = raw
+        values[name] = o.type === "boolean" ? envBoolean(name, raw) : raw
     }
     return { values, source, positionals }
 }
@@ -655,7 +658,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     }
     try {
         // `server --gateway` takes the gateway's flags: one it does not use is an error, not ignored.
-        const asGateway = cmd === "server" && (args.includes("--gateway") || ["1", "true", "yes", "on"].includes((env[envName("gateway")] ?? "").trim().toLowerCase()))
+        const gatewayEnv = env[envName("gateway")]
+        const asGateway = cmd === "server" && (args.includes("--gateway") || (gatewayEnv !== undefined && envBoolean("gateway", gatewayEnv)))
         if (asGateway) {
             const serverOnly = Object.keys(COMMANDS["server"]!.options).filter((k) => k !== "gateway" && COMMANDS["gateway"]!.options[k] === undefined && env[envName(k)] !== undefined)
             if (serverOnly.length > 0) throw new UsageError(`${serverOnly.map(envName).join(", ")}: not used by the gateway; unset ${serverOnly.length > 1 ? "them" : "it"}`)

@@ -14,6 +14,7 @@
 // refuseDeploys()), so a deploy ends with an answer, never silence.
 import type { Client } from "../client.js"
 import type { Connection } from "../connection.js"
+import { eachConnection } from "../each.js"
 import { silentLogger, type Logger } from "../log.js"
 import type { Server } from "../server.js"
 import type { DeployReport, Ota } from "./ota.js"
@@ -27,7 +28,7 @@ const OTA_LINE = /^\{"ota":/
 export function attachAdmins(server: Server, ota: Ota, adminIds: string[], logger: Logger = silentLogger()): void {
     const log = logger.child({ ota: "admin" })
     const admins = new Set(adminIds)
-    eachNewConnection(server, (conn) => {
+    eachConnection(server, (conn) => {
         if (!admins.has(conn.id)) return refuseOn(conn, `${JSON.stringify(conn.id)} is not an OTA admin of this server`, log)
         const lines = new Lines()
         conn.setClaim({ wants: () => true, take: (line) => lines.push(line) })
@@ -39,16 +40,7 @@ export function attachAdmins(server: Server, ota: Ota, adminIds: string[], logge
 // saying `why` (and logged), its lines kept from the application.
 export function refuseDeploys(server: Server, why: string, logger: Logger = silentLogger()): void {
     const log = logger.child({ ota: "admin" })
-    eachNewConnection(server, (conn) => refuseOn(conn, why, log))
-}
-
-function eachNewConnection(server: Server, f: (conn: Connection) => void): void {
-    const seen = new WeakSet<Connection>()
-    server.on("connect", (conn: Connection) => {
-        if (seen.has(conn)) return
-        seen.add(conn)
-        f(conn)
-    })
+    eachConnection(server, (conn) => refuseOn(conn, why, log))
 }
 
 function refuseOn(conn: Connection, why: string, log: Logger): void {

@@ -12,6 +12,7 @@ import { classify, LineSplitter, MAX_REPORT_BYTES, parseException, type Exceptio
 import type { DeployRun, RunResult } from "./deployrun.js"
 import { acceptResponse, closeFrame, encodeFrame, OP_BINARY, OP_PONG, refusalResponse, WebSocketError, WsDecoder } from "./websocket.js"
 import { listenOn } from "../listen.js"
+import { LogBudget } from "../admission.js"
 import { clientRandom, Cmd, GatewaySession, KEY_BYTES, MAX_TO_BOARD, Streaming, WsskError } from "./wssk.js"
 
 export interface GatewayOptions {
@@ -95,21 +96,15 @@ export class OtaGateway extends EventEmitter {
         w?.reject(new Error(reason))
     }
 
-    private warnedAt = 0
-    private warnedNow = 0
-    private unlogged = 0
+    private logBudget = new LogBudget(WARNINGS_PER_SECOND)
 
-    // Emitted each time; logged at most WARNINGS_PER_SECOND a second.
+    // Emitted each time; logged at most WARNINGS_PER_SECOND a second, the
+    // next logged line counting those that were not.
     private warn(code: string, address: string, detail: string, id?: string): void {
         this.emit("warning", { code, id, address, detail })
-        const now = Date.now()
-        if (now - this.warnedAt >= 1000) {
-            this.warnedAt = now
-            this.warnedNow = 0
-        }
-        if (++this.warnedNow > WARNINGS_PER_SECOND) return void this.unlogged++
-        this.log.warn({ code, board: id, address, detail, ...(this.unlogged > 0 ? { unlogged: this.unlogged } : {}) }, "OTA gateway")
-        this.unlogged = 0
+        if (!this.logBudget.take(code, performance.now())) return
+        const unlogged = this.logBudget.takeSkipped()
+        this.log.warn({ code, board: id, address, detail, ...(unlogged ? { unlogged } : {}) }, "OTA gateway")
     }
 
     private perAddress = new Map<string, number>()

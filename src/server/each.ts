@@ -1,7 +1,7 @@
 // Runs `serve` once for each client's Connection: a Connection outlives its
 // sockets, so a reconnect must not start a second loop. Returns the stop.
-import type { Server } from "../server/server.js"
-import type { Connection } from "../server/connection.js"
+import type { Server } from "./server.js"
+import type { Connection } from "./connection.js"
 
 export function eachConnection(server: Server, serve: (conn: Connection) => void): () => void {
     const serving = new Set<Connection>()
