@@ -6,6 +6,7 @@ import { request, type IncomingHttpHeaders } from "node:http"
 import { connect } from "node:net"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
+import { PerformanceObserver } from "node:perf_hooks"
 import { Client, HttpStatus, Server } from "../../src/server/index.js"
 import { MAX_EVENT_CLIENTS, MAX_HTTP_CONNECTIONS } from "../../src/server/http.js"
 import { BOARD_LOG_CHARS, BOARD_LOG_LINES, outageKind } from "../../src/server/fleet.js"
@@ -101,6 +102,30 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
     this.timeout(30000)
 
     describe("metrics", function () {
+        it("servers started and closed in one process start the process metrics (GC observer, event-loop monitor) once", async function () {
+            // prom-client's process metrics observe GC and the event loop
+            // until the process ends; one set serves every server.
+            let gcObservers = 0
+            const observe = PerformanceObserver.prototype.observe
+            PerformanceObserver.prototype.observe = function (this: PerformanceObserver, o: Parameters<PerformanceObserver["observe"]>[0]) {
+                if (JSON.stringify(o).includes('"gc"')) gcObservers++
+                return observe.call(this, o)
+            }
+            try {
+                for (let i = 0; i < 3; i++) {
+                    const status = new HttpStatus(new Server({ port: 0 }), { port: 0 })
+                    await status.listen()
+                    const body = (await get(status.port, "/metrics")).body
+                    assert.match(body, /^# TYPE nodejs_gc_duration_seconds histogram$/m)
+                    assert.match(body, /^devs_iot_links_up 0$/m)
+                    await status.close()
+                }
+            } finally {
+                PerformanceObserver.prototype.observe = observe
+            }
+            assert.ok(gcObservers <= 1, `${gcObservers} GC observers started`)
+        })
+
         it("GET /metrics: links, connects, lines and bytes each way, round trips, outages by kind, memory and event-loop lag", async function () {
             const { server, port } = await start()
             const c = client(server, "a")
