@@ -157,6 +157,10 @@ export class ClientLink extends Link<ClientSocket> {
     // A client waits for a complete line it can read.
     protected handshakeTooLong(c: ClientSocket): void {}
 
+    protected towardServer(): boolean {
+        return true
+    }
+
     // The client's handshake has no deadline of its own: the outage rule
     // (nothing received for twice the timeout before the first line) ends it.
     protected handshakeTimeout(c: ClientSocket, now: number): boolean {

@@ -16,11 +16,23 @@ export type OnFull = "pause" | "drop"
 // can never overflow it while its application keeps up with the link.
 export const V1_WINDOW = 20
 
+// The un-ACKed payload bytes toward the original server (a v1 peer seen from
+// a client), whatever `maxInflightBytes` says. It reads a socket at most 4096
+// bytes at a time and takes each read on its own: a read that ends inside a
+// UTF-8 character kills its reader (fault 3), and one that starts with the
+// "\n" ending a line strips it, which joins that line to the next. It ACKs
+// what it has read, so with this many payload bytes un-ACKed (and 3 more
+// per line for its id and "\n", and room left for this end's ACKs and
+// keepalives) all it has not read fits one read, and a read ends only where
+// the bytes that reached it end. A longer line still goes, alone.
+// (docs/protocol.md, "The send window toward a v1 peer")
+export const V1_SERVER_INFLIGHT = 3072
+
 export interface LinkOptions {
     timeout?: number // ms; the same on the server and every client
     maxLineBytes?: number // longest payload, in UTF-8 bytes
     window?: number // un-ACKed ids per link
-    maxInflightBytes?: number // un-ACKed bytes per link
+    maxInflightBytes?: number // un-ACKed bytes per link (toward the original server at most 3,072: V1_SERVER_INFLIGHT)
     maxQueuedLines?: number // writes waiting for the link (e.g. in an outage)
     maxQueuedBytes?: number // bytes of those writes
     maxReceivedLines?: number // received lines the application has not read

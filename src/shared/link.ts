@@ -23,7 +23,7 @@
 // call release() once its code for that line has run, which sends the ACK.
 
 import { parseLine, ackLine, KEEPALIVE_LINE, Line } from "./codec.js"
-import { LinkConfig, V1_WINDOW } from "./config.js"
+import { LinkConfig, V1_SERVER_INFLIGHT, V1_WINDOW } from "./config.js"
 import { SeenIds } from "./dedup.js"
 import { LinkError, LinkErrorCode } from "./errors.js"
 import { LineFramer } from "./framer.js"
@@ -433,6 +433,8 @@ export abstract class Link<S extends SocketState = SocketState> {
     // An extension line this end takes (`text`, the raw `line`): true when
     // handled.
     protected abstract handleExt(c: S, text: string, line: Buffer, now: number): boolean
+    // This end is a client: its peer is a server.
+    protected abstract towardServer(): boolean
 
     // A key push line ("!rekey", "!rekeyed", rekey.ts) that is not taken:
     // `why`, or (undefined) that it came where none is taken. Never
@@ -736,6 +738,8 @@ export abstract class Link<S extends SocketState = SocketState> {
         // queue of V1_WINDOW lines: more in flight would overflow it
         // (setWindow keeps within the window setting).
         this.sender.setWindow(c.peer === "v1" ? V1_WINDOW : this.cfg.window)
+        // The original server takes each read of at most 4096 bytes on its own.
+        this.sender.setInflightBytes(c.peer === "v1" && this.towardServer() ? V1_SERVER_INFLIGHT : this.cfg.maxInflightBytes)
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed(c)

@@ -84,6 +84,7 @@ export class Sender {
     private nextTicket = 1
     private txCount = 0 // transmissions on the current socket
     private window: number // the window in force (<= limits.window)
+    private maxBytes: number // the un-ACKed bytes in force (<= limits.maxInflightBytes)
     private cwnd: number // messages in flight allowed now (<= window)
     private zeroFirst = false // nothing after 00 until 00 is ACKed (v1 peers)
     // When the message the last ack() matched was sent, or -1 when it was
@@ -97,12 +98,18 @@ export class Sender {
     constructor(private limits: SenderLimits) {
         this.window = limits.window
         this.cwnd = limits.window
+        this.maxBytes = limits.maxInflightBytes
     }
 
     // The window toward the present peer, at most `limits.window`.
     setWindow(n: number): void {
         this.window = n < this.limits.window ? n : this.limits.window
         if (this.cwnd > this.window) this.cwnd = this.window
+    }
+
+    // The un-ACKed bytes toward the present peer, at most `limits.maxInflightBytes`.
+    setInflightBytes(n: number): void {
+        this.maxBytes = n < this.limits.maxInflightBytes ? n : this.limits.maxInflightBytes
     }
 
     holdAfterZero(on: boolean): void {
@@ -302,21 +309,26 @@ export class Sender {
     }
 
     // The inflight index of the next line to send, or -1. More than `window`
-    // are live only after setWindow() narrowed it: then no more than
-    // `window` go on the wire.
+    // lines, or more than the bytes in force, are live only after
+    // setWindow() or setInflightBytes() narrowed them: then no more than
+    // that go on the wire (a longer line alone).
     private nextToSend(): number {
         let first = -1
         let onWire = 0
+        let wireBytes = 0
         for (let i = 0; i < this.inflight.size(); i++) {
             const o = this.inflight.at(i)
             if (o.gone) continue
-            if (o.sentAt >= 0) onWire++
-            else if (first < 0) {
+            if (o.sentAt >= 0) {
+                onWire++
+                wireBytes += o.payload.length
+            } else if (first < 0) {
                 first = i
-                if (this.live <= this.window) return first
+                if (this.live <= this.window && this.inflightBytes <= this.maxBytes) return first
             }
         }
-        return onWire < this.window ? first : -1
+        if (first < 0 || onWire >= this.window) return -1
+        return onWire === 0 || wireBytes + this.inflight.at(first).payload.length <= this.maxBytes ? first : -1
     }
 
     private windowHasRoom(o: Outgoing): boolean {
@@ -325,7 +337,8 @@ export class Sender {
         if (this.nextSeq - oldest.seq >= this.window) return false
         if (this.live >= this.cwnd) return false
         if (this.zeroFirst && oldest.seq === 0 && !oldest.gone) return false
-        return this.inflightBytes + o.payload.length <= this.limits.maxInflightBytes
+        // A line longer than the bytes in force goes once nothing else is live.
+        return this.live === 0 || this.inflightBytes + o.payload.length <= this.maxBytes
     }
 
     private take(o: Outgoing): void {

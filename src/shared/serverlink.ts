@@ -153,6 +153,10 @@ export class ServerLink extends Link<ServerSocket> {
         return false
     }
 
+    protected towardServer(): boolean {
+        return false
+    }
+
     // A line cut as too long is a line: not blank, not a hello.
     protected handshakeTooLong(c: ServerSocket): void {
         if (c.phase === "probe") this.endProbe(c)

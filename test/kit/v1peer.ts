@@ -1,18 +1,21 @@
 // Raw-socket peers that behave like the ORIGINAL micropython-iot ends (wire
-// protocol v1), written from docs/protocol.md alone, not from devs-iot's
-// code. They copy the original's quirks on purpose (ACK told by length, the
-// server dropping bytes after the id on a reconnect, `wait` waiting on every id
-// ever sent: fault 5), but where the original's reader would die (a line that
-// does not start with two hex digits, faults 3 and 4) they count the line
-// instead, so a test can assert that it never happened.
+// protocol v1), written from docs/protocol.md and checked against the
+// original's source (docs/testing.md lists what the check covered), not from
+// devs-iot's code. They copy the original's quirks on purpose (ACK told by
+// length, the server's reads: at most 4096 bytes, leading blank lines
+// stripped, an unfinished line kept across sockets, bytes after the id dropped
+// on a reconnect; the server's `wait` waiting on every id ever sent: fault 5),
+// but where the original's reader would die (a line that does not start with
+// two hex digits, fault 4; a read that is not whole UTF-8, the server's fault
+// 3) they count it instead, so a test can assert that it never happened.
 //
 // As in the original, a message is ACKed on receipt, before the application
 // reads it, and ids are 8 bits (00 first, then 01..ff, 01..). The client keeps
 // at most 20 received lines unread (docs/protocol.md, "The send window toward a v1 peer"): one more is lost,
 // although ACKed, and the client treats it as an outage and reconnects. A
 // line goes into the queue first and wakes the reader afterwards, so every
-// line of one TCP read is queued before the application runs (the worst case
-// of the original's scheduling).
+// line of one TCP read is queued before the application runs (as the
+// original's reader does: it reads on until the socket is empty).
 //
 //   V1Client: an original MicroPython board.   V1Server: the original Python server.
 //
@@ -21,13 +24,18 @@ import { connect, createServer, type Server as NetServer, type Socket } from "no
 
 export interface V1WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed (resends until then)
-    wait?: boolean // default true: with qos, first waits until EVERY earlier id is ACKed (fault 5)
+    // default true: with qos, first waits for its turn. The board: until its
+    // earlier qos+wait writes are ACKed (one lock). The server: until EVERY
+    // earlier id is ACKed, qos or not (its fault 5).
+    wait?: boolean
 }
 
 const hex = (mid: number) => mid.toString(16).padStart(2, "0")
 
 // Received lines the original client keeps unread (its server: no limit).
 export const V1_CLIENT_QUEUE = 20
+// The original server reads a socket at most this many bytes at a time.
+const V1_SERVER_READ = 4096
 const HEX2 = /^[0-9a-fA-F]{2}/
 
 // Wakes every waiter at once; a waiter may also give up after `ms`.
@@ -105,8 +113,11 @@ export class V1Link {
     // Tests set this to keep an ACK back (the message is still received).
     withholdAck: ((mid: number, payload: string) => boolean) | undefined
     protected readonly sig = new Signal()
-    protected readonly pend = new Set<number>() // every id sent and not ACKed, qos or not (fault 5)
+    protected readonly pend = new Set<number>() // every id sent and not ACKed, qos or not
     private readonly pendNoQos = new Set<number>() // of pend: the non-qos ones, never resent
+    protected lastWrite = 0 // when a line last went to the socket (the board's keepalive counts from it)
+    private locked = false // the board's write lock: a qos+wait write holds it until its ACK
+    private lockWaiters: Array<() => void> = []
     private epoch = 0 // bumped per socket: a qos line is resent after a reconnect
     private mid = 0 // 00 first, then 01..ff, 01..
     private readonly seen = new SeenSet()
@@ -116,10 +127,13 @@ export class V1Link {
     private readonly timers = new Set<NodeJS.Timeout>()
     private held: Array<string | Buffer> | undefined // writes kept back while a line goes out in two halves
 
-    // `queueLimit`: received lines kept unread before an overflow (none: no limit).
+    // `queueLimit`: received lines kept unread before an overflow (none: no
+    // limit). `waitForAll`: a qos+wait write waits until every earlier id is
+    // ACKed (the server, fault 5), else only for earlier qos+wait writes (the board).
     constructor(
         readonly timeout: number,
-        private readonly queueLimit?: number
+        private readonly queueLimit: number | undefined,
+        private readonly waitForAll: boolean
     ) {}
 
     write(line: string, opts: V1WriteOptions = {}): Promise<void> {
@@ -159,8 +173,9 @@ export class V1Link {
         return quiet(this.until(cond))
     }
 
-    // Non-qos ids sent and never ACKed (lost in an outage): as in the
-    // original, every later qos+wait write waits for them forever (fault 5).
+    // Non-qos ids sent and never ACKed (lost in an outage): at the server,
+    // as in the original, every later qos+wait write waits for them forever
+    // (fault 5); the board's writes do not wait for them.
     unackedNoQos(): number[] {
         return [...this.pendNoQos]
     }
@@ -206,6 +221,7 @@ export class V1Link {
 
     // Every write to the socket goes here (a split line holds the others back).
     protected out(data: string | Buffer): void {
+        this.lastWrite = Date.now()
         if (this.held) this.held.push(data)
         else this.sock?.write(data)
     }
@@ -322,11 +338,39 @@ export class V1Link {
     }
 
     private async doWrite(line: string, qos: boolean, wait: boolean): Promise<void> {
-        // The original's fault 5: wait for every earlier id, qos or not.
-        while (qos && wait && this.pend.size > 0) {
+        if (!(qos && wait)) return this.send(line, qos)
+        if (!this.waitForAll) {
+            await this.lock()
+            try {
+                this.check()
+                return await this.send(line, qos)
+            } finally {
+                this.unlock()
+            }
+        }
+        // The server's fault 5: wait for every earlier id, qos or not.
+        while (this.pend.size > 0) {
             this.check()
             await this.sig.next()
         }
+        return this.send(line, qos)
+    }
+
+    private async lock(): Promise<void> {
+        if (!this.locked) {
+            this.locked = true
+            return
+        }
+        await new Promise<void>((resolve) => this.lockWaiters.push(resolve)) // handed over by unlock()
+    }
+
+    private unlock(): void {
+        const next = this.lockWaiters.shift()
+        if (next) next()
+        else this.locked = false
+    }
+
+    private async send(line: string, qos: boolean): Promise<void> {
         const mid = this.takeMid()
         const text = hex(mid) + (line.endsWith("\n") ? line : line + "\n")
         this.pend.add(mid)
@@ -359,30 +403,41 @@ export interface V1ClientOptions {
     port: number
     host?: string // loopback only in tests
     timeout: number
-    idDelay?: number // ms from connect to the id line (original: about 50)
-    reconnectDelay?: number // ms from losing a socket to the next connect (original: 2 x timeout, then 3 s for WiFi; default 2 x timeout)
+    idDelay?: number // ms from connect to the id line (original: 50)
+    // ms from losing a socket to the next connect. The original waits
+    // 2 x timeout, then reconnects its WiFi (at least 0.5 s) and waits 3 s
+    // more for it to settle; the default, 2 x timeout, leaves the WiFi out.
+    reconnectDelay?: number
     queueLimit?: number // received lines kept unread (original: 20); past it a line is lost and the client reconnects
+    // The original stops for good when its very first connect is refused
+    // (fault 7). Default true; false retries as after any other outage.
+    stopOnFirstRefusal?: boolean
 }
 
-// An original MicroPython board: sends its id line alone (no probe), a
-// keepalive every timeout/4, ACKs every message on receipt, keeps at most 20
-// lines unread, and reconnects after an outage (or a queue overflow).
+// An original MicroPython board: sends its id line alone (no probe) 50 ms
+// after connecting, a keepalive when it has written nothing for timeout/4,
+// ACKs every message on receipt, keeps at most 20 lines unread, and
+// reconnects after an outage (or a queue overflow).
 export class V1Client extends V1Link {
     readonly id: string
     ups = 0 // sockets on which a first line arrived
+    gaveUp = false // its first connect was refused: stopped for good (fault 7)
     private readonly host: string
     private readonly port: number
     private readonly idDelay: number
     private readonly reconnectDelay: number
+    private readonly stopOnFirstRefusal: boolean
+    private dialed = 0
     private retry: NodeJS.Timeout | undefined
 
     constructor(opts: V1ClientOptions) {
-        super(opts.timeout, opts.queueLimit ?? V1_CLIENT_QUEUE)
+        super(opts.timeout, opts.queueLimit ?? V1_CLIENT_QUEUE, false)
         this.id = opts.id
         this.host = opts.host ?? "127.0.0.1"
         this.port = opts.port
         this.idDelay = opts.idDelay ?? 50
         this.reconnectDelay = opts.reconnectDelay ?? 2 * opts.timeout
+        this.stopOnFirstRefusal = opts.stopOnFirstRefusal ?? true
     }
 
     start(): this {
@@ -401,23 +456,38 @@ export class V1Client extends V1Link {
     private dial(): void {
         this.retry = undefined
         if (this.closed) return
+        const first = this.dialed++ === 0
         const s = connect({ host: this.host, port: this.port })
         s.setNoDelay(true)
+        let connected = false
         s.on("error", () => {}) // "close" follows
         this.sock = s
         const lines = new LineSplitter()
         let lastRx = Date.now()
-        let gotLine = false
+        let gotMessage = false // a line other than a keepalive: the timeout drops from 2 x timeout
+        // The read timeout counts from the last byte received.
+        const watch = () => {
+            const limit = gotMessage ? this.timeout : 2 * this.timeout
+            const left = lastRx + limit - Date.now()
+            if (left < 0) return this.lost(s)
+            this.later(watch, left + 1)
+        }
+        // A keepalive once nothing was written for timeout/4.
+        const keepalive = () => {
+            const due = this.lastWrite + this.timeout / 4 - Date.now()
+            if (due > 0) return this.later(keepalive, due)
+            this.out("\n")
+            this.later(keepalive, this.timeout / 4)
+        }
         s.once("connect", () => {
             if (this.sock !== s) return
+            connected = true
             this.newSocket(s)
             lastRx = Date.now()
+            watch()
             this.later(() => {
-                s.write(this.id + "\n") // the id line alone: no probe
-                this.every(() => {
-                    if (Date.now() - lastRx > (gotLine ? this.timeout : 2 * this.timeout)) return this.lost(s)
-                    this.out("\n")
-                }, this.timeout / 4)
+                this.out(this.id + "\n") // the id line alone: no probe
+                this.later(keepalive, this.timeout / 4)
             }, this.idDelay)
         })
         s.on("data", (b: Buffer) => {
@@ -425,15 +495,24 @@ export class V1Client extends V1Link {
             lastRx = Date.now()
             for (const line of lines.push(b)) {
                 if (this.sock !== s) return
-                if (!gotLine) {
-                    gotLine = true // a complete line from the server: connected
-                    this.ups++
+                if (line !== "") gotMessage = true
+                if (!this.ready) {
+                    this.ups++ // a complete line from the server, a keepalive too: connected
                     this.setReady()
                 }
                 this.receive(line)
             }
         })
-        s.once("close", () => this.lost(s))
+        s.once("close", () => {
+            if (first && !connected && this.stopOnFirstRefusal && this.sock === s) {
+                this.gaveUp = true
+                this.sock = undefined
+                this.drops++
+                this.sig.fire()
+                return
+            }
+            this.lost(s)
+        })
     }
 
     protected override overflowed(): void {
@@ -449,46 +528,82 @@ export class V1Client extends V1Link {
 export interface V1ServerOptions {
     timeout: number
     port?: number // default 0: a free port
-    settle?: number // ms after the first byte past the id before messages go out (original: 200)
+    settle?: number // ms after the first read past the id's before messages go out (original: 200)
+    acceptPause?: number // ms the accept loop sleeps after each turn (original: 200)
 }
 
-// One client id's link at the V1Server: it outlives sockets (one id sequence
-// and one seen set per id).
+// One client id's link at the V1Server: it outlives sockets (one id sequence,
+// one seen set, one keepalive loop and one unfinished line per id).
 export class V1ServerLink extends V1Link {
+    joinedLines = 0 // a read began with the '\n' ending an unfinished line: stripped, the line joined to the next
+    carriedLines = 0 // a socket's unfinished line joined to the next socket's bytes (fault 2)
+    splitReads = 0 // reads that are not whole UTF-8: the original's reader dies on them (fault 3)
+    private partial: Buffer = Buffer.alloc(0) // the unfinished line, kept across sockets as the original does
+    private carried = false // `partial` came from a socket that is gone
+    private keepaliveDue = 0 // when the keepalive loop next sends
+
     constructor(
         readonly id: string,
         timeout: number,
         private readonly settle: number
     ) {
-        super(timeout)
+        super(timeout, undefined, true)
     }
 
     /** @internal */
-    adopt(s: Socket, rest: Buffer): void {
+    adopt(s: Socket, first: boolean, rest: Buffer, more: Buffer): void {
         this.newSocket(s)
-        const lines = new LineSplitter()
+        // The bytes after the id in its read start the unfinished line on a
+        // first connection; they are read on with the next read that is not
+        // all blank, and do not end the warm-up.
+        if (first) this.partial = rest
+        else if (this.partial.length > 0) this.carried = true
         let lastRx = Date.now()
-        let gotByte = false
-        // A keepalive every timeout/4 regardless; an outage after timeout of silence.
-        this.every(() => {
-            if (Date.now() - lastRx > this.timeout) return void this.lostSocket(s)
+        let gotRead = false
+        const watch = () => {
+            const left = lastRx + this.timeout - Date.now()
+            if (left < 0) return void this.lostSocket(s)
+            this.later(watch, left + 1)
+        }
+        watch()
+        // The keepalive loop sends, sleeps timeout/4, and while the link is
+        // down polls for it every timeout/10.
+        const keepalive = () => {
             this.out("\n")
-        }, this.timeout / 4)
-        const onData = (b: Buffer) => {
-            if (this.sock !== s) return
+            this.keepaliveDue = Date.now() + this.timeout / 4
+            this.later(keepalive, this.timeout / 4)
+        }
+        const now = Date.now()
+        this.later(keepalive, first ? 0 : this.keepaliveDue > now ? this.keepaliveDue - now : this.timeout / 10)
+        const read = (d: Buffer) => {
             lastRx = Date.now()
-            if (!gotByte && b.length > 0) {
-                gotByte = true // "let the board get out of bed"
+            if (!gotRead) {
+                gotRead = true // "let the board get out of bed"
                 this.later(() => this.setReady(), this.settle)
             }
-            for (const line of lines.push(b)) {
-                if (this.sock !== s) return
+            let k = 0
+            while (k < d.length && d[k] === 10) k++
+            if (k > 0 && this.partial.length > 0 && this.partial[this.partial.length - 1] !== 10) this.joinedLines++
+            for (let j = 0; j < k; j++) this.receive("") // stripped: keepalives
+            d = d.subarray(k)
+            if (d.length === 0 || this.sock !== s) return
+            if (!Buffer.from(d.toString("utf8")).equals(d)) this.splitReads++
+            this.partial = Buffer.concat([this.partial, d])
+            for (let nl = this.partial.indexOf(10); nl >= 0; nl = this.partial.indexOf(10)) {
+                const line = this.partial.subarray(0, nl).toString("utf8")
+                this.partial = this.partial.subarray(nl + 1)
+                if (this.carried) this.carriedLines++
+                this.carried = false
                 this.receive(line)
+                if (this.sock !== s) return
             }
+        }
+        const onData = (b: Buffer) => {
+            for (let i = 0; i < b.length && this.sock === s; i += V1_SERVER_READ) read(b.subarray(i, i + V1_SERVER_READ))
         }
         s.on("data", onData)
         s.once("close", () => this.lostSocket(s))
-        if (rest.length > 0) onData(rest)
+        if (more.length > 0) onData(more)
     }
 
     /** @internal */
@@ -502,22 +617,38 @@ export class V1ServerLink extends V1Link {
     }
 }
 
-// The original Python server.
+// A socket accepted and waiting for the accept loop to read its id.
+interface Waiting {
+    s: Socket
+    head: Buffer
+    gone: boolean
+    detach: () => void
+}
+
+// The original Python server. Its accept loop takes one socket per turn,
+// reads its id (waiting up to timeout, no other socket taken meanwhile) and
+// sleeps 200 ms.
 export class V1Server {
     port = 0
     refused = 0 // connections closed because their id's link was up
     droppedAfterId = 0 // bytes dropped after the id line on reconnects (the quirk)
+    noId = 0 // connections closed because no id line came within timeout
     private readonly timeout: number
     private readonly settle: number
+    private readonly acceptPause: number
     private readonly wantedPort: number
     private readonly net: NetServer
     private readonly links = new Map<string, V1ServerLink>()
     private readonly sockets = new Set<Socket>()
+    private readonly waiting: Waiting[] = []
+    private readonly sig = new Signal()
+    private loop: Promise<void> | undefined
     private closed = false
 
     constructor(opts: V1ServerOptions) {
         this.timeout = opts.timeout
         this.settle = opts.settle ?? 200
+        this.acceptPause = opts.acceptPause ?? 200
         this.wantedPort = opts.port ?? 0
         this.net = createServer((s) => this.accept(s))
     }
@@ -529,6 +660,7 @@ export class V1Server {
         })
         const a = this.net.address()
         this.port = typeof a === "object" && a ? a.port : 0
+        this.loop = this.acceptLoop()
     }
 
     // The link of `id` (created empty if that id has not connected yet).
@@ -566,10 +698,12 @@ export class V1Server {
     async close(): Promise<void> {
         if (this.closed) return
         this.closed = true
+        this.sig.fire()
         const done = new Promise<void>((resolve) => this.net.close(() => resolve()))
         for (const l of this.links.values()) l.shutdown()
         for (const s of this.sockets) s.destroy()
         await done
+        await this.loop
     }
 
     private accept(s: Socket): void {
@@ -577,29 +711,64 @@ export class V1Server {
         this.sockets.add(s)
         s.setNoDelay(true)
         s.on("error", () => {})
-        s.once("close", () => this.sockets.delete(s))
-        // Read the id line; send nothing before it.
-        let head = Buffer.alloc(0)
-        const onId = (b: Buffer) => {
-            head = Buffer.concat([head, b])
-            const nl = head.indexOf(10)
-            if (nl < 0) return
-            s.off("data", onId)
-            this.route(s, head.subarray(0, nl).toString("utf8"), head.subarray(nl + 1))
+        // Bytes wait (in the kernel, for the original) until the loop reads the id.
+        const w: Waiting = { s, head: Buffer.alloc(0), gone: false, detach: () => {} }
+        const onData = (b: Buffer) => {
+            w.head = Buffer.concat([w.head, b])
+            this.sig.fire()
         }
-        s.on("data", onId)
+        s.on("data", onData)
+        w.detach = () => s.off("data", onData)
+        s.once("close", () => {
+            this.sockets.delete(s)
+            w.gone = true
+            this.sig.fire()
+        })
+        this.waiting.push(w)
+        this.sig.fire()
     }
 
-    private route(s: Socket, id: string, rest: Buffer): void {
+    private async acceptLoop(): Promise<void> {
+        while (!this.closed) {
+            const w = this.waiting.shift()
+            if (w) this.readId(w, await this.idLine(w))
+            const end = Date.now() + this.acceptPause
+            while (!this.closed && Date.now() < end) await this.sig.next(end - Date.now())
+            while (!this.closed && this.waiting.length === 0) await this.sig.next()
+        }
+    }
+
+    // Resolves with the index of the id's '\n' in `w.head`, or -1.
+    private async idLine(w: Waiting): Promise<number> {
+        const end = Date.now() + this.timeout
+        while (!this.closed && !w.gone && Date.now() <= end) {
+            const nl = w.head.indexOf(10)
+            if (nl >= 0) return nl
+            await this.sig.next(end - Date.now())
+        }
+        return -1
+    }
+
+    private readId(w: Waiting, nl: number): void {
+        w.detach()
+        if (nl < 0 || this.closed) {
+            if (!w.gone && !this.closed) this.noId++
+            return void w.s.destroy()
+        }
+        // The id came in reads of at most 4096 bytes: what followed it in
+        // that read is the rest; later bytes are later reads.
+        const end = Math.min(w.head.length, (Math.floor(nl / V1_SERVER_READ) + 1) * V1_SERVER_READ)
+        this.route(w.s, w.head.subarray(0, nl).toString("utf8"), w.head.subarray(nl + 1, end), w.head.subarray(end))
+    }
+
+    private route(s: Socket, id: string, rest: Buffer, more: Buffer): void {
         const l = this.link(id)
         if (l.sock) {
             this.refused++ // the id's link is up: refused
             return void s.destroy()
         }
-        if (l.connects > 0 && rest.length > 0) {
-            this.droppedAfterId += rest.length // the quirk: a reconnect loses what came with the id
-            rest = Buffer.alloc(0)
-        }
-        l.adopt(s, rest)
+        const first = l.connects === 0
+        if (!first) this.droppedAfterId += rest.length // the quirk: a reconnect loses what came with the id
+        l.adopt(s, first, rest, more)
     }
 }

@@ -336,6 +336,26 @@ describe("compatibility with the original micropython-iot ends (v1 peers)", func
             this.test!.title += ` [dropped after id: ${vs.droppedAfterId} bytes]`
         })
 
+        // The original server reads at most 4096 bytes at a time and takes
+        // each read on its own: a read that ends inside a UTF-8 character
+        // kills its reader, one that starts with a line's final "\n" joins
+        // that line to the next. A pipelined burst must never give it such a read.
+        it("a pipelined burst of long non-ASCII lines: every read of the V1Server is whole UTF-8 and no line loses its end (faults 3 and 10 at the original server)", async function () {
+            const { c, link } = await linked("g5")
+            await within(c.write("first"), BOUND, "the client's first line (id 00)")
+            assert.equal(await within(link.readline(), BOUND, "the first line"), "first")
+            const lines = Array.from({ length: 200 }, (_, i) => `${i} ` + "é€😀x".repeat(20 + (i % 37)))
+            const writes = Promise.all(lines.map((l) => c.write(l, { wait: false })))
+            writes.catch(() => {})
+            assert.deepEqual(await readN(link, 200, "the burst at the V1Server"), lines)
+            await within(writes, BOUND, "every line ACKed")
+            assert.equal(link.splitReads, 0, "reads of the V1Server that end inside a UTF-8 character (its reader would have died)")
+            assert.equal(link.joinedLines, 0, "lines whose final newline began a read of the V1Server")
+            assert.equal(link.carriedLines, 0)
+            assert.equal(link.duplicates, 0)
+            assert.equal(link.connects, 1)
+        })
+
         it("a non-qos line whose ACK the V1Server withholds does not block the client's later qos wait writes (fault 5)", async function () {
             const { c, link } = await linked("g3")
             link.withholdAck = (_mid, payload) => payload === "no ack"

@@ -1,6 +1,7 @@
 import { ClientLink, HeldLine, hold, wantsRead, holdingCount, settle, writeAs, IdReader, ServerLink, LinkError, resolveConfig, nodeDefaults, MAX_ID_BYTES } from "../../src/shared/index.js"
 import { blanks, boardCfg, clientDrive, Drive, nodeCfg, serverDrive } from "./drive.js"
-import { eq, eqList, ok, suite, throwsCode } from "./harness.js"
+import { eq, eqList, hooks, ok, suite, throwsCode } from "./harness.js"
+import { hexByte } from "../../src/shared/hex.js"
 
 // A server link whose v1 client has sent a keepalive and been let in.
 function v1Server(o: object): Drive<ServerLink> {
@@ -35,8 +36,15 @@ function past00(o: object): Drive {
 
 function lineCount(s: string): number {
     let n = 0
-    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 10) n++
+    for (let i = s.indexOf("\n"); i >= 0; i = s.indexOf("\n", i + 1)) n++
     return n
+}
+
+// A payload of `n` ASCII characters (no String.repeat on the device).
+function chars(n: number): string {
+    let s = "0123456789"
+    while (s.length < n) s += s
+    return s.slice(0, n)
 }
 
 function noExtension(d: Drive, what: string): void {
@@ -670,6 +678,75 @@ export const linkSuite = suite("link", function (test) {
         c.advance(0)
         eq(lineCount(c.take()), 30, "a devs-iot peer gets the whole window")
     })
+    test("window toward the original server: at most 3072 payload bytes un-ACKed (it takes each read of 4096 bytes on its own); a longer line alone", async function () {
+        const d = past00({})
+        const p = chars(200)
+        for (let i = 0; i < 20; i++) d.link.write(p, true, false)
+        d.link.write(chars(4000), true, false)
+        d.advance(0)
+        eq(lineCount(d.take()), 15, "15 lines of 200 bytes: 3000 bytes")
+        await hooks.pause()
+        d.feed("01\n")
+        eq(lineCount(d.take()), 1, "one more per ACK")
+        for (let i = 2; i <= 16; i++) {
+            d.feed(hexByte(i) + "\n")
+            await hooks.pause()
+        }
+        eq(lineCount(d.take()), 4, "the last 4 lines of 200 bytes; the long one waits while any is un-ACKed")
+        await hooks.pause()
+        for (let i = 17; i <= 20; i++) {
+            d.feed(hexByte(i) + "\n")
+            await hooks.pause()
+        }
+        const long = d.take()
+        eq(lineCount(long), 1, "the 4000-byte line once the others are ACKed")
+        eq(long.length, 4003, "alone")
+        await hooks.pause()
+        const v = v1Server({})
+        v.link.write("first", true, true)
+        v.advance(0)
+        v.feed("00\n")
+        v.take()
+        for (let i = 0; i < 20; i++) v.link.write(p, true, false)
+        v.advance(0)
+        eq(lineCount(v.take()), 20, "toward a v1 client only the window counts")
+    })
+    test("window toward the original server: a longer line goes alone also when a lost non-qos id still holds its place", async function () {
+        const d = past00({})
+        d.link.write("lost", false, false)
+        d.advance(0)
+        eq(d.take(), "01lost\n", "sent, never ACKed")
+        d.advance(1000)
+        d.feed("\n")
+        d.advance(1000)
+        d.feed("\n") // 01 is forgotten now; its id keeps its place
+        d.take()
+        d.link.write(chars(4000), true, true)
+        d.advance(0)
+        const long = d.take()
+        eq(lineCount(long), 1, "the 4000-byte line")
+        eq(long.length, 4003, "alone")
+    })
+    test("window: lines sent to a devs-iot server go to a v1 server on the next socket at most 3072 bytes at a time", async function () {
+        const d = clientDrive({})
+        d.take()
+        d.feed("!hello epoch=S\n")
+        const p = chars(500)
+        for (let i = 0; i < 12; i++) d.link.write(p, true, false)
+        d.advance(0)
+        d.feed("00\n")
+        eq(lineCount(d.take()), 12 + 1, "a devs-iot server gets them all (and the hello)")
+        await hooks.pause()
+        d.link.socketClosed(d.now, "cut")
+        d.link.open(d.now)
+        d.pump()
+        d.take()
+        d.feed("\n") // a v1 server's first line
+        eq(lineCount(d.take()), 6, "6 of the 11 un-ACKed: 3000 bytes")
+        await hooks.pause()
+        d.feed("01\n")
+        eq(lineCount(d.take()), 1, "one more per ACK")
+    })
     test("window: lines sent to a devs-iot peer go again to a v1 peer on the next socket, 20 at a time", async function () {
         const d = clientDrive({ window: 64 })
         d.take()
@@ -684,8 +761,10 @@ export const linkSuite = suite("link", function (test) {
         d.take()
         d.feed("\n") // a v1 server's first line
         eq(lineCount(d.take()), 20, "20 of the 29 un-ACKed")
+        await hooks.pause()
         d.feed("01\n")
         eq(d.take(), "15m21\n", "one more per ACK")
+        await hooks.pause()
         d.advance(500)
         eq(d.take(), "\n", "lines held by the window do not stop keepalives")
     })

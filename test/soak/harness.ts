@@ -62,7 +62,6 @@ export class Soak {
     readonly faults: Fault[] = []
     private ends = new Map<string, End>()
     private server: End = { id: "srv", kind: "node", life: -1, done: false }
-    readonly stuck: string[] = [] // v1 ends whose last writes wait forever on the original's fault 5
     private serverPort = 0
     private images = new Map<string, SimImage>()
     private waiters = new Set<() => void>()
@@ -302,11 +301,6 @@ export class Soak {
         const kind = m[1] as LogRecord["kind"]
         this.records.push({ t: Date.now(), who, life, kind, text: m[2]! })
         if (kind === "I" && m[2]!.startsWith("done")) (who === "srv" ? this.server : this.ends.get(who)!).done = true
-        if (kind === "I" && m[2]!.startsWith("stuck fault5")) {
-            const e = this.ends.get(who)!
-            e.done = true
-            this.stuck.push(`${who}: ${m[2]!.slice(13)}`)
-        }
         if (kind === "I" && m[2]!.startsWith("stopping")) this.o.log?.(`${who}: ${m[2]}`)
         for (const w of [...this.waiters]) w()
     }
