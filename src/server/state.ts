@@ -162,8 +162,6 @@ export class DiskState implements StateStore {
     }
 
     static async open(dir: string, opts: DiskStateOptions = {}): Promise<DiskState> {
-        const marker = join(dir, MARKER)
-        const data = join(dir, "data.mdb")
         if (!existsSync(dir)) {
             try {
                 mkdirSync(dir, { recursive: true })
@@ -171,12 +169,31 @@ export class DiskState implements StateStore {
                 throw new StateError(`state folder ${dir}: cannot create it: ${(e as Error).message}`)
             }
         }
-        let entries: string[]
-        try {
-            entries = readdirSync(dir)
-        } catch (e) {
-            throw new StateError(`state folder ${dir}: cannot read it: ${(e as Error).message}`)
+        let entries = readdirEntries(dir)
+        // A first start cut short (a kill, or a failure older versions did
+        // not clean up) leaves the marker and no journal: the journal is
+        // made right after the database opens and is never removed, so
+        // nothing was ever recorded here. Started again as a new folder.
+        if (entries.includes(MARKER) && !entries.includes("data.mdb") && !entries.includes(JOURNAL)) {
+            for (const f of CREATED) rmOrFail(join(dir, f))
+            opts.logger?.warn({ state: dir }, `state folder ${dir}: an earlier first start was cut short (a marker, no database, no journal): started as a new folder`)
+            entries = readdirEntries(dir)
         }
+        const fresh = entries.length === 0
+        try {
+            return await DiskState.openIn(dir, entries, opts)
+        } catch (e) {
+            // A first start that fails (a full disk, no write permission)
+            // leaves the folder empty, so the next start is a first start too.
+            // Not a folder another process took meanwhile.
+            if (fresh && ownerOf(dir) !== "other") for (const f of CREATED) rmSync(join(dir, f), { force: true })
+            throw e
+        }
+    }
+
+    private static async openIn(dir: string, entries: string[], opts: DiskStateOptions): Promise<DiskState> {
+        const marker = join(dir, MARKER)
+        const data = join(dir, "data.mdb")
         if (entries.includes(MARKER)) {
             let m: { format?: unknown }
             try {
@@ -204,7 +221,7 @@ export class DiskState implements StateStore {
             if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
-        } else writeFileSync(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")
+        } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")
         takeFolder(dir)
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {
@@ -511,15 +528,50 @@ function dropKept(u: Unflushed, key: number): void {
 // died (a kill) is taken over.
 function takeFolder(dir: string): void {
     const owner = join(dir, OWNER)
-    let pid = 0
+    const pid = ownerPid(dir)
+    if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
+    writeOrFail(owner, `${process.pid}\n`)
+}
+
+function ownerPid(dir: string): number {
     try {
-        pid = Number(readFileSync(owner, "utf8").trim())
+        return Number(readFileSync(join(dir, OWNER), "utf8").trim())
     } catch {
-        // no owner
+        return 0 // no owner
     }
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid))
-        throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
-    writeFileSync(owner, `${process.pid}\n`)
+}
+
+// Whether a live process other than this one holds the folder.
+function ownerOf(dir: string): "other" | "free" {
+    const pid = ownerPid(dir)
+    return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? "other" : "free"
+}
+
+// The files a state folder holds, all made by DiskState.open.
+const CREATED = [MARKER, OWNER, "data.mdb", "lock.mdb", JOURNAL]
+
+function readdirEntries(dir: string): string[] {
+    try {
+        return readdirSync(dir)
+    } catch (e) {
+        throw new StateError(`state folder ${dir}: cannot read it: ${(e as Error).message}`)
+    }
+}
+
+function writeOrFail(file: string, text: string): void {
+    try {
+        writeFileSync(file, text)
+    } catch (e) {
+        throw new StateError(`state file ${file}: cannot write it: ${(e as Error).message}`)
+    }
+}
+
+function rmOrFail(file: string): void {
+    try {
+        rmSync(file, { force: true })
+    } catch (e) {
+        throw new StateError(`state file ${file}: cannot remove it: ${(e as Error).message}`)
+    }
 }
 
 function alive(pid: number): boolean {

@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { appendFileSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -355,9 +355,49 @@ describe("delivery state across restarts", function () {
         const foreign = tempDir()
         writeFileSync(join(foreign, "notes.txt"), "mine")
         await assert.rejects(DiskState.open(foreign), (e: Error) => e instanceof StateError && e.message.includes("devs-iot-state.json"))
-        const noData = tempDir()
+        const noData = tempDir() // the database gone, the journal still there
         writeFileSync(join(noData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(noData, "journal.bin"), "")
         await assert.rejects(DiskState.open(noData), (e: Error) => e instanceof StateError && e.message.includes(join(noData, "data.mdb")))
+    })
+
+    it("a first start that fails leaves the folder empty, and one cut short before the database is started again as new; a file it cannot write is named", async () => {
+        // lmdb withheld from the process: the start fails after the marker is written.
+        const hooks = tempDir()
+        writeFileSync(join(hooks, "hooks.mjs"), `export async function resolve(s, c, n) { if (s === "lmdb") throw new Error("withheld by the test"); return n(s, c) }\n`)
+        writeFileSync(join(hooks, "register.mjs"), `import { register } from "node:module"\nregister(new URL("./hooks.mjs", import.meta.url))\n`)
+        const dir = tempDir()
+        const failed = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir], { NODE_OPTIONS: `--import=${join(hooks, "register.mjs")}` })
+        try {
+            assert.equal(await within(failed.exited, 20000, "server exit"), 1)
+            assert.match(failed.stderr + failed.stdout, /--state needs the lmdb package/)
+        } finally {
+            failed.stop()
+        }
+        assert.deepEqual(readdirSync(dir), [])
+        const next = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            await next.waitFor(/listening/, 20000)
+        } finally {
+            next.stop()
+        }
+        await next.exited
+        // What a kill between the marker and the database leaves (and older versions left on a failure).
+        const cut = tempDir()
+        writeFileSync(join(cut, "devs-iot-state.json"), "")
+        writeFileSync(join(cut, "owner.pid"), "999999999\n")
+        const warned: string[] = []
+        const st = await DiskState.open(cut, { logger: { warn: (_o: unknown, m: string) => warned.push(m) } as unknown as Logger })
+        st.close()
+        assert.match(warned.join("\n"), /first start was cut short/)
+        // A file in the way of one the folder needs: named, as a StateError.
+        const blocked = tempDir()
+        writeFileSync(join(blocked, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        ;(await DiskState.open(blocked)).close()
+        rmSync(join(blocked, "owner.pid"), { force: true })
+        mkdirSync(join(blocked, "owner.pid"))
+        await assert.rejects(DiskState.open(blocked), (e: Error) => e instanceof StateError && e.message.includes(join(blocked, "owner.pid")))
+        assert.ok(readdirSync(blocked).includes("data.mdb"), "a failure on a folder that holds state removes nothing")
     })
 
     it("checkpoints: a line written and ACKed between two checkpoints never reaches the database; one stored before is removed", async () => {
