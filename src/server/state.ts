@@ -93,6 +93,7 @@ export class MemoryState implements StateStore {
 const MARKER = "devs-iot-state.json"
 const JOURNAL = "journal.bin"
 const OWNER = "owner.pid" // the process using the folder
+const OWNER_ID = "owner.id" // which process that pid was: its pid, boot and start time (Linux)
 // Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
 const LMDB_MAGIC_AT = 24
 const LMDB_MAGIC = 0xbeefc0de
@@ -472,7 +473,10 @@ export class DiskState implements StateStore {
         void this.db.close()
         const owner = join(this.where, OWNER)
         try {
-            if (readFileSync(owner, "utf8").trim() === String(process.pid)) rmSync(owner)
+            if (readFileSync(owner, "utf8").trim() === String(process.pid)) {
+                rmSync(owner)
+                rmSync(join(this.where, OWNER_ID), { force: true })
+            }
         } catch {
             // gone already
         }
@@ -525,12 +529,31 @@ function dropKept(u: Unflushed, key: number): void {
 
 // One process per state folder: LMDB would let two share it, but each has
 // its own journal and its own idea of every id's state. A folder whose owner
-// died (a kill) is taken over.
+// died (a kill, a power cut) is taken over, also when its pid now belongs
+// to another process: after a reboot the pids of boot-time services are
+// handed out again, so a pid alone would keep the server from starting.
+// owner.id says which process the pid was; owner.pid stays a bare pid,
+// as older versions read it.
 function takeFolder(dir: string): void {
     const owner = join(dir, OWNER)
     const pid = ownerPid(dir)
     if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
+    const me = processIdentity(process.pid)
+    if (me === undefined) rmOrFail(join(dir, OWNER_ID))
+    else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
     writeOrFail(owner, `${process.pid}\n`)
+}
+
+// The boot and the start time of process `pid` (Linux), or undefined.
+function processIdentity(pid: number): string | undefined {
+    try {
+        const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+        const start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] // field 22, starttime
+        return start === undefined || start === "" ? undefined : `${boot} ${start}`
+    } catch {
+        return undefined
+    }
 }
 
 function ownerPid(dir: string): number {
@@ -544,11 +567,21 @@ function ownerPid(dir: string): number {
 // Whether a live process other than this one holds the folder.
 function ownerOf(dir: string): "other" | "free" {
     const pid = ownerPid(dir)
-    return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? "other" : "free"
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || !alive(pid)) return "free"
+    let recorded = ""
+    try {
+        recorded = readFileSync(join(dir, OWNER_ID), "utf8").trim()
+    } catch {
+        // written by an older version, or not on Linux: the pid decides
+    }
+    const space = recorded.indexOf(" ")
+    if (space < 0 || recorded.slice(0, space) !== String(pid)) return "other"
+    const now = processIdentity(pid)
+    return now === undefined || now === recorded.slice(space + 1) ? "other" : "free"
 }
 
 // The files a state folder holds, all made by DiskState.open.
-const CREATED = [MARKER, OWNER, "data.mdb", "lock.mdb", JOURNAL]
+const CREATED = [MARKER, OWNER, OWNER_ID, "data.mdb", "lock.mdb", JOURNAL]
 
 function readdirEntries(dir: string): string[] {
     try {

@@ -3,11 +3,12 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { appendFileSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
+import { spawn } from "node:child_process"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import type { Logger } from "../../src/server/log.js"
 import { cli, until, within } from "../kit/util.js"
@@ -437,6 +438,40 @@ describe("delivery state across restarts", function () {
         await first.exited
         const taken = await DiskState.open(dir) // its owner was killed
         taken.close()
+    })
+
+    it("a dead owner's pid now held by another process (after a reboot, pids are handed out again): the folder is taken over", async function () {
+        if (!existsSync("/proc/self/stat")) this.skip() // the start time comes from /proc
+        // A process as owner.id names it: its boot and start time.
+        const identity = (pid: number) => {
+            const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+            return `${readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}`
+        }
+        const dir = tempDir()
+        const first = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        let dead: string
+        try {
+            await first.waitFor(/listening/, 20000)
+            dead = identity(first.child.pid!)
+        } finally {
+            first.stop()
+        }
+        await first.exited
+        // Another process now has the dead owner's pid.
+        const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" })
+        try {
+            writeFileSync(join(dir, "owner.pid"), `${other.pid}\n`)
+            writeFileSync(join(dir, "owner.id"), `${other.pid} ${dead}\n`)
+            const taken = await DiskState.open(dir)
+            assert.equal(readFileSync(join(dir, "owner.id"), "utf8"), `${process.pid} ${identity(process.pid)}\n`)
+            taken.close()
+            // The record of the live process itself: refused, as for any live owner.
+            writeFileSync(join(dir, "owner.pid"), `${other.pid}\n`)
+            writeFileSync(join(dir, "owner.id"), `${other.pid} ${identity(other.pid!)}\n`)
+            await assert.rejects(DiskState.open(dir), (e: Error) => e instanceof StateError && e.message.includes(`in use by process ${other.pid}`))
+        } finally {
+            other.kill("SIGKILL")
+        }
     })
 
     it("the CLI: a server on a damaged state folder exits 1 naming the file; --state-sync without --state is a usage error", async () => {
