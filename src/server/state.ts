@@ -101,6 +101,11 @@ const FORMAT = 1
 
 export interface DiskStateOptions {
     sync?: boolean // fsync each commit (power-loss-safe); default false (crash-safe)
+    // Whose state this is: recorded in a new folder's marker, and a folder
+    // recorded for the other side is refused. The records are per id, and a
+    // client whose id is one of the server's boards would take the server's
+    // record for that board as its own (and send the lines owed to the board).
+    side?: "server" | "client"
     mapSize?: number // bytes the database may grow to (default 1 GiB)
     logger?: Logger // where a torn last journal frame dropped at start is told (default: nowhere)
 }
@@ -196,13 +201,15 @@ export class DiskState implements StateStore {
         const marker = join(dir, MARKER)
         const data = join(dir, "data.mdb")
         if (entries.includes(MARKER)) {
-            let m: { format?: unknown }
+            let m: { format?: unknown; side?: unknown }
             try {
                 m = JSON.parse(readFileSync(marker, "utf8"))
             } catch (e) {
                 throw new StateError(`state file ${marker}: unreadable or not JSON: ${(e as Error).message}`)
             }
             if (m?.format !== FORMAT) throw new StateError(`state file ${marker}: format ${JSON.stringify(m?.format)}, this version reads format ${FORMAT}`)
+            if (opts.side !== undefined && m.side !== undefined && m.side !== opts.side)
+                throw new StateError(`state folder ${dir}: holds the delivery state of a ${String(m.side)} (${marker}), not of a ${opts.side}: give each process its own folder`)
             if (!entries.includes("data.mdb")) throw new StateError(`state file ${data}: missing (the marker says this folder holds delivery state)`)
             try {
                 accessSync(data, constants.R_OK | constants.W_OK)
@@ -222,7 +229,7 @@ export class DiskState implements StateStore {
             if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
-        } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")
+        } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)", side: opts.side }) + "\n")
         takeFolder(dir)
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {

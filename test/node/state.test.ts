@@ -440,6 +440,28 @@ describe("delivery state across restarts", function () {
         taken.close()
     })
 
+    it("a server's state folder is refused to a client and a client's to a server (a client with a board's id would take the board's record as its own)", async () => {
+        const dir = tempDir()
+        const server = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            await server.waitFor(/listening/, 20000)
+        } finally {
+            server.stop()
+        }
+        await server.exited
+        const client = cli(["client", "--id", "kitchen", "--port", "1", "--state", dir])
+        try {
+            assert.equal(await within(client.exited, 20000, "client exit"), 1)
+            assert.match(client.stdout + client.stderr, /holds the delivery state of a server .*not of a client/)
+        } finally {
+            client.stop()
+        }
+        const mine = tempDir()
+        ;(await DiskState.open(mine, { side: "client" })).close()
+        await assert.rejects(DiskState.open(mine, { side: "server" }), (e: Error) => e instanceof StateError && e.message.includes("of a client"))
+        ;(await DiskState.open(mine)).close() // a program that does not say which side it is
+    })
+
     it("a dead owner's pid now held by another process (after a reboot, pids are handed out again): the folder is taken over", async function () {
         if (!existsSync("/proc/self/stat")) this.skip() // the start time comes from /proc
         // A process as owner.id names it: its boot and start time.

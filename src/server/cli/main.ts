@@ -315,7 +315,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const log = makeLogger(level(values, source), values["json"] === true)
     const side = boardSide(values, source, appExpects(app))
     const { expected, allowPlain } = side
-    const state = await stateFrom(values, source, log)
+    const state = await stateFrom(values, source, log, "server")
     if (state === null) return 1
     const server = new Server({ ...opts, ...side.options, logger: log, state })
     const http = httpStatus(values, source, server, log)
@@ -355,7 +355,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
 
 // The store --state names (undefined: in memory, the link's own), or null
 // after logging why it cannot be opened: never a silent empty start.
-async function stateFrom(values: Values, source: Record<string, string>, log: Logger): Promise<StateStore | undefined | null> {
+async function stateFrom(values: Values, source: Record<string, string>, log: Logger, side: "server" | "client"): Promise<StateStore | undefined | null> {
     const dir = str(values, "state")
     const sync = values["state-sync"] === true
     if (dir === undefined) {
@@ -363,7 +363,7 @@ async function stateFrom(values: Values, source: Record<string, string>, log: Lo
         return undefined
     }
     try {
-        const s = await openState(dir, { sync, logger: log })
+        const s = await openState(dir, { sync, logger: log, side })
         log.info({ state: dir, sync }, `delivery state in ${dir} (${sync ? "fsync before each ACK: safe against power loss" : "safe against a process crash"})`)
         return s
     } catch (e) {
@@ -451,7 +451,7 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     }
     const key = keyFile !== undefined ? readKeyFile(keyFile) : str(values, "key") !== undefined ? clientKey(str(values, "key")!, source["key"]!) : undefined
     keyWarnings(log, source, keyFile)
-    const state = await stateFrom(values, source, log)
+    const state = await stateFrom(values, source, log, "client")
     if (state === null) return 1
     const client = new Client({
         state,
