@@ -304,6 +304,35 @@ describe("delivery state across restarts", function () {
         assert.equal(await within(conn.readline(), 10000, "e"), "e", "d was given twice")
     })
 
+    it("a state folder that refuses writes (a full disk) closes every busy link with one error line for all, at the warning rate, without a stack; once it takes writes the links come up", async () => {
+        const mem = new MemoryState()
+        let full = true
+        let refused = 0
+        const state: StateStore = Object.assign(Object.create(mem) as StateStore, {
+            commit() {
+                if (!full) return mem.commit()
+                refused++
+                throw new StateError("state file /state/journal.bin: write failed: ENOSPC: no space left on device, write")
+            },
+        })
+        const errors: Array<{ o: Record<string, unknown>; m: string }> = []
+        const log = { error: (o: Record<string, unknown>, m: string) => void errors.push({ o, m }), warn() {}, info() {}, debug() {}, fatal() {}, child: () => log } as unknown as Logger
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state, logger: log, limits: { maxWarningsPerSecond: 2 } })
+        await server.listen()
+        const clients = Array.from({ length: 20 }, (_, i) => new Client({ id: `full-${i}`, port: server.port, timeout: 1000 }).start())
+        try {
+            await until(() => refused >= 100, 30000, "100 refused commits")
+            const lines = errors.length
+            assert.ok(lines * 4 <= refused, `${lines} error lines for ${refused} refused commits`)
+            assert.ok(errors.every((e) => e.o["stack"] === undefined && e.m.includes("/state/journal.bin")), JSON.stringify(errors.slice(0, 3)))
+            full = false
+            await until(() => server.connections().filter((c) => c.status()).length === clients.length, 30000, "every link up")
+        } finally {
+            for (const c of clients) await c.close()
+            await server.close()
+        }
+    })
+
     it("an id whose link never comes up leaves nothing in the state; a line written before the first connect survives a client crash", async () => {
         const state = new MemoryState()
         const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
