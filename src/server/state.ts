@@ -180,7 +180,8 @@ export class DiskState implements StateStore {
         // not clean up) leaves the marker and no journal: the journal is
         // made right after the database opens and is never removed, so
         // nothing was ever recorded here. Started again as a new folder.
-        if (entries.includes(MARKER) && !entries.includes("data.mdb") && !entries.includes(JOURNAL)) {
+        // (Not while its maker lives: it may be opening the database now.)
+        if (entries.includes(MARKER) && !entries.includes("data.mdb") && !entries.includes(JOURNAL) && ownerOf(dir) === "free") {
             for (const f of CREATED) rmOrFail(join(dir, f))
             opts.logger?.warn({ state: dir }, `state folder ${dir}: an earlier first start was cut short (a marker, no database, no journal): started as a new folder`)
             entries = readdirEntries(dir)
@@ -200,6 +201,7 @@ export class DiskState implements StateStore {
     private static async openIn(dir: string, entries: string[], opts: DiskStateOptions): Promise<DiskState> {
         const marker = join(dir, MARKER)
         const data = join(dir, "data.mdb")
+        refuseIfInUse(dir) // first: its owner may be making the files checked below
         if (entries.includes(MARKER)) {
             let m: { format?: unknown; side?: unknown }
             try {
@@ -543,8 +545,7 @@ function dropKept(u: Unflushed, key: number): void {
 // as older versions read it.
 function takeFolder(dir: string): void {
     const owner = join(dir, OWNER)
-    const pid = ownerPid(dir)
-    if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
+    refuseIfInUse(dir)
     const me = processIdentity(process.pid)
     if (me === undefined) rmOrFail(join(dir, OWNER_ID))
     else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
@@ -561,6 +562,10 @@ function processIdentity(pid: number): string | undefined {
     } catch {
         return undefined
     }
+}
+
+function refuseIfInUse(dir: string): void {
+    if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
 }
 
 function ownerPid(dir: string): number {

@@ -420,6 +420,17 @@ describe("delivery state across restarts", function () {
         const st = await DiskState.open(cut, { logger: { warn: (_o: unknown, m: string) => warned.push(m) } as unknown as Logger })
         st.close()
         assert.match(warned.join("\n"), /first start was cut short/)
+        // The same while its maker lives (it may be opening the database now): left alone, refused.
+        const making = tempDir()
+        const maker = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" })
+        try {
+            writeFileSync(join(making, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+            writeFileSync(join(making, "owner.pid"), `${maker.pid}\n`)
+            await assert.rejects(DiskState.open(making), (e: Error) => e instanceof StateError && e.message.includes(`in use by process ${maker.pid}`))
+            assert.deepEqual(readdirSync(making).sort(), ["devs-iot-state.json", "owner.pid"])
+        } finally {
+            maker.kill("SIGKILL")
+        }
         // A file in the way of one the folder needs: named, as a StateError.
         const blocked = tempDir()
         writeFileSync(join(blocked, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
