@@ -9,8 +9,8 @@
 // data is in the kernel's page cache once commit returns, which a killed
 // process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
 // commit per turn of the driver, so lines that arrive together share it).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
-import { join } from "node:path"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync, realpathSync } from "node:fs"
+import { join, resolve } from "node:path"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 import type { Logger } from "./log.js"
@@ -278,6 +278,7 @@ export class DiskState implements StateStore {
             )
         }
         const s = new DiskState(dir, db, opts.sync === true, fd)
+        openHere.add(realDir(dir))
         s.journalBytes = bytes
         try {
             s.check(data)
@@ -473,6 +474,7 @@ export class DiskState implements StateStore {
 
     private shut(): void {
         this.closed = true
+        openHere.delete(realDir(this.where))
         clearInterval(this.timer)
         try {
             closeSync(this.fd)
@@ -564,8 +566,21 @@ function processIdentity(pid: number): string | undefined {
     }
 }
 
+// The folders open in this process (by real path): owner.pid cannot tell
+// two stores of one process apart.
+const openHere = new Set<string>()
+
 function refuseIfInUse(dir: string): void {
+    if (openHere.has(realDir(dir))) throw new StateError(`state folder ${dir}: already open in this process: give each store its own folder`)
     if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
+}
+
+function realDir(dir: string): string {
+    try {
+        return realpathSync(dir)
+    } catch {
+        return resolve(dir)
+    }
 }
 
 function ownerPid(dir: string): number {

@@ -480,6 +480,17 @@ describe("delivery state across restarts", function () {
         taken.close()
     })
 
+    it("one store per folder in a process too: a second open of an open folder is refused (owner.pid holds the same pid for both), and allowed once the first is closed", async () => {
+        const dir = tempDir()
+        const first = await DiskState.open(dir)
+        try {
+            await assert.rejects(DiskState.open(join(dir, ".")), (e: Error) => e instanceof StateError && e.message.includes("already open in this process"))
+        } finally {
+            first.close()
+        }
+        ;(await DiskState.open(dir)).close()
+    })
+
     it("a server's state folder is refused to a client and a client's to a server (a client with a board's id would take the board's record as its own)", async () => {
         const dir = tempDir()
         const server = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
