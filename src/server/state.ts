@@ -221,12 +221,16 @@ export class DiskState implements StateStore {
             // LMDB trusts its file: a foreign or truncated one must not reach it
             // (it would start empty, or crash on a garbage page map).
             const head = Buffer.alloc(32)
-            const fd = openSync(data, "r")
             let n = 0
             try {
-                n = readSync(fd, head, 0, 32, 0)
-            } finally {
-                closeSync(fd)
+                const fd = openSync(data, "r")
+                try {
+                    n = readSync(fd, head, 0, 32, 0)
+                } finally {
+                    closeSync(fd)
+                }
+            } catch (e) {
+                throw new StateError(`state file ${data}: cannot read it: ${(e as Error).message}`)
             }
             if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
         } else if (entries.length > 0) {

@@ -438,6 +438,11 @@ describe("delivery state across restarts", function () {
         rmSync(join(blocked, "owner.pid"), { force: true })
         mkdirSync(join(blocked, "owner.pid"))
         await assert.rejects(DiskState.open(blocked), (e: Error) => e instanceof StateError && e.message.includes(join(blocked, "owner.pid")))
+        const dirData = tempDir() // a folder where the database should be
+        writeFileSync(join(dirData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(dirData, "journal.bin"), "")
+        mkdirSync(join(dirData, "data.mdb"))
+        await assert.rejects(DiskState.open(dirData), (e: Error) => e instanceof StateError && e.message.includes(join(dirData, "data.mdb")))
         assert.ok(readdirSync(blocked).includes("data.mdb"), "a failure on a folder that holds state removes nothing")
     })
 
