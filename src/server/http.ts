@@ -8,7 +8,7 @@
 // board-supplied strings go out only as JSON and the page shows them as text;
 // every response and request body is bounded; a page bound to loopback only
 // answers loopback host names, so another site cannot read it through DNS
-// rebinding.
+// rebinding; a browser's request from another site's page is refused.
 import { createHash, timingSafeEqual } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http"
@@ -140,6 +140,13 @@ export class HttpStatus {
         const hostName = (req.headers.host ?? "").replace(/:\d+$/, "")
         if (isLoopbackHost(this.host) && !isLoopbackHost(hostName))
             return this.json(res, 421, { error: "this server answers only to a loopback host name (localhost, 127.0.0.1)" })
+        // A browser says where a request comes from: the page itself, or
+        // the address bar (none). Another site's page (an <img> or a form
+        // pointed here) is refused, so it can neither hold the event
+        // streams nor make the server work; non-browser clients send nothing.
+        const site = req.headers["sec-fetch-site"]
+        if (site !== undefined && site !== "same-origin" && site !== "none")
+            return this.json(res, 403, { error: `requests from another site are refused (Sec-Fetch-Site: ${site})` })
         let url: URL
         try {
             url = new URL(req.url ?? "/", "http://localhost")

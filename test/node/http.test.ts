@@ -380,6 +380,17 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.equal((await get(port, "/api/boards", { Host: `127.0.0.1:${port}` })).status, 200)
         })
 
+        it("a browser's request from another site's page is refused (an <img> there held event streams); the page's own, the address bar's and non-browser clients' are answered", async function () {
+            const { port } = await start({ token: TOKEN })
+            for (const site of ["cross-site", "same-site"]) {
+                assert.equal((await get(port, "/api/events", { "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image" })).status, 403, site)
+                assert.equal((await get(port, "/metrics", { "Sec-Fetch-Site": site })).status, 403, site)
+                assert.equal((await http(port, "POST", "/api/boards/x/disconnect", { "Sec-Fetch-Site": site, Authorization: `Bearer ${TOKEN}` })).status, 403, site)
+            }
+            for (const site of ["same-origin", "none"]) assert.equal((await get(port, "/api/boards", { "Sec-Fetch-Site": site })).status, 200, site)
+            assert.equal((await get(port, "/api/boards")).status, 200)
+        })
+
         it(`at most ${MAX_HTTP_CONNECTIONS} HTTP connections: one more is closed at once; once one goes, requests are answered again`, async function () {
             const { port } = await start()
             const open = async () => {
