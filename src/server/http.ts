@@ -141,12 +141,15 @@ export class HttpStatus {
         if (isLoopbackHost(this.host) && !isLoopbackHost(hostName))
             return this.json(res, 421, { error: "this server answers only to a loopback host name (localhost, 127.0.0.1)" })
         // A browser says where a request comes from: the page itself, or
-        // the address bar (none). Another site's page (an <img> or a form
-        // pointed here) is refused, so it can neither hold the event
-        // streams nor make the server work; non-browser clients send nothing.
+        // the address bar (none). Another site's page (an <img>, a frame or a
+        // form pointed here) is refused, so it can neither hold the event
+        // streams nor make the server work; a link followed from it is not
+        // (a top-level GET, shown only to the user). Non-browser clients
+        // send nothing.
         const site = req.headers["sec-fetch-site"]
-        if (site !== undefined && site !== "same-origin" && site !== "none")
-            return this.json(res, 403, { error: `requests from another site are refused (Sec-Fetch-Site: ${site})` })
+        const followed = req.headers["sec-fetch-mode"] === "navigate" && req.headers["sec-fetch-dest"] === "document" && req.method === "GET"
+        if (site !== undefined && site !== "same-origin" && site !== "none" && !followed)
+            return this.json(res, 403, { error: `requests from another site's page are refused (Sec-Fetch-Site: ${site})` })
         let url: URL
         try {
             url = new URL(req.url ?? "/", "http://localhost")

@@ -380,7 +380,7 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.equal((await get(port, "/api/boards", { Host: `127.0.0.1:${port}` })).status, 200)
         })
 
-        it("a browser's request from another site's page is refused (an <img> there held event streams); the page's own, the address bar's and non-browser clients' are answered", async function () {
+        it("a browser's request from another site's page is refused (an <img> there held event streams); the page's own, the address bar's, a followed link's and non-browser clients' are answered", async function () {
             const { port } = await start({ token: TOKEN })
             for (const site of ["cross-site", "same-site"]) {
                 assert.equal((await get(port, "/api/events", { "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image" })).status, 403, site)
@@ -388,6 +388,10 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
                 assert.equal((await http(port, "POST", "/api/boards/x/disconnect", { "Sec-Fetch-Site": site, Authorization: `Bearer ${TOKEN}` })).status, 403, site)
             }
             for (const site of ["same-origin", "none"]) assert.equal((await get(port, "/api/boards", { "Sec-Fetch-Site": site })).status, 200, site)
+            // A link followed from another site opens the page; the same in a frame does not.
+            const link = { "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate" }
+            assert.equal((await get(port, "/", { ...link, "Sec-Fetch-Dest": "document" })).status, 200)
+            assert.equal((await get(port, "/api/events", { ...link, "Sec-Fetch-Dest": "iframe" })).status, 403)
             assert.equal((await get(port, "/api/boards")).status, 200)
         })
 
