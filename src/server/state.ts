@@ -236,6 +236,15 @@ export class DiskState implements StateStore {
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
         } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)", side: opts.side }) + "\n")
+        // LMDB ends the process (a segfault, no message) on a lock file it
+        // cannot write, or cannot make.
+        const lock = join(dir, "lock.mdb")
+        try {
+            if (existsSync(lock)) accessSync(lock, constants.R_OK | constants.W_OK)
+            else accessSync(dir, constants.W_OK | constants.X_OK)
+        } catch (e) {
+            throw new StateError(`state file ${lock}: cannot read and write it, or make it: ${(e as Error).message}`)
+        }
         takeFolder(dir)
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {

@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -483,6 +483,46 @@ describe("delivery state across restarts", function () {
         await first.exited
         const taken = await DiskState.open(dir) // its owner was killed
         taken.close()
+    })
+
+    it("a lock file LMDB cannot write, or a folder where it cannot make one, is a StateError naming it, not a crash (LMDB segfaults on both)", async function () {
+        // Run as a user the files do not belong to: root may write anything.
+        const root = process.getuid?.() === 0
+        if (root && !existsSync("/usr/bin/setpriv")) this.skip()
+        const open = async (dir: string): Promise<{ code: number | null; signal: string | null; out: string }> => {
+            const code = `import { DiskState } from ${JSON.stringify(new URL("../../src/server/index.js", import.meta.url).href)}
+try { (await DiskState.open(${JSON.stringify(dir)})).close(); console.log("opened") } catch (e) { console.log(e.name + ": " + e.message) }`
+            const argv = [process.execPath, "--input-type=module", "-e", code]
+            const child = root ? spawn("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]) : spawn(argv[0]!, argv.slice(1))
+            let out = ""
+            child.stdout!.on("data", (b: Buffer) => (out += b.toString()))
+            child.stderr!.on("data", (b: Buffer) => (out += b.toString()))
+            const [c, sig] = (await within(once(child, "exit"), 20000, "child exit")) as [number | null, string | null]
+            return { code: c, signal: sig, out }
+        }
+        const folder = async (): Promise<string> => {
+            const dir = tempDir()
+            ;(await DiskState.open(dir)).close()
+            if (root) for (const f of [dir, ...readdirSync(dir).map((x) => join(dir, x))]) chownSync(f, 65534, 65534)
+            return dir
+        }
+        const readOnlyLock = await folder()
+        if (root) chownSync(join(readOnlyLock, "lock.mdb"), 0, 0)
+        chmodSync(join(readOnlyLock, "lock.mdb"), 0o444)
+        const r1 = await open(readOnlyLock)
+        assert.equal(r1.signal, null, r1.out)
+        assert.match(r1.out, new RegExp(`StateError: state file ${join(readOnlyLock, "lock.mdb")}: cannot read and write it`))
+        const noLock = await folder()
+        rmSync(join(noLock, "lock.mdb"))
+        if (root) chownSync(noLock, 0, 0)
+        chmodSync(noLock, 0o555)
+        try {
+            const r2 = await open(noLock)
+            assert.equal(r2.signal, null, r2.out)
+            assert.match(r2.out, /StateError: state file .*lock\.mdb: .*or make it/)
+        } finally {
+            chmodSync(noLock, 0o755)
+        }
     })
 
     it("one store per folder in a process too: a second open of an open folder is refused (owner.pid holds the same pid for both), and allowed once the first is closed", async () => {
