@@ -9,8 +9,9 @@
 // data is in the kernel's page cache once commit returns, which a killed
 // process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
 // commit per turn of the driver, so lines that arrive together share it).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync, realpathSync } from "node:fs"
-import { join, resolve } from "node:path"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync, realpathSync, fstatSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { spawnSync } from "node:child_process"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 import type { Logger } from "./log.js"
@@ -97,6 +98,10 @@ const OWNER_ID = "owner.id" // which process that pid was: its pid, boot and sta
 // Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
 const LMDB_MAGIC_AT = 24
 const LMDB_MAGIC = 0xbeefc0de
+// And, in each meta page (pages 0 and 1), the page size, the last page used and the transaction.
+const META_PSIZE_AT = 48
+const META_LAST_PG_AT = 144
+const META_TXNID_AT = 152
 const FORMAT = 1
 
 export interface DiskStateOptions {
@@ -233,6 +238,7 @@ export class DiskState implements StateStore {
                 throw new StateError(`state file ${data}: cannot read it: ${(e as Error).message}`)
             }
             if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
+            checkLength(data)
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
         } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)", side: opts.side }) + "\n")
@@ -618,6 +624,47 @@ function ownerOf(dir: string): "other" | "free" {
     if (space < 0 || recorded.slice(0, space) !== String(pid)) return "other"
     const now = processIdentity(pid)
     return now === undefined || now === recorded.slice(space + 1) ? "other" : "free"
+}
+
+// LMDB maps data.mdb: reading a page past the file's end ends the process
+// with SIGBUS, no message, so a truncated file (a copy cut short, a restore
+// from a partial backup) must not reach it. A file shorter than its newest
+// meta page's last page says is read in a child process first (LMDB may
+// leave freed pages at the end unwritten): if that dies, so would we.
+function checkLength(data: string): void {
+    let size: number
+    let need: number
+    try {
+        const b = Buffer.alloc(2 * 160)
+        const fd = openSync(data, "r")
+        try {
+            size = fstatSync(fd).size
+            readSync(fd, b, 0, 160, 0)
+            const psize = b.readUInt32LE(META_PSIZE_AT)
+            if (psize < 512 || psize > 65536 || size < 2 * psize) throw new Error(`page size ${psize}`)
+            readSync(fd, b, 160, 160, psize)
+            const meta = (at: number) => ({ last: Number(b.readBigUInt64LE(at + META_LAST_PG_AT)), txn: b.readBigUInt64LE(at + META_TXNID_AT) })
+            const [m0, m1] = [meta(0), meta(160)]
+            need = ((m1.txn > m0.txn ? m1 : m0).last + 1) * psize
+        } finally {
+            closeSync(fd)
+        }
+    } catch (e) {
+        throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated: ${(e as Error).message}): restore it from a backup, or move the folder away to start empty`)
+    }
+    if (size >= need) return
+    let lmdb: string
+    try {
+        lmdb = import.meta.resolve("lmdb")
+    } catch (e) {
+        throw new StateError(`--state needs the lmdb package: ${(e as Error).message}`)
+    }
+    const code = `const { open } = await import(${JSON.stringify(lmdb)})
+const db = open({ path: ${JSON.stringify(dirname(data))}, readOnly: true, compression: false, cache: false })
+for (const x of db.getRange({})) void x.value`
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], { stdio: "ignore", timeout: 120000 })
+    if (r.status !== 0)
+        throw new StateError(`state file ${data}: truncated (${size} bytes, its pages reach byte ${need}; reading it ${r.signal ? `crashed with ${r.signal}` : "failed"}): restore it from a backup, or move the folder away to start empty`)
 }
 
 // The files a state folder holds, all made by DiskState.open.

@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -43,6 +43,20 @@ function popcount(b: number): number {
     let n = 0
     for (; b; b &= b - 1) n++
     return n
+}
+
+// DiskState.open in a child process (where LMDB may crash), as user 65534
+// with `asOther`: how it ended and what it printed.
+async function openInChild(dir: string, asOther = false): Promise<{ signal: string | null; out: string }> {
+    const code = `import { DiskState } from ${JSON.stringify(new URL("../../src/server/index.js", import.meta.url).href)}
+try { (await DiskState.open(${JSON.stringify(dir)})).close(); console.log("opened") } catch (e) { console.log(e.name + ": " + e.message) }`
+    const argv = [process.execPath, "--input-type=module", "-e", code]
+    const child = asOther ? spawn("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]) : spawn(argv[0]!, argv.slice(1))
+    let out = ""
+    child.stdout!.on("data", (b: Buffer) => (out += b.toString()))
+    child.stderr!.on("data", (b: Buffer) => (out += b.toString()))
+    const [, signal] = (await within(once(child, "exit"), 60000, "child exit")) as [number | null, string | null]
+    return { signal, out }
 }
 
 const dirs: string[] = []
@@ -485,21 +499,27 @@ describe("delivery state across restarts", function () {
         taken.close()
     })
 
+    it("a truncated data.mdb (a copy cut short) is a StateError naming it, not a crash (LMDB's SIGBUS on the first page past the end); a whole one opens", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        const s = st.forId("t")
+        s.saveLink({ epoch: "e", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 0, received: 0, duplicates: 0, resent: 0 })
+        for (let k = 0; k < 2000; k++) s.putOwed({ key: k, seq: -1, wait: false, payload: Buffer.alloc(500, 65) })
+        st.close()
+        const whole = await openInChild(dir)
+        assert.match(whole.out, /^opened/, whole.out)
+        const data = join(dir, "data.mdb")
+        truncateSync(data, Math.floor(statSync(data).size / 8192) * 4096)
+        const cut = await openInChild(dir)
+        assert.equal(cut.signal, null, cut.out)
+        assert.match(cut.out, new RegExp(`StateError: state file ${data}: truncated`))
+    })
+
     it("a lock file LMDB cannot write, or a folder where it cannot make one, is a StateError naming it, not a crash (LMDB segfaults on both)", async function () {
         // Run as a user the files do not belong to: root may write anything.
         const root = process.getuid?.() === 0
         if (root && !existsSync("/usr/bin/setpriv")) this.skip()
-        const open = async (dir: string): Promise<{ code: number | null; signal: string | null; out: string }> => {
-            const code = `import { DiskState } from ${JSON.stringify(new URL("../../src/server/index.js", import.meta.url).href)}
-try { (await DiskState.open(${JSON.stringify(dir)})).close(); console.log("opened") } catch (e) { console.log(e.name + ": " + e.message) }`
-            const argv = [process.execPath, "--input-type=module", "-e", code]
-            const child = root ? spawn("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]) : spawn(argv[0]!, argv.slice(1))
-            let out = ""
-            child.stdout!.on("data", (b: Buffer) => (out += b.toString()))
-            child.stderr!.on("data", (b: Buffer) => (out += b.toString()))
-            const [c, sig] = (await within(once(child, "exit"), 20000, "child exit")) as [number | null, string | null]
-            return { code: c, signal: sig, out }
-        }
+        const open = (dir: string) => openInChild(dir, root)
         const folder = async (): Promise<string> => {
             const dir = tempDir()
             ;(await DiskState.open(dir)).close()
