@@ -446,7 +446,11 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // logged; the process and every other link go on. Events still queued
     // are handled on the next turn.
     private fault(e: unknown): void {
-        this.log.error({ stack: (e as Error)?.stack }, `error while handling this link, connection closed: ${e instanceof Error ? e.message : String(e)}`)
+        // A state folder that refuses writes (a full disk) fails every busy
+        // link at once: its line is the same for all, so it shares one budget.
+        if (isStateError(e)) {
+            if (this.logGate === undefined || this.logGate(STATE_REFUSED)) this.log.error({ code: e.code }, `connection closed, nothing sent: ${e.message}`)
+        } else this.log.error({ stack: (e as Error)?.stack }, `error while handling this link, connection closed: ${e instanceof Error ? e.message : String(e)}`)
         const s = this.socket
         this.socket = undefined
         if (s) {
@@ -812,4 +816,11 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         this.timer = undefined
         this.timerAt = -1
     }
+}
+
+// The log kind of a write the state folder refused (state.ts, StateError).
+export const STATE_REFUSED = "state-refused"
+
+export function isStateError(e: unknown): e is Error & { code: string } {
+    return e instanceof Error && (e as { code?: unknown }).code === "ESTATE"
 }

@@ -6,12 +6,14 @@
 // Security: responses hold no secret (neither the token nor any key);
 // actions need `Authorization: Bearer <token>`, compared in constant time;
 // board-supplied strings go out only as JSON and the page shows them as text;
-// every response and request body is bounded; a page bound to loopback only
-// answers loopback host names, so another site cannot read it through DNS
-// rebinding.
+// every response and request body is bounded; it answers only loopback
+// host names, IP addresses (when not bound to loopback) and the names it is
+// given, so another site cannot read it through DNS rebinding; a browser's
+// request from another site's page is refused.
 import { createHash, timingSafeEqual } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http"
+import { isIP } from "node:net"
 import { LinkError } from "../shared/index.js"
 import { intIn } from "../shared/config.js"
 import { Fleet, type BoardStatus } from "./fleet.js"
@@ -24,6 +26,9 @@ export interface HttpOptions {
     port: number // 0 picks a free port (see .port)
     host?: string // default 127.0.0.1
     token?: string // enables the actions; 16 to 1024 characters
+    // Host names answered besides loopback names and (bound elsewhere than
+    // loopback) IP addresses: any other name may be a DNS rebinding.
+    allowedHosts?: string[]
     logger?: Logger
 }
 
@@ -58,8 +63,23 @@ export function checkToken(token: unknown): string {
     return token
 }
 
+// The names, lowercased, or an error naming the first that is not a host name.
+export function checkHostNames(names: unknown): string[] {
+    if (!Array.isArray(names)) throw new LinkError("ECONFIG", "the allowed host names must be a list")
+    return names.map((h: unknown) => {
+        if (typeof h !== "string" || !/^[A-Za-z0-9._-]{1,253}$/.test(h)) throw new LinkError("ECONFIG", `${JSON.stringify(h)} is not a host name`)
+        return h.toLowerCase()
+    })
+}
+
 function isLoopbackHost(h: string): boolean {
     return h === "localhost" || h === "::1" || h === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+}
+
+// An IP address as a Host header gives it (IPv6 in brackets): no DNS name,
+// so no rebinding.
+function isIpHost(h: string): boolean {
+    return isIP(h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h) !== 0
 }
 
 export class HttpStatus {
@@ -78,13 +98,15 @@ export class HttpStatus {
     private ticker: NodeJS.Timeout | undefined
     private flushTimer: NodeJS.Timeout | undefined
     private onChange = (id: string) => this.noteChange(id)
-    private lastAuthWarning = 0 // the log gets at most one such line a second
+    private lastWarning = new Map<string, number>() // the log gets at most one line of each kind a second
+    private allowedHosts: Set<string>
 
     constructor(server: Server, opts: HttpOptions) {
         this.wantedPort = intIn("httpPort", opts.port, 0, 0, 65535)
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
             throw new LinkError("ECONFIG", "httpHost must be a non-empty string")
         this.host = opts.host ?? "127.0.0.1"
+        this.allowedHosts = new Set(checkHostNames(opts.allowedHosts ?? []))
         // Only the hash is kept; comparing hashes of equal length in constant
         // time tells an attacker nothing of the token, not even its length.
         if (opts.token !== undefined) this.tokenHash = sha256(checkToken(opts.token))
@@ -137,9 +159,6 @@ export class HttpStatus {
     }
 
     private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-        const hostName = (req.headers.host ?? "").replace(/:\d+$/, "")
-        if (isLoopbackHost(this.host) && !isLoopbackHost(hostName))
-            return this.json(res, 421, { error: "this server answers only to a loopback host name (localhost, 127.0.0.1)" })
         let url: URL
         try {
             url = new URL(req.url ?? "/", "http://localhost")
@@ -147,6 +166,26 @@ export class HttpStatus {
             return this.json(res, 400, { error: "bad URL" })
         }
         const path = url.pathname
+        // The metrics hold no board id or address: they answer any host
+        // name (Prometheus scrapes by service name); the rest only names
+        // no DNS rebinding can bring here.
+        const hostName = (req.headers.host ?? "").replace(/:\d+$/, "").toLowerCase()
+        const loopback = isLoopbackHost(this.host)
+        if (path !== "/metrics" && !isLoopbackHost(hostName) && !(!loopback && isIpHost(hostName)) && !this.allowedHosts.has(hostName)) {
+            this.warn("host", { host: hostName.slice(0, 100), address: req.socket.remoteAddress }, "HTTP request for a host name not allowed: refused (421); allow it with --http-allowed-hosts if it is yours")
+            const names = loopback ? "a loopback host name (localhost, 127.0.0.1)" : "a loopback host name or an IP address"
+            return this.json(res, 421, { error: `this server answers only to ${names}${this.allowedHosts.size > 0 ? ` or ${[...this.allowedHosts].join(", ")}` : ""}: another name may be a DNS rebinding (allow a name with --http-allowed-hosts)` })
+        }
+        // A browser says where a request comes from: the page itself, or
+        // the address bar (none). Another site's page (an <img>, a frame or a
+        // form pointed here) is refused, so it can neither hold the event
+        // streams nor make the server work; a link followed from it is not
+        // (a top-level GET, shown only to the user). Non-browser clients
+        // send nothing.
+        const site = req.headers["sec-fetch-site"]
+        const followed = req.headers["sec-fetch-mode"] === "navigate" && req.headers["sec-fetch-dest"] === "document" && req.method === "GET"
+        if (site !== undefined && site !== "same-origin" && site !== "none" && !followed)
+            return this.json(res, 403, { error: `requests from another site's page are refused (Sec-Fetch-Site: ${site})` })
         const method = req.method ?? "GET"
         const file = STATIC[path]
         if (path === "/favicon.ico") {
@@ -221,11 +260,7 @@ export class HttpStatus {
         if (this.tokenHash === undefined) return this.json(res, 403, { error: "actions are off: the server has no HTTP token (--http-token)" })
         if (!this.authorized(req)) {
             this.fleet.countAuthFailure("http-token")
-            const now = Date.now()
-            if (now - this.lastAuthWarning >= 1000) {
-                this.lastAuthWarning = now
-                this.log.warn({ address: req.socket.remoteAddress }, "HTTP action with a missing or wrong token: refused")
-            }
+            this.warn("token", { address: req.socket.remoteAddress }, "HTTP action with a missing or wrong token: refused")
             return this.json(res, 401, { error: "missing or wrong token (Authorization: Bearer <token>)" }, { "WWW-Authenticate": "Bearer" })
         }
         const conn = this.fleet.server.connection(id)
@@ -246,6 +281,13 @@ export class HttpStatus {
         if (early instanceof Error) return this.json(res, early.code === "EQUEUEFULL" ? 503 : 400, { error: early.message, code: early.code })
         p.catch(() => {}) // a later failure (link closed) is the link's business
         return this.json(res, 202, { queued: true })
+    }
+
+    private warn(kind: string, o: object, msg: string): void {
+        const now = Date.now()
+        if (now - (this.lastWarning.get(kind) ?? 0) < 1000) return
+        this.lastWarning.set(kind, now)
+        this.log.warn(o, msg)
     }
 
     private authorized(req: IncomingMessage): boolean {

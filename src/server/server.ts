@@ -17,7 +17,7 @@ import { intIn, PORT, type Range } from "../shared/config.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
 import { Connection } from "./connection.js"
-import { clock } from "./driver.js"
+import { clock, isStateError, STATE_REFUSED } from "./driver.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
@@ -186,6 +186,7 @@ export class Server extends EventEmitter {
     private idle = new Map<string, number>() // id -> down since (ms)
     private eventLog: RateLog // info lines of connects and outages
     private noticeLog: RateLog // debug lines of link notices (duplicates, bad lines, ...)
+    private stateLog: RateLog // error lines of writes the state folder refused (a full disk)
     private closing = false
     private keys = new Map<string, KeyEntry>()
     private revoked = new Set<string>() // refused: listed as revoked, or removed by a reload
@@ -226,6 +227,7 @@ export class Server extends EventEmitter {
         const per = this.limits.maxWarningsPerSecond
         this.eventLog = new RateLog(per, (skipped, n) => this.log.info({ code: "events-skipped", skipped }, `${n} connection events not logged (over ${per}/s)`))
         this.noticeLog = new RateLog(per, (skipped, n) => this.log.debug({ code: "notices-skipped", skipped }, `${n} link notices not logged (over ${per}/s)`))
+        this.stateLog = new RateLog(per, (_, n) => this.log.error({ code: "ESTATE", skipped: n }, `${n} more connections closed with nothing sent: the state folder refuses writes (not logged: over ${per}/s)`))
         this.allowPlain = new Set(opts.allowPlain ?? [])
         if (opts.keys !== undefined || opts.revoked !== undefined) this.setKeys(opts.keys ?? {}, opts.revoked)
         this.encrypt = opts.encrypt ?? false
@@ -311,6 +313,7 @@ export class Server extends EventEmitter {
         if (this.summaryTimer) clearTimeout(this.summaryTimer)
         this.eventLog.stop()
         this.noticeLog.stop()
+        this.stateLog.stop()
         for (const s of this.pending) s.destroy()
         this.pending.clear()
         for (const c of this.conns.values()) c.shutdown()
@@ -786,6 +789,7 @@ export class Server extends EventEmitter {
                 if (w.code === "flood" || w.code === "slow-reader") server.offenceOf(sourceOf(this.address))
             },
             logGate(kind: string) {
+                if (kind === STATE_REFUSED) return server.stateLog.allow(kind)
                 return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
             },
         }
@@ -798,7 +802,8 @@ export class Server extends EventEmitter {
             try {
                 fn(...a)
             } catch (e) {
-                this.log.error({ address, stack: (e as Error)?.stack }, `error while handling a connection, closed: ${errorText(e)}`)
+                if (!isStateError(e)) this.log.error({ address, stack: (e as Error)?.stack }, `error while handling a connection, closed: ${errorText(e)}`)
+                else if (this.stateLog.allow(STATE_REFUSED)) this.log.error({ address, code: e.code }, `connection closed, nothing sent: ${e.message}`)
                 socket.destroy()
             }
         }

@@ -9,8 +9,9 @@
 // data is in the kernel's page cache once commit returns, which a killed
 // process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
 // commit per turn of the driver, so lines that arrive together share it).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync } from "node:fs"
-import { join } from "node:path"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync, realpathSync, fstatSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { spawnSync } from "node:child_process"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 import type { Logger } from "./log.js"
@@ -93,13 +94,23 @@ export class MemoryState implements StateStore {
 const MARKER = "devs-iot-state.json"
 const JOURNAL = "journal.bin"
 const OWNER = "owner.pid" // the process using the folder
+const OWNER_ID = "owner.id" // which process that pid was: its pid, boot and start time (Linux)
 // Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
 const LMDB_MAGIC_AT = 24
 const LMDB_MAGIC = 0xbeefc0de
+// And, in each meta page (pages 0 and 1), the page size, the last page used and the transaction.
+const META_PSIZE_AT = 48
+const META_LAST_PG_AT = 144
+const META_TXNID_AT = 152
 const FORMAT = 1
 
 export interface DiskStateOptions {
     sync?: boolean // fsync each commit (power-loss-safe); default false (crash-safe)
+    // Whose state this is: recorded in a new folder's marker, and a folder
+    // recorded for the other side is refused. The records are per id, and a
+    // client whose id is one of the server's boards would take the server's
+    // record for that board as its own (and send the lines owed to the board).
+    side?: "server" | "client"
     mapSize?: number // bytes the database may grow to (default 1 GiB)
     logger?: Logger // where a torn last journal frame dropped at start is told (default: nowhere)
 }
@@ -162,8 +173,6 @@ export class DiskState implements StateStore {
     }
 
     static async open(dir: string, opts: DiskStateOptions = {}): Promise<DiskState> {
-        const marker = join(dir, MARKER)
-        const data = join(dir, "data.mdb")
         if (!existsSync(dir)) {
             try {
                 mkdirSync(dir, { recursive: true })
@@ -171,20 +180,43 @@ export class DiskState implements StateStore {
                 throw new StateError(`state folder ${dir}: cannot create it: ${(e as Error).message}`)
             }
         }
-        let entries: string[]
-        try {
-            entries = readdirSync(dir)
-        } catch (e) {
-            throw new StateError(`state folder ${dir}: cannot read it: ${(e as Error).message}`)
+        let entries = readdirEntries(dir)
+        // A first start cut short (a kill, or a failure older versions did
+        // not clean up) leaves the marker and no journal: the journal is
+        // made right after the database opens and is never removed, so
+        // nothing was ever recorded here. Started again as a new folder.
+        // (Not while its maker lives: it may be opening the database now.)
+        if (entries.includes(MARKER) && !entries.includes("data.mdb") && !entries.includes(JOURNAL) && ownerOf(dir) === "free") {
+            for (const f of CREATED) rmOrFail(join(dir, f))
+            opts.logger?.warn({ state: dir }, `state folder ${dir}: an earlier first start was cut short (a marker, no database, no journal): started as a new folder`)
+            entries = readdirEntries(dir)
         }
+        const fresh = entries.length === 0
+        try {
+            return await DiskState.openIn(dir, entries, opts)
+        } catch (e) {
+            // A first start that fails (a full disk, no write permission)
+            // leaves the folder empty, so the next start is a first start too.
+            // Not a folder another process took meanwhile.
+            if (fresh && ownerOf(dir) !== "other") for (const f of CREATED) rmSync(join(dir, f), { force: true })
+            throw e
+        }
+    }
+
+    private static async openIn(dir: string, entries: string[], opts: DiskStateOptions): Promise<DiskState> {
+        const marker = join(dir, MARKER)
+        const data = join(dir, "data.mdb")
+        refuseIfInUse(dir) // first: its owner may be making the files checked below
         if (entries.includes(MARKER)) {
-            let m: { format?: unknown }
+            let m: { format?: unknown; side?: unknown }
             try {
                 m = JSON.parse(readFileSync(marker, "utf8"))
             } catch (e) {
                 throw new StateError(`state file ${marker}: unreadable or not JSON: ${(e as Error).message}`)
             }
             if (m?.format !== FORMAT) throw new StateError(`state file ${marker}: format ${JSON.stringify(m?.format)}, this version reads format ${FORMAT}`)
+            if (opts.side !== undefined && m.side !== undefined && m.side !== opts.side)
+                throw new StateError(`state folder ${dir}: holds the delivery state of a ${String(m.side)} (${marker}), not of a ${opts.side}: give each process its own folder`)
             if (!entries.includes("data.mdb")) throw new StateError(`state file ${data}: missing (the marker says this folder holds delivery state)`)
             try {
                 accessSync(data, constants.R_OK | constants.W_OK)
@@ -194,17 +226,31 @@ export class DiskState implements StateStore {
             // LMDB trusts its file: a foreign or truncated one must not reach it
             // (it would start empty, or crash on a garbage page map).
             const head = Buffer.alloc(32)
-            const fd = openSync(data, "r")
             let n = 0
             try {
-                n = readSync(fd, head, 0, 32, 0)
-            } finally {
-                closeSync(fd)
+                const fd = openSync(data, "r")
+                try {
+                    n = readSync(fd, head, 0, 32, 0)
+                } finally {
+                    closeSync(fd)
+                }
+            } catch (e) {
+                throw new StateError(`state file ${data}: cannot read it: ${(e as Error).message}`)
             }
             if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
+            checkLength(data)
         } else if (entries.length > 0) {
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
-        } else writeFileSync(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)" }) + "\n")
+        } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)", side: opts.side }) + "\n")
+        // LMDB ends the process (a segfault, no message) on a lock file it
+        // cannot write, or cannot make.
+        const lock = join(dir, "lock.mdb")
+        try {
+            if (existsSync(lock)) accessSync(lock, constants.R_OK | constants.W_OK)
+            else accessSync(dir, constants.W_OK | constants.X_OK)
+        } catch (e) {
+            throw new StateError(`state file ${lock}: cannot read and write it, or make it: ${(e as Error).message}`)
+        }
         takeFolder(dir)
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {
@@ -251,6 +297,7 @@ export class DiskState implements StateStore {
             )
         }
         const s = new DiskState(dir, db, opts.sync === true, fd)
+        openHere.add(realDir(dir))
         s.journalBytes = bytes
         try {
             s.check(data)
@@ -446,6 +493,7 @@ export class DiskState implements StateStore {
 
     private shut(): void {
         this.closed = true
+        openHere.delete(realDir(this.where))
         clearInterval(this.timer)
         try {
             closeSync(this.fd)
@@ -455,7 +503,10 @@ export class DiskState implements StateStore {
         void this.db.close()
         const owner = join(this.where, OWNER)
         try {
-            if (readFileSync(owner, "utf8").trim() === String(process.pid)) rmSync(owner)
+            if (readFileSync(owner, "utf8").trim() === String(process.pid)) {
+                rmSync(owner)
+                rmSync(join(this.where, OWNER_ID), { force: true })
+            }
         } catch {
             // gone already
         }
@@ -508,18 +559,139 @@ function dropKept(u: Unflushed, key: number): void {
 
 // One process per state folder: LMDB would let two share it, but each has
 // its own journal and its own idea of every id's state. A folder whose owner
-// died (a kill) is taken over.
+// died (a kill, a power cut) is taken over, also when its pid now belongs
+// to another process: after a reboot the pids of boot-time services are
+// handed out again, so a pid alone would keep the server from starting.
+// owner.id says which process the pid was; owner.pid stays a bare pid,
+// as older versions read it.
 function takeFolder(dir: string): void {
     const owner = join(dir, OWNER)
-    let pid = 0
+    refuseIfInUse(dir)
+    const me = processIdentity(process.pid)
+    if (me === undefined) rmOrFail(join(dir, OWNER_ID))
+    else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
+    writeOrFail(owner, `${process.pid}\n`)
+}
+
+// The boot and the start time of process `pid` (Linux), or undefined.
+function processIdentity(pid: number): string | undefined {
     try {
-        pid = Number(readFileSync(owner, "utf8").trim())
+        const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+        const start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] // field 22, starttime
+        return start === undefined || start === "" ? undefined : `${boot} ${start}`
     } catch {
-        // no owner
+        return undefined
     }
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid))
-        throw new StateError(`state folder ${dir}: in use by process ${pid} (${owner}): give each process its own folder`)
-    writeFileSync(owner, `${process.pid}\n`)
+}
+
+// The folders open in this process (by real path): owner.pid cannot tell
+// two stores of one process apart.
+const openHere = new Set<string>()
+
+function refuseIfInUse(dir: string): void {
+    if (openHere.has(realDir(dir))) throw new StateError(`state folder ${dir}: already open in this process: give each store its own folder`)
+    if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
+}
+
+function realDir(dir: string): string {
+    try {
+        return realpathSync(dir)
+    } catch {
+        return resolve(dir)
+    }
+}
+
+function ownerPid(dir: string): number {
+    try {
+        return Number(readFileSync(join(dir, OWNER), "utf8").trim())
+    } catch {
+        return 0 // no owner
+    }
+}
+
+// Whether a live process other than this one holds the folder.
+function ownerOf(dir: string): "other" | "free" {
+    const pid = ownerPid(dir)
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || !alive(pid)) return "free"
+    let recorded = ""
+    try {
+        recorded = readFileSync(join(dir, OWNER_ID), "utf8").trim()
+    } catch {
+        // written by an older version, or not on Linux: the pid decides
+    }
+    const space = recorded.indexOf(" ")
+    if (space < 0 || recorded.slice(0, space) !== String(pid)) return "other"
+    const now = processIdentity(pid)
+    return now === undefined || now === recorded.slice(space + 1) ? "other" : "free"
+}
+
+// LMDB maps data.mdb: reading a page past the file's end ends the process
+// with SIGBUS, no message, so a truncated file (a copy cut short, a restore
+// from a partial backup) must not reach it. A file shorter than its newest
+// meta page's last page says is read in a child process first (LMDB may
+// leave freed pages at the end unwritten): if that dies, so would we.
+function checkLength(data: string): void {
+    let size: number
+    let need: number
+    try {
+        const b = Buffer.alloc(2 * 160)
+        const fd = openSync(data, "r")
+        try {
+            size = fstatSync(fd).size
+            readSync(fd, b, 0, 160, 0)
+            const psize = b.readUInt32LE(META_PSIZE_AT)
+            if (psize < 512 || psize > 65536 || size < 2 * psize) throw new Error(`page size ${psize}`)
+            readSync(fd, b, 160, 160, psize)
+            const meta = (at: number) => ({ last: Number(b.readBigUInt64LE(at + META_LAST_PG_AT)), txn: b.readBigUInt64LE(at + META_TXNID_AT) })
+            const [m0, m1] = [meta(0), meta(160)]
+            need = ((m1.txn > m0.txn ? m1 : m0).last + 1) * psize
+        } finally {
+            closeSync(fd)
+        }
+    } catch (e) {
+        throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated: ${(e as Error).message}): restore it from a backup, or move the folder away to start empty`)
+    }
+    if (size >= need) return
+    let lmdb: string
+    try {
+        lmdb = import.meta.resolve("lmdb")
+    } catch (e) {
+        throw new StateError(`--state needs the lmdb package: ${(e as Error).message}`)
+    }
+    const code = `const { open } = await import(${JSON.stringify(lmdb)})
+const db = open({ path: ${JSON.stringify(dirname(data))}, readOnly: true, compression: false, cache: false })
+for (const x of db.getRange({})) void x.value`
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], { stdio: "ignore", timeout: 120000 })
+    if (r.status !== 0)
+        throw new StateError(`state file ${data}: truncated (${size} bytes, its pages reach byte ${need}; reading it ${r.signal ? `crashed with ${r.signal}` : "failed"}): restore it from a backup, or move the folder away to start empty`)
+}
+
+// The files a state folder holds, all made by DiskState.open.
+const CREATED = [MARKER, OWNER, OWNER_ID, "data.mdb", "lock.mdb", JOURNAL]
+
+function readdirEntries(dir: string): string[] {
+    try {
+        return readdirSync(dir)
+    } catch (e) {
+        throw new StateError(`state folder ${dir}: cannot read it: ${(e as Error).message}`)
+    }
+}
+
+function writeOrFail(file: string, text: string): void {
+    try {
+        writeFileSync(file, text)
+    } catch (e) {
+        throw new StateError(`state file ${file}: cannot write it: ${(e as Error).message}`)
+    }
+}
+
+function rmOrFail(file: string): void {
+    try {
+        rmSync(file, { force: true })
+    } catch (e) {
+        throw new StateError(`state file ${file}: cannot remove it: ${(e as Error).message}`)
+    }
 }
 
 function alive(pid: number): boolean {

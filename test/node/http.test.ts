@@ -401,8 +401,39 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
         it("bound to loopback, it answers only loopback host names (no DNS rebinding)", async function () {
             const { port } = await start()
             assert.equal((await get(port, "/api/boards", { Host: "evil.example:80" })).status, 421)
+            assert.equal((await get(port, "/api/events", { Host: "evil.example:80" })).status, 421)
             assert.equal((await get(port, "/api/boards", { Host: `localhost:${port}` })).status, 200)
             assert.equal((await get(port, "/api/boards", { Host: `127.0.0.1:${port}` })).status, 200)
+        })
+
+        it("bound to another address, it answers loopback names, IP addresses and the names it is given, not other names (a DNS rebinding reads all of it otherwise)", async function () {
+            const server = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T }))
+            await server.listen()
+            const status = new HttpStatus(server, { port: 0, host: "0.0.0.0", allowedHosts: ["IoT.lan"] })
+            await status.listen()
+            onCleanup(() => status.close())
+            const port = status.port
+            const answer = async (host: string) => (await get(port, "/api/boards", { Host: host })).status
+            assert.equal(await answer(`evil.example:${port}`), 421)
+            assert.match((await get(port, "/", { Host: "evil.example" })).body, /--http-allowed-hosts/)
+            for (const h of [`localhost:${port}`, `192.168.1.20:${port}`, `[fe80::1]:${port}`, `iot.lan:${port}`, "IOT.LAN"]) assert.equal(await answer(h), 200, h)
+            // The metrics (no board id, no address) answer any name: Prometheus scrapes by service name.
+            assert.equal((await get(port, "/metrics", { Host: `devs-iot:${port}` })).status, 200)
+        })
+
+        it("a browser's request from another site's page is refused (an <img> there held event streams); the page's own, the address bar's, a followed link's and non-browser clients' are answered", async function () {
+            const { port } = await start({ token: TOKEN })
+            for (const site of ["cross-site", "same-site"]) {
+                assert.equal((await get(port, "/api/events", { "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image" })).status, 403, site)
+                assert.equal((await get(port, "/metrics", { "Sec-Fetch-Site": site })).status, 403, site)
+                assert.equal((await http(port, "POST", "/api/boards/x/disconnect", { "Sec-Fetch-Site": site, Authorization: `Bearer ${TOKEN}` })).status, 403, site)
+            }
+            for (const site of ["same-origin", "none"]) assert.equal((await get(port, "/api/boards", { "Sec-Fetch-Site": site })).status, 200, site)
+            // A link followed from another site opens the page; the same in a frame does not.
+            const link = { "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate" }
+            assert.equal((await get(port, "/", { ...link, "Sec-Fetch-Dest": "document" })).status, 200)
+            assert.equal((await get(port, "/api/events", { ...link, "Sec-Fetch-Dest": "iframe" })).status, 403)
+            assert.equal((await get(port, "/api/boards")).status, 200)
         })
 
         it(`at most ${MAX_HTTP_CONNECTIONS} HTTP connections: one more is closed at once; once one goes, requests are answered again`, async function () {
@@ -471,6 +502,8 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             [["server", "--http-port", "0", "--http-token-file", "/nonexistent/token"], {}, /--http-token-file: cannot read "\/nonexistent\/token": ENOENT/],
             [["server", "--http-port", "0", "--http-token-file", "/dev/null"], { DEVS_IOT_HTTP_TOKEN: TOKEN }, /give the HTTP token once/],
             [["server", "--http-port", "70000"], {}, /--http-port must be a whole number from 0 to 65535/],
+            [["server", "--http-allowed-hosts", "iot.lan"], {}, /--http-allowed-hosts needs --http-port/],
+            [["server", "--http-port", "0", "--http-allowed-hosts", "iot.lan,evil.example:80"], {}, /--http-allowed-hosts: "evil.example:80" is not a host name/],
         ] as Array<[string[], Record<string, string>, RegExp]>)
             it(`exit 2 naming the problem: ${args.slice(1).join(" ")}`, async function () {
                 const c = cli(args, env)

@@ -3,11 +3,12 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
+import { spawn } from "node:child_process"
 import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import type { Logger } from "../../src/server/log.js"
 import { cli, until, within } from "../kit/util.js"
@@ -42,6 +43,20 @@ function popcount(b: number): number {
     let n = 0
     for (; b; b &= b - 1) n++
     return n
+}
+
+// DiskState.open in a child process (where LMDB may crash), as user 65534
+// with `asOther`: how it ended and what it printed.
+async function openInChild(dir: string, asOther = false): Promise<{ signal: string | null; out: string }> {
+    const code = `import { DiskState } from ${JSON.stringify(new URL("../../src/server/index.js", import.meta.url).href)}
+try { (await DiskState.open(${JSON.stringify(dir)})).close(); console.log("opened") } catch (e) { console.log(e.name + ": " + e.message) }`
+    const argv = [process.execPath, "--input-type=module", "-e", code]
+    const child = asOther ? spawn("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]) : spawn(argv[0]!, argv.slice(1))
+    let out = ""
+    child.stdout!.on("data", (b: Buffer) => (out += b.toString()))
+    child.stderr!.on("data", (b: Buffer) => (out += b.toString()))
+    const [, signal] = (await within(once(child, "exit"), 60000, "child exit")) as [number | null, string | null]
+    return { signal, out }
 }
 
 const dirs: string[] = []
@@ -303,6 +318,35 @@ describe("delivery state across restarts", function () {
         assert.equal(await within(conn.readline(), 10000, "e"), "e", "d was given twice")
     })
 
+    it("a state folder that refuses writes (a full disk) closes every busy link with one error line for all, at the warning rate, without a stack; once it takes writes the links come up", async () => {
+        const mem = new MemoryState()
+        let full = true
+        let refused = 0
+        const state: StateStore = Object.assign(Object.create(mem) as StateStore, {
+            commit() {
+                if (!full) return mem.commit()
+                refused++
+                throw new StateError("state file /state/journal.bin: write failed: ENOSPC: no space left on device, write")
+            },
+        })
+        const errors: Array<{ o: Record<string, unknown>; m: string }> = []
+        const log = { error: (o: Record<string, unknown>, m: string) => void errors.push({ o, m }), warn() {}, info() {}, debug() {}, fatal() {}, child: () => log } as unknown as Logger
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state, logger: log, limits: { maxWarningsPerSecond: 2 } })
+        await server.listen()
+        const clients = Array.from({ length: 20 }, (_, i) => new Client({ id: `full-${i}`, port: server.port, timeout: 1000 }).start())
+        try {
+            await until(() => refused >= 100, 30000, "100 refused commits")
+            const lines = errors.length
+            assert.ok(lines * 4 <= refused, `${lines} error lines for ${refused} refused commits`)
+            assert.ok(errors.every((e) => e.o["stack"] === undefined && e.m.includes("/state/journal.bin")), JSON.stringify(errors.slice(0, 3)))
+            full = false
+            await until(() => server.connections().filter((c) => c.status()).length === clients.length, 30000, "every link up")
+        } finally {
+            for (const c of clients) await c.close()
+            await server.close()
+        }
+    })
+
     it("an id whose link never comes up leaves nothing in the state; a line written before the first connect survives a client crash", async () => {
         const state = new MemoryState()
         const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
@@ -355,9 +399,65 @@ describe("delivery state across restarts", function () {
         const foreign = tempDir()
         writeFileSync(join(foreign, "notes.txt"), "mine")
         await assert.rejects(DiskState.open(foreign), (e: Error) => e instanceof StateError && e.message.includes("devs-iot-state.json"))
-        const noData = tempDir()
+        const noData = tempDir() // the database gone, the journal still there
         writeFileSync(join(noData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(noData, "journal.bin"), "")
         await assert.rejects(DiskState.open(noData), (e: Error) => e instanceof StateError && e.message.includes(join(noData, "data.mdb")))
+    })
+
+    it("a first start that fails leaves the folder empty, and one cut short before the database is started again as new; a file it cannot write is named", async () => {
+        // lmdb withheld from the process: the start fails after the marker is written.
+        const hooks = tempDir()
+        writeFileSync(join(hooks, "hooks.mjs"), `export async function resolve(s, c, n) { if (s === "lmdb") throw new Error("withheld by the test"); return n(s, c) }\n`)
+        writeFileSync(join(hooks, "register.mjs"), `import { register } from "node:module"\nregister(new URL("./hooks.mjs", import.meta.url))\n`)
+        const dir = tempDir()
+        const failed = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir], { NODE_OPTIONS: `--import=${join(hooks, "register.mjs")}` })
+        try {
+            assert.equal(await within(failed.exited, 20000, "server exit"), 1)
+            assert.match(failed.stderr + failed.stdout, /--state needs the lmdb package/)
+        } finally {
+            failed.stop()
+        }
+        assert.deepEqual(readdirSync(dir), [])
+        const next = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            await next.waitFor(/listening/, 20000)
+        } finally {
+            next.stop()
+        }
+        await next.exited
+        // What a kill between the marker and the database leaves (and older versions left on a failure).
+        const cut = tempDir()
+        writeFileSync(join(cut, "devs-iot-state.json"), "")
+        writeFileSync(join(cut, "owner.pid"), "999999999\n")
+        const warned: string[] = []
+        const st = await DiskState.open(cut, { logger: { warn: (_o: unknown, m: string) => warned.push(m) } as unknown as Logger })
+        st.close()
+        assert.match(warned.join("\n"), /first start was cut short/)
+        // The same while its maker lives (it may be opening the database now): left alone, refused.
+        const making = tempDir()
+        const maker = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" })
+        try {
+            writeFileSync(join(making, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+            writeFileSync(join(making, "owner.pid"), `${maker.pid}\n`)
+            await assert.rejects(DiskState.open(making), (e: Error) => e instanceof StateError && e.message.includes(`in use by process ${maker.pid}`))
+            assert.deepEqual(readdirSync(making).sort(), ["devs-iot-state.json", "owner.pid"])
+        } finally {
+            maker.kill("SIGKILL")
+        }
+        // A file in the way of one the folder needs: named, as a StateError.
+        const blocked = tempDir()
+        writeFileSync(join(blocked, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        ;(await DiskState.open(blocked)).close()
+        rmSync(join(blocked, "owner.pid"), { force: true })
+        mkdirSync(join(blocked, "owner.pid"))
+        await assert.rejects(DiskState.open(blocked), (e: Error) => e instanceof StateError && e.message.includes(join(blocked, "owner.pid")))
+        const dirData = tempDir() // a folder where the database should be
+        writeFileSync(join(dirData, "devs-iot-state.json"), JSON.stringify({ format: 1 }))
+        writeFileSync(join(dirData, "journal.bin"), "")
+        mkdirSync(join(dirData, "data.mdb"))
+        await assert.rejects(DiskState.open(dirData), (e: Error) => e instanceof StateError && e.message.includes(join(dirData, "data.mdb")))
+        assert.ok(readdirSync(blocked).includes("data.mdb"), "a failure on a folder that holds state removes nothing")
     })
 
     it("checkpoints: a line written and ACKed between two checkpoints never reaches the database; one stored before is removed", async () => {
@@ -397,6 +497,119 @@ describe("delivery state across restarts", function () {
         await first.exited
         const taken = await DiskState.open(dir) // its owner was killed
         taken.close()
+    })
+
+    it("a truncated data.mdb (a copy cut short) is a StateError naming it, not a crash (LMDB's SIGBUS on the first page past the end); a whole one opens", async () => {
+        const dir = tempDir()
+        const st = await DiskState.open(dir)
+        const s = st.forId("t")
+        s.saveLink({ epoch: "e", peerEpoch: "", seen: new Array(32).fill(0), newest: -1, nextSeq: 0, received: 0, duplicates: 0, resent: 0 })
+        for (let k = 0; k < 2000; k++) s.putOwed({ key: k, seq: -1, wait: false, payload: Buffer.alloc(500, 65) })
+        st.close()
+        const whole = await openInChild(dir)
+        assert.match(whole.out, /^opened/, whole.out)
+        const data = join(dir, "data.mdb")
+        truncateSync(data, Math.floor(statSync(data).size / 8192) * 4096)
+        const cut = await openInChild(dir)
+        assert.equal(cut.signal, null, cut.out)
+        assert.match(cut.out, new RegExp(`StateError: state file ${data}: truncated`))
+    })
+
+    it("a lock file LMDB cannot write, or a folder where it cannot make one, is a StateError naming it, not a crash (LMDB segfaults on both)", async function () {
+        // Run as a user the files do not belong to: root may write anything.
+        const root = process.getuid?.() === 0
+        if (root && !existsSync("/usr/bin/setpriv")) this.skip()
+        const open = (dir: string) => openInChild(dir, root)
+        const folder = async (): Promise<string> => {
+            const dir = tempDir()
+            ;(await DiskState.open(dir)).close()
+            if (root) for (const f of [dir, ...readdirSync(dir).map((x) => join(dir, x))]) chownSync(f, 65534, 65534)
+            return dir
+        }
+        const readOnlyLock = await folder()
+        if (root) chownSync(join(readOnlyLock, "lock.mdb"), 0, 0)
+        chmodSync(join(readOnlyLock, "lock.mdb"), 0o444)
+        const r1 = await open(readOnlyLock)
+        assert.equal(r1.signal, null, r1.out)
+        assert.match(r1.out, new RegExp(`StateError: state file ${join(readOnlyLock, "lock.mdb")}: cannot read and write it`))
+        const noLock = await folder()
+        rmSync(join(noLock, "lock.mdb"))
+        if (root) chownSync(noLock, 0, 0)
+        chmodSync(noLock, 0o555)
+        try {
+            const r2 = await open(noLock)
+            assert.equal(r2.signal, null, r2.out)
+            assert.match(r2.out, /StateError: state file .*lock\.mdb: .*or make it/)
+        } finally {
+            chmodSync(noLock, 0o755)
+        }
+    })
+
+    it("one store per folder in a process too: a second open of an open folder is refused (owner.pid holds the same pid for both), and allowed once the first is closed", async () => {
+        const dir = tempDir()
+        const first = await DiskState.open(dir)
+        try {
+            await assert.rejects(DiskState.open(join(dir, ".")), (e: Error) => e instanceof StateError && e.message.includes("already open in this process"))
+        } finally {
+            first.close()
+        }
+        ;(await DiskState.open(dir)).close()
+    })
+
+    it("a server's state folder is refused to a client and a client's to a server (a client with a board's id would take the board's record as its own)", async () => {
+        const dir = tempDir()
+        const server = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        try {
+            await server.waitFor(/listening/, 20000)
+        } finally {
+            server.stop()
+        }
+        await server.exited
+        const client = cli(["client", "--id", "kitchen", "--port", "1", "--state", dir])
+        try {
+            assert.equal(await within(client.exited, 20000, "client exit"), 1)
+            assert.match(client.stdout + client.stderr, /holds the delivery state of a server .*not of a client/)
+        } finally {
+            client.stop()
+        }
+        const mine = tempDir()
+        ;(await DiskState.open(mine, { side: "client" })).close()
+        await assert.rejects(DiskState.open(mine, { side: "server" }), (e: Error) => e instanceof StateError && e.message.includes("of a client"))
+        ;(await DiskState.open(mine)).close() // a program that does not say which side it is
+    })
+
+    it("a dead owner's pid now held by another process (after a reboot, pids are handed out again): the folder is taken over", async function () {
+        if (!existsSync("/proc/self/stat")) this.skip() // the start time comes from /proc
+        // A process as owner.id names it: its boot and start time.
+        const identity = (pid: number) => {
+            const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+            return `${readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}`
+        }
+        const dir = tempDir()
+        const first = cli(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir])
+        let dead: string
+        try {
+            await first.waitFor(/listening/, 20000)
+            dead = identity(first.child.pid!)
+        } finally {
+            first.stop()
+        }
+        await first.exited
+        // Another process now has the dead owner's pid.
+        const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" })
+        try {
+            writeFileSync(join(dir, "owner.pid"), `${other.pid}\n`)
+            writeFileSync(join(dir, "owner.id"), `${other.pid} ${dead}\n`)
+            const taken = await DiskState.open(dir)
+            assert.equal(readFileSync(join(dir, "owner.id"), "utf8"), `${process.pid} ${identity(process.pid)}\n`)
+            taken.close()
+            // The record of the live process itself: refused, as for any live owner.
+            writeFileSync(join(dir, "owner.pid"), `${other.pid}\n`)
+            writeFileSync(join(dir, "owner.id"), `${other.pid} ${identity(other.pid!)}\n`)
+            await assert.rejects(DiskState.open(dir), (e: Error) => e instanceof StateError && e.message.includes(`in use by process ${other.pid}`))
+        } finally {
+            other.kill("SIGKILL")
+        }
     })
 
     it("the CLI: a server on a damaged state folder exits 1 naming the file; --state-sync without --state is a usage error", async () => {

@@ -14,7 +14,7 @@ import { Server } from "../server.js"
 import { openState, StateError, type StateStore } from "../state.js"
 import { Gateway } from "../gateway.js"
 import { boardTopic } from "../topics.js"
-import { checkToken, HttpStatus } from "../http.js"
+import { checkHostNames, checkToken, HttpStatus } from "../http.js"
 import { readFileSync } from "node:fs"
 import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "../keys.js"
 import { randomBytes } from "node:crypto"
@@ -74,6 +74,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             "shutdown-timeout": FLAGS.shutdownTimeout,
             "http-port": FLAGS.httpPort,
             "http-host": { type: "string", arg: "ADDR", help: "address the HTTP side listens on (default 127.0.0.1)" },
+            "http-allowed-hosts": { type: "string", arg: "NAMES", help: "host names the HTTP side answers to besides loopback names and IP addresses, comma-separated (any other name may be a DNS rebinding)" },
             "http-token": { type: "string", arg: "TOKEN", help: "enables the HTTP actions (disconnect a board, send it a line) for this bearer token, 16+ characters; prefer the environment or --http-token-file" },
             "http-token-file": { type: "string", arg: "FILE", help: "read the HTTP token from this file" },
             ...STATE,
@@ -315,7 +316,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const log = makeLogger(level(values, source), values["json"] === true)
     const side = boardSide(values, source, appExpects(app))
     const { expected, allowPlain } = side
-    const state = await stateFrom(values, source, log)
+    const state = await stateFrom(values, source, log, "server")
     if (state === null) return 1
     const server = new Server({ ...opts, ...side.options, logger: log, state })
     const http = httpStatus(values, source, server, log)
@@ -355,7 +356,7 @@ async function runServer(values: Values, source: Record<string, string>): Promis
 
 // The store --state names (undefined: in memory, the link's own), or null
 // after logging why it cannot be opened: never a silent empty start.
-async function stateFrom(values: Values, source: Record<string, string>, log: Logger): Promise<StateStore | undefined | null> {
+async function stateFrom(values: Values, source: Record<string, string>, log: Logger, side: "server" | "client"): Promise<StateStore | undefined | null> {
     const dir = str(values, "state")
     const sync = values["state-sync"] === true
     if (dir === undefined) {
@@ -363,7 +364,7 @@ async function stateFrom(values: Values, source: Record<string, string>, log: Lo
         return undefined
     }
     try {
-        const s = await openState(dir, { sync, logger: log })
+        const s = await openState(dir, { sync, logger: log, side })
         log.info({ state: dir, sync }, `delivery state in ${dir} (${sync ? "fsync before each ACK: safe against power loss" : "safe against a process crash"})`)
         return s
     } catch (e) {
@@ -427,12 +428,20 @@ function httpStatus(values: Values, source: Record<string, string>, server: Serv
         }
     }
     if (port === undefined) {
-        if (token !== undefined || values["http-host"] !== undefined) throw new UsageError(`${what ?? source["http-host"]} needs --http-port`)
+        const given = token !== undefined ? what : values["http-host"] !== undefined ? source["http-host"] : values["http-allowed-hosts"] !== undefined ? source["http-allowed-hosts"] : undefined
+        if (given !== undefined) throw new UsageError(`${given} needs --http-port`)
         return undefined
     }
     const host = str(values, "http-host") ?? "127.0.0.1"
     if (host.trim() === "") throw new UsageError(`${source["http-host"]} must not be empty`)
-    return new HttpStatus(server, { port, host, token, logger: log })
+    const names = str(values, "http-allowed-hosts")
+    let allowedHosts: string[] | undefined
+    try {
+        allowedHosts = names === undefined ? undefined : checkHostNames(names.split(",").map((n) => n.trim()).filter((n) => n !== ""))
+    } catch (e) {
+        throw new UsageError(`${source["http-allowed-hosts"]}: ${(e as Error).message}`)
+    }
+    return new HttpStatus(server, { port, host, token, allowedHosts, logger: log })
 }
 
 async function runClient(values: Values, source: Record<string, string>): Promise<number> {
@@ -451,7 +460,7 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     }
     const key = keyFile !== undefined ? readKeyFile(keyFile) : str(values, "key") !== undefined ? clientKey(str(values, "key")!, source["key"]!) : undefined
     keyWarnings(log, source, keyFile)
-    const state = await stateFrom(values, source, log)
+    const state = await stateFrom(values, source, log, "client")
     if (state === null) return 1
     const client = new Client({
         state,
