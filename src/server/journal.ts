@@ -5,7 +5,11 @@
 // after which the journal is emptied. At start the journal is applied again:
 // every record is a whole value or a removal, so applying twice is harmless.
 //
-// Frame: u32 body length, u32 0xD5A7E001 (a frame mark), body. Body: records.
+// Frame: u32 body length, u32 0xD5A7E002 (a frame mark), u32 CRC-32 of the
+// body, body. Frames of the first format (mark 0xD5A7E001, no CRC) are read
+// too. The CRC tells a frame whose header reached the disk and part of whose
+// body did not (zeros inside a payload after a power cut) from a whole one.
+// Body: records.
 // Record: kind (u8), id (u16 length + UTF-8, never empty), then by kind:
 //   LINK     epoch, peerEpoch (u8 length + ASCII each), seen (32 bytes),
 //            newest (i32), nextSeq (f64), received, duplicates, resent (f64)
@@ -29,7 +33,22 @@ export type JRecord =
     | { kind: typeof J_DROP_OWED | typeof J_DROP_KEPT; id: string; key: number }
     | { kind: typeof J_REMOVE; id: string }
 
-const MARK = 0xd5a7e001
+const MARK = 0xd5a7e002
+const MARK_NO_CRC = 0xd5a7e001 // the first format's frames: read, never written
+const HEAD = 12
+
+// CRC-32 (IEEE 802.3, as zlib's), by a table of 256.
+const CRC_TABLE = new Int32Array(256)
+for (let n = 0; n < 256; n++) {
+    let c = n
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
+    CRC_TABLE[n] = c
+}
+export function crc32(b: Uint8Array, from: number, to: number): number {
+    let c = -1
+    for (let i = from; i < to; i++) c = CRC_TABLE[(c ^ b[i]!) & 255]! ^ (c >>> 8)
+    return (c ^ -1) >>> 0
+}
 
 class Out {
     buf = Buffer.allocUnsafe(4096)
@@ -108,11 +127,12 @@ export class FrameWriter {
         this.o.n = 0
         this.o.u32(0)
         this.o.u32(MARK)
+        this.o.u32(0)
         if (this.owedAt.size > 0) this.owedAt.clear()
     }
 
     isEmpty(): boolean {
-        return this.o.n === 8
+        return this.o.n === HEAD
     }
 
     link(id: Uint8Array, l: LinkRecord): void {
@@ -170,7 +190,8 @@ export class FrameWriter {
     // next record or reset().
     buffer(): Buffer {
         const o = this.o
-        o.buf.writeUInt32LE(o.n - 8, 0)
+        o.buf.writeUInt32LE(o.n - HEAD, 0)
+        o.buf.writeUInt32LE(crc32(o.buf, HEAD, o.n), 8)
         return o.buf
     }
 
@@ -210,7 +231,7 @@ export function decodeJournal(b: Buffer): { recs: JRecord[]; bytes: number; drop
         recs.length = n // none of a frame that is not whole
         const next = nextFrame(b, at + 1)
         if (next >= 0) throw new JournalError(`${end}, and a whole frame follows at byte ${next}`)
-        const marked = b.length - at < 8 || b.readUInt32LE(at + 4) === MARK
+        const marked = b.length - at < 8 || isMark(b.readUInt32LE(at + 4))
         if (!marked && b.subarray(at).some((x) => x !== 0)) throw new JournalError(end)
         return { recs, bytes: at, dropped: b.length - at }
     }
@@ -221,24 +242,33 @@ export function decodeJournal(b: Buffer): { recs: JRecord[]; bytes: number; drop
 // why there is none.
 function frameAt(b: Buffer, at: number, recs: JRecord[]): number | string {
     if (b.length - at < 8) return `a frame header cut short at byte ${at}`
-    if (b.readUInt32LE(at + 4) !== MARK) return `no frame mark at byte ${at}`
+    const mark = b.readUInt32LE(at + 4)
+    if (!isMark(mark)) return `no frame mark at byte ${at}`
+    const head = mark === MARK ? HEAD : 8
+    if (b.length - at < head) return `a frame header cut short at byte ${at}`
     const len = b.readUInt32LE(at)
-    if (b.length - at - 8 < len) return `the frame at byte ${at} runs past the end (a body of ${len} bytes)`
+    if (b.length - at - head < len) return `the frame at byte ${at} runs past the end (a body of ${len} bytes)`
+    const body = at + head
+    if (mark === MARK && crc32(b, body, body + len) !== b.readUInt32LE(at + 8)) return `the frame at byte ${at} fails its CRC (a body of ${len} bytes)`
     try {
-        decodeBody(b.subarray(at + 8, at + 8 + len), recs, at + 8)
+        decodeBody(b.subarray(body, body + len), recs, body)
     } catch (e) {
         if (e instanceof JournalError) return `the frame at byte ${at} is damaged: ${e.message}`
         throw e
     }
-    return at + 8 + len
+    return body + len
 }
 
-// Where the first whole frame at or past `from` starts, or -1.
+function isMark(x: number): boolean {
+    return x === MARK || x === MARK_NO_CRC
+}
+
+// Where the first whole frame at or past `from` starts, or -1. Both marks
+// end in the same three bytes (little-endian: 01|02 e0 a7 d5).
 function nextFrame(b: Buffer, from: number): number {
-    const mark = Buffer.alloc(4)
-    mark.writeUInt32LE(MARK)
-    for (let m = b.indexOf(mark, from + 4); m >= 0; m = b.indexOf(mark, m + 1)) {
-        if (typeof frameAt(b, m - 4, []) === "number") return m - 4
+    const tail = Buffer.from([0xe0, 0xa7, 0xd5])
+    for (let m = b.indexOf(tail, from + 5); m >= 0; m = b.indexOf(tail, m + 1)) {
+        if (typeof frameAt(b, m - 5, []) === "number") return m - 5
     }
     return -1
 }
