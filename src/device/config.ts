@@ -12,6 +12,7 @@ import { checkClientId, isHex, parseServers } from "../shared/index.js"
 import { WATCHDOG } from "../shared/watchdog.js"
 import { REPORT_EVERY } from "../shared/report.js"
 import { INTERVAL, PORT, Range, TIMEOUT } from "../shared/config.js"
+import { isWhole, wholeRange } from "../shared/whole.js"
 
 export interface AppConfig {
     id: string
@@ -85,7 +86,7 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
         return v
     }
     if (d.kind === "id") {
-        if (typeof v === "number" && Math.floor(v) === v && v >= 0 && v < 1e15) return "" + v
+        if (isWhole(v, 0, 1e15 - 1)) return "" + v
         if (typeof v !== "string")
             throw new ConfigError(bad + "must be text or a whole number, got " + kindName(v) + ' (write it as a JSON string: ' + d.name + '="...")')
         return v
@@ -97,9 +98,8 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
     }
     const r = d.range as Range
     const n = typeof v === "string" && v !== "" ? +v : v
-    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < r.min || n > r.max)
-        throw new ConfigError(bad + "must be a whole number from " + r.min + " to " + r.max + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
-    return n
+    if (!isWhole(n, r.min, r.max)) throw new ConfigError(bad + wholeRange(r.min, r.max) + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
+    return n as number
 }
 
 export function checkConfig(c: AppConfig): AppConfig {

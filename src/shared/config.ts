@@ -4,6 +4,7 @@
 
 import { LinkError } from "./errors.js"
 import { MAX_ENCRYPTED_LINE } from "./limits.js"
+import { isWhole, wholeRange } from "./whole.js"
 
 export type OnFull = "pause" | "drop"
 
@@ -144,9 +145,8 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
 
 export function intIn(name: string, v: unknown, dflt: number, min: number, max: number): number {
     if (v === undefined) return dflt
-    if (typeof v !== "number" || v !== v || Math.floor(v) !== v || v < min || v > max)
-        throw new LinkError("ECONFIG", name + " must be a whole number from " + min + " to " + max + ", got " + show(v))
-    return v
+    if (!isWhole(v, min, max)) throw new LinkError("ECONFIG", name + " " + wholeRange(min, max) + ", got " + show(v))
+    return v as number
 }
 
 // "" + value differs between DeviceScript and Node for objects: format by type.
