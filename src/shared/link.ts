@@ -643,8 +643,9 @@ export abstract class Link<S extends SocketState = SocketState> {
         return c.phase === "up" && c.exact
     }
 
+    // `k` is acked already (ack()): its ACK is no longer owed.
     private sendAck(c: S, k: Kept): void {
-        if (this.owing[k.id] > 0) this.owing[k.id]--
+        this.unowe(k)
         c.out += ackLine(k.id)
     }
 
@@ -702,6 +703,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
     }
 
+    // An owed ACK that is sent, or never will be.
     private unowe(k: Kept): void {
         k.acked = true
         if (this.owing[k.id] > 0) this.owing[k.id]--
