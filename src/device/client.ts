@@ -218,8 +218,8 @@ export class Client {
     // (no qos); waits across outages. Throws LinkError for a bad line or a
     // full queue (EQUEUEFULL) and ECLOSED after close().
     async write(line: string, opts?: WriteOptions): Promise<void> {
-        const qos = opts && opts.qos !== undefined ? opts.qos : true
-        const wait = opts && opts.wait !== undefined ? opts.wait : true
+        const qos = !opts || opts.qos !== false // default true
+        const wait = !opts || opts.wait !== false // default true
         const t = "" + this.link.write(line, qos, wait)
         this.kick()
         while (true) {
