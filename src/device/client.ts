@@ -106,7 +106,7 @@ export class Client {
         if (typeof opts.host !== "string" || opts.host === "") throw new LinkError("ECONFIG", "host must be a non-empty string")
         const port = intIn("port", opts.port, PORT.dflt, PORT.min, PORT.max)
         this.reportEvery = intIn("report", opts.report, REPORT_EVERY.dflt, REPORT_EVERY.min, REPORT_EVERY.max)
-        const lo: LinkOptions = opts.link ? opts.link : {}
+        const lo: LinkOptions = opts.link || {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
         const arch = ds._dcfgString("archId")
@@ -134,10 +134,10 @@ export class Client {
             this.keyStore = opts.keys.store(opts.key, opts.encrypt === true)
         }
         this.stats = this.link.stats
-        this.net = opts.network ? opts.network : new WifiNetwork()
+        this.net = opts.network || new WifiNetwork()
         this.heart = new Heartbeat(opts.heartbeat === false ? undefined : new Light(opts.led))
-        this.backoff = new Backoff(opts.backoffFirst ? opts.backoffFirst : 250, opts.backoffCap ? opts.backoffCap : 3000)
-        this.rejoin = new RejoinPolicy(opts.rejoinAfter ? opts.rejoinAfter : 3)
+        this.backoff = new Backoff(opts.backoffFirst || 250, opts.backoffCap || 3000)
+        this.rejoin = new RejoinPolicy(opts.rejoinAfter || 3)
         const self = this
         this.onSocket = function () {
             self.kick()
@@ -409,7 +409,7 @@ export class Client {
         if (every <= 0 || this.reportAt < 0 || now < this.reportAt || !this.link.status()) return
         this.reportAt = now + every
         const r: Report = {
-            firmware: reportToken(this.opts.firmware ? this.opts.firmware : ""),
+            firmware: reportToken(this.opts.firmware || ""),
             uptime: Math.floor(now / 1000),
             reconnects: this.link.connects > 0 ? this.link.connects - 1 : 0,
         }

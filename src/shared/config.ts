@@ -101,7 +101,7 @@ export function boardDefaults(heap?: number): LinkConfig {
 
 // Fills in defaults and checks every value; throws LinkError("ECONFIG").
 export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): LinkConfig {
-    const o: LinkOptions = opts ? opts : {}
+    const o: LinkOptions = opts || {}
     const c: LinkConfig = {
         timeout: intIn("timeout", o.timeout, base.timeout, TIMEOUT.min, TIMEOUT.max),
         maxLineBytes: intIn("maxLineBytes", o.maxLineBytes, base.maxLineBytes, 16, 16777216),
