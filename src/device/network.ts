@@ -57,11 +57,6 @@ export class Bounded {
         while (this.finished === before && ds.millis() < end) await ds.sleep(ms < 50 ? 10 : 50)
         return this.finished !== before
     }
-
-    // A run is still going (hung, or not finished yet).
-    busy(): boolean {
-        return this.running
-    }
 }
 
 // The board's WiFi service. The runtime keeps one network (WIFI_SSID /

@@ -26,11 +26,6 @@ export class Backoff {
         return Math.floor(d / 2 + (d / 2) * r)
     }
 
-    // Attempts since the last reset (saturates at 10^6).
-    failures(): number {
-        return this.count
-    }
-
     // True on the 1st, 2nd, 4th, 8th, ... failure in a row: when a problem
     // that repeats deserves a log line, without one per attempt.
     shouldReport(): boolean {
