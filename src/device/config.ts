@@ -112,7 +112,7 @@ export function checkConfig(c: AppConfig): AppConfig {
     const ints: { [name: string]: number | undefined } = { IOT_PORT: c.port, IOT_TIMEOUT: c.timeout, IOT_INTERVAL: c.interval, IOT_WATCHDOG: c.watchdog, IOT_REPORT: c.report }
     const defs = boardSettingDefs()
     for (let i = 0; i < defs.length; i++) if (defs[i].kind === "int") settingValue(defs[i], ints[defs[i].name])
-    const k = c.key === undefined ? "" : c.key
+    const k = c.key || ""
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
     return c

@@ -45,7 +45,7 @@ export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heart
         watchdog: c.watchdog,
         verbose: c.verbose,
         onStatus: onStatus,
-        key: c.key !== undefined && c.key !== "" ? Buffer.from(c.key, "hex") : undefined,
+        key: c.key ? Buffer.from(c.key, "hex") : undefined,
         encrypt: c.encrypt === true,
         keys: boardKeys,
         report: c.report,
