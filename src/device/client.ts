@@ -295,7 +295,7 @@ export class Client {
         this.note("backoff")
         while (!this.closed && ds.millis() < end) {
             const left = end - ds.millis()
-            await ds.sleep(left < 500 ? left : 500)
+            await ds.sleep(Math.min(left, 500))
         }
     }
 
@@ -398,7 +398,7 @@ export class Client {
             if (this.dirty) continue
             const next = link.pollTimeout()
             const wait = next < 0 ? 1000 : next - ds.millis()
-            if (wait > 0) await ds.wait(this.wake, wait < 1000 ? wait : 1000)
+            if (wait > 0) await ds.wait(this.wake, Math.min(wait, 1000))
         }
     }
 
@@ -411,7 +411,7 @@ export class Client {
         const r: Report = {
             firmware: reportToken(this.opts.firmware || ""),
             uptime: Math.floor(now / 1000),
-            reconnects: this.link.connects > 0 ? this.link.connects - 1 : 0,
+            reconnects: Math.max(this.link.connects - 1, 0),
         }
         const rssi = this.net.rssi()
         if (rssi !== undefined) r.rssi = rssi

@@ -135,7 +135,7 @@ export class TcpSocket {
                 s.close()
                 throw new ConnectError("noAnswer", "connect to " + name + " timed out after " + timeout + " ms")
             }
-            await ds.sleep(left < 20 ? left : 20)
+            await ds.sleep(Math.min(left, 20))
         }
         if (s.state === "closed") {
             const why = s.error !== "" ? s.error : "closed"

@@ -166,7 +166,7 @@ export class LineFramer {
     // Bytes of an over-long line's head still to keep when `before` of it are
     // queued: never past the limit, so the head alone is not over-long.
     private headKeep(before: number): number {
-        const h = HEAD < this.maxLineBytes ? HEAD : this.maxLineBytes
+        const h = Math.min(HEAD, this.maxLineBytes)
         return before < h ? h - before : 0
     }
 

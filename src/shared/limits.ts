@@ -74,10 +74,9 @@ export interface HeapBudget {
 export function framingBudget(b: HeapBudget): { bytes: number; short: number } {
     const min = sealedLimit(b.maxLineBytes)
     const spare = b.heap - RUNTIME_BASE - b.buffers
-    let bytes = spare < FRAMING_MAX ? spare : FRAMING_MAX
-    if (bytes < min) bytes = min
+    const bytes = Math.max(Math.min(spare, FRAMING_MAX), min)
     const short = RUNTIME_BASE + b.buffers + bytes - b.heap
-    return { bytes: bytes, short: short > 0 ? short : 0 }
+    return { bytes: bytes, short: Math.max(short, 0) }
 }
 
 // The GC heap of a DeviceScript chip (archId of the board file): 40 KB on an

@@ -659,7 +659,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
         while (this.unacked > 0) {
             const k = this.inbox.at(this.inbox.size() - this.unacked)
-            if (later(k.at, this.lastRead) + d > now) break
+            if (Math.max(k.at, this.lastRead) + d > now) break
             this.ack(k)
             this.unacked--
         }
@@ -670,7 +670,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         const k = this.taken.peek()
         if (k !== undefined) return k.at + this.cfg.ackDelay
         if (this.unacked === 0) return -1
-        return later(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
+        return Math.max(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
     }
 
     // The peer restarted: ACKs owed to its earlier life are never sent.
@@ -786,13 +786,9 @@ function carriesMessages(c: SocketState): boolean {
     return c.phase === "up" || c.phase === "warmup"
 }
 
-function later(a: number, b: number): number {
-    return a > b ? a : b
-}
-
 // The earlier of two deadlines, where -1 means none.
 export function min(a: number, b: number): number {
     if (a < 0) return b
     if (b < 0) return a
-    return a < b ? a : b
+    return Math.min(a, b)
 }

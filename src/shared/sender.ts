@@ -101,8 +101,8 @@ export class Sender {
 
     // The window toward the present peer, at most `limits.window`.
     setWindow(n: number): void {
-        this.window = n < this.limits.window ? n : this.limits.window
-        if (this.cwnd > this.window) this.cwnd = this.window
+        this.window = Math.min(n, this.limits.window)
+        this.cwnd = Math.min(this.cwnd, this.window)
     }
 
     holdAfterZero(on: boolean): void {
@@ -262,7 +262,7 @@ export class Sender {
             if (self.probe === o) self.probe = undefined
             return false
         })
-        if (resent.length > before) this.cwnd = this.cwnd > 1 ? Math.floor(this.cwnd / 2) : 1
+        if (resent.length > before) this.cwnd = Math.max(Math.floor(this.cwnd / 2), 1)
         else if (this.cwnd < this.window) this.cwnd++
         return this.complete(hit)
     }
