@@ -336,7 +336,7 @@ export class Client {
             this.sock = sock
             const before = this.link.connects
             const ks = this.keyStore
-            if (ks !== undefined) this.link.setAuth(await ks.auth())
+            if (ks) this.link.setAuth(await ks.auth())
             this.link.open(ds.millis())
             sock.attach(this.onData)
             try {
@@ -359,7 +359,7 @@ export class Client {
             // lost since must still lead to a rejoin).
             if (this.link.connects === before) {
                 this.failed("noLink")
-                if (ks !== undefined) ks.failed()
+                if (ks) ks.failed()
             }
             if (this.closed) break
             const delay = this.backoff.next(randomUnit())
@@ -389,7 +389,7 @@ export class Client {
             if (due >= 0 && due <= now) link.handleTimeout(now)
             this.maybeReport(now)
             const ks = this.keyStore
-            if (ks !== undefined) {
+            if (ks) {
                 const m = await ks.settle(link)
                 if (m !== "") this.log(m)
             }
@@ -440,8 +440,8 @@ export class Client {
         let app = false
         while (true) {
             const e = this.link.pollEvent()
-            if (e === undefined) break
-            if (this.keyStore !== undefined) this.keyStore.event(e)
+            if (!e) break
+            if (this.keyStore) this.keyStore.event(e)
             if (e.type === "keepalive") {
                 // the heartbeat follows link.status(), whatever the traffic
             } else if (e.type === "written") {

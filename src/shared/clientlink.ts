@@ -97,14 +97,14 @@ export class ClientLink extends Link<ClientSocket> {
     open(now: number): void {
         const keyed = this.auth !== undefined && this.auth.key !== undefined
         const c = this.attach(now, "replaced by a new connection", keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
-        if (c !== undefined) c.out = this.clientId + "\n" + probeBlanks()
+        if (c) c.out = this.clientId + "\n" + probeBlanks()
     }
 
     // Sends a report of this end (report.ts) to a devs-iot server whose link
     // is up; false, and nothing sent, otherwise: a v1 peer never sees one.
     sendReport(r: Report): boolean {
         const c = this.conn
-        if (c === undefined || !this.up || c.peer !== "devs-iot") return false
+        if (!c || !this.up || c.peer !== "devs-iot") return false
         c.out += reportLine(r)
         return true
     }
@@ -132,7 +132,7 @@ export class ClientLink extends Link<ClientSocket> {
         const text = l.kind === "ext" ? l.text : "" // "" is no hello
         const epoch = parseHello(text)
         const a = this.auth
-        if (a !== undefined && a.key !== undefined) {
+        if (a && a.key !== undefined) {
             ;(a.steps as KeyedSteps).answer(a, this, c, text, epoch, now)
             return true
         }
@@ -173,7 +173,7 @@ export class ClientLink extends Link<ClientSocket> {
         if (this.refusedBy(c, text, now)) return true
         if (text.indexOf("!rekey") !== 0) return false
         const a = this.auth
-        if (a !== undefined && a.steps !== undefined) a.steps.rekey(a, this, c, text)
+        if (a && a.steps) a.steps.rekey(a, this, c, text)
         else this.dropKeyLine(undefined)
         return true
     }
@@ -182,7 +182,7 @@ export class ClientLink extends Link<ClientSocket> {
     private refusedBy(c: ClientSocket, text: string, now: number): boolean {
         const r = parseRefusal(text)
         if (r === undefined) return false
-        const authenticated = c.session !== undefined
+        const authenticated = !!c.session
         this.notice("refused", refusalNotice(r, authenticated))
         this.lose(now, "refused by the server: " + r, true)
         return true
