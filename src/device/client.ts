@@ -348,7 +348,7 @@ export class Client {
                 sock.close()
             }
             this.sock = undefined
-            const why = sock.error !== "" ? sock.error : "closed"
+            const why = sock.error || "closed"
             this.link.socketClosed(ds.millis(), why)
             this.drainEvents()
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.

@@ -141,7 +141,7 @@ export function parseSettings(raw: { [name: string]: unknown }, deviceId: string
     if (role !== "" && role !== "button" && role !== "led") throw new ConfigError('setting IOT_ROLE must be "button", "led" or absent, got "' + role + '"')
     const id = v["IOT_ID"] as string
     const c: AppConfig = {
-        id: id !== "" ? id : deviceId,
+        id: id || deviceId,
         host: v["IOT_HOST"] as string,
         port: v["IOT_PORT"] as number,
         timeout: v["IOT_TIMEOUT"] as number,

@@ -138,7 +138,7 @@ export class TcpSocket {
             await ds.sleep(Math.min(left, 20))
         }
         if (s.state === "closed") {
-            const why = s.error !== "" ? s.error : "closed"
+            const why = s.error || "closed"
             const unresolved = why.indexOf("resolve") >= 0 || why.indexOf("ENOTFOUND") >= 0 || why.indexOf("EAI_AGAIN") >= 0
             throw new ConnectError(unresolved ? "noAnswer" : "refused", "connect to " + name + " failed: " + why)
         }
