@@ -63,16 +63,13 @@ export interface LinkAuth {
 }
 
 // A client's socket: the challenge it answers. Its fields are set by the
-// first line when it is a challenge, before anything reads them.
-export class ClientSocket extends SocketState {
-    ns!: string // the server's nonce
-    nc!: string // this client's nonce
-    ms!: string // the max= field of the server's challenge
-    es!: string // the server's epoch, from the challenge
-
-    constructor(serial: number, now: number, frameLimit: number) {
-        super(serial, "first-line", now, frameLimit, false)
-    }
+// first line when it is a challenge, before anything reads them; no class
+// of its own, as it adds no code.
+export interface ClientSocket extends SocketState {
+    ns: string // the server's nonce
+    nc: string // this client's nonce
+    ms: string // the max= field of the server's challenge
+    es: string // the server's epoch, from the challenge
 }
 
 export class ClientLink extends Link<ClientSocket> {
@@ -110,7 +107,7 @@ export class ClientLink extends Link<ClientSocket> {
     }
 
     protected newSocket(serial: number, now: number, frameLimit: number): ClientSocket {
-        return new ClientSocket(serial, now, frameLimit)
+        return new SocketState(serial, "first-line", now, frameLimit, false) as ClientSocket
     }
 
     protected handshakeLine(c: ClientSocket, l: Line, now: number): boolean {
