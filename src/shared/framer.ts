@@ -167,7 +167,7 @@ export class LineFramer {
     // queued: never past the limit, so the head alone is not over-long.
     private headKeep(before: number): number {
         const h = Math.min(HEAD, this.maxLineBytes)
-        return before < h ? h - before : 0
+        return Math.max(h - before, 0)
     }
 
     // The first HEAD bytes of the line read so far, then of c from start.
