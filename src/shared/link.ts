@@ -491,7 +491,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     // keyed client waits for the server's proof (the server's next reader
     // is sealed, and a plain line would close it).
     private keepaliveAt(c: S): number {
-        return c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
+        if (c.out.length > 0 || (this.up && this.sender.hasUnsent())) return -1
+        if (c.phase === "auth") return -1
+        return c.lastSend + this.keepaliveEvery()
     }
 
     protected keepaliveEvery(): number {
