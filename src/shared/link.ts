@@ -439,7 +439,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     // previewed in a notice: it holds a key.
     dropKeyLine(why: string | undefined): void {
         this.stats.badLines++
-        this.notice("bad-line", why !== undefined ? why : "key push line dropped: not on an authenticated, encrypted link")
+        this.notice("bad-line", why || "key push line dropped: not on an authenticated, encrypted link")
     }
 
     // ---- inside

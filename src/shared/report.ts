@@ -80,7 +80,7 @@ export function parseReport(text: string): Report | string {
 export function reportToken(s: string): string {
     let out = ""
     for (let i = 0; i < s.length && out.length < 32; i++) out += tokenChar(s.charCodeAt(i)) ? s.slice(i, i + 1) : "_"
-    return out === "" ? "unknown" : out
+    return out || "unknown"
 }
 
 const TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-/"
