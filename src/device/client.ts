@@ -106,7 +106,7 @@ export class Client {
         if (typeof opts.host !== "string" || opts.host === "") throw new LinkError("ECONFIG", "host must be a non-empty string")
         const port = intIn("port", opts.port, PORT.dflt, PORT.min, PORT.max)
         this.reportEvery = intIn("report", opts.report, REPORT_EVERY.dflt, REPORT_EVERY.min, REPORT_EVERY.max)
-        const lo: LinkOptions = opts.link ? opts.link : {}
+        const lo: LinkOptions = opts.link || {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
         const arch = ds._dcfgString("archId")
@@ -134,10 +134,10 @@ export class Client {
             this.keyStore = opts.keys.store(opts.key, opts.encrypt === true)
         }
         this.stats = this.link.stats
-        this.net = opts.network ? opts.network : new WifiNetwork()
+        this.net = opts.network || new WifiNetwork()
         this.heart = new Heartbeat(opts.heartbeat === false ? undefined : new Light(opts.led))
-        this.backoff = new Backoff(opts.backoffFirst ? opts.backoffFirst : 250, opts.backoffCap ? opts.backoffCap : 3000)
-        this.rejoin = new RejoinPolicy(opts.rejoinAfter ? opts.rejoinAfter : 3)
+        this.backoff = new Backoff(opts.backoffFirst || 250, opts.backoffCap || 3000)
+        this.rejoin = new RejoinPolicy(opts.rejoinAfter || 3)
         const self = this
         this.onSocket = function () {
             self.kick()
@@ -218,8 +218,8 @@ export class Client {
     // (no qos); waits across outages. Throws LinkError for a bad line or a
     // full queue (EQUEUEFULL) and ECLOSED after close().
     async write(line: string, opts?: WriteOptions): Promise<void> {
-        const qos = opts && opts.qos !== undefined ? opts.qos : true
-        const wait = opts && opts.wait !== undefined ? opts.wait : true
+        const qos = !opts || opts.qos !== false // default true
+        const wait = !opts || opts.wait !== false // default true
         const t = "" + this.link.write(line, qos, wait)
         this.kick()
         while (true) {
@@ -295,7 +295,7 @@ export class Client {
         this.note("backoff")
         while (!this.closed && ds.millis() < end) {
             const left = end - ds.millis()
-            await ds.sleep(left < 500 ? left : 500)
+            await ds.sleep(Math.min(left, 500))
         }
     }
 
@@ -336,7 +336,7 @@ export class Client {
             this.sock = sock
             const before = this.link.connects
             const ks = this.keyStore
-            if (ks !== undefined) this.link.setAuth(await ks.auth())
+            if (ks) this.link.setAuth(await ks.auth())
             this.link.open(ds.millis())
             sock.attach(this.onData)
             try {
@@ -348,7 +348,7 @@ export class Client {
                 sock.close()
             }
             this.sock = undefined
-            const why = sock.error !== "" ? sock.error : "closed"
+            const why = sock.error || "closed"
             this.link.socketClosed(ds.millis(), why)
             this.drainEvents()
             // Only a link that stayed up resets the back-off: connect-then-refused is a failure.
@@ -359,7 +359,7 @@ export class Client {
             // lost since must still lead to a rejoin).
             if (this.link.connects === before) {
                 this.failed("noLink")
-                if (ks !== undefined) ks.failed()
+                if (ks) ks.failed()
             }
             if (this.closed) break
             const delay = this.backoff.next(randomUnit())
@@ -389,7 +389,7 @@ export class Client {
             if (due >= 0 && due <= now) link.handleTimeout(now)
             this.maybeReport(now)
             const ks = this.keyStore
-            if (ks !== undefined) {
+            if (ks) {
                 const m = await ks.settle(link)
                 if (m !== "") this.log(m)
             }
@@ -398,7 +398,7 @@ export class Client {
             if (this.dirty) continue
             const next = link.pollTimeout()
             const wait = next < 0 ? 1000 : next - ds.millis()
-            if (wait > 0) await ds.wait(this.wake, wait < 1000 ? wait : 1000)
+            if (wait > 0) await ds.wait(this.wake, Math.min(wait, 1000))
         }
     }
 
@@ -409,9 +409,9 @@ export class Client {
         if (every <= 0 || this.reportAt < 0 || now < this.reportAt || !this.link.status()) return
         this.reportAt = now + every
         const r: Report = {
-            firmware: reportToken(this.opts.firmware ? this.opts.firmware : ""),
+            firmware: reportToken(this.opts.firmware || ""),
             uptime: Math.floor(now / 1000),
-            reconnects: this.link.connects > 0 ? this.link.connects - 1 : 0,
+            reconnects: Math.max(this.link.connects - 1, 0),
         }
         const rssi = this.net.rssi()
         if (rssi !== undefined) r.rssi = rssi
@@ -440,8 +440,8 @@ export class Client {
         let app = false
         while (true) {
             const e = this.link.pollEvent()
-            if (e === undefined) break
-            if (this.keyStore !== undefined) this.keyStore.event(e)
+            if (!e) break
+            if (this.keyStore) this.keyStore.event(e)
             if (e.type === "keepalive") {
                 // the heartbeat follows link.status(), whatever the traffic
             } else if (e.type === "written") {

@@ -12,6 +12,7 @@ import { checkClientId, isHex, parseServers } from "../shared/index.js"
 import { WATCHDOG } from "../shared/watchdog.js"
 import { REPORT_EVERY } from "../shared/report.js"
 import { INTERVAL, PORT, Range, TIMEOUT } from "../shared/config.js"
+import { isWhole, wholeRange } from "../shared/whole.js"
 
 export interface AppConfig {
     id: string
@@ -85,7 +86,7 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
         return v
     }
     if (d.kind === "id") {
-        if (typeof v === "number" && Math.floor(v) === v && v >= 0 && v < 1e15) return "" + v
+        if (isWhole(v, 0, 1e15 - 1)) return "" + v
         if (typeof v !== "string")
             throw new ConfigError(bad + "must be text or a whole number, got " + kindName(v) + ' (write it as a JSON string: ' + d.name + '="...")')
         return v
@@ -97,9 +98,8 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
     }
     const r = d.range as Range
     const n = typeof v === "string" && v !== "" ? +v : v
-    if (typeof n !== "number" || n !== n || Math.floor(n) !== n || n < r.min || n > r.max)
-        throw new ConfigError(bad + "must be a whole number from " + r.min + " to " + r.max + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
-    return n
+    if (!isWhole(n, r.min, r.max)) throw new ConfigError(bad + wholeRange(r.min, r.max) + ", got " + (typeof v === "string" ? '"' + v + '"' : kindName(v)))
+    return n as number
 }
 
 export function checkConfig(c: AppConfig): AppConfig {
@@ -112,7 +112,7 @@ export function checkConfig(c: AppConfig): AppConfig {
     const ints: { [name: string]: number | undefined } = { IOT_PORT: c.port, IOT_TIMEOUT: c.timeout, IOT_INTERVAL: c.interval, IOT_WATCHDOG: c.watchdog, IOT_REPORT: c.report }
     const defs = boardSettingDefs()
     for (let i = 0; i < defs.length; i++) if (defs[i].kind === "int") settingValue(defs[i], ints[defs[i].name])
-    const k = c.key === undefined ? "" : c.key
+    const k = c.key || ""
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
     return c
@@ -141,7 +141,7 @@ export function parseSettings(raw: { [name: string]: unknown }, deviceId: string
     if (role !== "" && role !== "button" && role !== "led") throw new ConfigError('setting IOT_ROLE must be "button", "led" or absent, got "' + role + '"')
     const id = v["IOT_ID"] as string
     const c: AppConfig = {
-        id: id !== "" ? id : deviceId,
+        id: id || deviceId,
         host: v["IOT_HOST"] as string,
         port: v["IOT_PORT"] as number,
         timeout: v["IOT_TIMEOUT"] as number,

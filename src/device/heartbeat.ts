@@ -13,7 +13,6 @@ export class Light {
     private busy = false
     private broken = false
     private want = -1 // status light: the colour still to show, -1 none
-    changes = 0 // times the light was switched (tests read it)
 
     constructor(pin: ds.OutputPin | undefined) {
         if (pin === undefined) return
@@ -27,7 +26,6 @@ export class Light {
 
     // `color` 0 is off; a pin is on for any other colour.
     set(color: number): void {
-        this.changes++
         if (this.broken) return
         if (this.pin) {
             try {

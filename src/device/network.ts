@@ -57,11 +57,6 @@ export class Bounded {
         while (this.finished === before && ds.millis() < end) await ds.sleep(ms < 50 ? 10 : 50)
         return this.finished !== before
     }
-
-    // A run is still going (hung, or not finished yet).
-    busy(): boolean {
-        return this.running
-    }
 }
 
 // The board's WiFi service. The runtime keeps one network (WIFI_SSID /
@@ -81,8 +76,9 @@ export class WifiNetwork implements Network {
         this.wifi = new ds.Wifi()
         const self = this
         // The service streams its reading (RSSI); nothing is awaited here.
+        // NaN fails the range test.
         this.wifi.reading.subscribe(function (v: number) {
-            if (typeof v === "number" && v === v && v <= 0 && v >= -150) self.signal = Math.floor(v + 0.5)
+            if (typeof v === "number" && v <= 0 && v >= -150) self.signal = Math.floor(v + 0.5)
         })
         this.wifi.gotIp.subscribe(function () {
             self.up = true

@@ -135,10 +135,10 @@ export class TcpSocket {
                 s.close()
                 throw new ConnectError("noAnswer", "connect to " + name + " timed out after " + timeout + " ms")
             }
-            await ds.sleep(left < 20 ? left : 20)
+            await ds.sleep(Math.min(left, 20))
         }
         if (s.state === "closed") {
-            const why = s.error !== "" ? s.error : "closed"
+            const why = s.error || "closed"
             const unresolved = why.indexOf("resolve") >= 0 || why.indexOf("ENOTFOUND") >= 0 || why.indexOf("EAI_AGAIN") >= 0
             throw new ConnectError(unresolved ? "noAnswer" : "refused", "connect to " + name + " failed: " + why)
         }

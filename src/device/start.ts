@@ -35,22 +35,13 @@ export function appLight(): Light {
 // `heartbeat` false: the app owns the LED (see appLight).
 export function makeClient(c: AppConfig, onStatus?: (up: boolean) => void, heartbeat?: boolean): Client {
     return new Client({
-        id: c.id,
-        host: c.host,
-        port: c.port,
-        timeout: c.timeout,
+        ...c, // id, host, port, timeout, watchdog, verbose, encrypt, report, firmware, heap
         network: boardNetwork,
         led: boardLed,
         heartbeat: heartbeat !== false,
-        watchdog: c.watchdog,
-        verbose: c.verbose,
         onStatus: onStatus,
-        key: c.key !== undefined && c.key !== "" ? Buffer.from(c.key, "hex") : undefined,
-        encrypt: c.encrypt === true,
+        key: c.key ? Buffer.from(c.key, "hex") : undefined,
         keys: boardKeys,
-        report: c.report,
-        firmware: c.firmware,
-        heap: c.heap,
         // A watchdog reboot halts the simulator's VM: restart the program there.
         onWatchdog: c.sim
             ? function () {

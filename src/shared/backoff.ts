@@ -20,15 +20,10 @@ export class Backoff {
     // Delay before the next attempt: uniformly within [d/2, d] where d doubles.
     next(random: number): number {
         const d = this.delay
-        this.delay = d * 2 < this.cap ? d * 2 : this.cap
+        this.delay = Math.min(d * 2, this.cap)
         if (this.count < 1000000) this.count++
         const r = random >= 0 && random < 1 ? random : 0.5
         return Math.floor(d / 2 + (d / 2) * r)
-    }
-
-    // Attempts since the last reset (saturates at 10^6).
-    failures(): number {
-        return this.count
     }
 
     // True on the 1st, 2nd, 4th, 8th, ... failure in a row: when a problem

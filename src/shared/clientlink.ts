@@ -63,16 +63,13 @@ export interface LinkAuth {
 }
 
 // A client's socket: the challenge it answers. Its fields are set by the
-// first line when it is a challenge, before anything reads them.
-export class ClientSocket extends SocketState {
-    ns!: string // the server's nonce
-    nc!: string // this client's nonce
-    ms!: string // the max= field of the server's challenge
-    es!: string // the server's epoch, from the challenge
-
-    constructor(serial: number, now: number, frameLimit: number) {
-        super(serial, "first-line", now, frameLimit, false)
-    }
+// first line when it is a challenge, before anything reads them; no class
+// of its own, as it adds no code.
+export interface ClientSocket extends SocketState {
+    ns: string // the server's nonce
+    nc: string // this client's nonce
+    ms: string // the max= field of the server's challenge
+    es: string // the server's epoch, from the challenge
 }
 
 export class ClientLink extends Link<ClientSocket> {
@@ -97,20 +94,20 @@ export class ClientLink extends Link<ClientSocket> {
     open(now: number): void {
         const keyed = this.auth !== undefined && this.auth.key !== undefined
         const c = this.attach(now, "replaced by a new connection", keyed ? sealedLimit(this.cfg.maxLineBytes) : this.cfg.maxLineBytes + 2)
-        if (c !== undefined) c.out = this.clientId + "\n" + probeBlanks()
+        if (c) c.out = this.clientId + "\n" + probeBlanks()
     }
 
     // Sends a report of this end (report.ts) to a devs-iot server whose link
     // is up; false, and nothing sent, otherwise: a v1 peer never sees one.
     sendReport(r: Report): boolean {
         const c = this.conn
-        if (c === undefined || !this.up || c.peer !== "devs-iot") return false
+        if (!c || !this.up || c.peer !== "devs-iot") return false
         c.out += reportLine(r)
         return true
     }
 
     protected newSocket(serial: number, now: number, frameLimit: number): ClientSocket {
-        return new ClientSocket(serial, now, frameLimit)
+        return new SocketState(serial, "first-line", now, frameLimit, false) as ClientSocket
     }
 
     protected handshakeLine(c: ClientSocket, l: Line, now: number): boolean {
@@ -132,7 +129,7 @@ export class ClientLink extends Link<ClientSocket> {
         const text = l.kind === "ext" ? l.text : "" // "" is no hello
         const epoch = parseHello(text)
         const a = this.auth
-        if (a !== undefined && a.key !== undefined) {
+        if (a && a.key !== undefined) {
             ;(a.steps as KeyedSteps).answer(a, this, c, text, epoch, now)
             return true
         }
@@ -177,7 +174,7 @@ export class ClientLink extends Link<ClientSocket> {
         if (this.refusedBy(c, text, now)) return true
         if (text.indexOf("!rekey") !== 0) return false
         const a = this.auth
-        if (a !== undefined && a.steps !== undefined) a.steps.rekey(a, this, c, text)
+        if (a && a.steps) a.steps.rekey(a, this, c, text)
         else this.dropKeyLine(undefined)
         return true
     }
@@ -186,7 +183,7 @@ export class ClientLink extends Link<ClientSocket> {
     private refusedBy(c: ClientSocket, text: string, now: number): boolean {
         const r = parseRefusal(text)
         if (r === undefined) return false
-        const authenticated = c.session !== undefined
+        const authenticated = !!c.session
         this.notice("refused", refusalNotice(r, authenticated))
         this.lose(now, "refused by the server: " + r, true)
         return true

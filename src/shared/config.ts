@@ -4,6 +4,7 @@
 
 import { LinkError } from "./errors.js"
 import { MAX_ENCRYPTED_LINE } from "./limits.js"
+import { isWhole, wholeRange } from "./whole.js"
 
 export type OnFull = "pause" | "drop"
 
@@ -112,7 +113,7 @@ export function boardDefaults(heap?: number): LinkConfig {
 
 // Fills in defaults and checks every value; throws LinkError("ECONFIG").
 export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): LinkConfig {
-    const o: LinkOptions = opts ? opts : {}
+    const o: LinkOptions = opts || {}
     const c: LinkConfig = {
         timeout: intIn("timeout", o.timeout, base.timeout, TIMEOUT.min, TIMEOUT.max),
         maxLineBytes: intIn("maxLineBytes", o.maxLineBytes, base.maxLineBytes, 16, 16777216),
@@ -156,9 +157,8 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
 
 export function intIn(name: string, v: unknown, dflt: number, min: number, max: number): number {
     if (v === undefined) return dflt
-    if (typeof v !== "number" || v !== v || Math.floor(v) !== v || v < min || v > max)
-        throw new LinkError("ECONFIG", name + " must be a whole number from " + min + " to " + max + ", got " + show(v))
-    return v
+    if (!isWhole(v, min, max)) throw new LinkError("ECONFIG", name + " " + wholeRange(min, max) + ", got " + show(v))
+    return v as number
 }
 
 // "" + value differs between DeviceScript and Node for objects: format by type.

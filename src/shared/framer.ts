@@ -166,8 +166,8 @@ export class LineFramer {
     // Bytes of an over-long line's head still to keep when `before` of it are
     // queued: never past the limit, so the head alone is not over-long.
     private headKeep(before: number): number {
-        const h = HEAD < this.maxLineBytes ? HEAD : this.maxLineBytes
-        return before < h ? h - before : 0
+        const h = Math.min(HEAD, this.maxLineBytes)
+        return Math.max(h - before, 0)
     }
 
     // The first HEAD bytes of the line read so far, then of c from start.

@@ -26,7 +26,7 @@ export function hexId(hi: number, lo: number): number {
 // Readable, bounded rendering of raw bytes for logs: printable ASCII as is,
 // everything else as \xNN.
 export function previewBytes(b: Buffer, max: number): string {
-    const n = b.length < max ? b.length : max
+    const n = Math.min(b.length, max)
     let s = ""
     for (let i = 0; i < n; i++) {
         const c = b[i]

@@ -14,6 +14,7 @@
 
 import { helloField } from "./hello.js"
 import { hexByte, hexId } from "./hex.js"
+import { isWhole } from "./whole.js"
 
 export const CCM_MAX_PLAIN = 65535
 export const ID_CHARS = 2
@@ -28,8 +29,7 @@ export function parseMax(text: string): number {
     const s = helloField(text, "max")
     if (s.length === 0 || s.length > 9 || "0123456789".indexOf(s.charAt(0)) < 0) return -1
     const v = +s
-    if (typeof v !== "number" || v !== v || Math.floor(v) !== v || v < MIN_LINE_LIMIT || v > MAX_LINE_LIMIT) return -1
-    return v
+    return isWhole(v, MIN_LINE_LIMIT, MAX_LINE_LIMIT) ? v : -1
 }
 
 export function tooLongLine(id: number, max: number): string {
@@ -74,10 +74,9 @@ export interface HeapBudget {
 export function framingBudget(b: HeapBudget): { bytes: number; short: number } {
     const min = sealedLimit(b.maxLineBytes)
     const spare = b.heap - RUNTIME_BASE - b.buffers
-    let bytes = spare < FRAMING_MAX ? spare : FRAMING_MAX
-    if (bytes < min) bytes = min
+    const bytes = Math.max(Math.min(spare, FRAMING_MAX), min)
     const short = RUNTIME_BASE + b.buffers + bytes - b.heap
-    return { bytes: bytes, short: short > 0 ? short : 0 }
+    return { bytes: bytes, short: Math.max(short, 0) }
 }
 
 // The GC heap of a DeviceScript chip (archId of the board file): 40 KB on an

@@ -202,14 +202,14 @@ export abstract class Link<S extends SocketState = SocketState> {
     read(now: number): string | undefined {
         this.lastRead = now
         const k = this.inbox.shift()
-        if (k === undefined) return undefined
+        if (!k) return undefined
         this.inboxBytes -= k.bytes
         k.taken = true
         if (!k.acked) {
             this.unacked--
             this.taken.push(k)
-            if (this.rec !== undefined) this.rec.took(k.id)
-        } else if (k.key >= 0 && this.rec !== undefined) this.rec.unkeep(k.key)
+            if (this.rec) this.rec.took(k.id)
+        } else if (k.key >= 0 && this.rec) this.rec.unkeep(k.key)
         return k.payload
     }
 
@@ -217,7 +217,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     // this once the reader's code has run (Node: setImmediate; the board: its
     // next flush), so a crash before that loses no ACKed line.
     release(): void {
-        for (let k = this.taken.shift(); k !== undefined; k = this.taken.shift()) this.ack(k)
+        for (let k = this.taken.shift(); k; k = this.taken.shift()) this.ack(k)
     }
 
     status(): boolean {
@@ -261,7 +261,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         c.framer.push(chunk)
         // On a sealed link only a line that verifies shows the peer alive:
         // injected bytes must not keep a dead link looking up.
-        if (c.session === undefined) c.lastRecv = now
+        if (!c.session) c.lastRecv = now
         if (c.firstByteAt < 0) c.firstByteAt = now
     }
 
@@ -280,9 +280,9 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
         if (this.paused(c)) return false
         const f = c.framer.next()
-        if (f === undefined) return false
+        if (!f) return false
         if (f.kind === "too-long") {
-            if (c.session !== undefined) {
+            if (c.session) {
                 this.authFail(now, "over-long line on an authenticated link")
                 return false
             }
@@ -297,7 +297,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
         c.gotLine = true
         let line = f.line
-        if (c.session !== undefined) {
+        if (c.session) {
             const o = c.session.open(line)
             if (!o.ok) {
                 this.authFail(now, o.reason)
@@ -386,7 +386,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
         if (this.up) {
             this.sender.admit()
-            if (this.rec !== undefined) this.rec.sending()
+            if (this.rec) this.rec.sending()
             while (total < this.cfg.maxWriteBytes) {
                 let b = this.sender.nextLine(now, this.written)
                 if (b === undefined) break
@@ -441,7 +441,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     // previewed in a notice: it holds a key.
     dropKeyLine(why: string | undefined): void {
         this.stats.badLines++
-        this.notice("bad-line", why !== undefined ? why : "key push line dropped: not on an authenticated, encrypted link")
+        this.notice("bad-line", why || "key push line dropped: not on an authenticated, encrypted link")
     }
 
     // ---- inside
@@ -493,7 +493,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     // keyed client waits for the server's proof (the server's next reader
     // is sealed, and a plain line would close it).
     private keepaliveAt(c: S): number {
-        return c.out.length > 0 || c.phase === "auth" || (this.up && this.sender.hasUnsent()) ? -1 : c.lastSend + this.keepaliveEvery()
+        if (c.out.length > 0 || (this.up && this.sender.hasUnsent())) return -1
+        if (c.phase === "auth") return -1
+        return c.lastSend + this.keepaliveEvery()
     }
 
     protected keepaliveEvery(): number {
@@ -542,7 +544,7 @@ export abstract class Link<S extends SocketState = SocketState> {
                 // (limits.ts).
                 if (this.handleExt(c, l.text, line, now)) return
                 const r = c.phase === "up" ? parseTooLong(l.text) : undefined
-                if (r !== undefined) this.lineRefused(r.id, r.max)
+                if (r) this.lineRefused(r.id, r.max)
                 else this.bad("extension line out of place", line)
                 return
             }
@@ -607,7 +609,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         this.stats.received++
         if (this.cfg.ackDelay === 0) {
             k.acked = true
-            if (this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)
+            if (this.rec) k.key = this.rec.keep(k.id, k.payload)
             c.out += ackLine(id)
         } else {
             this.unacked++
@@ -631,9 +633,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
-        if (!k.taken && this.rec !== undefined) k.key = this.rec.keep(k.id, k.payload)
+        if (!k.taken && this.rec) k.key = this.rec.keep(k.id, k.payload)
         const c = this.conn
-        if (c !== undefined && this.mayAck(c, k)) this.sendAck(c, k)
+        if (c && this.mayAck(c, k)) this.sendAck(c, k)
         else this.held.push(k)
     }
 
@@ -645,8 +647,9 @@ export abstract class Link<S extends SocketState = SocketState> {
         return c.phase === "up" && c.exact
     }
 
+    // `k` is acked already (ack()): its ACK is no longer owed.
     private sendAck(c: S, k: Kept): void {
-        if (this.owing[k.id] > 0) this.owing[k.id]--
+        this.unowe(k)
         c.out += ackLine(k.id)
     }
 
@@ -654,13 +657,13 @@ export abstract class Link<S extends SocketState = SocketState> {
     // and unread lines once the application has not read for ackDelay ms.
     private ackDue(now: number): void {
         const d = this.cfg.ackDelay
-        for (let k = this.taken.peek(); k !== undefined && k.at + d <= now; k = this.taken.peek()) {
+        for (let k = this.taken.peek(); k && k.at + d <= now; k = this.taken.peek()) {
             this.taken.shift()
             this.ack(k)
         }
         while (this.unacked > 0) {
             const k = this.inbox.at(this.inbox.size() - this.unacked)
-            if (later(k.at, this.lastRead) + d > now) break
+            if (Math.max(k.at, this.lastRead) + d > now) break
             this.ack(k)
             this.unacked--
         }
@@ -669,15 +672,15 @@ export abstract class Link<S extends SocketState = SocketState> {
     // When ackDue() next has work, or -1. Taken lines came before unread ones.
     private ackDeadline(): number {
         const k = this.taken.peek()
-        if (k !== undefined) return k.at + this.cfg.ackDelay
+        if (k) return k.at + this.cfg.ackDelay
         if (this.unacked === 0) return -1
-        return later(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
+        return Math.max(this.inbox.at(this.inbox.size() - this.unacked).at, this.lastRead) + this.cfg.ackDelay
     }
 
     // The peer restarted: ACKs owed to its earlier life are never sent.
     private forget(c: S): void {
         this.seen.clear()
-        if (this.rec !== undefined) this.rec.forget()
+        if (this.rec) this.rec.forget()
         this.dropOwed(c)
     }
 
@@ -704,6 +707,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         }
     }
 
+    // An owed ACK that is sent, or never will be.
     private unowe(k: Kept): void {
         k.acked = true
         if (this.owing[k.id] > 0) this.owing[k.id]--
@@ -746,7 +750,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         // A v1 peer announces no limit (one from an earlier devs-iot life is void).
         if (c.peer !== "devs-iot" && this.sender.peerMax >= 0) this.learnMax(-1)
         c.phase = "up"
-        for (let k = this.held.shift(); k !== undefined; k = this.held.shift()) this.sendAck(c, k)
+        for (let k = this.held.shift(); k; k = this.held.shift()) this.sendAck(c, k)
         this.up = true
         this.connects++
         this.events.push({ type: "up", peer: c.peer })
@@ -788,13 +792,9 @@ function carriesMessages(c: SocketState): boolean {
     return c.phase === "up" || c.phase === "warmup"
 }
 
-function later(a: number, b: number): number {
-    return a > b ? a : b
-}
-
 // The earlier of two deadlines, where -1 means none.
 export function min(a: number, b: number): number {
     if (a < 0) return b
     if (b < 0) return a
-    return a < b ? a : b
+    return Math.min(a, b)
 }

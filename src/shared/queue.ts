@@ -13,8 +13,9 @@ export class Fifo<T> {
         this.items.push(x)
     }
 
+    // An index past the end reads undefined, on both runtimes.
     peek(): T | undefined {
-        return this.head < this.items.length ? this.items[this.head] : undefined
+        return this.items[this.head]
     }
 
     at(i: number): T {

@@ -9,6 +9,7 @@
 // are skipped, so a later field breaks no older server.
 
 import type { Range } from "./config.js"
+import { isWhole, wholeRange } from "./whole.js"
 
 export const REPORT_MARK = "!report"
 export const MAX_REPORT_BYTES = 200
@@ -61,7 +62,7 @@ export function parseReport(text: string): Report | string {
             const n = parseWhole(v)
             const min = k === "rssi" ? -150 : 0
             const max = k === "rssi" ? 0 : 4000000000
-            if (n === undefined || n < min || n > max) return k + " must be a whole number from " + min + " to " + max
+            if (n === undefined || n < min || n > max) return k + " " + wholeRange(min, max)
             if (k === "up") r.uptime = n
             else if (k === "rc") r.reconnects = n
             else if (k === "heap") r.heap = n
@@ -79,7 +80,7 @@ export function parseReport(text: string): Report | string {
 export function reportToken(s: string): string {
     let out = ""
     for (let i = 0; i < s.length && out.length < 32; i++) out += tokenChar(s.charCodeAt(i)) ? s.slice(i, i + 1) : "_"
-    return out === "" ? "unknown" : out
+    return out || "unknown"
 }
 
 const TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-/"
@@ -100,7 +101,7 @@ function token(name: string, v: string): string {
 }
 
 function whole(name: string, v: number, min: number, max: number): string {
-    if (typeof v !== "number" || Math.floor(v) !== v || v < min || v > max) throw new Error(name + " must be a whole number from " + min + " to " + max)
+    if (!isWhole(v, min, max)) throw new Error(name + " " + wholeRange(min, max))
     return "" + v
 }
 

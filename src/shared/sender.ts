@@ -103,8 +103,8 @@ export class Sender {
 
     // The window toward the present peer, at most `limits.window`.
     setWindow(n: number): void {
-        this.window = n < this.limits.window ? n : this.limits.window
-        if (this.cwnd > this.window) this.cwnd = this.window
+        this.window = Math.min(n, this.limits.window)
+        this.cwnd = Math.min(this.cwnd, this.window)
     }
 
     // The un-ACKed bytes toward the present peer, at most `limits.maxInflightBytes`.
@@ -130,7 +130,7 @@ export class Sender {
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
         const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: -1, want: id }
-        if (qos && this.rec !== undefined) this.rec.owe(o)
+        if (qos && this.rec) this.rec.owe(o)
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -157,7 +157,7 @@ export class Sender {
     // in line order). Returns its ticket (qos), 0 (no qos) or -1 (unknown id).
     refuse(id: number): number {
         const h = this.awaiting(id)
-        if (h === undefined) return -1
+        if (!h) return -1
         this.inflight.retain(function (o: Outgoing) {
             return o !== h
         })
@@ -246,7 +246,7 @@ export class Sender {
     // of earlier messages the receiver must have dropped (fast resend).
     ack(id: number, resent: number[]): number {
         const hit = this.awaiting(id)
-        if (hit === undefined) return -1
+        if (!hit) return -1
         this.ackedSentAt = hit.txOrder === hit.firstTx ? hit.sentAt : -1
         const self = this
         const before = resent.length
@@ -269,7 +269,7 @@ export class Sender {
             if (self.probe === o) self.probe = undefined
             return false
         })
-        if (resent.length > before) this.cwnd = this.cwnd > 1 ? Math.floor(this.cwnd / 2) : 1
+        if (resent.length > before) this.cwnd = Math.max(Math.floor(this.cwnd / 2), 1)
         else if (this.cwnd < this.window) this.cwnd++
         return this.complete(hit)
     }
@@ -333,7 +333,7 @@ export class Sender {
 
     private windowHasRoom(o: Outgoing): boolean {
         const oldest = this.inflight.peek()
-        if (oldest === undefined) return true
+        if (!oldest) return true
         if (this.nextSeq - oldest.seq >= this.window) return false
         if (this.live >= this.cwnd) return false
         if (this.zeroFirst && oldest.seq === 0 && !oldest.gone) return false
@@ -384,12 +384,12 @@ export class Sender {
     }
 
     private record(o: Outgoing): void {
-        if (o.key >= 0 && this.rec !== undefined) this.rec.owe(o)
+        if (o.key >= 0 && this.rec) this.rec.owe(o)
     }
 
     // ACKed or refused: its record goes.
     private done(o: Outgoing): void {
-        if (o.key >= 0 && this.rec !== undefined) this.rec.paid(o.key)
+        if (o.key >= 0 && this.rec) this.rec.paid(o.key)
     }
 
     // A non-qos message is done with, but its id may not have arrived.
@@ -399,17 +399,17 @@ export class Sender {
         o.gone = true
         o.sentAt = -1
         const p = this.probe
-        if (p !== undefined && p.seq > o.seq) {
+        if (p && p.seq > o.seq) {
             o.payload = NOTHING
             return
         }
-        if (p !== undefined) p.payload = NOTHING
+        if (p) p.payload = NOTHING
         this.probe = o
     }
 
     private probeIfStuck(): void {
         const p = this.probe
-        if (p === undefined || this.live > 0 || this.queue.size() === 0) return
+        if (!p || this.live > 0 || this.queue.size() === 0) return
         const oldest = this.inflight.peek() as Outgoing
         if (this.nextSeq - oldest.seq < this.window) return
         this.probe = undefined

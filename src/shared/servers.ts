@@ -3,6 +3,7 @@
 // moves to the next address when a connect fails (the board also when a
 // socket opened but no link came up on it), and wraps around.
 import { PORT } from "./config.js"
+import { wholeRange } from "./whole.js"
 
 export interface ServerAddress {
     host: string
@@ -34,7 +35,7 @@ export function parseServers(text: string, dflt: number): ServerList {
         if (c >= 0 && p.indexOf(":", c + 1) < 0) {
             const ps = p.slice(c + 1)
             host = p.slice(0, c)
-            if (!isDigits(ps) || +ps < PORT.min || +ps > PORT.max) return { list: [], problem: "port of \"" + p + "\" must be a whole number from " + PORT.min + " to " + PORT.max }
+            if (!isDigits(ps) || +ps < PORT.min || +ps > PORT.max) return { list: [], problem: "port of \"" + p + "\" " + wholeRange(PORT.min, PORT.max) }
             port = +ps
         }
         if (host === "" || host.indexOf(" ") >= 0) return { list: [], problem: "bad host in \"" + p + "\"" }

@@ -60,9 +60,4 @@ export class Watchdog {
     expired(now: number): boolean {
         return this.last >= 0 && now - this.last >= this.limit
     }
-
-    // When expired() would next become true, or -1 when stopped.
-    deadline(): number {
-        return this.last >= 0 ? this.last + this.limit : -1
-    }
 }

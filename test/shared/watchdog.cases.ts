@@ -133,7 +133,8 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         }
         eq(w.expired(now), false, "no reboot at " + now)
         w.note("linkUp", now)
-        eq(w.deadline(), now + WATCHDOG.dflt, "fresh deadline once the link is up")
+        eq(w.expired(now + WATCHDOG.dflt - 1), false, "a fresh limit once the link is up")
+        eq(w.expired(now + WATCHDOG.dflt), true, "reboot a full limit after the link came up")
     })
     test("watchdog: a client whose tasks stop is rebooted after the limit", async function () {
         const w = new Watchdog(20000)
@@ -141,14 +142,13 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         w.progress(5000)
         eq(w.expired(24999), false, "not yet")
         eq(w.expired(25000), true, "reboot at 20 s without progress")
-        eq(w.deadline(), 25000, "deadline")
     })
     test("watchdog: close() stops it", async function () {
         const w = new Watchdog(1000)
         w.start(0)
         w.stop()
         eq(w.expired(100000), false, "stopped")
-        eq(w.deadline(), -1, "no deadline")
+        eq(w.running(), false, "not running")
     })
     test("back-off: doubles to the cap, with jitter in [d/2, d], and never stops (fault 7)", async function () {
         const b = new Backoff(250, 3000)
@@ -158,7 +158,6 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
             const top = i >= 4 ? 3000 : 250 * (1 << i)
             if (d < top / 2 || d > top) ok(false, "attempt " + i + ": " + d + " outside [" + top / 2 + ", " + top + "]")
         }
-        eq(b.failures(), 200, "200 attempts, no give-up")
         b.reset()
         ok(b.next(0) === 125, "reset starts over")
     })

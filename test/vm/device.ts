@@ -88,8 +88,8 @@ test("bounded wait: 500 timeouts of a hanging operation leave one fiber, and the
         const done = await b.run(hang, 1)
         if (done) ok(false, "a hanging run reported done")
     }
+    // One fiber: a run that had finished would have let the next start another.
     eq(started, 1, "fibers started for the hanging work")
-    ok(b.busy(), "the one run still hangs")
     const keep: Buffer[] = []
     for (let i = 0; i < 30; i++) keep.push(Buffer.alloc(1024))
     eq(keep.length, 30, "30 KB allocated")
