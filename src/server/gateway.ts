@@ -205,6 +205,7 @@ class BoardSession {
             messageIdProvider: ids as never,
             log: MQTT_TRACE,
             will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
+            ...this.gw.mqttAccess(),
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
         this.mqtt = c
@@ -552,7 +553,9 @@ export class Gateway {
     readonly backoffFirst: number
     readonly backoffCap: number
     readonly counts = { upHeld: 0, upDone: 0, downDone: 0, downResends: 0, downRefused: 0, takenOver: 0 }
-    brokerUrl = ""
+    brokerUrl = "" // without the user name and password (it is logged)
+    // From the URL, decoded: MQTT.js splits "user:pass" at its last ':'.
+    private brokerAuth: { username?: string; password?: Buffer } = {}
     // The broker numbers a session's packets on across connections and
     // restarts (Mosquitto, checked by the gateway tests): down message ids
     // may come from packet ids.
@@ -589,13 +592,9 @@ export class Gateway {
         if (!(this.backoffFirst >= 10 && this.backoffCap >= this.backoffFirst && this.backoffCap <= 600000))
             throw new LinkError("ECONFIG", "mqttBackoffFirst must be at least 10 ms and at most mqttBackoffCap (at most 600000)")
         if (opts.mqtt !== undefined) {
-            try {
-                const u = new URL(opts.mqtt)
-                if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new Error(`protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:`)
-            } catch (e) {
-                throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message})`)
-            }
-            this.brokerUrl = opts.mqtt
+            const b = brokerAddress(opts.mqtt)
+            this.brokerUrl = b.url
+            this.brokerAuth = b.auth
         }
         this.server.on("connect", (conn) => this.boardUp(conn))
         this.server.on("disconnect", (conn) => this.sessions.get(conn.id)?.drop())
@@ -610,6 +609,14 @@ export class Gateway {
 
     get port(): number {
         return this.server.port
+    }
+
+    // What every MQTT client of this gateway connects with besides the URL.
+    // A refused CONNECT (bad credentials, a client id not allowed) is retried
+    // with back-off like a lost connection: MQTT.js would otherwise stop for
+    // good, and the boards' lines would wait for ever.
+    mqttAccess(): Pick<IClientOptions, "username" | "password" | "reconnectOnConnackError"> {
+        return { ...this.brokerAuth, reconnectOnConnackError: true }
     }
 
     // The embedded broker's port (-1: an external broker).
@@ -659,12 +666,15 @@ export class Gateway {
             reconnectPeriod: this.backoffFirst,
             connectTimeout: 10000,
             will: { topic: gatewayTopic(this.name), payload: Buffer.from("offline"), qos: 1, retain: true },
+            ...this.mqttAccess(),
         })
         this.control = c
         const backoff = new Backoff(this.backoffFirst, this.backoffCap)
         let warnedVersion = false
         let failures = 0
+        let lastError = "" // told with the next warning: one line per back-off step
         c.on("connect", () => {
+            lastError = ""
             backoff.linkUp(Date.now())
             if (failures > 0) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
             failures = 0
@@ -677,9 +687,12 @@ export class Gateway {
             const d = backoff.next(Math.random())
             c.options.reconnectPeriod = d
             failures++
-            if (failures === 1 || (failures & (failures - 1)) === 0) this.log.warn({ broker: this.brokerUrl, failures, retryIn: d }, `broker connection lost or refused; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
+            if (failures === 1 || (failures & (failures - 1)) === 0) this.log.warn({ broker: this.brokerUrl, failures, retryIn: d, code: "mqtt-error" }, `broker connection lost or refused${lastError === "" ? "" : ` (${lastError})`}; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
         })
-        c.on("error", (e) => this.log.warn({ broker: this.brokerUrl, code: "mqtt-error" }, `broker: ${e.message}`))
+        c.on("error", (e) => {
+            lastError = e.message
+            this.log.debug({ broker: this.brokerUrl, code: "mqtt-error" }, `broker: ${e.message}`)
+        })
         c.on("message", (topic, payload) => {
             if (topic.startsWith(`devs-iot/$link/`)) {
                 const r = parseLinkRecord(topic, payload)
@@ -773,6 +786,29 @@ export class Gateway {
         s.open()
         this.control?.publish(tookTopic(this.name), conn.id, { qos: 1 })
     }
+}
+
+// The broker's URL checked, without its user name and password (which go
+// to MQTT.js as options, decoded), and those.
+export function brokerAddress(text: string): { url: string; auth: { username?: string; password?: Buffer } } {
+    let u: URL
+    try {
+        u = new URL(text)
+    } catch (e) {
+        throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message})`)
+    }
+    if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new LinkError("ECONFIG", `mqtt: not a broker URL (protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:)`)
+    const auth: { username?: string; password?: Buffer } = {}
+    try {
+        if (u.username !== "") auth.username = decodeURIComponent(u.username)
+        if (u.password !== "") auth.password = Buffer.from(decodeURIComponent(u.password))
+    } catch {
+        throw new LinkError("ECONFIG", "mqtt: the user name or password in the broker URL has a bad %-escape")
+    }
+    if (auth.password !== undefined && auth.username === undefined) throw new LinkError("ECONFIG", "mqtt: the broker URL has a password without a user name")
+    u.username = ""
+    u.password = ""
+    return { url: u.href, auth }
 }
 
 // An in-process MQTT broker (Aedes) on a plain TCP listener. Nagle off, as

@@ -118,6 +118,16 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.deepEqual(gw.server.connections(), [])
     })
 
+    it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
+        const dead = await freePort() // nothing listens: the gateway starts anyway and retries
+        const gw = cli(["gateway", "--mqtt", `mqtt://gw:s3cret-pw@127.0.0.1:${dead}`, "--port", "0", "--name", "t5", "--log-level", "debug"])
+        onCleanup(() => gw.stop())
+        await gw.waitFor(/ready: watch the boards/, 15000)
+        await gw.waitFor(/broker connection lost or refused/, 15000)
+        assert.match(gw.stderr, /--mqtt with a password on the command line is visible to every user/)
+        assert.doesNotMatch(gw.stderr, /s3cret-pw/)
+    })
+
     it("a bad broker URL exits 2 naming it", async function () {
         const gw = cli(["gateway", "--mqtt", "http://x", "--port", "0"])
         onCleanup(() => gw.stop())

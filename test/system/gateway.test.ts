@@ -472,6 +472,33 @@ describe("MQTT gateway with Mosquitto", function () {
         assert.equal(await within(board.readline(), 15000, "a line at the board"), "at qos 1")
     })
 
+    // The password has a ':' and an '@' (percent-escaped in the URL): MQTT.js
+    // alone would split "user:pass" at its last ':'. A refused CONNECT is
+    // retried: MQTT.js alone stops for good after one.
+    it("a broker that refuses the gateway's credentials: retried until it accepts them, and the password is never logged", async function () {
+        const password = "p:ss@w0rd"
+        const locked = cleanup(new Mosquitto({ gw: "not-yet", app: "app-pass" }))
+        await locked.start()
+        const port = await freePort()
+        const url = `mqtt://gw:${encodeURIComponent(password)}@127.0.0.1:${locked.port}`
+        const gw = cli(["gateway", "--port", String(port), "--name", "g1", "--log-level", "debug"], { DEVS_IOT_MQTT: url })
+        onCleanup(() => gw.stop())
+        await gw.waitFor(/gateway listening/, 15000)
+        const board = cleanup(new Client({ id: "ba1", port }).start())
+        await board.connected()
+        const taken = board.write("after the refusal")
+        await gw.waitFor(/not authori[sz]ed/i, 15000)
+        const sub = mqttConnect(locked.url, { clientId: "test-sub-ba1", username: "app", password: "app-pass", reconnectPeriod: 100 })
+        onCleanup(() => void sub.end(true))
+        const line = new Promise<string>((r) => sub.on("message", (_t, p) => r(p.toString())))
+        await within(sub.subscribeAsync("devs-iot/ba1/up", { qos: 2 }), 10000, "subscribed")
+        locked.setUsers({ gw: password, app: "app-pass" })
+        await within(taken, 30000, "the line ACKed to the board once the broker took it")
+        assert.equal(await within(line, 10000, "the line at the subscriber"), "after the refusal")
+        for (const secret of [password, encodeURIComponent(password)]) assert.ok(!gw.stderr.includes(secret), `the gateway's log holds the password (${secret})`)
+        assert.match(gw.stderr, new RegExp(`mqtt://127\\.0\\.0\\.1:${locked.port}`))
+    })
+
     // A gateway, a board on it, and a publisher that saw the board online.
     async function downSetup(id: string, opts: Partial<ClientOptions> = {}, more: string[] = []) {
         const port = await freePort()
