@@ -427,6 +427,10 @@ class BoardSession {
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
         const cfg = this.gw.server.cfg
         const pid = packet.messageId ?? 0
+        // The retain flag is set only on a copy sent for a SUBSCRIBE (the
+        // message itself came with it clear), which this session makes each
+        // time it connects: the line would reach the board again each time.
+        if (packet.retain) return this.refuse(pid, packet.topic, "a retained message, sent again on each subscribe (publish down lines without retain; clear it with an empty retained message)", done)
         const problem = payloadProblem(payload, Math.min(cfg.maxLineBytes, cfg.maxQueuedBytes)) || this.overBoardLimit(payload.length)
         if (problem !== "") return this.refuse(pid, packet.topic, problem, done)
         const text = payload.toString("utf-8")

@@ -510,8 +510,30 @@ describe("MQTT gateway with Mosquitto", function () {
         const online = within(new Promise<void>((r) => pub.on("message", (_t, p) => p.toString() === "online" && r())), 30000, "board online")
         await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
         await online
-        return { gw, board, pub }
+        return { gw, board, pub, port }
     }
+
+    // The broker sends a retained message again on each SUBSCRIBE, which the
+    // board's session makes each time it comes back: a copy, not a new line.
+    it("publisher -> board: a retained down line reaches the board once, not again after a gateway restart", async function () {
+        const { gw, board, pub, port } = await downSetup("br9")
+        await pub.publishAsync("devs-iot/br9/down", "retained", { qos: 1, retain: true })
+        onCleanup(() => void pub.publish("devs-iot/br9/down", "", { qos: 1, retain: true }))
+        const got: string[] = []
+        const end = (async () => {
+            for await (const l of board) if (got.push(l) && l === "end") break
+        })()
+        await until(() => got.length === 1, 15000, "the retained line at the board")
+        gw.stop()
+        await gw.exited
+        const connects = board.connects
+        const next = gatewayProcess(broker.url, port, "g1")
+        await until(() => board.connects > connects, 30000, "the board reconnected to the new gateway")
+        await next.waitFor(/bad-down.*a retained message|a retained message.*bad-down/, 15000)
+        await pub.publishAsync("devs-iot/br9/down", "end", { qos: 1 })
+        await within(end, 15000, "end at the board")
+        assert.deepEqual(got, ["retained", "end"])
+    })
 
     // Each refused message takes a packet id, so the next line's message id
     // skips ahead; past what the board's de-duplication set covers, the
