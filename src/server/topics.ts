@@ -92,7 +92,13 @@ export function payloadProblem(payload: Buffer, maxLineBytes: number): string {
     if (payload.length === 0) return "empty payload"
     if (payload.length > maxLineBytes) return `payload of ${payload.length} bytes over the line limit (${maxLineBytes})`
     if (payload.includes(10)) return "payload contains a newline"
-    const s = payload.toString("utf-8")
-    if (Buffer.byteLength(s) !== payload.length || s.includes("\ufffd")) return "payload is not valid UTF-8"
+    try {
+        STRICT_UTF8.decode(payload)
+    } catch {
+        return "payload is not valid UTF-8"
+    }
     return ""
 }
+
+// Throws on bytes that are not UTF-8 (a payload may hold U+FFFD itself).
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true })

@@ -43,6 +43,9 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.deepEqual(got, ["hello broker"])
         await mq.publishAsync("devs-iot/c1/down", "hello board", { qos: 1 })
         assert.equal(await within(board.readline(), 5000, "line at the board"), "hello board")
+        // Any bytes but a newline, as they are (U+FFFD too: it is valid UTF-8).
+        await mq.publishAsync("devs-iot/c1/down", "cr\r nul\u0000 \ufffd\r", { qos: 1 })
+        assert.equal(await within(board.readline(), 5000, "line at the board"), "cr\r nul\u0000 \ufffd\r")
         gw.child.kill("SIGTERM")
         assert.equal(await within(gw.exited, 10000, "gateway exit"), 0)
     })

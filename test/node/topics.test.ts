@@ -43,5 +43,9 @@ describe("MQTT gateway topics", function () {
         assert.match(payloadProblem(Buffer.alloc(101, 97), 100), /101 bytes over the line limit \(100\)/)
         assert.match(payloadProblem(Buffer.from("a\nb"), 100), /newline/)
         assert.match(payloadProblem(Buffer.from([0xff, 0xfe]), 100), /UTF-8/)
+        assert.match(payloadProblem(Buffer.from([0x61, 0xed, 0xa0, 0x80]), 100), /UTF-8/) // an encoded surrogate
+        assert.match(payloadProblem(Buffer.from([0x61, 0xe2, 0x82]), 100), /UTF-8/) // cut short
+        // Valid UTF-8: U+FFFD itself, a BOM, CR and NUL are bytes of a line like any other.
+        for (const ok of ["a\ufffdb", "\ufeffx", "a\rb\r", "a\u0000b", "\u{1f600}"]) assert.equal(payloadProblem(Buffer.from(ok), 100), "", JSON.stringify(ok))
     })
 })
