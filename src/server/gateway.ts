@@ -23,6 +23,7 @@ import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPub
 import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, SERVER_KEYS, type ServerOptions } from "./server.js"
 import { checkOptionKeys, type OptionKeys } from "./options.js"
+import { LogBudget } from "./admission.js"
 import type { Connection } from "./connection.js"
 import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
@@ -263,7 +264,7 @@ class BoardSession {
             this.backoff.linkDown(Date.now(), 0)
             c.options.reconnectPeriod = this.backoff.next(Math.random())
         })
-        c.on("error", (e) => this.log.warn({ code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
+        c.on("error", (e) => this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
@@ -485,7 +486,7 @@ class BoardSession {
                     throw e
                 }
                 // A line the link refuses (too long for this board, ...): logged and PUBACKed, so it blocks nothing.
-                this.log.warn({ code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
+                this.gw.warn(this.log, { code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
             },
         )
         delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
@@ -525,7 +526,7 @@ class BoardSession {
             }
         }
         this.gw.counts.downRefused++
-        this.log.warn({ code: "bad-down", topic }, `down message for ${this.conn.id} not passed on: ${problem}`)
+        this.gw.warn(this.log, { code: "bad-down", topic }, `down message for ${this.conn.id} not passed on: ${problem}`)
         done()
     }
 
@@ -574,6 +575,7 @@ export class Gateway {
     private control: MqttClient | undefined
     private broker: { net: NetServer; close: () => Promise<void> } | undefined
     private closing = false
+    private warnBudget: LogBudget
 
     constructor(opts: GatewayOptions = {}) {
         checkOptionKeys(opts, GATEWAY_KEYS, "new Gateway()")
@@ -588,6 +590,7 @@ export class Gateway {
                 return p === "" ? "" : `board id cannot be an MQTT topic level: ${p}`
             },
         })
+        this.warnBudget = new LogBudget(this.server.limits.maxWarningsPerSecond)
         this.name = opts.name ?? `${hostname()}-${process.pid}`
         const nameProblem = topicIdProblem(this.name)
         if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)
@@ -613,6 +616,15 @@ export class Gateway {
 
     get port(): number {
         return this.server.port
+    }
+
+    // A warning that what apps publish, or each board session's retries,
+    // can repeat at any rate: logged at most the server's
+    // maxWarningsPerSecond, the next logged one counting those that were not.
+    warn(log: Logger, fields: { code: string; [k: string]: unknown }, msg: string): void {
+        if (!this.warnBudget.take(fields.code, performance.now())) return
+        const unlogged = this.warnBudget.takeSkipped()
+        log.warn(unlogged ? { ...fields, unlogged } : fields, msg)
     }
 
     // What every MQTT client of this gateway connects with besides the URL.
@@ -700,7 +712,7 @@ export class Gateway {
         c.on("message", (topic, payload) => {
             if (topic.startsWith(`devs-iot/$link/`)) {
                 const r = parseLinkRecord(topic, payload)
-                if ("problem" in r) return void this.log.warn({ code: "bad-link-record" }, `${r.problem}: ignored`)
+                if ("problem" in r) return void this.warn(this.log, { code: "bad-link-record" }, `${r.problem}: ignored`)
                 if (r.epoch === "") this.epochs.delete(r.id)
                 else this.epochs.set(r.id, r.epoch)
                 if (r.board === "") this.boardEpochs.delete(r.id)

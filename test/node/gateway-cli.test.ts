@@ -7,6 +7,7 @@ import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
+import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
@@ -119,6 +120,29 @@ describe("devs-iot gateway (embedded broker)", function () {
         }
         assert.deepEqual(bad, ["x/1", "+2", "#3", "$sys4"])
         assert.deepEqual(gw.server.connections(), [])
+    })
+
+    it("down messages refused at any rate are logged at the server's warning rate, and counted", async function () {
+        const lines: string[] = []
+        const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t6", logger, limits: { maxWarningsPerSecond: 2 } })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const mq = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "cli-test-6", reconnectPeriod: 0 })
+        onCleanup(() => void mq.end(true))
+        const online = new Promise<void>((r) => mq.on("message", (_t, p) => p.toString() === "online" && r()))
+        await within(mq.subscribeAsync("devs-iot/w1/status", { qos: 1 }), 5000, "subscribed")
+        const board = cleanup(new Client({ id: "w1", port: gw.port }).start())
+        await within(online, 5000, "board online")
+        const start = performance.now()
+        const n = 300
+        await within(Promise.all(Array.from({ length: n }, () => mq.publishAsync("devs-iot/w1/down", "", { qos: 1 }))), 20000, "published")
+        await mq.publishAsync("devs-iot/w1/down", "after", { qos: 1 })
+        assert.equal(await within(board.readline(), 10000, "the line after them"), "after")
+        const seconds = (performance.now() - start) / 1000
+        assert.equal(gw.counts.downRefused, n)
+        const logged = lines.filter((l) => l.includes('"bad-down"')).length
+        assert.ok(logged >= 1 && logged <= 3 + 2 * seconds, `${logged} bad-down lines logged in ${seconds.toFixed(1)} s`)
     })
 
     it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
