@@ -24,6 +24,7 @@ import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, SERVER_KEYS, type ServerOptions } from "./server.js"
 import { checkOptionKeys, type OptionKeys } from "./options.js"
 import { LogBudget } from "./admission.js"
+import { isLoopbackHost, listenOn } from "./listen.js"
 import type { Connection } from "./connection.js"
 import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
@@ -643,9 +644,12 @@ export class Gateway {
 
     async start(): Promise<void> {
         if (this.brokerUrl === "") {
-            this.broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883)
+            this.broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883, this.log)
             this.brokerUrl = `mqtt://${this.opts.brokerHost ?? "127.0.0.1"}:${this.brokerPort}`
             this.log.info({ broker: this.brokerUrl }, "embedded MQTT broker (Aedes) listening")
+            const host = this.opts.brokerHost ?? "127.0.0.1"
+            if (!isLoopbackHost(host))
+                this.log.warn({ broker: this.brokerUrl, code: "broker-open" }, `the embedded broker listens on ${host} with no authentication and no ACLs: whoever reaches it reads every board's lines, writes to any board and can make this gateway let go of a board; keep it on 127.0.0.1 or run Mosquitto with passwords and ACLs (docs/gateway.md)`)
         }
         await this.startControl()
         // Which broker it is decides how down lines are numbered: known before boards come.
@@ -830,17 +834,12 @@ export function brokerAddress(text: string): { url: string; auth: { username?: s
 // An in-process MQTT broker (Aedes) on a plain TCP listener. Nagle off, as
 // docs/gateway.md asks of any broker: with it on, a board writing 64 lines
 // at a time stalled on delayed ACKs (40 ms).
-async function embeddedBroker(host: string, port: number): Promise<{ net: NetServer; close: () => Promise<void> }> {
+// Accept failures after listening (EMFILE) are logged, not thrown (listenOn).
+async function embeddedBroker(host: string, port: number, log: Logger): Promise<{ net: NetServer; close: () => Promise<void> }> {
     const { Aedes } = await import("aedes")
     const broker = await Aedes.createBroker()
     const net = createServer({ noDelay: true }, broker.handle as never)
-    await new Promise<void>((resolve, reject) => {
-        net.once("error", reject)
-        net.listen(port, host, () => {
-            net.off("error", reject)
-            resolve()
-        })
-    })
+    await listenOn(net, port, host, log, "embedded MQTT broker")
     return {
         net,
         close: () =>

@@ -145,6 +145,20 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.ok(logged >= 1 && logged <= 3 + 2 * seconds, `${logged} bad-down lines logged in ${seconds.toFixed(1)} s`)
     })
 
+    it("the embedded broker's accept failures (EMFILE) are logged, not thrown: the gateway goes on", async function () {
+        const lines: string[] = []
+        const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t7", logger })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const net = (gw as unknown as { broker: { net: { emit(e: string, x: Error): boolean } } }).broker.net
+        for (let i = 0; i < 3; i++) net.emit("error", Object.assign(new Error("accept EMFILE"), { code: "EMFILE" }))
+        assert.equal(lines.filter((l) => l.includes("accept EMFILE")).length, 1, "logged once in its interval")
+        const mq = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "cli-test-7", reconnectPeriod: 0 })
+        onCleanup(() => void mq.end(true))
+        await within(new Promise<void>((r) => mq.once("connect", () => r())), 5000, "an MQTT client connects after")
+    })
+
     it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
         const dead = await freePort() // nothing listens: the gateway starts anyway and retries
         const gw = cli(["gateway", "--mqtt", `mqtt://gw:s3cret-pw@127.0.0.1:${dead}`, "--port", "0", "--name", "t5", "--log-level", "debug"])
