@@ -17,6 +17,7 @@
 //   epoch kept in the broker (linkTopic): a broker resend to the next
 //   gateway then carries the id the board already has, and its
 //   de-duplication drops the copy.
+import { createHash } from "node:crypto"
 import { hostname } from "node:os"
 import { createServer, type Server as NetServer } from "node:net"
 import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
@@ -138,9 +139,15 @@ function corkTurn(c: MqttClient): void {
     })
 }
 
+// A down packet passed on: its payload's digest (a record holds up to
+// DOWN_RECORD of them per board, and a payload may be 64 KB), and its write.
 interface DownRecord {
-    payload: string
+    digest: string
     done: Promise<void>
+}
+
+function digest(payload: Buffer): string {
+    return createHash("sha256").update(payload).digest("base64")
 }
 
 // One board's side of the gateway: its MQTT session while its link is up,
@@ -442,7 +449,7 @@ class BoardSession {
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
-        if (packet.dup && seen && seen.payload === text) {
+        if (packet.dup && seen && seen.digest === digest(payload)) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -470,7 +477,7 @@ class BoardSession {
             p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
-                this.down.set(pid, { payload: text, done: p })
+                this.down.set(pid, { digest: digest(payload), done: p })
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }

@@ -8,9 +8,18 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
 import { pino } from "pino"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
-import { cli, cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
+import { cli, cleanup, closeAll, freePort, onCleanup, until, within } from "../kit/util.js"
+
+// The heap in use after a full collection.
+function heapAfterGc(): number {
+    setFlagsFromString("--expose-gc")
+    ;(runInNewContext("gc") as () => void)()
+    return process.memoryUsage().heapUsed
+}
 
 describe("devs-iot gateway (embedded broker)", function () {
     this.timeout(30000)
@@ -157,6 +166,28 @@ describe("devs-iot gateway (embedded broker)", function () {
         const mq = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "cli-test-7", reconnectPeriod: 0 })
         onCleanup(() => void mq.end(true))
         await within(new Promise<void>((r) => mq.once("connect", () => r())), 5000, "an MQTT client connects after")
+    })
+
+    // The gateway remembers the last 512 down packets of a board, to know a
+    // broker's resend: not their payloads, which could be 64 KB each.
+    it("down lines the board has taken are not kept in the gateway's memory", async function () {
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t8" })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const mq = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "cli-test-8", reconnectPeriod: 0 })
+        onCleanup(() => void mq.end(true))
+        const online = new Promise<void>((r) => mq.on("message", (_t, p) => p.toString() === "online" && r()))
+        await within(mq.subscribeAsync("devs-iot/m1/status", { qos: 1 }), 5000, "subscribed")
+        const board = cleanup(new Client({ id: "m1", port: gw.port }).start())
+        await within(online, 5000, "board online")
+        const n = 200
+        const before = heapAfterGc()
+        for (let i = 0; i < n; i++) await mq.publishAsync("devs-iot/m1/down", String(i).padStart(60000, "x"), { qos: 1 })
+        let got = 0
+        for await (const _ of board) if (++got === n) break
+        await until(() => gw.counts.downDone === n, 10000, "all ACKed by the board")
+        const grown = heapAfterGc() - before
+        assert.ok(grown < (n * 60000) / 3, `the heap grew by ${(grown / 1e6).toFixed(1)} MB for ${n} lines of 60 KB the board has`)
     })
 
     it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
