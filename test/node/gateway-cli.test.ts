@@ -8,6 +8,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
 import { pino } from "pino"
+import { Aedes } from "aedes"
+import { createServer } from "node:net"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { Client } from "../../src/server/index.js"
@@ -188,6 +190,34 @@ describe("devs-iot gateway (embedded broker)", function () {
         await until(() => gw.counts.downDone === n, 10000, "all ACKed by the board")
         const grown = heapAfterGc() - before
         assert.ok(grown < (n * 60000) / 3, `the heap grew by ${(grown / 1e6).toFixed(1)} MB for ${n} lines of 60 KB the board has`)
+    })
+
+    // MQTT 3.1.1 refuses a subscription with return code 0x80 (Mosquitto 2.0
+    // grants one its ACL denies and drops the messages instead).
+    it("a broker that refuses the subscription to a board's down topic: logged, and the board's status is not online", async function () {
+        const broker = await Aedes.createBroker({ authorizeSubscribe: (_c, sub, cb) => cb(null, sub.topic === "devs-iot/s1/down" ? (null as never) : sub) })
+        const net = createServer(broker.handle as never)
+        await new Promise<void>((r) => net.listen(0, "127.0.0.1", r))
+        onCleanup(() => new Promise<void>((r) => (net.close(), broker.close(() => r()))))
+        const brokerPort = (net.address() as { port: number }).port
+        const lines: string[] = []
+        const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", mqtt: `mqtt://127.0.0.1:${brokerPort}`, name: "t9", logger })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const app = mqttConnect(`mqtt://127.0.0.1:${brokerPort}`, { clientId: "cli-test-9", reconnectPeriod: 0 })
+        onCleanup(() => void app.end(true))
+        const statuses: string[] = []
+        let upLine: () => void = () => undefined
+        const up = new Promise<void>((r) => (upLine = r))
+        app.on("message", (t, p) => (t.endsWith("/status") ? statuses.push(p.toString()) : upLine()))
+        await within(app.subscribeAsync(["devs-iot/s1/status", "devs-iot/s1/up"], { qos: 1 }), 5000, "subscribed")
+        const board = cleanup(new Client({ id: "s1", port: gw.port }).start())
+        await within(board.connected(), 5000, "board up")
+        await within(board.write("up line"), 5000, "an up line taken by the broker")
+        await within(up, 5000, "the up line at the app") // the session is up, and subscribed before it published
+        assert.ok(lines.some((l) => /subscribing to devs-iot\/s1\/down failed/.test(l)), lines.join(""))
+        assert.ok(!statuses.includes("online"), `status: ${JSON.stringify(statuses)}`)
     })
 
     it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
