@@ -29,7 +29,7 @@ import { isLoopbackHost, listenOn } from "./listen.js"
 import type { Connection } from "./connection.js"
 import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
-import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
+import { boardEpochProblem, boardTopic, downLine, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
 // The gateway sets the server's epochFor (it continues each board's id
 // sequence) and idProblem (ids are topic levels) itself.
@@ -433,7 +433,7 @@ class BoardSession {
         // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
         if (this.restartWhy !== undefined) return
         const id = this.conn.id
-        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
+        const payload = downLine(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
         const cfg = this.gw.server.cfg
         const pid = packet.messageId ?? 0
         // The retain flag is set only on a copy sent for a SUBSCRIBE (the

@@ -87,6 +87,15 @@ export function parseBoardTopic(topic: string): { id: string; kind: "up" | "down
     return { id: parts[1], kind }
 }
 
+// A down payload without one line end at its end ("\n" or "\r\n"): a file
+// or standard input published whole (mosquitto_pub -f, -s) ends with one.
+// The HTTP side takes a line the same way.
+export function downLine(payload: Buffer): Buffer {
+    let n = payload.length
+    if (n > 0 && payload[n - 1] === 10) n -= n > 1 && payload[n - 2] === 13 ? 2 : 1
+    return n === payload.length ? payload : payload.subarray(0, n)
+}
+
 // Why a down payload cannot be a line to a board, or "".
 export function payloadProblem(payload: Buffer, maxLineBytes: number): string {
     if (payload.length === 0) return "empty payload"

@@ -58,6 +58,9 @@ describe("devs-iot gateway (embedded broker)", function () {
         // Any bytes but a newline, as they are (U+FFFD too: it is valid UTF-8).
         await mq.publishAsync("devs-iot/c1/down", "cr\r nul\u0000 \ufffd\r", { qos: 1 })
         assert.equal(await within(board.readline(), 5000, "line at the board"), "cr\r nul\u0000 \ufffd\r")
+        // A file published whole ends with a line end: taken off, as the HTTP side does.
+        await mq.publishAsync("devs-iot/c1/down", "from a file\r\n", { qos: 1 })
+        assert.equal(await within(board.readline(), 5000, "line at the board"), "from a file")
         gw.child.kill("SIGTERM")
         assert.equal(await within(gw.exited, 10000, "gateway exit"), 0)
     })

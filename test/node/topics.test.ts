@@ -1,6 +1,6 @@
 // The gateway's MQTT topic layout and its checks of outside input (pure).
 import assert from "node:assert/strict"
-import { boardTopic, linkRecord, linkTopic, parseBoardTopic, parseLinkRecord, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
+import { boardTopic, downLine, linkRecord, linkTopic, parseBoardTopic, parseLinkRecord, payloadProblem, sessionClientId, topicIdProblem } from "../../src/server/topics.js"
 
 describe("MQTT gateway topics", function () {
     it("lays out a board's topics and session client id", function () {
@@ -36,6 +36,10 @@ describe("MQTT gateway topics", function () {
         assert.match((parseLinkRecord("devs-iot/$link/b1", Buffer.from("0A1B 2c3d")) as { problem: string }).problem, /not 8-32 lowercase hex digits/)
         assert.match((parseLinkRecord("devs-iot/$link/$x", Buffer.from("0a1b2c3d")) as { problem: string }).problem, /reserved/)
         assert.match((parseLinkRecord("devs-iot/b1/status", Buffer.from("0a1b2c3d")) as { problem: string }).problem, /expected devs-iot\/\$link/)
+    })
+    it("takes a down payload's one line end at its end off (a file or stdin published whole), and nothing else", function () {
+        for (const [given, line] of [["on\n", "on"], ["on\r\n", "on"], ["on", "on"], ["on\r", "on\r"], ["on\n\n", "on\n"], ["\n", ""], ["\r\n", ""], ["", ""]])
+            assert.equal(downLine(Buffer.from(given)).toString(), line, JSON.stringify(given))
     })
     it("refuses down payloads that cannot be a line: empty, oversize, newline, not UTF-8", function () {
         assert.equal(payloadProblem(Buffer.from("hello"), 100), "")
