@@ -70,6 +70,11 @@ const DOWN_INFLIGHT = 256
 const SKIP_LIMIT = 100
 // The largest send window a board may have (config.ts: window, 1..120).
 const MAX_WINDOW = 120
+// An MQTT connection up this long resets its back-off; one the broker closes
+// sooner counts as a failure (a broker that accepts and then drops it,
+// another client with its client id: without this, two fought many times a
+// second).
+const STABLE_MS = 10000
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
 
@@ -170,6 +175,7 @@ class BoardSession {
     // (restartWhenSettled), and no more are taken from the broker.
     private restartWhy: string | undefined
     private backoff: Backoff
+    private upAt = -1 // when its MQTT connection came up, -1: not up
     private closed = false
     private releasedStale = false
     // Packet ids released before the first line a session holds (the stale
@@ -247,7 +253,8 @@ class BoardSession {
             }
         })
         c.on("connect", (connack) => {
-            this.backoff.linkUp(Date.now())
+            this.upAt = Date.now()
+            this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
                 // A new session numbers its packets from 1 again: ids the board
                 // may have seen in this epoch. Its link restarts in a new epoch.
@@ -269,8 +276,13 @@ class BoardSession {
         })
         c.on("close", () => {
             if (this.closed || this.mqtt !== c) return
-            this.backoff.linkDown(Date.now(), 0)
-            c.options.reconnectPeriod = this.backoff.next(Math.random())
+            const up = this.upAt < 0 ? -1 : Date.now() - this.upAt
+            this.upAt = -1
+            this.backoff.linkDown(Date.now(), STABLE_MS)
+            const d = this.backoff.next(Math.random())
+            c.options.reconnectPeriod = d
+            if (up >= 0 && up < STABLE_MS && this.backoff.shouldReport())
+                this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id} closed by the broker ${up} ms after it came up; retrying in ${d} ms (the board moved to another gateway, or another client uses its client id ${sessionClientId(id)})`)
         })
         c.on("error", (e) => this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
         // Lines held from an earlier session go again with their packet ids:
@@ -698,23 +710,29 @@ export class Gateway {
         this.control = c
         const backoff = new Backoff(this.backoffFirst, this.backoffCap)
         let warnedVersion = false
-        let failures = 0
+        let lostLogged = false
+        let upAt = -1
         let lastError = "" // told with the next warning: one line per back-off step
         c.on("connect", () => {
             lastError = ""
-            backoff.linkUp(Date.now())
-            if (failures > 0) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
-            failures = 0
+            upAt = Date.now()
+            backoff.linkUp(upAt)
+            if (lostLogged) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
+            lostLogged = false
             c.publish(gatewayTopic(this.name), "online", { qos: 1, retain: true })
             c.subscribe([TOOK_FILTER, LINK_FILTER, "$SYS/broker/version"], { qos: 1 })
         })
         c.on("close", () => {
             if (this.closing) return
-            backoff.linkDown(Date.now(), 0)
+            const up = upAt < 0 ? -1 : Date.now() - upAt
+            upAt = -1
+            backoff.linkDown(Date.now(), STABLE_MS)
             const d = backoff.next(Math.random())
             c.options.reconnectPeriod = d
-            failures++
-            if (failures === 1 || (failures & (failures - 1)) === 0) this.log.warn({ broker: this.brokerUrl, failures, retryIn: d, code: "mqtt-error" }, `broker connection lost or refused${lastError === "" ? "" : ` (${lastError})`}; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
+            if (!backoff.shouldReport()) return
+            lostLogged = true
+            const soon = up >= 0 && up < STABLE_MS ? `; the broker closed it ${up} ms after accepting it: is another gateway running with --name ${this.name} (client id devs-iot-gateway-${this.name})? Each needs its own` : ""
+            this.log.warn({ broker: this.brokerUrl, failures: backoff.failures(), retryIn: d, code: "mqtt-error" }, `broker connection lost or refused${lastError === "" ? "" : ` (${lastError})`}${soon}; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
         })
         c.on("error", (e) => {
             lastError = e.message

@@ -223,6 +223,44 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.ok(!statuses.includes("online"), `status: ${JSON.stringify(statuses)}`)
     })
 
+    // Both use the client id devs-iot-gateway-<name>: the broker closes one
+    // as the other connects. Each such close counts as a failure, so they
+    // back off (they reconnected many times a second), and the log says why.
+    it("two gateways with the same name: they back off from each other and the log names the likely cause", async function () {
+        const lines: string[] = []
+        const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
+        const a = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "twin", logger })
+        onCleanup(() => a.close())
+        await a.start()
+        const b = new Gateway({ port: 0, host: "127.0.0.1", mqtt: `mqtt://127.0.0.1:${a.brokerPort}`, name: "twin", logger })
+        onCleanup(() => b.close())
+        await b.start()
+        await until(() => lines.some((l) => l.includes('"failures":4') && l.includes("another gateway running with --name twin")), 20000, "a fourth failure in a row, with the hint")
+    })
+
+    it("a client that takes a board's MQTT session (its client id) over: logged, and the gateway takes it back", async function () {
+        const lines: string[] = []
+        const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t10", logger })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const app = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "cli-test-10", reconnectPeriod: 0 })
+        onCleanup(() => void app.end(true))
+        let onOnline: () => void = () => undefined
+        app.on("message", (_t, p) => p.toString() === "online" && onOnline())
+        let online = new Promise<void>((r) => (onOnline = r))
+        await within(app.subscribeAsync("devs-iot/h1/status", { qos: 1 }), 5000, "subscribed")
+        const board = cleanup(new Client({ id: "h1", port: gw.port }).start())
+        await within(online, 5000, "board online")
+        online = new Promise<void>((r) => (onOnline = r))
+        const thief = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "devs-iot-h1", clean: false, reconnectPeriod: 0 })
+        onCleanup(() => void thief.end(true))
+        await until(() => lines.some((l) => l.includes("another client uses its client id devs-iot-h1")), 10000, "the takeover logged")
+        await within(online, 10000, "the board's session back")
+        await app.publishAsync("devs-iot/h1/down", "still here", { qos: 1 })
+        assert.equal(await within(board.readline(), 5000, "a down line at the board"), "still here")
+    })
+
     it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
         const dead = await freePort() // nothing listens: the gateway starts anyway and retries
         const gw = cli(["gateway", "--mqtt", `mqtt://gw:s3cret-pw@127.0.0.1:${dead}`, "--port", "0", "--name", "t5", "--log-level", "debug"])
