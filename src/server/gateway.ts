@@ -145,10 +145,14 @@ function corkTurn(c: MqttClient): void {
 }
 
 // A down packet passed on: its payload's digest (a record holds up to
-// DOWN_RECORD of them per board, and a payload may be 64 KB), and its write.
+// DOWN_RECORD of them per board, and a payload may be 64 KB), its write,
+// and whether its PUBACK was sent: until then the broker cannot use its
+// packet id for another message, so one that comes with it is a resend,
+// DUP flag or not (Aedes sends a session's messages again without it).
 interface DownRecord {
     digest: string
     done: Promise<void>
+    pubacked: boolean
 }
 
 function digest(payload: Buffer): string {
@@ -239,7 +243,10 @@ class BoardSession {
             held.then(
                 () => {
                     // On a later connection the broker sends the line again (DUP) and gets its PUBACK then.
-                    if (this.mqtt === c && c.connected) send(packet)
+                    if (this.mqtt !== c || !c.connected) return
+                    const r = this.down.get(packet["messageId"] as number)
+                    if (r) r.pubacked = true
+                    send(packet)
                 },
                 () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
             )
@@ -461,7 +468,7 @@ class BoardSession {
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
-        if (packet.dup && seen && seen.digest === digest(payload)) {
+        if (seen && (packet.dup || !seen.pubacked) && seen.digest === digest(payload)) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -489,7 +496,7 @@ class BoardSession {
             p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
-                this.down.set(pid, { digest: digest(payload), done: p })
+                this.down.set(pid, { digest: digest(payload), done: p, pubacked: false })
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }

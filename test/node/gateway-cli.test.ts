@@ -261,6 +261,32 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.equal(await within(board.readline(), 5000, "a down line at the board"), "still here")
     })
 
+    // The embedded broker sends a session's unacknowledged messages again
+    // when it reconnects; the board has the line (not yet ACKed).
+    it("a down line the board holds unread when its MQTT session reconnects reaches it once", async function () {
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t11", timeout: 20000 })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const app = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "cli-test-11", reconnectPeriod: 0 })
+        onCleanup(() => void app.end(true))
+        let onOnline: () => void = () => undefined
+        app.on("message", (_t, p) => p.toString() === "online" && onOnline())
+        let online = new Promise<void>((r) => (onOnline = r))
+        await within(app.subscribeAsync("devs-iot/u1/status", { qos: 1 }), 5000, "subscribed")
+        const board = cleanup(new Client({ id: "u1", port: gw.port, timeout: 20000, ackDelay: 5000 }).start())
+        await within(online, 5000, "board online")
+        await app.publishAsync("devs-iot/u1/down", "held", { qos: 1 })
+        await until(() => board.queued().in >= 1, 5000, "the line at the board, unread")
+        online = new Promise<void>((r) => (onOnline = r))
+        const session = (gw as unknown as { sessions: Map<string, { mqtt: { stream: { destroy(): void } } }> }).sessions.get("u1")!
+        session.mqtt.stream.destroy()
+        await within(online, 10000, "the session back")
+        await app.publishAsync("devs-iot/u1/down", "end", { qos: 1 })
+        const got: string[] = []
+        for await (const l of board) if (got.push(l) && l === "end") break
+        assert.deepEqual(got, ["held", "end"])
+    })
+
     it("a password in --mqtt: warned that the command line shows it, and never logged", async function () {
         const dead = await freePort() // nothing listens: the gateway starts anyway and retries
         const gw = cli(["gateway", "--mqtt", `mqtt://gw:s3cret-pw@127.0.0.1:${dead}`, "--port", "0", "--name", "t5", "--log-level", "debug"])
