@@ -843,13 +843,16 @@ export class Gateway {
 // The broker's URL checked, without its user name and password (which go
 // to MQTT.js as options, decoded), and those.
 export function brokerAddress(text: string): { url: string; auth: { username?: string; password?: Buffer } } {
+    // "host:1883" parses as protocol "host:": say what a URL looks like (not
+    // the text itself, which may hold a password).
+    const form = text.includes("://") ? "" : "; it starts with mqtt:// (mqtt://host:1883)"
     let u: URL
     try {
         u = new URL(text)
     } catch (e) {
-        throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message})`)
+        throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message}${form})`)
     }
-    if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new LinkError("ECONFIG", `mqtt: not a broker URL (protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:)`)
+    if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new LinkError("ECONFIG", `mqtt: not a broker URL (protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:${form})`)
     const auth: { username?: string; password?: Buffer } = {}
     try {
         if (u.username !== "") auth.username = decodeURIComponent(u.username)

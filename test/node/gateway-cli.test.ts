@@ -302,5 +302,12 @@ describe("devs-iot gateway (embedded broker)", function () {
         onCleanup(() => gw.stop())
         assert.equal(await within(gw.exited, 10000, "exit"), 2)
         assert.match(gw.stderr, /mqtt: not a broker URL \(protocol http: is not mqtt:/)
+        // Without a scheme, "host:port" reads as a scheme: the message says what a URL looks like.
+        for (const given of ["localhost:1883", "127.0.0.1:1883"]) {
+            const bare = cli(["gateway", "--mqtt", given, "--port", "0"])
+            onCleanup(() => bare.stop())
+            assert.equal(await within(bare.exited, 10000, "exit"), 2)
+            assert.match(bare.stderr, /not a broker URL \(.*; it starts with mqtt:\/\/ \(mqtt:\/\/host:1883\)\)/)
+        }
     })
 })
