@@ -180,6 +180,7 @@ class BoardSession {
     private restartWhy: string | undefined
     private backoff: Backoff
     private upAt = -1 // when its MQTT connection came up, -1: not up
+    private subscribing = 0 // connects of its MQTT connection, for subscribeDown
     private closed = false
     private releasedStale = false
     // Packet ids released before the first line a session holds (the stale
@@ -274,12 +275,7 @@ class BoardSession {
             // PUBRELs go once the session is up (release): MQTT.js would
             // queue them behind the PUBLISHes in its store.
             for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
-            // "online" once the down topic is subscribed: lines sent from then on reach the board.
-            c.subscribe(boardTopic(id, "down"), { qos: 1 }, (err, granted) => {
-                if (err) return void this.log.error({ code: "subscribe" }, `subscribing to ${boardTopic(id, "down")} failed: ${err.message}`)
-                if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${boardTopic(id, "down")}, not 1: down lines may be lost`)
-                c.publish(boardTopic(id, "status"), "online", { qos: 1, retain: true })
-            })
+            this.subscribeDown(c, ++this.subscribing, new Backoff(this.gw.backoffFirst, this.gw.backoffCap))
         })
         c.on("close", () => {
             if (this.closed || this.mqtt !== c) return
@@ -295,6 +291,25 @@ class BoardSession {
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+    }
+
+    // "online" once the down topic is subscribed: lines sent from then on
+    // reach the board. A refused subscription is asked again with back-off
+    // while this connection lasts (`round`: its connect), not left until the
+    // board next reconnects: a broker's ACL may be fixed meanwhile.
+    private subscribeDown(c: MqttClient, round: number, backoff: Backoff): void {
+        const topic = boardTopic(this.conn.id, "down")
+        c.subscribe(topic, { qos: 1 }, (err, granted) => {
+            if (this.mqtt !== c || this.subscribing !== round) return
+            if (err) {
+                const d = backoff.next(Math.random())
+                if (backoff.shouldReport()) this.log.error({ code: "subscribe", failures: backoff.failures() }, `subscribing to ${topic} failed: ${err.message}; asking again in ${d} ms (down lines reach the board once it is subscribed)`)
+                setTimeout(() => this.mqtt === c && this.subscribing === round && c.connected && this.subscribeDown(c, round, backoff), d).unref()
+                return
+            }
+            if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${topic}, not 1: down lines may be lost`)
+            c.publish(boardTopic(this.conn.id, "status"), "online", { qos: 1, retain: true })
+        })
     }
 
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
