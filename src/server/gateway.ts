@@ -742,7 +742,14 @@ export class Gateway {
             if (lostLogged) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
             lostLogged = false
             c.publish(gatewayTopic(this.name), "online", { qos: 1, retain: true })
-            c.subscribe([TOOK_FILTER, LINK_FILTER, "$SYS/broker/version"], { qos: 1 })
+            const filters = [TOOK_FILTER, LINK_FILTER, "$SYS/broker/version"]
+            c.subscribe(filters, { qos: 1 }, (_err, _subs, suback) => {
+                // Refused (0x80): without took notices a gateway keeps a board another took; without
+                // link records down lines are at-least-once across a gateway kill. The version is optional.
+                const codes = ((suback as { granted?: number[] } | undefined)?.granted ?? []).slice(0, 2)
+                const refused = filters.filter((_f, i) => ((codes[i] ?? 0) & 0x80) !== 0)
+                if (refused.length > 0) this.log.error({ broker: this.brokerUrl, code: "subscribe", refused }, `the broker refused this gateway's subscription to ${refused.join(" and ")}: let the gateways read devs-iot/$gateway/# and devs-iot/$link/# (docs/gateway.md); boards moving between gateways and down lines across a gateway kill are not safe until then`)
+            })
         })
         c.on("close", () => {
             if (this.closing) return

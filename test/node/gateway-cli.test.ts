@@ -226,6 +226,19 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.equal(await within(board.readline(), 5000, "a down line at the board"), "down line")
     })
 
+    it("a broker that refuses the gateway's own subscriptions (took notices, link records): logged, naming them", async function () {
+        const broker = await Aedes.createBroker({ authorizeSubscribe: (_c, sub, cb) => cb(null, sub.topic === "devs-iot/$link/+" ? (null as never) : sub) })
+        const net = createServer(broker.handle as never)
+        await new Promise<void>((r) => net.listen(0, "127.0.0.1", r))
+        onCleanup(() => new Promise<void>((r) => (net.close(), broker.close(() => r()))))
+        const lines: string[] = []
+        const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", mqtt: `mqtt://127.0.0.1:${(net.address() as { port: number }).port}`, name: "t12", logger })
+        onCleanup(() => gw.close())
+        await gw.start()
+        await until(() => lines.some((l) => l.includes("refused this gateway's subscription to devs-iot/$link/+:")), 5000, "the refusal logged")
+    })
+
     it("two gateways with the same name: they back off from each other and the log names the likely cause", async function () {
         const lines: string[] = []
         const logger = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) })
