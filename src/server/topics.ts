@@ -72,6 +72,11 @@ export function topicIdProblem(id: string): string {
     if (id.includes("+") || id.includes("#")) return "contains an MQTT wildcard ('+' or '#')"
     if (id.startsWith("$")) return "starts with '$' (reserved for broker topics)"
     if (Buffer.byteLength(id) > 200) return "longer than 200 bytes"
+    // Mosquitto drops the connection of a client whose topic or client id
+    // holds one of these: the gateway's own connection would go down with
+    // its link record for this id, again after each reconnect.
+    const bad = /[\u0000-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]|[\ud83f\ud87f\ud8bf\ud8ff\ud93f\ud97f\ud9bf\ud9ff\uda3f\uda7f\udabf\udaff\udb3f\udb7f\udbbf\udbff][\udffe\udfff]/.exec(id)
+    if (bad) return `contains U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")} (a control character or non-character: MQTT brokers refuse it in a topic)`
     return ""
 }
 

@@ -17,6 +17,9 @@ describe("MQTT gateway topics", function () {
         assert.match(topicIdProblem("$SYS"), /reserved/)
         assert.notEqual(topicIdProblem(""), "")
         assert.equal(topicIdProblem("board-1"), "")
+        // What Mosquitto refuses in a topic or client id (it drops the connection).
+        for (const id of ["a\u007fb", "a\u0085b", "a\u009fb", "a\ufdd0b", "a\ufffeb", "a\uffffb", "a\u{1fffe}b", "a\u{10ffff}b"]) assert.match(topicIdProblem(id), /control character or non-character/, JSON.stringify(id))
+        for (const id of ["k\u00fcche", "a\u00a0b", "a\ufffdb", "a\u{1f600}b", "a\u{1fffd}b"]) assert.equal(topicIdProblem(id), "", JSON.stringify(id))
     })
     it("reads a topic back or says what is wrong with it", function () {
         assert.match((parseBoardTopic("devs-iot/a/b/down") as { problem: string }).problem, /expected devs-iot\/<id>/)

@@ -499,6 +499,26 @@ describe("MQTT gateway with Mosquitto", function () {
         assert.match(gw.stderr, new RegExp(`mqtt://127\\.0\\.0\\.1:${locked.port}`))
     })
 
+    // Mosquitto drops a connection whose topic holds a control character or
+    // a non-character: the gateway's own, publishing the id's link record,
+    // went down with it again after each reconnect.
+    it("a board id with a character Mosquitto refuses in a topic is refused before its handshake; the gateway's broker connection stays up", async function () {
+        const port = await freePort()
+        const gw = gatewayProcess(broker.url, port, "g1")
+        await gw.waitFor(/gateway listening/, 15000)
+        const odd = new Client({ id: "odd\u007fid", port, backoffFirst: 50, backoffCap: 300 }).start()
+        onCleanup(() => void odd.close())
+        await gw.waitFor(/bad-id/, 15000)
+        const sub = await mqttClient(broker.url, "test-sub-bg1")
+        const line = new Promise<string>((r) => sub.on("message", (_t, p) => r(p.toString())))
+        await sub.subscribeAsync("devs-iot/bg1/up", { qos: 2 })
+        const board = cleanup(new Client({ id: "bg1", port }).start())
+        await board.connected()
+        await within(board.write("after the odd id"), 15000, "a line taken by the broker")
+        assert.equal(await within(line, 15000, "the line at the subscriber"), "after the odd id")
+        assert.doesNotMatch(gw.stderr, /broker connection lost/)
+    })
+
     // A gateway, a board on it, and a publisher that saw the board online.
     async function downSetup(id: string, opts: Partial<ClientOptions> = {}, more: string[] = []) {
         const port = await freePort()
