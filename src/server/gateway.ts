@@ -760,7 +760,7 @@ export class Gateway {
             c.options.reconnectPeriod = d
             if (!backoff.shouldReport()) return
             lostLogged = true
-            const soon = up >= 0 && up < STABLE_MS ? `; the broker closed it ${up} ms after accepting it: is another gateway running with --name ${this.name} (client id devs-iot-gateway-${this.name})? Each needs its own` : ""
+            const soon = up >= 0 && up < STABLE_MS ? `; the broker closed it ${up} ms after accepting it: is another gateway running with --name ${this.name} (client id devs-iot-gateway-${this.name})? Each needs its own; else the broker's log says why` : ""
             this.log.warn({ broker: this.brokerUrl, failures: backoff.failures(), retryIn: d, code: "mqtt-error" }, `broker connection lost or refused${lastError === "" ? "" : ` (${lastError})`}${soon}; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
         })
         c.on("error", (e) => {
