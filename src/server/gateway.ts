@@ -17,16 +17,19 @@
 //   epoch kept in the broker (linkTopic): a broker resend to the next
 //   gateway then carries the id the board already has, and its
 //   de-duplication drops the copy.
+import { createHash } from "node:crypto"
 import { hostname } from "node:os"
 import { createServer, type Server as NetServer } from "node:net"
 import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
 import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { Server, SERVER_KEYS, type ServerOptions } from "./server.js"
 import { checkOptionKeys, type OptionKeys } from "./options.js"
+import { LogBudget } from "./admission.js"
+import { isLoopbackHost, listenOn } from "./listen.js"
 import type { Connection } from "./connection.js"
 import type { WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
-import { boardEpochProblem, boardTopic, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
+import { boardEpochProblem, boardTopic, downLine, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
 // The gateway sets the server's epochFor (it continues each board's id
 // sequence) and idProblem (ids are topic levels) itself.
@@ -67,6 +70,11 @@ const DOWN_INFLIGHT = 256
 const SKIP_LIMIT = 100
 // The largest send window a board may have (config.ts: window, 1..120).
 const MAX_WINDOW = 120
+// An MQTT connection up this long resets its back-off; one the broker closes
+// sooner counts as a failure (a broker that accepts and then drops it,
+// another client with its client id: without this, two fought many times a
+// second).
+const STABLE_MS = 10000
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
 
@@ -136,9 +144,19 @@ function corkTurn(c: MqttClient): void {
     })
 }
 
+// A down packet passed on: its payload's digest (a record holds up to
+// DOWN_RECORD of them per board, and a payload may be 64 KB), its write,
+// and whether its PUBACK was sent: until then the broker cannot use its
+// packet id for another message, so one that comes with it is a resend,
+// DUP flag or not (Aedes sends a session's messages again without it).
 interface DownRecord {
-    payload: string
+    digest: string
     done: Promise<void>
+    pubacked: boolean
+}
+
+function digest(payload: Buffer): string {
+    return createHash("sha256").update(payload).digest("base64")
 }
 
 // One board's side of the gateway: its MQTT session while its link is up,
@@ -161,6 +179,8 @@ class BoardSession {
     // (restartWhenSettled), and no more are taken from the broker.
     private restartWhy: string | undefined
     private backoff: Backoff
+    private upAt = -1 // when its MQTT connection came up, -1: not up
+    private subscribing = 0 // connects of its MQTT connection, for subscribeDown
     private closed = false
     private releasedStale = false
     // Packet ids released before the first line a session holds (the stale
@@ -205,6 +225,7 @@ class BoardSession {
             messageIdProvider: ids as never,
             log: MQTT_TRACE,
             will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
+            ...this.gw.mqttAccess(),
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
         this.mqtt = c
@@ -223,7 +244,10 @@ class BoardSession {
             held.then(
                 () => {
                     // On a later connection the broker sends the line again (DUP) and gets its PUBACK then.
-                    if (this.mqtt === c && c.connected) send(packet)
+                    if (this.mqtt !== c || !c.connected) return
+                    const r = this.down.get(packet["messageId"] as number)
+                    if (r) r.pubacked = true
+                    send(packet)
                 },
                 () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
             )
@@ -237,7 +261,8 @@ class BoardSession {
             }
         })
         c.on("connect", (connack) => {
-            this.backoff.linkUp(Date.now())
+            this.upAt = Date.now()
+            this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
                 // A new session numbers its packets from 1 again: ids the board
                 // may have seen in this epoch. Its link restarts in a new epoch.
@@ -250,22 +275,41 @@ class BoardSession {
             // PUBRELs go once the session is up (release): MQTT.js would
             // queue them behind the PUBLISHes in its store.
             for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
-            // "online" once the down topic is subscribed: lines sent from then on reach the board.
-            c.subscribe(boardTopic(id, "down"), { qos: 1 }, (err, granted) => {
-                if (err) return void this.log.error({ code: "subscribe" }, `subscribing to ${boardTopic(id, "down")} failed: ${err.message}`)
-                if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${boardTopic(id, "down")}, not 1: down lines may be lost`)
-                c.publish(boardTopic(id, "status"), "online", { qos: 1, retain: true })
-            })
+            this.subscribeDown(c, ++this.subscribing, new Backoff(this.gw.backoffFirst, this.gw.backoffCap))
         })
         c.on("close", () => {
             if (this.closed || this.mqtt !== c) return
-            this.backoff.linkDown(Date.now(), 0)
-            c.options.reconnectPeriod = this.backoff.next(Math.random())
+            const up = this.upAt < 0 ? -1 : Date.now() - this.upAt
+            this.upAt = -1
+            this.backoff.linkDown(Date.now(), STABLE_MS)
+            const d = this.backoff.next(Math.random())
+            c.options.reconnectPeriod = d
+            if (up >= 0 && up < STABLE_MS && this.backoff.shouldReport())
+                this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id} closed by the broker ${up} ms after it came up; retrying in ${d} ms (the board moved to another gateway, or another client uses its client id ${sessionClientId(id)})`)
         })
-        c.on("error", (e) => this.log.warn({ code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
+        c.on("error", (e) => this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
         // Lines held from an earlier session go again with their packet ids:
         // the broker's QoS 2 state knows the ones it already stored.
         for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+    }
+
+    // "online" once the down topic is subscribed: lines sent from then on
+    // reach the board. A refused subscription is asked again with back-off
+    // while this connection lasts (`round`: its connect), not left until the
+    // board next reconnects: a broker's ACL may be fixed meanwhile.
+    private subscribeDown(c: MqttClient, round: number, backoff: Backoff): void {
+        const topic = boardTopic(this.conn.id, "down")
+        c.subscribe(topic, { qos: 1 }, (err, granted) => {
+            if (this.mqtt !== c || this.subscribing !== round) return
+            if (err) {
+                const d = backoff.next(Math.random())
+                if (backoff.shouldReport()) this.log.error({ code: "subscribe", failures: backoff.count }, `subscribing to ${topic} failed: ${err.message}; asking again in ${d} ms (down lines reach the board once it is subscribed)`)
+                setTimeout(() => this.mqtt === c && this.subscribing === round && c.connected && this.subscribeDown(c, round, backoff), d).unref()
+                return
+            }
+            if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${topic}, not 1: down lines may be lost`)
+            c.publish(boardTopic(this.conn.id, "status"), "online", { qos: 1, retain: true })
+        })
     }
 
     // MQTT.js handles the PUBRECs of one read one tick apart, and the link
@@ -423,9 +467,13 @@ class BoardSession {
         // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
         if (this.restartWhy !== undefined) return
         const id = this.conn.id
-        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
+        const payload = downLine(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
         const cfg = this.gw.server.cfg
         const pid = packet.messageId ?? 0
+        // The retain flag is set only on a copy sent for a SUBSCRIBE (the
+        // message itself came with it clear), which this session makes each
+        // time it connects: the line would reach the board again each time.
+        if (packet.retain) return this.refuse(pid, packet.topic, "a retained message, sent again on each subscribe (publish down lines without retain; clear it with an empty retained message)", done)
         const problem = payloadProblem(payload, Math.min(cfg.maxLineBytes, cfg.maxQueuedBytes)) || this.overBoardLimit(payload.length)
         if (problem !== "") return this.refuse(pid, packet.topic, problem, done)
         const text = payload.toString("utf-8")
@@ -435,7 +483,7 @@ class BoardSession {
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
-        if (packet.dup && seen && seen.payload === text) {
+        if (seen && (packet.dup || !seen.pubacked) && seen.digest === digest(payload)) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -463,7 +511,7 @@ class BoardSession {
             p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
-                this.down.set(pid, { payload: text, done: p })
+                this.down.set(pid, { digest: digest(payload), done: p, pubacked: false })
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }
@@ -480,7 +528,7 @@ class BoardSession {
                     throw e
                 }
                 // A line the link refuses (too long for this board, ...): logged and PUBACKed, so it blocks nothing.
-                this.log.warn({ code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
+                this.gw.warn(this.log, { code: "bad-down" }, `down line for ${id} refused: ${e.message}`)
             },
         )
         delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
@@ -520,7 +568,7 @@ class BoardSession {
             }
         }
         this.gw.counts.downRefused++
-        this.log.warn({ code: "bad-down", topic }, `down message for ${this.conn.id} not passed on: ${problem}`)
+        this.gw.warn(this.log, { code: "bad-down", topic }, `down message for ${this.conn.id} not passed on: ${problem}`)
         done()
     }
 
@@ -552,7 +600,9 @@ export class Gateway {
     readonly backoffFirst: number
     readonly backoffCap: number
     readonly counts = { upHeld: 0, upDone: 0, downDone: 0, downResends: 0, downRefused: 0, takenOver: 0 }
-    brokerUrl = ""
+    brokerUrl = "" // without the user name and password (it is logged)
+    // From the URL, decoded: MQTT.js splits "user:pass" at its last ':'.
+    private brokerAuth: { username?: string; password?: Buffer } = {}
     // The broker numbers a session's packets on across connections and
     // restarts (Mosquitto, checked by the gateway tests): down message ids
     // may come from packet ids.
@@ -567,6 +617,7 @@ export class Gateway {
     private control: MqttClient | undefined
     private broker: { net: NetServer; close: () => Promise<void> } | undefined
     private closing = false
+    private warnBudget: LogBudget
 
     constructor(opts: GatewayOptions = {}) {
         checkOptionKeys(opts, GATEWAY_KEYS, "new Gateway()")
@@ -581,6 +632,7 @@ export class Gateway {
                 return p === "" ? "" : `board id cannot be an MQTT topic level: ${p}`
             },
         })
+        this.warnBudget = new LogBudget(this.server.limits.maxWarningsPerSecond)
         this.name = opts.name ?? `${hostname()}-${process.pid}`
         const nameProblem = topicIdProblem(this.name)
         if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)
@@ -589,13 +641,9 @@ export class Gateway {
         if (!(this.backoffFirst >= 10 && this.backoffCap >= this.backoffFirst && this.backoffCap <= 600000))
             throw new LinkError("ECONFIG", "mqttBackoffFirst must be at least 10 ms and at most mqttBackoffCap (at most 600000)")
         if (opts.mqtt !== undefined) {
-            try {
-                const u = new URL(opts.mqtt)
-                if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new Error(`protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:`)
-            } catch (e) {
-                throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message})`)
-            }
-            this.brokerUrl = opts.mqtt
+            const b = brokerAddress(opts.mqtt)
+            this.brokerUrl = b.url
+            this.brokerAuth = b.auth
         }
         this.server.on("connect", (conn) => this.boardUp(conn))
         this.server.on("disconnect", (conn) => this.sessions.get(conn.id)?.drop())
@@ -612,6 +660,23 @@ export class Gateway {
         return this.server.port
     }
 
+    // A warning that what apps publish, or each board session's retries,
+    // can repeat at any rate: logged at most the server's
+    // maxWarningsPerSecond, the next logged one counting those that were not.
+    warn(log: Logger, fields: { code: string; [k: string]: unknown }, msg: string): void {
+        if (!this.warnBudget.take(fields.code, performance.now())) return
+        const unlogged = this.warnBudget.takeSkipped()
+        log.warn(unlogged ? { ...fields, unlogged } : fields, msg)
+    }
+
+    // What every MQTT client of this gateway connects with besides the URL.
+    // A refused CONNECT (bad credentials, a client id not allowed) is retried
+    // with back-off like a lost connection: MQTT.js would otherwise stop for
+    // good, and the boards' lines would wait for ever.
+    mqttAccess(): Pick<IClientOptions, "username" | "password" | "reconnectOnConnackError"> {
+        return { ...this.brokerAuth, reconnectOnConnackError: true }
+    }
+
     // The embedded broker's port (-1: an external broker).
     get brokerPort(): number {
         const a = this.broker?.net.address()
@@ -620,9 +685,12 @@ export class Gateway {
 
     async start(): Promise<void> {
         if (this.brokerUrl === "") {
-            this.broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883)
+            this.broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883, this.log)
             this.brokerUrl = `mqtt://${this.opts.brokerHost ?? "127.0.0.1"}:${this.brokerPort}`
             this.log.info({ broker: this.brokerUrl }, "embedded MQTT broker (Aedes) listening")
+            const host = this.opts.brokerHost ?? "127.0.0.1"
+            if (!isLoopbackHost(host))
+                this.log.warn({ broker: this.brokerUrl, code: "broker-open" }, `the embedded broker listens on ${host} with no authentication and no ACLs: whoever reaches it reads every board's lines, writes to any board and can make this gateway let go of a board; keep it on 127.0.0.1 or run Mosquitto with passwords and ACLs (docs/gateway.md)`)
         }
         await this.startControl()
         // Which broker it is decides how down lines are numbered: known before boards come.
@@ -659,31 +727,50 @@ export class Gateway {
             reconnectPeriod: this.backoffFirst,
             connectTimeout: 10000,
             will: { topic: gatewayTopic(this.name), payload: Buffer.from("offline"), qos: 1, retain: true },
+            ...this.mqttAccess(),
         })
         this.control = c
         const backoff = new Backoff(this.backoffFirst, this.backoffCap)
         let warnedVersion = false
-        let failures = 0
+        let lostLogged = false
+        let upAt = -1
+        let lastError = "" // told with the next warning: one line per back-off step
         c.on("connect", () => {
-            backoff.linkUp(Date.now())
-            if (failures > 0) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
-            failures = 0
+            lastError = ""
+            upAt = Date.now()
+            backoff.linkUp(upAt)
+            if (lostLogged) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
+            lostLogged = false
             c.publish(gatewayTopic(this.name), "online", { qos: 1, retain: true })
-            c.subscribe([TOOK_FILTER, LINK_FILTER, "$SYS/broker/version"], { qos: 1 })
+            const filters = [TOOK_FILTER, LINK_FILTER, "$SYS/broker/version"]
+            c.subscribe(filters, { qos: 1 }, (_err, _subs, suback) => {
+                // Refused (0x80): without took notices a gateway keeps a board another took; without
+                // link records down lines are at-least-once across a gateway kill. The version is optional.
+                const codes = ((suback as { granted?: number[] } | undefined)?.granted ?? []).slice(0, 2)
+                const refused = filters.filter((_f, i) => ((codes[i] ?? 0) & 0x80) !== 0)
+                if (refused.length > 0) this.log.error({ broker: this.brokerUrl, code: "subscribe", refused }, `the broker refused this gateway's subscription to ${refused.join(" and ")}: let the gateways read devs-iot/$gateway/# and devs-iot/$link/# (docs/gateway.md); boards moving between gateways and down lines across a gateway kill are not safe until then`)
+            })
         })
         c.on("close", () => {
             if (this.closing) return
-            backoff.linkDown(Date.now(), 0)
+            const up = upAt < 0 ? -1 : Date.now() - upAt
+            upAt = -1
+            backoff.linkDown(Date.now(), STABLE_MS)
             const d = backoff.next(Math.random())
             c.options.reconnectPeriod = d
-            failures++
-            if (failures === 1 || (failures & (failures - 1)) === 0) this.log.warn({ broker: this.brokerUrl, failures, retryIn: d }, `broker connection lost or refused; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
+            if (!backoff.shouldReport()) return
+            lostLogged = true
+            const soon = up >= 0 && up < STABLE_MS ? `; the broker closed it ${up} ms after accepting it: is another gateway running with --name ${this.name} (client id devs-iot-gateway-${this.name})? Each needs its own; else the broker's log says why` : ""
+            this.log.warn({ broker: this.brokerUrl, failures: backoff.count, retryIn: d, code: "mqtt-error" }, `broker connection lost or refused${lastError === "" ? "" : ` (${lastError})`}${soon}; retrying in ${d} ms (board lines wait: none is ACKed before the broker has it)`)
         })
-        c.on("error", (e) => this.log.warn({ broker: this.brokerUrl, code: "mqtt-error" }, `broker: ${e.message}`))
+        c.on("error", (e) => {
+            lastError = e.message
+            this.log.debug({ broker: this.brokerUrl, code: "mqtt-error" }, `broker: ${e.message}`)
+        })
         c.on("message", (topic, payload) => {
             if (topic.startsWith(`devs-iot/$link/`)) {
                 const r = parseLinkRecord(topic, payload)
-                if ("problem" in r) return void this.log.warn({ code: "bad-link-record" }, `${r.problem}: ignored`)
+                if ("problem" in r) return void this.warn(this.log, { code: "bad-link-record" }, `${r.problem}: ignored`)
                 if (r.epoch === "") this.epochs.delete(r.id)
                 else this.epochs.set(r.id, r.epoch)
                 if (r.board === "") this.boardEpochs.delete(r.id)
@@ -775,20 +862,41 @@ export class Gateway {
     }
 }
 
+// The broker's URL checked, without its user name and password (which go
+// to MQTT.js as options, decoded), and those.
+export function brokerAddress(text: string): { url: string; auth: { username?: string; password?: Buffer } } {
+    // "host:1883" parses as protocol "host:": say what a URL looks like (not
+    // the text itself, which may hold a password).
+    const form = text.includes("://") ? "" : "; it starts with mqtt:// (mqtt://host:1883)"
+    let u: URL
+    try {
+        u = new URL(text)
+    } catch (e) {
+        throw new LinkError("ECONFIG", `mqtt: not a broker URL (${(e as Error).message}${form})`)
+    }
+    if (!["mqtt:", "mqtts:", "tcp:", "ws:", "wss:"].includes(u.protocol)) throw new LinkError("ECONFIG", `mqtt: not a broker URL (protocol ${u.protocol} is not mqtt:, mqtts:, tcp:, ws: or wss:${form})`)
+    const auth: { username?: string; password?: Buffer } = {}
+    try {
+        if (u.username !== "") auth.username = decodeURIComponent(u.username)
+        if (u.password !== "") auth.password = Buffer.from(decodeURIComponent(u.password))
+    } catch {
+        throw new LinkError("ECONFIG", "mqtt: the user name or password in the broker URL has a bad %-escape")
+    }
+    if (auth.password !== undefined && auth.username === undefined) throw new LinkError("ECONFIG", "mqtt: the broker URL has a password without a user name")
+    u.username = ""
+    u.password = ""
+    return { url: u.href, auth }
+}
+
 // An in-process MQTT broker (Aedes) on a plain TCP listener. Nagle off, as
 // docs/gateway.md asks of any broker: with it on, a board writing 64 lines
 // at a time stalled on delayed ACKs (40 ms).
-async function embeddedBroker(host: string, port: number): Promise<{ net: NetServer; close: () => Promise<void> }> {
+// Accept failures after listening (EMFILE) are logged, not thrown (listenOn).
+async function embeddedBroker(host: string, port: number, log: Logger): Promise<{ net: NetServer; close: () => Promise<void> }> {
     const { Aedes } = await import("aedes")
     const broker = await Aedes.createBroker()
     const net = createServer({ noDelay: true }, broker.handle as never)
-    await new Promise<void>((resolve, reject) => {
-        net.once("error", reject)
-        net.listen(port, host, () => {
-            net.off("error", reject)
-            resolve()
-        })
-    })
+    await listenOn(net, port, host, log, "embedded MQTT broker")
     return {
         net,
         close: () =>

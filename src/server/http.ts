@@ -19,7 +19,7 @@ import { intIn } from "../shared/config.js"
 import { Fleet, type BoardStatus } from "./fleet.js"
 import { Metrics } from "./metrics.js"
 import type { Server } from "./server.js"
-import { listenOn } from "./listen.js"
+import { isLoopbackHost, listenOn } from "./listen.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface HttpOptions {
@@ -70,10 +70,6 @@ export function checkHostNames(names: unknown): string[] {
         if (typeof h !== "string" || !/^[A-Za-z0-9._-]{1,253}$/.test(h)) throw new LinkError("ECONFIG", `${JSON.stringify(h)} is not a host name`)
         return h.toLowerCase()
     })
-}
-
-function isLoopbackHost(h: string): boolean {
-    return h === "localhost" || h === "::1" || h === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }
 
 // An IP address as a Host header gives it (IPv6 in brackets): no DNS name,

@@ -21,3 +21,8 @@ export async function listenOn(server: NetServer, port: number, host: string, lo
         quiet = 0
     })
 }
+
+// An address (or host name) only this machine reaches.
+export function isLoopbackHost(h: string): boolean {
+    return h === "localhost" || h === "::1" || h === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+}

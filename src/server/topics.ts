@@ -72,6 +72,11 @@ export function topicIdProblem(id: string): string {
     if (id.includes("+") || id.includes("#")) return "contains an MQTT wildcard ('+' or '#')"
     if (id.startsWith("$")) return "starts with '$' (reserved for broker topics)"
     if (Buffer.byteLength(id) > 200) return "longer than 200 bytes"
+    // Mosquitto drops the connection of a client whose topic or client id
+    // holds one of these: the gateway's own connection would go down with
+    // its link record for this id, again after each reconnect.
+    const bad = /[\u0000-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]|[\ud83f\ud87f\ud8bf\ud8ff\ud93f\ud97f\ud9bf\ud9ff\uda3f\uda7f\udabf\udaff\udb3f\udb7f\udbbf\udbff][\udffe\udfff]/.exec(id)
+    if (bad) return `contains U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")} (a control character or non-character: MQTT brokers refuse it in a topic)`
     return ""
 }
 
@@ -87,12 +92,27 @@ export function parseBoardTopic(topic: string): { id: string; kind: "up" | "down
     return { id: parts[1], kind }
 }
 
+// A down payload without one line end at its end ("\n" or "\r\n"): a file
+// or standard input published whole (mosquitto_pub -f, -s) ends with one.
+// The HTTP side takes a line the same way.
+export function downLine(payload: Buffer): Buffer {
+    let n = payload.length
+    if (n > 0 && payload[n - 1] === 10) n -= n > 1 && payload[n - 2] === 13 ? 2 : 1
+    return n === payload.length ? payload : payload.subarray(0, n)
+}
+
 // Why a down payload cannot be a line to a board, or "".
 export function payloadProblem(payload: Buffer, maxLineBytes: number): string {
     if (payload.length === 0) return "empty payload"
     if (payload.length > maxLineBytes) return `payload of ${payload.length} bytes over the line limit (${maxLineBytes})`
     if (payload.includes(10)) return "payload contains a newline"
-    const s = payload.toString("utf-8")
-    if (Buffer.byteLength(s) !== payload.length || s.includes("\ufffd")) return "payload is not valid UTF-8"
+    try {
+        STRICT_UTF8.decode(payload)
+    } catch {
+        return "payload is not valid UTF-8"
+    }
     return ""
 }
+
+// Throws on bytes that are not UTF-8 (a payload may hold U+FFFD itself).
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true })

@@ -10,7 +10,9 @@
 
 export class Backoff {
     private delay: number
-    private count = 0
+    // Attempts since the last reset (saturates at 10^6); read it, never set
+    // it (a field, not an accessor: a method costs board bytecode).
+    count = 0
     private upAt = -1
 
     constructor(readonly first: number, readonly cap: number) {

@@ -22,6 +22,9 @@ export class Mosquitto {
     private child: ChildProcess | undefined
     log = ""
 
+    // `users`: user name -> password; given, only they may connect.
+    constructor(private users?: Record<string, string>) {}
+
     get pid(): number {
         return this.child?.pid ?? -1
     }
@@ -33,9 +36,10 @@ export class Mosquitto {
     async start(): Promise<void> {
         if (this.port === 0) this.port = await freePort()
         const conf = join(this.dir, "mosquitto.conf")
+        if (this.users) this.writePasswords(this.users)
         writeFileSync(conf, [
             `listener ${this.port} 127.0.0.1`,
-            "allow_anonymous true",
+            ...(this.users ? ["allow_anonymous false", `password_file ${join(this.dir, "passwords")}`] : ["allow_anonymous true"]),
             // Run as root, Mosquitto switches to the user "mosquitto", who cannot write the persistence folder.
             `user ${userInfo().username}`,
             "persistence true",
@@ -54,6 +58,22 @@ export class Mosquitto {
         child.stderr!.on("data", (b: Buffer) => (this.log += b.toString()))
         child.stdout!.on("data", (b: Buffer) => (this.log += b.toString()))
         await within(waitListening(this.port, () => child.exitCode !== null), 10000, `mosquitto listening on ${this.port}:\n${this.log}`)
+    }
+
+    // New passwords, read again by the running broker (SIGHUP).
+    setUsers(users: Record<string, string>): void {
+        this.users = users
+        this.writePasswords(users)
+        if (this.child?.pid) process.kill(this.child.pid, "SIGHUP")
+    }
+
+    private writePasswords(users: Record<string, string>): void {
+        const file = join(this.dir, "passwords")
+        writeFileSync(file, "")
+        for (const [user, password] of Object.entries(users)) {
+            const r = spawnSync("mosquitto_passwd", ["-b", file, user, password])
+            if (r.status !== 0) throw new Error(`mosquitto_passwd: ${r.stderr}`)
+        }
     }
 
     // SIGTERM: Mosquitto saves its sessions (persistence) and exits.

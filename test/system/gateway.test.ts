@@ -472,6 +472,53 @@ describe("MQTT gateway with Mosquitto", function () {
         assert.equal(await within(board.readline(), 15000, "a line at the board"), "at qos 1")
     })
 
+    // The password has a ':' and an '@' (percent-escaped in the URL): MQTT.js
+    // alone would split "user:pass" at its last ':'. A refused CONNECT is
+    // retried: MQTT.js alone stops for good after one.
+    it("a broker that refuses the gateway's credentials: retried until it accepts them, and the password is never logged", async function () {
+        const password = "p:ss@w0rd"
+        const locked = cleanup(new Mosquitto({ gw: "not-yet", app: "app-pass" }))
+        await locked.start()
+        const port = await freePort()
+        const url = `mqtt://gw:${encodeURIComponent(password)}@127.0.0.1:${locked.port}`
+        const gw = cli(["gateway", "--port", String(port), "--name", "g1", "--log-level", "debug"], { DEVS_IOT_MQTT: url })
+        onCleanup(() => gw.stop())
+        await gw.waitFor(/gateway listening/, 15000)
+        const board = cleanup(new Client({ id: "ba1", port }).start())
+        await board.connected()
+        const taken = board.write("after the refusal")
+        await gw.waitFor(/not authori[sz]ed/i, 15000)
+        const sub = mqttConnect(locked.url, { clientId: "test-sub-ba1", username: "app", password: "app-pass", reconnectPeriod: 100 })
+        onCleanup(() => void sub.end(true))
+        const line = new Promise<string>((r) => sub.on("message", (_t, p) => r(p.toString())))
+        await within(sub.subscribeAsync("devs-iot/ba1/up", { qos: 2 }), 10000, "subscribed")
+        locked.setUsers({ gw: password, app: "app-pass" })
+        await within(taken, 30000, "the line ACKed to the board once the broker took it")
+        assert.equal(await within(line, 10000, "the line at the subscriber"), "after the refusal")
+        for (const secret of [password, encodeURIComponent(password)]) assert.ok(!gw.stderr.includes(secret), `the gateway's log holds the password (${secret})`)
+        assert.match(gw.stderr, new RegExp(`mqtt://127\\.0\\.0\\.1:${locked.port}`))
+    })
+
+    // Mosquitto drops a connection whose topic holds a control character or
+    // a non-character: the gateway's own, publishing the id's link record,
+    // went down with it again after each reconnect.
+    it("a board id with a character Mosquitto refuses in a topic is refused before its handshake; the gateway's broker connection stays up", async function () {
+        const port = await freePort()
+        const gw = gatewayProcess(broker.url, port, "g1")
+        await gw.waitFor(/gateway listening/, 15000)
+        const odd = new Client({ id: "odd\u007fid", port, backoffFirst: 50, backoffCap: 300 }).start()
+        onCleanup(() => void odd.close())
+        await gw.waitFor(/bad-id/, 15000)
+        const sub = await mqttClient(broker.url, "test-sub-bg1")
+        const line = new Promise<string>((r) => sub.on("message", (_t, p) => r(p.toString())))
+        await sub.subscribeAsync("devs-iot/bg1/up", { qos: 2 })
+        const board = cleanup(new Client({ id: "bg1", port }).start())
+        await board.connected()
+        await within(board.write("after the odd id"), 15000, "a line taken by the broker")
+        assert.equal(await within(line, 15000, "the line at the subscriber"), "after the odd id")
+        assert.doesNotMatch(gw.stderr, /broker connection lost/)
+    })
+
     // A gateway, a board on it, and a publisher that saw the board online.
     async function downSetup(id: string, opts: Partial<ClientOptions> = {}, more: string[] = []) {
         const port = await freePort()
@@ -483,8 +530,30 @@ describe("MQTT gateway with Mosquitto", function () {
         const online = within(new Promise<void>((r) => pub.on("message", (_t, p) => p.toString() === "online" && r())), 30000, "board online")
         await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
         await online
-        return { gw, board, pub }
+        return { gw, board, pub, port }
     }
+
+    // The broker sends a retained message again on each SUBSCRIBE, which the
+    // board's session makes each time it comes back: a copy, not a new line.
+    it("publisher -> board: a retained down line reaches the board once, not again after a gateway restart", async function () {
+        const { gw, board, pub, port } = await downSetup("br9")
+        await pub.publishAsync("devs-iot/br9/down", "retained", { qos: 1, retain: true })
+        onCleanup(() => void pub.publish("devs-iot/br9/down", "", { qos: 1, retain: true }))
+        const got: string[] = []
+        const end = (async () => {
+            for await (const l of board) if (got.push(l) && l === "end") break
+        })()
+        await until(() => got.length === 1, 15000, "the retained line at the board")
+        gw.stop()
+        await gw.exited
+        const connects = board.connects
+        const next = gatewayProcess(broker.url, port, "g1")
+        await until(() => board.connects > connects, 30000, "the board reconnected to the new gateway")
+        await next.waitFor(/bad-down.*a retained message|a retained message.*bad-down/, 15000)
+        await pub.publishAsync("devs-iot/br9/down", "end", { qos: 1 })
+        await within(end, 15000, "end at the board")
+        assert.deepEqual(got, ["retained", "end"])
+    })
 
     // Each refused message takes a packet id, so the next line's message id
     // skips ahead; past what the board's de-duplication set covers, the

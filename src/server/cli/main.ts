@@ -12,7 +12,7 @@ import { Client } from "../client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "../log.js"
 import { Server } from "../server.js"
 import { openState, StateError, type StateStore } from "../state.js"
-import { Gateway } from "../gateway.js"
+import { brokerAddress, Gateway } from "../gateway.js"
 import { boardTopic } from "../topics.js"
 import { checkHostNames, checkToken, HttpStatus } from "../http.js"
 import { readFileSync } from "node:fs"
@@ -86,7 +86,7 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
     gateway: {
         summary: "run an MQTT gateway: boards' lines on devs-iot/<id>/up, lines to them from devs-iot/<id>/down (docs/gateway.md)",
         options: {
-            mqtt: { type: "string", arg: "URL", help: "the broker (mqtt://host:port); default: an embedded broker (Aedes) on --broker-port" },
+            mqtt: { type: "string", arg: "URL", help: "the broker (mqtt://[user:password@]host:port, %-escapes decoded; a password: prefer the environment); default: an embedded broker (Aedes) on --broker-port" },
             "broker-port": FLAGS.brokerPort,
             "broker-host": { type: "string", arg: "ADDR", help: "the embedded broker's address (default 127.0.0.1)" },
             name: { type: "string", arg: "NAME", help: "this gateway's name in devs-iot/$gateway/<name>/status (default <hostname>-<pid>)" },
@@ -390,6 +390,8 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
         name: str(values, "name"),
         logger: log,
     })
+    if (source["mqtt"] === "--mqtt" && brokerAddress(str(values, "mqtt")!).auth.password !== undefined)
+        log.warn("--mqtt with a password on the command line is visible to every user of this machine (ps): set DEVS_IOT_MQTT in the environment instead")
     watchKeys(gw.server, side.keyFile, side.keys, log)
     try {
         await gw.start()
