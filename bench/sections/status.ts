@@ -127,7 +127,10 @@ export async function status(ctx: Context): Promise<SectionResult> {
                     `${int(w.up)} / ${int(w.disconnects)}`,
                     w.scrapes ? `${w.scrapes} (${ms(w.scrapeMs)} ms, ${int(w.scrapeBytes)} B)` : "",
                 ]),
-                notes: ["CPU of a shared machine moves by a few % between windows on its own: compare the off windows for the noise."],
+                notes: [
+                    "CPU of a shared machine moves by a few % between windows on its own: compare the off windows for the noise.",
+                    "prom-client's process metrics (a GC observer and an event-loop monitor) start with the first on window and run until the process ends (nothing can stop them; a server starts them once per process): the off windows after it carry them too. The first on window is the only one against an off window without them.",
+                ],
             },
             {
                 title: `The HTTP side on, not asked: mean of its ${onIdx.length} windows against the off windows around each`,
