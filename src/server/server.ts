@@ -12,7 +12,7 @@
 // flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, idProblem, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn, PORT, type Range } from "../shared/config.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
@@ -24,6 +24,9 @@ import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 import { listenOn } from "./listen.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
+
+// An id line that is not UTF-8 (its warning does not repeat the id).
+const NOT_UTF8 = "id is not valid UTF-8"
 
 // The port a server listens on: 0 picks a free one.
 export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
@@ -188,6 +191,9 @@ export class Server extends EventEmitter {
     private noticeLog: RateLog // debug lines of link notices (duplicates, bad lines, ...)
     private stateLog: RateLog // error lines of writes the state folder refused (a full disk)
     private closing = false
+    private closed: Promise<void> | undefined // close(), once called
+    private opening: Promise<void> | undefined // listen() calls under way or done, settled either way
+    private binding = 0 // listen() calls under way
     private keys = new Map<string, KeyEntry>()
     private revoked = new Set<string>() // refused: listed as revoked, or removed by a reload
     private removed = new Set<string>() // ids a reload removed (revoked until listed again or "open")
@@ -243,7 +249,20 @@ export class Server extends EventEmitter {
         return this.boundPort
     }
 
-    async listen(): Promise<void> {
+    // Rejects with ECLOSED once close() was called: a closed Server stays
+    // closed (make a new one, also on the same port).
+    listen(): Promise<void> {
+        if (this.closing) return Promise.reject(new LinkError("ECLOSED", "server closed"))
+        this.binding++
+        const p = this.bind().finally(() => this.binding--)
+        // close() waits for it: a close() while it is under way would
+        // otherwise settle neither, and leave the port open.
+        const prev = this.opening
+        this.opening = Promise.all([prev, p.catch(() => {})]).then(() => {})
+        return p
+    }
+
+    private async bind(): Promise<void> {
         await listenOn(this.net, this.wantedPort, this.host, this.log, "accepting a connection failed")
         const a = this.net.address()
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
@@ -260,15 +279,37 @@ export class Server extends EventEmitter {
     }
 
     // The Connection of `id`, once that id has connected (original: client_conn).
+    // An id no client can connect with is refused (ECONFIG) rather than
+    // waited for forever.
     clientConn(id: string): Promise<Connection> {
         const c = this.conns.get(id)
         if (c && c.connects > 0) return Promise.resolve(c)
         if (this.closing) return Promise.reject(new LinkError("ECLOSED", "server closed"))
+        const p = this.idLineProblem(id)
+        if (p !== "") return Promise.reject(new LinkError("ECONFIG", `clientConn(${JSON.stringify(id)}): ${p}`))
+        if (this.strictIds && !this.expectedSet.has(id)) return Promise.reject(new LinkError("ECONFIG", `clientConn(${JSON.stringify(id)}): not an expected id, and strictIds refuses it`))
         return new Promise((resolve, reject) => {
             const list = this.arrivals.get(id) ?? []
             list.push({ resolve, reject })
             this.arrivals.set(id, list)
         })
+    }
+
+    // Why no client can connect with `id`, or "": what the id line's reader
+    // (IdReader: length, control bytes) and refusedId() refuse.
+    private idLineProblem(id: string): string {
+        if (typeof id !== "string") return "id must be a string"
+        const b = Buffer.from(id)
+        if (b.length > this.limits.maxIdBytes) return `id is ${b.length} bytes, more than maxIdBytes (${this.limits.maxIdBytes})`
+        const p = idProblem(b)
+        return p !== "" ? p : this.refusedId(id)
+    }
+
+    // Why an id the reader took is refused, or "".
+    private refusedId(id: string): string {
+        // An original board's id is a MicroPython str, so valid UTF-8.
+        if (id.includes("\uFFFD")) return NOT_UTF8
+        return this.idProblem?.(id) ?? ""
     }
 
     // Resolves once every listed id (default: the expected ids) has connected.
@@ -305,9 +346,16 @@ export class Server extends EventEmitter {
 
     // Stops listening and closes every link; pending writes and reads reject
     // with ECLOSED (original: close_all).
-    async close(): Promise<void> {
-        if (this.closing) return
+    // Every call returns the same promise: it resolves once all is closed.
+    close(): Promise<void> {
+        return (this.closed ??= this.shut())
+    }
+
+    private async shut(): Promise<void> {
         this.closing = true
+        // Only a listen() under way is waited for: otherwise every link is
+        // closed in this turn, as the call returns.
+        if (this.binding > 0) await this.opening
         const closed = new Promise<void>((resolve) => this.net.close(() => resolve()))
         if (this.sweeper) clearInterval(this.sweeper)
         if (this.summaryTimer) clearTimeout(this.summaryTimer)
@@ -572,10 +620,8 @@ export class Server extends EventEmitter {
             if (r === undefined) return
             idDone()
             if (r.kind === "bad") return void this.offend(e, { code: "bad-id", address, detail: r.reason })
-            // An original board's id is a MicroPython str, so valid UTF-8.
-            if (r.id.includes("\uFFFD")) return void this.offend(e, { code: "bad-id", address, detail: "id is not valid UTF-8" })
-            const problem = this.idProblem?.(r.id) ?? ""
-            if (problem !== "") return void this.offend(e, { code: "bad-id", id: r.id, address, detail: problem })
+            const problem = this.refusedId(r.id)
+            if (problem !== "") return void this.offend(e, { code: "bad-id", id: problem === NOT_UTF8 ? undefined : r.id, address, detail: problem })
             if (e.cut) return
             this.route(r.id, socket, r.rest, address, e)
         })

@@ -197,6 +197,50 @@ describe("server and Node client over loopback", function () {
             await assert.rejects(c.readline(), { code: "ECLOSED" })
         })
 
+        it("close() twice: both calls resolve once everything is closed, Server and Client", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            await within(c.connected(), 5000, "client up")
+            for (const x of [c, server]) {
+                let first = false
+                const p = x.close().then(() => (first = true))
+                await within(x.close(), 5000, "second close")
+                assert.equal(first, true, "the second close() resolved before the first")
+                await p
+            }
+        })
+
+        it("listen() after close(), or close() while listen() is under way: nothing left listening, every promise settles", async function () {
+            const port = await freePort()
+            const a = new Server({ port, host: "127.0.0.1", logger: silent })
+            const listening = a.listen()
+            await within(a.close(), 5000, "close during listen")
+            await within(listening, 5000, "listen settles")
+            await assert.rejects(a.listen(), { code: "ECLOSED" })
+            await within(a.close(), 5000, "close again")
+            // The port is free again: a new Server takes it.
+            const b = await startServer({ port })
+            assert.equal(b.port, port)
+        })
+
+        it("clientConn() refuses at once an id no client can connect with", async function () {
+            const server = await startServer({ expected: ["a"], strictIds: true })
+            await assert.rejects(within(server.clientConn("b"), 2000, "clientConn(b)"), { code: "ECONFIG" })
+            await assert.rejects(within(server.waitAll(["a", "b"]), 2000, "waitAll"), { code: "ECONFIG" })
+            const open = await startServer({ limits: { maxIdBytes: 300 } })
+            await assert.rejects(within(open.clientConn("a\u0001"), 2000, "clientConn(control byte)"), { code: "ECONFIG" })
+            await assert.rejects(within(open.clientConn("x".repeat(301)), 2000, "clientConn(over maxIdBytes)"), { code: "ECONFIG" })
+            // Up to the server's maxIdBytes (over the 256 a devs-iot client sends) is waited for.
+            const long = "x".repeat(300)
+            const c = startClient(open, "a b")
+            assert.equal((await within(open.clientConn("a b"), 5000, "clientConn(a b)")).id, "a b")
+            await c.close()
+            let came = false
+            void open.clientConn(long).then(() => (came = true), () => {})
+            await new Promise((r) => setImmediate(r))
+            assert.equal(came, false)
+        })
+
         it("waitAll() resolves once every expected id has connected", async function () {
             const server = await startServer({ expected: ["a", "b"] })
             let done = false
