@@ -4,6 +4,9 @@ import assert from "node:assert/strict"
 import { once } from "node:events"
 import { pino } from "pino"
 import { connect, createServer } from "node:net"
+import { execFile } from "node:child_process"
+import { dirname, join } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { Client, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
 import { cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
 import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
@@ -221,6 +224,38 @@ describe("server and Node client over loopback", function () {
             // The port is free again: a new Server takes it.
             const b = await startServer({ port })
             assert.equal(b.port, port)
+        })
+
+        it("a program that closes what it opened ends by itself: a Client closed while retrying, while connecting, with reads pending; a Server closed while listening", async function () {
+            const index = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), "../../src/server/index.js")).href
+            const port = await freePort() // nothing listens there: the first client retries
+            const script = `
+                import { Server, Client } from ${JSON.stringify(index)}
+                const retrying = new Client({ id: "r", host: "127.0.0.1", port: ${port}, backoffFirst: 5 }).start()
+                await new Promise((r) => setTimeout(r, 200))
+                await retrying.close()
+                const early = new Server({ port: 0, host: "127.0.0.1" })
+                const listening = early.listen()
+                await early.close()
+                await listening
+                const server = new Server({ port: 0, host: "127.0.0.1" })
+                await server.listen()
+                await new Client({ id: "c", port: server.port }).start().close()
+                const c = new Client({ id: "a", port: server.port }).start()
+                await c.connected()
+                const conn = await server.clientConn("a")
+                const reads = [c.readline(), conn.readline(), c.connected()].map((p) => p.catch((e) => e.code))
+                await server.close()
+                await c.close()
+                console.log("ended", (await Promise.all(reads)).join(","))
+            `
+            const r = await new Promise<{ code: number | null; out: string }>((done) =>
+                execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 20000, killSignal: "SIGKILL" }, (err, stdout, stderr) =>
+                    done({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr })
+                )
+            )
+            assert.equal(r.code, 0, r.out)
+            assert.match(r.out, /^ended ECLOSED,ECLOSED,$/m)
         })
 
         it("clientConn() refuses at once an id no client can connect with", async function () {
