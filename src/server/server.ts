@@ -34,14 +34,14 @@ export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
 export interface ServerOptions extends LinkOptions {
     port?: number // the port to listen on (default 8123); 0 picks a free one (see server.port)
     host?: string // the address to listen on (default "0.0.0.0")
-    expected?: string[] // ids the application expects (waitAll's default)
+    expected?: readonly string[] // ids the application expects (waitAll's default)
     strictIds?: boolean // refuse ids not in `expected`
     logger?: Logger
     // Per-client keys (32 bytes or 64 hex digits). A keyed id must
     // authenticate (docs/security.md), unless it is in allowPlain.
     keys?: KeyTable
-    revoked?: string[] // ids refused whatever they send (the key file's "<id> revoked")
-    allowPlain?: string[] // keyed ids that may still connect without authenticating
+    revoked?: readonly string[] // ids refused whatever they send (the key file's "<id> revoked")
+    allowPlain?: readonly string[] // keyed ids that may still connect without authenticating
     encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
     // Push an id's next key (the key file's second) to a board that
     // authenticated with its first (docs/security.md, "Key push over the link").
@@ -380,7 +380,7 @@ export class Server extends EventEmitter {
     // refused (revoked) until it is listed again or listed in `open`. Returns the ids revoked by
     // this reload because they were removed, and the ids whose live
     // connection was ended. Throws ECONFIG for a bad key (nothing changes).
-    setKeys(keys: KeyTable, revoked: string[] = [], open: string[] = []): { removed: string[]; ended: string[] } {
+    setKeys(keys: KeyTable, revoked: readonly string[] = [], open: readonly string[] = []): { removed: string[]; ended: string[] } {
         const next = new Map<string, KeyEntry>()
         const entries = keys instanceof Map ? [...keys.entries()] : Object.entries(keys)
         for (const [id, v] of entries) next.set(id, keyEntry(id, v))

@@ -276,8 +276,9 @@ describe("server and Node client over loopback", function () {
             assert.equal(came, false)
         })
 
-        it("waitAll() resolves once every expected id has connected", async function () {
-            const server = await startServer({ expected: ["a", "b"] })
+        it("waitAll() resolves once every expected id has connected (a readonly list of ids is taken)", async function () {
+            const ids = ["a", "b"] as const
+            const server = await startServer({ expected: ids, allowPlain: ids })
             let done = false
             const all = server.waitAll().then(() => (done = true))
             startClient(server, "a")
