@@ -45,6 +45,23 @@ const CLIENT_KEYS: OptionKeys<ClientOptions> = {
     state: true,
 }
 
+// LinkDriver's events, and "rekey": the server pushed this client's next key
+// (its check value), used from the next connection on.
+export declare interface Client {
+    on(event: "status", listener: (up: boolean, reason?: string) => void): this
+    once(event: "status", listener: (up: boolean, reason?: string) => void): this
+    off(event: "status", listener: (up: boolean, reason?: string) => void): this
+    on(event: "report", listener: (r: Report) => void): this
+    once(event: "report", listener: (r: Report) => void): this
+    off(event: "report", listener: (r: Report) => void): this
+    on(event: "rekeyed", listener: (kcv: string) => void): this
+    once(event: "rekeyed", listener: (kcv: string) => void): this
+    off(event: "rekeyed", listener: (kcv: string) => void): this
+    on(event: "rekey", listener: (kcv: string) => void): this
+    once(event: "rekey", listener: (kcv: string) => void): this
+    off(event: "rekey", listener: (kcv: string) => void): this
+}
+
 export class Client extends LinkDriver<ClientLink> {
     readonly id: string
     host: string // the address tried now

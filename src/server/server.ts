@@ -24,6 +24,7 @@ import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 import { listenOn } from "./listen.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
+import type { Warning } from "./warning.js"
 
 // An id line that is not UTF-8 (its warning does not repeat the id).
 const NOT_UTF8 = "id is not valid UTF-8"
@@ -148,12 +149,7 @@ interface Early {
     cut: boolean
 }
 
-export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused" | "revoked" | "slow-reader" | "id-rate" | "id-evicted"
-    id?: string
-    address?: string
-    detail: string
-}
+export type { Warning } from "./warning.js"
 
 export declare interface Server {
     on(event: "connect", listener: (conn: Connection) => void): this
@@ -162,6 +158,16 @@ export declare interface Server {
     on(event: "listening", listener: (port: number) => void): this
     // An id's Connection dropped (forget(), evicted for room, or never up): what holds it lets go.
     on(event: "forget", listener: (conn: Connection) => void): this
+    once(event: "connect", listener: (conn: Connection) => void): this
+    once(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
+    once(event: "warning", listener: (w: Warning) => void): this
+    once(event: "listening", listener: (port: number) => void): this
+    once(event: "forget", listener: (conn: Connection) => void): this
+    off(event: "connect", listener: (conn: Connection) => void): this
+    off(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
+    off(event: "warning", listener: (w: Warning) => void): this
+    off(event: "listening", listener: (port: number) => void): this
+    off(event: "forget", listener: (conn: Connection) => void): this
 }
 
 export class Server extends EventEmitter {

@@ -7,7 +7,7 @@ import { connect, createServer } from "node:net"
 import { execFile } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import { Client, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
+import { Client, Connection, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
 import { cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
 import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
 
@@ -198,6 +198,21 @@ describe("server and Node client over loopback", function () {
             assert.equal((err as NodeJS.ErrnoException).code, "ECONNREFUSED")
             await c.close()
             await assert.rejects(c.readline(), { code: "ECLOSED" })
+        })
+
+        it("events are typed: each listener gets its arguments' types; an unknown event does not compile", function () {
+            // Checked by the compiler; never run.
+            const typed = (s: Server, c: Client, conn: Connection): void => {
+                c.on("status", (up, reason) => [up satisfies boolean, reason satisfies string | undefined])
+                c.once("rekey", (kcv) => kcv satisfies string)
+                conn.on("warning", (w) => w.code satisfies Warning["code"])
+                s.once("disconnect", (k, why) => [k.id, why satisfies string])
+                // @ts-expect-error: no such event
+                c.on("stauts", () => {})
+                // @ts-expect-error: the listener of "connect" gets a Connection
+                s.once("connect", (k: number) => k)
+            }
+            assert.equal(typeof typed, "function")
         })
 
         it("close() twice: both calls resolve once everything is closed, Server and Client", async function () {
