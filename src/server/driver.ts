@@ -168,12 +168,13 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // (no qos); waits across outages. Rejects with LinkError for a bad line
     // (EEMPTY, ENEWLINE, ETOOLONG, ETYPE), a full queue (EQUEUEFULL), or close
     // (ECLOSED).
-    write(line: string, opts: WriteOptions = {}): Promise<void> {
-        const qos = opts.qos ?? true
-        const wait = opts.wait ?? true
+    write(line: string, opts?: WriteOptions | null): Promise<void> {
+        // null as no options: never a synchronous throw from a call that returns a promise
+        const qos = opts?.qos ?? true
+        const wait = opts?.wait ?? true
         let ticket: number
         try {
-            ticket = writeAs(this.link, line, qos, wait, opts.id ?? -1)
+            ticket = writeAs(this.link, line, qos, wait, opts?.id ?? -1)
         } catch (e) {
             this.traffic.refused++
             if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++

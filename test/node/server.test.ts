@@ -149,6 +149,13 @@ describe("server and Node client over loopback", function () {
             await assert.rejects(c.write("a\nb"), { code: "ENEWLINE" })
             await assert.rejects(c.write("x".repeat(17)), { code: "ETOOLONG" })
             await assert.rejects(c.write(7 as unknown as string), { code: "ETYPE" })
+            // Plain JS may pass null for no options: a promise either way, never a throw.
+            await assert.rejects(c.write("", null), { code: "EEMPTY" })
+            const b = startClient(server, "b")
+            const conn = await within(server.clientConn("b"), 5000, "clientConn")
+            const read = conn.readline()
+            await within(b.write("ok", null), 5000, "write with null options")
+            assert.equal(await read, "ok")
         })
 
         it("bad options are refused with the option's name", function () {
