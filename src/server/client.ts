@@ -16,7 +16,7 @@ export interface ClientOptions extends LinkOptions {
     id: string // unique per client: the server tells links apart by it
     host?: string // the server's address (default "127.0.0.1"), or several ("a:9000,b"): the next is tried when a connect fails or brings no link up
     port?: number // the server's port (default 8123), for addresses that name none
-    onStatus?: (up: boolean) => void
+    onStatus?: (up: boolean, reason?: string) => void // as the "status" event: a reason when down
     logger?: Logger
     backoffFirst?: number // ms before the first retry (default 100), doubling...
     backoffCap?: number // ...up to this (default 2000)
@@ -45,6 +45,23 @@ const CLIENT_KEYS: OptionKeys<ClientOptions> = {
     state: true,
 }
 
+// LinkDriver's events, and "rekey": the server pushed this client's next key
+// (its check value), used from the next connection on.
+export declare interface Client {
+    on(event: "status", listener: (up: boolean, reason?: string) => void): this
+    once(event: "status", listener: (up: boolean, reason?: string) => void): this
+    off(event: "status", listener: (up: boolean, reason?: string) => void): this
+    on(event: "report", listener: (r: Report) => void): this
+    once(event: "report", listener: (r: Report) => void): this
+    off(event: "report", listener: (r: Report) => void): this
+    on(event: "rekeyed", listener: (kcv: string) => void): this
+    once(event: "rekeyed", listener: (kcv: string) => void): this
+    off(event: "rekeyed", listener: (kcv: string) => void): this
+    on(event: "rekey", listener: (kcv: string) => void): this
+    once(event: "rekey", listener: (kcv: string) => void): this
+    off(event: "rekey", listener: (kcv: string) => void): this
+}
+
 export class Client extends LinkDriver<ClientLink> {
     readonly id: string
     host: string // the address tried now
@@ -56,6 +73,7 @@ export class Client extends LinkDriver<ClientLink> {
     private encrypt = false
     private started = false
     private closed = false
+    private closing: Promise<void> | undefined // close(), once called
     private connecting: Socket | undefined
     private retry: NodeJS.Timeout | undefined
     private failures = 0
@@ -106,8 +124,7 @@ export class Client extends LinkDriver<ClientLink> {
         })
     }
 
-    // Starts connecting; returns at once (await connected() for the link).
-// Sends a report of this client (report.ts) if its link is up with a
+    // Sends a report of this client (report.ts) if its link is up with a
     // devs-iot server; false otherwise (a v1 server never sees one).
     sendReport(r: Report): boolean {
         const sent = this.link.sendReport(r)
@@ -115,7 +132,8 @@ export class Client extends LinkDriver<ClientLink> {
         return sent
     }
 
-        start(): this {
+    // Starts connecting; returns at once (await connected() for the link).
+    start(): this {
         if (this.started || this.closed) return this
         this.started = true
         this.connect()
@@ -124,8 +142,12 @@ export class Client extends LinkDriver<ClientLink> {
 
     // Stops reconnecting and closes the link; pending writes and reads reject
     // with ECLOSED.
-    async close(): Promise<void> {
-        if (this.closed) return
+    // Every call returns the same promise.
+    close(): Promise<void> {
+        return (this.closing ??= this.shut())
+    }
+
+    private async shut(): Promise<void> {
         this.closed = true
         if (this.retry) clearTimeout(this.retry)
         this.connecting?.destroy()

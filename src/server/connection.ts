@@ -3,7 +3,8 @@
 // un-ACKed messages and set of seen ids.
 import type { Socket } from "node:net"
 import { randomBytes } from "node:crypto"
-import { isSealed, ServerLink, useStore, type AuthOutcome, type LinkConfig } from "../shared/index.js"
+import { isSealed, ServerLink, useStore, type AuthOutcome, type LinkConfig, type Report } from "../shared/index.js"
+import type { Warning } from "./warning.js"
 import { clock, LinkDriver, type Claim, type PeerBounds } from "./driver.js"
 import type { Logger } from "./log.js"
 import type { StateStore } from "./state.js"
@@ -13,6 +14,23 @@ import type { StateStore } from "./state.js"
 // server's handshake for a keyed id (authserver.ts), which found a hello
 // without a key or a proved key.
 export type Opening = { kind: "id"; rest: Buffer[] } | Extract<AuthOutcome, { kind: "hello" | "auth" }>
+
+// LinkDriver's events, and the warnings about this id's sockets (the Server
+// passes them on as its own "warning").
+export declare interface Connection {
+    on(event: "status", listener: (up: boolean, reason?: string) => void): this
+    once(event: "status", listener: (up: boolean, reason?: string) => void): this
+    off(event: "status", listener: (up: boolean, reason?: string) => void): this
+    on(event: "report", listener: (r: Report) => void): this
+    once(event: "report", listener: (r: Report) => void): this
+    off(event: "report", listener: (r: Report) => void): this
+    on(event: "rekeyed", listener: (kcv: string) => void): this
+    once(event: "rekeyed", listener: (kcv: string) => void): this
+    off(event: "rekeyed", listener: (kcv: string) => void): this
+    on(event: "warning", listener: (w: Warning) => void): this
+    once(event: "warning", listener: (w: Warning) => void): this
+    off(event: "warning", listener: (w: Warning) => void): this
+}
 
 export class Connection extends LinkDriver<ServerLink> {
     readonly id: string

@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer } from "../shared/index.js"
+import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer, type Report } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -85,6 +85,22 @@ export interface Claim {
     take(line: string): void
 }
 
+// The events both ends emit (a Connection adds "warning", a Client "rekey").
+export declare interface LinkDriver<L extends Link = Link> {
+    // The link came up (true), or went down (false, with the reason).
+    on(event: "status", listener: (up: boolean, reason?: string) => void): this
+    once(event: "status", listener: (up: boolean, reason?: string) => void): this
+    off(event: "status", listener: (up: boolean, reason?: string) => void): this
+    // A board's periodic report (report.ts).
+    on(event: "report", listener: (r: Report) => void): this
+    once(event: "report", listener: (r: Report) => void): this
+    off(event: "report", listener: (r: Report) => void): this
+    // The peer confirmed a pushed key (docs/security.md, "Key push over the link").
+    on(event: "rekeyed", listener: (kcv: string) => void): this
+    once(event: "rekeyed", listener: (kcv: string) => void): this
+    off(event: "rekeyed", listener: (kcv: string) => void): this
+}
+
 // `L`: the end's Link (ClientLink for a Client, ServerLink for a Connection).
 export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     protected readonly link: L
@@ -152,12 +168,13 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // (no qos); waits across outages. Rejects with LinkError for a bad line
     // (EEMPTY, ENEWLINE, ETOOLONG, ETYPE), a full queue (EQUEUEFULL), or close
     // (ECLOSED).
-    write(line: string, opts: WriteOptions = {}): Promise<void> {
-        const qos = opts.qos ?? true
-        const wait = opts.wait ?? true
+    write(line: string, opts?: WriteOptions | null): Promise<void> {
+        // null as no options: never a synchronous throw from a call that returns a promise
+        const qos = opts?.qos ?? true
+        const wait = opts?.wait ?? true
         let ticket: number
         try {
-            ticket = writeAs(this.link, line, qos, wait, opts.id ?? -1)
+            ticket = writeAs(this.link, line, qos, wait, opts?.id ?? -1)
         } catch (e) {
             this.traffic.refused++
             if ((e as LinkError).code === "EQUEUEFULL") this.traffic.queueFull++

@@ -286,6 +286,6 @@ export class Fleet extends EventEmitter {
 
     private listen(event: string, f: (...args: never[]) => void): void {
         this.server.on(event as "connect", f as () => void)
-        this.offs.push(() => this.server.off(event, f as () => void))
+        this.offs.push(() => this.server.off(event as "connect", f as () => void))
     }
 }

@@ -617,6 +617,7 @@ export class Gateway {
     private control: MqttClient | undefined
     private broker: { net: NetServer; close: () => Promise<void> } | undefined
     private closing = false
+    private closed: Promise<void> | undefined // close(), once called
     private warnBudget: LogBudget
 
     constructor(opts: GatewayOptions = {}) {
@@ -683,15 +684,24 @@ export class Gateway {
         return a && typeof a === "object" ? a.port : -1
     }
 
+    // Rejects with ECLOSED once close() was called, also while it starts:
+    // what it had opened by then is closed again.
     async start(): Promise<void> {
+        if (this.closing) throw new LinkError("ECLOSED", "gateway closed")
         if (this.brokerUrl === "") {
-            this.broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883, this.log)
+            const broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883, this.log)
+            if (this.closing) {
+                await broker.close()
+                throw new LinkError("ECLOSED", "gateway closed")
+            }
+            this.broker = broker
             this.brokerUrl = `mqtt://${this.opts.brokerHost ?? "127.0.0.1"}:${this.brokerPort}`
             this.log.info({ broker: this.brokerUrl }, "embedded MQTT broker (Aedes) listening")
             const host = this.opts.brokerHost ?? "127.0.0.1"
             if (!isLoopbackHost(host))
                 this.log.warn({ broker: this.brokerUrl, code: "broker-open" }, `the embedded broker listens on ${host} with no authentication and no ACLs: whoever reaches it reads every board's lines, writes to any board and can make this gateway let go of a board; keep it on 127.0.0.1 or run Mosquitto with passwords and ACLs (docs/gateway.md)`)
         }
+        if (this.closing) throw new LinkError("ECLOSED", "gateway closed")
         await this.startControl()
         // Which broker it is decides how down lines are numbered: known before boards come.
         if (!this.broker) await Promise.race([this.versionKnown, new Promise((r) => setTimeout(r, 1000))])
@@ -699,7 +709,12 @@ export class Gateway {
         this.log.info({ port: this.server.port, broker: this.brokerUrl, gateway: this.name }, "gateway listening")
     }
 
-    async close(): Promise<void> {
+    // Every call returns the same promise.
+    close(): Promise<void> {
+        return (this.closed ??= this.shut())
+    }
+
+    private async shut(): Promise<void> {
         this.closing = true
         for (const s of this.sessions.values()) s.close()
         this.sessions.clear()

@@ -6,7 +6,7 @@
 // - makeLogger, silentLogger: the pino loggers the CLI uses; pass `logger`.
 // - parseKeys, loadKeyFile, KeyFileError: the per-client key file.
 // - requestDeploy: what `devs-iot deploy` does, as a call on an admin's Client.
-// Documented in the README ("The API"), with every option in docs/settings.md;
+// Documented in the README ("The API") and docs/api.md, with every option in docs/settings.md;
 // runnable examples in examples/.
 export { Server, type ServerOptions, type Warning, type HostileLimits, type KeyTable, type KeyValue } from "./server.js"
 export { Connection } from "./connection.js"

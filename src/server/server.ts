@@ -12,7 +12,7 @@
 // flood cannot flood the log.
 import { EventEmitter, once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, idProblem, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn, PORT, type Range } from "../shared/config.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"
@@ -24,6 +24,10 @@ import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 import { listenOn } from "./listen.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
+import type { Warning } from "./warning.js"
+
+// An id line that is not UTF-8 (its warning does not repeat the id).
+const NOT_UTF8 = "id is not valid UTF-8"
 
 // The port a server listens on: 0 picks a free one.
 export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
@@ -31,14 +35,14 @@ export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
 export interface ServerOptions extends LinkOptions {
     port?: number // the port to listen on (default 8123); 0 picks a free one (see server.port)
     host?: string // the address to listen on (default "0.0.0.0")
-    expected?: string[] // ids the application expects (waitAll's default)
+    expected?: readonly string[] // ids the application expects (waitAll's default)
     strictIds?: boolean // refuse ids not in `expected`
     logger?: Logger
     // Per-client keys (32 bytes or 64 hex digits). A keyed id must
     // authenticate (docs/security.md), unless it is in allowPlain.
     keys?: KeyTable
-    revoked?: string[] // ids refused whatever they send (the key file's "<id> revoked")
-    allowPlain?: string[] // keyed ids that may still connect without authenticating
+    revoked?: readonly string[] // ids refused whatever they send (the key file's "<id> revoked")
+    allowPlain?: readonly string[] // keyed ids that may still connect without authenticating
     encrypt?: boolean // encrypt the messages sent on authenticated links (AES-256-CCM)
     // Push an id's next key (the key file's second) to a board that
     // authenticated with its first (docs/security.md, "Key push over the link").
@@ -145,12 +149,7 @@ interface Early {
     cut: boolean
 }
 
-export interface Warning {
-    code: "unexpected-id" | "refused-id" | "duplicate-id" | "take-over" | "bad-id" | "id-timeout" | "bad-line" | "too-long" | "no-hello" | "flood" | "pending-limit" | "evicted" | "penalized" | "too-many-clients" | "auth-failed" | "auth-refused" | "revoked" | "slow-reader" | "id-rate" | "id-evicted"
-    id?: string
-    address?: string
-    detail: string
-}
+export type { Warning } from "./warning.js"
 
 export declare interface Server {
     on(event: "connect", listener: (conn: Connection) => void): this
@@ -159,6 +158,16 @@ export declare interface Server {
     on(event: "listening", listener: (port: number) => void): this
     // An id's Connection dropped (forget(), evicted for room, or never up): what holds it lets go.
     on(event: "forget", listener: (conn: Connection) => void): this
+    once(event: "connect", listener: (conn: Connection) => void): this
+    once(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
+    once(event: "warning", listener: (w: Warning) => void): this
+    once(event: "listening", listener: (port: number) => void): this
+    once(event: "forget", listener: (conn: Connection) => void): this
+    off(event: "connect", listener: (conn: Connection) => void): this
+    off(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
+    off(event: "warning", listener: (w: Warning) => void): this
+    off(event: "listening", listener: (port: number) => void): this
+    off(event: "forget", listener: (conn: Connection) => void): this
 }
 
 export class Server extends EventEmitter {
@@ -188,6 +197,9 @@ export class Server extends EventEmitter {
     private noticeLog: RateLog // debug lines of link notices (duplicates, bad lines, ...)
     private stateLog: RateLog // error lines of writes the state folder refused (a full disk)
     private closing = false
+    private closed: Promise<void> | undefined // close(), once called
+    private opening: Promise<void> | undefined // listen() calls under way or done, settled either way
+    private binding = 0 // listen() calls under way
     private keys = new Map<string, KeyEntry>()
     private revoked = new Set<string>() // refused: listed as revoked, or removed by a reload
     private removed = new Set<string>() // ids a reload removed (revoked until listed again or "open")
@@ -243,7 +255,20 @@ export class Server extends EventEmitter {
         return this.boundPort
     }
 
-    async listen(): Promise<void> {
+    // Rejects with ECLOSED once close() was called: a closed Server stays
+    // closed (make a new one, also on the same port).
+    listen(): Promise<void> {
+        if (this.closing) return Promise.reject(new LinkError("ECLOSED", "server closed"))
+        this.binding++
+        const p = this.bind().finally(() => this.binding--)
+        // close() waits for it: a close() while it is under way would
+        // otherwise settle neither, and leave the port open.
+        const prev = this.opening
+        this.opening = Promise.all([prev, p.catch(() => {})]).then(() => {})
+        return p
+    }
+
+    private async bind(): Promise<void> {
         await listenOn(this.net, this.wantedPort, this.host, this.log, "accepting a connection failed")
         const a = this.net.address()
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
@@ -260,15 +285,37 @@ export class Server extends EventEmitter {
     }
 
     // The Connection of `id`, once that id has connected (original: client_conn).
+    // An id no client can connect with is refused (ECONFIG) rather than
+    // waited for forever.
     clientConn(id: string): Promise<Connection> {
         const c = this.conns.get(id)
         if (c && c.connects > 0) return Promise.resolve(c)
         if (this.closing) return Promise.reject(new LinkError("ECLOSED", "server closed"))
+        const p = this.idLineProblem(id)
+        if (p !== "") return Promise.reject(new LinkError("ECONFIG", `clientConn(${JSON.stringify(id)}): ${p}`))
+        if (this.strictIds && !this.expectedSet.has(id)) return Promise.reject(new LinkError("ECONFIG", `clientConn(${JSON.stringify(id)}): not an expected id, and strictIds refuses it`))
         return new Promise((resolve, reject) => {
             const list = this.arrivals.get(id) ?? []
             list.push({ resolve, reject })
             this.arrivals.set(id, list)
         })
+    }
+
+    // Why no client can connect with `id`, or "": what the id line's reader
+    // (IdReader: length, control bytes) and refusedId() refuse.
+    private idLineProblem(id: string): string {
+        if (typeof id !== "string") return "id must be a string"
+        const b = Buffer.from(id)
+        if (b.length > this.limits.maxIdBytes) return `id is ${b.length} bytes, more than maxIdBytes (${this.limits.maxIdBytes})`
+        const p = idProblem(b)
+        return p !== "" ? p : this.refusedId(id)
+    }
+
+    // Why an id the reader took is refused, or "".
+    private refusedId(id: string): string {
+        // An original board's id is a MicroPython str, so valid UTF-8.
+        if (id.includes("\uFFFD")) return NOT_UTF8
+        return this.idProblem?.(id) ?? ""
     }
 
     // Resolves once every listed id (default: the expected ids) has connected.
@@ -305,9 +352,16 @@ export class Server extends EventEmitter {
 
     // Stops listening and closes every link; pending writes and reads reject
     // with ECLOSED (original: close_all).
-    async close(): Promise<void> {
-        if (this.closing) return
+    // Every call returns the same promise: it resolves once all is closed.
+    close(): Promise<void> {
+        return (this.closed ??= this.shut())
+    }
+
+    private async shut(): Promise<void> {
         this.closing = true
+        // Only a listen() under way is waited for: otherwise every link is
+        // closed in this turn, as the call returns.
+        if (this.binding > 0) await this.opening
         const closed = new Promise<void>((resolve) => this.net.close(() => resolve()))
         if (this.sweeper) clearInterval(this.sweeper)
         if (this.summaryTimer) clearTimeout(this.summaryTimer)
@@ -332,7 +386,7 @@ export class Server extends EventEmitter {
     // refused (revoked) until it is listed again or listed in `open`. Returns the ids revoked by
     // this reload because they were removed, and the ids whose live
     // connection was ended. Throws ECONFIG for a bad key (nothing changes).
-    setKeys(keys: KeyTable, revoked: string[] = [], open: string[] = []): { removed: string[]; ended: string[] } {
+    setKeys(keys: KeyTable, revoked: readonly string[] = [], open: readonly string[] = []): { removed: string[]; ended: string[] } {
         const next = new Map<string, KeyEntry>()
         const entries = keys instanceof Map ? [...keys.entries()] : Object.entries(keys)
         for (const [id, v] of entries) next.set(id, keyEntry(id, v))
@@ -572,10 +626,8 @@ export class Server extends EventEmitter {
             if (r === undefined) return
             idDone()
             if (r.kind === "bad") return void this.offend(e, { code: "bad-id", address, detail: r.reason })
-            // An original board's id is a MicroPython str, so valid UTF-8.
-            if (r.id.includes("\uFFFD")) return void this.offend(e, { code: "bad-id", address, detail: "id is not valid UTF-8" })
-            const problem = this.idProblem?.(r.id) ?? ""
-            if (problem !== "") return void this.offend(e, { code: "bad-id", id: r.id, address, detail: problem })
+            const problem = this.refusedId(r.id)
+            if (problem !== "") return void this.offend(e, { code: "bad-id", id: problem === NOT_UTF8 ? undefined : r.id, address, detail: problem })
             if (e.cut) return
             this.route(r.id, socket, r.rest, address, e)
         })

@@ -198,7 +198,7 @@ describe("authentication over loopback", function () {
         assert.match(w.detail, /unauthenticated line on an authenticated link/)
         await within(again, 3000, "client up again on a new connection")
         assert.equal(mitm.connections(), 2)
-        const down = new Promise<string>((r) => client.once("status", (up: boolean, reason: string) => !up && r(reason)))
+        const down = new Promise<string>((r) => client.once("status", (up, reason) => !up && r(reason ?? "")))
         // A forged ACK for the next id: it would make the writer believe its line was delivered.
         const pending = client.write("needs-a-real-ack")
         mitm.inject("down", "!m00000009" + "0".repeat(32) + "00\n")

@@ -101,6 +101,23 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.equal(await within(up, 5000, "line on devs-iot/k1/up"), "signed")
     })
 
+    it("close() while start() is under way leaves nothing open, start() after close() is refused, and a second close() waits for the first", async function () {
+        const brokerPort = await freePort()
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort, name: "t13" })
+        const starting = gw.start()
+        const closing = gw.close()
+        let closed = false
+        void closing.then(() => (closed = true))
+        await within(gw.close(), 10000, "second close")
+        assert.equal(closed, true, "the second close() resolved before the first")
+        await assert.rejects(within(starting, 10000, "start"), { code: "ECLOSED" })
+        await assert.rejects(within(gw.start(), 10000, "start after close"), { code: "ECLOSED" })
+        // The embedded broker, started after close() was called, was closed again.
+        const s = connect({ port: brokerPort, host: "127.0.0.1" })
+        const err = await within(new Promise<NodeJS.ErrnoException>((r) => s.once("error", r)), 5000, "connect to the broker")
+        assert.equal(err.code, "ECONNREFUSED")
+    })
+
     it("a board id the server evicts for room takes its gateway session with it", async function () {
         const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t3", limits: { maxClients: 3, newIdRate: 1000, newIdBurst: 1000 } })
         onCleanup(() => gw.close())

@@ -74,7 +74,7 @@ function startClient(port: number, id: string, opts: Partial<ConstructorParamete
 }
 
 function downOnce(c: Client): Promise<string> {
-    return new Promise((r) => c.once("status", (up: boolean, reason: string) => !up && r(reason)))
+    return new Promise((r) => c.once("status", (up, reason) => !up && r(reason ?? "")))
 }
 
 // A v1 board: its id, then a keepalive every 100 ms; resolves when the server closes it.

@@ -130,7 +130,7 @@ describe("operations: logs, shutdown, version, flash", function () {
         raw.write("sd-raw\n\n")
         await server.waitFor(/"msg":"link up","client":"sd-raw"|"client":"sd-raw".*"msg":"link up"|link up.*sd-raw/, 10000)
         raw.pause()
-        const down = new Promise<string>((resolve) => client.on("status", (up: boolean, reason: string) => !up && resolve(reason)))
+        const down = new Promise<string>((resolve) => client.on("status", (up, reason) => !up && resolve(reason ?? "")))
         process.kill(server.child.pid!, "SIGTERM")
         assert.equal(await within(server.exited, 15000, "the server's exit after SIGTERM"), 0, server.stderr)
         await within(down, 5000, "the client seeing its link down")

@@ -4,7 +4,10 @@ import assert from "node:assert/strict"
 import { once } from "node:events"
 import { pino } from "pino"
 import { connect, createServer } from "node:net"
-import { Client, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
+import { execFile } from "node:child_process"
+import { dirname, join } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { Client, Connection, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
 import { cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
 import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
 
@@ -146,6 +149,13 @@ describe("server and Node client over loopback", function () {
             await assert.rejects(c.write("a\nb"), { code: "ENEWLINE" })
             await assert.rejects(c.write("x".repeat(17)), { code: "ETOOLONG" })
             await assert.rejects(c.write(7 as unknown as string), { code: "ETYPE" })
+            // Plain JS may pass null for no options: a promise either way, never a throw.
+            await assert.rejects(c.write("", null), { code: "EEMPTY" })
+            const b = startClient(server, "b")
+            const conn = await within(server.clientConn("b"), 5000, "clientConn")
+            const read = conn.readline()
+            await within(b.write("ok", null), 5000, "write with null options")
+            assert.equal(await read, "ok")
         })
 
         it("bad options are refused with the option's name", function () {
@@ -197,8 +207,100 @@ describe("server and Node client over loopback", function () {
             await assert.rejects(c.readline(), { code: "ECLOSED" })
         })
 
-        it("waitAll() resolves once every expected id has connected", async function () {
-            const server = await startServer({ expected: ["a", "b"] })
+        it("events are typed: each listener gets its arguments' types; an unknown event does not compile", function () {
+            // Checked by the compiler; never run.
+            const typed = (s: Server, c: Client, conn: Connection): void => {
+                c.on("status", (up, reason) => [up satisfies boolean, reason satisfies string | undefined])
+                c.once("rekey", (kcv) => kcv satisfies string)
+                conn.on("warning", (w) => w.code satisfies Warning["code"])
+                s.once("disconnect", (k, why) => [k.id, why satisfies string])
+                // @ts-expect-error: no such event
+                c.on("stauts", () => {})
+                // @ts-expect-error: the listener of "connect" gets a Connection
+                s.once("connect", (k: number) => k)
+            }
+            assert.equal(typeof typed, "function")
+        })
+
+        it("close() twice: both calls resolve once everything is closed, Server and Client", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            await within(c.connected(), 5000, "client up")
+            for (const x of [c, server]) {
+                let first = false
+                const p = x.close().then(() => (first = true))
+                await within(x.close(), 5000, "second close")
+                assert.equal(first, true, "the second close() resolved before the first")
+                await p
+            }
+        })
+
+        it("listen() after close(), or close() while listen() is under way: nothing left listening, every promise settles", async function () {
+            const port = await freePort()
+            const a = new Server({ port, host: "127.0.0.1", logger: silent })
+            const listening = a.listen()
+            await within(a.close(), 5000, "close during listen")
+            await within(listening, 5000, "listen settles")
+            await assert.rejects(a.listen(), { code: "ECLOSED" })
+            await within(a.close(), 5000, "close again")
+            // The port is free again: a new Server takes it.
+            const b = await startServer({ port })
+            assert.equal(b.port, port)
+        })
+
+        it("a program that closes what it opened ends by itself: a Client closed while retrying, while connecting, with reads pending; a Server closed while listening", async function () {
+            const index = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), "../../src/server/index.js")).href
+            const port = await freePort() // nothing listens there: the first client retries
+            const script = `
+                import { Server, Client } from ${JSON.stringify(index)}
+                const retrying = new Client({ id: "r", host: "127.0.0.1", port: ${port}, backoffFirst: 5 }).start()
+                await new Promise((r) => setTimeout(r, 200))
+                await retrying.close()
+                const early = new Server({ port: 0, host: "127.0.0.1" })
+                const listening = early.listen()
+                await early.close()
+                await listening
+                const server = new Server({ port: 0, host: "127.0.0.1" })
+                await server.listen()
+                await new Client({ id: "c", port: server.port }).start().close()
+                const c = new Client({ id: "a", port: server.port }).start()
+                await c.connected()
+                const conn = await server.clientConn("a")
+                const reads = [c.readline(), conn.readline(), c.connected()].map((p) => p.catch((e) => e.code))
+                await server.close()
+                await c.close()
+                console.log("ended", (await Promise.all(reads)).join(","))
+            `
+            const r = await new Promise<{ code: number | null; out: string }>((done) =>
+                execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 20000, killSignal: "SIGKILL" }, (err, stdout, stderr) =>
+                    done({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr })
+                )
+            )
+            assert.equal(r.code, 0, r.out)
+            assert.match(r.out, /^ended ECLOSED,ECLOSED,$/m)
+        })
+
+        it("clientConn() refuses at once an id no client can connect with", async function () {
+            const server = await startServer({ expected: ["a"], strictIds: true })
+            await assert.rejects(within(server.clientConn("b"), 2000, "clientConn(b)"), { code: "ECONFIG" })
+            await assert.rejects(within(server.waitAll(["a", "b"]), 2000, "waitAll"), { code: "ECONFIG" })
+            const open = await startServer({ limits: { maxIdBytes: 300 } })
+            await assert.rejects(within(open.clientConn("a\u0001"), 2000, "clientConn(control byte)"), { code: "ECONFIG" })
+            await assert.rejects(within(open.clientConn("x".repeat(301)), 2000, "clientConn(over maxIdBytes)"), { code: "ECONFIG" })
+            // Up to the server's maxIdBytes (over the 256 a devs-iot client sends) is waited for.
+            const long = "x".repeat(300)
+            const c = startClient(open, "a b")
+            assert.equal((await within(open.clientConn("a b"), 5000, "clientConn(a b)")).id, "a b")
+            await c.close()
+            let came = false
+            void open.clientConn(long).then(() => (came = true), () => {})
+            await new Promise((r) => setImmediate(r))
+            assert.equal(came, false)
+        })
+
+        it("waitAll() resolves once every expected id has connected (a readonly list of ids is taken)", async function () {
+            const ids = ["a", "b"] as const
+            const server = await startServer({ expected: ids, allowPlain: ids })
             let done = false
             const all = server.waitAll().then(() => (done = true))
             startClient(server, "a")
