@@ -48,6 +48,12 @@ export function idOfHead(head: Buffer): number {
     return head.length < ID_CHARS ? -1 : hexId(head[0], head[1])
 }
 
+// The framer takes lines of at least this many bytes whatever maxLineBytes
+// says: the longest handshake line (a keyed hello with a 64-character
+// epoch, a nonce and a proof) must pass even at the smallest line limit.
+// A longer message is still refused by its length.
+export const HANDSHAKE_LINE_MAX = 256
+
 // The framer's limit on a sealed connection: an encrypted message is hex,
 // twice its bytes, plus the tag and the header.
 export function sealedLimit(maxLineBytes: number): number {

@@ -32,7 +32,7 @@ import { Fifo } from "./queue.js"
 import { Sender } from "./sender.js"
 import type { Session } from "./seal.js"
 import type { Report } from "./report.js"
-import { idOfHead, parseTooLong, tooLongLine } from "./limits.js"
+import { HANDSHAKE_LINE_MAX, idOfHead, parseTooLong, tooLongLine } from "./limits.js"
 import type { Recorder } from "./store.js"
 
 export type Peer = "v1" | "devs-iot"
@@ -250,7 +250,7 @@ export abstract class Link<S extends SocketState = SocketState> {
     protected attach(now: number, why: string, frameLimit: number): S | undefined {
         if (this.closed) return undefined
         if (this.conn) this.lose(now, why, false)
-        const c = this.newSocket(this.sockets++, now, frameLimit)
+        const c = this.newSocket(this.sockets++, now, Math.max(frameLimit, HANDSHAKE_LINE_MAX))
         this.conn = c
         return c
     }

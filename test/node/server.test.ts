@@ -149,6 +149,10 @@ describe("server and Node client over loopback", function () {
             await assert.rejects(c.write("a\nb"), { code: "ENEWLINE" })
             await assert.rejects(c.write("x".repeat(17)), { code: "ETOOLONG" })
             await assert.rejects(c.write(7 as unknown as string), { code: "ETYPE" })
+            // At the smallest line limit the link still comes up and carries its longest line.
+            const ca = await within(server.clientConn("a"), 5000, "a links up at maxLineBytes 16")
+            await within(c.write("x".repeat(16)), 5000, "16 bytes ACKed")
+            assert.equal(await ca.readline(), "x".repeat(16))
             // Plain JS may pass null for no options: a promise either way, never a throw.
             await assert.rejects(c.write("", null), { code: "EEMPTY" })
             const b = startClient(server, "b")

@@ -125,6 +125,22 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "!hello epoch=cli max=65536\n", "client hello, with the line limit")
         eq(d.link.status(), true, "up")
     })
+    test("handshake: at the smallest line limit the hellos still pass (handshake lines are framed up to 256 bytes)", async function () {
+        const c = clientDrive({ maxLineBytes: 16 })
+        c.take()
+        c.feed("!hello epoch=" + chars(64) + " max=16777216\n")
+        eq(c.take(), "!hello epoch=cli max=16\n", "answered as a devs-iot server")
+        eq(c.link.status(), true, "up")
+        const up = c.events[0]
+        eq(up.type === "up" ? up.peer : "", "devs-iot", "peer kind")
+        const d = serverDrive({ maxLineBytes: 16 })
+        d.feed(blanks(10))
+        d.take()
+        d.feed("!hello epoch=" + chars(64) + " max=65536\n")
+        eq(d.link.status(), true, "the server takes the client's hello")
+        d.feed("00" + chars(17) + "\n")
+        eq(d.notices("too-long"), 1, "a longer message is still refused")
+    })
     test("handshake: nine blank lines and a message are a v1 client", async function () {
         const d = serverDrive({})
         d.feed(blanks(9) + "00a\n")
