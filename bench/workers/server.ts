@@ -125,6 +125,16 @@ serveRequests(
         // The HTTP side (metrics, status API) on a free loopback port.
         async statusOn() {
             if (!server) throw new Error("not listening")
+            // The control (DEVS_IOT_BENCH_BARE_HTTP=1): a bare Node HTTP server
+            // in the same windows, which tells devs-iot's HTTP side apart from
+            // what turning any listener on and off does to the windows.
+            if (process.env["DEVS_IOT_BENCH_BARE_HTTP"]) {
+                const { createServer } = await import("node:http")
+                const h = createServer((_q, r) => r.end('{"next":null}'))
+                await new Promise<void>((r) => h.listen(0, "127.0.0.1", () => r()))
+                status = { close: async () => { await new Promise<void>((r) => h.close(() => r())) }, port: (h.address() as { port: number }).port } as unknown as HttpStatus
+                return { port: status.port }
+            }
             status ??= new HttpStatus(server, { port: 0 })
             await status.listen()
             return { port: status.port }
