@@ -14,6 +14,7 @@ import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
+import { watchCommand } from "../../src/server/cli/main.js"
 import { cli, cleanup, closeAll, freePort, onCleanup, until, within } from "../kit/util.js"
 
 // The heap in use after a full collection.
@@ -26,6 +27,13 @@ function heapAfterGc(): number {
 describe("devs-iot gateway (embedded broker)", function () {
     this.timeout(30000)
     afterEach(closeAll)
+
+    it("the ready line's watch command fits the broker's URL: port 8883 and CA certificates for mqtts, none for WebSocket", function () {
+        assert.equal(watchCommand("mqtt://127.0.0.1:1884"), "mosquitto_sub -h 127.0.0.1 -p 1884 -t 'devs-iot/#' -v")
+        assert.equal(watchCommand("mqtt://broker.lan"), "mosquitto_sub -h broker.lan -p 1883 -t 'devs-iot/#' -v")
+        assert.equal(watchCommand("mqtts://broker.lan"), "mosquitto_sub -h broker.lan -p 8883 --capath /etc/ssl/certs -t 'devs-iot/#' -v")
+        assert.match(watchCommand("wss://broker.lan/mqtt"), /^an MQTT client that speaks WebSocket/)
+    })
 
     it("relays lines both ways through its embedded broker and exits 0 on SIGTERM", async function () {
         const port = await freePort()

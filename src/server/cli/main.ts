@@ -159,6 +159,16 @@ ${Object.entries(COMMANDS)
 Run 'devs-iot <command> --help' for its options, 'devs-iot --version' for the version. Every option can also be set
 in the environment as DEVS_IOT_<OPTION> (e.g. DEVS_IOT_PORT=9000).`
 
+// A mosquitto_sub command line that watches every board through the broker
+// at `url` (no user name or password in it). TLS (mqtts) is on port 8883
+// unless the URL says; mosquitto_sub takes no WebSocket URL.
+export function watchCommand(url: string): string {
+    const u = new URL(url)
+    if (u.protocol === "ws:" || u.protocol === "wss:") return `an MQTT client that speaks WebSocket, at ${url}, topic 'devs-iot/#'`
+    const tls = u.protocol === "mqtts:"
+    return `mosquitto_sub -h ${u.hostname} -p ${u.port || (tls ? 8883 : 1883)}${tls ? " --capath /etc/ssl/certs" : ""} -t 'devs-iot/#' -v`
+}
+
 export function envName(flag: string): string {
     return "DEVS_IOT_" + flag.toUpperCase().replace(/-/g, "_")
 }
@@ -403,7 +413,7 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
         await gw.close().catch(() => undefined)
         return 1
     }
-    log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: mosquitto_sub -h ${new URL(gw.brokerUrl).hostname} -p ${new URL(gw.brokerUrl).port || 1883} -t 'devs-iot/#' -v`)
+    log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: ${watchCommand(gw.brokerUrl)}`)
     return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range))
 }
 
