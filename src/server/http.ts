@@ -92,6 +92,8 @@ export class HttpStatus {
     private changed = new Set<string>()
     private overflow = false
     private ticker: NodeJS.Timeout | undefined
+    private closed: Promise<void> | undefined
+    private opening: Promise<void> = Promise.resolve()
     private flushTimer: NodeJS.Timeout | undefined
     private onChange = (id: string) => this.noteChange(id)
     private lastWarning = new Map<string, number>() // the log gets at most one line of each kind a second
@@ -122,7 +124,16 @@ export class HttpStatus {
         return this.boundPort
     }
 
-    async listen(): Promise<void> {
+    // As the Server's: rejects with ECLOSED once close() was called, and
+    // close() waits for a listen() under way.
+    listen(): Promise<void> {
+        if (this.closed) return Promise.reject(new LinkError("ECLOSED", "HTTP side closed"))
+        const p = this.bind()
+        this.opening = Promise.all([this.opening, p.catch(() => {})]).then(() => {})
+        return p
+    }
+
+    private async bind(): Promise<void> {
         await listenOn(this.http, this.wantedPort, this.host, this.log, "HTTP: accepting a connection failed")
         const a = this.http.address()
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
@@ -131,7 +142,13 @@ export class HttpStatus {
         this.log.info({ host: this.host, port: this.boundPort, actions: this.tokenHash !== undefined }, "HTTP status listening")
     }
 
-    async close(): Promise<void> {
+    // Every call returns the same promise.
+    close(): Promise<void> {
+        return (this.closed ??= this.shut())
+    }
+
+    private async shut(): Promise<void> {
+        await this.opening
         if (this.ticker) clearInterval(this.ticker)
         if (this.flushTimer) clearTimeout(this.flushTimer)
         for (const s of this.streams) s.end()

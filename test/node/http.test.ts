@@ -461,6 +461,17 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             for (const s of idle) s.destroy()
         })
 
+        it("close() twice gives one promise; listen() after close() rejects with ECLOSED and leaves nothing listening", async function () {
+            const status = new HttpStatus(new Server({ port: 0 }), { port: 0 })
+            await status.listen()
+            const port = status.port
+            const closing = status.close()
+            assert.equal(status.close(), closing)
+            await closing
+            await assert.rejects(status.listen(), { code: "ECLOSED" })
+            await assert.rejects(get(port, "/metrics"), { code: "ECONNREFUSED" })
+        })
+
         it("the token is compared in constant time (hashes, timingSafeEqual) and only its hash is kept", function () {
             const src = readFileSync(join(ROOT, "src/server/http.ts"), "utf-8")
             assert.match(src, /timingSafeEqual\(sha256\(/)
