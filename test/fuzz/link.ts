@@ -18,6 +18,7 @@
 import { boardDefaults, ClientLink, hasSocket, isClosed, Link, readable, wantsRead, ServerLink, LinkEvent, LinkOptions, nodeDefaults, resolveConfig } from "../../src/shared/index.js"
 import { wireId } from "../../src/shared/ids.js"
 import { parseHello, PROBE_BLANKS } from "../../src/shared/hello.js"
+import { HANDSHAKE_LINE_MAX } from "../../src/shared/limits.js"
 import { Finding, must, shrinkList, Target } from "./engine.js"
 import { hex2, mutate, randomBytes, randomCuts, chunksOf, Rng, shrinkBytes, toHex } from "./gen.js"
 import { refSplit } from "./targets.js"
@@ -143,6 +144,9 @@ function runLink(x: LinkInput): void {
     const cfg = resolveConfig(x.opts, x.board ? boardDefaults() : nodeDefaults())
     const link: Link = x.role === "server" ? new ServerLink(cfg, EPOCH) : new ClientLink(cfg, EPOCH, CLIENT_ID)
     const lim = cfg.maxLineBytes + 2
+    // Lines up to frameLim are framed whole (handshake lines pass at any
+    // line limit); those over lim are refused by their length.
+    const frameLim = Math.max(lim, HANDSHAKE_LINE_MAX)
     let now = 0
     let up = false
     let reads = true
@@ -208,7 +212,7 @@ function runLink(x: LinkInput): void {
             const maxBacklog = cfg.onFull === "drop" ? cfg.maxBacklogBytes : cfg.maxBacklogBytes + lim
             must(c.backlogBytes <= maxBacklog, "backlog of " + c.backlogBytes + " bytes, max " + maxBacklog)
         }
-        must(link.unframed() <= lim + allowance, "framer holds " + link.unframed() + " bytes, limit " + lim + " + " + allowance + " not yet framed")
+        must(link.unframed() <= frameLim + allowance, "framer holds " + link.unframed() + " bytes, limit " + frameLim + " + " + allowance + " not yet framed")
         must(inside.sender.queue.size() <= cfg.maxQueuedLines, "send queue " + inside.sender.queue.size())
         must(inside.sender.live <= cfg.window, "in flight " + inside.sender.live + ", window " + cfg.window)
         must(link.status() === up, "status() " + link.status() + " but events say " + up)
@@ -353,10 +357,10 @@ function runLink(x: LinkInput): void {
         if (s === undefined) break
         delivered.push(s)
     }
-    checkTranscripts(x, socks, written, delivered, lim)
+    checkTranscripts(x, socks, written, delivered, lim, frameLim)
 }
 
-function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, delivered: string[], lim: number): void {
+function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, delivered: string[], lim: number, frameLim: number): void {
     const messages: string[] = []
     const rxIds = new Map<number, number>() // message lines received per id, on this socket and earlier ones
     const acks = new Map<number, number>()
@@ -365,17 +369,17 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
         const all = Buffer.concat(s.fed)
         const split = refSplit(all)
         const rx = split.lines
-        // end offset of each readable line (<= lim bytes), for "a complete line had arrived"
+        // end offset of each line framed whole (<= frameLim bytes), for "a complete line had arrived"
         const readableEnds: number[] = []
         {
             let off = 0
             for (const l of rx) {
                 off += l.length + 1
-                if (l.length <= lim) readableEnds.push(off)
+                if (l.length <= frameLim) readableEnds.push(off)
             }
         }
-        // A line past the limit is answered once it is past it, even before its end.
-        const answerable = split.partial.length > lim ? rx.concat([split.partial]) : rx
+        // A line past the framer's limit is answered once it is past it, even before its end.
+        const answerable = split.partial.length > frameLim ? rx.concat([split.partial]) : rx
         for (const l of answerable) {
             if (l.length < 3) continue
             const id = parseInt(l.subarray(0, 2).toString("latin1"), 16)
@@ -422,8 +426,8 @@ function checkTranscripts(x: LinkInput, socks: Sock[], written: Set<string>, del
                         must(t.linesFed >= 10, where + "hello after " + t.linesFed + " lines")
                         for (let i = 0; i < 10; i++) must(fed[i].length === 0, where + "hello to a client whose line " + i + " was not blank: " + toHex(fed[i]))
                     } else {
-                        // over-long lines are skipped before the client's first line
-                        const first = fed.filter((l) => l.length <= lim)[0]
+                        // lines the framer cuts are skipped before the client's first line
+                        const first = fed.filter((l) => l.length <= frameLim)[0]
                         must(first !== undefined && parseHello(first.toString("utf-8")) !== undefined, where + "hello to a server whose first line was not one")
                     }
                     sentAny = true
