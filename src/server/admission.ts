@@ -164,6 +164,15 @@ export class LogBudget {
         return false
     }
 
+    // For a line that may be logged now: the fields to add to it (the counts
+    // of those that were not, since the last logged one), or undefined when
+    // it is over budget.
+    pass(kind: string, now: number): { unlogged?: Record<string, number> } | undefined {
+        if (!this.take(kind, now)) return undefined
+        const unlogged = this.takeSkipped()
+        return unlogged ? { unlogged } : {}
+    }
+
     // The counts not logged since the last call, or undefined if none.
     takeSkipped(): Record<string, number> | undefined {
         if (this.skipped.size === 0) return undefined

@@ -665,9 +665,8 @@ export class Gateway {
     // can repeat at any rate: logged at most the server's
     // maxWarningsPerSecond, the next logged one counting those that were not.
     warn(log: Logger, fields: { code: string; [k: string]: unknown }, msg: string): void {
-        if (!this.warnBudget.take(fields.code, performance.now())) return
-        const unlogged = this.warnBudget.takeSkipped()
-        log.warn(unlogged ? { ...fields, unlogged } : fields, msg)
+        const extra = this.warnBudget.pass(fields.code, performance.now())
+        if (extra) log.warn({ ...fields, ...extra }, msg)
     }
 
     // What every MQTT client of this gateway connects with besides the URL.
@@ -689,15 +688,15 @@ export class Gateway {
     async start(): Promise<void> {
         if (this.closing) throw new LinkError("ECLOSED", "gateway closed")
         if (this.brokerUrl === "") {
-            const broker = await embeddedBroker(this.opts.brokerHost ?? "127.0.0.1", this.opts.brokerPort ?? 1883, this.log)
+            const host = this.opts.brokerHost ?? "127.0.0.1"
+            const broker = await embeddedBroker(host, this.opts.brokerPort ?? 1883, this.log)
             if (this.closing) {
                 await broker.close()
                 throw new LinkError("ECLOSED", "gateway closed")
             }
             this.broker = broker
-            this.brokerUrl = `mqtt://${this.opts.brokerHost ?? "127.0.0.1"}:${this.brokerPort}`
+            this.brokerUrl = `mqtt://${host}:${this.brokerPort}`
             this.log.info({ broker: this.brokerUrl }, "embedded MQTT broker (Aedes) listening")
-            const host = this.opts.brokerHost ?? "127.0.0.1"
             if (!isLoopbackHost(host))
                 this.log.warn({ broker: this.brokerUrl, code: "broker-open" }, `the embedded broker listens on ${host} with no authentication and no ACLs: whoever reaches it reads every board's lines, writes to any board and can make this gateway let go of a board; keep it on 127.0.0.1 or run Mosquitto with passwords and ACLs (docs/gateway.md)`)
         }

@@ -109,7 +109,7 @@ export class Sender {
 
     // The un-ACKed bytes toward the present peer, at most `limits.maxInflightBytes`.
     setInflightBytes(n: number): void {
-        this.maxBytes = n < this.limits.maxInflightBytes ? n : this.limits.maxInflightBytes
+        this.maxBytes = Math.min(n, this.limits.maxInflightBytes)
     }
 
     holdAfterZero(on: boolean): void {

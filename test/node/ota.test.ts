@@ -18,7 +18,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 
-import { cli, closeAll, cleanup, freePort, onCleanup, within } from "../kit/util.js"
+import { cli, closeAll, cleanup, freePort, onCleanup, until, within } from "../kit/util.js"
 
 const MAGIC = Buffer.from([0x44, 0x65, 0x76, 0x53, 0x0a, 0x6e, 0x29, 0xf1])
 function image(bytes: number, fill = randomBytes(bytes - 8)): Buffer {
@@ -303,7 +303,7 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
     }
 
     const written = async (board: RefBoard, img: Buffer) => {
-        await within((async () => { while (!board.program?.equals(img)) await new Promise((r) => setTimeout(r, 20)) })(), 10000, "the image on the board")
+        await until(() => board.program?.equals(img) === true, 10000, "the image on the board")
     }
 
     it("a second deploy to a board is refused while the first waits for the new program's link and rolls back", async function () {

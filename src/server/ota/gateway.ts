@@ -102,9 +102,8 @@ export class OtaGateway extends EventEmitter {
     // next logged line counting those that were not.
     private warn(code: string, address: string, detail: string, id?: string): void {
         this.emit("warning", { code, id, address, detail })
-        if (!this.logBudget.take(code, performance.now())) return
-        const unlogged = this.logBudget.takeSkipped()
-        this.log.warn({ code, board: id, address, detail, ...(unlogged ? { unlogged } : {}) }, "OTA gateway")
+        const extra = this.logBudget.pass(code, performance.now())
+        if (extra) this.log.warn({ code, board: id, address, detail, ...extra }, "OTA gateway")
     }
 
     private perAddress = new Map<string, number>()
