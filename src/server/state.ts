@@ -9,7 +9,7 @@
 // data is in the kernel's page cache once commit returns, which a killed
 // process cannot lose) and power-loss-safe (sync: each commit fsyncs, one
 // commit per turn of the driver, so lines that arrive together share it).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync, realpathSync, fstatSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants, openSync, readSync, closeSync, realpathSync, fstatSync, statSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { spawnSync } from "node:child_process"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
@@ -95,6 +95,9 @@ const MARKER = "devs-iot-state.json"
 const JOURNAL = "journal.bin"
 const OWNER = "owner.pid" // the process using the folder
 const OWNER_ID = "owner.id" // which process that pid was: its pid, boot and start time (Linux)
+const OWNER_LOCK = "owner.lock" // held while owner.pid is read and written
+const LOCK_WAIT_MS = 5000 // how long a start waits for another one's owner.lock
+const LOCK_STALE_MS = 10000 // an owner.lock this old was left by a killed process
 // Where LMDB's first meta page holds its magic number (lmdb 3.x, 64-bit).
 const LMDB_MAGIC_AT = 24
 const LMDB_MAGIC = 0xbeefc0de
@@ -180,25 +183,29 @@ export class DiskState implements StateStore {
                 throw new StateError(`state folder ${dir}: cannot create it: ${(e as Error).message}`)
             }
         }
-        let entries = readdirEntries(dir)
-        // A first start cut short (a kill, or a failure older versions did
-        // not clean up) leaves the marker and no journal: the journal is
-        // made right after the database opens and is never removed, so
-        // nothing was ever recorded here. Started again as a new folder.
-        // (Not while its maker lives: it may be opening the database now.)
-        if (entries.includes(MARKER) && !entries.includes("data.mdb") && !entries.includes(JOURNAL) && ownerOf(dir) === "free") {
-            for (const f of CREATED) rmOrFail(join(dir, f))
-            opts.logger?.warn({ state: dir }, `state folder ${dir}: an earlier first start was cut short (a marker, no database, no journal): started as a new folder`)
-            entries = readdirEntries(dir)
-        }
-        const fresh = entries.length === 0
+        // A folder of something else is refused before anything is written in it.
+        if (!readdirEntries(dir).includes(MARKER) && stateEntries(dir).length > 0)
+            throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
+        await takeFolder(dir)
+        let fresh = false
         try {
+            let entries = stateEntries(dir)
+            // A first start cut short (a kill, or a failure older versions did
+            // not clean up) leaves the marker and no journal: the journal is
+            // made right after the database opens and is never removed, so
+            // nothing was ever recorded here. Started again as a new folder.
+            if (entries.includes(MARKER) && !entries.includes("data.mdb") && !entries.includes(JOURNAL)) {
+                for (const f of CREATED) if (f !== OWNER && f !== OWNER_ID) rmOrFail(join(dir, f))
+                opts.logger?.warn({ state: dir }, `state folder ${dir}: an earlier first start was cut short (a marker, no database, no journal): started as a new folder`)
+                entries = stateEntries(dir)
+            }
+            fresh = entries.length === 0
             return await DiskState.openIn(dir, entries, opts)
         } catch (e) {
             // A first start that fails (a full disk, no write permission)
             // leaves the folder empty, so the next start is a first start too.
-            // Not a folder another process took meanwhile.
-            if (fresh && ownerOf(dir) !== "other") for (const f of CREATED) rmSync(join(dir, f), { force: true })
+            if (fresh) for (const f of CREATED) rmSync(join(dir, f), { force: true })
+            letGo(dir)
             throw e
         }
     }
@@ -206,7 +213,6 @@ export class DiskState implements StateStore {
     private static async openIn(dir: string, entries: string[], opts: DiskStateOptions): Promise<DiskState> {
         const marker = join(dir, MARKER)
         const data = join(dir, "data.mdb")
-        refuseIfInUse(dir) // first: its owner may be making the files checked below
         if (entries.includes(MARKER)) {
             let m: { format?: unknown; side?: unknown }
             try {
@@ -239,8 +245,6 @@ export class DiskState implements StateStore {
             }
             if (n < 32 || head.readUInt32LE(LMDB_MAGIC_AT) !== LMDB_MAGIC) throw new StateError(`state file ${data}: not an LMDB database (damaged or truncated): restore it from a backup, or move the folder away to start empty`)
             checkLength(data)
-        } else if (entries.length > 0) {
-            throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
         } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)", side: opts.side }) + "\n")
         // LMDB ends the process (a segfault, no message) on a lock file it
         // cannot write, or cannot make.
@@ -251,7 +255,6 @@ export class DiskState implements StateStore {
         } catch (e) {
             throw new StateError(`state file ${lock}: cannot read and write it, or make it: ${(e as Error).message}`)
         }
-        takeFolder(dir)
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {
             lmdb = (await import("lmdb")) as unknown as typeof lmdb
@@ -297,7 +300,6 @@ export class DiskState implements StateStore {
             )
         }
         const s = new DiskState(dir, db, opts.sync === true, fd)
-        openHere.add(realDir(dir))
         s.journalBytes = bytes
         try {
             s.check(data)
@@ -493,7 +495,6 @@ export class DiskState implements StateStore {
 
     private shut(): void {
         this.closed = true
-        openHere.delete(realDir(this.where))
         clearInterval(this.timer)
         try {
             closeSync(this.fd)
@@ -501,15 +502,7 @@ export class DiskState implements StateStore {
             // already closed
         }
         void this.db.close()
-        const owner = join(this.where, OWNER)
-        try {
-            if (readFileSync(owner, "utf8").trim() === String(process.pid)) {
-                rmSync(owner)
-                rmSync(join(this.where, OWNER_ID), { force: true })
-            }
-        } catch {
-            // gone already
-        }
+        letGo(this.where)
     }
 
     // Reads every record once at start: a damaged database fails here, with
@@ -563,14 +556,55 @@ function dropKept(u: Unflushed, key: number): void {
 // to another process: after a reboot the pids of boot-time services are
 // handed out again, so a pid alone would keep the server from starting.
 // owner.id says which process the pid was; owner.pid stays a bare pid,
-// as older versions read it.
-function takeFolder(dir: string): void {
+// as older versions read it. The owner is read and written under
+// owner.lock (a directory: making one is atomic), so two processes that
+// start at the same instant cannot both find the folder free.
+async function takeFolder(dir: string): Promise<void> {
+    if (openHere.has(realDir(dir))) throw new StateError(`state folder ${dir}: already open in this process: give each store its own folder`)
+    const lock = join(dir, OWNER_LOCK)
+    const until = Date.now() + LOCK_WAIT_MS
+    for (;;) {
+        try {
+            mkdirSync(lock)
+            break
+        } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new StateError(`state folder ${dir}: cannot write in it (making ${OWNER_LOCK}: ${(e as Error).message})`)
+        }
+        // Held for a moment only: an old one was left by a process killed while it took the folder.
+        let age = 0
+        try {
+            age = Date.now() - statSync(lock).mtimeMs
+        } catch {
+            continue // just released
+        }
+        if (age > LOCK_STALE_MS) rmSync(lock, { recursive: true, force: true })
+        else if (Date.now() > until) throw new StateError(`state folder ${dir}: another process has been taking it for ${LOCK_WAIT_MS} ms (${lock}); try again`)
+        else await new Promise((r) => setTimeout(r, 10))
+    }
+    try {
+        if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
+        const me = processIdentity(process.pid)
+        if (me === undefined) rmOrFail(join(dir, OWNER_ID))
+        else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
+        writeOrFail(join(dir, OWNER), `${process.pid}\n`)
+        openHere.add(realDir(dir))
+    } finally {
+        rmSync(lock, { recursive: true, force: true })
+    }
+}
+
+// Gives the folder up, if this process holds it.
+function letGo(dir: string): void {
+    openHere.delete(realDir(dir))
     const owner = join(dir, OWNER)
-    refuseIfInUse(dir)
-    const me = processIdentity(process.pid)
-    if (me === undefined) rmOrFail(join(dir, OWNER_ID))
-    else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
-    writeOrFail(owner, `${process.pid}\n`)
+    try {
+        if (readFileSync(owner, "utf8").trim() === String(process.pid)) {
+            rmSync(owner)
+            rmSync(join(dir, OWNER_ID), { force: true })
+        }
+    } catch {
+        // gone already
+    }
 }
 
 // The boot and the start time of process `pid` (Linux), or undefined.
@@ -588,11 +622,6 @@ function processIdentity(pid: number): string | undefined {
 // The folders open in this process (by real path): owner.pid cannot tell
 // two stores of one process apart.
 const openHere = new Set<string>()
-
-function refuseIfInUse(dir: string): void {
-    if (openHere.has(realDir(dir))) throw new StateError(`state folder ${dir}: already open in this process: give each store its own folder`)
-    if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
-}
 
 function realDir(dir: string): string {
     try {
@@ -667,8 +696,15 @@ for (const x of db.getRange({})) void x.value`
         throw new StateError(`state file ${data}: truncated (${size} bytes, its pages reach byte ${need}; reading it ${r.signal ? `crashed with ${r.signal}` : "failed"}): restore it from a backup, or move the folder away to start empty`)
 }
 
-// The files a state folder holds, all made by DiskState.open.
-const CREATED = [MARKER, OWNER, OWNER_ID, "data.mdb", "lock.mdb", JOURNAL]
+// The files a state folder holds, all made by DiskState.open; removed in
+// this order, so that no other process sees a folder of something else
+// (data, no marker) or takes it before it is empty.
+const CREATED = ["data.mdb", "lock.mdb", JOURNAL, MARKER, OWNER_ID, OWNER]
+
+// The entries of a state folder but those that say who holds it.
+function stateEntries(dir: string): string[] {
+    return readdirEntries(dir).filter((f) => f !== OWNER && f !== OWNER_ID && f !== OWNER_LOCK)
+}
 
 function readdirEntries(dir: string): string[] {
     try {

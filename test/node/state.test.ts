@@ -3,7 +3,7 @@
 // sent), and a new one starts on the same state. The system layer does the
 // same with SIGKILL (state-kill.test.ts).
 import assert from "node:assert/strict"
-import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs"
+import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect } from "node:net"
@@ -513,6 +513,53 @@ describe("delivery state across restarts", function () {
         taken.close()
     })
 
+    it("two processes opening one folder at the same instant: exactly one gets it, the other is refused naming the first", async function () {
+        this.timeout(120000)
+        const state = new URL("../../src/server/state.js", import.meta.url).href
+        // Each child spins until `at`, opens the folder, says how it went,
+        // and holds it until its stdin closes.
+        const code = `const { DiskState } = await import(${JSON.stringify(state)})
+const at = Number(process.argv[1]), dir = process.argv[2]
+while (Date.now() < at);
+try { await DiskState.open(dir); console.log("open") } catch (e) { console.log("refused: " + e.message) }
+process.stdin.resume(); process.stdin.on("end", () => process.exit(0))`
+        for (let round = 0; round < 12; round++) {
+            const dir = tempDir()
+            const at = Date.now() + 400
+            const kids = [0, 1].map(() => spawn(process.execPath, ["--input-type=module", "-e", code, String(at), dir], { stdio: ["pipe", "pipe", "inherit"] }))
+            try {
+                const said = await within(
+                    Promise.all(kids.map(async (k) => (await once(k.stdout!, "data"))[0].toString().trim() as string)),
+                    30000,
+                    "both children opened or were refused",
+                )
+                const opened = kids.filter((_k, i) => said[i] === "open")
+                assert.equal(opened.length, 1, `round ${round}: ${said.join(" | ")}`)
+                assert.match(said.find((s) => s !== "open")!, new RegExp(`in use by process ${opened[0]!.pid}`))
+                assert.equal(readFileSync(join(dir, "owner.pid"), "utf8"), `${opened[0]!.pid}\n`)
+            } finally {
+                for (const k of kids) k.kill("SIGKILL")
+            }
+        }
+    })
+
+    it("owner.lock: one left by a process killed while it took the folder is cleared once old; a fresh one is waited for", async () => {
+        const dir = tempDir()
+        const lock = join(dir, "owner.lock")
+        mkdirSync(lock)
+        const old = (Date.now() - 60000) / 1000
+        utimesSync(lock, old, old)
+        ;(await DiskState.open(dir)).close()
+        assert.ok(!existsSync(lock), "the stale lock is gone")
+        mkdirSync(lock) // another start taking the folder now
+        let opened = false
+        const opening = DiskState.open(dir).then((st) => ((opened = true), st))
+        await new Promise((r) => setTimeout(r, 100))
+        assert.equal(opened, false, "waits while the lock is held")
+        rmSync(lock, { recursive: true })
+        ;(await within(opening, 10000, "open once the lock is released")).close()
+    })
+
     it("a truncated data.mdb (a copy cut short) is a StateError naming it, not a crash (LMDB's SIGBUS on the first page past the end); a whole one opens", async () => {
         const dir = tempDir()
         const st = await DiskState.open(dir)
@@ -553,13 +600,14 @@ describe("delivery state across restarts", function () {
         try {
             const r2 = await open(noLock)
             assert.equal(r2.signal, null, r2.out)
-            assert.match(r2.out, /StateError: state file .*lock\.mdb: .*or make it/)
+            // The folder's owner.lock, made before LMDB's lock file, is the first thing it cannot make.
+            assert.match(r2.out, new RegExp(`StateError: state folder ${noLock}: cannot write in it`))
         } finally {
             chmodSync(noLock, 0o755)
         }
     })
 
-    it("one store per folder in a process too: a second open of an open folder is refused (owner.pid holds the same pid for both), and allowed once the first is closed", async () => {
+    it("one store per folder in a process too: a second open of an open folder, or one started at the same time, is refused (owner.pid holds the same pid for both), and allowed once the first is closed", async () => {
         const dir = tempDir()
         const first = await DiskState.open(dir)
         try {
@@ -568,6 +616,11 @@ describe("delivery state across restarts", function () {
             first.close()
         }
         ;(await DiskState.open(dir)).close()
+        // Two opens at once, neither finished: one gets it.
+        const both = await Promise.allSettled([DiskState.open(dir), DiskState.open(dir)])
+        assert.deepEqual(both.map((r) => r.status).sort(), ["fulfilled", "rejected"])
+        for (const r of both) if (r.status === "fulfilled") r.value.close()
+        else assert.match((r.reason as Error).message, /already open in this process/)
     })
 
     it("a server's state folder is refused to a client and a client's to a server (a client with a board's id would take the board's record as its own)", async () => {
