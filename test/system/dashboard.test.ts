@@ -1,6 +1,7 @@
 // The dashboard in a real headless Chromium: a board connects and appears,
 // its traffic shows, it goes down and its row says so, without a reload. A
-// board id made of HTML renders as text. A screenshot is kept in
+// board id made of HTML renders as text, one with invisible or reordering
+// characters shows them as \u{...}. A screenshot is kept in
 // test-output/dashboard-<date>.png (not in git); the test prints its path.
 import assert from "node:assert/strict"
 import { mkdirSync } from "node:fs"
@@ -18,6 +19,11 @@ declare const window: any
 
 const T = 400
 const EVIL = `<img src=x onerror="window.__pwned=1"><b id="evil">board</b>`
+// An id that reads as another: a right-to-left override, a zero-width space,
+// DEL, a C1 control; and one spelling that out with backslashes.
+const SPOOF = "invoice\u202Efdp.exe\u200B\u007F\u0085"
+const SPOOF_SHOWN = "invoice\\u{202E}fdp.exe\\u{200B}\\u{7F}\\u{85}"
+const LITERAL = "invoice\\u{202E}fdp.exe"
 const OUT = join(ROOT, "test-output")
 
 // The state a board's row shows, or null when it has no row.
@@ -58,7 +64,7 @@ describe("dashboard in headless Chromium", function () {
     })
     afterEach(closeAll)
 
-    it("a board appears, its traffic shows, it goes down; an id made of HTML is shown as text", async function () {
+    it("a board appears, its traffic shows, it goes down; an id made of HTML is shown as text, one with characters that print nothing or reorder others shows them", async function () {
         const server = cleanup(new Server({ port: 0, host: "127.0.0.1", timeout: T }))
         const status = new HttpStatus(server, { port: 0 })
         await server.listen()
@@ -82,6 +88,10 @@ describe("dashboard in headless Chromium", function () {
         assert.equal(await page.evaluate(() => document.getElementById("evil")), null, "the id's HTML became an element")
         assert.equal(await page.evaluate(() => document.querySelectorAll("#boards img, #boards b").length), 0)
         assert.equal(await page.evaluate(() => window.__pwned), undefined)
+        const spoofs = [SPOOF, LITERAL].map((id) => cleanup(new Client({ id, port: server.port, timeout: T })).start())
+        await rowIs(page, SPOOF_SHOWN, "up")
+        await rowIs(page, "invoice\\\\u{202E}fdp.exe", "up")
+        for (const c of spoofs) await c.close()
 
         // Traffic for the chart: a few seconds of lines both ways.
         const conn = await server.clientConn("kitchen-1")

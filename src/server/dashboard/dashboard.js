@@ -1,6 +1,7 @@
 // The fleet dashboard: the board list from /api/boards, then changes and a
 // tick a second from /api/events (server-sent events). Every string that
-// comes from a board is set as text (textContent), never parsed as HTML.
+// comes from a board is set as text (textContent), never parsed as HTML,
+// with the characters that print nothing made visible.
 "use strict"
 
 const MAX_ROWS = 5000 // the page shows at most this many boards
@@ -14,8 +15,15 @@ let loading = null
 let ticks = 0
 const REFRESH_TICKS = 5
 
+// Characters that print nothing or move others (controls, bidi overrides,
+// zero-width ones, line separators) shown as \u{...}, and a backslash as
+// \\: an id such as "invoice\u{202E}fdp.exe" must not pass for another.
+function visible(text) {
+    return text.replace(/[\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => (c === "\\" ? "\\\\" : "\\u{" + c.codePointAt(0).toString(16).toUpperCase() + "}"))
+}
+
 function show(el, value) {
-    el.textContent = value === null || value === undefined ? "–" : String(value)
+    el.textContent = value === null || value === undefined ? "–" : visible(String(value))
 }
 
 function ago(iso) {
@@ -68,7 +76,7 @@ function render(b) {
     tr.dataset.state = b.up ? "up" : "down"
     tr.dataset.since = b.since || ""
     COLUMNS.forEach(([, get], i) => show(tr.children[i], get(b)))
-    tr.children[0].title = b.id
+    tr.children[0].title = visible(b.id)
 }
 
 async function load() {
