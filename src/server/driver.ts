@@ -12,6 +12,7 @@ import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, set
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
+import { enlist, refusedWait, type WaitOptions } from "./abort.js"
 
 export interface WriteOptions {
     qos?: boolean // default true: resolves once the peer ACKed
@@ -187,17 +188,20 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         return p
     }
 
-    // The next received line, without its "\n"; waits across outages.
-    readline(): Promise<string> {
+    // The next received line, without its "\n"; waits across outages, or
+    // until `opts.signal` aborts (no line is taken then).
+    readline(opts?: WaitOptions | null): Promise<string> {
+        const refused = refusedWait("readline()", opts)
+        if (refused) return refused
         const s = this.take()
         if (s !== undefined) return Promise.resolve(s)
-        return this.awaitLines<string>(0)
+        return this.awaitLines<string>(0, opts)
     }
 
     // A reader that waits for the next line (many 0) or batch.
-    private awaitLines<T extends string | string[]>(many: number): Promise<T> {
+    private awaitLines<T extends string | string[]>(many: number, opts: WaitOptions | null | undefined): Promise<T> {
         if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
-        return new Promise<T>((resolve, reject) => this.readers.push({ many, resolve: resolve as (l: string | string[]) => void, reject }))
+        return enlist<T, Reader>(this.readers, opts, (resolve, reject) => ({ many, resolve: resolve as (l: string | string[]) => void, reject }))
     }
 
     // A received line taken now, or undefined.
@@ -232,13 +236,15 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     // its code works through the batch never gets these lines again: what
     // it must not lose, it handles for the batch as a whole (docs/protocol.md,
     // "Delivery state across restarts").
-    readlines(max = Infinity): Promise<string[]> {
+    readlines(max = Infinity, opts?: WaitOptions | null): Promise<string[]> {
         if (!(max >= 1 && (Number.isInteger(max) || max === Infinity)))
             return Promise.reject(new RangeError(`readlines(max): max must be a whole number of lines, at least 1; got ${String(max)}`))
+        const refused = refusedWait("readlines()", opts)
+        if (refused) return refused
         const lines = this.takeLines(clock(), max)
         if (lines.length > 0 && this.tookLines()) return Promise.resolve(lines)
         if (lines.length === 0 && this.claimed.length > 0) this.tookLines() // claimed lines only
-        return this.awaitLines<string[]>(max)
+        return this.awaitLines<string[]>(max, opts)
     }
 
     // The received lines in batches (readlines()), until the link closes.
@@ -277,11 +283,13 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         return this.link.status()
     }
 
-    // Resolves when the link is up (at once if it is).
-    connected(): Promise<void> {
+    // Resolves when the link is up (at once if it is), or rejects when `opts.signal` aborts.
+    connected(opts?: WaitOptions | null): Promise<void> {
+        const refused = refusedWait("connected()", opts)
+        if (refused) return refused
         if (this.link.status()) return Promise.resolve()
         if (isClosed(this.link)) return Promise.reject(new LinkError("ECLOSED", "link is closed"))
-        return new Promise((resolve, reject) => this.upWaiters.push({ resolve, reject }))
+        return enlist<void, Waiter>(this.upWaiters, opts, (resolve, reject) => ({ resolve, reject }))
     }
 
     // Links that completed the handshake.
@@ -320,7 +328,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             next: () => {
                 const s = this.take()
                 if (s !== undefined) return Promise.resolve({ value: s, done: false })
-                return this.awaitLines<string>(0).then((value) => ({ value, done: false }), end)
+                return this.awaitLines<string>(0, undefined).then((value) => ({ value, done: false }), end)
             },
             return: () => Promise.resolve({ value: undefined, done: true }),
         }

@@ -23,6 +23,7 @@ import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 import type { StateStore } from "./state.js"
 import { listenOn } from "./listen.js"
+import { enlist, refusedWait, type WaitOptions, type Waiting } from "./abort.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 import type { Warning } from "./warning.js"
 
@@ -284,21 +285,26 @@ export class Server extends EventEmitter {
         return { pending: this.pending.size, unauthenticated: this.early.size, sources: this.admission.tracked, ...this.hostile }
     }
 
-    // The Connection of `id`, once that id has connected (original: client_conn).
-    // An id no client can connect with is refused (ECONFIG) rather than
-    // waited for forever.
-    clientConn(id: string): Promise<Connection> {
+    // The Connection of `id`, once that id has connected (original: client_conn),
+    // or a rejection when `opts.signal` aborts. An id no client can connect
+    // with is refused (ECONFIG) rather than waited for forever.
+    clientConn(id: string, opts?: WaitOptions | null): Promise<Connection> {
+        const refused = refusedWait("clientConn()", opts)
+        if (refused) return refused
         const c = this.conns.get(id)
         if (c && c.connects > 0) return Promise.resolve(c)
         if (this.closing) return Promise.reject(new LinkError("ECLOSED", "server closed"))
         const p = this.idLineProblem(id)
         if (p !== "") return Promise.reject(new LinkError("ECONFIG", `clientConn(${JSON.stringify(id)}): ${p}`))
         if (this.strictIds && !this.expectedSet.has(id)) return Promise.reject(new LinkError("ECONFIG", `clientConn(${JSON.stringify(id)}): not an expected id, and strictIds refuses it`))
-        return new Promise((resolve, reject) => {
-            const list = this.arrivals.get(id) ?? []
-            list.push({ resolve, reject })
-            this.arrivals.set(id, list)
-        })
+        const list = this.arrivals.get(id) ?? []
+        this.arrivals.set(id, list)
+        return enlist<Connection, Waiting<Connection>>(
+            list,
+            opts,
+            (resolve, reject) => ({ resolve, reject }),
+            () => list.length === 0 && this.arrivals.get(id) === list && this.arrivals.delete(id),
+        )
     }
 
     // Why no client can connect with `id`, or "": what the id line's reader
@@ -319,8 +325,8 @@ export class Server extends EventEmitter {
     }
 
     // Resolves once every listed id (default: the expected ids) has connected.
-    async waitAll(ids: readonly string[] = this.expected): Promise<void> {
-        await Promise.all(ids.map((id) => this.clientConn(id)))
+    async waitAll(ids: readonly string[] = this.expected, opts?: WaitOptions | null): Promise<void> {
+        await Promise.all(ids.map((id) => this.clientConn(id, opts)))
     }
 
     connection(id: string): Connection | undefined {

@@ -1,7 +1,7 @@
 // The Node server and Node client over loopback: the API, both directions,
 // restarts, take-over, ids, back-pressure, and faults 2-9 at this end.
 import assert from "node:assert/strict"
-import { once } from "node:events"
+import { getEventListeners, once } from "node:events"
 import { pino } from "pino"
 import { connect, createServer } from "node:net"
 import { execFile } from "node:child_process"
@@ -209,6 +209,39 @@ describe("server and Node client over loopback", function () {
             assert.equal((err as NodeJS.ErrnoException).code, "ECONNREFUSED")
             await c.close()
             await assert.rejects(c.readline(), { code: "ECLOSED" })
+        })
+
+        it("an AbortSignal ends a wait for a line, a batch, a link or an id, and takes nothing: the next line goes to the next read; no listener is left on the signal", async function () {
+            const server = await startServer()
+            const c = startClient(server, "a")
+            const conn = await within(server.clientConn("a"), 5000, "clientConn")
+            const timedOut = (e: Error) => e.name === "TimeoutError"
+            await within(assert.rejects(conn.readline({ signal: AbortSignal.timeout(30) }), timedOut), 5000, "readline aborted")
+            await within(assert.rejects(conn.readlines(8, { signal: AbortSignal.timeout(30) }), timedOut), 5000, "readlines aborted")
+            await c.write("after")
+            assert.equal(await within(conn.readline(), 5000, "the line"), "after", "the aborted reads took nothing")
+            // Aborted already: rejected at once, the line waiting stays unread.
+            await within(c.write("kept"), 5000, "the line there, ACKed unread after ackDelay")
+            const gone = new AbortController()
+            gone.abort(new Error("stop"))
+            await assert.rejects(conn.readline({ signal: gone.signal }), /stop/)
+            assert.equal(await conn.readline(), "kept")
+            // A signal shared by many reads that each got a line keeps no listener.
+            const shared = new AbortController()
+            for (let i = 0; i < 20; i++) {
+                const r = conn.readline({ signal: shared.signal })
+                await c.write(`l${i}`)
+                assert.equal(await within(r, 5000, `line ${i}`), `l${i}`)
+            }
+            assert.equal(getEventListeners(shared.signal, "abort").length, 0)
+            // An id and a link that never come.
+            await within(assert.rejects(server.clientConn("nobody", { signal: AbortSignal.timeout(30) }), timedOut), 5000, "clientConn aborted")
+            await within(assert.rejects(server.waitAll(["a", "nobody"], { signal: AbortSignal.timeout(30) }), timedOut), 5000, "waitAll aborted")
+            assert.equal((server as unknown as { arrivals: Map<string, unknown> }).arrivals.size, 0, "no waiter left for the id")
+            const never = cleanup(new Client({ id: "never", port: server.port, logger: silentLogger() }))
+            await within(assert.rejects(never.connected({ signal: AbortSignal.timeout(30) }), timedOut), 5000, "connected aborted")
+            // Not a signal: a TypeError, from the promise.
+            await assert.rejects(conn.readline({ signal: {} as AbortSignal }), (e: Error) => e instanceof TypeError && /readline\(\): signal must be an AbortSignal/.test(e.message))
         })
 
         it("events are typed: each listener gets its arguments' types; an unknown event does not compile", function () {
