@@ -142,24 +142,18 @@ export class Admission<T> {
     }
 }
 
-// A budget for log lines: at most `perSecond` a second (a token bucket of
-// that size). What it refuses is counted by kind, for one summary line.
+// A budget for log lines: at most `lines` every `periodMs` (a token bucket
+// of that size). What it refuses is counted by kind, for one summary line.
 export class LogBudget {
-    private tokens: number
-    private at = -1
+    private bucket: TokenBucket
     private skipped = new Map<string, number>()
 
-    constructor(readonly perSecond: number) {
-        this.tokens = perSecond
+    constructor(lines: number, periodMs = 1000) {
+        this.bucket = new TokenBucket((lines * 1000) / periodMs, lines)
     }
 
     take(kind: string, now: number): boolean {
-        if (this.at >= 0) this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.at) * this.perSecond) / 1000)
-        this.at = now
-        if (this.tokens >= 1) {
-            this.tokens--
-            return true
-        }
+        if (this.bucket.take(now)) return true
         this.skipped.set(kind, (this.skipped.get(kind) ?? 0) + 1)
         return false
     }

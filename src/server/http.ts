@@ -20,6 +20,7 @@ import { Fleet, type BoardStatus } from "./fleet.js"
 import { Metrics } from "./metrics.js"
 import type { Server } from "./server.js"
 import { isLoopbackHost, listenOn } from "./listen.js"
+import { LogBudget } from "./admission.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface HttpOptions {
@@ -96,7 +97,7 @@ export class HttpStatus {
     private opening: Promise<void> = Promise.resolve()
     private flushTimer: NodeJS.Timeout | undefined
     private onChange = (id: string) => this.noteChange(id)
-    private lastWarning = new Map<string, number>() // the log gets at most one line of each kind a second
+    private warnings = new Map<string, LogBudget>() // the log gets at most one line of each kind a second
     private allowedHosts: Set<string>
 
     constructor(server: Server, opts: HttpOptions) {
@@ -296,11 +297,11 @@ export class HttpStatus {
         return this.json(res, 202, { queued: true })
     }
 
-    private warn(kind: string, o: object, msg: string): void {
-        const now = Date.now()
-        if (now - (this.lastWarning.get(kind) ?? 0) < 1000) return
-        this.lastWarning.set(kind, now)
-        this.log.warn(o, msg)
+    private warn(kind: "host" | "token", o: object, msg: string): void {
+        let budget = this.warnings.get(kind)
+        if (!budget) this.warnings.set(kind, (budget = new LogBudget(1)))
+        const pass = budget.pass(kind, Date.now())
+        if (pass) this.log.warn({ ...o, ...pass }, msg)
     }
 
     private authorized(req: IncomingMessage): boolean {

@@ -4,6 +4,7 @@
 import { once } from "node:events"
 import type { Server as NetServer } from "node:net"
 import type { Logger } from "./log.js"
+import { LogBudget } from "./admission.js"
 
 const ERROR_LOG_EVERY = 5000 // ms between two such log lines
 
@@ -11,14 +12,10 @@ export async function listenOn(server: NetServer, port: number, host: string, lo
     server.listen(port, host)
     await Promise.race([once(server, "listening"), once(server, "error").then(([e]) => Promise.reject(e))])
     server.removeAllListeners("error") // the one left by the race
-    let last = -Infinity
-    let quiet = 0
+    const budget = new LogBudget(1, ERROR_LOG_EVERY)
     server.on("error", (e: NodeJS.ErrnoException) => {
-        const now = Date.now()
-        if (now - last < ERROR_LOG_EVERY) return void quiet++
-        log.error({ code: e.code, more: quiet }, `${what}: ${e.message}; still listening`)
-        last = now
-        quiet = 0
+        const pass = budget.pass(e.code ?? "error", Date.now())
+        if (pass) log.error({ code: e.code, ...pass }, `${what}: ${e.message}; still listening`)
     })
 }
 

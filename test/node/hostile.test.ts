@@ -123,12 +123,16 @@ describe("hostile input", function () {
             assert.equal(a.pending, 4)
         })
 
-        it("the log budget refuses beyond its rate and counts what it refused", function () {
+        it("the log budget refuses beyond its rate (per second, or per period) and counts what it refused", function () {
             const b = new LogBudget(2)
             assert.deepEqual([b.take("a", 0), b.take("a", 0), b.take("a", 0), b.take("b", 0)], [true, true, false, false])
             assert.equal(b.take("a", 500), true, "refilled at 2/s")
             assert.deepEqual(b.takeSkipped(), { a: 1, b: 1 })
             assert.equal(b.takeSkipped(), undefined)
+            // One line every 5 s (accept failures), with what was not logged on the next one.
+            const slow = new LogBudget(1, 5000)
+            assert.deepEqual([slow.pass("EMFILE", 0), slow.pass("EMFILE", 1000), slow.pass("EMFILE", 4000)], [{}, undefined, undefined])
+            assert.deepEqual(slow.pass("EMFILE", 5000), { unlogged: { EMFILE: 2 } })
         })
     })
 
