@@ -49,8 +49,12 @@ const OWN_KEYS = { mqtt: true, brokerPort: true, brokerHost: true, name: true, m
 const GATEWAY_KEYS: OptionKeys<GatewayOptions> = { ...SERVER_KEYS_OF_GATEWAY, ...OWN_KEYS }
 
 // The packet ids of up lines are link ids + 1 (1..256); MQTT.js numbers
-// its other packets (subscriptions, status) above them.
-const FIRST_OTHER_ID = 1000
+// its other packets (subscriptions, status) above them. Far above: MQTT.js
+// keeps packets in flight in plain objects keyed by packet id (outgoing,
+// messageIdToTopic), and V8 stores such keys as an array as long as the
+// largest one unless it lies over 1024 past the array's end (then as a
+// hash). From 1000, each idle board kept two arrays of ~1,000 slots, 24 KB.
+const FIRST_OTHER_ID = 4096
 // What send() uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
