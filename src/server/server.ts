@@ -29,6 +29,10 @@ import type { Warning } from "./warning.js"
 // An id line that is not UTF-8 (its warning does not repeat the id).
 const NOT_UTF8 = "id is not valid UTF-8"
 
+// Not made in accept(): a closure made there holds all of accept()'s
+// scope (the id reader, ...) for as long as the socket lives.
+const ignore = (): void => undefined
+
 // The port a server listens on: 0 picks a free one.
 export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
 
@@ -147,6 +151,9 @@ interface Early {
     linesAt: number
     timer?: NodeJS.Timeout // the id deadline
     cut: boolean
+    // accept()'s "close" listener: removed once the link is up, with the
+    // id reader and the early handlers it holds (~0.8 KB a socket).
+    closed?: () => void
 }
 
 export type { Warning } from "./warning.js"
@@ -592,7 +599,7 @@ export class Server extends EventEmitter {
         if (ra === undefined) return void socket.destroy() // gone already
         const source = ra.startsWith("::ffff:") ? ra.slice(7) : ra
         const address = `${ra}:${socket.remotePort}`
-        socket.on("error", () => {}) // "close" follows; the Connection logs link errors
+        socket.on("error", ignore) // "close" follows; the Connection logs link errors
         const e: Early = { socket, source, address, lines: 0, linesAt: clock(), cut: false }
         const a = this.admission.add(source, e, clock())
         if (!a.ok) {
@@ -646,10 +653,11 @@ export class Server extends EventEmitter {
         this.counters.set(e, count)
         socket.on("data", count)
         socket.on("data", onData)
-        socket.once("close", () => {
+        e.closed = () => {
             idDone()
             this.settle(e)
-        })
+        }
+        socket.once("close", e.closed)
     }
 
     private route(id: string, socket: Socket, rest: Buffer[], address: string, e: Early): void {
@@ -719,6 +727,7 @@ export class Server extends EventEmitter {
             if (timer) clearTimeout(timer)
             this.pending.delete(socket)
             socket.off("data", onData)
+            socket.off("close", closed) // it holds the handshake (keys, session) while the socket lives
             this.authDone(id, conn, socket, o, address, e, key.keys)
         }
         const drive = () => {
@@ -735,13 +744,14 @@ export class Server extends EventEmitter {
             auth.push(b)
             drive()
         })
-        socket.on("data", onData)
-        socket.once("close", () => {
+        const closed = () => {
             if (finished) return
             finished = true
             if (timer) clearTimeout(timer)
             this.pending.delete(socket)
-        })
+        }
+        socket.on("data", onData)
+        socket.once("close", closed)
         for (const b of rest) auth.push(b)
         drive()
     }
@@ -875,7 +885,11 @@ export class Server extends EventEmitter {
         if (up) {
             this.idle.delete(id)
             const e = this.earlyConn.get(conn)
-            if (e) this.settle(e)
+            if (e) {
+                this.settle(e)
+                if (e.closed) e.socket.off("close", e.closed)
+                e.closed = undefined
+            }
             if (this.eventLog.allow("connect")) this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "link up")
             for (const w of this.arrivals.get(id)?.splice(0) ?? []) w.resolve(conn)
             this.arrivals.delete(id)
