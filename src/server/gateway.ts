@@ -81,6 +81,9 @@ const MAX_WINDOW = 120
 const STABLE_MS = 10000
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
+// The payload of every will (a board's, the gateway's): one Buffer, which
+// MQTT.js only reads.
+const OFFLINE = Buffer.from("offline")
 
 // The packet ids of the up lines that may come just before the line with
 // link id `first`, within the largest window. A link numbers 00 once, for
@@ -199,15 +202,21 @@ class BoardSession {
     // This Connection continues an epoch from the broker's record: the board
     // may hold ids of it.
     private fromRecord: boolean
+    private child: Logger | undefined // the board's logger, made when first used
 
     constructor(
         readonly gw: Gateway,
         readonly conn: Connection,
-        private log: Logger,
+        private parentLog: Logger,
     ) {
         this.backoff = new Backoff(gw.backoffFirst, gw.backoffCap)
         this.fromRecord = gw.epochs.get(conn.id) === conn.epoch
         void this.upLoop()
+    }
+
+    // Lines about this board (with its id): most idle boards never log.
+    private get log(): Logger {
+        return (this.child ??= this.parentLog.child({ client: this.conn.id }))
     }
 
     // The board's link is up: open (or reopen) its MQTT session.
@@ -228,7 +237,7 @@ class BoardSession {
             keepalive: 30,
             messageIdProvider: ids as never,
             log: MQTT_TRACE,
-            will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
+            will: { topic: boardTopic(id, "status"), payload: OFFLINE, qos: 1, retain: true },
             ...this.gw.mqttAccess(),
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
@@ -744,7 +753,7 @@ export class Gateway {
             clean: true,
             reconnectPeriod: this.backoffFirst,
             connectTimeout: 10000,
-            will: { topic: gatewayTopic(this.name), payload: Buffer.from("offline"), qos: 1, retain: true },
+            will: { topic: gatewayTopic(this.name), payload: OFFLINE, qos: 1, retain: true },
             ...this.mqttAccess(),
         })
         this.control = c
@@ -872,7 +881,7 @@ export class Gateway {
             s = undefined
         }
         if (!s) {
-            s = new BoardSession(this, conn, this.log.child({ client: conn.id }))
+            s = new BoardSession(this, conn, this.log)
             this.sessions.set(conn.id, s)
         }
         s.open()
