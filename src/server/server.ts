@@ -850,6 +850,9 @@ export class Server extends EventEmitter {
                 // one cut before it: its address is penalized as often.
                 if (w.code === "flood" || w.code === "slow-reader") server.offenceOf(sourceOf(this.address))
             },
+            rekeyed(this: Connection, kcv: string) {
+                server.onRekeyed(this, kcv)
+            },
             logGate(kind: string) {
                 if (kind === STATE_REFUSED) return server.stateLog.allow(kind)
                 return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
@@ -876,7 +879,7 @@ export class Server extends EventEmitter {
         this.conns.set(id, conn)
         conn.on("status", this.hooks.status)
         conn.on("warning", this.hooks.warning)
-        conn.on("rekeyed", (kcv: string) => this.onRekeyed(conn, kcv))
+        conn.on("rekeyed", this.hooks.rekeyed)
         return conn
     }
 
