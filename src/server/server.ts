@@ -700,10 +700,14 @@ export class Server extends EventEmitter {
         this.earlyConn.set(conn, e)
         this.sessionKeys.delete(conn)
         conn.adopt(socket, { kind: "id", rest })
-        // A Connection whose link never came up holds nothing an application
-        // saw: forget it with its socket, so ids sent by strangers (garbage
-        // lines, port scanners) do not pile up.
-        const c = conn
+        this.forgetIfNeverUp(socket, id, conn)
+    }
+
+    // A Connection whose link never came up holds nothing an application
+    // saw: forget it with its socket, so ids sent by strangers (garbage
+    // lines, port scanners) do not pile up. (Made here, not in route(): a
+    // closure holds its function's whole scope while the socket lives.)
+    private forgetIfNeverUp(socket: Socket, id: string, c: Connection): void {
         socket.once("close", () => {
             if (c.hasSocket() || this.conns.get(id) !== c) return
             if (c.connects === 0) {
