@@ -49,8 +49,12 @@ const OWN_KEYS = { mqtt: true, brokerPort: true, brokerHost: true, name: true, m
 const GATEWAY_KEYS: OptionKeys<GatewayOptions> = { ...SERVER_KEYS_OF_GATEWAY, ...OWN_KEYS }
 
 // The packet ids of up lines are link ids + 1 (1..256); MQTT.js numbers
-// its other packets (subscriptions, status) above them.
-const FIRST_OTHER_ID = 1000
+// its other packets (subscriptions, status) above them. Far above: MQTT.js
+// keeps packets in flight in plain objects keyed by packet id (outgoing,
+// messageIdToTopic), and V8 stores such keys as an array as long as the
+// largest one unless it lies over 1024 past the array's end (then as a
+// hash). From 1000, each idle board kept two arrays of ~1,000 slots, 24 KB.
+const FIRST_OTHER_ID = 4096
 // What send() uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
@@ -77,6 +81,9 @@ const MAX_WINDOW = 120
 const STABLE_MS = 10000
 // Broker resends of down packets remembered per board (dup check).
 const DOWN_RECORD = 512
+// The payload of every will (a board's, the gateway's): one Buffer, which
+// MQTT.js only reads.
+const OFFLINE = Buffer.from("offline")
 
 // The packet ids of the up lines that may come just before the line with
 // link id `first`, within the largest window. A link numbers 00 once, for
@@ -195,15 +202,21 @@ class BoardSession {
     // This Connection continues an epoch from the broker's record: the board
     // may hold ids of it.
     private fromRecord: boolean
+    private child: Logger | undefined // the board's logger, made when first used
 
     constructor(
         readonly gw: Gateway,
         readonly conn: Connection,
-        private log: Logger,
+        private parentLog: Logger,
     ) {
         this.backoff = new Backoff(gw.backoffFirst, gw.backoffCap)
         this.fromRecord = gw.epochs.get(conn.id) === conn.epoch
         void this.upLoop()
+    }
+
+    // Lines about this board (with its id): most idle boards never log.
+    private get log(): Logger {
+        return (this.child ??= this.parentLog.child({ client: this.conn.id }))
     }
 
     // The board's link is up: open (or reopen) its MQTT session.
@@ -224,7 +237,7 @@ class BoardSession {
             keepalive: 30,
             messageIdProvider: ids as never,
             log: MQTT_TRACE,
-            will: { topic: boardTopic(id, "status"), payload: Buffer.from("offline"), qos: 1, retain: true },
+            will: { topic: boardTopic(id, "status"), payload: OFFLINE, qos: 1, retain: true },
             ...this.gw.mqttAccess(),
         }
         const c = mqttConnect(this.gw.brokerUrl, opts)
@@ -740,7 +753,7 @@ export class Gateway {
             clean: true,
             reconnectPeriod: this.backoffFirst,
             connectTimeout: 10000,
-            will: { topic: gatewayTopic(this.name), payload: Buffer.from("offline"), qos: 1, retain: true },
+            will: { topic: gatewayTopic(this.name), payload: OFFLINE, qos: 1, retain: true },
             ...this.mqttAccess(),
         })
         this.control = c
@@ -868,7 +881,7 @@ export class Gateway {
             s = undefined
         }
         if (!s) {
-            s = new BoardSession(this, conn, this.log.child({ client: conn.id }))
+            s = new BoardSession(this, conn, this.log)
             this.sessions.set(conn.id, s)
         }
         s.open()

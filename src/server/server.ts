@@ -30,6 +30,10 @@ import type { Warning } from "./warning.js"
 // An id line that is not UTF-8 (its warning does not repeat the id).
 const NOT_UTF8 = "id is not valid UTF-8"
 
+// Not made in accept(): a closure made there holds all of accept()'s
+// scope (the id reader, ...) for as long as the socket lives.
+const ignore = (): void => undefined
+
 // The port a server listens on: 0 picks a free one.
 export const LISTEN_PORT: Range = { min: 0, max: 65535, dflt: PORT.dflt }
 
@@ -148,6 +152,9 @@ interface Early {
     linesAt: number
     timer?: NodeJS.Timeout // the id deadline
     cut: boolean
+    // accept()'s "close" listener: removed once the link is up, with the
+    // id reader and the early handlers it holds (~0.8 KB a socket).
+    closed?: () => void
 }
 
 export type { Warning } from "./warning.js"
@@ -598,7 +605,7 @@ export class Server extends EventEmitter {
         if (ra === undefined) return void socket.destroy() // gone already
         const source = ra.startsWith("::ffff:") ? ra.slice(7) : ra
         const address = `${ra}:${socket.remotePort}`
-        socket.on("error", () => {}) // "close" follows; the Connection logs link errors
+        socket.on("error", ignore) // "close" follows; the Connection logs link errors
         const e: Early = { socket, source, address, lines: 0, linesAt: clock(), cut: false }
         const a = this.admission.add(source, e, clock())
         if (!a.ok) {
@@ -652,10 +659,11 @@ export class Server extends EventEmitter {
         this.counters.set(e, count)
         socket.on("data", count)
         socket.on("data", onData)
-        socket.once("close", () => {
+        e.closed = () => {
             idDone()
             this.settle(e)
-        })
+        }
+        socket.once("close", e.closed)
     }
 
     private route(id: string, socket: Socket, rest: Buffer[], address: string, e: Early): void {
@@ -698,10 +706,14 @@ export class Server extends EventEmitter {
         this.earlyConn.set(conn, e)
         this.sessionKeys.delete(conn)
         conn.adopt(socket, { kind: "id", rest })
-        // A Connection whose link never came up holds nothing an application
-        // saw: forget it with its socket, so ids sent by strangers (garbage
-        // lines, port scanners) do not pile up.
-        const c = conn
+        this.forgetIfNeverUp(socket, id, conn)
+    }
+
+    // A Connection whose link never came up holds nothing an application
+    // saw: forget it with its socket, so ids sent by strangers (garbage
+    // lines, port scanners) do not pile up. (Made here, not in route(): a
+    // closure holds its function's whole scope while the socket lives.)
+    private forgetIfNeverUp(socket: Socket, id: string, c: Connection): void {
         socket.once("close", () => {
             if (c.hasSocket() || this.conns.get(id) !== c) return
             if (c.connects === 0) {
@@ -725,6 +737,7 @@ export class Server extends EventEmitter {
             if (timer) clearTimeout(timer)
             this.pending.delete(socket)
             socket.off("data", onData)
+            socket.off("close", closed) // it holds the handshake (keys, session) while the socket lives
             this.authDone(id, conn, socket, o, address, e, key.keys)
         }
         const drive = () => {
@@ -741,13 +754,14 @@ export class Server extends EventEmitter {
             auth.push(b)
             drive()
         })
-        socket.on("data", onData)
-        socket.once("close", () => {
+        const closed = () => {
             if (finished) return
             finished = true
             if (timer) clearTimeout(timer)
             this.pending.delete(socket)
-        })
+        }
+        socket.on("data", onData)
+        socket.once("close", closed)
         for (const b of rest) auth.push(b)
         drive()
     }
@@ -846,6 +860,9 @@ export class Server extends EventEmitter {
                 // one cut before it: its address is penalized as often.
                 if (w.code === "flood" || w.code === "slow-reader") server.offenceOf(sourceOf(this.address))
             },
+            rekeyed(this: Connection, kcv: string) {
+                server.onRekeyed(this, kcv)
+            },
             logGate(kind: string) {
                 if (kind === STATE_REFUSED) return server.stateLog.allow(kind)
                 return kind === "link-lost" ? server.eventLog.allow(kind) : server.noticeLog.allow(kind)
@@ -872,7 +889,7 @@ export class Server extends EventEmitter {
         this.conns.set(id, conn)
         conn.on("status", this.hooks.status)
         conn.on("warning", this.hooks.warning)
-        conn.on("rekeyed", (kcv: string) => this.onRekeyed(conn, kcv))
+        conn.on("rekeyed", this.hooks.rekeyed)
         return conn
     }
 
@@ -881,7 +898,11 @@ export class Server extends EventEmitter {
         if (up) {
             this.idle.delete(id)
             const e = this.earlyConn.get(conn)
-            if (e) this.settle(e)
+            if (e) {
+                this.settle(e)
+                if (e.closed) e.socket.off("close", e.closed)
+                e.closed = undefined
+            }
             if (this.eventLog.allow("connect")) this.log.info({ client: id, address: conn.address, peer: conn.peer, connects: conn.connects }, "link up")
             for (const w of this.arrivals.get(id)?.splice(0) ?? []) w.resolve(conn)
             this.arrivals.delete(id)
