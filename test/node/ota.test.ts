@@ -8,7 +8,7 @@ import { pino } from "pino"
 import { Client, requestDeploy, Server, type DeployReport } from "../../src/server/index.js"
 import { DeployRun } from "../../src/server/ota/deployrun.js"
 import { OtaGateway } from "../../src/server/ota/gateway.js"
-import { Ota } from "../../src/server/ota/ota.js"
+import { MAX_IMAGES_IN_MEMORY, Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
 import { RefBoard } from "../kit/wsskboard.js"
@@ -341,9 +341,41 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
     })
 })
 
+// What an Ota holds, for the tests of its bounds.
+const held = (o: Ota) => o as unknown as { images: Map<string, Buffer>; files: Map<string, string>; lastConnect: Map<string, number> }
+
 describe("OTA image store", function () {
     this.timeout(30000)
     afterEach(closeAll)
+
+    it(`holds at most ${MAX_IMAGES_IN_MEMORY} images in memory besides those the boards run, and link times only of boards being deployed to`, async function () {
+        const v1 = image(1184), v2 = image(2048), bad = image(640)
+        const { ota } = await otaBoard(v2, v1, { linkUpWithin: 3000 })
+        ota.keep(v1)
+        const r = await ota.deploy(["b1"], v2, "test")
+        assert.equal(r.boards[0]!.outcome, "deployed", r.boards[0]!.detail)
+        assert.equal(held(ota).lastConnect.size, 0, "the link time of a board no deploy waits for")
+        const others = Array.from({ length: MAX_IMAGES_IN_MEMORY + 2 }, (_, i) => image(256 + 32 * i))
+        for (const o of others) ota.keep(o)
+        const kept = [...held(ota).images.keys()]
+        const hex = (b: Buffer) => sha256(b).toString("hex")
+        assert.deepEqual(kept.sort(), [hex(v2), ...others.slice(-MAX_IMAGES_IN_MEMORY).map(hex)].sort(), "v2 (b1 runs it) and the most recent others")
+        // The image b1 runs was kept: a broken deploy can still be rolled back.
+        const back = await ota.deploy(["b1"], bad, "test")
+        assert.equal(back.boards[0]!.outcome, "rolled-back", back.boards[0]!.detail)
+        assert.equal(held(ota).lastConnect.size, 0)
+    })
+
+    it("with an image folder, holds no image in memory: only the folder's index", async function () {
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const dir = mkdtempSync(join(tmpdir(), "ota-images-"))
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), imagesDir: dir })
+        for (let i = 0; i < 3; i++) ota.keep(image(256 + 32 * i))
+        assert.equal(held(ota).images.size, 0)
+        assert.equal(held(ota).files.size, 3)
+    })
 
     it("finds an image put in the folder after the server started", async function () {
         const key = randomBytes(32)
