@@ -12,7 +12,7 @@ import { MAX_IMAGES_IN_MEMORY, Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
 import { RefBoard } from "../kit/wsskboard.js"
-import { attachAdmins } from "../../src/server/ota/admin.js"
+import { attachAdmins, MAX_QUEUED_CHARS } from "../../src/server/ota/admin.js"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -511,6 +511,34 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         // The application reads the id's own lines, none of the request's.
         await other.write("hello")
         assert.equal(await within(conn.readline(), 5000, "the application's line"), "hello")
+    })
+
+    it(`an admin that sends more than ${MAX_QUEUED_CHARS} bytes while its deploy runs gets an error naming the limit; the deploy, the server and other links go on`, async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        let requested: () => void = () => {}
+        const running = new Promise<void>((r) => (requested = r))
+        const logger = pino({ level: "info" }, { write: (s: string) => void (JSON.parse(s).msg === "OTA deploy requested" && requested()) })
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 4000, logger })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const first = requestDeploy(admin, ["b1"], image(1024))
+        await within(running, 5000, "the deploy running")
+        // No board comes: the deploy waits for its session while the admin sends parts of nothing.
+        const refused = assert.rejects(within(first, 10000, "the error"), new RegExp(`request lines dropped: over ${MAX_QUEUED_CHARS} bytes \\(one whole request\\) held while a deploy runs`))
+        const part = JSON.stringify({ ota: "part", data: "A".repeat(4000) })
+        for (let sent = 0; sent <= MAX_QUEUED_CHARS + 20000; sent += part.length) await admin.write(part)
+        await refused
+        const other = cleanup(new Client({ id: "other", port, timeout: 1000 }).start())
+        const conn = await within(server.clientConn("other"), 5000, "another link")
+        await other.write("hello")
+        assert.equal(await within(conn.readline(), 5000, "its line"), "hello")
+        // The deploy ends as it would have, and its report comes.
+        const report = JSON.parse(await within(admin.readline(), 10000, "the report")) as DeployReport & { ota: string }
+        assert.equal(report.ota, "report")
+        assert.match(report.boards[0]!.detail, /did not open an OTA session/)
     })
 
     it("devs-iot deploy gives up after --report-within ms when the server never answers, exits 1 and says so", async function () {

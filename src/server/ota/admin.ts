@@ -24,13 +24,17 @@ export const PART_BYTES = 3072 // 4 KB lines in base64
 
 // The lines of an OTA request, as requestDeploy writes them.
 const OTA_LINE = /^\{"ota":/
+const PART_LINE = /^\{"ota":"part"/
 
 export function attachAdmins(server: Server, ota: Ota, adminIds: string[], logger: Logger = silentLogger()): void {
     const log = logger.child({ ota: "admin" })
     const admins = new Set(adminIds)
     eachConnection(server, (conn) => {
         if (!admins.has(conn.id)) return refuseOn(conn, `${JSON.stringify(conn.id)} is not an OTA admin of this server`, log)
-        const lines = new Lines()
+        const lines = new Lines((dropped) => {
+            log.warn({ admin: conn.id, address: conn.address, dropped }, `OTA request lines dropped: over ${MAX_QUEUED_CHARS} bytes held while a deploy runs`)
+            conn.write(JSON.stringify({ ota: "error", message: `${dropped} request lines dropped: over ${MAX_QUEUED_CHARS} bytes (one whole request) held while a deploy runs; send the next request after the report` })).catch(() => {})
+        })
         conn.setClaim({ wants: () => true, take: (line) => lines.push(line) })
         void serve(conn, lines, ota, log)
     })
@@ -54,21 +58,44 @@ function refuseOn(conn: Connection, why: string, log: Logger): void {
     })
 }
 
-// An admin link's lines, in order, for its request loop.
+// Request lines held while the loop is busy (a deploy runs): one whole
+// request of the largest image (its parts in base64, with their JSON).
+export const MAX_QUEUED_CHARS = Math.ceil(MAX_IMAGE_BYTES / PART_BYTES) * (Math.ceil(PART_BYTES / 3) * 4 + 32) + 4096
+
+// An admin link's lines, in order, for its request loop. Past
+// MAX_QUEUED_CHARS the lines held are dropped, `overflow` is told once, and
+// the dropped request's parts that follow are dropped too.
 class Lines {
     private lines: string[] = []
+    private chars = 0
+    private skipParts = false
     private waiting: ((line: string) => void) | undefined = undefined
+
+    constructor(private overflow: (dropped: number) => void) {}
 
     push(line: string): void {
         const w = this.waiting
         this.waiting = undefined
-        if (w) w(line)
-        else this.lines.push(line)
+        if (w) return w(line)
+        if (this.skipParts && PART_LINE.test(line)) return
+        this.skipParts = false
+        if (this.chars + line.length > MAX_QUEUED_CHARS) {
+            const dropped = this.lines.length + 1
+            this.lines = []
+            this.chars = 0
+            this.skipParts = true
+            return this.overflow(dropped)
+        }
+        this.lines.push(line)
+        this.chars += line.length
     }
 
     next(): Promise<string> {
         const line = this.lines.shift()
-        if (line !== undefined) return Promise.resolve(line)
+        if (line !== undefined) {
+            this.chars -= line.length
+            return Promise.resolve(line)
+        }
         return new Promise((resolve) => (this.waiting = resolve))
     }
 }
