@@ -486,6 +486,35 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         await s.waitFor(/OTA request from ops refused: over-the-air updates are off on this server/, 5000)
     })
 
+    it("devs-iot deploy takes the admin's key from --key-file or DEVS_IOT_KEY_FILE; a missing file, a key given twice or none exits 2 naming it", async function () {
+        const f = files()
+        const { port } = await serverCli(["--keys", f.keys])
+        const keyFile = join(f.dir, "ops.key")
+        writeFileSync(keyFile, `# the admin's key\n${f.adminKey}\n`, { mode: 0o600 })
+        const deploy = (args: string[], env: Record<string, string>) => {
+            const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--log-level", "warn", ...args, f.image], env)
+            onCleanup(() => run.stop())
+            return run
+        }
+        for (const [args, env] of [[["--key-file", keyFile], {}], [[], { DEVS_IOT_KEY_FILE: keyFile }]] as const) {
+            const run = deploy([...args], env)
+            // The server's answer comes only over an authenticated link: the key was read.
+            assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 1, run.stdout + run.stderr)
+            assert.match(run.stderr, /over-the-air updates are off on this server/)
+            assert.doesNotMatch(run.stderr, /visible to every user|accessible to other users/)
+            assert.ok(!run.stderr.includes(f.adminKey))
+        }
+        for (const [args, env, re] of [
+            [["--key-file", join(f.dir, "nothing.key")], {}, /nothing\.key: cannot read the key file: ENOENT/],
+            [["--key-file", keyFile], { DEVS_IOT_KEY: f.adminKey }, /give the key once: DEVS_IOT_KEY or --key-file, not both/],
+            [[], {}, /the admin id's key is required: --key-file FILE/],
+        ] as const) {
+            const run = deploy([...args], env)
+            assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 2, run.stdout + run.stderr)
+            assert.match(run.stderr, re)
+        }
+    })
+
     it("through a server run with --ota-keys and its default app (none), deploy gets the server's report: the app does not take the admin's lines", async function () {
         const f = files()
         const { port } = await serverCli(["--keys", f.keys, "--ota-keys", f.ota, "--ota-admins", "ops", "--ota-port", "0", "--ota-session-within", "1000"])

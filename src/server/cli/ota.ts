@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
 import { TIMEOUT } from "../../shared/config.js"
 import { Client } from "../client.js"
-import { FLAGS, readInt, type IntOpt } from "./flags.js"
+import { clientKey, FLAGS, readInt, type IntOpt } from "./flags.js"
 import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
@@ -42,7 +42,8 @@ export const DEPLOY_COMMAND = {
         host: FLAGS.serverHost,
         port: FLAGS.serverPort,
         admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
-        key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
+        key: FLAGS.clientKey,
+        "key-file": FLAGS.clientKeyFile,
         "report-within": FLAGS.deployReportWithin,
         timeout: { type: "string", arg: "MS", help: `${TIMEOUT.doc}: the server's --timeout (default ${TIMEOUT.dflt})` },
     } as Record<string, Opt>,
@@ -117,14 +118,14 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     return () => gateway.close()
 }
 
-// `devs-iot deploy --id X,Y --admin A --key K image.devs`; resolves with the exit code.
-export async function runDeploy(values: Values, positionals: string[], log: Logger, out: (s: string) => void): Promise<number> {
+// `devs-iot deploy --id X,Y --admin A --key-file F image.devs`; resolves with the exit code.
+export async function runDeploy(values: Values, source: Record<string, string>, positionals: string[], log: Logger, out: (s: string) => void): Promise<number> {
     const ids = list(values["id"])
     if (!ids.length) throw config("--id is required (or DEVS_IOT_ID): the boards to deploy to")
     const admin = values["admin"]
     if (typeof admin !== "string" || admin === "") throw config("--admin is required (or DEVS_IOT_ADMIN)")
-    const key = values["key"]
-    if (typeof key !== "string" || !/^[0-9a-fA-F]{64}$/.test(key.trim())) throw config("--key must be the admin id's key, 64 hex digits")
+    const { key } = clientKey(values, source, log)
+    if (key === undefined) throw config("the admin id's key is required: --key-file FILE (or DEVS_IOT_KEY_FILE), or DEVS_IOT_KEY")
     if (positionals.length !== 1) throw config(`give one image file (.devs), got ${positionals.length}`)
     let image: Buffer
     try {
@@ -139,7 +140,7 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     const within = readInt(values["report-within"], "--report-within", FLAGS.deployReportWithin.range, true) ?? FLAGS.deployReportWithin.range.dflt * ids.length
     const deadline = performance.now() + within
     const timeout = readInt(values["timeout"], "--timeout", TIMEOUT)
-    const client = new Client({ id: admin, host, port, key: key.trim(), timeout, logger: log }).start()
+    const client = new Client({ id: admin, host, port, key, timeout, logger: log }).start()
     let t: NodeJS.Timeout | undefined = undefined
     const byDeadline = <T>(p: Promise<T>, ms: number): Promise<T | undefined> => Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), Math.max(0, ms))))]).finally(() => clearTimeout(t))
     try {
