@@ -318,6 +318,14 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
         assert.deepEqual(board.program, v1)
     })
 
+    it("a board named twice in one request is refused before anything is written: between its two runs another deploy could start on it", async function () {
+        const v1 = image(1184), v2 = image(2048)
+        const { board, ota } = await setupBoard(v1, v1)
+        await assert.rejects(ota.deploy(["b1", "b1"], v2, "a"), /board id "b1" given twice/)
+        assert.deepEqual(board.program, v1)
+        assert.ok(!board.events.includes("deploy_start"))
+    })
+
     it("a board with no program (its hash all zeros) can be deployed to: there is nothing a rollback could lose", async function () {
         const v1 = image(1024)
         const { board, ota } = await setupBoard(v1, undefined)

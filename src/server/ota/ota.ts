@@ -184,6 +184,9 @@ export class Ota {
     async deploy(ids: string[], image: Buffer, who: string): Promise<DeployReport> {
         checkImage(image)
         if (!ids.length) throw new Error("no board ids given")
+        // A board twice would be free between its two runs: a deploy from another admin could start on it.
+        const twice = ids.find((id, i) => ids.indexOf(id) !== i)
+        if (twice !== undefined) throw new Error(`board id ${JSON.stringify(twice)} given twice`)
         for (const id of ids) {
             if (!BOARD_PATH.test(`/wssk/${id}`)) throw new Error(`board id ${JSON.stringify(id)} cannot be used in a wssk path (letters, digits, . _ : - only)`)
             if (!this.gateway.hasKey(id)) throw new Error(`no OTA key for board ${JSON.stringify(id)}`)
