@@ -578,6 +578,57 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         assert.match(report.boards[0]!.detail, /did not open an OTA session/)
     })
 
+    it("each malformed request line gets an error naming what is wrong, and the admin's next request is served", async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const hash = sha256(image(1024)).toString("hex")
+        const head = (o: object) => JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: hash, bytes: 1024, parts: 1, ...o })
+        for (const [lines, re] of [
+            [["null"], /^not a JSON object: null$/],
+            [["{"], /^not JSON$/],
+            [[head({ ids: "b1" })], /^deploy request: ids must be a list of board ids/],
+            [[head({ sha256: "x" })], /^deploy request: sha256 must be 64 lower-case hex digits$/],
+            [[head({ bytes: 600000 })], /^deploy request: bytes must be a whole number from 1 to 524288 \(the largest image\), got 600000$/],
+            [[head({ parts: 0 })], /^deploy request: parts must be a whole number from 1 to 171, got 0$/],
+            [[head({}), "[1]"], /^part 0: not a JSON object: \[1\]$/],
+            [[head({}), JSON.stringify({ ota: "part", data: image(1024).toString("base64") })], /^the image does not match its sha256$/],
+        ] as const) {
+            for (const l of lines) await admin.write(l)
+            const answer = JSON.parse(await within(admin.readline(), 5000, `the answer to ${lines[0]}`)) as { ota: string; message: string }
+            assert.equal(answer.ota, "error")
+            assert.match(answer.message, re)
+        }
+        // Still served: no board comes, so the report says so.
+        const r = await within(requestDeploy(admin, ["b1"], image(1024)), 10000, "the report")
+        assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
+    })
+
+    it("devs-iot deploy names an image file it cannot use before it connects: missing, a folder, over the limit, not an image", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "ota-img-"))
+        writeFileSync(join(dir, "big.devs"), Buffer.alloc(600000))
+        writeFileSync(join(dir, "text.devs"), "hello, world\n".repeat(20))
+        const port = await freePort() // nothing listens: the file is refused first
+        for (const [file, re] of [
+            [join(dir, "none.devs"), /none\.devs: cannot deploy: ENOENT/],
+            [dir, /cannot deploy: not a regular file/],
+            [join(dir, "big.devs"), /big\.devs: cannot deploy: 600000 bytes is over 524288, the largest image/],
+            [join(dir, "text.devs"), /text\.devs: not a DeviceScript image/],
+        ] as const) {
+            const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", file], { DEVS_IOT_KEY: randomBytes(32).toString("hex") })
+            onCleanup(() => run.stop())
+            assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 2, run.stdout + run.stderr)
+            assert.match(run.stderr, re)
+        }
+        // The package's call names a bad image before it sends a line.
+        const never = new Client({ id: "ops", port, timeout: 1000 })
+        await assert.rejects(requestDeploy(never, ["b1"], Buffer.from("hello")), /image: 5 bytes is too short for a DeviceScript image/)
+    })
+
     it("devs-iot deploy gives up after --report-within ms when the server never answers, exits 1 and says so", async function () {
         const f = files()
         const port = await freePort()

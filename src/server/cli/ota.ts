@@ -1,6 +1,6 @@
 // Command-line glue for OTA: the server's --ota-* options and the `deploy`
 // command. Each setting is defined once here (name, range, default, doc).
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
 import { TIMEOUT } from "../../shared/config.js"
@@ -14,6 +14,7 @@ import { attachAdmins, refuseDeploys, requestDeploy } from "../ota/admin.js"
 import { OtaGateway } from "../ota/gateway.js"
 import { Ota, type DeployReport } from "../ota/ota.js"
 import { JacdacHost, runBoardVm, type BoardVm } from "../ota/simboard.js"
+import { checkImage, MAX_IMAGE_BYTES } from "../ota/wssk.js"
 
 const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
 
@@ -118,6 +119,27 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     return () => gateway.close()
 }
 
+// The image file, checked as the board's deploy checks it; its size is
+// looked at before it is read, so a wrong path (a disk image, a device) is
+// not read whole.
+function readImage(file: string): Buffer {
+    let image: Buffer
+    try {
+        const st = statSync(file)
+        if (!st.isFile()) throw new Error("not a regular file")
+        if (st.size > MAX_IMAGE_BYTES) throw new Error(`${st.size} bytes is over ${MAX_IMAGE_BYTES}, the largest image`)
+        image = readFileSync(file)
+    } catch (e) {
+        throw config(`${file}: cannot deploy: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+    try {
+        checkImage(image, file)
+    } catch (e) {
+        throw config((e as Error).message)
+    }
+    return image
+}
+
 // `devs-iot deploy --id X,Y --admin A --key-file F image.devs`; resolves with the exit code.
 export async function runDeploy(values: Values, source: Record<string, string>, positionals: string[], log: Logger, out: (s: string) => void): Promise<number> {
     const ids = list(values["id"])
@@ -127,12 +149,7 @@ export async function runDeploy(values: Values, source: Record<string, string>, 
     const { key } = clientKey(values, source, log)
     if (key === undefined) throw config("the admin id's key is required: --key-file FILE (or DEVS_IOT_KEY_FILE), or DEVS_IOT_KEY")
     if (positionals.length !== 1) throw config(`give one image file (.devs), got ${positionals.length}`)
-    let image: Buffer
-    try {
-        image = readFileSync(positionals[0]!)
-    } catch (e) {
-        throw config(`${positionals[0]}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-    }
+    const image = readImage(positionals[0]!)
     const port = readInt(values["port"], "--port", FLAGS.serverPort.range)
     const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
     // The whole run is bounded: a server that never answers (an older one

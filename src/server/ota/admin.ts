@@ -18,7 +18,7 @@ import { eachConnection } from "../each.js"
 import { silentLogger, type Logger } from "../log.js"
 import type { Server } from "../server.js"
 import type { DeployReport, Ota } from "./ota.js"
-import { MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
+import { checkImage, MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
 
 export const PART_BYTES = 3072 // 4 KB lines in base64
 
@@ -100,75 +100,107 @@ class Lines {
     }
 }
 
+// One request after the other; whatever goes wrong with one is answered
+// and logged, and the next is served (never a rejection nobody handles).
 async function serve(conn: Connection, lines: Lines, ota: Ota, log: Logger): Promise<void> {
     const reply = (o: object) => conn.write(JSON.stringify(o)).catch(() => {})
     for (;;) {
         const line = await lines.next()
-        if (!conn.authenticated) {
-            log.warn({ admin: conn.id, address: conn.address }, "OTA request on a link that is not authenticated: refused")
-            await reply({ ota: "error", message: `admin id ${conn.id} must authenticate (give it a key in the server's key file, not in allow-plain)` })
-            continue
-        }
-        let req: { ota?: unknown; ids?: unknown; sha256?: unknown; bytes?: unknown; parts?: unknown }
         try {
-            req = JSON.parse(line)
-        } catch {
-            await reply({ ota: "error", message: "not JSON" })
-            continue
-        }
-        if (req.ota !== "deploy") {
-            await reply({ ota: "error", message: `unknown request ${JSON.stringify(req.ota)}` })
-            continue
-        }
-        const ids = req.ids
-        const parts = req.parts
-        const bytes = req.bytes
-        if (!Array.isArray(ids) || !ids.every((x) => typeof x === "string") || typeof req.sha256 !== "string" || typeof bytes !== "number" || typeof parts !== "number" || !Number.isInteger(parts) || parts < 1 || bytes > MAX_IMAGE_BYTES || parts > Math.ceil(MAX_IMAGE_BYTES / PART_BYTES)) {
-            await reply({ ota: "error", message: "deploy needs ids (strings), sha256, bytes and parts within bounds" })
-            continue
-        }
-        const chunks: Buffer[] = []
-        let got = 0
-        let bad = ""
-        for (let i = 0; i < parts; i++) {
-            let p: { ota?: unknown; data?: unknown }
-            try {
-                p = JSON.parse(await lines.next())
-            } catch (e) {
-                bad = `part ${i}: ${(e as Error).message}`
-                break
-            }
-            if (p.ota !== "part" || typeof p.data !== "string") {
-                bad = `part ${i}: expected {"ota":"part","data":...}`
-                break
-            }
-            const c = Buffer.from(p.data, "base64")
-            got += c.length
-            if (got > bytes) {
-                bad = `more than ${bytes} bytes`
-                break
-            }
-            chunks.push(c)
-        }
-        const image = Buffer.concat(chunks)
-        if (!bad && image.length !== bytes) bad = `got ${image.length} bytes, announced ${bytes}`
-        if (!bad && sha256(image).toString("hex") !== req.sha256) bad = "the image does not match its sha256"
-        if (bad) {
-            await reply({ ota: "error", message: bad })
-            continue
-        }
-        try {
-            const report = await ota.deploy(ids as string[], image, conn.id)
-            await reply({ ota: "report", ...report })
+            await request(conn, line, lines, ota, log, reply)
         } catch (e) {
-            await reply({ ota: "error", message: (e as Error).message })
+            log.error({ admin: conn.id, stack: (e as Error)?.stack }, `OTA request failed: ${(e as Error)?.message}`)
+            await reply({ ota: "error", message: `request failed: ${(e as Error)?.message}` })
         }
     }
+}
+
+async function request(conn: Connection, line: string, lines: Lines, ota: Ota, log: Logger, reply: (o: object) => Promise<unknown>): Promise<void> {
+    if (!conn.authenticated) {
+        log.warn({ admin: conn.id, address: conn.address }, "OTA request on a link that is not authenticated: refused")
+        await reply({ ota: "error", message: `admin id ${conn.id} must authenticate (give it a key in the server's key file, not in allow-plain)` })
+        return
+    }
+    const req = jsonObject(line)
+    if (typeof req === "string") {
+        await reply({ ota: "error", message: req })
+        return
+    }
+    if (req.ota !== "deploy") {
+        await reply({ ota: "error", message: `unknown request ${JSON.stringify(req.ota)}` })
+        return
+    }
+    const r = deployRequest(req)
+    if (typeof r === "string") {
+        await reply({ ota: "error", message: `deploy request: ${r}` })
+        return
+    }
+    const { ids, sha256: hash, bytes, parts } = r
+    const chunks: Buffer[] = []
+    let got = 0
+    let bad = ""
+    for (let i = 0; i < parts; i++) {
+        const p = jsonObject(await lines.next())
+        if (typeof p === "string") {
+            bad = `part ${i}: ${p}`
+            break
+        }
+        if (p.ota !== "part" || typeof p.data !== "string") {
+            bad = `part ${i}: expected {"ota":"part","data":...}`
+            break
+        }
+        const c = Buffer.from(p.data, "base64")
+        got += c.length
+        if (got > bytes) {
+            bad = `more than ${bytes} bytes`
+            break
+        }
+        chunks.push(c)
+    }
+    const image = Buffer.concat(chunks)
+    if (!bad && image.length !== bytes) bad = `got ${image.length} bytes, announced ${bytes}`
+    if (!bad && sha256(image).toString("hex") !== hash) bad = "the image does not match its sha256"
+    if (bad) {
+        await reply({ ota: "error", message: bad })
+        return
+    }
+    try {
+        const report = await ota.deploy(ids, image, conn.id)
+        await reply({ ota: "report", ...report })
+    } catch (e) {
+        await reply({ ota: "error", message: (e as Error).message })
+    }
+}
+
+// A line's JSON object, or what it is instead ("null" parses, but has no fields).
+type Fields = { ota?: unknown; data?: unknown; ids?: unknown; sha256?: unknown; bytes?: unknown; parts?: unknown }
+function jsonObject(line: string): Fields | string {
+    let v: unknown
+    try {
+        v = JSON.parse(line)
+    } catch {
+        return "not JSON"
+    }
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Fields) : `not a JSON object: ${line.slice(0, 40)}`
+}
+
+const MAX_PARTS = Math.ceil(MAX_IMAGE_BYTES / PART_BYTES)
+
+// A deploy request's fields, or what is wrong with them.
+function deployRequest(req: Fields): { ids: string[]; sha256: string; bytes: number; parts: number } | string {
+    const { ids, sha256: hash, bytes, parts } = req
+    const whole = (v: unknown, max: number): v is number => typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= max
+    if (!Array.isArray(ids) || !ids.every((x) => typeof x === "string")) return "ids must be a list of board ids (strings)"
+    if (typeof hash !== "string" || !/^[0-9a-f]{64}$/.test(hash)) return "sha256 must be 64 lower-case hex digits"
+    if (!whole(bytes, MAX_IMAGE_BYTES)) return `bytes must be a whole number from 1 to ${MAX_IMAGE_BYTES} (the largest image), got ${JSON.stringify(bytes)}`
+    if (!whole(parts, MAX_PARTS)) return `parts must be a whole number from 1 to ${MAX_PARTS}, got ${JSON.stringify(parts)}`
+    return { ids: ids as string[], sha256: hash, bytes, parts }
 }
 
 // The operator's side: sends the request on an (authenticated) client link
 // and resolves with the server's report; rejects with the server's error.
 export async function requestDeploy(client: Client, ids: string[], image: Buffer): Promise<DeployReport> {
+    checkImage(image) // a bad image is named here, before a byte is sent
     const parts: string[] = []
     for (let i = 0; i < image.length; i += PART_BYTES) parts.push(image.subarray(i, i + PART_BYTES).toString("base64"))
     await client.write(JSON.stringify({ ota: "deploy", ids, sha256: sha256(image).toString("hex"), bytes: image.length, parts: parts.length }))
