@@ -7,7 +7,7 @@ import { connect } from "node:net"
 import { pino } from "pino"
 import { Client, requestDeploy, Server, type DeployReport } from "../../src/server/index.js"
 import { DeployRun } from "../../src/server/ota/deployrun.js"
-import { OtaGateway } from "../../src/server/ota/gateway.js"
+import { MAX_UNSENT_BYTES, OtaGateway } from "../../src/server/ota/gateway.js"
 import { MAX_IMAGES_IN_MEMORY, Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
@@ -185,6 +185,36 @@ describe("OTA gateway (wssk)", function () {
         const attempt = b.attempt()
         const s = await within(session, 5000, "the board's session")
         s.close("test over")
+        await attempt
+    })
+
+    it(`cuts a peer that sends pings and does not read the pongs, past ${MAX_UNSENT_BYTES} bytes unsent; the gateway goes on`, async function () {
+        this.timeout(60000)
+        const key = randomBytes(32)
+        const g = new OtaGateway({ port: 0, host: "127.0.0.1", keys: new Map([["b1", key]]), handshakeTimeout: 50000 })
+        await g.listen()
+        cleanup(g)
+        let cut = ""
+        g.on("warning", (w) => w.code === "slow-reader" && (cut = w.detail))
+        void g.want("b1").catch(() => {})
+        // Never read: no 'data' listener, so the socket stays paused.
+        const s = connect({ port: g.port, host: "127.0.0.1" })
+        s.on("error", () => undefined)
+        onCleanup(() => void s.destroy())
+        let closed = false
+        s.on("close", () => (closed = true))
+        s.write(`GET /wssk/b1 HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: devs-key-${"00".repeat(16)}\r\n\r\n`)
+        const ping = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125)])
+        const batch = Buffer.concat(Array.from({ length: 500 }, () => ping))
+        // Bounded: at most 256 MB, then the test fails below.
+        for (let sent = 0; !closed && cut === "" && sent < 256 * 1024 * 1024; sent += batch.length)
+            if (!s.write(batch)) await new Promise<void>((r) => (s.once("drain", r), s.once("close", r)))
+        await until(() => cut !== "", 10000, "the slow-reader warning")
+        assert.match(cut, new RegExp(`over ${MAX_UNSENT_BYTES} bytes unsent`))
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+        const session = g.want("b1")
+        const attempt = b.attempt()
+        ;(await within(session, 5000, "the board's session")).close("test over")
         await attempt
     })
 
