@@ -14,6 +14,7 @@ export interface BoardOptions {
     key: Buffer
     program?: Buffer // what runs at "boot"
     onProgram?: (image: Buffer | undefined) => void // a new program starts (undefined: none)
+    dropAfterWrites?: number // once: close the socket at this deploy_write, unanswered (a board gone mid-transfer)
 }
 
 export class RefBoard {
@@ -97,7 +98,9 @@ export class RefBoard {
                 resolve(e)
                 return true
             }
-            if (!check()) this.waiters.push(() => void check())
+            // Asked again at each event until it matches (or the time is up).
+            const waiter = () => void (check() || this.waiters.push(waiter))
+            if (!check()) this.waiters.push(waiter)
         })
     }
 
@@ -203,6 +206,10 @@ export class RefBoard {
                 }
                 st.data.push(Buffer.from(payload))
                 st.written += payload.length
+                if (st.data.length === this.opts.dropAfterWrites) {
+                    this.opts.dropAfterWrites = undefined
+                    return this.close()
+                }
                 return this.reply(cmd)
             }
             case Cmd.DeployFinish: {

@@ -356,6 +356,16 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
         assert.ok(!board.events.includes("deploy_start"))
     })
 
+    it("a board that drops its session in the middle of the write gets its previous program back", async function () {
+        const v1 = image(1184), v2 = image(45792)
+        const { board, ota } = await setupBoard(v2, v1)
+        board.opts.dropAfterWrites = 3 // mid-transfer: the old program is gone, the new one incomplete
+        const r = await ota.deploy(["b1"], v2, "a")
+        assert.equal(r.boards[0]!.outcome, "rolled-back", r.boards[0]!.detail)
+        assert.match(r.boards[0]!.detail, /deploy failed: session ended during deploy_write at byte \d+: connection closed; previous program back/)
+        assert.deepEqual(board.program, v1)
+    })
+
     it("a board with no program (its hash all zeros) can be deployed to: there is nothing a rollback could lose", async function () {
         const v1 = image(1024)
         const { board, ota } = await setupBoard(v1, undefined)
