@@ -14,6 +14,7 @@ export interface BoardOptions {
     key: Buffer
     program?: Buffer // what runs at "boot"
     onProgram?: (image: Buffer | undefined) => void // a new program starts (undefined: none)
+    dropAtStartOf?: number // at each deploy_start of this size: erase, then close the socket, unanswered
     dropAfterWrites?: number // once: close the socket at this deploy_write, unanswered (a board gone mid-transfer)
 }
 
@@ -196,6 +197,7 @@ export class RefBoard {
                 this.opts.onProgram?.(undefined)
                 this.staged = { size, data: [], written: 0 }
                 this.event("deploy_start")
+                if (size === this.opts.dropAtStartOf) return this.close()
                 return this.reply(cmd)
             }
             case Cmd.DeployWrite: {

@@ -366,6 +366,16 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
         assert.deepEqual(board.program, v1)
     })
 
+    it("a board that drops each session at deploy_start, before it answers, is not reported 'refused': it may have erased its program, and gets the previous one back", async function () {
+        const v1 = image(1184), v2 = image(2048)
+        const { board, ota } = await setupBoard(v1, v1)
+        board.opts.dropAtStartOf = v2.length
+        const r = await ota.deploy(["b1"], v2, "a")
+        assert.equal(r.boards[0]!.outcome, "rolled-back", r.boards[0]!.detail)
+        assert.match(r.boards[0]!.detail, /deploy failed: session ended during deploy_start: connection closed; previous program back, link up/)
+        assert.deepEqual(board.program, v1)
+    })
+
     it("a board with no program (its hash all zeros) can be deployed to: there is nothing a rollback could lose", async function () {
         const v1 = image(1024)
         const { board, ota } = await setupBoard(v1, undefined)

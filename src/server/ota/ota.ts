@@ -239,7 +239,8 @@ export class Ota {
         })
         const first = await this.runOnBoard(id, run)
         before = first.before ?? before
-        if (!first.ok && !first.written) return { id, outcome: "refused", before, detail: first.error ?? "refused" }
+        // Refused only if deploy_start was never sent: once it was, the board may have erased its program.
+        if (!first.ok && !first.started) return { id, outcome: "refused", before, detail: first.error ?? "refused" }
         if (first.ok && first.unchanged) return { id, outcome: "unchanged", before, after: first.after, detail: "the board already runs this image" }
         if (first.ok && (await this.linkUp(id, first.since))) return { id, outcome: "deployed", before, after: first.after, detail: "hash checked; link up" }
         // The new program is on the board (or a part of it): put the old one back.
