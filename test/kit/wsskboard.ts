@@ -14,6 +14,7 @@ export interface BoardOptions {
     key: Buffer
     program?: Buffer // what runs at "boot"
     onProgram?: (image: Buffer | undefined) => void // a new program starts (undefined: none)
+    replyDelay?: number // ms before each answer to a deploy_write (a slow board)
     dropAtStartOf?: number // at each deploy_start of this size: erase, then close the socket, unanswered
     dropAfterWrites?: number // once: close the socket at this deploy_write, unanswered (a board gone mid-transfer)
 }
@@ -212,6 +213,7 @@ export class RefBoard {
                     this.opts.dropAfterWrites = undefined
                     return this.close()
                 }
+                if (this.opts.replyDelay) return void setTimeout(() => this.reply(cmd), this.opts.replyDelay)
                 return this.reply(cmd)
             }
             case Cmd.DeployFinish: {

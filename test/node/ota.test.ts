@@ -91,6 +91,18 @@ describe("OTA gateway (wssk)", function () {
         assert.equal(b.streaming, 0x102)
     })
 
+    it("a deploy that goes on past its bound is ended naming the bound and where it was, not as if nothing had come", async function () {
+        const key = randomBytes(32)
+        const g = await gateway({ b1: key })
+        // 239 writes of at least 20 ms each cannot finish within 1000 ms.
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256), replyDelay: 20 })
+        const session = g.want("b1")
+        keepTrying(b)
+        const r = await (await within(session, 5000, "session")).execute(new DeployRun(image(45792)), 1000)
+        assert.equal(r.ok, false)
+        assert.match(r.error ?? "", /^session ended during deploy_write at byte \d+: deploy not finished within 1000 ms$/)
+    })
+
     it("does not deploy an image the board already runs", async function () {
         const key = randomBytes(32)
         const img = image(256)

@@ -287,7 +287,7 @@ export class BoardSession {
         this.run = run
         return new Promise((resolve) => {
             const t = setTimeout(() => {
-                this.finishRun(run.ended(`no progress within ${ms} ms`))
+                this.finishRun(run.ended(`deploy not finished within ${ms} ms`))
                 this.close("deploy timed out")
             }, ms)
             this.runDone = (r) => {
