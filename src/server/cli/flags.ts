@@ -1,6 +1,7 @@
 // The command line's whole-number settings that are the Node shell's own
 // (ports it listens on, the demo app's pace, shutdown, OTA): range and default
-// defined once here, the help text and docs/settings.md made from them. The
+// defined once here, the help text and docs/settings.md made from them. Also
+// a client's key flags (client, deploy) and their reading. The
 // settings a board shares (its port, timeout, interval, watchdog) come from
 // src/shared, where the board's settings table reads them too.
 import { INTERVAL, PORT, type Range } from "../../shared/config.js"
