@@ -12,7 +12,7 @@ import { MAX_IMAGES_IN_MEMORY, Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
 import { RefBoard } from "../kit/wsskboard.js"
-import { attachAdmins, MAX_QUEUED_CHARS } from "../../src/server/ota/admin.js"
+import { attachAdmins, MAX_QUEUED_CHARS, refuseDeploys } from "../../src/server/ota/admin.js"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -689,6 +689,23 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         // The package's call names a bad image before it sends a line.
         const never = new Client({ id: "ops", port, timeout: 1000 })
         await assert.rejects(requestDeploy(never, ["b1"], Buffer.from("hello")), /image: 5 bytes is too short for a DeviceScript image/)
+    })
+
+    it("a peer that sends deploy requests it may not make gets each refused, and the log takes at most maxWarningsPerSecond of them a second", async function () {
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, limits: { maxWarningsPerSecond: 5 } }))
+        await server.listen()
+        const logged: Array<{ msg?: string; unlogged?: Record<string, number> }> = []
+        refuseDeploys(server, "off here", pino({ level: "info" }, { write: (s: string) => void logged.push(JSON.parse(s)) }))
+        const peer = cleanup(new Client({ id: "anyone", port, timeout: 1000 }).start())
+        await within(peer.connected(), 5000, "the peer's link")
+        const started = performance.now()
+        const n = 60
+        for (let i = 0; i < n; i++) await peer.write(JSON.stringify({ ota: "deploy", i }))
+        for (let i = 0; i < n; i++) assert.match(await within(peer.readline(), 5000, `answer ${i}`), /"message":"off here"/)
+        const seconds = (performance.now() - started) / 1000
+        const refused = logged.filter((r) => /OTA request from anyone refused: off here/.test(r.msg ?? ""))
+        assert.ok(refused.length <= 5 + Math.ceil(seconds * 5) + 1, `${refused.length} logged in ${seconds.toFixed(1)} s`)
     })
 
     it("devs-iot deploy gives up after --report-within ms when the server never answers, exits 1 and says so", async function () {

@@ -16,6 +16,7 @@ import type { Client } from "../client.js"
 import type { Connection } from "../connection.js"
 import { eachConnection } from "../each.js"
 import { silentLogger, type Logger } from "../log.js"
+import { LogBudget } from "../admission.js"
 import type { Server } from "../server.js"
 import type { DeployReport, Ota } from "./ota.js"
 import { checkImage, MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
@@ -26,33 +27,46 @@ export const PART_BYTES = 3072 // 4 KB lines in base64
 const OTA_LINE = /^\{"ota":/
 const PART_LINE = /^\{"ota":"part"/
 
+// What a peer's lines make the admin side log: warnings at most the server's
+// maxWarningsPerSecond a second, the next logged line counting those that were not.
+type Warn = (kind: string, fields: object, msg: string) => void
+
+function warnings(server: Server, log: Logger): Warn {
+    const budget = new LogBudget(server.limits.maxWarningsPerSecond)
+    return (kind, fields, msg) => {
+        const extra = budget.pass(kind, performance.now())
+        if (extra) log.warn({ ...fields, ...extra }, msg)
+    }
+}
+
 export function attachAdmins(server: Server, ota: Ota, adminIds: string[], logger: Logger = silentLogger()): void {
     const log = logger.child({ ota: "admin" })
+    const warn = warnings(server, log)
     const admins = new Set(adminIds)
     eachConnection(server, (conn) => {
-        if (!admins.has(conn.id)) return refuseOn(conn, `${JSON.stringify(conn.id)} is not an OTA admin of this server`, log)
+        if (!admins.has(conn.id)) return refuseOn(conn, `${JSON.stringify(conn.id)} is not an OTA admin of this server`, warn)
         const lines = new Lines((dropped) => {
-            log.warn({ admin: conn.id, address: conn.address, dropped }, `OTA request lines dropped: over ${MAX_QUEUED_CHARS} bytes held while a deploy runs`)
+            warn("dropped", { admin: conn.id, address: conn.address, dropped }, `OTA request lines dropped: over ${MAX_QUEUED_CHARS} bytes held while a deploy runs`)
             conn.write(JSON.stringify({ ota: "error", message: `${dropped} request lines dropped: over ${MAX_QUEUED_CHARS} bytes (one whole request) held while a deploy runs; send the next request after the report` })).catch(() => {})
         })
         conn.setClaim({ wants: () => true, take: (line) => lines.push(line) })
-        void serve(conn, lines, ota, log)
+        void serve(conn, lines, ota, log, warn)
     })
 }
 
 // On a server without OTA: every deploy request is answered with an error
 // saying `why` (and logged), its lines kept from the application.
 export function refuseDeploys(server: Server, why: string, logger: Logger = silentLogger()): void {
-    const log = logger.child({ ota: "admin" })
-    eachConnection(server, (conn) => refuseOn(conn, why, log))
+    const warn = warnings(server, logger.child({ ota: "admin" }))
+    eachConnection(server, (conn) => refuseOn(conn, why, warn))
 }
 
-function refuseOn(conn: Connection, why: string, log: Logger): void {
+function refuseOn(conn: Connection, why: string, warn: Warn): void {
     conn.setClaim({
         wants: (line) => OTA_LINE.test(line),
         take: (line) => {
             if (!line.startsWith('{"ota":"deploy"')) return // its parts, or a stray line
-            log.warn({ client: conn.id, address: conn.address }, `OTA request from ${conn.id} refused: ${why}`)
+            warn("refused", { client: conn.id, address: conn.address }, `OTA request from ${conn.id} refused: ${why}`)
             conn.write(JSON.stringify({ ota: "error", message: why })).catch(() => {})
         },
     })
@@ -102,12 +116,12 @@ class Lines {
 
 // One request after the other; whatever goes wrong with one is answered
 // and logged, and the next is served (never a rejection nobody handles).
-async function serve(conn: Connection, lines: Lines, ota: Ota, log: Logger): Promise<void> {
+async function serve(conn: Connection, lines: Lines, ota: Ota, log: Logger, warn: Warn): Promise<void> {
     const reply = (o: object) => conn.write(JSON.stringify(o)).catch(() => {})
     for (;;) {
         const line = await lines.next()
         try {
-            await request(conn, line, lines, ota, log, reply)
+            await request(conn, line, lines, ota, warn, reply)
         } catch (e) {
             log.error({ admin: conn.id, stack: (e as Error)?.stack }, `OTA request failed: ${(e as Error)?.message}`)
             await reply({ ota: "error", message: `request failed: ${(e as Error)?.message}` })
@@ -115,9 +129,9 @@ async function serve(conn: Connection, lines: Lines, ota: Ota, log: Logger): Pro
     }
 }
 
-async function request(conn: Connection, line: string, lines: Lines, ota: Ota, log: Logger, reply: (o: object) => Promise<unknown>): Promise<void> {
+async function request(conn: Connection, line: string, lines: Lines, ota: Ota, warn: Warn, reply: (o: object) => Promise<unknown>): Promise<void> {
     if (!conn.authenticated) {
-        log.warn({ admin: conn.id, address: conn.address }, "OTA request on a link that is not authenticated: refused")
+        warn("not-authenticated", { admin: conn.id, address: conn.address }, "OTA request on a link that is not authenticated: refused")
         await reply({ ota: "error", message: `admin id ${conn.id} must authenticate (give it a key in the server's key file, not in allow-plain)` })
         return
     }
