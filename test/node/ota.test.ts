@@ -4,6 +4,7 @@
 import assert from "node:assert/strict"
 import { createHmac, randomBytes } from "node:crypto"
 import { connect } from "node:net"
+import { execFileSync, spawn } from "node:child_process"
 import { pino } from "pino"
 import { Client, requestDeploy, Server, type DeployReport } from "../../src/server/index.js"
 import { DeployRun } from "../../src/server/ota/deployrun.js"
@@ -445,6 +446,26 @@ describe("OTA image store", function () {
         for (let i = 0; i < 3; i++) ota.keep(image(256 + 32 * i))
         assert.equal(held(ota).images.size, 0)
         assert.equal(held(ota).files.size, 3)
+    })
+
+    it("skips a FIFO in the image folder with a warning, never reading it (a read would block the process)", async function () {
+        if (process.platform === "win32") this.skip()
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const dir = mkdtempSync(join(tmpdir(), "ota-images-"))
+        const fifo = join(dir, "pipe.devs")
+        execFileSync("mkfifo", [fifo])
+        // A writer, so that a read of the FIFO would end (with an image) instead of hanging the test.
+        const src = join(mkdtempSync(join(tmpdir(), "ota-src-")), "v.devs")
+        writeFileSync(src, image(256))
+        const writer = spawn("sh", ["-c", 'cat "$0" > "$1"', src, fifo], { stdio: "ignore" })
+        onCleanup(() => void (writer.exitCode === null && writer.pid !== undefined && process.kill(writer.pid, "SIGKILL")))
+        const logged: Array<{ msg?: string; file?: string }> = []
+        const logger = pino({ level: "info" }, { write: (s: string) => void logged.push(JSON.parse(s)) })
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), imagesDir: dir, logger })
+        assert.ok(logged.some((r) => r.file === fifo && r.msg === "not an image: not a regular file"), JSON.stringify(logged))
+        assert.equal(held(ota).files.size, 0)
     })
 
     it("finds an image put in the folder after the server started", async function () {

@@ -135,8 +135,10 @@ export class Ota {
             if (!f.endsWith(".devs")) continue
             const file = join(dir, f)
             try {
-                const size = statSync(file).size
-                if (size > MAX_IMAGE_BYTES) throw new Error(`${size} bytes is over ${MAX_IMAGE_BYTES}`)
+                const st = statSync(file)
+                // A FIFO or a device would block the process on its read, or never end.
+                if (!st.isFile()) throw new Error("not a regular file")
+                if (st.size > MAX_IMAGE_BYTES) throw new Error(`${st.size} bytes is over ${MAX_IMAGE_BYTES}`)
                 const image = readFileSync(file)
                 checkImage(image)
                 files.set(sha256(image).toString("hex"), file)
