@@ -748,7 +748,7 @@ describe("OTA server options", function () {
     this.timeout(30000)
     afterEach(closeAll)
 
-    it("refuses an admin without a link key, an admin that is also a board, and --ota-* without --ota-keys", async function () {
+    it("refuses an admin without a link key, an admin that is also a board, --ota-* without --ota-keys, and an image folder that is a file", async function () {
         const dir = mkdtempSync(join(tmpdir(), "ota-cfg-"))
         const k = () => randomBytes(32).toString("hex")
         writeFileSync(join(dir, "keys.txt"), `ops ${k()}\nb1 ${k()}\n`)
@@ -757,6 +757,7 @@ describe("OTA server options", function () {
             [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "nobody"], /"nobody" has no key in --keys/],
             [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "b1"], /"b1" is also a board in --ota-keys/],
             [["--ota-port", "9"], /--ota-port needs --ota-keys/],
+            [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "ops", "--ota-images", join(dir, "keys.txt")], /--ota-images .*keys\.txt: cannot use it as the image folder: EEXIST/],
         ] as const) {
             const run = cli(["server", "--port", "0", "--ota-port", "0", ...args])
             onCleanup(() => run.stop())

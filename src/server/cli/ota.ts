@@ -99,14 +99,14 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     if (open.length > 0)
         log.warn({ boards: open }, `OTA boards whose link is not authenticated (no --keys line, or --allow-plain): ${open.join(", ")}; anyone who connects with such an id after a deploy makes a broken program look good (no rollback); give them link keys`)
     const gateway = new OtaGateway({ port: int(values, "ota-port"), host: typeof values["host"] === "string" ? values["host"] : "0.0.0.0", keys, logger: log })
-    const ota = new Ota({
-        server,
-        gateway,
-        imagesDir: typeof values["ota-images"] === "string" ? values["ota-images"] : undefined,
-        linkUpWithin: int(values, "ota-link-up-within"),
-        sessionWithin: int(values, "ota-session-within"),
-        logger: log,
-    })
+    const imagesDir = typeof values["ota-images"] === "string" ? values["ota-images"] : undefined
+    const options = { server, gateway, imagesDir, linkUpWithin: int(values, "ota-link-up-within"), sessionWithin: int(values, "ota-session-within"), logger: log }
+    let ota: Ota
+    try {
+        ota = new Ota(options) // makes the image folder
+    } catch (e) {
+        throw config(`--ota-images ${imagesDir}: cannot use it as the image folder: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
     attachAdmins(server, ota, admins, log)
     if (fleet) logsToFleet(gateway, fleet)
     try {
