@@ -691,6 +691,29 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
     })
 
+    it("a request answered with an error is answered once: its parts left unread get no answers, which the admin's next request would read as its own", async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const img = image(9216) // 3 parts
+        const part = (i: number) => JSON.stringify({ ota: "part", data: img.subarray(i * 3072, (i + 1) * 3072).toString("base64") })
+        // Bytes over the limit: refused at the head, its 3 parts follow. Then a bad first part, 2 good ones after it.
+        await admin.write(JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: sha256(img).toString("hex"), bytes: 600000, parts: 3 }))
+        for (let i = 0; i < 3; i++) await admin.write(part(i))
+        assert.match(JSON.parse(await within(admin.readline(), 5000, "the error")).message, /bytes must be a whole number/)
+        await admin.write(JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: sha256(img).toString("hex"), bytes: 9216, parts: 3 }))
+        await admin.write("{}")
+        for (let i = 1; i < 3; i++) await admin.write(part(i))
+        assert.match(JSON.parse(await within(admin.readline(), 5000, "the error")).message, /^part 0: expected/)
+        // The next request gets its own answer (its report), no error left over from those.
+        const r = await within(requestDeploy(admin, ["b1"], img), 10000, "the report")
+        assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
+    })
+
     it("devs-iot deploy names an image file it cannot use before it connects: missing, a folder, over the limit, not an image", async function () {
         const dir = mkdtempSync(join(tmpdir(), "ota-img-"))
         writeFileSync(join(dir, "big.devs"), Buffer.alloc(600000))

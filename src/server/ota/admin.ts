@@ -78,7 +78,9 @@ export const MAX_QUEUED_CHARS = Math.ceil(MAX_IMAGE_BYTES / PART_BYTES) * (Math.
 
 // An admin link's lines, in order, for its request loop. Past
 // MAX_QUEUED_CHARS the lines held are dropped, `overflow` is told once, and
-// the dropped request's parts that follow are dropped too.
+// the dropped request's parts that follow are dropped too; so are the parts
+// of a request answered with an error (skipParts), each of which would
+// otherwise get an answer of its own, read by the admin's next request.
 class Lines {
     private lines: string[] = []
     private chars = 0
@@ -88,11 +90,11 @@ class Lines {
     constructor(private overflow: (dropped: number) => void) {}
 
     push(line: string): void {
+        if (this.skipParts && PART_LINE.test(line)) return
+        this.skipParts = false
         const w = this.waiting
         this.waiting = undefined
         if (w) return w(line)
-        if (this.skipParts && PART_LINE.test(line)) return
-        this.skipParts = false
         if (this.chars + line.length > MAX_QUEUED_CHARS) {
             const dropped = this.lines.length + 1
             this.lines = []
@@ -102,6 +104,12 @@ class Lines {
         }
         this.lines.push(line)
         this.chars += line.length
+    }
+
+    // Drops the part lines held at the front and those that come next, up to the next other line.
+    skipRest(): void {
+        while (this.lines.length > 0 && PART_LINE.test(this.lines[0]!)) this.chars -= this.lines.shift()!.length
+        this.skipParts = this.lines.length === 0
     }
 
     next(): Promise<string> {
@@ -126,6 +134,8 @@ async function serve(conn: Connection, lines: Lines, ota: Ota, log: Logger, warn
             log.error({ admin: conn.id, stack: (e as Error)?.stack }, `OTA request failed: ${(e as Error)?.message}`)
             await reply({ ota: "error", message: `request failed: ${(e as Error)?.message}` })
         }
+        // A request is answered once: the parts it left unread are not requests.
+        lines.skipRest()
     }
 }
 
