@@ -14,6 +14,9 @@ export interface BoardOptions {
     key: Buffer
     program?: Buffer // what runs at "boot"
     onProgram?: (image: Buffer | undefined) => void // a new program starts (undefined: none)
+    replyDelay?: number // ms before each answer to a deploy_write (a slow board)
+    dropAtStartOf?: number // at each deploy_start of this size: erase, then close the socket, unanswered
+    dropAfterWrites?: number // once: close the socket at this deploy_write, unanswered (a board gone mid-transfer)
 }
 
 export class RefBoard {
@@ -97,7 +100,9 @@ export class RefBoard {
                 resolve(e)
                 return true
             }
-            if (!check()) this.waiters.push(() => void check())
+            // Asked again at each event until it matches (or the time is up).
+            const waiter = () => void (check() || this.waiters.push(waiter))
+            if (!check()) this.waiters.push(waiter)
         })
     }
 
@@ -193,6 +198,7 @@ export class RefBoard {
                 this.opts.onProgram?.(undefined)
                 this.staged = { size, data: [], written: 0 }
                 this.event("deploy_start")
+                if (size === this.opts.dropAtStartOf) return this.close()
                 return this.reply(cmd)
             }
             case Cmd.DeployWrite: {
@@ -203,6 +209,11 @@ export class RefBoard {
                 }
                 st.data.push(Buffer.from(payload))
                 st.written += payload.length
+                if (st.data.length === this.opts.dropAfterWrites) {
+                    this.opts.dropAfterWrites = undefined
+                    return this.close()
+                }
+                if (this.opts.replyDelay) return void setTimeout(() => this.reply(cmd), this.opts.replyDelay)
                 return this.reply(cmd)
             }
             case Cmd.DeployFinish: {

@@ -4,15 +4,16 @@
 import assert from "node:assert/strict"
 import { createHmac, randomBytes } from "node:crypto"
 import { connect } from "node:net"
+import { execFileSync, spawn } from "node:child_process"
 import { pino } from "pino"
 import { Client, requestDeploy, Server, type DeployReport } from "../../src/server/index.js"
 import { DeployRun } from "../../src/server/ota/deployrun.js"
-import { OtaGateway } from "../../src/server/ota/gateway.js"
-import { Ota } from "../../src/server/ota/ota.js"
+import { MAX_UNSENT_BYTES, OtaGateway } from "../../src/server/ota/gateway.js"
+import { MAX_IMAGES_IN_MEMORY, Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
 import { RefBoard } from "../kit/wsskboard.js"
-import { attachAdmins } from "../../src/server/ota/admin.js"
+import { attachAdmins, MAX_QUEUED_CHARS, refuseDeploys } from "../../src/server/ota/admin.js"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -89,6 +90,18 @@ describe("OTA gateway (wssk)", function () {
         const i = b.events.indexOf("program written")
         assert.equal(b.events[i + 1], "ws close")
         assert.equal(b.streaming, 0x102)
+    })
+
+    it("a deploy that goes on past its bound is ended naming the bound and where it was, not as if nothing had come", async function () {
+        const key = randomBytes(32)
+        const g = await gateway({ b1: key })
+        // 239 writes of at least 20 ms each cannot finish within 1000 ms.
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256), replyDelay: 20 })
+        const session = g.want("b1")
+        keepTrying(b)
+        const r = await (await within(session, 5000, "session")).execute(new DeployRun(image(45792)), 1000)
+        assert.equal(r.ok, false)
+        assert.match(r.error ?? "", /^session ended during deploy_write at byte \d+: deploy not finished within 1000 ms$/)
     })
 
     it("does not deploy an image the board already runs", async function () {
@@ -185,6 +198,36 @@ describe("OTA gateway (wssk)", function () {
         const attempt = b.attempt()
         const s = await within(session, 5000, "the board's session")
         s.close("test over")
+        await attempt
+    })
+
+    it(`cuts a peer that sends pings and does not read the pongs, past ${MAX_UNSENT_BYTES} bytes unsent; the gateway goes on`, async function () {
+        this.timeout(60000)
+        const key = randomBytes(32)
+        const g = new OtaGateway({ port: 0, host: "127.0.0.1", keys: new Map([["b1", key]]), handshakeTimeout: 50000 })
+        await g.listen()
+        cleanup(g)
+        let cut = ""
+        g.on("warning", (w) => w.code === "slow-reader" && (cut = w.detail))
+        void g.want("b1").catch(() => {})
+        // Never read: no 'data' listener, so the socket stays paused.
+        const s = connect({ port: g.port, host: "127.0.0.1" })
+        s.on("error", () => undefined)
+        onCleanup(() => void s.destroy())
+        let closed = false
+        s.on("close", () => (closed = true))
+        s.write(`GET /wssk/b1 HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: devs-key-${"00".repeat(16)}\r\n\r\n`)
+        const ping = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125)])
+        const batch = Buffer.concat(Array.from({ length: 500 }, () => ping))
+        // Bounded: at most 256 MB, then the test fails below.
+        for (let sent = 0; !closed && cut === "" && sent < 256 * 1024 * 1024; sent += batch.length)
+            if (!s.write(batch)) await new Promise<void>((r) => (s.once("drain", r), s.once("close", r)))
+        await until(() => cut !== "", 10000, "the slow-reader warning")
+        assert.match(cut, new RegExp(`over ${MAX_UNSENT_BYTES} bytes unsent`))
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+        const session = g.want("b1")
+        const attempt = b.attempt()
+        ;(await within(session, 5000, "the board's session")).close("test over")
         await attempt
     })
 
@@ -318,6 +361,34 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
         assert.deepEqual(board.program, v1)
     })
 
+    it("a board named twice in one request is refused before anything is written: between its two runs another deploy could start on it", async function () {
+        const v1 = image(1184), v2 = image(2048)
+        const { board, ota } = await setupBoard(v1, v1)
+        await assert.rejects(ota.deploy(["b1", "b1"], v2, "a"), /board id "b1" given twice/)
+        assert.deepEqual(board.program, v1)
+        assert.ok(!board.events.includes("deploy_start"))
+    })
+
+    it("a board that drops its session in the middle of the write gets its previous program back", async function () {
+        const v1 = image(1184), v2 = image(45792)
+        const { board, ota } = await setupBoard(v2, v1)
+        board.opts.dropAfterWrites = 3 // mid-transfer: the old program is gone, the new one incomplete
+        const r = await ota.deploy(["b1"], v2, "a")
+        assert.equal(r.boards[0]!.outcome, "rolled-back", r.boards[0]!.detail)
+        assert.match(r.boards[0]!.detail, /deploy failed: session ended during deploy_write at byte \d+: connection closed; previous program back/)
+        assert.deepEqual(board.program, v1)
+    })
+
+    it("a board that drops each session at deploy_start, before it answers, is not reported 'refused': it may have erased its program, and gets the previous one back", async function () {
+        const v1 = image(1184), v2 = image(2048)
+        const { board, ota } = await setupBoard(v1, v1)
+        board.opts.dropAtStartOf = v2.length
+        const r = await ota.deploy(["b1"], v2, "a")
+        assert.equal(r.boards[0]!.outcome, "rolled-back", r.boards[0]!.detail)
+        assert.match(r.boards[0]!.detail, /deploy failed: session ended during deploy_start: connection closed; previous program back, link up/)
+        assert.deepEqual(board.program, v1)
+    })
+
     it("a board with no program (its hash all zeros) can be deployed to: there is nothing a rollback could lose", async function () {
         const v1 = image(1024)
         const { board, ota } = await setupBoard(v1, undefined)
@@ -341,9 +412,61 @@ describe("OTA deploy: one at a time per board, and only the board's own link cou
     })
 })
 
+// What an Ota holds, for the tests of its bounds.
+const held = (o: Ota) => o as unknown as { images: Map<string, Buffer>; files: Map<string, string>; lastConnect: Map<string, number> }
+
 describe("OTA image store", function () {
     this.timeout(30000)
     afterEach(closeAll)
+
+    it(`holds at most ${MAX_IMAGES_IN_MEMORY} images in memory besides those the boards run, and link times only of boards being deployed to`, async function () {
+        const v1 = image(1184), v2 = image(2048), bad = image(640)
+        const { ota } = await otaBoard(v2, v1, { linkUpWithin: 3000 })
+        ota.keep(v1)
+        const r = await ota.deploy(["b1"], v2, "test")
+        assert.equal(r.boards[0]!.outcome, "deployed", r.boards[0]!.detail)
+        assert.equal(held(ota).lastConnect.size, 0, "the link time of a board no deploy waits for")
+        const others = Array.from({ length: MAX_IMAGES_IN_MEMORY + 2 }, (_, i) => image(256 + 32 * i))
+        for (const o of others) ota.keep(o)
+        const kept = [...held(ota).images.keys()]
+        const hex = (b: Buffer) => sha256(b).toString("hex")
+        assert.deepEqual(kept.sort(), [hex(v2), ...others.slice(-MAX_IMAGES_IN_MEMORY).map(hex)].sort(), "v2 (b1 runs it) and the most recent others")
+        // The image b1 runs was kept: a broken deploy can still be rolled back.
+        const back = await ota.deploy(["b1"], bad, "test")
+        assert.equal(back.boards[0]!.outcome, "rolled-back", back.boards[0]!.detail)
+        assert.equal(held(ota).lastConnect.size, 0)
+    })
+
+    it("with an image folder, holds no image in memory: only the folder's index", async function () {
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const dir = mkdtempSync(join(tmpdir(), "ota-images-"))
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), imagesDir: dir })
+        for (let i = 0; i < 3; i++) ota.keep(image(256 + 32 * i))
+        assert.equal(held(ota).images.size, 0)
+        assert.equal(held(ota).files.size, 3)
+    })
+
+    it("skips a FIFO in the image folder with a warning, never reading it (a read would block the process)", async function () {
+        if (process.platform === "win32") this.skip()
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000 }))
+        await server.listen()
+        const dir = mkdtempSync(join(tmpdir(), "ota-images-"))
+        const fifo = join(dir, "pipe.devs")
+        execFileSync("mkfifo", [fifo])
+        // A writer, so that a read of the FIFO would end (with an image) instead of hanging the test.
+        const src = join(mkdtempSync(join(tmpdir(), "ota-src-")), "v.devs")
+        writeFileSync(src, image(256))
+        const writer = spawn("sh", ["-c", 'cat "$0" > "$1"', src, fifo], { stdio: "ignore" })
+        onCleanup(() => void (writer.exitCode === null && writer.pid !== undefined && process.kill(writer.pid, "SIGKILL")))
+        const logged: Array<{ msg?: string; file?: string }> = []
+        const logger = pino({ level: "info" }, { write: (s: string) => void logged.push(JSON.parse(s)) })
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), imagesDir: dir, logger })
+        assert.ok(logged.some((r) => r.file === fifo && r.msg === "not an image: not a regular file"), JSON.stringify(logged))
+        assert.equal(held(ota).files.size, 0)
+    })
 
     it("finds an image put in the folder after the server started", async function () {
         const key = randomBytes(32)
@@ -454,6 +577,35 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         await s.waitFor(/OTA request from ops refused: over-the-air updates are off on this server/, 5000)
     })
 
+    it("devs-iot deploy takes the admin's key from --key-file or DEVS_IOT_KEY_FILE; a missing file, a key given twice or none exits 2 naming it", async function () {
+        const f = files()
+        const { port } = await serverCli(["--keys", f.keys])
+        const keyFile = join(f.dir, "ops.key")
+        writeFileSync(keyFile, `# the admin's key\n${f.adminKey}\n`, { mode: 0o600 })
+        const deploy = (args: string[], env: Record<string, string>) => {
+            const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", "--log-level", "warn", ...args, f.image], env)
+            onCleanup(() => run.stop())
+            return run
+        }
+        for (const [args, env] of [[["--key-file", keyFile], {}], [[], { DEVS_IOT_KEY_FILE: keyFile }]] as const) {
+            const run = deploy([...args], env)
+            // The server's answer comes only over an authenticated link: the key was read.
+            assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 1, run.stdout + run.stderr)
+            assert.match(run.stderr, /over-the-air updates are off on this server/)
+            assert.doesNotMatch(run.stderr, /visible to every user|accessible to other users/)
+            assert.ok(!run.stderr.includes(f.adminKey))
+        }
+        for (const [args, env, re] of [
+            [["--key-file", join(f.dir, "nothing.key")], {}, /nothing\.key: cannot read the key file: ENOENT/],
+            [["--key-file", keyFile], { DEVS_IOT_KEY: f.adminKey }, /give the key once: DEVS_IOT_KEY or --key-file, not both/],
+            [[], {}, /the admin id's key is required: --key-file FILE/],
+        ] as const) {
+            const run = deploy([...args], env)
+            assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 2, run.stdout + run.stderr)
+            assert.match(run.stderr, re)
+        }
+    })
+
     it("through a server run with --ota-keys and its default app (none), deploy gets the server's report: the app does not take the admin's lines", async function () {
         const f = files()
         const { port } = await serverCli(["--keys", f.keys, "--ota-keys", f.ota, "--ota-admins", "ops", "--ota-port", "0", "--ota-session-within", "1000"])
@@ -481,6 +633,125 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         assert.equal(await within(conn.readline(), 5000, "the application's line"), "hello")
     })
 
+    it(`an admin that sends more than ${MAX_QUEUED_CHARS} bytes while its deploy runs gets an error naming the limit; the deploy, the server and other links go on`, async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        let requested: () => void = () => {}
+        const running = new Promise<void>((r) => (requested = r))
+        const logger = pino({ level: "info" }, { write: (s: string) => void (JSON.parse(s).msg === "OTA deploy requested" && requested()) })
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 4000, logger })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const first = requestDeploy(admin, ["b1"], image(1024))
+        await within(running, 5000, "the deploy running")
+        // No board comes: the deploy waits for its session while the admin sends parts of nothing.
+        const refused = assert.rejects(within(first, 10000, "the error"), new RegExp(`request lines dropped: over ${MAX_QUEUED_CHARS} bytes \\(one whole request\\) held while a deploy runs`))
+        const part = JSON.stringify({ ota: "part", data: "A".repeat(4000) })
+        for (let sent = 0; sent <= MAX_QUEUED_CHARS + 20000; sent += part.length) await admin.write(part)
+        await refused
+        const other = cleanup(new Client({ id: "other", port, timeout: 1000 }).start())
+        const conn = await within(server.clientConn("other"), 5000, "another link")
+        await other.write("hello")
+        assert.equal(await within(conn.readline(), 5000, "its line"), "hello")
+        // The deploy ends as it would have, and its report comes.
+        const report = JSON.parse(await within(admin.readline(), 10000, "the report")) as DeployReport & { ota: string }
+        assert.equal(report.ota, "report")
+        assert.match(report.boards[0]!.detail, /did not open an OTA session/)
+    })
+
+    it("each malformed request line gets an error naming what is wrong, and the admin's next request is served", async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const hash = sha256(image(1024)).toString("hex")
+        const head = (o: object) => JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: hash, bytes: 1024, parts: 1, ...o })
+        for (const [lines, re] of [
+            [["null"], /^not a JSON object: null$/],
+            [["{"], /^not JSON$/],
+            [[head({ ids: "b1" })], /^deploy request: ids must be a list of board ids/],
+            [[head({ sha256: "x" })], /^deploy request: sha256 must be 64 lower-case hex digits$/],
+            [[head({ bytes: 600000 })], /^deploy request: bytes must be a whole number from 1 to 524288 \(the largest image\), got 600000$/],
+            [[head({ parts: 0 })], /^deploy request: parts must be a whole number from 1 to 171, got 0$/],
+            [[head({}), "[1]"], /^part 0: not a JSON object: \[1\]$/],
+            [[head({}), JSON.stringify({ ota: "part", data: image(1024).toString("base64") })], /^the image does not match its sha256$/],
+        ] as const) {
+            for (const l of lines) await admin.write(l)
+            const answer = JSON.parse(await within(admin.readline(), 5000, `the answer to ${lines[0]}`)) as { ota: string; message: string }
+            assert.equal(answer.ota, "error")
+            assert.match(answer.message, re)
+        }
+        // Still served: no board comes, so the report says so.
+        const r = await within(requestDeploy(admin, ["b1"], image(1024)), 10000, "the report")
+        assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
+    })
+
+    it("a request answered with an error is answered once: its parts left unread get no answers, which the admin's next request would read as its own", async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const img = image(9216) // 3 parts
+        const part = (i: number) => JSON.stringify({ ota: "part", data: img.subarray(i * 3072, (i + 1) * 3072).toString("base64") })
+        // Bytes over the limit: refused at the head, its 3 parts follow. Then a bad first part, 2 good ones after it.
+        await admin.write(JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: sha256(img).toString("hex"), bytes: 600000, parts: 3 }))
+        for (let i = 0; i < 3; i++) await admin.write(part(i))
+        assert.match(JSON.parse(await within(admin.readline(), 5000, "the error")).message, /bytes must be a whole number/)
+        await admin.write(JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: sha256(img).toString("hex"), bytes: 9216, parts: 3 }))
+        await admin.write("{}")
+        for (let i = 1; i < 3; i++) await admin.write(part(i))
+        assert.match(JSON.parse(await within(admin.readline(), 5000, "the error")).message, /^part 0: expected/)
+        // The next request gets its own answer (its report), no error left over from those.
+        const r = await within(requestDeploy(admin, ["b1"], img), 10000, "the report")
+        assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
+    })
+
+    it("devs-iot deploy names an image file it cannot use before it connects: missing, a folder, over the limit, not an image", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "ota-img-"))
+        writeFileSync(join(dir, "big.devs"), Buffer.alloc(600000))
+        writeFileSync(join(dir, "text.devs"), "hello, world\n".repeat(20))
+        const port = await freePort() // nothing listens: the file is refused first
+        for (const [file, re] of [
+            [join(dir, "none.devs"), /none\.devs: cannot deploy: ENOENT/],
+            [dir, /cannot deploy: not a regular file/],
+            [join(dir, "big.devs"), /big\.devs: cannot deploy: 600000 bytes is over 524288, the largest image/],
+            [join(dir, "text.devs"), /text\.devs: not a DeviceScript image/],
+        ] as const) {
+            const run = cli(["deploy", "--id", "b1", "--port", String(port), "--admin", "ops", file], { DEVS_IOT_KEY: randomBytes(32).toString("hex") })
+            onCleanup(() => run.stop())
+            assert.equal(await within(run.exited, 15000, "devs-iot deploy exits"), 2, run.stdout + run.stderr)
+            assert.match(run.stderr, re)
+        }
+        // The package's call names a bad image before it sends a line.
+        const never = new Client({ id: "ops", port, timeout: 1000 })
+        await assert.rejects(requestDeploy(never, ["b1"], Buffer.from("hello")), /image: 5 bytes is too short for a DeviceScript image/)
+    })
+
+    it("a peer that sends deploy requests it may not make gets each refused, and the log takes at most maxWarningsPerSecond of them a second", async function () {
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, limits: { maxWarningsPerSecond: 5 } }))
+        await server.listen()
+        const logged: Array<{ msg?: string; unlogged?: Record<string, number> }> = []
+        refuseDeploys(server, "off here", pino({ level: "info" }, { write: (s: string) => void logged.push(JSON.parse(s)) }))
+        const peer = cleanup(new Client({ id: "anyone", port, timeout: 1000 }).start())
+        await within(peer.connected(), 5000, "the peer's link")
+        const started = performance.now()
+        const n = 60
+        for (let i = 0; i < n; i++) await peer.write(JSON.stringify({ ota: "deploy", i }))
+        for (let i = 0; i < n; i++) assert.match(await within(peer.readline(), 5000, `answer ${i}`), /"message":"off here"/)
+        const seconds = (performance.now() - started) / 1000
+        const refused = logged.filter((r) => /OTA request from anyone refused: off here/.test(r.msg ?? ""))
+        assert.ok(refused.length <= 5 + Math.ceil(seconds * 5) + 1, `${refused.length} logged in ${seconds.toFixed(1)} s`)
+    })
+
     it("devs-iot deploy gives up after --report-within ms when the server never answers, exits 1 and says so", async function () {
         const f = files()
         const port = await freePort()
@@ -500,7 +771,7 @@ describe("OTA server options", function () {
     this.timeout(30000)
     afterEach(closeAll)
 
-    it("refuses an admin without a link key, an admin that is also a board, and --ota-* without --ota-keys", async function () {
+    it("refuses an admin without a link key, an admin that is also a board, --ota-* without --ota-keys, and an image folder that is a file", async function () {
         const dir = mkdtempSync(join(tmpdir(), "ota-cfg-"))
         const k = () => randomBytes(32).toString("hex")
         writeFileSync(join(dir, "keys.txt"), `ops ${k()}\nb1 ${k()}\n`)
@@ -509,6 +780,7 @@ describe("OTA server options", function () {
             [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "nobody"], /"nobody" has no key in --keys/],
             [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "b1"], /"b1" is also a board in --ota-keys/],
             [["--ota-port", "9"], /--ota-port needs --ota-keys/],
+            [["--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "ops", "--ota-images", join(dir, "keys.txt")], /--ota-images .*keys\.txt: cannot use it as the image folder: EEXIST/],
         ] as const) {
             const run = cli(["server", "--port", "0", "--ota-port", "0", ...args])
             onCleanup(() => run.stop())

@@ -1,11 +1,14 @@
 // The command line's whole-number settings that are the Node shell's own
 // (ports it listens on, the demo app's pace, shutdown, OTA): range and default
-// defined once here, the help text and docs/settings.md made from them. The
+// defined once here, the help text and docs/settings.md made from them. Also
+// a client's key flags (client, deploy) and their reading. The
 // settings a board shares (its port, timeout, interval, watchdog) come from
 // src/shared, where the board's settings table reads them too.
 import { INTERVAL, PORT, type Range } from "../../shared/config.js"
 import { WATCHDOG } from "../../shared/watchdog.js"
 import { LISTEN_PORT } from "../server.js"
+import { KeyFileError, modeWarning, parseClientKey, readSecret } from "../keys.js"
+import type { Logger } from "../log.js"
 
 export interface IntOpt {
     type: "string"
@@ -23,6 +26,9 @@ export const FLAGS = {
     listenPort: intFlag("N", LISTEN_PORT, "TCP port; 0 picks a free one"),
     serverPort: intFlag("N", PORT, "server port"),
     serverHost: { type: "string", arg: "HOST", help: "server address (default 127.0.0.1)" } as const,
+    // A client's key (client, deploy): read by clientKey() below.
+    clientKey: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not; prefer the environment or --key-file (a flag is visible to every user)" } as const,
+    clientKeyFile: { type: "string", arg: "FILE", help: "a file holding this client's key (64 hex digits); client: SIGHUP re-reads it and reconnects" } as const,
     appInterval: intFlag("MS", { min: 100, max: 3600000, dflt: INTERVAL.dflt }, "demo app: ms between messages to each board"),
     boardInterval: intFlag("MS", INTERVAL, "ms between the app's messages (the board's IOT_INTERVAL)"),
     // The simulated board's watchdog is off unless asked for: a run in the
@@ -51,3 +57,38 @@ export function readInt(raw: string | boolean | undefined, what: string, r: Rang
 }
 
 export class FlagError extends Error {}
+
+type Values = Record<string, string | boolean | undefined>
+
+// A key given as 64 hex digits, checked; `name` is where it came from (--key, DEVS_IOT_KEY).
+export function hexKey(v: string, name: string): string {
+    if (!/^[0-9a-fA-F]{64}$/.test(v.trim())) throw new FlagError(`${name} must be 64 hex digits (32 bytes), got ${v.trim().length} characters`)
+    return v.trim()
+}
+
+// The key in a --key-file (FlagError naming the file if it cannot be used; never showing its text).
+export function readKeyFile(file: string): Buffer {
+    try {
+        return parseClientKey(readSecret(file, "key file"), file)
+    } catch (e) {
+        if (e instanceof KeyFileError) throw new FlagError(e.message)
+        throw e
+    }
+}
+
+// The client's key from --key-file or --key (FLAGS.clientKeyFile,
+// FLAGS.clientKey, or their environment variables), once; undefined when
+// neither is given. Warns of a key on the command line and of a key file
+// others can read.
+export function clientKey(values: Values, source: Record<string, string>, log: Logger): { key: Buffer | undefined; file: string | undefined } {
+    const file = typeof values["key-file"] === "string" ? values["key-file"] : undefined
+    const hex = typeof values["key"] === "string" ? values["key"] : undefined
+    if (file !== undefined && hex !== undefined) throw new FlagError(`give the key once: ${source["key"]} or ${source["key-file"]}, not both`)
+    const key = file !== undefined ? readKeyFile(file) : hex !== undefined ? Buffer.from(hexKey(hex, source["key"] ?? "--key"), "hex") : undefined
+    if (source["key"] === "--key") log.warn("--key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment or use --key-file FILE instead")
+    if (file !== undefined) {
+        const w = modeWarning(file, "key file")
+        if (w !== "") log.warn({ file }, w)
+    }
+    return { key, file }
+}

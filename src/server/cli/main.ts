@@ -7,7 +7,7 @@ import { parseArgs } from "node:util"
 import { checkClientId } from "../../shared/index.js"
 import { SERVER_BOUNDS } from "../../shared/bounds.js"
 import { TIMEOUT } from "../../shared/config.js"
-import { FLAGS, FlagError, readInt, type IntOpt } from "./flags.js"
+import { clientKey, FLAGS, FlagError, hexKey, readInt, readKeyFile, type IntOpt } from "./flags.js"
 import { Client } from "../client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "../log.js"
 import { Server } from "../server.js"
@@ -16,7 +16,7 @@ import { brokerAddress, Gateway } from "../gateway.js"
 import { boardTopic } from "../topics.js"
 import { checkHostNames, checkToken, HttpStatus } from "../http.js"
 import { readFileSync } from "node:fs"
-import { KeyFileError, loadKeyFile, modeWarning, parseClientKey, readSecret, type KeyFile } from "../keys.js"
+import { KeyFileError, loadKeyFile, modeWarning, type KeyFile } from "../keys.js"
 import { randomBytes } from "node:crypto"
 import { APPS, appExpects, startApp, type AppName } from "../../apps/server.js"
 import { buildSimImage, hintIfNoServer, runSim, SIM_APPS, TEST_APPS, type SimApp } from "./sim.js"
@@ -106,8 +106,8 @@ export const COMMANDS: Record<string, { summary: string; options: Record<string,
             port: FLAGS.serverPort,
             "no-qos": { type: "boolean", help: "send without ACK/retransmit (may be lost in an outage)" },
             "no-wait": { type: "boolean", help: "qos writes do not wait for earlier ones (order not kept)" },
-            key: { type: "string", arg: "HEX", help: "this client's key (64 hex digits): authenticate, and refuse a server that does not; prefer the environment or --key-file (a flag is visible to every user)" },
-            "key-file": { type: "string", arg: "FILE", help: "a file holding this client's key (64 hex digits); SIGHUP re-reads it and reconnects" },
+            key: FLAGS.clientKey,
+            "key-file": FLAGS.clientKeyFile,
             encrypt: { type: "boolean", help: "encrypt the messages this client sends (needs a key)" },
             ...STATE,
             ...COMMON,
@@ -460,18 +460,7 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     const cid = str(values, "id")
     if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
     const log = makeLogger(level(values, source), values["json"] === true)
-    const keyFile = str(values, "key-file")
-    if (keyFile !== undefined && str(values, "key") !== undefined) throw new UsageError(`give the key once: ${source["key"]} or ${source["key-file"]}, not both`)
-    const readKeyFile = (file: string): Buffer => {
-        try {
-            return parseClientKey(readSecret(file, "key file"), file)
-        } catch (e) {
-            if (e instanceof KeyFileError) throw new UsageError(e.message)
-            throw e
-        }
-    }
-    const key = keyFile !== undefined ? readKeyFile(keyFile) : str(values, "key") !== undefined ? clientKey(str(values, "key")!, source["key"]!) : undefined
-    keyWarnings(log, source, keyFile)
+    const { key, file: keyFile } = clientKey(values, source, log)
     const state = await stateFrom(values, source, log, "client")
     if (state === null) return 1
     const client = new Client({
@@ -535,22 +524,6 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
 }
 
-// A key given as a flag is visible to every user of the machine (ps,
-// /proc/<pid>/cmdline); a key file should be the owner's only.
-function keyWarnings(log: Logger, source: Record<string, string>, keyFile: string | undefined): void {
-    if (source["key"] === "--key")
-        log.warn("--key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment or use --key-file FILE instead")
-    if (keyFile !== undefined) {
-        const w = modeWarning(keyFile, "key file")
-        if (w !== "") log.warn({ file: keyFile }, w)
-    }
-}
-
-function clientKey(v: string, name: string): string {
-    if (!/^[0-9a-fA-F]{64}$/.test(v.trim())) throw new UsageError(`${name} must be 64 hex digits (32 bytes), got ${v.trim().length} characters`)
-    return v.trim()
-}
-
 async function runSimCommand(values: Values, source: Record<string, string>): Promise<number> {
     const cid = str(values, "id")
     if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
@@ -568,7 +541,7 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
         watchdog: int(values, source, "watchdog", FLAGS.boardWatchdog.range),
         verbose: values["verbose"] === true,
         role: role === "both" ? "" : role,
-        ...(str(values, "key") !== undefined ? { key: clientKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
+        ...(str(values, "key") !== undefined ? { key: hexKey(str(values, "key")!, source["key"]!).toLowerCase() } : {}),
         encrypt: values["encrypt"] === true,
     }
     if (source["key"] === "--key") process.stderr.write("devs-iot sim: warning: --key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment instead\n")
@@ -692,7 +665,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         }
         if (cmd === "sim") return await runSimCommand(values, source)
         if (cmd === "flash") return await runFlashCommand(values)
-        if (cmd === "deploy") return await runDeploy(values, positionals, makeLogger(level(values, source), values["json"] === true), (s) => process.stdout.write(s))
+        if (cmd === "deploy") return await runDeploy(values, source, positionals, makeLogger(level(values, source), values["json"] === true), (s) => process.stdout.write(s))
         if (cmd === "keygen") {
             process.stdout.write(randomBytes(32).toString("hex") + "\n")
             return 0

@@ -1,11 +1,11 @@
 // Command-line glue for OTA: the server's --ota-* options and the `deploy`
 // command. Each setting is defined once here (name, range, default, doc).
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
 import { TIMEOUT } from "../../shared/config.js"
 import { Client } from "../client.js"
-import { FLAGS, readInt, type IntOpt } from "./flags.js"
+import { clientKey, FLAGS, readInt, type IntOpt } from "./flags.js"
 import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
@@ -14,6 +14,7 @@ import { attachAdmins, refuseDeploys, requestDeploy } from "../ota/admin.js"
 import { OtaGateway } from "../ota/gateway.js"
 import { Ota, type DeployReport } from "../ota/ota.js"
 import { JacdacHost, runBoardVm, type BoardVm } from "../ota/simboard.js"
+import { checkImage, MAX_IMAGE_BYTES } from "../ota/wssk.js"
 
 const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
 
@@ -42,7 +43,8 @@ export const DEPLOY_COMMAND = {
         host: FLAGS.serverHost,
         port: FLAGS.serverPort,
         admin: { type: "string", arg: "ID", help: "this operator's client id, one of the server's --ota-admins (required)" },
-        key: { type: "string", arg: "HEX", help: "the admin id's key (64 hex digits) (required)" },
+        key: FLAGS.clientKey,
+        "key-file": FLAGS.clientKeyFile,
         "report-within": FLAGS.deployReportWithin,
         timeout: { type: "string", arg: "MS", help: `${TIMEOUT.doc}: the server's --timeout (default ${TIMEOUT.dflt})` },
     } as Record<string, Opt>,
@@ -97,14 +99,14 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     if (open.length > 0)
         log.warn({ boards: open }, `OTA boards whose link is not authenticated (no --keys line, or --allow-plain): ${open.join(", ")}; anyone who connects with such an id after a deploy makes a broken program look good (no rollback); give them link keys`)
     const gateway = new OtaGateway({ port: int(values, "ota-port"), host: typeof values["host"] === "string" ? values["host"] : "0.0.0.0", keys, logger: log })
-    const ota = new Ota({
-        server,
-        gateway,
-        imagesDir: typeof values["ota-images"] === "string" ? values["ota-images"] : undefined,
-        linkUpWithin: int(values, "ota-link-up-within"),
-        sessionWithin: int(values, "ota-session-within"),
-        logger: log,
-    })
+    const imagesDir = typeof values["ota-images"] === "string" ? values["ota-images"] : undefined
+    const options = { server, gateway, imagesDir, linkUpWithin: int(values, "ota-link-up-within"), sessionWithin: int(values, "ota-session-within"), logger: log }
+    let ota: Ota
+    try {
+        ota = new Ota(options) // makes the image folder
+    } catch (e) {
+        throw config(`--ota-images ${imagesDir}: cannot use it as the image folder: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
     attachAdmins(server, ota, admins, log)
     if (fleet) logsToFleet(gateway, fleet)
     try {
@@ -117,21 +119,37 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     return () => gateway.close()
 }
 
-// `devs-iot deploy --id X,Y --admin A --key K image.devs`; resolves with the exit code.
-export async function runDeploy(values: Values, positionals: string[], log: Logger, out: (s: string) => void): Promise<number> {
+// The image file, checked as the board's deploy checks it; its size is
+// looked at before it is read, so a wrong path (a disk image, a device) is
+// not read whole.
+function readImage(file: string): Buffer {
+    let image: Buffer
+    try {
+        const st = statSync(file)
+        if (!st.isFile()) throw new Error("not a regular file")
+        if (st.size > MAX_IMAGE_BYTES) throw new Error(`${st.size} bytes is over ${MAX_IMAGE_BYTES}, the largest image`)
+        image = readFileSync(file)
+    } catch (e) {
+        throw config(`${file}: cannot deploy: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+    try {
+        checkImage(image, file)
+    } catch (e) {
+        throw config((e as Error).message)
+    }
+    return image
+}
+
+// `devs-iot deploy --id X,Y --admin A --key-file F image.devs`; resolves with the exit code.
+export async function runDeploy(values: Values, source: Record<string, string>, positionals: string[], log: Logger, out: (s: string) => void): Promise<number> {
     const ids = list(values["id"])
     if (!ids.length) throw config("--id is required (or DEVS_IOT_ID): the boards to deploy to")
     const admin = values["admin"]
     if (typeof admin !== "string" || admin === "") throw config("--admin is required (or DEVS_IOT_ADMIN)")
-    const key = values["key"]
-    if (typeof key !== "string" || !/^[0-9a-fA-F]{64}$/.test(key.trim())) throw config("--key must be the admin id's key, 64 hex digits")
+    const { key } = clientKey(values, source, log)
+    if (key === undefined) throw config("the admin id's key is required: --key-file FILE (or DEVS_IOT_KEY_FILE), or DEVS_IOT_KEY")
     if (positionals.length !== 1) throw config(`give one image file (.devs), got ${positionals.length}`)
-    let image: Buffer
-    try {
-        image = readFileSync(positionals[0]!)
-    } catch (e) {
-        throw config(`${positionals[0]}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-    }
+    const image = readImage(positionals[0]!)
     const port = readInt(values["port"], "--port", FLAGS.serverPort.range)
     const host = typeof values["host"] === "string" ? values["host"] : "127.0.0.1"
     // The whole run is bounded: a server that never answers (an older one
@@ -139,7 +157,7 @@ export async function runDeploy(values: Values, positionals: string[], log: Logg
     const within = readInt(values["report-within"], "--report-within", FLAGS.deployReportWithin.range, true) ?? FLAGS.deployReportWithin.range.dflt * ids.length
     const deadline = performance.now() + within
     const timeout = readInt(values["timeout"], "--timeout", TIMEOUT)
-    const client = new Client({ id: admin, host, port, key: key.trim(), timeout, logger: log }).start()
+    const client = new Client({ id: admin, host, port, key, timeout, logger: log }).start()
     let t: NodeJS.Timeout | undefined = undefined
     const byDeadline = <T>(p: Promise<T>, ms: number): Promise<T | undefined> => Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), Math.max(0, ms))))]).finally(() => clearTimeout(t))
     try {

@@ -15,6 +15,7 @@ export interface RunResult {
     after?: string
     unchanged?: boolean // the board already ran this image
     written: boolean // deploy_start was accepted: the old program is gone
+    started?: boolean // deploy_start was sent: the old program may be gone (the board erases before it answers)
     error?: string
 }
 
@@ -32,6 +33,7 @@ export class DeployRun {
     private ptr = 0
     private before: string | undefined = undefined
     private written = false
+    private started = false
 
     // `mayReplace(before)`: undefined to go on, or why this board's program
     // must not be replaced (e.g. no image to roll back to).
@@ -66,6 +68,7 @@ export class DeployRun {
                 const refusal = this.mayReplace(this.before)
                 if (refusal) return this.fail(refusal)
                 this.step = "start"
+                this.started = true
                 const size = Buffer.alloc(4)
                 size.writeUInt32LE(this.image.length)
                 return { send: [[Cmd.DeployStart, size]] }
@@ -133,11 +136,11 @@ export class DeployRun {
         }
     }
 
-    private result(r: Omit<RunResult, "written" | "before">): RunResult {
-        return { before: this.before, written: this.written, ...r }
+    private result(r: Omit<RunResult, "written" | "started" | "before">): RunResult {
+        return { before: this.before, written: this.written, started: this.started, ...r }
     }
 
-    private finish(r: Omit<RunResult, "written" | "before">): RunOutput {
+    private finish(r: Omit<RunResult, "written" | "started" | "before">): RunOutput {
         this.step = "done"
         return { send: [], end: true, result: this.result(r) }
     }

@@ -31,6 +31,10 @@ const STREAM_REFRESH_MS = 10000 // the board drops temporary streaming after ~16
 const MAX_PER_ADDRESS = 4 // sockets from one address (a board needs one; a rollback must find room)
 const REQUEST_WITHIN = 3000 // ms from accept to the HTTP upgrade request (a board sends it at once)
 const WARNINGS_PER_SECOND = 10 // logged; the rest counted and told in the next logged line
+// Bytes written and not yet taken by the peer. A board reads at once (it
+// gets one deploy chunk per reply); past this, the peer sends (pings, say)
+// and does not read what comes back: it is cut, not buffered for.
+export const MAX_UNSENT_BYTES = 64 * 1024
 
 export declare interface OtaGateway {
     on(event: "log", listener: (id: string, kind: "console" | "runtime", text: string) => void): this
@@ -162,6 +166,7 @@ export class OtaGateway extends EventEmitter {
                 this.log.error({ board: id, address, stack: (e as Error)?.stack }, `OTA gateway: error while handling a connection, closed: ${(e as Error)?.message}`)
                 socket.destroy()
             }
+            if (!socket.destroyed && socket.writableLength > MAX_UNSENT_BYTES) cut("slow-reader", `over ${MAX_UNSENT_BYTES} bytes unsent: the peer does not read what it asks for`)
         })
         const onData = (chunk: Buffer) => {
             let events
@@ -282,7 +287,7 @@ export class BoardSession {
         this.run = run
         return new Promise((resolve) => {
             const t = setTimeout(() => {
-                this.finishRun(run.ended(`no progress within ${ms} ms`))
+                this.finishRun(run.ended(`deploy not finished within ${ms} ms`))
                 this.close("deploy timed out")
             }, ms)
             this.runDone = (r) => {
