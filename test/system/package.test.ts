@@ -1,17 +1,57 @@
 // The package as a user gets it: `npm pack`, then the tarball installed into
 // an empty folder without dev dependencies, then `npx devs-iot server` on a
 // free port and `npx devs-iot client` against it, a qos line there and back.
+// Then a TypeScript user's view: the samples in the docs and a consumer
+// compiled against the installed types (strict; nodenext and bundler), the
+// consumer run; and a CommonJS require.
 // Needs the build (`npm run build`, which the test commands run first) and
 // the runtime dependencies in npm's cache (`npm ci` puts them there).
 import assert from "node:assert/strict"
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { freePort, within } from "../kit/util.js"
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
+// The docs whose code samples a user would paste: each file's ts and js
+// blocks together make one module (the README's second block goes on from its first).
+const SAMPLE_DOCS = ["README.md", "docs/api.md", "docs/operations.md"]
+
+function samples(doc: string): string {
+    const blocks = [...readFileSync(join(ROOT, doc), "utf8").matchAll(/^```(?:ts|js)\n([\s\S]*?)^```$/gm)].map((m) => m[1]!)
+    assert.ok(blocks.length > 0, `${doc} has no ts or js sample`)
+    return blocks.join("\n") + "\nexport {}\n"
+}
+
+// A user's program: Server and Client on loopback, qos lines both ways, the
+// events, an error's code, close.
+const CONSUMER = `import { Server, Client, Connection, LinkError, type LinkErrorCode, type Warning } from "devs-iot"
+
+const server = new Server({ port: 0, host: "127.0.0.1", expected: ["c1"] })
+const events: string[] = []
+server.on("connect", (conn: Connection) => events.push("connect " + conn.id))
+server.on("warning", (w: Warning) => events.push("warning " + w.code))
+await server.listen()
+const client = new Client({ id: "c1", host: "127.0.0.1", port: server.port }).start()
+await client.connected()
+await client.write("up", { qos: true, wait: true })
+const conn = await server.clientConn("c1")
+const up: string = await conn.readline()
+await conn.write("down")
+const down = await client.readline()
+let code: LinkErrorCode | undefined
+try {
+    await client.write("a\\nb")
+} catch (e) {
+    if (e instanceof LinkError) code = e.code
+}
+await client.close()
+await server.close()
+console.log(JSON.stringify({ up, down, code, events }))
+`
+
 const NPM_ENV = { ...process.env, NO_UPDATE_NOTIFIER: "1", npm_config_update_notifier: "false", NO_COLOR: "1" }
 
 function sh(cmd: string, args: string[], cwd: string, ms: number): Promise<string> {
@@ -144,6 +184,33 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.equal(r.status, 1, r.stderr)
         assert.match(r.stderr, /\ndevs-iot sim: this command needs the DeviceScript tools: npm install --save-dev @devicescript\/cli@[0-9.]+\n$/)
         assert.doesNotMatch(r.stderr, /\n +at /, "no stack trace")
+    })
+
+    it("the docs' code samples and a TypeScript consumer compile, strict, against the installed types; the consumer runs", async function () {
+        // What a TypeScript user adds: the compiler (the repository's) and Node's types.
+        const { version } = JSON.parse(readFileSync(join(ROOT, "node_modules/@types/node/package.json"), "utf8")) as { version: string }
+        await sh("npm", ["install", "--save-dev", "--prefer-offline", "--no-audit", "--no-fund", `@types/node@${version}`], app, 120000)
+        const dir = join(app, "ts")
+        mkdirSync(dir)
+        writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }) + "\n")
+        const files = SAMPLE_DOCS.map((doc) => {
+            const f = join(dir, doc.replace(/^docs\//, "").replace(/\.md$/, ".ts").toLowerCase())
+            writeFileSync(f, samples(doc))
+            return f
+        })
+        writeFileSync(join(dir, "consumer.ts"), CONSUMER)
+        const tsc = [join(ROOT, "node_modules/typescript/bin/tsc"), "--strict", "--target", "ES2022", "--types", "node", "--skipLibCheck", "false"]
+        const all = [...files, join(dir, "consumer.ts")]
+        await sh(process.execPath, [...tsc, "--module", "esnext", "--moduleResolution", "bundler", "--noEmit", ...all], dir, 120000)
+        await sh(process.execPath, [...tsc, "--module", "nodenext", "--moduleResolution", "nodenext", "--outDir", join(dir, "out"), ...all], dir, 120000)
+        const out = await sh(process.execPath, [join(dir, "out/consumer.js")], dir, 30000)
+        assert.deepEqual(JSON.parse(out), { up: "up", down: "down", code: "ENEWLINE", events: ["connect c1"] })
+    })
+
+    it("a CommonJS require gets the same exports, where Node can require ES modules", async function () {
+        if ((process.features as unknown as Record<string, unknown>)["require_module"] !== true) this.skip()
+        const out = await sh(process.execPath, ["-e", 'const m = require("devs-iot"); console.log(typeof m.Server, typeof m.Client, typeof m.LinkError)'], app, 30000)
+        assert.equal(out.trim(), "function function function")
     })
 
     it("the installed library imports by its name, with its types", async function () {
