@@ -156,13 +156,15 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.equal(out.trim(), version)
     })
 
-    it("`devs-iot server` serves its dashboard and metrics and answers `npx devs-iot client`: a qos line there and back", async function () {
+    it("`devs-iot server --state` serves its dashboard and metrics and answers `npx devs-iot client`: a qos line there and back", async function () {
         const port = await freePort()
         // What `npx devs-iot` runs, started directly: npx does not pass SIGTERM on, and the pid must be the server's.
         const httpPort = await freePort()
-        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo", "--http-host", "127.0.0.1", "--http-port", String(httpPort)], app)
+        // --state: lmdb loads its prebuilt binary without its install script (npm 11 does not run it unapproved).
+        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo", "--http-host", "127.0.0.1", "--http-port", String(httpPort), "--state", join(tmp, "state")], app)
         procs.push(server)
         await server.waitFor(/ready/, "stderr", 60000)
+        assert.match(server.out.stderr, /delivery state in /)
         // The HTTP side serves its dashboard and metrics from the installed package too.
         for (const [path, want] of [["/", /<html/i], ["/dashboard.js", /./], ["/metrics", /devs_iot_/]] as const) {
             const r = await within(fetch(`http://127.0.0.1:${httpPort}${path}`), 10000, `GET ${path}`)
