@@ -201,7 +201,8 @@ describe("the packed package, installed without dev dependencies", function () {
             return f
         })
         writeFileSync(join(dir, "consumer.ts"), CONSUMER)
-        const tsc = [join(ROOT, "node_modules/typescript/bin/tsc"), "--strict", "--target", "ES2022", "--types", "node", "--skipLibCheck", "false"]
+        // A Node project's settings: no DOM library, and the types of every package checked (skipLibCheck off, the default).
+        const tsc = [join(ROOT, "node_modules/typescript/bin/tsc"), "--strict", "--target", "ES2022", "--lib", "ES2022", "--types", "node", "--skipLibCheck", "false"]
         const all = [...files, join(dir, "consumer.ts")]
         await sh(process.execPath, [...tsc, "--module", "esnext", "--moduleResolution", "bundler", "--noEmit", ...all], dir, 120000)
         await sh(process.execPath, [...tsc, "--module", "nodenext", "--moduleResolution", "nodenext", "--outDir", join(dir, "out"), ...all], dir, 120000)
