@@ -12,7 +12,7 @@ export { Server, type ServerOptions, type Warning, type HostileLimits, type KeyT
 export { Connection } from "./connection.js"
 export { Client, type ClientOptions } from "./client.js"
 export type { WriteOptions } from "./driver.js"
-export { LinkError, type LinkErrorCode, type LinkOptions } from "../shared/index.js"
+export { LinkError, type LinkErrorCode, type LinkOptions, type LinkStats, type Peer, type Report } from "../shared/index.js"
 export { makeLogger, silentLogger, type Logger } from "./log.js"
 export { parseKeys, parseKeyFile, loadKeyFile, parseClientKey, modeWarning, KeyFileError, type KeyFile, type KeySpec } from "./keys.js"
 export { HttpStatus, type HttpOptions } from "./http.js"

@@ -27,7 +27,7 @@ function samples(doc: string): string {
 
 // A user's program: Server and Client on loopback, qos lines both ways, the
 // events, an error's code, close.
-const CONSUMER = `import { Server, Client, Connection, LinkError, type LinkErrorCode, type Warning } from "devs-iot"
+const CONSUMER = `import { Server, Client, Connection, LinkError, type LinkErrorCode, type LinkStats, type Peer, type Report, type Warning } from "devs-iot"
 
 const server = new Server({ port: 0, host: "127.0.0.1", expected: ["c1"] })
 const events: string[] = []
@@ -38,9 +38,12 @@ const client = new Client({ id: "c1", host: "127.0.0.1", port: server.port }).st
 await client.connected()
 await client.write("up", { qos: true, wait: true })
 const conn = await server.clientConn("c1")
+conn.on("report", (r: Report) => events.push("report " + r.firmware))
 const up: string = await conn.readline()
 await conn.write("down")
 const down = await client.readline()
+const peer: Peer | undefined = conn.peer
+const stats: LinkStats = client.stats
 let code: LinkErrorCode | undefined
 try {
     await client.write("a\\nb")
@@ -49,7 +52,7 @@ try {
 }
 await client.close()
 await server.close()
-console.log(JSON.stringify({ up, down, code, events }))
+console.log(JSON.stringify({ up, down, code, events, peer, received: stats.received }))
 `
 
 const NPM_ENV = { ...process.env, NO_UPDATE_NOTIFIER: "1", npm_config_update_notifier: "false", NO_COLOR: "1" }
@@ -207,7 +210,7 @@ describe("the packed package, installed without dev dependencies", function () {
         await sh(process.execPath, [...tsc, "--module", "esnext", "--moduleResolution", "bundler", "--noEmit", ...all], dir, 120000)
         await sh(process.execPath, [...tsc, "--module", "nodenext", "--moduleResolution", "nodenext", "--outDir", join(dir, "out"), ...all], dir, 120000)
         const out = await sh(process.execPath, [join(dir, "out/consumer.js")], dir, 30000)
-        assert.deepEqual(JSON.parse(out), { up: "up", down: "down", code: "ENEWLINE", events: ["connect c1"] })
+        assert.deepEqual(JSON.parse(out), { up: "up", down: "down", code: "ENEWLINE", events: ["connect c1"], peer: "devs-iot", received: 1 })
     })
 
     it("a CommonJS require gets the same exports, where Node can require ES modules", async function () {
