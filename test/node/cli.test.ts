@@ -51,9 +51,15 @@ describe("devs-iot CLI", function () {
     }
 
     it("--help for each command exits 0 and lists every option with its variable", async function () {
-        for (const cmd of ["server", "client", "deploy"]) {
+        for (const cmd of ["server", "gateway", "client", "deploy", "sim", "flash"]) {
             const c = run([cmd, "--help"])
             assert.equal(await within(c.exited, 10000, "exit"), 0)
+            // Every description starts in the same column (27), after the flag or below it.
+            for (const line of c.stdout.split("\n")) {
+                const rest = /^  --\S+(?: [A-Z,]+)?(?= |$) *(.*)$/.exec(line)?.[1]
+                if (rest) assert.equal(line.length - rest.length, 27, `${cmd}: ${line}`)
+            }
+            if (cmd === "sim" || cmd === "flash") continue
             assert.match(c.stdout, /--port N/)
             assert.match(c.stdout, /env DEVS_IOT_TIMEOUT/)
             if (cmd === "deploy") assert.match(c.stdout, /^Usage: devs-iot deploy \[options\] image\.devs$/m)

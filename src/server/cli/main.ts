@@ -194,7 +194,9 @@ function help(cmd: string): string {
     const c = COMMANDS[cmd]!
     const rows = Object.entries(c.options).map(([name, o]) => {
         const left = `  --${name}${o.arg ? " " + o.arg : ""}`
-        return name === "help" ? `${left.padEnd(26)} ${o.help}` : `${left.padEnd(26)} ${o.help}\n${"".padEnd(27)}env ${envName(name)}`
+        // Descriptions start in one column; a flag too long for it gets its own line.
+        const lead = left.length < 26 ? `${left.padEnd(26)} ` : `${left}\n${"".padEnd(27)}`
+        return name === "help" ? `${lead}${o.help}` : `${lead}${o.help}\n${"".padEnd(27)}env ${envName(name)}`
     })
     return `Usage: devs-iot ${cmd} [options]${cmd === "deploy" ? " image.devs" : ""}\n\n${c.summary}.\n\nOptions:\n${rows.join("\n")}`
 }
