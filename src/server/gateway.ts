@@ -685,8 +685,10 @@ export class Gateway {
     // What every MQTT client of this gateway connects with besides the URL.
     // A refused CONNECT (bad credentials, a client id not allowed) is retried
     // with back-off like a lost connection: MQTT.js would otherwise stop for
-    // good, and the boards' lines would wait for ever.
-    mqttAccess(): Pick<IClientOptions, "username" | "password" | "reconnectOnConnackError"> {
+    // good, and the boards' lines would wait for ever. Spelled out, not
+    // Pick<IClientOptions>: the package's types then do not reach MQTT.js's,
+    // which need the DOM library (Worker) that a Node project leaves out.
+    mqttAccess(): { username?: string; password?: Buffer; reconnectOnConnackError: boolean } {
         return { ...this.brokerAuth, reconnectOnConnackError: true }
     }
 

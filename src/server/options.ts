@@ -43,7 +43,7 @@ export function checkOptionKeys(opts: unknown, known: object, what: string, pref
 
 // The known key `k` is most likely a slip of: the same but for case, or at
 // most two edits away (a transposition is one) and not half of it changed.
-function closest(k: string, known: string[]): string | undefined {
+export function closest(k: string, known: string[]): string | undefined {
     const lower = k.toLowerCase()
     const same = known.find((n) => n.toLowerCase() === lower)
     if (same !== undefined) return same

@@ -129,8 +129,9 @@ export class SocketState {
     // Message lines waiting, un-ACKed and in order, for room in the receive
     // queue. Lines behind them that are not messages (ACKs above all) are
     // still handled, so a full queue never hides the ACK its own application
-    // is waiting for.
-    backlog = new Fifo<Buffer>()
+    // is waiting for. (Typed: inferred, the declaration would read
+    // Buffer<ArrayBufferLike>, which Node's types before TypeScript 5.7 lack.)
+    backlog: Fifo<Buffer> = new Fifo<Buffer>()
     backlogBytes = 0
     // The id of a message dropped for a full queue (a board, a devs-iot
     // peer): later ones are dropped too until it comes again (-1: none).

@@ -16,7 +16,10 @@ describe("devs-iot CLI", function () {
     })
 
     const BAD: Array<[string[], Record<string, string>, RegExp]> = [
-        [["server", "--prot", "1"], {}, /Unknown option '--prot'/],
+        [["server", "--prot", "1"], {}, /Unknown option '--prot' \(did you mean --port\?\)/],
+        // A slip in a variable's name would otherwise leave its setting at the default.
+        [["server"], { DEVS_IOT_PROT: "9000" }, /DEVS_IOT_PROT is not a devs-iot setting \(did you mean DEVS_IOT_PORT\?\)/],
+        [["client", "--id", "a"], { DEVS_IOT_STRICTIDS: "1" }, /DEVS_IOT_STRICTIDS is not a devs-iot setting \(did you mean DEVS_IOT_STRICT_IDS\?\)/],
         [["server", "--port", "abc"], {}, /--port must be a whole number from 0 to 65535, got "abc"/],
         [["server"], { DEVS_IOT_PORT: "99999" }, /DEVS_IOT_PORT must be a whole number from 0 to 65535, got "99999"/],
         [["server", "--timeout", "5"], {}, /--timeout must be a whole number from 100 to 3600000/],
@@ -48,9 +51,15 @@ describe("devs-iot CLI", function () {
     }
 
     it("--help for each command exits 0 and lists every option with its variable", async function () {
-        for (const cmd of ["server", "client", "deploy"]) {
+        for (const cmd of ["server", "gateway", "client", "deploy", "sim", "flash"]) {
             const c = run([cmd, "--help"])
             assert.equal(await within(c.exited, 10000, "exit"), 0)
+            // Every description starts in the same column (27), after the flag or below it.
+            for (const line of c.stdout.split("\n")) {
+                const rest = /^  --\S+(?: [A-Z,]+)?(?= |$) *(.*)$/.exec(line)?.[1]
+                if (rest) assert.equal(line.length - rest.length, 27, `${cmd}: ${line}`)
+            }
+            if (cmd === "sim" || cmd === "flash") continue
             assert.match(c.stdout, /--port N/)
             assert.match(c.stdout, /env DEVS_IOT_TIMEOUT/)
             if (cmd === "deploy") assert.match(c.stdout, /^Usage: devs-iot deploy \[options\] image\.devs$/m)
@@ -70,7 +79,8 @@ describe("devs-iot CLI", function () {
     })
 
     it("echo app: the client's stdin comes back on its stdout; settings from the environment", async function () {
-        const server = run(["server", "--json"], { DEVS_IOT_APP: "echo", DEVS_IOT_PORT: "0", DEVS_IOT_HOST: "127.0.0.1", DEVS_IOT_TIMEOUT: "1000" })
+        // DEVS_IOT_READ_CHUNK is a tool's (tools/jacdac-port.cjs), no setting of the server's, and no slip.
+        const server = run(["server", "--json"], { DEVS_IOT_APP: "echo", DEVS_IOT_PORT: "0", DEVS_IOT_HOST: "127.0.0.1", DEVS_IOT_TIMEOUT: "1000", DEVS_IOT_READ_CHUNK: "1024" })
         const port = (await server.waitFor(/"port":(\d+)/, 10000))[1]!
         assert.match(server.stderr, /"timeout":1000/)
         const client = run(["client", "--id", "x", "--timeout", "1000"], { DEVS_IOT_PORT: port })

@@ -1,17 +1,60 @@
 // The package as a user gets it: `npm pack`, then the tarball installed into
 // an empty folder without dev dependencies, then `npx devs-iot server` on a
 // free port and `npx devs-iot client` against it, a qos line there and back.
+// Then a TypeScript user's view: the samples in the docs and a consumer
+// compiled against the installed types (strict; nodenext and bundler), the
+// consumer run; and a CommonJS require.
 // Needs the build (`npm run build`, which the test commands run first) and
 // the runtime dependencies in npm's cache (`npm ci` puts them there).
 import assert from "node:assert/strict"
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { freePort, within } from "../kit/util.js"
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..")
+// The docs whose code samples a user would paste: each file's ts and js
+// blocks together make one module (the README's second block goes on from its first).
+const SAMPLE_DOCS = ["README.md", "docs/api.md", "docs/operations.md"]
+
+function samples(doc: string): string {
+    const blocks = [...readFileSync(join(ROOT, doc), "utf8").matchAll(/^```(?:ts|js)\n([\s\S]*?)^```$/gm)].map((m) => m[1]!)
+    assert.ok(blocks.length > 0, `${doc} has no ts or js sample`)
+    return blocks.join("\n") + "\nexport {}\n"
+}
+
+// A user's program: Server and Client on loopback, qos lines both ways, the
+// events, an error's code, close.
+const CONSUMER = `import { Server, Client, Connection, LinkError, type LinkErrorCode, type LinkStats, type Peer, type Report, type Warning } from "devs-iot"
+
+const server = new Server({ port: 0, host: "127.0.0.1", expected: ["c1"] })
+const events: string[] = []
+server.on("connect", (conn: Connection) => events.push("connect " + conn.id))
+server.on("warning", (w: Warning) => events.push("warning " + w.code))
+await server.listen()
+const client = new Client({ id: "c1", host: "127.0.0.1", port: server.port }).start()
+await client.connected()
+await client.write("up", { qos: true, wait: true })
+const conn = await server.clientConn("c1")
+conn.on("report", (r: Report) => events.push("report " + r.firmware))
+const up: string = await conn.readline()
+await conn.write("down")
+const down = await client.readline()
+const peer: Peer | undefined = conn.peer
+const stats: LinkStats = client.stats
+let code: LinkErrorCode | undefined
+try {
+    await client.write("a\\nb")
+} catch (e) {
+    if (e instanceof LinkError) code = e.code
+}
+await client.close()
+await server.close()
+console.log(JSON.stringify({ up, down, code, events, peer, received: stats.received }))
+`
+
 const NPM_ENV = { ...process.env, NO_UPDATE_NOTIFIER: "1", npm_config_update_notifier: "false", NO_COLOR: "1" }
 
 function sh(cmd: string, args: string[], cwd: string, ms: number): Promise<string> {
@@ -116,13 +159,15 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.equal(out.trim(), version)
     })
 
-    it("`devs-iot server` serves its dashboard and metrics and answers `npx devs-iot client`: a qos line there and back", async function () {
+    it("`devs-iot server --state` serves its dashboard and metrics and answers `npx devs-iot client`: a qos line there and back", async function () {
         const port = await freePort()
         // What `npx devs-iot` runs, started directly: npx does not pass SIGTERM on, and the pid must be the server's.
         const httpPort = await freePort()
-        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo", "--http-host", "127.0.0.1", "--http-port", String(httpPort)], app)
+        // --state: lmdb loads its prebuilt binary without its install script (npm 11 does not run it unapproved).
+        const server = start(join(app, "node_modules/.bin/devs-iot"), ["server", "--host", "127.0.0.1", "--port", String(port), "--app", "echo", "--http-host", "127.0.0.1", "--http-port", String(httpPort), "--state", join(tmp, "state")], app)
         procs.push(server)
         await server.waitFor(/ready/, "stderr", 60000)
+        assert.match(server.out.stderr, /delivery state in /)
         // The HTTP side serves its dashboard and metrics from the installed package too.
         for (const [path, want] of [["/", /<html/i], ["/dashboard.js", /./], ["/metrics", /devs_iot_/]] as const) {
             const r = await within(fetch(`http://127.0.0.1:${httpPort}${path}`), 10000, `GET ${path}`)
@@ -146,11 +191,43 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.doesNotMatch(r.stderr, /\n +at /, "no stack trace")
     })
 
+    it("the docs' code samples and a TypeScript consumer compile, strict, against the installed types; the consumer runs", async function () {
+        // What a TypeScript user adds: the compiler (the repository's) and Node's types.
+        const { version } = JSON.parse(readFileSync(join(ROOT, "node_modules/@types/node/package.json"), "utf8")) as { version: string }
+        await sh("npm", ["install", "--save-dev", "--prefer-offline", "--no-audit", "--no-fund", `@types/node@${version}`], app, 120000)
+        const dir = join(app, "ts")
+        mkdirSync(dir)
+        writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }) + "\n")
+        const files = SAMPLE_DOCS.map((doc) => {
+            const f = join(dir, doc.replace(/^docs\//, "").replace(/\.md$/, ".ts").toLowerCase())
+            writeFileSync(f, samples(doc))
+            return f
+        })
+        writeFileSync(join(dir, "consumer.ts"), CONSUMER)
+        // A Node project's settings: no DOM library, and the types of every package checked (skipLibCheck off, the default).
+        const tsc = [join(ROOT, "node_modules/typescript/bin/tsc"), "--strict", "--target", "ES2022", "--lib", "ES2022", "--types", "node", "--skipLibCheck", "false"]
+        const all = [...files, join(dir, "consumer.ts")]
+        await sh(process.execPath, [...tsc, "--module", "esnext", "--moduleResolution", "bundler", "--noEmit", ...all], dir, 120000)
+        await sh(process.execPath, [...tsc, "--module", "nodenext", "--moduleResolution", "nodenext", "--outDir", join(dir, "out"), ...all], dir, 120000)
+        const out = await sh(process.execPath, [join(dir, "out/consumer.js")], dir, 30000)
+        assert.deepEqual(JSON.parse(out), { up: "up", down: "down", code: "ENEWLINE", events: ["connect c1"], peer: "devs-iot", received: 1 })
+    })
+
+    it("a CommonJS require gets the same exports, where Node can require ES modules", async function () {
+        if ((process.features as unknown as Record<string, unknown>)["require_module"] !== true) this.skip()
+        const out = await sh(process.execPath, ["-e", 'const m = require("devs-iot"); console.log(typeof m.Server, typeof m.Client, typeof m.LinkError)'], app, 30000)
+        assert.equal(out.trim(), "function function function")
+    })
+
     it("the installed library imports by its name, with its types", async function () {
         const out = await sh(process.execPath, ["--input-type=module", "-e", 'const m = await import("devs-iot"); console.log(typeof m.Server, typeof m.Client, typeof m.LinkError, typeof m.HttpStatus, typeof m.requestDeploy)'], app, 30000)
         assert.equal(out.trim(), "function function function function function")
         const types = readFileSync(join(app, "node_modules/devs-iot/dist/src/server/index.d.ts"), "utf8")
         assert.match(types, /export \{ Server/)
         assert.match(types, /export \{ requestDeploy \}/)
+        // Node's types before TypeScript 5.7 have no generic Buffer: a declaration
+        // that says Buffer<...> fails there (tsc infers it where a type is not written).
+        const generic = files.filter((f) => f.endsWith(".d.ts") && /\bBuffer</.test(readFileSync(join(app, "node_modules/devs-iot", f), "utf8")))
+        assert.deepEqual(generic, [])
     })
 })

@@ -5,6 +5,7 @@
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
 import { checkClientId } from "../../shared/index.js"
+import { closest } from "../options.js"
 import { SERVER_BOUNDS } from "../../shared/bounds.js"
 import { TIMEOUT } from "../../shared/config.js"
 import { clientKey, FLAGS, FlagError, hexKey, readInt, readKeyFile, type IntOpt } from "./flags.js"
@@ -173,11 +174,29 @@ export function envName(flag: string): string {
     return "DEVS_IOT_" + flag.toUpperCase().replace(/-/g, "_")
 }
 
+// DEVS_IOT_ variables that are no command's option: read by the tools the
+// CLI starts (tools/jacdac-port.cjs, tools/devs-settings-hook.cjs) and by
+// the benchmarks (DEVS_IOT_BENCH_*).
+const TOOL_VARIABLES = ["DEVS_IOT_JACDAC_PORT", "DEVS_IOT_READ_CHUNK", "DEVS_IOT_SETTINGS_OUT"]
+
+// A DEVS_IOT_ variable no command reads is a slip (DEVS_IOT_PROT=9000 in an
+// env file would leave the port at its default): an error, as an unknown flag.
+function checkEnvNames(env: NodeJS.ProcessEnv): void {
+    const known = [...new Set(Object.values(COMMANDS).flatMap((c) => Object.keys(c.options).filter((k) => k !== "help").map(envName)))]
+    for (const name of Object.keys(env)) {
+        if (!name.startsWith("DEVS_IOT_") || name.startsWith("DEVS_IOT_BENCH_") || known.includes(name) || TOOL_VARIABLES.includes(name)) continue
+        const near = closest(name, known)
+        throw new UsageError(`${name} is not a devs-iot setting${near === undefined ? "" : ` (did you mean ${near}?)`}; unset it`)
+    }
+}
+
 function help(cmd: string): string {
     const c = COMMANDS[cmd]!
     const rows = Object.entries(c.options).map(([name, o]) => {
         const left = `  --${name}${o.arg ? " " + o.arg : ""}`
-        return name === "help" ? `${left.padEnd(26)} ${o.help}` : `${left.padEnd(26)} ${o.help}\n${"".padEnd(27)}env ${envName(name)}`
+        // Descriptions start in one column; a flag too long for it gets its own line.
+        const lead = left.length < 26 ? `${left.padEnd(26)} ` : `${left}\n${"".padEnd(27)}`
+        return name === "help" ? `${lead}${o.help}` : `${lead}${o.help}\n${"".padEnd(27)}env ${envName(name)}`
     })
     return `Usage: devs-iot ${cmd} [options]${cmd === "deploy" ? " image.devs" : ""}\n\n${c.summary}.\n\nOptions:\n${rows.join("\n")}`
 }
@@ -202,7 +221,10 @@ function readOptions(cmd: string, args: string[], env: NodeJS.ProcessEnv): { val
         parsed = r.values as Values
         positionals = r.positionals
     } catch (e) {
-        throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""))
+        const message = (e as Error).message.replace(/\. To specify a positional.*$/s, "")
+        const flag = /^Unknown option '--([^']+)'$/.exec(message)?.[1]
+        const near = flag === undefined ? undefined : closest(flag, Object.keys(spec))
+        throw new UsageError(near === undefined ? message : `${message} (did you mean --${near}?)`)
     }
     const values: Values = {}
     const source: Record<string, string> = {}
@@ -663,6 +685,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
             process.stdout.write(help(cmd) + "\n")
             return 0
         }
+        checkEnvNames(env)
         if (cmd === "sim") return await runSimCommand(values, source)
         if (cmd === "flash") return await runFlashCommand(values)
         if (cmd === "deploy") return await runDeploy(values, source, positionals, makeLogger(level(values, source), values["json"] === true), (s) => process.stdout.write(s))
