@@ -47,6 +47,14 @@ describe("devs-iot CLI", function () {
         })
     }
 
+    // The test kit: a wait for a line the process never prints ends with it,
+    // telling what it printed then (not what it had printed when the wait began).
+    it("a wait for a line ends when the CLI exits without printing it, and tells what it printed", async function () {
+        const c = run(["frobnicate"])
+        const err = await within(c.waitFor(/never printed/, 60000).then(() => undefined, (e: Error) => e), 20000, "the wait ends with the process")
+        assert.match(err?.message ?? "", /not printed: \/never printed\/ in the CLI's stderr \(exited: 2\):\n.*unknown command "frobnicate"/)
+    })
+
     it("--help for each command exits 0 and lists every option with its variable", async function () {
         for (const cmd of ["server", "client", "deploy"]) {
             const c = run([cmd, "--help"])
