@@ -89,8 +89,11 @@ describe("devs-iot CLI", function () {
     })
 
     it("sim with nothing listening where the board connects says so (the board's retries are silent)", async function () {
+        // It says so once the image is built: a DeviceScript compile of about
+        // 5 s of CPU, which a loaded 2-vCPU machine stretches several times.
+        this.timeout(120000)
         const port = await freePort()
         const sim = run(["sim", "--id", "h1", "--port", String(port)])
-        await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 20000)
+        await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 100000)
     })
 })
