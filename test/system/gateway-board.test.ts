@@ -65,7 +65,7 @@ describe("a board in the simulator behind MQTT gateways (Mosquitto)", function (
         await within(up.wait("v19"), 30000, "20 lines up")
         g1.stop()
         await within(up.wait(JSON.stringify({ sent: 60, failed: 0 })), 90000, "the board's report that it sent 60 lines")
-        await g2.waitFor(/link up.*vb1/, 1000)
+        await g2.waitFor(/link up.*vb1/, 5000) // logged before its lines went up
         const r = up.check(Array.from({ length: 60 }, (_, i) => "v" + i))
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
