@@ -8,7 +8,7 @@ import { execFile } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { Client, Connection, Gateway, Server, silentLogger, type Warning } from "../../src/server/index.js"
-import { cleanup, closeAll, freePort, onCleanup, within } from "../kit/util.js"
+import { cleanup, closeAll, freePort, onCleanup, until, within } from "../kit/util.js"
 import { nextWarning, raw, warnings, type RawSocket } from "../kit/sockets.js"
 
 const T = 400 // a short timeout keeps outage tests quick
@@ -523,6 +523,40 @@ describe("server and Node client over loopback", function () {
             s2.write("01full\n")
             assert.equal(await within(conn.readline(), 2000, "line"), "full")
             assert.equal(conn.stats.badLines, 0)
+        })
+
+        // A timer that came due while the process was stalled (a long GC, a
+        // starved CPU) runs before the process reads its sockets again: the
+        // silence must be counted after what the peer sent meanwhile is read.
+        it("a stall of the process longer than the timeout: a keepalive that arrived during it keeps the link up", async function () {
+            const server = await startServer()
+            const s = await raw(server.port, "a\n\n")
+            const conn = await server.clientConn("a")
+            await within(textArrives(s, "\n"), 2000, "server keepalive") // v1 link up
+            const downs: string[] = []
+            conn.on("status", (up: boolean, reason?: string) => void (up || downs.push(reason ?? "")))
+            s.write("\n") // in the server's socket before the stall ends
+            const end = Date.now() + 3 * T
+            while (Date.now() < end) {} // the stall
+            // A timer set now runs after those that came due in the stall.
+            await new Promise((r) => setTimeout(r, 20))
+            assert.deepEqual(downs, [], "the link went down")
+            s.write("00after\n")
+            assert.equal(await within(conn.readline(), 2000, "a line after the stall"), "after")
+            assert.equal(conn.connects, 1)
+        })
+
+        it("a stall of the process longer than the id deadline: an id line that arrived during it is taken", async function () {
+            const server = await startServer() // idTimeout: 2 x T
+            const said = warnings(server)
+            const s = await raw(server.port, "")
+            await until(() => server.hostileStats().pending === 1, 5000, "the socket accepted")
+            s.write("a\n\n") // in the server's socket before the stall ends
+            const end = Date.now() + 3 * T
+            while (Date.now() < end) {} // the stall
+            await new Promise((r) => setTimeout(r, 20)) // after the timers that came due in the stall
+            assert.deepEqual(said.map((w) => w.code), [])
+            await within(server.clientConn("a"), 2000, "the id taken")
         })
 
         it("fault 3: a UTF-8 character split across two TCP writes arrives whole", async function () {
