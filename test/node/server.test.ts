@@ -559,6 +559,18 @@ describe("server and Node client over loopback", function () {
             await within(server.clientConn("a"), 2000, "the id taken")
         })
 
+        it("a stall of the process longer than the client's connect deadline: a connect that completed during it is taken", async function () {
+            const server = await startServer()
+            const lines: string[] = []
+            const logger = pino({ level: "debug" }, { write: (l: string) => void lines.push(l) })
+            const c = startClient(server, "a", { logger })
+            await new Promise((r) => process.nextTick(r)) // its connect under way, not yet seen
+            const end = Date.now() + 3 * T
+            while (Date.now() < end) {} // the stall
+            await within(c.connected(), 5000, "link up")
+            assert.deepEqual(lines.filter((l) => l.includes("ETIMEDOUT")), [], "the connect was cut")
+        })
+
         it("fault 3: a UTF-8 character split across two TCP writes arrives whole", async function () {
             const server = await startServer()
             const s = await raw(server.port, "a\n\n")
