@@ -216,7 +216,9 @@ export class Client extends LinkDriver<ClientLink> {
         const s = connect({ host: this.host, port: this.port, noDelay: true })
         this.connecting = s
         let error = ""
-        const limit = setTimeout(() => s.destroy(new Error("ETIMEDOUT")), this.link.cfg.timeout)
+        // After the I/O poll (see LinkDriver.armTimer): a connect that
+        // completed while the process was stalled is taken, not cut.
+        const limit = setTimeout(() => setImmediate(() => this.connecting === s && s.destroy(new Error("ETIMEDOUT"))), this.link.cfg.timeout)
         s.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message))
         s.once("connect", () => {
             clearTimeout(limit)

@@ -831,7 +831,10 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         this.timer = setTimeout(() => {
             this.timer = undefined
             this.timerAt = -1
-            this.pump()
+            // After the I/O poll, not before: when the process was stalled
+            // (a long GC, a starved CPU), bytes that arrived meanwhile are
+            // read first, and a peer that kept talking is not taken as silent.
+            setImmediate(() => this.pump())
         }, Math.max(0, t - clock()))
         this.timer.unref?.()
     }

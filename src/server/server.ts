@@ -623,10 +623,16 @@ export class Server extends EventEmitter {
         this.early.set(socket, e)
         const reader = new IdReader(this.limits.maxIdBytes)
         this.pending.add(socket)
-        e.timer = setTimeout(() => {
-            e.timer = undefined
-            this.offend(e, { code: "id-timeout", address, detail: `no id line within ${this.limits.idTimeout} ms` })
+        const t = setTimeout(() => {
+            // After the I/O poll, as a link's deadlines (LinkDriver): an id
+            // line that came while the process was stalled is read first.
+            setImmediate(() => {
+                if (e.timer !== t || this.early.get(socket) !== e) return
+                e.timer = undefined
+                this.offend(e, { code: "id-timeout", address, detail: `no id line within ${this.limits.idTimeout} ms` })
+            })
         }, this.limits.idTimeout)
+        e.timer = t
         const idDone = () => {
             if (e.timer) clearTimeout(e.timer)
             e.timer = undefined

@@ -5,18 +5,30 @@
 // turn, then a broker restart).
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client } from "../../src/server/index.js"
-import { cli, cleanup, freePort, onCleanup, within, type Cli } from "./util.js"
+import { cli, cleanup, onCleanup, within, type Cli } from "./util.js"
 import { Mosquitto } from "./mosquitto.js"
 import { Deliveries } from "./deliveries.js"
 
-// A gateway process on `broker`, stopped at cleanup; `timeout` its link
-// timeout (ms), the default when undefined.
+// A gateway process on `broker`, on loopback, stopped at cleanup; `port` 0
+// picks a free one (gatewayPort() tells it); `timeout` its link timeout
+// (ms), the default when undefined.
 export function gatewayProcess(broker: string, port: number, name: string, timeout?: number): Cli {
-    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, ...(timeout !== undefined ? ["--timeout", String(timeout)] : [])])
+    const g = cli(["gateway", "--mqtt", broker, "--host", "127.0.0.1", "--port", String(port), "--name", name, ...(timeout !== undefined ? ["--timeout", String(timeout)] : [])])
     onCleanup(() => {
         if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
     })
     return g
+}
+
+// How long a gateway process may take to listen: Node loading the CLI, then
+// up to 4 s for the broker (its CONNACK, then its version), on a loaded machine.
+const GATEWAY_START_MS = 30000
+
+// The port a gateway process listens on, once it says so. A port it binds
+// itself (--port 0): one picked before a slow start may be taken by then.
+export async function gatewayPort(g: Cli): Promise<number> {
+    const m = await g.waitFor(/gateway listening \{"port":(\d+)/, GATEWAY_START_MS)
+    return Number(m[1])
 }
 
 async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
@@ -44,9 +56,8 @@ class Counts {
 
 export async function multiGatewayRun(o: { boards: number; rounds: number; perRound: number; url: string; broker: Mosquitto }): Promise<{ up: { lost: string[]; publishedTwice: string[]; brokerResends: number }; down: { lost: string[]; dup: string[] }; lines: number }> {
     const names = ["g1", "g2", "g3"]
-    const ports = [await freePort(), await freePort(), await freePort()]
-    const gws = names.map((n, i) => gatewayProcess(o.url, ports[i]!, n))
-    for (const g of gws) await g.waitFor(/gateway listening/, 15000)
+    const gws = names.map((n) => gatewayProcess(o.url, 0, n))
+    const ports = await Promise.all(gws.map((g) => gatewayPort(g)))
     const hosts = ports.map((p) => `127.0.0.1:${p}`).join(",")
     const sub = await mqttClient(o.url, "soak-sub")
     const up = new Deliveries()

@@ -22,11 +22,12 @@ export async function closeAll(): Promise<void> {
     for (const c of opened.splice(0).reverse()) await c()
 }
 
-// Rejects with `what` when `p` has not settled within `ms`.
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+// Rejects with `what` when `p` has not settled within `ms`; a function
+// `what` is called then, to tell the state at the deadline.
+export function within<T>(p: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
     let t: NodeJS.Timeout
     const limit = new Promise<never>((_, reject) => {
-        t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+        t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${typeof what === "string" ? what : what()}`)), ms)
     })
     return Promise.race([p, limit]).finally(() => clearTimeout(t))
 }
@@ -69,28 +70,39 @@ export function cli(args: string[], env: Record<string, string> = {}): Cli {
         stdout: "",
         stderr: "",
         exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
-        waitFor: (re, ms, stream = "stderr") =>
-            within(
-                new Promise<RegExpMatchArray>((resolve) => {
+        // Fails at once when the process has ended without printing it
+        // ("close": its output is all read), and tells what it printed.
+        waitFor: (re, ms, stream = "stderr") => {
+            const told = () => `${re} in the CLI's ${stream}${ended ? ` (exited: ${child.exitCode ?? child.signalCode})` : ""}:\n${c[stream]}`
+            let done = () => {}
+            return within(
+                new Promise<RegExpMatchArray>((resolve, reject) => {
                     const check = () => {
                         const m = c[stream].match(re)
-                        if (m) {
-                            child[stream]!.off("data", check)
-                            resolve(m)
-                        }
+                        if (m) resolve(m)
+                        else if (ended) reject(new Error(`not printed: ${told()}`))
+                        return m
                     }
                     child[stream]!.on("data", check)
+                    child.on("close", check)
+                    done = () => {
+                        child[stream]!.off("data", check)
+                        child.off("close", check)
+                    }
                     check()
                 }),
                 ms,
-                `${re} in the CLI's ${stream}:\n${c[stream]}`
-            ),
+                told
+            ).finally(() => done())
+        },
         stop: () => {
             if (child.exitCode === null && child.pid) process.kill(child.pid, "SIGKILL")
         },
     }
+    let ended = false
     child.stdout!.on("data", (b: Buffer) => (c.stdout += b.toString()))
     child.stderr!.on("data", (b: Buffer) => (c.stderr += b.toString()))
+    child.on("close", () => (ended = true))
     return c
 }
 

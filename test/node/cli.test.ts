@@ -50,6 +50,14 @@ describe("devs-iot CLI", function () {
         })
     }
 
+    // The test kit: a wait for a line the process never prints ends with it,
+    // telling what it printed then (not what it had printed when the wait began).
+    it("a wait for a line ends when the CLI exits without printing it, and tells what it printed", async function () {
+        const c = run(["frobnicate"])
+        const err = await within(c.waitFor(/never printed/, 60000).then(() => undefined, (e: Error) => e), 20000, "the wait ends with the process")
+        assert.match(err?.message ?? "", /not printed: \/never printed\/ in the CLI's stderr \(exited: 2\):\n.*unknown command "frobnicate"/)
+    })
+
     it("--help for each command exits 0 and lists every option with its variable", async function () {
         for (const cmd of ["server", "gateway", "client", "deploy", "sim", "flash"]) {
             const c = run([cmd, "--help"])
@@ -91,8 +99,11 @@ describe("devs-iot CLI", function () {
     })
 
     it("sim with nothing listening where the board connects says so (the board's retries are silent)", async function () {
+        // It says so once the image is built: a DeviceScript compile of about
+        // 5 s of CPU, which a loaded 2-vCPU machine stretches several times.
+        this.timeout(120000)
         const port = await freePort()
         const sim = run(["sim", "--id", "h1", "--port", String(port)])
-        await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 20000)
+        await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 100000)
     })
 })

@@ -6,19 +6,10 @@ import assert from "node:assert/strict"
 import type { EventEmitter } from "node:events"
 import { Client, Server, type Warning } from "../../src/server/index.js"
 import { V1Client, V1Server } from "../kit/v1peer.js"
-import { cleanup, closeAll } from "../kit/util.js"
+import { cleanup, closeAll, within } from "../kit/util.js"
 
 const T = 400 // timeout on every end: short, so outages and resends are quick
 const BOUND = 5000 // the limit for anything that should take well under a second
-
-// Rejects with a clear message when `p` has not settled within `ms`.
-function within<X>(p: Promise<X>, ms: number, what: string): Promise<X> {
-    let t: NodeJS.Timeout | undefined
-    const limit = new Promise<never>((_, reject) => {
-        t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-    })
-    return Promise.race([p, limit]).finally(() => clearTimeout(t))
-}
 
 async function readN(x: { readline(): Promise<string> }, n: number, what: string): Promise<string[]> {
     const got: string[] = []
@@ -27,7 +18,7 @@ async function readN(x: { readline(): Promise<string> }, n: number, what: string
         return got
     })()
     all.catch(() => {})
-    return within(all, BOUND, `${what} (${n} lines; got ${JSON.stringify(got)})`)
+    return within(all, BOUND, () => `${what} (${n} lines; got ${JSON.stringify(got)})`)
 }
 
 // Resolves when a Connection or Client reports the wanted link state.

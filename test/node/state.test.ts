@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { connect } from "node:net"
 import { once } from "node:events"
 import { spawn } from "node:child_process"
-import { Client, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
+import { Client, type Connection, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import type { Logger } from "../../src/server/log.js"
 import { cli, until, within } from "../kit/util.js"
 import { decodeJournal, FrameWriter, J_DROP_OWED, J_LINK, J_OWED } from "../../src/server/journal.js"
@@ -366,11 +366,12 @@ describe("delivery state across restarts", function () {
         const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
         await server.listen()
         closers.push(() => server.close())
+        const forgot = once(server, "forget") // the stranger's Connection, with its socket
         const sock = connect({ port: server.port, host: "127.0.0.1" })
         await once(sock, "connect")
         sock.end("stranger\n")
-        await once(sock, "close")
-        await new Promise((r) => setTimeout(r, 50))
+        const [gone] = (await within(forgot, 10000, "the stranger forgotten")) as [Connection]
+        assert.equal(gone.id, "stranger")
         assert.equal(state.load("stranger"), undefined)
         // A client that writes before it ever connected, then dies.
         const cstate = new MemoryState()

@@ -17,7 +17,11 @@ import { findChromium, startChromium, type Headless } from "../kit/chromium.js"
 declare const document: any
 declare const window: any
 
-const T = 400
+// The links' timeout: well above the stalls a loaded machine running
+// Chromium gives this process (a board that went down between two checks
+// would fail "kitchen-1 still up"); the board that goes down closes its
+// socket, which the server sees at once.
+const T = 5000
 const EVIL = `<img src=x onerror="window.__pwned=1"><b id="evil">board</b>`
 // An id that reads as another: a right-to-left override, a zero-width space,
 // DEL, a C1 control; and one spelling that out with backslashes.

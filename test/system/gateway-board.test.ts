@@ -9,7 +9,7 @@ import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/ser
 import { cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
-import { gatewayProcess as startGateway } from "../kit/gatewaysoak.js"
+import { gatewayPort, gatewayProcess as startGateway } from "../kit/gatewaysoak.js"
 
 // Gateways here detect an outage within 1 s.
 function gatewayProcess(broker: string, port: number, name: string): Cli {
@@ -19,25 +19,28 @@ function gatewayProcess(broker: string, port: number, name: string): Cli {
 describe("a board in the simulator behind MQTT gateways (Mosquitto)", function () {
     this.timeout(180000)
     let img: SimImage
-    const ports = { dead: 0, g1: 0, g2: 0 }
+    let broker: Mosquitto
+    let g1: Cli
+    let g2: Cli
 
+    // The gateways listen before the image that holds their ports is built:
+    // a port picked free before the build could be taken by the end of it.
     before(async function () {
         this.timeout(300000)
-        ports.dead = await freePort()
-        ports.g1 = await freePort()
-        ports.g2 = await freePort()
-        img = await buildSimImage({ app: "testbed", id: "vb1", host: `127.0.0.1:${ports.dead},127.0.0.1:${ports.g1},127.0.0.1:${ports.g2}`, port: 8123, timeout: 1000, verbose: true })
+        broker = cleanup(new Mosquitto())
+        await broker.start()
+        g1 = gatewayProcess(broker.url, 0, "g1")
+        g2 = gatewayProcess(broker.url, 0, "g2")
+        const [p1, p2] = await Promise.all([gatewayPort(g1), gatewayPort(g2)])
+        const dead = await freePort()
+        img = await buildSimImage({ app: "testbed", id: "vb1", host: `127.0.0.1:${dead},127.0.0.1:${p1},127.0.0.1:${p2}`, port: 8123, timeout: 1000, verbose: true })
     })
-    after(() => img?.remove())
-    afterEach(closeAll)
+    after(async () => {
+        await closeAll()
+        img?.remove()
+    })
 
     it("skips a dead address, lines both ways, and moves to the other gateway when its own is killed: each line published once", async function () {
-        const broker = cleanup(new Mosquitto())
-        await broker.start()
-        const g1 = gatewayProcess(broker.url, ports.g1, "g1")
-        const g2 = gatewayProcess(broker.url, ports.g2, "g2")
-        await g1.waitFor(/gateway listening/, 15000)
-        await g2.waitFor(/gateway listening/, 15000)
         const mq: MqttClient = mqttConnect(broker.url, { clientId: "vb-test", clean: false, reconnectPeriod: 100 })
         onCleanup(() => void mq.end(true))
         await within(new Promise<void>((r) => mq.once("connect", () => r())), 10000, "MQTT client connected")
@@ -62,7 +65,7 @@ describe("a board in the simulator behind MQTT gateways (Mosquitto)", function (
         await within(up.wait("v19"), 30000, "20 lines up")
         g1.stop()
         await within(up.wait(JSON.stringify({ sent: 60, failed: 0 })), 90000, "the board's report that it sent 60 lines")
-        await g2.waitFor(/link up.*vb1/, 1000)
+        await g2.waitFor(/link up.*vb1/, 5000) // logged before its lines went up
         const r = up.check(Array.from({ length: 60 }, (_, i) => "v" + i))
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })

@@ -5,13 +5,14 @@ import assert from "node:assert/strict"
 import { connect, createServer, type Socket } from "node:net"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client, type ClientOptions } from "../../src/server/index.js"
-import { cli, cleanup, closeAll, freePort, onCleanup, until, within, type Cli } from "../kit/util.js"
+import { cli, cleanup, closeAll, onCleanup, until, within, type Cli } from "../kit/util.js"
+import { gatewayPort } from "../kit/gatewaysoak.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
 import { V1Client } from "../kit/v1peer.js"
 
 function gatewayProcess(broker: string, port: number, name: string, more: string[] = []): Cli {
-    const g = cli(["gateway", "--mqtt", broker, "--port", String(port), "--name", name, "--log-level", "debug", ...more])
+    const g = cli(["gateway", "--mqtt", broker, "--host", "127.0.0.1", "--port", String(port), "--name", name, "--log-level", "debug", ...more])
     onCleanup(() => {
         if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
     })
@@ -167,14 +168,12 @@ describe("MQTT gateway with Mosquitto", function () {
     // Two gateways; gateway 1 reaches the broker through a proxy that holds
     // back its PUBREL for packet id `pid`; a subscriber on board `id`'s up topic.
     async function heldPubrel(pid: number, id: string) {
-        const [p1, p2] = [await freePort(), await freePort()]
         const hold = new PubrelHold(broker.port, pid)
         await hold.listen()
         onCleanup(() => hold.close())
-        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, p1, "g1")
-        const g2 = gatewayProcess(broker.url, p2, "g2")
-        await g1.waitFor(/gateway listening/, 15000)
-        await g2.waitFor(/gateway listening/, 15000)
+        const g1 = gatewayProcess(`mqtt://127.0.0.1:${hold.port}`, 0, "g1")
+        const g2 = gatewayProcess(broker.url, 0, "g2")
+        const [p1, p2] = await Promise.all([gatewayPort(g1), gatewayPort(g2)])
         const sub = await mqttClient(broker.url, `test-sub-${id}`)
         const lines: string[] = []
         const seen = new Deliveries()
@@ -187,9 +186,8 @@ describe("MQTT gateway with Mosquitto", function () {
     }
 
     async function upRun(fault: (step: () => Promise<void>) => Promise<void>, id: string): Promise<void> {
-        const port = await freePort()
-        let gw = gatewayProcess(broker.url, port, "g1")
-        await gw.waitFor(/gateway listening/, 15000)
+        let gw = gatewayProcess(broker.url, 0, "g1")
+        const port = await gatewayPort(gw)
         const sub = await mqttClient(broker.url, `test-sub-${id}`)
         const seen = new Deliveries()
         sub.on("message", (_t, p, packet) => seen.add(p.toString(), packet))
@@ -220,9 +218,8 @@ describe("MQTT gateway with Mosquitto", function () {
     // kill, or else the broker restart, at the first; the broker restart at
     // the others).
     async function downRun(fault: (step: () => Promise<void>) => Promise<void>, id: string, faultAt = [100, 200]): Promise<void> {
-        const port = await freePort()
-        let gw = gatewayProcess(broker.url, port, "g1")
-        await gw.waitFor(/gateway listening/, 15000)
+        let gw = gatewayProcess(broker.url, 0, "g1")
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id, port, backoffFirst: 50, backoffCap: 300 }).start())
         await board.connected()
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
@@ -267,9 +264,8 @@ describe("MQTT gateway with Mosquitto", function () {
     })
 
     it("publisher -> board: a flood of 6,000 lines, more than the link queues (4,096), all arrive in order", async function () {
-        const port = await freePort()
-        const gw = gatewayProcess(broker.url, port, "g1")
-        await gw.waitFor(/gateway listening/, 15000)
+        const gw = gatewayProcess(broker.url, 0, "g1")
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id: "bf1", port }).start())
         await board.connected()
         const pub = await mqttClient(broker.url, "test-pub-bf1")
@@ -286,7 +282,7 @@ describe("MQTT gateway with Mosquitto", function () {
         const sends: Promise<unknown>[] = []
         for (let i = 0; i < N; i++) sends.push(pub.publishAsync("devs-iot/bf1/down", "f" + i, { qos: 1 }))
         await within(Promise.all(sends), 120000, "all taken by the broker")
-        await within(all, 120000, `${N} lines at the board (got ${got.length})`)
+        await within(all, 120000, () => `${N} lines at the board (got ${got.length})`)
         assert.deepEqual(got, Array.from({ length: N }, (_, i) => "f" + i))
     })
 
@@ -336,7 +332,7 @@ describe("MQTT gateway with Mosquitto", function () {
         await board.connected()
         for (const l of ["b0", "b1", "b2", "b3"]) await within(board.write(l), 30000, `${l} ACKed to the board`)
         await within(seen.wait("b3"), 30000, "b3 at the subscriber")
-        await within(seen.wait("a2"), 20000, `a2 at the subscriber (got ${JSON.stringify(lines)})`)
+        await within(seen.wait("a2"), 20000, () => `a2 at the subscriber (got ${JSON.stringify(lines)})`)
         const r = seen.check(["a0", "a1", "a2", "b0", "b1", "b2", "b3"])
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
@@ -358,7 +354,7 @@ describe("MQTT gateway with Mosquitto", function () {
         await within(board.connected(), 20000, "v1 board up on gateway 2")
         for (const l of ["b0", "b1", "b2", "b3"]) await within(board.write(l), 30000, `${l} ACKed to the board`)
         await within(seen.wait("b3"), 30000, "b3 at the subscriber")
-        await within(seen.wait("a2"), 20000, `a2 at the subscriber (got ${JSON.stringify(lines)})`)
+        await within(seen.wait("a2"), 20000, () => `a2 at the subscriber (got ${JSON.stringify(lines)})`)
         await g2.waitFor(/new life/, 5000)
         const r = seen.check(["a0", "a1", "a2", "b0", "b1", "b2", "b3"])
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
@@ -384,7 +380,7 @@ describe("MQTT gateway with Mosquitto", function () {
         freeze.close() // refused from now on: the board moves to gateway 2
         await within(Promise.all(acked), 30000, "s0 and s1 ACKed to the board by gateway 2")
         await within(board.write("s2"), 30000, "s2 ACKed to the board")
-        await within(seen.wait("s2"), 30000, `s2 at the subscriber (got ${JSON.stringify(lines)})`)
+        await within(seen.wait("s2"), 30000, () => `s2 at the subscriber (got ${JSON.stringify(lines)})`)
         const r = seen.check(["s0", "s1", "s2"])
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
@@ -399,11 +395,10 @@ describe("MQTT gateway with Mosquitto", function () {
     // when its gateway dies: the broker resends it to the next gateway, which
     // continues the board's epoch and sends it with the same message id.
     it("publisher -> board: a line the board holds unread across a gateway SIGKILL reaches it once", async function () {
-        const port = await freePort()
         // A long timeout lets the board keep a line unread (ackDelay <= timeout / 4).
         const slow = ["--timeout", "20000"]
-        let gw = gatewayProcess(broker.url, port, "g1", slow)
-        await gw.waitFor(/gateway listening/, 15000)
+        let gw = gatewayProcess(broker.url, 0, "g1", slow)
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id: "bh1", port, backoffFirst: 50, backoffCap: 300, timeout: 20000, ackDelay: 5000 }).start())
         await board.connected()
         const pub = await mqttClient(broker.url, "test-pub-bh1")
@@ -427,9 +422,8 @@ describe("MQTT gateway with Mosquitto", function () {
     // ids the board has seen in this epoch. The gateway restarts the link in
     // a new epoch; otherwise the next lines would be dropped as duplicates.
     it("publisher -> board: none lost when the broker restarts without the board's session", async function () {
-        const port = await freePort()
-        const gw = gatewayProcess(broker.url, port, "g1")
-        await gw.waitFor(/gateway listening/, 15000)
+        const gw = gatewayProcess(broker.url, 0, "g1")
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id: "bl1", port, backoffFirst: 50, backoffCap: 300 }).start())
         await board.connected()
         const pub = await mqttClient(broker.url, "test-pub-bl1", true)
@@ -457,9 +451,8 @@ describe("MQTT gateway with Mosquitto", function () {
 
     // A QoS 0 message has no packet id, so no message id the next gateway could repeat.
     it("publisher -> board: a down line published at QoS 0 is refused with a reason, the next one passes", async function () {
-        const port = await freePort()
-        const gw = gatewayProcess(broker.url, port, "g1")
-        await gw.waitFor(/gateway listening/, 15000)
+        const gw = gatewayProcess(broker.url, 0, "g1")
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id: "bq0", port }).start())
         await board.connected()
         const pub = await mqttClient(broker.url, "test-pub-bq0")
@@ -479,11 +472,10 @@ describe("MQTT gateway with Mosquitto", function () {
         const password = "p:ss@w0rd"
         const locked = cleanup(new Mosquitto({ gw: "not-yet", app: "app-pass" }))
         await locked.start()
-        const port = await freePort()
         const url = `mqtt://gw:${encodeURIComponent(password)}@127.0.0.1:${locked.port}`
-        const gw = cli(["gateway", "--port", String(port), "--name", "g1", "--log-level", "debug"], { DEVS_IOT_MQTT: url })
+        const gw = cli(["gateway", "--port", "0", "--host", "127.0.0.1", "--name", "g1", "--log-level", "debug"], { DEVS_IOT_MQTT: url })
         onCleanup(() => gw.stop())
-        await gw.waitFor(/gateway listening/, 15000)
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id: "ba1", port }).start())
         await board.connected()
         const taken = board.write("after the refusal")
@@ -503,9 +495,8 @@ describe("MQTT gateway with Mosquitto", function () {
     // a non-character: the gateway's own, publishing the id's link record,
     // went down with it again after each reconnect.
     it("a board id with a character Mosquitto refuses in a topic is refused before its handshake; the gateway's broker connection stays up", async function () {
-        const port = await freePort()
-        const gw = gatewayProcess(broker.url, port, "g1")
-        await gw.waitFor(/gateway listening/, 15000)
+        const gw = gatewayProcess(broker.url, 0, "g1")
+        const port = await gatewayPort(gw)
         const odd = new Client({ id: "odd\u007fid", port, backoffFirst: 50, backoffCap: 300 }).start()
         onCleanup(() => void odd.close())
         await gw.waitFor(/bad-id/, 15000)
@@ -521,9 +512,8 @@ describe("MQTT gateway with Mosquitto", function () {
 
     // A gateway, a board on it, and a publisher that saw the board online.
     async function downSetup(id: string, opts: Partial<ClientOptions> = {}, more: string[] = []) {
-        const port = await freePort()
-        const gw = gatewayProcess(broker.url, port, "g1", more)
-        await gw.waitFor(/gateway listening/, 15000)
+        const gw = gatewayProcess(broker.url, 0, "g1", more)
+        const port = await gatewayPort(gw)
         const board = cleanup(new Client({ id, port, backoffFirst: 50, backoffCap: 300, ...opts }).start())
         await board.connected()
         const pub = await mqttClient(broker.url, "test-pub-" + id)
@@ -596,7 +586,7 @@ describe("MQTT gateway with Mosquitto", function () {
         const all = (async () => {
             for await (const l of board) if (got.push(l.slice(0, 4)) && got.length === n) break
         })()
-        await within(all, 60000, `all ${n} lines at the board (got ${got.length})`).catch((e) => {
+        await within(all, 60000, () => `all ${n} lines at the board (got ${got.length})`).catch((e) => {
             throw new Error(`${(e as Error).message}; got ${got.length}, gateway: ${gw.stderr.match(/.*(queue full|refused).*/)?.[0] ?? "no refusal logged"}`)
         })
         assert.deepEqual(got, Array.from({ length: n }, (_, i) => String(i).padStart(4, "0")))

@@ -7,9 +7,9 @@ import assert from "node:assert/strict"
 import { connect as mqttConnect } from "mqtt"
 import { Client } from "../../src/server/index.js"
 import { FaultProxy } from "../kit/proxy.js"
-import { cleanup, closeAll, freePort, onCleanup, within, type Cli } from "../kit/util.js"
+import { cleanup, closeAll, onCleanup, within, type Cli } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
-import { gatewayProcess as startGateway, multiGatewayRun } from "../kit/gatewaysoak.js"
+import { gatewayPort, gatewayProcess as startGateway, multiGatewayRun } from "../kit/gatewaysoak.js"
 
 // Gateways here detect an outage within 1 s.
 function gatewayProcess(broker: string, port: number, name: string): Cli {
@@ -37,11 +37,9 @@ describe("MQTT gateways: a board that moves lets its old gateway go", function (
     it("a board cut off from gateway 1 (which stays up) moves to gateway 2; gateway 1 lets go of it on gateway 2's notice", async function () {
         const broker = cleanup(new Mosquitto())
         await broker.start()
-        const [p1, p2] = [await freePort(), await freePort()]
-        const g1 = gatewayProcess(broker.url, p1, "g1")
-        const g2 = gatewayProcess(broker.url, p2, "g2")
-        await g1.waitFor(/gateway listening/, 15000)
-        await g2.waitFor(/gateway listening/, 15000)
+        const g1 = gatewayProcess(broker.url, 0, "g1")
+        const g2 = gatewayProcess(broker.url, 0, "g2")
+        const [p1, p2] = await Promise.all([gatewayPort(g1), gatewayPort(g2)])
         const proxy = cleanup(new FaultProxy(p1))
         await proxy.listen()
         const mq = mqttConnect(broker.url, { clientId: "move-test", reconnectPeriod: 100 })
