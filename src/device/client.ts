@@ -185,8 +185,9 @@ export class Client {
             // Reboots the board after wd.limit ms without progress.
             wd.start(ds.millis())
             setTimeout(async function () {
-                while (wd.running()) {
+                while (true) {
                     await ds.sleep(1000)
+                    if (self.closed) return
                     if (!wd.expired(ds.millis())) continue
                     self.log("watchdog: no progress for " + wd.limit + " ms, rebooting")
                     if (self.opts.onWatchdog) self.opts.onWatchdog()
@@ -246,11 +247,10 @@ export class Client {
         }
     }
 
-    // Stops reconnecting and the watchdog; pending calls throw ECLOSED.
+    // Stops reconnecting and the watchdog (its fiber ends); pending calls throw ECLOSED.
     async close(): Promise<void> {
         if (this.closed) return
         this.closed = true
-        if (this.wd) this.wd.stop()
         this.link.close(ds.millis())
         this.drainEvents()
         if (this.sock) this.sock.close()

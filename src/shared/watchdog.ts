@@ -30,8 +30,9 @@ export function isProgress(e: WatchdogEvent): boolean {
     return e === "received" || e === "linkUp" || e === "refused" || e === "noLink"
 }
 
+// The client's fiber that checks it ends when the client closes.
 export class Watchdog {
-    private last = -1 // -1: stopped
+    private last = -1 // -1: not started
 
     constructor(readonly limit: number) {}
 
@@ -41,19 +42,7 @@ export class Watchdog {
 
     // Reports an event; moves the deadline only when it is progress.
     note(e: WatchdogEvent, now: number): void {
-        if (isProgress(e)) this.progress(now)
-    }
-
-    progress(now: number): void {
-        if (this.last >= 0 && now > this.last) this.last = now
-    }
-
-    stop(): void {
-        this.last = -1
-    }
-
-    running(): boolean {
-        return this.last >= 0
+        if (isProgress(e) && this.last >= 0 && now > this.last) this.last = now
     }
 
     // True when the board should be rebooted now.

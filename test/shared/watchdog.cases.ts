@@ -139,16 +139,14 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
     test("watchdog: a client whose tasks stop is rebooted after the limit", async function () {
         const w = new Watchdog(20000)
         w.start(0)
-        w.progress(5000)
+        w.note("received", 5000)
         eq(w.expired(24999), false, "not yet")
         eq(w.expired(25000), true, "reboot at 20 s without progress")
     })
-    test("watchdog: close() stops it", async function () {
+    test("watchdog: one not started never expires, and progress does not start it", async function () {
         const w = new Watchdog(1000)
-        w.start(0)
-        w.stop()
-        eq(w.expired(100000), false, "stopped")
-        eq(w.running(), false, "not running")
+        w.note("received", 5000)
+        eq(w.expired(100000), false, "not started")
     })
     test("back-off: doubles to the cap, with jitter in [d/2, d], and never stops (fault 7)", async function () {
         const b = new Backoff(250, 3000)
