@@ -14,7 +14,7 @@ import type { ConnectOutcome } from "../shared/rejoin.js"
 import { intIn, PORT } from "../shared/config.js"
 import { REPORT_EVERY } from "../shared/report.js"
 import { NO_KEYS } from "./config.js"
-import { Heartbeat, Light } from "./heartbeat.js"
+import { Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 import { ConnectError, ConnectKind, errorText, TcpSocket } from "./socket.js"
 import { randomHex, randomUnit } from "./random.js"
@@ -79,7 +79,8 @@ export class Client {
     private servers: ServerAddress[]
     private at = 0 // the address tried now (servers[at])
     private net: Network
-    private heart: Heartbeat
+    private light: Light | undefined // the heartbeat LED; none when the app drives it
+    private blinks = 0
     private backoff: Backoff
     private rejoin: RejoinPolicy
     private wd: Watchdog | undefined = undefined
@@ -135,7 +136,7 @@ export class Client {
         }
         this.stats = this.link.stats
         this.net = opts.network || new WifiNetwork()
-        this.heart = new Heartbeat(opts.heartbeat === false ? undefined : new Light(opts.led))
+        if (opts.heartbeat !== false) this.light = new Light(opts.led)
         this.backoff = new Backoff(opts.backoffFirst || 250, opts.backoffCap || 3000)
         this.rejoin = new RejoinPolicy(opts.rejoinAfter || 3)
         const self = this
@@ -173,13 +174,24 @@ export class Client {
         setTimeout(async function () {
             await self.run()
         }, 0)
-        setTimeout(async function () {
-            while (!self.closed) {
-                self.heart.beat(self.link.status())
-                await ds.sleep(HEARTBEAT_MS)
-            }
-            self.heart.beat(false)
-        }, 0)
+        // The heartbeat: blinks while the link is healthy, whatever the
+        // traffic (the link goes down after `timeout` ms without anything
+        // from the server); off while it is down and once closed.
+        const light = this.light
+        if (light)
+            setTimeout(async function () {
+                let on = false
+                while (true) {
+                    const up = !self.closed && self.link.status()
+                    if (up || on) {
+                        on = up && !on
+                        if (up) self.blinks++
+                        light.set(on ? 0x002000 : 0)
+                    }
+                    if (self.closed) return
+                    await ds.sleep(HEARTBEAT_MS)
+                }
+            }, 0)
         const wd = this.wd
         if (wd) {
             // Reboots the board after wd.limit ms without progress.
@@ -204,7 +216,7 @@ export class Client {
 
     // Heartbeat blinks so far.
     beats(): number {
-        return this.heart.beats
+        return this.blinks
     }
 
 
