@@ -431,7 +431,7 @@ export class Sim {
         } else if (e.type === "up") {
             this.clientPeers += e.peer
             this.connects++
-            this.backoff.reset()
+            this.backoff = new Backoff(100, 1000) // a link came up: start over
         }
     }
 
