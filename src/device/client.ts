@@ -454,9 +454,8 @@ export class Client {
             const e = this.link.pollEvent()
             if (!e) break
             if (this.keyStore) this.keyStore.event(e)
-            if (e.type === "keepalive") {
-                // the heartbeat follows link.status(), whatever the traffic
-            } else if (e.type === "written") {
+            // A keepalive needs nothing: the heartbeat follows link.status().
+            if (e.type === "written") {
                 this.results["" + e.ticket] = null
                 app = true
             } else if (e.type === "failed") {
