@@ -70,7 +70,8 @@ export function boardSettingDefs(): SettingDef[] {
 function kindName(v: unknown): string {
     if (v === null) return "null"
     if (typeof v === "object") return Array.isArray(v) ? "a list" : "an object"
-    return typeof v === "number" ? "the number " + v : typeof v === "boolean" ? (v ? "true" : "false") : typeof v
+    if (typeof v === "number") return "the number " + v
+    return typeof v === "boolean" ? "" + v : typeof v
 }
 
 // The value of one setting as read (undefined: absent), checked against its
