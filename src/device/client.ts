@@ -17,7 +17,7 @@ import { NO_KEYS } from "./config.js"
 import { Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 import { ConnectError, ConnectKind, errorText, TcpSocket } from "./socket.js"
-import { randomHex, randomUnit } from "./random.js"
+import { randomBytes, randomUnit } from "./random.js"
 
 // Authentication for a key (keyed.ts boardKeys). The type lives here: even a
 // type-only import makes DeviceScript compile the module it names.
@@ -128,7 +128,7 @@ export class Client {
         if (sl.problem !== "") throw new LinkError("ECONFIG", "host: " + sl.problem)
         this.servers = sl.list
         // A new epoch (8 random hex digits) per run: this id sequence starts at 00.
-        this.link = new ClientLink(cfg, randomHex(4), opts.id)
+        this.link = new ClientLink(cfg, randomBytes(4).toString("hex"), opts.id)
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
             if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
