@@ -30,7 +30,7 @@ export interface BoardKeys {
 // The key to authenticate with, and a pushed key kept (docs/security.md,
 // "Key push over the link").
 export interface KeyStore {
-    auth(): Promise<LinkAuth> // for the next connect
+    auth(link: ClientLink): Promise<void> // sets the link's auth (setAuth) for the next connect
     failed(): void // the socket closed before the link came up
     event(e: LinkEvent): void // the link came up, or the server pushed a key
     // After events: tells the store the link came up on its key, and keeps
@@ -348,7 +348,7 @@ export class Client {
             this.sock = sock
             const before = this.link.connects
             const ks = this.keyStore
-            if (ks) this.link.setAuth(await ks.auth())
+            if (ks) await ks.auth(this.link)
             this.link.open(ds.millis())
             sock.attach(this.onData)
             try {
