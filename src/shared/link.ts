@@ -733,17 +733,19 @@ export abstract class Link<S extends SocketState = SocketState> {
     }
 
     goUp(c: S): void {
-        // An original receiver clears its whole set of seen ids on every 00
-        // (fault 1). Toward a peer without the restart marker, send nothing
-        // after 00 until 00 is ACKed: a resent 00 then cannot take later
-        // ids with it.
-        this.sender.holdAfterZero(!c.exact)
-        // A v1 peer ACKs on receipt and keeps what it has not read in a
-        // queue of V1_WINDOW lines: more in flight would overflow it
-        // (setWindow keeps within the window setting).
-        this.sender.setWindow(c.peer === "v1" ? V1_WINDOW : this.cfg.window)
-        // The original server takes each read of at most 4096 bytes on its own.
-        this.sender.setInflightBytes(c.peer === "v1" && this.towardServer() ? V1_SERVER_INFLIGHT : this.cfg.maxInflightBytes)
+        this.sender.towardPeer(
+            // A v1 peer ACKs on receipt and keeps what it has not read in a
+            // queue of V1_WINDOW lines: more in flight would overflow it
+            // (towardPeer keeps within the window setting).
+            c.peer === "v1" ? V1_WINDOW : this.cfg.window,
+            // The original server takes each read of at most 4096 bytes on its own.
+            c.peer === "v1" && this.towardServer() ? V1_SERVER_INFLIGHT : this.cfg.maxInflightBytes,
+            // An original receiver clears its whole set of seen ids on every
+            // 00 (fault 1). Toward a peer without the restart marker, send
+            // nothing after 00 until 00 is ACKed: a resent 00 then cannot
+            // take later ids with it.
+            !c.exact
+        )
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed(c)
