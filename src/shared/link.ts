@@ -635,16 +635,11 @@ export abstract class Link<S extends SocketState = SocketState> {
         k.acked = true
         if (!k.taken && this.rec) k.key = this.rec.keep(k.id, k.payload)
         const c = this.conn
-        if (c && this.mayAck(c, k)) this.sendAck(c, k)
+        // Messages arrive only in "warmup" and "up", so a line's own socket
+        // is always in one of them. A line from an earlier socket needs the
+        // peer's proof of the same epoch, which comes with "up".
+        if (c && (k.sock === c.serial ? carriesMessages(c) : c.phase === "up" && c.exact)) this.sendAck(c, k)
         else this.held.push(k)
-    }
-
-    // Messages arrive only in "warmup" and "up", so a line's own socket is
-    // always in one of them. A line from an earlier socket needs the peer's
-    // proof of the same epoch, which comes with "up".
-    private mayAck(c: S, k: Kept): boolean {
-        if (k.sock === c.serial) return carriesMessages(c)
-        return c.phase === "up" && c.exact
     }
 
     // `k` is acked already (ack()): its ACK is no longer owed.
