@@ -162,8 +162,6 @@ export class Client {
             self.rejoin.lostIp()
             self.log("network: WiFi lost its IP address")
         })
-        const wd = opts.watchdog === undefined ? WATCHDOG.dflt : opts.watchdog
-        if (wd) this.wd = new Watchdog(wd)
     }
 
     // Starts the link's fibers; returns at once.
@@ -192,16 +190,17 @@ export class Client {
                     await ds.sleep(HEARTBEAT_MS)
                 }
             }, 0)
-        const wd = this.wd
-        if (wd) {
-            // Reboots the board after wd.limit ms without progress.
-            wd.start(ds.millis())
+        const limit = this.opts.watchdog === undefined ? WATCHDOG.dflt : this.opts.watchdog
+        if (limit) {
+            // Reboots the board after `limit` ms without progress.
+            const wd = new Watchdog(limit, ds.millis())
+            this.wd = wd
             setTimeout(async function () {
                 while (true) {
                     await ds.sleep(1000)
                     if (self.closed) return
                     if (!wd.expired(ds.millis())) continue
-                    self.log("watchdog: no progress for " + wd.limit + " ms, rebooting")
+                    self.log("watchdog: no progress for " + limit + " ms, rebooting")
                     if (self.opts.onWatchdog) self.opts.onWatchdog()
                     else ds.reboot()
                     return
