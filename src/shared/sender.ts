@@ -293,7 +293,7 @@ export class Sender {
             if (o.qos || (!o.gone && o.sentAt < 0)) tickets.push(o.ticket)
         }
         while (this.queue.size() > 0) tickets.push((this.queue.shift() as Outgoing).ticket)
-        this.inflight.clear()
+        this.inflight = new Fifo<Outgoing>()
         this.live = 0
         this.probe = undefined
         this.inflightBytes = 0
