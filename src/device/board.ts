@@ -5,6 +5,7 @@ import * as ds from "@devicescript/core"
 import { AppConfig, boardSettings, checkKeys } from "./config.js"
 import { setBoardKeys, setBoardLed } from "./start.js"
 import type { BoardKeys } from "./client.js"
+import { errorText } from "./socket.js"
 
 // `led`: the heartbeat LED pin of the board definition (pins.LED); `keys`:
 // boardKeys from keyed.ts in an image with authentication.
@@ -21,8 +22,7 @@ export async function startBoard(name: string, app: (c: AppConfig, role: string)
         await app(c, s.role)
     } catch (e) {
         if (ok) throw e
-        const m = (e as { message?: unknown }).message
-        console.log("devs-iot: configuration error: " + (typeof m === "string" ? m : "unknown"))
+        console.log("devs-iot: configuration error: " + errorText(e))
         while (true) await ds.sleep(60000)
     }
 }

@@ -14,10 +14,10 @@ import type { ConnectOutcome } from "../shared/rejoin.js"
 import { intIn, PORT } from "../shared/config.js"
 import { REPORT_EVERY } from "../shared/report.js"
 import { NO_KEYS } from "./config.js"
-import { Heartbeat, Light } from "./heartbeat.js"
+import { Light } from "./heartbeat.js"
 import { Network, WifiNetwork } from "./network.js"
 import { ConnectError, ConnectKind, errorText, TcpSocket } from "./socket.js"
-import { randomHex, randomUnit } from "./random.js"
+import { randomBytes, randomUnit } from "./random.js"
 
 // Authentication for a key (keyed.ts boardKeys). The type lives here: even a
 // type-only import makes DeviceScript compile the module it names.
@@ -30,7 +30,7 @@ export interface BoardKeys {
 // The key to authenticate with, and a pushed key kept (docs/security.md,
 // "Key push over the link").
 export interface KeyStore {
-    auth(): Promise<LinkAuth> // for the next connect
+    auth(link: ClientLink): Promise<void> // sets the link's auth (setAuth) for the next connect
     failed(): void // the socket closed before the link came up
     event(e: LinkEvent): void // the link came up, or the server pushed a key
     // After events: tells the store the link came up on its key, and keeps
@@ -79,7 +79,8 @@ export class Client {
     private servers: ServerAddress[]
     private at = 0 // the address tried now (servers[at])
     private net: Network
-    private heart: Heartbeat
+    private light: Light | undefined // the heartbeat LED; none when the app drives it
+    private blinks = 0
     private backoff: Backoff
     private rejoin: RejoinPolicy
     private wd: Watchdog | undefined = undefined
@@ -127,7 +128,7 @@ export class Client {
         if (sl.problem !== "") throw new LinkError("ECONFIG", "host: " + sl.problem)
         this.servers = sl.list
         // A new epoch (8 random hex digits) per run: this id sequence starts at 00.
-        this.link = new ClientLink(cfg, randomHex(4), opts.id)
+        this.link = new ClientLink(cfg, randomBytes(4).toString("hex"), opts.id)
         if (opts.key !== undefined) {
             if (opts.key.length !== 32) throw new LinkError("ECONFIG", "key must be 32 bytes")
             if (!opts.keys) throw new LinkError("ECONFIG", NO_KEYS)
@@ -135,7 +136,7 @@ export class Client {
         }
         this.stats = this.link.stats
         this.net = opts.network || new WifiNetwork()
-        this.heart = new Heartbeat(opts.heartbeat === false ? undefined : new Light(opts.led))
+        if (opts.heartbeat !== false) this.light = new Light(opts.led)
         this.backoff = new Backoff(opts.backoffFirst || 250, opts.backoffCap || 3000)
         this.rejoin = new RejoinPolicy(opts.rejoinAfter || 3)
         const self = this
@@ -161,8 +162,6 @@ export class Client {
             self.rejoin.lostIp()
             self.log("network: WiFi lost its IP address")
         })
-        const wd = opts.watchdog === undefined ? WATCHDOG.dflt : opts.watchdog
-        if (wd) this.wd = new Watchdog(wd)
     }
 
     // Starts the link's fibers; returns at once.
@@ -173,22 +172,35 @@ export class Client {
         setTimeout(async function () {
             await self.run()
         }, 0)
-        setTimeout(async function () {
-            while (!self.closed) {
-                self.heart.beat(self.link.status())
-                await ds.sleep(HEARTBEAT_MS)
-            }
-            self.heart.beat(false)
-        }, 0)
-        const wd = this.wd
-        if (wd) {
-            // Reboots the board after wd.limit ms without progress.
-            wd.start(ds.millis())
+        // The heartbeat: blinks while the link is healthy, whatever the
+        // traffic (the link goes down after `timeout` ms without anything
+        // from the server); off while it is down and once closed.
+        const light = this.light
+        if (light)
             setTimeout(async function () {
-                while (wd.running()) {
+                let on = false
+                while (true) {
+                    const up = !self.closed && self.link.status()
+                    if (up || on) {
+                        on = up && !on
+                        if (up) self.blinks++
+                        light.set(on ? 0x002000 : 0)
+                    }
+                    if (self.closed) return
+                    await ds.sleep(HEARTBEAT_MS)
+                }
+            }, 0)
+        const limit = this.opts.watchdog === undefined ? WATCHDOG.dflt : this.opts.watchdog
+        if (limit) {
+            // Reboots the board after `limit` ms without progress.
+            const wd = new Watchdog(limit, ds.millis())
+            this.wd = wd
+            setTimeout(async function () {
+                while (true) {
                     await ds.sleep(1000)
+                    if (self.closed) return
                     if (!wd.expired(ds.millis())) continue
-                    self.log("watchdog: no progress for " + wd.limit + " ms, rebooting")
+                    self.log("watchdog: no progress for " + limit + " ms, rebooting")
                     if (self.opts.onWatchdog) self.opts.onWatchdog()
                     else ds.reboot()
                     return
@@ -203,7 +215,7 @@ export class Client {
 
     // Heartbeat blinks so far.
     beats(): number {
-        return this.heart.beats
+        return this.blinks
     }
 
 
@@ -246,11 +258,10 @@ export class Client {
         }
     }
 
-    // Stops reconnecting and the watchdog; pending calls throw ECLOSED.
+    // Stops reconnecting and the watchdog (its fiber ends); pending calls throw ECLOSED.
     async close(): Promise<void> {
         if (this.closed) return
         this.closed = true
-        if (this.wd) this.wd.stop()
         this.link.close(ds.millis())
         this.drainEvents()
         if (this.sock) this.sock.close()
@@ -336,7 +347,7 @@ export class Client {
             this.sock = sock
             const before = this.link.connects
             const ks = this.keyStore
-            if (ks) this.link.setAuth(await ks.auth())
+            if (ks) await ks.auth(this.link)
             this.link.open(ds.millis())
             sock.attach(this.onData)
             try {
@@ -442,9 +453,8 @@ export class Client {
             const e = this.link.pollEvent()
             if (!e) break
             if (this.keyStore) this.keyStore.event(e)
-            if (e.type === "keepalive") {
-                // the heartbeat follows link.status(), whatever the traffic
-            } else if (e.type === "written") {
+            // A keepalive needs nothing: the heartbeat follows link.status().
+            if (e.type === "written") {
                 this.results["" + e.ticket] = null
                 app = true
             } else if (e.type === "failed") {

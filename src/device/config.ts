@@ -70,7 +70,8 @@ export function boardSettingDefs(): SettingDef[] {
 function kindName(v: unknown): string {
     if (v === null) return "null"
     if (typeof v === "object") return Array.isArray(v) ? "a list" : "an object"
-    return typeof v === "number" ? "the number " + v : typeof v === "boolean" ? (v ? "true" : "false") : typeof v
+    if (typeof v === "number") return "the number " + v
+    return typeof v === "boolean" ? "" + v : typeof v
 }
 
 // The value of one setting as read (undefined: absent), checked against its
@@ -102,16 +103,24 @@ export function settingValue(d: SettingDef, v: unknown): string | number {
     return n as number
 }
 
+// A configuration not read from settings (the simulator's entry, which
+// devs-iot sim generates): its whole numbers are checked against their rows
+// too, as settingValue() checks them when read.
 export function checkConfig(c: AppConfig): AppConfig {
+    checkParsed(c)
+    const ints: { [name: string]: number | undefined } = { IOT_PORT: c.port, IOT_TIMEOUT: c.timeout, IOT_INTERVAL: c.interval, IOT_WATCHDOG: c.watchdog, IOT_REPORT: c.report }
+    const defs = boardSettingDefs()
+    for (let i = 0; i < defs.length; i++) if (defs[i].kind === "int") settingValue(defs[i], ints[defs[i].name])
+    return c
+}
+
+// What settingValue() cannot check one setting at a time.
+function checkParsed(c: AppConfig): AppConfig {
     const p = checkClientId(c.id)
     if (p !== "") throw new ConfigError("setting IOT_ID: " + p)
     if (typeof c.host !== "string" || c.host === "") throw new ConfigError("setting IOT_HOST is missing: set it to the server's address in .env.local")
     const servers = parseServers(c.host, c.port)
     if (servers.problem !== "") throw new ConfigError("setting IOT_HOST: " + servers.problem)
-    // The whole-number settings, checked against their rows.
-    const ints: { [name: string]: number | undefined } = { IOT_PORT: c.port, IOT_TIMEOUT: c.timeout, IOT_INTERVAL: c.interval, IOT_WATCHDOG: c.watchdog, IOT_REPORT: c.report }
-    const defs = boardSettingDefs()
-    for (let i = 0; i < defs.length; i++) if (defs[i].kind === "int") settingValue(defs[i], ints[defs[i].name])
     const k = c.key || ""
     if (k !== "" && !isHex(k, 64)) throw new ConfigError("setting IOT_KEY must be 64 lowercase hex digits (32 bytes), e.g. from devs-iot keygen")
     if (c.encrypt && k === "") throw new ConfigError("setting IOT_ENCRYPT needs IOT_KEY")
@@ -154,7 +163,7 @@ export function parseSettings(raw: { [name: string]: unknown }, deviceId: string
         report: v["IOT_REPORT"] as number,
         firmware: v["IOT_FIRMWARE"] as string,
     }
-    return { config: checkConfig(c), role: role }
+    return { config: checkParsed(c), role: role }
 }
 
 // The board's configuration, from its settings.

@@ -1,5 +1,5 @@
-// The board's LED, and the heartbeat that owns it. Each light has one owner:
-// the heartbeat, unless an app takes the LED for itself (the remote demo's
+// The board's LED. Each light has one owner: the client's heartbeat
+// (client.ts), unless an app takes the LED for itself (the remote demo's
 // LED), in which case the client runs without a heartbeat.
 import * as ds from "@devicescript/core"
 import "@devicescript/gpio"
@@ -53,24 +53,5 @@ export class Light {
             }
             self.busy = false
         }, 0)
-    }
-}
-
-// Blinks while the link is healthy, whatever the traffic; off while it is
-// down. The client calls beat() on a timer with the link's status (which
-// itself goes down after `timeout` ms without anything from the server).
-export class Heartbeat {
-    private on = false
-    beats = 0 // blinks so far (tests read it)
-
-    constructor(private light: Light | undefined) {}
-
-    beat(up: boolean): void {
-        if (!this.light) return
-        const next = up ? !this.on : false
-        if (next === this.on) return
-        this.on = next
-        if (up) this.beats++
-        this.light.set(next ? 0x002000 : 0)
     }
 }

@@ -4,7 +4,7 @@
 // builds when IOT_KEY is set, src/main*.ts (what VS Code deploys, whatever
 // the settings) and the simulator's images with a key.
 import { readSetting, writeSetting } from "@devicescript/settings"
-import { ClientLink, confirmKey, isHex, linkAuth, LinkAuth, LinkEvent } from "../shared/index.js"
+import { ClientLink, confirmKey, isHex, linkAuth, LinkEvent, setAuth } from "../shared/index.js"
 import type { BoardKeys, KeyStore } from "./client.js"
 import { boardCrypto } from "./crypto.js"
 
@@ -39,7 +39,7 @@ function keyStore(deployed: Buffer, encrypt: boolean): KeyStore {
         return true
     }
     return {
-        auth: async function (): Promise<LinkAuth> {
+        auth: async function (link: ClientLink): Promise<void> {
             if (!loaded) {
                 loaded = true
                 const n = await readSetting(NEXT, "")
@@ -48,7 +48,7 @@ function keyStore(deployed: Buffer, encrypt: boolean): KeyStore {
             }
             using = next !== undefined && !back ? next : deployed
             back = false
-            return linkAuth(boardCrypto, using, encrypt)
+            setAuth(link, linkAuth(boardCrypto, using, encrypt))
         },
         failed: function (): void {
             if (next !== undefined && using === next && !worked) back = true

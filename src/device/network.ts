@@ -66,7 +66,7 @@ export class WifiNetwork implements Network {
     readonly name = "wifi"
     private wifi: ds.Wifi
     private up = false
-    private lost: () => void = function () {}
+    private lost: (() => void) | undefined = undefined
     private readIp = new Bounded()
     private disable = new Bounded()
     private enable = new Bounded()
@@ -85,7 +85,7 @@ export class WifiNetwork implements Network {
         })
         this.wifi.lostIp.subscribe(function () {
             self.up = false
-            self.lost()
+            if (self.lost) self.lost()
         })
     }
 

@@ -11,11 +11,6 @@ export function randomBytes(n: number): Buffer {
     return b
 }
 
-// `n` random bytes as 2n hex digits.
-export function randomHex(n: number): string {
-    return randomBytes(n).toString("hex")
-}
-
 // A number in [0, 1), for jitter.
 export function randomUnit(): number {
     const b = randomBytes(2)

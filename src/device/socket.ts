@@ -113,6 +113,7 @@ export class TcpSocket {
             owed = undefined
         }
         const s = new TcpSocket(name, maxQueued, changed)
+        const failed = "connect to " + name + " failed: "
         rt._socketOnEvent = onEvent
         current = s
         let r = 0
@@ -121,11 +122,11 @@ export class TcpSocket {
         } catch (e) {
             current = undefined
             const m = errorText(e)
-            throw new ConnectError(m.indexOf("network") >= 0 ? "noNetwork" : "noAnswer", "connect to " + name + " failed: " + m)
+            throw new ConnectError(m.indexOf("network") >= 0 ? "noNetwork" : "noAnswer", failed + m)
         }
         if (r !== 0) {
             current = undefined
-            throw new ConnectError("noAnswer", "connect to " + name + " failed: code " + r)
+            throw new ConnectError("noAnswer", failed + "code " + r)
         }
         owed = s
         owedSince = ds.millis()
@@ -140,7 +141,7 @@ export class TcpSocket {
         if (s.state === "closed") {
             const why = s.error || "closed"
             const unresolved = why.indexOf("resolve") >= 0 || why.indexOf("ENOTFOUND") >= 0 || why.indexOf("EAI_AGAIN") >= 0
-            throw new ConnectError(unresolved ? "noAnswer" : "refused", "connect to " + name + " failed: " + why)
+            throw new ConnectError(unresolved ? "noAnswer" : "refused", failed + why)
         }
         return s
     }

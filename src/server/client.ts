@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, nextServer, parseServers, nodeDefaults, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, setAuth, nextServer, parseServers, nodeDefaults, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
 import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
@@ -102,7 +102,7 @@ export class Client extends LinkDriver<ClientLink> {
             } catch (e) {
                 throw new LinkError("ECONFIG", (e as Error).message)
             }
-            this.link.setAuth(linkAuth(nodeCrypto, key, opts.encrypt ?? false))
+            setAuth(this.link, linkAuth(nodeCrypto, key, opts.encrypt ?? false))
             this.encrypt = opts.encrypt ?? false
         } else if (opts.encrypt) throw new LinkError("ECONFIG", "encrypt needs a key")
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
@@ -174,7 +174,7 @@ export class Client extends LinkDriver<ClientLink> {
         } catch (e) {
             throw new LinkError("ECONFIG", (e as Error).message)
         }
-        this.link.setAuth(linkAuth(nodeCrypto, k, this.encrypt))
+        setAuth(this.link, linkAuth(nodeCrypto, k, this.encrypt))
         if (!this.socket) return
         this.dropSocket("key replaced: reconnecting with the new key")
         this.scheduleRetry("key replaced: reconnecting with the new key")
@@ -183,7 +183,7 @@ export class Client extends LinkDriver<ClientLink> {
     // The server pushed its id's next key: used from the next connection on
     // (this one keeps its session keys), kept in memory only.
     protected override onRekey(key: Buffer, kcv: string): void {
-        this.link.setAuth(linkAuth(nodeCrypto, key, this.encrypt))
+        setAuth(this.link, linkAuth(nodeCrypto, key, this.encrypt))
         confirmKey(this.link, kcv)
         this.pump()
         this.log.info({ kcv }, "key pushed by the server: using it from the next connection")

@@ -35,11 +35,6 @@ export class Backoff {
         return n > 0 && (n & (n - 1)) === 0
     }
 
-    reset(): void {
-        this.delay = this.first
-        this.count = 0
-    }
-
     // The link came up at `now`.
     linkUp(now: number): void {
         this.upAt = now
@@ -48,7 +43,10 @@ export class Backoff {
     // The link (or a connection that never came up) ended at `now`: a link
     // up for at least `stable` ms resets the back-off.
     linkDown(now: number, stable: number): void {
-        if (this.upAt >= 0 && now - this.upAt >= stable) this.reset()
+        if (this.upAt >= 0 && now - this.upAt >= stable) {
+            this.delay = this.first
+            this.count = 0
+        }
         this.upAt = -1
     }
 }

@@ -62,6 +62,14 @@ export interface LinkAuth {
     steps: KeyedSteps | undefined
 }
 
+// With a key the link authenticates, and refuses a server that does not;
+// without one it answers a challenge plain. Not a method: a board built
+// without a key never calls it, so compiles none of it.
+export function setAuth(link: ClientLink, auth: LinkAuth): void {
+    if (auth.key !== undefined && auth.steps === undefined) throw new LinkError("ECONFIG", "a key needs the keyed steps: make the auth with linkAuth()")
+    link.auth = auth
+}
+
 // A client's socket: the challenge it answers. Its fields are set by the
 // first line when it is a challenge, before anything reads them; no class
 // of its own, as it adds no code.
@@ -74,20 +82,13 @@ export interface ClientSocket extends SocketState {
 
 export class ClientLink extends Link<ClientSocket> {
     readonly clientId: string
-    private auth: LinkAuth | undefined = undefined
+    auth: LinkAuth | undefined = undefined // set by setAuth()
 
     // `epoch`: drawn when this client's id sequence starts; `clientId`: the
     // id it sends.
     constructor(cfg: LinkConfig, epoch: string, clientId: string) {
         super(cfg, epoch)
         this.clientId = clientId
-    }
-
-    // With a key it authenticates, and refuses a server that does not;
-    // without one it answers a challenge plain.
-    setAuth(auth: LinkAuth): void {
-        if (auth.key !== undefined && auth.steps === undefined) throw new LinkError("ECONFIG", "a key needs the keyed steps: make the auth with linkAuth()")
-        this.auth = auth
     }
 
     // Sends the id line and the devs-iot probe.

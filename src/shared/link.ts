@@ -636,16 +636,11 @@ export abstract class Link<S extends SocketState = SocketState> {
         k.acked = true
         if (!k.taken && this.rec) k.key = this.rec.keep(k.id, k.payload)
         const c = this.conn
-        if (c && this.mayAck(c, k)) this.sendAck(c, k)
+        // Messages arrive only in "warmup" and "up", so a line's own socket
+        // is always in one of them. A line from an earlier socket needs the
+        // peer's proof of the same epoch, which comes with "up".
+        if (c && (k.sock === c.serial ? carriesMessages(c) : c.phase === "up" && c.exact)) this.sendAck(c, k)
         else this.held.push(k)
-    }
-
-    // Messages arrive only in "warmup" and "up", so a line's own socket is
-    // always in one of them. A line from an earlier socket needs the peer's
-    // proof of the same epoch, which comes with "up".
-    private mayAck(c: S, k: Kept): boolean {
-        if (k.sock === c.serial) return carriesMessages(c)
-        return c.phase === "up" && c.exact
     }
 
     // `k` is acked already (ack()): its ACK is no longer owed.
@@ -734,17 +729,19 @@ export abstract class Link<S extends SocketState = SocketState> {
     }
 
     goUp(c: S): void {
-        // An original receiver clears its whole set of seen ids on every 00
-        // (fault 1). Toward a peer without the restart marker, send nothing
-        // after 00 until 00 is ACKed: a resent 00 then cannot take later
-        // ids with it.
-        this.sender.holdAfterZero(!c.exact)
-        // A v1 peer ACKs on receipt and keeps what it has not read in a
-        // queue of V1_WINDOW lines: more in flight would overflow it
-        // (setWindow keeps within the window setting).
-        this.sender.setWindow(c.peer === "v1" ? V1_WINDOW : this.cfg.window)
-        // The original server takes each read of at most 4096 bytes on its own.
-        this.sender.setInflightBytes(c.peer === "v1" && this.towardServer() ? V1_SERVER_INFLIGHT : this.cfg.maxInflightBytes)
+        this.sender.towardPeer(
+            // A v1 peer ACKs on receipt and keeps what it has not read in a
+            // queue of V1_WINDOW lines: more in flight would overflow it
+            // (towardPeer keeps within the window setting).
+            c.peer === "v1" ? V1_WINDOW : this.cfg.window,
+            // The original server takes each read of at most 4096 bytes on its own.
+            c.peer === "v1" && this.towardServer() ? V1_SERVER_INFLIGHT : this.cfg.maxInflightBytes,
+            // An original receiver clears its whole set of seen ids on every
+            // 00 (fault 1). Toward a peer without the restart marker, send
+            // nothing after 00 until 00 is ACKed: a resent 00 then cannot
+            // take later ids with it.
+            !c.exact
+        )
         // ACKs owed from an earlier socket go on this one only to the same
         // life of the peer, which only an epoch proves.
         if (!c.exact) this.dropOwed(c)

@@ -43,9 +43,4 @@ export class Fifo<T> {
         this.items = out
         this.head = 0
     }
-
-    clear(): void {
-        this.items = []
-        this.head = 0
-    }
 }

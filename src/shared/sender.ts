@@ -5,7 +5,7 @@
 // - window: the ids from the oldest un-ACKed one to the next one to assign
 //   span fewer than `window` (< 120), so a receiver's dedup set still holds
 //   any id this sender may resend; un-ACKed bytes stay under `maxInflightBytes`.
-//   The link narrows the window per peer (setWindow: toward a v1 peer, what
+//   The link narrows the window per peer (towardPeer: toward a v1 peer, what
 //   its receive queue holds); lines admitted under a wider one wait to be
 //   sent until fewer than `window` are on the wire.
 // - wait: a qos write with wait is sent only when no qos message is un-ACKed
@@ -101,19 +101,14 @@ export class Sender {
         this.maxBytes = limits.maxInflightBytes
     }
 
-    // The window toward the present peer, at most `limits.window`.
-    setWindow(n: number): void {
-        this.window = Math.min(n, this.limits.window)
+    // The rules toward the peer now up: its window and un-ACKed bytes (at
+    // most `limits.window` and `limits.maxInflightBytes`), and `zeroFirst`:
+    // nothing after 00 until 00 is ACKed.
+    towardPeer(window: number, bytes: number, zeroFirst: boolean): void {
+        this.window = Math.min(window, this.limits.window)
         this.cwnd = Math.min(this.cwnd, this.window)
-    }
-
-    // The un-ACKed bytes toward the present peer, at most `limits.maxInflightBytes`.
-    setInflightBytes(n: number): void {
-        this.maxBytes = Math.min(n, this.limits.maxInflightBytes)
-    }
-
-    holdAfterZero(on: boolean): void {
-        this.zeroFirst = on
+        this.maxBytes = Math.min(bytes, this.limits.maxInflightBytes)
+        this.zeroFirst = zeroFirst
     }
 
     // Validates and queues a line; returns its ticket. Throws LinkError.
@@ -298,7 +293,7 @@ export class Sender {
             if (o.qos || (!o.gone && o.sentAt < 0)) tickets.push(o.ticket)
         }
         while (this.queue.size() > 0) tickets.push((this.queue.shift() as Outgoing).ticket)
-        this.inflight.clear()
+        this.inflight = new Fifo<Outgoing>()
         this.live = 0
         this.probe = undefined
         this.inflightBytes = 0
@@ -310,7 +305,7 @@ export class Sender {
 
     // The inflight index of the next line to send, or -1. More than `window`
     // lines, or more than the bytes in force, are live only after
-    // setWindow() or setInflightBytes() narrowed them: then no more than
+    // towardPeer() narrowed them: then no more than
     // that go on the wire (a longer line alone).
     private nextToSend(): number {
         let first = -1

@@ -30,34 +30,22 @@ export function isProgress(e: WatchdogEvent): boolean {
     return e === "received" || e === "linkUp" || e === "refused" || e === "noLink"
 }
 
+// Started at `now` (the client makes it when it starts, and its fiber that
+// checks it ends when the client closes).
 export class Watchdog {
-    private last = -1 // -1: stopped
+    private last: number // the last progress
 
-    constructor(readonly limit: number) {}
-
-    start(now: number): void {
+    constructor(readonly limit: number, now: number) {
         this.last = now
     }
 
     // Reports an event; moves the deadline only when it is progress.
     note(e: WatchdogEvent, now: number): void {
-        if (isProgress(e)) this.progress(now)
-    }
-
-    progress(now: number): void {
-        if (this.last >= 0 && now > this.last) this.last = now
-    }
-
-    stop(): void {
-        this.last = -1
-    }
-
-    running(): boolean {
-        return this.last >= 0
+        if (isProgress(e) && now > this.last) this.last = now
     }
 
     // True when the board should be rebooted now.
     expired(now: number): boolean {
-        return this.last >= 0 && now - this.last >= this.limit
+        return now - this.last >= this.limit
     }
 }

@@ -10,7 +10,7 @@ import * as ds from "@devicescript/core"
 import { AppConfig } from "../../src/device/config.js"
 import { Client } from "../../src/device/client.js"
 import { makeClient } from "../../src/device/start.js"
-import { randomHex } from "../../src/device/random.js"
+import { randomBytes } from "../../src/device/random.js"
 
 interface Flow {
     stopping: boolean
@@ -57,7 +57,7 @@ export async function soak(c: AppConfig): Promise<void> {
     const client = makeClient(c, function (up: boolean) {
         console.log("@I " + (up ? "up" : "down"))
     })
-    const run = randomHex(4)
+    const run = randomBytes(4).toString("hex")
     const head = "." + c.id + ".srv." + run + "."
     const flow: Flow = { stopping: false, pending: 0, failed: 0 }
     client.start()

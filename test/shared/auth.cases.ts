@@ -3,7 +3,7 @@
 // handshake's outcomes, and two keyed links through the in-memory network.
 // Run on Node and in the DeviceScript VM, each with its own crypto.
 
-import { answerLine, challengeLine, deriveSession, ClientLink, isSealed, Link, ServerLink, linkAuth, proof, proofLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, ClientLink, isSealed, Link, ServerLink, linkAuth, setAuth, proof, proofLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
 import { crypto, eq, ok, suite } from "./harness.js"
 import { Drive, nodeCfg } from "./drive.js"
 import { checkDelivery, Faults, noFaults, Sim, SimKeys, Writer } from "./sim.js"
@@ -217,7 +217,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
 
     test("the client checks the server's proof: a server without the key is refused", async function () {
         const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
-        d.link.setAuth(linkAuth(crypto(), KEY, false))
+        setAuth(d.link, linkAuth(crypto(), KEY, false))
         d.open()
         d.take()
         d.feed(challengeLine("es1", "00112233445566778899aabbccddeeff"))
@@ -235,7 +235,7 @@ export const authSuite = suite("authentication and sealed lines", function (test
         const firsts = ["!hello epoch=es1\n", "\n", "00hi\n"]
         for (let i = 0; i < firsts.length; i++) {
             const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
-            d.link.setAuth(linkAuth(crypto(), KEY, false))
+            setAuth(d.link, linkAuth(crypto(), KEY, false))
             d.open()
             d.take()
             d.feed(firsts[i])

@@ -4,7 +4,7 @@
 // of a client that is refused again and again. Run on Node and in the
 // DeviceScript VM.
 
-import { Backoff, challengeLine, helloLine, kcvOf, rekeyLine, deriveSession, ClientLink, confirmKey, ServerLink, linkAuth, parseRefusal, ProbeRefusal, proofLine, refusalLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
+import { Backoff, challengeLine, helloLine, kcvOf, rekeyLine, deriveSession, ClientLink, confirmKey, ServerLink, linkAuth, setAuth, parseRefusal, ProbeRefusal, proofLine, refusalLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
 import { crypto, eq, ok, suite } from "./harness.js"
 import { blanks, Drive, nodeCfg, serverDrive } from "./drive.js"
 
@@ -37,7 +37,7 @@ function noticeText(d: Drive, code: string): string {
 // A client Link with `key` (or none), its id line and probe taken.
 function client(key: Buffer | undefined, encrypt: boolean): Drive<ClientLink> {
     const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
-    if (key !== undefined) d.link.setAuth(linkAuth(crypto(), key, encrypt))
+    if (key !== undefined) setAuth(d.link, linkAuth(crypto(), key, encrypt))
     d.open()
     d.take()
     return d

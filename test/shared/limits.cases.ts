@@ -3,7 +3,7 @@
 // of an un-ACKed over-long line, the framer's head of a cut line, and the
 // board's framing budget. Run on Node and in the DeviceScript VM.
 
-import { answerLine, challengeLine, deriveSession, helloField, helloLine, ClientLink, ServerLink, linkAuth, parseHello, peerLimit, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, helloField, helloLine, ClientLink, ServerLink, linkAuth, setAuth, parseHello, peerLimit, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
 import { framingBudget, heapOfArch, MAX_ENCRYPTED_LINE, parseMax, parseTooLong, tooLongLine } from "../../src/shared/limits.js"
 import { LineFramer } from "../../src/shared/framer.js"
 import { blanks, boardCfg, clientDrive, Drive, serverDrive } from "./drive.js"
@@ -41,7 +41,7 @@ const NS = "00112233445566778899aabbccddeeff"
 // 5,000-byte qos line queued.
 function keyedClient(): Drive {
     const d = new Drive(new ClientLink(resolveConfig({}, nodeDefaults()), "ec1", "board-1"))
-    d.link.setAuth(linkAuth(crypto(), Buffer.alloc(32), false))
+    setAuth(d.link, linkAuth(crypto(), Buffer.alloc(32), false))
     d.open()
     d.take()
     d.link.write(xs(5000), true, false)

@@ -7,7 +7,7 @@
 // sees the outage). Written in the DeviceScript subset: it runs in the VM too.
 
 import { refusalLine } from "../../src/shared/refusal.js"
-import { AuthOutcome, Backoff, Crypto, IdReader, ClientLink, Link, ServerLink, linkAuth, LinkConfig, LinkEvent, MAX_ID_BYTES, ServerAuth } from "../../src/shared/index.js"
+import { AuthOutcome, Backoff, Crypto, IdReader, ClientLink, Link, ServerLink, linkAuth, setAuth, LinkConfig, LinkEvent, MAX_ID_BYTES, ServerAuth } from "../../src/shared/index.js"
 import { hexDigit } from "../../src/shared/hex.js"
 import { hooks, Rng } from "./harness.js"
 
@@ -130,7 +130,7 @@ export class Sim {
     // (undefined: none). Applies to the client Link now and after restarts.
     useKeys(k: SimKeys): void {
         this.keys = k
-        this.client.setAuth(linkAuth(k.crypto, k.clientKey, k.encrypt))
+        setAuth(this.client, linkAuth(k.crypto, k.clientKey, k.encrypt))
     }
 
     // An attacker on the path writes bytes into the current socket.
@@ -431,7 +431,7 @@ export class Sim {
         } else if (e.type === "up") {
             this.clientPeers += e.peer
             this.connects++
-            this.backoff.reset()
+            this.backoff = new Backoff(100, 1000) // a link came up: start over
         }
     }
 

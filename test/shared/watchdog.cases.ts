@@ -7,10 +7,9 @@ import { eq, hooks, ok, Rng, suite } from "./harness.js"
 // An hour of attempts that end in `e` (each `wait` ms long), with back-off
 // (plus `gap` ms) between them: the watchdog never expires.
 async function anHourOf(e: WatchdogEvent, seed: number, wait: number, gap: number): Promise<void> {
-    const w = new Watchdog(WATCHDOG.dflt)
+    const w = new Watchdog(WATCHDOG.dflt, 0)
     const b = new Backoff(250, 3000)
     const rng = new Rng(seed)
-    w.start(0)
     let now = 0
     let steps = 0
     while (now < 3600000) {
@@ -103,8 +102,7 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         await anHourOf("noLink", 5, 4000, 0) // 4000: the handshake's deadline at the default timeout
     })
     test("watchdog: a board stuck waiting for WiFi is rebooted after the limit", async function () {
-        const w = new Watchdog(WATCHDOG.dflt)
-        w.start(0)
+        const w = new Watchdog(WATCHDOG.dflt, 0)
         w.note("received", 1000)
         let now = 1000
         while (now < 1000 + WATCHDOG.dflt - 4000) {
@@ -116,8 +114,7 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         eq(w.expired(1000 + WATCHDOG.dflt), true, "reboot " + WATCHDOG.dflt + " ms after the server was last heard")
     })
     test("watchdog: the default is far above a normal reconnect (lost IP, rejoin, an access point restarting for 3 minutes)", async function () {
-        const w = new Watchdog(WATCHDOG.dflt)
-        w.start(0)
+        const w = new Watchdog(WATCHDOG.dflt, 0)
         w.note("received", 0)
         // WiFi gone for 180 s: rejoins and waits, none of it progress...
         let now = 0
@@ -137,18 +134,18 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
         eq(w.expired(now + WATCHDOG.dflt), true, "reboot a full limit after the link came up")
     })
     test("watchdog: a client whose tasks stop is rebooted after the limit", async function () {
-        const w = new Watchdog(20000)
-        w.start(0)
-        w.progress(5000)
+        const w = new Watchdog(20000, 0)
+        w.note("received", 5000)
         eq(w.expired(24999), false, "not yet")
         eq(w.expired(25000), true, "reboot at 20 s without progress")
     })
-    test("watchdog: close() stops it", async function () {
-        const w = new Watchdog(1000)
-        w.start(0)
-        w.stop()
-        eq(w.expired(100000), false, "stopped")
-        eq(w.running(), false, "not running")
+    test("watchdog: an event that is not progress never moves the deadline, and a late note never moves it back", async function () {
+        const w = new Watchdog(1000, 0)
+        w.note("received", 500)
+        w.note("received", 400)
+        w.note("backoff", 1200)
+        eq(w.expired(1499), false, "not yet")
+        eq(w.expired(1500), true, "1000 ms after the progress at 500")
     })
     test("back-off: doubles to the cap, with jitter in [d/2, d], and never stops (fault 7)", async function () {
         const b = new Backoff(250, 3000)
@@ -158,7 +155,8 @@ export const watchdogSuite = suite("watchdog, back-off, WiFi rejoin", function (
             const top = i >= 4 ? 3000 : 250 * (1 << i)
             if (d < top / 2 || d > top) ok(false, "attempt " + i + ": " + d + " outside [" + top / 2 + ", " + top + "]")
         }
-        b.reset()
-        ok(b.next(0) === 125, "reset starts over")
+        b.linkUp(0)
+        b.linkDown(1000, 1000)
+        ok(b.next(0) === 125, "a link up for the stable time starts over")
     })
 })

@@ -66,6 +66,8 @@ test("settings: a setting present but unusable is refused, naming it", async fun
     eq(refused({ IOT_HOST: "h", IOT_WATCHDOG: 1.5 }), "setting IOT_WATCHDOG must be a whole number from 0 to 3600000, got the number 1.5", "watchdog")
     eq(refused({ IOT_HOST: "h", IOT_VERBOSE: "yes" }), "setting IOT_VERBOSE must be 0 or 1, got string", "verbose")
     eq(refused({ IOT_HOST: 10 }), 'setting IOT_HOST must be text, got the number 10 (write it as a JSON string: IOT_HOST="...")', "host as a number")
+    eq(refused({ IOT_HOST: true }), 'setting IOT_HOST must be text, got true (write it as a JSON string: IOT_HOST="...")', "host as true")
+    eq(refused({ IOT_HOST: "h", IOT_ID: false }), 'setting IOT_ID must be text or a whole number, got false (write it as a JSON string: IOT_ID="...")', "id as false")
     eq(refused({ IOT_HOST: "192.168.1.10 " }), "setting IOT_HOST has a space at its start or end (the .env parser keeps it): remove it", "trailing space")
     eq(refused({ IOT_HOST: "h", IOT_ID: 1.5 }), 'setting IOT_ID must be text or a whole number, got the number 1.5 (write it as a JSON string: IOT_ID="...")', "id")
     eq(refused({ IOT_HOST: "h", IOT_ROLE: "buton" }), 'setting IOT_ROLE must be "button", "led" or absent, got "buton"', "role")
