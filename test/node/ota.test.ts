@@ -691,6 +691,21 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
     })
 
+    it("two requestDeploy calls at once on one Client each get their own report: the second waits for the first", async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const a = image(7168), b = image(5120) // 3 parts and 2: their lines would interleave
+        const [ra, rb] = await within(Promise.all([requestDeploy(admin, ["b1"], a), requestDeploy(admin, ["b1"], b)]), 15000, "both reports")
+        assert.equal(ra.sha256, sha256(a).toString("hex"))
+        assert.equal(rb.sha256, sha256(b).toString("hex"))
+        for (const r of [ra, rb]) assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
+    })
+
     it("a request answered with an error is answered once: its parts left unread get no answers, which the admin's next request would read as its own", async function () {
         const adminKey = randomBytes(32)
         const port = await freePort()
