@@ -8,7 +8,7 @@ import { execFileSync, spawn } from "node:child_process"
 import { pino } from "pino"
 import { Client, requestDeploy, Server, type DeployReport } from "../../src/server/index.js"
 import { DeployRun } from "../../src/server/ota/deployrun.js"
-import { MAX_UNSENT_BYTES, OtaGateway } from "../../src/server/ota/gateway.js"
+import { CONSOLE_LINES_LOGGED, CONSOLE_LOG_PERIOD_MS, MAX_UNSENT_BYTES, OtaGateway } from "../../src/server/ota/gateway.js"
 import { MAX_IMAGES_IN_MEMORY, Ota } from "../../src/server/ota/ota.js"
 import { Cmd, sessionKey, sha256 } from "../../src/server/ota/wssk.js"
 import { parseException } from "../../src/server/ota/boardlog.js"
@@ -258,6 +258,37 @@ describe("OTA gateway (wssk)", function () {
         const r = await s.execute(new DeployRun(neu), 5000)
         assert.equal(r.ok, true, r.error)
         assert.deepEqual(b.program, neu)
+    })
+
+    it(`logs a flooding board's console lines within a budget (${CONSOLE_LINES_LOGGED} a burst), counting the rest; the log event has every line`, async function () {
+        const key = randomBytes(32)
+        const records: Array<{ msg: string; console?: string; unlogged?: { console?: number } }> = []
+        const logger = pino({ level: "info" }, { write: (s: string) => void records.push(JSON.parse(s)) })
+        const g = cleanup(new OtaGateway({ port: 0, host: "127.0.0.1", keys: new Map([["b1", key]]), logger }))
+        await g.listen()
+        const b = new RefBoard({ port: g.port, path: "/wssk/b1", key, program: image(256) })
+        const session = g.want("b1")
+        keepTrying(b)
+        const s = await within(session, 5000, "session")
+        const N = 2000
+        const t0 = performance.now()
+        const last = new Promise((r) => g.on("log", (_id, _kind, text) => text === `line ${N - 1}` && r(text)))
+        for (let i = 0; i < N; i += 10) {
+            let chunk = ""
+            for (let j = i; j < i + 10; j++) chunk += `> line ${j}\n`
+            b.sendRaw(Buffer.concat([Buffer.from([Cmd.Dmesg]), Buffer.from(chunk)]))
+        }
+        await within(last, 10000, "the last line's log event")
+        const seconds = (performance.now() - t0) / 1000
+        s.close("test over")
+        const logged = records.filter((r) => r.msg === "board console")
+        // The bucket refills at CONSOLE_LINES_LOGGED per CONSOLE_LOG_PERIOD_MS: an upper bound, whatever the machine's speed.
+        assert.ok(logged.length <= CONSOLE_LINES_LOGGED + 1 + (seconds * 1000 * CONSOLE_LINES_LOGGED) / CONSOLE_LOG_PERIOD_MS, `${logged.length} lines logged in ${seconds} s`)
+        assert.equal(logged[0]!.console, "line 0")
+        // Every line is either logged or counted: in a later logged line or at the session's end.
+        const counted = records.reduce((n, r) => n + (r.unlogged?.console ?? 0), 0)
+        assert.equal(logged.length + counted, N)
+        assert.ok(records.some((r) => r.msg === "board console: lines over the budget not logged"))
     })
 
     it("parses the exception block from a report of the whole log", function () {
@@ -689,6 +720,21 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
         // Still served: no board comes, so the report says so.
         const r = await within(requestDeploy(admin, ["b1"], image(1024)), 10000, "the report")
         assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
+    })
+
+    it("two requestDeploy calls at once on one Client each get their own report: the second waits for the first", async function () {
+        const adminKey = randomBytes(32)
+        const port = await freePort()
+        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+        await server.listen()
+        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+        attachAdmins(server, ota, ["ops"])
+        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const a = image(7168), b = image(5120) // 3 parts and 2: their lines would interleave
+        const [ra, rb] = await within(Promise.all([requestDeploy(admin, ["b1"], a), requestDeploy(admin, ["b1"], b)]), 15000, "both reports")
+        assert.equal(ra.sha256, sha256(a).toString("hex"))
+        assert.equal(rb.sha256, sha256(b).toString("hex"))
+        for (const r of [ra, rb]) assert.match(r.boards[0]!.detail, /did not open an OTA session within 1000 ms/)
     })
 
     it("a request answered with an error is answered once: its parts left unread get no answers, which the admin's next request would read as its own", async function () {

@@ -3,7 +3,7 @@
 // lines go both ways. The full board suite is in the system layer.
 import assert from "node:assert/strict"
 import { Fleet, Server, type BoardReport } from "../../src/server/index.js"
-import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
+import { buildSimImage, runSim, VmOutput, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { freePort, within } from "../kit/util.js"
 
 describe("board firmware in the simulator (smoke)", function () {
@@ -43,5 +43,29 @@ describe("board firmware in the simulator (smoke)", function () {
         assert.ok(r.uptime >= 0)
         assert.equal(r.rssi, null, "no WiFi in the simulator")
         fleet.detach()
+    })
+})
+
+// `devs-iot sim` runs for days: what the VM printed must not pile up, and a
+// reader's mark must still find what comes after it.
+describe("the simulator's output window", function () {
+    it("keeps only the recent output; marks and match offsets count from the start of the run", async function () {
+        const out = new VmOutput(1000)
+        const line = "x".repeat(99) + "\n"
+        for (let i = 0; i < 100; i++) out.add(line)
+        const mark = out.end
+        assert.equal(mark, 10000)
+        assert.ok(out.recent.length <= 2000, `${out.recent.length} characters kept`)
+        assert.ok(out.recent.startsWith("x") && out.recent.endsWith("\n"), "the window starts at a line")
+        const seen = out.waitFor(/found (\d+)/, 5000, mark)
+        for (let i = 0; i < 50; i++) out.add(line)
+        out.add("found 7\n")
+        const m = await seen
+        assert.equal(m[1], "7")
+        assert.equal(m.index, mark + 50 * line.length)
+        // A mark older than the window searches what is left of it.
+        const again = await out.waitFor(/found/, 5000, 0)
+        assert.equal(again.index, m.index)
+        assert.ok(out.recent.length <= 2000)
     })
 })

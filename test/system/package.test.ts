@@ -142,6 +142,17 @@ describe("the packed package, installed without dev dependencies", function () {
         assert.deepEqual(stray, [])
     })
 
+    it("no shipped .js names a source map the package does not hold (bundlers' source-map loaders would warn)", function () {
+        const missing: string[] = []
+        for (const f of files.filter((f) => /\.[cm]?js$/.test(f))) {
+            const m = /^\/\/# sourceMappingURL=(\S+)\s*$/m.exec(readFileSync(join(app, "node_modules/devs-iot", f), "utf8"))
+            if (!m || m[1]!.startsWith("data:")) continue
+            const map = join(dirname(f), m[1]!)
+            if (!files.includes(map)) missing.push(`${f} -> ${map}`)
+        }
+        assert.deepEqual(missing, [])
+    })
+
     it("installs no dev dependency and runs no build script at install", function () {
         const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string>; private?: boolean }
         assert.equal(pkg.scripts["postinstall"], undefined, "postinstall would run tsc, a dev dependency, at the user's install")

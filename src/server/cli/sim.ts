@@ -154,62 +154,120 @@ async function holdJacdacPortNow(): Promise<{ port: number; release: () => void 
     return { port: jacdacPort, release }
 }
 
+// What a VM printed, as a window of the recent part: a run of days keeps at
+// most about 2 * `keep` characters. Offsets (`end`, waitFor's `from`, a
+// match's index) count from the start of the run, so a mark a reader took
+// stays valid while old text goes.
+export class VmOutput {
+    private kept = ""
+    private dropped = 0
+    private readonly waiters = new Set<() => void>()
+
+    constructor(private readonly keep = VM_OUTPUT_KEEP) {}
+
+    get recent(): string {
+        return this.kept
+    }
+
+    get end(): number {
+        return this.dropped + this.kept.length
+    }
+
+    add(text: string): void {
+        this.kept += text
+        if (this.kept.length > 2 * this.keep) {
+            // Cut at a line start, so the window's first line is whole.
+            const at = this.kept.length - this.keep
+            const nl = this.kept.indexOf("\n", at - 1)
+            const cut = nl >= 0 && nl < this.kept.length - 1 ? nl + 1 : at
+            this.kept = this.kept.slice(cut)
+            this.dropped += cut
+        }
+        for (const w of [...this.waiters]) w()
+    }
+
+    tail(lines: number): string {
+        return this.kept.split("\n").slice(-lines).join("\n")
+    }
+
+    // Resolves with the match once `re` appears after `from` (its index an
+    // offset like `from`), or rejects after `ms`. Text already out of the
+    // window is not searched.
+    waitFor(re: RegExp, ms: number, from = 0): Promise<RegExpMatchArray> {
+        return new Promise((resolve, reject) => {
+            const check = () => {
+                const start = Math.max(from, this.dropped)
+                const m = this.kept.slice(start - this.dropped).match(re)
+                if (!m) return false
+                m.index = start + m.index!
+                clearTimeout(t)
+                this.waiters.delete(check0)
+                resolve(m)
+                return true
+            }
+            const check0 = () => void check()
+            const t = setTimeout(() => {
+                this.waiters.delete(check0)
+                reject(new Error(`timed out after ${ms} ms waiting for ${re} in the simulator's output; it ended:\n${this.tail(20)}`))
+            }, ms)
+            if (!check()) this.waiters.add(check0)
+        })
+    }
+}
+
+// About 0.5-1 MB of text per VM: days of a board's log lines are dropped.
+export const VM_OUTPUT_KEEP = 256 * 1024
+
 export interface SimRun {
     child: ChildProcess
-    output: string // the VM's lines, without colour codes and "WASM> "
+    // The VM's recent lines, without colour codes and "WASM> " (see VmOutput).
+    readonly output: string
+    // How many characters the VM printed so far: a mark for waitFor's `from`.
+    readonly printed: number
     exited: Promise<number | null>
     // Resolves with the match once `re` appears in the output after `from`
-    // (an offset into output), or rejects after `ms`.
+    // (a mark from `printed`; the match's index is one too), or rejects
+    // after `ms`.
     waitFor(re: RegExp, ms: number, from?: number): Promise<RegExpMatchArray>
     stop(): Promise<void>
 }
 
 // Runs an image in device-like mode; `onLine` sees each line the VM prints.
-export async function runSim(image: string, onLine?: (line: string) => void): Promise<SimRun> {
+export async function runSim(image: string, onLine?: (line: string) => void, keep = VM_OUTPUT_KEEP): Promise<SimRun> {
     const { port, release } = await holdJacdacPort()
     const child = spawn(process.execPath, ["--require", JACDAC_PRELOAD, devsCli(), "run", image, "--tcp"], {
         env: { ...process.env, NO_UPDATE_NOTIFIER: "1", DEVS_IOT_JACDAC_PORT: String(port) },
         stdio: ["ignore", "pipe", "pipe"],
     })
-    const listeners = new Set<() => void>()
+    const out = new VmOutput(keep)
     let partial = ""
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => (release(), resolve(code))))
     const run: SimRun = {
         child,
-        output: "",
-        exited: new Promise((resolve) => child.on("exit", (code) => (release(), resolve(code)))),
-        waitFor: (re, ms, from = 0) =>
-            new Promise((resolve, reject) => {
-                const check = () => {
-                    const m = run.output.slice(from).match(re)
-                    if (!m) return false
-                    clearTimeout(t)
-                    listeners.delete(check0)
-                    resolve(m)
-                    return true
-                }
-                const check0 = () => void check()
-                const t = setTimeout(() => {
-                    listeners.delete(check0)
-                    const tail = run.output.split("\n").slice(-20).join("\n")
-                    reject(new Error(`timed out after ${ms} ms waiting for ${re} in the simulator's output; it ended:\n${tail}`))
-                }, ms)
-                if (!check()) listeners.add(check0)
-            }),
+        get output() {
+            return out.recent
+        },
+        get printed() {
+            return out.end
+        },
+        exited,
+        waitFor: (re, ms, from) => out.waitFor(re, ms, from),
         stop: async () => {
             if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, "SIGKILL")
-            await run.exited
+            await exited
         },
     }
     const take = (b: Buffer) => {
         partial += b.toString("utf8")
         const lines = partial.split("\n")
         partial = lines.pop()!
+        let text = ""
         for (const raw of lines) {
             const line = raw.replace(/\x1b\[[0-9;]*m/g, "").replace(/^WASM> /, "")
-            run.output += line + "\n"
+            text += line + "\n"
             onLine?.(line)
         }
-        for (const l of [...listeners]) l()
+        out.add(text)
     }
     child.stdout!.on("data", take)
     child.stderr!.on("data", take)

@@ -221,10 +221,27 @@ function deployRequest(req: Fields): { ids: string[]; sha256: string; bytes: num
     return { ids: ids as string[], sha256: hash, bytes, parts }
 }
 
+// Requests on one Client go one after the other: the lines of two would
+// interleave, and an answer names no request (the server answers in order).
+const pending = new WeakMap<Client, Promise<unknown>>()
+
 // The operator's side: sends the request on an (authenticated) client link
 // and resolves with the server's report; rejects with the server's error.
+// A second call on the same Client waits until the first has its answer.
 export async function requestDeploy(client: Client, ids: string[], image: Buffer): Promise<DeployReport> {
     checkImage(image) // a bad image is named here, before a byte is sent
+    const before = pending.get(client)
+    const mine = (before ?? Promise.resolve()).then(() => deployOnce(client, ids, image))
+    const done = mine.catch(() => {})
+    pending.set(client, done)
+    try {
+        return await mine
+    } finally {
+        if (pending.get(client) === done) pending.delete(client)
+    }
+}
+
+async function deployOnce(client: Client, ids: string[], image: Buffer): Promise<DeployReport> {
     const parts: string[] = []
     for (let i = 0; i < image.length; i += PART_BYTES) parts.push(image.subarray(i, i + PART_BYTES).toString("base64"))
     await client.write(JSON.stringify({ ota: "deploy", ids, sha256: sha256(image).toString("hex"), bytes: image.length, parts: parts.length }))

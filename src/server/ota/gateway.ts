@@ -31,6 +31,11 @@ const STREAM_REFRESH_MS = 10000 // the board drops temporary streaming after ~16
 const MAX_PER_ADDRESS = 4 // sockets from one address (a board needs one; a rollback must find room)
 const REQUEST_WITHIN = 3000 // ms from accept to the HTTP upgrade request (a board sends it at once)
 const WARNINGS_PER_SECOND = 10 // logged; the rest counted and told in the next logged line
+// A session's program lines logged (at info): a burst of this many, then this
+// many per CONSOLE_LOG_PERIOD_MS; the rest counted in the next logged line
+// and at the session's end. The "log" event still has every line.
+export const CONSOLE_LINES_LOGGED = 100
+export const CONSOLE_LOG_PERIOD_MS = 10000
 // Bytes written and not yet taken by the peer. A board reads at once (it
 // gets one deploy chunk per reply); past this, the peer sends (pings, say)
 // and does not read what comes back: it is cut, not buffered for.
@@ -255,6 +260,7 @@ export class BoardSession {
     private run: DeployRun | undefined = undefined
     private runDone: ((r: RunResult) => void) | undefined = undefined
     private splitter = new LineSplitter()
+    private consoleBudget = new LogBudget(CONSOLE_LINES_LOGGED, CONSOLE_LOG_PERIOD_MS)
     private report: Buffer[] = []
     private reportBytes = 0
     private reportTimer: NodeJS.Timeout | undefined = undefined
@@ -319,6 +325,8 @@ export class BoardSession {
         this.ended = true
         clearInterval(this.streamTimer)
         this.flushLog()
+        const unlogged = this.consoleBudget.takeSkipped()
+        if (unlogged) this.log.info({ unlogged }, "board console: lines over the budget not logged")
         this.flushReport()
         if (this.run && !this.run.done) this.finishRun(this.run.ended(reason))
         this.gateway.sessionGone(this)
@@ -393,8 +401,10 @@ export class BoardSession {
 
     private logLine(line: string): void {
         const l = classify(line)
-        if (l.kind === "console") this.log.info({ console: l.text }, "board console")
-        else this.log.debug({ runtime: l.text }, "board runtime")
+        if (l.kind === "console") {
+            const extra = this.consoleBudget.pass("console", performance.now())
+            if (extra) this.log.info({ console: l.text, ...extra }, "board console")
+        } else this.log.debug({ runtime: l.text }, "board runtime")
         this.gateway.emit("log", this.id, l.kind, l.text)
     }
 

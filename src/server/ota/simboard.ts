@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { createRequire } from "node:module"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { join } from "node:path"
-import { REPO } from "../cli/sim.js"
+import { REPO, VmOutput, VM_OUTPUT_KEEP } from "../cli/sim.js"
 
 const SRV_CLOUD_CONFIGURATION = 0x1462eefc
 const CMD_SET_CONNECTION_STRING = 0x86
@@ -105,14 +105,15 @@ export class JacdacHost {
 
 export interface BoardVm {
     child: ChildProcess
-    output: string
+    readonly output: string // the recent part (see VmOutput)
+    readonly printed: number // a mark for waitFor's `from`
     exited: Promise<void>
-    waitFor(re: RegExp, ms: number, from?: number): Promise<void>
+    waitFor(re: RegExp, ms: number, from?: number): Promise<RegExpMatchArray>
     stop(): Promise<void>
 }
 
 // `devs run <image> --tcp` in `cwd`, its Jacdac transport on `jacdacPort`.
-export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLine?: (line: string) => void): BoardVm {
+export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLine?: (line: string) => void, keep = VM_OUTPUT_KEEP): BoardVm {
     const cliPath = createRequire(import.meta.url).resolve("@devicescript/cli/built/devicescript-cli.cjs")
     const child = spawn(process.execPath, ["--require", join(REPO, "tools/jacdac-port.cjs"), cliPath, "run", image, "--tcp"], {
         cwd,
@@ -120,26 +121,17 @@ export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLin
         stdio: ["ignore", "pipe", "pipe"],
     })
     const exited = new Promise<void>((r) => child.on("exit", () => r()))
-    const listeners = new Set<() => void>()
+    const out = new VmOutput(keep)
     const vm: BoardVm = {
         child,
-        output: "",
+        get output() {
+            return out.recent
+        },
+        get printed() {
+            return out.end
+        },
         exited,
-        waitFor: (re, ms, from = 0) =>
-            new Promise((resolve, reject) => {
-                const check = () => {
-                    if (!re.test(vm.output.slice(from))) return false
-                    clearTimeout(t)
-                    listeners.delete(check)
-                    resolve()
-                    return true
-                }
-                const t = setTimeout(() => {
-                    listeners.delete(check)
-                    reject(new Error(`timed out after ${ms} ms waiting for ${re}; the VM printed:\n${vm.output.split("\n").slice(-15).join("\n")}`))
-                }, ms)
-                if (!check()) listeners.add(check)
-            }),
+        waitFor: (re, ms, from) => out.waitFor(re, ms, from),
         stop: async () => {
             if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, "SIGKILL")
             await exited
@@ -148,13 +140,12 @@ export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLin
     let partial = ""
     const take = (b: Buffer) => {
         const text = b.toString().replace(/\x1b\[[0-9;]*m/g, "")
-        vm.output += text
         if (onLine) {
             const lines = (partial + text).split("\n")
             partial = lines.pop()!
             for (const l of lines) onLine(l.replace(/^WASM> /, ""))
         }
-        for (const l of [...listeners]) l()
+        out.add(text)
     }
     child.stdout!.on("data", take)
     child.stderr!.on("data", take)
