@@ -356,30 +356,13 @@ export abstract class Link<S extends SocketState = SocketState> {
         const parts: Buffer[] = []
         let total = 0
         const s = c.session
-        if (c.pre.length > 0) {
-            const b = Buffer.from(c.pre)
-            c.pre = ""
-            parts.push(b)
-            total += b.length
-        }
-        if (c.out.length > 0) {
+        if (s !== undefined) total = s.sealControl(c, parts)
+        else if (c.out.length > 0) {
             const b = Buffer.from(c.out)
-            c.out = ""
-            if (s === undefined) {
-                parts.push(b)
-                total += b.length
-            } else {
-                // One sealed line per control line.
-                let from = 0
-                while (from < b.length) {
-                    const nl = b.indexOf(10, from)
-                    const sealed = s.seal(b.slice(from, nl))
-                    parts.push(sealed)
-                    total += sealed.length
-                    from = nl + 1
-                }
-            }
+            parts.push(b)
+            total = b.length
         }
+        c.out = ""
         if (this.up) {
             this.sender.admit()
             while (total < this.cfg.maxWriteBytes) {
