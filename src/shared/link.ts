@@ -33,7 +33,6 @@ import { Sender } from "./sender.js"
 import type { Session } from "./seal.js"
 import type { Report } from "./report.js"
 import { HANDSHAKE_LINE_MAX, idOfHead, parseTooLong, tooLongLine } from "./limits.js"
-import type { Recorder } from "./store.js"
 
 export type Peer = "v1" | "devs-iot"
 
@@ -179,9 +178,6 @@ export abstract class Link<S extends SocketState = SocketState> {
     private sockets = 0 // sockets opened: the next socket's serial
     events = new Fifo<LinkEvent>() // the keyed client's steps (keyed.ts) push "rekey"
     private written: number[] = []
-    // The delivery state's records (records.ts, set by useStore()), or
-    // none: a board never records.
-    rec: Recorder | undefined = undefined
 
     // `epoch`: a random token drawn by the driver when this id sequence starts.
     constructor(cfg: LinkConfig, epoch: string) {
@@ -209,8 +205,7 @@ export abstract class Link<S extends SocketState = SocketState> {
         if (!k.acked) {
             this.unacked--
             this.taken.push(k)
-            if (this.rec) this.rec.took(k.id)
-        } else if (k.key >= 0 && this.rec) this.rec.unkeep(k.key)
+        }
         return k.payload
     }
 
@@ -361,33 +356,15 @@ export abstract class Link<S extends SocketState = SocketState> {
         const parts: Buffer[] = []
         let total = 0
         const s = c.session
-        if (c.pre.length > 0) {
-            const b = Buffer.from(c.pre)
-            c.pre = ""
-            parts.push(b)
-            total += b.length
-        }
-        if (c.out.length > 0) {
+        if (s !== undefined) total = s.sealControl(c, parts)
+        else if (c.out.length > 0) {
             const b = Buffer.from(c.out)
-            c.out = ""
-            if (s === undefined) {
-                parts.push(b)
-                total += b.length
-            } else {
-                // One sealed line per control line.
-                let from = 0
-                while (from < b.length) {
-                    const nl = b.indexOf(10, from)
-                    const sealed = s.seal(b.slice(from, nl))
-                    parts.push(sealed)
-                    total += sealed.length
-                    from = nl + 1
-                }
-            }
+            parts.push(b)
+            total = b.length
         }
+        c.out = ""
         if (this.up) {
             this.sender.admit()
-            if (this.rec) this.rec.sending()
             while (total < this.cfg.maxWriteBytes) {
                 let b = this.sender.nextLine(now, this.written)
                 if (b === undefined) break
@@ -608,11 +585,8 @@ export abstract class Link<S extends SocketState = SocketState> {
         this.inbox.push(k)
         this.inboxBytes += bytes
         this.stats.received++
-        if (this.cfg.ackDelay === 0) {
-            k.acked = true
-            if (this.rec) k.key = this.rec.keep(k.id, k.payload)
-            c.out += ackLine(id)
-        } else {
+        if (this.cfg.ackDelay === 0) this.ack(k)
+        else {
             this.unacked++
             if (this.owing[id] < 255) this.owing[id]++
         }
@@ -634,7 +608,6 @@ export abstract class Link<S extends SocketState = SocketState> {
     ack(k: Kept): void {
         if (k.acked) return
         k.acked = true
-        if (!k.taken && this.rec) k.key = this.rec.keep(k.id, k.payload)
         const c = this.conn
         // Messages arrive only in "warmup" and "up", so a line's own socket
         // is always in one of them. A line from an earlier socket needs the
@@ -674,9 +647,9 @@ export abstract class Link<S extends SocketState = SocketState> {
     }
 
     // The peer restarted: ACKs owed to its earlier life are never sent.
-    private forget(c: S): void {
+    // (Not private: the delivery state's records, records.ts, follow it.)
+    forget(c: S): void {
         this.seen.clear()
-        if (this.rec) this.rec.forget()
         this.dropOwed(c)
     }
 

@@ -1,14 +1,16 @@
-// The delivery state's records (store.ts): what the Link and the Sender
-// call as they go when the Node shell gave them a store with useStore().
-// The core reaches it only through the Recorder interface, so a board,
-// which never records, compiles none of it (DeviceScript compiles only what
-// is reachable from the entry; docs/benchmarks.md, "Board bytecode").
+// The delivery state's records (store.ts), kept as the Link and the Sender
+// go when the Node shell gave them a store with useStore(): it wraps the
+// methods of that one Link and its Sender where a record changes, so the
+// core holds no call to them and a board, which never records, compiles
+// none of it (DeviceScript compiles only what is reachable from the entry;
+// docs/benchmarks.md, "Board bytecode"). Each record is made before the
+// driver takes the bytes the call left to send, as the shell's commit needs.
 import { SeenIds } from "./dedup.js"
 import { wireId } from "./ids.js"
 import { Kept, type Link } from "./link.js"
 import { Fifo } from "./queue.js"
 import type { Outgoing, Sender } from "./sender.js"
-import type { LinkRecord, LinkStore, OwedLine, Recorder, SavedLink } from "./store.js"
+import type { LinkRecord, LinkStore, OwedLine, Recorded, Recorder, SavedLink } from "./store.js"
 
 // Keeps the delivery state of `link` in `store` from now on (before open()).
 // `saved`: what an earlier life of this process left for this id; its
@@ -42,8 +44,87 @@ export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | u
     // (a stranger's) leaves nothing behind.
     r.savedSeq = sender.nextSeq
     r.recorded = saved !== undefined
-    link.rec = r
-    sender.rec = r
+    ;(link as Recorded).rec = r
+    follow(link, r)
+}
+
+// Where a record changes, on this Link and its Sender only.
+function follow(link: Link<any>, r: StoreRecorder): void {
+    const read = method(link.read, link)
+    link.read = function (now: number): string | undefined {
+        const k = link.inbox.peek()
+        const owed = k !== undefined && !k.acked
+        const line = read(now)
+        // A line whose ACK is still owed is now taken; one ACKed before it
+        // was read has its kept record dropped.
+        if (k !== undefined && owed) r.took(k.id)
+        else if (k !== undefined && k.key >= 0) r.unkeep(k.key)
+        return line
+    }
+    const ack = method(link.ack, link)
+    link.ack = function (k: Kept): void {
+        const was = k.acked
+        ack(k)
+        // Its ACK leaves before the application took it: kept, payload and all.
+        if (!was && !k.taken) k.key = r.keep(k.id, k.payload)
+    }
+    const forget = method(link.forget, link)
+    link.forget = function (c: any): void {
+        forget(c)
+        r.forget()
+    }
+    const sender = link.sender
+    const enqueue = method(sender.enqueue, sender)
+    sender.enqueue = function (line: string, qos: boolean, wait: boolean, id: number): number {
+        const t = enqueue(line, qos, wait, id)
+        // A qos line is owed from its write on.
+        if (qos) r.owe(sender.queue.at(sender.queue.size() - 1))
+        return t
+    }
+    const take = method(sender.take, sender)
+    sender.take = function (o: Outgoing): void {
+        const first = sender.inflight.peek()
+        const seq = first === undefined ? 0 : first.seq
+        take(o)
+        // Recorded again with its sequence number, and every line on the
+        // wire again when the sequence was renumbered (ids.ts).
+        if (first !== undefined && first.seq !== seq) for (let i = 0; i < sender.inflight.size(); i++) owe(r, sender.inflight.at(i))
+        else owe(r, o)
+    }
+    const admit = method(sender.admit, sender)
+    sender.admit = function (): void {
+        admit()
+        // Lines are about to be sent: a new sequence number is recorded first.
+        r.sending()
+    }
+    const complete = method(sender.complete, sender)
+    sender.complete = function (o: Outgoing): number {
+        const t = complete(o)
+        // ACKed or refused: its record goes.
+        if (o.key >= 0) r.paid(o.key)
+        return t
+    }
+    const failLonger = method(sender.failLonger, sender)
+    sender.failLonger = function (max: number): number[] {
+        const queued: Outgoing[] = []
+        for (let i = 0; i < sender.queue.size(); i++) queued.push(sender.queue.at(i))
+        const failed = failLonger(max)
+        for (let i = 0; i < queued.length; i++) {
+            const o = queued[i]
+            if (o.key >= 0 && failed.indexOf(o.ticket) >= 0) r.paid(o.key)
+        }
+        return failed
+    }
+}
+
+// `f`, a method of `self`, as a plain function (Node alone runs this file:
+// DeviceScript's types have no bind).
+function method<F>(f: F, self: object): F {
+    return (f as any).bind(self)
+}
+
+function owe(r: StoreRecorder, o: Outgoing): void {
+    if (o.key >= 0) r.owe(o)
 }
 
 // Lines read since the last commit (in read order) whose take could not be
@@ -55,7 +136,7 @@ export function useStore(link: Link<any>, store: LinkStore, saved: SavedLink | u
 // it had not been read.
 export function untake(link: Link<any>, lines: Kept[]): void {
     if (lines.length === 0) return
-    const r = link.rec as StoreRecorder | undefined
+    const r = (link as Recorded).rec as StoreRecorder | undefined
     const back = new Fifo<Kept>()
     for (let i = 0; i < lines.length; i++) {
         const k = lines[i]

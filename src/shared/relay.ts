@@ -5,6 +5,7 @@
 // a class it uses, but only the functions reachable from the entry).
 import { LinkError } from "./errors.js"
 import type { Kept, Link } from "./link.js"
+import type { Recorded } from "./store.js"
 
 // As Link.write, with the wire id chosen by the caller (1..255; -1: the
 // next one; sender.ts, "chosen ids").
@@ -47,8 +48,9 @@ export function hold(link: Link<any>, now: number): HeldLine | undefined {
 // it was held) goes, else a restart would give it again.
 export function settle(link: Link<any>, line: HeldLine): void {
     const k = line.kept
+    const r = (link as Recorded).rec
     if (k.acked) {
-        if (k.key >= 0 && link.rec !== undefined) link.rec.unkeep(k.key)
+        if (k.key >= 0 && r !== undefined) r.unkeep(k.key)
         k.key = -1
         return
     }
@@ -56,7 +58,7 @@ export function settle(link: Link<any>, line: HeldLine): void {
         return x !== k
     })
     k.taken = true
-    if (link.rec !== undefined) link.rec.took(k.id)
+    if (r !== undefined) r.took(k.id)
     link.ack(k)
 }
 

@@ -75,6 +75,31 @@ export class Session {
     }
 
     // The v1 body of a received wire line (without "\n"), or why it is refused.
+    // A socket's control lines (`c.out`, a SocketState's: link.ts), one
+    // sealed line each, after `c.pre` (bytes sent as they are), onto
+    // `parts`; returns their bytes.
+    // Here rather than in the Link's pollTransmit, so that a board without
+    // a key compiles none of it.
+    sealControl(c: { pre: string; out: string }, parts: Buffer[]): number {
+        let total = 0
+        if (c.pre.length > 0) {
+            const p = Buffer.from(c.pre)
+            c.pre = ""
+            parts.push(p)
+            total = p.length
+        }
+        const b = Buffer.from(c.out)
+        let from = 0
+        while (from < b.length) {
+            const nl = b.indexOf(10, from)
+            const sealed = this.seal(b.slice(from, nl))
+            parts.push(sealed)
+            total += sealed.length
+            from = nl + 1
+        }
+        return total
+    }
+
     open(line: Buffer): Opened {
         const n = line.length
         if (n < 2 + SEQ_HEX || line[0] !== 33 || (line[1] !== 109 && line[1] !== 101))

@@ -43,7 +43,6 @@ import { LinkError } from "./errors.js"
 import { hexByte } from "./hex.js"
 import { Fifo } from "./queue.js"
 import { wireId, SEQ_LIMIT, SEQ_SHIFT } from "./ids.js"
-import type { Recorder } from "./store.js"
 
 export interface Outgoing {
     ticket: number
@@ -91,9 +90,6 @@ export class Sender {
     // sent more than once on its socket (an ACK then times no one send).
     ackedSentAt = -1
     peerMax = -1 // the peer's line limit from its hello (limits.ts; the Link's learnMax), -1: not announced
-    // Delivery state (records.ts): a qos line is recorded when written, again
-    // with its sequence number before it is sent, and dropped on its ACK.
-    rec: Recorder | undefined = undefined
 
     constructor(private limits: SenderLimits) {
         this.window = limits.window
@@ -125,7 +121,6 @@ export class Sender {
             )
         if (this.nextTicket >= SEQ_LIMIT) this.nextTicket = 1 // tickets need only differ among pending writes
         const o: Outgoing = { ticket: this.nextTicket++, qos: qos, wait: qos && wait, payload: payload, seq: -1, id: -1, sentAt: -1, txOrder: -1, firstTx: -1, gone: false, key: -1, want: id }
-        if (qos && this.rec) this.rec.owe(o)
         this.queue.push(o)
         this.queuedBytes += payload.length
         if (!o.wait) this.queuedNoWait++
@@ -139,7 +134,6 @@ export class Sender {
         this.queue.retain(function (o: Outgoing) {
             if (o.payload.length <= max) return true
             failed.push(o.ticket)
-            self.done(o)
             self.queuedBytes -= o.payload.length
             if (!o.wait) self.queuedNoWait--
             return false
@@ -336,23 +330,20 @@ export class Sender {
         return this.live === 0 || this.inflightBytes + o.payload.length <= this.maxBytes
     }
 
-    private take(o: Outgoing): void {
+    // take() and complete() are not private: the delivery state's records
+    // (records.ts) follow them.
+    take(o: Outgoing): void {
         // Chosen ids: skip forward to the first sequence number with that wire id.
         if (o.want > 0) this.nextSeq = this.nextSeq === 0 ? o.want : this.nextSeq + ((o.want - wireId(this.nextSeq) + 255) % 255)
         if (this.nextSeq >= SEQ_LIMIT) {
             this.nextSeq -= SEQ_SHIFT
-            for (let i = 0; i < this.inflight.size(); i++) {
-                const x = this.inflight.at(i)
-                x.seq -= SEQ_SHIFT
-                this.record(x)
-            }
+            for (let i = 0; i < this.inflight.size(); i++) this.inflight.at(i).seq -= SEQ_SHIFT
         }
         this.queuedBytes -= o.payload.length
         if (!o.wait) this.queuedNoWait--
         o.seq = this.nextSeq++
         o.id = wireId(o.seq)
         o.sentAt = -1
-        this.record(o)
         this.inflight.push(o)
         this.live++
         this.inflightBytes += o.payload.length
@@ -370,21 +361,11 @@ export class Sender {
 
     // `o` (out of the window already) is ACKed or refused: returns its
     // ticket (qos) or 0.
-    private complete(o: Outgoing): number {
+    complete(o: Outgoing): number {
         this.inflightBytes -= o.payload.length
         this.live--
         if (o.qos) this.inflightQos--
-        this.done(o)
         return o.qos ? o.ticket : 0
-    }
-
-    private record(o: Outgoing): void {
-        if (o.key >= 0 && this.rec) this.rec.owe(o)
-    }
-
-    // ACKed or refused: its record goes.
-    private done(o: Outgoing): void {
-        if (o.key >= 0 && this.rec) this.rec.paid(o.key)
     }
 
     // A non-qos message is done with, but its id may not have arrived.

@@ -50,9 +50,9 @@ export interface LinkStore {
     dropKept(key: number): void
 }
 
-// What the core tells the records of its delivery state (records.ts,
-// useStore()) as it goes; a board never records, so its image holds none
-// of it. Each call comes before the line or ACK it stands for leaves.
+// The records of a Link's delivery state (records.ts, useStore()), told
+// what changes as the Link goes; a board never records, so its image holds
+// none of it. Each call comes before the line or ACK it stands for leaves.
 export interface Recorder {
     // A qos line written (key -1: it gets one now), or given its sequence number.
     owe(o: OwedLine): void
@@ -69,4 +69,10 @@ export interface Recorder {
     forget(): void
     // Lines are about to be sent: a new sequence number is recorded first.
     sending(): void
+}
+
+// A Link given a store by useStore(): its records ride on the Link object,
+// for what only Node calls (relay.ts's settle(), records.ts's untake()).
+export interface Recorded {
+    rec?: Recorder
 }

@@ -15,7 +15,7 @@ const SERVER_ONLY = ["ServerLink", "ServerSocket", "openAuthenticated", "openHel
 
 // The delivery state's records (records.ts): only the Node shell passes a
 // store in, so a board image (which never records) must not reach them.
-const RECORDS_ONLY = ["useStore", "restoreOwed", "StoreRecorder", "owe", "paid", "unkeep", "took", "sending"]
+const RECORDS_ONLY = ["useStore", "follow", "restoreOwed", "StoreRecorder", "owe", "paid", "unkeep", "took", "sending"]
 
 // A relay's calls (relay.ts): chosen ids and held lines, the gateway's.
 const RELAY_ONLY = ["writeAs", "hold", "settle", "holdingCount", "HeldLine"]
