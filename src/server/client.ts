@@ -9,6 +9,8 @@ import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
+import { PEER_BOUNDS } from "../shared/bounds.js"
+import type { PeerBounds } from "./driver.js"
 import type { StateStore } from "./state.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
@@ -79,6 +81,7 @@ export class Client extends LinkDriver<ClientLink> {
     private failures = 0
     private failingSince = 0
     private refusal = "" // what the server's last refusal said, logged with the retry
+    private cause = "" // why the last socket went, when the core did not say (a bound cut it)
 
     constructor(opts: ClientOptions) {
         checkOptionKeys(opts, CLIENT_KEYS, "new Client()")
@@ -114,6 +117,13 @@ export class Client extends LinkDriver<ClientLink> {
         this.port = sl.list[0]!.port
         const first = intIn("backoffFirst", opts.backoffFirst, 100, 1, 600000)
         this.backoff = new Backoff(first, intIn("backoffCap", opts.backoffCap, 2000, first, 600000))
+        // Whatever answers at the address may flood or never read: bounded as
+        // the server bounds its clients (its defaults; the output cap above
+        // a full window in flight, which an honest server drains).
+        const b: Record<string, number> = {}
+        for (const r of PEER_BOUNDS) b[r.name] = r.dflt
+        b["maxUnsentBytes"] = Math.max(b["maxUnsentBytes"]!, 2 * cfg.maxInflightBytes)
+        this.setBounds(b as unknown as PeerBounds)
         if (opts.onStatus) this.on("status", opts.onStatus)
         this.on("status", (up: boolean, reason?: string) => {
             if (up) {
@@ -201,7 +211,16 @@ export class Client extends LinkDriver<ClientLink> {
         // No link came up on it (a server that accepts and never answers, or
         // refuses this id): the next address, as for a failed connect.
         if (this.connects === this.connectsBefore) this.nextAddress()
-        this.scheduleRetry("link lost")
+        const why = this.cause || "link lost"
+        this.cause = ""
+        this.scheduleRetry(why)
+    }
+
+    // The server flooded or did not read: the socket is cut (dropSocket
+    // calls no socketGone), logged with the retry.
+    protected override onBoundCut(_code: "slow-reader" | "flood", detail: string): void {
+        this.cause = `server at ${this.host}:${this.port} ${detail}`
+        queueMicrotask(() => this.socketGone())
     }
 
     // The next server address (several gateways).
