@@ -81,6 +81,7 @@ export class Client extends LinkDriver<ClientLink> {
     private failures = 0
     private failingSince = 0
     private refusal = "" // what the server's last refusal said, logged with the retry
+    private refusalCode = "refused" // "auth": the refusal is a failed authentication
     private cause = "" // why the last socket went, when the core did not say (a bound cut it)
 
     constructor(opts: ClientOptions) {
@@ -201,8 +202,16 @@ export class Client extends LinkDriver<ClientLink> {
     }
 
     protected override onNotice(code: string, detail: string): void {
-        if (code === "refused") this.refusal = detail
-        else if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
+        if (code === "refused") {
+            this.refusal = detail
+            this.refusalCode = code
+        }
+        // Logged with the retry, as a refusal: a server that keeps failing
+        // it shows once per back-off doubling, not on every attempt.
+        else if (code === "auth") {
+            this.refusal = `authentication failed: ${detail}: connection closed`
+            this.refusalCode = code
+        }
         else if (code === "too-long" || code === "line-refused") this.log.warn({ notice: code }, detail)
         else super.onNotice(code, detail)
     }
@@ -271,7 +280,7 @@ export class Client extends LinkDriver<ClientLink> {
         const fields = { retryIn: delay, failures: f, failingFor: Date.now() - this.failingSince }
         const refusal = this.refusal
         this.refusal = ""
-        if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ ...fields, code: "refused" }, refusal)
+        if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ ...fields, code: this.refusalCode }, refusal)
         else if (f === 1) this.log.info(fields, `${why}; retrying in ${delay} ms`)
         else if (still) this.log.info(fields, `still retrying: ${why}; next attempt in ${delay} ms`)
         else this.log.debug(fields, why)

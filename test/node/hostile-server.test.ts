@@ -3,7 +3,8 @@
 // client stays bounded, cuts and backs off, and other links in the same
 // process go on. Every wait is on an event with a deadline.
 import assert from "node:assert/strict"
-import { createServer, type Server as NetServer, type Socket } from "node:net"
+import { connect, createServer, type Server as NetServer, type Socket } from "node:net"
+import { pino } from "pino"
 import { Client, Server } from "../../src/server/index.js"
 import { closeAll, onCleanup, sendAndCheck, within } from "../kit/util.js"
 
@@ -68,8 +69,26 @@ function repeat(line: string, bytes: number): Buffer {
     return Buffer.from(s)
 }
 
-function startClient(port: number, id: string): Client {
-    const c = new Client({ id, port, timeout: T, backoffFirst: 50, backoffCap: 400 })
+interface Rec {
+    level: number
+    msg: string
+    retryIn?: number
+}
+
+// A debug-level logger that keeps its records.
+function records(): { logger: pino.Logger; recs: Rec[] } {
+    const recs: Rec[] = []
+    const logger = pino({ level: "debug", base: undefined }, { write: (s: string) => void recs.push(JSON.parse(s) as Rec) })
+    return { logger, recs }
+}
+
+// Failures 1, 2, 4, 8... among the first n: how often a repeated failure is logged.
+function doublings(n: number): number {
+    return Math.floor(Math.log2(n)) + 1
+}
+
+function startClient(port: number, id: string, logger?: pino.Logger, key?: string): Client {
+    const c = new Client({ id, port, timeout: T, backoffFirst: 50, backoffCap: 400, logger, key })
     onCleanup(() => c.close())
     return c.start()
 }
@@ -107,4 +126,100 @@ describe("a client facing a hostile server", function () {
             assert.ok(process.memoryUsage().heapUsed < 400e6, "heap bounded")
         })
     }
+
+    for (const [what, first] of [
+        ["an SSH banner", "SSH-2.0-OpenSSH_9.6\r\n"],
+        ["an HTTP response", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"],
+        ["binary garbage", "\x16\x03\x03\x00\x4a\x02\x00\n\xff\xfe\n"],
+    ] as const) {
+        it(`${what} on the port: never up, the reason logged once per back-off doubling, retried`, async function () {
+            const r = await rogue((s) => s.end(Buffer.from(first, "latin1")))
+            const { logger, recs } = records()
+            const c = startClient(r.port, "stranger", logger)
+            let ups = 0
+            c.on("status", (up) => void (up && ups++))
+            await r.accepted(8, 20000)
+            assert.equal(ups, 0, "never up")
+            assert.equal(c.connects, 0)
+            const named = recs.filter((x) => x.level === 40 && /no devs-iot or micropython-iot server at this address/.test(x.msg))
+            assert.ok(named.length >= 1, "the reason is logged")
+            assert.ok(named.length <= doublings(r.accepts), `once per back-off doubling: ${named.length} warnings for ${r.accepts} connects`)
+        })
+    }
+
+    it("one endless line (no newline, ever): the socket is closed and the client retries", async function () {
+        const r = await rogue((s) => flood(s, "", Buffer.alloc(65536, 0x41)))
+        const { logger, recs } = records()
+        startClient(r.port, "endless", logger)
+        await r.accepted(2, 20000)
+        assert.ok(recs.some((x) => x.level === 40 && /no whole first line/.test(x.msg)), "named")
+    })
+
+    it("a server that accepts and closes at once, for ever: the back-off grows to its cap and stays there", async function () {
+        const r = await rogue((s) => s.destroy())
+        const { logger, recs } = records()
+        startClient(r.port, "closed", logger)
+        await r.accepted(12, 20000)
+        const delays = recs.filter((x) => x.retryIn !== undefined).map((x) => x.retryIn!)
+        assert.ok(delays.length >= 10, `delays logged: ${delays.length}`)
+        for (const d of delays) assert.ok(d <= 400, `capped: ${d}`)
+        // [d/2, d] with d doubling from 50: from the 5th on, d is the cap.
+        for (const d of delays.slice(4)) assert.ok(d >= 200, `at the cap: ${delays.join(", ")}`)
+    })
+
+    describe("a keyed client", function () {
+        const KEY = "11".repeat(32)
+        const authFailures = (recs: Rec[]) => recs.filter((x) => x.level === 40 && /authentication failed/.test(x.msg))
+
+        it("a valid-looking challenge, then garbage for the proof: refused, named, logged once per back-off doubling", async function () {
+            const r = await rogue((s) => s.end("!hello epoch=srv auth=" + "ab".repeat(16) + " max=65536\n!auth mac=" + "zz".repeat(32) + "\n\xff\xfe garbage\n"))
+            const { logger, recs } = records()
+            const c = startClient(r.port, "k1", logger, KEY)
+            let ups = 0
+            c.on("status", (up) => void (up && ups++))
+            await r.accepted(8, 20000)
+            assert.equal(ups, 0, "never up")
+            const named = authFailures(recs)
+            assert.ok(named.length >= 1 && /proof does not verify/.test(named[0]!.msg), "named")
+            assert.ok(named.length <= doublings(r.accepts), `once per back-off doubling: ${named.length} warnings for ${r.accepts} connects`)
+        })
+
+        it("a replay of a real server's earlier handshake (its challenge and proof): refused, named", async function () {
+            const server = new Server({ port: 0, host: "127.0.0.1", timeout: T, keys: { k1: KEY } })
+            onCleanup(() => server.close())
+            await server.listen()
+            // The first connection goes through to the real server and its
+            // handshake (up to its proof) is recorded; later ones get that record.
+            let record = ""
+            let first: Socket | undefined
+            let recorded = (): void => {}
+            const done = new Promise<void>((resolve) => (recorded = resolve))
+            const r = await rogue((s) => {
+                if (r.accepts > 1) return void s.end(record)
+                first = s
+                const up = connect({ port: server.port, host: "127.0.0.1" })
+                up.on("error", () => s.destroy())
+                s.on("close", () => up.destroy())
+                s.pipe(up)
+                up.on("data", (b: Buffer) => {
+                    if (record.includes("!auth ")) return
+                    record += b.toString("latin1")
+                    const at = record.indexOf("!auth ")
+                    if (at >= 0 && record.indexOf("\n", at) >= 0) {
+                        record = record.slice(0, record.indexOf("\n", at) + 1)
+                        recorded()
+                    }
+                })
+                up.pipe(s)
+            })
+            const { logger, recs } = records()
+            const c = startClient(r.port, "k1", logger, KEY)
+            await within(c.connected(), 10000, "up through the recorder")
+            await within(done, 10000, "the handshake recorded")
+            first!.destroy()
+            await r.accepted(6, 20000)
+            assert.equal(c.connects, 1, "never up on a replay")
+            assert.ok(authFailures(recs).some((x) => /proof does not verify/.test(x.msg)), "named")
+        })
+    })
 })
