@@ -63,6 +63,10 @@ function flood(s: Socket, first: string, chunk: Buffer): void {
     more()
 }
 
+function hexId(n: number): string {
+    return (n < 16 ? "0" : "") + n.toString(16)
+}
+
 function repeat(line: string, bytes: number): Buffer {
     let s = ""
     while (s.length < bytes) s += line
@@ -126,6 +130,43 @@ describe("a client facing a hostile server", function () {
             assert.ok(process.memoryUsage().heapUsed < 400e6, "heap bounded")
         })
     }
+
+    it("a server that floods new lines at full speed to an application that reads each at once: the event loop gets a turn every so often", async function () {
+        // Short new messages, one write each, ids cycling (and invalid UTF-8 in each).
+        const r = await rogue((s) => {
+            s.write("!hello epoch=00000001\n")
+            let i = 0
+            const more = () => {
+                while (!s.destroyed && s.write(Buffer.concat([Buffer.from(hexId(i++ % 200)), Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0x0a])]))) {}
+            }
+            s.on("drain", more)
+            more()
+        })
+        const c = startClient(r.port, "reader")
+        void (async () => {
+            for await (const _ of c);
+        })()
+        // Lines received between two turns of the event loop (setImmediate).
+        let most = 0
+        let last = 0
+        let turns = 0
+        await within(
+            new Promise<void>((resolve) => {
+                const turn = () => {
+                    const n = c.stats.received
+                    most = Math.max(most, n - last)
+                    last = n
+                    turns++
+                    if (n >= 1000000) resolve()
+                    else setImmediate(turn)
+                }
+                setImmediate(turn)
+            }),
+            60000,
+            () => `a million lines (got ${c.stats.received})`
+        )
+        assert.ok(most < 50000, `at most ${most} lines in one turn of the event loop (${turns} turns)`)
+    })
 
     for (const [what, first] of [
         ["an SSH banner", "SSH-2.0-OpenSSH_9.6\r\n"],
