@@ -82,7 +82,6 @@ export class Client extends LinkDriver<ClientLink> {
     private failingSince = 0
     private refusal = "" // what the server's last refusal said, logged with the retry
     private refusalCode = "refused" // "auth": the refusal is a failed authentication
-    private cause = "" // why the last socket went, when the core did not say (a bound cut it)
 
     constructor(opts: ClientOptions) {
         checkOptionKeys(opts, CLIENT_KEYS, "new Client()")
@@ -219,16 +218,17 @@ export class Client extends LinkDriver<ClientLink> {
     protected socketGone(): void {
         // No link came up on it (a server that accepts and never answers, or
         // refuses this id): the next address, as for a failed connect.
-        if (this.connects === this.connectsBefore) this.nextAddress()
-        const why = this.cause || "link lost"
-        this.cause = ""
-        this.scheduleRetry(why)
+        const early = this.connects === this.connectsBefore
+        if (early) this.nextAddress()
+        this.scheduleRetry(early ? "closed before the handshake completed (no devs-iot server there?)" : "link lost")
     }
 
     // The server flooded or did not read: the socket is cut (dropSocket
-    // calls no socketGone), logged with the retry.
-    protected override onBoundCut(_code: "slow-reader" | "flood", detail: string): void {
-        this.cause = `server at ${this.host}:${this.port} ${detail}`
+    // calls no socketGone). Logged with the retry as a refusal: once per
+    // back-off doubling, however often the server does it.
+    protected override onBoundCut(code: "slow-reader" | "flood", detail: string): void {
+        this.refusal = `server at ${this.host}:${this.port} ${detail}`
+        this.refusalCode = code
         queueMicrotask(() => this.socketGone())
     }
 

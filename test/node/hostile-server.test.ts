@@ -206,6 +206,7 @@ describe("a client facing a hostile server", function () {
         for (const d of delays) assert.ok(d <= 400, `capped: ${d}`)
         // [d/2, d] with d doubling from 50: from the 5th on, d is the cap.
         for (const d of delays.slice(4)) assert.ok(d >= 200, `at the cap: ${delays.join(", ")}`)
+        assert.ok(recs.some((x) => x.level === 30 && /closed before the handshake completed/.test(x.msg)), "the reason says no link came up")
     })
 
     describe("a keyed client", function () {
