@@ -11,6 +11,10 @@ import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
 import { PEER_BOUNDS } from "../shared/bounds.js"
 import type { PeerBounds } from "./driver.js"
+import { LogBudget } from "./admission.js"
+
+// Warnings a minute about over-long lines, each way.
+const LINE_WARNINGS = 10
 import type { StateStore } from "./state.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
@@ -82,6 +86,7 @@ export class Client extends LinkDriver<ClientLink> {
     private failingSince = 0
     private refusal = "" // what the server's last refusal said, logged with the retry
     private refusalCode = "refused" // "auth": the refusal is a failed authentication
+    private lineWarnings = new LogBudget(LINE_WARNINGS, 60000)
 
     constructor(opts: ClientOptions) {
         checkOptionKeys(opts, CLIENT_KEYS, "new Client()")
@@ -211,7 +216,12 @@ export class Client extends LinkDriver<ClientLink> {
             this.refusal = `authentication failed: ${detail}: connection closed`
             this.refusalCode = code
         }
-        else if (code === "too-long" || code === "line-refused") this.log.warn({ notice: code }, detail)
+        else if (code === "too-long" || code === "line-refused") {
+            // A server that sends nothing but over-long lines: a few a
+            // minute, the rest counted on the next one logged.
+            const p = this.lineWarnings.pass(code, clock())
+            if (p) this.log.warn({ notice: code, ...p }, detail)
+        }
         else super.onNotice(code, detail)
     }
 

@@ -168,6 +168,18 @@ describe("a client facing a hostile server", function () {
         assert.ok(most < 50000, `at most ${most} lines in one turn of the event loop (${turns} turns)`)
     })
 
+    it("lines just over the limit, without end: refused, cut and retried; a few warnings, not one per line", async function () {
+        let line = ""
+        while (line.length < 65540) line += "y"
+        const r = await rogue((s) => flood(s, "!hello epoch=00000001\n", Buffer.from("05" + line + "\n")))
+        const { logger, recs } = records()
+        const c = startClient(r.port, "long", logger)
+        await r.accepted(3, 30000)
+        const warned = recs.filter((x) => x.level === 40 && /over the limit/.test(x.msg)).length
+        assert.ok(c.stats.tooLong > 20, `over-long lines: ${c.stats.tooLong}`)
+        assert.ok(warned <= 10, `${warned} warnings for ${c.stats.tooLong} over-long lines`)
+    })
+
     for (const [what, first] of [
         ["an SSH banner", "SSH-2.0-OpenSSH_9.6\r\n"],
         ["an HTTP response", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"],
