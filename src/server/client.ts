@@ -9,6 +9,12 @@ import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
 import { nodeCrypto } from "./nodecrypto.js"
 import { silentLogger, type Logger } from "./log.js"
+import { PEER_BOUNDS } from "../shared/bounds.js"
+import type { PeerBounds } from "./driver.js"
+import { LogBudget } from "./admission.js"
+
+// Warnings a minute about over-long lines, each way.
+const LINE_WARNINGS = 10
 import type { StateStore } from "./state.js"
 import { checkOptionKeys, LINK_KEYS, type OptionKeys } from "./options.js"
 
@@ -79,6 +85,8 @@ export class Client extends LinkDriver<ClientLink> {
     private failures = 0
     private failingSince = 0
     private refusal = "" // what the server's last refusal said, logged with the retry
+    private refusalCode = "refused" // "auth": the refusal is a failed authentication
+    private lineWarnings = new LogBudget(LINE_WARNINGS, 60000)
 
     constructor(opts: ClientOptions) {
         checkOptionKeys(opts, CLIENT_KEYS, "new Client()")
@@ -114,6 +122,13 @@ export class Client extends LinkDriver<ClientLink> {
         this.port = sl.list[0]!.port
         const first = intIn("backoffFirst", opts.backoffFirst, 100, 1, 600000)
         this.backoff = new Backoff(first, intIn("backoffCap", opts.backoffCap, 2000, first, 600000))
+        // Whatever answers at the address may flood or never read: bounded as
+        // the server bounds its clients (its defaults; the output cap above
+        // a full window in flight, which an honest server drains).
+        const b: Record<string, number> = {}
+        for (const r of PEER_BOUNDS) b[r.name] = r.dflt
+        b["maxUnsentBytes"] = Math.max(b["maxUnsentBytes"]!, 2 * cfg.maxInflightBytes)
+        this.setBounds(b as unknown as PeerBounds)
         if (opts.onStatus) this.on("status", opts.onStatus)
         this.on("status", (up: boolean, reason?: string) => {
             if (up) {
@@ -191,17 +206,40 @@ export class Client extends LinkDriver<ClientLink> {
     }
 
     protected override onNotice(code: string, detail: string): void {
-        if (code === "refused") this.refusal = detail
-        else if (code === "auth") this.log.warn({ notice: code }, `authentication failed: ${detail}: connection closed`)
-        else if (code === "too-long" || code === "line-refused") this.log.warn({ notice: code }, detail)
+        if (code === "refused") {
+            this.refusal = detail
+            this.refusalCode = code
+        }
+        // Logged with the retry, as a refusal: a server that keeps failing
+        // it shows once per back-off doubling, not on every attempt.
+        else if (code === "auth") {
+            this.refusal = `authentication failed: ${detail}: connection closed`
+            this.refusalCode = code
+        }
+        else if (code === "too-long" || code === "line-refused") {
+            // A server that sends nothing but over-long lines: a few a
+            // minute, the rest counted on the next one logged.
+            const p = this.lineWarnings.pass(code, clock())
+            if (p) this.log.warn({ notice: code, ...p }, detail)
+        }
         else super.onNotice(code, detail)
     }
 
     protected socketGone(): void {
         // No link came up on it (a server that accepts and never answers, or
         // refuses this id): the next address, as for a failed connect.
-        if (this.connects === this.connectsBefore) this.nextAddress()
-        this.scheduleRetry("link lost")
+        const early = this.connects === this.connectsBefore
+        if (early) this.nextAddress()
+        this.scheduleRetry(early ? "closed before the handshake completed (no devs-iot server there?)" : "link lost")
+    }
+
+    // The server flooded or did not read: the socket is cut (dropSocket
+    // calls no socketGone). Logged with the retry as a refusal: once per
+    // back-off doubling, however often the server does it.
+    protected override onBoundCut(code: "slow-reader" | "flood", detail: string): void {
+        this.refusal = `server at ${this.host}:${this.port} ${detail}`
+        this.refusalCode = code
+        queueMicrotask(() => this.socketGone())
     }
 
     // The next server address (several gateways).
@@ -252,7 +290,7 @@ export class Client extends LinkDriver<ClientLink> {
         const fields = { retryIn: delay, failures: f, failingFor: Date.now() - this.failingSince }
         const refusal = this.refusal
         this.refusal = ""
-        if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ ...fields, code: "refused" }, refusal)
+        if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ ...fields, code: this.refusalCode }, refusal)
         else if (f === 1) this.log.info(fields, `${why}; retrying in ${delay} ms`)
         else if (still) this.log.info(fields, `still retrying: ${why}; next attempt in ${delay} ms`)
         else this.log.debug(fields, why)

@@ -35,6 +35,12 @@ export interface PeerBounds {
     floodTime: number // ms over budget, without recovering, before the socket is cut
 }
 
+// Bytes one socket may deliver before the event loop gets a turn: a peer
+// that sends new lines at full speed to an application that reads them at
+// once would otherwise keep one loop iteration busy for libuv's whole read
+// burst (about 2 MB, some 150,000 short lines), starving timers and other links.
+const TURN_BYTES = 131072
+
 // The budget buckets hold this long's worth: a reconnecting client's resends
 // of a full window (duplicates) fit in it.
 const BUDGET_BURST_MS = 2000
@@ -116,6 +122,8 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private pumping = false
     private pumpQueued = false // pumpSoon() is due
     private faults = 0 // pump() failures in a row
+    private turnBytes = 0 // bytes received since the event loop last had a turn (TURN_BYTES)
+    private yielding = false // the socket is paused until the next turn
     private again = false
     private writes: Map<number, Write> | undefined // made on the first write
     private roundTrips = 0 // link.stats.roundTrips already seen
@@ -355,6 +363,16 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             } catch (e) {
                 return this.fault(e)
             }
+            this.turnBytes += b.length
+            if (this.turnBytes >= TURN_BYTES && !this.yielding) {
+                this.yielding = true
+                socket.pause()
+                setImmediate(() => {
+                    this.yielding = false
+                    this.turnBytes = 0
+                    this.pump()
+                })
+            }
             this.pump()
         })
         socket.on("drain", () => {
@@ -544,7 +562,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
             const cut = this.overBounds(s, now)
             if (cut !== undefined) return this.cut(cut.code, cut.detail)
             const g = this.guard
-            if (wantsRead(link) && (g === undefined || (!g.gated && g.unsentSince < 0))) {
+            if (wantsRead(link) && !this.yielding && (g === undefined || (!g.gated && g.unsentSince < 0))) {
                 if (s.isPaused()) s.resume()
             } else if (!s.isPaused()) s.pause()
         }

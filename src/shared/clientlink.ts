@@ -7,6 +7,8 @@
 //
 //   phase         | on                                   | next
 //   "first-line"  | a refusal                            | socket closed
+//                 | a line no server sends (HTTP, SSH)   | socket closed
+//                 | bytes, no line for 2 x timeout       | socket closed
 //                 | keyed: a challenge (hello with auth=) | "auth", answer sent
 //                 | keyed: anything else                 | socket closed (auth)
 //                 | a plain challenge (no key)           | "asked", plain hello sent
@@ -134,6 +136,13 @@ export class ClientLink extends Link<ClientSocket> {
             ;(a.steps as KeyedSteps).answer(a, this, c, text, epoch, now)
             return true
         }
+        if (l.kind === "bad") {
+            // Not a v1 line either: something else answers at this address
+            // (an HTTP or SSH server, TLS, garbage). Logged as a refusal.
+            this.notice("refused", "no devs-iot or micropython-iot server at this address: its first line: " + l.reason)
+            this.lose(now, "not a devs-iot server", true)
+            return true
+        }
         if (epoch === undefined) {
             this.goUp(c)
             return false
@@ -159,14 +168,19 @@ export class ClientLink extends Link<ClientSocket> {
         return true
     }
 
-    // The client's handshake has no deadline of its own: the outage rule
-    // (nothing received for twice the timeout before the first line) ends it.
+    // Silence before the first line is the outage rule's. Bytes without a
+    // whole first line (one endless line, a trickle) must not hold the
+    // socket for ever: twice the timeout from the first byte.
     protected handshakeTimeout(c: ClientSocket, now: number): boolean {
-        return false
+        const t = this.handshakeDeadline(c)
+        if (t < 0 || now < t) return false
+        this.notice("refused", "no devs-iot or micropython-iot server at this address: no whole first line within " + 2 * this.cfg.timeout + " ms of its first byte")
+        this.lose(now, "not a devs-iot server", true)
+        return true
     }
 
     protected handshakeDeadline(c: ClientSocket): number {
-        return -1
+        return c.phase === "first-line" && c.firstByteAt >= 0 ? c.firstByteAt + 2 * this.cfg.timeout : -1
     }
 
     // A refusal, or a key push ("!rekey", rekey.ts): the keyed steps judge

@@ -46,7 +46,7 @@ export type NoticeCode =
     | "stray-ack" // an ACK for no un-ACKed message
     | "no-hello" // a devs-iot client did not finish the extension handshake
     | "auth" // authentication failed, or a sealed line did not verify: the connection is closed
-    | "refused" // the server refused this client (refusal.ts): the connection is closed
+    | "refused" // the server refused this client (refusal.ts), or is none (clientlink.ts): the connection is closed
 
 export type LinkEvent =
     | { type: "up"; peer: Peer }

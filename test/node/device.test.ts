@@ -9,7 +9,7 @@ import { Server } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { FaultProxy } from "../kit/proxy.js"
 import { V1Server } from "../kit/v1peer.js"
-import { freePort, within } from "../kit/util.js"
+import { freePort, until, within } from "../kit/util.js"
 
 const TIMEOUT = 1000
 
@@ -273,6 +273,20 @@ describe("board firmware in the DeviceScript simulator", function () {
         s.write("zz\nzzhello\n\x01\n05ok\n")
         await echo
         await vm.waitFor(/bad-line: line does not start with a two-digit hex id: zzhello/, 1000)
+    })
+
+    it("something else on the port (an SSH server: its banner, then it waits): never up, the reason logged once per back-off doubling, retried", async function () {
+        let accepts = 0
+        await rawServer((s) => {
+            accepts++
+            s.write("SSH-2.0-OpenSSH_9.6\r\n")
+        })
+        const vm = await board("tb1")
+        await vm.waitFor(/no devs-iot or micropython-iot server at this address/, 30000)
+        await until(() => accepts >= 5, 30000, `5 connects (got ${accepts})`)
+        assert.doesNotMatch(vm.output, /status up/)
+        const named = vm.output.split("no devs-iot or micropython-iot server at this address").length - 1
+        assert.ok(named <= Math.floor(Math.log2(accepts)) + 1, `once per back-off doubling: ${named} for ${accepts} connects`)
     })
 
     it("against an original (v1) server written from docs/protocol.md: connects as v1, lines both ways, no extension line", async function () {

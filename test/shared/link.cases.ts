@@ -125,6 +125,32 @@ export const linkSuite = suite("link", function (test) {
         eq(d.take(), "!hello epoch=cli max=65536\n", "client hello, with the line limit")
         eq(d.link.status(), true, "up")
     })
+    test("handshake: a first line no server sends (an SSH or HTTP banner, garbage) closes the socket as a refusal; the link never comes up", async function () {
+        const firsts = ["SSH-2.0-OpenSSH_9.6\r\n", "HTTP/1.1 400 Bad Request\r\n", "\x16\x03\x03\x00\n"]
+        for (let i = 0; i < firsts.length; i++) {
+            const d = clientDrive({})
+            d.take()
+            d.feed(firsts[i])
+            eq(d.link.status(), false, "not up: " + firsts[i])
+            eq(d.count("up"), 0, "no up event: " + firsts[i])
+            eq(d.count("close"), 1, "socket closed: " + firsts[i])
+            eq(d.notices("refused"), 1, "named: " + firsts[i])
+        }
+    })
+    test("handshake: bytes that never make a whole first line (one endless line, a trickle) close the socket 2 x timeout after the first byte", async function () {
+        const d = clientDrive({ timeout: 1000 })
+        d.take()
+        d.feed("AAAA")
+        for (let t = 0; t < 1750; t += 250) {
+            d.advance(250)
+            d.feed("AAAA")
+        }
+        eq(d.count("close"), 0, "still open before the deadline")
+        d.advance(250)
+        eq(d.count("close"), 1, "closed at the deadline")
+        eq(d.notices("refused"), 1, "named")
+        eq(d.link.status(), false, "never up")
+    })
     test("handshake: at the smallest line limit the hellos still pass (handshake lines are framed up to 256 bytes)", async function () {
         const c = clientDrive({ maxLineBytes: 16 })
         c.take()
