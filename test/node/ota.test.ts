@@ -50,6 +50,18 @@ function keepTrying(b: RefBoard): () => void {
     return stop
 }
 
+// A server with OTA on, board "b1" keyed (no board comes) and admin "ops"
+// linked: the admin's Client.
+async function adminOfOneBoard(): Promise<Client> {
+    const adminKey = randomBytes(32)
+    const port = await freePort()
+    const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
+    await server.listen()
+    const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
+    attachAdmins(server, ota, ["ops"])
+    return cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+}
+
 describe("OTA gateway (wssk)", function () {
     afterEach(closeAll)
 
@@ -693,13 +705,7 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
     })
 
     it("each malformed request line gets an error naming what is wrong, and the admin's next request is served", async function () {
-        const adminKey = randomBytes(32)
-        const port = await freePort()
-        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
-        await server.listen()
-        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
-        attachAdmins(server, ota, ["ops"])
-        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const admin = await adminOfOneBoard()
         const hash = sha256(image(1024)).toString("hex")
         const head = (o: object) => JSON.stringify({ ota: "deploy", ids: ["b1"], sha256: hash, bytes: 1024, parts: 1, ...o })
         for (const [lines, re] of [
@@ -723,13 +729,7 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
     })
 
     it("two requestDeploy calls at once on one Client each get their own report: the second waits for the first", async function () {
-        const adminKey = randomBytes(32)
-        const port = await freePort()
-        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
-        await server.listen()
-        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
-        attachAdmins(server, ota, ["ops"])
-        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const admin = await adminOfOneBoard()
         const a = image(7168), b = image(5120) // 3 parts and 2: their lines would interleave
         const [ra, rb] = await within(Promise.all([requestDeploy(admin, ["b1"], a), requestDeploy(admin, ["b1"], b)]), 15000, "both reports")
         assert.equal(ra.sha256, sha256(a).toString("hex"))
@@ -738,13 +738,7 @@ describe("OTA requests that cannot be served end with an error, not silence", fu
     })
 
     it("a request answered with an error is answered once: its parts left unread get no answers, which the admin's next request would read as its own", async function () {
-        const adminKey = randomBytes(32)
-        const port = await freePort()
-        const server = cleanup(new Server({ port, host: "127.0.0.1", timeout: 1000, keys: { ops: adminKey } }))
-        await server.listen()
-        const ota = new Ota({ server, gateway: await gateway({ b1: randomBytes(32) }), sessionWithin: 1000 })
-        attachAdmins(server, ota, ["ops"])
-        const admin = cleanup(new Client({ id: "ops", port, timeout: 1000, key: adminKey.toString("hex") }).start())
+        const admin = await adminOfOneBoard()
         const img = image(9216) // 3 parts
         const part = (i: number) => JSON.stringify({ ota: "part", data: img.subarray(i * 3072, (i + 1) * 3072).toString("base64") })
         // Bytes over the limit: refused at the head, its 3 parts follow. Then a bad first part, 2 good ones after it.

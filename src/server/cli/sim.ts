@@ -218,31 +218,25 @@ export class VmOutput {
 // About 0.5-1 MB of text per VM: days of a board's log lines are dropped.
 export const VM_OUTPUT_KEEP = 256 * 1024
 
-export interface SimRun {
+// A VM's process and what it printed.
+export interface VmRun<Exit> {
     child: ChildProcess
     // The VM's recent lines, without colour codes and "WASM> " (see VmOutput).
     readonly output: string
     // How many characters the VM printed so far: a mark for waitFor's `from`.
     readonly printed: number
-    exited: Promise<number | null>
+    exited: Promise<Exit>
     // Resolves with the match once `re` appears in the output after `from`
     // (a mark from `printed`; the match's index is one too), or rejects
     // after `ms`.
     waitFor(re: RegExp, ms: number, from?: number): Promise<RegExpMatchArray>
-    stop(): Promise<void>
+    stop(): Promise<void> // SIGKILL, then its exit
 }
 
-// Runs an image in device-like mode; `onLine` sees each line the VM prints.
-export async function runSim(image: string, onLine?: (line: string) => void, keep = VM_OUTPUT_KEEP): Promise<SimRun> {
-    const { port, release } = await holdJacdacPort()
-    const child = spawn(process.execPath, ["--require", JACDAC_PRELOAD, devsCli(), "run", image, "--tcp"], {
-        env: { ...process.env, NO_UPDATE_NOTIFIER: "1", DEVS_IOT_JACDAC_PORT: String(port) },
-        stdio: ["ignore", "pipe", "pipe"],
-    })
-    const out = new VmOutput(keep)
-    let partial = ""
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => (release(), resolve(code))))
-    const run: SimRun = {
+export type SimRun = VmRun<number | null>
+
+export function vmRun<Exit>(child: ChildProcess, out: VmOutput, exited: Promise<Exit>): VmRun<Exit> {
+    return {
         child,
         get output() {
             return out.recent
@@ -257,6 +251,19 @@ export async function runSim(image: string, onLine?: (line: string) => void, kee
             await exited
         },
     }
+}
+
+// Runs an image in device-like mode; `onLine` sees each line the VM prints.
+export async function runSim(image: string, onLine?: (line: string) => void, keep = VM_OUTPUT_KEEP): Promise<SimRun> {
+    const { port, release } = await holdJacdacPort()
+    const child = spawn(process.execPath, ["--require", JACDAC_PRELOAD, devsCli(), "run", image, "--tcp"], {
+        env: { ...process.env, NO_UPDATE_NOTIFIER: "1", DEVS_IOT_JACDAC_PORT: String(port) },
+        stdio: ["ignore", "pipe", "pipe"],
+    })
+    const out = new VmOutput(keep)
+    let partial = ""
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => (release(), resolve(code))))
+    const run: SimRun = vmRun(child, out, exited)
     const take = (b: Buffer) => {
         partial += b.toString("utf8")
         const lines = partial.split("\n")

@@ -4,11 +4,11 @@
 // set_connection_string, as a Jacdac host on a board's USB would. The VM runs
 // in a folder of its own: its flash (./.devicescript/flash/sim.bin, where the
 // connection string is kept) persists there across the VM's restarts.
-import { spawn, type ChildProcess } from "node:child_process"
+import { spawn } from "node:child_process"
 import { createRequire } from "node:module"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { join } from "node:path"
-import { REPO, VmOutput, VM_OUTPUT_KEEP } from "../cli/sim.js"
+import { REPO, vmRun, VmOutput, VM_OUTPUT_KEEP, type VmRun } from "../cli/sim.js"
 
 const SRV_CLOUD_CONFIGURATION = 0x1462eefc
 const CMD_SET_CONNECTION_STRING = 0x86
@@ -103,14 +103,7 @@ export class JacdacHost {
     }
 }
 
-export interface BoardVm {
-    child: ChildProcess
-    readonly output: string // the recent part (see VmOutput)
-    readonly printed: number // a mark for waitFor's `from`
-    exited: Promise<void>
-    waitFor(re: RegExp, ms: number, from?: number): Promise<RegExpMatchArray>
-    stop(): Promise<void>
-}
+export type BoardVm = VmRun<void>
 
 // `devs run <image> --tcp` in `cwd`, its Jacdac transport on `jacdacPort`.
 export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLine?: (line: string) => void, keep = VM_OUTPUT_KEEP): BoardVm {
@@ -122,21 +115,7 @@ export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLin
     })
     const exited = new Promise<void>((r) => child.on("exit", () => r()))
     const out = new VmOutput(keep)
-    const vm: BoardVm = {
-        child,
-        get output() {
-            return out.recent
-        },
-        get printed() {
-            return out.end
-        },
-        exited,
-        waitFor: (re, ms, from) => out.waitFor(re, ms, from),
-        stop: async () => {
-            if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, "SIGKILL")
-            await exited
-        },
-    }
+    const vm: BoardVm = vmRun(child, out, exited)
     let partial = ""
     const take = (b: Buffer) => {
         const text = b.toString().replace(/\x1b\[[0-9;]*m/g, "")
