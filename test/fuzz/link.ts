@@ -43,7 +43,7 @@ interface LinkInput {
 }
 
 const EPOCHS = ["e1", "e2", "x", ""]
-const NOTICES = ["bad-line", "too-long", "dropped", "duplicate", "resend", "stray-ack", "no-hello"]
+const NOTICES = ["bad-line", "too-long", "dropped", "duplicate", "resend", "stray-ack", "no-hello", "refused"]
 const CLIENT_ID = "board-1"
 const EPOCH = "self"
 
@@ -199,6 +199,8 @@ function runLink(x: LinkInput): void {
                 return
             case "notice":
                 must(NOTICES.indexOf(e.code) >= 0 && typeof e.detail === "string", "notice " + e.code)
+                // A client refuses what is no server it knows: a first line that is not one.
+                must(e.code !== "refused" || x.role === "client", "a server's link told refused")
                 return
             default:
                 throw new Finding("unknown event " + JSON.stringify(e))
