@@ -247,13 +247,13 @@ export class DiskState implements StateStore {
             checkLength(data)
         } else writeOrFail(marker, JSON.stringify({ format: FORMAT, what: "devs-iot delivery state (LMDB)", side: opts.side }) + "\n")
         // LMDB ends the process (a segfault, no message) on a lock file it
-        // cannot write, or cannot make.
+        // cannot write. (One it cannot make is a folder it cannot write in:
+        // takeFolder, which made owner.lock there, would have said so.)
         const lock = join(dir, "lock.mdb")
         try {
             if (existsSync(lock)) accessSync(lock, constants.R_OK | constants.W_OK)
-            else accessSync(dir, constants.W_OK | constants.X_OK)
         } catch (e) {
-            throw new StateError(`state file ${lock}: cannot read and write it, or make it: ${(e as Error).message}`)
+            throw new StateError(`state file ${lock}: cannot read and write it: ${(e as Error).message}`)
         }
         let lmdb: { open: (o: Record<string, unknown>) => LmdbDb }
         try {
