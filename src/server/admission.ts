@@ -35,7 +35,7 @@ interface Source<T> {
     ids: TokenBucket | undefined // new ids; made on the first one
 }
 
-export type Admit<T> = { ok: true; evicted?: T; evictedFrom?: string } | { ok: false; reason: string }
+type Admit<T> = { ok: true; evicted?: T; evictedFrom?: string } | { ok: false; reason: string }
 
 export class Admission<T> {
     private sources = new Map<string, Source<T>>()

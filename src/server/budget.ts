@@ -39,7 +39,7 @@ export class TokenBucket {
     }
 }
 
-export interface ReadBudgetLimits {
+interface ReadBudgetLimits {
     lines: number // per second
     bytes: number // per second
     burstMs: number // the buckets hold this long's worth

@@ -13,7 +13,7 @@ import type { StateStore } from "./state.js"
 // more (the Link's own probe follows: v1 or devs-iot), or through the
 // server's handshake for a keyed id (authserver.ts), which found a hello
 // without a key or a proved key.
-export type Opening = { kind: "id"; rest: Buffer[] } | Extract<AuthOutcome, { kind: "hello" | "auth" }>
+type Opening = { kind: "id"; rest: Buffer[] } | Extract<AuthOutcome, { kind: "hello" | "auth" }>
 
 // LinkDriver's events, and the warnings about this id's sockets (the Server
 // passes them on as its own "warning").

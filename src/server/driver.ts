@@ -65,7 +65,7 @@ interface Write extends Waiter {
 }
 
 // What went through this end, for the metrics and the status API.
-export interface Traffic {
+interface Traffic {
     linesOut: number // lines the peer ACKed (qos) or that went to the socket (no qos)
     bytesOut: number
     linesIn: number // lines the application read

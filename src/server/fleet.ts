@@ -9,7 +9,7 @@ import type { Report } from "../shared/index.js"
 // Outage reasons are free text (they name timeouts, error codes): metrics
 // and charts get one of these kinds instead, so labels stay few.
 export const OUTAGE_KINDS = ["timeout", "closed-by-peer", "socket-error", "taken-over", "auth", "no-hello", "operator", "shutdown", "other"] as const
-export type OutageKind = (typeof OUTAGE_KINDS)[number]
+type OutageKind = (typeof OUTAGE_KINDS)[number]
 
 export function outageKind(reason: string): OutageKind {
     if (reason.startsWith("nothing received")) return "timeout"
@@ -24,10 +24,10 @@ export function outageKind(reason: string): OutageKind {
 }
 
 export const AUTH_FAILURES = ["wrong-key", "timeout", "handshake", "sealed-line", "plain-refused", "http-token"] as const
-export type AuthFailure = (typeof AUTH_FAILURES)[number]
+type AuthFailure = (typeof AUTH_FAILURES)[number]
 
 // The kind of an authentication warning, or undefined for another warning.
-export function authFailure(w: Warning): AuthFailure | undefined {
+function authFailure(w: Warning): AuthFailure | undefined {
     if (w.code === "auth-refused") return "plain-refused"
     if (w.code !== "auth-failed") return undefined
     // The server's handshake says "authentication failed: <reason>"; a

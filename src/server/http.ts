@@ -33,8 +33,8 @@ export interface HttpOptions {
     logger?: Logger
 }
 
-export const MAX_RESPONSE_BYTES = 1048576 // a board list is cut here (the answer says where to go on)
-export const MAX_PAGE_BOARDS = 1000
+const MAX_RESPONSE_BYTES = 1048576 // a board list is cut here (the answer says where to go on)
+const MAX_PAGE_BOARDS = 1000
 export const MAX_EVENT_CLIENTS = 32
 export const MAX_HTTP_CONNECTIONS = 256 // past it, new HTTP connections are closed at once: the boards' links keep their file descriptors
 const MAX_EVENT_BUFFER = 262144 // an event-stream reader this far behind is cut

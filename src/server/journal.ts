@@ -44,7 +44,7 @@ for (let n = 0; n < 256; n++) {
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
     CRC_TABLE[n] = c
 }
-export function crc32(b: Uint8Array, from: number, to: number): number {
+function crc32(b: Uint8Array, from: number, to: number): number {
     let c = -1
     for (let i = from; i < to; i++) c = CRC_TABLE[(c ^ b[i]!) & 255]! ^ (c >>> 8)
     return (c ^ -1) >>> 0

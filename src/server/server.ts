@@ -10,9 +10,9 @@
 // address and all addresses may hold (admission.ts). An offender is cut and
 // logged once; warning logs are rate-limited (maxWarningsPerSecond) so a
 // flood cannot flood the log.
-import { EventEmitter, once } from "node:events"
+import { EventEmitter } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
-import { checkClientId, IdReader, idProblem, kcvOf, rekeyLine, LinkError, MAX_ID_BYTES, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
+import { checkClientId, IdReader, idProblem, kcvOf, rekeyLine, LinkError, nodeDefaults, ProbeRefusal, refusalLine, resolveConfig, ServerAuth, type AuthOutcome, type LinkConfig, type LinkOptions } from "../shared/index.js"
 import { intIn, PORT, type Range } from "../shared/config.js"
 import { SERVER_BOUNDS } from "../shared/bounds.js"
 import { Admission, LogBudget, type AdmissionLimits } from "./admission.js"

@@ -2,7 +2,7 @@
 // Pure: no I/O, so it is unit-tested in the fast layer.
 import { checkClientId } from "../shared/index.js"
 
-export const TOPIC_ROOT = "devs-iot"
+const TOPIC_ROOT = "devs-iot"
 
 // A board's topics: `up` (board -> apps), `down` (apps -> board), and the
 // retained `status` ("online" / "offline", kept true by a last will).

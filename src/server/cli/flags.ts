@@ -18,7 +18,7 @@ export interface IntOpt {
 }
 
 // A flag taking a whole number in `r`; its help ends with the default.
-export function intFlag(arg: string, r: Range, doc: string, dfltText?: string): IntOpt {
+function intFlag(arg: string, r: Range, doc: string, dfltText?: string): IntOpt {
     return { type: "string", arg, help: `${doc} (default ${dfltText ?? r.dflt})`, range: r }
 }
 

@@ -34,7 +34,7 @@ export interface FlashOptions {
     workDir: string // the project folder the image is built in
 }
 
-export interface FlashStep {
+interface FlashStep {
     what: string
     args: string[] // arguments to the devs CLI
 }
@@ -82,7 +82,7 @@ export function flashPlan(o: FlashOptions): FlashStep[] {
 
 // The installed DeviceScript tools must be the pinned version: the runtime
 // they flash must run the bytecode they compile.
-export function checkDevsVersion(): string {
+function checkDevsVersion(): string {
     const cli = devsCli()
     const pkg = join(cli, "../../package.json")
     const found = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version
@@ -92,7 +92,7 @@ export function checkDevsVersion(): string {
 
 // A project folder for devs: the firmware sources of this package, its
 // boards, and the user's settings files.
-export function prepareWorkDir(o: FlashOptions): void {
+function prepareWorkDir(o: FlashOptions): void {
     mkdirSync(join(o.workDir, "src"), { recursive: true })
     writeFileSync(join(o.workDir, "devsconfig.json"), "{}\n")
     writeFileSync(join(o.workDir, "package.json"), JSON.stringify({ name: `devs-iot-flash-${o.app}`, version: "0.0.0", private: true }) + "\n")

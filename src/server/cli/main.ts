@@ -30,7 +30,7 @@ import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, OTA_SIM_OPTIONS, runDeploy, runSimW
 
 class UsageError extends FlagError {}
 
-export interface Opt {
+interface Opt {
     type: "string" | "boolean"
     help: string
     arg?: string

@@ -113,7 +113,7 @@ let jacdacStarting: Promise<void> = Promise.resolve()
 
 // Starts (once) the sink that accepts and discards the simulator's Jacdac
 // traffic; resolves with its port and a release function.
-export async function holdJacdacPort(): Promise<{ port: number; release: () => void }> {
+async function holdJacdacPort(): Promise<{ port: number; release: () => void }> {
     // One caller at a time: concurrent callers would all try to listen.
     const prev = jacdacStarting
     let done = () => {}

@@ -21,7 +21,7 @@ import type { Server } from "../server.js"
 import type { DeployReport, Ota } from "./ota.js"
 import { checkImage, MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
 
-export const PART_BYTES = 3072 // 4 KB lines in base64
+const PART_BYTES = 3072 // 4 KB lines in base64
 
 // The lines of an OTA request, as requestDeploy writes them.
 const OTA_LINE = /^\{"ota":/

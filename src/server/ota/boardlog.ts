@@ -4,10 +4,10 @@
 // Program lines start with "> "; the exception is the last block of lines
 // starting with "*" or "!" from "* Exception:" on (measured, docs/devicescript.md, "The runtime's gateway channel (wssk)").
 
-export const MAX_PARTIAL_BYTES = 1024 // a longer line is cut
-export const MAX_REPORT_BYTES = 16 * 1024 // the ESP32's dmesg buffer is 4 KB
+const MAX_PARTIAL_BYTES = 1024 // a longer line is cut
+export const MAX_EXCEPTION_REPORT_BYTES = 16 * 1024 // the ESP32's dmesg buffer is 4 KB
 
-export type LogLine = { kind: "console" | "runtime"; text: string }
+type LogLine = { kind: "console" | "runtime"; text: string }
 
 export class LineSplitter {
     private partial: Buffer = Buffer.alloc(0)

@@ -7,7 +7,7 @@
 import { Cmd, sha256 } from "./wssk.js"
 
 // Chunks are multiples of 32 bytes (devsmgr.c:287); 192 as the reference gateway.
-export const CHUNK_BYTES = 192
+const CHUNK_BYTES = 192
 
 export interface RunResult {
     ok: boolean
@@ -19,7 +19,7 @@ export interface RunResult {
     error?: string
 }
 
-export interface RunOutput {
+interface RunOutput {
     send: Array<[number, Buffer]>
     end?: boolean // end the session after these (WebSocket close, same write)
     result?: RunResult

@@ -8,14 +8,14 @@
 import { EventEmitter } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { silentLogger, type Logger } from "../log.js"
-import { classify, LineSplitter, MAX_REPORT_BYTES, parseException, type ExceptionReport } from "./boardlog.js"
+import { classify, LineSplitter, MAX_EXCEPTION_REPORT_BYTES, parseException, type ExceptionReport } from "./boardlog.js"
 import type { DeployRun, RunResult } from "./deployrun.js"
 import { acceptResponse, closeFrame, encodeFrame, OP_BINARY, OP_PONG, refusalResponse, WebSocketError, WsDecoder } from "./websocket.js"
 import { listenOn } from "../listen.js"
 import { LogBudget } from "../admission.js"
 import { clientRandom, Cmd, GatewaySession, KEY_BYTES, MAX_TO_BOARD, Streaming, WsskError } from "./wssk.js"
 
-export interface GatewayOptions {
+interface OtaGatewayOptions {
     port?: number // 0: a free port (see gateway.port)
     host?: string // default "0.0.0.0"
     keys: Map<string, Buffer> // board id -> its 32-byte wssk key
@@ -59,7 +59,7 @@ export class OtaGateway extends EventEmitter {
     private readonly maxSockets: number
     private boundPort = 0
 
-    constructor(private opts: GatewayOptions) {
+    constructor(private opts: OtaGatewayOptions) {
         super()
         for (const [id, k] of opts.keys) if (k.length !== KEY_BYTES) throw new WsskError(`OTA key for ${JSON.stringify(id)} must be ${KEY_BYTES} bytes`)
         this.keys = opts.keys
@@ -256,7 +256,7 @@ export class OtaGateway extends EventEmitter {
 }
 
 // An authenticated session with one board.
-export class BoardSession {
+class BoardSession {
     private run: DeployRun | undefined = undefined
     private runDone: ((r: RunResult) => void) | undefined = undefined
     private splitter = new LineSplitter()
@@ -350,7 +350,7 @@ export class BoardSession {
                 for (const line of this.splitter.push(payload)) this.logLine(line)
                 return
             case Cmd.ExceptionReport:
-                if (this.reportBytes + payload.length <= MAX_REPORT_BYTES) {
+                if (this.reportBytes + payload.length <= MAX_EXCEPTION_REPORT_BYTES) {
                     this.report.push(Buffer.from(payload))
                     this.reportBytes += payload.length
                 }

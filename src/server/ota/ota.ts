@@ -15,7 +15,7 @@ import { DeployRun, type RunResult } from "./deployrun.js"
 import { BOARD_PATH, OtaGateway } from "./gateway.js"
 import { checkImage, MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
 
-export interface OtaOptions {
+interface OtaOptions {
     server: Server
     gateway: OtaGateway
     imagesDir?: string // where images are kept by hash (rollback needs the previous one); default: memory only
@@ -36,7 +36,7 @@ export const MAX_IMAGES_IN_MEMORY = 8
 
 export type Outcome = "deployed" | "unchanged" | "rolled-back" | "rollback-failed" | "failed" | "refused"
 
-export interface BoardReport {
+interface BoardDeployReport {
     id: string
     outcome: Outcome
     before?: string // SHA-256 of the program the board ran
@@ -48,7 +48,7 @@ export interface DeployReport {
     who: string
     sha256: string
     bytes: number
-    boards: BoardReport[]
+    boards: BoardDeployReport[]
 }
 
 export class Ota {
@@ -227,7 +227,7 @@ export class Ota {
         return conn.authenticated || !this.server.isKeyed(conn.id)
     }
 
-    private async deployOne(id: string, image: Buffer): Promise<BoardReport> {
+    private async deployOne(id: string, image: Buffer): Promise<BoardDeployReport> {
         let before: string | undefined = undefined
         // Held from here, whatever the store forgets meanwhile.
         let previous: Buffer | undefined = undefined

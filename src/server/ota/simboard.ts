@@ -24,7 +24,7 @@ function crc16(p: Buffer): number {
 }
 
 // One Jacdac frame with one command packet to `device`.
-export function commandFrame(device: Buffer, serviceIndex: number, cmd: number, data: Buffer): Buffer {
+function commandFrame(device: Buffer, serviceIndex: number, cmd: number, data: Buffer): Buffer {
     const pkt = Buffer.alloc((4 + data.length + 3) & ~3)
     pkt[0] = data.length
     pkt[1] = serviceIndex

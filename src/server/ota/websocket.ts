@@ -5,8 +5,8 @@
 // more is cut with an error that says what it sent.
 import { createHash } from "node:crypto"
 
-export const MAX_REQUEST_BYTES = 4096 // upgrade request, headers included
-export const MAX_MESSAGE_BYTES = 4096 // reassembled message from the board
+const MAX_REQUEST_BYTES = 4096 // upgrade request, headers included
+const MAX_MESSAGE_BYTES = 4096 // reassembled message from the board
 
 export class WebSocketError extends Error {
     constructor(message: string, readonly status = 400) {
@@ -15,13 +15,13 @@ export class WebSocketError extends Error {
     }
 }
 
-export interface UpgradeRequest {
+interface UpgradeRequest {
     path: string
     headers: Record<string, string> // lower-case names
 }
 
 // Parses the request head (without the blank line). Throws WebSocketError.
-export function parseUpgrade(head: string): UpgradeRequest {
+function parseUpgrade(head: string): UpgradeRequest {
     const lines = head.split("\r\n")
     const m = /^GET (\/\S*) HTTP\/1\.1$/.exec(lines[0] ?? "")
     if (!m) throw new WebSocketError(`not a WebSocket upgrade request: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`)
@@ -52,8 +52,8 @@ export function refusalResponse(status: number, reason: string): Buffer {
 }
 
 export const OP_BINARY = 2
-export const OP_CLOSE = 8
-export const OP_PING = 9
+const OP_CLOSE = 8
+const OP_PING = 9
 export const OP_PONG = 10
 
 // A server frame (never masked). The board refuses 64-bit lengths.
@@ -68,7 +68,7 @@ export function closeFrame(code = 1000): Buffer {
     return encodeFrame(OP_CLOSE, Buffer.from([code >> 8, code & 0xff]))
 }
 
-export type WsEvent =
+type WsEvent =
     | { kind: "request"; request: UpgradeRequest }
     | { kind: "message"; data: Buffer }
     | { kind: "ping"; data: Buffer }

@@ -10,10 +10,10 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } f
 export const WSSK_MAGIC = 0xcee428ca
 export const WSSK_VERSION = 2
 export const KEY_BYTES = 32
-export const NONCE_BYTES = 13
-export const TAG_BYTES = 4
-export const AUTH_BYTES = 32
-export const SEED_BYTES = 16
+const NONCE_BYTES = 13
+const TAG_BYTES = 4
+const AUTH_BYTES = 32
+const SEED_BYTES = 16
 // The board holds a whole WebSocket frame in 270 bytes (websock_conn.c:19):
 // frame head (4) + plain text + tag (4).
 export const MAX_TO_BOARD = 270 - 4 - TAG_BYTES
@@ -95,7 +95,7 @@ export function sha256(b: Buffer): Buffer {
     return createHash("sha256").update(b).digest()
 }
 
-export type Received = { kind: "authenticated" } | { kind: "command"; cmd: number; payload: Buffer }
+type Received = { kind: "authenticated" } | { kind: "command"; cmd: number; payload: Buffer }
 
 // One gateway session with one board; sans-I/O. Throws WsskError on a bad tag,
 // a bad proof or an empty message: the caller closes the connection, as the
