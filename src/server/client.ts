@@ -51,18 +51,13 @@ const CLIENT_KEYS: OptionKeys<ClientOptions> = {
     state: true,
 }
 
-// LinkDriver's events, and "rekey": the server pushed this client's next key
-// (its check value), used from the next connection on.
+// "status", and "rekey": the server pushed this client's next key (its check
+// value), used from the next connection on. A client has no "report" or
+// "rekeyed": only a server's link (Connection) gets those.
 export declare interface Client {
     on(event: "status", listener: (up: boolean, reason?: string) => void): this
     once(event: "status", listener: (up: boolean, reason?: string) => void): this
     off(event: "status", listener: (up: boolean, reason?: string) => void): this
-    on(event: "report", listener: (r: Report) => void): this
-    once(event: "report", listener: (r: Report) => void): this
-    off(event: "report", listener: (r: Report) => void): this
-    on(event: "rekeyed", listener: (kcv: string) => void): this
-    once(event: "rekeyed", listener: (kcv: string) => void): this
-    off(event: "rekeyed", listener: (kcv: string) => void): this
     on(event: "rekey", listener: (kcv: string) => void): this
     once(event: "rekey", listener: (kcv: string) => void): this
     off(event: "rekey", listener: (kcv: string) => void): this

@@ -15,8 +15,10 @@ import type { StateStore } from "./state.js"
 // without a key or a proved key.
 type Opening = { kind: "id"; rest: Buffer[] } | Extract<AuthOutcome, { kind: "hello" | "auth" }>
 
-// LinkDriver's events, and the warnings about this id's sockets (the Server
-// passes them on as its own "warning").
+// "status"; a devs-iot client's periodic "report" (report.ts); "rekeyed": the
+// client confirmed a pushed key (docs/security.md, "Key push over the link");
+// the warnings about this id's sockets (the Server passes them on as its own
+// "warning").
 export declare interface Connection {
     on(event: "status", listener: (up: boolean, reason?: string) => void): this
     once(event: "status", listener: (up: boolean, reason?: string) => void): this

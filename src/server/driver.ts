@@ -8,7 +8,7 @@
 
 import { EventEmitter } from "node:events"
 import type { Socket } from "node:net"
-import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer, type Report } from "../shared/index.js"
+import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
 import type { StateStore } from "./state.js"
@@ -92,20 +92,13 @@ export interface Claim {
     take(line: string): void
 }
 
-// The events both ends emit (a Connection adds "warning", a Client "rekey").
+// The event both ends emit. Only a server's link has "report" and "rekeyed"
+// (declared on Connection, with "warning"); a Client adds "rekey".
 export declare interface LinkDriver<L extends Link = Link> {
     // The link came up (true), or went down (false, with the reason).
     on(event: "status", listener: (up: boolean, reason?: string) => void): this
     once(event: "status", listener: (up: boolean, reason?: string) => void): this
     off(event: "status", listener: (up: boolean, reason?: string) => void): this
-    // A board's periodic report (report.ts).
-    on(event: "report", listener: (r: Report) => void): this
-    once(event: "report", listener: (r: Report) => void): this
-    off(event: "report", listener: (r: Report) => void): this
-    // The peer confirmed a pushed key (docs/security.md, "Key push over the link").
-    on(event: "rekeyed", listener: (kcv: string) => void): this
-    once(event: "rekeyed", listener: (kcv: string) => void): this
-    off(event: "rekeyed", listener: (kcv: string) => void): this
 }
 
 // `L`: the end's Link (ClientLink for a Client, ServerLink for a Connection).
