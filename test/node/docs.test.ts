@@ -1,7 +1,8 @@
 // The docs stay true to the code and the repository stands alone: the
 // settings table is what tools/settings-doc.mjs generates from the code,
 // every relative link resolves inside the repository, every protocol section
-// the code cites exists, and no text names a tracker's issue number.
+// the code cites exists, docs/api.md lists the package's exports, and no text
+// names a tracker's issue number.
 import assert from "node:assert/strict"
 import { execFileSync } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
@@ -96,6 +97,20 @@ describe("docs", function () {
                 })
         }
         assert.deepEqual(bad, [])
+    })
+
+    it("docs/api.md's table of exports names every export of the package entry, and nothing else", function () {
+        const entry = readFileSync(join(ROOT, "src/server/index.ts"), "utf8")
+        const exported = new Set<string>()
+        for (const m of entry.matchAll(/^export (?:type )?\{([^}]*)\}/gm))
+            for (const part of m[1]!.split(",")) exported.add(part.trim().replace(/^type /, "").split(/ as /).pop()!.trim())
+        const api = readFileSync(join(ROOT, "docs/api.md"), "utf8")
+        const table = api.slice(api.indexOf("## Exports"), api.indexOf("\n## ", api.indexOf("## Exports") + 1))
+        const documented = new Set<string>()
+        for (const row of table.split("\n").filter((l) => l.startsWith("| `"))) for (const m of row.split(" | ")[0]!.matchAll(/`(\w+)`/g)) documented.add(m[1]!)
+        assert.ok(exported.size > 10, "src/server/index.ts: no exports found")
+        assert.deepEqual([...exported].filter((n) => !documented.has(n)), [], "exported, missing from docs/api.md")
+        assert.deepEqual([...documented].filter((n) => !exported.has(n)), [], "in docs/api.md, not exported")
     })
 
     it("the README is a user guide of at most about 20 KB", function () {
