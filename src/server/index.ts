@@ -2,9 +2,12 @@
 // - Server: accepts boards and Node clients; one Connection per client id.
 // - Connection, Client: the same socket-like interface (readline, readlines, write with
 //   qos and wait, status, connected, for await); Client reconnects forever.
-// - LinkError: every error the library throws, with a `code`.
+// - LinkError: what the library refuses, with a `code` (the few other errors:
+//   docs/api.md, "Errors").
 // - makeLogger, silentLogger: the pino loggers the CLI uses; pass `logger`.
-// - parseKeys, loadKeyFile, KeyFileError: the per-client key file.
+// - parseKeys, parseKeyFile, loadKeyFile, KeyFileError: the per-client key file.
+// - HttpStatus, Fleet: metrics, status API and dashboard; openState: the
+//   delivery state on disk; Gateway: the MQTT gateway.
 // - requestDeploy: what `devs-iot deploy` does, as a call on an admin's Client.
 // Documented in the README ("The API") and docs/api.md, with every option in docs/settings.md;
 // runnable examples in examples/.

@@ -1,8 +1,9 @@
 // The docs stay true to the code and the repository stands alone: the
 // settings table is what tools/settings-doc.mjs generates from the code,
 // every relative link resolves inside the repository, every protocol section
-// the code cites exists, docs/api.md lists the package's exports, and no text
-// names a tracker's issue number.
+// the code cites exists, docs/api.md lists the package's exports,
+// docs/architecture.md names every source file, and no text names a tracker's
+// issue number.
 import assert from "node:assert/strict"
 import { execFileSync } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
@@ -111,6 +112,14 @@ describe("docs", function () {
         assert.ok(exported.size > 10, "src/server/index.ts: no exports found")
         assert.deepEqual([...exported].filter((n) => !documented.has(n)), [], "exported, missing from docs/api.md")
         assert.deepEqual([...documented].filter((n) => !exported.has(n)), [], "in docs/api.md, not exported")
+    })
+
+    it("docs/architecture.md names every source file of src/shared, src/server and src/device", function () {
+        const arch = readFileSync(join(ROOT, "docs/architecture.md"), "utf8")
+        const sources = ["src/shared", "src/server", "src/device"].flatMap((d) => files(join(ROOT, d), (p) => p.endsWith(".ts") && !p.includes("dashboard")))
+        assert.ok(sources.length > 50, "no sources found")
+        const unnamed = sources.map((p) => relative(ROOT, p)).filter((rel) => !new RegExp(`\\b${rel.split("/").pop()!.replace(".", "\\.")}\\b`).test(arch))
+        assert.deepEqual(unnamed, [])
     })
 
     it("the README is a user guide of at most about 20 KB", function () {
