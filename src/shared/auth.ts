@@ -26,7 +26,7 @@
 // `!hello epoch=<Ec>`; the server then refuses it unless the id may stay plain.
 
 import { Crypto, isHex, sameBytes } from "./crypto.js"
-import { helloField, maxField } from "./hello.js"
+import { maxField } from "./hello.js"
 import { DirectionKeys, Session } from "./seal.js"
 
 export const NONCE_HEX = 32

@@ -30,7 +30,7 @@ import type { Session } from "./seal.js"
 import { refusalLine } from "./refusal.js"
 import { isReport, parseReport } from "./report.js"
 import { parseMax, sealedLimit } from "./limits.js"
-import { Link, min, SocketState } from "./link.js"
+import { Link, SocketState } from "./link.js"
 
 // A server's socket: its probe and hello.
 export class ServerSocket extends SocketState {
