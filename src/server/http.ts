@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http"
 import { isIP } from "node:net"
 import { LinkError } from "../shared/index.js"
+import { checkOptionKeys, type OptionKeys } from "./options.js"
 import { intIn } from "../shared/config.js"
 import { Fleet, type BoardStatus } from "./fleet.js"
 import { Metrics } from "./metrics.js"
@@ -32,6 +33,8 @@ export interface HttpOptions {
     allowedHosts?: string[]
     logger?: Logger
 }
+
+const HTTP_KEYS: OptionKeys<HttpOptions> = { port: true, host: true, token: true, allowedHosts: true, logger: true }
 
 const MAX_RESPONSE_BYTES = 1048576 // a board list is cut here (the answer says where to go on)
 const MAX_PAGE_BOARDS = 1000
@@ -101,9 +104,11 @@ export class HttpStatus {
     private allowedHosts: Set<string>
 
     constructor(server: Server, opts: HttpOptions) {
-        this.wantedPort = intIn("httpPort", opts.port, 0, 0, 65535)
+        checkOptionKeys(opts, HTTP_KEYS, "new HttpStatus()")
+        if (opts === undefined) throw new LinkError("ECONFIG", "new HttpStatus() needs its options: { port } at least")
+        this.wantedPort = intIn("port", opts.port, 0, 0, 65535)
         if (opts.host !== undefined && (typeof opts.host !== "string" || opts.host === ""))
-            throw new LinkError("ECONFIG", "httpHost must be a non-empty string")
+            throw new LinkError("ECONFIG", "host must be a non-empty string")
         this.host = opts.host ?? "127.0.0.1"
         this.allowedHosts = new Set(checkHostNames(opts.allowedHosts ?? []))
         // Only the hash is kept; comparing hashes of equal length in constant

@@ -472,6 +472,18 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             await assert.rejects(get(port, "/metrics"), { code: "ECONNREFUSED" })
         })
 
+        it("new HttpStatus() refuses (ECONFIG) an option key it does not take, by name, as new Server() does, and names the option a bad value is for", function () {
+            const server = new Server({ port: 0 })
+            const js = <T>(o: unknown) => o as T // plain JS: no type check
+            const econfig = (re: RegExp) => (e: Error & { code?: string }) => e.code === "ECONFIG" && re.test(e.message)
+            // Before, a misspelt key was ignored: { prot, tokn } served on a free port with the actions off.
+            assert.throws(() => new HttpStatus(server, js({ prot: 9000 })), econfig(/^prot is not an option of new HttpStatus\(\) \(did you mean port\?\)$/))
+            assert.throws(() => new HttpStatus(server, js({ port: 0, tokn: TOKEN })), econfig(/^tokn is not an option of new HttpStatus\(\) \(did you mean token\?\)$/))
+            assert.throws(() => new HttpStatus(server, js(undefined)), econfig(/^new HttpStatus\(\) needs its options/))
+            assert.throws(() => new HttpStatus(server, { port: -1 }), econfig(/^port must be/))
+            assert.throws(() => new HttpStatus(server, { port: 0, host: "" }), econfig(/^host must be a non-empty string$/))
+        })
+
         it("the token is compared in constant time (hashes, timingSafeEqual) and only its hash is kept", function () {
             const src = readFileSync(join(ROOT, "src/server/http.ts"), "utf-8")
             assert.match(src, /timingSafeEqual\(sha256\(/)
