@@ -22,6 +22,7 @@ import { hostname } from "node:os"
 import { createServer, type Server as NetServer } from "node:net"
 import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
 import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
+import { show } from "../shared/config.js"
 import { Server, SERVER_KEYS, type ServerOptions } from "./server.js"
 import { checkOptionKeys, type OptionKeys } from "./options.js"
 import { LogBudget } from "./admission.js"
@@ -653,7 +654,7 @@ export class Gateway {
         this.backoffFirst = opts.mqttBackoffFirst ?? 200
         this.backoffCap = opts.mqttBackoffCap ?? 5000
         if (!(this.backoffFirst >= 10 && this.backoffCap >= this.backoffFirst && this.backoffCap <= 600000))
-            throw new LinkError("ECONFIG", "mqttBackoffFirst must be at least 10 ms and at most mqttBackoffCap (at most 600000)")
+            throw new LinkError("ECONFIG", `mqttBackoffFirst must be at least 10 ms and at most mqttBackoffCap, which is at most 600000; got ${show(this.backoffFirst)} and ${show(this.backoffCap)}`)
         if (opts.mqtt !== undefined) {
             const b = brokerAddress(opts.mqtt)
             this.brokerUrl = b.url

@@ -194,6 +194,8 @@ describe("server and Node client over loopback", function () {
             const server = { port: 0, host: "127.0.0.1", expected: ["a"], strictIds: true, logger: silent, keys: {}, revoked: [], allowPlain: [], encrypt: true, pushKeys: true, limits: { maxClients: 3, idTimeout: 1000 }, state: undefined, ackDelay: 10, onFull: "pause" as const }
             new Server({ ...server, epochFor: () => undefined })
             new Gateway({ ...server, mqtt: "mqtt://127.0.0.1:1883", brokerPort: 0, brokerHost: "127.0.0.1", name: "g", mqttBackoffFirst: 100, mqttBackoffCap: 1000 })
+            // A bad value is refused with what was given.
+            assert.throws(() => new Gateway({ mqttBackoffFirst: 5 }), econfig(/^mqttBackoffFirst must be at least 10 ms .*; got 5 and 5000$/))
         })
 
         it("close(): pending reads and writes reject with ECLOSED; the server stops listening", async function () {
