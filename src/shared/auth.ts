@@ -29,8 +29,8 @@ import { Crypto, isHex, sameBytes } from "./crypto.js"
 import { maxField } from "./hello.js"
 import { DirectionKeys, Session } from "./seal.js"
 
-export const NONCE_HEX = 32
-export const PROOF_HEX = 64
+const NONCE_HEX = 32
+const PROOF_HEX = 64
 export const KEY_BYTES = 32
 
 // `max`: the sender's line limit (limits.ts); in the transcript as Ms / Mc.

@@ -13,7 +13,7 @@
 // either authenticates, and the outcome says which (keyIndex), so that the
 // session ends when that key is removed.
 
-import { answerLine, challengeLine, deriveSession, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
+import { challengeLine, deriveSession, newNonce, proof, proofLine, proofOk, Transcript, validNonce } from "./auth.js"
 import { parseLine } from "./codec.js"
 import { Crypto } from "./crypto.js"
 import { HandoffFramer } from "./framer.js"
@@ -21,7 +21,7 @@ import { helloField, parseHello, ProbeCount } from "./hello.js"
 import { Session } from "./seal.js"
 import { parseMax } from "./limits.js"
 
-export const REFUSED_LINE = "!auth refused\n"
+const REFUSED_LINE = "!auth refused\n"
 
 export type AuthOutcome =
     | { kind: "auth"; session: Session; peerEpoch: string; rest: Buffer[]; keyIndex: number; mustEncrypt: boolean; peerMax: number }
@@ -127,6 +127,3 @@ export class ServerAuth {
         return o
     }
 }
-
-// Re-exported for tests that play a client by hand.
-export { answerLine }

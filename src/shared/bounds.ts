@@ -6,7 +6,7 @@ import { MAX_ID_BYTES } from "./idline.js"
 
 // Bounds on a connection before its link is up (its id line, its early
 // lines, how many such connections there may be) and on the ids kept.
-export const ADMISSION_BOUNDS: Setting[] = [
+const ADMISSION_BOUNDS: Setting[] = [
     { name: "idTimeout", flag: "id-timeout", arg: "MS", min: 100, max: 3600000, dflt: 0, dfltText: "2 x timeout", doc: "a connection's id line must be complete this long after accept" },
     { name: "maxIdBytes", flag: "max-id-bytes", arg: "N", min: MAX_ID_BYTES, max: 65536, dflt: MAX_ID_BYTES, doc: "longest id line" },
     { name: "maxEarlyLineRate", flag: "max-early-lines", arg: "N", min: 16, max: 1000000, dflt: 64, doc: "lines per second a connection may send before its link is up" },

@@ -5,7 +5,7 @@
 import { hexByte, hexId } from "./hex.js"
 
 export const NEWLINE = 10
-export const EXT_MARK = 33 // "!": never a hex digit, so never a v1 line
+const EXT_MARK = 33 // "!": never a hex digit, so never a v1 line
 
 export type Line =
     | { kind: "keepalive" }

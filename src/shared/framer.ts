@@ -19,7 +19,7 @@ import { NEWLINE } from "./codec.js"
 
 export type Frame = { kind: "line"; line: Buffer } | { kind: "too-long"; limit: number; head: Buffer }
 
-export const HEAD = 2
+const HEAD = 2
 
 // Marks, in the queue, where an over-long line stood.
 const CUT = Buffer.alloc(0)

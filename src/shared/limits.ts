@@ -17,11 +17,11 @@ import { hexByte, hexId } from "./hex.js"
 import { isWhole } from "./whole.js"
 
 export const CCM_MAX_PLAIN = 65535
-export const ID_CHARS = 2
+const ID_CHARS = 2
 export const MAX_ENCRYPTED_LINE = CCM_MAX_PLAIN - ID_CHARS
 // Bounds of an announced limit; outside them the announcement is ignored.
-export const MIN_LINE_LIMIT = 16
-export const MAX_LINE_LIMIT = 16777216
+const MIN_LINE_LIMIT = 16
+const MAX_LINE_LIMIT = 16777216
 
 // The value of a " max=<n>" field in a hello, or -1 when absent or not a
 // whole number in range.
@@ -68,10 +68,10 @@ export function sealedLimit(maxLineBytes: number): number {
 // hold; the rest, at most 16 KB and never less than one sealed line
 // (sealedLimit). `short` > 0: the heap cannot hold all the buffers
 // by that many bytes (the board logs it at start, naming the settings).
-export const RUNTIME_BASE = 24576
-export const FRAMING_MAX = 16384
+const RUNTIME_BASE = 24576
+const FRAMING_MAX = 16384
 
-export interface HeapBudget {
+interface HeapBudget {
     heap: number
     maxLineBytes: number
     buffers: number // the link's other bounded buffers (receive queue, backlog, send queue, in flight)

@@ -23,10 +23,6 @@ export function rekeyLine(crypto: Crypto, key: Buffer, id: string): string {
     return "!rekey key=" + key.toString("hex") + " kcv=" + kcvOf(crypto, key, id)
 }
 
-export function rekeyedLine(kcv: string): string {
-    return "!rekeyed kcv=" + kcv + "\n"
-}
-
 // The key a `!rekey` line carries for `id`, or why it is refused.
 export function parseRekey(crypto: Crypto, id: string, text: string): Buffer | string {
     const hex = helloField(text, "key")

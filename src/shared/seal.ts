@@ -23,10 +23,10 @@ import { hexByte, hexDigit } from "./hex.js"
 import { CCM_MAX_PLAIN } from "./limits.js"
 import { LinkError } from "./errors.js"
 
-export const MAC_HEX = 32
-export const SEQ_HEX = 8
+const MAC_HEX = 32
+const SEQ_HEX = 8
 // Closes the connection before a sequence number could wrap; the next one has new keys.
-export const SEQ_MAX = 2147483647
+const SEQ_MAX = 2147483647
 
 export interface DirectionKeys {
     mac: Buffer

@@ -398,7 +398,7 @@ export class Sender {
 
 // write()'s checks (docs/protocol.md: a payload is never empty, has no inner
 // "\n", and fits the maximum). One trailing "\n" is allowed and removed.
-export function checkLine(line: string, maxLineBytes: number): Buffer {
+function checkLine(line: string, maxLineBytes: number): Buffer {
     let text = line
     if (typeof text !== "string") throw new LinkError("ETYPE", "write() takes a string, got " + typeof text)
     if (text.length > 0 && text.charCodeAt(text.length - 1) === 10) text = text.slice(0, text.length - 1)
