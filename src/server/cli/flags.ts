@@ -10,6 +10,15 @@ import { LISTEN_PORT } from "../server.js"
 import { KeyFileError, modeWarning, parseClientKey, readSecret } from "../keys.js"
 import type { Logger } from "../log.js"
 
+// A flag of a command (main.ts, ota.ts): its help, and what it takes.
+export interface Opt {
+    type: "string" | "boolean"
+    help: string
+    arg?: string
+    option?: string // the library option it sets, where its name is not the flag's in camelCase (docs/settings.md)
+    range?: IntOpt["range"] // a whole number: its range and default
+}
+
 export interface IntOpt {
     type: "string"
     arg: string

@@ -8,7 +8,7 @@ import { checkClientId } from "../../shared/index.js"
 import { closest } from "../options.js"
 import { SERVER_BOUNDS } from "../../shared/bounds.js"
 import { TIMEOUT } from "../../shared/config.js"
-import { clientKey, FLAGS, FlagError, hexKey, readInt, readKeyFile, type IntOpt } from "./flags.js"
+import { clientKey, FLAGS, FlagError, hexKey, readInt, readKeyFile, type IntOpt, type Opt } from "./flags.js"
 import { Client } from "../client.js"
 import { makeLogger, LEVELS, type Level, type Logger } from "../log.js"
 import { Server } from "../server.js"
@@ -29,14 +29,6 @@ import { join, resolve as resolvePath } from "node:path"
 import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, OTA_SIM_OPTIONS, runDeploy, runSimWithOta, startOta } from "./ota.js"
 
 class UsageError extends FlagError {}
-
-interface Opt {
-    type: "string" | "boolean"
-    help: string
-    arg?: string
-    option?: string // the library option it sets, where its name is not the flag's in camelCase (docs/settings.md)
-    range?: IntOpt["range"] // a whole number: its range and default (flags.ts)
-}
 
 const COMMON: Record<string, Opt> = {
     timeout: { type: "string", arg: "MS", help: `${TIMEOUT.doc} (default ${TIMEOUT.dflt})` },

@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { LinkError } from "../../shared/index.js"
 import { TIMEOUT } from "../../shared/config.js"
 import { Client } from "../client.js"
-import { clientKey, FLAGS, readInt, type IntOpt } from "./flags.js"
+import { clientKey, FLAGS, readInt, type Opt } from "./flags.js"
 import { KeyFileError, loadKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
@@ -18,7 +18,6 @@ import { checkImage, MAX_IMAGE_BYTES } from "../ota/wssk.js"
 
 const CONNECT_WITHIN = 15000 // ms for the deploy command to reach the server
 
-type Opt = { type: "string" | "boolean"; help: string; arg?: string; range?: IntOpt["range"] }
 type Values = Record<string, string | boolean | undefined>
 
 export const OTA_SERVER_OPTIONS: Record<string, Opt> = {
