@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, setAuth, nextServer, parseServers, nodeDefaults, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, setAuth, nextServer, parseServers, nodeDefaults, reportLine, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
 import { clock, LinkDriver } from "./driver.js"
 import { keyFrom } from "./keys.js"
@@ -135,8 +135,14 @@ export class Client extends LinkDriver<ClientLink> {
     }
 
     // Sends a report of this client (report.ts) if its link is up with a
-    // devs-iot server; false otherwise (a v1 server never sees one).
+    // devs-iot server; false otherwise (a v1 server never sees one). A bad
+    // field is refused (ECONFIG) whether the link is up or not.
     sendReport(r: Report): boolean {
+        try {
+            reportLine(r)
+        } catch (e) {
+            throw new LinkError("ECONFIG", `sendReport(): ${(e as Error).message}`)
+        }
         const sent = this.link.sendReport(r)
         if (sent) this.pump()
         return sent

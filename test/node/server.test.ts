@@ -198,6 +198,14 @@ describe("server and Node client over loopback", function () {
             assert.throws(() => new Gateway({ mqttBackoffFirst: 5 }), econfig(/^mqttBackoffFirst must be at least 10 ms .*; got 5 and 5000$/))
         })
 
+        it("client.sendReport() refuses a bad field with ECONFIG, linked or not (before: a plain Error when up, nothing when down)", function () {
+            const c = new Client({ id: "a" }) // never started: no link
+            const econfig = (re: RegExp) => (e: Error & { code?: string }) => e.code === "ECONFIG" && re.test(e.message)
+            assert.throws(() => c.sendReport({ firmware: "a b", uptime: 1, reconnects: 0 }), econfig(/^sendReport\(\): firmware must be 1-32 characters/))
+            assert.throws(() => c.sendReport({ firmware: "1.0", uptime: -1, reconnects: 0 }), econfig(/^sendReport\(\): uptime must be/))
+            assert.equal(c.sendReport({ firmware: "1.0", uptime: 1, reconnects: 0 }), false)
+        })
+
         it("close(): pending reads and writes reject with ECLOSED; the server stops listening", async function () {
             const server = await startServer()
             const c = startClient(server, "a")
