@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import { isIP } from "node:net"
 import { LinkError } from "../shared/index.js"
 import { checkOptionKeys, type OptionKeys } from "./options.js"
-import { intIn } from "../shared/config.js"
+import { intIn, show } from "../shared/config.js"
 import { Fleet, type BoardStatus } from "./fleet.js"
 import { Metrics } from "./metrics.js"
 import type { Server } from "./server.js"
@@ -69,7 +69,7 @@ export function checkToken(token: unknown): string {
 
 // The names, lowercased, or an error naming the first that is not a host name.
 export function checkHostNames(names: unknown): string[] {
-    if (!Array.isArray(names)) throw new LinkError("ECONFIG", "the allowed host names must be a list")
+    if (!Array.isArray(names)) throw new LinkError("ECONFIG", `allowedHosts must be a list of host names, got ${show(names)}`)
     return names.map((h: unknown) => {
         if (typeof h !== "string" || !/^[A-Za-z0-9._-]{1,253}$/.test(h)) throw new LinkError("ECONFIG", `${JSON.stringify(h)} is not a host name`)
         return h.toLowerCase()

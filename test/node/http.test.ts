@@ -482,6 +482,7 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.throws(() => new HttpStatus(server, js(undefined)), econfig(/^new HttpStatus\(\) needs its options/))
             assert.throws(() => new HttpStatus(server, { port: -1 }), econfig(/^port must be/))
             assert.throws(() => new HttpStatus(server, { port: 0, host: "" }), econfig(/^host must be a non-empty string$/))
+            assert.throws(() => new HttpStatus(server, js({ port: 0, allowedHosts: "iot.lan" })), econfig(/^allowedHosts must be a list of host names, got "iot.lan"$/))
         })
 
         it("the token is compared in constant time (hashes, timingSafeEqual) and only its hash is kept", function () {
