@@ -21,14 +21,14 @@ interface OtaGatewayOptions {
     keys: Map<string, Buffer> // board id -> its 32-byte wssk key
     logger?: Logger
     handshakeTimeout?: number // ms from accept to the board's proof; default 10000
+    idleTimeout?: number // ms without a message from the board; default 40000 (it pings after 16 s)
+    maxSockets?: number // sockets at once; default 64
 }
 
 export const BOARD_PATH = /^\/wssk\/([A-Za-z0-9._:-]{1,64})$/
 const STREAM_MASK = Streaming.Dmesg | Streaming.Exceptions
 const STREAM_REFRESH_MS = 10000 // the board drops temporary streaming after ~16 s
-const MAX_SOCKETS = 64 // sockets at once
 const MAX_PER_ADDRESS = 4 // sockets from one address (a board needs one; a rollback must find room)
-const IDLE_WITHIN = 40000 // ms without a message from the board (it pings after 16 s)
 const REQUEST_WITHIN = 3000 // ms from accept to the HTTP upgrade request (a board sends it at once)
 const WARNINGS_PER_SECOND = 10 // logged; the rest counted and told in the next logged line
 // A session's program lines logged (at info): a burst of this many, then this
@@ -55,6 +55,8 @@ export class OtaGateway extends EventEmitter {
     private sessions = new Map<string, BoardSession>()
     private sockets = new Set<Socket>()
     private readonly handshakeTimeout: number
+    private readonly idleTimeout: number
+    private readonly maxSockets: number
     private boundPort = 0
 
     constructor(private opts: OtaGatewayOptions) {
@@ -63,6 +65,8 @@ export class OtaGateway extends EventEmitter {
         this.keys = opts.keys
         this.log = (opts.logger ?? silentLogger()).child({ ota: "gateway" })
         this.handshakeTimeout = opts.handshakeTimeout ?? 10000
+        this.idleTimeout = opts.idleTimeout ?? 40000
+        this.maxSockets = opts.maxSockets ?? 64
         this.net = createServer((s) => this.accept(s))
     }
 
@@ -116,8 +120,8 @@ export class OtaGateway extends EventEmitter {
     private accept(socket: Socket): void {
         const address = `${socket.remoteAddress}:${socket.remotePort}`
         const from = socket.remoteAddress ?? ""
-        if (this.sockets.size >= MAX_SOCKETS || (this.perAddress.get(from) ?? 0) >= MAX_PER_ADDRESS) {
-            this.warn("too-many", address, this.sockets.size >= MAX_SOCKETS ? `over ${MAX_SOCKETS} sockets: refused` : `over ${MAX_PER_ADDRESS} sockets from ${from}: refused`)
+        if (this.sockets.size >= this.maxSockets || (this.perAddress.get(from) ?? 0) >= MAX_PER_ADDRESS) {
+            this.warn("too-many", address, this.sockets.size >= this.maxSockets ? `over ${this.maxSockets} sockets: refused` : `over ${MAX_PER_ADDRESS} sockets from ${from}: refused`)
             socket.destroy()
             return
         }
@@ -141,7 +145,7 @@ export class OtaGateway extends EventEmitter {
         }
         const feedIdle = () => {
             if (idle) clearTimeout(idle)
-            idle = setTimeout(() => cut("idle", `silent for ${IDLE_WITHIN} ms`), IDLE_WITHIN)
+            idle = setTimeout(() => cut("idle", `silent for ${this.idleTimeout} ms`), this.idleTimeout)
         }
         const cut = (code: string, detail: string) => {
             this.warn(code, address, `${detail}: connection closed`, id)
