@@ -331,29 +331,34 @@ export class DiskState implements StateStore {
         return { link, owed, kept }
     }
 
+    // The id's key is made on its first record: a stranger's id (its link
+    // never up, its Connection dropped with its socket) records nothing,
+    // and leaves nothing in `keys` either, however many come over weeks.
     forId(id: string): LinkStore {
-        const key = this.keyOf(id)
+        let key: Buffer | undefined
+        const k = () => (key ??= this.keyOf(id))
         const f = this.frame
         return {
             saveLink: (r) => {
+                k()
                 this.links.set(id, r)
                 this.pending(id).link = r
             },
             putOwed: (o) => {
-                f.owed(key, o)
+                f.owed(k(), o)
                 putOwed(this.pending(id), o)
             },
-            dropOwed: (k) => {
-                f.drop(J_DROP_OWED, key, k)
-                dropOwed(this.pending(id), k)
+            dropOwed: (n) => {
+                f.drop(J_DROP_OWED, k(), n)
+                dropOwed(this.pending(id), n)
             },
-            putKept: (k) => {
-                f.kept(key, k)
-                putKept(this.pending(id), k)
+            putKept: (x) => {
+                f.kept(k(), x)
+                putKept(this.pending(id), x)
             },
-            dropKept: (k) => {
-                f.drop(J_DROP_KEPT, key, k)
-                dropKept(this.pending(id), k)
+            dropKept: (n) => {
+                f.drop(J_DROP_KEPT, k(), n)
+                dropKept(this.pending(id), n)
             },
         }
     }
