@@ -1,7 +1,8 @@
 // Prometheus metrics of a server (GET /metrics). Labels take values from
 // fixed lists only (directions, outage kinds, warning codes), never a board
 // id, so a fleet of any size gives the same number of series. Counters are
-// summed from the Connections' own counters at scrape time: nothing is added
+// summed from the Connections' own counters at scrape time (with those of
+// the Connections the server let go of, fleet.ts): nothing is added
 // to the path of a line, except one histogram sample per round trip.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
 import { AUTH_FAILURES, CAPS, OUTAGE_KINDS, type Fleet, type FleetTotals } from "./fleet.js"
