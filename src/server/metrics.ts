@@ -5,6 +5,7 @@
 // the Connections the server let go of, fleet.ts): nothing is added
 // to the path of a line, except one histogram sample per round trip.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
+import { clock } from "./driver.js"
 import { AUTH_FAILURES, CAPS, OUTAGE_KINDS, type Fleet, type FleetTotals } from "./fleet.js"
 
 export class Metrics {
@@ -95,7 +96,7 @@ export class Metrics {
 
     // One pass over the Connections per scrape, shared by every metric.
     private totals(): FleetTotals {
-        const now = Date.now()
+        const now = clock()
         if (!this.cached || now - this.cached.at > 100) this.cached = { at: now, t: this.fleet.totals() }
         return this.cached.t
     }
