@@ -115,7 +115,7 @@ describe("devs-iot CLI", function () {
             // The VM has made its flash once it runs the image.
             await sim.waitFor(/self-deployed/, 30000, "stdout")
             process.kill(sim.child.pid!, "SIGINT")
-            await within(sim.exited, 10000, "exit after SIGINT")
+            assert.equal(await within(sim.exited, 10000, "exit after SIGINT"), 0, "stopped by SIGINT: exit 0")
             assert.deepEqual(readdirSync(cwd), [], "the current folder")
             assert.deepEqual(readdirSync(tmp), [], "the temp folder")
         } finally {
