@@ -580,9 +580,11 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
     if (!cfg.verbose) hintIfNoServer(cfg.host, cfg.port, (line) => process.stderr.write(line + "\n"))
     const url = str(values, "ota-url")
     const run = url !== undefined ? await runSimWithOta(image.image, cfg.id, url, (line) => process.stdout.write(line + "\n")).then(({ vm, stop }) => ({ exited: vm.exited.then(() => vm.child.exitCode), stop })) : await runSim(image.image, (line) => process.stdout.write(line + "\n"))
+    // Stopped by a signal: the VM's kill is no failure.
+    let stopping = false
     const code = await Promise.race([
-        run.exited.then((c) => (c === 0 ? 0 : 1)),
-        shutdownOnSignal(makeLogger("warn", false), () => run.stop()),
+        run.exited.then((c) => (c === 0 || stopping ? 0 : 1)),
+        shutdownOnSignal(makeLogger("warn", false), () => ((stopping = true), run.stop())),
     ])
     image.remove()
     return code

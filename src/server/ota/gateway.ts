@@ -351,7 +351,7 @@ export class BoardSession {
                 if (payload.length <= MAX_TO_BOARD - 1) this.send([[Cmd.PingCloud, payload]])
                 return
             case Cmd.Dmesg:
-                for (const line of this.splitter.push(payload)) this.logLine(line)
+                for (const line of this.splitter.push(payload)) if (line !== "") this.logLine(line)
                 return
             case Cmd.ExceptionReport:
                 if (this.reportBytes + payload.length <= MAX_REPORT_BYTES) {
