@@ -31,6 +31,11 @@ export interface StateStore {
     // Makes every record so far durable. Throws StateError when the disk
     // refuses (full, gone): the caller must not send what depends on it.
     commit(): void
+    // Writes the disk refused so far (journal or database), and why the
+    // last one failed while the disk still refuses (undefined once a write
+    // holds again): for the metrics. Optional: a store of one's own may leave them out.
+    readonly writeFailures?: number
+    readonly writeError?: string | undefined
     close(): void
 }
 
@@ -54,6 +59,8 @@ type Key = [string, number] | [string, number, number]
 export class MemoryState implements StateStore {
     readonly where = "memory"
     readonly durable = false
+    readonly writeFailures = 0
+    readonly writeError = undefined
     private ids = new Map<string, { link?: LinkRecord; owed: Map<number, OwedLine>; kept: Map<number, KeptLine> }>()
 
     load(id: string): SavedLink | undefined {
@@ -156,6 +163,8 @@ export class DiskState implements StateStore {
     private journalFile: string
     private timer: NodeJS.Timeout
     private checkpointError: Error | undefined
+    private journalError: Error | undefined
+    private failures = 0
     private closed = false
 
     private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number) {
@@ -168,8 +177,9 @@ export class DiskState implements StateStore {
             try {
                 this.commit() // what waits for no output (drops) is committed here at the latest
                 this.checkpoint()
-            } catch (e) {
-                this.checkpointError = e as Error // the journal keeps the records; commit() reports it past JOURNAL_LIMIT
+            } catch {
+                // Counted in writeFailures; the journal keeps the records,
+                // and commit() fails past JOURNAL_LIMIT.
             }
         }, CHECKPOINT_MS)
         this.timer.unref()
@@ -305,17 +315,29 @@ export class DiskState implements StateStore {
             s.check(data)
             // Commits of the last life not yet in LMDB: applied, then the journal starts empty.
             for (const r of recs) s.replay(r)
-            s.checkpoint()
         } catch (e) {
             s.shut()
             throw e
         }
+        // A disk that refuses the checkpoint (full) does not keep the
+        // server from starting: the journal holds the records, as when a
+        // checkpoint fails while it runs, and the next ones try again.
+        try {
+            s.checkpoint()
+        } catch (e) {
+            opts.logger?.error({ state: dir, code: (e as StateError).code }, `${(e as Error).message}: started anyway; the journal holds the records until a checkpoint succeeds`)
+        }
         return s
     }
 
+    // Read from LMDB: an id with records not yet there is checkpointed
+    // first. Others are read as they are, so a disk that refuses the
+    // checkpoint (full) keeps only the ids it holds records of from coming up.
     load(id: string): SavedLink | undefined {
-        this.commit()
-        this.checkpoint()
+        if (this.unflushed.has(id)) {
+            this.commit()
+            this.checkpoint()
+        }
         const link = this.db.get([id, LINK]) as LinkRecord | undefined
         if (link === undefined) return undefined
         const owed: OwedLine[] = []
@@ -366,6 +388,14 @@ export class DiskState implements StateStore {
         this.unflushedRecords++
     }
 
+    get writeFailures(): number {
+        return this.failures
+    }
+
+    get writeError(): string | undefined {
+        return (this.journalError ?? this.checkpointError)?.message
+    }
+
     // One journal frame, one write(2), for everything recorded since the
     // last commit (and an fdatasync with sync). On failure the frame stays,
     // so the next commit writes it again, nothing that needs it goes out
@@ -374,8 +404,10 @@ export class DiskState implements StateStore {
     commit(): void {
         if (this.frame.isEmpty() && this.links.size === 0) return
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
-        if (this.journalBytes > JOURNAL_LIMIT)
+        if (this.journalBytes > JOURNAL_LIMIT) {
+            this.failures++
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
+        }
         if (this.links.size > 0) {
             this.links.forEach((link, id) => this.frame.link(this.keyOf(id), link))
             this.links.clear()
@@ -397,15 +429,18 @@ export class DiskState implements StateStore {
             } catch {
                 this.torn = true // the next commit cuts it before it writes
             }
-            throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+            this.failures++
+            this.journalError = new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+            throw this.journalError
         }
+        this.journalError = undefined
         this.journalBytes += length
         this.frame.reset()
         if (this.unflushedRecords >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
             try {
                 this.checkpoint()
-            } catch (e) {
-                this.checkpointError = e as Error
+            } catch {
+                // Counted; the journal holds the records until one succeeds.
             }
         }
     }
@@ -420,7 +455,8 @@ export class DiskState implements StateStore {
                 for (const [id, u] of this.unflushed) this.apply(id, u)
             })
         } catch (e) {
-            throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
+            this.failures++
+            throw (this.checkpointError = new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`))
         }
         this.unflushed = new Map()
         this.unflushedRecords = 0
@@ -487,7 +523,12 @@ export class DiskState implements StateStore {
         if (this.closed) return
         try {
             this.commit()
-            this.checkpoint()
+            try {
+                this.checkpoint()
+            } catch {
+                // A full disk: the journal holds what the checkpoint could not
+                // write, and the next start applies it.
+            }
         } finally {
             this.shut()
         }
