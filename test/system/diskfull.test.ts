@@ -142,6 +142,21 @@ process.kill(process.pid, "SIGKILL")`
         assert.deepEqual(saved?.owed.map((o) => Buffer.from(o.payload).toString()), Array.from({ length: 10 }, (_, i) => `owed ${i}`))
     })
 
+    it("a close on a full disk whose commits all held: no error (the checkpoint it cannot write is left in the journal); the next start has every record", async function () {
+        const dir = join(mnt, "state")
+        const st = await openState(dir, { side: "server" })
+        const s = st.forId("closing")
+        s.saveLink({ epoch: "c", peerEpoch: "p", seen: new Array(32).fill(0), newest: -1, nextSeq: 1, received: 0, duplicates: 0, resent: 0 })
+        for (let i = 0; i < 5; i++) s.putOwed({ key: i, seq: -1, wait: false, payload: Buffer.from(`owed ${i}`) })
+        st.commit()
+        const filler = fill(mnt)
+        st.close()
+        rmSync(filler)
+        const again = await openState(dir, { side: "server" })
+        cleanup({ close: () => again.close() })
+        assert.deepEqual(again.load("closing")?.owed.map((o) => Buffer.from(o.payload).toString()), Array.from({ length: 5 }, (_, i) => `owed ${i}`))
+    })
+
     it("the database's map grows past the mapSize it was opened with (lmdb-js grows it on MDB_MAP_FULL)", async function () {
         const dir = join(tmpdir(), `devs-iot-mapfull-${process.pid}`)
         rmSync(dir, { recursive: true, force: true })
