@@ -15,6 +15,7 @@ import { spawnSync } from "node:child_process"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 import type { Logger } from "./log.js"
+import { LogBudget } from "./admission.js"
 import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
@@ -165,9 +166,13 @@ export class DiskState implements StateStore {
     private checkpointError: Error | undefined
     private journalError: Error | undefined
     private failures = 0
+    private refusing = false // the disk refuses writes (writeError), as last logged
+    private logger: Logger | undefined
+    private transitions = new LogBudget(2, 10000) // lines about refusing and holding again
     private closed = false
 
-    private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number) {
+    private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number, logger: Logger | undefined) {
+        this.logger = logger
         this.where = dir
         this.db = db
         this.sync = sync
@@ -309,7 +314,7 @@ export class DiskState implements StateStore {
                 `state file ${journal}: dropped ${dropped} bytes past its last whole frame (byte ${bytes}): a last write cut short by a kill or a power cut`,
             )
         }
-        const s = new DiskState(dir, db, opts.sync === true, fd)
+        const s = new DiskState(dir, db, opts.sync === true, fd, opts.logger)
         s.journalBytes = bytes
         try {
             s.check(data)
@@ -324,8 +329,8 @@ export class DiskState implements StateStore {
         // checkpoint fails while it runs, and the next ones try again.
         try {
             s.checkpoint()
-        } catch (e) {
-            opts.logger?.error({ state: dir, code: (e as StateError).code }, `${(e as Error).message}: started anyway; the journal holds the records until a checkpoint succeeds`)
+        } catch {
+            // Logged (tell) and counted.
         }
         return s
     }
@@ -388,6 +393,20 @@ export class DiskState implements StateStore {
         this.unflushedRecords++
     }
 
+    // One line when the disk starts refusing writes and one when they hold
+    // again (each link's failure is logged by the driver, budgeted too):
+    // at most two every 10 s, however often a nearly full disk flips.
+    private tell(): void {
+        const refusing = this.writeError !== undefined
+        if (refusing === this.refusing) return
+        this.refusing = refusing
+        const pass = this.transitions.pass(refusing ? "refusing" : "holding", Date.now())
+        if (pass === undefined || this.logger === undefined) return
+        if (refusing)
+            this.logger.error({ state: this.where, code: "ESTATE", ...pass }, `state folder ${this.where}: the disk refuses writes (${this.writeError}): no line that needs a record is ACKed or sent until it takes them again`)
+        else this.logger.info({ state: this.where, refused: this.failures, ...pass }, `state folder ${this.where}: writes hold again (${this.failures} refused since start)`)
+    }
+
     get writeFailures(): number {
         return this.failures
     }
@@ -431,9 +450,13 @@ export class DiskState implements StateStore {
             }
             this.failures++
             this.journalError = new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+            this.tell()
             throw this.journalError
         }
-        this.journalError = undefined
+        if (this.journalError !== undefined) {
+            this.journalError = undefined
+            this.tell()
+        }
         this.journalBytes += length
         this.frame.reset()
         if (this.unflushedRecords >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
@@ -456,11 +479,16 @@ export class DiskState implements StateStore {
             })
         } catch (e) {
             this.failures++
-            throw (this.checkpointError = new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`))
+            this.checkpointError = new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
+            this.tell()
+            throw this.checkpointError
         }
         this.unflushed = new Map()
         this.unflushedRecords = 0
-        this.checkpointError = undefined
+        if (this.checkpointError !== undefined) {
+            this.checkpointError = undefined
+            this.tell()
+        }
         ftruncateSync(this.fd, 0)
         this.journalBytes = 0
     }
