@@ -653,9 +653,16 @@ async function takeFolder(dir: string): Promise<void> {
     try {
         if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
         const me = processIdentity(process.pid)
-        if (me === undefined) rmOrFail(join(dir, OWNER_ID))
-        else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
-        writeOrFail(join(dir, OWNER), `${process.pid}\n`)
+        try {
+            if (me === undefined) rmOrFail(join(dir, OWNER_ID))
+            else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
+            writeOrFail(join(dir, OWNER), `${process.pid}\n`)
+        } catch (e) {
+            // A full disk: no half-written owner left behind (the folder of a
+            // first start stays empty).
+            rmSync(join(dir, OWNER_ID), { force: true })
+            throw e
+        }
         openHere.add(realDir(dir))
     } finally {
         rmSync(lock, { recursive: true, force: true })

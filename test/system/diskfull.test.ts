@@ -6,7 +6,7 @@
 // freed; a restart on the full disk starts.
 import assert from "node:assert/strict"
 import { spawnSync } from "node:child_process"
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs"
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pino } from "pino"
@@ -142,6 +142,18 @@ process.kill(process.pid, "SIGKILL")`
         const saved = state.load("in-journal")
         assert.equal(saved?.link.epoch, "b")
         assert.deepEqual(saved?.owed.map((o) => Buffer.from(o.payload).toString()), Array.from({ length: 10 }, (_, i) => `owed ${i}`))
+    })
+
+    it("a first start on a full disk is refused naming the file and ENOSPC, and leaves the folder empty; once space is freed it starts", async function () {
+        const dir = join(mnt, "state")
+        mkdirSync(dir)
+        const filler = fill(mnt)
+        await assert.rejects(openState(dir, { side: "server" }), new RegExp(`state file ${dir}/owner\\.(id|pid): cannot write it: ENOSPC`))
+        assert.deepEqual(readdirSync(dir), [])
+        rmSync(filler)
+        const st = await openState(dir, { side: "server" })
+        cleanup({ close: () => st.close() })
+        assert.equal(st.load("nobody"), undefined)
     })
 
     it("a close on a full disk whose commits all held: no error (the checkpoint it cannot write is left in the journal); the next start has every record", async function () {
