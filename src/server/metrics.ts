@@ -77,6 +77,11 @@ export class Metrics {
         })
         const refusals = this.registry.getSingleMetric("devs_iot_refusals_total") as Counter<"reason">
         sum("devs_iot_keys_pushed_total", "Next keys pushed to boards and confirmed stored (--push-keys)", () => fleet.server.keysPushed())
+        sum("devs_iot_state_write_failures_total", "Writes of the delivery state (--state) the disk refused: each is a batch not ACKed or not sent, tried again (a full disk)", () => fleet.server.stateWrites().failures)
+        new Gauge({
+            name: "devs_iot_state_writable", help: "1 while the delivery state's last writes held, 0 while the disk refuses them (full); 1 in memory", registers: r,
+            collect() { this.set(fleet.server.stateWrites().ok ? 1 : 0) },
+        })
         new Gauge({
             name: "devs_iot_unauthenticated_connections", help: "Connections whose link is not up yet", registers: r,
             collect() { this.set(fleet.server.hostileStats().unauthenticated) },
