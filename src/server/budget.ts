@@ -13,10 +13,13 @@ export class TokenBucket {
         this.tokens = capacity
     }
 
-    // Tokens held at `now` (negative: owed).
+    // Tokens held at `now` (negative: owed). A `now` before the last one
+    // (a clock set back) refills nothing and counts on from there: waiting
+    // for the clock to come back to the old time would refuse every take
+    // for as long as it was set back.
     level(now: number): number {
         if (this.at >= 0 && now > this.at) this.tokens = Math.min(this.capacity, this.tokens + ((now - this.at) * this.perSecond) / 1000)
-        if (now > this.at) this.at = now
+        this.at = now
         return this.tokens
     }
 

@@ -281,14 +281,14 @@ export class Client extends LinkDriver<ClientLink> {
         this.backoff.linkDown(clock(), this.link.cfg.timeout)
         const delay = this.backoff.next(Math.random())
         this.failures++
-        if (this.failures === 1) this.failingSince = Date.now()
+        if (this.failures === 1) this.failingSince = clock()
         // A refusal at warn on the 1st, 2nd, 4th, 8th... in a row. Other
         // failures: the first in a row at info, then "still retrying" at info
         // on failures 8, 16, 32, ... and every 300th (about 10 min at the
         // cap): a server down for an hour shows in the log without filling it.
         const f = this.failures
         const still = f >= 8 && ((f & (f - 1)) === 0 || f % 300 === 0)
-        const fields = { retryIn: delay, failures: f, failingFor: Date.now() - this.failingSince }
+        const fields = { retryIn: delay, failures: f, failingFor: clock() - this.failingSince }
         const refusal = this.refusal
         this.refusal = ""
         if (refusal !== "") this.log[this.backoff.shouldReport() ? "warn" : "debug"]({ ...fields, code: this.refusalCode }, refusal)

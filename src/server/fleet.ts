@@ -104,6 +104,24 @@ export interface FleetTotals {
     roundTripMs: number | null // mean of the boards' smoothed round trips
 }
 
+// The totals that are counters.
+type Counts = Omit<FleetTotals, "boards" | "up" | "roundTripMs">
+
+function addCounts(t: Counts, c: Connection): void {
+    t.connects += c.connects
+    const x = c.traffic
+    t.linesIn += x.linesIn
+    t.linesOut += x.linesOut
+    t.bytesIn += x.bytesIn
+    t.bytesOut += x.bytesOut
+    t.refused += x.refused
+    t.queueFull += x.queueFull
+    const s = c.stats
+    t.resent += s.resent
+    t.duplicates += s.duplicates
+    t.dropped += s.dropped
+}
+
 interface Seen {
     since: number // Date.now()
     outages: number
@@ -153,6 +171,7 @@ export class Fleet extends EventEmitter {
         })
         // The server let go of the Connection: so does the fleet, and of its id's entry.
         this.listen("forget", (conn: Connection) => {
+            if (conn.connects > 0) this.retire(conn)
             this.reportOffs.get(conn)?.()
             this.reportOffs.delete(conn)
             if (this.server.connection(conn.id) === undefined) this.seen.delete(conn.id)
@@ -215,33 +234,34 @@ export class Fleet extends EventEmitter {
         this.emit("change", id)
     }
 
+    // Counters since start (the Connections' own, and those of Connections
+    // the server let go of); boards, up and roundTripMs are of now.
     totals(): FleetTotals {
-        const t: FleetTotals = { boards: 0, up: 0, connects: 0, linesIn: 0, linesOut: 0, bytesIn: 0, bytesOut: 0, resent: 0, duplicates: 0, dropped: 0, refused: 0, queueFull: 0, roundTripMs: null }
+        const r = this.retired
+        const t: FleetTotals = { ...r, boards: 0, up: 0, roundTripMs: null }
         let rtSum = 0
         let rtN = 0
         for (const c of this.server.connections()) {
             if (c.connects === 0) continue
             t.boards++
             if (c.status()) t.up++
-            t.connects += c.connects
-            const x = c.traffic
-            t.linesIn += x.linesIn
-            t.linesOut += x.linesOut
-            t.bytesIn += x.bytesIn
-            t.bytesOut += x.bytesOut
-            t.refused += x.refused
-            t.queueFull += x.queueFull
-            if (x.roundTrip >= 0 && c.status()) {
-                rtSum += x.roundTrip
+            if (c.traffic.roundTrip >= 0 && c.status()) {
+                rtSum += c.traffic.roundTrip
                 rtN++
             }
-            const s = c.stats
-            t.resent += s.resent
-            t.duplicates += s.duplicates
-            t.dropped += s.dropped
+            addCounts(t, c)
         }
         if (rtN > 0) t.roundTripMs = Math.round((rtSum / rtN) * 10) / 10
         return t
+    }
+
+    // The counts of Connections the server let go of (evicted for room,
+    // forgotten): kept, so the metrics' counters never go down as ids come
+    // and go (Prometheus reads a counter that goes down as a restart).
+    private retired: Counts = { connects: 0, linesIn: 0, linesOut: 0, bytesIn: 0, bytesOut: 0, resent: 0, duplicates: 0, dropped: 0, refused: 0, queueFull: 0 }
+
+    private retire(c: Connection): void {
+        addCounts(this.retired, c)
     }
 
     private status(c: Connection): BoardStatus {

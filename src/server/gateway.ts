@@ -28,7 +28,7 @@ import { checkOptionKeys, type OptionKeys } from "./options.js"
 import { LogBudget } from "./admission.js"
 import { isLoopbackHost, listenOn } from "./listen.js"
 import type { Connection } from "./connection.js"
-import type { WriteOptions } from "./driver.js"
+import { clock, type WriteOptions } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
 import { boardEpochProblem, boardTopic, downLine, gatewayTopic, LINK_FILTER, linkRecord, linkTopic, parseLinkRecord, payloadProblem, sessionClientId, TOOK_FILTER, tookTopic, topicIdProblem } from "./topics.js"
 
@@ -275,7 +275,7 @@ class BoardSession {
             }
         })
         c.on("connect", (connack) => {
-            this.upAt = Date.now()
+            this.upAt = clock()
             this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
                 // A new session numbers its packets from 1 again: ids the board
@@ -293,9 +293,9 @@ class BoardSession {
         })
         c.on("close", () => {
             if (this.closed || this.mqtt !== c) return
-            const up = this.upAt < 0 ? -1 : Date.now() - this.upAt
+            const up = this.upAt < 0 ? -1 : clock() - this.upAt
             this.upAt = -1
-            this.backoff.linkDown(Date.now(), STABLE_MS)
+            this.backoff.linkDown(clock(), STABLE_MS)
             const d = this.backoff.next(Math.random())
             c.options.reconnectPeriod = d
             if (up >= 0 && up < STABLE_MS && this.backoff.shouldReport())
@@ -767,7 +767,7 @@ export class Gateway {
         let lastError = "" // told with the next warning: one line per back-off step
         c.on("connect", () => {
             lastError = ""
-            upAt = Date.now()
+            upAt = clock()
             backoff.linkUp(upAt)
             if (lostLogged) this.log.info({ broker: this.brokerUrl }, "broker reachable again")
             lostLogged = false
@@ -783,9 +783,9 @@ export class Gateway {
         })
         c.on("close", () => {
             if (this.closing) return
-            const up = upAt < 0 ? -1 : Date.now() - upAt
+            const up = upAt < 0 ? -1 : clock() - upAt
             upAt = -1
-            backoff.linkDown(Date.now(), STABLE_MS)
+            backoff.linkDown(clock(), STABLE_MS)
             const d = backoff.next(Math.random())
             c.options.reconnectPeriod = d
             if (!backoff.shouldReport()) return

@@ -22,6 +22,7 @@ import { Metrics } from "./metrics.js"
 import type { Server } from "./server.js"
 import { isLoopbackHost, listenOn } from "./listen.js"
 import { LogBudget } from "./admission.js"
+import { clock } from "./driver.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface HttpOptions {
@@ -305,7 +306,7 @@ export class HttpStatus {
     private warn(kind: "host" | "token", o: object, msg: string): void {
         let budget = this.warnings.get(kind)
         if (!budget) this.warnings.set(kind, (budget = new LogBudget(1)))
-        const pass = budget.pass(kind, Date.now())
+        const pass = budget.pass(kind, clock())
         if (pass) this.log.warn({ ...o, ...pass }, msg)
     }
 

@@ -5,6 +5,7 @@ import { once } from "node:events"
 import type { Server as NetServer } from "node:net"
 import type { Logger } from "./log.js"
 import { LogBudget } from "./admission.js"
+import { clock } from "./driver.js"
 
 const ERROR_LOG_EVERY = 5000 // ms between two such log lines
 
@@ -14,7 +15,7 @@ export async function listenOn(server: NetServer, port: number, host: string, lo
     server.removeAllListeners("error") // the one left by the race
     const budget = new LogBudget(1, ERROR_LOG_EVERY)
     server.on("error", (e: NodeJS.ErrnoException) => {
-        const pass = budget.pass(e.code ?? "error", Date.now())
+        const pass = budget.pass(e.code ?? "error", clock())
         if (pass) log.error({ code: e.code, ...pass }, `${what}: ${e.message}; still listening`)
     })
 }

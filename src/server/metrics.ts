@@ -1,9 +1,11 @@
 // Prometheus metrics of a server (GET /metrics). Labels take values from
 // fixed lists only (directions, outage kinds, warning codes), never a board
 // id, so a fleet of any size gives the same number of series. Counters are
-// summed from the Connections' own counters at scrape time: nothing is added
+// summed from the Connections' own counters at scrape time (with those of
+// the Connections the server let go of, fleet.ts): nothing is added
 // to the path of a line, except one histogram sample per round trip.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
+import { clock } from "./driver.js"
 import { AUTH_FAILURES, CAPS, OUTAGE_KINDS, type Fleet, type FleetTotals } from "./fleet.js"
 
 export class Metrics {
@@ -75,6 +77,11 @@ export class Metrics {
         })
         const refusals = this.registry.getSingleMetric("devs_iot_refusals_total") as Counter<"reason">
         sum("devs_iot_keys_pushed_total", "Next keys pushed to boards and confirmed stored (--push-keys)", () => fleet.server.keysPushed())
+        sum("devs_iot_state_write_failures_total", "Writes of the delivery state (--state) the disk refused: each is a batch not ACKed or not sent, tried again (a full disk)", () => fleet.server.stateWrites().failures)
+        new Gauge({
+            name: "devs_iot_state_writable", help: "1 while the delivery state's last writes held, 0 while the disk refuses them (full); 1 in memory", registers: r,
+            collect() { this.set(fleet.server.stateWrites().ok ? 1 : 0) },
+        })
         new Gauge({
             name: "devs_iot_unauthenticated_connections", help: "Connections whose link is not up yet", registers: r,
             collect() { this.set(fleet.server.hostileStats().unauthenticated) },
@@ -94,7 +101,7 @@ export class Metrics {
 
     // One pass over the Connections per scrape, shared by every metric.
     private totals(): FleetTotals {
-        const now = Date.now()
+        const now = clock()
         if (!this.cached || now - this.cached.at > 100) this.cached = { at: now, t: this.fleet.totals() }
         return this.cached.t
     }

@@ -554,6 +554,12 @@ export class Server extends EventEmitter {
         return this.keysPushedCount
     }
 
+    // The delivery state's writes the disk refused, and whether it refuses
+    // them now (a full disk): for the metrics. Zero and true in memory.
+    stateWrites(): { failures: number; ok: boolean } {
+        return { failures: this.state?.writeFailures ?? 0, ok: this.state?.writeError === undefined }
+    }
+
     private onRekeyed(conn: Connection, kcv: string): void {
         const want = this.pushed.get(conn)
         if (want === undefined || want !== kcv) {

@@ -15,6 +15,7 @@ import { spawnSync } from "node:child_process"
 import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 import type { Logger } from "./log.js"
+import { LogBudget } from "./admission.js"
 import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
@@ -31,6 +32,11 @@ export interface StateStore {
     // Makes every record so far durable. Throws StateError when the disk
     // refuses (full, gone): the caller must not send what depends on it.
     commit(): void
+    // Writes the disk refused so far (journal or database), and why the
+    // last one failed while the disk still refuses (undefined once a write
+    // holds again): for the metrics. Optional: a store of one's own may leave them out.
+    readonly writeFailures?: number
+    readonly writeError?: string | undefined
     close(): void
 }
 
@@ -54,6 +60,8 @@ type Key = [string, number] | [string, number, number]
 export class MemoryState implements StateStore {
     readonly where = "memory"
     readonly durable = false
+    readonly writeFailures = 0
+    readonly writeError = undefined
     private ids = new Map<string, { link?: LinkRecord; owed: Map<number, OwedLine>; kept: Map<number, KeptLine> }>()
 
     load(id: string): SavedLink | undefined {
@@ -156,9 +164,15 @@ export class DiskState implements StateStore {
     private journalFile: string
     private timer: NodeJS.Timeout
     private checkpointError: Error | undefined
+    private journalError: Error | undefined
+    private failures = 0
+    private refusing = false // the disk refuses writes (writeError), as last logged
+    private logger: Logger | undefined
+    private transitions = new LogBudget(2, 10000) // lines about refusing and holding again
     private closed = false
 
-    private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number) {
+    private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number, logger: Logger | undefined) {
+        this.logger = logger
         this.where = dir
         this.db = db
         this.sync = sync
@@ -168,8 +182,9 @@ export class DiskState implements StateStore {
             try {
                 this.commit() // what waits for no output (drops) is committed here at the latest
                 this.checkpoint()
-            } catch (e) {
-                this.checkpointError = e as Error // the journal keeps the records; commit() reports it past JOURNAL_LIMIT
+            } catch {
+                // Counted in writeFailures; the journal keeps the records,
+                // and commit() fails past JOURNAL_LIMIT.
             }
         }, CHECKPOINT_MS)
         this.timer.unref()
@@ -299,23 +314,35 @@ export class DiskState implements StateStore {
                 `state file ${journal}: dropped ${dropped} bytes past its last whole frame (byte ${bytes}): a last write cut short by a kill or a power cut`,
             )
         }
-        const s = new DiskState(dir, db, opts.sync === true, fd)
+        const s = new DiskState(dir, db, opts.sync === true, fd, opts.logger)
         s.journalBytes = bytes
         try {
             s.check(data)
             // Commits of the last life not yet in LMDB: applied, then the journal starts empty.
             for (const r of recs) s.replay(r)
-            s.checkpoint()
         } catch (e) {
             s.shut()
             throw e
         }
+        // A disk that refuses the checkpoint (full) does not keep the
+        // server from starting: the journal holds the records, as when a
+        // checkpoint fails while it runs, and the next ones try again.
+        try {
+            s.checkpoint()
+        } catch {
+            // Logged (tell) and counted.
+        }
         return s
     }
 
+    // Read from LMDB: an id with records not yet there is checkpointed
+    // first. Others are read as they are, so a disk that refuses the
+    // checkpoint (full) keeps only the ids it holds records of from coming up.
     load(id: string): SavedLink | undefined {
-        this.commit()
-        this.checkpoint()
+        if (this.unflushed.has(id)) {
+            this.commit()
+            this.checkpoint()
+        }
         const link = this.db.get([id, LINK]) as LinkRecord | undefined
         if (link === undefined) return undefined
         const owed: OwedLine[] = []
@@ -331,29 +358,34 @@ export class DiskState implements StateStore {
         return { link, owed, kept }
     }
 
+    // The id's key is made on its first record: a stranger's id (its link
+    // never up, its Connection dropped with its socket) records nothing,
+    // and leaves nothing in `keys` either, however many come over weeks.
     forId(id: string): LinkStore {
-        const key = this.keyOf(id)
+        let key: Buffer | undefined
+        const k = () => (key ??= this.keyOf(id))
         const f = this.frame
         return {
             saveLink: (r) => {
+                k()
                 this.links.set(id, r)
                 this.pending(id).link = r
             },
             putOwed: (o) => {
-                f.owed(key, o)
+                f.owed(k(), o)
                 putOwed(this.pending(id), o)
             },
-            dropOwed: (k) => {
-                f.drop(J_DROP_OWED, key, k)
-                dropOwed(this.pending(id), k)
+            dropOwed: (n) => {
+                f.drop(J_DROP_OWED, k(), n)
+                dropOwed(this.pending(id), n)
             },
-            putKept: (k) => {
-                f.kept(key, k)
-                putKept(this.pending(id), k)
+            putKept: (x) => {
+                f.kept(k(), x)
+                putKept(this.pending(id), x)
             },
-            dropKept: (k) => {
-                f.drop(J_DROP_KEPT, key, k)
-                dropKept(this.pending(id), k)
+            dropKept: (n) => {
+                f.drop(J_DROP_KEPT, k(), n)
+                dropKept(this.pending(id), n)
             },
         }
     }
@@ -366,6 +398,28 @@ export class DiskState implements StateStore {
         this.unflushedRecords++
     }
 
+    // One line when the disk starts refusing writes and one when they hold
+    // again (each link's failure is logged by the driver, budgeted too):
+    // at most two every 10 s, however often a nearly full disk flips.
+    private tell(): void {
+        const refusing = this.writeError !== undefined
+        if (refusing === this.refusing) return
+        this.refusing = refusing
+        const pass = this.transitions.pass(refusing ? "refusing" : "holding", Date.now())
+        if (pass === undefined || this.logger === undefined) return
+        if (refusing)
+            this.logger.error({ state: this.where, code: "ESTATE", ...pass }, `state folder ${this.where}: the disk refuses writes (${this.writeError}): no line that needs a record is ACKed or sent until it takes them again`)
+        else this.logger.info({ state: this.where, refused: this.failures, ...pass }, `state folder ${this.where}: writes hold again (${this.failures} refused since start)`)
+    }
+
+    get writeFailures(): number {
+        return this.failures
+    }
+
+    get writeError(): string | undefined {
+        return (this.journalError ?? this.checkpointError)?.message
+    }
+
     // One journal frame, one write(2), for everything recorded since the
     // last commit (and an fdatasync with sync). On failure the frame stays,
     // so the next commit writes it again, nothing that needs it goes out
@@ -374,8 +428,10 @@ export class DiskState implements StateStore {
     commit(): void {
         if (this.frame.isEmpty() && this.links.size === 0) return
         if (this.closed) throw new StateError(`state folder ${this.where}: closed`)
-        if (this.journalBytes > JOURNAL_LIMIT)
+        if (this.journalBytes > JOURNAL_LIMIT) {
+            this.failures++
             throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${this.checkpointError?.message ?? "checkpoints fall behind"} (journal over ${JOURNAL_LIMIT} bytes)`)
+        }
         if (this.links.size > 0) {
             this.links.forEach((link, id) => this.frame.link(this.keyOf(id), link))
             this.links.clear()
@@ -397,15 +453,22 @@ export class DiskState implements StateStore {
             } catch {
                 this.torn = true // the next commit cuts it before it writes
             }
-            throw new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+            this.failures++
+            this.journalError = new StateError(`state file ${this.journalFile}: write failed: ${(e as Error).message}`)
+            this.tell()
+            throw this.journalError
+        }
+        if (this.journalError !== undefined) {
+            this.journalError = undefined
+            this.tell()
         }
         this.journalBytes += length
         this.frame.reset()
         if (this.unflushedRecords >= CHECKPOINT_RECORDS || this.journalBytes >= CHECKPOINT_BYTES) {
             try {
                 this.checkpoint()
-            } catch (e) {
-                this.checkpointError = e as Error
+            } catch {
+                // Counted; the journal holds the records until one succeeds.
             }
         }
     }
@@ -420,11 +483,17 @@ export class DiskState implements StateStore {
                 for (const [id, u] of this.unflushed) this.apply(id, u)
             })
         } catch (e) {
-            throw new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
+            this.failures++
+            this.checkpointError = new StateError(`state file ${join(this.where, "data.mdb")}: write failed: ${(e as Error).message}`)
+            this.tell()
+            throw this.checkpointError
         }
         this.unflushed = new Map()
         this.unflushedRecords = 0
-        this.checkpointError = undefined
+        if (this.checkpointError !== undefined) {
+            this.checkpointError = undefined
+            this.tell()
+        }
         ftruncateSync(this.fd, 0)
         this.journalBytes = 0
     }
@@ -487,7 +556,12 @@ export class DiskState implements StateStore {
         if (this.closed) return
         try {
             this.commit()
-            this.checkpoint()
+            try {
+                this.checkpoint()
+            } catch {
+                // A full disk: the journal holds what the checkpoint could not
+                // write, and the next start applies it.
+            }
         } finally {
             this.shut()
         }
@@ -584,9 +658,16 @@ async function takeFolder(dir: string): Promise<void> {
     try {
         if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)
         const me = processIdentity(process.pid)
-        if (me === undefined) rmOrFail(join(dir, OWNER_ID))
-        else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
-        writeOrFail(join(dir, OWNER), `${process.pid}\n`)
+        try {
+            if (me === undefined) rmOrFail(join(dir, OWNER_ID))
+            else writeOrFail(join(dir, OWNER_ID), `${process.pid} ${me}\n`)
+            writeOrFail(join(dir, OWNER), `${process.pid}\n`)
+        } catch (e) {
+            // A full disk: no half-written owner left behind (the folder of a
+            // first start stays empty).
+            rmSync(join(dir, OWNER_ID), { force: true })
+            throw e
+        }
         openHere.add(realDir(dir))
     } finally {
         rmSync(lock, { recursive: true, force: true })

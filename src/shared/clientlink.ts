@@ -15,7 +15,8 @@
 //                 | a hello                              | "up", hello sent
 //                 | any other line (a v1 server)         | "up", the line handled as data
 //   "asked"       | a refusal                            | socket closed
-//                 | any other line (it was let in)       | "up", the line handled as data
+//                 | a keepalive (it was let in)          | "up"
+//                 | anything else                        | socket closed
 //   "auth"        | a keepalive                          | "auth"
 //                 | a refusal                            | socket closed
 //                 | the server's proof, verified         | "up", every line sealed
@@ -121,7 +122,14 @@ export class ClientLink extends Link<ClientSocket> {
             ;(a.steps as KeyedSteps).proof(a, this, c, l, now)
             return true
         }
-        // "asked": the server's next line shows it let this client in.
+        // "asked": a server lets this client in with a keepalive
+        // (serverlink.ts, openHelloed), the line before any other.
+        if (l.kind !== "keepalive") {
+            const why = "challenged for a key this client lacks; not let in"
+            this.notice("refused", why)
+            this.lose(now, why, true)
+            return true
+        }
         this.peerStarted(c, c.es)
         this.goUp(c)
         return false

@@ -58,10 +58,11 @@ export interface Cli {
     stop(): void
 }
 
-// Runs bin/devs-iot.js; the test must stop() it (by pid) in a finally/after.
-export function cli(args: string[], env: Record<string, string> = {}): Cli {
+// Runs bin/devs-iot.js (in the repository, or `cwd`); the test must stop()
+// it (by pid) in a finally/after.
+export function cli(args: string[], env: Record<string, string> = {}, cwd = ROOT): Cli {
     const child = spawn(process.execPath, [join(ROOT, "bin/devs-iot.js"), ...args], {
-        cwd: ROOT,
+        cwd,
         env: { ...process.env, ...env, NO_COLOR: "1" },
         stdio: ["pipe", "pipe", "pipe"],
     })

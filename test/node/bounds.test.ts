@@ -8,7 +8,7 @@ import { once } from "node:events"
 import { Writable } from "node:stream"
 import { connect, type Socket } from "node:net"
 import { pino } from "pino"
-import { Admission } from "../../src/server/admission.js"
+import { Admission, LogBudget } from "../../src/server/admission.js"
 import { ReadBudget, TokenBucket } from "../../src/server/budget.js"
 import { Client, HttpStatus, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
 import { PEER_BOUNDS } from "../../src/shared/bounds.js"
@@ -101,6 +101,19 @@ describe("bounds on a peer that misbehaves on purpose", function () {
             assert.equal(b.level(300), 0)
             assert.equal(b.level(10000), 5, "capped at its capacity")
             assert.deepEqual([b.take(10000), b.take(10000), b.take(10000), b.take(10000), b.take(10000), b.take(10000)], [true, true, true, true, true, false])
+        })
+
+        it("a clock set back (the wall clock's NTP step) refills nothing and counts on from there: the bucket does not refuse until it comes back", function () {
+            const hour = 3600000
+            const b = new TokenBucket(1, 1)
+            assert.equal(b.take(10 * hour), true)
+            assert.equal(b.take(10 * hour), false)
+            assert.equal(b.take(9 * hour), false, "no refill for going back")
+            assert.equal(b.take(9 * hour + 1000), true, "a second later by the new time")
+            const log = new LogBudget(1, 5000)
+            assert.deepEqual(log.pass("EMFILE", 10 * hour), {})
+            assert.equal(log.pass("EMFILE", 9 * hour), undefined)
+            assert.deepEqual(log.pass("EMFILE", 9 * hour + 5000), { unlogged: { EMFILE: 1 } })
         })
 
         it("the read budget: over it, reading waits until a tenth refills; staying over it for floodTime is a flood; recovering to half forgives", function () {

@@ -1,12 +1,15 @@
 // The devs-iot CLI as users run it: child processes, stopped by pid.
 import assert from "node:assert/strict"
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { cli, freePort, within, type Cli } from "../kit/util.js"
 
 describe("devs-iot CLI", function () {
     this.timeout(30000)
     let running: Cli[] = []
-    const run = (args: string[], env: Record<string, string> = {}) => {
-        const c = cli(args, env)
+    const run = (args: string[], env: Record<string, string> = {}, cwd?: string) => {
+        const c = cli(args, env, cwd)
         running.push(c)
         return c
     }
@@ -98,12 +101,25 @@ describe("devs-iot CLI", function () {
         assert.equal(await within(client.exited, 5000, "client exit"), 0)
     })
 
-    it("sim with nothing listening where the board connects says so (the board's retries are silent)", async function () {
+    it("sim with nothing listening where the board connects says so (the board's retries are silent); it leaves nothing in the current folder or the temp folder", async function () {
         // It says so once the image is built: a DeviceScript compile of about
         // 5 s of CPU, which a loaded 2-vCPU machine stretches several times.
         this.timeout(120000)
         const port = await freePort()
-        const sim = run(["sim", "--id", "h1", "--port", String(port)])
-        await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 100000)
+        const root = mkdtempSync(join(tmpdir(), "devs-iot-cli-sim-"))
+        try {
+            const [cwd, tmp] = [join(root, "cwd"), join(root, "tmp")]
+            for (const d of [cwd, tmp]) mkdirSync(d)
+            const sim = run(["sim", "--id", "h1", "--port", String(port)], { TMPDIR: tmp }, cwd)
+            await sim.waitFor(new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); the board keeps trying`), 100000)
+            // The VM has made its flash once it runs the image.
+            await sim.waitFor(/self-deployed/, 30000, "stdout")
+            process.kill(sim.child.pid!, "SIGINT")
+            assert.equal(await within(sim.exited, 10000, "exit after SIGINT"), 0, "stopped by SIGINT: exit 0")
+            assert.deepEqual(readdirSync(cwd), [], "the current folder")
+            assert.deepEqual(readdirSync(tmp), [], "the temp folder")
+        } finally {
+            rmSync(root, { recursive: true, force: true })
+        }
     })
 })

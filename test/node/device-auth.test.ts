@@ -3,9 +3,7 @@
 // the same key, through an on-path proxy that records the wire.
 import assert from "node:assert/strict"
 import { Server, type Warning } from "../../src/server/index.js"
-import { rmSync } from "node:fs"
-import { join } from "node:path"
-import { buildSimImage, REPO, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
+import { buildSimImage, runSim, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { Mitm } from "../kit/mitm.js"
 import { freePort, until, within } from "../kit/util.js"
 
@@ -13,12 +11,6 @@ const TIMEOUT = 1000
 const KEY = "3c".repeat(32)
 const NEXT = "4d".repeat(32)
 const THIRD = "5e".repeat(32)
-
-// The simulator keeps a board's settings (a pushed key, IOT_KEYN) in this
-// file across runs: each run of this file starts and ends without them.
-function clearSimSettings(): void {
-    rmSync(join(REPO, ".devicescript/flash/sim.bin"), { force: true })
-}
 
 describe("board firmware with a key, in the DeviceScript simulator", function () {
     this.timeout(120000)
@@ -32,7 +24,6 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
 
     before(async function () {
         this.timeout(300000)
-        clearSimSettings()
         serverPort = await freePort()
         mitmPort = await freePort()
         img = await buildSimImage({ app: "testbed", id: "kb1", host: "127.0.0.1", port: mitmPort, timeout: TIMEOUT, verbose: true, key: KEY, encrypt: true })
@@ -44,7 +35,6 @@ describe("board firmware with a key, in the DeviceScript simulator", function ()
         await server?.close()
         img?.remove()
         next?.remove()
-        clearSimSettings()
     })
 
     it("authenticates, exchanges qos lines both ways, every line sealed and payloads encrypted both ways", async function () {

@@ -170,6 +170,21 @@ describe("HTTP side: metrics, status API, dashboard, actions", function () {
             assert.ok(!text.includes("board-"), "an id in the metrics")
         })
 
+        it("counters do not go down when the server lets go of an id (evicted for room, forgotten): Prometheus would read a restart", async function () {
+            const { server, port } = await start()
+            const c = client(server, "gone")
+            const conn = await within(server.clientConn("gone"), 5000, "gone connects")
+            await c.write("hello")
+            assert.equal(await conn.readline(), "hello")
+            await conn.write("world!")
+            await assert.rejects(conn.write(""), { code: "EEMPTY" })
+            const counters = (t: string) => t.split("\n").filter((l) => /^devs_iot_\w+_total/.test(l) && !l.includes("outages_total")) // an outage is counted as it is let go
+            const before = counters((await get(port, "/metrics")).body)
+            assert.ok(before.includes('devs_iot_lines_total{direction="in"} 1'), before.join("\n"))
+            assert.ok(server.forget("gone", "test"))
+            assert.deepEqual(counters((await get(port, "/metrics")).body), before)
+        })
+
         it("refused writes and a full write queue are counted", async function () {
             const { server, port } = await start()
             client(server, "a")

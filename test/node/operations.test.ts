@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pino } from "pino"
 import { Client, Server, type Logger } from "../../src/server/index.js"
-import { cleanup, cli, closeAll, freePort, within, type Cli } from "../kit/util.js"
+import { cleanup, cli, closeAll, freePort, onCleanup, until, within, type Cli } from "../kit/util.js"
 
 interface Rec {
     level: number
@@ -159,6 +159,64 @@ describe("operations: logs, shutdown, version, flash", function () {
         await within(client.write("read, then the server stops"), 10000, "the write's ACK (it must not wait for a server that is gone)")
         await reading
         await closing
+    })
+
+    it("SIGTERM under load with --state (qos lines in flight both ways): exits 0 within the bound; after a restart every line is echoed, once, in order", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "devs-iot-sigterm-state-"))
+        onCleanup(() => rmSync(dir, { recursive: true, force: true }))
+        const port = await freePort()
+        const args = ["server", "--port", String(port), "--host", "127.0.0.1", "--app", "echo", "--state", dir, "--json"]
+        const first = run(args)
+        await first.waitFor(/"msg":"ready"/, 10000)
+        const client = cleanup(new Client({ id: "sd-load", port, timeout: 1000 }).start())
+        const echoes: string[] = []
+        void (async () => {
+            for (;;) echoes.push(await client.readline())
+        })().catch(() => {})
+        const lines = Array.from({ length: 300 }, (_, i) => `load ${i}`)
+        const writes = Promise.all(lines.map((l) => client.write(l, { wait: false })))
+        await until(() => echoes.length >= 30, 20000, "30 echoes before the signal")
+        process.kill(first.child.pid!, "SIGTERM")
+        assert.equal(await within(first.exited, 15000, "the server's exit after SIGTERM"), 0, first.stderr)
+        const second = run(args)
+        await second.waitFor(/"msg":"ready"/, 10000)
+        await within(writes, 30000, () => `every write ACKed (echoes: ${echoes.length})`)
+        await until(() => echoes.length >= lines.length, 30000, `every line echoed (got ${echoes.length})`)
+        assert.deepEqual(echoes, lines)
+    })
+
+    it("a second SIGINT or SIGTERM during the shutdown exits at once with 128 + its number (130, 143), and says so", async function () {
+        const server = run(["server", "--port", "0", "--host", "127.0.0.1", "--app", "echo", "--json", "--shutdown-timeout", "600000"])
+        const port = Number((await server.waitFor(/"port":(\d+)/, 10000))[1])
+        // A v1 peer that never reads: its link's close waits for the socket.
+        const raw = connect({ port, host: "127.0.0.1" })
+        cleanup({ close: () => void raw.destroy() })
+        raw.write("sd-stuck\n\n")
+        await server.waitFor(/link up.*sd-stuck|sd-stuck.*link up/, 10000)
+        raw.pause()
+        // Both at once: this process answers nothing in between, so the
+        // first shutdown cannot have finished when the second signal comes.
+        process.kill(server.child.pid!, "SIGTERM")
+        process.kill(server.child.pid!, "SIGINT")
+        // The kernel hands pending signals over lowest first: SIGINT may come first.
+        const code = await within(server.exited, 15000, "the server's exit after the second signal")
+        const second = code === 130 ? "SIGINT" : code === 143 ? "SIGTERM" : `exit ${code}`
+        assert.match(server.stderr, new RegExp(`"signal":"${second}","msg":"${second} during the shutdown: exiting now`))
+    })
+
+    it("SIGHUP reloads only the key file: without --keys the server says so and carries on, its links up", async function () {
+        const server = run(["server", "--port", "0", "--host", "127.0.0.1", "--app", "echo", "--json"])
+        const port = Number((await server.waitFor(/"port":(\d+)/, 10000))[1])
+        const client = cleanup(new Client({ id: "hup-1", port }).start())
+        await within(client.connected(), 10000, "hup-1 connected")
+        const connects = client.connects
+        process.kill(server.child.pid!, "SIGHUP")
+        await server.waitFor(/"msg":"SIGHUP: no --keys file to reload"/, 10000)
+        await client.write("after SIGHUP")
+        assert.equal(await within(client.readline(), 10000, "the echo"), "after SIGHUP")
+        assert.equal(client.connects, connects, "the link stayed up")
+        process.kill(server.child.pid!, "SIGTERM")
+        assert.equal(await within(server.exited, 15000, "the server's exit after SIGTERM"), 0, server.stderr)
     })
 
     it("devs-iot --version prints the package's version", async function () {

@@ -811,6 +811,16 @@ describe("OTA server options", function () {
     this.timeout(30000)
     afterEach(closeAll)
 
+    it("a wait longer than Node's timers hold (2^31 - 1 ms, run after 1 ms), or not a whole number, is refused, not a board cut at once", function () {
+        const keys = new Map([["b1", randomBytes(32)]])
+        for (const o of [{ idleTimeout: 2 ** 31 }, { handshakeTimeout: 2 ** 31 }, { idleTimeout: -1 }, { maxSockets: 0.5 }])
+            assert.throws(() => new OtaGateway({ keys, ...o }), { code: "ECONFIG" }, JSON.stringify(o))
+        const server = new Server({ port: 0 })
+        const gateway = new OtaGateway({ keys, idleTimeout: 3600000 })
+        for (const o of [{ linkUpWithin: 2 ** 31 }, { sessionWithin: 2 ** 31 }, { deployWithin: 2 ** 31 }, { sessionWithin: Number.NaN }])
+            assert.throws(() => new Ota({ server, gateway, ...o }), { code: "ECONFIG" }, JSON.stringify(o))
+    })
+
     it("refuses an admin without a link key, an admin that is also a board, --ota-* without --ota-keys, and an image folder that is a file", async function () {
         const dir = mkdtempSync(join(tmpdir(), "ota-cfg-"))
         const k = () => randomBytes(32).toString("hex")

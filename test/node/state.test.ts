@@ -385,6 +385,24 @@ describe("delivery state across restarts", function () {
         assert.equal(await within(conn.readline(), 10000, "q"), "q")
     })
 
+    it("on disk: ids whose link never comes up leave nothing in the store's memory either (a churning or hostile fleet sends millions over weeks)", async () => {
+        const state = await DiskState.open(tempDir())
+        closers.push(() => state.close())
+        const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state })
+        await server.listen()
+        closers.push(() => server.close())
+        const n = 20
+        let forgotten = 0
+        const all = new Promise<void>((r) => server.on("forget", () => ++forgotten === n && r()))
+        for (let i = 0; i < n; i++) {
+            const sock = connect({ port: server.port, host: "127.0.0.1" })
+            await once(sock, "connect")
+            sock.end(`stranger-${i}\n`)
+        }
+        await within(all, 10000, "the strangers forgotten")
+        assert.equal((state as unknown as { keys: Map<string, Buffer> }).keys.size, 0, "no id kept for a stranger")
+    })
+
     // end() sends a corked socket's output at once: the records go first.
     it("on disk: a line that leaves as the server closes is in the journal when it leaves, its id with it", async () => {
         const dir = tempDir()

@@ -2,6 +2,9 @@
 // DeviceScript simulator links up with the real Node server over loopback and
 // lines go both ways. The full board suite is in the system layer.
 import assert from "node:assert/strict"
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Fleet, Server, type BoardReport } from "../../src/server/index.js"
 import { buildSimImage, runSim, VmOutput, type SimImage, type SimRun } from "../../src/server/cli/sim.js"
 import { freePort, within } from "../kit/util.js"
@@ -67,5 +70,50 @@ describe("the simulator's output window", function () {
         const again = await out.waitFor(/found/, 5000, 0)
         assert.equal(again.index, m.index)
         assert.ok(out.recent.length <= 2000)
+    })
+})
+
+// What waits for the end of a line is bounded too: a VM that prints without
+// newlines must not grow it. A preload takes the VM process's place (before
+// the DeviceScript CLI loads) and prints 1 MB with no newline, then a line.
+describe("the simulator's unfinished line", function () {
+    this.timeout(60000)
+    let root = ""
+    before(() => (root = mkdtempSync(join(tmpdir(), "devs-iot-vm-lines-"))))
+    after(() => rmSync(root, { recursive: true, force: true }))
+
+    it("is passed on in marked pieces of at most `keep` characters, nothing lost; the VM runs in a temp folder of its own, removed at its exit", async function () {
+        const preload = join(root, "print.cjs")
+        writeFileSync(
+            preload,
+            `const { writeSync } = require("node:fs")
+writeSync(1, "cwd=" + process.cwd() + "\\n")
+for (let i = 0; i < 100; i++) writeSync(1, "x".repeat(10000))
+writeSync(1, "\\nend\\n")
+process.exit(0)
+`
+        )
+        const tmp = join(root, "tmp")
+        mkdirSync(tmp)
+        const saved = { NODE_OPTIONS: process.env["NODE_OPTIONS"], TMPDIR: process.env["TMPDIR"] }
+        const lines: string[] = []
+        let vm: SimRun
+        try {
+            process.env["NODE_OPTIONS"] = `--require ${preload}`
+            process.env["TMPDIR"] = tmp
+            vm = await runSim(join(root, "unused.devs"), (l) => lines.push(l), 1000)
+        } finally {
+            for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]
+            else process.env[k] = v
+        }
+        assert.equal(await within(vm.exited, 30000, "the preload's exit"), 0)
+        await vm.waitFor(/end\n/, 5000)
+        assert.equal(lines.at(-1), "end")
+        const pieces = lines.slice(1, -1)
+        for (const p of pieces) assert.ok(p.length <= 1000 + " [cut]".length, `a piece of ${p.length} characters`)
+        assert.equal(pieces.join("").replace(/ \[cut\]/g, ""), "x".repeat(1000000))
+        assert.ok(vm.output.length <= 2000, `${vm.output.length} characters kept`)
+        assert.match(lines[0]!, new RegExp(`^cwd=${tmp}/devs-iot-vm-`), "the VM's folder")
+        assert.deepEqual(readdirSync(tmp), [], "its folder removed")
     })
 })

@@ -258,6 +258,23 @@ export const authSuite = suite("authentication and sealed lines", function (test
         eq(sim.clientPeers, "devs-iot", "still devs-iot (epochs)")
     })
 
+    test("a client without a key, challenged, comes up on the server's keepalive only (its let-in); a refusal or any other line closes the socket", async function () {
+        const nexts = ["\n", "!refused revoked\n", "00hi\n", "!hello epoch=es2\n", "x\n"]
+        for (let i = 0; i < nexts.length; i++) {
+            const d = new Drive(new ClientLink(nodeCfg({}), "ec1", "board-1"))
+            d.open()
+            d.take()
+            d.feed(challengeLine("es1", "00112233445566778899aabbccddeeff"))
+            ok(d.take().indexOf("!hello epoch=ec1") === 0, "answered plain")
+            d.feed(nexts[i])
+            const letIn = i === 0
+            eq(d.count("up"), letIn ? 1 : 0, "up after " + JSON.stringify(nexts[i]))
+            eq(d.count("close"), letIn ? 0 : 1, "closed after " + JSON.stringify(nexts[i]))
+            eq(d.notices("refused"), letIn ? 0 : 1, "one refusal notice after " + JSON.stringify(nexts[i]))
+            eq(d.rx.length, 0, "delivered nothing")
+        }
+    })
+
     test("no challenge without a server key: a keyless pair is unchanged", async function () {
         const sim = new Sim(nodeCfg({}), nodeCfg({}), noFaults(), 7)
         sim.useKeys(keys(undefined, undefined, false, false))

@@ -385,6 +385,32 @@ describe("MQTT gateway with Mosquitto", function () {
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
 
+    // A clean stop (SIGTERM, SIGINT: the same handler) leaves the retained
+    // statuses right for whoever subscribes next: the gateway's and each
+    // board's say offline.
+    it("SIGTERM: exits 0; the gateway's retained status and its boards' say offline to a subscriber who comes later", async function () {
+        const gw = gatewayProcess(broker.url, 0, "gstop")
+        const port = await gatewayPort(gw)
+        const watch = await mqttClient(broker.url, "test-watch-stop")
+        const last = new Map<string, string>()
+        watch.on("message", (t, p) => void last.set(t, p.toString()))
+        const online = until(() => last.get("devs-iot/st1/status") === "online", 30000, "board online")
+        await watch.subscribeAsync(["devs-iot/st1/status", "devs-iot/$gateway/gstop/status"], { qos: 1 })
+        const board = cleanup(new Client({ id: "st1", port }).start())
+        await board.connected()
+        await online
+        process.kill(gw.child.pid!, "SIGTERM")
+        assert.equal(await within(gw.exited, 15000, "the gateway's exit after SIGTERM"), 0, gw.stderr)
+        await board.close()
+        await until(() => [...last.values()].join() === "offline,offline", 10000, `both statuses offline (got ${JSON.stringify([...last])})`)
+        const later = await mqttClient(broker.url, "test-later-stop", true)
+        const retained = new Map<string, string>()
+        later.on("message", (t, p) => void retained.set(t, p.toString()))
+        await later.subscribeAsync(["devs-iot/st1/status", "devs-iot/$gateway/gstop/status"], { qos: 1 })
+        await until(() => retained.size === 2, 10000, `both retained statuses (got ${JSON.stringify([...retained])})`)
+        assert.deepEqual(Object.fromEntries(retained), { "devs-iot/st1/status": "offline", "devs-iot/$gateway/gstop/status": "offline" })
+    })
+
     // The broker resends the lines in flight at the kill to the next
     // gateway, which sends them with the message ids the board has.
     it("publisher -> board: each line once across 6 gateway SIGKILLs and restarts", async function () {

@@ -24,7 +24,7 @@ import { buildSimImage, hintIfNoServer, runSim, SIM_APPS, TEST_APPS, type SimApp
 import { packageVersion, SetupError } from "../package.js"
 import { DEFAULT_BOARD, FLASH_APPS, FlashError, flashPlan, newWorkDir, runFlash, type FlashOptions } from "./flash.js"
 import { copyFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { constants as osConstants, tmpdir } from "node:os"
 import { join, resolve as resolvePath } from "node:path"
 import { DEPLOY_COMMAND, OTA_SERVER_OPTIONS, OTA_SIM_OPTIONS, runDeploy, runSimWithOta, startOta } from "./ota.js"
 
@@ -572,9 +572,11 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
     if (!cfg.verbose) hintIfNoServer(cfg.host, cfg.port, (line) => process.stderr.write(line + "\n"))
     const url = str(values, "ota-url")
     const run = url !== undefined ? await runSimWithOta(image.image, cfg.id, url, (line) => process.stdout.write(line + "\n")).then(({ vm, stop }) => ({ exited: vm.exited.then(() => vm.child.exitCode), stop })) : await runSim(image.image, (line) => process.stdout.write(line + "\n"))
+    // Stopped by a signal: the VM's kill is no failure.
+    let stopping = false
     const code = await Promise.race([
-        run.exited.then((c) => (c === 0 ? 0 : 1)),
-        shutdownOnSignal(makeLogger("warn", false), () => run.stop()),
+        run.exited.then((c) => (c === 0 || stopping ? 0 : 1)),
+        shutdownOnSignal(makeLogger("warn", false), () => ((stopping = true), run.stop())),
     ])
     image.remove()
     return code
@@ -622,12 +624,21 @@ async function runFlashCommand(values: Values): Promise<number> {
 }
 
 // Resolves with 0 after `stop` has run on SIGINT or SIGTERM, or with 1 when
-// it took longer than `ms`.
+// it took longer than `ms`. A second SIGINT or SIGTERM during the shutdown
+// (an operator's second Ctrl-C) resolves at once with 128 + its number, as a
+// shell reports a process the signal ended, and says so: what was ACKed is
+// already on disk (--state commits before each ACK leaves).
 function shutdownOnSignal(log: Logger, stop: () => Promise<void>, ms = 3000): Promise<number> {
     return new Promise((resolve) => {
+        let stopping = false
+        // One handler throughout: a signal that comes with the first one
+        // would be lost between removing a handler and adding another.
         const onSignal = (sig: NodeJS.Signals) => {
-            process.off("SIGINT", onSignal)
-            process.off("SIGTERM", onSignal)
+            if (stopping) {
+                log.error({ signal: sig }, `${sig} during the shutdown: exiting now, without closing the links that are left`)
+                return resolve(128 + (osConstants.signals[sig] ?? 0))
+            }
+            stopping = true
             log.info({ signal: sig }, "shutting down")
             const force = setTimeout(() => {
                 log.error(`shutdown took over ${ms} ms: exiting anyway`)

@@ -9,10 +9,11 @@ import { spawn, execFile, type ChildProcess } from "node:child_process"
 import { existsSync, mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs"
 import { connect, createServer, type AddressInfo, type Server as NetServer } from "node:net"
 import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { devsCli, SetupError } from "../package.js"
 import { parseServers } from "../../shared/servers.js"
+import { LineSplitter } from "../ota/boardlog.js"
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../../..")
 const JACDAC_PRELOAD = join(REPO, "tools/jacdac-port.cjs")
@@ -253,24 +254,37 @@ export function vmRun<Exit>(child: ChildProcess, out: VmOutput, exited: Promise<
     }
 }
 
-// Runs an image in device-like mode; `onLine` sees each line the VM prints.
+// A line the VM printed without its colour codes and "WASM> ".
+export function vmLine(raw: string): string {
+    return raw.replace(/\x1b\[[0-9;]*m/g, "").replace(/^WASM> /, "")
+}
+
+// Runs an image in device-like mode; `onLine` sees each line the VM prints
+// (a line longer than `keep` characters in pieces). The VM keeps its flash
+// (settings, the deployed program) in ./.devicescript/flash: it runs in a
+// folder of its own, removed when it exits, not in the user's.
 export async function runSim(image: string, onLine?: (line: string) => void, keep = VM_OUTPUT_KEEP): Promise<SimRun> {
     const { port, release } = await holdJacdacPort()
-    const child = spawn(process.execPath, ["--require", JACDAC_PRELOAD, devsCli(), "run", image, "--tcp"], {
+    const dir = mkdtempSync(join(tmpdir(), "devs-iot-vm-"))
+    const child = spawn(process.execPath, ["--require", JACDAC_PRELOAD, devsCli(), "run", resolve(image), "--tcp"], {
+        cwd: dir,
         env: { ...process.env, NO_UPDATE_NOTIFIER: "1", DEVS_IOT_JACDAC_PORT: String(port) },
         stdio: ["ignore", "pipe", "pipe"],
     })
     const out = new VmOutput(keep)
-    let partial = ""
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => (release(), resolve(code))))
+    const splitter = new LineSplitter(keep)
+    const exited = new Promise<number | null>((done) =>
+        child.on("exit", (code) => {
+            release()
+            rmSync(dir, { recursive: true, force: true })
+            done(code)
+        })
+    )
     const run: SimRun = vmRun(child, out, exited)
     const take = (b: Buffer) => {
-        partial += b.toString("utf8")
-        const lines = partial.split("\n")
-        partial = lines.pop()!
         let text = ""
-        for (const raw of lines) {
-            const line = raw.replace(/\x1b\[[0-9;]*m/g, "").replace(/^WASM> /, "")
+        for (const raw of splitter.push(b)) {
+            const line = vmLine(raw)
             text += line + "\n"
             onLine?.(line)
         }

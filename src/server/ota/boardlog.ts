@@ -7,26 +7,33 @@
 const MAX_PARTIAL_BYTES = 1024 // a longer line is cut
 export const MAX_EXCEPTION_REPORT_BYTES = 16 * 1024 // the ESP32's dmesg buffer is 4 KB
 
+const LINE_CUT = " [cut]"
+
 type LogLine = { kind: "console" | "runtime"; text: string }
 
+// Whole lines of a stream; a line longer than `max` bytes is passed on in
+// pieces of `max`, each marked, so a sender that never ends its line holds at
+// most `max` bytes here.
 export class LineSplitter {
     private partial: Buffer = Buffer.alloc(0)
+
+    constructor(private readonly max = MAX_PARTIAL_BYTES) {}
 
     push(chunk: Buffer): string[] {
         const lines: string[] = []
         let b = this.partial.length ? Buffer.concat([this.partial, chunk]) : chunk
         for (;;) {
             const nl = b.indexOf(10)
-            if (nl < 0) break
-            lines.push(b.subarray(0, nl).toString("utf8"))
-            b = b.subarray(nl + 1)
-        }
-        if (b.length > MAX_PARTIAL_BYTES) {
-            lines.push(b.toString("utf8") + " [cut]")
-            b = Buffer.alloc(0)
+            if (nl >= 0 && nl <= this.max) {
+                lines.push(b.subarray(0, nl).toString("utf8"))
+                b = b.subarray(nl + 1)
+            } else if (b.length > this.max) {
+                lines.push(b.subarray(0, this.max).toString("utf8") + LINE_CUT)
+                b = b.subarray(this.max)
+            } else break
         }
         this.partial = Buffer.from(b)
-        return lines.filter((l) => l.length > 0)
+        return lines
     }
 
     flush(): string[] {

@@ -13,6 +13,7 @@ import type { DeployRun, RunResult } from "./deployrun.js"
 import { acceptResponse, closeFrame, encodeFrame, OP_BINARY, OP_PONG, refusalResponse, WebSocketError, WsDecoder } from "./websocket.js"
 import { listenOn } from "../listen.js"
 import { LogBudget } from "../admission.js"
+import { intIn } from "../../shared/config.js"
 import { clientRandom, Cmd, GatewaySession, KEY_BYTES, MAX_TO_BOARD, Streaming, WsskError } from "./wssk.js"
 
 interface OtaGatewayOptions {
@@ -30,6 +31,8 @@ const STREAM_MASK = Streaming.Dmesg | Streaming.Exceptions
 const STREAM_REFRESH_MS = 10000 // the board drops temporary streaming after ~16 s
 const MAX_PER_ADDRESS = 4 // sockets from one address (a board needs one; a rollback must find room)
 const REQUEST_WITHIN = 3000 // ms from accept to the HTTP upgrade request (a board sends it at once)
+// The longest of the waits given in options (ms): an hour, as the link's timeout.
+export const MAX_WAIT_MS = 3600000
 const WARNINGS_PER_SECOND = 10 // logged; the rest counted and told in the next logged line
 // A session's program lines logged (at info): a burst of this many, then this
 // many per CONSOLE_LOG_PERIOD_MS; the rest counted in the next logged line
@@ -64,9 +67,10 @@ export class OtaGateway extends EventEmitter {
         for (const [id, k] of opts.keys) if (k.length !== KEY_BYTES) throw new WsskError(`OTA key for ${JSON.stringify(id)} must be ${KEY_BYTES} bytes`)
         this.keys = opts.keys
         this.log = (opts.logger ?? silentLogger()).child({ ota: "gateway" })
-        this.handshakeTimeout = opts.handshakeTimeout ?? 10000
-        this.idleTimeout = opts.idleTimeout ?? 40000
-        this.maxSockets = opts.maxSockets ?? 64
+        // Checked: Node runs a timer over 2^31 - 1 ms after 1 ms, which would cut every board at once.
+        this.handshakeTimeout = intIn("handshakeTimeout", opts.handshakeTimeout, 10000, 100, MAX_WAIT_MS)
+        this.idleTimeout = intIn("idleTimeout", opts.idleTimeout, 40000, 1000, MAX_WAIT_MS)
+        this.maxSockets = intIn("maxSockets", opts.maxSockets, 64, 1, 65536)
         this.net = createServer((s) => this.accept(s))
     }
 
@@ -347,7 +351,7 @@ class BoardSession {
                 if (payload.length <= MAX_TO_BOARD - 1) this.send([[Cmd.PingCloud, payload]])
                 return
             case Cmd.Dmesg:
-                for (const line of this.splitter.push(payload)) this.logLine(line)
+                for (const line of this.splitter.push(payload)) if (line !== "") this.logLine(line)
                 return
             case Cmd.ExceptionReport:
                 if (this.reportBytes + payload.length <= MAX_EXCEPTION_REPORT_BYTES) {

@@ -12,7 +12,8 @@ import type { Connection } from "../connection.js"
 import { silentLogger, type Logger } from "../log.js"
 import type { Server } from "../server.js"
 import { DeployRun, type RunResult } from "./deployrun.js"
-import { BOARD_PATH, OtaGateway } from "./gateway.js"
+import { BOARD_PATH, MAX_WAIT_MS, OtaGateway } from "./gateway.js"
+import { intIn } from "../../shared/config.js"
 import { checkImage, MAX_IMAGE_BYTES, sha256 } from "./wssk.js"
 
 interface OtaOptions {
@@ -69,9 +70,9 @@ export class Ota {
         this.server = opts.server
         this.gateway = opts.gateway
         this.log = (opts.logger ?? silentLogger()).child({ ota: "deploy" })
-        this.linkUpWithin = opts.linkUpWithin ?? 60000
-        this.sessionWithin = opts.sessionWithin ?? 75000
-        this.deployWithin = opts.deployWithin ?? 120000
+        this.linkUpWithin = intIn("linkUpWithin", opts.linkUpWithin, 60000, 1000, MAX_WAIT_MS)
+        this.sessionWithin = intIn("sessionWithin", opts.sessionWithin, 75000, 1000, MAX_WAIT_MS)
+        this.deployWithin = intIn("deployWithin", opts.deployWithin, 120000, 1000, MAX_WAIT_MS)
         if (opts.imagesDir) {
             mkdirSync(opts.imagesDir, { recursive: true })
             this.scan()

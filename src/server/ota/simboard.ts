@@ -8,7 +8,8 @@ import { spawn } from "node:child_process"
 import { createRequire } from "node:module"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { join } from "node:path"
-import { REPO, vmRun, VmOutput, VM_OUTPUT_KEEP, type VmRun } from "../cli/sim.js"
+import { REPO, vmLine, vmRun, VmOutput, VM_OUTPUT_KEEP, type VmRun } from "../cli/sim.js"
+import { LineSplitter } from "./boardlog.js"
 
 const SRV_CLOUD_CONFIGURATION = 0x1462eefc
 const CMD_SET_CONNECTION_STRING = 0x86
@@ -116,14 +117,10 @@ export function runBoardVm(image: string, jacdacPort: number, cwd: string, onLin
     const exited = new Promise<void>((r) => child.on("exit", () => r()))
     const out = new VmOutput(keep)
     const vm: BoardVm = vmRun(child, out, exited)
-    let partial = ""
+    const splitter = new LineSplitter(keep)
     const take = (b: Buffer) => {
         const text = b.toString().replace(/\x1b\[[0-9;]*m/g, "")
-        if (onLine) {
-            const lines = (partial + text).split("\n")
-            partial = lines.pop()!
-            for (const l of lines) onLine(l.replace(/^WASM> /, ""))
-        }
+        if (onLine) for (const l of splitter.push(b)) onLine(vmLine(l))
         out.add(text)
     }
     child.stdout!.on("data", take)
