@@ -517,10 +517,10 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         if (due >= 0 && due <= now) link.handleTimeout(now)
         const s = this.socket
         if (s && !this.blocked) {
-            this.cork(s)
             while (true) {
                 const b = link.pollTransmit(now)
                 if (b === undefined) break
+                this.cork(s) // only when there is output: most drives (a line in, a timer) have none
                 if (!s.write(b)) {
                     this.blocked = true
                     break

@@ -140,6 +140,9 @@ class PacketIds {
 // after the ACKs to the board: a gateway that dies between the two leaves
 // lines PUBREC'd, which the next one releases (releaseStale).
 const corkedStreams = new WeakSet<object>()
+// The packets this gateway or MQTT.js answers at once (connack: the
+// store's resends, PUBRELs and the subscription).
+const ANSWERED: Record<string, boolean> = { publish: true, pubrec: true, pubrel: true, connack: true }
 function corkTurn(c: MqttClient): void {
     const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
     if (!s || !s.cork || corkedStreams.has(s)) return
@@ -270,7 +273,9 @@ class BoardSession {
             )
         }
         c.on("packetreceive", (p) => {
-            corkTurn(c) // the answers to this read (PUBRELs, PUBACKs) leave together
+            // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
+            // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
+            if (ANSWERED[p.cmd] === true) corkTurn(c)
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
