@@ -510,10 +510,10 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
         if (due >= 0 && due <= now) link.handleTimeout(now)
         const s = this.socket
         if (s && !this.blocked) {
-            this.cork(s)
             while (true) {
                 const b = link.pollTransmit(now)
                 if (b === undefined) break
+                this.cork(s) // only when there is output: most drives (a line in, a timer) have none
                 if (!s.write(b)) {
                     this.blocked = true
                     break
@@ -836,7 +836,10 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private armTimer(): void {
         const t = this.link.pollTimeout()
         if (t < 0) return this.clearTimer()
-        if (t === this.timerAt && this.timer) return
+        // A timer due no later is kept; firing early, it only pumps, which
+        // arms the next. Most pumps move the deadline later (a line in, an
+        // ACK out): re-arming on each cost two timer operations per line.
+        if (this.timer && this.timerAt <= t) return
         this.clearTimer()
         this.timerAt = t
         this.timer = setTimeout(() => {

@@ -141,6 +141,9 @@ class PacketIds {
 // after the ACKs to the board: a gateway that dies between the two leaves
 // lines PUBREC'd, which the next one releases (releaseStale).
 const corkedStreams = new WeakSet<object>()
+// The packets this gateway or MQTT.js answers at once (connack: the
+// store's resends, PUBRELs and the subscription).
+const ANSWERED: Record<string, boolean> = { publish: true, pubrec: true, pubrel: true, connack: true }
 function corkTurn(c: MqttClient): void {
     const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
     if (!s || !s.cork || corkedStreams.has(s)) return
@@ -236,6 +239,10 @@ class BoardSession {
             reconnectPeriod: this.gw.backoffFirst,
             connectTimeout: 10000,
             keepalive: 30,
+            // Else MQTT.js clears and sets its ping timer on every PUBREC,
+            // PUBCOMP and PUBACK (2 us of CPU per up line); a PINGREQ every
+            // 30 s on a busy session costs nothing.
+            reschedulePings: false,
             messageIdProvider: ids as never,
             log: MQTT_TRACE,
             will: { topic: boardTopic(id, "status"), payload: OFFLINE, qos: 1, retain: true },
@@ -267,7 +274,9 @@ class BoardSession {
             )
         }
         c.on("packetreceive", (p) => {
-            corkTurn(c) // the answers to this read (PUBRELs, PUBACKs) leave together
+            // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
+            // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
+            if (ANSWERED[p.cmd] === true) corkTurn(c)
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
