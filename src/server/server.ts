@@ -201,6 +201,11 @@ export class Server extends EventEmitter {
     // Ids that may make room for a new one (neither keyed, expected nor ever
     // authenticated), down longest first: Map keeps insertion order.
     private idle = new Map<string, number>() // id -> down since (ms)
+    // Ids the state holds records of and no Connection here (an earlier
+    // life's, or one forgotten since): they count toward maxClients too, and
+    // make room first, seen longest ago first (the state's order across
+    // restarts): an earlier life's id was seen before any idle one.
+    private stored = new Set<string>()
     private eventLog: RateLog // info lines of connects and outages
     private noticeLog: RateLog // debug lines of link notices (duplicates, bad lines, ...)
     private stateLog: RateLog // error lines of writes the state folder refused (a full disk)
@@ -253,6 +258,7 @@ export class Server extends EventEmitter {
         this.encrypt = opts.encrypt ?? false
         this.pushKeys = opts.pushKeys ?? false
         this.state = opts.state
+        for (const id of this.state?.ids?.() ?? []) this.stored.add(id)
         this.epochFor = opts.epochFor
         this.idProblem = opts.idProblem
         this.net = createServer({ noDelay: true }, (s) => this.accept(s))
@@ -277,6 +283,9 @@ export class Server extends EventEmitter {
     }
 
     private async bind(): Promise<void> {
+        // A folder written with a larger maxClients, or by an older version
+        // (which let stored ids pile up): down to the cap before any id comes.
+        while (this.conns.size + this.stored.size > this.limits.maxClients && this.dropStored("more ids stored than maxClients")) {}
         await listenOn(this.net, this.wantedPort, this.host, this.log, "accepting a connection failed")
         const a = this.net.address()
         this.boundPort = typeof a === "object" && a ? a.port : this.wantedPort
@@ -348,6 +357,7 @@ export class Server extends EventEmitter {
         this.conns.delete(id)
         conn.disconnect(reason) // its "disconnect" sees no Connection for the id
         this.drop(conn)
+        if (this.state?.has?.(id) === true) this.stored.add(id)
         return true
     }
 
@@ -708,8 +718,10 @@ export class Server extends EventEmitter {
             if (!this.expectedSet.has(id)) {
                 if (!this.admission.newId(e.source, clock()))
                     return void this.offend(e, { code: "id-rate", id, address, detail: `new client ids from this address over ${this.limits.newIdRate} a second (burst ${this.limits.newIdBurst}): a new id refused` })
-                if (this.conns.size >= this.limits.maxClients && !this.makeRoom())
-                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${this.conns.size} client ids (maxClients), none down that may make room: a new id refused` }, { reason: "server-full", rest, peer: "unknown" }, false)
+                // A stored id already counts.
+                const held = this.conns.size + this.stored.size
+                if (!this.stored.has(id) && held >= this.limits.maxClients && !this.makeRoom())
+                    return void this.offend(e, { code: "too-many-clients", id, address, detail: `already ${held} client ids (maxClients), none down that may make room: a new id refused` }, { reason: "server-full", rest, peer: "unknown" }, false)
             }
             conn = this.newConnection(id)
         } else if (!this.mayReplace(conn, id, socket, address, rest, "unknown")) return
@@ -731,6 +743,7 @@ export class Server extends EventEmitter {
             if (c.connects === 0) {
                 this.conns.delete(id)
                 this.drop(c)
+                if (this.state?.has?.(id) === true) this.stored.add(id) // a stored id that failed its handshake
             } else if (!this.idle.has(id) && this.mayEvict(id, c)) this.idle.set(id, clock()) // gone again before its link came up
         })
     }
@@ -841,6 +854,7 @@ export class Server extends EventEmitter {
     // Forgets the id down longest that may make room (neither keyed,
     // expected nor ever authenticated); false if there is none.
     private makeRoom(): boolean {
+        if (this.dropStored("to make room for a new id")) return true
         for (const [id, since] of this.idle) {
             this.idle.delete(id)
             const conn = this.conns.get(id)
@@ -849,6 +863,20 @@ export class Server extends EventEmitter {
             this.drop(conn)
             this.state?.remove(id)
             this.warn({ code: "id-evicted", id, address: conn.address, detail: `down for ${Math.round((clock() - since) / 1000)} s: forgotten to make room for a new id (maxClients ${this.limits.maxClients})` })
+            return true
+        }
+        return false
+    }
+
+    // Forgets the stored id seen longest ago that is neither keyed nor
+    // expected, as makeRoom() an idle one: every record goes, its owed lines
+    // too. (Whether it ever authenticated died with the process that saw it.)
+    private dropStored(why: string): boolean {
+        for (const id of this.stored) {
+            if (this.keys.has(id) || this.expectedSet.has(id)) continue
+            this.stored.delete(id)
+            this.state?.remove(id)
+            this.warn({ code: "id-evicted", id, detail: `stored, no connection since the server started or since it was let go: forgotten with its state, ${why} (maxClients ${this.limits.maxClients})` })
             return true
         }
         return false
@@ -898,6 +926,7 @@ export class Server extends EventEmitter {
 
     private newConnection(id: string): Connection {
         const conn = new Connection(id, this.cfg, this.log, this.limits, this.hooks.logGate, this.state, this.epochFor?.(id))
+        this.stored.delete(id)
         this.conns.set(id, conn)
         conn.on("status", this.hooks.status)
         conn.on("warning", this.hooks.warning)
@@ -907,6 +936,7 @@ export class Server extends EventEmitter {
 
     private onStatus(conn: Connection, up: boolean, reason?: string): void {
         const id = conn.id
+        this.state?.seen?.(id)
         if (up) {
             this.idle.delete(id)
             const e = this.earlyConn.get(conn)

@@ -29,6 +29,13 @@ export interface StateStore {
     forId(id: string): LinkStore
     // Forgets `id` (the server evicted it).
     remove(id: string): void
+    // The ids it holds records of, least recently seen first (across
+    // restarts), whether it holds records of `id`, and that `id` was seen
+    // now (its link went up or down). Optional: a store of one's own that
+    // leaves them out keeps ids the server does not count toward maxClients.
+    ids?(): string[]
+    has?(id: string): boolean
+    seen?(id: string): void
     // Makes every record so far durable. Throws StateError when the disk
     // refuses (full, gone): the caller must not send what depends on it.
     commit(): void
@@ -52,6 +59,24 @@ const LINK = 0
 const OWED = 1
 const KEPT = 2
 
+// When each id was last seen, for ids(): the wall clock in ms, but never
+// back: a clock set back (or a step forward undone) gives each later id one
+// ms more than the last, so the order of what was seen holds.
+class SeenClock {
+    private last = 0
+    after(t: number): void {
+        if (t > this.last) this.last = t
+    }
+    now(): number {
+        return (this.last = Math.max(Date.now(), this.last + 1))
+    }
+}
+
+// Ids by when they were last seen, then by id.
+function bySeen(seen: Map<string, number>): string[] {
+    return [...seen].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((e) => e[0])
+}
+
 type Key = [string, number] | [string, number, number]
 
 // Records per id in Maps: a Server or Client made again in the same process
@@ -62,10 +87,11 @@ export class MemoryState implements StateStore {
     readonly durable = false
     readonly writeFailures = 0
     readonly writeError = undefined
-    private ids = new Map<string, { link?: LinkRecord; owed: Map<number, OwedLine>; kept: Map<number, KeptLine> }>()
+    private entries = new Map<string, { link?: LinkRecord; at: number; owed: Map<number, OwedLine>; kept: Map<number, KeptLine> }>()
+    private clock = new SeenClock()
 
     load(id: string): SavedLink | undefined {
-        const e = this.ids.get(id)
+        const e = this.entries.get(id)
         if (e?.link === undefined) return undefined
         const byKey = <T extends { key: number }>(m: Map<number, T>) => [...m.values()].sort((a, b) => a.key - b.key).map((x) => ({ ...x }))
         return { link: { ...e.link, seen: [...e.link.seen] }, owed: byKey(e.owed), kept: byKey(e.kept) }
@@ -77,14 +103,29 @@ export class MemoryState implements StateStore {
         return {
             saveLink: (r) => void (this.entry(id).link = r),
             putOwed: (o) => void this.entry(id).owed.set(o.key, o),
-            dropOwed: (k) => void this.ids.get(id)?.owed.delete(k),
+            dropOwed: (k) => void this.entries.get(id)?.owed.delete(k),
             putKept: (k) => void this.entry(id).kept.set(k.key, k),
-            dropKept: (k) => void this.ids.get(id)?.kept.delete(k),
+            dropKept: (k) => void this.entries.get(id)?.kept.delete(k),
         }
     }
 
     remove(id: string): void {
-        this.ids.delete(id)
+        this.entries.delete(id)
+    }
+
+    ids(): string[] {
+        const seen = new Map<string, number>()
+        for (const [id, e] of this.entries) if (e.link !== undefined) seen.set(id, e.at)
+        return bySeen(seen)
+    }
+
+    has(id: string): boolean {
+        return this.entries.get(id)?.link !== undefined
+    }
+
+    seen(id: string): void {
+        const e = this.entries.get(id)
+        if (e !== undefined) e.at = this.clock.now()
     }
 
     commit(): void {}
@@ -92,8 +133,8 @@ export class MemoryState implements StateStore {
     close(): void {}
 
     private entry(id: string) {
-        let e = this.ids.get(id)
-        if (!e) this.ids.set(id, (e = { owed: new Map(), kept: new Map() }))
+        let e = this.entries.get(id)
+        if (!e) this.entries.set(id, (e = { at: this.clock.now(), owed: new Map(), kept: new Map() }))
         return e
     }
 }
@@ -170,6 +211,12 @@ export class DiskState implements StateStore {
     private logger: Logger | undefined
     private transitions = new LogBudget(2, 10000) // lines about refusing and holding again
     private closed = false
+    // Each id with a link record (in LMDB or on its way) and when it was last
+    // seen; stored in its link record as `at` by checkpoints (`seenDirty`:
+    // not yet). Records of older versions have none: they get one at start.
+    private seenAt = new Map<string, number>()
+    private seenDirty = new Set<string>()
+    private clock = new SeenClock()
 
     private constructor(dir: string, db: LmdbDb, sync: boolean, fd: number, logger: Logger | undefined) {
         this.logger = logger
@@ -343,8 +390,10 @@ export class DiskState implements StateStore {
             this.commit()
             this.checkpoint()
         }
-        const link = this.db.get([id, LINK]) as LinkRecord | undefined
-        if (link === undefined) return undefined
+        const stored = this.db.get([id, LINK]) as (LinkRecord & { at?: number }) | undefined
+        if (stored === undefined) return undefined
+        const link: LinkRecord & { at?: number } = { ...stored }
+        delete link.at
         const owed: OwedLine[] = []
         for (const { value } of this.db.getRange({ start: [id, OWED], end: [id, OWED + 1] })) {
             const o = value as OwedLine
@@ -368,6 +417,7 @@ export class DiskState implements StateStore {
         return {
             saveLink: (r) => {
                 k()
+                if (!this.seenAt.has(id)) this.seenAt.set(id, this.clock.now())
                 this.links.set(id, r)
                 this.pending(id).link = r
             },
@@ -394,8 +444,26 @@ export class DiskState implements StateStore {
         this.links.delete(id)
         this.frame.remove(this.keyOf(id))
         this.keys.delete(id)
+        this.seenAt.delete(id)
+        this.seenDirty.delete(id)
         this.unflushed.set(id, new Unflushed(true))
         this.unflushedRecords++
+    }
+
+    ids(): string[] {
+        return bySeen(this.seenAt)
+    }
+
+    has(id: string): boolean {
+        return this.seenAt.has(id)
+    }
+
+    // Not journaled: a kill loses at most the last second's, which only
+    // orders ids that were all seen in that second.
+    seen(id: string): void {
+        if (!this.seenAt.has(id)) return
+        this.seenAt.set(id, this.clock.now())
+        this.seenDirty.add(id)
     }
 
     // One line when the disk starts refusing writes and one when they hold
@@ -477,10 +545,15 @@ export class DiskState implements StateStore {
     // with sync), then empties the journal. Not while a frame waits for its
     // commit: LMDB holds only what the journal held first.
     private checkpoint(): void {
-        if (this.unflushed.size === 0 || !this.frame.isEmpty() || this.links.size > 0) return
+        if ((this.unflushed.size === 0 && this.seenDirty.size === 0) || !this.frame.isEmpty() || this.links.size > 0) return
         try {
             this.db.transactionSync(() => {
                 for (const [id, u] of this.unflushed) this.apply(id, u)
+                for (const id of this.seenDirty) {
+                    if (this.unflushed.get(id)?.link !== undefined) continue // written with its `at` just now
+                    const l = this.db.get([id, LINK]) as LinkRecord | undefined
+                    if (l !== undefined) this.db.put([id, LINK], { ...l, at: this.seenAt.get(id) })
+                }
             })
         } catch (e) {
             this.failures++
@@ -490,6 +563,7 @@ export class DiskState implements StateStore {
         }
         this.unflushed = new Map()
         this.unflushedRecords = 0
+        this.seenDirty.clear()
         if (this.checkpointError !== undefined) {
             this.checkpointError = undefined
             this.tell()
@@ -514,12 +588,15 @@ export class DiskState implements StateStore {
     // A record of the last life's journal.
     private replay(r: JRecord): void {
         if (r.kind === J_REMOVE) {
+            this.seenAt.delete(r.id)
+            this.seenDirty.delete(r.id)
             this.unflushed.set(r.id, new Unflushed(true))
             return
         }
         const u = this.pending(r.id)
         switch (r.kind) {
             case J_LINK:
+                if (!this.seenAt.has(r.id)) this.seenAt.set(r.id, this.clock.now())
                 return void (u.link = r.link)
             case J_OWED:
                 return putOwed(u, r.owed)
@@ -539,7 +616,7 @@ export class DiskState implements StateStore {
             for (const { key } of db.getRange({ start: [id], end: [id, KEPT + 1] })) keys.push(key)
             for (const k of keys) db.remove(k)
         }
-        if (u.link !== undefined) db.put([id, LINK], u.link)
+        if (u.link !== undefined) db.put([id, LINK], { ...u.link, at: this.seenAt.get(id) ?? this.clock.now() })
         for (const [k, o] of u.owed) {
             if (o === null) db.remove([id, OWED, k])
             else db.put([id, OWED, k], o)
@@ -580,15 +657,27 @@ export class DiskState implements StateStore {
     }
 
     // Reads every record once at start: a damaged database fails here, with
-    // the file named, not later on a live link.
+    // the file named, not later on a live link. Collects when each id was
+    // last seen; one without (an older version's record) is seen now.
     private check(file: string): void {
+        const unseen: string[] = []
         try {
             for (const { key, value } of this.db.getRange({ start: [""], end: ["\uffff"] })) {
                 const problem = recordProblem(key, value)
                 if (problem !== "") throw new Error(`record ${JSON.stringify(key)}: ${problem}`)
+                if (key[1] !== LINK) continue
+                const at = (value as { at?: unknown }).at
+                if (typeof at === "number" && Number.isFinite(at)) {
+                    this.seenAt.set(key[0], at)
+                    this.clock.after(at)
+                } else unseen.push(key[0])
             }
         } catch (e) {
             throw new StateError(`state file ${file}: unreadable: ${(e as Error).message}`)
+        }
+        for (const id of unseen) {
+            this.seenAt.set(id, this.clock.now())
+            this.seenDirty.add(id)
         }
     }
 }

@@ -5,12 +5,15 @@
 import assert from "node:assert/strict"
 import { appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { connect } from "node:net"
 import { once } from "node:events"
 import { spawn } from "node:child_process"
 import { Client, type Connection, DiskState, MemoryState, Server, StateError, type StateStore } from "../../src/server/index.js"
 import type { Logger } from "../../src/server/log.js"
+import type { Warning } from "../../src/server/warning.js"
+import { nextWarning } from "../kit/sockets.js"
 import { cli, until, within } from "../kit/util.js"
 import { decodeJournal, FrameWriter, J_DROP_OWED, J_LINK, J_OWED } from "../../src/server/journal.js"
 
@@ -57,6 +60,51 @@ try { (await DiskState.open(${JSON.stringify(dir)})).close(); console.log("opene
     child.stderr!.on("data", (b: Buffer) => (out += b.toString()))
     const [, signal] = (await within(once(child, "exit"), 60000, "child exit")) as [number | null, string | null]
     return { signal, out }
+}
+
+// One life of a server on `state` with maxClients `max`: each of `ids`
+// connects (a client each, in order) and sends a line the server reads;
+// `body` runs; then all close, each client's link down before the next.
+async function lifeWith(state: StateStore, max: number, ids: string[], body: (conns: Connection[], clients: Client[]) => Promise<void>): Promise<void> {
+    const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state, limits: { maxClients: max, newIdRate: 1000, newIdBurst: 1000 } })
+    await server.listen()
+    const clients: Client[] = []
+    const conns: Connection[] = []
+    try {
+        for (const id of ids) {
+            const c = new Client({ id, port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+            clients.push(c)
+            const conn = await within(server.clientConn(id), 10000, `${id} up`)
+            conns.push(conn)
+            await within(c.write(`from ${id}`), 10000, `${id}'s line ACKed`)
+            assert.equal(await within(conn.readline(), 10000, `${id}'s line`), `from ${id}`)
+        }
+        await body(conns, clients)
+        for (const [i, c] of clients.entries()) {
+            if (!conns[i]!.status()) continue // closed by `body`
+            const down = once(conns[i]!, "status") // down: the only change after up
+            await c.close()
+            await within(down, 10000, `${ids[i]} down`)
+        }
+    } finally {
+        for (const c of clients) await c.close()
+        await server.close()
+    }
+}
+
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures")
+
+// Each id's `at` in a state folder's link records, read with lmdb itself.
+async function rawLinks(dir: string): Promise<Map<string, unknown>> {
+    const { open } = (await import("lmdb")) as unknown as { open(o: object): { getRange(o: object): Iterable<{ key: [string, number]; value: { at?: unknown } }>; close(): Promise<void> } }
+    const db = open({ path: dir, readOnly: true, compression: false, cache: false })
+    try {
+        const out = new Map<string, unknown>()
+        for (const { key, value } of db.getRange({ start: [""], end: ["\uffff"] })) if (key[1] === 0) out.set(key[0], value.at)
+        return out
+    } finally {
+        await db.close()
+    }
 }
 
 const dirs: string[] = []
@@ -260,7 +308,101 @@ describe("delivery state across restarts", function () {
             closers.push(() => c2.close())
             assert.equal(await within(c2.readline(), 10000, "y after both restarts"), "y", "x read twice, or y lost")
         })
+
+        it(`${name}: ids stored by earlier lives count toward maxClients: five ids over five restarts at maxClients 3 leave the three seen last, and a line owed to a dropped one goes with it`, async () => {
+            const st = await make()
+            let state!: StateStore
+            for (const id of ["i1", "i2", "i3", "i4", "i5"]) {
+                state = await st.open()
+                await lifeWith(state, 3, [id], async (conns, clients) => {
+                    if (id !== "i1") return
+                    const down = once(conns[0]!, "status")
+                    await clients[0]!.close()
+                    await within(down, 10000, "i1 down")
+                    void conns[0]!.write("owed to i1").catch(() => {})
+                })
+                if (id === "i1") assert.deepEqual(state.load("i1")!.owed.map((o) => o.payload.toString()), ["owed to i1"])
+            }
+            for (const id of ["i1", "i2"]) assert.equal(state.load(id), undefined, `${id} still stored`)
+            for (const id of ["i3", "i4", "i5"]) assert.notEqual(state.load(id), undefined, `${id} dropped`)
+            assert.deepEqual(state.ids?.(), ["i3", "i4", "i5"])
+        })
+
+        it(`${name}: a stored id that comes back takes its own place at the cap; a live link is never dropped for a stored one, nor for a newcomer`, async () => {
+            const st = await make()
+            await lifeWith(await st.open(), 2, ["old"], async () => {})
+            const state = await st.open()
+            const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000, state, limits: { maxClients: 2, newIdRate: 1000, newIdBurst: 1000 } })
+            await server.listen()
+            closers.push(() => server.close())
+            const live = new Client({ id: "live", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+            closers.push(() => live.close())
+            const liveConn = await within(server.clientConn("live"), 10000, "live up")
+            // At the cap (live and the stored old): old comes back, nothing is evicted.
+            const evicted: string[] = []
+            server.on("warning", (w: Warning) => w.code === "id-evicted" && evicted.push(w.id!))
+            const old = new Client({ id: "old", port: server.port, timeout: 1000, backoffFirst: 20, backoffCap: 100 }).start()
+            closers.push(() => old.close())
+            await within(server.clientConn("old"), 10000, "old up")
+            const full = nextWarning(server, "too-many-clients", 10000)
+            const sock = connect({ port: server.port, host: "127.0.0.1" })
+            closers.push(() => void sock.destroy())
+            await once(sock, "connect")
+            sock.write("newcomer\n")
+            assert.equal((await full).id, "newcomer")
+            assert.deepEqual(evicted, [])
+            assert.ok(liveConn.status() && server.connection("old")!.status(), "both links up")
+            await live.close()
+            await old.close()
+            await server.close()
+            assert.deepEqual(new Set(state.ids?.()), new Set(["live", "old"]))
+        })
     }
+
+    it("on disk: a folder written by the version before last-seen times (no `at` in its link records) opens with its lines, gets a time per id, and counts toward maxClients", async () => {
+        // Made by that version: a server with ids old-a, old-b, old-c (in that
+        // order), then a line written to old-b while it was down.
+        const dir = tempDir()
+        for (const f of ["data.mdb", "devs-iot-state.json", "journal.bin"]) copyFileSync(join(FIXTURES, "state-before-seen", f), join(dir, f))
+        let state = await DiskState.open(dir, { side: "server" })
+        assert.equal(state.load("old-b")!.link.nextSeq, 1)
+        assert.equal("at" in state.load("old-b")!.link, false, "the store's time is not the core's")
+        assert.deepEqual(state.load("old-b")!.owed.map((o) => o.payload.toString()), ["owed to old-b"])
+        assert.deepEqual(new Set(state.ids()), new Set(["old-a", "old-b", "old-c"]))
+        state.close()
+        const raw = await rawLinks(dir)
+        assert.deepEqual([...raw.keys()].sort(), ["old-a", "old-b", "old-c"])
+        for (const [id, at] of raw) assert.equal(typeof at, "number", `${id}: its time written at the first start`)
+        state = await DiskState.open(dir, { side: "server" })
+        closers.push(() => state.close())
+        // old-b comes back for its line; a new id at maxClients 3 drops a stored one, not old-b.
+        await lifeWith(state, 3, ["old-b", "new"], async (conns, clients) => {
+            assert.equal(await within(clients[0]!.readline(), 10000, "old-b's owed line"), "owed to old-b")
+        })
+        assert.equal(state.ids().length, 3)
+        assert.ok(state.has("old-b") && state.has("new"))
+    })
+
+    it("on disk: the order of last-seen times holds across a clock set back, and across restarts", async () => {
+        const dir = tempDir()
+        let state = await DiskState.open(dir)
+        const rec = { epoch: "e", peerEpoch: "", seen: new Array(32).fill(0), newest: 0, nextSeq: 0, received: 0, duplicates: 0, resent: 0 }
+        for (const id of ["a", "b", "c"]) state.forId(id).saveLink(rec)
+        state.commit()
+        const now = Date.now
+        try {
+            Date.now = () => now() - 86400000 // a day back
+            state.seen("a")
+            state.seen("b")
+        } finally {
+            Date.now = now
+        }
+        assert.deepEqual(state.ids(), ["c", "a", "b"])
+        state.close()
+        state = await DiskState.open(dir)
+        closers.push(() => state.close())
+        assert.deepEqual(state.ids(), ["c", "a", "b"])
+    })
 
     it("on disk: a line ACKed just before a client crash, its record's removal not yet committed, is sent again and ACKed as a duplicate, not read twice", async () => {
         const server = new Server({ port: 0, host: "127.0.0.1", timeout: 1000 })
