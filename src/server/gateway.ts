@@ -85,6 +85,13 @@ const DOWN_RECORD = 512
 // The payload of every will (a board's, the gateway's): one Buffer, which
 // MQTT.js only reads.
 const OFFLINE = Buffer.from("offline")
+// Link records kept per maxClients: every gateway reads every board's, so
+// a fleet of this many full gateways fits; beyond it, the least recently
+// updated record of an id this gateway does not hold is dropped
+// (docs/gateway.md, "Board ids come and go").
+const RECORDS_PER_CLIENT = 4
+// How long ending an evicted id's broker session may take.
+const WIPE_MS = 10000
 
 // The packet ids of the up lines that may come just before the line with
 // link id `first`, within the largest window. A link numbers 00 once, for
@@ -642,6 +649,12 @@ export class Gateway {
     private closing = false
     private closed: Promise<void> | undefined // close(), once called
     private warnBudget: LogBudget
+    private recordCap: number
+    // Set while this gateway makes its server forget an id (take-over, link
+    // restart): that is no eviction.
+    private lettingGo = false
+    private lastForgotten: Connection | undefined // the "forget" event just before an "id-evicted" warning
+    private wipes = new Map<string, MqttClient>() // evicted ids -> a clean connection ending their broker session
 
     constructor(opts: GatewayOptions = {}) {
         checkOptionKeys(opts, GATEWAY_KEYS, "new Gateway()")
@@ -657,6 +670,7 @@ export class Gateway {
             },
         })
         this.warnBudget = new LogBudget(this.server.limits.maxWarningsPerSecond)
+        this.recordCap = RECORDS_PER_CLIENT * this.server.limits.maxClients
         this.name = opts.name ?? `${hostname()}-${process.pid}`
         const nameProblem = topicIdProblem(this.name)
         if (nameProblem !== "") throw new LinkError("ECONFIG", `gateway name: ${nameProblem}`)
@@ -673,10 +687,23 @@ export class Gateway {
         this.server.on("disconnect", (conn) => this.sessions.get(conn.id)?.drop())
         // A Connection the server let go of (evicted for room, ...): so does its session.
         this.server.on("forget", (conn) => {
+            if (!this.lettingGo) {
+                this.lastForgotten = conn
+                queueMicrotask(() => this.lastForgotten === conn && (this.lastForgotten = undefined))
+            }
             const s = this.sessions.get(conn.id)
             if (s?.conn !== conn) return
             s.close()
             this.sessions.delete(conn.id)
+        })
+        // The server evicts an id down longest to make room (makeRoom): its
+        // Connection's "forget", then this warning, in one turn. A stored id
+        // dropped with no Connection here (perhaps taken over since) is left.
+        this.server.on("warning", (w) => {
+            const c = this.lastForgotten
+            if (w.code !== "id-evicted" || c === undefined || c.id !== w.id || c.connects === 0) return
+            this.lastForgotten = undefined
+            void this.evicted(c.id)
         })
     }
 
@@ -742,6 +769,8 @@ export class Gateway {
         this.closing = true
         for (const s of this.sessions.values()) s.close()
         this.sessions.clear()
+        for (const w of this.wipes.values()) w.end(true)
+        this.wipes.clear()
         await this.server.close()
         const c = this.control
         this.control = undefined
@@ -810,10 +839,8 @@ export class Gateway {
             if (topic.startsWith(`devs-iot/$link/`)) {
                 const r = parseLinkRecord(topic, payload)
                 if ("problem" in r) return void this.warn(this.log, { code: "bad-link-record" }, `${r.problem}: ignored`)
-                if (r.epoch === "") this.epochs.delete(r.id)
-                else this.epochs.set(r.id, r.epoch)
-                if (r.board === "") this.boardEpochs.delete(r.id)
-                else this.boardEpochs.set(r.id, r.board)
+                this.keep(this.epochs, r.id, r.epoch)
+                this.keep(this.boardEpochs, r.id, r.board)
                 return
             }
             if (topic === "$SYS/broker/version") {
@@ -826,6 +853,7 @@ export class Gateway {
                 }
                 return
             }
+            if (!topic.startsWith("devs-iot/$gateway/")) return // a board's status (onlineElsewhere)
             const from = topic.split("/")[2]
             const id = payload.toString()
             if (from === this.name) return
@@ -836,7 +864,7 @@ export class Gateway {
             this.log.info({ client: id, by: from }, "board taken over by another gateway: letting go")
             s.close()
             this.sessions.delete(id)
-            this.server.forget(id, `taken over by gateway ${from}`)
+            this.letGo(id, `taken over by gateway ${from}`)
         })
         return new Promise((resolve) => {
             // The gateway starts whether or not the broker answers: board lines wait.
@@ -851,7 +879,7 @@ export class Gateway {
     // Keeps `epoch` in the broker as the one a board's down lines go in.
     recordEpoch(id: string, epoch: string): void {
         if (this.epochs.get(id) === epoch) return
-        this.epochs.set(id, epoch)
+        this.keep(this.epochs, id, epoch)
         this.writeRecord(id)
     }
 
@@ -859,8 +887,79 @@ export class Gateway {
     // may hold; resolves once the broker has it.
     recordBoardEpoch(id: string, epoch: string): Promise<void> {
         if (this.boardEpochs.get(id) === epoch) return Promise.resolve()
-        this.boardEpochs.set(id, epoch)
+        this.keep(this.boardEpochs, id, epoch)
         return this.writeRecord(id)
+    }
+
+    // Sets (or, "", deletes) an id's entry as the most recently updated.
+    // Over recordCap, the least recently updated goes, skipping (and
+    // moving to the end) ids the server holds: their boards come back here.
+    private keep(map: Map<string, string>, id: string, value: string): void {
+        map.delete(id)
+        if (value !== "") map.set(id, value)
+        let tries = map.size
+        for (const [old, v] of map) {
+            if (map.size <= this.recordCap || tries-- <= 0) break
+            map.delete(old)
+            if (this.server.connection(old) !== undefined) map.set(old, v)
+        }
+    }
+
+    // The server evicted an idle id: its link record, retained status and
+    // broker session go too, else every id that ever came would stay in
+    // every gateway and in the broker. It comes back in a new epoch, as
+    // from the server's eviction. Unless its status says another gateway
+    // holds it (a took notice this one missed while away from the broker).
+    private async evicted(id: string): Promise<void> {
+        if (await this.onlineElsewhere(id)) return void this.log.info({ client: id }, "evicted id is online through another gateway: its link record and broker session stay")
+        if (this.closing || this.server.connection(id) !== undefined) return // back meanwhile
+        this.epochs.delete(id)
+        this.boardEpochs.delete(id)
+        this.control?.publish(linkTopic(id), "", { qos: 1, retain: true })
+        this.wipes.get(id)?.end(true)
+        // A clean session under its client id ends the one the broker keeps (best effort: lost if the broker is away).
+        const c: MqttClient = mqttConnect(this.brokerUrl, { clientId: sessionClientId(id), clean: true, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: WIPE_MS, log: MQTT_TRACE, ...this.mqttAccess() })
+        this.wipes.set(id, c)
+        const done = () => {
+            clearTimeout(t)
+            c.end(true)
+            if (this.wipes.get(id) === c) this.wipes.delete(id)
+        }
+        const t = setTimeout(done, WIPE_MS)
+        c.on("error", () => undefined)
+        c.on("close", done)
+        c.once("connect", () => c.publish(boardTopic(id, "status"), "", { qos: 1, retain: true }, done))
+    }
+
+    // Whether a board's retained status is "online": its session is up at
+    // another gateway. Retained messages come after the SUBACK, before the
+    // UNSUBACK (Mosquitto); refused or unanswered: false.
+    private onlineElsewhere(id: string): Promise<boolean> {
+        const c = this.control
+        if (!c?.connected) return Promise.resolve(false)
+        const topic = boardTopic(id, "status")
+        return new Promise((resolve) => {
+            let online = false
+            const seen = (t: string, p: Buffer) => t === topic && (online = p.toString() === "online")
+            const finish = () => {
+                clearTimeout(t)
+                c.off("message", seen)
+                resolve(online)
+            }
+            const t = setTimeout(finish, WIPE_MS)
+            c.on("message", seen)
+            c.subscribe(topic, { qos: 1 }, (err) => (err ? finish() : c.unsubscribe(topic, finish)))
+        })
+    }
+
+    // The server forgets an id because of this gateway (not an eviction).
+    private letGo(id: string, why: string): void {
+        this.lettingGo = true
+        try {
+            this.server.forget(id, why)
+        } finally {
+            this.lettingGo = false
+        }
     }
 
     private writeRecord(id: string): Promise<void> {
@@ -882,11 +981,14 @@ export class Gateway {
         void this.writeRecord(id)
         this.sessions.get(id)?.close()
         this.sessions.delete(id)
-        this.server.forget(id, why)
+        this.letGo(id, why)
     }
 
     // (An id that cannot be a topic level never gets here: idProblem.)
     private boardUp(conn: Connection): void {
+        // Back after its eviction: its new session must not be ended.
+        this.wipes.get(conn.id)?.end(true)
+        this.wipes.delete(conn.id)
         let s = this.sessions.get(conn.id)
         if (s && s.conn !== conn) {
             s.close()

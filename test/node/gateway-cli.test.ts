@@ -144,6 +144,24 @@ describe("devs-iot gateway (embedded broker)", function () {
         assert.deepEqual([...sessions.keys()].sort(), gw.server.connections().map((c) => c.id).sort())
     })
 
+    // Every gateway reads every board's link record: those of ids it does not
+    // hold are kept up to 4 x maxClients, the least recently updated dropped.
+    it("link records of ids held elsewhere are kept up to 4 x maxClients, the oldest dropped, never one of an id it holds", async function () {
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t14", limits: { maxClients: 1 } })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const board = cleanup(new Client({ id: "held", port: gw.port }).start())
+        await within(board.connected(), 10000, "held up")
+        const pub = mqttConnect(`mqtt://127.0.0.1:${gw.brokerPort}`, { clientId: "t14-pub" })
+        onCleanup(() => void pub.end(true))
+        const ids = ["held", ...Array.from({ length: 10 }, (_, i) => "other" + i)]
+        for (const id of ids) await pub.publishAsync(`devs-iot/$link/${id}`, "0123abcd b1", { qos: 1, retain: true })
+        await until(() => gw.epochs.has("other9"), 10000, "the last record read")
+        assert.deepEqual([...gw.epochs.keys()].sort(), ["held", "other7", "other8", "other9"])
+        assert.deepEqual([...gw.boardEpochs.keys()].sort(), ["held", "other7", "other8", "other9"])
+        for (const id of ids) await pub.publishAsync(`devs-iot/$link/${id}`, "", { qos: 1, retain: true })
+    })
+
     it("board ids that cannot be a topic level are refused before their handshake, as bad ids (warned at a rate)", async function () {
         const gw = new Gateway({ port: 0, host: "127.0.0.1", brokerPort: 0, name: "t4" })
         onCleanup(() => gw.close())

@@ -5,6 +5,8 @@ import assert from "node:assert/strict"
 import { connect, createServer, type Socket } from "node:net"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client, type ClientOptions } from "../../src/server/index.js"
+import { pino } from "pino"
+import { Gateway } from "../../src/server/gateway.js"
 import { cli, cleanup, closeAll, onCleanup, until, within, type Cli } from "../kit/util.js"
 import { gatewayPort } from "../kit/gatewaysoak.js"
 import { Mosquitto } from "../kit/mosquitto.js"
@@ -24,6 +26,27 @@ async function mqttClient(url: string, clientId: string, clean = false): Promise
     onCleanup(() => void c.end(true))
     await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
     return c
+}
+
+// The broker's retained messages under `filter` now (topic -> payload):
+// Mosquitto sends them after the SUBACK, before the UNSUBACK.
+async function retainedNow(url: string, filter: string): Promise<Map<string, string>> {
+    const c = await mqttClient(url, `test-retained-${process.pid}`, true)
+    const got = new Map<string, string>()
+    c.on("message", (t, p, packet) => packet.retain && got.set(t, p.toString()))
+    await c.subscribeAsync(filter, { qos: 1 })
+    await c.unsubscribeAsync(filter)
+    await c.endAsync()
+    return got
+}
+
+// Whether the broker keeps a session for MQTT client id `clientId`.
+async function sessionKept(url: string, clientId: string): Promise<boolean> {
+    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 0 })
+    onCleanup(() => void c.end(true))
+    const connack = await within(new Promise<{ sessionPresent: boolean }>((r) => c.once("connect", r)), 10000, `MQTT ${clientId} connected`)
+    await c.endAsync()
+    return connack.sessionPresent
 }
 
 // Counts of each payload seen; `until(p)` resolves when p has been seen.
@@ -625,5 +648,99 @@ describe("MQTT gateway with Mosquitto", function () {
 
     it("publisher -> board: each line once across a broker restart", async function () {
         await downRun(restartOnly, "bd2")
+    })
+
+    // An id the server evicts for room (maxClients) takes its link record,
+    // retained status and broker session with it: else every id that ever
+    // came stays in every gateway and in the broker (checked failing before).
+    it("ids evicted for room (maxClients 2, 5 ids) leave 2 link records, in the broker and the gateway's maps, and no session", async function () {
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", mqtt: broker.url, name: "gev", limits: { maxClients: 2, newIdRate: 1000, newIdBurst: 1000 } })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const ids = ["ev0", "ev1", "ev2", "ev3", "ev4"]
+        for (const id of ids) {
+            const gone = new Promise<void>((r) => {
+                const f = (c: { id: string }) => c.id === id && (gw.server.off("disconnect", f), r())
+                gw.server.on("disconnect", f)
+            })
+            const c = cleanup(new Client({ id, port: gw.port }).start())
+            await within(c.connected(), 10000, `${id} up`)
+            await c.write("hello from " + id)
+            await c.close()
+            await within(gone, 10000, `${id} down`)
+        }
+        const kept = ["ev3", "ev4"]
+        let links: string[] = []
+        let statuses: string[] = []
+        await until(() => [...gw.epochs.keys()].sort().join() === kept.join(), 10000, `the gateway's down epochs of ${kept} alone (got ${[...gw.epochs.keys()]})`)
+        const settled = async () => {
+            links = [...(await retainedNow(broker.url, "devs-iot/$link/+")).keys()].map((t) => t.split("/")[2]!).sort()
+            statuses = [...(await retainedNow(broker.url, "devs-iot/+/status")).keys()].map((t) => t.split("/")[1]!).sort()
+            return links.join() === kept.join() && statuses.join() === kept.join()
+        }
+        const deadline = Date.now() + 10000
+        while (!(await settled()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+        assert.deepEqual({ links, statuses }, { links: kept, statuses: kept })
+        assert.deepEqual([...gw.boardEpochs.keys()].sort(), kept)
+        assert.deepEqual(await sessionKept(broker.url, "devs-iot-ev0"), false, "ev0's broker session ended")
+        assert.deepEqual(await sessionKept(broker.url, "devs-iot-ev4"), true, "ev4's broker session kept")
+    })
+
+    it("a board taken over by another gateway is not evicted by the one it left: its link record and session stay", async function () {
+        const limits = { maxClients: 2, newIdRate: 1000, newIdBurst: 1000 }
+        const g1 = new Gateway({ port: 0, host: "127.0.0.1", mqtt: broker.url, name: "gtk1", limits })
+        const g2 = new Gateway({ port: 0, host: "127.0.0.1", mqtt: broker.url, name: "gtk2", limits })
+        onCleanup(() => g1.close())
+        onCleanup(() => g2.close())
+        await Promise.all([g1.start(), g2.start()])
+        const visit = async (gw: Gateway, id: string, stay = false) => {
+            const c = cleanup(new Client({ id, port: gw.port }).start())
+            await within(c.connected(), 10000, `${id} up`)
+            await c.write("hello from " + id)
+            if (!stay) await c.close()
+            return c
+        }
+        await visit(g1, "tk")
+        const letGo = new Promise<void>((r) => g1.server.on("forget", (c) => c.id === "tk" && r()))
+        const board = await visit(g2, "tk", true)
+        await within(letGo, 10000, "gateway 1 lets go of tk")
+        const evicted: string[] = []
+        g1.server.on("warning", (w) => w.code === "id-evicted" && evicted.push(w.id ?? ""))
+        for (const id of ["tc0", "tc1", "tc2", "tc3"]) await visit(g1, id)
+        await until(() => evicted.length === 2, 10000, `2 ids evicted by gateway 1 (got ${evicted})`)
+        await until(() => !g1.epochs.has("tc0") && !g1.epochs.has("tc1"), 10000, "gateway 1 drops tc0 and tc1")
+        const links = await retainedNow(broker.url, "devs-iot/$link/+")
+        assert.deepEqual([...links.keys()].map((t) => t.split("/")[2]).sort(), ["tc2", "tc3", "tk"])
+        assert.equal(g1.epochs.get("tk"), g2.epochs.get("tk"))
+        await board.write("still through gateway 2")
+        assert.equal(g2.server.connection("tk")?.status(), true)
+    })
+
+    // A took notice missed (this gateway was away from the broker) leaves an
+    // idle id here that another gateway holds: its status says online.
+    it("an evicted id whose retained status says online keeps its link record and session", async function () {
+        const lines: string[] = []
+        const logger = pino({ level: "info" }, { write: (l: string) => void lines.push(l) })
+        const gw = new Gateway({ port: 0, host: "127.0.0.1", mqtt: broker.url, name: "gon", logger, limits: { maxClients: 1, newIdRate: 1000, newIdBurst: 1000 } })
+        onCleanup(() => gw.close())
+        await gw.start()
+        const offline = new Promise<void>((r) => gw.server.on("disconnect", (c) => c.id === "on0" && r()))
+        const c0 = cleanup(new Client({ id: "on0", port: gw.port }).start())
+        await within(c0.connected(), 10000, "on0 up")
+        await c0.close()
+        await within(offline, 10000, "on0 down")
+        const pub = await mqttClient(broker.url, "test-on-pub", true)
+        // The session's will ("offline") first, then another gateway's "online" (here, the test's).
+        const status = new Promise<void>((r) => pub.on("message", (t, p) => p.toString() === "offline" && r()))
+        await pub.subscribeAsync("devs-iot/on0/status", { qos: 1 })
+        await within(status, 10000, "on0 offline")
+        await pub.publishAsync("devs-iot/on0/status", "online", { qos: 1, retain: true })
+        onCleanup(() => void pub.publish("devs-iot/on0/status", "", { qos: 1, retain: true }))
+        const c1 = cleanup(new Client({ id: "on1", port: gw.port }).start())
+        await within(c1.connected(), 10000, "on1 up")
+        await until(() => lines.some((l) => /online through another gateway/.test(l)), 10000, "the eviction of on0 left alone")
+        assert.ok((await retainedNow(broker.url, "devs-iot/$link/on0")).has("devs-iot/$link/on0"), "on0's link record kept")
+        assert.ok(gw.epochs.has("on0"), "on0's entry kept")
+        await c1.close()
     })
 })
