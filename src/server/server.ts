@@ -179,6 +179,7 @@ export declare interface Server {
 }
 
 export class Server extends EventEmitter {
+    /** @internal */
     readonly cfg: LinkConfig
     readonly host: string
     readonly expected: readonly string[]
@@ -440,11 +441,13 @@ export class Server extends EventEmitter {
         return { removed: fresh, ended }
     }
 
+    /** @internal */
     keyedIds(): string[] {
         return [...this.keys.keys()]
     }
 
     // `id` has a key: it connects authenticated (or, in --allow-plain, may not).
+    /** @internal */
     isKeyed(id: string): boolean {
         return this.keys.has(id)
     }
@@ -560,12 +563,14 @@ export class Server extends EventEmitter {
     }
 
     // Keys pushed and confirmed by the board (!rekeyed) since start: for the metrics.
+    /** @internal */
     keysPushed(): number {
         return this.keysPushedCount
     }
 
     // The delivery state's writes the disk refused, and whether it refuses
     // them now (a full disk): for the metrics. Zero and true in memory.
+    /** @internal */
     stateWrites(): { failures: number; ok: boolean } {
         return { failures: this.state?.writeFailures ?? 0, ok: this.state?.writeError === undefined }
     }
@@ -582,6 +587,7 @@ export class Server extends EventEmitter {
     }
 
     // Connections refused since start, by reason (refusal.ts): for the metrics.
+    /** @internal */
     refusals(): ReadonlyMap<string, number> {
         return this.refusalCounts
     }
