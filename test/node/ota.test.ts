@@ -263,7 +263,7 @@ describe("OTA gateway (wssk)", function () {
         const s = await within(session, 5000, "session")
         for (const c of [Cmd.DeployStart, Cmd.DeployWrite, Cmd.DeployFinish, Cmd.GetHash]) b.sendRaw(Buffer.from([c]))
         // A log line after them: once it is logged, they were handled.
-        const logged = new Promise((r) => g.on("log", (id, kind, text) => text === "marker" && r(id)))
+        const logged = new Promise((r) => g.on("log", (id, _kind, text) => text === "marker" && r(id)))
         b.sendRaw(Buffer.concat([Buffer.from([Cmd.Dmesg]), Buffer.from("> marker\n")]))
         assert.equal(await within(logged, 3000, "marker logged"), "b1")
         const neu = image(512)
