@@ -838,4 +838,22 @@ describe("OTA server options", function () {
             assert.match(run.stderr, re)
         }
     })
+
+    it("refuses an --ota-keys line that says more than one key (a second key, 'encrypt', 'revoked', 'open'), naming file:line, instead of ignoring it", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "ota-keys-"))
+        const k = () => randomBytes(32).toString("hex")
+        writeFileSync(join(dir, "keys.txt"), `ops ${k()}\nb1 ${k()}\n`)
+        for (const [line, re] of [
+            [`b2 ${k()} ${k()}`, /ota\.txt:2: id "b2": a second key \(a rotation\) is not supported in --ota-keys/],
+            [`b2 ${k()} encrypt`, /ota\.txt:2: id "b2": 'encrypt' is not supported in --ota-keys/],
+            ["b2 revoked", /ota\.txt:2: id "b2": 'revoked' lines are not supported in --ota-keys/],
+            ["b2 open", /ota\.txt:2: id "b2": 'open' lines are not supported in --ota-keys/],
+        ] as const) {
+            writeFileSync(join(dir, "ota.txt"), `b1 ${k()}\n${line}\n`)
+            const run = cli(["server", "--port", "0", "--ota-port", "0", "--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "ops"])
+            onCleanup(() => run.stop())
+            assert.equal(await within(run.exited, 20000, "server exits"), 2, `${line.slice(0, 3)}: ${run.stderr}`)
+            assert.match(run.stderr, re)
+        }
+    })
 })
