@@ -96,7 +96,7 @@ export interface HostileLimits {
     penaltyWindow?: number // ms in which penaltyOffences are counted (default 60000)
     penalizedPending?: number // a penalized source's cap (default 16)
     maxWarningsPerSecond?: number // warning log lines per second; the rest are counted in a summary (default 20)
-    maxClients?: number // Connections (ids) kept; beyond it a new id evicts the id down longest that is neither keyed nor expected, or is refused (default 20000)
+    maxClients?: number // ids kept: Connections, and with a state folder the ids stored there by earlier runs; beyond it a new id evicts the stored id seen longest ago, then the id down longest, that is neither keyed nor expected, or is refused (default 20000)
     // After the link is up, and on id creation: rows of PEER_BOUNDS (shared/config.ts).
     maxUnsentBytes?: number
     unsentTime?: number
