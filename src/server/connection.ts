@@ -36,6 +36,7 @@ export declare interface Connection {
 
 export class Connection extends LinkDriver<ServerLink> {
     readonly id: string
+    /** @internal */
     everAuthenticated = false // a keyed client proved its key on this id once
     private remote = ""
 
@@ -72,10 +73,12 @@ export class Connection extends LinkDriver<ServerLink> {
     }
 
     // Fault 9: may a newcomer with this id take this link over?
+    /** @internal */
     mayTakeOver(): boolean {
         return this.link.mayTakeOver(clock())
     }
 
+    /** @internal */
     hasSocket(): boolean {
         return this.socket !== undefined
     }

@@ -120,8 +120,10 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private again = false
     private writes: Map<number, Write> | undefined // made on the first write
     private roundTrips = 0 // link.stats.roundTrips already seen
+    /** @internal */
     readonly traffic: Traffic = { linesOut: 0, bytesOut: 0, linesIn: 0, bytesIn: 0, refused: 0, queueFull: 0, roundTrip: -1 }
     // Called with each round trip (ms), for a histogram; undefined: none.
+    /** @internal */
     onRoundTrip: ((ms: number) => void) | undefined = undefined
     // Waiting reads in call order: readline() (many 0) or readlines(max) (many = max).
     private readers: Reader[] = []
@@ -138,6 +140,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     private bounds: PeerBounds | undefined
     private guard: Guard | undefined // the bounds' state for the current socket
     // How often the bounds acted: the read budget ran out, output went over its cap.
+    /** @internal */
     readonly bounded = { throttled: 0, outputPaused: 0, cut: 0 }
     // Asked before a debug notice or an outage is logged (server: a shared rate limit).
     protected logGate: ((kind: string) => boolean) | undefined
@@ -299,6 +302,7 @@ export abstract class LinkDriver<L extends Link = Link> extends EventEmitter {
     }
 
     // The longest line the peer takes (bytes, from its hello), or -1 when it did not say.
+    /** @internal */
     get peerLineLimit(): number {
         return peerLimit(this.link)
     }

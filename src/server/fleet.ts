@@ -200,12 +200,14 @@ export class Fleet extends EventEmitter {
         for (const c of this.server.connections()) if (c.connects > 0) yield this.status(c)
     }
 
+    /** @internal */
     countAuthFailure(a: AuthFailure): void {
         this.authFailures.set(a, (this.authFailures.get(a) ?? 0) + 1)
     }
 
     // A console line from the board's over-the-air session; kept only for
     // ids that have come up (so bounded like the Connections).
+    /** @internal */
     boardLog(id: string, text: string): void {
         const s = this.seen.get(id)
         if (!s) return
@@ -214,6 +216,7 @@ export class Fleet extends EventEmitter {
         this.emit("change", id)
     }
 
+    /** @internal */
     boardException(id: string, name: string, message: string): void {
         const s = this.seen.get(id)
         if (!s) return

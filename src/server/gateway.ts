@@ -627,8 +627,11 @@ function pidDistance(from: number, to: number): number {
 export class Gateway {
     readonly server: Server
     readonly name: string
+    /** @internal */
     readonly backoffFirst: number
+    /** @internal */
     readonly backoffCap: number
+    /** @internal */
     readonly counts = { upHeld: 0, upDone: 0, downDone: 0, downResends: 0, downRefused: 0, takenOver: 0 }
     brokerUrl = "" // without the user name and password (it is logged)
     // From the URL, decoded: MQTT.js splits "user:pass" at its last ':'.
@@ -636,8 +639,11 @@ export class Gateway {
     // The broker numbers a session's packets on across connections and
     // restarts (Mosquitto, checked by the gateway tests): down message ids
     // may come from packet ids.
+    /** @internal */
     continuous = false
+    /** @internal */
     readonly epochs = new Map<string, string>() // board id -> epoch of its down lines (linkTopic)
+    /** @internal */
     readonly boardEpochs = new Map<string, string>() // board id -> the board's life whose up lines the broker may hold (linkTopic)
     private versionSeen!: () => void
     private versionKnown = new Promise<void>((r) => (this.versionSeen = r))
@@ -714,6 +720,7 @@ export class Gateway {
     // A warning that what apps publish, or each board session's retries,
     // can repeat at any rate: logged at most the server's
     // maxWarningsPerSecond, the next logged one counting those that were not.
+    /** @internal */
     warn(log: Logger, fields: { code: string; [k: string]: unknown }, msg: string): void {
         const extra = this.warnBudget.pass(fields.code, performance.now())
         if (extra) log.warn({ ...fields, ...extra }, msg)
@@ -725,6 +732,7 @@ export class Gateway {
     // good, and the boards' lines would wait for ever. Spelled out, not
     // Pick<IClientOptions>: the package's types then do not reach MQTT.js's,
     // which need the DOM library (Worker) that a Node project leaves out.
+    /** @internal */
     mqttAccess(): { username?: string; password?: Buffer; reconnectOnConnackError: boolean } {
         return { ...this.brokerAuth, reconnectOnConnackError: true }
     }
@@ -877,6 +885,7 @@ export class Gateway {
     }
 
     // Keeps `epoch` in the broker as the one a board's down lines go in.
+    /** @internal */
     recordEpoch(id: string, epoch: string): void {
         if (this.epochs.get(id) === epoch) return
         this.keep(this.epochs, id, epoch)
@@ -885,6 +894,7 @@ export class Gateway {
 
     // Keeps `epoch` in the broker as the board's life whose up lines it
     // may hold; resolves once the broker has it.
+    /** @internal */
     recordBoardEpoch(id: string, epoch: string): Promise<void> {
         if (this.boardEpochs.get(id) === epoch) return Promise.resolve()
         this.keep(this.boardEpochs, id, epoch)
@@ -975,6 +985,7 @@ export class Gateway {
     }
 
     // Drops a board's link and session: it reconnects in a new epoch.
+    /** @internal */
     restartLink(id: string, why: string): void {
         this.log.warn({ client: id, code: "link-restart" }, why)
         this.epochs.delete(id)

@@ -85,6 +85,7 @@ function isIpHost(h: string): boolean {
 
 export class HttpStatus {
     readonly fleet: Fleet
+    /** @internal */
     readonly metrics: Metrics
     readonly host: string
     private wantedPort: number

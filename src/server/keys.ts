@@ -41,6 +41,12 @@ function shape(words: string[]): string {
 }
 
 export function parseKeyFile(text: string, file: string): KeyFile {
+    return parseLines(text, file, "")
+}
+
+// `oneKey`, when not "": the flag of a file that holds one key an id and
+// nothing else (--ota-keys); a line that says more is refused, not ignored.
+function parseLines(text: string, file: string, oneKey: string): KeyFile {
     const out: KeyFile = { keys: new Map(), revoked: [], open: [] }
     const seen = new Set<string>()
     const lines = text.split("\n")
@@ -56,6 +62,7 @@ export function parseKeyFile(text: string, file: string): KeyFile {
         const last = words[words.length - 1]!
         if (words.length >= 2 && (last === "revoked" || last === "open") && !words.some((w) => KEY_RE.test(w))) {
             id = line.slice(0, starts[words.length - 1]).trimEnd()
+            if (oneKey !== "") throw new KeyFileError(`${where}: id ${JSON.stringify(id)}: '${last}' lines are not supported in ${oneKey}: a board without a line there has no key`)
             if (last === "revoked") out.revoked.push(id)
             else out.open.push(id)
         } else {
@@ -82,6 +89,8 @@ export function parseKeyFile(text: string, file: string): KeyFile {
             if (keys.length > 2) throw new KeyFileError(`${where}: id ${JSON.stringify(id)} has ${keys.length} keys: at most two (the current one and the next, during a rotation)`)
             if (flags.length > 1) throw new KeyFileError(`${where}: id ${JSON.stringify(id)}: 'encrypt' given twice`)
             if (keys.length === 2 && keys[0]!.equals(keys[1]!)) throw new KeyFileError(`${where}: id ${JSON.stringify(id)}: its two keys are the same`)
+            if (oneKey !== "" && keys.length > 1) throw new KeyFileError(`${where}: id ${JSON.stringify(id)}: a second key (a rotation) is not supported in ${oneKey}: one key an id`)
+            if (oneKey !== "" && flags.length > 0) throw new KeyFileError(`${where}: id ${JSON.stringify(id)}: 'encrypt' is not supported in ${oneKey}: one key an id`)
             out.keys.set(id, { keys, encrypt: flags.length === 1 })
         }
         const p = checkClientId(id)
@@ -100,6 +109,13 @@ export function parseKeys(text: string, file: string): Map<string, Buffer[]> {
 
 export function loadKeyFile(file: string): KeyFile {
     return parseKeyFile(readSecret(file, "key file"), file)
+}
+
+/** @internal The `--ota-keys` file: the key file's format, one key an id and
+ * nothing else (`flag` names it in the errors). */
+export function loadOneKeyFile(file: string, flag: string): Map<string, Buffer> {
+    const f = parseLines(readSecret(file, "key file"), file, flag)
+    return new Map([...f.keys].map(([id, spec]) => [id, spec.keys[0]!]))
 }
 
 // Reads a file that holds keys; the error names the file and the cause only.

@@ -96,7 +96,7 @@ export interface HostileLimits {
     penaltyWindow?: number // ms in which penaltyOffences are counted (default 60000)
     penalizedPending?: number // a penalized source's cap (default 16)
     maxWarningsPerSecond?: number // warning log lines per second; the rest are counted in a summary (default 20)
-    maxClients?: number // Connections (ids) kept; beyond it a new id evicts the id down longest that is neither keyed nor expected, or is refused (default 20000)
+    maxClients?: number // ids kept: Connections, and with a state folder the ids stored there by earlier runs; beyond it a new id evicts the stored id seen longest ago, then the id down longest, that is neither keyed nor expected, or is refused (default 20000)
     // After the link is up, and on id creation: rows of PEER_BOUNDS (shared/config.ts).
     maxUnsentBytes?: number
     unsentTime?: number
@@ -179,6 +179,7 @@ export declare interface Server {
 }
 
 export class Server extends EventEmitter {
+    /** @internal */
     readonly cfg: LinkConfig
     readonly host: string
     readonly expected: readonly string[]
@@ -440,11 +441,13 @@ export class Server extends EventEmitter {
         return { removed: fresh, ended }
     }
 
+    /** @internal */
     keyedIds(): string[] {
         return [...this.keys.keys()]
     }
 
     // `id` has a key: it connects authenticated (or, in --allow-plain, may not).
+    /** @internal */
     isKeyed(id: string): boolean {
         return this.keys.has(id)
     }
@@ -560,12 +563,14 @@ export class Server extends EventEmitter {
     }
 
     // Keys pushed and confirmed by the board (!rekeyed) since start: for the metrics.
+    /** @internal */
     keysPushed(): number {
         return this.keysPushedCount
     }
 
     // The delivery state's writes the disk refused, and whether it refuses
     // them now (a full disk): for the metrics. Zero and true in memory.
+    /** @internal */
     stateWrites(): { failures: number; ok: boolean } {
         return { failures: this.state?.writeFailures ?? 0, ok: this.state?.writeError === undefined }
     }
@@ -582,6 +587,7 @@ export class Server extends EventEmitter {
     }
 
     // Connections refused since start, by reason (refusal.ts): for the metrics.
+    /** @internal */
     refusals(): ReadonlyMap<string, number> {
         return this.refusalCounts
     }

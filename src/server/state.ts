@@ -248,7 +248,7 @@ export class DiskState implements StateStore {
         // A folder of something else is refused before anything is written in it.
         if (!readdirEntries(dir).includes(MARKER) && stateEntries(dir).length > 0)
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
-        await takeFolder(dir)
+        await takeFolder(dir, opts.logger)
         let fresh = false
         try {
             let entries = stateEntries(dir)
@@ -722,10 +722,12 @@ function dropKept(u: Unflushed, key: number): void {
 // as older versions read it. The owner is read and written under
 // owner.lock (a directory: making one is atomic), so two processes that
 // start at the same instant cannot both find the folder free.
-async function takeFolder(dir: string): Promise<void> {
+// A wait is logged once: a start that seems to hang says why.
+async function takeFolder(dir: string, log: Logger | undefined): Promise<void> {
     if (openHere.has(realDir(dir))) throw new StateError(`state folder ${dir}: already open in this process: give each store its own folder`)
     const lock = join(dir, OWNER_LOCK)
     const until = Date.now() + LOCK_WAIT_MS
+    let waiting = false
     for (;;) {
         try {
             mkdirSync(lock)
@@ -742,7 +744,11 @@ async function takeFolder(dir: string): Promise<void> {
         }
         if (age > LOCK_STALE_MS) rmSync(lock, { recursive: true, force: true })
         else if (Date.now() > until) throw new StateError(`state folder ${dir}: another process has been taking it for ${LOCK_WAIT_MS} ms (${lock}); try again`)
-        else await new Promise((r) => setTimeout(r, 10))
+        else {
+            if (!waiting) log?.info({ state: dir }, `state folder ${dir}: another process is taking it (${lock}): waiting up to ${LOCK_WAIT_MS} ms`)
+            waiting = true
+            await new Promise((r) => setTimeout(r, 10))
+        }
     }
     try {
         if (ownerOf(dir) === "other") throw new StateError(`state folder ${dir}: in use by process ${ownerPid(dir)} (${join(dir, OWNER)}): give each process its own folder`)

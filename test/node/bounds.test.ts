@@ -10,7 +10,7 @@ import { connect, type Socket } from "node:net"
 import { pino } from "pino"
 import { Admission, LogBudget } from "../../src/server/admission.js"
 import { ReadBudget, TokenBucket } from "../../src/server/budget.js"
-import { Client, HttpStatus, Server, type HostileLimits, type Warning } from "../../src/server/index.js"
+import { Client, HttpStatus, Server, type HostileLimits } from "../../src/server/index.js"
 import { PEER_BOUNDS } from "../../src/shared/bounds.js"
 import { main } from "../../src/server/cli/main.js"
 import { closeAll, onCleanup, within } from "../kit/util.js"
@@ -287,7 +287,7 @@ describe("bounds on a peer that misbehaves on purpose", function () {
         // A known id from the same address is no new id.
         const again = await peer(server, "127.0.0.4", "s1")
         again.on("data", () => {})
-        const c = startClient(server, "fresh")
+        startClient(server, "fresh")
         await within(server.clientConn("fresh"), 5000, "a new id from another address")
     })
 

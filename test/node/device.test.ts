@@ -3,7 +3,6 @@
 // injected on real sockets: a proxy that stalls or refuses, a raw server that
 // speaks early or sends garbage, a server restart.
 import assert from "node:assert/strict"
-import { once } from "node:events"
 import { createServer, type Server as NetServer, type Socket } from "node:net"
 import { Server } from "../../src/server/index.js"
 import { buildSimImage, runSim, type SimConfig, type SimImage, type SimRun } from "../../src/server/cli/sim.js"

@@ -204,6 +204,19 @@ describe("operations: logs, shutdown, version, flash", function () {
         assert.match(server.stderr, new RegExp(`"signal":"${second}","msg":"${second} during the shutdown: exiting now`))
     })
 
+    it("SIGINT or SIGTERM while the start waits for a state folder another process holds exits at once with 130 or 143, and says so", async function () {
+        for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+            const dir = mkdtempSync(join(tmpdir(), "devs-iot-start-signal-"))
+            onCleanup(() => rmSync(dir, { recursive: true, force: true }))
+            mkdirSync(join(dir, "owner.lock")) // another start taking the folder: this one waits up to 5 s
+            const server = run(["server", "--port", "0", "--host", "127.0.0.1", "--state", dir, "--json"])
+            await server.waitFor(/another process is taking it .*: waiting up to \d+ ms/, 10000)
+            process.kill(server.child.pid!, sig)
+            assert.equal(await within(server.exited, 10000, `the server's exit after ${sig}`), code, server.stderr)
+            assert.match(server.stderr, new RegExp(`"signal":"${sig}","msg":"${sig} before the start was complete: exiting now"`))
+        }
+    })
+
     it("SIGHUP reloads only the key file: without --keys the server says so and carries on, its links up", async function () {
         const server = run(["server", "--port", "0", "--host", "127.0.0.1", "--app", "echo", "--json"])
         const port = Number((await server.waitFor(/"port":(\d+)/, 10000))[1])

@@ -263,7 +263,7 @@ describe("OTA gateway (wssk)", function () {
         const s = await within(session, 5000, "session")
         for (const c of [Cmd.DeployStart, Cmd.DeployWrite, Cmd.DeployFinish, Cmd.GetHash]) b.sendRaw(Buffer.from([c]))
         // A log line after them: once it is logged, they were handled.
-        const logged = new Promise((r) => g.on("log", (id, kind, text) => text === "marker" && r(id)))
+        const logged = new Promise((r) => g.on("log", (id, _kind, text) => text === "marker" && r(id)))
         b.sendRaw(Buffer.concat([Buffer.from([Cmd.Dmesg]), Buffer.from("> marker\n")]))
         assert.equal(await within(logged, 3000, "marker logged"), "b1")
         const neu = image(512)
@@ -835,6 +835,24 @@ describe("OTA server options", function () {
             const run = cli(["server", "--port", "0", "--ota-port", "0", ...args])
             onCleanup(() => run.stop())
             assert.equal(await within(run.exited, 20000, "server exits"), 2, run.stderr)
+            assert.match(run.stderr, re)
+        }
+    })
+
+    it("refuses an --ota-keys line that says more than one key (a second key, 'encrypt', 'revoked', 'open'), naming file:line, instead of ignoring it", async function () {
+        const dir = mkdtempSync(join(tmpdir(), "ota-keys-"))
+        const k = () => randomBytes(32).toString("hex")
+        writeFileSync(join(dir, "keys.txt"), `ops ${k()}\nb1 ${k()}\n`)
+        for (const [line, re] of [
+            [`b2 ${k()} ${k()}`, /ota\.txt:2: id "b2": a second key \(a rotation\) is not supported in --ota-keys/],
+            [`b2 ${k()} encrypt`, /ota\.txt:2: id "b2": 'encrypt' is not supported in --ota-keys/],
+            ["b2 revoked", /ota\.txt:2: id "b2": 'revoked' lines are not supported in --ota-keys/],
+            ["b2 open", /ota\.txt:2: id "b2": 'open' lines are not supported in --ota-keys/],
+        ] as const) {
+            writeFileSync(join(dir, "ota.txt"), `b1 ${k()}\n${line}\n`)
+            const run = cli(["server", "--port", "0", "--ota-port", "0", "--keys", join(dir, "keys.txt"), "--ota-keys", join(dir, "ota.txt"), "--ota-admins", "ops"])
+            onCleanup(() => run.stop())
+            assert.equal(await within(run.exited, 20000, "server exits"), 2, `${line.slice(0, 3)}: ${run.stderr}`)
             assert.match(run.stderr, re)
         }
     })

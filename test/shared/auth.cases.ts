@@ -3,7 +3,7 @@
 // handshake's outcomes, and two keyed links through the in-memory network.
 // Run on Node and in the DeviceScript VM, each with its own crypto.
 
-import { answerLine, challengeLine, deriveSession, ClientLink, isSealed, Link, ServerLink, linkAuth, setAuth, proof, proofLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
+import { answerLine, challengeLine, deriveSession, ClientLink, isSealed, ServerLink, linkAuth, setAuth, proof, proofLine, ServerAuth, Session, Transcript } from "../../src/shared/index.js"
 import { crypto, eq, ok, suite } from "./harness.js"
 import { Drive, nodeCfg } from "./drive.js"
 import { checkDelivery, Faults, noFaults, Sim, SimKeys, Writer } from "./sim.js"

@@ -6,7 +6,7 @@
 import { answerLine, challengeLine, deriveSession, helloField, helloLine, ClientLink, ServerLink, linkAuth, setAuth, parseHello, peerLimit, proof, proofLine, resolveConfig, nodeDefaults, boardDefaults, ServerAuth, Transcript } from "../../src/shared/index.js"
 import { framingBudget, heapOfArch, MAX_ENCRYPTED_LINE, parseMax, parseTooLong, tooLongLine } from "../../src/shared/limits.js"
 import { LineFramer } from "../../src/shared/framer.js"
-import { blanks, boardCfg, clientDrive, Drive, serverDrive } from "./drive.js"
+import { blanks, boardCfg, Drive, serverDrive } from "./drive.js"
 import { bytes, crypto, eq, ok, suite, throwsCode } from "./harness.js"
 
 // n copies of "x" without a loop per character (the VM's opcode limit).

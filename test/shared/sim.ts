@@ -40,7 +40,6 @@ export class Writer {
     sent = 0
     done: string[] = []
     failed = 0
-    private pending: string[] = [] // payloads by ticket - first ticket
     private byTicket: { [t: string]: string } = {}
     private outstanding = 0
 

@@ -341,7 +341,7 @@ describe("MQTT gateway with Mosquitto", function () {
     // holds under a reused id ("Reused message ID"), so the next gateway
     // releases every id of the earlier life before the new life's first line.
     it("board -> subscriber: a restarted board's lines do not make the broker drop an ACKed line its dead gateway left unreleased", async function () {
-        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(3, "br1")
+        const { p1, p2, hold, g1, lines, seen } = await heldPubrel(3, "br1")
         const first = new Client({ id: "br1", port: p1, backoffFirst: 50, backoffCap: 300 }).start()
         onCleanup(() => void first.close())
         await first.connected()
@@ -388,7 +388,7 @@ describe("MQTT gateway with Mosquitto", function () {
     // died. The next gateway must not release packet id 2 before the board
     // resends 01, or the broker would take the resend as a new message.
     it("board -> subscriber: lines the broker holds PUBREC'd and the board resends after its gateway died reach the subscriber once", async function () {
-        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(1, "bs1")
+        const { p1, p2, hold, g1, lines, seen } = await heldPubrel(1, "bs1")
         const freeze = new AckFreeze(p1)
         await freeze.listen()
         onCleanup(() => freeze.close())

@@ -241,4 +241,20 @@ describe("the packed package, installed without dev dependencies", function () {
         const generic = files.filter((f) => f.endsWith(".d.ts") && /\bBuffer</.test(readFileSync(join(app, "node_modules/devs-iot", f), "utf8")))
         assert.deepEqual(generic, [])
     })
+
+    it("the installed types hold no member that only our own modules call (@internal, stripped)", function () {
+        const internal: Record<string, string[]> = {
+            "server.d.ts": ["cfg", "keyedIds", "isKeyed", "keysPushed", "stateWrites", "refusals"],
+            "connection.d.ts": ["everAuthenticated", "mayTakeOver", "hasSocket", "adopt", "setClaim", "pushKey", "revoke", "shutdown"],
+            "gateway.d.ts": ["backoffFirst", "backoffCap", "counts", "continuous", "epochs", "boardEpochs", "warn", "mqttAccess", "recordEpoch", "recordBoardEpoch", "restartLink"],
+            "fleet.d.ts": ["countAuthFailure", "boardLog", "boardException"],
+            "http.d.ts": ["metrics"],
+            "driver.d.ts": ["traffic", "onRoundTrip", "bounded", "peerLineLimit"],
+        }
+        for (const [file, names] of Object.entries(internal)) {
+            const text = readFileSync(join(app, "node_modules/devs-iot/dist/src/server", file), "utf8")
+            const shown = names.filter((n) => new RegExp(`^\\s+(readonly |get )?${n}[(:?]`, "m").test(text))
+            assert.deepEqual(shown, [], `${file} declares them`)
+        }
+    })
 })

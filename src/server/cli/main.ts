@@ -338,44 +338,50 @@ async function runServer(values: Values, source: Record<string, string>): Promis
     const interval = int(values, source, "interval", FLAGS.appInterval.range)
     const shutdownMs = int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range)
     const log = makeLogger(level(values, source), values["json"] === true)
-    const side = boardSide(values, source, appExpects(app))
-    const { expected, allowPlain } = side
-    const state = await stateFrom(values, source, log, "server")
-    if (state === null) return 1
-    const server = new Server({ ...opts, ...side.options, logger: log, state })
-    const http = httpStatus(values, source, server, log)
-    watchKeys(server, side.keyFile, side.keys, log)
-    const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain, http?.fleet)
-    try {
-        await server.listen()
-    } catch (e) {
-        const err = e as NodeJS.ErrnoException
-        log.fatal({ code: err.code }, `cannot listen on ${opts.host}:${opts.port}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
-        return 1
-    }
-    if (http) {
+    // From here a signal is answered, also while the start waits (a state
+    // folder another process holds): catchSignals.
+    const signals = catchSignals(log)
+    const started = (async () => {
+        const side = boardSide(values, source, appExpects(app))
+        const { expected, allowPlain } = side
+        const state = await stateFrom(values, source, log, "server")
+        if (state === null) return 1
+        const server = new Server({ ...opts, ...side.options, logger: log, state })
+        const http = httpStatus(values, source, server, log)
+        watchKeys(server, side.keyFile, side.keys, log)
+        const stopOta = await startOta(server, values, log, server.keyedIds(), allowPlain, http?.fleet)
         try {
-            await http.listen()
+            await server.listen()
         } catch (e) {
             const err = e as NodeJS.ErrnoException
-            log.fatal({ code: err.code }, `cannot listen for HTTP on ${http.host}:${str(values, "http-port")}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
-            await server.close()
+            log.fatal({ code: err.code }, `cannot listen on ${opts.host}:${opts.port}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
             return 1
         }
-    }
-    const running = startApp(app, server, log, interval)
-    log.info({ app, expected }, "ready")
-    // SIGTERM: stop accepting, ACK what the application has read, close every
-    // link (FIN), and exit within shutdownMs whatever the peers do.
-    return await shutdownOnSignal(log, async () => {
-        const up = server.connections().filter((c) => c.status()).length
-        log.info({ links: up }, `no longer accepting; closing ${up} link${up === 1 ? "" : "s"}`)
-        running.stop()
-        await http?.close()
-        await stopOta?.()
-        await server.close()
-        state?.close()
-    }, shutdownMs)
+        if (http) {
+            try {
+                await http.listen()
+            } catch (e) {
+                const err = e as NodeJS.ErrnoException
+                log.fatal({ code: err.code }, `cannot listen for HTTP on ${http.host}:${str(values, "http-port")}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)
+                await server.close()
+                return 1
+            }
+        }
+        const running = startApp(app, server, log, interval)
+        log.info({ app, expected }, "ready")
+        // SIGTERM: stop accepting, ACK what the application has read, close every
+        // link (FIN), and exit within shutdownMs whatever the peers do.
+        return await signals.stopWith(async () => {
+            const up = server.connections().filter((c) => c.status()).length
+            log.info({ links: up }, `no longer accepting; closing ${up} link${up === 1 ? "" : "s"}`)
+            running.stop()
+            await http?.close()
+            await stopOta?.()
+            await server.close()
+            state?.close()
+        }, shutdownMs)
+    })()
+    return await Promise.race([signals.code, started])
 }
 
 // The store --state names (undefined: in memory, the link's own), or null
@@ -623,42 +629,60 @@ async function runFlashCommand(values: Values): Promise<number> {
     }
 }
 
-// Resolves with 0 after `stop` has run on SIGINT or SIGTERM, or with 1 when
-// it took longer than `ms`. A second SIGINT or SIGTERM during the shutdown
-// (an operator's second Ctrl-C) resolves at once with 128 + its number, as a
-// shell reports a process the signal ended, and says so: what was ACKed is
-// already on disk (--state commits before each ACK leaves).
+// The exit code after `stop` has run on SIGINT or SIGTERM (catchSignals).
 function shutdownOnSignal(log: Logger, stop: () => Promise<void>, ms = 3000): Promise<number> {
-    return new Promise((resolve) => {
-        let stopping = false
-        // One handler throughout: a signal that comes with the first one
-        // would be lost between removing a handler and adding another.
-        const onSignal = (sig: NodeJS.Signals) => {
-            if (stopping) {
-                log.error({ signal: sig }, `${sig} during the shutdown: exiting now, without closing the links that are left`)
-                return resolve(128 + (osConstants.signals[sig] ?? 0))
-            }
-            stopping = true
-            log.info({ signal: sig }, "shutting down")
-            const force = setTimeout(() => {
-                log.error(`shutdown took over ${ms} ms: exiting anyway`)
-                resolve(1)
-            }, ms)
-            force.unref()
-            stop().then(
-                () => {
-                    clearTimeout(force)
-                    resolve(0)
-                },
-                (e) => {
-                    log.error({ err: (e as Error).message }, "shutdown failed")
-                    resolve(1)
-                }
-            )
+    return catchSignals(log).stopWith(stop, ms)
+}
+
+// SIGINT and SIGTERM from now on; `code` resolves with the exit code. Once
+// `stopWith` has given the shutdown, a signal runs `stop` and resolves with
+// 0, or with 1 when it took longer than `ms`. Before that (the start: a
+// state folder another process holds is waited for) and during the shutdown
+// (an operator's second Ctrl-C), a signal resolves at once with 128 + its
+// number, as a shell reports a process the signal ended, and says so: what
+// was ACKed is already on disk (--state commits before each ACK leaves).
+function catchSignals(log: Logger): { code: Promise<number>; stopWith(stop: () => Promise<void>, ms?: number): Promise<number> } {
+    let stop: (() => Promise<void>) | undefined
+    let ms = 3000
+    let resolve: (code: number) => void = () => {}
+    const code = new Promise<number>((r) => (resolve = r))
+    let stopping = false
+    // One handler throughout: a signal that comes with the first one
+    // would be lost between removing a handler and adding another.
+    const onSignal = (sig: NodeJS.Signals) => {
+        if (stopping || stop === undefined) {
+            const what = stopping ? "during the shutdown: exiting now, without closing the links that are left" : "before the start was complete: exiting now"
+            log.error({ signal: sig }, `${sig} ${what}`)
+            return resolve(128 + (osConstants.signals[sig] ?? 0))
         }
-        process.on("SIGINT", onSignal)
-        process.on("SIGTERM", onSignal)
-    })
+        stopping = true
+        log.info({ signal: sig }, "shutting down")
+        const force = setTimeout(() => {
+            log.error(`shutdown took over ${ms} ms: exiting anyway`)
+            resolve(1)
+        }, ms)
+        force.unref()
+        stop().then(
+            () => {
+                clearTimeout(force)
+                resolve(0)
+            },
+            (e) => {
+                log.error({ err: (e as Error).message }, "shutdown failed")
+                resolve(1)
+            }
+        )
+    }
+    process.on("SIGINT", onSignal)
+    process.on("SIGTERM", onSignal)
+    return {
+        code,
+        stopWith(s, m = 3000) {
+            stop = s
+            ms = m
+            return code
+        },
+    }
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -6,7 +6,7 @@ import { LinkError } from "../../shared/index.js"
 import { TIMEOUT } from "../../shared/config.js"
 import { Client } from "../client.js"
 import { clientKey, FLAGS, readInt, type Opt } from "./flags.js"
-import { KeyFileError, loadKeyFile } from "../keys.js"
+import { KeyFileError, loadOneKeyFile } from "../keys.js"
 import type { Logger } from "../log.js"
 import type { Server } from "../server.js"
 import type { Fleet } from "../fleet.js"
@@ -79,9 +79,7 @@ export async function startOta(server: Server, values: Values, log: Logger, link
     }
     let keys: Map<string, Buffer>
     try {
-        // The wssk master key of each board: the first key of its line.
-        const f = loadKeyFile(file)
-        keys = new Map([...f.keys].map(([id, spec]) => [id, spec.keys[0]!] as [string, Buffer]))
+        keys = loadOneKeyFile(file, "--ota-keys") // the wssk master key of each board
     } catch (e) {
         if (e instanceof KeyFileError) throw config(e.message)
         throw e
