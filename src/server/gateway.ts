@@ -656,10 +656,6 @@ export class Gateway {
     private closed: Promise<void> | undefined // close(), once called
     private warnBudget: LogBudget
     private recordCap: number
-    // Set while this gateway makes its server forget an id (take-over, link
-    // restart): that is no eviction.
-    private lettingGo = false
-    private lastForgotten: Connection | undefined // the "forget" event just before an "id-evicted" warning
     private wipes = new Map<string, MqttClient>() // evicted ids -> a clean connection ending their broker session
 
     constructor(opts: GatewayOptions = {}) {
@@ -692,24 +688,16 @@ export class Gateway {
         this.server.on("connect", (conn) => this.boardUp(conn))
         this.server.on("disconnect", (conn) => this.sessions.get(conn.id)?.drop())
         // A Connection the server let go of (evicted for room, ...): so does its session.
-        this.server.on("forget", (conn) => {
-            if (!this.lettingGo) {
-                this.lastForgotten = conn
-                queueMicrotask(() => this.lastForgotten === conn && (this.lastForgotten = undefined))
-            }
+        this.server.on("forget", (conn, why) => {
+            // Evicted for room (not let go for a take-over or a link restart,
+            // nor a link that never came up): its record and broker session
+            // go too. A stored id dropped with no Connection here (perhaps
+            // taken over since) brings no event and keeps them.
+            if (why === "evicted" && conn.connects > 0) void this.evicted(conn.id)
             const s = this.sessions.get(conn.id)
             if (s?.conn !== conn) return
             s.close()
             this.sessions.delete(conn.id)
-        })
-        // The server evicts an id down longest to make room (makeRoom): its
-        // Connection's "forget", then this warning, in one turn. A stored id
-        // dropped with no Connection here (perhaps taken over since) is left.
-        this.server.on("warning", (w) => {
-            const c = this.lastForgotten
-            if (w.code !== "id-evicted" || c === undefined || c.id !== w.id || c.connects === 0) return
-            this.lastForgotten = undefined
-            void this.evicted(c.id)
         })
     }
 
@@ -872,7 +860,7 @@ export class Gateway {
             this.log.info({ client: id, by: from }, "board taken over by another gateway: letting go")
             s.close()
             this.sessions.delete(id)
-            this.letGo(id, `taken over by gateway ${from}`)
+            this.server.forget(id, `taken over by gateway ${from}`)
         })
         return new Promise((resolve) => {
             // The gateway starts whether or not the broker answers: board lines wait.
@@ -962,16 +950,6 @@ export class Gateway {
         })
     }
 
-    // The server forgets an id because of this gateway (not an eviction).
-    private letGo(id: string, why: string): void {
-        this.lettingGo = true
-        try {
-            this.server.forget(id, why)
-        } finally {
-            this.lettingGo = false
-        }
-    }
-
     private writeRecord(id: string): Promise<void> {
         const c = this.control
         if (!c) return Promise.resolve()
@@ -992,7 +970,7 @@ export class Gateway {
         void this.writeRecord(id)
         this.sessions.get(id)?.close()
         this.sessions.delete(id)
-        this.letGo(id, why)
+        this.server.forget(id, why)
     }
 
     // (An id that cannot be a topic level never gets here: idProblem.)

@@ -11,7 +11,7 @@
 // - requestDeploy: what `devs-iot deploy` does, as a call on an admin's Client.
 // Documented in the README ("The API") and docs/api.md, with every option in docs/settings.md;
 // runnable examples in examples/.
-export { Server, type ServerOptions, type Warning, type HostileLimits, type KeyTable, type KeyValue } from "./server.js"
+export { Server, type ServerOptions, type Warning, type HostileLimits, type KeyTable, type KeyValue, type ForgetReason } from "./server.js"
 export { Connection } from "./connection.js"
 export { Client, type ClientOptions } from "./client.js"
 export type { WriteOptions } from "./driver.js"

@@ -113,6 +113,9 @@ export type ResolvedLimits = Required<HostileLimits>
 // authenticates) with `encrypt` (the id must encrypt, both directions).
 export type KeyValue = Buffer | string | { keys: Array<Buffer | string>; encrypt?: boolean }
 export type KeyTable = Map<string, KeyValue> | Record<string, KeyValue>
+// Why a Connection was dropped ("forget"): forget() let it go (a take-over
+// at another gateway), it was evicted for room, or its link never came up.
+export type ForgetReason = "let-go" | "evicted" | "never-up"
 
 interface KeyEntry {
     keys: Buffer[]
@@ -165,17 +168,17 @@ export declare interface Server {
     on(event: "warning", listener: (w: Warning) => void): this
     on(event: "listening", listener: (port: number) => void): this
     // An id's Connection dropped (forget(), evicted for room, or never up): what holds it lets go.
-    on(event: "forget", listener: (conn: Connection) => void): this
+    on(event: "forget", listener: (conn: Connection, why: ForgetReason) => void): this
     once(event: "connect", listener: (conn: Connection) => void): this
     once(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
     once(event: "warning", listener: (w: Warning) => void): this
     once(event: "listening", listener: (port: number) => void): this
-    once(event: "forget", listener: (conn: Connection) => void): this
+    once(event: "forget", listener: (conn: Connection, why: ForgetReason) => void): this
     off(event: "connect", listener: (conn: Connection) => void): this
     off(event: "disconnect", listener: (conn: Connection, reason: string) => void): this
     off(event: "warning", listener: (w: Warning) => void): this
     off(event: "listening", listener: (port: number) => void): this
-    off(event: "forget", listener: (conn: Connection) => void): this
+    off(event: "forget", listener: (conn: Connection, why: ForgetReason) => void): this
 }
 
 export class Server extends EventEmitter {
@@ -357,17 +360,17 @@ export class Server extends EventEmitter {
         if (conn === undefined) return false
         this.conns.delete(id)
         conn.disconnect(reason) // its "disconnect" sees no Connection for the id
-        this.drop(conn)
+        this.drop(conn, "let-go")
         if (this.state?.has?.(id) === true) this.stored.add(id)
         return true
     }
 
     // The last of a Connection no longer in `conns`.
-    private drop(conn: Connection): void {
+    private drop(conn: Connection, why: ForgetReason): void {
         this.idle.delete(conn.id)
         this.sessionKeys.delete(conn)
         conn.shutdown()
-        this.emit("forget", conn)
+        this.emit("forget", conn, why)
     }
 
     connections(): Connection[] {
@@ -748,7 +751,7 @@ export class Server extends EventEmitter {
             if (c.hasSocket() || this.conns.get(id) !== c) return
             if (c.connects === 0) {
                 this.conns.delete(id)
-                this.drop(c)
+                this.drop(c, "never-up")
                 if (this.state?.has?.(id) === true) this.stored.add(id) // a stored id that failed its handshake
             } else if (!this.idle.has(id) && this.mayEvict(id, c)) this.idle.set(id, clock()) // gone again before its link came up
         })
@@ -866,7 +869,7 @@ export class Server extends EventEmitter {
             const conn = this.conns.get(id)
             if (conn === undefined || conn.hasSocket() || conn.status() || !this.mayEvict(id, conn)) continue
             this.conns.delete(id)
-            this.drop(conn)
+            this.drop(conn, "evicted")
             this.state?.remove(id)
             this.warn({ code: "id-evicted", id, address: conn.address, detail: `down for ${Math.round((clock() - since) / 1000)} s: forgotten to make room for a new id (maxClients ${this.limits.maxClients})` })
             return true

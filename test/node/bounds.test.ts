@@ -294,6 +294,8 @@ describe("bounds on a peer that misbehaves on purpose", function () {
     it("at maxClients, the id down longest that never authenticated makes room; keyed and expected ids are never evicted", async function () {
         const server = await startServer({ maxClients: 4 }, { expected: ["exp"], keys: { keyed: KEY } })
         const all = warnings(server)
+        const forgotten: string[] = []
+        server.on("forget", (c, why) => forgotten.push(`${c.id} ${why}`))
         const down = (id: string) => new Promise<void>((r) => server.on("disconnect", (c) => c.id === id && r()))
         // exp (expected), keyed (authenticated), a1, a2: each up, then down, in this order.
         for (const id of ["exp", "keyed", "a1", "a2"]) {
@@ -323,6 +325,9 @@ describe("bounds on a peer that misbehaves on purpose", function () {
         await within(n3.gone, 5000, "n3 cut")
         assert.deepEqual(server.connections().map((c) => c.id).sort(), ["exp", "keyed", "n1", "n2"])
         assert.deepEqual(all.filter((w) => w.code === "id-evicted").map((w) => w.id), ["a1", "a2"])
+        // What holds a Connection (a gateway) learns why it went.
+        server.forget("n2", "let go by the test")
+        assert.deepEqual(forgotten, ["a1 evicted", "a2 evicted", "n2 let-go"])
         n1.destroy()
         n2.destroy()
     })

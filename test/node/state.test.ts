@@ -512,8 +512,9 @@ describe("delivery state across restarts", function () {
         const sock = connect({ port: server.port, host: "127.0.0.1" })
         await once(sock, "connect")
         sock.end("stranger\n")
-        const [gone] = (await within(forgot, 10000, "the stranger forgotten")) as [Connection]
+        const [gone, why] = (await within(forgot, 10000, "the stranger forgotten")) as [Connection, string]
         assert.equal(gone.id, "stranger")
+        assert.equal(why, "never-up")
         assert.equal(state.load("stranger"), undefined)
         // A client that writes before it ever connected, then dies.
         const cstate = new MemoryState()
