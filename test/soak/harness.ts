@@ -207,9 +207,12 @@ export class Soak {
         this.server.proc?.stdin?.write("stop\n")
         const ok = await this.until(() => this.server.done && [...this.ends.values()].every((e) => e.done), ms, "every end done").then(
             () => true,
-            (e: Error) => {
-                const late = [this.server, ...this.ends.values()].filter((x) => !x.done).map((x) => x.id)
-                this.o.log?.(`${e.message}; not done: ${late.join(", ")}`)
+            async (e: Error) => {
+                const late = [this.server, ...this.ends.values()].filter((x) => !x.done)
+                this.o.log?.(`${e.message}; not done: ${late.map((x) => x.id).join(", ")}`)
+                // Each late end says what its links hold ("@I dump ...", logged by take()).
+                for (const x of late) x.proc?.stdin?.write("dump\n")
+                await new Promise((r) => setTimeout(r, 1000))
                 return false
             }
         )
@@ -269,6 +272,7 @@ export class Soak {
         const p = spawn(process.execPath, [PEER, ...args], { stdio: ["pipe", "pipe", "pipe"] })
         this.all.add(p)
         p.on("exit", () => this.all.delete(p))
+        p.stdin!.on("error", () => {}) // a "stop" or "dump" to a peer that just died (EPIPE)
         createInterface({ input: p.stdout! }).on("line", (l) => this.take(who, life, l))
         p.stderr!.on("data", (b: Buffer) => this.o.log?.(`${who}: ${b.toString().trimEnd()}`))
         return p
@@ -301,7 +305,7 @@ export class Soak {
         const kind = m[1] as LogRecord["kind"]
         this.records.push({ t: Date.now(), who, life, kind, text: m[2]! })
         if (kind === "I" && m[2]!.startsWith("done")) (who === "srv" ? this.server : this.ends.get(who)!).done = true
-        if (kind === "I" && m[2]!.startsWith("stopping")) this.o.log?.(`${who}: ${m[2]}`)
+        if (kind === "I" && (m[2]!.startsWith("stopping") || m[2]!.startsWith("dump"))) this.o.log?.(`${who}: ${m[2]}`)
         for (const w of [...this.waiters]) w()
     }
 

@@ -38,6 +38,13 @@ function log(s: string): void {
     writeSync(1, s + "\n")
 }
 
+// What one link holds, for a run that timed out waiting for its ends: its
+// up/down state, writes pending, lines queued each way and its counters.
+function dump(id: string, end: Connection | Client | V1Client, flow: Flow): void {
+    const link = end instanceof V1Client ? { queued: end.queued } : { up: end.status(), queued: end.queued(), stats: end.stats }
+    log(`@I dump ${id}: writes pending ${flow.pending}, ${JSON.stringify(link)}`)
+}
+
 const IN_FLIGHT = 8
 
 class Flow {
@@ -198,6 +205,7 @@ async function main(): Promise<void> {
         await server.listen()
         log(`@I listening ${server.port} run ${run}`)
         createInterface({ input: process.stdin }).on("line", async (l) => {
+            if (l.trim() === "dump") return conns.forEach((c, i) => dump(c.id, c, flows[i]!))
             if (l.trim() !== "stop") return
             await Promise.all(flows.map((f) => f.stop()))
             await Promise.all(conns.map((c) => c.write("stop").catch(() => {})))
@@ -212,6 +220,7 @@ async function main(): Promise<void> {
                   // good (its fault 7): the soak's refusals are for the link.
                   new V1Client({ id, port, timeout, stopOnFirstRefusal: false })
         const flow = new Flow(client, `.${id}.srv.${run}.`, interval)
+        createInterface({ input: process.stdin }).on("line", (l) => l.trim() === "dump" && dump(id, client, flow))
         client.start()
         log(`@I start ${run}`)
         void readAll(client, () => {
