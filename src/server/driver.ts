@@ -11,6 +11,7 @@ import type { Socket } from "node:net"
 import { hold, isClosed, Link, LinkError, peerLimit, queuedWrites, readable, settle, untake, unsentBytes, wantsRead, writeAs, type HeldLine, type Kept, type LinkEvent, type Peer } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { ReadBudget } from "./budget.js"
+import { clock } from "./clock.js"
 import type { StateStore } from "./state.js"
 import { enlist, refusedWait, type WaitOptions } from "./abort.js"
 
@@ -75,10 +76,6 @@ interface Traffic {
     roundTrip: number // smoothed ms from a message's send to its ACK (-1: no sample yet)
 }
 
-// Monotonic ms: the core compares deadlines, so wall-clock jumps must not reach it.
-export function clock(): number {
-    return Math.floor(performance.now())
-}
 
 type Reader = { many: number; resolve: (lines: string | string[]) => void; reject: (e: Error) => void }
 

@@ -22,7 +22,7 @@ import { Metrics } from "./metrics.js"
 import type { Server } from "./server.js"
 import { isLoopbackHost, listenOn } from "./listen.js"
 import { LogBudget } from "./admission.js"
-import { clock } from "./driver.js"
+import { clock } from "./clock.js"
 import { silentLogger, type Logger } from "./log.js"
 
 export interface HttpOptions {

@@ -5,7 +5,7 @@ import { once } from "node:events"
 import type { Server as NetServer } from "node:net"
 import type { Logger } from "./log.js"
 import { LogBudget } from "./admission.js"
-import { clock } from "./driver.js"
+import { clock } from "./clock.js"
 
 const ERROR_LOG_EVERY = 5000 // ms between two such log lines
 

@@ -5,7 +5,7 @@
 // the Connections the server let go of, fleet.ts): nothing is added
 // to the path of a line, except one histogram sample per round trip.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
-import { clock } from "./driver.js"
+import { clock } from "./clock.js"
 import { AUTH_FAILURES, CAPS, OUTAGE_KINDS, type Fleet, type FleetTotals } from "./fleet.js"
 
 export class Metrics {

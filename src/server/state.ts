@@ -16,6 +16,7 @@ import { ftruncateSync, fdatasyncSync, writeSync } from "node:fs"
 import type { KeptLine, LinkRecord, LinkStore, OwedLine, SavedLink } from "../shared/index.js"
 import type { Logger } from "./log.js"
 import { LogBudget } from "./admission.js"
+import { clock } from "./clock.js"
 import { decodeJournal, FrameWriter, JournalError, J_DROP_KEPT, J_DROP_OWED, J_KEPT, J_LINK, J_OWED, J_REMOVE, type JRecord } from "./journal.js"
 
 export interface StateStore {
@@ -416,7 +417,6 @@ export class DiskState implements StateStore {
         const f = this.frame
         return {
             saveLink: (r) => {
-                k()
                 if (!this.seenAt.has(id)) this.seenAt.set(id, this.clock.now())
                 this.links.set(id, r)
                 this.pending(id).link = r
@@ -473,7 +473,7 @@ export class DiskState implements StateStore {
         const refusing = this.writeError !== undefined
         if (refusing === this.refusing) return
         this.refusing = refusing
-        const pass = this.transitions.pass(refusing ? "refusing" : "holding", Date.now())
+        const pass = this.transitions.pass(refusing ? "refusing" : "holding", clock())
         if (pass === undefined || this.logger === undefined) return
         if (refusing)
             this.logger.error({ state: this.where, code: "ESTATE", ...pass }, `state folder ${this.where}: the disk refuses writes (${this.writeError}): no line that needs a record is ACKed or sent until it takes them again`)

@@ -211,8 +211,10 @@ export class Soak {
                 const late = [this.server, ...this.ends.values()].filter((x) => !x.done)
                 this.o.log?.(`${e.message}; not done: ${late.map((x) => x.id).join(", ")}`)
                 // Each late end says what its links hold ("@I dump ...", logged by take()).
+                const asked = this.records.length
                 for (const x of late) x.proc?.stdin?.write("dump\n")
-                await new Promise((r) => setTimeout(r, 1000))
+                const dumped = (who: string) => this.records.some((r, i) => i >= asked && r.who === who && r.kind === "I" && r.text.startsWith("dump"))
+                await this.until(() => late.every((x) => x.proc === undefined || dumped(x.id)), 2000, "").catch(() => {})
                 return false
             }
         )

@@ -40,6 +40,17 @@ async function retainedNow(url: string, filter: string): Promise<Map<string, str
     return got
 }
 
+// Each topic's last payload under `filters` as the broker delivers it (the
+// retained ones at the subscribe, then every change; "" once cleared), and
+// the ids at topic level `level` that still have one.
+async function watchTopics(url: string, filters: string[], name: string): Promise<(level: number, prefix: string) => string[]> {
+    const c = await mqttClient(url, `test-watch-${name}-${process.pid}`, true)
+    const last = new Map<string, string>()
+    c.on("message", (topic, p) => last.set(topic, p.toString()))
+    await c.subscribeAsync(filters, { qos: 1 })
+    return (level, prefix) => [...last].filter(([topic, p]) => p !== "" && topic.startsWith(prefix)).map(([topic]) => topic.split("/")[level]!).sort()
+}
+
 // Whether the broker keeps a session for MQTT client id `clientId`.
 async function sessionKept(url: string, clientId: string): Promise<boolean> {
     const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 0 })
@@ -657,6 +668,7 @@ describe("MQTT gateway with Mosquitto", function () {
         const gw = new Gateway({ port: 0, host: "127.0.0.1", mqtt: broker.url, name: "gev", limits: { maxClients: 2, newIdRate: 1000, newIdBurst: 1000 } })
         onCleanup(() => gw.close())
         await gw.start()
+        const held = await watchTopics(broker.url, ["devs-iot/$link/+", "devs-iot/+/status"], "gev")
         const ids = ["ev0", "ev1", "ev2", "ev3", "ev4"]
         for (const id of ids) {
             const gone = new Promise<void>((r) => {
@@ -670,17 +682,13 @@ describe("MQTT gateway with Mosquitto", function () {
             await within(gone, 10000, `${id} down`)
         }
         const kept = ["ev3", "ev4"]
-        let links: string[] = []
-        let statuses: string[] = []
         await until(() => [...gw.epochs.keys()].sort().join() === kept.join(), 10000, `the gateway's down epochs of ${kept} alone (got ${[...gw.epochs.keys()]})`)
-        const settled = async () => {
-            links = [...(await retainedNow(broker.url, "devs-iot/$link/+")).keys()].map((t) => t.split("/")[2]!).sort()
-            statuses = [...(await retainedNow(broker.url, "devs-iot/+/status")).keys()].map((t) => t.split("/")[1]!).sort()
-            return links.join() === kept.join() && statuses.join() === kept.join()
-        }
-        const deadline = Date.now() + 10000
-        while (!(await settled()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-        assert.deepEqual({ links, statuses }, { links: kept, statuses: kept })
+        // The maps go first; the clearing publishes reach the broker after.
+        const linked = () => held(2, "devs-iot/$link/")
+        const statused = () => held(1, "devs-iot/").filter((id) => id !== "$link")
+        await until(() => linked().join() === kept.join() && statused().join() === kept.join(), 10000, `link records and statuses of ${kept} alone (got ${linked()}; ${statused()})`)
+        const retained = async (filter: string, level: number) => [...(await retainedNow(broker.url, filter)).keys()].map((t) => t.split("/")[level]!).sort()
+        assert.deepEqual({ links: await retained("devs-iot/$link/+", 2), statuses: await retained("devs-iot/+/status", 1) }, { links: kept, statuses: kept })
         assert.deepEqual([...gw.boardEpochs.keys()].sort(), kept)
         assert.deepEqual(await sessionKept(broker.url, "devs-iot-ev0"), false, "ev0's broker session ended")
         assert.deepEqual(await sessionKept(broker.url, "devs-iot-ev4"), true, "ev4's broker session kept")
@@ -700,6 +708,7 @@ describe("MQTT gateway with Mosquitto", function () {
             if (!stay) await c.close()
             return c
         }
+        const held = await watchTopics(broker.url, ["devs-iot/$link/+"], "gtk")
         await visit(g1, "tk")
         const letGo = new Promise<void>((r) => g1.server.on("forget", (c) => c.id === "tk" && r()))
         const board = await visit(g2, "tk", true)
@@ -710,14 +719,9 @@ describe("MQTT gateway with Mosquitto", function () {
         await until(() => evicted.length === 2, 10000, `2 ids evicted by gateway 1 (got ${evicted})`)
         await until(() => !g1.epochs.has("tc0") && !g1.epochs.has("tc1"), 10000, "gateway 1 drops tc0 and tc1")
         // The maps go first; the clearing publishes reach the broker after.
-        const linked = async () => [...(await retainedNow(broker.url, "devs-iot/$link/+")).keys()].map((t) => t.split("/")[2]).sort()
-        const deadline = Date.now() + 10000
-        let ids = await linked()
-        while (ids.join() !== "tc2,tc3,tk" && Date.now() < deadline) {
-            await new Promise((r) => setTimeout(r, 100))
-            ids = await linked()
-        }
-        assert.deepEqual(ids, ["tc2", "tc3", "tk"])
+        await until(() => held(2, "devs-iot/$link/").join() === "tc2,tc3,tk", 10000, `link records of tc2, tc3, tk alone (got ${held(2, "devs-iot/$link/")})`)
+        const links = await retainedNow(broker.url, "devs-iot/$link/+")
+        assert.deepEqual([...links.keys()].map((t) => t.split("/")[2]).sort(), ["tc2", "tc3", "tk"])
         assert.equal(g1.epochs.get("tk"), g2.epochs.get("tk"))
         await board.write("still through gateway 2")
         assert.equal(g2.server.connection("tk")?.status(), true)
