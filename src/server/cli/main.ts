@@ -423,18 +423,25 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
     if (source["mqtt"] === "--mqtt" && brokerAddress(str(values, "mqtt")!).auth.password !== undefined)
         log.warn("--mqtt with a password on the command line is visible to every user of this machine (ps): set DEVS_IOT_MQTT in the environment instead")
     watchKeys(gw.server, side.keyFile, side.keys, log)
-    try {
-        await gw.start()
-    } catch (e) {
-        const err = e as NodeJS.ErrnoException & { address?: string; port?: number }
-        const where = err.address !== undefined ? ` on ${err.address}:${err.port}` : ""
-        const hint = err.port !== undefined && err.port !== port ? ` (the embedded broker's port: give another with --broker-port, or use a broker already running with --mqtt mqtt://127.0.0.1:${err.port})` : ""
-        log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? `address already in use${where}${hint}` : err.message}`)
-        await gw.close().catch(() => undefined)
-        return 1
-    }
-    log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: ${watchCommand(gw.brokerUrl)}`)
-    return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range))
+    const shutdownMs = int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range)
+    // From here a signal is answered, also while the start waits (a broker
+    // that does not answer): catchSignals.
+    const signals = catchSignals(log)
+    const started = (async () => {
+        try {
+            await gw.start()
+        } catch (e) {
+            const err = e as NodeJS.ErrnoException & { address?: string; port?: number }
+            const where = err.address !== undefined ? ` on ${err.address}:${err.port}` : ""
+            const hint = err.port !== undefined && err.port !== port ? ` (the embedded broker's port: give another with --broker-port, or use a broker already running with --mqtt mqtt://127.0.0.1:${err.port})` : ""
+            log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? `address already in use${where}${hint}` : err.message}`)
+            await gw.close().catch(() => undefined)
+            return 1
+        }
+        log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: ${watchCommand(gw.brokerUrl)}`)
+        return await signals.stopWith(() => gw.close(), shutdownMs)
+    })()
+    return await Promise.race([signals.code, started])
 }
 
 // The HTTP side when --http-port is given; the token from the flag, the
@@ -637,7 +644,8 @@ function shutdownOnSignal(log: Logger, stop: () => Promise<void>, ms = 3000): Pr
 // SIGINT and SIGTERM from now on; `code` resolves with the exit code. Once
 // `stopWith` has given the shutdown, a signal runs `stop` and resolves with
 // 0, or with 1 when it took longer than `ms`. Before that (the start: a
-// state folder another process holds is waited for) and during the shutdown
+// state folder another process holds, a gateway's broker that does not
+// answer, is waited for) and during the shutdown
 // (an operator's second Ctrl-C), a signal resolves at once with 128 + its
 // number, as a shell reports a process the signal ended, and says so: what
 // was ACKed is already on disk (--state commits before each ACK leaves).
