@@ -488,67 +488,73 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
     const log = makeLogger(level(values, source), values["json"] === true)
     const { key, file: keyFile } = clientKey(values, source, log)
-    const state = await stateFrom(values, source, log, "client")
-    if (state === null) return 1
-    const client = new Client({
-        state,
-        id: id(source["id"]!, cid),
-        host: host(values, source, "127.0.0.1"),
-        port: int(values, source, "port", FLAGS.serverPort.range),
-        timeout: int(values, source, "timeout", TIMEOUT),
-        logger: log,
-        ...(key !== undefined ? { key } : {}),
-        encrypt: values["encrypt"] === true,
-    }).start()
-    // SIGHUP re-reads --key-file (a key rotation): the link reconnects with the new key.
-    const onHup = () => {
-        if (keyFile === undefined) return void log.warn("SIGHUP: no --key-file to re-read")
-        try {
-            client.setKey(readKeyFile(keyFile))
-            log.info({ file: keyFile }, "key re-read: reconnecting with it")
-        } catch (e) {
-            log.error({ file: keyFile }, `key not re-read, the old one stays in use: ${(e as Error).message}`)
-        }
-    }
-    process.on("SIGHUP", onHup)
-    const qos = values["no-qos"] !== true
-    const wait = values["no-wait"] !== true
-    const reading = (async () => {
-        try {
-            for await (const line of client) process.stdout.write(line + "\n")
-        } catch (e) {
-            log.error({ err: (e as Error).message }, "read failed")
-        }
-    })()
-    const input = createInterface({ input: process.stdin, crlfDelay: Infinity })
-    let failed = 0
-    const sending = (async () => {
-        const pending = new Set<Promise<void>>()
-        for await (const line of input) {
-            if (line === "") continue // an empty line cannot be sent (it would look like an ACK)
-            const p = client.write(line, { qos, wait }).catch((e: Error & { code?: string }) => {
-                failed++
-                log.error({ code: e.code }, `not sent: ${e.message}`)
-            })
-            if (wait && qos) await p
-            else {
-                pending.add(p)
-                void p.finally(() => pending.delete(p))
-                if (pending.size >= 1024) await Promise.race(pending) // bounded, like the link's queue
+    // From here a signal is answered, also while the start waits (a state
+    // folder another process holds): catchSignals.
+    const signals = catchSignals(log)
+    const started = (async () => {
+        const state = await stateFrom(values, source, log, "client")
+        if (state === null) return 1
+        const client = new Client({
+            state,
+            id: id(source["id"]!, cid),
+            host: host(values, source, "127.0.0.1"),
+            port: int(values, source, "port", FLAGS.serverPort.range),
+            timeout: int(values, source, "timeout", TIMEOUT),
+            logger: log,
+            ...(key !== undefined ? { key } : {}),
+            encrypt: values["encrypt"] === true,
+        }).start()
+        // SIGHUP re-reads --key-file (a key rotation): the link reconnects with the new key.
+        const onHup = () => {
+            if (keyFile === undefined) return void log.warn("SIGHUP: no --key-file to re-read")
+            try {
+                client.setKey(readKeyFile(keyFile))
+                log.info({ file: keyFile }, "key re-read: reconnecting with it")
+            } catch (e) {
+                log.error({ file: keyFile }, `key not re-read, the old one stays in use: ${(e as Error).message}`)
             }
         }
-        await Promise.all(pending)
+        process.on("SIGHUP", onHup)
+        const qos = values["no-qos"] !== true
+        const wait = values["no-wait"] !== true
+        const reading = (async () => {
+            try {
+                for await (const line of client) process.stdout.write(line + "\n")
+            } catch (e) {
+                log.error({ err: (e as Error).message }, "read failed")
+            }
+        })()
+        const input = createInterface({ input: process.stdin, crlfDelay: Infinity })
+        let failed = 0
+        const sending = (async () => {
+            const pending = new Set<Promise<void>>()
+            for await (const line of input) {
+                if (line === "") continue // an empty line cannot be sent (it would look like an ACK)
+                const p = client.write(line, { qos, wait }).catch((e: Error & { code?: string }) => {
+                    failed++
+                    log.error({ code: e.code }, `not sent: ${e.message}`)
+                })
+                if (wait && qos) await p
+                else {
+                    pending.add(p)
+                    void p.finally(() => pending.delete(p))
+                    if (pending.size >= 1024) await Promise.race(pending) // bounded, like the link's queue
+                }
+            }
+            await Promise.all(pending)
+        })()
+        const stop = async () => {
+            await client.close()
+            await reading
+            state?.close()
+        }
+        const byStdin = sending.then(async () => {
+            await stop()
+            return failed > 0 ? 1 : 0
+        })
+        return await Promise.race([byStdin, signals.stopWith(stop)])
     })()
-    const stop = async () => {
-        await client.close()
-        await reading
-        state?.close()
-    }
-    const byStdin = sending.then(async () => {
-        await stop()
-        return failed > 0 ? 1 : 0
-    })
-    return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
+    return await Promise.race([signals.code, started])
 }
 
 async function runSimCommand(values: Values, source: Record<string, string>): Promise<number> {
