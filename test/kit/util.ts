@@ -97,7 +97,7 @@ export function cli(args: string[], env: Record<string, string> = {}, cwd = ROOT
             ).finally(() => done())
         },
         stop: () => {
-            if (child.exitCode === null && child.pid) process.kill(child.pid, "SIGKILL")
+            if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, "SIGKILL")
         },
     }
     let ended = false

@@ -362,6 +362,19 @@ describe("compatibility with the original micropython-iot ends (v1 peers)", func
             assert.equal(c.connects, 1)
         })
 
+        it("a line the client read just before close() is ACKed before its FIN: the V1Server does not send it again to the next session", async function () {
+            const { vs, c, link } = await linked("g5")
+            const acked = vs.write("g5", "read then close", { wait: false })
+            assert.equal(await within(c.readline(), BOUND, "the line at the client"), "read then close")
+            await c.close() // in the reader's own tick: the line's ACK is still owed (ACK on read)
+            await within(acked, BOUND, "the V1Server's write ACKed by the closing client")
+            const c2 = startClient(vs.port, "g5")
+            await within(c2.connected(), BOUND, "the next session's link up")
+            await within(vs.write("g5", "next session"), BOUND, "a write to the next session")
+            assert.equal(await within(c2.readline(), BOUND, "the next session's first line"), "next session")
+            assert.equal(link.resends, 0)
+        })
+
         it("garbage lines and a UTF-8 character split across two TCP writes from the V1Server: the client goes on (faults 3, 4)", async function () {
             const { vs, c, link } = await linked("g4")
             await within(vs.write("g4", "before"), BOUND, "a write before the garbage")

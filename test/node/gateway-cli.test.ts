@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { connect as mqttConnect } from "mqtt"
 import { pino } from "pino"
 import { Aedes } from "aedes"
-import { createServer } from "node:net"
+import { createServer, type AddressInfo, type Socket } from "node:net"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { Client } from "../../src/server/index.js"
@@ -351,6 +351,33 @@ describe("devs-iot gateway (embedded broker)", function () {
         await gw.waitFor(/broker connection lost or refused/, 15000)
         assert.match(gw.stderr, /--mqtt with a password on the command line is visible to every user/)
         assert.doesNotMatch(gw.stderr, /s3cret-pw/)
+    })
+
+    it("SIGINT or SIGTERM while the start waits for a broker that does not answer exits at once with 130 or 143, and says so", async function () {
+        // Accepts the gateway's connection and never answers: the start waits (up to 1 s) for the broker's version.
+        const held: Socket[] = []
+        const silent = createServer((s) => void held.push(s))
+        onCleanup(() => {
+            for (const s of held) s.destroy()
+            silent.close()
+        })
+        await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()))
+        const brokerPort = (silent.address() as AddressInfo).port
+        for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+            for (let attempt = 1; ; attempt++) {
+                const accepted = new Promise<void>((r) => silent.once("connection", () => r()))
+                const gw = cli(["gateway", "--mqtt", `mqtt://127.0.0.1:${brokerPort}`, "--port", "0", "--name", "t6", "--json"])
+                onCleanup(() => gw.stop())
+                await within(accepted, 15000, "the gateway's connection to the broker")
+                process.kill(gw.child.pid!, sig)
+                const exit = await within(gw.exited, 10000, `the gateway's exit after ${sig}`)
+                // The start ended first (a loaded machine, past the 1 s): a clean shutdown; try again.
+                if (exit === 0 && /"msg":"gateway listening"/.test(gw.stderr) && attempt < 5) continue
+                assert.equal(exit, code, gw.stderr)
+                assert.match(gw.stderr, new RegExp(`"signal":"${sig}","msg":"${sig} before the start was complete: exiting now"`))
+                break
+            }
+        }
     })
 
     it("a bad broker URL exits 2 naming it", async function () {

@@ -217,6 +217,19 @@ describe("operations: logs, shutdown, version, flash", function () {
         }
     })
 
+    it("the client too: SIGINT or SIGTERM while its start waits for a state folder another process holds exits at once with 130 or 143, and says so", async function () {
+        for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+            const dir = mkdtempSync(join(tmpdir(), "devs-iot-start-signal-"))
+            onCleanup(() => rmSync(dir, { recursive: true, force: true }))
+            mkdirSync(join(dir, "owner.lock")) // another start taking the folder: this one waits up to 5 s
+            const client = run(["client", "--id", "start-sig", "--port", String(await freePort()), "--state", dir, "--json"])
+            await client.waitFor(/another process is taking it .*: waiting up to \d+ ms/, 10000)
+            process.kill(client.child.pid!, sig)
+            assert.equal(await within(client.exited, 10000, `the client's exit after ${sig}`), code, client.stderr)
+            assert.match(client.stderr, new RegExp(`"signal":"${sig}","msg":"${sig} before the start was complete: exiting now"`))
+        }
+    })
+
     it("SIGHUP reloads only the key file: without --keys the server says so and carries on, its links up", async function () {
         const server = run(["server", "--port", "0", "--host", "127.0.0.1", "--app", "echo", "--json"])
         const port = Number((await server.waitFor(/"port":(\d+)/, 10000))[1])

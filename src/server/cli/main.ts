@@ -423,18 +423,25 @@ async function runGateway(values: Values, source: Record<string, string>): Promi
     if (source["mqtt"] === "--mqtt" && brokerAddress(str(values, "mqtt")!).auth.password !== undefined)
         log.warn("--mqtt with a password on the command line is visible to every user of this machine (ps): set DEVS_IOT_MQTT in the environment instead")
     watchKeys(gw.server, side.keyFile, side.keys, log)
-    try {
-        await gw.start()
-    } catch (e) {
-        const err = e as NodeJS.ErrnoException & { address?: string; port?: number }
-        const where = err.address !== undefined ? ` on ${err.address}:${err.port}` : ""
-        const hint = err.port !== undefined && err.port !== port ? ` (the embedded broker's port: give another with --broker-port, or use a broker already running with --mqtt mqtt://127.0.0.1:${err.port})` : ""
-        log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? `address already in use${where}${hint}` : err.message}`)
-        await gw.close().catch(() => undefined)
-        return 1
-    }
-    log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: ${watchCommand(gw.brokerUrl)}`)
-    return await shutdownOnSignal(log, () => gw.close(), int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range))
+    const shutdownMs = int(values, source, "shutdown-timeout", FLAGS.shutdownTimeout.range)
+    // From here a signal is answered, also while the start waits (a broker
+    // that does not answer): catchSignals.
+    const signals = catchSignals(log)
+    const started = (async () => {
+        try {
+            await gw.start()
+        } catch (e) {
+            const err = e as NodeJS.ErrnoException & { address?: string; port?: number }
+            const where = err.address !== undefined ? ` on ${err.address}:${err.port}` : ""
+            const hint = err.port !== undefined && err.port !== port ? ` (the embedded broker's port: give another with --broker-port, or use a broker already running with --mqtt mqtt://127.0.0.1:${err.port})` : ""
+            log.fatal({ code: err.code }, `gateway cannot start: ${err.code === "EADDRINUSE" ? `address already in use${where}${hint}` : err.message}`)
+            await gw.close().catch(() => undefined)
+            return 1
+        }
+        log.info({ broker: gw.brokerUrl, up: boardTopic("+", "up"), down: boardTopic("<id>", "down") }, `ready: watch the boards with: ${watchCommand(gw.brokerUrl)}`)
+        return await signals.stopWith(() => gw.close(), shutdownMs)
+    })()
+    return await Promise.race([signals.code, started])
 }
 
 // The HTTP side when --http-port is given; the token from the flag, the
@@ -481,67 +488,73 @@ async function runClient(values: Values, source: Record<string, string>): Promis
     if (cid === undefined) throw new UsageError("--id is required (or DEVS_IOT_ID)")
     const log = makeLogger(level(values, source), values["json"] === true)
     const { key, file: keyFile } = clientKey(values, source, log)
-    const state = await stateFrom(values, source, log, "client")
-    if (state === null) return 1
-    const client = new Client({
-        state,
-        id: id(source["id"]!, cid),
-        host: host(values, source, "127.0.0.1"),
-        port: int(values, source, "port", FLAGS.serverPort.range),
-        timeout: int(values, source, "timeout", TIMEOUT),
-        logger: log,
-        ...(key !== undefined ? { key } : {}),
-        encrypt: values["encrypt"] === true,
-    }).start()
-    // SIGHUP re-reads --key-file (a key rotation): the link reconnects with the new key.
-    const onHup = () => {
-        if (keyFile === undefined) return void log.warn("SIGHUP: no --key-file to re-read")
-        try {
-            client.setKey(readKeyFile(keyFile))
-            log.info({ file: keyFile }, "key re-read: reconnecting with it")
-        } catch (e) {
-            log.error({ file: keyFile }, `key not re-read, the old one stays in use: ${(e as Error).message}`)
-        }
-    }
-    process.on("SIGHUP", onHup)
-    const qos = values["no-qos"] !== true
-    const wait = values["no-wait"] !== true
-    const reading = (async () => {
-        try {
-            for await (const line of client) process.stdout.write(line + "\n")
-        } catch (e) {
-            log.error({ err: (e as Error).message }, "read failed")
-        }
-    })()
-    const input = createInterface({ input: process.stdin, crlfDelay: Infinity })
-    let failed = 0
-    const sending = (async () => {
-        const pending = new Set<Promise<void>>()
-        for await (const line of input) {
-            if (line === "") continue // an empty line cannot be sent (it would look like an ACK)
-            const p = client.write(line, { qos, wait }).catch((e: Error & { code?: string }) => {
-                failed++
-                log.error({ code: e.code }, `not sent: ${e.message}`)
-            })
-            if (wait && qos) await p
-            else {
-                pending.add(p)
-                void p.finally(() => pending.delete(p))
-                if (pending.size >= 1024) await Promise.race(pending) // bounded, like the link's queue
+    // From here a signal is answered, also while the start waits (a state
+    // folder another process holds): catchSignals.
+    const signals = catchSignals(log)
+    const started = (async () => {
+        const state = await stateFrom(values, source, log, "client")
+        if (state === null) return 1
+        const client = new Client({
+            state,
+            id: id(source["id"]!, cid),
+            host: host(values, source, "127.0.0.1"),
+            port: int(values, source, "port", FLAGS.serverPort.range),
+            timeout: int(values, source, "timeout", TIMEOUT),
+            logger: log,
+            ...(key !== undefined ? { key } : {}),
+            encrypt: values["encrypt"] === true,
+        }).start()
+        // SIGHUP re-reads --key-file (a key rotation): the link reconnects with the new key.
+        const onHup = () => {
+            if (keyFile === undefined) return void log.warn("SIGHUP: no --key-file to re-read")
+            try {
+                client.setKey(readKeyFile(keyFile))
+                log.info({ file: keyFile }, "key re-read: reconnecting with it")
+            } catch (e) {
+                log.error({ file: keyFile }, `key not re-read, the old one stays in use: ${(e as Error).message}`)
             }
         }
-        await Promise.all(pending)
+        process.on("SIGHUP", onHup)
+        const qos = values["no-qos"] !== true
+        const wait = values["no-wait"] !== true
+        const reading = (async () => {
+            try {
+                for await (const line of client) process.stdout.write(line + "\n")
+            } catch (e) {
+                log.error({ err: (e as Error).message }, "read failed")
+            }
+        })()
+        const input = createInterface({ input: process.stdin, crlfDelay: Infinity })
+        let failed = 0
+        const sending = (async () => {
+            const pending = new Set<Promise<void>>()
+            for await (const line of input) {
+                if (line === "") continue // an empty line cannot be sent (it would look like an ACK)
+                const p = client.write(line, { qos, wait }).catch((e: Error & { code?: string }) => {
+                    failed++
+                    log.error({ code: e.code }, `not sent: ${e.message}`)
+                })
+                if (wait && qos) await p
+                else {
+                    pending.add(p)
+                    void p.finally(() => pending.delete(p))
+                    if (pending.size >= 1024) await Promise.race(pending) // bounded, like the link's queue
+                }
+            }
+            await Promise.all(pending)
+        })()
+        const stop = async () => {
+            await client.close()
+            await reading
+            state?.close()
+        }
+        const byStdin = sending.then(async () => {
+            await stop()
+            return failed > 0 ? 1 : 0
+        })
+        return await Promise.race([byStdin, signals.stopWith(stop)])
     })()
-    const stop = async () => {
-        await client.close()
-        await reading
-        state?.close()
-    }
-    const byStdin = sending.then(async () => {
-        await stop()
-        return failed > 0 ? 1 : 0
-    })
-    return await Promise.race([byStdin, shutdownOnSignal(log, stop)])
+    return await Promise.race([signals.code, started])
 }
 
 async function runSimCommand(values: Values, source: Record<string, string>): Promise<number> {
@@ -637,7 +650,8 @@ function shutdownOnSignal(log: Logger, stop: () => Promise<void>, ms = 3000): Pr
 // SIGINT and SIGTERM from now on; `code` resolves with the exit code. Once
 // `stopWith` has given the shutdown, a signal runs `stop` and resolves with
 // 0, or with 1 when it took longer than `ms`. Before that (the start: a
-// state folder another process holds is waited for) and during the shutdown
+// state folder another process holds, a gateway's broker that does not
+// answer, is waited for) and during the shutdown
 // (an operator's second Ctrl-C), a signal resolves at once with 128 + its
 // number, as a shell reports a process the signal ended, and says so: what
 // was ACKed is already on disk (--state commits before each ACK leaves).
