@@ -247,7 +247,11 @@ export class DiskState implements StateStore {
             }
         }
         // A folder of something else is refused before anything is written in it.
-        if (!readdirEntries(dir).includes(MARKER) && stateEntries(dir).length > 0)
+        // One listing: the marker is the first file a first start writes, so
+        // a second listing could see the files of a process starting beside
+        // this one, and not its marker, and call its folder foreign.
+        const before = stateEntries(dir)
+        if (!before.includes(MARKER) && before.length > 0)
             throw new StateError(`state folder ${dir}: not empty and has no ${MARKER}: not a devs-iot state folder (give an empty or new folder)`)
         await takeFolder(dir, opts.logger)
         let fresh = false
