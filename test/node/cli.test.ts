@@ -1,9 +1,9 @@
 // The devs-iot CLI as users run it: child processes, stopped by pid.
 import assert from "node:assert/strict"
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { cli, freePort, within, type Cli } from "../kit/util.js"
+import { cli, freePort, until, within, type Cli } from "../kit/util.js"
 
 describe("devs-iot CLI", function () {
     this.timeout(30000)
@@ -99,6 +99,36 @@ describe("devs-iot CLI", function () {
         await client.waitFor(/one\ntwo\n/, 10000, "stdout")
         process.kill(client.child.pid!, "SIGINT")
         assert.equal(await within(client.exited, 5000, "client exit"), 0)
+    })
+
+    it("sim: SIGTERM or SIGINT during the image build exits 143 or 130 at once, ends the compiler and leaves nothing in the temp folder", async function () {
+        this.timeout(60000)
+        for (const [sig, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+            const root = mkdtempSync(join(tmpdir(), "devs-iot-cli-sim-"))
+            try {
+                const [cwd, tmp] = [join(root, "cwd"), join(root, "tmp")]
+                for (const d of [cwd, tmp]) mkdirSync(d)
+                const sim = run(["sim", "--id", "h1", "--port", "1"], { TMPDIR: tmp }, cwd)
+                await sim.waitFor(/devs-iot sim: building demo/, 10000)
+                // Processes whose current folder is in the temp folder: the compiler's.
+                const workingIn = () =>
+                    readdirSync("/proc").filter((p) => {
+                        try {
+                            return /^\d+$/.test(p) && readlinkSync(`/proc/${p}/cwd`).startsWith(tmp)
+                        } catch {
+                            return false
+                        }
+                    })
+                await until(() => workingIn().length > 0, 20000, "the compiler running")
+                process.kill(sim.child.pid!, sig)
+                assert.equal(await within(sim.exited, 10000, `exit after ${sig}`), code)
+                assert.match(sim.stderr, new RegExp(`${sig} before the start was complete`))
+                assert.deepEqual(readdirSync(tmp), [], "the temp folder")
+                assert.deepEqual(workingIn(), [], "no process left working in the temp folder (the compiler)")
+            } finally {
+                rmSync(root, { recursive: true, force: true })
+            }
+        }
     })
 
     it("sim with nothing listening where the board connects says so (the board's retries are silent); it leaves nothing in the current folder or the temp folder", async function () {

@@ -580,7 +580,22 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
     if (source["key"] === "--key") process.stderr.write("devs-iot sim: warning: --key on the command line is visible to every user of this machine (ps): set DEVS_IOT_KEY in the environment instead\n")
     if (str(values, "image") === undefined) process.stderr.write(`devs-iot sim: building ${app} for board ${JSON.stringify(cfg.id)} -> ${cfg.host}:${cfg.port}\n`)
     const prebuilt = str(values, "image")
-    const image = prebuilt !== undefined ? { image: prebuilt, bytes: 0, remove: () => {} } : await buildSimImage(cfg)
+    // A signal during the build (seconds of compiling) ends the compiler
+    // and removes the build's temp folder before the exit.
+    const signals = catchSignals(makeLogger("warn", false))
+    const building = new AbortController()
+    void signals.code.then(() => building.abort())
+    let image
+    try {
+        image = prebuilt !== undefined ? { image: prebuilt, bytes: 0, remove: () => {} } : await buildSimImage(cfg, building.signal)
+    } catch (e) {
+        if (building.signal.aborted) return await signals.code
+        throw e
+    }
+    if (building.signal.aborted) {
+        image.remove()
+        return await signals.code
+    }
     const out = str(values, "out")
     if (out !== undefined) {
         copyFileSync(image.image, out)
@@ -595,8 +610,9 @@ async function runSimCommand(values: Values, source: Record<string, string>): Pr
     let stopping = false
     const code = await Promise.race([
         run.exited.then((c) => (c === 0 || stopping ? 0 : 1)),
-        shutdownOnSignal(makeLogger("warn", false), () => ((stopping = true), run.stop())),
+        signals.stopWith(() => ((stopping = true), run.stop())),
     ])
+    if (!stopping) await run.stop() // a signal while the VM started
     image.remove()
     return code
 }
@@ -640,11 +656,6 @@ async function runFlashCommand(values: Values): Promise<number> {
         process.off("SIGINT", onSignal)
         process.off("SIGTERM", onSignal)
     }
-}
-
-// The exit code after `stop` has run on SIGINT or SIGTERM (catchSignals).
-function shutdownOnSignal(log: Logger, stop: () => Promise<void>, ms = 3000): Promise<number> {
-    return catchSignals(log).stopWith(stop, ms)
 }
 
 // SIGINT and SIGTERM from now on; `code` resolves with the exit code. Once

@@ -50,8 +50,8 @@ function lit(v: string): string {
 }
 
 // Compiles the firmware for one simulated board; throws with the compiler's
-// output when the build fails.
-export async function buildSimImage(c: SimConfig): Promise<SimImage> {
+// output when the build fails. `signal` ends the compiler and the build.
+export async function buildSimImage(c: SimConfig, signal?: AbortSignal): Promise<SimImage> {
     const dir = mkdtempSync(join(tmpdir(), "devs-iot-sim-"))
     try {
         mkdirSync(join(dir, "src"))
@@ -89,14 +89,23 @@ await ${testApp ? "runTestApp" : "runApp"}(${lit(c.app)}, checkConfig({
 }), ${lit(c.role ?? "")})
 `
         )
-        await new Promise<void>((resolve, reject) =>
-            execFile(
+        await new Promise<void>((resolve, reject) => {
+            const child = execFile(
                 process.execPath,
                 [devsCli(), "build", "--quiet", "src/main.ts"],
                 { cwd: dir, env: { ...process.env, NO_UPDATE_NOTIFIER: "1" }, timeout: 120000 },
-                (err, stdout, stderr) => (err ? reject(new Error(`devs build failed:\n${stdout}${stderr}`)) : resolve())
+                (err, stdout, stderr) => {
+                    signal?.removeEventListener("abort", kill)
+                    if (err) reject(new Error(`devs build failed:\n${stdout}${stderr}`))
+                    else resolve()
+                }
             )
-        )
+            // Not execFile's own signal: it answers before the compiler has
+            // ended, which could still write in the folder being removed.
+            const kill = () => child.kill()
+            if (signal?.aborted) kill()
+            else signal?.addEventListener("abort", kill)
+        })
         const image = join(dir, ".devicescript/bin/bytecode.devs")
         return { dir, image, bytes: readFileSync(image).length, remove: () => rmSync(dir, { recursive: true, force: true }) }
     } catch (e) {
