@@ -3,7 +3,7 @@
 // defines the settings, so the table cannot drift from it:
 // - the link settings: src/shared/config.ts (defaults from nodeDefaults() and
 //   boardDefaults(), ranges from resolveConfig()'s own errors, the doc from the
-//   comment on each LinkOptions field);
+//   comment on each CommonOptions and LinkOptions field);
 // - the server's and the Node client's options: their constructors and
 //   resolveLimits() (ranges again from their errors), docs from the comments
 //   on ServerOptions, HostileLimits and ClientOptions;
@@ -148,7 +148,7 @@ for (const k of known) optionNames.add(k)
 // 2. Link settings (Server, Client, board Client's `link`).
 const node = nodeDefaults()
 const brd = boardDefaults()
-const linkDocs = fieldDocs("src/shared/config.ts", "LinkOptions")
+const linkDocs = { ...fieldDocs("src/shared/config.ts", "CommonOptions"), ...fieldDocs("src/shared/config.ts", "LinkOptions") }
 const linkRows = []
 for (const k of Object.keys(node)) {
     let rng = ""
@@ -205,7 +205,7 @@ const table = (rs) => head + "\n" + rs.map((r) => "| " + r.map(cell).join(" | ")
 const out = [
     "### Link settings (server, Node client and board alike)",
     "",
-    "Options of `new Server(...)`, `new Client(...)` and the board's `Client` (`link: {...}`). Defaults are Node's, with the board's where they differ.",
+    "Options of `new Server(...)`, `new Client(...)` and the board's `Client` (`link: {...}`, all but `warmup`, `onFull` and `keepaliveEvents`, which a board has fixed). Defaults are Node's, with the board's where they differ.",
     "",
     table(linkTable),
     "",

@@ -8,7 +8,7 @@
 // The interface matches the Node client: readline(), write(line, {qos,
 // wait}), status(), connected(), onStatus, connects, close().
 import * as ds from "@devicescript/core"
-import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, LinkEvent, nextServer, parseServers, ServerAddress, LinkOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveConfig, Watchdog } from "../shared/index.js"
+import { Backoff, boardDefaults, checkClientId, framingBudget, heapOfArch, ClientLink, LinkAuth, LinkError, LinkEvent, nextServer, parseServers, ServerAddress, CommonOptions, LinkStats, RejoinPolicy, Report, reportToken, resolveCommon, Watchdog } from "../shared/index.js"
 import { WATCHDOG, WatchdogEvent } from "../shared/watchdog.js"
 import type { ConnectOutcome } from "../shared/rejoin.js"
 import { intIn, PORT } from "../shared/config.js"
@@ -61,7 +61,7 @@ export interface ClientOptions {
     rejoinAfter?: number // connects in a row without an answer before a WiFi rejoin (default 3)
     backoffFirst?: number // default 250 ms, doubling...
     backoffCap?: number // ...up to 3000 ms
-    link?: LinkOptions // limits (board defaults: see docs/settings.md)
+    link?: CommonOptions // limits (board defaults: see docs/settings.md); the rest of a Node link's settings are fixed on a board
     key?: Buffer // 32 bytes (setting IOT_KEY): authenticate, and refuse a server that does not
     encrypt?: boolean // encrypt the messages the board sends (AES-256-CCM); needs key
     keys?: BoardKeys // needed with key: boardKeys from keyed.ts (not imported here, so images without a key leave it out)
@@ -107,12 +107,12 @@ export class Client {
         if (typeof opts.host !== "string" || opts.host === "") throw new LinkError("ECONFIG", "host must be a non-empty string")
         const port = intIn("port", opts.port, PORT.dflt, PORT.min, PORT.max)
         this.reportEvery = intIn("report", opts.report, REPORT_EVERY.dflt, REPORT_EVERY.min, REPORT_EVERY.max)
-        const lo: LinkOptions = opts.link || {}
+        const lo: CommonOptions = opts.link || {}
         if (opts.timeout !== undefined) lo.timeout = opts.timeout
         if (opts.encrypt === true) lo.encrypt = true
         const arch = ds._dcfgString("archId")
         const heap = opts.heap !== undefined ? opts.heap : heapOfArch(arch)
-        const cfg = resolveConfig(lo, boardDefaults(heap))
+        const cfg = resolveCommon(lo, boardDefaults(heap))
         const budget = framingBudget({
             heap: heap,
             maxLineBytes: cfg.maxLineBytes,

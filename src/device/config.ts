@@ -127,12 +127,14 @@ function checkParsed(c: AppConfig): AppConfig {
     return c
 }
 
-// A key given to an image built without authentication (keyed.ts).
-export const NO_KEYS = "this firmware image is built without authentication: build it with IOT_KEY set (npm run build), or deploy src/main*.ts"
+// A key given to an image built without authentication (keyed.ts): at
+// start (checkKeys), or to a Client. One text, so the image holds it once
+// (the compiler folds a constant into each message made from it).
+export const NO_KEYS = "setting IOT_KEY: this firmware image is built without authentication: build it with IOT_KEY set (npm run build), or deploy src/main*.ts"
 
 // Throws when the settings hold a key the image cannot use.
 export function checkKeys(c: AppConfig, hasKeys: boolean): void {
-    if (c.key && !hasKeys) throw new ConfigError("setting IOT_KEY: " + NO_KEYS)
+    if (c.key && !hasKeys) throw new ConfigError(NO_KEYS)
 }
 
 export interface BoardSettings {

@@ -3,7 +3,7 @@
 // capped, jittered back-off (fault 7).
 import { randomBytes } from "node:crypto"
 import { connect, type Socket } from "node:net"
-import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, setAuth, nextServer, parseServers, nodeDefaults, reportLine, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
+import { Backoff, checkClientId, ClientLink, confirmKey, LinkError, linkAuth, setAuth, nextServer, parseServers, nodeDefaults, reportProblem, resolveConfig, useStore, type LinkOptions, type Report } from "../shared/index.js"
 import { intIn, PORT } from "../shared/config.js"
 import { clock } from "./clock.js"
 import { LinkDriver } from "./driver.js"
@@ -139,11 +139,8 @@ export class Client extends LinkDriver<ClientLink> {
     // devs-iot server; false otherwise (a v1 server never sees one). A bad
     // field is refused (ECONFIG) whether the link is up or not.
     sendReport(r: Report): boolean {
-        try {
-            reportLine(r)
-        } catch (e) {
-            throw new LinkError("ECONFIG", `sendReport(): ${(e as Error).message}`)
-        }
+        const p = reportProblem(r)
+        if (p !== "") throw new LinkError("ECONFIG", `sendReport(): ${p}`)
         const sent = this.link.sendReport(r)
         if (sent) this.pump()
         return sent

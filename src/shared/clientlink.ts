@@ -103,6 +103,7 @@ export class ClientLink extends Link<ClientSocket> {
 
     // Sends a report of this end (report.ts) to a devs-iot server whose link
     // is up; false, and nothing sent, otherwise: a v1 peer never sees one.
+    // Its fields are the caller's to check (report.ts, reportProblem).
     sendReport(r: Report): boolean {
         const c = this.conn
         if (!c || !this.up || c.peer !== "devs-iot") return false

@@ -29,7 +29,8 @@ export const V1_WINDOW = 20
 // (docs/protocol.md, "The send window toward a v1 peer")
 export const V1_SERVER_INFLIGHT = 3072
 
-export interface LinkOptions {
+// The settings every end takes, the board's among them.
+export interface CommonOptions {
     timeout?: number // ms; the same on the server and every client
     maxLineBytes?: number // longest payload, in UTF-8 bytes
     window?: number // un-ACKed ids per link
@@ -39,12 +40,18 @@ export interface LinkOptions {
     maxReceivedLines?: number // received lines the application has not read
     maxReceivedBytes?: number // bytes of those lines
     maxWriteBytes?: number // bytes handed to the socket per pollTransmit
-    warmup?: number // ms the server waits before messaging a v1 client
-    onFull?: OnFull // full receive queue: stop reading (Node) or drop un-ACKed (board)
     maxBacklogBytes?: number // board: unread bytes held while the queue is full, before dropping
-    keepaliveEvents?: boolean // report each keepalive received (heartbeat LED)
     ackDelay?: number // ms a received line may wait unread before it is ACKed anyway (0: ACK on receipt, as v1)
     encrypt?: boolean // this end encrypts what it sends: maxLineBytes then fits AES-CCM (limits.ts)
+}
+
+// Node's settings add the ones a board has fixed (boardDefaults): a board
+// never warms up a v1 client (a server's rule), its runtime reads the socket
+// whatever the app does (so it drops), and its LED shows keepalives.
+export interface LinkOptions extends CommonOptions {
+    warmup?: number // ms the server waits before messaging a v1 client
+    onFull?: OnFull // full receive queue: stop reading (Node) or drop un-ACKed (board)
+    keepaliveEvents?: boolean // report each keepalive received (heartbeat LED)
 }
 
 export interface LinkConfig {
@@ -112,8 +119,24 @@ export function boardDefaults(heap?: number): LinkConfig {
 }
 
 // Fills in defaults and checks every value; throws LinkError("ECONFIG").
+// Node's: resolveCommon(), then the settings a board has fixed.
 export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): LinkConfig {
     const o: LinkOptions = opts || {}
+    const c = resolveCommon(o, base)
+    c.warmup = intIn("warmup", o.warmup, base.warmup, 0, 60000)
+    if (o.onFull !== undefined) {
+        if (o.onFull !== "pause" && o.onFull !== "drop")
+            throw new LinkError("ECONFIG", 'onFull must be "pause" or "drop", got ' + show(o.onFull))
+        c.onFull = o.onFull
+    }
+    if (o.keepaliveEvents !== undefined) c.keepaliveEvents = !!o.keepaliveEvents
+    return c
+}
+
+// The settings every end takes (a board's Client: only these); the others
+// as `base` has them.
+export function resolveCommon(opts: CommonOptions | undefined, base: LinkConfig): LinkConfig {
+    const o: CommonOptions = opts || {}
     const c: LinkConfig = {
         timeout: intIn("timeout", o.timeout, base.timeout, TIMEOUT.min, TIMEOUT.max),
         maxLineBytes: intIn("maxLineBytes", o.maxLineBytes, base.maxLineBytes, 16, 16777216),
@@ -124,18 +147,12 @@ export function resolveConfig(opts: LinkOptions | undefined, base: LinkConfig): 
         maxReceivedLines: intIn("maxReceivedLines", o.maxReceivedLines, base.maxReceivedLines, 1, 16777216),
         maxReceivedBytes: intIn("maxReceivedBytes", o.maxReceivedBytes, base.maxReceivedBytes, 16, 1073741824),
         maxWriteBytes: intIn("maxWriteBytes", o.maxWriteBytes, base.maxWriteBytes, 64, 16777216),
-        warmup: intIn("warmup", o.warmup, base.warmup, 0, 60000),
+        warmup: base.warmup,
         onFull: base.onFull,
         maxBacklogBytes: intIn("maxBacklogBytes", o.maxBacklogBytes, base.maxBacklogBytes, 0, 1073741824),
         keepaliveEvents: base.keepaliveEvents,
         ackDelay: intIn("ackDelay", o.ackDelay, base.ackDelay, 0, 900000),
     }
-    if (o.onFull !== undefined) {
-        if (o.onFull !== "pause" && o.onFull !== "drop")
-            throw new LinkError("ECONFIG", 'onFull must be "pause" or "drop", got ' + show(o.onFull))
-        c.onFull = o.onFull
-    }
-    if (o.keepaliveEvents !== undefined) c.keepaliveEvents = !!o.keepaliveEvents
     if (o.encrypt === true && c.maxLineBytes > MAX_ENCRYPTED_LINE) {
         if (o.maxLineBytes !== undefined)
             throw new LinkError(

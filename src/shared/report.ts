@@ -25,13 +25,28 @@ export interface Report {
     reset?: string // why the board last started (power-on, watchdog, ...)
 }
 
-// The line for a report, with its "\n". Throws for a field out of range.
+// The line for a report, with its "\n". Its fields are not checked: a
+// board builds its report from what it measured (tokens from reportToken());
+// a report from elsewhere (the Node client's caller) is checked first with
+// reportProblem().
 export function reportLine(r: Report): string {
-    let s = REPORT_MARK + " fw=" + token("firmware", r.firmware) + " up=" + whole("uptime", r.uptime, 0, 4000000000) + " rc=" + whole("reconnects", r.reconnects, 0, 4000000000)
-    if (r.heap !== undefined) s += " heap=" + whole("heap", r.heap, 0, 4000000000)
-    if (r.rssi !== undefined) s += " rssi=" + whole("rssi", r.rssi, -150, 0)
-    if (r.reset !== undefined) s += " reset=" + token("reset", r.reset)
+    let s = REPORT_MARK + " fw=" + r.firmware + " up=" + r.uptime + " rc=" + r.reconnects
+    if (r.heap !== undefined) s += " heap=" + r.heap
+    if (r.rssi !== undefined) s += " rssi=" + r.rssi
+    if (r.reset !== undefined) s += " reset=" + r.reset
     return s + "\n"
+}
+
+// Why reportLine() would write a report a receiver refuses (parseReport), or "".
+export function reportProblem(r: Report): string {
+    return (
+        tokenProblem("firmware", r.firmware) ||
+        wholeProblem("uptime", r.uptime, 0, 4000000000) ||
+        wholeProblem("reconnects", r.reconnects, 0, 4000000000) ||
+        (r.heap !== undefined ? wholeProblem("heap", r.heap, 0, 4000000000) : "") ||
+        (r.rssi !== undefined ? wholeProblem("rssi", r.rssi, -150, 0) : "") ||
+        (r.reset !== undefined ? tokenProblem("reset", r.reset) : "")
+    )
 }
 
 export function isReport(text: string): boolean {
@@ -95,14 +110,12 @@ function isToken(v: string): boolean {
     return true
 }
 
-function token(name: string, v: string): string {
-    if (typeof v !== "string" || !isToken(v)) throw new Error(name + " must be 1-32 characters of A-Z a-z 0-9 . _ + - /")
-    return v
+function tokenProblem(name: string, v: string): string {
+    return typeof v === "string" && isToken(v) ? "" : name + " must be 1-32 characters of A-Z a-z 0-9 . _ + - /"
 }
 
-function whole(name: string, v: number, min: number, max: number): string {
-    if (!isWhole(v, min, max)) throw new Error(name + " " + wholeRange(min, max))
-    return "" + v
+function wholeProblem(name: string, v: number, min: number, max: number): string {
+    return isWhole(v, min, max) ? "" : name + " " + wholeRange(min, max)
 }
 
 // A whole number of at most 10 digits, with an optional "-", or undefined.

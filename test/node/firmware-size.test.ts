@@ -9,9 +9,10 @@ import { join } from "node:path"
 import { REPO } from "../../src/server/cli/sim.js"
 
 const KEYED_ONLY = ["deriveSession", "proofOk", "seal", "hmac", "sha256Hkdf", "keyStore", "parseRekey", "linkAuth", "validNonce", "newNonce", "answerLine"]
-// The server's end (serverlink.ts) and report parsing: DeviceScript compiles
+// The server's end (serverlink.ts), report parsing and checking, and Node's
+// link settings (a board's are fixed: resolveCommon): DeviceScript compiles
 // every method of a class a board uses, so a board must not reach them.
-const SERVER_ONLY = ["ServerLink", "ServerSocket", "openAuthenticated", "openHelloed", "mayTakeOver", "sendSecret", "endProbe", "noHello", "parseReport"]
+const SERVER_ONLY = ["ServerLink", "ServerSocket", "openAuthenticated", "openHelloed", "mayTakeOver", "sendSecret", "endProbe", "noHello", "parseReport", "reportProblem", "resolveConfig"]
 
 // The delivery state's records (records.ts): only the Node shell passes a
 // store in, so a board image (which never records) must not reach them.
@@ -50,7 +51,7 @@ describe("firmware images", function () {
     const vmImages = () => new Set([...functions("shared-tests"), ...functions("link-tests"), ...functions("limits-tests")])
     const recordsSource = () => readFileSync(join(REPO, "src/shared/records.ts"), "utf8") + readFileSync(join(REPO, "src/shared/store.ts"), "utf8")
     const notOnBoards: Array<{ what: string; names: string[]; found: () => (name: string) => boolean; checked?: string[] }> = [
-        { what: "the server's end of the Link and report parsing (the shared test image has them)", names: SERVER_ONLY, found: () => inSet(functions("shared-tests")) },
+        { what: "the server's end of the Link, report parsing and checking, Node's link settings (the VM test images have them)", names: SERVER_ONLY, found: () => inSet(vmImages()) },
         { what: "the delivery state's records (records.ts defines them)", names: RECORDS_ONLY, found: () => {
             const src = recordsSource()
             return (n) => new RegExp(`\\b${n}\\(|class ${n}\\b`).test(src)
