@@ -163,18 +163,25 @@ function corkTurn(c: MqttClient): void {
     })
 }
 
-// A down packet passed on: its payload's digest (a record holds up to
+// A down packet passed on: its payload's key (a record holds up to
 // DOWN_RECORD of them per board, and a payload may be 64 KB), its write,
 // and whether its PUBACK was sent: until then the broker cannot use its
 // packet id for another message, so one that comes with it is a resend,
 // DUP flag or not (Aedes sends a session's messages again without it).
 interface DownRecord {
-    digest: string
+    key: string
     done: Promise<void>
     pubacked: boolean
 }
 
-function digest(payload: Buffer): string {
+// Payloads up to this many bytes are their own key: a digest costs more CPU
+// than the rest of a short line's way to the board.
+const RAW_KEY_BYTES = 64
+
+// A payload's key: the bytes themselves ("=" and latin1, one character a
+// byte) or, for a longer one, its digest (base64, which never starts with "=").
+function payloadKey(payload: Buffer): string {
+    if (payload.length <= RAW_KEY_BYTES) return "=" + payload.toString("latin1")
     return createHash("sha256").update(payload).digest("base64")
 }
 
@@ -514,7 +521,7 @@ class BoardSession {
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
-        if (seen && (packet.dup || !seen.pubacked) && seen.digest === digest(payload)) {
+        if (seen && (packet.dup || !seen.pubacked) && seen.key === payloadKey(payload)) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -542,7 +549,7 @@ class BoardSession {
             p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
-                this.down.set(pid, { digest: digest(payload), done: p, pubacked: false })
+                this.down.set(pid, { key: payloadKey(payload), done: p, pubacked: false })
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }
