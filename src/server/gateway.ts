@@ -57,9 +57,10 @@ const GATEWAY_KEYS: OptionKeys<GatewayOptions> = { ...SERVER_KEYS_OF_GATEWAY, ..
 // largest one unless it lies over 1024 past the array's end (then as a
 // hash). From 1000, each idle board kept two arrays of ~1,000 slots, 24 KB.
 const FIRST_OTHER_ID = 4096
-// What send() uses of MQTT.js beyond its public API.
+// What a board session uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
+    outgoingStore: { put(packet: Record<string, unknown>, cb: () => void): void }
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
@@ -140,7 +141,41 @@ class PacketIds {
     }
 }
 
-// mqtt-packet corks a stream per packet and uncorks it on the next tick,
+// A QoS 2 PUBLISH (MQTT 3.1.1) in one buffer, as mqtt-packet writes it in
+// 6 pieces.
+/** @internal */
+export function publishBytes(topic: Buffer, payload: string, pid: number, dup: boolean): Buffer {
+    const size = Buffer.byteLength(payload)
+    const rest = 2 + topic.length + 2 + size
+    const b = Buffer.allocUnsafe(1 + (rest < 128 ? 1 : rest < 16384 ? 2 : rest < 2097152 ? 3 : 4) + rest)
+    b[0] = dup ? 0x3c : 0x34
+    let i = 1
+    for (let n = rest; ; ) {
+        const digit = n % 128
+        n = Math.floor(n / 128)
+        b[i++] = n > 0 ? digit | 128 : digit
+        if (n === 0) break
+    }
+    b.writeUInt16BE(topic.length, i)
+    topic.copy(b, i + 2)
+    i += 2 + topic.length
+    b.writeUInt16BE(pid, i)
+    b.write(payload, i + 2, size, "utf8")
+    return b
+}
+
+// A PUBREL (MQTT 3.1.1).
+/** @internal */
+export function pubrelBytes(pid: number): Buffer {
+    const b = Buffer.allocUnsafe(4)
+    b[0] = 0x62
+    b[1] = 2
+    b.writeUInt16BE(pid, 2)
+    return b
+}
+
+// mqtt-packet corks a stream per packet and uncorks it on the next tick
+// (PUBLISH, PUBREL and PUBACK go as one buffer written here, not corked),
 // and MQTT.js handles the packets of one read one tick apart: each packet
 // left in its own system call (2 per up line with 64 in flight). Corked
 // until setImmediate, which comes after every tick and microtask of this
@@ -223,6 +258,7 @@ class BoardSession {
     // may hold ids of it.
     private fromRecord: boolean
     private child: Logger | undefined // the board's logger, made when first used
+    private upTopic: { text: string; bytes: Buffer } | undefined // made when the first up line goes
 
     constructor(
         readonly gw: Gateway,
@@ -274,6 +310,16 @@ class BoardSession {
         const internals = c as unknown as MqttInternals
         const send = internals._sendPacket.bind(c)
         internals._sendPacket = (packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]) => {
+            if (packet["cmd"] === "pubrel" && c.connected) {
+                // As MQTT.js sends it (stored unless `noStore`, the last
+                // argument, says it already is), without mqtt-packet's 3 writes.
+                const [stored, noStore] = rest as [(() => void) | undefined, boolean | undefined]
+                if (noStore !== true) internals.outgoingStore.put(packet, () => undefined)
+                stored?.()
+                c.stream.write(pubrelBytes(packet["messageId"] as number))
+                cb?.()
+                return
+            }
             const held = packet["cmd"] === "puback" ? this.pubackAfter.get(packet["messageId"] as number) : undefined
             if (held === undefined) return send(packet, cb, ...rest)
             this.pubackAfter.delete(packet["messageId"] as number)
@@ -510,7 +556,15 @@ class BoardSession {
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
         corkTurn(c)
-        client._sendPacket({ cmd: "publish", topic: boardTopic(this.conn.id, "up"), payload: h.payload, qos: 2, retain: false, messageId: pid, dup })
+        const topic = (this.upTopic ??= { text: boardTopic(this.conn.id, "up"), bytes: Buffer.from(boardTopic(this.conn.id, "up")) })
+        const packet = { cmd: "publish", topic: topic.text, payload: h.payload, qos: 2, retain: false, messageId: pid, dup }
+        // Not connected: MQTT.js keeps it for its connect.
+        if (!c.connected) return client._sendPacket(packet)
+        // What MQTT.js's _sendPacket does, without its copy of the packet
+        // and mqtt-packet's 6 writes: into its store (sent again on a
+        // reconnect), then onto the stream in one piece.
+        client.outgoingStore.put(packet, () => undefined)
+        c.stream.write(publishBytes(topic.bytes, h.payload, pid, dup))
     }
 
     // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
