@@ -589,12 +589,14 @@ class BoardSession {
         const problem = payloadProblem(payload, Math.min(cfg.maxLineBytes, cfg.maxQueuedBytes)) || this.overBoardLimit(payload.length)
         if (problem !== "") return this.refuse(pid, packet.topic, problem, done)
         const text = payload.toString("utf-8")
-        this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
+        // Checked first: the fields and the board's logger cost more than the rest of a short line's way.
+        if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
+        let left: (() => void) | undefined
         if (seen && (packet.dup || !seen.pubacked) && seen.key === payloadKey(payload)) {
             this.gw.counts.downResends++
             p = seen.done
@@ -614,24 +616,26 @@ class BoardSession {
             fresh = true
             this.downPending++
             this.downBytes += payload.length
-            const left = () => {
+            left = () => {
                 this.downPending--
                 this.downBytes -= payload.length
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
                 if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
             }
-            p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
                 this.down.set(pid, { key: payloadKey(payload), done: p, pubacked: false })
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }
+        // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
             () => {
+                left?.()
                 this.gw.counts.downDone++
             },
             (e: LinkError) => {
+                left?.()
                 if (e.code === "ECLOSED") throw e
                 if (e.code === "EQUEUEFULL") {
                     // Not refused, only not taken now: never PUBACKed, so it comes again.
