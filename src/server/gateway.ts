@@ -57,9 +57,10 @@ const GATEWAY_KEYS: OptionKeys<GatewayOptions> = { ...SERVER_KEYS_OF_GATEWAY, ..
 // largest one unless it lies over 1024 past the array's end (then as a
 // hash). From 1000, each idle board kept two arrays of ~1,000 slots, 24 KB.
 const FIRST_OTHER_ID = 4096
-// What send() uses of MQTT.js beyond its public API.
+// What a board session uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
+    outgoingStore: { put(packet: Record<string, unknown>, cb: () => void): void }
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
@@ -140,7 +141,41 @@ class PacketIds {
     }
 }
 
-// mqtt-packet corks a stream per packet and uncorks it on the next tick,
+// A QoS 2 PUBLISH (MQTT 3.1.1) in one buffer, as mqtt-packet writes it in
+// 6 pieces.
+/** @internal */
+export function publishBytes(topic: Buffer, payload: string, pid: number, dup: boolean): Buffer {
+    const size = Buffer.byteLength(payload)
+    const rest = 2 + topic.length + 2 + size
+    const b = Buffer.allocUnsafe(1 + (rest < 128 ? 1 : rest < 16384 ? 2 : rest < 2097152 ? 3 : 4) + rest)
+    b[0] = dup ? 0x3c : 0x34
+    let i = 1
+    for (let n = rest; ; ) {
+        const digit = n % 128
+        n = Math.floor(n / 128)
+        b[i++] = n > 0 ? digit | 128 : digit
+        if (n === 0) break
+    }
+    b.writeUInt16BE(topic.length, i)
+    topic.copy(b, i + 2)
+    i += 2 + topic.length
+    b.writeUInt16BE(pid, i)
+    b.write(payload, i + 2, size, "utf8")
+    return b
+}
+
+// A PUBREL (MQTT 3.1.1).
+/** @internal */
+export function pubrelBytes(pid: number): Buffer {
+    const b = Buffer.allocUnsafe(4)
+    b[0] = 0x62
+    b[1] = 2
+    b.writeUInt16BE(pid, 2)
+    return b
+}
+
+// mqtt-packet corks a stream per packet and uncorks it on the next tick
+// (PUBLISH, PUBREL and PUBACK go as one buffer written here, not corked),
 // and MQTT.js handles the packets of one read one tick apart: each packet
 // left in its own system call (2 per up line with 64 in flight). Corked
 // until setImmediate, which comes after every tick and microtask of this
@@ -163,18 +198,25 @@ function corkTurn(c: MqttClient): void {
     })
 }
 
-// A down packet passed on: its payload's digest (a record holds up to
+// A down packet passed on: its payload's key (a record holds up to
 // DOWN_RECORD of them per board, and a payload may be 64 KB), its write,
 // and whether its PUBACK was sent: until then the broker cannot use its
 // packet id for another message, so one that comes with it is a resend,
 // DUP flag or not (Aedes sends a session's messages again without it).
 interface DownRecord {
-    digest: string
+    key: string
     done: Promise<void>
     pubacked: boolean
 }
 
-function digest(payload: Buffer): string {
+// Payloads up to this many bytes are their own key: a digest costs more CPU
+// than the rest of a short line's way to the board.
+const RAW_KEY_BYTES = 64
+
+// A payload's key: the bytes themselves ("=" and latin1, one character a
+// byte) or, for a longer one, its digest (base64, which never starts with "=").
+function payloadKey(payload: Buffer): string {
+    if (payload.length <= RAW_KEY_BYTES) return "=" + payload.toString("latin1")
     return createHash("sha256").update(payload).digest("base64")
 }
 
@@ -188,6 +230,7 @@ class BoardSession {
     private down = new Map<number, DownRecord>()
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
+    private pubacks: number[] = [] // down packet ids to PUBACK at the end of this tick
     // Down lines written to the link and not yet ACKed by the board: over
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
     // so the link's queue never fills (a full queue would refuse the line).
@@ -215,6 +258,7 @@ class BoardSession {
     // may hold ids of it.
     private fromRecord: boolean
     private child: Logger | undefined // the board's logger, made when first used
+    private upTopic: { text: string; bytes: Buffer } | undefined // made when the first up line goes
 
     constructor(
         readonly gw: Gateway,
@@ -266,18 +310,22 @@ class BoardSession {
         const internals = c as unknown as MqttInternals
         const send = internals._sendPacket.bind(c)
         internals._sendPacket = (packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]) => {
+            if (packet["cmd"] === "pubrel" && c.connected) {
+                // As MQTT.js sends it (stored unless `noStore`, the last
+                // argument, says it already is), without mqtt-packet's 3 writes.
+                const [stored, noStore] = rest as [(() => void) | undefined, boolean | undefined]
+                if (noStore !== true) internals.outgoingStore.put(packet, () => undefined)
+                stored?.()
+                c.stream.write(pubrelBytes(packet["messageId"] as number))
+                cb?.()
+                return
+            }
             const held = packet["cmd"] === "puback" ? this.pubackAfter.get(packet["messageId"] as number) : undefined
             if (held === undefined) return send(packet, cb, ...rest)
             this.pubackAfter.delete(packet["messageId"] as number)
             cb?.()
             held.then(
-                () => {
-                    // On a later connection the broker sends the line again (DUP) and gets its PUBACK then.
-                    if (this.mqtt !== c || !c.connected) return
-                    const r = this.down.get(packet["messageId"] as number)
-                    if (r) r.pubacked = true
-                    send(packet)
-                },
+                () => this.puback(c, packet["messageId"] as number),
                 () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
             )
         }
@@ -340,6 +388,31 @@ class BoardSession {
             }
             if (granted && granted[0] && granted[0].qos !== 1) this.log.warn({ code: "qos-downgraded" }, `the broker granted QoS ${granted[0].qos} on ${topic}, not 1: down lines may be lost`)
             c.publish(boardTopic(this.conn.id, "status"), "online", { qos: 1, retain: true })
+        })
+    }
+
+    // The PUBACKs of down lines the board ACKed in one tick leave in one
+    // buffer at its end, 4 bytes each (through MQTT.js, each was 3 writes
+    // to the stream and 3 pieces in the system call). On a later connection
+    // the broker sends the lines again (DUP) and gets their PUBACKs then.
+    private puback(c: MqttClient, pid: number): void {
+        if (this.mqtt !== c || !c.connected) return
+        this.pubacks.push(pid)
+        if (this.pubacks.length > 1) return
+        process.nextTick(() => {
+            const pids = this.pubacks
+            this.pubacks = []
+            if (this.mqtt !== c || !c.connected) return
+            const b = Buffer.allocUnsafe(4 * pids.length)
+            for (let i = 0; i < pids.length; i++) {
+                const pid = pids[i]!
+                const r = this.down.get(pid)
+                if (r) r.pubacked = true
+                b[4 * i] = 0x40 // PUBACK
+                b[4 * i + 1] = 2
+                b.writeUInt16BE(pid, 4 * i + 2)
+            }
+            c.stream.write(b)
         })
     }
 
@@ -483,7 +556,15 @@ class BoardSession {
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
         corkTurn(c)
-        client._sendPacket({ cmd: "publish", topic: boardTopic(this.conn.id, "up"), payload: h.payload, qos: 2, retain: false, messageId: pid, dup })
+        const topic = (this.upTopic ??= { text: boardTopic(this.conn.id, "up"), bytes: Buffer.from(boardTopic(this.conn.id, "up")) })
+        const packet = { cmd: "publish", topic: topic.text, payload: h.payload, qos: 2, retain: false, messageId: pid, dup }
+        // Not connected: MQTT.js keeps it for its connect.
+        if (!c.connected) return client._sendPacket(packet)
+        // What MQTT.js's _sendPacket does, without its copy of the packet
+        // and mqtt-packet's 6 writes: into its store (sent again on a
+        // reconnect), then onto the stream in one piece.
+        client.outgoingStore.put(packet, () => undefined)
+        c.stream.write(publishBytes(topic.bytes, h.payload, pid, dup))
     }
 
     // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
@@ -508,13 +589,15 @@ class BoardSession {
         const problem = payloadProblem(payload, Math.min(cfg.maxLineBytes, cfg.maxQueuedBytes)) || this.overBoardLimit(payload.length)
         if (problem !== "") return this.refuse(pid, packet.topic, problem, done)
         const text = payload.toString("utf-8")
-        this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
+        // Checked first: the fields and the board's logger cost more than the rest of a short line's way.
+        if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
-        if (seen && (packet.dup || !seen.pubacked) && seen.digest === digest(payload)) {
+        let left: (() => void) | undefined
+        if (seen && (packet.dup || !seen.pubacked) && seen.key === payloadKey(payload)) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -533,24 +616,26 @@ class BoardSession {
             fresh = true
             this.downPending++
             this.downBytes += payload.length
-            const left = () => {
+            left = () => {
                 this.downPending--
                 this.downBytes -= payload.length
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
                 if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
             }
-            p.then(left, left)
             if (pid !== 0) {
                 this.down.delete(pid)
-                this.down.set(pid, { digest: digest(payload), done: p, pubacked: false })
+                this.down.set(pid, { key: payloadKey(payload), done: p, pubacked: false })
                 if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
             }
         }
+        // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
             () => {
+                left?.()
                 this.gw.counts.downDone++
             },
             (e: LinkError) => {
+                left?.()
                 if (e.code === "ECLOSED") throw e
                 if (e.code === "EQUEUEFULL") {
                     // Not refused, only not taken now: never PUBACKed, so it comes again.
