@@ -125,7 +125,7 @@ async function main(): Promise<number> {
             else if (l.trim() !== "" && !l.startsWith("{")) say(`srv: ${l}`)
         }
     }
-    const soak = new Soak({ nodes, boards, timeout: 2000, interval: 100, serverArgs: ["--warn-log"], log: onLog })
+    const soak = new Soak({ nodes, boards, timeout: 2000, interval: 100, serverArgs: ["--warn-log"], others: ["probe"], log: onLog })
     const procs = new Set<ChildProcess>()
     const killAll = () => {
         for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) process.kill(p.pid, "SIGKILL")
@@ -243,16 +243,19 @@ async function main(): Promise<number> {
             return ((xs.at(-1)!.ticks - xs[0]!.ticks) / 100 / ((xs.at(-1)!.t - xs[0]!.t) / 1000)) * 100
         }
         const attackersCpu = [...attackerTicks.values()].reduce((s, x) => s + (x.t1 > x.t0 ? ((x.last - x.first) / 100 / ((x.t1 - x.t0) / 1000)) * 100 : 0), 0)
-        const downRecs = soak.records.filter((x) => x.t < stopAt && x.kind === "I" && (x.text.startsWith("down") || x.text.startsWith("disconnect")))
+        const honest = new Set([...soak.ids(), "probe"]) // not the attackers that came up
+        const downRecs = soak.records.filter((x) => x.t < stopAt && x.kind === "I" && (x.text.startsWith("down") || (x.text.startsWith("disconnect") && honest.has(x.text.split(" ")[1]!))))
         const attackAt = attackStart
         const downList = downRecs.map((x) => `${x.who} ${x.text} at ${((x.t - attackAt) / 1000).toFixed(1)} s`)
         const downs = downRecs.filter((x) => x.text.startsWith("down")).length
+        // Hostile connections whose link came up (taken for v1 clients): the soak's server sends them nothing.
+        const strangers = soak.records.filter((x) => x.who === "srv" && x.kind === "I" && x.text.startsWith("stranger")).length
         const q = (t: Tally) => `sent ${t.sent}, delivered ${t.delivered}, lost ${t.lost}, duplicated ${t.duplicated}, out of order ${t.outOfOrder}`
         const rt = (ph: Phase) => `${rtt[ph].length} round trips: median ${pct(rtt[ph], 0.5).toFixed(2)} ms, p99 ${pct(rtt[ph], 0.99).toFixed(2)} ms, max ${Math.max(...rtt[ph]).toFixed(1)} ms`
         const bounded = peak("attack") < 1024 && secondHalf <= firstHalf * 1.25 + 16
         report = {
             options: { seconds, attackers, addresses: attackers * 8, slots, nodes, boards, quick },
-            hostile: { connections: sum((c) => c.connections), lines: sum((c) => c.lines), bytes: sum((c) => c.bytes), connectErrors: sum((c) => c.errors), byKind },
+            hostile: { connections: sum((c) => c.connections), lines: sum((c) => c.lines), bytes: sum((c) => c.bytes), connectErrors: sum((c) => c.errors), byKind, linksUp: strangers },
             qos: { up: r.qos.up, down: r.qos.down },
             noQos: { up: r.noQos.up, down: r.noQos.down },
             failures: failures(r),
@@ -271,7 +274,7 @@ async function main(): Promise<number> {
         const out = [
             "",
             `attack report (${((Date.now() - t0) / 1000).toFixed(0)} s in all, ${seconds} s of attack, ${attackers * 8} source addresses)`,
-            `hostile: ${h.connections} connections, ${h.lines} lines, ${(h.bytes / 1e6).toFixed(1)} MB sent (${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(", ")}); ${h.connectErrors} connects failed`,
+            `hostile: ${h.connections} connections, ${h.lines} lines, ${(h.bytes / 1e6).toFixed(1)} MB sent (${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(", ")}); ${h.connectErrors} connects failed; ${strangers} came up as v1 clients (no traffic)`,
             `qos clients -> server: ${q(r.qos.up)}`,
             `qos server -> clients: ${q(r.qos.down)}`,
             `no qos: up lost ${r.noQos.up.lost} of ${r.noQos.up.sent}, down lost ${r.noQos.down.lost} of ${r.noQos.down.sent}`,

@@ -6,10 +6,12 @@
 import assert from "node:assert/strict"
 import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ROOT } from "../kit/devs.js"
-import { within } from "../kit/util.js"
+import { until, within } from "../kit/util.js"
+import { Soak } from "../soak/harness.js"
 
 describe("live attack run (short)", function () {
     this.timeout(120000)
@@ -36,6 +38,29 @@ describe("live attack run (short)", function () {
             // SIGTERM: the run kills its own children by pid on the way out.
             if (child.exitCode === null && child.pid) process.kill(child.pid, "SIGTERM")
             rmSync(dir, { recursive: true, force: true })
+        }
+    })
+
+    // An attacker's id line, then bytes that reach the server after its
+    // warm-up (an attacker or a server stalled between two reads, under
+    // load): the server takes it for a v1 client, whose link comes up. The
+    // soak's server must not write to it: those writes, pending for ever once
+    // the attacker is gone, kept it from finishing, and the run failed.
+    it("an attacker whose link came up does not keep the soak's server from finishing", async function () {
+        const notes: string[] = []
+        const soak = new Soak({ nodes: 1, boards: 0, timeout: 1000, interval: 50, log: (s) => notes.push(s) })
+        try {
+            await soak.start()
+            const s = connect({ port: soak.port, host: "127.0.0.1" })
+            s.on("error", () => {})
+            s.write("a0-bigline-1\nzz\n")
+            const id = "a0-bigline-1"
+            const seen = () => soak.records.some((r) => r.who === "srv" && r.kind === "I" && (r.text === `connect ${id}` || r.text === `stranger ${id}`))
+            await until(seen, 10000, "the attacker's link up")
+            s.destroy()
+            assert.equal(await soak.stop(15000), true, notes.join("\n"))
+        } finally {
+            await soak.close()
         }
     })
 })

@@ -31,6 +31,7 @@ export interface SoakOptions {
     timeout: number // every end's link timeout, ms
     interval: number // ms between lines of each stream
     serverArgs?: string[] // more arguments for the server process (peer.js server)
+    others?: string[] // ids of other honest clients the server sends soak traffic to (the attack run's probe)
     stateDir?: string // Node ends keep their delivery state in <stateDir>/<who> (peer.js --state)
     stateSync?: boolean // ... with --state-sync
     batch?: boolean // Node ends read with readlines() (peer.js --batch)
@@ -63,6 +64,7 @@ export class Soak {
     private ends = new Map<string, End>()
     private server: End = { id: "srv", kind: "node", life: -1, done: false }
     private serverPort = 0
+    private honest: string[] = [] // the ids the server sends soak traffic to
     private images = new Map<string, SimImage>()
     private waiters = new Set<() => void>()
     private started = new Map<string, number>() // who -> when its current life began
@@ -93,12 +95,13 @@ export class Soak {
     }
 
     async start(): Promise<void> {
-        this.serverPort = await freePort()
-        await this.startServer()
         const ids: Array<[string, Kind]> = []
         for (let i = 0; i < this.o.nodes; i++) ids.push([`n${i + 1}`, "node"])
         for (let i = 0; i < this.o.boards; i++) ids.push([`b${i + 1}`, "board"])
         for (let i = 0; i < (this.o.v1 ?? 0); i++) ids.push([`v${i + 1}`, "v1"])
+        this.honest = [...ids.map(([id]) => id), ...(this.o.others ?? [])]
+        this.serverPort = await freePort()
+        await this.startServer()
         for (const [id, kind] of ids) {
             const proxy = new FaultProxy(this.serverPort)
             await proxy.listen()
@@ -240,7 +243,7 @@ export class Soak {
         e.life++
         e.done = false
         const life = e.life
-        const args = ["server", "--port", String(this.serverPort), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval), ...this.stateArgs("srv"), ...(this.o.serverArgs ?? [])]
+        const args = ["server", "--port", String(this.serverPort), "--timeout", String(this.o.timeout), "--interval", String(this.o.interval), "--ids", this.honest.join(","), ...this.stateArgs("srv"), ...(this.o.serverArgs ?? [])]
         const p = this.spawnPeer(args, "srv", life)
         e.proc = p
         p.on("exit", (code, signal) => {
@@ -307,7 +310,7 @@ export class Soak {
         const kind = m[1] as LogRecord["kind"]
         this.records.push({ t: Date.now(), who, life, kind, text: m[2]! })
         if (kind === "I" && m[2]!.startsWith("done")) (who === "srv" ? this.server : this.ends.get(who)!).done = true
-        if (kind === "I" && (m[2]!.startsWith("stopping") || m[2]!.startsWith("dump"))) this.o.log?.(`${who}: ${m[2]}`)
+        if (kind === "I" && (m[2]!.startsWith("stopping") || m[2]!.startsWith("dump") || m[2]!.startsWith("stranger"))) this.o.log?.(`${who}: ${m[2]}`)
         for (const w of [...this.waiters]) w()
     }
 

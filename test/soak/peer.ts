@@ -12,7 +12,11 @@
 // taken by a life killed before its code logged "@R" from a lost one, and
 // finds an id held as seen that no life took since the peer last sent it.
 //
-//   node peer.js server --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
+//   node peer.js server --port P [--timeout T] [--interval I] [--ids X,Y] [--state DIR [--state-sync]] [--batch]
+//   --ids: the soak's clients; any other id whose link comes up (an
+//   attacker's, the attack run: test/attack) is logged "@I stranger <id>" and
+//   gets no traffic, so its writes, pending for ever once it is gone, do not
+//   keep the server from finishing. Without --ids every id gets traffic.
 //   node peer.js client --id X --port P [--timeout T] [--interval I] [--state DIR [--state-sync]] [--batch]
 //   --batch: read with readlines(), logging each batch with one write
 //   node peer.js v1client ...   the same, as an original micropython-iot board
@@ -176,6 +180,7 @@ async function main(): Promise<void> {
             timeout: { type: "string", default: "2000" },
             interval: { type: "string", default: "100" },
             "warn-log": { type: "boolean" }, // server: warnings as JSON lines on stderr
+            ids: { type: "string" }, // server: the ids that get soak traffic (default: every id)
             state: { type: "string" }, // the delivery state's folder (default: in memory)
             "state-sync": { type: "boolean" },
             batch: { type: "boolean" }, // read with readlines()
@@ -192,8 +197,10 @@ async function main(): Promise<void> {
         const server = new Server({ port, host: "127.0.0.1", timeout, logger, state })
         const flows: Flow[] = []
         const conns: Connection[] = []
+        const ids = values.ids === undefined ? undefined : new Set(values.ids.split(","))
         server.on("connect", (conn) => {
             if (conns.includes(conn)) return
+            if (ids !== undefined && !ids.has(conn.id)) return log(`@I stranger ${conn.id}`)
             conns.push(conn)
             log(`@I connect ${conn.id}`)
             const flow = new Flow(conn, `.srv.${conn.id}.${run}.`, interval)
