@@ -396,13 +396,13 @@ class BoardSession {
     // to the stream and 3 pieces in the system call). On a later connection
     // the broker sends the lines again (DUP) and gets their PUBACKs then.
     private puback(c: MqttClient, pid: number): void {
-        if (this.mqtt !== c || !c.connected) return
+        if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
         this.pubacks.push(pid)
         if (this.pubacks.length > 1) return
         process.nextTick(() => {
             const pids = this.pubacks
             this.pubacks = []
-            if (this.mqtt !== c || !c.connected) return
+            if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
             const b = Buffer.allocUnsafe(4 * pids.length)
             for (let i = 0; i < pids.length; i++) {
                 const pid = pids[i]!
@@ -578,6 +578,11 @@ class BoardSession {
     private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
         // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
         if (this.restartWhy !== undefined) return
+        // MQTT.js hands on the rest of its last read after the stream's
+        // error or 'close' (hundreds of packets): never PUBACKed, the broker
+        // sends them again on the next connection. Passed on, they filled
+        // the record of down packets.
+        if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
         const id = this.conn.id
         const payload = downLine(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
         const cfg = this.gw.server.cfg

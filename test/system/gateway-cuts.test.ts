@@ -33,8 +33,9 @@ async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
 
 function printWarnings(logs: string[]): void {
     for (const l of logs) {
-        const o = JSON.parse(l) as { level: number; msg: string; code?: string; client?: string }
-        if (o.level >= 40 || /packet|down line/.test(o.msg)) console.log(`        ${o.level} ${o.code ?? ""} ${o.msg.slice(0, 160)}`)
+        const o = JSON.parse(l) as { level: number; msg: string; code?: string; client?: string; packet?: number; dup?: boolean }
+        const pid = o.packet === undefined ? "" : ` (packet ${o.packet}${o.dup === true ? ", dup" : ""})`
+        if (o.level >= 40 || /packet|down line/.test(o.msg)) console.log(`        ${o.level} ${o.code ?? ""} ${o.msg.slice(0, 160)}${pid}`)
     }
 }
 
@@ -130,6 +131,7 @@ describeCuts("MQTT gateway: broker connection cut under load", function () {
             if (n === 0) lostDown.push("d" + i)
             if (n > 1) twiceDown.push("d" + i)
         }
+        console.log(`      up lost ${r.lost.length}, published twice ${r.publishedTwice.length}; down lost ${lostDown.length}, twice ${twiceDown.length}`)
         console.log(`      ${cuts} cuts; up out of order at the subscriber: ${inversions(upOrder)}, down at the board: ${inversions(downOrder)}; gateway counts ${JSON.stringify(gw.counts)}`)
         if (process.env["CUT_LOG"]) printWarnings(logs)
         assert.equal(cuts, CUTS, "every cut made")
