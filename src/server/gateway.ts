@@ -82,8 +82,11 @@ const MAX_WINDOW = 120
 // another client with its client id: without this, two fought many times a
 // second).
 const STABLE_MS = 10000
-// Broker resends of down packets remembered per board (dup check).
+// Broker resends of down packets remembered per board (dup check)...
 const DOWN_RECORD = 512
+// ...and at most, counting those the broker may still send again (recordDown).
+const DOWN_RECORD_MAX = 4 * DOWN_RECORD
+const DOWN_RECORD_SCAN = 64
 // The payload of every will (a board's, the gateway's): one Buffer, which
 // MQTT.js only reads.
 const OFFLINE = Buffer.from("offline")
@@ -207,6 +210,7 @@ interface DownRecord {
     key: string
     done: Promise<void>
     pubacked: boolean
+    pubackOn: number // the connection (BoardSession.connNo) its last PUBACK went on, 0: none
 }
 
 // Payloads up to this many bytes are their own key: a digest costs more CPU
@@ -229,6 +233,8 @@ class BoardSession {
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private down = new Map<number, DownRecord>()
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
+    private connNo = 0 // connections of its MQTT session that came up
+    private freshOn = 0 // the last connection a first delivery (no DUP) came on
     private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
     private pubacks: number[] = [] // down packet ids to PUBACK at the end of this tick
     // Down lines written to the link and not yet ACKed by the board: over
@@ -340,6 +346,7 @@ class BoardSession {
             }
         })
         c.on("connect", (connack) => {
+            this.connNo++
             this.upAt = clock()
             this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
@@ -407,7 +414,10 @@ class BoardSession {
             for (let i = 0; i < pids.length; i++) {
                 const pid = pids[i]!
                 const r = this.down.get(pid)
-                if (r) r.pubacked = true
+                if (r) {
+                    r.pubacked = true
+                    r.pubackOn = this.connNo
+                }
                 b[4 * i] = 0x40 // PUBACK
                 b[4 * i + 1] = 2
                 b.writeUInt16BE(pid, 4 * i + 2)
@@ -598,6 +608,7 @@ class BoardSession {
         if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
+        if (!packet.dup) this.freshOn = this.connNo
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
@@ -627,11 +638,7 @@ class BoardSession {
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
                 if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
             }
-            if (pid !== 0) {
-                this.down.delete(pid)
-                this.down.set(pid, { key: payloadKey(payload), done: p, pubacked: false })
-                if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
-            }
+            if (pid !== 0) this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false, pubackOn: 0 })
         }
         // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
@@ -656,6 +663,29 @@ class BoardSession {
         if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
         if (fresh && this.downFull()) this.downWaiting.push(() => done())
         else done()
+    }
+
+    // Over DOWN_RECORD, the oldest record the broker will not send again
+    // goes: its PUBACK went on a connection and a later one has since
+    // brought a first delivery (Mosquitto resends a session's un-PUBACKed
+    // packets first). A PUBACK written on a connection that was then cut
+    // may never have arrived (in the cuts test, even ones written hundreds
+    // of packets before the cut): a record that went while its packet came
+    // again and again made its resend look new (the link restarted, copies
+    // at the board). Over DOWN_RECORD_MAX (a long stable connection), the
+    // oldest goes anyway. Only the oldest few are looked at: a line's cost.
+    private recordDown(pid: number, r: DownRecord): void {
+        this.down.delete(pid)
+        this.down.set(pid, r)
+        if (this.down.size <= DOWN_RECORD) return
+        let tries = DOWN_RECORD_SCAN
+        for (const [old, o] of this.down) {
+            if (this.down.size > DOWN_RECORD_MAX || (o.pubackOn !== 0 && o.pubackOn < this.freshOn)) {
+                this.down.delete(old)
+                return
+            }
+            if (--tries <= 0) return
+        }
     }
 
     // The line limit the board announced, when `bytes` is over it.
