@@ -235,7 +235,10 @@ class BoardSession {
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
     private connNo = 0 // connections of its MQTT session that came up
     private freshOn = 0 // the last connection a first delivery (no DUP) came on
-    private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
+    // Down packet id -> what its PUBACK waits for, and the stream it came
+    // on: a PUBACK goes only there (on a later connection the broker sends
+    // the packet again, and its own PUBACK follows the board's ACK).
+    private pubackAfter = new Map<number, { after: Promise<void>; stream: unknown }>()
     private pubacks: number[] = [] // down packet ids to PUBACK at the end of this tick
     // Down lines written to the link and not yet ACKed by the board: over
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
@@ -330,8 +333,8 @@ class BoardSession {
             if (held === undefined) return send(packet, cb, ...rest)
             this.pubackAfter.delete(packet["messageId"] as number)
             cb?.()
-            held.then(
-                () => this.puback(c, packet["messageId"] as number),
+            held.after.then(
+                () => c.stream === held.stream && this.puback(c, packet["messageId"] as number),
                 () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
             )
         }
@@ -660,8 +663,10 @@ class BoardSession {
             },
         )
         delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
-        if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
-        if (fresh && this.downFull()) this.downWaiting.push(() => done())
+        const stream = c.stream
+        if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, { after: delivered, stream })
+        // Not on a later connection: its PUBACK could go before the board's ACK.
+        if (fresh && this.downFull()) this.downWaiting.push(() => c.stream === stream && done())
         else done()
     }
 
