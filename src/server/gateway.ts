@@ -231,6 +231,11 @@ class BoardSession {
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
+    // From CONNACK to 'connect' MQTT.js sends the lines in its store again,
+    // one QoS 2 exchange at a time: new lines wait here, else they reach
+    // subscribers before the older ones.
+    private replaying = false
+    private afterReplay: Array<[number, HeldLine]> = []
     private down = new Map<number, DownRecord>()
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
     private connNo = 0 // connections of its MQTT session that came up
@@ -342,6 +347,7 @@ class BoardSession {
             // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
             // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
             if (ANSWERED[p.cmd] === true) corkTurn(c)
+            if (p.cmd === "connack") this.replaying = true
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -350,6 +356,10 @@ class BoardSession {
         })
         c.on("connect", (connack) => {
             this.connNo++
+            this.replaying = false
+            const queued = this.afterReplay
+            this.afterReplay = []
+            for (const [pid, h] of queued) if (this.upInFlight.get(pid) === h) this.send(c, pid, h, false)
             this.upAt = clock()
             this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
@@ -449,6 +459,9 @@ class BoardSession {
     drop(): void {
         const c = this.mqtt
         this.mqtt = undefined
+        // The next open() sends every line in flight again, in order.
+        this.replaying = false
+        this.afterReplay = []
         c?.end(true)
     }
 
@@ -568,6 +581,8 @@ class BoardSession {
             if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
+        // (Still queued after a cut: behind the lines MQTT.js's store holds.)
+        if (this.replaying || this.afterReplay.length > 0) return void this.afterReplay.push([pid, h])
         corkTurn(c)
         const topic = (this.upTopic ??= { text: boardTopic(this.conn.id, "up"), bytes: Buffer.from(boardTopic(this.conn.id, "up")) })
         const packet = { cmd: "publish", topic: topic.text, payload: h.payload, qos: 2, retain: false, messageId: pid, dup }
