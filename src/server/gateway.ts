@@ -82,8 +82,11 @@ const MAX_WINDOW = 120
 // another client with its client id: without this, two fought many times a
 // second).
 const STABLE_MS = 10000
-// Broker resends of down packets remembered per board (dup check).
+// Broker resends of down packets remembered per board (dup check)...
 const DOWN_RECORD = 512
+// ...and at most, counting those the broker may still send again (recordDown).
+const DOWN_RECORD_MAX = 4 * DOWN_RECORD
+const DOWN_RECORD_SCAN = 64
 // The payload of every will (a board's, the gateway's): one Buffer, which
 // MQTT.js only reads.
 const OFFLINE = Buffer.from("offline")
@@ -207,6 +210,7 @@ interface DownRecord {
     key: string
     done: Promise<void>
     pubacked: boolean
+    pubackOn: number // the connection (BoardSession.connNo) its last PUBACK went on, 0: none
 }
 
 // Payloads up to this many bytes are their own key: a digest costs more CPU
@@ -227,9 +231,19 @@ class BoardSession {
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
+    // From CONNACK to 'connect' MQTT.js sends the lines in its store again,
+    // one QoS 2 exchange at a time: new lines wait here, else they reach
+    // subscribers before the older ones.
+    private replaying = false
+    private afterReplay: Array<[number, HeldLine]> = []
     private down = new Map<number, DownRecord>()
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
-    private pubackAfter = new Map<number, Promise<void>>() // down packet id -> its PUBACK waits for this
+    private connNo = 0 // connections of its MQTT session that came up
+    private freshOn = 0 // the last connection a first delivery (no DUP) came on
+    // Down packet id -> what its PUBACK waits for, and the stream it came
+    // on: a PUBACK goes only there (on a later connection the broker sends
+    // the packet again, and its own PUBACK follows the board's ACK).
+    private pubackAfter = new Map<number, { after: Promise<void>; stream: unknown }>()
     private pubacks: number[] = [] // down packet ids to PUBACK at the end of this tick
     // Down lines written to the link and not yet ACKed by the board: over
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
@@ -324,8 +338,8 @@ class BoardSession {
             if (held === undefined) return send(packet, cb, ...rest)
             this.pubackAfter.delete(packet["messageId"] as number)
             cb?.()
-            held.then(
-                () => this.puback(c, packet["messageId"] as number),
+            held.after.then(
+                () => c.stream === held.stream && this.puback(c, packet["messageId"] as number),
                 () => undefined, // ECLOSED: the board went elsewhere; never PUBACKed here
             )
         }
@@ -333,6 +347,7 @@ class BoardSession {
             // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
             // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
             if (ANSWERED[p.cmd] === true) corkTurn(c)
+            if (p.cmd === "connack") this.replaying = true
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -340,6 +355,11 @@ class BoardSession {
             }
         })
         c.on("connect", (connack) => {
+            this.connNo++
+            this.replaying = false
+            const queued = this.afterReplay
+            this.afterReplay = []
+            for (const [pid, h] of queued) if (this.upInFlight.get(pid) === h) this.send(c, pid, h, false)
             this.upAt = clock()
             this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
@@ -396,18 +416,21 @@ class BoardSession {
     // to the stream and 3 pieces in the system call). On a later connection
     // the broker sends the lines again (DUP) and gets their PUBACKs then.
     private puback(c: MqttClient, pid: number): void {
-        if (this.mqtt !== c || !c.connected) return
+        if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
         this.pubacks.push(pid)
         if (this.pubacks.length > 1) return
         process.nextTick(() => {
             const pids = this.pubacks
             this.pubacks = []
-            if (this.mqtt !== c || !c.connected) return
+            if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
             const b = Buffer.allocUnsafe(4 * pids.length)
             for (let i = 0; i < pids.length; i++) {
                 const pid = pids[i]!
                 const r = this.down.get(pid)
-                if (r) r.pubacked = true
+                if (r) {
+                    r.pubacked = true
+                    r.pubackOn = this.connNo
+                }
                 b[4 * i] = 0x40 // PUBACK
                 b[4 * i + 1] = 2
                 b.writeUInt16BE(pid, 4 * i + 2)
@@ -436,6 +459,9 @@ class BoardSession {
     drop(): void {
         const c = this.mqtt
         this.mqtt = undefined
+        // The next open() sends every line in flight again, in order.
+        this.replaying = false
+        this.afterReplay = []
         c?.end(true)
     }
 
@@ -555,6 +581,8 @@ class BoardSession {
             if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
+        // (Still queued after a cut: behind the lines MQTT.js's store holds.)
+        if (this.replaying || this.afterReplay.length > 0) return void this.afterReplay.push([pid, h])
         corkTurn(c)
         const topic = (this.upTopic ??= { text: boardTopic(this.conn.id, "up"), bytes: Buffer.from(boardTopic(this.conn.id, "up")) })
         const packet = { cmd: "publish", topic: topic.text, payload: h.payload, qos: 2, retain: false, messageId: pid, dup }
@@ -578,6 +606,11 @@ class BoardSession {
     private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
         // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
         if (this.restartWhy !== undefined) return
+        // MQTT.js hands on the rest of its last read after the stream's
+        // error or 'close' (hundreds of packets): never PUBACKed, the broker
+        // sends them again on the next connection. Passed on, they filled
+        // the record of down packets.
+        if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
         const id = this.conn.id
         const payload = downLine(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
         const cfg = this.gw.server.cfg
@@ -593,6 +626,7 @@ class BoardSession {
         if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
+        if (!packet.dup) this.freshOn = this.connNo
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
@@ -622,11 +656,7 @@ class BoardSession {
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
                 if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
             }
-            if (pid !== 0) {
-                this.down.delete(pid)
-                this.down.set(pid, { key: payloadKey(payload), done: p, pubacked: false })
-                if (this.down.size > DOWN_RECORD) this.down.delete(this.down.keys().next().value!)
-            }
+            if (pid !== 0) this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false, pubackOn: 0 })
         }
         // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
@@ -648,9 +678,34 @@ class BoardSession {
             },
         )
         delivered.catch(() => undefined) // ECLOSED is handled where the PUBACK waits
-        if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, delivered)
-        if (fresh && this.downFull()) this.downWaiting.push(() => done())
+        const stream = c.stream
+        if (pid !== 0 && c === this.mqtt) this.pubackAfter.set(pid, { after: delivered, stream })
+        // Not on a later connection: its PUBACK could go before the board's ACK.
+        if (fresh && this.downFull()) this.downWaiting.push(() => c.stream === stream && done())
         else done()
+    }
+
+    // Over DOWN_RECORD, the oldest record the broker will not send again
+    // goes: its PUBACK went on a connection and a later one has since
+    // brought a first delivery (Mosquitto resends a session's un-PUBACKed
+    // packets first). A PUBACK written on a connection that was then cut
+    // may never have arrived (in the cuts test, even ones written hundreds
+    // of packets before the cut): a record that went while its packet came
+    // again and again made its resend look new (the link restarted, copies
+    // at the board). Over DOWN_RECORD_MAX (a long stable connection), the
+    // oldest goes anyway. Only the oldest few are looked at: a line's cost.
+    private recordDown(pid: number, r: DownRecord): void {
+        this.down.delete(pid)
+        this.down.set(pid, r)
+        if (this.down.size <= DOWN_RECORD) return
+        let tries = DOWN_RECORD_SCAN
+        for (const [old, o] of this.down) {
+            if (this.down.size > DOWN_RECORD_MAX || (o.pubackOn !== 0 && o.pubackOn < this.freshOn)) {
+                this.down.delete(old)
+                return
+            }
+            if (--tries <= 0) return
+        }
     }
 
     // The line limit the board announced, when `bytes` is over it.
