@@ -411,18 +411,25 @@ class BoardSession {
         })
     }
 
+    // `c` is this session's client, connected, on a stream not yet
+    // destroyed: MQTT.js hands on packets, and takes writes, after the
+    // stream's error or close.
+    private live(c: MqttClient): boolean {
+        return this.mqtt === c && c.connected && (c.stream as { destroyed?: boolean }).destroyed !== true
+    }
+
     // The PUBACKs of down lines the board ACKed in one tick leave in one
     // buffer at its end, 4 bytes each (through MQTT.js, each was 3 writes
     // to the stream and 3 pieces in the system call). On a later connection
     // the broker sends the lines again (DUP) and gets their PUBACKs then.
     private puback(c: MqttClient, pid: number): void {
-        if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
+        if (!this.live(c)) return
         this.pubacks.push(pid)
         if (this.pubacks.length > 1) return
         process.nextTick(() => {
             const pids = this.pubacks
             this.pubacks = []
-            if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
+            if (!this.live(c)) return
             const b = Buffer.allocUnsafe(4 * pids.length)
             for (let i = 0; i < pids.length; i++) {
                 const pid = pids[i]!
@@ -610,7 +617,7 @@ class BoardSession {
         // error or 'close' (hundreds of packets): never PUBACKed, the broker
         // sends them again on the next connection. Passed on, they filled
         // the record of down packets.
-        if (this.mqtt !== c || !c.connected || (c.stream as { destroyed?: boolean }).destroyed === true) return
+        if (!this.live(c)) return
         const id = this.conn.id
         const payload = downLine(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
         const cfg = this.gw.server.cfg
