@@ -82,6 +82,9 @@ const MAX_WINDOW = 120
 // another client with its client id: without this, two fought many times a
 // second).
 const STABLE_MS = 10000
+// How long a link restart waits for the broker to close the board's MQTT
+// connection after its FIN (BoardSession.endGracefully).
+const RESTART_CONFIRM_MS = 5000
 // Broker resends of down packets remembered per board (dup check)...
 const DOWN_RECORD = 512
 // ...and at most, counting those the broker may still send again (recordDown).
@@ -254,6 +257,7 @@ class BoardSession {
     // Set: this session's link restarts once the lines written are ACKed
     // (restartWhenSettled), and no more are taken from the broker.
     private restartWhy: string | undefined
+    private restarting = false // restartNow called: waiting for the broker, then restartLink
     private backoff: Backoff
     private upAt = -1 // when its MQTT connection came up, -1: not up
     private subscribing = 0 // connects of its MQTT connection, for subscribeDown
@@ -759,10 +763,49 @@ class BoardSession {
         if (this.downPending === 0) this.restartNow(why)
     }
 
+    // Once the broker has read the PUBACKs written (endGracefully): one
+    // it never got, it sends again to the next session, in the new epoch,
+    // and the board takes it as a new line. restartLink alone destroyed the
+    // connection: a corked stream's bytes were lost, and with the broker's
+    // packets still coming in, the socket reset and Mosquitto dropped what
+    // it had not read (in the restart test, a down line of each restart or
+    // two reached the board twice).
     private restartNow(why: string): void {
-        // After the PUBACKs' microtasks and the stream's uncork (corkTurn).
-        setImmediate(() => {
-            if (!this.closed) this.gw.restartLink(this.conn.id, why)
+        if (this.restarting) return
+        this.restarting = true
+        // After the PUBACKs' microtasks and ticks.
+        setImmediate(() =>
+            void this.endGracefully().then((ok) => {
+                if (this.closed) return
+                if (!ok) this.log.warn({ code: "link-restart-unconfirmed" }, `link restart: the broker did not close this board's MQTT connection within ${RESTART_CONFIRM_MS} ms of its FIN (or it was down): a down line the board has may reach it again, in the new epoch`)
+                this.gw.restartLink(this.conn.id, why)
+            }),
+        )
+    }
+
+    // Ends this session's connection with a FIN after all it wrote, and
+    // resolves true once the broker closed its end: it has read everything
+    // before the FIN (a broker reads a connection in order). No DISCONNECT:
+    // the broker publishes the will. What the broker sends meanwhile is
+    // read and dropped (MQTT.js takes nothing more, and stalls on a down
+    // message while a restart is pending anyway): un-PUBACKed, it comes
+    // again. False after RESTART_CONFIRM_MS, or when not connected.
+    private endGracefully(): Promise<boolean> {
+        const c = this.mqtt
+        if (!c || !this.live(c)) return Promise.resolve(false)
+        this.mqtt = undefined // nothing more goes on it; its close is not a lost connection
+        const s = c.stream
+        return new Promise((resolve) => {
+            const finish = (ok: boolean) => {
+                clearTimeout(t)
+                c.end(true)
+                resolve(ok)
+            }
+            const t = setTimeout(() => finish(false), RESTART_CONFIRM_MS).unref()
+            s.once("close", () => finish(true))
+            s.unpipe()
+            s.resume()
+            s.end()
         })
     }
 }
