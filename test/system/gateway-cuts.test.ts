@@ -5,7 +5,7 @@
 // once at the subscriber and at the board, in order, and the gateway
 // process (this one) never sees an uncaught error.
 //
-// 2-6 s. It failed in most runs before the gateway ignored packets MQTT.js
+// 2-8 s. It failed in most runs before the gateway ignored packets MQTT.js
 // hands on after a connection closed, and up lines resent from MQTT.js's
 // store after a reconnect reached the subscriber after newer ones. Beside
 // two busy loops it still failed 1-2 runs in 50-100 until a resend of a
