@@ -85,9 +85,10 @@ const STABLE_MS = 10000
 // How long a link restart waits for the broker to close the board's MQTT
 // connection after its FIN (BoardSession.endGracefully).
 const RESTART_CONFIRM_MS = 5000
-// Broker resends of down packets remembered per board (dup check)...
+// Down packets remembered per board (dup check; a resend of a line not yet
+// ACKed by the board waits for it)...
 const DOWN_RECORD = 512
-// ...and at most, counting those the broker may still send again (recordDown).
+// ...and at most, counting those not yet PUBACKed (recordDown).
 const DOWN_RECORD_MAX = 4 * DOWN_RECORD
 const DOWN_RECORD_SCAN = 64
 // The payload of every will (a board's, the gateway's): one Buffer, which
@@ -213,7 +214,6 @@ interface DownRecord {
     key: string
     done: Promise<void>
     pubacked: boolean
-    pubackOn: number // the connection (BoardSession.connNo) its last PUBACK went on, 0: none
 }
 
 // Payloads up to this many bytes are their own key: a digest costs more CPU
@@ -241,8 +241,7 @@ class BoardSession {
     private afterReplay: Array<[number, HeldLine]> = []
     private down = new Map<number, DownRecord>()
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
-    private connNo = 0 // connections of its MQTT session that came up
-    private freshOn = 0 // the last connection a first delivery (no DUP) came on
+    private handledIds = new HandledIds() // down packet ids handled (on Mosquitto 2: Gateway.continuous)
     // Down packet id -> what its PUBACK waits for, and the stream it came
     // on: a PUBACK goes only there (on a later connection the broker sends
     // the packet again, and its own PUBACK follows the board's ACK).
@@ -352,6 +351,8 @@ class BoardSession {
             // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
             if (ANSWERED[p.cmd] === true) corkTurn(c)
             if (p.cmd === "connack") this.replaying = true
+            // A new broker session numbers from 1 again: what the old one's ids were says nothing.
+            if (p.cmd === "connack" && (p as { sessionPresent?: boolean }).sessionPresent !== true) this.handledIds = new HandledIds()
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -359,7 +360,6 @@ class BoardSession {
             }
         })
         c.on("connect", (connack) => {
-            this.connNo++
             this.replaying = false
             const queued = this.afterReplay
             this.afterReplay = []
@@ -438,10 +438,7 @@ class BoardSession {
             for (let i = 0; i < pids.length; i++) {
                 const pid = pids[i]!
                 const r = this.down.get(pid)
-                if (r) {
-                    r.pubacked = true
-                    r.pubackOn = this.connNo
-                }
+                if (r) r.pubacked = true
                 b[4 * i] = 0x40 // PUBACK
                 b[4 * i + 1] = 2
                 b.writeUInt16BE(pid, 4 * i + 2)
@@ -626,6 +623,16 @@ class BoardSession {
         const payload = downLine(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload))
         const cfg = this.gw.server.cfg
         const pid = packet.messageId ?? 0
+        // A resend of a packet handled here whose record went (its PUBACKs
+        // lost on connections cut before the broker read them, while more
+        // lines came than the record keeps): its PUBACK, not a second
+        // write, nor a link restart for an id far behind the last one.
+        if (this.gw.continuous && packet.dup && pid !== 0 && !this.down.has(pid) && this.handledIds.has(pid)) {
+            if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: true }, "down packet handled before, its record gone: PUBACKed, not written again")
+            this.gw.counts.downResends++
+            this.pubackAfter.delete(pid) // one left on an earlier connection would hold this PUBACK
+            return done()
+        }
         // The retain flag is set only on a copy sent for a SUBSCRIBE (the
         // message itself came with it clear), which this session makes each
         // time it connects: the line would reach the board again each time.
@@ -637,7 +644,6 @@ class BoardSession {
         if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
-        if (!packet.dup) this.freshOn = this.connNo
         const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
@@ -657,6 +663,7 @@ class BoardSession {
                 if (skip !== 1) opts.wait = true
                 this.lastDownPid = pid
             }
+            if (this.gw.continuous && pid !== 0) this.handledIds.handled(pid)
             p = this.conn.write(text, opts)
             fresh = true
             this.downPending++
@@ -667,7 +674,7 @@ class BoardSession {
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
                 if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
             }
-            if (pid !== 0) this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false, pubackOn: 0 })
+            if (pid !== 0) this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false })
         }
         // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
@@ -696,22 +703,18 @@ class BoardSession {
         else done()
     }
 
-    // Over DOWN_RECORD, the oldest record the broker will not send again
-    // goes: its PUBACK went on a connection and a later one has since
-    // brought a first delivery (Mosquitto resends a session's un-PUBACKed
-    // packets first). A PUBACK written on a connection that was then cut
-    // may never have arrived (in the cuts test, even ones written hundreds
-    // of packets before the cut): a record that went while its packet came
-    // again and again made its resend look new (the link restarted, copies
-    // at the board). Over DOWN_RECORD_MAX (a long stable connection), the
-    // oldest goes anyway. Only the oldest few are looked at: a line's cost.
+    // Over DOWN_RECORD, the oldest record whose PUBACK went goes (its line
+    // is settled; on Mosquitto 2 a resend of it is answered from
+    // handledIds, and other brokers send one again without DUP, which a
+    // PUBACKed record does not match); over DOWN_RECORD_MAX, the oldest
+    // anyway. Only the oldest few are looked at: a line's cost.
     private recordDown(pid: number, r: DownRecord): void {
         this.down.delete(pid)
         this.down.set(pid, r)
         if (this.down.size <= DOWN_RECORD) return
         let tries = DOWN_RECORD_SCAN
         for (const [old, o] of this.down) {
-            if (this.down.size > DOWN_RECORD_MAX || (o.pubackOn !== 0 && o.pubackOn < this.freshOn)) {
+            if (this.down.size > DOWN_RECORD_MAX || o.pubacked) {
                 this.down.delete(old)
                 return
             }
@@ -749,6 +752,7 @@ class BoardSession {
                 return
             }
         }
+        if (this.gw.continuous && pid !== 0) this.handledIds.handled(pid)
         this.gw.counts.downRefused++
         this.gw.warn(this.log, { code: "bad-down", topic }, `down message for ${this.conn.id} not passed on: ${problem}`)
         done()
@@ -813,6 +817,95 @@ class BoardSession {
 // Steps from packet id `from` to `to` (1..65535, then 1 again).
 function pidDistance(from: number, to: number): number {
     return (((to - from) % 65535) + 65535) % 65535
+}
+
+// The packet id `n` steps after `pid` (before, for a negative n).
+function pidStep(pid: number, n: number): number {
+    return ((((pid - 1 + n) % 65535) + 65535) % 65535) + 1
+}
+
+// How far back from the newest a board session's handled packet ids are
+// kept, and how far ahead a packet id counts as ahead of it (half the ids).
+const HANDLED_SPAN = 32767
+// Runs of ids skipped over kept at most; beyond, the span starts after the oldest.
+const HANDLED_GAPS = 32
+
+// The down packet ids a board session handled (wrote to the board, matched
+// as a resend, or refused and PUBACKed): every id from `from` to the newest,
+// `top`, less the runs it never got (gaps). A DUP packet with one of these
+// ids is a broker resend of a packet handled here whose PUBACK did not
+// arrive, whatever became of its record (recordDown): it is answered, not
+// written again. Mosquitto 2.0 (src/, 2.0.11 to 2.0.20) numbers a session's
+// packets when it queues them (subs__send: mosquitto__mid_generate, then
+// db__message_insert appends to the session's inflight or queued list),
+// 1..65535 then 1 (0 skipped), on across connections (the id counter,
+// last_mid, goes to the new connection on a take-over in
+// connect__on_authorised, and is saved with persistence); a first send
+// goes with DUP clear and marks the message DUP for every later one
+// (db__message_write_inflight_out_single). A reconnect sends the
+// un-PUBACKed ones again, in list order (db__message_reconnect_reset,
+// db__message_write_inflight_out_all). An id in a gap (a first send that
+// came late) or outside the span is not taken as handled.
+/** @internal */
+export class HandledIds {
+    private top = -1 // -1: none handled yet
+    private from = -1
+    private gaps: Array<[number, number]> = [] // [first, last], oldest first
+
+    handled(pid: number): void {
+        if (this.top < 0) {
+            this.top = this.from = pid
+            return
+        }
+        const d = pidDistance(this.top, pid)
+        if (d === 0) return
+        if (d <= HANDLED_SPAN) {
+            if (d > 1) this.gaps.push([pidStep(this.top, 1), pidStep(pid, -1)])
+            this.top = pid
+            if (pidDistance(this.from, this.top) > HANDLED_SPAN) this.startAt(pidStep(this.top, -HANDLED_SPAN))
+            if (this.gaps.length > HANDLED_GAPS) this.startAt(pidStep(this.gaps[0]![1], 1))
+            return
+        }
+        // An earlier id: one that came late, out of its gap.
+        if (!this.inSpan(pid)) return
+        const at = this.offset(pid)
+        const i = this.gaps.findIndex(([a, b]) => this.offset(a) <= at && at <= this.offset(b))
+        if (i < 0) return
+        const [a, b] = this.gaps[i]!
+        const parts: Array<[number, number]> = []
+        if (a !== pid) parts.push([a, pidStep(pid, -1)])
+        if (b !== pid) parts.push([pidStep(pid, 1), b])
+        this.gaps.splice(i, 1, ...parts)
+        if (this.gaps.length > HANDLED_GAPS) this.startAt(pidStep(this.gaps[0]![1], 1))
+    }
+
+    has(pid: number): boolean {
+        if (this.top < 0 || !this.inSpan(pid)) return false
+        const at = this.offset(pid)
+        return !this.gaps.some(([a, b]) => this.offset(a) <= at && at <= this.offset(b))
+    }
+
+    private offset(pid: number): number {
+        return pidDistance(this.from, pid)
+    }
+
+    private inSpan(pid: number): boolean {
+        return this.offset(pid) <= this.offset(this.top)
+    }
+
+    // The span starts at `pid` (in it): gaps before it go.
+    private startAt(pid: number): void {
+        const shift = this.offset(pid)
+        const gaps: Array<[number, number]> = []
+        for (const [a, b] of this.gaps) {
+            if (this.offset(b) < shift) continue
+            gaps.push([this.offset(a) < shift ? pid : a, b])
+        }
+        this.from = pid
+        this.gaps = gaps
+        // A gap that reached the span's start leaves it starting after it.
+        if (this.gaps.length > 0 && this.gaps[0]![0] === pid) this.startAt(pidStep(this.gaps[0]![1], 1))
+    }
 }
 
 export class Gateway {

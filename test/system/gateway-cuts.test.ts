@@ -5,16 +5,20 @@
 // once at the subscriber and at the board, in order, and the gateway
 // process (this one) never sees an uncaught error.
 //
-// Opt-in (GW_CUTS=1): 2-35 s. It failed in most runs before the gateway
-// ignored packets MQTT.js hands on after a connection closed and kept a
-// down packet's record while the broker may send it again: a cut comes
-// every 250 lines the board gets, so some connections live less than a
-// board round trip and the PUBACKs written on them are lost; a down line
-// stayed un-PUBACKed while more than 512 (DOWN_RECORD) fresh lines passed,
-// its resend found no record, and the link restarted in a new epoch
-// (copies at the board; up lines PUBREC'd under packet ids the new epoch
-// reuses dropped by Mosquitto: lost), and up lines resent from MQTT.js's
-// store after a reconnect reached the subscriber after newer ones.
+// 2-8 s. It failed in most runs before the gateway ignored packets MQTT.js
+// hands on after a connection closed, and up lines resent from MQTT.js's
+// store after a reconnect reached the subscriber after newer ones. Beside
+// two busy loops it still failed 1-2 runs in 50-100 until a resend of a
+// down line handled long before was answered from the ids the session
+// handled (HandledIds) rather than its record: Mosquitto, short of CPU,
+// had not read the PUBACKs when a connection was cut, so hundreds of lines
+// came again on each new connection; one came after 2,048 more lines, its
+// record gone, its id looked 63,000 ahead, the link restarted in a new
+// epoch, and about 2,100 lines reached the board twice
+// (gateway-behind.test.ts makes that case directly). Up lines cross fewer
+// cuts than it seems: in traced runs (2026-12-05) MQTT.js never finished
+// replaying its store on connections 2-12, so the gateway sent no up line
+// until the cuts stopped (docs/gateway.md, "Open edges").
 // CUT_LOG=info prints the gateway's warnings, CUT_LOG=debug also each
 // down packet's id.
 import assert from "node:assert/strict"
@@ -62,9 +66,7 @@ function inversions(order: number[]): number {
     return bad
 }
 
-const describeCuts = process.env["GW_CUTS"] ? describe : describe.skip
-
-describeCuts("MQTT gateway: broker connection cut under load", function () {
+describe("MQTT gateway: broker connection cut under load", function () {
     this.timeout(300000)
     afterEach(closeAll)
 

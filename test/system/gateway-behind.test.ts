@@ -1,0 +1,159 @@
+// A down line's resend from Mosquitto long after the line was handed on:
+// the gateway's PUBACK of it was lost, more lines than the gateway keeps
+// records of (2,048) came after it, and then the connection was cut, so
+// the broker sends it again with a packet id far behind the last one
+// written. Before, that id looked 63,000 ids ahead: the board's link
+// restarted in a new epoch and the broker's resends reached the board
+// twice (seen in the cuts test beside busy loops).
+import assert from "node:assert/strict"
+import { connect, createServer, type Server, type Socket } from "node:net"
+import { connect as mqttConnect, type MqttClient } from "mqtt"
+import { pino } from "pino"
+import { Client } from "../../src/server/index.js"
+import { Gateway } from "../../src/server/gateway.js"
+import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
+import { Mosquitto } from "../kit/mosquitto.js"
+
+// Where the MQTT packet at the start of `b` ends; -1: not all of it yet.
+function packetEnd(b: Buffer): number {
+    let len = 0
+    for (let i = 1; i <= 4; i++) {
+        if (i >= b.length) return -1
+        len += (b[i]! & 127) * 128 ** (i - 1)
+        if ((b[i]! & 128) === 0) return i + 1 + len <= b.length ? i + 1 + len : -1
+    }
+    throw new Error("bad MQTT remaining length")
+}
+
+// A TCP proxy between MQTT clients and a broker that can drop the next
+// PUBACK the client with id `clientId` sends, and cut every connection.
+class PubackDropper {
+    port = 0
+    private net: Server
+    private pairs = new Set<[Socket, Socket]>()
+    private dropNext: ((pid: number) => void) | undefined
+
+    constructor(
+        private target: number,
+        private clientId: string,
+    ) {
+        this.net = createServer((c) => this.accept(c))
+    }
+
+    async listen(): Promise<void> {
+        await new Promise<void>((r) => this.net.listen(0, "127.0.0.1", r))
+        const a = this.net.address()
+        this.port = typeof a === "object" && a ? a.port : 0
+    }
+
+    // Resolves with the packet id of the PUBACK dropped.
+    dropNextPuback(): Promise<number> {
+        return new Promise((r) => (this.dropNext = r))
+    }
+
+    cut(): void {
+        for (const [a, b] of this.pairs) (a.destroy(), b.destroy())
+        this.pairs.clear()
+    }
+
+    async close(): Promise<void> {
+        this.cut()
+        await new Promise<void>((r) => this.net.close(() => r()))
+    }
+
+    private accept(client: Socket): void {
+        const server = connect({ port: this.target, host: "127.0.0.1" })
+        const pair: [Socket, Socket] = [client, server]
+        this.pairs.add(pair)
+        client.on("error", () => undefined)
+        server.on("error", () => undefined)
+        server.on("data", (b: Buffer) => client.write(b))
+        let held = Buffer.alloc(0)
+        let ours = false
+        client.on("data", (b: Buffer) => {
+            held = Buffer.concat([held, b])
+            const out: Buffer[] = []
+            for (let end = packetEnd(held); end > 0; end = packetEnd(held)) {
+                const p = held.subarray(0, end)
+                held = held.subarray(end)
+                if (p[0] === 0x10) ours = p.includes(this.clientId)
+                const drop = this.dropNext
+                if (p[0] === 0x40 && ours && drop) {
+                    this.dropNext = undefined
+                    drop(p.readUInt16BE(2))
+                    continue
+                }
+                out.push(p)
+            }
+            if (out.length > 0) server.write(Buffer.concat(out))
+        })
+        const gone = () => {
+            this.pairs.delete(pair)
+            client.destroy()
+            server.destroy()
+        }
+        client.on("close", gone)
+        server.on("close", gone)
+    }
+}
+
+async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
+    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
+    onCleanup(() => void c.end(true))
+    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
+    return c
+}
+
+// Runs `make(i)` for i in 0..n-1 with at most `inFlight` unsettled at a time.
+async function pipeline(n: number, inFlight: number, make: (i: number) => Promise<unknown>): Promise<void> {
+    let next = 0
+    const lane = async () => {
+        while (next < n) await make(next++)
+    }
+    await Promise.all(Array.from({ length: inFlight }, lane))
+}
+
+describe("MQTT gateway: a down line resent far behind the last one written", function () {
+    this.timeout(120000)
+    afterEach(closeAll)
+
+    it("its PUBACK lost and 2,100 lines since: answered, not written again; the board gets each line once and its link does not restart", async function () {
+        const broker = cleanup(new Mosquitto())
+        await broker.start()
+        const id = "behind0"
+        const proxy = new PubackDropper(broker.port, `devs-iot-${id}`)
+        await proxy.listen()
+        onCleanup(() => proxy.close())
+        const logs: string[] = []
+        const logger = pino({ level: "info" }, { write: (l: string) => void logs.push(l) })
+        const gw = cleanup(new Gateway({ mqtt: `mqtt://127.0.0.1:${proxy.port}`, port: 0, host: "127.0.0.1", name: "gbehind", logger, mqttBackoffFirst: 20, mqttBackoffCap: 100 }))
+        await gw.start()
+        const topic = `devs-iot/${id}/down`
+        const pub = await mqttClient(broker.url, `test-pub-${id}`)
+        const online = within(new Promise<void>((r) => pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && r())), 30000, "board online")
+        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
+        const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100 }).start())
+        await board.connected()
+        await online
+        const got = new Map<string, number>()
+        void (async () => {
+            for await (const l of board) got.set(l, (got.get(l) ?? 0) + 1)
+        })()
+        const dropped = proxy.dropNextPuback()
+        await pub.publishAsync(topic, "d0", { qos: 1 })
+        await within(dropped, 10000, "the PUBACK of d0 dropped")
+        const N = 2100
+        await pipeline(N, 64, (i) => pub.publishAsync(topic, "d" + (i + 1), { qos: 1 }))
+        await until(() => got.has("d" + N), 60000, `d${N} at the board`)
+        // The broker sends d0 again first on the next connection.
+        proxy.cut()
+        await pub.publishAsync(topic, "dend", { qos: 1 })
+        await until(() => got.has("dend"), 60000, "dend at the board")
+        const twice = [...got].filter(([, n]) => n > 1).map(([l]) => l)
+        const lost = Array.from({ length: N + 1 }, (_, i) => "d" + i).filter((l) => !got.has(l))
+        assert.deepEqual({ twice: twice.slice(0, 5), lost: lost.slice(0, 5) }, { twice: [], lost: [] }, "each line once at the board")
+        const restarts = logs.filter((l) => (JSON.parse(l) as { code?: string }).code === "link-restart")
+        assert.deepEqual(restarts, [], "the board's link did not restart")
+        assert.ok(gw.counts.downResends >= 1, `d0's resend answered (gateway counts ${JSON.stringify(gw.counts)})`)
+    })
+})
