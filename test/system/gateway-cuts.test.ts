@@ -20,8 +20,8 @@
 // all at once on CONNACK: MQTT.js resent them one QoS 2 exchange at a
 // time, each PUBCOMP read behind the down lines the broker resends, and
 // the next cut came first (2-4 up lines at the subscriber by the last cut;
-// now 64-455 in 50 of 51 runs, most 128-320, none in one, the rest once
-// the cuts stop: later connections last 15-30 ms, too short to read past
+// now 64-458 in 68 of 70 runs, most 128-320, none in 2, the rest once
+// the cuts stop: later connections last 11-45 ms, too short to read past
 // the broker's down backlog).
 // gateway-replay.test.ts checks up lines flow after one cut.
 // CUT_LOG=info prints the gateway's warnings, CUT_LOG=debug also each
