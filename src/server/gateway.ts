@@ -20,7 +20,7 @@
 import { createHash } from "node:crypto"
 import { hostname } from "node:os"
 import { createServer, type Server as NetServer } from "node:net"
-import { connect as mqttConnect, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
+import { connect as mqttConnect, Store, type IClientOptions, type MqttClient, type IPublishPacket } from "mqtt"
 import { Backoff, LinkError, wireId, type HeldLine } from "../shared/index.js"
 import { show } from "../shared/config.js"
 import { Server, SERVER_KEYS, type ServerOptions } from "./server.js"
@@ -62,6 +62,31 @@ interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
     outgoingStore: { put(packet: Record<string, unknown>, cb: () => void): void }
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
+}
+
+// The up lines' packet ids (link id + 1).
+function isUpPid(pid: number): boolean {
+    return pid >= 1 && pid <= 256
+}
+
+// MQTT.js's store of a board session, without the up lines: the session
+// sends those again itself, all at once on CONNACK (BoardSession.resend).
+// MQTT.js resends its store one QoS 2 exchange at a time, each waiting for
+// its PUBCOMP, which the broker's resent down lines and the board's
+// back-pressure on them hold up: under load a reconnected session sent
+// one or two up lines a second, and none at all while cuts came faster.
+// Deleting an up id (on PUBCOMP) succeeds, though it was never put.
+class OwnStore extends Store {
+    override put(packet: Parameters<Store["put"]>[0], cb: Parameters<Store["put"]>[1]): this {
+        if (!isUpPid(packet.messageId ?? 0)) return super.put(packet, cb)
+        cb?.()
+        return this
+    }
+    override del(packet: Parameters<Store["del"]>[0], cb: Parameters<Store["del"]>[1]): this {
+        if (!isUpPid(packet.messageId ?? 0)) return super.del(packet, cb)
+        cb(undefined, packet as never)
+        return this
+    }
 }
 
 // MQTT.js traces each step of each packet through `debug` (DEBUG=mqttjs*),
@@ -192,7 +217,7 @@ export function pubrelBytes(pid: number): Buffer {
 // lines PUBREC'd, which the next one releases (releaseStale).
 const corkedStreams = new WeakSet<object>()
 // The packets this gateway or MQTT.js answers at once (connack: the
-// store's resends, PUBRELs and the subscription).
+// session's resends of its up lines, MQTT.js's of its store).
 const ANSWERED: Record<string, boolean> = { publish: true, pubrec: true, pubrel: true, connack: true }
 function corkTurn(c: MqttClient): void {
     const s = c.stream as unknown as { cork?: () => void; uncork?: () => void } | undefined
@@ -234,11 +259,11 @@ class BoardSession {
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
     private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
-    // From CONNACK to 'connect' MQTT.js sends the lines in its store again,
-    // one QoS 2 exchange at a time: new lines wait here, else they reach
-    // subscribers before the older ones.
-    private replaying = false
-    private afterReplay: Array<[number, HeldLine]> = []
+    private upRecd = new Set<number>() // packet ids in upInFlight PUBREC'd: resent as PUBREL
+    private upWritten = new Set<number>() // packet ids in upInFlight written once: resent with DUP
+    // The stream whose CONNACK this session answered with its resends
+    // (resend): up lines and PUBRELs are written only there, after them.
+    private ready: unknown
     private down = new Map<number, DownRecord>()
     private lastDownPid = -1 // packet id of the last down line written (pidIds), -1: none yet
     private handledIds = new HandledIds() // down packet ids handled (on Mosquitto 2: Gateway.continuous)
@@ -313,6 +338,7 @@ class BoardSession {
             // 30 s on a busy session costs nothing.
             reschedulePings: false,
             messageIdProvider: ids as never,
+            outgoingStore: new OwnStore(),
             log: MQTT_TRACE,
             will: { topic: boardTopic(id, "status"), payload: OFFLINE, qos: 1, retain: true },
             ...this.gw.mqttAccess(),
@@ -327,6 +353,14 @@ class BoardSession {
         const internals = c as unknown as MqttInternals
         const send = internals._sendPacket.bind(c)
         internals._sendPacket = (packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]) => {
+            if (packet["cmd"] === "pubrel" && isUpPid(packet["messageId"] as number)) {
+                // An up line's (MQTT.js answering its PUBREC, or release):
+                // written now if this stream had its resends, else left to
+                // the next CONNACK's (upRecd, releasing).
+                cb?.()
+                if (this.isReady(c)) c.stream.write(pubrelBytes(packet["messageId"] as number))
+                return
+            }
             if (packet["cmd"] === "pubrel" && c.connected) {
                 // As MQTT.js sends it (stored unless `noStore`, the last
                 // argument, says it already is), without mqtt-packet's 3 writes.
@@ -350,20 +384,19 @@ class BoardSession {
             // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
             // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
             if (ANSWERED[p.cmd] === true) corkTurn(c)
-            if (p.cmd === "connack") this.replaying = true
             // A new broker session numbers from 1 again: what the old one's ids were says nothing.
             if (p.cmd === "connack" && (p as { sessionPresent?: boolean }).sessionPresent !== true) this.handledIds = new HandledIds()
+            if (p.cmd === "connack" && (p as { returnCode?: number }).returnCode === 0 && this.mqtt === c) this.resend(c)
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
-                if (h) this.settleSoon(h)
+                if (h) {
+                    this.upRecd.add(p.messageId)
+                    this.settleSoon(h)
+                }
             }
         })
         c.on("connect", (connack) => {
-            this.replaying = false
-            const queued = this.afterReplay
-            this.afterReplay = []
-            for (const [pid, h] of queued) if (this.upInFlight.get(pid) === h) this.send(c, pid, h, false)
             this.upAt = clock()
             this.backoff.linkUp(this.upAt)
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
@@ -375,12 +408,10 @@ class BoardSession {
             if (this.everConnected && !connack.sessionPresent)
                 this.log.warn({ code: "session-lost" }, "the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost (run the broker with persistence: docs/gateway.md)")
             this.everConnected = true
-            // PUBRELs go once the session is up (release): MQTT.js would
-            // queue them behind the PUBLISHes in its store.
-            for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
             this.subscribeDown(c, ++this.subscribing, new Backoff(this.gw.backoffFirst, this.gw.backoffCap))
         })
         c.on("close", () => {
+            if (this.mqtt === c) this.ready = undefined
             if (this.closed || this.mqtt !== c) return
             const up = this.upAt < 0 ? -1 : clock() - this.upAt
             this.upAt = -1
@@ -391,9 +422,44 @@ class BoardSession {
                 this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id} closed by the broker ${up} ms after it came up; retrying in ${d} ms (the board moved to another gateway, or another client uses its client id ${sessionClientId(id)})`)
         })
         c.on("error", (e) => this.gw.warn(this.log, { code: "mqtt-error" }, `MQTT session of ${id}: ${e.message}; retrying`))
-        // Lines held from an earlier session go again with their packet ids:
-        // the broker's QoS 2 state knows the ones it already stored.
-        for (const [pid, h] of this.upInFlight) this.send(c, pid, h, true)
+        // Lines held from an earlier session go again with their packet ids
+        // (resend): the broker's QoS 2 state knows the ones it already stored.
+        for (const [pid, h] of this.upInFlight) this.send(c, pid, h)
+    }
+
+    // On CONNACK, before anything else is written on the new stream: in
+    // one write and in order, a PUBREL for each id being released and each
+    // up line PUBREC'd, the PUBLISH of each other up line in flight (DUP if
+    // it was written before). Up lines written after them reach subscribers
+    // after them. The broker answers a PUBLISH it already holds with
+    // PUBREC, a PUBREL of an id it holds nothing under with PUBCOMP.
+    private resend(c: MqttClient): void {
+        const client = c as unknown as MqttInternals
+        const topic = this.topicBytes()
+        const parts: Buffer[] = []
+        for (const pid of this.releasing) {
+            if (this.upInFlight.has(pid)) continue
+            this.registerPubrel(client, pid)
+            parts.push(pubrelBytes(pid))
+        }
+        for (const [pid, h] of this.upInFlight) {
+            if (this.upRecd.has(pid)) parts.push(pubrelBytes(pid))
+            else {
+                parts.push(publishBytes(topic.bytes, h.payload, pid, this.upWritten.has(pid)))
+                this.upWritten.add(pid)
+            }
+        }
+        this.ready = c.stream
+        if (parts.length > 0) c.stream.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts))
+    }
+
+    // Up lines and their PUBRELs may be written on `c`'s stream now.
+    private isReady(c: MqttClient): boolean {
+        return this.mqtt === c && this.ready !== undefined && this.ready === c.stream && (c.stream as { destroyed?: boolean }).destroyed !== true
+    }
+
+    private topicBytes(): { text: string; bytes: Buffer } {
+        return (this.upTopic ??= { text: boardTopic(this.conn.id, "up"), bytes: Buffer.from(boardTopic(this.conn.id, "up")) })
     }
 
     // "online" once the down topic is subscribed: lines sent from then on
@@ -467,9 +533,8 @@ class BoardSession {
     drop(): void {
         const c = this.mqtt
         this.mqtt = undefined
-        // The next open() sends every line in flight again, in order.
-        this.replaying = false
-        this.afterReplay = []
+        // The next open() sends every line in flight again, in order (resend).
+        this.ready = undefined
         c?.end(true)
     }
 
@@ -524,7 +589,7 @@ class BoardSession {
         if (this.releasing.size === 0) return
         const all = new Promise<void>((r) => (this.released = r))
         const c = this.mqtt
-        if (c?.connected) for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
+        if (c) for (const pid of [...this.releasing]) this.sendPubrel(c, pid)
         await all
     }
 
@@ -547,19 +612,28 @@ class BoardSession {
         if (!this.closed && epoch !== undefined) await this.gw.recordBoardEpoch(this.conn.id, epoch)
     }
 
-    // A PUBREL for an up packet id (registered in `outgoing` for its
-    // PUBCOMP; MQTT.js keeps it in its store for a reconnect). An id with a
-    // packet of its own in flight needs none.
+    // A PUBREL for an up packet id, registered in `outgoing` for its
+    // PUBCOMP; written now if the session is ready, else by the next
+    // CONNACK's resend (which sends it again after a cut too). An id with
+    // a packet of its own in flight needs none.
     private sendPubrel(c: MqttClient, pid: number): void {
         const client = c as unknown as MqttInternals
         if (client.outgoing[pid]) return this.releasedOne(pid)
+        this.registerPubrel(client, pid)
+        if (this.isReady(c)) {
+            corkTurn(c)
+            c.stream.write(pubrelBytes(pid))
+        }
+    }
+
+    private registerPubrel(client: MqttInternals, pid: number): void {
+        if (client.outgoing[pid]) return
         client.outgoing[pid] = {
             volatile: false,
             cmd: "pubrel",
-            // An error: the connection was flushed; the next one sends it again (open).
+            // An error: the client was flushed (ended); the next one's resend sends it again.
             cb: (err?: Error) => err || this.releasedOne(pid),
         }
-        client._sendPacket({ cmd: "pubrel", qos: 1, messageId: pid })
     }
 
     private releasedOne(pid: number): void {
@@ -568,14 +642,16 @@ class BoardSession {
 
     private publish(pid: number, h: HeldLine): void {
         this.upInFlight.set(pid, h)
-        if (this.mqtt) this.send(this.mqtt, pid, h, false)
+        this.upRecd.delete(pid)
+        this.upWritten.delete(pid)
+        if (this.mqtt) this.send(this.mqtt, pid, h)
     }
 
     // Publishes with the packet id chosen here (MQTT.js numbers its own
-    // publishes itself), the way MQTT.js's publish() does: registered in
-    // `outgoing` for the PUBREC/PUBCOMP, and in its store, which sends it
-    // again (or its PUBREL) when this session reconnects.
-    private send(c: MqttClient, pid: number, h: HeldLine, dup: boolean): void {
+    // publishes itself), registered in `outgoing` for the PUBREC/PUBCOMP as
+    // MQTT.js's publish() does, but not in its store: after a reconnect
+    // this session sends it again itself (resend).
+    private send(c: MqttClient, pid: number, h: HeldLine): void {
         const client = c as unknown as MqttInternals
         const done = (err?: Error) => {
             if (err) {
@@ -584,23 +660,18 @@ class BoardSession {
             }
             if (this.upInFlight.get(pid) !== h) return
             this.upInFlight.delete(pid)
+            this.upRecd.delete(pid)
+            this.upWritten.delete(pid)
             this.gw.counts.upDone++
             const i = this.upWaiting.findIndex((w) => w.kept.id + 1 === pid)
             if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
-        // (Still queued after a cut: behind the lines MQTT.js's store holds.)
-        if (this.replaying || this.afterReplay.length > 0) return void this.afterReplay.push([pid, h])
+        // Not ready: the next CONNACK's resend writes it.
+        if (!this.isReady(c)) return
         corkTurn(c)
-        const topic = (this.upTopic ??= { text: boardTopic(this.conn.id, "up"), bytes: Buffer.from(boardTopic(this.conn.id, "up")) })
-        const packet = { cmd: "publish", topic: topic.text, payload: h.payload, qos: 2, retain: false, messageId: pid, dup }
-        // Not connected: MQTT.js keeps it for its connect.
-        if (!c.connected) return client._sendPacket(packet)
-        // What MQTT.js's _sendPacket does, without its copy of the packet
-        // and mqtt-packet's 6 writes: into its store (sent again on a
-        // reconnect), then onto the stream in one piece.
-        client.outgoingStore.put(packet, () => undefined)
-        c.stream.write(publishBytes(topic.bytes, h.payload, pid, dup))
+        this.upWritten.add(pid)
+        c.stream.write(publishBytes(this.topicBytes().bytes, h.payload, pid, false))
     }
 
     // A down message: PUBACKed (done) once the board ACKed it. MQTT.js hands
