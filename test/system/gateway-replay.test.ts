@@ -3,11 +3,11 @@
 // flow again beside the down lines. Before, MQTT.js resent the up lines in
 // its store one QoS 2 exchange at a time between CONNACK and 'connect'
 // (each waiting for its PUBCOMP, on a connection busy with down lines),
-// and new up lines waited for 'connect': 0-40 up lines reached the
-// subscriber while 4,000 down lines reached the board after the cut (in
-// 7 runs; 190-320 per 2,000 before it). Now the gateway resends them
-// itself, in one write on CONNACK: 480-1,190 (2026-12-05, 10 runs beside
-// two busy loops).
+// and new up lines waited for 'connect'. Now the gateway resends them
+// itself, in one write on CONNACK. With down lines paced to 256 ahead of
+// the board (2026-12-05): old code 28-112 up lines at the subscriber while
+// 4,000 down lines reached the board after the cut (4 runs), new code
+// 979-1,385 (11 runs, 6 beside two busy loops).
 import assert from "node:assert/strict"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { pino } from "pino"
@@ -64,6 +64,21 @@ describe("MQTT gateway: up lines after a cut", function () {
         await board.connected()
         await online
         let stop = false
+        // Down lines are published at most DOWN_AHEAD ahead of the board:
+        // the broker then holds a bounded backlog for the session, and the
+        // PUBRECs of the resent up lines come behind at most that many down
+        // lines. Unpaced, it queued thousands during the cut under load,
+        // and up lines of any gateway waited for all of them.
+        const DOWN_AHEAD = 256
+        let downGot = 0
+        const waiting: Array<() => void> = []
+        const wakeAll = () => {
+            for (const w of waiting.splice(0)) w()
+        }
+        onCleanup(() => {
+            stop = true
+            wakeAll()
+        })
         // Up lines at the subscriber by each 500 down lines at the board,
         // before the cut and after it.
         const STEP = 500
@@ -76,6 +91,8 @@ describe("MQTT gateway: up lines after a cut", function () {
         void (async () => {
             for await (const _ of board) {
                 void _
+                downGot++
+                wakeAll()
                 if (!cutDone) {
                     if (++downBefore % STEP === 0 && before.length < 8) before.push(upCount)
                 } else if (++downAfter % STEP === 0 && after.length < 8) {
@@ -94,14 +111,17 @@ describe("MQTT gateway: up lines after a cut", function () {
             )
         }
         void lanes((i) => board.write("u" + i, { wait: false }))
-        void lanes((i) => pub.publishAsync(`devs-iot/${id}/down`, "d" + i, { qos: 1 }))
-        onCleanup(() => void (stop = true))
+        void lanes(async (i) => {
+            while (!stop && i - downGot > DOWN_AHEAD) await new Promise<void>((r) => waiting.push(r))
+            if (!stop) await pub.publishAsync(`devs-iot/${id}/down`, "d" + i, { qos: 1 })
+        })
         await within(enoughBefore, 30000, "300 up lines before the cut")
         proxy.cut("fin")
         cutDone = true
         // The connection comes back and stays up.
         await within(enoughAfter, 60000, () => `${8 * STEP} down lines at the board after the cut (got ${downAfter})`)
         stop = true // the lanes end, the last writes failing when the board closes (cleanup)
+        wakeAll()
         const bad = upOrder.filter((v, i) => i > 0 && v < upOrder[i - 1]!).length
         const r = up.check(upOrder.map((i) => "u" + i))
         console.log(`      up lines at the subscriber by each ${STEP} down lines at the board: ${before} before the cut, ${after} after it; out of order ${bad}; gateway counts ${JSON.stringify(gw.counts)}`)
