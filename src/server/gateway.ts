@@ -384,9 +384,12 @@ class BoardSession {
             // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
             // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
             if (ANSWERED[p.cmd] === true) corkTurn(c)
-            // A new broker session numbers from 1 again: what the old one's ids were says nothing.
-            if (p.cmd === "connack" && (p as { sessionPresent?: boolean }).sessionPresent !== true) this.handledIds = new HandledIds()
-            if (p.cmd === "connack" && (p as { returnCode?: number }).returnCode === 0 && this.mqtt === c) this.resend(c)
+            // A refused CONNECT's CONNACK says no session too, of a session the broker still has.
+            if (p.cmd === "connack" && (p as { returnCode?: number }).returnCode === 0) {
+                // A new broker session numbers from 1 again: what the old one's ids were says nothing.
+                if ((p as { sessionPresent?: boolean }).sessionPresent !== true) this.handledIds = new HandledIds()
+                if (this.mqtt === c) this.resend(c)
+            }
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
