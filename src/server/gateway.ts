@@ -386,8 +386,13 @@ class BoardSession {
             if (ANSWERED[p.cmd] === true) corkTurn(c)
             // A refused CONNECT's CONNACK says no session too, of a session the broker still has.
             if (p.cmd === "connack" && (p as { returnCode?: number }).returnCode === 0) {
-                // A new broker session numbers from 1 again: what the old one's ids were says nothing.
-                if ((p as { sessionPresent?: boolean }).sessionPresent !== true) this.handledIds = new HandledIds()
+                // A new broker session numbers from 1 again: what the old one's ids were says
+                // nothing (the broker sends none of its packets again; a board whose down ids
+                // come from packet ids has its link restarted by the connect handler).
+                if ((p as { sessionPresent?: boolean }).sessionPresent !== true) {
+                    this.handledIds = new HandledIds()
+                    this.down.clear()
+                }
                 if (this.mqtt === c) this.resend(c)
             }
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.

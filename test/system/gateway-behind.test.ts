@@ -4,7 +4,9 @@
 // the broker sends it again with a packet id far behind the last one
 // written. Before, that id looked 63,000 ids ahead: the board's link
 // restarted in a new epoch and the broker's resends reached the board
-// twice (seen in the cuts test beside busy loops).
+// twice (seen in the cuts test beside busy loops). And what a session
+// keeps of the down packet ids across a refused CONNECT (all of it) and
+// across a session the broker lost (none of it).
 import assert from "node:assert/strict"
 import { connect, createServer, type Server, type Socket } from "node:net"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
@@ -13,6 +15,8 @@ import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
 import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
+import { FaultProxy } from "../kit/proxy.js"
+import { V1Client } from "../kit/v1peer.js"
 
 // Where the MQTT packet at the start of `b` ends; -1: not all of it yet.
 function packetEnd(b: Buffer): number {
@@ -138,6 +142,52 @@ describe("MQTT gateway: a down line resent far behind the last one written", fun
 
     it("... also when a CONNECT was refused before the session came back (a refusal says no session: the ids handled stay known)", async function () {
         await behind(true)
+    })
+
+    // A v1 board's down lines go with the link's own ids, so its link does
+    // not restart when the broker loses the session: the new session numbers
+    // its packets from 1 again, under ids of lines passed on before.
+    it("after the broker lost the session, a new line under the packet id of one the v1 board got meanwhile is written, not taken for its resend", async function () {
+        const broker = cleanup(new Mosquitto())
+        await broker.start()
+        const id = "lost0"
+        const logs: string[] = []
+        const logger = pino({ level: "debug" }, { write: (l: string) => void logs.push(l) })
+        const gw = cleanup(new Gateway({ mqtt: broker.url, port: 0, host: "127.0.0.1", name: "glost", logger, mqttBackoffFirst: 20, mqttBackoffCap: 100 }))
+        await gw.start()
+        const proxy = new FaultProxy(gw.port)
+        await proxy.listen()
+        onCleanup(() => proxy.close())
+        const topic = `devs-iot/${id}/down`
+        const pub = await mqttClient(broker.url, `test-pub-${id}`)
+        let onlines = 0
+        pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && onlines++)
+        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
+        const board = new V1Client({ id, port: proxy.port, timeout: 2000 }).start()
+        onCleanup(() => board.close())
+        await within(board.connected(), 20000, "v1 board up")
+        await until(() => onlines >= 1, 20000, "board online")
+        const got: string[] = []
+        void (async () => {
+            for await (const l of board) got.push(l)
+        })()
+        // x (packet id 1) is written to the link and stays there: the board's socket is stalled.
+        proxy.stall(true)
+        await pub.publishAsync(topic, "x", { qos: 1 })
+        await until(() => logs.some((l) => l.includes("down line from the broker")), 20000, "x at the gateway")
+        // A clean session under the board's client id ends the one the broker kept.
+        const wipe = mqttConnect(broker.url, { clientId: `devs-iot-${id}`, clean: true, reconnectPeriod: 0 })
+        onCleanup(() => void wipe.end(true))
+        await within(new Promise<void>((r) => wipe.once("connect", () => r())), 10000, "the session wiped")
+        await wipe.endAsync()
+        await until(() => logs.some((l) => l.includes("session-lost")) && onlines >= 2, 20000, "the gateway back on a new session, subscribed")
+        // x reaches the board now; its PUBACK would go on a connection that is gone: none.
+        proxy.stall(false)
+        await until(() => got.includes("x") && gw.counts.downDone >= 1, 20000, "x at the board")
+        await pub.publishAsync(topic, "x", { qos: 1 }) // packet id 1 of the new session
+        await pub.publishAsync(topic, "y", { qos: 1 })
+        await until(() => got.includes("y"), 20000, "y at the board")
+        assert.deepEqual(got, ["x", "x", "y"], "the second x written to the board")
     })
 })
 
