@@ -60,7 +60,6 @@ const FIRST_OTHER_ID = 4096
 // What a board session uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
-    outgoingStore: { put(packet: Record<string, unknown>, cb: () => void): void }
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
@@ -361,16 +360,6 @@ class BoardSession {
                 if (this.isReady(c)) c.stream.write(pubrelBytes(packet["messageId"] as number))
                 return
             }
-            if (packet["cmd"] === "pubrel" && c.connected) {
-                // As MQTT.js sends it (stored unless `noStore`, the last
-                // argument, says it already is), without mqtt-packet's 3 writes.
-                const [stored, noStore] = rest as [(() => void) | undefined, boolean | undefined]
-                if (noStore !== true) internals.outgoingStore.put(packet, () => undefined)
-                stored?.()
-                c.stream.write(pubrelBytes(packet["messageId"] as number))
-                cb?.()
-                return
-            }
             const held = packet["cmd"] === "puback" ? this.pubackAfter.get(packet["messageId"] as number) : undefined
             if (held === undefined) return send(packet, cb, ...rest)
             this.pubackAfter.delete(packet["messageId"] as number)
@@ -587,11 +576,7 @@ class BoardSession {
     // A PUBREL for each of `pids` without a line of its own in flight, and
     // their PUBCOMPs waited for, so that what they release reaches
     // subscribers before the line that comes next. Sent now if the session
-    // is up, else by its connect handler: MQTT.js queues a PUBREL made
-    // while it connects behind the PUBLISHes in its store, and the line
-    // after it would reach subscribers first. A session that drops before
-    // the PUBCOMPs sends them again when it is back (MQTT.js's store, or
-    // the connect handler of the next one).
+    // is ready, else (and again after a cut) by the next CONNACK's resend.
     private async release(pids: Iterable<number>): Promise<void> {
         for (const pid of pids) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
         if (this.releasing.size === 0) return
@@ -639,7 +624,7 @@ class BoardSession {
         client.outgoing[pid] = {
             volatile: false,
             cmd: "pubrel",
-            // An error: the client was flushed (ended); the next one's resend sends it again.
+            // An error (MQTT.js flushes only a clean client that does not reconnect): the next resend sends it again.
             cb: (err?: Error) => err || this.releasedOne(pid),
         }
     }
