@@ -256,7 +256,9 @@ function payloadKey(payload: Buffer): string {
 class BoardSession {
     private mqtt: MqttClient | undefined
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
-    private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
+    // Lines whose packet id is still in flight (a restarted board), and every
+    // line after the first of them: published in order as the ids come free.
+    private upWaiting: HeldLine[] = []
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private upRecd = new Set<number>() // packet ids in upInFlight PUBREC'd: resent as PUBREL
     private upWritten = new Set<number>() // packet ids in upInFlight written once: resent with DUP
@@ -552,8 +554,8 @@ class BoardSession {
             this.gw.counts.upHeld++
             if (!this.releasedStale) await this.releaseStale(h.kept.id)
             const pid = h.kept.id + 1
-            if (this.upInFlight.has(pid)) this.upWaiting.push(h)
-            else this.publish(pid, h)
+            if (this.upWaiting.length === 0 && !this.upInFlight.has(pid)) this.publish(pid, h)
+            else this.upWaiting.push(h)
         }
     }
 
@@ -633,6 +635,14 @@ class BoardSession {
         if (this.releasing.delete(pid) && this.releasing.size === 0) this.released()
     }
 
+    // Publishes the waiting lines, in order, up to the first whose packet id is in flight.
+    private publishWaiting(): void {
+        while (this.upWaiting.length > 0 && !this.upInFlight.has(this.upWaiting[0]!.kept.id + 1)) {
+            const h = this.upWaiting.shift()!
+            this.publish(h.kept.id + 1, h)
+        }
+    }
+
     private publish(pid: number, h: HeldLine): void {
         this.upInFlight.set(pid, h)
         this.upRecd.delete(pid)
@@ -656,8 +666,7 @@ class BoardSession {
             this.upRecd.delete(pid)
             this.upWritten.delete(pid)
             this.gw.counts.upDone++
-            const i = this.upWaiting.findIndex((w) => w.kept.id + 1 === pid)
-            if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
+            this.publishWaiting()
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
         // Not ready: the next CONNACK's resend writes it.
