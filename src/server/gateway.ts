@@ -277,6 +277,11 @@ class BoardSession {
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
     // so the link's queue never fills (a full queue would refuse the line).
     private downPending = 0
+    // Down lines written here whose PUBACK has not gone on a live connection
+    // (the board has not ACKed them, or their connection went first): a
+    // link restart waits for these, else the broker sends them again in
+    // the new epoch and the board takes them as new.
+    private unPubacked = new Set<number>()
     private downBytes = 0 // ... and their bytes: under the link's maxQueuedBytes
     private downWaiting: Array<() => void> = []
     // Set: this session's link restarts once the lines written are ACKed
@@ -383,6 +388,7 @@ class BoardSession {
                 if ((p as { sessionPresent?: boolean }).sessionPresent !== true) {
                     this.handledIds = new HandledIds()
                     this.down.clear()
+                    this.unPubacked.clear()
                 }
                 if (this.mqtt === c) this.resend(c)
             }
@@ -504,11 +510,13 @@ class BoardSession {
                 const pid = pids[i]!
                 const r = this.down.get(pid)
                 if (r) r.pubacked = true
+                this.unPubacked.delete(pid)
                 b[4 * i] = 0x40 // PUBACK
                 b[4 * i + 1] = 2
                 b.writeUInt16BE(pid, 4 * i + 2)
             }
             c.stream.write(b)
+            if (this.restartWhy !== undefined) this.restartIfSettled()
         })
     }
 
@@ -685,8 +693,6 @@ class BoardSession {
     // follow the last one also waits: with others in flight, a skip of ids
     // could pass the board's de-duplication window.
     private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
-        // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
-        if (this.restartWhy !== undefined) return
         // MQTT.js hands on the rest of its last read after the stream's
         // error or 'close' (hundreds of packets): never PUBACKed, the broker
         // sends them again on the next connection. Passed on, they filled
@@ -706,6 +712,11 @@ class BoardSession {
             this.pubackAfter.delete(pid) // one left on an earlier connection would hold this PUBACK
             return done()
         }
+        const seen = this.resendOf(pid, packet.dup, payload)
+        // Restarting: not PUBACKed, so the broker sends it again in the new
+        // epoch. But a resend of a line written here is answered (its PUBACK
+        // went with a connection): the restart waits for it (unPubacked).
+        if (this.restartWhy !== undefined && seen === undefined) return
         // The retain flag is set only on a copy sent for a SUBSCRIBE (the
         // message itself came with it clear), which this session makes each
         // time it connects: the line would reach the board again each time.
@@ -717,11 +728,10 @@ class BoardSession {
         if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
-        const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
         let left: (() => void) | undefined
-        if (seen && (packet.dup || !seen.pubacked) && seen.key === payloadKey(payload)) {
+        if (seen !== undefined) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -745,9 +755,12 @@ class BoardSession {
                 this.downPending--
                 this.downBytes -= payload.length
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
-                if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
+                if (this.restartWhy !== undefined) this.restartIfSettled()
             }
-            if (pid !== 0) this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false })
+            if (pid !== 0) {
+                this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false })
+                this.unPubacked.add(pid)
+            }
         }
         // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
@@ -756,6 +769,8 @@ class BoardSession {
                 this.gw.counts.downDone++
             },
             (e: LinkError) => {
+                // Not written to the board: never PUBACKed here (ECLOSED, EQUEUEFULL) or PUBACKed now.
+                if (e.code === "ECLOSED" || e.code === "EQUEUEFULL") this.unPubacked.delete(pid)
                 left?.()
                 if (e.code === "ECLOSED") throw e
                 if (e.code === "EQUEUEFULL") {
@@ -781,6 +796,13 @@ class BoardSession {
     // handledIds, and other brokers send one again without DUP, which a
     // PUBACKed record does not match); over DOWN_RECORD_MAX, the oldest
     // anyway. Only the oldest few are looked at: a line's cost.
+    // The record of the line `pid` is a resend of (same payload, and DUP or
+    // its PUBACK not yet sent: until then the broker cannot reuse the id).
+    private resendOf(pid: number, dup: boolean, payload: Buffer): DownRecord | undefined {
+        const seen = pid !== 0 ? this.down.get(pid) : undefined
+        return seen !== undefined && (dup || !seen.pubacked) && seen.key === payloadKey(payload) ? seen : undefined
+    }
+
     private recordDown(pid: number, r: DownRecord): void {
         this.down.delete(pid)
         this.down.set(pid, r)
@@ -837,7 +859,13 @@ class BoardSession {
     private restartWhenSettled(why: string): void {
         if (this.restartWhy !== undefined) return
         this.restartWhy = why
-        if (this.downPending === 0) this.restartNow(why)
+        this.restartIfSettled()
+    }
+
+    // Every line written ACKed by the board and its PUBACK written on a
+    // live connection (after a cut, on the broker's resend of the line).
+    private restartIfSettled(): void {
+        if (this.restartWhy !== undefined && this.downPending === 0 && this.unPubacked.size === 0) this.restartNow(this.restartWhy)
     }
 
     // Once the broker has read the PUBACKs written (endGracefully): one
