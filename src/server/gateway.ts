@@ -710,6 +710,7 @@ class BoardSession {
             if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: true }, "down packet handled before, its record gone: PUBACKed, not written again")
             this.gw.counts.downResends++
             this.pubackAfter.delete(pid) // one left on an earlier connection would hold this PUBACK
+            this.unPubacked.delete(pid)
             return done()
         }
         const seen = this.resendOf(pid, packet.dup, payload)
