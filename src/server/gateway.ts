@@ -792,11 +792,6 @@ class BoardSession {
         else done()
     }
 
-    // Over DOWN_RECORD, the oldest record whose PUBACK went goes (its line
-    // is settled; on Mosquitto 2 a resend of it is answered from
-    // handledIds, and other brokers send one again without DUP, which a
-    // PUBACKed record does not match); over DOWN_RECORD_MAX, the oldest
-    // anyway. Only the oldest few are looked at: a line's cost.
     // The record of the line `pid` is a resend of (same payload, and DUP or
     // its PUBACK not yet sent: until then the broker cannot reuse the id).
     private resendOf(pid: number, dup: boolean, payload: Buffer): DownRecord | undefined {
@@ -804,6 +799,11 @@ class BoardSession {
         return seen !== undefined && (dup || !seen.pubacked) && seen.key === payloadKey(payload) ? seen : undefined
     }
 
+    // Over DOWN_RECORD, the oldest record whose PUBACK went goes (its line
+    // is settled; on Mosquitto 2 a resend of it is answered from
+    // handledIds, and other brokers send one again without DUP, which a
+    // PUBACKed record does not match); over DOWN_RECORD_MAX, the oldest
+    // anyway. Only the oldest few are looked at: a line's cost.
     private recordDown(pid: number, r: DownRecord): void {
         this.down.delete(pid)
         this.down.set(pid, r)
