@@ -580,7 +580,8 @@ class BoardSession {
         const epoch = this.conn.peerEpoch ?? ""
         if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(epoch)
         if (first === 0 && this.conn.peer === "v1") return this.releaseLife(undefined)
-        await this.release(stalePacketIds(first))
+        // Oldest first: the broker delivers each on its PUBREL.
+        await this.release(stalePacketIds(first).reverse())
     }
 
     // A PUBREL for each of `pids` without a line of its own in flight, and
