@@ -60,7 +60,6 @@ const FIRST_OTHER_ID = 4096
 // What a board session uses of MQTT.js beyond its public API.
 interface MqttInternals {
     outgoing: Record<number, { volatile: boolean; cmd: string; cb: (err?: Error) => void }>
-    outgoingStore: { put(packet: Record<string, unknown>, cb: () => void): void }
     _sendPacket(packet: Record<string, unknown>, cb?: (e?: Error) => void, ...rest: unknown[]): void
 }
 
@@ -257,7 +256,9 @@ function payloadKey(payload: Buffer): string {
 class BoardSession {
     private mqtt: MqttClient | undefined
     private upInFlight = new Map<number, HeldLine>() // packet id -> line, until PUBCOMP
-    private upWaiting: HeldLine[] = [] // lines whose packet id is still in flight (a restarted board)
+    // Lines whose packet id is still in flight (a restarted board), and every
+    // line after the first of them: published in order as the ids come free.
+    private upWaiting: HeldLine[] = []
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private upRecd = new Set<number>() // packet ids in upInFlight PUBREC'd: resent as PUBREL
     private upWritten = new Set<number>() // packet ids in upInFlight written once: resent with DUP
@@ -276,6 +277,11 @@ class BoardSession {
     // DOWN_INFLIGHT, MQTT.js is not told to read on (TCP slows the broker),
     // so the link's queue never fills (a full queue would refuse the line).
     private downPending = 0
+    // Down lines written here whose PUBACK has not gone on a live connection
+    // (the board has not ACKed them, or their connection went first): a
+    // link restart waits for these, else the broker sends them again in
+    // the new epoch and the board takes them as new.
+    private unPubacked = new Set<number>()
     private downBytes = 0 // ... and their bytes: under the link's maxQueuedBytes
     private downWaiting: Array<() => void> = []
     // Set: this session's link restarts once the lines written are ACKed
@@ -361,16 +367,6 @@ class BoardSession {
                 if (this.isReady(c)) c.stream.write(pubrelBytes(packet["messageId"] as number))
                 return
             }
-            if (packet["cmd"] === "pubrel" && c.connected) {
-                // As MQTT.js sends it (stored unless `noStore`, the last
-                // argument, says it already is), without mqtt-packet's 3 writes.
-                const [stored, noStore] = rest as [(() => void) | undefined, boolean | undefined]
-                if (noStore !== true) internals.outgoingStore.put(packet, () => undefined)
-                stored?.()
-                c.stream.write(pubrelBytes(packet["messageId"] as number))
-                cb?.()
-                return
-            }
             const held = packet["cmd"] === "puback" ? this.pubackAfter.get(packet["messageId"] as number) : undefined
             if (held === undefined) return send(packet, cb, ...rest)
             this.pubackAfter.delete(packet["messageId"] as number)
@@ -384,9 +380,18 @@ class BoardSession {
             // The answers to this read (PUBRELs, PUBACKs, ...) leave together.
             // A PUBCOMP, PUBACK or SUBACK has none: no cork and setImmediate.
             if (ANSWERED[p.cmd] === true) corkTurn(c)
-            // A new broker session numbers from 1 again: what the old one's ids were says nothing.
-            if (p.cmd === "connack" && (p as { sessionPresent?: boolean }).sessionPresent !== true) this.handledIds = new HandledIds()
-            if (p.cmd === "connack" && (p as { returnCode?: number }).returnCode === 0 && this.mqtt === c) this.resend(c)
+            // A refused CONNECT's CONNACK says no session too, of a session the broker still has.
+            if (p.cmd === "connack" && (p as { returnCode?: number }).returnCode === 0) {
+                // A new broker session numbers from 1 again: what the old one's ids were says
+                // nothing (the broker sends none of its packets again; a board whose down ids
+                // come from packet ids has its link restarted by the connect handler).
+                if ((p as { sessionPresent?: boolean }).sessionPresent !== true) {
+                    this.handledIds = new HandledIds()
+                    this.down.clear()
+                    this.unPubacked.clear()
+                }
+                if (this.mqtt === c) this.resend(c)
+            }
             // PUBREC: the broker holds the line and delivers it once, on PUBREL: ACK the board.
             if (p.cmd === "pubrec" && p.messageId !== undefined) {
                 const h = this.upInFlight.get(p.messageId)
@@ -505,11 +510,13 @@ class BoardSession {
                 const pid = pids[i]!
                 const r = this.down.get(pid)
                 if (r) r.pubacked = true
+                this.unPubacked.delete(pid)
                 b[4 * i] = 0x40 // PUBACK
                 b[4 * i + 1] = 2
                 b.writeUInt16BE(pid, 4 * i + 2)
             }
             c.stream.write(b)
+            if (this.restartWhy !== undefined) this.restartIfSettled()
         })
     }
 
@@ -555,8 +562,8 @@ class BoardSession {
             this.gw.counts.upHeld++
             if (!this.releasedStale) await this.releaseStale(h.kept.id)
             const pid = h.kept.id + 1
-            if (this.upInFlight.has(pid)) this.upWaiting.push(h)
-            else this.publish(pid, h)
+            if (this.upWaiting.length === 0 && !this.upInFlight.has(pid)) this.publish(pid, h)
+            else this.upWaiting.push(h)
         }
     }
 
@@ -573,17 +580,14 @@ class BoardSession {
         const epoch = this.conn.peerEpoch ?? ""
         if (first === 0 && epoch !== "" && boardEpochProblem(epoch) === "" && this.gw.boardEpochs.get(this.conn.id) !== epoch) return this.releaseLife(epoch)
         if (first === 0 && this.conn.peer === "v1") return this.releaseLife(undefined)
-        await this.release(stalePacketIds(first))
+        // Oldest first: the broker delivers each on its PUBREL.
+        await this.release(stalePacketIds(first).reverse())
     }
 
     // A PUBREL for each of `pids` without a line of its own in flight, and
     // their PUBCOMPs waited for, so that what they release reaches
     // subscribers before the line that comes next. Sent now if the session
-    // is up, else by its connect handler: MQTT.js queues a PUBREL made
-    // while it connects behind the PUBLISHes in its store, and the line
-    // after it would reach subscribers first. A session that drops before
-    // the PUBCOMPs sends them again when it is back (MQTT.js's store, or
-    // the connect handler of the next one).
+    // is ready, else (and again after a cut) by the next CONNACK's resend.
     private async release(pids: Iterable<number>): Promise<void> {
         for (const pid of pids) if (!this.upInFlight.has(pid)) this.releasing.add(pid)
         if (this.releasing.size === 0) return
@@ -631,13 +635,21 @@ class BoardSession {
         client.outgoing[pid] = {
             volatile: false,
             cmd: "pubrel",
-            // An error: the client was flushed (ended); the next one's resend sends it again.
+            // An error (MQTT.js flushes only a clean client that does not reconnect): the next resend sends it again.
             cb: (err?: Error) => err || this.releasedOne(pid),
         }
     }
 
     private releasedOne(pid: number): void {
         if (this.releasing.delete(pid) && this.releasing.size === 0) this.released()
+    }
+
+    // Publishes the waiting lines, in order, up to the first whose packet id is in flight.
+    private publishWaiting(): void {
+        while (this.upWaiting.length > 0 && !this.upInFlight.has(this.upWaiting[0]!.kept.id + 1)) {
+            const h = this.upWaiting.shift()!
+            this.publish(h.kept.id + 1, h)
+        }
     }
 
     private publish(pid: number, h: HeldLine): void {
@@ -663,8 +675,7 @@ class BoardSession {
             this.upRecd.delete(pid)
             this.upWritten.delete(pid)
             this.gw.counts.upDone++
-            const i = this.upWaiting.findIndex((w) => w.kept.id + 1 === pid)
-            if (i >= 0) this.publish(pid, this.upWaiting.splice(i, 1)[0]!)
+            this.publishWaiting()
         }
         client.outgoing[pid] = { volatile: false, cmd: "publish", cb: done }
         // Not ready: the next CONNACK's resend writes it.
@@ -683,8 +694,6 @@ class BoardSession {
     // follow the last one also waits: with others in flight, a skip of ids
     // could pass the board's de-duplication window.
     private onDown(c: MqttClient, packet: IPublishPacket, done: (e?: Error) => void): void {
-        // Restarting: not PUBACKed, so the broker sends it again in the new epoch.
-        if (this.restartWhy !== undefined) return
         // MQTT.js hands on the rest of its last read after the stream's
         // error or 'close' (hundreds of packets): never PUBACKed, the broker
         // sends them again on the next connection. Passed on, they filled
@@ -702,8 +711,14 @@ class BoardSession {
             if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: true }, "down packet handled before, its record gone: PUBACKed, not written again")
             this.gw.counts.downResends++
             this.pubackAfter.delete(pid) // one left on an earlier connection would hold this PUBACK
+            this.unPubacked.delete(pid)
             return done()
         }
+        const seen = this.resendOf(pid, packet.dup, payload)
+        // Restarting: not PUBACKed, so the broker sends it again in the new
+        // epoch. But a resend of a line written here is answered (its PUBACK
+        // went with a connection): the restart waits for it (unPubacked).
+        if (this.restartWhy !== undefined && seen === undefined) return
         // The retain flag is set only on a copy sent for a SUBSCRIBE (the
         // message itself came with it clear), which this session makes each
         // time it connects: the line would reach the board again each time.
@@ -715,11 +730,10 @@ class BoardSession {
         if (this.parentLog.isLevelEnabled("debug")) this.log.debug({ packet: pid, dup: packet.dup, bytes: payload.length }, "down line from the broker")
         // No packet id, so no message id the next gateway could repeat.
         if (this.pidIds && pid === 0) return this.refuse(pid, packet.topic, "published at QoS 0 (publish down lines at QoS 1 or 2)", done)
-        const seen = pid !== 0 ? this.down.get(pid) : undefined
         let p: Promise<void>
         let fresh = false
         let left: (() => void) | undefined
-        if (seen && (packet.dup || !seen.pubacked) && seen.key === payloadKey(payload)) {
+        if (seen !== undefined) {
             this.gw.counts.downResends++
             p = seen.done
         } else {
@@ -743,9 +757,12 @@ class BoardSession {
                 this.downPending--
                 this.downBytes -= payload.length
                 while (!this.downFull() && this.downWaiting.length > 0) this.downWaiting.shift()!()
-                if (this.downPending === 0 && this.restartWhy !== undefined) this.restartNow(this.restartWhy)
+                if (this.restartWhy !== undefined) this.restartIfSettled()
             }
-            if (pid !== 0) this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false })
+            if (pid !== 0) {
+                this.recordDown(pid, { key: payloadKey(payload), done: p, pubacked: false })
+                this.unPubacked.add(pid)
+            }
         }
         // A fresh line leaves the link (left) before its outcome is handled.
         const delivered = p.then(
@@ -754,6 +771,8 @@ class BoardSession {
                 this.gw.counts.downDone++
             },
             (e: LinkError) => {
+                // Not written to the board: never PUBACKed here (ECLOSED, EQUEUEFULL) or PUBACKed now.
+                if (e.code === "ECLOSED" || e.code === "EQUEUEFULL") this.unPubacked.delete(pid)
                 left?.()
                 if (e.code === "ECLOSED") throw e
                 if (e.code === "EQUEUEFULL") {
@@ -772,6 +791,13 @@ class BoardSession {
         // Not on a later connection: its PUBACK could go before the board's ACK.
         if (fresh && this.downFull()) this.downWaiting.push(() => c.stream === stream && done())
         else done()
+    }
+
+    // The record of the line `pid` is a resend of (same payload, and DUP or
+    // its PUBACK not yet sent: until then the broker cannot reuse the id).
+    private resendOf(pid: number, dup: boolean, payload: Buffer): DownRecord | undefined {
+        const seen = pid !== 0 ? this.down.get(pid) : undefined
+        return seen !== undefined && (dup || !seen.pubacked) && seen.key === payloadKey(payload) ? seen : undefined
     }
 
     // Over DOWN_RECORD, the oldest record whose PUBACK went goes (its line
@@ -835,7 +861,13 @@ class BoardSession {
     private restartWhenSettled(why: string): void {
         if (this.restartWhy !== undefined) return
         this.restartWhy = why
-        if (this.downPending === 0) this.restartNow(why)
+        this.restartIfSettled()
+    }
+
+    // Every line written ACKed by the board and its PUBACK written on a
+    // live connection (after a cut, on the broker's resend of the line).
+    private restartIfSettled(): void {
+        if (this.restartWhy !== undefined && this.downPending === 0 && this.unPubacked.size === 0) this.restartNow(this.restartWhy)
     }
 
     // Once the broker has read the PUBACKs written (endGracefully): one

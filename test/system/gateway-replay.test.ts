@@ -13,7 +13,7 @@ import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
-import { cleanup, closeAll, onCleanup, within } from "../kit/util.js"
+import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { FaultProxy } from "../kit/proxy.js"
 import { Deliveries } from "../kit/deliveries.js"
@@ -128,5 +128,41 @@ describe("MQTT gateway: up lines after a cut", function () {
         assert.ok(after[7]! >= 192, `at least 192 up lines at the subscriber while ${8 * STEP} down lines reached the board after the cut: ${after}`)
         assert.equal(r.publishedTwice.length, 0, "each up line published once")
         assert.equal(bad, 0, "up lines in order")
+    })
+    // The new life's lines reuse the packet ids of the old one's still in
+    // flight (link ids from 00 again): one whose id is taken waits for it,
+    // and the lines after it must wait too.
+    it("a board restarted while its lines wait for the broker: its new life's lines reach the subscriber in order", async function () {
+        const broker = cleanup(new Mosquitto())
+        await broker.start()
+        const proxy = new FaultProxy(broker.port)
+        await proxy.listen()
+        onCleanup(() => proxy.close())
+        const gw = cleanup(new Gateway({ mqtt: `mqtt://127.0.0.1:${proxy.port}`, port: 0, host: "127.0.0.1", name: "grestart", mqttBackoffFirst: 20, mqttBackoffCap: 100 }))
+        await gw.start()
+        const id = "life0"
+        const sub = await mqttClient(broker.url, `test-sub-${id}`)
+        const got: string[] = []
+        sub.on("message", (_t, p) => got.push(p.toString()))
+        await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
+        const first = new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start()
+        onCleanup(() => first.close())
+        await first.connected()
+        await within(first.write("w"), 20000, "w ACKed")
+        // The broker stops answering: a0..a9 (packet ids 2..11) stay in flight.
+        proxy.stall(true)
+        for (let i = 0; i < 10; i++) void first.write("a" + i, { wait: false }).catch(() => undefined)
+        await until(() => gw.counts.upHeld >= 11, 20000, "a0..a9 held by the gateway")
+        await first.close()
+        // A new life: link ids from 00, so b1..b10 have the packet ids of a0..a9.
+        const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
+        await board.connected()
+        const acked = Array.from({ length: 20 }, (_, i) => board.write("b" + i, { wait: false }))
+        await until(() => gw.counts.upHeld >= 31, 20000, "b0..b19 held by the gateway")
+        proxy.stall(false)
+        await within(Promise.all(acked), 30000, "b0..b19 ACKed to the board")
+        await until(() => got.includes("b19") && got.filter((l) => l.startsWith("b")).length >= 20, 30000, "b0..b19 at the subscriber")
+        const b = got.filter((l) => l.startsWith("b"))
+        assert.deepEqual(b, Array.from({ length: 20 }, (_, i) => "b" + i), "the new life's lines once and in order")
     })
 })

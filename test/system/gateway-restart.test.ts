@@ -17,6 +17,7 @@ import { Gateway } from "../../src/server/gateway.js"
 import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
+import { FaultProxy } from "../kit/proxy.js"
 
 async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
     const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
@@ -94,5 +95,49 @@ describe("MQTT gateway: a board's link restarted while its up lines are in fligh
         assert.ok(restarts() >= RESTARTS, "each restart made")
         assert.deepEqual({ lost: short(r.lost), publishedTwice: short(r.publishedTwice) }, { lost: [], publishedTwice: [] }, "up: each line published once, none lost")
         assert.deepEqual({ lost: lostDown, twice: twiceDown }, { lost: [], twice: [] }, "down: each line once at the board")
+    })
+    // The restart waits for d0's ACK from the board, and the broker
+    // connection is cut meanwhile: d0's PUBACK can no longer go on the
+    // connection d0 came on, and the broker sends d0 again on the next.
+    it("a restart pending across a cut of the broker connection: the line the board ACKed meanwhile reaches it once", async function () {
+        const broker = cleanup(new Mosquitto())
+        await broker.start()
+        const toBroker = new FaultProxy(broker.port)
+        await toBroker.listen()
+        onCleanup(() => toBroker.close())
+        const logs: string[] = []
+        const logger = pino({ level: "info" }, { write: (l: string) => void logs.push(l) })
+        const restarts = () => logs.filter((l) => l.includes('"link-restart"')).length
+        const gw = cleanup(new Gateway({ mqtt: `mqtt://127.0.0.1:${toBroker.port}`, port: 0, host: "127.0.0.1", name: "grc", logger, mqttBackoffFirst: 20, mqttBackoffCap: 100 }))
+        await gw.start()
+        const toGw = new FaultProxy(gw.port)
+        await toGw.listen()
+        onCleanup(() => toGw.close())
+        const id = "rc0"
+        const pub = await mqttClient(broker.url, `test-pub-${id}`)
+        let onlines = 0
+        pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && onlines++)
+        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
+        const board = cleanup(new Client({ id, port: toGw.port, backoffFirst: 20, backoffCap: 100 }).start())
+        await board.connected()
+        await until(() => onlines >= 1, 30000, "board online")
+        const down = new Map<string, number>()
+        void (async () => {
+            for await (const l of board) down.set(l, (down.get(l) ?? 0) + 1)
+        })()
+        // d0 waits in the link (the board's socket stalled); 120 refused messages make a restart pending.
+        toGw.stall(true)
+        await pub.publishAsync(`devs-iot/${id}/down`, "d0", { qos: 1 })
+        for (let i = 0; i < 120; i++) pub.publish(`devs-iot/${id}/down`, "", { qos: 1 })
+        await until(() => gw.counts.downRefused >= 99, 30000, "99 refused")
+        const session = (gw as unknown as { sessions: Map<string, { restartWhy?: string }> }).sessions.get(id)!
+        await until(() => session.restartWhy !== undefined, 30000, "a restart pending")
+        toBroker.cut("fin")
+        await until(() => onlines >= 2, 30000, "the board's MQTT session back")
+        toGw.stall(false)
+        await until(() => restarts() >= 1, 30000, "the link restarted")
+        await pub.publishAsync(`devs-iot/${id}/down`, "dend", { qos: 1 })
+        await until(() => down.has("dend"), 30000, "dend at the board")
+        assert.deepEqual(Object.fromEntries(down), { d0: 1, dend: 1 }, "each down line once at the board")
     })
 })

@@ -346,6 +346,26 @@ describe("MQTT gateway with Mosquitto", function () {
         assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
     })
 
+    // Several lines ACKed and left unreleased by a dead gateway: the next
+    // one releases them oldest first, as the broker delivers on PUBREL.
+    it("board -> subscriber: lines ACKed and left unreleased by a dead gateway reach the subscriber in order", async function () {
+        const { p1, p2, hold, g1, g2, lines, seen } = await heldPubrel(1, "bo1")
+        const board = cleanup(new Client({ id: "bo1", host: `127.0.0.1:${p1},127.0.0.1:${p2}`, backoffFirst: 50, backoffCap: 300, window: 8 }).start())
+        await board.connected()
+        await g1.waitFor(/link up.*bo1/, 10000)
+        const acked = ["f0", "f1", "f2", "f3", "f4"].map((l) => board.write(l, { wait: false }))
+        await within(hold.held, 10000, "gateway 1's PUBRELs held back")
+        g1.stop() // SIGKILL: the lines it had PUBREC'd stay in the broker, unreleased
+        await g1.exited
+        await g2.waitFor(/link up.*bo1/, 20000)
+        await within(Promise.all(acked), 30000, "f0..f4 ACKed to the board")
+        await within(board.write("next"), 30000, "next ACKed to the board")
+        await within(seen.wait("next"), 30000, "next at the subscriber")
+        assert.deepEqual(lines, ["f0", "f1", "f2", "f3", "f4", "next"], "in order at the subscriber")
+        const r = seen.check(["f0", "f1", "f2", "f3", "f4", "next"])
+        assert.deepEqual({ lost: r.lost, publishedTwice: r.publishedTwice }, { lost: [], publishedTwice: [] })
+    })
+
     // A board restarts (new epoch, link ids from 00 again) after its
     // gateway died with an ACKed line (packet id 3) not yet released. The
     // new life's lines reuse packet ids 1, 2, 3: Mosquitto drops a line it
