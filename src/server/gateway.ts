@@ -324,8 +324,11 @@ class BoardSession {
     }
 
     // The board's link is up: open (or reopen) its MQTT session.
+    // Not while a link restart waits for the broker to read this
+    // session's PUBACKs (endGracefully): a new client would take the
+    // session over first, and the broker drop what it had not read.
     open(): void {
-        if (this.mqtt || this.closed) return
+        if (this.mqtt || this.closed || this.restarting) return
         const id = this.conn.id
         // Only a devs-iot board keeps its de-duplication across sockets by
         // epoch; a v1 board clears it on 00, which these ids never send.
@@ -909,7 +912,8 @@ class BoardSession {
                 resolve(ok)
             }
             const t = setTimeout(() => finish(false), RESTART_CONFIRM_MS).unref()
-            s.once("close", () => finish(true))
+            // Closed by an error or a reset: what was written may be unread.
+            s.once("close", (hadError?: boolean) => finish(hadError !== true))
             s.unpipe()
             s.resume()
             s.end()
