@@ -407,14 +407,17 @@ class BoardSession {
         c.on("connect", (connack) => {
             this.upAt = clock()
             this.backoff.linkUp(this.upAt)
+            // Up lines the broker had taken (PUBREC, ACKed to the board) and
+            // not yet delivered (no PUBCOMP) went with a lost session.
+            const upLost = connack.sessionPresent ? "" : this.upRecd.size > 0 ? `; ${this.upRecd.size} up lines it had taken and not yet delivered may be lost` : ""
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
                 // A new session numbers its packets from 1 again: ids the board
                 // may have seen in this epoch. Its link restarts in a new epoch.
-                this.gw.restartLink(id, "the broker has no session for this board: its link restarts in a new epoch")
+                this.gw.restartLink(id, `the broker has no session for this board: its link restarts in a new epoch${upLost}`)
                 return
             }
             if (this.everConnected && !connack.sessionPresent)
-                this.log.warn({ code: "session-lost" }, "the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost (run the broker with persistence: docs/gateway.md)")
+                this.log.warn({ code: "session-lost" }, `the broker did not keep this board's MQTT session: down lines queued for it while it was away are lost${upLost} (run the broker with persistence: docs/gateway.md)`)
             this.everConnected = true
             this.subscribeDown(c, ++this.subscribing, new Backoff(this.gw.backoffFirst, this.gw.backoffCap))
         })
