@@ -3,11 +3,11 @@
 // Mosquitto, Node clients holding all three addresses, lines both ways in
 // rounds, a fault after each round (each gateway killed and restarted in
 // turn, then a broker restart).
-import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client } from "../../src/server/index.js"
 import { cli, cleanup, onCleanup, within, type Cli } from "./util.js"
 import { Mosquitto } from "./mosquitto.js"
 import { Deliveries } from "./deliveries.js"
+import { mqttClient } from "./mqtt.js"
 
 // A gateway process on `broker`, on loopback, stopped at cleanup; `port` 0
 // picks a free one (gatewayPort() tells it); `timeout` its link timeout
@@ -29,13 +29,6 @@ const GATEWAY_START_MS = 30000
 export async function gatewayPort(g: Cli): Promise<number> {
     const m = await g.waitFor(/gateway listening \{"port":(\d+)/, GATEWAY_START_MS)
     return Number(m[1])
-}
-
-async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
-    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
-    onCleanup(() => void c.end(true))
-    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
-    return c
 }
 
 class Counts {

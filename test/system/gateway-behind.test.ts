@@ -9,7 +9,7 @@
 // across a session the broker lost (none of it).
 import assert from "node:assert/strict"
 import { connect, createServer, type Server, type Socket } from "node:net"
-import { connect as mqttConnect, type MqttClient } from "mqtt"
+import { connect as mqttConnect } from "mqtt"
 import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
@@ -17,6 +17,7 @@ import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { FaultProxy } from "../kit/proxy.js"
 import { V1Client } from "../kit/v1peer.js"
+import { mqttClient, pipeline, statusOnline } from "../kit/mqtt.js"
 
 // Where the MQTT packet at the start of `b` ends; -1: not all of it yet.
 function packetEnd(b: Buffer): number {
@@ -116,22 +117,6 @@ class PubackDropper {
     }
 }
 
-async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
-    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
-    onCleanup(() => void c.end(true))
-    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
-    return c
-}
-
-// Runs `make(i)` for i in 0..n-1 with at most `inFlight` unsettled at a time.
-async function pipeline(n: number, inFlight: number, make: (i: number) => Promise<unknown>): Promise<void> {
-    let next = 0
-    const lane = async () => {
-        while (next < n) await make(next++)
-    }
-    await Promise.all(Array.from({ length: inFlight }, lane))
-}
-
 describe("MQTT gateway: a down line resent far behind the last one written", function () {
     this.timeout(120000)
     afterEach(closeAll)
@@ -206,7 +191,7 @@ async function behind(refuse: boolean): Promise<void> {
     await gw.start()
     const topic = `devs-iot/${id}/down`
     const pub = await mqttClient(broker.url, `test-pub-${id}`)
-    const online = within(new Promise<void>((r) => pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && r())), 30000, "board online")
+    const online = statusOnline(pub)
     await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
     const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100 }).start())
     await board.connected()

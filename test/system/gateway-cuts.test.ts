@@ -27,7 +27,6 @@
 // CUT_LOG=info prints the gateway's warnings, CUT_LOG=debug also each
 // down packet's id.
 import assert from "node:assert/strict"
-import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
@@ -35,13 +34,7 @@ import { cleanup, closeAll, onCleanup, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { FaultProxy } from "../kit/proxy.js"
 import { Deliveries } from "../kit/deliveries.js"
-
-async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
-    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
-    onCleanup(() => void c.end(true))
-    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
-    return c
-}
+import { mqttClient, pipeline, statusOnline } from "../kit/mqtt.js"
 
 function printWarnings(logs: string[]): void {
     for (const l of logs) {
@@ -49,15 +42,6 @@ function printWarnings(logs: string[]): void {
         const pid = o.packet === undefined ? "" : ` (packet ${o.packet}${o.dup === true ? ", dup" : ""})`
         if (o.level >= 40 || /packet|down line/.test(o.msg)) console.log(`        ${o.level} ${o.code ?? ""} ${o.msg.slice(0, 160)}${pid}`)
     }
-}
-
-// Runs `make(i)` for i in 0..n-1 with at most `inFlight` unsettled at a time.
-async function pipeline(n: number, inFlight: number, make: (i: number) => Promise<unknown>): Promise<void> {
-    let next = 0
-    const lane = async () => {
-        while (next < n) await make(next++)
-    }
-    await Promise.all(Array.from({ length: inFlight }, lane))
 }
 
 // First-arrival positions out of order: each index seen before a smaller one.
@@ -100,7 +84,7 @@ describe("MQTT gateway: broker connection cut under load", function () {
         })
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
-        const online = within(new Promise<void>((r) => pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && r())), 30000, "board online")
+        const online = statusOnline(pub)
         await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
         const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
         await board.connected()

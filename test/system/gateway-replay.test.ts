@@ -9,7 +9,6 @@
 // 4,000 down lines reached the board after the cut (4 runs), new code
 // 979-1,385 (11 runs, 6 beside two busy loops).
 import assert from "node:assert/strict"
-import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
@@ -17,13 +16,7 @@ import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { FaultProxy } from "../kit/proxy.js"
 import { Deliveries } from "../kit/deliveries.js"
-
-async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
-    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
-    onCleanup(() => void c.end(true))
-    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
-    return c
-}
+import { mqttClient, statusOnline } from "../kit/mqtt.js"
 
 describe("MQTT gateway: up lines after a cut", function () {
     this.timeout(120000)
@@ -58,7 +51,7 @@ describe("MQTT gateway: up lines after a cut", function () {
         })
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
-        const online = within(new Promise<void>((r) => pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && r())), 30000, "board online")
+        const online = statusOnline(pub)
         await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
         const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
         await board.connected()

@@ -10,7 +10,6 @@
 // lost with the destroyed connection, and the broker sent them again in
 // the new epoch.
 import assert from "node:assert/strict"
-import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
@@ -18,22 +17,7 @@ import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
 import { FaultProxy } from "../kit/proxy.js"
-
-async function mqttClient(url: string, clientId: string): Promise<MqttClient> {
-    const c = mqttConnect(url, { clientId, clean: false, reconnectPeriod: 100 })
-    onCleanup(() => void c.end(true))
-    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
-    return c
-}
-
-// Runs `make(i)` for i in 0..n-1 with at most `inFlight` unsettled at a time.
-async function pipeline(n: number, inFlight: number, make: (i: number) => Promise<unknown>): Promise<void> {
-    let next = 0
-    const lane = async () => {
-        while (next < n) await make(next++)
-    }
-    await Promise.all(Array.from({ length: inFlight }, lane))
-}
+import { mqttClient, pipeline, statusOnline } from "../kit/mqtt.js"
 
 describe("MQTT gateway: a board's link restarted while its up lines are in flight", function () {
     this.timeout(180000)
@@ -53,7 +37,7 @@ describe("MQTT gateway: a board's link restarted while its up lines are in fligh
         sub.on("message", (_t, p, packet) => up.add(p.toString(), packet))
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
-        const online = within(new Promise<void>((r) => pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && r())), 30000, "board online")
+        const online = statusOnline(pub)
         await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
         const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
         await board.connected()

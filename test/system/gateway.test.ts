@@ -3,7 +3,7 @@
 // killed (SIGKILL) and restarted, and a broker restart.
 import assert from "node:assert/strict"
 import { connect, createServer, type Socket } from "node:net"
-import { connect as mqttConnect, type MqttClient } from "mqtt"
+import { connect as mqttConnect } from "mqtt"
 import { Client, type ClientOptions } from "../../src/server/index.js"
 import { pino } from "pino"
 import { Gateway } from "../../src/server/gateway.js"
@@ -12,6 +12,7 @@ import { gatewayPort } from "../kit/gatewaysoak.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
 import { V1Client } from "../kit/v1peer.js"
+import { mqttClient, statusOnline } from "../kit/mqtt.js"
 
 function gatewayProcess(broker: string, port: number, name: string, more: string[] = []): Cli {
     const g = cli(["gateway", "--mqtt", broker, "--host", "127.0.0.1", "--port", String(port), "--name", name, "--log-level", "debug", ...more])
@@ -19,13 +20,6 @@ function gatewayProcess(broker: string, port: number, name: string, more: string
         if (g.child.exitCode === null && g.child.signalCode === null) g.stop()
     })
     return g
-}
-
-async function mqttClient(url: string, clientId: string, clean = false): Promise<MqttClient> {
-    const c = mqttConnect(url, { clientId, clean, reconnectPeriod: 100 })
-    onCleanup(() => void c.end(true))
-    await within(new Promise<void>((r) => c.once("connect", () => r())), 10000, `MQTT ${clientId} connected`)
-    return c
 }
 
 // The broker's retained messages under `filter` now (topic -> payload):
@@ -258,7 +252,7 @@ describe("MQTT gateway with Mosquitto", function () {
         await board.connected()
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
         // The board's session has subscribed once its status says online.
-        const online = within(new Promise<void>((r) => pub.on("message", (t, p) => t.endsWith("/status") && p.toString() === "online" && r())), 30000, "board online")
+        const online = statusOnline(pub)
         await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
         await online
         const seen = new Seen()
