@@ -11,13 +11,12 @@ import assert from "node:assert/strict"
 import { connect, createServer, type Server, type Socket } from "node:net"
 import { connect as mqttConnect } from "mqtt"
 import { pino } from "pino"
-import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
 import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { FaultProxy } from "../kit/proxy.js"
 import { V1Client } from "../kit/v1peer.js"
-import { mqttClient, pipeline, statusOnline } from "../kit/mqtt.js"
+import { boardOnline, mqttClient, pipeline } from "../kit/mqtt.js"
 
 // Where the MQTT packet at the start of `b` ends; -1: not all of it yet.
 function packetEnd(b: Buffer): number {
@@ -191,11 +190,7 @@ async function behind(refuse: boolean): Promise<void> {
     await gw.start()
     const topic = `devs-iot/${id}/down`
     const pub = await mqttClient(broker.url, `test-pub-${id}`)
-    const online = statusOnline(pub)
-    await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
-    const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100 }).start())
-    await board.connected()
-    await online
+    const board = await boardOnline(pub, id, gw.port)
     const got = new Map<string, number>()
     void (async () => {
         for await (const l of board) got.set(l, (got.get(l) ?? 0) + 1)

@@ -28,13 +28,10 @@
 // down packet's id.
 import assert from "node:assert/strict"
 import { pino } from "pino"
-import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
 import { cleanup, closeAll, onCleanup, within } from "../kit/util.js"
-import { Mosquitto } from "../kit/mosquitto.js"
-import { FaultProxy } from "../kit/proxy.js"
 import { Deliveries } from "../kit/deliveries.js"
-import { mqttClient, pipeline, statusOnline } from "../kit/mqtt.js"
+import { boardOnline, brokerBehindProxy, mqttClient, pipeline } from "../kit/mqtt.js"
 
 function printWarnings(logs: string[]): void {
     for (const l of logs) {
@@ -60,11 +57,7 @@ describe("MQTT gateway: broker connection cut under load", function () {
     afterEach(closeAll)
 
     it("64 in flight both ways, the broker connection cut 12 times (FIN and RST): each line once at the subscriber and at the board, in order", async function () {
-        const broker = cleanup(new Mosquitto())
-        await broker.start()
-        const proxy = new FaultProxy(broker.port)
-        await proxy.listen()
-        onCleanup(() => proxy.close())
+        const { broker, proxy } = await brokerBehindProxy()
         const errors: unknown[] = []
         const onUncaught = (e: unknown) => errors.push(e)
         process.on("uncaughtException", onUncaught)
@@ -84,11 +77,7 @@ describe("MQTT gateway: broker connection cut under load", function () {
         })
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
-        const online = statusOnline(pub)
-        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
-        const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
-        await board.connected()
-        await online
+        const board = await boardOnline(pub, id, gw.port, 64)
         const down = new Map<string, number>()
         const downOrder: number[] = []
         let got = 0

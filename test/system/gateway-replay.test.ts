@@ -13,21 +13,15 @@ import { pino } from "pino"
 import { Client } from "../../src/server/index.js"
 import { Gateway } from "../../src/server/gateway.js"
 import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
-import { Mosquitto } from "../kit/mosquitto.js"
-import { FaultProxy } from "../kit/proxy.js"
 import { Deliveries } from "../kit/deliveries.js"
-import { mqttClient, statusOnline } from "../kit/mqtt.js"
+import { boardOnline, brokerBehindProxy, mqttClient } from "../kit/mqtt.js"
 
 describe("MQTT gateway: up lines after a cut", function () {
     this.timeout(120000)
     afterEach(closeAll)
 
     it("after one cut with 64 lines in flight each way, up lines flow again on the new connection, each once and in order", async function () {
-        const broker = cleanup(new Mosquitto())
-        await broker.start()
-        const proxy = new FaultProxy(broker.port)
-        await proxy.listen()
-        onCleanup(() => proxy.close())
+        const { broker, proxy } = await brokerBehindProxy()
         const logger = pino({ level: process.env["CUT_LOG"] ?? "silent" })
         const gw = cleanup(new Gateway({ mqtt: `mqtt://127.0.0.1:${proxy.port}`, port: 0, host: "127.0.0.1", name: "grep", logger, mqttBackoffFirst: 20, mqttBackoffCap: 100 }))
         await gw.start()
@@ -51,11 +45,7 @@ describe("MQTT gateway: up lines after a cut", function () {
         })
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
-        const online = statusOnline(pub)
-        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
-        const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
-        await board.connected()
-        await online
+        const board = await boardOnline(pub, id, gw.port, 64)
         let stop = false
         // Down lines are published at most DOWN_AHEAD ahead of the board:
         // the broker then holds a bounded backlog for the session, and the
@@ -126,11 +116,7 @@ describe("MQTT gateway: up lines after a cut", function () {
     // flight (link ids from 00 again): one whose id is taken waits for it,
     // and the lines after it must wait too.
     it("a board restarted while its lines wait for the broker: its new life's lines reach the subscriber in order", async function () {
-        const broker = cleanup(new Mosquitto())
-        await broker.start()
-        const proxy = new FaultProxy(broker.port)
-        await proxy.listen()
-        onCleanup(() => proxy.close())
+        const { broker, proxy } = await brokerBehindProxy()
         const gw = cleanup(new Gateway({ mqtt: `mqtt://127.0.0.1:${proxy.port}`, port: 0, host: "127.0.0.1", name: "grestart", mqttBackoffFirst: 20, mqttBackoffCap: 100 }))
         await gw.start()
         const id = "life0"

@@ -17,7 +17,7 @@ import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Mosquitto } from "../kit/mosquitto.js"
 import { Deliveries } from "../kit/deliveries.js"
 import { FaultProxy } from "../kit/proxy.js"
-import { mqttClient, pipeline, statusOnline } from "../kit/mqtt.js"
+import { boardOnline, mqttClient, pipeline } from "../kit/mqtt.js"
 
 describe("MQTT gateway: a board's link restarted while its up lines are in flight", function () {
     this.timeout(180000)
@@ -37,11 +37,7 @@ describe("MQTT gateway: a board's link restarted while its up lines are in fligh
         sub.on("message", (_t, p, packet) => up.add(p.toString(), packet))
         await sub.subscribeAsync(`devs-iot/${id}/up`, { qos: 2 })
         const pub = await mqttClient(broker.url, `test-pub-${id}`)
-        const online = statusOnline(pub)
-        await pub.subscribeAsync(`devs-iot/${id}/status`, { qos: 1 })
-        const board = cleanup(new Client({ id, port: gw.port, backoffFirst: 20, backoffCap: 100, window: 64 }).start())
-        await board.connected()
-        await online
+        const board = await boardOnline(pub, id, gw.port, 64)
         const down = new Map<string, number>()
         void (async () => {
             for await (const l of board) down.set(l, (down.get(l) ?? 0) + 1)
