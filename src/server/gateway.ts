@@ -774,7 +774,8 @@ class BoardSession {
         const delivered = p.then(
             () => {
                 left?.()
-                this.gw.counts.downDone++
+                // A resend waited for the first write's outcome: counted there.
+                if (fresh) this.gw.counts.downDone++
             },
             (e: LinkError) => {
                 // Not written to the board: never PUBACKed here (ECLOSED, EQUEUEFULL) or PUBACKed now.

@@ -29,7 +29,7 @@
 import assert from "node:assert/strict"
 import { pino } from "pino"
 import { Gateway } from "../../src/server/gateway.js"
-import { cleanup, closeAll, onCleanup, within } from "../kit/util.js"
+import { cleanup, closeAll, onCleanup, until, within } from "../kit/util.js"
 import { Deliveries } from "../kit/deliveries.js"
 import { boardOnline, brokerBehindProxy, mqttClient, pipeline } from "../kit/mqtt.js"
 
@@ -129,5 +129,8 @@ describe("MQTT gateway: broker connection cut under load", function () {
         assert.deepEqual({ lost: short(r.lost), publishedTwice: short(r.publishedTwice) }, { lost: [], publishedTwice: [] }, "up: each line published once, none lost")
         assert.deepEqual({ lost: short(lostDown), twice: short(twiceDown) }, { lost: [], twice: [] }, "down: each line once at the board")
         assert.deepEqual({ up: inversions(upOrder), down: inversions(downOrder) }, { up: 0, down: 0 }, "each way in order, across the cuts")
+        // The board has the last line before the gateway has its ACK.
+        await until(() => gw.counts.downDone >= N + 1, 10000, "the last down line's ACK at the gateway").catch(() => undefined)
+        assert.equal(gw.counts.downDone, N + 1, "each down line counted once as delivered (resends not again)")
     })
 })
