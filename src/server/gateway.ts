@@ -262,6 +262,7 @@ class BoardSession {
     private settling: HeldLine[] = [] // PUBREC'd, ACKed to the board in a microtask (settleSoon)
     private upRecd = new Set<number>() // packet ids in upInFlight PUBREC'd: resent as PUBREL
     private upWritten = new Set<number>() // packet ids in upInFlight written once: resent with DUP
+    private upLostWithSession = 0 // upRecd's size at the last CONNACK without a session
     // The stream whose CONNACK this session answered with its resends
     // (resend): up lines and PUBRELs are written only there, after them.
     private ready: unknown
@@ -388,6 +389,10 @@ class BoardSession {
                 // A new broker session numbers from 1 again: what the old one's ids were says
                 // nothing (the broker sends none of its packets again; a board whose down ids
                 // come from packet ids has its link restarted by the connect handler).
+                // Up lines the broker had taken (PUBREC, ACKed to the board) and
+                // not yet delivered (no PUBCOMP) went with a lost session. Counted
+                // here: the resend's PUBRELs get PUBCOMPs before 'connect' may come.
+                this.upLostWithSession = (p as { sessionPresent?: boolean }).sessionPresent === true ? 0 : this.upRecd.size
                 if ((p as { sessionPresent?: boolean }).sessionPresent !== true) {
                     this.handledIds = new HandledIds()
                     this.down.clear()
@@ -407,9 +412,7 @@ class BoardSession {
         c.on("connect", (connack) => {
             this.upAt = clock()
             this.backoff.linkUp(this.upAt)
-            // Up lines the broker had taken (PUBREC, ACKed to the board) and
-            // not yet delivered (no PUBCOMP) went with a lost session.
-            const upLost = connack.sessionPresent ? "" : this.upRecd.size > 0 ? `; ${this.upRecd.size} up lines it had taken and not yet delivered may be lost` : ""
+            const upLost = this.upLostWithSession > 0 ? `; ${this.upLostWithSession} up lines it had taken and not yet delivered may be lost` : ""
             if (this.pidIds && !connack.sessionPresent && (this.fromRecord || this.everConnected)) {
                 // A new session numbers its packets from 1 again: ids the board
                 // may have seen in this epoch. Its link restarts in a new epoch.
