@@ -6,7 +6,6 @@
 // gives the CPU and write system calls per line of each process
 // ("clients": this process, which holds the board, publisher, subscriber).
 import { execFileSync, spawn } from "node:child_process"
-import { availableParallelism } from "node:os"
 import { join } from "node:path"
 import { connect as mqttConnect, type MqttClient } from "mqtt"
 import { Client } from "../../src/server/index.js"
@@ -106,25 +105,42 @@ function perProcess(c: Record<string, number>, digits: number): string {
 // the kernel happens to put together decides the one-at-a-time rows (here
 // the gateway row read 40-175 % of its reference by placement alone).
 // "deployment" pins them as a deployment has them: boards and apps
-// (this process) on their machines, CPU 0; the gateway and the broker on
-// the server, CPU 1. Both the gateway row and its reference then cross
-// the same "network" (CPU 0 to CPU 1) and share the same server CPU.
+// (this process) on their machines, one CPU; the gateway and the broker
+// on the server, another. Both the gateway row and its reference then
+// cross the same "network" (one CPU to the other) and share the same
+// server CPU.
 interface Layout {
     name: string
-    cpus?: { clients: string; gateway: string; broker: string }
+    pinned: boolean // clients on the first CPU this process may use, gateway and broker on the second
 }
 
 const LAYOUTS: Layout[] = [
-    { name: "as the kernel places them" },
-    { name: "deployment: boards and apps on CPU 0, gateway and broker on CPU 1", cpus: { clients: "0", gateway: "1", broker: "1" } },
+    { name: "as the kernel places them", pinned: false },
+    { name: "deployment: boards and apps on one CPU, gateway and broker on another", pinned: true },
 ]
 
 // Lines each path runs before it is measured.
 const WARM_LINES = 15000
 
-const ALL_CPUS = `0-${availableParallelism() - 1}`
+// The CPUs `pid` may run on, as taskset lists them ("0-3,6"); undefined without taskset.
+function affinity(pid: number): string | undefined {
+    try {
+        const out = execFileSync("taskset", ["-cp", String(pid)], { encoding: "utf8", timeout: 5000 })
+        return /:\s*([0-9,-]+)\s*$/.exec(out)?.[1]
+    } catch {
+        return undefined
+    }
+}
 
-// Pins `pid` and all its threads to `cpus` (taskset's list); false where it cannot.
+// The CPU numbers of a taskset list.
+function cpuNumbers(list: string): number[] {
+    return list.split(",").flatMap((part) => {
+        const [a, b] = part.split("-").map(Number)
+        return b === undefined ? [a!] : Array.from({ length: b - a! + 1 }, (_, i) => a! + i)
+    })
+}
+
+// Pins `pid` and all its threads to `cpus` (a taskset list); false where it cannot.
 function pin(pid: number, cpus: string): boolean {
     try {
         execFileSync("taskset", ["-a", "-cp", cpus, String(pid)], { stdio: "ignore", timeout: 5000 })
@@ -161,9 +177,13 @@ export async function mqttGateway(ctx: Context): Promise<SectionResult> {
     const gw = spawn(process.execPath, [join(ROOT, "bin/devs-iot.js"), "gateway", "--mqtt", broker.url, "--port", String(port), "--name", "bench", "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] })
     const clients: MqttClient[] = []
     let board: Client | undefined
-    // This process runs the later sections: back on every CPU, whatever happens here.
+    // The CPUs this process may use: the pinned layout takes the first two,
+    // and every process goes back on all of them after (this process runs
+    // the later sections), whatever happens here.
+    const allowed = affinity(process.pid)
+    const cpus = allowed === undefined ? [] : cpuNumbers(allowed)
     const unpin = () => {
-        for (const pid of [process.pid, gw.pid!, broker.pid]) pin(pid, ALL_CPUS)
+        if (allowed !== undefined) for (const pid of [process.pid, gw.pid!, broker.pid]) pin(pid, allowed)
     }
     try {
         const sub = await mqtt(broker.url, "bench-sub")
@@ -187,14 +207,14 @@ export async function mqttGateway(ctx: Context): Promise<SectionResult> {
         const refPub = async (qos: 1 | 2, line: string) => pub.publishAsync("bench/ref", line, { qos })
         const data: Record<string, Flow> = {}
         const tables: SectionResult["tables"] = []
-        const pinnable = availableParallelism() >= 2 && pin(process.pid, ALL_CPUS)
         for (const layout of LAYOUTS) {
-            if (layout.cpus && !pinnable) {
+            if (layout.pinned && cpus.length < 2) {
                 ctx.log(`mqtt: layout "${layout.name}" skipped: needs 2 CPUs and taskset`)
                 continue
             }
-            if (layout.cpus && !(pin(process.pid, layout.cpus.clients) && pin(gw.pid!, layout.cpus.gateway) && pin(broker.pid, layout.cpus.broker))) throw new Error(`mqtt: taskset could not pin for layout "${layout.name}"`)
-            const key = layout.cpus ? "deployment_" : ""
+            if (layout.pinned && !(pin(process.pid, String(cpus[0])) && pin(gw.pid!, String(cpus[1])) && pin(broker.pid, String(cpus[1]))))
+                throw new Error(`mqtt: taskset could not pin the processes for layout "${layout.name}"`)
+            const key = layout.pinned ? "deployment_" : ""
             const rows: Array<[string, Flow, Flow | undefined]> = []
             // Each path runs in ROUNDS slices, a reference slice before each
             // gateway slice, so that load from elsewhere on this shared machine
