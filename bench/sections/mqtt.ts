@@ -103,7 +103,7 @@ function perProcess(c: Record<string, number>, digits: number): string {
 // wake-ups from one process to the next, and on a small VM a wake-up on
 // another CPU costs several times one on the same CPU: so which processes
 // the kernel happens to put together decides the one-at-a-time rows (here
-// the gateway row read 40-175 % of its reference by placement alone).
+// the gateway row read about 45-176 % of its reference by placement alone).
 // "deployment" pins them as a deployment has them: boards and apps
 // (this process) on their machines, one CPU; the gateway and the broker
 // on the server, another. Both the gateway row and its reference then
@@ -152,8 +152,8 @@ function pin(pid: number, cpus: string): boolean {
 
 // What a process in the path costs without any protocol: the bare round
 // trip between two processes, and the same through a third that forwards
-// the bytes (a gateway's position). A one-at-a-time gateway row is bound by
-// this, not by the broker.
+// the bytes (a gateway's position): what the gateway rows pay for being
+// one more process on the path, apart from the broker.
 async function relayCost(n: number): Promise<{ direct: Summary; relayed: Summary }> {
     return withWorkers(async (keep) => {
         const server = keep(await startWorker("raw", 300000))
@@ -226,7 +226,7 @@ export async function mqttGateway(ctx: Context): Promise<SectionResult> {
                 // 64 in flight is a larger share of a short one) reads slower
                 // than it is. The gateway's path takes the longest to warm:
                 // one at a time it doubled its rate over its first 10,000 lines
-                // (half as fast as warm with V8's optimizing compiler off).
+                // (with V8's optimizing compiler off it stays at half).
                 const n = Math.round(((inflight === 1 ? 5000 : 40000) * scale) / ROUNDS)
                 const warm = Math.round(WARM_LINES * scale)
                 ctx.log(`mqtt: ${layout.name}: ${ROUNDS} x ${n} lines on each path, ${inflight} in flight`)
